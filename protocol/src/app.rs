@@ -1,0 +1,36 @@
+//! The contract between the desktop app's Rust core and its UI: command results and the
+//! status the UI polls. The UI holds PHI only in the values these commands return.
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::UserInfo;
+
+/// Where the app is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// No device key registered with a server yet.
+    NotEnrolled,
+    /// Enrolled; nobody signed in.
+    SignedOut,
+    /// A user is signed in and the cache is open.
+    Unlocked,
+    /// A user's session is locked: cache closed, keys dropped, password needed.
+    Locked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub phase: Phase,
+    pub clinic_name: Option<String>,
+    pub server_url: String,
+    pub user: Option<UserInfo>,
+    /// Seconds until the idle lock, while unlocked.
+    pub idle_seconds_left: Option<u64>,
+    /// Audit events waiting in the outbox (known while unlocked).
+    pub outbox_pending: Option<u64>,
+    /// Whether the last request to the server got an answer.
+    pub online: bool,
+    /// RFC 3339 time of the last successful audit upload.
+    pub last_upload_at: Option<String>,
+}

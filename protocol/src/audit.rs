@@ -1,0 +1,311 @@
+//! The canonical audit event: one byte encoding, hashed for the chain and signed by the
+//! device (or server) key. `docs/audit-format.md` specifies the encoding; the golden
+//! test below pins it.
+//!
+//! Encoding (all integers big-endian): the tag `clinicdesk-audit-v1\0`, then each field in
+//! declaration order. A string is a u32 byte length and its UTF-8 bytes; a UUID its 16
+//! bytes; a u64/i64 8 bytes; a bool one byte 0/1; an option a byte 0 (absent) or 1 and the
+//! value; a list a u32 count and its items; the previous hash its 32 bytes.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::policy::Role;
+
+const TAG: &[u8] = b"clinicdesk-audit-v1\0";
+
+/// What was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    View,
+    Create,
+    Update,
+    Delete,
+    Export,
+    Print,
+    Login,
+    Logout,
+    Lock,
+    Unlock,
+    BreakGlass,
+    DeviceEnrolled,
+    DeviceRevoked,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::View => "view",
+            AuditAction::Create => "create",
+            AuditAction::Update => "update",
+            AuditAction::Delete => "delete",
+            AuditAction::Export => "export",
+            AuditAction::Print => "print",
+            AuditAction::Login => "login",
+            AuditAction::Logout => "logout",
+            AuditAction::Lock => "lock",
+            AuditAction::Unlock => "unlock",
+            AuditAction::BreakGlass => "break_glass",
+            AuditAction::DeviceEnrolled => "device_enrolled",
+            AuditAction::DeviceRevoked => "device_revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// A SHA-256 digest, hex on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Hash32(pub [u8; 32]);
+
+impl Hash32 {
+    /// The `prev_hash` of a chain's first event.
+    pub const GENESIS: Hash32 = Hash32([0; 32]);
+
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let bytes = from_hex(s)?;
+        Some(Hash32(bytes.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Debug for Hash32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hash32({})", self.to_hex())
+    }
+}
+
+impl Serialize for Hash32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Hash32::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Hash32 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        String::schema()
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Hash32 {}
+
+/// One access to or change of PHI (or a security event), as recorded by a device or the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    /// UUIDv7.
+    pub id: Uuid,
+    pub clinic_id: Uuid,
+    pub actor_user_id: Uuid,
+    pub actor_role: Role,
+    pub device_id: Uuid,
+    /// 1 for a device's first event, then +1 each.
+    pub device_seq: u64,
+    pub action: AuditAction,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub patient_id: Option<Uuid>,
+    /// Names of the fields read or changed, never their values.
+    pub fields: Vec<String>,
+    pub outcome: Outcome,
+    /// UTC, milliseconds since the Unix epoch.
+    pub occurred_at_ms: i64,
+    pub offline: bool,
+    /// The screen or route that caused it.
+    pub route: String,
+    /// Hash of the same device's previous event; [`Hash32::GENESIS`] for the first.
+    pub prev_hash: Hash32,
+}
+
+impl AuditEvent {
+    /// The canonical bytes that are hashed and signed.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(TAG);
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(self.clinic_id.as_bytes());
+        out.extend_from_slice(self.actor_user_id.as_bytes());
+        put_str(&mut out, self.actor_role.as_str());
+        out.extend_from_slice(self.device_id.as_bytes());
+        out.extend_from_slice(&self.device_seq.to_be_bytes());
+        put_str(&mut out, self.action.as_str());
+        put_str(&mut out, &self.resource_type);
+        put_str(&mut out, &self.resource_id);
+        match &self.patient_id {
+            None => out.push(0),
+            Some(id) => {
+                out.push(1);
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
+        for field in &self.fields {
+            put_str(&mut out, field);
+        }
+        put_str(&mut out, self.outcome.as_str());
+        out.extend_from_slice(&self.occurred_at_ms.to_be_bytes());
+        out.push(u8::from(self.offline));
+        put_str(&mut out, &self.route);
+        out.extend_from_slice(&self.prev_hash.0);
+        out
+    }
+
+    /// SHA-256 of the canonical bytes: the next event's `prev_hash`.
+    pub fn hash(&self) -> Hash32 {
+        Hash32(Sha256::digest(self.canonical_bytes()).into())
+    }
+}
+
+/// An event with the Ed25519 signature of its canonical bytes (64 bytes, hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedAuditEvent {
+    pub event: AuditEvent,
+    pub signature: String,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Lowercase hex of bytes.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// Bytes of a hex string (either case); `None` if it is not hex.
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let hi = char::from(pair[0]).to_digit(16)?;
+            let lo = char::from(pair[1]).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> AuditEvent {
+        AuditEvent {
+            id: Uuid::from_u128(1),
+            clinic_id: Uuid::from_u128(2),
+            actor_user_id: Uuid::from_u128(3),
+            actor_role: Role::Clinician,
+            device_id: Uuid::from_u128(4),
+            device_seq: 1,
+            action: AuditAction::View,
+            resource_type: "Patient".into(),
+            resource_id: "00000000-0000-0000-0000-000000000005".into(),
+            patient_id: Some(Uuid::from_u128(5)),
+            fields: vec!["name".into(), "birth_date".into()],
+            outcome: Outcome::Success,
+            occurred_at_ms: 1_790_000_000_123,
+            offline: false,
+            route: "patient".into(),
+            prev_hash: Hash32::GENESIS,
+        }
+    }
+
+    /// Golden hash: changing the encoding must be a deliberate, versioned change.
+    #[test]
+    fn canonical_encoding_is_pinned() {
+        let e = sample();
+        let bytes = e.canonical_bytes();
+        assert!(bytes.starts_with(TAG));
+        assert_eq!(
+            e.hash().to_hex(),
+            "0387749d9184a3d94c443b94fde2dc14ab795b81e1e2f1b4be230cfa0e199da3"
+        );
+    }
+
+    #[test]
+    fn every_field_changes_the_hash() {
+        let base = sample().hash();
+        let mut variants = Vec::new();
+        let mut e = sample();
+        e.device_seq = 2;
+        variants.push(e);
+        let mut e = sample();
+        e.patient_id = None;
+        variants.push(e);
+        let mut e = sample();
+        e.fields.pop();
+        variants.push(e);
+        let mut e = sample();
+        e.offline = true;
+        variants.push(e);
+        let mut e = sample();
+        e.prev_hash = Hash32([1; 32]);
+        variants.push(e);
+        let mut e = sample();
+        e.actor_role = Role::FrontDesk;
+        variants.push(e);
+        let mut e = sample();
+        e.occurred_at_ms += 1;
+        variants.push(e);
+        for v in variants {
+            assert_ne!(v.hash(), base, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let h = Hash32([0xab; 32]);
+        assert_eq!(Hash32::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("abc"), None);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let e = sample();
+        let json = serde_json::to_string(&e).unwrap();
+        let back: AuditEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+}

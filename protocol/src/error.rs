@@ -1,0 +1,155 @@
+//! Stable error codes on the wire. An error names a code and at most a field, never a value
+//! (BRIEF invariant 7), so nothing a user typed or a record held can leak through an error.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error the API or the app reports, as a stable snake_case code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthenticated,
+    InvalidCredentials,
+    SessionExpired,
+    Forbidden,
+    NotFound,
+    InvalidEnrollmentCode,
+    DeviceUnknown,
+    DeviceRevoked,
+    InvalidSignature,
+    AuditChainBroken,
+    Conflict,
+    Locked,
+    NotEnrolled,
+    KeychainUnavailable,
+    CacheUnavailable,
+    ServerUnreachable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::SessionExpired,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::InvalidEnrollmentCode,
+        ErrorCode::DeviceUnknown,
+        ErrorCode::DeviceRevoked,
+        ErrorCode::InvalidSignature,
+        ErrorCode::AuditChainBroken,
+        ErrorCode::Conflict,
+        ErrorCode::Locked,
+        ErrorCode::NotEnrolled,
+        ErrorCode::KeychainUnavailable,
+        ErrorCode::CacheUnavailable,
+        ErrorCode::ServerUnreachable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidEnrollmentCode => "invalid_enrollment_code",
+            ErrorCode::DeviceUnknown => "device_unknown",
+            ErrorCode::DeviceRevoked => "device_revoked",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::AuditChainBroken => "audit_chain_broken",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Locked => "locked",
+            ErrorCode::NotEnrolled => "not_enrolled",
+            ErrorCode::KeychainUnavailable => "keychain_unavailable",
+            ErrorCode::CacheUnavailable => "cache_unavailable",
+            ErrorCode::ServerUnreachable => "server_unreachable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The JSON body of every error response and every failed app command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// The request field the error is about, by name; never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode) -> Self {
+        Self { code, field: None }
+    }
+
+    pub fn with_field(code: ErrorCode, field: &str) -> Self {
+        Self {
+            code,
+            field: Some(field.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{} ({field})", self.code),
+            None => write!(f, "{}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes are a public contract: renaming one breaks deployed apps.
+    #[test]
+    fn codes_are_pinned() {
+        let wire: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap().trim_matches('"').to_owned())
+            .collect();
+        assert_eq!(
+            wire.join(","),
+            "bad_request,unauthenticated,invalid_credentials,session_expired,forbidden,not_found,\
+             invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
+             audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
+             cache_unavailable,server_unreachable,internal"
+        );
+        for code in ErrorCode::ALL {
+            assert_eq!(wire_of(code), code.as_str());
+        }
+    }
+
+    fn wire_of(code: ErrorCode) -> String {
+        serde_json::to_string(&code)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    #[test]
+    fn error_body_names_field_not_value() {
+        let err = ApiError::with_field(ErrorCode::BadRequest, "username");
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"code":"bad_request","field":"username"}"#
+        );
+    }
+}

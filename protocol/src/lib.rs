@@ -1,0 +1,16 @@
+//! The contract between the ClinicDesk server, desktop app and UI.
+//!
+//! Everything here compiles for wasm32 as well as the host: plain data, the role policy
+//! table and the canonical audit event encoding. Cryptography with keys lives in the
+//! server and the app; this crate only says which bytes get hashed and signed.
+
+pub mod app;
+pub mod audit;
+pub mod error;
+pub mod phi;
+pub mod policy;
+pub mod wire;
+
+pub use error::{ApiError, ErrorCode};
+pub use phi::Phi;
+pub use policy::{Access, Permission, Role};

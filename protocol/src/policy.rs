@@ -1,0 +1,172 @@
+//! The one source of truth for who may do what: roles, permissions, and the rule for
+//! every HTTP route. The server refuses to build a router with a route missing from
+//! [`ROUTES`], and the app reads the same table to decide what a role may see offline.
+
+use serde::{Deserialize, Serialize};
+
+/// A user's role within one clinic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    FrontDesk,
+    Clinician,
+    Billing,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::FrontDesk, Role::Clinician, Role::Billing, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::FrontDesk => "front_desk",
+            Role::Clinician => "clinician",
+            Role::Billing => "billing",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// What an authenticated request needs to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Today's schedule: appointment times and patient names.
+    ReadSchedule,
+    /// A patient's demographics (name, date of birth, phone).
+    ReadDemographics,
+    /// A patient's clinical summary (allergies, problems, medications).
+    ReadClinical,
+    /// Upload audit events recorded by the user's device.
+    WriteAudit,
+}
+
+/// Minimum necessary: the permissions each role holds. Admins see no clinical content.
+pub fn allows(role: Role, permission: Permission) -> bool {
+    use Permission::*;
+    match role {
+        Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics | WriteAudit),
+        Role::Clinician => matches!(
+            permission,
+            ReadSchedule | ReadDemographics | ReadClinical | WriteAudit
+        ),
+        Role::Billing => matches!(permission, ReadDemographics | WriteAudit),
+        Role::Admin => matches!(permission, WriteAudit),
+    }
+}
+
+/// How a route is authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone may call it; it serves no PHI and changes nothing that needs an identity.
+    Public,
+    /// Proven by a one-time enrollment code in the body.
+    EnrollmentCode,
+    /// Proven by the device key's signature over a server nonce plus the user's password.
+    DeviceAndPassword,
+    /// A live session whose role holds the permission.
+    Session(Permission),
+    /// A live session of any role (e.g. ending it).
+    AnySession,
+}
+
+/// One route's rule, keyed by method and axum path template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRule {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn rule(method: &'static str, path: &'static str, access: Access) -> RouteRule {
+    RouteRule {
+        method,
+        path,
+        access,
+    }
+}
+
+/// Every route the server serves. A route missing here makes the server refuse to start.
+pub const ROUTES: &[RouteRule] = &[
+    rule("GET", "/healthz", Access::Public),
+    rule("GET", "/openapi.json", Access::Public),
+    rule("POST", "/v1/devices/enroll", Access::EnrollmentCode),
+    rule("POST", "/v1/auth/challenge", Access::Public),
+    rule("POST", "/v1/auth/login", Access::DeviceAndPassword),
+    rule("POST", "/v1/auth/logout", Access::AnySession),
+    rule(
+        "GET",
+        "/v1/appointments",
+        Access::Session(Permission::ReadSchedule),
+    ),
+    rule(
+        "GET",
+        "/v1/patients/{patient_id}",
+        Access::Session(Permission::ReadDemographics),
+    ),
+    rule(
+        "POST",
+        "/v1/audit/events",
+        Access::Session(Permission::WriteAudit),
+    ),
+];
+
+/// The rule for a method and axum path template, if there is one.
+pub fn rule_for(method: &str, path: &str) -> Option<RouteRule> {
+    ROUTES
+        .iter()
+        .copied()
+        .find(|r| r.method == method && r.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_sees_no_clinical_content() {
+        for p in [
+            Permission::ReadSchedule,
+            Permission::ReadDemographics,
+            Permission::ReadClinical,
+        ] {
+            assert!(!allows(Role::Admin, p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn only_clinicians_read_clinical() {
+        let readers: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| allows(*r, Permission::ReadClinical))
+            .collect();
+        assert_eq!(readers, vec![Role::Clinician]);
+    }
+
+    #[test]
+    fn roles_round_trip_their_names() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn routes_are_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {}",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The router: every route is registered together with its policy rule, and building the
+//! router fails if a route has none (BRIEF invariant 6).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::routing::{MethodRouter, get, post};
+use clinicdesk_protocol::policy;
+
+use crate::clock::Clock;
+use crate::routes;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A route the router serves: method, axum path template and handler.
+pub struct RouteDef {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn def(method: &'static str, path: &'static str, handler: MethodRouter<AppState>) -> RouteDef {
+    RouteDef {
+        method,
+        path,
+        handler,
+    }
+}
+
+/// Every route of the API.
+pub fn route_defs() -> Vec<RouteDef> {
+    vec![
+        def("GET", "/healthz", get(routes::health::healthz)),
+        def("GET", "/openapi.json", get(crate::openapi::openapi_json)),
+        def("POST", "/v1/devices/enroll", post(routes::devices::enroll)),
+        def("POST", "/v1/auth/challenge", post(routes::session::challenge)),
+        def("POST", "/v1/auth/login", post(routes::session::login)),
+        def("POST", "/v1/auth/logout", post(routes::session::logout)),
+        def("GET", "/v1/appointments", get(routes::schedule::today)),
+        def("GET", "/v1/patients/{patient_id}", get(routes::patients::get_patient)),
+        def("POST", "/v1/audit/events", post(routes::audit::upload)),
+    ]
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouterError {
+    #[error("route {method} {path} has no rule in clinicdesk_protocol::policy::ROUTES")]
+    MissingRule {
+        method: &'static str,
+        path: &'static str,
+    },
+}
+
+/// Builds the router from route definitions, refusing any route without a policy rule.
+pub fn build_router_from(state: AppState, defs: Vec<RouteDef>) -> Result<Router, RouterError> {
+    let mut router = Router::new();
+    for d in defs {
+        if policy::rule_for(d.method, d.path).is_none() {
+            return Err(RouterError::MissingRule {
+                method: d.method,
+                path: d.path,
+            });
+        }
+        router = router.route(d.path, d.handler);
+    }
+    Ok(router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authorize,
+        ))
+        .layer(middleware::map_response(security_headers))
+        .with_state(state))
+}
+
+pub fn build_router(state: AppState) -> Result<Router, RouterError> {
+    build_router_from(state, route_defs())
+}
+
+/// HSTS on every response, and no caching of anything (responses may carry PHI).
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_rule_has_a_route_and_back() {
+        let defs = route_defs();
+        for rule in policy::ROUTES {
+            assert!(
+                defs.iter()
+                    .any(|d| d.method == rule.method && d.path == rule.path),
+                "stale rule {} {}",
+                rule.method,
+                rule.path
+            );
+        }
+        for d in &defs {
+            assert!(
+                policy::rule_for(d.method, d.path).is_some(),
+                "{} {}",
+                d.method,
+                d.path
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Authorization for every route, from the policy table in `clinicdesk_protocol`.
+//!
+//! [`authorize`] runs on every matched route: it looks up the route's rule, checks the
+//! bearer session for rules that need one, and leaves a [`Principal`] in the request.
+//! Handlers take [`Authenticated`], which hands out the [`ClinicScope`] that every
+//! store method for clinic data demands; nothing outside this module can make one.
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use clinicdesk_protocol::policy::{self, Access, Permission};
+use clinicdesk_protocol::wire::UserInfo;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ServerError;
+use crate::random::hash_secret;
+
+/// Proof that a request acts within one clinic. Private field: only this module builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClinicScope {
+    clinic_id: Uuid,
+}
+
+impl ClinicScope {
+    pub fn clinic_id(&self) -> Uuid {
+        self.clinic_id
+    }
+
+    /// For the operator's own CLI (seeding, provisioning), which acts on a clinic it names
+    /// on the server's console rather than through a session.
+    pub(crate) fn provisioning(clinic_id: Uuid) -> Self {
+        Self { clinic_id }
+    }
+}
+
+/// Who is calling: the session's user, device and the token's hash.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserInfo,
+    pub device_id: Uuid,
+    pub token_hash: String,
+}
+
+/// Extractor for handlers of session routes.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    scope: ClinicScope,
+}
+
+impl Authenticated {
+    pub fn scope(&self) -> &ClinicScope {
+        &self.scope
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(ServerError::Unauthenticated)?;
+        let scope = ClinicScope {
+            clinic_id: principal.user.clinic_id,
+        };
+        Ok(Self { principal, scope })
+    }
+}
+
+/// Middleware applying the route's rule. A matched route without a rule is refused.
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ServerError> {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .ok_or(ServerError::NotFound)?;
+    let rule = policy::rule_for(request.method().as_str(), &path)
+        .ok_or(ServerError::Internal("route without a policy rule"))?;
+    match rule.access {
+        Access::Public | Access::EnrollmentCode | Access::DeviceAndPassword => {}
+        Access::AnySession => {
+            let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
+            request.extensions_mut().insert(principal);
+        }
+        Access::Session(permission) => {
+            let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
+            require(&principal, permission)?;
+            request.extensions_mut().insert(principal);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+fn require(principal: &Principal, permission: Permission) -> Result<(), ServerError> {
+    if policy::allows(principal.user.role, permission) {
+        Ok(())
+    } else {
+        Err(ServerError::Forbidden)
+    }
+}
+
+/// Absolute session lifetime: 12 hours.
+pub const SESSION_MAX_AGE_MS: i64 = 12 * 60 * 60 * 1000;
+
+fn bearer_token_hash(request: &Request) -> Result<String, ServerError> {
+    request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(hash_secret)
+        .ok_or(ServerError::Unauthenticated)
+}
+
+async fn session_principal(state: &AppState, token_hash: String) -> Result<Principal, ServerError> {
+    let session = state
+        .store
+        .session(&token_hash)
+        .await?
+        .ok_or(ServerError::Unauthenticated)?;
+    if session.device_revoked {
+        return Err(ServerError::DeviceRevoked);
+    }
+    if session.revoked {
+        return Err(ServerError::SessionExpired);
+    }
+    let now = state.clock.now_ms();
+    let idle_ms = i64::try_from(session.idle_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if now - session.last_seen_at_ms > idle_ms || now - session.created_at_ms > SESSION_MAX_AGE_MS
+    {
+        state.store.revoke_session(&token_hash, now).await?;
+        return Err(ServerError::SessionExpired);
+    }
+    state.store.touch_session(&token_hash, now).await?;
+    Ok(Principal {
+        user: session.user,
+        device_id: session.device_id,
+        token_hash,
+    })
+}

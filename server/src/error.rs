@@ -1,0 +1,109 @@
+//! One error type for the server. Each variant maps to a stable [`ErrorCode`] and an HTTP
+//! status; the client sees only the code and a field name. Details for operators go to
+//! the log as static text, never a value from a request or a record.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use clinicdesk_protocol::{ApiError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("bad request: {field}")]
+    BadRequest { field: &'static str },
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("session expired")]
+    SessionExpired,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("invalid enrollment code")]
+    InvalidEnrollmentCode,
+    #[error("device unknown")]
+    DeviceUnknown,
+    #[error("device revoked")]
+    DeviceRevoked,
+    #[error("invalid signature: {field}")]
+    InvalidSignature { field: &'static str },
+    #[error("audit chain broken")]
+    AuditChainBroken,
+    #[error("conflict: {field}")]
+    Conflict { field: &'static str },
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<sqlx::Error> for ServerError {
+    fn from(e: sqlx::Error) -> Self {
+        ServerError::Database(e)
+    }
+}
+
+impl ServerError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServerError::BadRequest { .. } => ErrorCode::BadRequest,
+            ServerError::Unauthenticated => ErrorCode::Unauthenticated,
+            ServerError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ServerError::SessionExpired => ErrorCode::SessionExpired,
+            ServerError::Forbidden => ErrorCode::Forbidden,
+            ServerError::NotFound => ErrorCode::NotFound,
+            ServerError::InvalidEnrollmentCode => ErrorCode::InvalidEnrollmentCode,
+            ServerError::DeviceUnknown => ErrorCode::DeviceUnknown,
+            ServerError::DeviceRevoked => ErrorCode::DeviceRevoked,
+            ServerError::InvalidSignature { .. } => ErrorCode::InvalidSignature,
+            ServerError::AuditChainBroken => ErrorCode::AuditChainBroken,
+            ServerError::Conflict { .. } => ErrorCode::Conflict,
+            ServerError::Database(_) | ServerError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ServerError::BadRequest { .. } | ServerError::InvalidSignature { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ServerError::Unauthenticated
+            | ServerError::InvalidCredentials
+            | ServerError::SessionExpired
+            | ServerError::InvalidEnrollmentCode
+            | ServerError::DeviceUnknown => StatusCode::UNAUTHORIZED,
+            ServerError::Forbidden | ServerError::DeviceRevoked => StatusCode::FORBIDDEN,
+            ServerError::NotFound => StatusCode::NOT_FOUND,
+            ServerError::AuditChainBroken | ServerError::Conflict { .. } => StatusCode::CONFLICT,
+            ServerError::Database(_) | ServerError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            ServerError::BadRequest { field }
+            | ServerError::InvalidSignature { field }
+            | ServerError::Conflict { field } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // sqlx errors name tables and constraints, not row values; bodies never reach here.
+            tracing::error!(error = %self, source = ?std::error::Error::source(&self).map(|s| s.to_string()), "request failed");
+        }
+        let body = ApiError {
+            code: self.code(),
+            field: self.field().map(str::to_owned),
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,20 @@
+//! The ClinicDesk server: a TLS-only axum API over a tenant-scoped store.
+//!
+//! Request flow: [`tls`] accepts the connection, [`app`] routes it, the [`auth`]
+//! middleware applies the route's rule from `clinicdesk_protocol::policy::ROUTES` and
+//! builds the [`auth::ClinicScope`] proof, and a handler in [`routes`] calls [`store`].
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod openapi;
+pub mod passwords;
+pub mod random;
+pub mod routes;
+pub mod seed;
+pub mod store;
+pub mod tls;
+
+pub use app::{AppState, build_router};
+pub use error::ServerError;

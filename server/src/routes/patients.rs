@@ -1,0 +1,34 @@
+//! One patient, reduced to the fields the caller's role may read.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use clinicdesk_protocol::policy::{self, Permission};
+use clinicdesk_protocol::wire::Patient;
+use clinicdesk_protocol::ApiError;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::error::ServerError;
+
+#[utoipa::path(get, path = "/v1/patients/{patient_id}",
+    params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = Patient), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_patient(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    path: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Patient>, ServerError> {
+    let Path(patient_id) = path.map_err(|_| ServerError::BadRequest {
+        field: "patient_id",
+    })?;
+    let clinical = policy::allows(auth.principal.user.role, Permission::ReadClinical);
+    let patient = state
+        .store
+        .patient(auth.scope(), patient_id, clinical)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    Ok(Json(patient))
+}

@@ -1,0 +1,119 @@
+//! Login from an enrolled device: a server nonce signed by the device key, plus the
+//! user's password. Unknown users and wrong passwords answer the same, after the same work.
+
+use axum::Json;
+use axum::extract::State;
+use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::audit::from_hex;
+use clinicdesk_protocol::wire::{
+    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, login_proof_bytes,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::Body;
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::error::ServerError;
+use crate::passwords;
+use crate::random::{hash_secret, token};
+use crate::store::DeviceRecord;
+
+const NONCE_TTL_MS: i64 = 2 * 60 * 1000;
+
+async fn live_device(state: &AppState, device_id: uuid::Uuid) -> Result<DeviceRecord, ServerError> {
+    let device = state
+        .store
+        .device(device_id)
+        .await?
+        .ok_or(ServerError::DeviceUnknown)?;
+    if device.revoked {
+        return Err(ServerError::DeviceRevoked);
+    }
+    Ok(device)
+}
+
+#[utoipa::path(post, path = "/v1/auth/challenge", request_body = ChallengeRequest,
+    responses((status = 200, body = ChallengeResponse), (status = 401, body = ApiError)))]
+#[tracing::instrument(skip_all)]
+pub async fn challenge(
+    State(state): State<AppState>,
+    Body(req): Body<ChallengeRequest>,
+) -> Result<Json<ChallengeResponse>, ServerError> {
+    let device = live_device(&state, req.device_id).await?;
+    let nonce = token()?;
+    let expires = state.clock.now_ms() + NONCE_TTL_MS;
+    state.store.insert_nonce(&nonce, device.id, expires).await?;
+    Ok(Json(ChallengeResponse { nonce }))
+}
+
+#[utoipa::path(post, path = "/v1/auth/login", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ApiError)))]
+#[tracing::instrument(skip_all, fields(device_id = %req.device_id))]
+pub async fn login(
+    State(state): State<AppState>,
+    Body(req): Body<LoginRequest>,
+) -> Result<Json<LoginResponse>, ServerError> {
+    let device = live_device(&state, req.device_id).await?;
+    let now = state.clock.now_ms();
+    if !state.store.take_nonce(&req.nonce, device.id, now).await? {
+        return Err(ServerError::InvalidSignature { field: "nonce" });
+    }
+    let signature = from_hex(&req.device_signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or(ServerError::InvalidSignature {
+            field: "device_signature",
+        })?;
+    let key = VerifyingKey::from_bytes(&device.public_key)
+        .map_err(|_| ServerError::Internal("stored device key invalid"))?;
+    key.verify_strict(
+        &login_proof_bytes(&req.nonce, device.id, &req.username),
+        &signature,
+    )
+    .map_err(|_| ServerError::InvalidSignature {
+        field: "device_signature",
+    })?;
+
+    let credentials = state
+        .store
+        .credentials(device.clinic_id, &req.username)
+        .await?;
+    let stored_hash = credentials
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| passwords::dummy_hash().to_owned());
+    let password = req.password;
+    let password_ok = tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_hash))
+        .await
+        .map_err(|_| ServerError::Internal("password check task"))??;
+    let user = match credentials {
+        Some(c) if password_ok && c.active => c.info,
+        _ => return Err(ServerError::InvalidCredentials),
+    };
+
+    let session_token = token()?;
+    state
+        .store
+        .insert_session(&hash_secret(&session_token), &user, device.id, now)
+        .await?;
+    let idle_timeout_secs = state.store.idle_timeout_secs(user.clinic_id).await?;
+    tracing::info!(user_id = %user.user_id, "login");
+    Ok(Json(LoginResponse {
+        session_token,
+        user,
+        idle_timeout_secs,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/auth/logout", responses((status = 204)))]
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<axum::http::StatusCode, ServerError> {
+    state
+        .store
+        .revoke_session(&auth.principal.token_hash, state.clock.now_ms())
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

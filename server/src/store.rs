@@ -1,0 +1,610 @@
+//! The server's storage: SQLite under the data directory (PostgreSQL arrives with the
+//! server-security issue). Every method that touches clinic data takes a
+//! [`ClinicScope`], which only the auth layer can build, so no query runs without a clinic.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
+use clinicdesk_protocol::Phi;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use crate::auth::ClinicScope;
+use crate::error::ServerError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A device as the server knows it.
+#[derive(Debug, Clone)]
+pub struct DeviceRecord {
+    pub id: Uuid,
+    pub clinic_id: Uuid,
+    pub public_key: [u8; 32],
+    pub revoked: bool,
+}
+
+/// A user's login record. The password hash never leaves the auth module.
+#[derive(Clone)]
+pub struct Credentials {
+    pub info: UserInfo,
+    pub password_hash: String,
+    pub active: bool,
+}
+
+/// A live session looked up by token hash.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user: UserInfo,
+    pub device_id: Uuid,
+    pub created_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub revoked: bool,
+    pub device_revoked: bool,
+    pub idle_timeout_secs: u64,
+}
+
+/// A synthetic patient as seeded.
+pub struct NewPatient {
+    pub id: Uuid,
+    pub name: String,
+    pub birth_date: String,
+    pub phone: String,
+    pub allergies: Vec<String>,
+    pub problems: Vec<String>,
+    pub medications: Vec<String>,
+}
+
+/// Where an appended device event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Stored,
+    AlreadyStored,
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, ServerError> {
+    Uuid::from_str(s).map_err(|_| ServerError::Internal("stored id is not a uuid"))
+}
+
+fn parse_role(s: &str) -> Result<Role, ServerError> {
+    Role::parse(s).ok_or(ServerError::Internal("stored role unknown"))
+}
+
+impl Store {
+    /// Opens (creating if needed) `DIR/clinicdesk.sqlite3` and runs migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self, ServerError> {
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join("clinicdesk.sqlite3"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|_| ServerError::Internal("migration failed"))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    // --- clinics, users, enrollment (provisioning; not tenant-scoped by a session) ---
+
+    pub async fn create_clinic(
+        &self,
+        id: Uuid,
+        name: &str,
+        idle_timeout_secs: u64,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clinic_name(&self, clinic_id: Uuid) -> Result<Option<String>, ServerError> {
+        let row = sqlx::query("SELECT name FROM clinics WHERE id = ?")
+            .bind(clinic_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    pub async fn upsert_user(
+        &self,
+        clinic_id: Uuid,
+        username: &str,
+        display_name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<Uuid, ServerError> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (clinic_id, username) DO UPDATE SET
+               display_name = excluded.display_name, role = excluded.role,
+               password_hash = excluded.password_hash",
+        )
+        .bind(id.to_string())
+        .bind(clinic_id.to_string())
+        .bind(username)
+        .bind(display_name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT id FROM users WHERE clinic_id = ? AND username = ?")
+            .bind(clinic_id.to_string())
+            .bind(username)
+            .fetch_one(&self.pool)
+            .await?;
+        parse_uuid(&row.get::<String, _>(0))
+    }
+
+    pub async fn insert_enrollment_code(
+        &self,
+        clinic_id: Uuid,
+        code_hash: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO enrollment_codes (code_hash, clinic_id, expires_at_ms) VALUES (?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(clinic_id.to_string())
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the code used and registers the device, atomically; `None` if the code is
+    /// unknown, used or expired.
+    pub async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device_id: Uuid,
+        name: &str,
+        public_key_hex: &str,
+        now_ms: i64,
+    ) -> Result<Option<Uuid>, ServerError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE enrollment_codes SET used_at_ms = ?
+             WHERE code_hash = ? AND used_at_ms IS NULL AND expires_at_ms > ?
+             RETURNING clinic_id",
+        )
+        .bind(now_ms)
+        .bind(code_hash)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = claimed else {
+            return Ok(None);
+        };
+        let clinic_id = parse_uuid(&row.get::<String, _>(0))?;
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(device_id.to_string())
+        .bind(clinic_id.to_string())
+        .bind(name)
+        .bind(public_key_hex)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(ServerError::Conflict {
+                    field: "public_key",
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(Some(clinic_id))
+    }
+
+    pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {
+        let row = sqlx::query(
+            "SELECT clinic_id, public_key, revoked_at_ms IS NOT NULL FROM devices WHERE id = ?",
+        )
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key_hex: String = row.get(1);
+        let public_key = clinicdesk_protocol::audit::from_hex(&key_hex)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or(ServerError::Internal("stored device key malformed"))?;
+        Ok(Some(DeviceRecord {
+            id: device_id,
+            clinic_id: parse_uuid(&row.get::<String, _>(0))?,
+            public_key,
+            revoked: row.get::<bool, _>(2),
+        }))
+    }
+
+    pub async fn insert_nonce(
+        &self,
+        nonce: &str,
+        device_id: Uuid,
+        expires_at_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query("INSERT INTO login_nonces (nonce, device_id, expires_at_ms) VALUES (?, ?, ?)")
+            .bind(nonce)
+            .bind(device_id.to_string())
+            .bind(expires_at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Consumes a nonce issued to this device; true if it existed and had not expired.
+    pub async fn take_nonce(
+        &self,
+        nonce: &str,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<bool, ServerError> {
+        let row = sqlx::query(
+            "DELETE FROM login_nonces WHERE nonce = ? AND device_id = ? RETURNING expires_at_ms",
+        )
+        .bind(nonce)
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some_and(|r| r.get::<i64, _>(0) > now_ms))
+    }
+
+    pub async fn credentials(
+        &self,
+        clinic_id: Uuid,
+        username: &str,
+    ) -> Result<Option<Credentials>, ServerError> {
+        let row = sqlx::query(
+            "SELECT id, display_name, role, password_hash, active FROM users
+             WHERE clinic_id = ? AND username = ?",
+        )
+        .bind(clinic_id.to_string())
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Credentials {
+            info: UserInfo {
+                user_id: parse_uuid(&row.get::<String, _>(0))?,
+                username: username.to_owned(),
+                display_name: row.get(1),
+                role: parse_role(&row.get::<String, _>(2))?,
+                clinic_id,
+            },
+            password_hash: row.get(3),
+            active: row.get(4),
+        }))
+    }
+
+    pub async fn idle_timeout_secs(&self, clinic_id: Uuid) -> Result<u64, ServerError> {
+        let row = sqlx::query("SELECT idle_timeout_secs FROM clinics WHERE id = ?")
+            .bind(clinic_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    // --- sessions ---
+
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        user: &UserInfo,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, clinic_id, device_id, created_at_ms, last_seen_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user.user_id.to_string())
+        .bind(user.clinic_id.to_string())
+        .bind(device_id.to_string())
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(device_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, ServerError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, s.clinic_id, s.device_id,
+                    s.created_at_ms, s.last_seen_at_ms, s.revoked_at_ms IS NOT NULL OR u.active = 0,
+                    d.revoked_at_ms IS NOT NULL, c.idle_timeout_secs
+             FROM sessions s
+             JOIN users u ON u.id = s.user_id AND u.clinic_id = s.clinic_id
+             JOIN devices d ON d.id = s.device_id AND d.clinic_id = s.clinic_id
+             JOIN clinics c ON c.id = s.clinic_id
+             WHERE s.token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SessionRecord {
+            user: UserInfo {
+                user_id: parse_uuid(&row.get::<String, _>(0))?,
+                username: row.get(1),
+                display_name: row.get(2),
+                role: parse_role(&row.get::<String, _>(3))?,
+                clinic_id: parse_uuid(&row.get::<String, _>(4))?,
+            },
+            device_id: parse_uuid(&row.get::<String, _>(5))?,
+            created_at_ms: row.get(6),
+            last_seen_at_ms: row.get(7),
+            revoked: row.get(8),
+            device_revoked: row.get(9),
+            idle_timeout_secs: u64::try_from(row.get::<i64, _>(10)).unwrap_or(0),
+        }))
+    }
+
+    pub async fn touch_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
+        sqlx::query("UPDATE sessions SET last_seen_at_ms = ? WHERE token_hash = ?")
+            .bind(now_ms)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = ? WHERE token_hash = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // --- clinic data: always through a ClinicScope ---
+
+    pub async fn insert_patient(
+        &self,
+        scope: &ClinicScope,
+        p: &NewPatient,
+    ) -> Result<(), ServerError> {
+        let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO patients (id, clinic_id, name, birth_date, phone, allergies, problems, medications)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(p.id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .bind(&p.name)
+        .bind(&p.birth_date)
+        .bind(&p.phone)
+        .bind(list(&p.allergies))
+        .bind(list(&p.problems))
+        .bind(list(&p.medications))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_appointment(
+        &self,
+        scope: &ClinicScope,
+        patient_id: Uuid,
+        starts_at_ms: i64,
+        reason: &str,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO appointments (id, clinic_id, patient_id, starts_at_ms, reason)
+             SELECT ?, ?, id, ?, ? FROM patients WHERE id = ? AND clinic_id = ?",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(scope.clinic_id().to_string())
+        .bind(starts_at_ms)
+        .bind(reason)
+        .bind(patient_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Appointments of the scope's clinic in `[from_ms, to_ms)`, earliest first.
+    pub async fn appointments(
+        &self,
+        scope: &ClinicScope,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(Appointment, i64)>, ServerError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.patient_id, a.starts_at_ms, p.name, a.reason
+             FROM appointments a JOIN patients p ON p.id = a.patient_id AND p.clinic_id = a.clinic_id
+             WHERE a.clinic_id = ? AND a.starts_at_ms >= ? AND a.starts_at_ms < ?
+             ORDER BY a.starts_at_ms, a.id",
+        )
+        .bind(scope.clinic_id().to_string())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let starts_at_ms: i64 = row.get(2);
+                Ok((
+                    Appointment {
+                        id: parse_uuid(&row.get::<String, _>(0))?,
+                        patient_id: parse_uuid(&row.get::<String, _>(1))?,
+                        starts_at: String::new(),
+                        patient_name: Phi::new(row.get(3)),
+                        reason: Phi::new(row.get(4)),
+                    },
+                    starts_at_ms,
+                ))
+            })
+            .collect()
+    }
+
+    /// A patient of the scope's clinic; another clinic's patient is `None`, exactly like
+    /// one that does not exist.
+    pub async fn patient(
+        &self,
+        scope: &ClinicScope,
+        patient_id: Uuid,
+        with_clinical: bool,
+    ) -> Result<Option<Patient>, ServerError> {
+        let row = sqlx::query(
+            "SELECT name, birth_date, phone, allergies, problems, medications
+             FROM patients WHERE id = ? AND clinic_id = ?",
+        )
+        .bind(patient_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let list = |i: usize| -> Result<Phi<Vec<String>>, ServerError> {
+            serde_json::from_str(&row.get::<String, _>(i))
+                .map(Phi::new)
+                .map_err(|_| ServerError::Internal("stored list malformed"))
+        };
+        let clinical = if with_clinical {
+            Some(ClinicalSummary {
+                allergies: list(3)?,
+                problems: list(4)?,
+                medications: list(5)?,
+            })
+        } else {
+            None
+        };
+        Ok(Some(Patient {
+            id: patient_id,
+            name: Phi::new(row.get(0)),
+            birth_date: Phi::new(row.get(1)),
+            phone: Phi::new(row.get(2)),
+            clinical,
+        }))
+    }
+
+    // --- audit ---
+
+    /// The last stored event of a device: its sequence number and hash.
+    pub async fn last_device_event(
+        &self,
+        scope: &ClinicScope,
+        device_id: Uuid,
+    ) -> Result<Option<(u64, Hash32)>, ServerError> {
+        let row = sqlx::query(
+            "SELECT device_seq, hash FROM audit_events
+             WHERE clinic_id = ? AND device_id = ? ORDER BY device_seq DESC LIMIT 1",
+        )
+        .bind(scope.clinic_id().to_string())
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let seq = u64::try_from(row.get::<i64, _>(0))
+            .map_err(|_| ServerError::Internal("stored seq negative"))?;
+        let hash = Hash32::from_hex(&row.get::<String, _>(1))
+            .ok_or(ServerError::Internal("stored hash malformed"))?;
+        Ok(Some((seq, hash)))
+    }
+
+    /// The stored hash of a device's event at `seq`, if any.
+    pub async fn device_event_hash(
+        &self,
+        scope: &ClinicScope,
+        device_id: Uuid,
+        seq: u64,
+    ) -> Result<Option<Hash32>, ServerError> {
+        let row = sqlx::query(
+            "SELECT hash FROM audit_events WHERE clinic_id = ? AND device_id = ? AND device_seq = ?",
+        )
+        .bind(scope.clinic_id().to_string())
+        .bind(device_id.to_string())
+        .bind(i64::try_from(seq).map_err(|_| ServerError::BadRequest { field: "device_seq" })?)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Hash32::from_hex(&r.get::<String, _>(0))
+                .ok_or(ServerError::Internal("stored hash malformed"))
+        })
+        .transpose()
+    }
+
+    pub async fn append_audit_event(
+        &self,
+        scope: &ClinicScope,
+        signed: &SignedAuditEvent,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        let e: &AuditEvent = &signed.event;
+        let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
+        sqlx::query(
+            "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
+               action, occurred_at_ms, event_json, hash, signature, received_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .bind(e.device_id.to_string())
+        .bind(i64::try_from(e.device_seq).map_err(|_| ServerError::BadRequest { field: "device_seq" })?)
+        .bind(e.actor_user_id.to_string())
+        .bind(e.patient_id.map(|p| p.to_string()))
+        .bind(e.action.as_str())
+        .bind(e.occurred_at_ms)
+        .bind(json)
+        .bind(e.hash().to_hex())
+        .bind(&signed.signature)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `user_id` is a user of the scope's clinic.
+    pub async fn is_clinic_user(
+        &self,
+        scope: &ClinicScope,
+        user_id: Uuid,
+    ) -> Result<bool, ServerError> {
+        let row = sqlx::query("SELECT 1 FROM users WHERE id = ? AND clinic_id = ?")
+            .bind(user_id.to_string())
+            .bind(scope.clinic_id().to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+}

@@ -1,0 +1,425 @@
+//! The API through real TLS: enrollment, login, minimum necessary, clinic isolation,
+//! session timeouts, audit ingest and the append-only store.
+
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{AppointmentList, AuditReceipt, Patient};
+use ed25519_dalek::Signer;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::harness::{TestDevice, TestServer, password_of};
+
+const CLINIC_A: u128 = 0xA;
+const CLINIC_B: u128 = 0xB;
+
+#[tokio::test]
+async fn health_and_openapi_are_public_and_hsts_is_set() {
+    let server = TestServer::start().await;
+    let resp = server
+        .client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    let doc: serde_json::Value = server
+        .client()
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/patients/{patient_id}"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn enrollment_code_works_once() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    assert_eq!(device.clinic_id, Uuid::from_u128(CLINIC_A));
+    let (status, body) = server
+        .post(
+            "/v1/devices/enroll",
+            None,
+            json!({
+                "enrollment_code": report.enrollment_code,
+                "device_name": "Second",
+                "public_key": to_hex(
+                    ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32())
+                        .verifying_key()
+                        .as_bytes()
+                ),
+            }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "invalid_enrollment_code");
+}
+
+#[tokio::test]
+async fn enrollment_code_expires() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    server.clock.advance_ms(15 * 60 * 1000 + 1);
+    let key = ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32());
+    let (status, body) = server
+        .post(
+            "/v1/devices/enroll",
+            None,
+            json!({
+                "enrollment_code": report.enrollment_code,
+                "device_name": "Late",
+                "public_key": to_hex(key.verifying_key().as_bytes()),
+            }),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_enrollment_code")));
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_answer_alike_without_values() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let wrong = device
+        .try_login(&server, "clinician", "CANARY-wrong-password")
+        .await;
+    let unknown = device
+        .try_login(&server, "CANARY-nobody", "CANARY-wrong-password")
+        .await;
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong.0, 401);
+    assert_eq!(wrong.1, json!({ "code": "invalid_credentials" }));
+    assert!(!wrong.1.to_string().contains("CANARY"));
+}
+
+#[tokio::test]
+async fn login_needs_the_device_key() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let mut device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    // Same device id, a different key: the signature over the nonce fails.
+    device.key = ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32());
+    let (status, body) = device
+        .try_login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "invalid_signature");
+}
+
+#[tokio::test]
+async fn roles_see_only_what_policy_allows() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    assert_eq!(clinician.user.role, Role::Clinician);
+    let (status, body) = server.get("/v1/appointments", &clinician.session_token).await;
+    assert_eq!(status, 200);
+    let list: AppointmentList = serde_json::from_value(body).unwrap();
+    assert_eq!(list.date, "2026-11-23");
+    assert_eq!(list.appointments.len(), 5);
+    let pid = list.appointments[0].patient_id;
+
+    let (status, body) = server
+        .get(&format!("/v1/patients/{pid}"), &clinician.session_token)
+        .await;
+    assert_eq!(status, 200);
+    let full: Patient = serde_json::from_value(body).unwrap();
+    assert!(full.clinical.is_some());
+
+    let front = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let (status, body) = server
+        .get(&format!("/v1/patients/{pid}"), &front.session_token)
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.get("clinical").is_none(), "front desk got clinical fields");
+    assert_eq!(body["name"], json!(full.name.expose()));
+
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    for path in ["/v1/appointments".to_owned(), format!("/v1/patients/{pid}")] {
+        let (status, body) = server.get(&path, &admin.session_token).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn another_clinics_patient_is_not_found() {
+    let server = TestServer::start().await;
+    let a = server.seed(CLINIC_A, "Clinic A").await;
+    let b = server.seed(CLINIC_B, "Clinic B").await;
+    let device_a = TestDevice::enroll(&server, &a.enrollment_code).await;
+    let device_b = TestDevice::enroll(&server, &b.enrollment_code).await;
+    let user_a = device_a
+        .login(&server, "clinician", password_of(&a, "clinician"))
+        .await;
+    let user_b = device_b
+        .login(&server, "clinician", password_of(&b, "clinician"))
+        .await;
+    let (_, body) = server.get("/v1/appointments", &user_b.session_token).await;
+    let list_b: AppointmentList = serde_json::from_value(body).unwrap();
+    let (_, body) = server.get("/v1/appointments", &user_a.session_token).await;
+    let list_a: AppointmentList = serde_json::from_value(body).unwrap();
+    let ids_a: Vec<Uuid> = list_a.appointments.iter().map(|x| x.patient_id).collect();
+    for appt in &list_b.appointments {
+        assert!(!ids_a.contains(&appt.patient_id));
+        let (status, body) = server
+            .get(&format!("/v1/patients/{}", appt.patient_id), &user_a.session_token)
+            .await;
+        assert_eq!(status, 404);
+        assert_eq!(body, json!({ "code": "not_found" }));
+    }
+    // Indistinguishable from an id that does not exist at all.
+    let (status, body) = server
+        .get(&format!("/v1/patients/{}", Uuid::now_v7()), &user_a.session_token)
+        .await;
+    assert_eq!((status, body), (404, json!({ "code": "not_found" })));
+    // A device of clinic B cannot sign in a user of clinic A with A's password.
+    let (status, _) = device_b
+        .try_login(&server, "clinician", password_of(&a, "clinician"))
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn idle_session_expires_on_the_server() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    assert_eq!(login.idle_timeout_secs, 15 * 60);
+    server.clock.advance_ms(14 * 60 * 1000);
+    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    assert_eq!(status, 200, "activity within 15 minutes keeps the session");
+    server.clock.advance_ms(15 * 60 * 1000 + 1);
+    let (status, body) = server.get("/v1/appointments", &login.session_token).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("session_expired")));
+    // And it stays ended.
+    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let resp = server
+        .client()
+        .post(format!("{}/v1/auth/logout", server.url))
+        .bearer_auth(&login.session_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    assert_eq!(status, 401);
+}
+
+fn event(device: &TestDevice, user: Uuid, seq: u64, prev: Hash32) -> AuditEvent {
+    AuditEvent {
+        id: Uuid::now_v7(),
+        clinic_id: device.clinic_id,
+        actor_user_id: user,
+        actor_role: Role::Clinician,
+        device_id: device.id,
+        device_seq: seq,
+        action: AuditAction::View,
+        resource_type: "Patient".into(),
+        resource_id: "p".into(),
+        patient_id: Some(Uuid::from_u128(99)),
+        fields: vec!["name".into()],
+        outcome: Outcome::Success,
+        occurred_at_ms: crate::harness::START_MS,
+        offline: false,
+        route: "patient".into(),
+        prev_hash: prev,
+    }
+}
+
+fn sign(device: &TestDevice, e: AuditEvent) -> SignedAuditEvent {
+    SignedAuditEvent {
+        signature: to_hex(&device.key.sign(&e.canonical_bytes()).to_bytes()),
+        event: e,
+    }
+}
+
+#[tokio::test]
+async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let token = login.session_token.as_str();
+    let uid = login.user.user_id;
+
+    let e1 = sign(&device, event(&device, uid, 1, Hash32::GENESIS));
+    let e2 = sign(&device, event(&device, uid, 2, e1.event.hash()));
+    let (status, body) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [e1, e2] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let receipt: AuditReceipt = serde_json::from_value(body).unwrap();
+    assert_eq!(receipt.stored, vec![e1.event.id, e2.event.id]);
+    assert_eq!(receipt.highest_contiguous_seq, 2);
+
+    // A re-send is accepted once, not stored twice.
+    let (status, body) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [e2] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+
+    // A forged signature is refused.
+    let mut forged = sign(&device, event(&device, uid, 3, e2.event.hash()));
+    forged.event.fields.push("phone".into());
+    let (status, body) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [forged] }))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_signature")));
+
+    // A gap or a wrong link breaks the chain.
+    let gap = sign(&device, event(&device, uid, 5, e2.event.hash()));
+    let (status, body) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [gap] }))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("audit_chain_broken")));
+    let bad_link = sign(&device, event(&device, uid, 3, Hash32([9; 32])));
+    let (status, _) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [bad_link] }))
+        .await;
+    assert_eq!(status, 409);
+
+    // A different event at a stored sequence (a fork) is refused, not overwritten.
+    let fork = sign(&device, event(&device, uid, 2, e1.event.hash()));
+    let (status, _) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [fork] }))
+        .await;
+    assert_eq!(status, 409);
+
+    // Another device's events cannot be uploaded under this session.
+    let other = TestDevice {
+        key: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+        id: Uuid::now_v7(),
+        clinic_id: device.clinic_id,
+    };
+    let foreign = sign(&other, event(&other, uid, 1, Hash32::GENESIS));
+    let (status, _) = server
+        .post("/v1/audit/events", Some(token), json!({ "events": [foreign] }))
+        .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn stored_audit_events_cannot_be_changed_or_deleted() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let e1 = sign(&device, event(&device, login.user.user_id, 1, Hash32::GENESIS));
+    let (status, _) = server
+        .post(
+            "/v1/audit/events",
+            Some(&login.session_token),
+            json!({ "events": [e1] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let update = sqlx::query("UPDATE audit_events SET action = 'login'")
+        .execute(server.store.pool())
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM audit_events")
+        .execute(server.store.pool())
+        .await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+}
+
+#[tokio::test]
+async fn malformed_bodies_name_a_field_never_echo_a_value() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .post("/v1/devices/enroll", None, json!({ "enrollment_code": 42, "x": "CANARY-value" }))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body, json!({ "code": "bad_request", "field": "body" }));
+    let (status, body) = server
+        .post(
+            "/v1/devices/enroll",
+            None,
+            json!({ "enrollment_code": "AAAA", "device_name": "x", "public_key": "CANARY" }),
+        )
+        .await;
+    assert_eq!((status, body), (400, json!({ "code": "bad_request", "field": "public_key" })));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_missing_tokens() {
+    let server = TestServer::start().await;
+    let (status, body) = server.get("/v1/appointments", "not-a-token").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
+    let resp = server
+        .client()
+        .get(format!("{}/v1/nothing-here", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[test]
+fn a_route_without_a_policy_rule_cannot_be_served() {
+    use axum::routing::get;
+    use clinicdesk_server::app::{RouteDef, RouterError, build_router_from, route_defs};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt.block_on(clinicdesk_server::store::Store::open(dir.path())).unwrap();
+    let state = clinicdesk_server::AppState {
+        store,
+        clock: std::sync::Arc::new(clinicdesk_server::clock::SystemClock),
+    };
+    let mut defs = route_defs();
+    defs.push(RouteDef {
+        method: "GET",
+        path: "/v1/export-everything",
+        handler: get(|| async { "all the PHI" }),
+    });
+    let err = build_router_from(state, defs).err().unwrap();
+    assert_eq!(
+        err,
+        RouterError::MissingRule {
+            method: "GET",
+            path: "/v1/export-everything"
+        }
+    );
+}

@@ -1,0 +1,166 @@
+//! A real server on `127.0.0.1:0` with TLS, its own data dir and a manual clock, plus a
+//! device that can enroll and sign in.
+
+use std::sync::Arc;
+
+use clinicdesk_protocol::audit::to_hex;
+use clinicdesk_protocol::wire::{
+    ChallengeResponse, EnrollResponse, LoginResponse, login_proof_bytes,
+};
+use clinicdesk_server::clock::ManualClock;
+use clinicdesk_server::seed::{SeedReport, seed_clinic};
+use clinicdesk_server::store::Store;
+use clinicdesk_server::{AppState, build_router, tls};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub struct TestServer {
+    pub url: String,
+    pub ca_pem: Vec<u8>,
+    pub store: Store,
+    pub clock: ManualClock,
+    _dir: tempfile::TempDir,
+}
+
+/// 2026-11-23 12:00 UTC, so "today" has the seeded appointments.
+pub const START_MS: i64 = 1_795_435_200_000;
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let clock = ManualClock::new(START_MS);
+        let files = tls::ensure_local_ca(dir.path()).unwrap();
+        let config = tls::server_config(&files).unwrap();
+        let router = build_router(AppState {
+            store: store.clone(),
+            clock: Arc::new(clock.clone()),
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(tls::serve(listener, config, router));
+        TestServer {
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            ca_pem: std::fs::read(&files.ca_cert).unwrap(),
+            store,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    pub async fn seed(&self, clinic: u128, name: &str) -> SeedReport {
+        seed_clinic(&self.store, &self.clock, Uuid::from_u128(clinic), name, 15)
+            .await
+            .unwrap()
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut rb = self.client().post(format!("{}{path}", self.url)).json(&body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .client()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A workstation with its Ed25519 key.
+pub struct TestDevice {
+    pub key: SigningKey,
+    pub id: Uuid,
+    pub clinic_id: Uuid,
+}
+
+impl TestDevice {
+    pub async fn enroll(server: &TestServer, code: &str) -> TestDevice {
+        let key = SigningKey::from_bytes(&rand32());
+        let (status, body) = server
+            .post(
+                "/v1/devices/enroll",
+                None,
+                json!({
+                    "enrollment_code": code,
+                    "device_name": "Test workstation",
+                    "public_key": to_hex(key.verifying_key().as_bytes()),
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let r: EnrollResponse = serde_json::from_value(body).unwrap();
+        TestDevice {
+            key,
+            id: r.device_id,
+            clinic_id: r.clinic_id,
+        }
+    }
+
+    /// Challenge, sign, log in; the raw response.
+    pub async fn try_login(&self, server: &TestServer, user: &str, password: &str) -> (u16, Value) {
+        let (status, body) = server
+            .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let nonce = serde_json::from_value::<ChallengeResponse>(body).unwrap().nonce;
+        let signature = self
+            .key
+            .sign(&login_proof_bytes(&nonce, self.id, user))
+            .to_bytes();
+        server
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({
+                    "username": user,
+                    "password": password,
+                    "device_id": self.id,
+                    "nonce": nonce,
+                    "device_signature": to_hex(&signature),
+                }),
+            )
+            .await
+    }
+
+    pub async fn login(&self, server: &TestServer, user: &str, password: &str) -> LoginResponse {
+        let (status, body) = self.try_login(server, user, password).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+}
+
+pub fn rand32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+pub fn password_of<'a>(report: &'a SeedReport, username: &str) -> &'a str {
+    &report
+        .users
+        .iter()
+        .find(|u| u.username == username)
+        .unwrap()
+        .password
+}

@@ -1,0 +1,118 @@
+//! The HTTPS client for the ClinicDesk server. It trusts exactly one CA, the one pinned
+//! at enrollment (no system roots), speaks TLS 1.2 or newer, and refuses plain HTTP.
+
+use std::time::Duration;
+
+use clinicdesk_protocol::wire::{
+    AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse,
+    EnrollRequest, EnrollResponse, LoginRequest, LoginResponse, Patient,
+};
+use clinicdesk_protocol::{ApiError, ErrorCode};
+use reqwest::{Certificate, Method, RequestBuilder, tls};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone)]
+pub struct ServerClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ServerClient {
+    pub fn new(base_url: &str, pinned_ca_pem: &[u8]) -> Result<Self, AppError> {
+        let ca = Certificate::from_pem(pinned_ca_pem).map_err(|_| AppError::Config("server_ca"))?;
+        let http = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .min_tls_version(tls::Version::TLS_1_2)
+            .https_only(true)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("ClinicDesk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| AppError::Config("http client"))?;
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&SecretString>) -> RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(t) => rb.bearer_auth(t.expose_secret()),
+            None => rb,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T, AppError> {
+        let response = rb.send().await.map_err(|_| AppError::Unreachable)?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json::<T>()
+                .await
+                .map_err(|_| AppError::Internal("response body"));
+        }
+        let error = response
+            .json::<ApiError>()
+            .await
+            .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal));
+        Err(AppError::Server(error))
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&SecretString>,
+        body: &B,
+    ) -> Result<T, AppError> {
+        Self::send(self.request(Method::POST, path, token).json(body)).await
+    }
+
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, AppError> {
+        self.post("/v1/devices/enroll", None, req).await
+    }
+
+    pub async fn challenge(&self, device_id: Uuid) -> Result<ChallengeResponse, AppError> {
+        self.post("/v1/auth/challenge", None, &ChallengeRequest { device_id })
+            .await
+    }
+
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse, AppError> {
+        self.post("/v1/auth/login", None, req).await
+    }
+
+    pub async fn logout(&self, token: &SecretString) -> Result<(), AppError> {
+        let response = self
+            .request(Method::POST, "/v1/auth/logout", Some(token))
+            .send()
+            .await
+            .map_err(|_| AppError::Unreachable)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(AppError::Server(ApiError::new(ErrorCode::SessionExpired)))
+        }
+    }
+
+    pub async fn appointments(&self, token: &SecretString) -> Result<AppointmentList, AppError> {
+        Self::send(self.request(Method::GET, "/v1/appointments", Some(token))).await
+    }
+
+    pub async fn patient(&self, token: &SecretString, id: Uuid) -> Result<Patient, AppError> {
+        Self::send(self.request(Method::GET, &format!("/v1/patients/{id}"), Some(token))).await
+    }
+
+    pub async fn upload_audit(
+        &self,
+        token: &SecretString,
+        upload: &AuditUpload,
+    ) -> Result<AuditReceipt, AppError> {
+        self.post("/v1/audit/events", Some(token), upload).await
+    }
+}

@@ -1,0 +1,105 @@
+//! The Tauri shell: each command parses its arguments, calls the core in one line and maps
+//! the error to a code. No logic lives here.
+
+use std::sync::Arc;
+
+use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::app::AppStatus;
+use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use tauri::{Emitter, Manager, State};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::session::Core;
+use crate::sync;
+
+/// The event the UI hears when the core locks on its own (idle, server order).
+pub const LOCKED_EVENT: &str = "clinicdesk://locked";
+
+pub struct AppCore(pub Arc<Core>);
+
+type CommandResult<T> = Result<T, ApiError>;
+
+fn api(e: AppError) -> ApiError {
+    e.to_api()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn status(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    Ok(core.0.status())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn enroll(
+    core: State<'_, AppCore>,
+    enrollment_code: String,
+    device_name: String,
+) -> CommandResult<AppStatus> {
+    core.0.enroll(&enrollment_code, &device_name).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn sign_in(
+    core: State<'_, AppCore>,
+    username: String,
+    password: String,
+) -> CommandResult<AppStatus> {
+    core.0.sign_in(&username, &password).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn unlock(core: State<'_, AppCore>, password: String) -> CommandResult<AppStatus> {
+    core.0.unlock(&password).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn lock(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    Ok(core.0.lock())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn activity(core: State<'_, AppCore>) -> CommandResult<()> {
+    core.0.activity();
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn appointments(core: State<'_, AppCore>) -> CommandResult<AppointmentList> {
+    core.0.appointments().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn open_patient(core: State<'_, AppCore>, patient_id: String) -> CommandResult<Patient> {
+    let id = Uuid::parse_str(&patient_id).map_err(|_| api(AppError::BadInput("patient_id")))?;
+    core.0.open_patient(id).await.map_err(api)
+}
+
+/// Builds and runs the desktop app until its window closes.
+pub fn run() -> Result<(), tauri::Error> {
+    tauri::Builder::default()
+        .setup(|app| {
+            let config = Config::from_env(app.path().app_data_dir()?);
+            let upload_interval = config.upload_interval;
+            let core = Arc::new(Core::new(config, crate::clock::system())?);
+            let handle = app.handle().clone();
+            core.set_lock_listener(move || {
+                let _ = handle.emit(LOCKED_EVENT, ());
+            });
+            tauri::async_runtime::spawn(sync::run_idle_watch(core.clone()));
+            tauri::async_runtime::spawn(sync::run_uploader(core.clone(), upload_interval));
+            app.manage(AppCore(core));
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            status,
+            enroll,
+            sign_in,
+            unlock,
+            lock,
+            activity,
+            appointments,
+            open_patient
+        ])
+        .run(tauri::generate_context!())
+}

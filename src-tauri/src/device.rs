@@ -1,0 +1,124 @@
+//! This workstation's identity: an installation id, its Ed25519 device key (private half
+//! only in the keychain), and, once enrolled, the server's answer and the pinned CA.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::keychain::{Keychain, random_key};
+
+/// Keychain entry names.
+pub const DEVICE_KEY: &str = "device-signing-key";
+pub const CACHE_KEY: &str = "cache-key";
+
+/// Files under the data directory.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub install: PathBuf,
+    pub enrollment: PathBuf,
+    pub pinned_ca: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Paths {
+    pub fn under(data_dir: &Path) -> Self {
+        Self {
+            install: data_dir.join("install.json"),
+            enrollment: data_dir.join("enrollment.json"),
+            pinned_ca: data_dir.join("server-ca.pem"),
+            cache: data_dir.join("cache.sqlite3"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Install {
+    install_id: Uuid,
+}
+
+/// The installation id that names this install's keychain entries, created on first run.
+pub fn install_id(paths: &Paths) -> Result<Uuid, AppError> {
+    match fs::read(&paths.install) {
+        Ok(bytes) => serde_json::from_slice::<Install>(&bytes)
+            .map(|i| i.install_id)
+            .map_err(|_| AppError::Config("install.json")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let install = Install {
+                install_id: Uuid::new_v4(),
+            };
+            write_json(&paths.install, &install)?;
+            Ok(install.install_id)
+        }
+        Err(e) => Err(AppError::Io("install.json", e)),
+    }
+}
+
+/// What the server said at enrollment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub device_id: Uuid,
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+    pub server_url: String,
+    pub device_name: String,
+}
+
+pub fn load_enrollment(paths: &Paths) -> Result<Option<Enrollment>, AppError> {
+    match fs::read(&paths.enrollment) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| AppError::Config("enrollment.json")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AppError::Io("enrollment.json", e)),
+    }
+}
+
+pub fn save_enrollment(paths: &Paths, enrollment: &Enrollment) -> Result<(), AppError> {
+    write_json(&paths.enrollment, enrollment)
+}
+
+/// Writes via a temporary file and rename, so a crash leaves the old file or the new one.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), AppError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|_| AppError::Internal("json"))?;
+    write_atomic(path, &bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| AppError::Io("data dir", e))?;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|e| AppError::Io("temp file", e))?;
+    fs::rename(&tmp, path).map_err(|e| AppError::Io("rename", e))
+}
+
+/// The device's Ed25519 signing key. `SigningKey` zeroizes itself on drop; there is no
+/// `Debug` that could print it.
+pub struct DeviceKey(SigningKey);
+
+impl DeviceKey {
+    /// Creates a key and stores its private half in the keychain.
+    pub fn create(keychain: &Keychain) -> Result<Self, AppError> {
+        let seed = random_key()?;
+        keychain.store_key(DEVICE_KEY, &seed)?;
+        Ok(Self(SigningKey::from_bytes(&seed)))
+    }
+
+    pub fn load(keychain: &Keychain) -> Result<Self, AppError> {
+        let seed = keychain.load_key(DEVICE_KEY)?;
+        Ok(Self(SigningKey::from_bytes(&seed)))
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        clinicdesk_protocol::audit::to_hex(self.0.verifying_key().as_bytes())
+    }
+
+    /// Signature as hex.
+    pub fn sign_hex(&self, message: &[u8]) -> String {
+        clinicdesk_protocol::audit::to_hex(&self.0.sign(message).to_bytes())
+    }
+}

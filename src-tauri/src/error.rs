@@ -1,0 +1,51 @@
+//! The app core's error type. Each variant maps to a stable `ErrorCode` for the UI;
+//! `Display` never carries a value from a record or from what a user typed.
+
+use clinicdesk_protocol::{ApiError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("locked")]
+    Locked,
+    #[error("not enrolled")]
+    NotEnrolled,
+    #[error("already enrolled")]
+    AlreadyEnrolled,
+    #[error("not signed in")]
+    SignedOut,
+    #[error("bad input: {0}")]
+    BadInput(&'static str),
+    #[error("keychain unavailable")]
+    Keychain(#[from] crate::keychain::KeychainError),
+    #[error("cache unavailable")]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("server unreachable")]
+    Unreachable,
+    #[error("server refused: {0}")]
+    Server(ApiError),
+    #[error("configuration: {0}")]
+    Config(&'static str),
+    #[error("local file: {0}")]
+    Io(&'static str, #[source] std::io::Error),
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+impl AppError {
+    /// What the UI receives.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            AppError::Locked => ApiError::new(ErrorCode::Locked),
+            AppError::NotEnrolled => ApiError::new(ErrorCode::NotEnrolled),
+            AppError::AlreadyEnrolled => ApiError::with_field(ErrorCode::Conflict, "enrollment"),
+            AppError::SignedOut => ApiError::new(ErrorCode::Unauthenticated),
+            AppError::BadInput(field) => ApiError::with_field(ErrorCode::BadRequest, field),
+            AppError::Keychain(_) => ApiError::new(ErrorCode::KeychainUnavailable),
+            AppError::Cache(_) => ApiError::new(ErrorCode::CacheUnavailable),
+            AppError::Unreachable => ApiError::new(ErrorCode::ServerUnreachable),
+            AppError::Server(e) => e.clone(),
+            AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),
+            AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),
+        }
+    }
+}

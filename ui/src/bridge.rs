@@ -1,0 +1,72 @@
+//! Calls into the app's Rust core through Tauri's global `invoke`, and its lock event.
+
+use clinicdesk_protocol::{ApiError, ErrorCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], catch)]
+    async fn invoke(cmd: &str, args: JsValue) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], catch)]
+    async fn listen(event: &str, handler: &Closure<dyn FnMut(JsValue)>) -> Result<JsValue, JsValue>;
+}
+
+/// No arguments: an empty object.
+#[derive(Serialize)]
+pub struct NoArgs {}
+
+/// Invokes a command; errors come back as the core's `ApiError`.
+pub async fn call<A: Serialize, R: DeserializeOwned>(cmd: &str, args: &A) -> Result<R, ApiError> {
+    let args = serde_wasm_bindgen::to_value(args)
+        .map_err(|_| ApiError::with_field(ErrorCode::BadRequest, "arguments"))?;
+    match invoke(cmd, args).await {
+        Ok(value) => serde_wasm_bindgen::from_value(value)
+            .map_err(|_| ApiError::new(ErrorCode::Internal)),
+        Err(error) => Err(serde_wasm_bindgen::from_value(error)
+            .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal))),
+    }
+}
+
+/// Runs `handler` whenever the core emits `event`, for the page's lifetime.
+pub fn on_event(event: &'static str, handler: impl FnMut(JsValue) + 'static) {
+    let closure = Closure::new(handler);
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = listen(event, &closure).await;
+        // The page lives as long as the app; keep the callback alive with it.
+        closure.forget();
+    });
+}
+
+/// Words for an error code. Never a value: the core sends none.
+pub fn explain(e: &ApiError) -> String {
+    let text = match e.code {
+        ErrorCode::InvalidCredentials => "That username and password do not match.",
+        ErrorCode::InvalidEnrollmentCode => {
+            "That enrollment code is not valid. Codes work once and expire after 15 minutes; ask your admin for a new one."
+        }
+        ErrorCode::ServerUnreachable => {
+            "The ClinicDesk server cannot be reached. Check the network, then try again."
+        }
+        ErrorCode::KeychainUnavailable => {
+            "The system keychain is locked or unavailable. Unlock your desktop keyring, then try again. ClinicDesk never stores keys anywhere else."
+        }
+        ErrorCode::CacheUnavailable => {
+            "The encrypted offline cache could not be opened. Contact your clinic's IT."
+        }
+        ErrorCode::DeviceRevoked => "This workstation's access was revoked by an admin.",
+        ErrorCode::DeviceUnknown => "This workstation is not known to the server. Ask your admin to enroll it again.",
+        ErrorCode::Locked => "The session is locked.",
+        ErrorCode::SessionExpired => "Your session ended. Sign in again.",
+        ErrorCode::Forbidden => "Your role does not allow this.",
+        ErrorCode::NotFound => "Not found.",
+        ErrorCode::BadRequest => "Please check the form.",
+        _ => "Something went wrong. Try again, or contact your clinic's IT.",
+    };
+    match (&e.code, &e.field) {
+        (ErrorCode::BadRequest, Some(field)) => format!("Please fill in {}.", field.replace('_', " ")),
+        _ => text.to_owned(),
+    }
+}

@@ -1,0 +1,10 @@
+//! The ClinicDesk UI: Leptos, client-side rendered, talking only to the app's Tauri
+//! commands. PHI lives in this page only inside the views of an unlocked session; when
+//! the core locks, those views are unmounted and their signals cleared.
+
+mod bridge;
+mod views;
+
+fn main() {
+    leptos::mount::mount_to_body(views::App);
+}

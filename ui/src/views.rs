@@ -1,0 +1,440 @@
+//! The screens: enroll, sign in, schedule, patient, lock. Which one shows follows the
+//! core's phase; PHI views exist only while the phase is `unlocked`.
+
+use std::time::Duration;
+
+use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::app::{AppStatus, Phase};
+use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Serialize;
+
+use crate::bridge::{NoArgs, call, explain, on_event};
+
+/// The event the core emits when it locks by itself.
+const LOCKED_EVENT: &str = "clinicdesk://locked";
+/// Activity is reported at most this often.
+const ACTIVITY_EVERY_MS: f64 = 1_000.0;
+
+#[derive(Clone, Copy)]
+struct Ui {
+    status: RwSignal<Option<AppStatus>>,
+    schedule: RwSignal<Option<AppointmentList>>,
+    patient: RwSignal<Option<Patient>>,
+    error: RwSignal<Option<String>>,
+}
+
+impl Ui {
+    /// Drops every PHI value the page holds.
+    fn forget_phi(&self) {
+        self.schedule.set(None);
+        self.patient.set(None);
+    }
+
+    fn apply_status(&self, status: AppStatus) {
+        if status.phase != Phase::Unlocked {
+            self.forget_phi();
+        }
+        self.status.set(Some(status));
+    }
+
+    fn refresh(self) {
+        spawn_local(async move {
+            if let Ok(status) = call::<_, AppStatus>("status", &NoArgs {}).await {
+                self.apply_status(status);
+            }
+        });
+    }
+
+    fn fail(&self, e: &ApiError) {
+        self.error.set(Some(explain(e)));
+        if e.code == clinicdesk_protocol::ErrorCode::Locked {
+            self.refresh();
+        }
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let ui = Ui {
+        status: RwSignal::new(None),
+        schedule: RwSignal::new(None),
+        patient: RwSignal::new(None),
+        error: RwSignal::new(None),
+    };
+    provide_context(ui);
+    ui.refresh();
+    // The status bar and the idle countdown; a lock also arrives as an event at once.
+    let _ = set_interval_with_handle(move || ui.refresh(), Duration::from_secs(1));
+    on_event(LOCKED_EVENT, move |_| {
+        ui.forget_phi();
+        ui.refresh();
+    });
+
+    let last_activity = StoredValue::new(0.0_f64);
+    let report_activity = move || {
+        let now = js_sys::Date::now();
+        if now - last_activity.get_value() >= ACTIVITY_EVERY_MS {
+            last_activity.set_value(now);
+            spawn_local(async move {
+                let _ = call::<_, ()>("activity", &NoArgs {}).await;
+            });
+        }
+    };
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        report_activity();
+        // Ctrl+L locks now.
+        if ev.ctrl_key() && ev.key().eq_ignore_ascii_case("l") {
+            ev.prevent_default();
+            lock_now(ui);
+        }
+    });
+    let _ = window_event_listener(leptos::ev::pointerdown, move |_| report_activity());
+    let _ = window_event_listener(leptos::ev::pointermove, move |_| report_activity());
+
+    view! {
+        <div class="app">
+            <TopBar/>
+            <main>
+                {move || match ui.status.get().map(|s| s.phase) {
+                    None => view! { <p class="muted">"Starting…"</p> }.into_any(),
+                    Some(Phase::NotEnrolled) => view! { <EnrollScreen/> }.into_any(),
+                    Some(Phase::SignedOut) => view! { <SignInScreen/> }.into_any(),
+                    Some(Phase::Locked) => view! { <LockScreen/> }.into_any(),
+                    Some(Phase::Unlocked) => view! { <Workspace/> }.into_any(),
+                }}
+            </main>
+            <StatusBar/>
+        </div>
+    }
+}
+
+fn lock_now(ui: Ui) {
+    ui.forget_phi();
+    spawn_local(async move {
+        if let Ok(status) = call::<_, AppStatus>("lock", &NoArgs {}).await {
+            ui.apply_status(status);
+        }
+    });
+}
+
+#[component]
+fn TopBar() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let clinic = move || ui.status.get().and_then(|s| s.clinic_name).unwrap_or_default();
+    let unlocked = move || ui.status.get().is_some_and(|s| s.phase == Phase::Unlocked);
+    let who = move || {
+        ui.status
+            .get()
+            .and_then(|s| s.user)
+            .map(|u| format!("{} · {}", u.display_name, u.role.as_str().replace('_', " ")))
+            .unwrap_or_default()
+    };
+    view! {
+        <header class="top">
+            <span class="brand">"ClinicDesk"</span>
+            <span class="clinic">{clinic}</span>
+            <span class="spacer"></span>
+            <span class="who">{who}</span>
+            <Show when=unlocked>
+                <button id="lock-now" class="secondary" title="Lock now (Ctrl+L)" on:click=move |_| lock_now(ui)>
+                    "Lock now"
+                </button>
+            </Show>
+        </header>
+    }
+}
+
+#[component]
+fn ErrorLine() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    view! {
+        <Show when=move || ui.error.get().is_some()>
+            <div class="error" id="error" role="alert">{move || ui.error.get().unwrap_or_default()}</div>
+        </Show>
+    }
+}
+
+#[derive(Serialize)]
+struct EnrollArgs {
+    enrollment_code: String,
+    device_name: String,
+}
+
+#[component]
+fn EnrollScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let code = RwSignal::new(String::new());
+    let name = RwSignal::new(String::from("Front desk workstation"));
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        ui.error.set(None);
+        let args = EnrollArgs {
+            enrollment_code: code.get_untracked(),
+            device_name: name.get_untracked(),
+        };
+        spawn_local(async move {
+            match call::<_, AppStatus>("enroll", &args).await {
+                Ok(status) => ui.apply_status(status),
+                Err(e) => ui.fail(&e),
+            }
+            busy.set(false);
+        });
+    };
+    let server = move || ui.status.get().map(|s| s.server_url).unwrap_or_default();
+    view! {
+        <div class="card narrow">
+            <h1>"Enroll this workstation"</h1>
+            <p class="lead">"Enter the one-time code your ClinicDesk admin gave you. This registers a device key, kept in the system keychain, with "<b>{server}</b>"."</p>
+            <form on:submit=submit>
+                <label for="enroll-code">"Enrollment code"</label>
+                <input id="enroll-code" autocomplete="off" placeholder="XXXX-XXXX-XXXX"
+                    prop:value=move || code.get() on:input=move |ev| code.set(event_target_value(&ev))/>
+                <label for="enroll-device-name">"Workstation name"</label>
+                <input id="enroll-device-name" prop:value=move || name.get()
+                    on:input=move |ev| name.set(event_target_value(&ev))/>
+                <button id="enroll-submit" type="submit" disabled=move || busy.get()>
+                    {move || if busy.get() { "Enrolling…" } else { "Enroll" }}
+                </button>
+            </form>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[derive(Serialize)]
+struct SignInArgs {
+    username: String,
+    password: String,
+}
+
+#[component]
+fn SignInScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        ui.error.set(None);
+        let args = SignInArgs {
+            username: username.get_untracked(),
+            password: password.get_untracked(),
+        };
+        password.set(String::new());
+        spawn_local(async move {
+            match call::<_, AppStatus>("sign_in", &args).await {
+                Ok(status) => ui.apply_status(status),
+                Err(e) => ui.fail(&e),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="card narrow">
+            <h1>"Sign in"</h1>
+            <p class="lead">"Use your own ClinicDesk account. Never share it, even on a shared workstation."</p>
+            <form on:submit=submit>
+                <label for="login-username">"Username"</label>
+                <input id="login-username" autocomplete="username" prop:value=move || username.get()
+                    on:input=move |ev| username.set(event_target_value(&ev))/>
+                <label for="login-password">"Password"</label>
+                <input id="login-password" type="password" autocomplete="current-password"
+                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
+                <button id="login-submit" type="submit" disabled=move || busy.get()>
+                    {move || if busy.get() { "Signing in…" } else { "Sign in" }}
+                </button>
+            </form>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[derive(Serialize)]
+struct UnlockArgs {
+    password: String,
+}
+
+#[component]
+fn LockScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let password = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let who = move || {
+        ui.status
+            .get()
+            .and_then(|s| s.user)
+            .map(|u| u.display_name)
+            .unwrap_or_default()
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        ui.error.set(None);
+        let args = UnlockArgs {
+            password: password.get_untracked(),
+        };
+        password.set(String::new());
+        spawn_local(async move {
+            match call::<_, AppStatus>("unlock", &args).await {
+                Ok(status) => ui.apply_status(status),
+                Err(e) => ui.fail(&e),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="card narrow lock" id="lock-screen">
+            <div class="padlock" aria-hidden="true">"🔒"</div>
+            <h1>"Locked"</h1>
+            <p class="lead">{who}" locked this workstation. Enter the password to continue."</p>
+            <form on:submit=submit>
+                <label for="unlock-password">"Password"</label>
+                <input id="unlock-password" type="password" autocomplete="current-password"
+                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
+                <button id="unlock-submit" type="submit" disabled=move || busy.get()>"Unlock"</button>
+            </form>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[component]
+fn Workspace() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    ui.error.set(None);
+    spawn_local(async move {
+        match call::<_, AppointmentList>("appointments", &NoArgs {}).await {
+            Ok(list) => ui.schedule.set(Some(list)),
+            Err(e) => ui.fail(&e),
+        }
+    });
+    view! {
+        {move || match ui.patient.get() {
+            Some(patient) => view! { <PatientView patient/> }.into_any(),
+            None => view! { <ScheduleView/> }.into_any(),
+        }}
+    }
+}
+
+#[derive(Serialize)]
+struct OpenPatientArgs {
+    patient_id: String,
+}
+
+/// `HH:MM` in the workstation's time zone.
+fn local_time(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}
+
+#[component]
+fn ScheduleView() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let open = move |patient_id: uuid::Uuid| {
+        ui.error.set(None);
+        spawn_local(async move {
+            let args = OpenPatientArgs {
+                patient_id: patient_id.to_string(),
+            };
+            match call::<_, Patient>("open_patient", &args).await {
+                Ok(p) => ui.patient.set(Some(p)),
+                Err(e) => ui.fail(&e),
+            }
+        });
+    };
+    view! {
+        <div class="card" id="schedule">
+            <h1>"Today's appointments"</h1>
+            {move || match ui.schedule.get() {
+                None => view! { <p class="muted">"Loading the schedule…"</p> }.into_any(),
+                Some(list) if list.appointments.is_empty() => {
+                    view! { <p class="muted">"No appointments today."</p> }.into_any()
+                }
+                Some(list) => view! {
+                    <table class="schedule" id="schedule-list">
+                        <thead><tr><th>"Time"</th><th>"Patient"</th><th>"Reason"</th></tr></thead>
+                        <tbody>
+                            {list.appointments.into_iter().map(|a| {
+                                let pid = a.patient_id;
+                                view! {
+                                    <tr class="appointment-row" data-patient-id=pid.to_string()
+                                        on:click=move |_| open(pid)>
+                                        <td class="time">{local_time(&a.starts_at)}</td>
+                                        <td>{a.patient_name.expose().clone()}</td>
+                                        <td>{a.reason.expose().clone()}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[component]
+fn PatientView(patient: Patient) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            view! { <span class="muted">"None recorded"</span> }.into_any()
+        } else {
+            let items = items.to_vec();
+            view! { <ul class="plain">{items.into_iter().map(|i| view! { <li>{i}</li> }).collect_view()}</ul> }
+                .into_any()
+        }
+    };
+    let clinical = patient.clinical.as_ref().map(|c| {
+        view! {
+            <h2>"Clinical summary"</h2>
+            <dl class="facts">
+                <dt>"Allergies"</dt><dd id="patient-allergies">{list(c.allergies.expose())}</dd>
+                <dt>"Problems"</dt><dd>{list(c.problems.expose())}</dd>
+                <dt>"Medications"</dt><dd>{list(c.medications.expose())}</dd>
+            </dl>
+        }
+    });
+    view! {
+        <div class="card" id="patient">
+            <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>"← Today's appointments"</button>
+            <h1 id="patient-name">{patient.name.expose().clone()}</h1>
+            <h2>"Demographics"</h2>
+            <dl class="facts">
+                <dt>"Date of birth"</dt><dd>{patient.birth_date.expose().clone()}</dd>
+                <dt>"Phone"</dt><dd>{patient.phone.expose().clone()}</dd>
+            </dl>
+            {clinical}
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[component]
+fn StatusBar() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let status = move || ui.status.get();
+    view! {
+        <footer class="status" id="status-bar">
+            {move || status().map(|s| {
+                let online = if s.online {
+                    view! { <span class="online">"● Online"</span> }.into_any()
+                } else {
+                    view! { <span class="offline">"● Offline"</span> }.into_any()
+                };
+                let pending = s.outbox_pending.map(|n| format!("Audit events waiting: {n}"));
+                let uploaded = s.last_upload_at.map(|t| format!("Last upload: {}", local_time(&t)));
+                let countdown = s.idle_seconds_left.filter(|left| *left < 60).map(|left| {
+                    view! { <span class="countdown" id="idle-countdown">{format!("Locking in {left} s")}</span> }
+                });
+                view! { {online} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
+            })}
+        </footer>
+    }
+}

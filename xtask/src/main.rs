@@ -1,0 +1,191 @@
+//! `cargo xtask demo` and `cargo xtask test`: everything a fresh Debian 12 machine needs,
+//! installed by these commands and nothing by hand.
+//!
+//! Order matters (see ../shared/BUILD-NOTES.md): system packages, then tools, then the wasm
+//! UI (the app embeds `ui/dist` at compile time), then one host build, then the tests, all
+//! with the same package selection and profile so nothing is compiled twice.
+
+#![allow(clippy::print_stdout)]
+
+mod setup;
+mod testrun;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage:
+  cargo xtask demo [--server-only] [--fresh] [--port N]
+      Install what is missing, build, start the server on its embedded SQLite default
+      with the synthetic demo clinic, and launch the desktop app against it.
+  cargo xtask test
+      Install what is missing, build, and run every test (unit, integration, desktop
+      end-to-end), ending with one line: N passed, N failed.";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => testrun::test(&args[1..]),
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+/// The workspace root (the parent of this crate).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+pub fn stage(name: &str) {
+    println!("\n==> {name}");
+}
+
+/// Runs a command to completion, failing on a non-zero exit.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed with {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Builds the Leptos UI to wasm and writes `ui/dist`.
+pub fn build_ui() -> Result<()> {
+    stage("building the UI (wasm32)");
+    run_cmd(cargo().args([
+        "build",
+        "--package",
+        "clinicdesk-ui",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
+    let wasm = target_dir().join("wasm32-unknown-unknown/debug/clinicdesk-ui.wasm");
+    let dist = root().join("ui/dist");
+    std::fs::create_dir_all(&dist).context("creating ui/dist")?;
+    run_cmd(
+        Command::new(setup::wasm_bindgen_bin())
+            .args(["--target", "web", "--no-typescript", "--out-name", "clinicdesk_ui", "--out-dir"])
+            .arg(&dist)
+            .arg(&wasm),
+    )?;
+    for file in ["index.html", "style.css"] {
+        std::fs::copy(root().join("ui").join(file), dist.join(file))
+            .with_context(|| format!("copying ui/{file}"))?;
+    }
+    Ok(())
+}
+
+/// The one host build both commands share: same selection, same profile, no rebuilds.
+pub fn build_host() -> Result<()> {
+    stage("building server, app and tests");
+    run_cmd(cargo().args(["build", "--all-targets"]))
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let mut server_only = false;
+    let mut fresh = false;
+    let mut port = 8443u16;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--server-only" => server_only = true,
+            "--fresh" => fresh = true,
+            "--port" => {
+                port = it
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .context("--port needs a number")?
+            }
+            other => bail!("unknown demo option {other:?}\n{USAGE}"),
+        }
+    }
+    setup::ensure(setup::Purpose::Demo)?;
+    build_ui()?;
+    build_host()?;
+
+    let demo_dir = target_dir().join("demo");
+    if fresh && demo_dir.exists() {
+        std::fs::remove_dir_all(&demo_dir).context("removing the old demo data")?;
+    }
+    let server_dir = demo_dir.join("server");
+    let app_dir = demo_dir.join("app");
+    std::fs::create_dir_all(&server_dir)?;
+    std::fs::create_dir_all(&app_dir)?;
+    let server_bin = target_dir().join("debug/clinicdesk-server");
+    let app_bin = target_dir().join("debug/clinicdesk-app");
+
+    stage("seeding the synthetic demo clinic");
+    run_cmd(Command::new(&server_bin).arg("seed").arg("--data-dir").arg(&server_dir))?;
+
+    stage(&format!("starting the server on https://127.0.0.1:{port}"));
+    let mut server = Command::new(&server_bin)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&server_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the server")?;
+    // The server prints one `listening https://ADDR ca=PATH` line once it accepts connections.
+    let stdout = server.stdout.take().context("server output")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    match lines.next() {
+        Some(Ok(line)) if line.starts_with("listening ") => println!("{line}"),
+        _ => {
+            let _ = server.kill();
+            bail!("the server did not start (is port {port} taken? try --port)");
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let ca = server_dir.join("tls/ca.pem");
+    println!("Server data: {}", server_dir.display());
+    println!("Server CA (pinned by the app at enrollment): {}", ca.display());
+    if server_only {
+        println!("Press Ctrl-C to stop.");
+        server.wait()?;
+        return Ok(());
+    }
+
+    stage("launching the desktop app");
+    let mut app = setup::desktop_session_command(&app_bin)?;
+    app.env("CLINICDESK_DATA_DIR", &app_dir)
+        .env("CLINICDESK_SERVER_URL", format!("https://127.0.0.1:{port}"))
+        .env("CLINICDESK_SERVER_CA", &ca);
+    println!("App data: {}", app_dir.display());
+    println!("Close the window or press Ctrl-C to stop everything.");
+    let result = app.status();
+    let _ = server.kill();
+    let _ = server.wait();
+    result.context("running the app")?;
+    Ok(())
+}

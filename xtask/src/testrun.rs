@@ -1,0 +1,155 @@
+//! `cargo xtask test`: setup, build, lint, then every test inside a harness session (Xvfb
+//! for the desktop app, a private D-Bus session with an unlocked gnome-keyring for the
+//! real Secret Service), and one closing line `N passed, N failed`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::setup::{self, KEYRING_THEN_EXEC, Purpose};
+use crate::{build_host, build_ui, cargo, root, stage};
+
+pub fn test(args: &[String]) -> Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("cargo xtask test takes no options (got {arg:?})");
+    }
+    let started = std::time::Instant::now();
+    setup::ensure(Purpose::Test)?;
+    build_ui()?;
+    build_host()?;
+
+    let mut problems = Vec::new();
+    stage("cargo fmt --check");
+    if crate::run_cmd(cargo().args(["fmt", "--all", "--", "--check"])).is_err() {
+        problems.push("formatting (run cargo fmt --all)");
+    }
+    stage("cargo clippy (host and wasm UI)");
+    if crate::run_cmd(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"])).is_err()
+    {
+        problems.push("clippy on the host crates");
+    }
+    if crate::run_cmd(cargo().args([
+        "clippy",
+        "--package",
+        "clinicdesk-ui",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .is_err()
+    {
+        problems.push("clippy on the UI");
+    }
+
+    stage("tests (unit, integration, keychain, TLS, desktop end-to-end)");
+    let (passed, failed, exit_ok) = run_tests_in_harness()?;
+    if !exit_ok && failed == 0 {
+        problems.push("cargo test exited with an error (a test binary failed to build or crashed)");
+    }
+    println!(
+        "\nwall time {:.0} s{}",
+        started.elapsed().as_secs_f64(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!("; also failed: {}", problems.join(", "))
+        }
+    );
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 || !problems.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs `cargo test` under Xvfb and a private D-Bus session with gnome-keyring, echoing
+/// its output and adding up the `test result:` lines.
+fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
+    let harness = root().join("target/test-harness");
+    if harness.exists() {
+        std::fs::remove_dir_all(&harness).context("clearing the old test harness")?;
+    }
+    let home = harness.join("home");
+    let xdg = harness.join("xdg");
+    for dir in [&home, &xdg] {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    // The harness gets its own HOME (a fresh keyring), so cargo and rustup are pointed at
+    // the real ones explicitly.
+    let real_home = std::env::var_os("HOME").context("HOME is not set")?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .unwrap_or_else(|| std::path::Path::new(&real_home).join(".cargo").into_os_string());
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .unwrap_or_else(|| std::path::Path::new(&real_home).join(".rustup").into_os_string());
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    let mut cmd = Command::new("xvfb-run");
+    cmd.args(["-a", "-s", "-screen 0 1280x800x24", "dbus-run-session", "--", "sh", "-c"])
+        .arg(KEYRING_THEN_EXEC)
+        .arg("sh")
+        .arg(&cargo_bin)
+        .args(["test", "--no-fail-fast"])
+        .current_dir(root())
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .env("CARGO_HOME", &cargo_home)
+        .env("RUSTUP_HOME", &rustup_home)
+        .env("CLINICDESK_KEYRING_PASSWORD", "clinicdesk-test")
+        .env("CLINICDESK_TEST_HARNESS", "1")
+        .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("DISPLAY")
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().context("starting the test harness")?;
+    let stdout = child.stdout.take().context("test output")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_result_line(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
+    Ok((passed, failed, status.success()))
+}
+
+/// `test result: ok. 12 passed; 0 failed; ...` → (12, 0).
+fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        let end = rest.find(&format!(" {word}"))?;
+        let start = rest[..end].rfind(|c: char| !c.is_ascii_digit())? + 1;
+        rest[start..end].parse().ok()
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_result_line;
+
+    #[test]
+    fn parses_cargo_test_result_lines() {
+        assert_eq!(
+            parse_result_line(
+                "test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+            ),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_result_line("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_result_line("running 3 tests"), None);
+    }
+}
