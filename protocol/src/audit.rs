@@ -213,7 +213,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// Bytes of a hex string (either case); `None` if it is not hex.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.as_bytes()

@@ -123,7 +123,12 @@ mod tests {
     fn codes_are_pinned() {
         let wire: Vec<String> = ErrorCode::ALL
             .iter()
-            .map(|c| serde_json::to_string(c).unwrap().trim_matches('"').to_owned())
+            .map(|c| {
+                serde_json::to_string(c)
+                    .unwrap()
+                    .trim_matches('"')
+                    .to_owned()
+            })
             .collect();
         assert_eq!(
             wire.join(","),

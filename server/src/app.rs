@@ -40,11 +40,19 @@ pub fn route_defs() -> Vec<RouteDef> {
         def("GET", "/healthz", get(routes::health::healthz)),
         def("GET", "/openapi.json", get(crate::openapi::openapi_json)),
         def("POST", "/v1/devices/enroll", post(routes::devices::enroll)),
-        def("POST", "/v1/auth/challenge", post(routes::session::challenge)),
+        def(
+            "POST",
+            "/v1/auth/challenge",
+            post(routes::session::challenge),
+        ),
         def("POST", "/v1/auth/login", post(routes::session::login)),
         def("POST", "/v1/auth/logout", post(routes::session::logout)),
         def("GET", "/v1/appointments", get(routes::schedule::today)),
-        def("GET", "/v1/patients/{patient_id}", get(routes::patients::get_patient)),
+        def(
+            "GET",
+            "/v1/patients/{patient_id}",
+            get(routes::patients::get_patient),
+        ),
         def("POST", "/v1/audit/events", post(routes::audit::upload)),
     ]
 }

@@ -135,8 +135,7 @@ async fn session_principal(state: &AppState, token_hash: String) -> Result<Princ
     }
     let now = state.clock.now_ms();
     let idle_ms = i64::try_from(session.idle_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    if now - session.last_seen_at_ms > idle_ms || now - session.created_at_ms > SESSION_MAX_AGE_MS
-    {
+    if now - session.last_seen_at_ms > idle_ms || now - session.created_at_ms > SESSION_MAX_AGE_MS {
         state.store.revoke_session(&token_hash, now).await?;
         return Err(ServerError::SessionExpired);
     }

@@ -54,8 +54,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -75,7 +74,11 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::to_writer(&mut out, &report)?;
                 writeln!(out)?;
             } else {
-                writeln!(out, "Demo clinic: {} ({})", report.clinic_name, report.clinic_id)?;
+                writeln!(
+                    out,
+                    "Demo clinic: {} ({})",
+                    report.clinic_name, report.clinic_id
+                )?;
                 writeln!(
                     out,
                     "Device enrollment code: {} (one use, expires in {} minutes)",
@@ -131,7 +134,11 @@ async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout for scripts and tests; the rest goes to stderr.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening https://{addr} ca={}", files.ca_cert.display())?;
+    writeln!(
+        out,
+        "listening https://{addr} ca={}",
+        files.ca_cert.display()
+    )?;
     out.flush()?;
     drop(out);
     tracing::info!(%addr, "serving over TLS");

@@ -13,7 +13,7 @@ use crate::random::{hash_secret, human_code, normalize_code};
 use crate::store::{NewPatient, Store};
 
 /// The demo clinic's fixed id, so seeding again refreshes it instead of adding another.
-pub const DEMO_CLINIC_ID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_00000000_d3e0);
+pub const DEMO_CLINIC_ID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_d3e0);
 pub const DEMO_CLINIC_NAME: &str = "Maple Street Family Practice (synthetic demo)";
 
 /// What seeding created: printed once for the operator, never stored in the clear.
@@ -98,7 +98,14 @@ pub async fn seed_demo(
     clock: &dyn Clock,
     code_ttl_mins: i64,
 ) -> Result<SeedReport, ServerError> {
-    seed_clinic(store, clock, DEMO_CLINIC_ID, DEMO_CLINIC_NAME, code_ttl_mins).await
+    seed_clinic(
+        store,
+        clock,
+        DEMO_CLINIC_ID,
+        DEMO_CLINIC_NAME,
+        code_ttl_mins,
+    )
+    .await
 }
 
 /// Writes (or refreshes) a synthetic clinic with the demo's staff, patients and today's

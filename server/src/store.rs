@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::str::FromStr;
 
+use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
-use clinicdesk_protocol::Phi;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;

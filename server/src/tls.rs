@@ -32,7 +32,9 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration rejected")]
     Config(#[from] rustls::Error),
-    #[error("partial TLS material under the data directory: {0} is missing; remove tls/ to regenerate")]
+    #[error(
+        "partial TLS material under the data directory: {0} is missing; remove tls/ to regenerate"
+    )]
     Partial(&'static str),
 }
 
@@ -96,14 +98,15 @@ pub fn ensure_local_ca(data_dir: &Path) -> Result<TlsFiles, TlsError> {
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
 
-    let dir = files
-        .ca_cert
-        .parent()
-        .ok_or(TlsError::Read("tls dir"))?;
+    let dir = files.ca_cert.parent().ok_or(TlsError::Read("tls dir"))?;
     fs::create_dir_all(dir).map_err(TlsError::Write)?;
     write_file(&files.ca_cert, ca_cert.pem().as_bytes(), 0o644)?;
     write_file(&files.server_cert, server_cert.pem().as_bytes(), 0o644)?;
-    write_file(&files.server_key, server_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(
+        &files.server_key,
+        server_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     Ok(files)
 }
 

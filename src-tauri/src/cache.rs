@@ -115,11 +115,9 @@ impl Cache {
     pub fn cached_appointments(&self, day: &str) -> Result<Option<AppointmentList>, CacheError> {
         let json: Option<String> = self
             .conn
-            .query_row(
-                "SELECT json FROM appointments WHERE day = ?1",
-                [day],
-                |r| r.get(0),
-            )
+            .query_row("SELECT json FROM appointments WHERE day = ?1", [day], |r| {
+                r.get(0)
+            })
             .optional()?;
         json.map(|j| serde_json::from_str(&j).map_err(|_| CacheError::Malformed))
             .transpose()

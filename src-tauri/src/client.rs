@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse,
-    EnrollRequest, EnrollResponse, LoginRequest, LoginResponse, Patient,
+    AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse, EnrollRequest,
+    EnrollResponse, LoginRequest, LoginResponse, Patient,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};

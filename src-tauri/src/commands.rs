@@ -36,7 +36,10 @@ async fn enroll(
     enrollment_code: String,
     device_name: String,
 ) -> CommandResult<AppStatus> {
-    core.0.enroll(&enrollment_code, &device_name).await.map_err(api)
+    core.0
+        .enroll(&enrollment_code, &device_name)
+        .await
+        .map_err(api)
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -90,10 +90,8 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SignedAuditEvent>,
     let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
         r.get::<_, String>(0)
     })?;
-    rows.map(|json| {
-        serde_json::from_str(&json?).map_err(|_| CacheError::Malformed)
-    })
-    .collect()
+    rows.map(|json| serde_json::from_str(&json?).map_err(|_| CacheError::Malformed))
+        .collect()
 }
 
 pub fn count(conn: &Connection) -> Result<u64, CacheError> {

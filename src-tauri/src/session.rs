@@ -14,8 +14,7 @@ use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{AppStatus, Phase};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditUpload, EnrollRequest, LoginRequest, Patient, UserInfo,
-    login_proof_bytes,
+    AppointmentList, AuditUpload, EnrollRequest, LoginRequest, Patient, UserInfo, login_proof_bytes,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -135,9 +134,7 @@ impl Core {
     }
 
     pub fn status(&self) -> AppStatus {
-        let enrolled = guard(&self.enrolled)
-            .as_ref()
-            .map(|e| e.enrollment.clone());
+        let enrolled = guard(&self.enrolled).as_ref().map(|e| e.enrollment.clone());
         let net = guard(&self.net);
         let (online, last_upload_ms) = (net.online, net.last_upload_ms);
         drop(net);
@@ -305,10 +302,10 @@ impl Core {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
         let mut session = guard(&self.session);
-        if let Session::Locked(previous) = &*session {
-            if previous.user_id != user.user_id {
-                return Err(AppError::BadInput("username"));
-            }
+        if let Session::Locked(previous) = &*session
+            && previous.user_id != user.user_id
+        {
+            return Err(AppError::BadInput("username"));
         }
         *session = Session::Unlocked(Box::new(Unlocked {
             user,
@@ -431,14 +428,14 @@ impl Core {
 
     /// The server says this session is over: lock, so the user signs in again.
     fn on_server_error(&self, e: AppError) -> AppError {
-        if let AppError::Server(api) = &e {
-            if matches!(
+        if let AppError::Server(api) = &e
+            && matches!(
                 api.code,
                 ErrorCode::SessionExpired | ErrorCode::Unauthenticated | ErrorCode::DeviceRevoked
-            ) {
-                self.lock();
-                return AppError::Locked;
-            }
+            )
+        {
+            self.lock();
+            return AppError::Locked;
         }
         e
     }

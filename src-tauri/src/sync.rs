@@ -47,7 +47,8 @@ pub async fn run_uploader(core: Arc<Core>, interval: Duration) {
 
 /// 1 s, 2 s, 4 s … capped at 60 s, plus up to half again at random.
 pub fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    let base =
+        Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
     let mut jitter = [0u8; 2];
     let _ = getrandom::fill(&mut jitter);
     let fraction = f64::from(u16::from_be_bytes(jitter)) / f64::from(u16::MAX) / 2.0;

@@ -1,0 +1,197 @@
+//! Harness for ClinicDesk's cross-crate tests: the real server binary on a loopback port
+//! with its own data directory, the synthetic clinic it seeds, and read-only access to
+//! its database for asserting what the server stored.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use clinicdesk_protocol::audit::{SignedAuditEvent, from_hex};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// `target/debug` (or the profile dir) of this workspace, found from the test binary.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/it-<hash> → target/debug
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeededUser {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Seed {
+    pub clinic_id: Uuid,
+    pub enrollment_code: String,
+    pub users: Vec<SeededUser>,
+}
+
+impl Seed {
+    pub fn password(&self, username: &str) -> &str {
+        &self
+            .users
+            .iter()
+            .find(|u| u.username == username)
+            .unwrap()
+            .password
+    }
+}
+
+/// The real `clinicdesk-server` process, killed on drop.
+pub struct ServerProcess {
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    pub seed: Seed,
+    child: Child,
+}
+
+impl ServerProcess {
+    pub fn start() -> ServerProcess {
+        let data_dir = tempfile::tempdir().unwrap();
+        let server = bin_dir().join("clinicdesk-server");
+        assert!(
+            server.exists(),
+            "{} is missing: run `cargo xtask test`, which builds it first",
+            server.display()
+        );
+        let out = Command::new(&server)
+            .args(["seed", "--json", "--data-dir"])
+            .arg(data_dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seed failed");
+        let seed: Seed = serde_json::from_slice(&out.stdout).unwrap();
+        let mut child = Command::new(&server)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().unwrap().unwrap();
+        let url = first
+            .strip_prefix("listening ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected server output: {first}"))
+            .to_owned();
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess {
+            url,
+            data_dir,
+            seed,
+            child,
+        }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.path().join("tls/ca.pem")
+    }
+
+    /// A read-only connection to the server's SQLite database.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir.path().join("clinicdesk.sqlite3"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    pub fn user_id(&self, username: &str) -> Uuid {
+        self.db()
+            .query_row(
+                "SELECT id FROM users WHERE username = ?1 AND clinic_id = ?2",
+                [username, &self.seed.clinic_id.to_string()],
+                |r| r.get::<_, String>(0),
+            )
+            .map(|s| Uuid::parse_str(&s).unwrap())
+            .unwrap()
+    }
+
+    /// Device ids and public keys the server has enrolled.
+    pub fn devices(&self) -> Vec<(Uuid, VerifyingKey)> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT id, public_key FROM devices").unwrap();
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|row| {
+                let (id, key) = row.unwrap();
+                let key: [u8; 32] = from_hex(&key).unwrap().try_into().unwrap();
+                (
+                    Uuid::parse_str(&id).unwrap(),
+                    VerifyingKey::from_bytes(&key).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every stored audit event with its signature, in device order.
+    pub fn audit_events(&self) -> Vec<SignedAuditEvent> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT event_json, signature FROM audit_events ORDER BY device_id, device_seq",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|row| {
+                let (json, signature) = row.unwrap();
+                SignedAuditEvent {
+                    event: serde_json::from_str(&json).unwrap(),
+                    signature,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks an event's Ed25519 signature over its canonical bytes, independently of the
+/// server's own check.
+pub fn signature_valid(key: &VerifyingKey, signed: &SignedAuditEvent) -> bool {
+    let Some(bytes) = from_hex(&signed.signature) else {
+        return false;
+    };
+    let Ok(bytes) = <[u8; 64]>::try_from(bytes) else {
+        return false;
+    };
+    key.verify_strict(
+        &signed.event.canonical_bytes(),
+        &Signature::from_bytes(&bytes),
+    )
+    .is_ok()
+}
+
+/// Whether any of the files holds `needle` as plain bytes.
+pub fn files_contain(paths: &[PathBuf], needle: &str) -> Option<PathBuf> {
+    paths
+        .iter()
+        .find(|p| {
+            std::fs::read(p)
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .cloned()
+}

@@ -11,7 +11,8 @@ extern "C" {
     async fn invoke(cmd: &str, args: JsValue) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], catch)]
-    async fn listen(event: &str, handler: &Closure<dyn FnMut(JsValue)>) -> Result<JsValue, JsValue>;
+    async fn listen(event: &str, handler: &Closure<dyn FnMut(JsValue)>)
+    -> Result<JsValue, JsValue>;
 }
 
 /// No arguments: an empty object.
@@ -23,8 +24,9 @@ pub async fn call<A: Serialize, R: DeserializeOwned>(cmd: &str, args: &A) -> Res
     let args = serde_wasm_bindgen::to_value(args)
         .map_err(|_| ApiError::with_field(ErrorCode::BadRequest, "arguments"))?;
     match invoke(cmd, args).await {
-        Ok(value) => serde_wasm_bindgen::from_value(value)
-            .map_err(|_| ApiError::new(ErrorCode::Internal)),
+        Ok(value) => {
+            serde_wasm_bindgen::from_value(value).map_err(|_| ApiError::new(ErrorCode::Internal))
+        }
         Err(error) => Err(serde_wasm_bindgen::from_value(error)
             .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal))),
     }
@@ -57,7 +59,9 @@ pub fn explain(e: &ApiError) -> String {
             "The encrypted offline cache could not be opened. Contact your clinic's IT."
         }
         ErrorCode::DeviceRevoked => "This workstation's access was revoked by an admin.",
-        ErrorCode::DeviceUnknown => "This workstation is not known to the server. Ask your admin to enroll it again.",
+        ErrorCode::DeviceUnknown => {
+            "This workstation is not known to the server. Ask your admin to enroll it again."
+        }
         ErrorCode::Locked => "The session is locked.",
         ErrorCode::SessionExpired => "Your session ended. Sign in again.",
         ErrorCode::Forbidden => "Your role does not allow this.",
@@ -66,7 +70,9 @@ pub fn explain(e: &ApiError) -> String {
         _ => "Something went wrong. Try again, or contact your clinic's IT.",
     };
     match (&e.code, &e.field) {
-        (ErrorCode::BadRequest, Some(field)) => format!("Please fill in {}.", field.replace('_', " ")),
+        (ErrorCode::BadRequest, Some(field)) => {
+            format!("Please fill in {}.", field.replace('_', " "))
+        }
         _ => text.to_owned(),
     }
 }

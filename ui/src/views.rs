@@ -20,6 +20,9 @@ const ACTIVITY_EVERY_MS: f64 = 1_000.0;
 #[derive(Clone, Copy)]
 struct Ui {
     status: RwSignal<Option<AppStatus>>,
+    /// Bumped whenever the page asks the core to change phase; a status poll that was in
+    /// flight across a bump is stale and dropped, so it cannot undo the change.
+    epoch: StoredValue<u64>,
     schedule: RwSignal<Option<AppointmentList>>,
     patient: RwSignal<Option<Patient>>,
     error: RwSignal<Option<String>>,
@@ -40,11 +43,19 @@ impl Ui {
     }
 
     fn refresh(self) {
+        let asked_at = self.epoch.get_value();
         spawn_local(async move {
-            if let Ok(status) = call::<_, AppStatus>("status", &NoArgs {}).await {
+            if let Ok(status) = call::<_, AppStatus>("status", &NoArgs {}).await
+                && self.epoch.get_value() == asked_at
+            {
                 self.apply_status(status);
             }
         });
+    }
+
+    /// Marks the start of a phase-changing command.
+    fn begin_change(&self) {
+        self.epoch.update_value(|e| *e += 1);
     }
 
     fn fail(&self, e: &ApiError) {
@@ -59,6 +70,7 @@ impl Ui {
 pub fn App() -> impl IntoView {
     let ui = Ui {
         status: RwSignal::new(None),
+        epoch: StoredValue::new(0),
         schedule: RwSignal::new(None),
         patient: RwSignal::new(None),
         error: RwSignal::new(None),
@@ -93,11 +105,14 @@ pub fn App() -> impl IntoView {
     let _ = window_event_listener(leptos::ev::pointerdown, move |_| report_activity());
     let _ = window_event_listener(leptos::ev::pointermove, move |_| report_activity());
 
+    // Screens follow the phase only: a status poll that changes nothing else must not
+    // rebuild the screen (and wipe what the user is typing).
+    let phase = Memo::new(move |_| ui.status.get().map(|s| s.phase));
     view! {
         <div class="app">
             <TopBar/>
             <main>
-                {move || match ui.status.get().map(|s| s.phase) {
+                {move || match phase.get() {
                     None => view! { <p class="muted">"Starting…"</p> }.into_any(),
                     Some(Phase::NotEnrolled) => view! { <EnrollScreen/> }.into_any(),
                     Some(Phase::SignedOut) => view! { <SignInScreen/> }.into_any(),
@@ -111,9 +126,11 @@ pub fn App() -> impl IntoView {
 }
 
 fn lock_now(ui: Ui) {
+    ui.begin_change();
     ui.forget_phi();
     spawn_local(async move {
         if let Ok(status) = call::<_, AppStatus>("lock", &NoArgs {}).await {
+            ui.begin_change();
             ui.apply_status(status);
         }
     });
@@ -122,7 +139,12 @@ fn lock_now(ui: Ui) {
 #[component]
 fn TopBar() -> impl IntoView {
     let ui = expect_context::<Ui>();
-    let clinic = move || ui.status.get().and_then(|s| s.clinic_name).unwrap_or_default();
+    let clinic = move || {
+        ui.status
+            .get()
+            .and_then(|s| s.clinic_name)
+            .unwrap_or_default()
+    };
     let unlocked = move || ui.status.get().is_some_and(|s| s.phase == Phase::Unlocked);
     let who = move || {
         ui.status
@@ -176,9 +198,13 @@ fn EnrollScreen() -> impl IntoView {
             enrollment_code: code.get_untracked(),
             device_name: name.get_untracked(),
         };
+        ui.begin_change();
         spawn_local(async move {
             match call::<_, AppStatus>("enroll", &args).await {
-                Ok(status) => ui.apply_status(status),
+                Ok(status) => {
+                    ui.begin_change();
+                    ui.apply_status(status);
+                }
                 Err(e) => ui.fail(&e),
             }
             busy.set(false);
@@ -226,9 +252,13 @@ fn SignInScreen() -> impl IntoView {
             password: password.get_untracked(),
         };
         password.set(String::new());
+        ui.begin_change();
         spawn_local(async move {
             match call::<_, AppStatus>("sign_in", &args).await {
-                Ok(status) => ui.apply_status(status),
+                Ok(status) => {
+                    ui.begin_change();
+                    ui.apply_status(status);
+                }
                 Err(e) => ui.fail(&e),
             }
             busy.set(false);
@@ -279,9 +309,13 @@ fn LockScreen() -> impl IntoView {
             password: password.get_untracked(),
         };
         password.set(String::new());
+        ui.begin_change();
         spawn_local(async move {
             match call::<_, AppStatus>("unlock", &args).await {
-                Ok(status) => ui.apply_status(status),
+                Ok(status) => {
+                    ui.begin_change();
+                    ui.apply_status(status);
+                }
                 Err(e) => ui.fail(&e),
             }
             busy.set(false);
@@ -289,7 +323,10 @@ fn LockScreen() -> impl IntoView {
     };
     view! {
         <div class="card narrow lock" id="lock-screen">
-            <div class="padlock" aria-hidden="true">"🔒"</div>
+            <svg class="padlock" aria-hidden="true" viewBox="0 0 24 24" width="44" height="44">
+                <path d="M7 10V7a5 5 0 0 1 10 0v3" fill="none" stroke="currentColor" stroke-width="2"/>
+                <rect x="4" y="10" width="16" height="11" rx="2" fill="currentColor"/>
+            </svg>
             <h1>"Locked"</h1>
             <p class="lead">{who}" locked this workstation. Enter the password to continue."</p>
             <form on:submit=submit>
@@ -362,10 +399,15 @@ fn ScheduleView() -> impl IntoView {
                             {list.appointments.into_iter().map(|a| {
                                 let pid = a.patient_id;
                                 view! {
-                                    <tr class="appointment-row" data-patient-id=pid.to_string()
-                                        on:click=move |_| open(pid)>
+                                    <tr class="appointment-row" on:click=move |_| open(pid)>
                                         <td class="time">{local_time(&a.starts_at)}</td>
-                                        <td>{a.patient_name.expose().clone()}</td>
+                                        <td>
+                                            // A real button: reachable with Tab and Enter.
+                                            <button class="link open-patient" data-patient-id=pid.to_string()
+                                                on:click=move |ev| { ev.stop_propagation(); open(pid) }>
+                                                {a.patient_name.expose().clone()}
+                                            </button>
+                                        </td>
                                         <td>{a.reason.expose().clone()}</td>
                                     </tr>
                                 }

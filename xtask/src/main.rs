@@ -93,7 +93,14 @@ pub fn build_ui() -> Result<()> {
     std::fs::create_dir_all(&dist).context("creating ui/dist")?;
     run_cmd(
         Command::new(setup::wasm_bindgen_bin())
-            .args(["--target", "web", "--no-typescript", "--out-name", "clinicdesk_ui", "--out-dir"])
+            .args([
+                "--target",
+                "web",
+                "--no-typescript",
+                "--out-name",
+                "clinicdesk_ui",
+                "--out-dir",
+            ])
             .arg(&dist)
             .arg(&wasm),
     )?;
@@ -144,7 +151,12 @@ fn demo(args: &[String]) -> Result<()> {
     let app_bin = target_dir().join("debug/clinicdesk-app");
 
     stage("seeding the synthetic demo clinic");
-    run_cmd(Command::new(&server_bin).arg("seed").arg("--data-dir").arg(&server_dir))?;
+    run_cmd(
+        Command::new(&server_bin)
+            .arg("seed")
+            .arg("--data-dir")
+            .arg(&server_dir),
+    )?;
 
     stage(&format!("starting the server on https://127.0.0.1:{port}"));
     let mut server = Command::new(&server_bin)
@@ -169,7 +181,10 @@ fn demo(args: &[String]) -> Result<()> {
     std::thread::spawn(move || lines.for_each(drop));
     let ca = server_dir.join("tls/ca.pem");
     println!("Server data: {}", server_dir.display());
-    println!("Server CA (pinned by the app at enrollment): {}", ca.display());
+    println!(
+        "Server CA (pinned by the app at enrollment): {}",
+        ca.display()
+    );
     if server_only {
         println!("Press Ctrl-C to stop.");
         server.wait()?;

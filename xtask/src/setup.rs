@@ -41,7 +41,10 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
     }
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !deb_installed(p)).collect();
     if missing.is_empty() {
-        println!("all {} packages present", DEMO_PACKAGES.len() + TEST_PACKAGES.len());
+        println!(
+            "all {} packages present",
+            DEMO_PACKAGES.len() + TEST_PACKAGES.len()
+        );
     } else {
         println!("installing: {}", missing.join(" "));
         apt_install(&missing)?;
@@ -49,7 +52,10 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
 
     stage("checking the Rust wasm32 target");
     let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if targets.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    if targets
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         println!("wasm32-unknown-unknown present");
     } else {
         run_cmd(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
@@ -65,7 +71,9 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
     if have.as_deref() == Some(&format!("wasm-bindgen {version}")) {
         println!("wasm-bindgen {version} present");
     } else {
-        println!("installing wasm-bindgen-cli {version} (matches Cargo.lock; takes a few minutes once)");
+        println!(
+            "installing wasm-bindgen-cli {version} (matches Cargo.lock; takes a few minutes once)"
+        );
         // No --locked: the registry mirror here lacks some of the CLI's locked versions.
         run_cmd(Command::new("cargo").args([
             "install",
@@ -142,9 +150,7 @@ pub fn lockfile_version(package: &str) -> Result<String> {
         .find(&needle)
         .with_context(|| format!("{package} is not in Cargo.lock"))?
         + needle.len();
-    let end = lock[start..]
-        .find('"')
-        .context("malformed Cargo.lock")?;
+    let end = lock[start..].find('"').context("malformed Cargo.lock")?;
     Ok(lock[start..start + end].to_owned())
 }
 
@@ -172,9 +178,12 @@ pub const KEYRING_THEN_EXEC: &str = r#"eval "$(printf %s "$CLINICDESK_KEYRING_PA
 /// and with a private D-Bus session and unlocked keyring if there is no session bus.
 pub fn desktop_session_command(program: &std::path::Path) -> Result<Command> {
     let mut argv: Vec<std::ffi::OsString> = Vec::new();
-    let headless = std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    let headless =
+        std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
     if headless {
-        println!("No display found: running the app under Xvfb (a virtual screen; nothing shows on this machine).");
+        println!(
+            "No display found: running the app under Xvfb (a virtual screen; nothing shows on this machine)."
+        );
         argv.extend(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24"].map(Into::into));
     }
     let no_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none();
@@ -184,7 +193,17 @@ pub fn desktop_session_command(program: &std::path::Path) -> Result<Command> {
         let home = crate::target_dir().join("demo/keyring-home");
         std::fs::create_dir_all(&home)?;
         keyring_home = Some(home);
-        argv.extend(["dbus-run-session", "--", "sh", "-c", KEYRING_THEN_EXEC, "sh"].map(Into::into));
+        argv.extend(
+            [
+                "dbus-run-session",
+                "--",
+                "sh",
+                "-c",
+                KEYRING_THEN_EXEC,
+                "sh",
+            ]
+            .map(Into::into),
+        );
     }
     argv.push(program.as_os_str().to_owned());
     let mut cmd = Command::new(&argv[0]);

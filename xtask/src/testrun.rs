@@ -25,8 +25,7 @@ pub fn test(args: &[String]) -> Result<()> {
         problems.push("formatting (run cargo fmt --all)");
     }
     stage("cargo clippy (host and wasm UI)");
-    if crate::run_cmd(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"])).is_err()
-    {
+    if crate::run_cmd(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"])).is_err() {
         problems.push("clippy on the host crates");
     }
     if crate::run_cmd(cargo().args([
@@ -85,29 +84,43 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
     // The harness gets its own HOME (a fresh keyring), so cargo and rustup are pointed at
     // the real ones explicitly.
     let real_home = std::env::var_os("HOME").context("HOME is not set")?;
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .unwrap_or_else(|| std::path::Path::new(&real_home).join(".cargo").into_os_string());
-    let rustup_home = std::env::var_os("RUSTUP_HOME")
-        .unwrap_or_else(|| std::path::Path::new(&real_home).join(".rustup").into_os_string());
+    let cargo_home = std::env::var_os("CARGO_HOME").unwrap_or_else(|| {
+        std::path::Path::new(&real_home)
+            .join(".cargo")
+            .into_os_string()
+    });
+    let rustup_home = std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| {
+        std::path::Path::new(&real_home)
+            .join(".rustup")
+            .into_os_string()
+    });
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
     let mut cmd = Command::new("xvfb-run");
-    cmd.args(["-a", "-s", "-screen 0 1280x800x24", "dbus-run-session", "--", "sh", "-c"])
-        .arg(KEYRING_THEN_EXEC)
-        .arg("sh")
-        .arg(&cargo_bin)
-        .args(["test", "--no-fail-fast"])
-        .current_dir(root())
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &xdg)
-        .env("CARGO_HOME", &cargo_home)
-        .env("RUSTUP_HOME", &rustup_home)
-        .env("CLINICDESK_KEYRING_PASSWORD", "clinicdesk-test")
-        .env("CLINICDESK_TEST_HARNESS", "1")
-        .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env_remove("DISPLAY")
-        .stdout(Stdio::piped());
+    cmd.args([
+        "-a",
+        "-s",
+        "-screen 0 1280x800x24",
+        "dbus-run-session",
+        "--",
+        "sh",
+        "-c",
+    ])
+    .arg(KEYRING_THEN_EXEC)
+    .arg("sh")
+    .arg(&cargo_bin)
+    .args(["test", "--no-fail-fast"])
+    .current_dir(root())
+    .env("HOME", &home)
+    .env("XDG_RUNTIME_DIR", &xdg)
+    .env("CARGO_HOME", &cargo_home)
+    .env("RUSTUP_HOME", &rustup_home)
+    .env("CLINICDESK_KEYRING_PASSWORD", "clinicdesk-test")
+    .env("CLINICDESK_TEST_HARNESS", "1")
+    .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
+    .env_remove("DBUS_SESSION_BUS_ADDRESS")
+    .env_remove("DISPLAY")
+    .stdout(Stdio::piped());
     let mut child = cmd.spawn().context("starting the test harness")?;
     let stdout = child.stdout.take().context("test output")?;
     let (mut passed, mut failed) = (0u64, 0u64);

@@ -52,7 +52,11 @@ pub async fn upload(
             });
         }
         let hash = e.hash();
-        match state.store.device_event_hash(scope, device.id, e.device_seq).await? {
+        match state
+            .store
+            .device_event_hash(scope, device.id, e.device_seq)
+            .await?
+        {
             Some(existing) if existing == hash => {
                 stored.push(e.id);
                 continue;

@@ -39,7 +39,13 @@ pub async fn enroll(
     let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
     let clinic_id = state
         .store
-        .enroll_device(&code_hash, device_id, name, &req.public_key.to_lowercase(), now)
+        .enroll_device(
+            &code_hash,
+            device_id,
+            name,
+            &req.public_key.to_lowercase(),
+            now,
+        )
         .await?
         .ok_or(ServerError::InvalidEnrollmentCode)?;
     let clinic_name = state

@@ -2,9 +2,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::policy::{self, Permission};
 use clinicdesk_protocol::wire::Patient;
-use clinicdesk_protocol::ApiError;
 use uuid::Uuid;
 
 use crate::app::AppState;

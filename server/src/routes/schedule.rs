@@ -34,10 +34,7 @@ pub async fn today(
             Ok(a)
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
-    let date = rfc3339(day_start)?
-        .get(..10)
-        .unwrap_or_default()
-        .to_owned();
+    let date = rfc3339(day_start)?.get(..10).unwrap_or_default().to_owned();
     Ok(Json(AppointmentList { date, appointments }))
 }
 

@@ -83,9 +83,10 @@ pub async fn login(
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| passwords::dummy_hash().to_owned());
     let password = req.password;
-    let password_ok = tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_hash))
-        .await
-        .map_err(|_| ServerError::Internal("password check task"))??;
+    let password_ok =
+        tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_hash))
+            .await
+            .map_err(|_| ServerError::Internal("password check task"))??;
     let user = match credentials {
         Some(c) if password_ok && c.active => c.info,
         _ => return Err(ServerError::InvalidCredentials),

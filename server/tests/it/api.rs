@@ -1,7 +1,9 @@
 //! The API through real TLS: enrollment, login, minimum necessary, clinic isolation,
 //! session timeouts, audit ingest and the append-only store.
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex};
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex,
+};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{AppointmentList, AuditReceipt, Patient};
 use ed25519_dalek::Signer;
@@ -83,7 +85,10 @@ async fn enrollment_code_expires() {
             }),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_enrollment_code")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_enrollment_code"))
+    );
 }
 
 #[tokio::test]
@@ -127,7 +132,9 @@ async fn roles_see_only_what_policy_allows() {
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
     assert_eq!(clinician.user.role, Role::Clinician);
-    let (status, body) = server.get("/v1/appointments", &clinician.session_token).await;
+    let (status, body) = server
+        .get("/v1/appointments", &clinician.session_token)
+        .await;
     assert_eq!(status, 200);
     let list: AppointmentList = serde_json::from_value(body).unwrap();
     assert_eq!(list.date, "2026-11-23");
@@ -148,7 +155,10 @@ async fn roles_see_only_what_policy_allows() {
         .get(&format!("/v1/patients/{pid}"), &front.session_token)
         .await;
     assert_eq!(status, 200);
-    assert!(body.get("clinical").is_none(), "front desk got clinical fields");
+    assert!(
+        body.get("clinical").is_none(),
+        "front desk got clinical fields"
+    );
     assert_eq!(body["name"], json!(full.name.expose()));
 
     let admin = device
@@ -156,7 +166,11 @@ async fn roles_see_only_what_policy_allows() {
         .await;
     for path in ["/v1/appointments".to_owned(), format!("/v1/patients/{pid}")] {
         let (status, body) = server.get(&path, &admin.session_token).await;
-        assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{path}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
     }
 }
 
@@ -181,14 +195,20 @@ async fn another_clinics_patient_is_not_found() {
     for appt in &list_b.appointments {
         assert!(!ids_a.contains(&appt.patient_id));
         let (status, body) = server
-            .get(&format!("/v1/patients/{}", appt.patient_id), &user_a.session_token)
+            .get(
+                &format!("/v1/patients/{}", appt.patient_id),
+                &user_a.session_token,
+            )
             .await;
         assert_eq!(status, 404);
         assert_eq!(body, json!({ "code": "not_found" }));
     }
     // Indistinguishable from an id that does not exist at all.
     let (status, body) = server
-        .get(&format!("/v1/patients/{}", Uuid::now_v7()), &user_a.session_token)
+        .get(
+            &format!("/v1/patients/{}", Uuid::now_v7()),
+            &user_a.session_token,
+        )
         .await;
     assert_eq!((status, body), (404, json!({ "code": "not_found" })));
     // A device of clinic B cannot sign in a user of clinic A with A's password.
@@ -212,7 +232,10 @@ async fn idle_session_expires_on_the_server() {
     assert_eq!(status, 200, "activity within 15 minutes keeps the session");
     server.clock.advance_ms(15 * 60 * 1000 + 1);
     let (status, body) = server.get("/v1/appointments", &login.session_token).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("session_expired")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session_expired"))
+    );
     // And it stays ended.
     let (status, _) = server.get("/v1/appointments", &login.session_token).await;
     assert_eq!(status, 401);
@@ -280,7 +303,11 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     let e1 = sign(&device, event(&device, uid, 1, Hash32::GENESIS));
     let e2 = sign(&device, event(&device, uid, 2, e1.event.hash()));
     let (status, body) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [e1, e2] }))
+        .post(
+            "/v1/audit/events",
+            Some(token),
+            json!({ "events": [e1, e2] }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let receipt: AuditReceipt = serde_json::from_value(body).unwrap();
@@ -302,19 +329,33 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     let mut forged = sign(&device, event(&device, uid, 3, e2.event.hash()));
     forged.event.fields.push("phone".into());
     let (status, body) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [forged] }))
+        .post(
+            "/v1/audit/events",
+            Some(token),
+            json!({ "events": [forged] }),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_signature")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
 
     // A gap or a wrong link breaks the chain.
     let gap = sign(&device, event(&device, uid, 5, e2.event.hash()));
     let (status, body) = server
         .post("/v1/audit/events", Some(token), json!({ "events": [gap] }))
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("audit_chain_broken")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("audit_chain_broken"))
+    );
     let bad_link = sign(&device, event(&device, uid, 3, Hash32([9; 32])));
     let (status, _) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [bad_link] }))
+        .post(
+            "/v1/audit/events",
+            Some(token),
+            json!({ "events": [bad_link] }),
+        )
         .await;
     assert_eq!(status, 409);
 
@@ -333,7 +374,11 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     };
     let foreign = sign(&other, event(&other, uid, 1, Hash32::GENESIS));
     let (status, _) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [foreign] }))
+        .post(
+            "/v1/audit/events",
+            Some(token),
+            json!({ "events": [foreign] }),
+        )
         .await;
     assert_eq!(status, 403);
 }
@@ -346,7 +391,10 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
     let login = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
-    let e1 = sign(&device, event(&device, login.user.user_id, 1, Hash32::GENESIS));
+    let e1 = sign(
+        &device,
+        event(&device, login.user.user_id, 1, Hash32::GENESIS),
+    );
     let (status, _) = server
         .post(
             "/v1/audit/events",
@@ -369,7 +417,11 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
 async fn malformed_bodies_name_a_field_never_echo_a_value() {
     let server = TestServer::start().await;
     let (status, body) = server
-        .post("/v1/devices/enroll", None, json!({ "enrollment_code": 42, "x": "CANARY-value" }))
+        .post(
+            "/v1/devices/enroll",
+            None,
+            json!({ "enrollment_code": 42, "x": "CANARY-value" }),
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(body, json!({ "code": "bad_request", "field": "body" }));
@@ -380,14 +432,20 @@ async fn malformed_bodies_name_a_field_never_echo_a_value() {
             json!({ "enrollment_code": "AAAA", "device_name": "x", "public_key": "CANARY" }),
         )
         .await;
-    assert_eq!((status, body), (400, json!({ "code": "bad_request", "field": "public_key" })));
+    assert_eq!(
+        (status, body),
+        (400, json!({ "code": "bad_request", "field": "public_key" }))
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_missing_tokens() {
     let server = TestServer::start().await;
     let (status, body) = server.get("/v1/appointments", "not-a-token").await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
     let resp = server
         .client()
         .get(format!("{}/v1/nothing-here", server.url))
@@ -403,7 +461,9 @@ fn a_route_without_a_policy_rule_cannot_be_served() {
     use clinicdesk_server::app::{RouteDef, RouterError, build_router_from, route_defs};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = rt.block_on(clinicdesk_server::store::Store::open(dir.path())).unwrap();
+    let store = rt
+        .block_on(clinicdesk_server::store::Store::open(dir.path()))
+        .unwrap();
     let state = clinicdesk_server::AppState {
         store,
         clock: std::sync::Arc::new(clinicdesk_server::clock::SystemClock),

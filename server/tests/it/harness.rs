@@ -65,7 +65,10 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut rb = self.client().post(format!("{}{path}", self.url)).json(&body);
+        let mut rb = self
+            .client()
+            .post(format!("{}{path}", self.url))
+            .json(&body);
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
@@ -123,7 +126,9 @@ impl TestDevice {
             .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
             .await;
         assert_eq!(status, 200, "{body}");
-        let nonce = serde_json::from_value::<ChallengeResponse>(body).unwrap().nonce;
+        let nonce = serde_json::from_value::<ChallengeResponse>(body)
+            .unwrap()
+            .nonce;
         let signature = self
             .key
             .sign(&login_proof_bytes(&nonce, self.id, user))

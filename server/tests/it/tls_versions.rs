@@ -21,7 +21,10 @@ fn connect(port: u16, ca_pem: &[u8], version: SslVersion) -> Result<String, Stri
         .set_max_proto_version(Some(version))
         .map_err(|e| e.to_string())?;
     let ca = openssl::x509::X509::from_pem(ca_pem).map_err(|e| e.to_string())?;
-    builder.cert_store_mut().add_cert(ca).map_err(|e| e.to_string())?;
+    builder
+        .cert_store_mut()
+        .add_cert(ca)
+        .map_err(|e| e.to_string())?;
     builder.set_verify(SslVerifyMode::PEER);
     let connector = builder.build();
     let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
@@ -31,7 +34,8 @@ fn connect(port: u16, ca_pem: &[u8], version: SslVersion) -> Result<String, Stri
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    tls.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    tls.read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
     Ok(response)
 }
 
@@ -45,8 +49,7 @@ async fn refuses_tls_1_1_and_serves_tls_1_2_and_1_3() {
     let port = port_of(&server);
     let ca = server.ca_pem.clone();
     let results = tokio::task::spawn_blocking(move || {
-        [SslVersion::TLS1_1, SslVersion::TLS1_2, SslVersion::TLS1_3]
-            .map(|v| connect(port, &ca, v))
+        [SslVersion::TLS1_1, SslVersion::TLS1_2, SslVersion::TLS1_3].map(|v| connect(port, &ca, v))
     })
     .await
     .unwrap();
@@ -66,8 +69,10 @@ async fn plain_http_gets_no_answer() {
     let port = port_of(&server);
     let reply = tokio::task::spawn_blocking(move || {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
         let mut buf = Vec::new();
         let _ = tcp.read_to_end(&mut buf);
         buf

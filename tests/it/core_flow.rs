@@ -1,0 +1,174 @@
+//! The app core (no webview) against the real server over TLS, with the real keychain and
+//! a real SQLCipher cache: enroll, sign in, view, upload, lock, unlock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clinicdesk_app::AppError;
+use clinicdesk_app::config::Config;
+use clinicdesk_app::session::Core;
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::Phase;
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_tests::{ServerProcess, files_contain, signature_valid};
+
+fn config(server: &ServerProcess, data_dir: &std::path::Path, idle: Duration) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        server_url: server.url.clone(),
+        enrollment_ca: Some(server.ca_path()),
+        idle_override: Some(idle),
+        keychain_service: format!("ClinicDesk-test-{}", uuid::Uuid::new_v4()),
+        upload_interval: Duration::from_millis(200),
+    }
+}
+
+fn code_of(e: AppError) -> ErrorCode {
+    e.to_api().code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_sign_in_view_upload_lock_unlock() {
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let core = Arc::new(
+        Core::new(
+            config(&server, app_dir.path(), Duration::from_secs(600)),
+            clinicdesk_app::clock::system(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(core.status().phase, Phase::NotEnrolled);
+    assert_eq!(
+        code_of(core.sign_in("clinician", "x").await.unwrap_err()),
+        ErrorCode::NotEnrolled
+    );
+
+    let bad = core.enroll("WRONG-CODE-0000", "Room 1").await.unwrap_err();
+    assert_eq!(code_of(bad), ErrorCode::InvalidEnrollmentCode);
+    let status = core
+        .enroll(&server.seed.enrollment_code, "Room 1")
+        .await
+        .unwrap();
+    assert_eq!(status.phase, Phase::SignedOut);
+    assert!(app_dir.path().join("server-ca.pem").exists(), "CA pinned");
+
+    let wrong = core
+        .sign_in("clinician", "not-the-password")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(wrong), ErrorCode::InvalidCredentials);
+    let password = server.seed.password("clinician").to_owned();
+    let status = core.sign_in("clinician", &password).await.unwrap();
+    assert_eq!(status.phase, Phase::Unlocked);
+
+    let list = core.appointments().await.unwrap();
+    assert_eq!(list.appointments.len(), 5);
+    let first = list.appointments[0].clone();
+    let patient = core.open_patient(first.patient_id).await.unwrap();
+    assert_eq!(patient.name, first.patient_name);
+    assert!(
+        patient.clinical.is_some(),
+        "clinicians read the clinical summary"
+    );
+    // login, schedule view, patient view
+    assert_eq!(core.status().outbox_pending, Some(3));
+
+    let mut acknowledged = 0;
+    while acknowledged < 3 {
+        acknowledged += core.upload_once().await.unwrap();
+    }
+    assert_eq!(core.status().outbox_pending, Some(0));
+    let events = server.audit_events();
+    let devices = server.devices();
+    assert_eq!(devices.len(), 1);
+    let (device_id, device_key) = devices[0];
+    let view = events
+        .iter()
+        .find(|e| e.event.action == AuditAction::View && e.event.patient_id == Some(patient.id))
+        .expect("the patient view reached the server");
+    assert_eq!(view.event.device_id, device_id);
+    assert_eq!(view.event.actor_user_id, server.user_id("clinician"));
+    assert!(signature_valid(&device_key, view));
+    assert!(view.event.fields.contains(&"allergies".to_owned()));
+
+    // Lock: PHI commands refuse, the cache is closed and holds no plaintext.
+    let status = core.lock();
+    assert_eq!(status.phase, Phase::Locked);
+    assert_eq!(
+        code_of(core.open_patient(patient.id).await.unwrap_err()),
+        ErrorCode::Locked
+    );
+    assert_eq!(
+        code_of(core.appointments().await.unwrap_err()),
+        ErrorCode::Locked
+    );
+    let files: Vec<_> = ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"]
+        .iter()
+        .map(|f| app_dir.path().join(f))
+        .collect();
+    for needle in [
+        patient.name.expose().as_str(),
+        patient.phone.expose().as_str(),
+    ] {
+        assert_eq!(files_contain(&files, needle), None, "plaintext PHI on disk");
+    }
+
+    // Unlock needs the same user's password.
+    let wrong = core.unlock("not-the-password").await.unwrap_err();
+    assert_eq!(code_of(wrong), ErrorCode::InvalidCredentials);
+    assert_eq!(core.status().phase, Phase::Locked);
+    core.unlock(&password).await.unwrap();
+    assert_eq!(core.status().phase, Phase::Unlocked);
+    // The lock and unlock were recorded and chain on from the earlier events.
+    while core.upload_once().await.unwrap() > 0 {}
+    let actions: Vec<AuditAction> = server
+        .audit_events()
+        .iter()
+        .map(|e| e.event.action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            AuditAction::Login,
+            AuditAction::View,
+            AuditAction::View,
+            AuditAction::Lock,
+            AuditAction::Unlock
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_deadline_locks_and_activity_defers_it() {
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let core = Core::new(
+        config(&server, app_dir.path(), Duration::from_millis(1500)),
+        clinicdesk_app::clock::system(),
+    )
+    .unwrap();
+    core.enroll(&server.seed.enrollment_code, "Room 2")
+        .await
+        .unwrap();
+    core.sign_in("frontdesk", server.seed.password("frontdesk"))
+        .await
+        .unwrap();
+    let locked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = locked.clone();
+    core.set_lock_listener(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    assert!(!core.lock_if_idle(), "fresh session is not idle");
+    // Activity keeps pushing the deadline out.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        core.activity();
+        assert!(!core.lock_if_idle());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !core.lock_if_idle() {
+        assert!(std::time::Instant::now() < deadline, "idle lock never came");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(locked.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(core.status().phase, Phase::Locked);
+}

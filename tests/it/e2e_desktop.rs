@@ -1,0 +1,249 @@
+//! The real desktop app (Tauri + WebKitGTK) driven over WebDriver through tauri-driver,
+//! under the Xvfb display and D-Bus keyring session that `cargo xtask test` provides:
+//! enroll, sign in, open a patient, check the server holds the signed audit event, then
+//! wait for the idle lock and check the patient's data has left the page.
+//! Screenshots of each step go to `target/e2e-screenshots/`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_tests::{ServerProcess, bin_dir, signature_valid, workspace_root};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// The idle lock used in this test, in seconds.
+const IDLE_SECS: u64 = 6;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tauri_driver() -> PathBuf {
+    std::env::var_os("CLINICDESK_TAURI_DRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("tauri-driver"))
+}
+
+async fn wait_for_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tauri-driver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Shots {
+    dir: PathBuf,
+    n: u32,
+}
+
+impl Shots {
+    fn new() -> Self {
+        let dir = workspace_root().join("target/e2e-screenshots");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Shots { dir, n: 0 }
+    }
+
+    async fn take(&mut self, client: &Client, name: &str) {
+        self.n += 1;
+        let png = client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+        std::fs::write(self.dir.join(format!("{:02}-{name}.png", self.n)), png).unwrap();
+    }
+}
+
+async fn type_into(client: &Client, id: &str, text: &str) {
+    let field = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("#{id} never appeared"));
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(client: &Client, id: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("#{id} never appeared"))
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
+    let app = bin_dir().join("clinicdesk-app");
+    assert!(
+        app.exists(),
+        "{} is missing: run `cargo xtask test`, which builds it first",
+        app.display()
+    );
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let native_port = free_port();
+    let driver = Driver(
+        Command::new(tauri_driver())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+            // tauri-driver starts the app, which inherits this environment.
+            .env("CLINICDESK_DATA_DIR", app_dir.path())
+            .env("CLINICDESK_SERVER_URL", &server.url)
+            .env("CLINICDESK_SERVER_CA", server.ca_path())
+            .env("CLINICDESK_IDLE_SECS", IDLE_SECS.to_string())
+            .env(
+                "CLINICDESK_KEYCHAIN_SERVICE",
+                format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tauri-driver: run `cargo xtask test`, which installs it"),
+    );
+    wait_for_port(port, Duration::from_secs(30)).await;
+
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "wry".into());
+    caps.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": app }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session with the app");
+    let mut shots = Shots::new();
+
+    // 1. Enroll this workstation with the one-time code.
+    type_into(&client, "enroll-code", &server.seed.enrollment_code).await;
+    type_into(&client, "enroll-device-name", "E2E workstation").await;
+    shots.take(&client, "enroll").await;
+    click(&client, "enroll-submit").await;
+
+    // 2. Sign in as the clinician.
+    type_into(&client, "login-username", "clinician").await;
+    type_into(&client, "login-password", server.seed.password("clinician")).await;
+    shots.take(&client, "sign-in").await;
+    click(&client, "login-submit").await;
+
+    // 3. Today's appointments; open the first patient.
+    let row = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("button.open-patient"))
+        .await
+        .expect("the schedule shows appointments");
+    shots.take(&client, "schedule").await;
+    let patient_id: uuid::Uuid = row
+        .attr("data-patient-id")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let listed_name = row.text().await.unwrap();
+    row.click().await.unwrap();
+    let heading = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("patient-name"))
+        .await
+        .expect("the patient view opens");
+    let shown_name = heading.text().await.unwrap();
+    assert_eq!(shown_name, listed_name);
+    assert!(!shown_name.is_empty());
+    shots.take(&client, "patient").await;
+
+    // 4. The server holds that view, signed by this device for this user.
+    let clinician = server.user_id("clinician");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        let found = server.audit_events().into_iter().find(|e| {
+            e.event.action == AuditAction::View && e.event.patient_id == Some(patient_id)
+        });
+        if let Some(view) = found {
+            break view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the view's audit event never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let devices = server.devices();
+    assert_eq!(devices.len(), 1, "exactly this workstation enrolled");
+    let (device_id, device_key) = devices[0];
+    assert_eq!(view.event.device_id, device_id);
+    assert_eq!(view.event.actor_user_id, clinician);
+    assert_eq!(view.event.clinic_id, server.seed.clinic_id);
+    assert!(signature_valid(&device_key, &view), "signature verifies");
+
+    // 5. Hands off: the idle lock replaces the views and the patient leaves the page.
+    let lock_screen = client
+        .wait()
+        .at_most(Duration::from_secs(IDLE_SECS + 20))
+        .for_element(Locator::Id("lock-screen"))
+        .await
+        .expect("the idle lock screen appears");
+    assert!(lock_screen.is_displayed().await.unwrap());
+    let source = client.source().await.unwrap();
+    assert!(
+        !source.contains(&shown_name),
+        "the patient's name is still in the page after the lock"
+    );
+    assert!(client.find(Locator::Id("patient-name")).await.is_err());
+    shots.take(&client, "locked").await;
+
+    // 6. Unlock needs the password again, and the app comes back to the schedule.
+    type_into(
+        &client,
+        "unlock-password",
+        server.seed.password("clinician"),
+    )
+    .await;
+    click(&client, "unlock-submit").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("tr.appointment-row"))
+        .await
+        .expect("unlocked back to the schedule");
+    shots.take(&client, "unlocked").await;
+
+    client.close().await.unwrap();
+    drop(driver);
+}

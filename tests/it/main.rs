@@ -1,0 +1,6 @@
+//! Cross-crate tests: the app's core against the real server process, and the real
+//! desktop app driven over WebDriver. Run by `cargo xtask test`, which provides Xvfb,
+//! a D-Bus session with an unlocked gnome-keyring, tauri-driver and WebKitWebDriver.
+
+mod core_flow;
+mod e2e_desktop;
