@@ -86,7 +86,10 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
     if purpose == Purpose::Test {
         stage("checking tauri-driver");
         let installed = output(Command::new("cargo").args(["install", "--list"]))?;
-        if installed.contains(&format!("tauri-driver v{TAURI_DRIVER_VERSION}:")) {
+        // Both the binary and cargo's record of its version: either alone can be stale.
+        if tauri_driver_bin().exists()
+            && installed.contains(&format!("tauri-driver v{TAURI_DRIVER_VERSION}:"))
+        {
             println!("tauri-driver {TAURI_DRIVER_VERSION} present");
         } else {
             run_cmd(Command::new("cargo").args([
