@@ -29,8 +29,8 @@ pub struct AppStatus {
     pub idle_seconds_left: Option<u64>,
     /// Audit events waiting in the outbox (known while unlocked).
     pub outbox_pending: Option<u64>,
-    /// Whether the last request to the server got an answer.
-    pub online: bool,
+    /// Whether the last request to the server got an answer; `None` before the first.
+    pub online: Option<bool>,
     /// RFC 3339 time of the last successful audit upload.
     pub last_upload_at: Option<String>,
 }

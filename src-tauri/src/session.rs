@@ -55,7 +55,7 @@ struct Enrolled {
 
 #[derive(Default)]
 struct Net {
-    online: bool,
+    online: Option<bool>,
     last_upload_ms: Option<i64>,
 }
 
@@ -130,7 +130,7 @@ impl Core {
 
     fn note_network<T>(&self, result: &Result<T, AppError>) {
         let reached = !matches!(result, Err(AppError::Unreachable));
-        guard(&self.net).online = reached;
+        guard(&self.net).online = Some(reached);
     }
 
     pub fn status(&self) -> AppStatus {

@@ -39,6 +39,7 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
         .unwrap(),
     );
     assert_eq!(core.status().phase, Phase::NotEnrolled);
+    assert_eq!(core.status().online, None, "no contact with the server yet");
     assert_eq!(
         code_of(core.sign_in("clinician", "x").await.unwrap_err()),
         ErrorCode::NotEnrolled
@@ -51,6 +52,7 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
         .await
         .unwrap();
     assert_eq!(status.phase, Phase::SignedOut);
+    assert_eq!(status.online, Some(true));
     assert!(app_dir.path().join("server-ca.pem").exists(), "CA pinned");
 
     let wrong = core

@@ -2,5 +2,7 @@
 //! desktop app driven over WebDriver. Run by `cargo xtask test`, which provides Xvfb,
 //! a D-Bus session with an unlocked gnome-keyring, tauri-driver and WebKitWebDriver.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod core_flow;
 mod e2e_desktop;

@@ -178,6 +178,15 @@ fn ErrorLine() -> impl IntoView {
     }
 }
 
+/// Puts the cursor in a screen's first field when it appears (keyboard-first desks).
+fn focus_on_mount(input: NodeRef<leptos::html::Input>) {
+    Effect::new(move |_| {
+        if let Some(el) = input.get() {
+            let _ = el.focus();
+        }
+    });
+}
+
 #[derive(Serialize)]
 struct EnrollArgs {
     enrollment_code: String,
@@ -189,6 +198,8 @@ fn EnrollScreen() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let code = RwSignal::new(String::new());
     let name = RwSignal::new(String::from("Front desk workstation"));
+    let first = NodeRef::new();
+    focus_on_mount(first);
     let busy = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -217,7 +228,7 @@ fn EnrollScreen() -> impl IntoView {
             <p class="lead">"Enter the one-time code your ClinicDesk admin gave you. This registers a device key, kept in the system keychain, with "<b>{server}</b>"."</p>
             <form on:submit=submit>
                 <label for="enroll-code">"Enrollment code"</label>
-                <input id="enroll-code" autocomplete="off" placeholder="XXXX-XXXX-XXXX"
+                <input id="enroll-code" node_ref=first autocomplete="off" placeholder="XXXX-XXXX-XXXX"
                     prop:value=move || code.get() on:input=move |ev| code.set(event_target_value(&ev))/>
                 <label for="enroll-device-name">"Workstation name"</label>
                 <input id="enroll-device-name" prop:value=move || name.get()
@@ -243,6 +254,8 @@ fn SignInScreen() -> impl IntoView {
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
+    let first = NodeRef::new();
+    focus_on_mount(first);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         busy.set(true);
@@ -270,7 +283,7 @@ fn SignInScreen() -> impl IntoView {
             <p class="lead">"Use your own ClinicDesk account. Never share it, even on a shared workstation."</p>
             <form on:submit=submit>
                 <label for="login-username">"Username"</label>
-                <input id="login-username" autocomplete="username" prop:value=move || username.get()
+                <input id="login-username" node_ref=first autocomplete="username" prop:value=move || username.get()
                     on:input=move |ev| username.set(event_target_value(&ev))/>
                 <label for="login-password">"Password"</label>
                 <input id="login-password" type="password" autocomplete="current-password"
@@ -294,6 +307,8 @@ fn LockScreen() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let password = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
+    let first = NodeRef::new();
+    focus_on_mount(first);
     let who = move || {
         ui.status
             .get()
@@ -331,7 +346,7 @@ fn LockScreen() -> impl IntoView {
             <p class="lead">{who}" locked this workstation. Enter the password to continue."</p>
             <form on:submit=submit>
                 <label for="unlock-password">"Password"</label>
-                <input id="unlock-password" type="password" autocomplete="current-password"
+                <input id="unlock-password" node_ref=first type="password" autocomplete="current-password"
                     prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
                 <button id="unlock-submit" type="submit" disabled=move || busy.get()>"Unlock"</button>
             </form>
@@ -465,10 +480,10 @@ fn StatusBar() -> impl IntoView {
     view! {
         <footer class="status" id="status-bar">
             {move || status().map(|s| {
-                let online = if s.online {
-                    view! { <span class="online">"● Online"</span> }.into_any()
-                } else {
-                    view! { <span class="offline">"● Offline"</span> }.into_any()
+                let online = match s.online {
+                    Some(true) => view! { <span class="online">"● Online"</span> }.into_any(),
+                    Some(false) => view! { <span class="offline">"● Offline"</span> }.into_any(),
+                    None => view! { <span>"○ Not connected yet"</span> }.into_any(),
                 };
                 let pending = s.outbox_pending.map(|n| format!("Audit events waiting: {n}"));
                 let uploaded = s.last_upload_at.map(|t| format!("Last upload: {}", local_time(&t)));

@@ -1,5 +1,7 @@
 //! The server's integration tests: one binary, a real TLS server on loopback per test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod harness;
 mod tls_versions;
