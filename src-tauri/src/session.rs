@@ -446,50 +446,21 @@ impl Core {
         let (token, generation) = self.session_snapshot()?;
         let (_, client) = self.enrolled()?;
         let fetched = client.appointments(&token).await;
-        self.note_network(&fetched);
-        let now = self.clock.now_ms();
-        let (list, offline) = match fetched {
-            Ok(list) => (Some(list), false),
-            Err(AppError::Unreachable) => (None, true),
-            Err(e) => return Err(self.on_server_error(e)),
-        };
-        let list = self.with_unlocked(generation, |u, device_id| {
-            let list = match list {
-                Some(list) => list,
-                None => u
-                    .cache
-                    .latest_appointments()?
-                    .ok_or(AppError::Unreachable)?,
-            };
-            let signer = Signer {
-                key: &u.key,
-                device_id,
-                user: &u.user,
-            };
-            u.cache.transaction(|tx| {
-                outbox::append(
-                    tx,
-                    &signer,
-                    Draft {
-                        action: AuditAction::View,
-                        resource_type: "Schedule",
-                        resource_id: list.date.clone(),
-                        patient_id: None,
-                        fields: vec!["starts_at".into(), "patient_name".into(), "reason".into()],
-                        offline,
-                        route: "schedule",
-                    },
-                    now,
-                )?;
-                if !offline {
-                    cache::put_appointments(tx, &list, now)?;
-                }
-                Ok::<_, CacheError>(())
-            })?;
-            Ok(list)
-        })?;
-        self.upload_wanted.notify_one();
-        Ok(list)
+        self.record_view(
+            generation,
+            fetched,
+            Cache::latest_appointments,
+            |list, offline| Draft {
+                action: AuditAction::View,
+                resource_type: "Schedule",
+                resource_id: list.date.clone(),
+                patient_id: None,
+                fields: vec!["starts_at".into(), "patient_name".into(), "reason".into()],
+                offline,
+                route: "schedule",
+            },
+            cache::put_appointments,
+        )
     }
 
     /// One patient, from the server or, offline, from the cache. The view's audit event is
@@ -498,20 +469,46 @@ impl Core {
         let (token, generation) = self.session_snapshot()?;
         let (_, client) = self.enrolled()?;
         let fetched = client.patient(&token, patient_id).await;
+        self.record_view(
+            generation,
+            fetched,
+            |cache| cache.cached_patient(patient_id),
+            |patient, offline| Draft {
+                action: AuditAction::View,
+                resource_type: "Patient",
+                resource_id: patient.id.to_string(),
+                patient_id: Some(patient.id),
+                fields: patient.field_names(),
+                offline,
+                route: "patient",
+            },
+            cache::put_patient,
+        )
+    }
+
+    /// The one path PHI takes to the UI: the value fetched online, or read from the cache
+    /// when the server cannot be reached, is returned only after its view event is
+    /// committed to the outbox, in the same transaction as the cache write (online only),
+    /// and only if the session that asked is still the unlocked one.
+    fn record_view<T>(
+        &self,
+        generation: u64,
+        fetched: Result<T, AppError>,
+        from_cache: impl FnOnce(&Cache) -> Result<Option<T>, CacheError>,
+        draft: impl FnOnce(&T, bool) -> Draft,
+        store: impl FnOnce(&rusqlite::Transaction<'_>, &T, i64) -> Result<(), CacheError>,
+    ) -> Result<T, AppError> {
         self.note_network(&fetched);
-        let now = self.clock.now_ms();
-        let (patient, offline) = match fetched {
-            Ok(p) => (Some(p), false),
+        let (fetched, offline) = match fetched {
+            Ok(value) => (Some(value), false),
             Err(AppError::Unreachable) => (None, true),
             Err(e) => return Err(self.on_server_error(e)),
         };
-        let patient = self.with_unlocked(generation, |u, device_id| {
-            let patient = match patient {
-                Some(p) => p,
-                None => u
-                    .cache
-                    .cached_patient(patient_id)?
-                    .ok_or(AppError::Unreachable)?,
+        let now = self.clock.now_ms();
+        let value = self.with_unlocked(generation, |u, device_id| {
+            let value = match fetched {
+                Some(value) => value,
+                None => from_cache(&u.cache)?.ok_or(AppError::Unreachable)?,
             };
             let signer = Signer {
                 key: &u.key,
@@ -519,29 +516,16 @@ impl Core {
                 user: &u.user,
             };
             u.cache.transaction(|tx| {
-                outbox::append(
-                    tx,
-                    &signer,
-                    Draft {
-                        action: AuditAction::View,
-                        resource_type: "Patient",
-                        resource_id: patient.id.to_string(),
-                        patient_id: Some(patient.id),
-                        fields: patient.field_names(),
-                        offline,
-                        route: "patient",
-                    },
-                    now,
-                )?;
+                outbox::append(tx, &signer, draft(&value, offline), now)?;
                 if !offline {
-                    cache::put_patient(tx, &patient, now)?;
+                    store(tx, &value, now)?;
                 }
-                Ok::<_, CacheError>(())
+                Ok(())
             })?;
-            Ok(patient)
+            Ok(value)
         })?;
         self.upload_wanted.notify_one();
-        Ok(patient)
+        Ok(value)
     }
 
     /// Sends one batch of waiting events and forgets those the server's receipt names.
