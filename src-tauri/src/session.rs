@@ -74,6 +74,19 @@ pub struct Core {
     on_lock: Mutex<Option<LockListener>>,
 }
 
+/// A sign-in, unlock or lock of the user's session: no patient, no fields.
+fn session_draft(action: AuditAction, user: &UserInfo, route: &'static str) -> Draft {
+    Draft {
+        action,
+        resource_type: "Session",
+        resource_id: user.user_id.to_string(),
+        patient_id: None,
+        fields: Vec::new(),
+        offline: false,
+        route,
+    }
+}
+
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep going with it.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -284,15 +297,7 @@ impl Core {
                     device_id: enrollment.device_id,
                     user: &user,
                 },
-                Draft {
-                    action,
-                    resource_type: "Session",
-                    resource_id: user.user_id.to_string(),
-                    patient_id: None,
-                    fields: Vec::new(),
-                    offline: false,
-                    route: "sign_in",
-                },
+                session_draft(action, &user, "sign_in"),
                 now,
             )
             .map(|_| ())
@@ -348,15 +353,7 @@ impl Core {
                                     device_id: enrollment.device_id,
                                     user: &user,
                                 },
-                                Draft {
-                                    action: AuditAction::Lock,
-                                    resource_type: "Session",
-                                    resource_id: user.user_id.to_string(),
-                                    patient_id: None,
-                                    fields: Vec::new(),
-                                    offline: false,
-                                    route: "lock",
-                                },
+                                session_draft(AuditAction::Lock, &user, "lock"),
                                 now,
                             )
                             .map(|_| ())

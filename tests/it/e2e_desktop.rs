@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_tests::{ServerProcess, bin_dir, signature_valid, workspace_root};
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// The idle lock used in this test, in seconds.
@@ -74,24 +75,25 @@ impl Shots {
     }
 }
 
-async fn type_into(client: &Client, id: &str, text: &str) {
-    let field = client
+/// The element once it appears, within `secs` seconds; `what` names it if it never does.
+async fn wait_for(client: &Client, locator: Locator<'_>, secs: u64, what: &str) -> Element {
+    client
         .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id(id))
+        .at_most(Duration::from_secs(secs))
+        .for_element(locator)
         .await
-        .unwrap_or_else(|_| panic!("#{id} never appeared"));
+        .unwrap_or_else(|_| panic!("{what} never appeared"))
+}
+
+async fn type_into(client: &Client, id: &str, text: &str) {
+    let field = wait_for(client, Locator::Id(id), 20, id).await;
     field.clear().await.unwrap();
     field.send_keys(text).await.unwrap();
 }
 
 async fn click(client: &Client, id: &str) {
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id(id))
+    wait_for(client, Locator::Id(id), 20, id)
         .await
-        .unwrap_or_else(|_| panic!("#{id} never appeared"))
         .click()
         .await
         .unwrap();
@@ -161,12 +163,13 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     click(&client, "login-submit").await;
 
     // 3. Today's appointments; open the first patient.
-    let row = client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("button.open-patient"))
-        .await
-        .expect("the schedule shows appointments");
+    let row = wait_for(
+        &client,
+        Locator::Css("button.open-patient"),
+        20,
+        "the schedule",
+    )
+    .await;
     shots.take(&client, "schedule").await;
     let patient_id: uuid::Uuid = row
         .attr("data-patient-id")
@@ -177,12 +180,7 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         .unwrap();
     let listed_name = row.text().await.unwrap();
     row.click().await.unwrap();
-    let heading = client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id("patient-name"))
-        .await
-        .expect("the patient view opens");
+    let heading = wait_for(&client, Locator::Id("patient-name"), 20, "the patient view").await;
     let shown_name = heading.text().await.unwrap();
     assert_eq!(shown_name, listed_name);
     assert!(!shown_name.is_empty());
@@ -213,12 +211,13 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     assert!(signature_valid(&device_key, &view), "signature verifies");
 
     // 5. Hands off: the idle lock replaces the views and the patient leaves the page.
-    let lock_screen = client
-        .wait()
-        .at_most(Duration::from_secs(IDLE_SECS + 20))
-        .for_element(Locator::Id("lock-screen"))
-        .await
-        .expect("the idle lock screen appears");
+    let lock_screen = wait_for(
+        &client,
+        Locator::Id("lock-screen"),
+        IDLE_SECS + 20,
+        "the lock screen",
+    )
+    .await;
     assert!(lock_screen.is_displayed().await.unwrap());
     let source = client.source().await.unwrap();
     assert!(
@@ -236,12 +235,13 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     )
     .await;
     click(&client, "unlock-submit").await;
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("tr.appointment-row"))
-        .await
-        .expect("unlocked back to the schedule");
+    wait_for(
+        &client,
+        Locator::Css("tr.appointment-row"),
+        20,
+        "the schedule after unlock",
+    )
+    .await;
     shots.take(&client, "unlocked").await;
 
     client.close().await.unwrap();

@@ -59,6 +59,31 @@ fn assert_no_canary(db: &Path) {
     assert!(checked >= 1, "no cache file was written");
 }
 
+fn test_user(role: Role) -> UserInfo {
+    UserInfo {
+        user_id: Uuid::now_v7(),
+        username: "test-user".into(),
+        display_name: "Test".into(),
+        role,
+        clinic_id: Uuid::now_v7(),
+    }
+}
+
+/// Appends one event in its own transaction, with `write` committing alongside it.
+fn append(
+    cache: &mut Cache,
+    signer: &Signer<'_>,
+    draft: Draft,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), CacheError>,
+) {
+    cache
+        .transaction(|tx| {
+            outbox::append(tx, signer, draft, 1)?;
+            write(tx)
+        })
+        .unwrap();
+}
+
 /// A keychain entry the test owns, in the harness's real Secret Service.
 fn test_keychain() -> Keychain {
     Keychain::new(&format!("ClinicDesk-test-{}", Uuid::new_v4()), "cache-test")
@@ -70,39 +95,28 @@ fn canaries_never_reach_disk_in_plaintext_and_the_wrong_key_fails() {
     let db = dir.path().join("cache.sqlite3");
     let key = random_key().unwrap();
     let device_key = DeviceKey::create(&test_keychain()).unwrap();
-    let user = UserInfo {
-        user_id: Uuid::now_v7(),
-        username: "clinician".into(),
-        display_name: "Test".into(),
-        role: Role::Clinician,
-        clinic_id: Uuid::now_v7(),
-    };
+    let user = test_user(Role::Clinician);
     let patient = canary_patient();
     {
         let mut cache = Cache::open(&db, &key).unwrap();
-        cache
-            .transaction(|tx| {
-                outbox::append(
-                    tx,
-                    &Signer {
-                        key: &device_key,
-                        device_id: Uuid::now_v7(),
-                        user: &user,
-                    },
-                    Draft {
-                        action: AuditAction::View,
-                        resource_type: "Patient",
-                        resource_id: patient.id.to_string(),
-                        patient_id: Some(patient.id),
-                        fields: patient.field_names(),
-                        offline: false,
-                        route: "patient",
-                    },
-                    1,
-                )?;
-                cache::put_patient(tx, &patient, 1)
-            })
-            .unwrap();
+        append(
+            &mut cache,
+            &Signer {
+                key: &device_key,
+                device_id: Uuid::now_v7(),
+                user: &user,
+            },
+            Draft {
+                action: AuditAction::View,
+                resource_type: "Patient",
+                resource_id: patient.id.to_string(),
+                patient_id: Some(patient.id),
+                fields: patient.field_names(),
+                offline: false,
+                route: "patient",
+            },
+            |tx| cache::put_patient(tx, &patient, 1),
+        );
         // While open, the write sits in the WAL: it must be ciphertext there too.
         assert!(files(&db)[1].exists(), "WAL mode keeps a -wal file");
         assert_no_canary(&db);
@@ -139,38 +153,25 @@ fn the_outbox_chains_and_signs_each_event() {
     let dir = tempfile::tempdir().unwrap();
     let key = random_key().unwrap();
     let device_key = DeviceKey::create(&test_keychain()).unwrap();
-    let user = UserInfo {
-        user_id: Uuid::now_v7(),
-        username: "u".into(),
-        display_name: "U".into(),
-        role: Role::FrontDesk,
-        clinic_id: Uuid::now_v7(),
-    };
+    let user = test_user(Role::FrontDesk);
     let device_id = Uuid::now_v7();
     let mut cache = Cache::open(&dir.path().join("c.sqlite3"), &key).unwrap();
+    let signer = Signer {
+        key: &device_key,
+        device_id,
+        user: &user,
+    };
     for i in 0..3 {
-        cache
-            .transaction(|tx| {
-                outbox::append(
-                    tx,
-                    &Signer {
-                        key: &device_key,
-                        device_id,
-                        user: &user,
-                    },
-                    Draft {
-                        action: AuditAction::View,
-                        resource_type: "Schedule",
-                        resource_id: format!("day-{i}"),
-                        patient_id: None,
-                        fields: vec![],
-                        offline: false,
-                        route: "schedule",
-                    },
-                    i,
-                )
-            })
-            .unwrap();
+        let draft = Draft {
+            action: AuditAction::View,
+            resource_type: "Schedule",
+            resource_id: format!("day-{i}"),
+            patient_id: None,
+            fields: vec![],
+            offline: false,
+            route: "schedule",
+        };
+        append(&mut cache, &signer, draft, |_| Ok(()));
     }
     let events = outbox::pending(cache.connection(), 10).unwrap();
     assert_eq!(events.len(), 3);
