@@ -17,6 +17,11 @@ pub enum Phase {
     Unlocked,
     /// A user's session is locked: cache closed, keys dropped, password needed.
     Locked,
+    /// Enrolled, but the OS keychain is locked, missing or lost this device's secret;
+    /// nothing opens until it is back (there is no fallback store).
+    KeychainUnavailable,
+    /// The server revoked this device: its secret and every cache on it were destroyed.
+    Revoked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +32,11 @@ pub struct AppStatus {
     pub user: Option<UserInfo>,
     /// Seconds until the idle lock, while unlocked.
     pub idle_seconds_left: Option<u64>,
-    /// Audit events waiting in the outbox (known while unlocked).
+    /// Audit events waiting in the device's outbox (they upload while locked too).
     pub outbox_pending: Option<u64>,
+    /// Whether the unlocked session works from the cache without a server session
+    /// (unlocked while the server was unreachable).
+    pub offline_session: bool,
     /// Whether the last request to the server got an answer; `None` before the first.
     pub online: Option<bool>,
     /// RFC 3339 time of the last successful audit upload.

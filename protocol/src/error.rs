@@ -25,11 +25,12 @@ pub enum ErrorCode {
     KeychainUnavailable,
     CacheUnavailable,
     ServerUnreachable,
+    OfflineTooLong,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
@@ -47,6 +48,7 @@ impl ErrorCode {
         ErrorCode::KeychainUnavailable,
         ErrorCode::CacheUnavailable,
         ErrorCode::ServerUnreachable,
+        ErrorCode::OfflineTooLong,
         ErrorCode::Internal,
     ];
 
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::KeychainUnavailable => "keychain_unavailable",
             ErrorCode::CacheUnavailable => "cache_unavailable",
             ErrorCode::ServerUnreachable => "server_unreachable",
+            ErrorCode::OfflineTooLong => "offline_too_long",
             ErrorCode::Internal => "internal",
         }
     }
@@ -135,7 +138,7 @@ mod tests {
             "bad_request,unauthenticated,invalid_credentials,session_expired,forbidden,not_found,\
              invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
-             cache_unavailable,server_unreachable,internal"
+             cache_unavailable,server_unreachable,offline_too_long,internal"
         );
         for code in ErrorCode::ALL {
             assert_eq!(wire_of(code), code.as_str());

@@ -42,21 +42,18 @@ pub enum Permission {
     ReadDemographics,
     /// A patient's clinical summary (allergies, problems, medications).
     ReadClinical,
-    /// Upload audit events recorded by the user's device.
-    WriteAudit,
+    /// List and revoke the clinic's enrolled devices.
+    ManageDevices,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
 pub fn allows(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
-        Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics | WriteAudit),
-        Role::Clinician => matches!(
-            permission,
-            ReadSchedule | ReadDemographics | ReadClinical | WriteAudit
-        ),
-        Role::Billing => matches!(permission, ReadDemographics | WriteAudit),
-        Role::Admin => matches!(permission, WriteAudit),
+        Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics),
+        Role::Clinician => matches!(permission, ReadSchedule | ReadDemographics | ReadClinical),
+        Role::Billing => matches!(permission, ReadDemographics),
+        Role::Admin => matches!(permission, ManageDevices),
     }
 }
 
@@ -69,6 +66,9 @@ pub enum Access {
     EnrollmentCode,
     /// Proven by the device key's signature over a server nonce plus the user's password.
     DeviceAndPassword,
+    /// Proven by the registered, non-revoked device key's signature on every item of the
+    /// body (audit batches, which a locked app keeps sending without a user session).
+    DeviceSigned,
     /// A live session whose role holds the permission.
     Session(Permission),
     /// A live session of any role (e.g. ending it).
@@ -111,9 +111,10 @@ pub const ROUTES: &[RouteRule] = &[
     ),
     rule(
         "POST",
-        "/v1/audit/events",
-        Access::Session(Permission::WriteAudit),
+        "/v1/devices/{device_id}/revoke",
+        Access::Session(Permission::ManageDevices),
     ),
+    rule("POST", "/v1/audit/batches", Access::DeviceSigned),
 ];
 
 /// The rule for a method and axum path template, if there is one.

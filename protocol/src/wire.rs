@@ -106,6 +106,9 @@ pub struct LoginResponse {
     pub user: UserInfo,
     /// The clinic's idle-lock policy, in seconds.
     pub idle_timeout_secs: u64,
+    /// The clinic's limit on working without reaching the server, in seconds: after it
+    /// the app refuses to unlock its cache until an online sign-in.
+    pub max_offline_secs: u64,
 }
 
 impl std::fmt::Debug for LoginResponse {
@@ -178,6 +181,9 @@ impl Patient {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditUpload {
+    /// The device that signed every event in the batch; its registered key is the
+    /// upload's credential, so a locked app keeps uploading without a user session.
+    pub device_id: Uuid,
     pub events: Vec<SignedAuditEvent>,
 }
 

@@ -53,7 +53,12 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/patients/{patient_id}",
             get(routes::patients::get_patient),
         ),
-        def("POST", "/v1/audit/events", post(routes::audit::upload)),
+        def(
+            "POST",
+            "/v1/devices/{device_id}/revoke",
+            post(routes::devices::revoke),
+        ),
+        def("POST", "/v1/audit/batches", post(routes::audit::upload)),
     ]
 }
 

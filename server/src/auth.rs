@@ -9,13 +9,16 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
+use clinicdesk_protocol::audit::{SignedAuditEvent, from_hex};
 use clinicdesk_protocol::policy::{self, Access, Permission};
 use clinicdesk_protocol::wire::UserInfo;
+use ed25519_dalek::{Signature, VerifyingKey};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::ServerError;
 use crate::random::hash_secret;
+use crate::store::DeviceRecord;
 
 /// Proof that a request acts within one clinic. Private field: only this module builds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +89,11 @@ pub async fn authorize(
     let rule = policy::rule_for(request.method().as_str(), &path)
         .ok_or(ServerError::Internal("route without a policy rule"))?;
     match rule.access {
-        Access::Public | Access::EnrollmentCode | Access::DeviceAndPassword => {}
+        // The handler proves these from the body (code, device signatures).
+        Access::Public
+        | Access::EnrollmentCode
+        | Access::DeviceAndPassword
+        | Access::DeviceSigned => {}
         Access::AnySession => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
             request.extensions_mut().insert(principal);
@@ -145,4 +152,57 @@ async fn session_principal(state: &AppState, token_hash: String) -> Result<Princ
         device_id: session.device_id,
         token_hash,
     })
+}
+
+/// A registered device that is not revoked (`device_unknown`, `device_revoked` otherwise).
+pub async fn live_device(state: &AppState, device_id: Uuid) -> Result<DeviceRecord, ServerError> {
+    let device = state
+        .store
+        .device(device_id)
+        .await?
+        .ok_or(ServerError::DeviceUnknown)?;
+    if device.revoked {
+        return Err(ServerError::DeviceRevoked);
+    }
+    Ok(device)
+}
+
+/// Authenticates a batch of device-signed events (`Access::DeviceSigned`): the device is
+/// registered and not revoked, and every event names that device and its clinic and
+/// carries a valid signature of its key. Only then is the device's clinic a scope.
+/// A batch must hold at least one event: an empty one would prove nothing.
+pub async fn verify_device_batch(
+    state: &AppState,
+    device_id: Uuid,
+    events: &[SignedAuditEvent],
+) -> Result<(DeviceRecord, ClinicScope), ServerError> {
+    if events.is_empty() {
+        return Err(ServerError::BadRequest { field: "events" });
+    }
+    let device = live_device(state, device_id).await?;
+    let key = VerifyingKey::from_bytes(&device.public_key)
+        .map_err(|_| ServerError::Internal("stored device key invalid"))?;
+    for signed in events {
+        let e = &signed.event;
+        if e.device_id != device.id || e.clinic_id != device.clinic_id {
+            return Err(ServerError::Forbidden);
+        }
+        verify_event_signature(&key, signed)?;
+    }
+    let scope = ClinicScope {
+        clinic_id: device.clinic_id,
+    };
+    Ok((device, scope))
+}
+
+fn verify_event_signature(
+    key: &VerifyingKey,
+    signed: &SignedAuditEvent,
+) -> Result<(), ServerError> {
+    let signature = from_hex(&signed.signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or(ServerError::InvalidSignature { field: "signature" })?;
+    key.verify_strict(&signed.event.canonical_bytes(), &signature)
+        .map_err(|_| ServerError::InvalidSignature { field: "signature" })
 }

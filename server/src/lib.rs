@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod openapi;
+pub mod operator;
 pub mod passwords;
 pub mod random;
 pub mod routes;

@@ -1,5 +1,5 @@
 //! `clinicdesk-server`: serve the API over TLS, seed the synthetic demo clinic, issue
-//! enrollment codes. All state of the embedded default lives under `--data-dir`.
+//! enrollment codes, revoke devices. All state of the embedded default lives under `--data-dir`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use clinicdesk_server::clock::SystemClock;
 use clinicdesk_server::store::Store;
-use clinicdesk_server::{AppState, build_router, seed, tls};
+use clinicdesk_server::{AppState, build_router, operator, seed, tls};
 
 #[derive(Parser)]
 #[command(name = "clinicdesk-server", version, about = "The ClinicDesk server")]
@@ -47,6 +47,13 @@ enum Command {
         clinic: uuid::Uuid,
         #[arg(long, default_value_t = 15)]
         ttl_mins: i64,
+    },
+    /// Revoke a device: its sessions end, and the app wipes itself on its next contact.
+    RevokeDevice {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        device: uuid::Uuid,
     },
 }
 
@@ -107,6 +114,17 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("issuing an enrollment code (is the clinic id right?)")?;
             writeln!(std::io::stdout(), "{code}")?;
+            Ok(())
+        }
+        Command::RevokeDevice { data_dir, device } => {
+            let store = open_store(&data_dir).await?;
+            if !operator::revoke_device(&store, &SystemClock, device)
+                .await
+                .context("revoking the device")?
+            {
+                anyhow::bail!("no device {device} on this server");
+            }
+            writeln!(std::io::stdout(), "revoked {device}")?;
             Ok(())
         }
     }

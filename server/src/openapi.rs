@@ -25,6 +25,7 @@ impl Modify for SessionAuth {
         routes::health::healthz,
         openapi_json,
         routes::devices::enroll,
+        routes::devices::revoke,
         routes::session::challenge,
         routes::session::login,
         routes::session::logout,

@@ -307,12 +307,48 @@ impl Store {
         }))
     }
 
-    pub async fn idle_timeout_secs(&self, clinic_id: Uuid) -> Result<u64, ServerError> {
-        let row = sqlx::query("SELECT idle_timeout_secs FROM clinics WHERE id = ?")
-            .bind(clinic_id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+    /// The clinic's lock policy: (idle timeout, maximum time offline), in seconds.
+    pub async fn lock_policy(&self, clinic_id: Uuid) -> Result<(u64, u64), ServerError> {
+        let row =
+            sqlx::query("SELECT idle_timeout_secs, max_offline_secs FROM clinics WHERE id = ?")
+                .bind(clinic_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        let secs = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+        Ok((secs(0), secs(1)))
+    }
+
+    /// Revokes a device of the scope's clinic and every session opened from it. Returns
+    /// false when the clinic has no such device (another clinic's device included).
+    pub async fn revoke_device(
+        &self,
+        scope: &ClinicScope,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<bool, ServerError> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query(
+            "UPDATE devices SET revoked_at_ms = coalesce(revoked_at_ms, ?)
+             WHERE id = ? AND clinic_id = ?",
+        )
+        .bind(now_ms)
+        .bind(device_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = ? WHERE device_id = ? AND clinic_id = ?
+             AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(device_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(found)
     }
 
     // --- sessions ---

@@ -1,28 +1,18 @@
-//! The offline cache: one SQLCipher 4 database (AES-256, per-page HMAC, WAL) holding the
-//! records this device fetched and the audit outbox. Its 256-bit key is random, lives in
-//! the OS keychain and is handed in as `Zeroizing` bytes; it is never written anywhere
-//! else. Closing the connection (dropping [`Cache`]) makes SQLCipher wipe its key copy.
+//! A user's offline cache: one SQLCipher database per user per workstation, holding the
+//! records that user fetched and the policy needed to unlock it offline. Its key comes
+//! from [`crate::users`], unwrapped with the user's password; closing the connection
+//! (dropping [`Cache`]) makes SQLCipher wipe its copy of the key.
 
 use std::path::Path;
 
-use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use clinicdesk_protocol::wire::{AppointmentList, Patient, UserInfo};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    #[error("cache key does not open this cache")]
-    WrongKey,
-    #[error("cache database error")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("cache record malformed")]
-    Malformed,
-}
+use crate::db::{self, DbError};
 
-const SCHEMA_VERSION: i32 = 1;
-
-const MIGRATION_1: &str = "
+const MIGRATIONS: &[&str] = &["
 CREATE TABLE appointments (
     day TEXT PRIMARY KEY,
     json TEXT NOT NULL,
@@ -33,19 +23,24 @@ CREATE TABLE patients (
     json TEXT NOT NULL,
     fetched_at_ms INTEGER NOT NULL
 );
--- Signed audit events not yet acknowledged by the server, in device order.
-CREATE TABLE outbox (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    event_json TEXT NOT NULL
-);
--- The last event this device signed: the chain continues from here.
-CREATE TABLE chain_tip (
+-- Who this cache belongs to and the clinic policy that governs unlocking it offline.
+CREATE TABLE meta (
     one INTEGER PRIMARY KEY CHECK (one = 1),
-    seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
+    user_json TEXT NOT NULL,
+    last_online_ms INTEGER NOT NULL,
+    max_offline_secs INTEGER NOT NULL,
+    idle_timeout_secs INTEGER NOT NULL
 );
-";
+"];
+
+/// What an offline unlock needs to know, as of the last contact with the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub user: UserInfo,
+    pub last_online_ms: i64,
+    pub max_offline_secs: u64,
+    pub idle_timeout_secs: u64,
+}
 
 pub struct Cache {
     conn: Connection,
@@ -58,50 +53,18 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    /// Opens or creates the cache at `path` with `key`. A wrong key is [`CacheError::WrongKey`].
-    pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Self, CacheError> {
-        let conn = Connection::open(path)?;
-        let pragma = Zeroizing::new(format!(
-            "PRAGMA key = \"x'{}'\";",
-            clinicdesk_protocol::audit::to_hex(key.as_slice())
-        ));
-        conn.execute_batch(&pragma)?;
-        // The first read decrypts page 1: with the wrong key SQLCipher reports "not a database".
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        }) {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::NotADatabase =>
-            {
-                return Err(CacheError::WrongKey);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
-        let mut cache = Self { conn };
-        cache.migrate()?;
-        Ok(cache)
+    /// Opens or creates the cache at `path` with `key`. A wrong key is [`DbError::WrongKey`].
+    pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Self, DbError> {
+        Ok(Self {
+            conn: db::open_encrypted(path, key, MIGRATIONS)?,
+        })
     }
 
-    fn migrate(&mut self) -> Result<(), CacheError> {
-        let version: i32 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < 1 {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(MIGRATION_1)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-        }
-        Ok(())
-    }
-
-    /// Runs `f` in one transaction; the outbox append and the local write commit together.
+    /// Runs `f` in one transaction.
     pub fn transaction<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, CacheError>,
-    ) -> Result<T, CacheError> {
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let tx = self.conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
@@ -112,19 +75,49 @@ impl Cache {
         &self.conn
     }
 
-    pub fn cached_appointments(&self, day: &str) -> Result<Option<AppointmentList>, CacheError> {
-        let json: Option<String> = self
+    pub fn meta(&self) -> Result<Option<Meta>, DbError> {
+        let row: Option<(String, i64, i64, i64)> = self
             .conn
-            .query_row("SELECT json FROM appointments WHERE day = ?1", [day], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT user_json, last_online_ms, max_offline_secs, idle_timeout_secs
+                 FROM meta WHERE one = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(|_| CacheError::Malformed))
-            .transpose()
+        row.map(|(json, last, max_offline, idle)| {
+            Ok(Meta {
+                user: serde_json::from_str(&json).map_err(|_| DbError::Malformed)?,
+                last_online_ms: last,
+                max_offline_secs: u64::try_from(max_offline).map_err(|_| DbError::Malformed)?,
+                idle_timeout_secs: u64::try_from(idle).map_err(|_| DbError::Malformed)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a successful sign-in with the server: who, when, and the clinic's policy.
+    pub fn put_meta(&mut self, meta: &Meta) -> Result<(), DbError> {
+        let json = serde_json::to_string(&meta.user).map_err(|_| DbError::Malformed)?;
+        self.conn.execute(
+            "INSERT INTO meta (one, user_json, last_online_ms, max_offline_secs, idle_timeout_secs)
+             VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (one) DO UPDATE SET user_json = excluded.user_json,
+                 last_online_ms = excluded.last_online_ms,
+                 max_offline_secs = excluded.max_offline_secs,
+                 idle_timeout_secs = excluded.idle_timeout_secs",
+            params![
+                json,
+                meta.last_online_ms,
+                i64::try_from(meta.max_offline_secs).unwrap_or(i64::MAX),
+                i64::try_from(meta.idle_timeout_secs).unwrap_or(i64::MAX)
+            ],
+        )?;
+        Ok(())
     }
 
     /// The most recently fetched schedule, whatever its day (for offline use).
-    pub fn latest_appointments(&self) -> Result<Option<AppointmentList>, CacheError> {
+    pub fn latest_appointments(&self) -> Result<Option<AppointmentList>, DbError> {
         let json: Option<String> = self
             .conn
             .query_row(
@@ -133,11 +126,11 @@ impl Cache {
                 |r| r.get(0),
             )
             .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(|_| CacheError::Malformed))
+        json.map(|j| serde_json::from_str(&j).map_err(|_| DbError::Malformed))
             .transpose()
     }
 
-    pub fn cached_patient(&self, id: Uuid) -> Result<Option<Patient>, CacheError> {
+    pub fn cached_patient(&self, id: Uuid) -> Result<Option<Patient>, DbError> {
         let json: Option<String> = self
             .conn
             .query_row(
@@ -146,17 +139,26 @@ impl Cache {
                 |r| r.get(0),
             )
             .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(|_| CacheError::Malformed))
+        json.map(|j| serde_json::from_str(&j).map_err(|_| DbError::Malformed))
             .transpose()
     }
+}
+
+/// The server answered: offline time counts from now.
+pub fn touch_online(tx: &Transaction<'_>, now_ms: i64) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE meta SET last_online_ms = max(last_online_ms, ?1) WHERE one = 1",
+        [now_ms],
+    )?;
+    Ok(())
 }
 
 pub fn put_appointments(
     tx: &Transaction<'_>,
     list: &AppointmentList,
     now_ms: i64,
-) -> Result<(), CacheError> {
-    let json = serde_json::to_string(list).map_err(|_| CacheError::Malformed)?;
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(list).map_err(|_| DbError::Malformed)?;
     tx.execute(
         "INSERT INTO appointments (day, json, fetched_at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (day) DO UPDATE SET json = excluded.json, fetched_at_ms = excluded.fetched_at_ms",
@@ -165,8 +167,8 @@ pub fn put_appointments(
     Ok(())
 }
 
-pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Result<(), CacheError> {
-    let json = serde_json::to_string(patient).map_err(|_| CacheError::Malformed)?;
+pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Result<(), DbError> {
+    let json = serde_json::to_string(patient).map_err(|_| DbError::Malformed)?;
     tx.execute(
         "INSERT INTO patients (id, json, fetched_at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET json = excluded.json, fetched_at_ms = excluded.fetched_at_ms",

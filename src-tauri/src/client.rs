@@ -108,11 +108,8 @@ impl ServerClient {
         Self::send(self.request(Method::GET, &format!("/v1/patients/{id}"), Some(token))).await
     }
 
-    pub async fn upload_audit(
-        &self,
-        token: &SecretString,
-        upload: &AuditUpload,
-    ) -> Result<AuditReceipt, AppError> {
-        self.post("/v1/audit/events", Some(token), upload).await
+    /// Device-signed: no session token, the events' signatures are the credential.
+    pub async fn upload_audit(&self, upload: &AuditUpload) -> Result<AuditReceipt, AppError> {
+        self.post("/v1/audit/batches", None, upload).await
     }
 }

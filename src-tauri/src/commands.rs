@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::session::Core;
-use crate::sync;
+use crate::{os_lock, sync};
 
 /// The event the UI hears when the core locks on its own (idle, server order).
 pub const LOCKED_EVENT: &str = "clinicdesk://locked";
@@ -62,6 +62,21 @@ async fn lock(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn switch_user(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    Ok(core.0.switch_user())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn sign_out(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    core.0.sign_out().map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn retry_keychain(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    Ok(core.0.retry_keychain())
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn activity(core: State<'_, AppCore>) -> CommandResult<()> {
     core.0.activity();
     Ok(())
@@ -91,6 +106,13 @@ pub fn run() -> Result<(), tauri::Error> {
             });
             tauri::async_runtime::spawn(sync::run_idle_watch(core.clone()));
             tauri::async_runtime::spawn(sync::run_uploader(core.clone(), upload_interval));
+            let watched = core.clone();
+            tauri::async_runtime::spawn(async move {
+                match os_lock::watch(watched, os_lock::Buses::connect().await).await {
+                    Ok(watch) => watch.await,
+                    Err(_) => tracing::warn!("OS lock signals unavailable"),
+                }
+            });
             app.manage(AppCore(core));
             Ok(())
         })
@@ -100,6 +122,9 @@ pub fn run() -> Result<(), tauri::Error> {
             sign_in,
             unlock,
             lock,
+            switch_user,
+            sign_out,
+            retry_keychain,
             activity,
             appointments,
             open_patient

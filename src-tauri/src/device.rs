@@ -11,17 +11,18 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::keychain::{Keychain, random_key};
 
-/// Keychain entry names.
+/// Keychain entry name of the device's Ed25519 signing key.
 pub const DEVICE_KEY: &str = "device-signing-key";
-pub const CACHE_KEY: &str = "cache-key";
 
-/// Files under the data directory.
+/// Files under the data directory (the per-user caches are in [`crate::users`]).
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub install: PathBuf,
     pub enrollment: PathBuf,
     pub pinned_ca: PathBuf,
-    pub cache: PathBuf,
+    pub outbox: PathBuf,
+    /// Present after the server revoked this device and it wiped itself.
+    pub revoked: PathBuf,
 }
 
 impl Paths {
@@ -30,7 +31,8 @@ impl Paths {
             install: data_dir.join("install.json"),
             enrollment: data_dir.join("enrollment.json"),
             pinned_ca: data_dir.join("server-ca.pem"),
-            cache: data_dir.join("cache.sqlite3"),
+            outbox: data_dir.join("outbox.sqlite3"),
+            revoked: data_dir.join("revoked.json"),
         }
     }
 }
@@ -68,12 +70,29 @@ pub struct Enrollment {
 }
 
 pub fn load_enrollment(paths: &Paths) -> Result<Option<Enrollment>, AppError> {
-    match fs::read(&paths.enrollment) {
+    read_json(&paths.enrollment, "enrollment.json")
+}
+
+/// Reads a JSON file written by [`write_json`]; a missing file is `None`.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    name: &'static str,
+) -> Result<Option<T>, AppError> {
+    match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|_| AppError::Config("enrollment.json")),
+            .map_err(|_| AppError::Config(name)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AppError::Io("enrollment.json", e)),
+        Err(e) => Err(AppError::Io(name, e)),
+    }
+}
+
+/// Removes a file if it exists.
+pub fn remove_file(path: &Path, name: &'static str) -> Result<(), AppError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AppError::Io(name, e)),
     }
 }
 

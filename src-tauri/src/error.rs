@@ -17,8 +17,14 @@ pub enum AppError {
     BadInput(&'static str),
     #[error("keychain unavailable")]
     Keychain(#[from] crate::keychain::KeychainError),
-    #[error("cache unavailable")]
-    Cache(#[from] crate::cache::CacheError),
+    #[error("local database unavailable")]
+    Cache(#[from] crate::db::DbError),
+    #[error("password does not open this user's cache")]
+    WrongPassword,
+    #[error("device revoked")]
+    DeviceRevoked,
+    #[error("offline longer than the clinic allows")]
+    OfflineTooLong,
     #[error("server unreachable")]
     Unreachable,
     #[error("server refused: {0}")]
@@ -42,6 +48,10 @@ impl AppError {
             AppError::BadInput(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Keychain(_) => ApiError::new(ErrorCode::KeychainUnavailable),
             AppError::Cache(_) => ApiError::new(ErrorCode::CacheUnavailable),
+            // The same answer the server gives for a wrong password.
+            AppError::WrongPassword => ApiError::new(ErrorCode::InvalidCredentials),
+            AppError::DeviceRevoked => ApiError::new(ErrorCode::DeviceRevoked),
+            AppError::OfflineTooLong => ApiError::new(ErrorCode::OfflineTooLong),
             AppError::Unreachable => ApiError::new(ErrorCode::ServerUnreachable),
             AppError::Server(e) => e.clone(),
             AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),

@@ -1,11 +1,15 @@
 //! The ClinicDesk desktop app. The client core is plain Rust, testable without a webview:
 //!
-//! - [`keychain`]: secrets in the OS keychain (Secret Service on Linux).
+//! - [`keychain`]: secrets in the OS keychain (Secret Service on Linux), no fallback.
+//! - [`keys`]: the device secret and what derives from it; per-user cache-key wrapping.
 //! - [`device`]: this workstation's enrollment and Ed25519 device key.
 //! - [`client`]: the HTTPS client that trusts only the CA pinned at enrollment.
-//! - [`cache`]: the SQLCipher cache of fetched records, with the audit [`outbox`] inside.
-//! - [`session`]: sign-in, idle lock and unlock: the `Locked`/`Unlocked` state machine.
-//! - [`sync`]: the background audit uploader.
+//! - [`db`]: opening SQLCipher databases; [`cache`]: one user's cached records;
+//!   [`users`]: the per-user caches on this workstation; [`outbox`]: the device's
+//!   signed audit chain waiting for upload.
+//! - [`session`]: sign-in, lock, unlock, switch user, sign out, wipe: the state machine.
+//! - [`sync`]: the idle watch and the background audit uploader; [`os_lock`]: locking
+//!   when the OS session locks or the machine suspends.
 //!
 //! [`commands`] is the thin Tauri layer over [`session::Core`].
 
@@ -14,11 +18,15 @@ pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod db;
 pub mod device;
 pub mod error;
 pub mod keychain;
+pub mod keys;
+pub mod os_lock;
 pub mod outbox;
 pub mod session;
 pub mod sync;
+pub mod users;
 
 pub use error::AppError;

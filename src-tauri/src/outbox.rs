@@ -1,14 +1,34 @@
-//! The audit outbox: signed, hash-chained events waiting for the server's receipt. An
-//! event is appended in the same transaction as the local write it describes, and is
-//! deleted only for the ids the server's receipt names as stored.
+//! The audit outbox: this device's signed, hash-chained events waiting for the server's
+//! receipt. It is its own SQLCipher database keyed from the device secret alone (not a
+//! user's password), so events recorded before a lock keep uploading while the app is
+//! locked, and one device chain spans every user of the workstation. An event is deleted
+//! only for the ids the server's receipt names as stored.
+
+use std::path::Path;
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
 use clinicdesk_protocol::wire::UserInfo;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
-use crate::cache::CacheError;
+use crate::db::{self, DbError};
 use crate::device::DeviceKey;
+
+const MIGRATIONS: &[&str] = &["
+-- Signed audit events not yet acknowledged by the server, in device order.
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    event_json TEXT NOT NULL
+);
+-- The last event this device signed: the chain continues from here.
+CREATE TABLE chain_tip (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+"];
 
 /// What happened, before the outbox gives it a place in the chain.
 #[derive(Debug, Clone)]
@@ -29,82 +49,114 @@ pub struct Signer<'a> {
     pub user: &'a UserInfo,
 }
 
-/// Appends the next event of this device's chain and returns it.
-pub fn append(
-    tx: &Transaction<'_>,
-    signer: &Signer<'_>,
-    draft: Draft,
-    now_ms: i64,
-) -> Result<SignedAuditEvent, CacheError> {
-    let tip: Option<(i64, String)> = tx
-        .query_row("SELECT seq, hash FROM chain_tip WHERE one = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+pub struct Outbox {
+    conn: Connection,
+}
+
+impl Outbox {
+    pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Self, DbError> {
+        Ok(Self {
+            conn: db::open_encrypted(path, key, MIGRATIONS)?,
         })
-        .optional()?;
-    let (seq, prev_hash) = match tip {
-        Some((seq, hash)) => (
-            u64::try_from(seq).map_err(|_| CacheError::Malformed)? + 1,
-            Hash32::from_hex(&hash).ok_or(CacheError::Malformed)?,
-        ),
-        None => (1, Hash32::GENESIS),
-    };
-    let event = AuditEvent {
-        id: Uuid::now_v7(),
-        clinic_id: signer.user.clinic_id,
-        actor_user_id: signer.user.user_id,
-        actor_role: signer.user.role,
-        device_id: signer.device_id,
-        device_seq: seq,
-        action: draft.action,
-        resource_type: draft.resource_type.to_owned(),
-        resource_id: draft.resource_id,
-        patient_id: draft.patient_id,
-        fields: draft.fields,
-        outcome: clinicdesk_protocol::audit::Outcome::Success,
-        occurred_at_ms: now_ms,
-        offline: draft.offline,
-        route: draft.route.to_owned(),
-        prev_hash,
-    };
-    let signed = SignedAuditEvent {
-        signature: signer.key.sign_hex(&event.canonical_bytes()),
-        event,
-    };
-    let seq_i64 = i64::try_from(seq).map_err(|_| CacheError::Malformed)?;
-    let json = serde_json::to_string(&signed).map_err(|_| CacheError::Malformed)?;
-    tx.execute(
-        "INSERT INTO outbox (seq, id, event_json) VALUES (?1, ?2, ?3)",
-        params![seq_i64, signed.event.id.to_string(), json],
-    )?;
-    tx.execute(
-        "INSERT INTO chain_tip (one, seq, hash) VALUES (1, ?1, ?2)
-         ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        params![seq_i64, signed.event.hash().to_hex()],
-    )?;
-    Ok(signed)
-}
-
-/// The oldest `limit` events waiting for upload, in chain order.
-pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SignedAuditEvent>, CacheError> {
-    let mut stmt = conn.prepare("SELECT event_json FROM outbox ORDER BY seq LIMIT ?1")?;
-    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-        r.get::<_, String>(0)
-    })?;
-    rows.map(|json| serde_json::from_str(&json?).map_err(|_| CacheError::Malformed))
-        .collect()
-}
-
-pub fn count(conn: &Connection) -> Result<u64, CacheError> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// Forgets the events the server's receipt says it stored.
-pub fn acknowledge(conn: &Connection, stored: &[Uuid]) -> Result<usize, CacheError> {
-    let mut stmt = conn.prepare("DELETE FROM outbox WHERE id = ?1")?;
-    let mut removed = 0;
-    for id in stored {
-        removed += stmt.execute([id.to_string()])?;
     }
-    Ok(removed)
+
+    /// Signs and appends the next event of this device's chain in one transaction, and
+    /// returns it once committed.
+    pub fn append(
+        &mut self,
+        signer: &Signer<'_>,
+        draft: Draft,
+        now_ms: i64,
+    ) -> Result<SignedAuditEvent, DbError> {
+        let tx = self.conn.transaction()?;
+        let tip: Option<(i64, String)> = tx
+            .query_row("SELECT seq, hash FROM chain_tip WHERE one = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (seq, prev_hash) = match tip {
+            Some((seq, hash)) => (
+                u64::try_from(seq).map_err(|_| DbError::Malformed)? + 1,
+                Hash32::from_hex(&hash).ok_or(DbError::Malformed)?,
+            ),
+            None => (1, Hash32::GENESIS),
+        };
+        let event = AuditEvent {
+            id: Uuid::now_v7(),
+            clinic_id: signer.user.clinic_id,
+            actor_user_id: signer.user.user_id,
+            actor_role: signer.user.role,
+            device_id: signer.device_id,
+            device_seq: seq,
+            action: draft.action,
+            resource_type: draft.resource_type.to_owned(),
+            resource_id: draft.resource_id,
+            patient_id: draft.patient_id,
+            fields: draft.fields,
+            outcome: clinicdesk_protocol::audit::Outcome::Success,
+            occurred_at_ms: now_ms,
+            offline: draft.offline,
+            route: draft.route.to_owned(),
+            prev_hash,
+        };
+        let signed = SignedAuditEvent {
+            signature: signer.key.sign_hex(&event.canonical_bytes()),
+            event,
+        };
+        let seq_i64 = i64::try_from(seq).map_err(|_| DbError::Malformed)?;
+        let json = serde_json::to_string(&signed).map_err(|_| DbError::Malformed)?;
+        tx.execute(
+            "INSERT INTO outbox (seq, id, event_json) VALUES (?1, ?2, ?3)",
+            params![seq_i64, signed.event.id.to_string(), json],
+        )?;
+        tx.execute(
+            "INSERT INTO chain_tip (one, seq, hash) VALUES (1, ?1, ?2)
+             ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            params![seq_i64, signed.event.hash().to_hex()],
+        )?;
+        tx.commit()?;
+        Ok(signed)
+    }
+
+    /// The oldest `limit` events waiting for upload, in chain order.
+    pub fn pending(&self, limit: usize) -> Result<Vec<SignedAuditEvent>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT event_json FROM outbox ORDER BY seq LIMIT ?1")?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|json| serde_json::from_str(&json?).map_err(|_| DbError::Malformed))
+            .collect()
+    }
+
+    pub fn count(&self) -> Result<u64, DbError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The sequence number of the last event this device signed (0 before the first).
+    pub fn last_seq(&self) -> Result<u64, DbError> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row("SELECT seq FROM chain_tip WHERE one = 1", [], |r| r.get(0))
+            .optional()?;
+        Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+    }
+
+    /// Forgets the events the server's receipt says it stored, in one transaction.
+    pub fn acknowledge(&mut self, stored: &[Uuid]) -> Result<usize, DbError> {
+        let tx = self.conn.transaction()?;
+        let mut removed = 0;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in stored {
+                removed += stmt.execute([id.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
 }

@@ -1,12 +1,17 @@
-//! The app's core state machine: not enrolled, signed out, unlocked, locked.
+//! The app's core state machine: not enrolled, signed out, unlocked, locked, revoked.
 //!
-//! [`Unlocked`] owns everything secret: the session token, the device key and the open
-//! cache. Locking replaces it with [`Session::Locked`], which holds only who was signed
-//! in, so dropping it closes the cache (SQLCipher wipes its key) and zeroizes the keys;
-//! every PHI command then answers `locked`. Network calls run without holding the state
-//! lock, and their results are kept only if the same unlocked session is still current
-//! (its `generation`), so a lock during a fetch discards the fetched PHI.
+//! [`Unlocked`] owns everything secret about a user's session: the server token, the
+//! device signing key and the user's open cache. Locking replaces it with
+//! [`Session::Locked`], which holds only who was signed in, so dropping it closes the
+//! cache (SQLCipher wipes its key) and zeroizes the keys; every PHI command then answers
+//! `locked`. The device's audit [`Outbox`] is separate and stays open (it is keyed from
+//! the device secret alone), so events keep uploading while locked.
+//!
+//! Network calls run without holding the state lock, and their results are kept only if
+//! the same unlocked session is still current (its `generation`), so a lock during a
+//! fetch discards the fetched PHI. Lock order: `session`, then `outbox`.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,19 +19,23 @@ use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{AppStatus, Phase};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditUpload, EnrollRequest, LoginRequest, Patient, UserInfo, login_proof_bytes,
+    AppointmentList, AuditUpload, EnrollRequest, LoginRequest, LoginResponse, Patient, UserInfo,
+    login_proof_bytes,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::cache::{self, Cache, CacheError};
+use crate::cache::{self, Cache, Meta};
 use crate::client::ServerClient;
 use crate::clock::{Clock, rfc3339};
 use crate::config::Config;
-use crate::device::{self, CACHE_KEY, DeviceKey, Enrollment, Paths};
+use crate::db::{self, DbError};
+use crate::device::{self, DEVICE_KEY, DeviceKey, Enrollment, Paths};
 use crate::error::AppError;
-use crate::keychain::{Keychain, random_key};
-use crate::outbox::{self, Draft, Signer};
+use crate::keychain::Keychain;
+use crate::keys::{DEVICE_SECRET, DeviceSecret};
+use crate::outbox::{Draft, Outbox, Signer};
+use crate::users::UserCaches;
 
 /// The most events sent in one upload.
 const UPLOAD_BATCH: usize = 100;
@@ -34,7 +43,8 @@ const UPLOAD_BATCH: usize = 100;
 /// A signed-in user's live session. Dropping it is locking it.
 pub struct Unlocked {
     user: UserInfo,
-    token: SecretString,
+    /// `None` when unlocked offline: PHI comes from the cache only.
+    token: Option<SecretString>,
     key: DeviceKey,
     cache: Cache,
     idle_timeout: Duration,
@@ -64,25 +74,35 @@ type LockListener = Box<dyn Fn() + Send + Sync>;
 pub struct Core {
     config: Config,
     paths: Paths,
+    users: UserCaches,
     keychain: Keychain,
     clock: Arc<dyn Clock>,
     enrolled: Mutex<Option<Enrolled>>,
     session: Mutex<Session>,
+    outbox: Mutex<Option<Outbox>>,
+    /// The keychain could not give the device secret the last time it was asked.
+    keychain_unavailable: AtomicBool,
+    revoked: AtomicBool,
     net: Mutex<Net>,
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
     upload_wanted: tokio::sync::Notify,
     on_lock: Mutex<Option<LockListener>>,
 }
 
-/// A sign-in, unlock or lock of the user's session: no patient, no fields.
-fn session_draft(action: AuditAction, user: &UserInfo, route: &'static str) -> Draft {
+/// A session event of the user's: no patient, no fields.
+fn session_draft(
+    action: AuditAction,
+    user: &UserInfo,
+    offline: bool,
+    route: &'static str,
+) -> Draft {
     Draft {
         action,
         resource_type: "Session",
         resource_id: user.user_id.to_string(),
         patient_id: None,
         fields: Vec::new(),
-        offline: false,
+        offline,
         route,
     }
 }
@@ -92,10 +112,18 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How a session was opened, for its audit event.
+#[derive(Debug, Clone, Copy)]
+enum Opening {
+    SignIn,
+    Unlock,
+}
+
 impl Core {
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| AppError::Io("data dir", e))?;
         let paths = Paths::under(&config.data_dir);
+        let users = UserCaches::under(&config.data_dir);
         let install_id = device::install_id(&paths)?;
         let keychain = Keychain::new(&config.keychain_service, &install_id.to_string());
         let enrolled = match device::load_enrollment(&paths)? {
@@ -107,21 +135,33 @@ impl Core {
             }
             None => None,
         };
-        Ok(Self {
+        let revoked = paths.revoked.exists();
+        let core = Self {
             config,
             paths,
+            users,
             keychain,
             clock,
             enrolled: Mutex::new(enrolled),
             session: Mutex::new(Session::SignedOut),
+            outbox: Mutex::new(None),
+            keychain_unavailable: AtomicBool::new(false),
+            revoked: AtomicBool::new(revoked),
             net: Mutex::new(Net::default()),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             upload_wanted: tokio::sync::Notify::new(),
             on_lock: Mutex::new(None),
-        })
+        };
+        if guard(&core.enrolled).is_some()
+            && let Err(e) = core.ensure_outbox()
+        {
+            tracing::warn!(code = %e.to_api().code, "outbox not open at start");
+        }
+        Ok(core)
     }
 
-    /// Called after every lock (idle, explicit or server-ordered), e.g. to tell the UI.
+    /// Called after every lock (idle, explicit, OS, server-ordered) and wipe, e.g. to
+    /// tell the UI.
     pub fn set_lock_listener(&self, listener: impl Fn() + Send + Sync + 'static) {
         *guard(&self.on_lock) = Some(Box::new(listener));
     }
@@ -132,6 +172,10 @@ impl Core {
 
     pub fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    pub fn users(&self) -> &UserCaches {
+        &self.users
     }
 
     fn enrolled(&self) -> Result<(Enrollment, ServerClient), AppError> {
@@ -146,17 +190,51 @@ impl Core {
         guard(&self.net).online = Some(reached);
     }
 
+    /// Loads the device secret from the keychain (remembering whether it could) and
+    /// runs `f` with it; the secret is zeroized when `f` returns.
+    fn with_device_secret<R>(
+        &self,
+        f: impl FnOnce(&DeviceSecret) -> Result<R, AppError>,
+    ) -> Result<R, AppError> {
+        let secret = DeviceSecret::load(&self.keychain).map_err(|e| match e {
+            crate::keys::KeyError::Keychain(k) => AppError::Keychain(k),
+            _ => AppError::Internal("device secret"),
+        });
+        self.keychain_unavailable
+            .store(secret.is_err(), Ordering::SeqCst);
+        f(&secret?)
+    }
+
+    /// Opens the device's outbox if it is not open yet.
+    fn ensure_outbox(&self) -> Result<(), AppError> {
+        let mut outbox = guard(&self.outbox);
+        if outbox.is_none() {
+            let key = self.with_device_secret(|s| {
+                s.outbox_key().map_err(|_| AppError::Internal("outbox key"))
+            })?;
+            *outbox = Some(Outbox::open(&self.paths.outbox, &key)?);
+        }
+        Ok(())
+    }
+
+    /// Tries the keychain again (after the user unlocked their OS keyring).
+    pub fn retry_keychain(&self) -> AppStatus {
+        if let Err(e) = self.ensure_outbox() {
+            tracing::warn!(code = %e.to_api().code, "keychain still unavailable");
+        }
+        self.status()
+    }
+
     pub fn status(&self) -> AppStatus {
         let enrolled = guard(&self.enrolled).as_ref().map(|e| e.enrollment.clone());
         let net = guard(&self.net);
         let (online, last_upload_ms) = (net.online, net.last_upload_ms);
         drop(net);
         let session = guard(&self.session);
-        let (phase, user, idle_left, pending) = match (&enrolled, &*session) {
-            (None, _) => (Phase::NotEnrolled, None, None, None),
-            (Some(_), Session::SignedOut) => (Phase::SignedOut, None, None, None),
-            (Some(_), Session::Locked(user)) => (Phase::Locked, Some(user.clone()), None, None),
-            (Some(_), Session::Unlocked(u)) => (
+        let (mut phase, user, idle_left, offline_session) = match &*session {
+            Session::SignedOut => (Phase::SignedOut, None, None, false),
+            Session::Locked(user) => (Phase::Locked, Some(user.clone()), None, false),
+            Session::Unlocked(u) => (
                 Phase::Unlocked,
                 Some(u.user.clone()),
                 Some(
@@ -164,9 +242,20 @@ impl Core {
                         .saturating_duration_since(Instant::now())
                         .as_secs(),
                 ),
-                outbox::count(u.cache.connection()).ok(),
+                u.token.is_none(),
             ),
         };
+        drop(session);
+        if enrolled.is_none() {
+            phase = if self.revoked.load(Ordering::SeqCst) {
+                Phase::Revoked
+            } else {
+                Phase::NotEnrolled
+            };
+        } else if phase == Phase::SignedOut && self.keychain_unavailable.load(Ordering::SeqCst) {
+            phase = Phase::KeychainUnavailable;
+        }
+        let pending = guard(&self.outbox).as_ref().and_then(|o| o.count().ok());
         AppStatus {
             phase,
             clinic_name: enrolled.as_ref().map(|e| e.clinic_name.clone()),
@@ -176,13 +265,14 @@ impl Core {
             user,
             idle_seconds_left: idle_left,
             outbox_pending: pending,
+            offline_session,
             online,
             last_upload_at: last_upload_ms.map(rfc3339),
         }
     }
 
-    /// Registers this workstation: a new device key in the keychain, its public half sent
-    /// with the one-time code, the server's CA pinned, and a new random cache key.
+    /// Registers this workstation: a new device key and device secret in the keychain,
+    /// the public key sent with the one-time code, the server's CA pinned.
     pub async fn enroll(&self, code: &str, device_name: &str) -> Result<AppStatus, AppError> {
         if guard(&self.enrolled).is_some() {
             return Err(AppError::AlreadyEnrolled);
@@ -212,7 +302,14 @@ impl Core {
             .await;
         self.note_network(&result);
         let response = result?;
-        self.keychain.store_key(CACHE_KEY, &*random_key()?)?;
+        // A fresh secret: nothing of an earlier enrollment on this install stays readable.
+        drop(
+            DeviceSecret::create(&self.keychain)
+                .map_err(|_| AppError::Internal("device secret"))?,
+        );
+        *guard(&self.outbox) = None;
+        db::remove_files(&self.paths.outbox).map_err(|e| AppError::Io("outbox", e))?;
+        self.users.remove_all()?;
         device::write_atomic(&self.paths.pinned_ca, &ca)?;
         let enrollment = Enrollment {
             device_id: response.device_id,
@@ -222,99 +319,123 @@ impl Core {
             device_name: device_name.to_owned(),
         };
         device::save_enrollment(&self.paths, &enrollment)?;
+        device::remove_file(&self.paths.revoked, "revoked.json")?;
+        self.revoked.store(false, Ordering::SeqCst);
         tracing::info!(device_id = %enrollment.device_id, "enrolled");
         *guard(&self.enrolled) = Some(Enrolled { enrollment, client });
+        self.ensure_outbox()?;
         Ok(self.status())
     }
 
-    /// Online sign-in: device proof, password, then the cache opens.
+    /// Sign-in: online with the server when it answers (device proof and password),
+    /// otherwise offline into this user's existing cache with their password.
     pub async fn sign_in(&self, username: &str, password: &str) -> Result<AppStatus, AppError> {
         if !matches!(*guard(&self.session), Session::SignedOut) {
             return Err(AppError::BadInput("session"));
         }
-        self.open_session(username, password, AuditAction::Login)
-            .await
+        self.open_session(username, password, Opening::SignIn).await
     }
 
-    /// Unlocks the locked user's session; needs their password again.
+    /// Unlocks the locked user's session with their password; works offline.
     pub async fn unlock(&self, password: &str) -> Result<AppStatus, AppError> {
         let username = match &*guard(&self.session) {
             Session::Locked(user) => user.username.clone(),
             _ => return Err(AppError::BadInput("session")),
         };
-        self.open_session(&username, password, AuditAction::Unlock)
+        self.open_session(&username, password, Opening::Unlock)
             .await
+    }
+
+    async fn server_login(
+        &self,
+        username: &str,
+        password: &str,
+        key: &DeviceKey,
+    ) -> Result<LoginResponse, AppError> {
+        let (enrollment, client) = self.enrolled()?;
+        let challenge = client.challenge(enrollment.device_id).await;
+        self.note_network(&challenge);
+        let nonce = challenge?.nonce;
+        let login = client
+            .login(&LoginRequest {
+                username: username.to_owned(),
+                password: password.to_owned(),
+                device_id: enrollment.device_id,
+                device_signature: key.sign_hex(&login_proof_bytes(
+                    &nonce,
+                    enrollment.device_id,
+                    username,
+                )),
+                nonce,
+            })
+            .await;
+        self.note_network(&login);
+        login
     }
 
     async fn open_session(
         &self,
         username: &str,
         password: &str,
-        action: AuditAction,
+        opening: Opening,
     ) -> Result<AppStatus, AppError> {
-        if username.trim().is_empty() {
+        let username = username.trim();
+        if username.is_empty() {
             return Err(AppError::BadInput("username"));
         }
         if password.is_empty() {
             return Err(AppError::BadInput("password"));
         }
-        let (enrollment, client) = self.enrolled()?;
+        let (enrollment, _) = self.enrolled()?;
+        self.ensure_outbox()?;
         let key = DeviceKey::load(&self.keychain)?;
-        let challenge = client.challenge(enrollment.device_id).await;
-        self.note_network(&challenge);
-        let nonce = challenge?.nonce;
-        let login = client
-            .login(&LoginRequest {
-                username: username.trim().to_owned(),
-                password: password.to_owned(),
-                device_id: enrollment.device_id,
-                device_signature: key.sign_hex(&login_proof_bytes(
-                    &nonce,
-                    enrollment.device_id,
-                    username.trim(),
-                )),
-                nonce,
-            })
-            .await;
-        self.note_network(&login);
-        let login = login?;
-        let cache_key = self.keychain.load_key(CACHE_KEY)?;
-        let mut cache = Cache::open(&self.paths.cache, &cache_key)?;
-        drop(cache_key);
-
-        let server_idle = Duration::from_secs(login.idle_timeout_secs.max(1));
+        let now = self.clock.now_ms();
+        let (user, token, idle_secs, cache) =
+            match self.server_login(username, password, &key).await {
+                Ok(login) => {
+                    let cache = self.open_user_cache_online(&login, password, now)?;
+                    (
+                        login.user,
+                        Some(SecretString::from(login.session_token)),
+                        login.idle_timeout_secs,
+                        cache,
+                    )
+                }
+                Err(AppError::Unreachable) => {
+                    let (cache, meta) = self.open_user_cache_offline(username, password, now)?;
+                    (meta.user, None, meta.idle_timeout_secs, cache)
+                }
+                Err(e) => return Err(self.on_server_error(e)),
+            };
+        let offline = token.is_none();
+        let server_idle = Duration::from_secs(idle_secs.max(1));
         let idle_timeout = self
             .config
             .idle_override
             .map_or(server_idle, |o| o.min(server_idle));
-        let now = self.clock.now_ms();
-        let user = login.user;
-        cache.transaction(|tx| {
-            outbox::append(
-                tx,
-                &Signer {
-                    key: &key,
-                    device_id: enrollment.device_id,
-                    user: &user,
-                },
-                session_draft(action, &user, "sign_in"),
-                now,
-            )
-            .map(|_| ())
-        })?;
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
+        let (action, route) = match (opening, offline) {
+            (Opening::SignIn, false) => (AuditAction::Login, "sign_in"),
+            (Opening::SignIn, true) => (AuditAction::Unlock, "sign_in"),
+            (Opening::Unlock, _) => (AuditAction::Unlock, "unlock"),
+        };
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut session = guard(&self.session);
-        if let Session::Locked(previous) = &*session
-            && previous.user_id != user.user_id
-        {
-            return Err(AppError::BadInput("username"));
+        match (&*session, opening) {
+            (Session::Locked(previous), Opening::Unlock) if previous.user_id == user.user_id => {}
+            (Session::SignedOut, Opening::SignIn) => {}
+            // The state changed while we were talking to the server.
+            _ => return Err(AppError::BadInput("session")),
         }
+        self.append_event(
+            &key,
+            enrollment.device_id,
+            &user,
+            session_draft(action, &user, offline, route),
+            now,
+        )?;
         *session = Session::Unlocked(Box::new(Unlocked {
             user,
-            token: SecretString::from(login.session_token),
+            token,
             key,
             cache,
             idle_timeout,
@@ -326,6 +447,86 @@ impl Core {
         Ok(self.status())
     }
 
+    /// After the server accepted the password: this user's cache, or a new one when
+    /// there is none or it was wrapped under an earlier password (a cache is only a
+    /// copy; the audit outbox is separate, so nothing unsent is lost).
+    fn open_user_cache_online(
+        &self,
+        login: &LoginResponse,
+        password: &str,
+        now: i64,
+    ) -> Result<Cache, AppError> {
+        let user = login.user.clone();
+        let meta = Meta {
+            user: user.clone(),
+            last_online_ms: now,
+            max_offline_secs: login.max_offline_secs,
+            idle_timeout_secs: login.idle_timeout_secs,
+        };
+        self.with_device_secret(|secret| {
+            let existing = match self.users.load(user.user_id)? {
+                Some(wrapped) => self.users.open(secret, &wrapped, password)?,
+                None => None,
+            };
+            let mut cache = match existing {
+                Some(cache) => cache,
+                None => self.users.create(secret, &user, password)?,
+            };
+            cache.put_meta(&meta)?;
+            Ok(cache)
+        })
+    }
+
+    /// The server cannot be reached: this user's cache opens with their password alone,
+    /// within the clinic's maximum offline time since the last online sign-in.
+    fn open_user_cache_offline(
+        &self,
+        username: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<(Cache, Meta), AppError> {
+        self.with_device_secret(|secret| {
+            // No cache for this user here: nothing can be done without the server.
+            let wrapped = self
+                .users
+                .find(secret, username)?
+                .ok_or(AppError::Unreachable)?;
+            let cache = self
+                .users
+                .open(secret, &wrapped, password)?
+                .ok_or(AppError::WrongPassword)?;
+            let meta = cache.meta()?.ok_or(DbError::Malformed)?;
+            let limit_ms =
+                i64::try_from(meta.max_offline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            if now.saturating_sub(meta.last_online_ms) > limit_ms {
+                return Err(AppError::OfflineTooLong);
+            }
+            Ok((cache, meta))
+        })
+    }
+
+    fn append_event(
+        &self,
+        key: &DeviceKey,
+        device_id: Uuid,
+        user: &UserInfo,
+        draft: Draft,
+        now: i64,
+    ) -> Result<(), AppError> {
+        let mut outbox = guard(&self.outbox);
+        let outbox = outbox.as_mut().ok_or(AppError::Internal("outbox closed"))?;
+        outbox.append(
+            &Signer {
+                key,
+                device_id,
+                user,
+            },
+            draft,
+            now,
+        )?;
+        Ok(())
+    }
+
     /// Keyboard or pointer activity: pushes the idle deadline out.
     pub fn activity(&self) {
         if let Session::Unlocked(u) = &mut *guard(&self.session) {
@@ -333,60 +534,106 @@ impl Core {
         }
     }
 
-    /// Locks now: records the lock, closes the cache, drops the keys and the token, and
-    /// ends the server session if it can be reached.
-    pub fn lock(&self) -> AppStatus {
-        let token = {
-            let mut session = guard(&self.session);
+    /// Takes the unlocked session out of the state, recording `action` for it, and
+    /// leaves `next(user)` in its place. Returns the session's user and token.
+    fn end_unlocked(
+        &self,
+        action: AuditAction,
+        route: &'static str,
+        next: impl FnOnce(UserInfo) -> Session,
+    ) -> Option<(UserInfo, Option<SecretString>)> {
+        let mut session = guard(&self.session);
+        let Session::Unlocked(u) = std::mem::replace(&mut *session, Session::SignedOut) else {
+            // Not unlocked: put back what was there.
             let previous = std::mem::replace(&mut *session, Session::SignedOut);
-            match previous {
-                Session::Unlocked(mut u) => {
-                    if let Ok((enrollment, _)) = self.enrolled() {
-                        let now = self.clock.now_ms();
-                        let user = u.user.clone();
-                        let signer_key = &u.key;
-                        let result = u.cache.transaction(|tx| {
-                            outbox::append(
-                                tx,
-                                &Signer {
-                                    key: signer_key,
-                                    device_id: enrollment.device_id,
-                                    user: &user,
-                                },
-                                session_draft(AuditAction::Lock, &user, "lock"),
-                                now,
-                            )
-                            .map(|_| ())
-                        });
-                        if result.is_err() {
-                            tracing::warn!("lock event could not be recorded");
-                        }
-                    }
-                    let Unlocked { user, token, .. } = *u;
-                    *session = Session::Locked(user);
-                    Some(token)
-                }
-                other => {
-                    *session = other;
-                    None
-                }
-            }
+            *session = previous;
+            return None;
         };
-        if let Some(token) = token {
-            tracing::info!("locked");
-            if let Ok((_, client)) = self.enrolled() {
-                // Best effort: the server's own idle timeout ends it otherwise.
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(async move {
-                        let _ = client.logout(&token).await;
-                    });
-                }
+        if let Ok((enrollment, _)) = self.enrolled() {
+            let draft = session_draft(action, &u.user, u.token.is_none(), route);
+            if self
+                .append_event(
+                    &u.key,
+                    enrollment.device_id,
+                    &u.user,
+                    draft,
+                    self.clock.now_ms(),
+                )
+                .is_err()
+            {
+                tracing::warn!("session event could not be recorded");
             }
-            if let Some(listener) = &*guard(&self.on_lock) {
-                listener();
+        }
+        // Dropping the rest closes the cache and zeroizes the device key.
+        let Unlocked { user, token, .. } = *u;
+        *session = next(user.clone());
+        Some((user, token))
+    }
+
+    /// Ends the server session in the background; the server's idle timeout ends it
+    /// otherwise.
+    fn end_server_session(&self, token: Option<SecretString>) {
+        let (Some(token), Ok((_, client))) = (token, self.enrolled()) else {
+            return;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = client.logout(&token).await;
+            });
+        }
+    }
+
+    fn notify_locked(&self) {
+        self.upload_wanted.notify_one();
+        if let Some(listener) = &*guard(&self.on_lock) {
+            listener();
+        }
+    }
+
+    /// Locks now: records the lock, closes the cache, drops the keys and the token, and
+    /// ends the server session if it can be reached. The cache stays on disk.
+    pub fn lock(&self) -> AppStatus {
+        self.lock_because("lock")
+    }
+
+    /// [`Core::lock`], naming what caused it in the audit event (`idle`, `os_lock`, ...).
+    pub fn lock_because(&self, route: &'static str) -> AppStatus {
+        if let Some((_, token)) = self.end_unlocked(AuditAction::Lock, route, Session::Locked) {
+            tracing::info!(cause = route, "locked");
+            self.end_server_session(token);
+            self.notify_locked();
+        }
+        self.status()
+    }
+
+    /// Switch user: locks the current user (their cache stays) and shows sign-in, so
+    /// another user can sign in or unlock their own cache.
+    pub fn switch_user(&self) -> AppStatus {
+        if let Some((_, token)) =
+            self.end_unlocked(AuditAction::Lock, "switch_user", |_| Session::SignedOut)
+        {
+            self.end_server_session(token);
+            self.notify_locked();
+        } else {
+            let mut session = guard(&self.session);
+            if matches!(*session, Session::Locked(_)) {
+                *session = Session::SignedOut;
             }
         }
         self.status()
+    }
+
+    /// Sign out: records it, ends the server session and removes this user's cache from
+    /// the device. Unsent audit events stay in the device's outbox.
+    pub fn sign_out(&self) -> Result<AppStatus, AppError> {
+        let (user, token) = self
+            .end_unlocked(AuditAction::Logout, "sign_out", |_| Session::SignedOut)
+            .ok_or(AppError::SignedOut)?;
+        self.end_server_session(token);
+        self.users.remove(user.user_id)?;
+        tracing::info!("signed out; user cache removed");
+        self.notify_locked();
+        Ok(self.status())
     }
 
     /// Locks if the idle deadline has passed; returns whether it locked.
@@ -396,12 +643,47 @@ impl Core {
             _ => false,
         };
         if due {
-            self.lock();
+            self.lock_because("idle");
         }
         due
     }
 
-    fn session_snapshot(&self) -> Result<(SecretString, u64), AppError> {
+    /// The server revoked this device. First the device secret is destroyed in the
+    /// keychain (every cache and the outbox become unreadable at once), then the files
+    /// are deleted, and the app shows that the device was revoked.
+    pub fn wipe(&self) {
+        let mut session = guard(&self.session);
+        *session = Session::SignedOut;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *guard(&self.outbox) = None;
+        for entry in [DEVICE_SECRET, DEVICE_KEY] {
+            if self.keychain.delete(entry).is_err() {
+                tracing::error!("keychain entry could not be deleted during wipe");
+            }
+        }
+        let results = [
+            self.users.remove_all(),
+            db::remove_files(&self.paths.outbox).map_err(|e| AppError::Io("outbox", e)),
+            device::remove_file(&self.paths.enrollment, "enrollment.json"),
+            device::remove_file(&self.paths.pinned_ca, "server-ca.pem"),
+            device::write_json(
+                &self.paths.revoked,
+                &serde_json::json!({ "revoked_at_ms": self.clock.now_ms() }),
+            ),
+        ];
+        for r in results {
+            if let Err(e) = r {
+                tracing::error!(code = %e.to_api().code, "wipe step failed");
+            }
+        }
+        *guard(&self.enrolled) = None;
+        self.revoked.store(true, Ordering::SeqCst);
+        drop(session);
+        tracing::warn!("device revoked by the server: wiped");
+        self.notify_locked();
+    }
+
+    fn session_snapshot(&self) -> Result<(Option<SecretString>, u64), AppError> {
         match &*guard(&self.session) {
             Session::Unlocked(u) => Ok((u.token.clone(), u.generation)),
             Session::Locked(_) => Err(AppError::Locked),
@@ -423,26 +705,40 @@ impl Core {
         }
     }
 
-    /// The server says this session is over: lock, so the user signs in again.
+    /// What the server's refusal means here: a revoked device wipes itself; an expired
+    /// session locks, so the user unlocks again.
     fn on_server_error(&self, e: AppError) -> AppError {
-        if let AppError::Server(api) = &e
-            && matches!(
-                api.code,
-                ErrorCode::SessionExpired | ErrorCode::Unauthenticated | ErrorCode::DeviceRevoked
-            )
-        {
-            self.lock();
-            return AppError::Locked;
+        match &e {
+            AppError::Server(api) if api.code == ErrorCode::DeviceRevoked => {
+                self.wipe();
+                AppError::DeviceRevoked
+            }
+            AppError::Server(api)
+                if matches!(
+                    api.code,
+                    ErrorCode::SessionExpired | ErrorCode::Unauthenticated
+                ) =>
+            {
+                self.lock_because("session_expired");
+                AppError::Locked
+            }
+            _ => e,
         }
-        e
     }
 
     /// Today's schedule, from the server or, offline, from the cache; audited either way
     /// before it is returned.
     pub async fn appointments(&self) -> Result<AppointmentList, AppError> {
         let (token, generation) = self.session_snapshot()?;
-        let (_, client) = self.enrolled()?;
-        let fetched = client.appointments(&token).await;
+        let fetched = match &token {
+            Some(token) => {
+                let (_, client) = self.enrolled()?;
+                let fetched = client.appointments(token).await;
+                self.note_network(&fetched);
+                fetched
+            }
+            None => Err(AppError::Unreachable),
+        };
         self.record_view(
             generation,
             fetched,
@@ -464,8 +760,15 @@ impl Core {
     /// committed to the outbox before the record is returned (fail closed).
     pub async fn open_patient(&self, patient_id: Uuid) -> Result<Patient, AppError> {
         let (token, generation) = self.session_snapshot()?;
-        let (_, client) = self.enrolled()?;
-        let fetched = client.patient(&token, patient_id).await;
+        let fetched = match &token {
+            Some(token) => {
+                let (_, client) = self.enrolled()?;
+                let fetched = client.patient(token, patient_id).await;
+                self.note_network(&fetched);
+                fetched
+            }
+            None => Err(AppError::Unreachable),
+        };
         self.record_view(
             generation,
             fetched,
@@ -483,19 +786,19 @@ impl Core {
         )
     }
 
-    /// The one path PHI takes to the UI: the value fetched online, or read from the cache
-    /// when the server cannot be reached, is returned only after its view event is
-    /// committed to the outbox, in the same transaction as the cache write (online only),
-    /// and only if the session that asked is still the unlocked one.
+    /// The one path PHI takes to the UI: the value fetched online, or read from the
+    /// user's cache when the server cannot be reached, is returned only after its view
+    /// event is committed to the outbox, and only if the session that asked is still the
+    /// unlocked one. Online, the cache write follows the committed event: a crash in
+    /// between leaves an event for a write that did not happen, never the reverse.
     fn record_view<T>(
         &self,
         generation: u64,
         fetched: Result<T, AppError>,
-        from_cache: impl FnOnce(&Cache) -> Result<Option<T>, CacheError>,
+        from_cache: impl FnOnce(&Cache) -> Result<Option<T>, DbError>,
         draft: impl FnOnce(&T, bool) -> Draft,
-        store: impl FnOnce(&rusqlite::Transaction<'_>, &T, i64) -> Result<(), CacheError>,
+        store: impl FnOnce(&rusqlite::Transaction<'_>, &T, i64) -> Result<(), DbError>,
     ) -> Result<T, AppError> {
-        self.note_network(&fetched);
         let (fetched, offline) = match fetched {
             Ok(value) => (Some(value), false),
             Err(AppError::Unreachable) => (None, true),
@@ -507,18 +810,13 @@ impl Core {
                 Some(value) => value,
                 None => from_cache(&u.cache)?.ok_or(AppError::Unreachable)?,
             };
-            let signer = Signer {
-                key: &u.key,
-                device_id,
-                user: &u.user,
-            };
-            u.cache.transaction(|tx| {
-                outbox::append(tx, &signer, draft(&value, offline), now)?;
-                if !offline {
+            self.append_event(&u.key, device_id, &u.user, draft(&value, offline), now)?;
+            if !offline {
+                u.cache.transaction(|tx| {
                     store(tx, &value, now)?;
-                }
-                Ok(())
-            })?;
+                    cache::touch_online(tx, now)
+                })?;
+            }
             Ok(value)
         })?;
         self.upload_wanted.notify_one();
@@ -526,27 +824,43 @@ impl Core {
     }
 
     /// Sends one batch of waiting events and forgets those the server's receipt names.
-    /// Returns how many were acknowledged; `Ok(0)` when there was nothing to send or
-    /// nobody is signed in.
+    /// Needs no user session: the events' device signatures are the credential, so this
+    /// runs while locked too. Returns how many were acknowledged.
     pub async fn upload_once(&self) -> Result<usize, AppError> {
-        let Ok((token, generation)) = self.session_snapshot() else {
+        let Ok((enrollment, client)) = self.enrolled() else {
             return Ok(0);
         };
-        let events = self.with_unlocked(generation, |u, _| {
-            Ok(outbox::pending(u.cache.connection(), UPLOAD_BATCH)?)
-        })?;
+        self.ensure_outbox()?;
+        let events = match &*guard(&self.outbox) {
+            Some(outbox) => outbox.pending(UPLOAD_BATCH)?,
+            None => return Ok(0),
+        };
         if events.is_empty() {
             return Ok(0);
         }
-        let (_, client) = self.enrolled()?;
-        let receipt = client.upload_audit(&token, &AuditUpload { events }).await;
+        let receipt = client
+            .upload_audit(&AuditUpload {
+                device_id: enrollment.device_id,
+                events,
+            })
+            .await;
         self.note_network(&receipt);
         let receipt = receipt.map_err(|e| self.on_server_error(e))?;
-        let removed = self.with_unlocked(generation, |u, _| {
-            Ok(outbox::acknowledge(u.cache.connection(), &receipt.stored)?)
-        })?;
+        let removed = match &mut *guard(&self.outbox) {
+            Some(outbox) => outbox.acknowledge(&receipt.stored)?,
+            None => 0,
+        };
         guard(&self.net).last_upload_ms = Some(self.clock.now_ms());
         Ok(removed)
+    }
+
+    /// The sequence number of the last event this device signed (0 before the first).
+    pub fn outbox_last_seq(&self) -> Result<u64, AppError> {
+        self.ensure_outbox()?;
+        match &*guard(&self.outbox) {
+            Some(outbox) => Ok(outbox.last_seq()?),
+            None => Err(AppError::Internal("outbox closed")),
+        }
     }
 
     /// Resolves when something was added to the outbox (or a session opened).

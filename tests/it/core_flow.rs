@@ -1,6 +1,7 @@
 //! The app core (no webview) against the real server over TLS, with the real keychain and
 //! a real SQLCipher cache: enroll, sign in, view, upload, lock, unlock.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,16 +106,28 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
         code_of(core.appointments().await.unwrap_err()),
         ErrorCode::Locked
     );
-    let files: Vec<_> = ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"]
+    let cache_db = core.users().cache_path(server.user_id("clinician"));
+    assert!(cache_db.exists(), "lock keeps the user's cache");
+    let mut files: Vec<_> = ["", "-wal", "-shm"]
         .iter()
-        .map(|f| app_dir.path().join(f))
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", cache_db.display())))
         .collect();
+    files.extend(
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| PathBuf::from(format!("{}{suffix}", core.paths().outbox.display()))),
+    );
     for needle in [
         patient.name.expose().as_str(),
         patient.phone.expose().as_str(),
     ] {
         assert_eq!(files_contain(&files, needle), None, "plaintext PHI on disk");
     }
+
+    // Events recorded before the lock (the lock itself included) upload while locked.
+    assert_eq!(core.status().outbox_pending, Some(1));
+    assert_eq!(core.upload_once().await.unwrap(), 1);
+    assert_eq!(core.status().outbox_pending, Some(0));
 
     // Unlock needs the same user's password.
     let wrong = core.unlock("not-the-password").await.unwrap_err();

@@ -26,12 +26,17 @@ impl Drop for Driver {
     }
 }
 
+/// A free port below Linux's ephemeral range (32768 and up). A port from `bind(:0)` would
+/// be free only until the kernel hands it to another test's server, which then answers the
+/// WebDriver client in TLS; ports chosen here are never handed out that way.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..1000 {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 fn tauri_driver() -> PathBuf {
@@ -111,7 +116,7 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     let app_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let native_port = free_port();
-    let driver = Driver(
+    let mut driver = Driver(
         Command::new(tauri_driver())
             .args([
                 "--port",
@@ -136,6 +141,10 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
             .expect("tauri-driver: run `cargo xtask test`, which installs it"),
     );
     wait_for_port(port, Duration::from_secs(30)).await;
+    assert!(
+        driver.0.try_wait().unwrap().is_none(),
+        "tauri-driver exited (port taken?)"
+    );
 
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "wry".into());

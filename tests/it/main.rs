@@ -6,3 +6,5 @@
 
 mod core_flow;
 mod e2e_desktop;
+mod lifecycle;
+mod outbox_kill;

@@ -59,44 +59,84 @@ pub struct ServerProcess {
     child: Child,
 }
 
+fn server_binary() -> PathBuf {
+    let server = bin_dir().join("clinicdesk-server");
+    assert!(
+        server.exists(),
+        "{} is missing: run `cargo xtask test`, which builds it first",
+        server.display()
+    );
+    server
+}
+
+/// Starts `serve` on `listen` and returns the child and its `https://` URL.
+fn serve(data_dir: &Path, listen: &str) -> (Child, String) {
+    let mut child = Command::new(server_binary())
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("listening ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected server output: {first}"))
+        .to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
+
 impl ServerProcess {
     pub fn start() -> ServerProcess {
         let data_dir = tempfile::tempdir().unwrap();
-        let server = bin_dir().join("clinicdesk-server");
-        assert!(
-            server.exists(),
-            "{} is missing: run `cargo xtask test`, which builds it first",
-            server.display()
-        );
-        let out = Command::new(&server)
+        let out = Command::new(server_binary())
             .args(["seed", "--json", "--data-dir"])
             .arg(data_dir.path())
             .output()
             .unwrap();
         assert!(out.status.success(), "seed failed");
         let seed: Seed = serde_json::from_slice(&out.stdout).unwrap();
-        let mut child = Command::new(&server)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().unwrap().unwrap();
-        let url = first
-            .strip_prefix("listening ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected server output: {first}"))
-            .to_owned();
-        std::thread::spawn(move || lines.for_each(drop));
+        let (child, url) = serve(data_dir.path(), "127.0.0.1:0");
         ServerProcess {
             url,
             data_dir,
             seed,
             child,
         }
+    }
+
+    /// Stops the server: the app sees it as unreachable.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same address and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let listen = self.url.trim_start_matches("https://").to_owned();
+        let (child, url) = serve(self.data_dir.path(), &listen);
+        assert_eq!(url, self.url);
+        self.child = child;
+    }
+
+    /// `clinicdesk-server revoke-device`, as the clinic's operator runs it.
+    pub fn revoke_device(&self, device_id: Uuid) {
+        let out = Command::new(server_binary())
+            .args([
+                "revoke-device",
+                "--device",
+                &device_id.to_string(),
+                "--data-dir",
+            ])
+            .arg(self.data_dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "revoke-device failed");
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -194,4 +234,35 @@ pub fn files_contain(paths: &[PathBuf], needle: &str) -> Option<PathBuf> {
                 .unwrap_or(false)
         })
         .cloned()
+}
+
+/// Checks every device chain the server holds, independently of the server: sequence
+/// numbers run 1..=n without a gap or a repeat, each event links to the hash of the one
+/// before, each signature verifies with the enrolled key, and no event id appears twice.
+/// Returns the number of events per device.
+pub fn verify_chains(server: &ServerProcess) -> std::collections::HashMap<Uuid, u64> {
+    let keys: std::collections::HashMap<Uuid, VerifyingKey> =
+        server.devices().into_iter().collect();
+    let mut counts = std::collections::HashMap::new();
+    let mut tips: std::collections::HashMap<Uuid, clinicdesk_protocol::audit::Hash32> =
+        std::collections::HashMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for signed in server.audit_events() {
+        let e = &signed.event;
+        assert!(ids.insert(e.id), "event stored twice");
+        let n = counts.entry(e.device_id).or_insert(0u64);
+        *n += 1;
+        assert_eq!(e.device_seq, *n, "gap or repeat in a device chain");
+        let prev = tips
+            .get(&e.device_id)
+            .copied()
+            .unwrap_or(clinicdesk_protocol::audit::Hash32::GENESIS);
+        assert_eq!(e.prev_hash, prev, "broken link in a device chain");
+        assert!(
+            signature_valid(&keys[&e.device_id], &signed),
+            "bad signature in a device chain"
+        );
+        tips.insert(e.device_id, e.hash());
+    }
+    counts
 }

@@ -62,6 +62,9 @@ pub fn explain(e: &ApiError) -> String {
         ErrorCode::DeviceUnknown => {
             "This workstation is not known to the server. Ask your admin to enroll it again."
         }
+        ErrorCode::OfflineTooLong => {
+            "This workstation has been offline longer than your clinic allows. Connect to the network and sign in again."
+        }
         ErrorCode::Locked => "The session is locked.",
         ErrorCode::SessionExpired => "Your session ended. Sign in again.",
         ErrorCode::Forbidden => "Your role does not allow this.",

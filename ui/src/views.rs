@@ -1,4 +1,4 @@
-//! The screens: enroll, sign in, schedule, patient, lock. Which one shows follows the
+//! The screens: enroll, sign in, schedule, patient, lock, keychain trouble, revoked. Which one shows follows the
 //! core's phase; PHI views exist only while the phase is `unlocked`.
 
 use std::time::Duration;
@@ -118,6 +118,8 @@ pub fn App() -> impl IntoView {
                     Some(Phase::SignedOut) => view! { <SignInScreen/> }.into_any(),
                     Some(Phase::Locked) => view! { <LockScreen/> }.into_any(),
                     Some(Phase::Unlocked) => view! { <Workspace/> }.into_any(),
+                    Some(Phase::KeychainUnavailable) => view! { <KeychainScreen/> }.into_any(),
+                    Some(Phase::Revoked) => view! { <RevokedScreen/> }.into_any(),
                 }}
             </main>
             <StatusBar/>
@@ -126,12 +128,22 @@ pub fn App() -> impl IntoView {
 }
 
 fn lock_now(ui: Ui) {
+    change_phase(ui, "lock");
+}
+
+/// Runs a command that changes the phase (lock, switch user, sign out, retry): PHI is
+/// dropped from the page first, then the screen follows the core's answer.
+fn change_phase(ui: Ui, command: &'static str) {
     ui.begin_change();
     ui.forget_phi();
+    ui.error.set(None);
     spawn_local(async move {
-        if let Ok(status) = call::<_, AppStatus>("lock", &NoArgs {}).await {
-            ui.begin_change();
-            ui.apply_status(status);
+        match call::<_, AppStatus>(command, &NoArgs {}).await {
+            Ok(status) => {
+                ui.begin_change();
+                ui.apply_status(status);
+            }
+            Err(e) => ui.fail(&e),
         }
     });
 }
@@ -160,8 +172,17 @@ fn TopBar() -> impl IntoView {
             <span class="spacer"></span>
             <span class="who">{who}</span>
             <Show when=unlocked>
-                <button id="lock-now" class="secondary" title="Lock now (Ctrl+L)" on:click=move |_| lock_now(ui)>
+                <button id="lock-now" class="secondary" title="Lock now (Ctrl+L): your offline copy stays, your password unlocks it"
+                    on:click=move |_| lock_now(ui)>
                     "Lock now"
+                </button>
+                <button id="switch-user" class="secondary" title="Lock and let someone else sign in; your offline copy stays"
+                    on:click=move |_| change_phase(ui, "switch_user")>
+                    "Switch user"
+                </button>
+                <button id="sign-out" class="secondary" title="Sign out and remove your offline copy from this workstation"
+                    on:click=move |_| change_phase(ui, "sign_out")>
+                    "Sign out"
                 </button>
             </Show>
         </header>
@@ -350,8 +371,45 @@ fn LockScreen() -> impl IntoView {
                     prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
                 <button id="unlock-submit" type="submit" disabled=move || busy.get()>"Unlock"</button>
             </form>
+            <p class="muted">"Not you? "
+                <button id="lock-switch-user" class="link" on:click=move |_| change_phase(ui, "switch_user")>
+                    "Switch user"
+                </button>
+            </p>
             <ErrorLine/>
         </div>
+    }
+}
+
+/// The keychain is locked or lost this device's secret: nothing opens, and nothing falls
+/// back to an unencrypted store.
+#[component]
+fn KeychainScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    view! {
+        <div class="card narrow" id="keychain-screen">
+            <h1>"The system keychain is not available"</h1>
+            <p class="lead">"ClinicDesk keeps this workstation's key only in the system keychain, and the keychain is locked, not running, or no longer has the key."</p>
+            <ol>
+                <li>"Unlock your desktop keyring (it usually unlocks when you log in to the computer), then press Retry."</li>
+                <li>"If Retry keeps failing, the key is gone: ask your clinic's IT to re-enroll this workstation. Your records are safe on the server."</li>
+            </ol>
+            <button id="keychain-retry" on:click=move |_| change_phase(ui, "retry_keychain")>"Retry"</button>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+/// The server revoked this workstation and it wiped itself.
+#[component]
+fn RevokedScreen() -> impl IntoView {
+    view! {
+        <div class="card narrow" id="revoked-screen">
+            <h1>"This workstation was revoked"</h1>
+            <p class="lead">"An admin of your clinic revoked this workstation's access. Its keys and every offline copy of patient data on it were erased."</p>
+            <p>"To use it again, ask your admin for a new enrollment code."</p>
+        </div>
+        <EnrollScreen/>
     }
 }
 
@@ -486,11 +544,14 @@ fn StatusBar() -> impl IntoView {
                     None => view! { <span>"○ Not connected yet"</span> }.into_any(),
                 };
                 let pending = s.outbox_pending.map(|n| format!("Audit events waiting: {n}"));
+                let offline_session = s.offline_session.then(|| view! {
+                    <span class="offline" id="offline-session">"Working from this workstation's offline copy"</span>
+                });
                 let uploaded = s.last_upload_at.map(|t| format!("Last upload: {}", local_time(&t)));
                 let countdown = s.idle_seconds_left.filter(|left| *left < 60).map(|left| {
                     view! { <span class="countdown" id="idle-countdown">{format!("Locking in {left} s")}</span> }
                 });
-                view! { {online} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
+                view! { {online} {offline_session} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
             })}
         </footer>
     }

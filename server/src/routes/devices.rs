@@ -1,7 +1,7 @@
 //! Device enrollment: a one-time code registers a workstation's Ed25519 public key.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::from_hex;
 use clinicdesk_protocol::wire::{EnrollRequest, EnrollResponse};
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::Body;
 use crate::app::AppState;
+use crate::auth::Authenticated;
 use crate::error::ServerError;
 use crate::random::{hash_secret, normalize_code};
 
@@ -59,4 +60,25 @@ pub async fn enroll(
         clinic_id,
         clinic_name,
     }))
+}
+
+#[utoipa::path(post, path = "/v1/devices/{device_id}/revoke",
+    params(("device_id" = Uuid, Path, description = "The device to revoke")),
+    responses((status = 204), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(%device_id))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(device_id): Path<Uuid>,
+) -> Result<axum::http::StatusCode, ServerError> {
+    if !state
+        .store
+        .revoke_device(auth.scope(), device_id, state.clock.now_ms())
+        .await?
+    {
+        return Err(ServerError::NotFound);
+    }
+    tracing::info!(by = %auth.principal.user.user_id, "device revoked");
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

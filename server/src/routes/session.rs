@@ -12,25 +12,12 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::Body;
 use crate::app::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, live_device};
 use crate::error::ServerError;
 use crate::passwords;
 use crate::random::{hash_secret, token};
-use crate::store::DeviceRecord;
 
 const NONCE_TTL_MS: i64 = 2 * 60 * 1000;
-
-async fn live_device(state: &AppState, device_id: uuid::Uuid) -> Result<DeviceRecord, ServerError> {
-    let device = state
-        .store
-        .device(device_id)
-        .await?
-        .ok_or(ServerError::DeviceUnknown)?;
-    if device.revoked {
-        return Err(ServerError::DeviceRevoked);
-    }
-    Ok(device)
-}
 
 #[utoipa::path(post, path = "/v1/auth/challenge", request_body = ChallengeRequest,
     responses((status = 200, body = ChallengeResponse), (status = 401, body = ApiError)))]
@@ -97,12 +84,13 @@ pub async fn login(
         .store
         .insert_session(&hash_secret(&session_token), &user, device.id, now)
         .await?;
-    let idle_timeout_secs = state.store.idle_timeout_secs(user.clinic_id).await?;
+    let (idle_timeout_secs, max_offline_secs) = state.store.lock_policy(user.clinic_id).await?;
     tracing::info!(user_id = %user.user_id, "login");
     Ok(Json(LoginResponse {
         session_token,
         user,
         idle_timeout_secs,
+        max_offline_secs,
     }))
 }
 

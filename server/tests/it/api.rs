@@ -297,16 +297,15 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     let login = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
-    let token = login.session_token.as_str();
     let uid = login.user.user_id;
 
     let e1 = sign(&device, event(&device, uid, 1, Hash32::GENESIS));
     let e2 = sign(&device, event(&device, uid, 2, e1.event.hash()));
     let (status, body) = server
         .post(
-            "/v1/audit/events",
-            Some(token),
-            json!({ "events": [e1, e2] }),
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [e1, e2] }),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -316,7 +315,11 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
 
     // A re-send is accepted once, not stored twice.
     let (status, body) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [e2] }))
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [e2] }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
@@ -330,9 +333,9 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     forged.event.fields.push("phone".into());
     let (status, body) = server
         .post(
-            "/v1/audit/events",
-            Some(token),
-            json!({ "events": [forged] }),
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [forged] }),
         )
         .await;
     assert_eq!(
@@ -343,7 +346,11 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     // A gap or a wrong link breaks the chain.
     let gap = sign(&device, event(&device, uid, 5, e2.event.hash()));
     let (status, body) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [gap] }))
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [gap] }),
+        )
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -352,9 +359,9 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     let bad_link = sign(&device, event(&device, uid, 3, Hash32([9; 32])));
     let (status, _) = server
         .post(
-            "/v1/audit/events",
-            Some(token),
-            json!({ "events": [bad_link] }),
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [bad_link] }),
         )
         .await;
     assert_eq!(status, 409);
@@ -362,11 +369,16 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     // A different event at a stored sequence (a fork) is refused, not overwritten.
     let fork = sign(&device, event(&device, uid, 2, e1.event.hash()));
     let (status, _) = server
-        .post("/v1/audit/events", Some(token), json!({ "events": [fork] }))
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [fork] }),
+        )
         .await;
     assert_eq!(status, 409);
 
-    // Another device's events cannot be uploaded under this session.
+    // An event of another device cannot ride in this device's batch, an unregistered
+    // device proves nothing, and an empty batch is refused.
     let other = TestDevice {
         key: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
         id: Uuid::now_v7(),
@@ -375,12 +387,101 @@ async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
     let foreign = sign(&other, event(&other, uid, 1, Hash32::GENESIS));
     let (status, _) = server
         .post(
-            "/v1/audit/events",
-            Some(token),
-            json!({ "events": [foreign] }),
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [foreign] }),
         )
         .await;
     assert_eq!(status, 403);
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": other.id, "events": [foreign] }),
+        )
+        .await;
+    assert_eq!(body["code"], "device_unknown", "{status}");
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [] }),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("events")));
+}
+
+#[tokio::test]
+async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_everywhere() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let other_clinic = server.seed(CLINIC_B, "Clinic B").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let second_code = clinicdesk_server::seed::issue_enrollment_code(
+        &server.store,
+        &server.clock,
+        Uuid::from_u128(CLINIC_A),
+        15,
+    )
+    .await
+    .unwrap();
+    let admin_device = TestDevice::enroll(&server, &second_code).await;
+    let admin = admin_device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let b_device = TestDevice::enroll(&server, &other_clinic.enrollment_code).await;
+    let b_admin = b_device
+        .login(&server, "admin", password_of(&other_clinic, "admin"))
+        .await;
+    let path = format!("/v1/devices/{}/revoke", device.id);
+
+    // Only an admin, and only of the device's own clinic (another clinic's is 404).
+    let (status, _) = server
+        .post(&path, Some(&clinician.session_token), json!({}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = server
+        .post(&path, Some(&b_admin.session_token), json!({}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = server
+        .post(&path, Some(&admin.session_token), json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    // The device's live session, a new login and an audit upload all say device_revoked.
+    let (_, body) = server
+        .get("/v1/appointments", &clinician.session_token)
+        .await;
+    assert_eq!(body["code"], "device_revoked");
+    let (_, body) = server
+        .post(
+            "/v1/auth/challenge",
+            None,
+            json!({ "device_id": device.id }),
+        )
+        .await;
+    assert_eq!(body["code"], "device_revoked");
+    let e1 = sign(
+        &device,
+        event(&device, clinician.user.user_id, 1, Hash32::GENESIS),
+    );
+    let (_, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [e1] }),
+        )
+        .await;
+    assert_eq!(body["code"], "device_revoked");
+    // The admin's own device is untouched, and revoking twice is harmless.
+    let (status, body) = server
+        .post(&path, Some(&admin.session_token), json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
 }
 
 #[tokio::test]
@@ -397,9 +498,9 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
     );
     let (status, _) = server
         .post(
-            "/v1/audit/events",
-            Some(&login.session_token),
-            json!({ "events": [e1] }),
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [e1] }),
         )
         .await;
     assert_eq!(status, 200);

@@ -1,12 +1,16 @@
-//! The encrypted cache on disk: canary strings put into it never appear in the database,
-//! its -wal or its -shm file, and a wrong key opens nothing.
+//! The encrypted files on disk: canary strings put into a user's cache never appear in
+//! the database, its -wal or its -shm file; a wrong key opens nothing; one user's
+//! password does not open another's cache; the outbox is encrypted and chained.
 
 use std::path::{Path, PathBuf};
 
-use clinicdesk_app::cache::{self, Cache, CacheError};
+use clinicdesk_app::cache::{self, Cache};
+use clinicdesk_app::db::DbError;
 use clinicdesk_app::device::DeviceKey;
 use clinicdesk_app::keychain::{Keychain, random_key};
-use clinicdesk_app::outbox::{self, Draft, Signer};
+use clinicdesk_app::keys::DeviceSecret;
+use clinicdesk_app::outbox::{Draft, Outbox, Signer};
+use clinicdesk_app::users::UserCaches;
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::policy::Role;
@@ -69,24 +73,21 @@ fn test_user(role: Role) -> UserInfo {
     }
 }
 
-/// Appends one event in its own transaction, with `write` committing alongside it.
-fn append(
-    cache: &mut Cache,
-    signer: &Signer<'_>,
-    draft: Draft,
-    write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), CacheError>,
-) {
-    cache
-        .transaction(|tx| {
-            outbox::append(tx, signer, draft, 1)?;
-            write(tx)
-        })
-        .unwrap();
-}
-
-/// A keychain entry the test owns, in the harness's real Secret Service.
+/// A keychain the test owns, in the harness's real Secret Service.
 fn test_keychain() -> Keychain {
     Keychain::new(&format!("ClinicDesk-test-{}", Uuid::new_v4()), "cache-test")
+}
+
+fn view_draft(patient: &Patient) -> Draft {
+    Draft {
+        action: AuditAction::View,
+        resource_type: "Patient",
+        resource_id: patient.id.to_string(),
+        patient_id: Some(patient.id),
+        fields: patient.field_names(),
+        offline: false,
+        route: "patient",
+    }
 }
 
 #[test]
@@ -94,29 +95,12 @@ fn canaries_never_reach_disk_in_plaintext_and_the_wrong_key_fails() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cache.sqlite3");
     let key = random_key().unwrap();
-    let device_key = DeviceKey::create(&test_keychain()).unwrap();
-    let user = test_user(Role::Clinician);
     let patient = canary_patient();
     {
         let mut cache = Cache::open(&db, &key).unwrap();
-        append(
-            &mut cache,
-            &Signer {
-                key: &device_key,
-                device_id: Uuid::now_v7(),
-                user: &user,
-            },
-            Draft {
-                action: AuditAction::View,
-                resource_type: "Patient",
-                resource_id: patient.id.to_string(),
-                patient_id: Some(patient.id),
-                fields: patient.field_names(),
-                offline: false,
-                route: "patient",
-            },
-            |tx| cache::put_patient(tx, &patient, 1),
-        );
+        cache
+            .transaction(|tx| cache::put_patient(tx, &patient, 1))
+            .unwrap();
         // While open, the write sits in the WAL: it must be ciphertext there too.
         assert!(files(&db)[1].exists(), "WAL mode keeps a -wal file");
         assert_no_canary(&db);
@@ -129,10 +113,7 @@ fn canaries_never_reach_disk_in_plaintext_and_the_wrong_key_fails() {
     assert_no_canary(&db);
 
     let wrong = random_key().unwrap();
-    assert!(matches!(
-        Cache::open(&db, &wrong),
-        Err(CacheError::WrongKey)
-    ));
+    assert!(matches!(Cache::open(&db, &wrong), Err(DbError::WrongKey)));
 
     // Without any key, plain SQLite sees no database at all.
     let plain = rusqlite::Connection::open(&db).unwrap();
@@ -145,36 +126,30 @@ fn canaries_never_reach_disk_in_plaintext_and_the_wrong_key_fails() {
 
     let reopened = Cache::open(&db, &key).unwrap();
     assert_eq!(reopened.cached_patient(patient.id).unwrap(), Some(patient));
-    assert_eq!(outbox::count(reopened.connection()).unwrap(), 1);
 }
 
 #[test]
-fn the_outbox_chains_and_signs_each_event() {
+fn the_outbox_chains_and_signs_each_event_and_is_encrypted() {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.sqlite3");
     let key = random_key().unwrap();
     let device_key = DeviceKey::create(&test_keychain()).unwrap();
     let user = test_user(Role::FrontDesk);
     let device_id = Uuid::now_v7();
-    let mut cache = Cache::open(&dir.path().join("c.sqlite3"), &key).unwrap();
+    let mut outbox = Outbox::open(&path, &key).unwrap();
     let signer = Signer {
         key: &device_key,
         device_id,
         user: &user,
     };
-    for i in 0..3 {
-        let draft = Draft {
-            action: AuditAction::View,
-            resource_type: "Schedule",
-            resource_id: format!("day-{i}"),
-            patient_id: None,
-            fields: vec![],
-            offline: false,
-            route: "schedule",
-        };
-        append(&mut cache, &signer, draft, |_| Ok(()));
+    let patient = canary_patient();
+    for _ in 0..3 {
+        outbox.append(&signer, view_draft(&patient), 1).unwrap();
     }
-    let events = outbox::pending(cache.connection(), 10).unwrap();
+    assert_no_canary_in(&path, &[&patient.id.to_string(), "test-user"]);
+    let events = outbox.pending(10).unwrap();
     assert_eq!(events.len(), 3);
+    assert_eq!(outbox.last_seq().unwrap(), 3);
     let public: [u8; 32] = clinicdesk_protocol::audit::from_hex(&device_key.public_key_hex())
         .unwrap()
         .try_into()
@@ -197,7 +172,99 @@ fn the_outbox_chains_and_signs_each_event() {
         prev = e.event.hash();
     }
     // The receipt decides what is forgotten: only the named ids go.
-    let removed = outbox::acknowledge(cache.connection(), &[events[0].event.id]).unwrap();
+    let removed = outbox.acknowledge(&[events[0].event.id]).unwrap();
     assert_eq!(removed, 1);
-    assert_eq!(outbox::count(cache.connection()).unwrap(), 2);
+    assert_eq!(outbox.count().unwrap(), 2);
+    drop(outbox);
+    assert!(matches!(
+        Outbox::open(&path, &random_key().unwrap()),
+        Err(DbError::WrongKey)
+    ));
+}
+
+fn assert_no_canary_in(db: &Path, needles: &[&str]) {
+    for file in files(db) {
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "plaintext in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn each_users_cache_opens_only_with_their_password_and_this_devices_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let keychain = test_keychain();
+    let secret = DeviceSecret::create(&keychain).unwrap();
+    let caches = UserCaches::under(dir.path());
+    let alice = test_user(Role::Clinician);
+    let bob = UserInfo {
+        user_id: Uuid::now_v7(),
+        username: "bob".into(),
+        ..test_user(Role::FrontDesk)
+    };
+    let patient = canary_patient();
+    {
+        let mut a = caches.create(&secret, &alice, "alice-password-1").unwrap();
+        a.transaction(|tx| cache::put_patient(tx, &patient, 1))
+            .unwrap();
+        caches.create(&secret, &bob, "bob-password-22").unwrap();
+    }
+    assert_no_canary(&caches.cache_path(alice.user_id));
+
+    let alice_key = caches.find(&secret, " TEST-USER ").unwrap().unwrap();
+    assert_eq!(alice_key.user_id, alice.user_id);
+    let bob_key = caches.load(bob.user_id).unwrap().unwrap();
+    assert!(caches.find(&secret, "carol").unwrap().is_none());
+
+    // Alice's password does not open Bob's cache, nor the reverse.
+    assert!(
+        caches
+            .open(&secret, &bob_key, "alice-password-1")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        caches
+            .open(&secret, &alice_key, "bob-password-22")
+            .unwrap()
+            .is_none()
+    );
+    // Bob cannot just open Alice's database file with his own cache key either.
+    let a = caches
+        .open(&secret, &alice_key, "alice-password-1")
+        .unwrap()
+        .expect("alice's password opens alice's cache");
+    assert_eq!(a.cached_patient(patient.id).unwrap(), Some(patient));
+    drop(a);
+
+    // The right password on another device (another device secret) opens nothing.
+    let other_device = DeviceSecret::create(&test_keychain()).unwrap();
+    assert!(
+        caches
+            .open(&other_device, &alice_key, "alice-password-1")
+            .unwrap()
+            .is_none()
+    );
+    // Usernames are not written to disk; lookups use a keyed tag.
+    let key_file = std::fs::read_to_string(
+        caches
+            .dir()
+            .join(alice.user_id.to_string())
+            .join("key.json"),
+    )
+    .unwrap();
+    assert!(!key_file.contains("test-user"));
+
+    // Removing a user's cache deletes its files and leaves the other user's.
+    caches.remove(alice.user_id).unwrap();
+    assert!(!caches.cache_path(alice.user_id).exists());
+    assert!(caches.find(&secret, "test-user").unwrap().is_none());
+    assert!(caches.cache_path(bob.user_id).exists());
 }

@@ -1,0 +1,362 @@
+//! The app core's life cycle against the real server process, the real keychain and real
+//! SQLCipher files: offline unlock and its time limit, switch user and sign out, the OS
+//! lock signals on a real D-Bus, a lost keychain entry, and revocation wiping the device.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clinicdesk_app::AppError;
+use clinicdesk_app::clock::ManualClock;
+use clinicdesk_app::config::Config;
+use clinicdesk_app::device::DEVICE_KEY;
+use clinicdesk_app::keychain::KeychainError;
+use clinicdesk_app::keys::DEVICE_SECRET;
+use clinicdesk_app::session::Core;
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::Phase;
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_tests::{ServerProcess, verify_chains};
+
+fn config(server: &ServerProcess, data_dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        server_url: server.url.clone(),
+        enrollment_ca: Some(server.ca_path()),
+        idle_override: None,
+        keychain_service: format!("ClinicDesk-test-{}", uuid::Uuid::new_v4()),
+        upload_interval: Duration::from_millis(200),
+    }
+}
+
+fn code_of(e: AppError) -> ErrorCode {
+    e.to_api().code
+}
+
+/// 2026-11-23 12:00 UTC.
+const START_MS: i64 = 1_795_435_200_000;
+
+async fn enrolled(server: &ServerProcess, config: Config, clock: ManualClock) -> Arc<Core> {
+    let core = Arc::new(Core::new(config, Arc::new(clock)).unwrap());
+    core.enroll(&server.seed.enrollment_code, "Front desk 1")
+        .await
+        .unwrap();
+    core
+}
+
+/// An enrolled workstation with the front desk signed in online.
+async fn frontdesk_signed_in(server: &ServerProcess, config: &Config) -> Arc<Core> {
+    let core = enrolled(server, config.clone(), ManualClock::new(START_MS)).await;
+    core.sign_in("frontdesk", server.seed.password("frontdesk"))
+        .await
+        .unwrap();
+    core
+}
+
+async fn drain(core: &Core) {
+    while core.upload_once().await.unwrap() > 0 {}
+    assert_eq!(core.status().outbox_pending, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out() {
+    let mut server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let core = enrolled(&server, config(&server, app_dir.path()), clock.clone()).await;
+    let password = server.seed.password("clinician").to_owned();
+    core.sign_in("clinician", &password).await.unwrap();
+    let list = core.appointments().await.unwrap();
+    let patient = core
+        .open_patient(list.appointments[0].patient_id)
+        .await
+        .unwrap();
+    drain(&core).await;
+    core.lock();
+
+    // The server goes away. Unlock still needs the right password, checked locally.
+    server.stop();
+    let wrong = core.unlock("not-the-password").await.unwrap_err();
+    assert_eq!(code_of(wrong), ErrorCode::InvalidCredentials);
+    let status = core.unlock(&password).await.unwrap();
+    assert_eq!(status.phase, Phase::Unlocked);
+    assert!(status.offline_session);
+    assert_eq!(status.online, Some(false));
+    // PHI comes from this user's cache, and each view is still audited (offline).
+    assert_eq!(core.open_patient(patient.id).await.unwrap(), patient);
+    assert_eq!(core.appointments().await.unwrap(), list);
+    let never_fetched = uuid::Uuid::from_u128(42);
+    assert_eq!(
+        code_of(core.open_patient(never_fetched).await.unwrap_err()),
+        ErrorCode::ServerUnreachable
+    );
+    // lock (not yet sent when the server went), unlock, two views
+    assert_eq!(core.status().outbox_pending, Some(4));
+    assert_eq!(
+        code_of(core.upload_once().await.unwrap_err()),
+        ErrorCode::ServerUnreachable
+    );
+
+    // Switch user: another user with no cache on this device cannot work offline; the
+    // clinician can, from the sign-in screen.
+    assert_eq!(core.switch_user().phase, Phase::SignedOut);
+    let frontdesk = server.seed.password("frontdesk").to_owned();
+    assert_eq!(
+        code_of(core.sign_in("frontdesk", &frontdesk).await.unwrap_err()),
+        ErrorCode::ServerUnreachable
+    );
+    assert_eq!(
+        core.sign_in("clinician", &password).await.unwrap().phase,
+        Phase::Unlocked
+    );
+    core.lock();
+
+    // Past the clinic's maximum offline time (72 hours) the cache stays shut.
+    clock.advance(Duration::from_secs(72 * 3600 + 60));
+    assert_eq!(
+        code_of(core.unlock(&password).await.unwrap_err()),
+        ErrorCode::OfflineTooLong
+    );
+    assert_eq!(core.status().phase, Phase::Locked);
+
+    // Back online: unlock signs in with the server again, and everything recorded
+    // offline uploads, flagged offline, chained and signed.
+    server.restart();
+    let status = core.unlock(&password).await.unwrap();
+    assert!(!status.offline_session);
+    drain(&core).await;
+    let events = server.audit_events();
+    let offline_views = events
+        .iter()
+        .filter(|e| e.event.action == AuditAction::View && e.event.offline)
+        .count();
+    assert_eq!(offline_views, 2);
+    let routes: Vec<&str> = events.iter().map(|e| e.event.route.as_str()).collect();
+    assert!(routes.contains(&"switch_user"), "{routes:?}");
+
+    // Sign out ends the session, records it and removes this user's cache.
+    let cache_db = core.users().cache_path(server.user_id("clinician"));
+    assert!(cache_db.exists());
+    assert_eq!(core.sign_out().unwrap().phase, Phase::SignedOut);
+    assert!(!cache_db.exists());
+    assert!(!cache_db.parent().unwrap().exists());
+    drain(&core).await;
+    let last = server.audit_events().pop().unwrap();
+    assert_eq!(last.event.action, AuditAction::Logout);
+    // Offline there is nothing left to unlock for this user.
+    server.stop();
+    assert_eq!(
+        code_of(core.sign_in("clinician", &password).await.unwrap_err()),
+        ErrorCode::ServerUnreachable
+    );
+    server.restart();
+    let counts = verify_chains(&server);
+    assert_eq!(counts.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let config = config(&server, app_dir.path());
+    let core = frontdesk_signed_in(&server, &config).await;
+    core.appointments().await.unwrap();
+    drain(&core).await;
+    core.lock();
+    let device_id = server.devices()[0].0;
+    let cache_db = core.users().cache_path(server.user_id("frontdesk"));
+    let outbox = core.paths().outbox.clone();
+    assert!(cache_db.exists() && outbox.exists());
+
+    server.revoke_device(device_id);
+    // The locked app's uploader hears it first: the lock event's upload is refused.
+    let refused = core.upload_once().await.unwrap_err();
+    assert_eq!(code_of(refused), ErrorCode::DeviceRevoked);
+    assert_eq!(core.status().phase, Phase::Revoked);
+    for entry in [DEVICE_SECRET, DEVICE_KEY] {
+        assert!(
+            matches!(core.keychain().load_key(entry), Err(KeychainError::Missing)),
+            "{entry} survived the wipe"
+        );
+    }
+    for path in [&cache_db, &outbox, &core.paths().enrollment] {
+        assert!(!path.exists(), "{} survived the wipe", path.display());
+    }
+    let mut wal = outbox.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(!std::path::Path::new(&wal).exists());
+    assert!(!core.users().dir().exists());
+
+    // A restarted app still shows the revocation, and signs nobody in.
+    drop(core);
+    let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
+    assert_eq!(core.status().phase, Phase::Revoked);
+    assert_eq!(
+        code_of(core.sign_in("frontdesk", "x").await.unwrap_err()),
+        ErrorCode::NotEnrolled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_device_secret_opens_nothing_and_says_so() {
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let config = config(&server, app_dir.path());
+    let core = frontdesk_signed_in(&server, &config).await;
+    core.lock();
+    core.keychain().delete(DEVICE_SECRET).unwrap();
+    drop(core);
+
+    let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
+    assert_eq!(core.status().phase, Phase::KeychainUnavailable);
+    let refused = core
+        .sign_in("frontdesk", server.seed.password("frontdesk"))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(refused), ErrorCode::KeychainUnavailable);
+    assert_eq!(core.retry_keychain().phase, Phase::KeychainUnavailable);
+    // Nothing was created in place of the missing secret.
+    assert!(matches!(
+        core.keychain().load_key(DEVICE_SECRET),
+        Err(KeychainError::Missing)
+    ));
+}
+
+/// A private D-Bus daemon for one test, so its signals reach no other test's app.
+struct PrivateBus {
+    child: std::process::Child,
+    address: String,
+}
+
+impl PrivateBus {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon (installed with the desktop test packages)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            address: line.trim().to_owned(),
+        }
+    }
+
+    async fn connect(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Emits the OS signals on a real D-Bus daemon of the test's own: logind and a
+/// screensaver are not running here, so the test plays their part with the same
+/// interfaces, members and arguments, and the app listens on that bus for both.
+#[tokio::test(flavor = "multi_thread")]
+async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
+    use clinicdesk_app::os_lock::{self, Buses};
+
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let core = enrolled(
+        &server,
+        config(&server, app_dir.path()),
+        ManualClock::new(START_MS),
+    )
+    .await;
+    let password = server.seed.password("frontdesk").to_owned();
+    core.sign_in("frontdesk", &password).await.unwrap();
+
+    let private = PrivateBus::start();
+    let bus = private.connect().await;
+    let watch = os_lock::watch(
+        core.clone(),
+        Buses {
+            system: Some(bus.clone()),
+            session: Some(bus.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let watcher = tokio::spawn(watch);
+    let emitter = private.connect().await;
+
+    async fn wait_for(core: &Core, phase: Phase) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while core.status().phase != phase {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reached {phase:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    emitter
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/login1/session/_31",
+            "org.freedesktop.login1.Session",
+            "Lock",
+            &(),
+        )
+        .await
+        .unwrap();
+    wait_for(&core, Phase::Locked).await;
+
+    core.unlock(&password).await.unwrap();
+    // Waking up (false) is not a reason to lock; going to sleep (true) is.
+    for start in [false, true] {
+        emitter
+            .emit_signal(
+                None::<&str>,
+                "/org/freedesktop/login1",
+                "org.freedesktop.login1.Manager",
+                "PrepareForSleep",
+                &start,
+            )
+            .await
+            .unwrap();
+        if !start {
+            // Give a wrong lock time to land (signals arrive within milliseconds here).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(core.status().phase, Phase::Unlocked, "locked on wake-up");
+        }
+    }
+    wait_for(&core, Phase::Locked).await;
+
+    core.unlock(&password).await.unwrap();
+    emitter
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/ScreenSaver",
+            "org.freedesktop.ScreenSaver",
+            "ActiveChanged",
+            &true,
+        )
+        .await
+        .unwrap();
+    wait_for(&core, Phase::Locked).await;
+    watcher.abort();
+
+    drain(&core).await;
+    let locks: Vec<String> = server
+        .audit_events()
+        .iter()
+        .filter(|e| e.event.action == AuditAction::Lock)
+        .map(|e| e.event.route.clone())
+        .collect();
+    assert_eq!(locks, vec!["os_lock", "os_suspend", "os_screensaver"]);
+}

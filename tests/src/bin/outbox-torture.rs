@@ -1,0 +1,63 @@
+//! A stand-in for the desktop app's process, for the kill test (`tests/it/outbox_kill.rs`):
+//! the real app core (keychain, SQLCipher outbox and cache, uploader) against a real
+//! server, without a webview, so the test can SIGKILL it at any instant.
+//!
+//! `outbox-torture enroll CODE` · `work USER PASSWORD` (sign in, then view patients and
+//! upload until killed; prints `viewed` after each view the core returned) ·
+//! `drain USER PASSWORD` (upload until the outbox is empty; prints `last_seq N`).
+//! Configuration comes from the same `CLINICDESK_*` variables as the app.
+
+#![allow(clippy::print_stdout)] // the test reads this process's stdout
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clinicdesk_app::config::Config;
+use clinicdesk_app::session::Core;
+use clinicdesk_app::sync;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let data_dir = std::env::var("CLINICDESK_DATA_DIR").context("CLINICDESK_DATA_DIR")?;
+    let config = Config::from_env(data_dir.into());
+    let core = Arc::new(
+        Core::new(config, clinicdesk_app::clock::system()).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let fail = |e: clinicdesk_app::AppError| anyhow::anyhow!("{}", e.to_api().code);
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["enroll", code] => {
+            core.enroll(code, "Torture room").await.map_err(fail)?;
+        }
+        ["work", user, password] => {
+            tokio::spawn(sync::run_uploader(core.clone(), Duration::from_millis(10)));
+            core.sign_in(user, password).await.map_err(fail)?;
+            let list = core.appointments().await.map_err(fail)?;
+            println!("viewed");
+            loop {
+                for a in &list.appointments {
+                    core.open_patient(a.patient_id).await.map_err(fail)?;
+                    println!("viewed");
+                }
+            }
+        }
+        ["drain", user, password] => {
+            core.sign_in(user, password).await.map_err(fail)?;
+            core.lock();
+            while core.upload_once().await.map_err(fail)? > 0 {}
+            let status = core.status();
+            if status.outbox_pending != Some(0) {
+                bail!("outbox not empty after draining");
+            }
+            println!("last_seq {}", core.outbox_last_seq().map_err(fail)?);
+        }
+        _ => bail!("usage: outbox-torture enroll CODE | work USER PASSWORD | drain USER PASSWORD"),
+    }
+    Ok(())
+}
