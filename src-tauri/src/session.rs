@@ -543,10 +543,11 @@ impl Core {
         next: impl FnOnce(UserInfo) -> Session,
     ) -> Option<(UserInfo, Option<SecretString>)> {
         let mut session = guard(&self.session);
+        if !matches!(*session, Session::Unlocked(_)) {
+            // Already locked or signed out: nothing to end, and nothing to change.
+            return None;
+        }
         let Session::Unlocked(u) = std::mem::replace(&mut *session, Session::SignedOut) else {
-            // Not unlocked: put back what was there.
-            let previous = std::mem::replace(&mut *session, Session::SignedOut);
-            *session = previous;
             return None;
         };
         if let Ok((enrollment, _)) = self.enrolled() {

@@ -98,6 +98,9 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
     // Lock: PHI commands refuse, the cache is closed and holds no plaintext.
     let status = core.lock();
     assert_eq!(status.phase, Phase::Locked);
+    // Locking again (a second OS signal, a double Ctrl+L) changes nothing.
+    let again = core.lock();
+    assert_eq!((again.phase, again.user), (Phase::Locked, status.user));
     assert_eq!(
         code_of(core.open_patient(patient.id).await.unwrap_err()),
         ErrorCode::Locked
