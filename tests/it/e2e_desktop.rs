@@ -253,6 +253,50 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     shots.take(&client, "unlocked").await;
 
+    // 7. Switch user keeps the clinician's offline copy; the front desk signs in with
+    //    their own, then signs out, which removes theirs from the workstation.
+    click(&client, "switch-user").await;
+    wait_for(
+        &client,
+        Locator::Id("login-username"),
+        20,
+        "sign-in after switch user",
+    )
+    .await;
+    type_into(&client, "login-username", "frontdesk").await;
+    type_into(&client, "login-password", server.seed.password("frontdesk")).await;
+    click(&client, "login-submit").await;
+    wait_for(
+        &client,
+        Locator::Id("sign-out"),
+        20,
+        "the front desk's workspace",
+    )
+    .await;
+    let caches = app_dir.path().join("users");
+    let frontdesk_cache = caches.join(server.user_id("frontdesk").to_string());
+    assert!(frontdesk_cache.join("cache.sqlite3").exists());
+    click(&client, "sign-out").await;
+    wait_for(
+        &client,
+        Locator::Id("login-username"),
+        20,
+        "sign-in after sign out",
+    )
+    .await;
+    assert!(
+        !frontdesk_cache.exists(),
+        "sign out removes the user's cache"
+    );
+    assert!(
+        caches
+            .join(clinician.to_string())
+            .join("cache.sqlite3")
+            .exists(),
+        "switch user kept the clinician's cache"
+    );
+    shots.take(&client, "signed-out").await;
+
     client.close().await.unwrap();
     drop(driver);
 }
