@@ -127,6 +127,11 @@ impl DeviceKey {
         Ok(Self(SigningKey::from_bytes(&seed)))
     }
 
+    /// A key from a raw seed, for benchmarks that run without a keychain.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(seed))
+    }
+
     pub fn load(keychain: &Keychain) -> Result<Self, AppError> {
         let seed = keychain.load_key(DEVICE_KEY)?;
         Ok(Self(SigningKey::from_bytes(&seed)))

@@ -52,6 +52,11 @@ impl DeviceSecret {
         Ok(Self(secret))
     }
 
+    /// A secret from raw bytes, for benchmarks that run without a keychain.
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        Self(bytes)
+    }
+
     pub fn load(keychain: &Keychain) -> Result<Self, KeyError> {
         Ok(Self(keychain.load_key(DEVICE_SECRET)?))
     }

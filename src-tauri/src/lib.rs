@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod client;
 pub mod clock;
+#[cfg(feature = "shell")]
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -21,7 +21,10 @@ const USAGE: &str = "usage:
       with the synthetic demo clinic, and launch the desktop app against it.
   cargo xtask test
       Install what is missing, build, and run every test (unit, integration, desktop
-      end-to-end), ending with one line: N passed, N failed.";
+      end-to-end), ending with one line: N passed, N failed.
+  cargo xtask bench [--quick]
+      Build the benchmarks in release mode and run them; each figure is a ratio against a
+      baseline measured in the same run. Writes target/bench/report.json and report.md.";
 
 fn main() {
     if let Err(e) = run() {
@@ -35,12 +38,32 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => testrun::test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
         }
         Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
     }
+}
+
+/// `cargo xtask bench [--quick]`: the benchmarks, optimized, on this machine.
+fn bench(args: &[String]) -> Result<()> {
+    let quick = match args {
+        [] => false,
+        [q] if q == "--quick" => true,
+        _ => bail!("usage: cargo xtask bench [--quick]"),
+    };
+    setup::ensure(setup::Purpose::Demo)?;
+    stage("building and running the benchmarks (release)");
+    let out = target_dir().join("bench");
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--package", "clinicdesk-bench", "--"]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--out").arg(&out);
+    run_cmd(&mut cmd)
 }
 
 /// The workspace root (the parent of this crate).

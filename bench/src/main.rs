@@ -1,0 +1,42 @@
+//! `clinicdesk-bench [--quick] --out DIR`: the desktop core's benchmarks. Every figure is
+//! compared with a baseline measured in the same run on the same machine, and written to
+//! `DIR/report.json` (one object per metric) and `DIR/report.md`. Nothing is asserted:
+//! `met` says whether the target was reached here.
+
+#![allow(clippy::print_stdout)] // the report table is this program's output
+
+mod metrics;
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+fn main() -> anyhow::Result<()> {
+    let mut quick = false;
+    let mut out = PathBuf::from("target/bench");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--out" => out = args.next().context("--out needs a directory")?.into(),
+            other => anyhow::bail!(
+                "unknown argument {other}; usage: clinicdesk-bench [--quick] [--out DIR]"
+            ),
+        }
+    }
+    let scale = if quick {
+        metrics::Scale::Quick
+    } else {
+        metrics::Scale::Full
+    };
+    let mut results = Vec::new();
+    for (name, run) in metrics::ALL {
+        println!("measuring {name} …");
+        results.push(run(scale)?);
+    }
+    report::write(&out, &results)?;
+    println!("{}", report::table(&results));
+    println!("written to {}", out.join("report.json").display());
+    Ok(())
+}
