@@ -1,10 +1,10 @@
 //! The desktop core's metrics, each with its same-run baseline.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clinicdesk_app::cache::{Cache, Meta};
+use clinicdesk_app::db;
 use clinicdesk_app::device::DeviceKey;
 use clinicdesk_app::keychain::random_key;
 use clinicdesk_app::keys::{ARGON2_M_KIB, ARGON2_P, ARGON2_T, DeviceSecret, WrappedKey};
@@ -63,16 +63,6 @@ fn draft(i: usize) -> Draft {
     }
 }
 
-fn open_cipher(path: &Path) -> anyhow::Result<Connection> {
-    let key = random_key()?;
-    let conn = Connection::open(path)?;
-    conn.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA journal_mode = WAL;",
-        clinicdesk_protocol::audit::to_hex(key.as_slice())
-    ))?;
-    Ok(conn)
-}
-
 /// Signed, chained events appended to the encrypted outbox (one transaction each, as the
 /// app does), against inserting the same number of ready-made rows into an identical
 /// encrypted table without signing or chaining.
@@ -93,7 +83,7 @@ fn outbox_append_eps(scale: Scale) -> anyhow::Result<Metric> {
     }
     let eps = n as f64 / started.elapsed().as_secs_f64();
 
-    let conn = open_cipher(&dir.path().join("plain-rows.sqlite3"))?;
+    let conn = db::open_encrypted(&dir.path().join("bare-rows.sqlite3"), &random_key()?, &[])?;
     conn.execute_batch(
         "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, event_json TEXT NOT NULL);",
     )?;
@@ -124,9 +114,15 @@ fn outbox_append_eps(scale: Scale) -> anyhow::Result<Metric> {
 fn sqlcipher_overhead_ratio(scale: Scale) -> anyhow::Result<Metric> {
     let n = scale.pick(20_000, 100_000);
     let dir = tempfile::tempdir()?;
-    let cipher = workload(open_cipher(&dir.path().join("cipher.sqlite3"))?, n)?;
+    // The cipher side is opened exactly as the app opens a user's cache; the plain side
+    // gets the same journal mode and page cache size.
+    let cipher_conn = db::open_encrypted(&dir.path().join("cipher.sqlite3"), &random_key()?, &[])?;
+    let cipher = workload(cipher_conn, n)?;
     let plain_conn = Connection::open(dir.path().join("plain.sqlite3"))?;
-    plain_conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+    plain_conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA cache_size = -{};",
+        db::CACHE_KIB
+    ))?;
     let plain = workload(plain_conn, n)?;
     let ratio = cipher.as_secs_f64() / plain.as_secs_f64();
     Ok(Metric::new(

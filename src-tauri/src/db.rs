@@ -18,6 +18,9 @@ pub enum DbError {
     Malformed,
 }
 
+/// Page cache per open database, in KiB.
+pub const CACHE_KIB: u32 = 32 * 1024;
+
 /// Opens or creates the encrypted database at `path` and brings its schema to the last
 /// of `migrations` (each entry is one schema version, applied in one transaction).
 pub fn open_encrypted(
@@ -43,7 +46,12 @@ pub fn open_encrypted(
         }
         Err(e) => return Err(e.into()),
     }
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
+    // SQLCipher decrypts a page each time it enters the page cache: the default 2 MiB
+    // cache made an indexed cache workload 4x slower than plain SQLite, 32 MiB brings it
+    // to about 1.1x (`cargo xtask bench`, sqlcipher_overhead_ratio).
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{CACHE_KIB};"
+    ))?;
     migrate(&mut conn, migrations)?;
     Ok(conn)
 }
