@@ -727,19 +727,31 @@ impl Core {
         }
     }
 
+    /// Asks the server with the session's token; a session unlocked offline has none and
+    /// is answered `Unreachable` without trying, so PHI then comes from the cache.
+    async fn fetch<T, F, Fut>(&self, token: Option<SecretString>, request: F) -> Result<T, AppError>
+    where
+        F: FnOnce(ServerClient, SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AppError>>,
+    {
+        let Some(token) = token else {
+            return Err(AppError::Unreachable);
+        };
+        let (_, client) = self.enrolled()?;
+        let fetched = request(client, token).await;
+        self.note_network(&fetched);
+        fetched
+    }
+
     /// Today's schedule, from the server or, offline, from the cache; audited either way
     /// before it is returned.
     pub async fn appointments(&self) -> Result<AppointmentList, AppError> {
         let (token, generation) = self.session_snapshot()?;
-        let fetched = match &token {
-            Some(token) => {
-                let (_, client) = self.enrolled()?;
-                let fetched = client.appointments(token).await;
-                self.note_network(&fetched);
-                fetched
-            }
-            None => Err(AppError::Unreachable),
-        };
+        let fetched = self
+            .fetch(token, |client, token| async move {
+                client.appointments(&token).await
+            })
+            .await;
         self.record_view(
             generation,
             fetched,
@@ -761,15 +773,11 @@ impl Core {
     /// committed to the outbox before the record is returned (fail closed).
     pub async fn open_patient(&self, patient_id: Uuid) -> Result<Patient, AppError> {
         let (token, generation) = self.session_snapshot()?;
-        let fetched = match &token {
-            Some(token) => {
-                let (_, client) = self.enrolled()?;
-                let fetched = client.patient(token, patient_id).await;
-                self.note_network(&fetched);
-                fetched
-            }
-            None => Err(AppError::Unreachable),
-        };
+        let fetched = self
+            .fetch(token, |client, token| async move {
+                client.patient(&token, patient_id).await
+            })
+            .await;
         self.record_view(
             generation,
             fetched,

@@ -5,28 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::AppError;
-use clinicdesk_app::config::Config;
 use clinicdesk_app::session::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_tests::{ServerProcess, files_contain, signature_valid};
-
-fn config(server: &ServerProcess, data_dir: &std::path::Path, idle: Duration) -> Config {
-    Config {
-        data_dir: data_dir.to_path_buf(),
-        server_url: server.url.clone(),
-        enrollment_ca: Some(server.ca_path()),
-        idle_override: Some(idle),
-        keychain_service: format!("ClinicDesk-test-{}", uuid::Uuid::new_v4()),
-        upload_interval: Duration::from_millis(200),
-    }
-}
-
-fn code_of(e: AppError) -> ErrorCode {
-    e.to_api().code
-}
+use clinicdesk_tests::{ServerProcess, app_config, code_of, files_contain, signature_valid};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn enroll_sign_in_view_upload_lock_unlock() {
@@ -34,7 +17,7 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
     let app_dir = tempfile::tempdir().unwrap();
     let core = Arc::new(
         Core::new(
-            config(&server, app_dir.path(), Duration::from_secs(600)),
+            app_config(&server, app_dir.path(), Some(Duration::from_secs(600))),
             clinicdesk_app::clock::system(),
         )
         .unwrap(),
@@ -162,7 +145,7 @@ async fn idle_deadline_locks_and_activity_defers_it() {
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
     let core = Core::new(
-        config(&server, app_dir.path(), Duration::from_millis(1500)),
+        app_config(&server, app_dir.path(), Some(Duration::from_millis(1500))),
         clinicdesk_app::clock::system(),
     )
     .unwrap();

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::AppError;
 use clinicdesk_app::clock::ManualClock;
 use clinicdesk_app::config::Config;
 use clinicdesk_app::device::DEVICE_KEY;
@@ -15,22 +14,7 @@ use clinicdesk_app::session::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_tests::{ServerProcess, verify_chains};
-
-fn config(server: &ServerProcess, data_dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: data_dir.to_path_buf(),
-        server_url: server.url.clone(),
-        enrollment_ca: Some(server.ca_path()),
-        idle_override: None,
-        keychain_service: format!("ClinicDesk-test-{}", uuid::Uuid::new_v4()),
-        upload_interval: Duration::from_millis(200),
-    }
-}
-
-fn code_of(e: AppError) -> ErrorCode {
-    e.to_api().code
-}
+use clinicdesk_tests::{ServerProcess, app_config, code_of, verify_chains};
 
 /// 2026-11-23 12:00 UTC.
 const START_MS: i64 = 1_795_435_200_000;
@@ -62,7 +46,12 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
     let mut server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);
-    let core = enrolled(&server, config(&server, app_dir.path()), clock.clone()).await;
+    let core = enrolled(
+        &server,
+        app_config(&server, app_dir.path(), None),
+        clock.clone(),
+    )
+    .await;
     let password = server.seed.password("clinician").to_owned();
     core.sign_in("clinician", &password).await.unwrap();
     let list = core.appointments().await.unwrap();
@@ -157,7 +146,7 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
 async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
-    let config = config(&server, app_dir.path());
+    let config = app_config(&server, app_dir.path(), None);
     let core = frontdesk_signed_in(&server, &config).await;
     core.appointments().await.unwrap();
     drain(&core).await;
@@ -200,7 +189,7 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
 async fn a_lost_device_secret_opens_nothing_and_says_so() {
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
-    let config = config(&server, app_dir.path());
+    let config = app_config(&server, app_dir.path(), None);
     let core = frontdesk_signed_in(&server, &config).await;
     core.lock();
     core.keychain().delete(DEVICE_SECRET).unwrap();
@@ -272,7 +261,7 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
     let app_dir = tempfile::tempdir().unwrap();
     let core = enrolled(
         &server,
-        config(&server, app_dir.path()),
+        app_config(&server, app_dir.path(), None),
         ManualClock::new(START_MS),
     )
     .await;

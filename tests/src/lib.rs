@@ -266,3 +266,25 @@ pub fn verify_chains(server: &ServerProcess) -> std::collections::HashMap<Uuid, 
     }
     counts
 }
+
+/// The app core's configuration for a test: its own data directory and keychain service,
+/// enrolling with `server`; `idle` lowers the clinic's idle lock.
+pub fn app_config(
+    server: &ServerProcess,
+    data_dir: &Path,
+    idle: Option<std::time::Duration>,
+) -> clinicdesk_app::config::Config {
+    clinicdesk_app::config::Config {
+        data_dir: data_dir.to_path_buf(),
+        server_url: server.url.clone(),
+        enrollment_ca: Some(server.ca_path()),
+        idle_override: idle,
+        keychain_service: format!("ClinicDesk-test-{}", Uuid::new_v4()),
+        upload_interval: std::time::Duration::from_millis(200),
+    }
+}
+
+/// The code the UI would receive for an app error.
+pub fn code_of(e: clinicdesk_app::AppError) -> clinicdesk_protocol::ErrorCode {
+    e.to_api().code
+}

@@ -392,7 +392,7 @@ fn KeychainScreen() -> impl IntoView {
             <p class="lead">"ClinicDesk keeps this workstation's key only in the system keychain, and the keychain is locked, not running, or no longer has the key."</p>
             <ol>
                 <li>"Unlock your desktop keyring (it usually unlocks when you log in to the computer), then press Retry."</li>
-                <li>"If Retry keeps failing, the key is gone: ask your clinic's IT to re-enroll this workstation. Your records are safe on the server."</li>
+                <li>"If Retry keeps failing, the key is gone and this workstation's offline data can no longer be read: ask your clinic's IT to set the workstation up again. Your records are safe on the server."</li>
             </ol>
             <button id="keychain-retry" on:click=move |_| change_phase(ui, "retry_keychain")>"Retry"</button>
             <ErrorLine/>
