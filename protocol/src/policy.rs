@@ -44,6 +44,9 @@ pub enum Permission {
     ReadClinical,
     /// List and revoke the clinic's enrolled devices.
     ManageDevices,
+    /// Search the clinic's audit trail, see tamper alerts, fetch checkpoints and proofs.
+    /// Audit events name patients by id and fields by name, never their content.
+    ReviewAudit,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
@@ -53,7 +56,7 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics),
         Role::Clinician => matches!(permission, ReadSchedule | ReadDemographics | ReadClinical),
         Role::Billing => matches!(permission, ReadDemographics),
-        Role::Admin => matches!(permission, ManageDevices),
+        Role::Admin => matches!(permission, ManageDevices | ReviewAudit),
     }
 }
 
@@ -115,6 +118,31 @@ pub const ROUTES: &[RouteRule] = &[
         Access::Session(Permission::ManageDevices),
     ),
     rule("POST", "/v1/audit/batches", Access::DeviceSigned),
+    rule(
+        "GET",
+        "/v1/audit/events",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "GET",
+        "/v1/audit/events/{event_id}/inclusion",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "GET",
+        "/v1/audit/checkpoint",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "GET",
+        "/v1/audit/consistency",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "GET",
+        "/v1/audit/alerts",
+        Access::Session(Permission::ReviewAudit),
+    ),
 ];
 
 /// The rule for a method and axum path template, if there is one.

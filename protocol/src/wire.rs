@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audit::SignedAuditEvent;
+use crate::audit::{Hash32, SignedAuditEvent};
+use crate::merkle::{InclusionEvidence, ProofError, SignedCheckpoint, verify_inclusion};
 use crate::phi::Phi;
 use crate::policy::Role;
 
@@ -42,6 +43,9 @@ pub struct EnrollResponse {
     pub device_id: Uuid,
     pub clinic_id: Uuid,
     pub clinic_name: String,
+    /// The server's Ed25519 audit key (hex), which signs receipts and checkpoints. The
+    /// device pins it here, over the channel it already pinned, and trusts no other.
+    pub audit_public_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,13 +191,126 @@ pub struct AuditUpload {
     pub events: Vec<SignedAuditEvent>,
 }
 
-/// What the server stored; the client forgets exactly these events.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The server's signed answer to an upload. The client forgets its events up to
+/// `highest_contiguous_seq` only after checking the signature (with the audit key it
+/// pinned at enrollment), that `contiguous_hash` is the hash of its own event at that
+/// sequence, and that `inclusion` proves that event is in the signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditReceipt {
-    pub stored: Vec<Uuid>,
-    /// The highest device sequence number stored without a gap.
+    pub device_id: Uuid,
+    /// The highest device sequence number stored with every one before it (0: none).
     pub highest_contiguous_seq: u64,
+    /// The hash of the stored event at `highest_contiguous_seq` (zeros when 0).
+    pub contiguous_hash: Hash32,
+    /// Sequence numbers of this batch at which the server already holds a *different*
+    /// event: kept as tamper alerts for the clinic's admins, never stored as the chain.
+    pub forked: Vec<u64>,
+    /// The clinic's log, signed, including the event at `highest_contiguous_seq`.
+    pub checkpoint: SignedCheckpoint,
+    /// Inclusion of that event in `checkpoint` (absent when `highest_contiguous_seq` is 0).
+    pub inclusion: Option<InclusionEvidence>,
+    /// Ed25519 of [`AuditReceipt::canonical_bytes`] by the server's audit key, hex.
+    pub signature: String,
+}
+
+const RECEIPT_TAG: &[u8] = b"clinicdesk-receipt-v1\0";
+
+impl AuditReceipt {
+    /// The signed bytes: tag, device id (16), sequence (u64), hash (32), the forked
+    /// sequence numbers (u32 count, u64 each), then the checkpoint's canonical bytes.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.forked.len() * 8);
+        out.extend_from_slice(RECEIPT_TAG);
+        out.extend_from_slice(self.device_id.as_bytes());
+        out.extend_from_slice(&self.highest_contiguous_seq.to_be_bytes());
+        out.extend_from_slice(&self.contiguous_hash.0);
+        out.extend_from_slice(
+            &u32::try_from(self.forked.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        for seq in &self.forked {
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        out.extend_from_slice(&self.checkpoint.checkpoint.canonical_bytes());
+        out
+    }
+
+    /// Checks the inclusion proof of the contiguous event against the checkpoint (the
+    /// signatures are checked by the holder of the server's key).
+    pub fn check_inclusion(&self) -> Result<(), ProofError> {
+        let cp = &self.checkpoint.checkpoint;
+        match (&self.inclusion, self.highest_contiguous_seq) {
+            (None, 0) => Ok(()),
+            (Some(p), seq) if seq > 0 && p.tree_size == cp.tree_size => verify_inclusion(
+                &cp.root_hash,
+                cp.tree_size,
+                p.leaf_index,
+                &self.contiguous_hash,
+                &p.hashes,
+            ),
+            _ => Err(ProofError::Invalid),
+        }
+    }
+}
+
+/// One stored audit event as the search returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditRecord {
+    pub event: crate::audit::AuditEvent,
+    pub signature: String,
+    pub received_at_ms: i64,
+    /// Its place in the clinic's Merkle log.
+    pub leaf_index: u64,
+}
+
+/// A page of search results, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A signed event that contradicts a device's stored chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TamperAlert {
+    pub device_id: Uuid,
+    pub device_seq: u64,
+    /// `fork` (a different event at a stored sequence) or `chain_break`.
+    pub kind: String,
+    pub hash: Hash32,
+    pub received_at_ms: i64,
+}
+
+/// Device sequences the server has not received although later ones arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutstandingRange {
+    pub device_id: Uuid,
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+impl std::fmt::Display for OutstandingRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "device {} is missing {} to {}",
+            self.device_id, self.from_seq, self.to_seq
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditAlerts {
+    pub tamper: Vec<TamperAlert>,
+    pub outstanding: Vec<OutstandingRange>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
 use clinicdesk_protocol::policy;
 
+use crate::audit::key::{AuditKey, AuditKeyError};
 use crate::clock::Clock;
 use crate::routes;
 use crate::store::Store;
@@ -17,6 +18,35 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
+    /// Signs checkpoints and receipts.
+    pub audit_key: Arc<AuditKey>,
+}
+
+impl AppState {
+    /// The store and audit key under a data directory (created if missing).
+    pub async fn open(
+        data_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let store = Store::open(data_dir).await.map_err(OpenError::Store)?;
+        let audit_key = Arc::new(AuditKey::load_or_create(data_dir)?);
+        crate::audit::log::adopt_unlogged(store.pool(), &audit_key, clock.now_ms())
+            .await
+            .map_err(OpenError::Store)?;
+        Ok(Self {
+            store,
+            clock,
+            audit_key,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database")]
+    Store(#[source] crate::error::ServerError),
+    #[error(transparent)]
+    AuditKey(#[from] AuditKeyError),
 }
 
 /// A route the router serves: method, axum path template and handler.
@@ -59,6 +89,23 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::devices::revoke),
         ),
         def("POST", "/v1/audit/batches", post(routes::audit::upload)),
+        def("GET", "/v1/audit/events", get(routes::audit::search)),
+        def(
+            "GET",
+            "/v1/audit/events/{event_id}/inclusion",
+            get(routes::audit::inclusion),
+        ),
+        def(
+            "GET",
+            "/v1/audit/checkpoint",
+            get(routes::audit::checkpoint),
+        ),
+        def(
+            "GET",
+            "/v1/audit/consistency",
+            get(routes::audit::consistency),
+        ),
+        def("GET", "/v1/audit/alerts", get(routes::audit::alerts)),
     ]
 }
 

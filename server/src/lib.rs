@@ -5,6 +5,7 @@
 //! builds the [`auth::ClinicScope`] proof, and a handler in [`routes`] calls [`store`].
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod error;

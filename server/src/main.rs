@@ -8,6 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use clinicdesk_protocol::merkle::SignedCheckpoint;
+use clinicdesk_server::audit;
+use clinicdesk_server::audit::key::AuditKey;
+use clinicdesk_server::audit::query::AuditQuery;
+use clinicdesk_server::audit::verify::{VerifyError, verify_all};
 use clinicdesk_server::clock::SystemClock;
 use clinicdesk_server::store::Store;
 use clinicdesk_server::{AppState, build_router, operator, seed, tls};
@@ -54,6 +59,51 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long)]
         device: uuid::Uuid,
+    },
+    /// The audit trail: verify it, search it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every event hash, signature, device chain, Merkle tree and checkpoint;
+    /// exit non-zero naming the first bad event.
+    Verify {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Checkpoints kept outside this server (JSON, one per line, as the API returns
+        /// them): each must match the log too, which catches a truncated tail.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Search a clinic's audit events, newest first; one JSON object per line.
+    Search {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Needed when the server holds more than one clinic.
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+        #[arg(long)]
+        patient: Option<uuid::Uuid>,
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+        #[arg(long)]
+        device: Option<uuid::Uuid>,
+        /// view, create, update, delete, export, print, login, logout, lock, unlock, ...
+        #[arg(long)]
+        action: Option<String>,
+        /// RFC 3339 time, inclusive (e.g. 2026-11-17T15:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 time, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Most events to print.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
 }
 
@@ -127,7 +177,143 @@ async fn main() -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "revoked {device}")?;
             Ok(())
         }
+        Command::Audit { command } => audit_command(command).await,
     }
+}
+
+async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify {
+            data_dir,
+            checkpoints,
+        } => {
+            let store = open_existing(&data_dir).await?;
+            if !data_dir.join(audit::key::KEY_FILE).exists() {
+                anyhow::bail!(
+                    "no audit key {} under {}: checkpoints cannot be checked without it",
+                    audit::key::KEY_FILE,
+                    data_dir.display()
+                );
+            }
+            let key = AuditKey::load_or_create(&data_dir)?;
+            let trusted = match checkpoints {
+                Some(path) => read_checkpoints(&path)?,
+                None => Vec::new(),
+            };
+            match verify_all(store.pool(), &key.public_key(), &trusted).await {
+                Ok(report) => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "audit trail verified: {} clinic(s), {} event(s), {} checkpoint(s), {} tamper alert(s)",
+                        report.clinics, report.events, report.checkpoints, report.alerts
+                    )?;
+                    for (device, from, to) in &report.gaps {
+                        writeln!(
+                            out,
+                            "outstanding: device {device} is missing {from} to {to}"
+                        )?;
+                    }
+                    Ok(())
+                }
+                Err(VerifyError::Tampered(t)) => {
+                    anyhow::bail!("audit trail does NOT verify: {t}")
+                }
+                Err(VerifyError::Store(e)) => {
+                    Err(anyhow::Error::new(e).context("reading the audit trail"))
+                }
+            }
+        }
+        AuditCommand::Search {
+            data_dir,
+            clinic,
+            patient,
+            user,
+            device,
+            action,
+            from,
+            to,
+            limit,
+        } => {
+            let store = open_existing(&data_dir).await?;
+            let clinic = match clinic {
+                Some(c) => c,
+                None => operator::only_clinic(&store)
+                    .await?
+                    .context("this server holds several clinics: name one with --clinic")?,
+            };
+            let action = action
+                .map(|a| {
+                    serde_json::from_value(serde_json::Value::String(a.clone()))
+                        .with_context(|| format!("unknown action {a:?}"))
+                })
+                .transpose()?;
+            let mut q = AuditQuery {
+                patient_id: patient,
+                user_id: user,
+                device_id: device,
+                action,
+                from_ms: from
+                    .as_deref()
+                    .map(|t| parse_time(t, "--from"))
+                    .transpose()?,
+                to_ms: to.as_deref().map(|t| parse_time(t, "--to")).transpose()?,
+                cursor: None,
+                limit: Some(limit.clamp(1, audit::query::MAX_LIMIT)),
+            };
+            let mut printed = 0u32;
+            let mut out = std::io::stdout().lock();
+            loop {
+                let page = operator::search_audit(&store, clinic, &q).await?;
+                for record in &page.events {
+                    serde_json::to_writer(&mut out, record)?;
+                    writeln!(out)?;
+                    printed += 1;
+                }
+                match page.next_cursor {
+                    Some(c) if printed < limit => {
+                        q.cursor = Some(c);
+                        q.limit = Some((limit - printed).min(audit::query::MAX_LIMIT));
+                    }
+                    _ => break,
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn parse_time(text: &str, flag: &str) -> anyhow::Result<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{flag} wants an RFC 3339 time such as 2026-11-17T15:00:00Z"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).context("time out of range")
+}
+
+fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<SignedCheckpoint>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| {
+                format!(
+                    "{} line {} is not a signed checkpoint",
+                    path.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// Opens the store of a data directory that must already exist (verify and search never
+/// create an empty one by mistake).
+async fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    if !data_dir.join("clinicdesk.sqlite3").exists() {
+        anyhow::bail!("no ClinicDesk database under {}", data_dir.display());
+    }
+    open_store(data_dir).await
 }
 
 async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
@@ -139,13 +325,14 @@ async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
 }
 
 async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
-    let store = open_store(&data_dir).await?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let files = tls::ensure_local_ca(&data_dir).context("preparing TLS certificates")?;
     let config = tls::server_config(&files)?;
-    let router = build_router(AppState {
-        store,
-        clock: Arc::new(SystemClock),
-    })?;
+    let state = AppState::open(&data_dir, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    let router = build_router(state)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -32,6 +32,11 @@ impl Modify for SessionAuth {
         routes::schedule::today,
         routes::patients::get_patient,
         routes::audit::upload,
+        routes::audit::search,
+        routes::audit::inclusion,
+        routes::audit::checkpoint,
+        routes::audit::consistency,
+        routes::audit::alerts,
     ),
     modifiers(&SessionAuth)
 )]

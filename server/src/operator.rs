@@ -25,3 +25,29 @@ pub async fn revoke_device(
     tracing::info!(%device_id, "device revoked by the operator");
     Ok(revoked)
 }
+
+/// The clinic of a single-clinic server (the embedded default); `None` when there are
+/// several or none, and the operator must name one.
+pub async fn only_clinic(store: &Store) -> Result<Option<Uuid>, ServerError> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clinics LIMIT 2")
+        .fetch_all(store.pool())
+        .await?;
+    match ids.as_slice() {
+        [one] => {
+            Ok(Some(Uuid::parse_str(one).map_err(|_| {
+                ServerError::Internal("stored id malformed")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One page of a clinic's audit search, for `clinicdesk-server audit search`.
+pub async fn search_audit(
+    store: &Store,
+    clinic_id: Uuid,
+    query: &crate::audit::query::AuditQuery,
+) -> Result<clinicdesk_protocol::wire::AuditPage, ServerError> {
+    let scope = ClinicScope::provisioning(clinic_id);
+    crate::audit::query::search(store.pool(), &scope, query).await
+}

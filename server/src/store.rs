@@ -1,12 +1,11 @@
 //! The server's storage: SQLite under the data directory (PostgreSQL arrives with the
-//! server-security issue). Every method that touches clinic data takes a
+//! server-security issue). The audit trail's tables are written by `crate::audit`. Every method that touches clinic data takes a
 //! [`ClinicScope`], which only the auth layer can build, so no query runs without a clinic.
 
 use std::path::Path;
 use std::str::FromStr;
 
 use clinicdesk_protocol::Phi;
-use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -61,13 +60,6 @@ pub struct NewPatient {
     pub allergies: Vec<String>,
     pub problems: Vec<String>,
     pub medications: Vec<String>,
-}
-
-/// Where an appended device event landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Appended {
-    Stored,
-    AlreadyStored,
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, ServerError> {
@@ -552,82 +544,6 @@ impl Store {
             phone: Phi::new(row.get(2)),
             clinical,
         }))
-    }
-
-    // --- audit ---
-
-    /// The last stored event of a device: its sequence number and hash.
-    pub async fn last_device_event(
-        &self,
-        scope: &ClinicScope,
-        device_id: Uuid,
-    ) -> Result<Option<(u64, Hash32)>, ServerError> {
-        let row = sqlx::query(
-            "SELECT device_seq, hash FROM audit_events
-             WHERE clinic_id = ? AND device_id = ? ORDER BY device_seq DESC LIMIT 1",
-        )
-        .bind(scope.clinic_id().to_string())
-        .bind(device_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let seq = u64::try_from(row.get::<i64, _>(0))
-            .map_err(|_| ServerError::Internal("stored seq negative"))?;
-        let hash = Hash32::from_hex(&row.get::<String, _>(1))
-            .ok_or(ServerError::Internal("stored hash malformed"))?;
-        Ok(Some((seq, hash)))
-    }
-
-    /// The stored hash of a device's event at `seq`, if any.
-    pub async fn device_event_hash(
-        &self,
-        scope: &ClinicScope,
-        device_id: Uuid,
-        seq: u64,
-    ) -> Result<Option<Hash32>, ServerError> {
-        let row = sqlx::query(
-            "SELECT hash FROM audit_events WHERE clinic_id = ? AND device_id = ? AND device_seq = ?",
-        )
-        .bind(scope.clinic_id().to_string())
-        .bind(device_id.to_string())
-        .bind(i64::try_from(seq).map_err(|_| ServerError::BadRequest { field: "device_seq" })?)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Hash32::from_hex(&r.get::<String, _>(0))
-                .ok_or(ServerError::Internal("stored hash malformed"))
-        })
-        .transpose()
-    }
-
-    pub async fn append_audit_event(
-        &self,
-        scope: &ClinicScope,
-        signed: &SignedAuditEvent,
-        now_ms: i64,
-    ) -> Result<(), ServerError> {
-        let e: &AuditEvent = &signed.event;
-        let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
-        sqlx::query(
-            "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
-               action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .bind(e.device_id.to_string())
-        .bind(i64::try_from(e.device_seq).map_err(|_| ServerError::BadRequest { field: "device_seq" })?)
-        .bind(e.actor_user_id.to_string())
-        .bind(e.patient_id.map(|p| p.to_string()))
-        .bind(e.action.as_str())
-        .bind(e.occurred_at_ms)
-        .bind(json)
-        .bind(e.hash().to_hex())
-        .bind(&signed.signature)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Whether `user_id` is a user of the scope's clinic.

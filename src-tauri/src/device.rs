@@ -67,6 +67,9 @@ pub struct Enrollment {
     pub clinic_name: String,
     pub server_url: String,
     pub device_name: String,
+    /// The server's audit key (hex), pinned at enrollment: only receipts it signs make
+    /// the outbox forget events.
+    pub audit_public_key: String,
 }
 
 pub fn load_enrollment(paths: &Paths) -> Result<Option<Enrollment>, AppError> {

@@ -35,6 +35,10 @@ pub enum AppError {
     Io(&'static str, #[source] std::io::Error),
     #[error("internal: {0}")]
     Internal(&'static str),
+    /// The server's audit receipt is not signed by the pinned key, or does not prove what
+    /// it claims: nothing is forgotten from the outbox.
+    #[error("audit receipt rejected: {0}")]
+    BadReceipt(&'static str),
 }
 
 impl AppError {
@@ -56,6 +60,7 @@ impl AppError {
             AppError::Server(e) => e.clone(),
             AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),
+            AppError::BadReceipt(_) => ApiError::with_field(ErrorCode::Internal, "receipt"),
         }
     }
 }

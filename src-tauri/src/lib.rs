@@ -26,6 +26,7 @@ pub mod keychain;
 pub mod keys;
 pub mod os_lock;
 pub mod outbox;
+pub mod receipt;
 pub mod session;
 pub mod sync;
 pub mod users;

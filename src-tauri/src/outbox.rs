@@ -2,7 +2,7 @@
 //! receipt. It is its own SQLCipher database keyed from the device secret alone (not a
 //! user's password), so events recorded before a lock keep uploading while the app is
 //! locked, and one device chain spans every user of the workstation. An event is deleted
-//! only for the ids the server's receipt names as stored.
+//! only up to the sequence number a verified server receipt says it holds.
 
 use std::path::Path;
 
@@ -146,17 +146,31 @@ impl Outbox {
         Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
     }
 
-    /// Forgets the events the server's receipt says it stored, in one transaction.
-    pub fn acknowledge(&mut self, stored: &[Uuid]) -> Result<usize, DbError> {
+    /// Forgets every event up to `seq`, which the server's verified receipt says it holds
+    /// contiguously with `hash` as the last one. If this outbox still holds its own event at
+    /// `seq` and that is a different event, the server holds someone else's chain: nothing
+    /// is forgotten and the answer is `None`. Otherwise: how many events were removed.
+    pub fn acknowledge_through(
+        &mut self,
+        seq: u64,
+        hash: &Hash32,
+    ) -> Result<Option<usize>, DbError> {
+        let seq = i64::try_from(seq).map_err(|_| DbError::Malformed)?;
         let tx = self.conn.transaction()?;
-        let mut removed = 0;
-        {
-            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-            for id in stored {
-                removed += stmt.execute([id.to_string()])?;
+        let mine: Option<String> = tx
+            .query_row("SELECT event_json FROM outbox WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(json) = mine {
+            let signed: SignedAuditEvent =
+                serde_json::from_str(&json).map_err(|_| DbError::Malformed)?;
+            if signed.event.hash() != *hash {
+                return Ok(None);
             }
         }
+        let removed = tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq])?;
         tx.commit()?;
-        Ok(removed)
+        Ok(Some(removed))
     }
 }

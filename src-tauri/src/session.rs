@@ -317,6 +317,7 @@ impl Core {
             clinic_name: response.clinic_name,
             server_url: self.config.server_url.clone(),
             device_name: device_name.to_owned(),
+            audit_public_key: response.audit_public_key,
         };
         device::save_enrollment(&self.paths, &enrollment)?;
         device::remove_file(&self.paths.revoked, "revoked.json")?;
@@ -855,8 +856,15 @@ impl Core {
             .await;
         self.note_network(&receipt);
         let receipt = receipt.map_err(|e| self.on_server_error(e))?;
+        crate::receipt::check(&receipt, &enrollment)?;
+        if !receipt.forked.is_empty() {
+            // Not PHI: sequence numbers. The server keeps the conflicting events as alerts.
+            tracing::warn!(forked = ?receipt.forked, "server reports conflicting audit events");
+        }
         let removed = match &mut *guard(&self.outbox) {
-            Some(outbox) => outbox.acknowledge(&receipt.stored)?,
+            Some(outbox) => outbox
+                .acknowledge_through(receipt.highest_contiguous_seq, &receipt.contiguous_hash)?
+                .ok_or(AppError::BadReceipt("contiguous_hash"))?,
             None => 0,
         };
         guard(&self.net).last_upload_ms = Some(self.clock.now_ms());

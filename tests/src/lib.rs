@@ -139,6 +139,22 @@ impl ServerProcess {
         assert!(out.status.success(), "revoke-device failed");
     }
 
+    /// `clinicdesk-server audit verify`: every hash, signature, chain, the Merkle log and
+    /// each checkpoint recomputed by the operator's tool. Returns its report line.
+    pub fn audit_verify(&self) -> String {
+        let out = Command::new(server_binary())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(self.data_dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "audit verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.data_dir.path().join("tls/ca.pem")
     }
@@ -264,6 +280,12 @@ pub fn verify_chains(server: &ServerProcess) -> std::collections::HashMap<Uuid, 
         );
         tips.insert(e.device_id, e.hash());
     }
+    let report = server.audit_verify();
+    let total: u64 = counts.values().sum();
+    assert!(
+        report.contains(&format!(" {total} event(s)")),
+        "the log does not hold every stored event: {report}"
+    );
     counts
 }
 

@@ -1,21 +1,20 @@
-//! Ingest of device audit events: the batch is authenticated by its signatures (each one
-//! verified against the registered, non-revoked device key, so a locked app keeps
-//! uploading without a user session) and each event must extend that device's chain. Re-sent events are
-//! accepted once. (Fork alerts, gap reports and the Merkle log come with the audit issue.)
+//! The audit trail's API: device batch upload (authenticated by the events' signatures, so
+//! a locked app keeps uploading), and for admins search, checkpoints, proofs and alerts.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::Hash32;
-use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
+use clinicdesk_protocol::merkle::{ConsistencyEvidence, InclusionEvidence, SignedCheckpoint};
+use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt, AuditUpload};
+use serde::Deserialize;
+use uuid::Uuid;
 
 use super::Body;
 use crate::app::AppState;
-use crate::auth::verify_device_batch;
+use crate::audit::query::AuditQuery;
+use crate::audit::{ingest, log, query};
+use crate::auth::Authenticated;
 use crate::error::ServerError;
-
-/// Most events accepted in one upload.
-pub const MAX_BATCH: usize = 500;
 
 #[utoipa::path(post, path = "/v1/audit/batches", request_body = AuditUpload,
     responses((status = 200, body = AuditReceipt), (status = 409, body = ApiError),
@@ -25,50 +24,121 @@ pub async fn upload(
     State(state): State<AppState>,
     Body(upload): Body<AuditUpload>,
 ) -> Result<Json<AuditReceipt>, ServerError> {
-    if upload.events.len() > MAX_BATCH {
-        return Err(ServerError::BadRequest { field: "events" });
-    }
-    let (device, scope) = verify_device_batch(&state, upload.device_id, &upload.events).await?;
-    let scope = &scope;
+    Ok(Json(ingest::ingest(&state, &upload).await?))
+}
 
-    let mut stored = Vec::with_capacity(upload.events.len());
-    let mut tip = state.store.last_device_event(scope, device.id).await?;
-    for signed in &upload.events {
-        let e = &signed.event;
-        if !state.store.is_clinic_user(scope, e.actor_user_id).await? {
-            return Err(ServerError::BadRequest {
-                field: "actor_user_id",
-            });
-        }
-        let hash = e.hash();
-        match state
-            .store
-            .device_event_hash(scope, device.id, e.device_seq)
-            .await?
-        {
-            Some(existing) if existing == hash => {
-                stored.push(e.id);
-                continue;
-            }
-            Some(_) => return Err(ServerError::AuditChainBroken),
-            None => {}
-        }
-        let (expected_seq, expected_prev) = match tip {
-            Some((seq, h)) => (seq + 1, h),
-            None => (1, Hash32::GENESIS),
-        };
-        if e.device_seq != expected_seq || e.prev_hash != expected_prev {
-            return Err(ServerError::AuditChainBroken);
-        }
-        state
-            .store
-            .append_audit_event(scope, signed, state.clock.now_ms())
-            .await?;
-        tip = Some((e.device_seq, hash));
-        stored.push(e.id);
+#[utoipa::path(get, path = "/v1/audit/events", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = ApiError)),
+    security(("session" = [])))]
+pub async fn search(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ServerError> {
+    Ok(Json(
+        query::search(state.store.pool(), auth.scope(), &q).await?,
+    ))
+}
+
+/// The clinic's newest checkpoint, signing a new one first if the log has grown.
+#[utoipa::path(get, path = "/v1/audit/checkpoint",
+    responses((status = 200, body = SignedCheckpoint)), security(("session" = [])))]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<SignedCheckpoint>, ServerError> {
+    let clinic = auth.scope().clinic_id();
+    let mut tx = state.store.pool().begin().await?;
+    let tree = log::frontier(&mut tx, clinic).await?;
+    let signed = log::checkpoint(
+        &mut tx,
+        &state.audit_key,
+        clinic,
+        &tree,
+        state.clock.now_ms(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(signed))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TreeSize {
+    /// A published checkpoint's size.
+    pub tree_size: u64,
+}
+
+async fn require_checkpoint(
+    conn: &mut sqlx::SqliteConnection,
+    clinic: Uuid,
+    size: u64,
+    field: &'static str,
+) -> Result<(), ServerError> {
+    log::checkpoint_at(conn, clinic, size)
+        .await?
+        .map(|_| ())
+        .ok_or(ServerError::BadRequest { field })
+}
+
+/// Proof that an event is in the checkpoint of `tree_size` (another clinic's event is 404).
+#[utoipa::path(get, path = "/v1/audit/events/{event_id}/inclusion", params(("event_id" = Uuid, Path), TreeSize),
+    responses((status = 200, body = InclusionEvidence), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+pub async fn inclusion(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(event_id): Path<Uuid>,
+    Query(TreeSize { tree_size }): Query<TreeSize>,
+) -> Result<Json<InclusionEvidence>, ServerError> {
+    let clinic = auth.scope().clinic_id();
+    let mut conn = state.store.pool().acquire().await?;
+    let leaf = log::leaf_of(&mut conn, clinic, event_id)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    require_checkpoint(&mut conn, clinic, tree_size, "tree_size").await?;
+    if leaf >= tree_size {
+        return Err(ServerError::BadRequest { field: "tree_size" });
     }
-    Ok(Json(AuditReceipt {
-        stored,
-        highest_contiguous_seq: tip.map_or(0, |(seq, _)| seq),
-    }))
+    Ok(Json(
+        log::inclusion(&mut conn, clinic, leaf, tree_size).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Sizes {
+    pub old_size: u64,
+    pub new_size: u64,
+}
+
+/// Proof that the checkpoint of `old_size` is a prefix of the one of `new_size`.
+#[utoipa::path(get, path = "/v1/audit/consistency", params(Sizes),
+    responses((status = 200, body = ConsistencyEvidence), (status = 400, body = ApiError)),
+    security(("session" = [])))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(Sizes { old_size, new_size }): Query<Sizes>,
+) -> Result<Json<ConsistencyEvidence>, ServerError> {
+    let clinic = auth.scope().clinic_id();
+    let mut conn = state.store.pool().acquire().await?;
+    require_checkpoint(&mut conn, clinic, old_size, "old_size").await?;
+    require_checkpoint(&mut conn, clinic, new_size, "new_size").await?;
+    if old_size == 0 || old_size > new_size {
+        return Err(ServerError::BadRequest { field: "old_size" });
+    }
+    Ok(Json(
+        log::consistency(&mut conn, clinic, old_size, new_size).await?,
+    ))
+}
+
+/// Tamper alerts (forks, broken links) and device sequences still outstanding.
+#[utoipa::path(get, path = "/v1/audit/alerts",
+    responses((status = 200, body = AuditAlerts)), security(("session" = [])))]
+pub async fn alerts(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<AuditAlerts>, ServerError> {
+    Ok(Json(query::alerts(state.store.pool(), auth.scope()).await?))
 }

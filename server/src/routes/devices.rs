@@ -59,6 +59,7 @@ pub async fn enroll(
         device_id,
         clinic_id,
         clinic_name,
+        audit_public_key: state.audit_key.public_hex(),
     }))
 }
 

@@ -1,15 +1,13 @@
 //! The API through real TLS: enrollment, login, minimum necessary, clinic isolation,
 //! session timeouts, audit ingest and the append-only store.
 
-use clinicdesk_protocol::audit::{
-    AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex,
-};
+use clinicdesk_protocol::audit::{Hash32, to_hex};
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{AppointmentList, AuditReceipt, Patient};
-use ed25519_dalek::Signer;
+use clinicdesk_protocol::wire::{AppointmentList, Patient};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit_log::{event, sign};
 use crate::harness::{TestDevice, TestServer, password_of};
 
 const CLINIC_A: u128 = 0xA;
@@ -261,156 +259,6 @@ async fn logout_ends_the_session() {
     assert_eq!(status, 401);
 }
 
-fn event(device: &TestDevice, user: Uuid, seq: u64, prev: Hash32) -> AuditEvent {
-    AuditEvent {
-        id: Uuid::now_v7(),
-        clinic_id: device.clinic_id,
-        actor_user_id: user,
-        actor_role: Role::Clinician,
-        device_id: device.id,
-        device_seq: seq,
-        action: AuditAction::View,
-        resource_type: "Patient".into(),
-        resource_id: "p".into(),
-        patient_id: Some(Uuid::from_u128(99)),
-        fields: vec!["name".into()],
-        outcome: Outcome::Success,
-        occurred_at_ms: crate::harness::START_MS,
-        offline: false,
-        route: "patient".into(),
-        prev_hash: prev,
-    }
-}
-
-fn sign(device: &TestDevice, e: AuditEvent) -> SignedAuditEvent {
-    SignedAuditEvent {
-        signature: to_hex(&device.key.sign(&e.canonical_bytes()).to_bytes()),
-        event: e,
-    }
-}
-
-#[tokio::test]
-async fn audit_ingest_verifies_signatures_and_chain_and_is_idempotent() {
-    let server = TestServer::start().await;
-    let report = server.seed(CLINIC_A, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
-    let uid = login.user.user_id;
-
-    let e1 = sign(&device, event(&device, uid, 1, Hash32::GENESIS));
-    let e2 = sign(&device, event(&device, uid, 2, e1.event.hash()));
-    let (status, body) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [e1, e2] }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let receipt: AuditReceipt = serde_json::from_value(body).unwrap();
-    assert_eq!(receipt.stored, vec![e1.event.id, e2.event.id]);
-    assert_eq!(receipt.highest_contiguous_seq, 2);
-
-    // A re-send is accepted once, not stored twice.
-    let (status, body) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [e2] }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
-        .fetch_one(server.store.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows, 2);
-
-    // A forged signature is refused.
-    let mut forged = sign(&device, event(&device, uid, 3, e2.event.hash()));
-    forged.event.fields.push("phone".into());
-    let (status, body) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [forged] }),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid_signature"))
-    );
-
-    // A gap or a wrong link breaks the chain.
-    let gap = sign(&device, event(&device, uid, 5, e2.event.hash()));
-    let (status, body) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [gap] }),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("audit_chain_broken"))
-    );
-    let bad_link = sign(&device, event(&device, uid, 3, Hash32([9; 32])));
-    let (status, _) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [bad_link] }),
-        )
-        .await;
-    assert_eq!(status, 409);
-
-    // A different event at a stored sequence (a fork) is refused, not overwritten.
-    let fork = sign(&device, event(&device, uid, 2, e1.event.hash()));
-    let (status, _) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [fork] }),
-        )
-        .await;
-    assert_eq!(status, 409);
-
-    // An event of another device cannot ride in this device's batch, an unregistered
-    // device proves nothing, and an empty batch is refused.
-    let other = TestDevice {
-        key: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
-        id: Uuid::now_v7(),
-        clinic_id: device.clinic_id,
-    };
-    let foreign = sign(&other, event(&other, uid, 1, Hash32::GENESIS));
-    let (status, _) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [foreign] }),
-        )
-        .await;
-    assert_eq!(status, 403);
-    let (status, body) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": other.id, "events": [foreign] }),
-        )
-        .await;
-    assert_eq!(body["code"], "device_unknown", "{status}");
-    let (status, body) = server
-        .post(
-            "/v1/audit/batches",
-            None,
-            json!({ "device_id": device.id, "events": [] }),
-        )
-        .await;
-    assert_eq!((status, body["field"].as_str()), (400, Some("events")));
-}
-
 #[tokio::test]
 async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_everywhere() {
     let server = TestServer::start().await;
@@ -562,13 +410,12 @@ fn a_route_without_a_policy_rule_cannot_be_served() {
     use clinicdesk_server::app::{RouteDef, RouterError, build_router_from, route_defs};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = rt
-        .block_on(clinicdesk_server::store::Store::open(dir.path()))
+    let state = rt
+        .block_on(clinicdesk_server::AppState::open(
+            dir.path(),
+            std::sync::Arc::new(clinicdesk_server::clock::SystemClock),
+        ))
         .unwrap();
-    let state = clinicdesk_server::AppState {
-        store,
-        clock: std::sync::Arc::new(clinicdesk_server::clock::SystemClock),
-    };
     let mut defs = route_defs();
     defs.push(RouteDef {
         method: "GET",

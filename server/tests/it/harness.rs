@@ -29,15 +29,14 @@ pub const START_MS: i64 = 1_795_435_200_000;
 impl TestServer {
     pub async fn start() -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
         let clock = ManualClock::new(START_MS);
+        let state = AppState::open(dir.path(), Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let store = state.store.clone();
         let files = tls::ensure_local_ca(dir.path()).unwrap();
         let config = tls::server_config(&files).unwrap();
-        let router = build_router(AppState {
-            store: store.clone(),
-            clock: Arc::new(clock.clone()),
-        })
-        .unwrap();
+        let router = build_router(state.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(tls::serve(listener, config, router));
@@ -95,6 +94,8 @@ pub struct TestDevice {
     pub key: SigningKey,
     pub id: Uuid,
     pub clinic_id: Uuid,
+    /// The server's audit key as pinned at enrollment (hex).
+    pub audit_public_key: String,
 }
 
 impl TestDevice {
@@ -117,6 +118,7 @@ impl TestDevice {
             key,
             id: r.device_id,
             clinic_id: r.clinic_id,
+            audit_public_key: r.audit_public_key,
         }
     }
 

@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod audit_log;
 mod harness;
+mod tamper;
 mod tls_versions;

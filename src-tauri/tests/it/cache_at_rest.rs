@@ -171,10 +171,20 @@ fn the_outbox_chains_and_signs_each_event_and_is_encrypted() {
             .unwrap();
         prev = e.event.hash();
     }
-    // The receipt decides what is forgotten: only the named ids go.
-    let removed = outbox.acknowledge(&[events[0].event.id]).unwrap();
-    assert_eq!(removed, 1);
-    assert_eq!(outbox.count().unwrap(), 2);
+    // A receipt naming a different event at a sequence this outbox holds forgets nothing;
+    // the right one forgets exactly the events up to that sequence.
+    assert_eq!(
+        outbox
+            .acknowledge_through(2, &events[0].event.hash())
+            .unwrap(),
+        None
+    );
+    assert_eq!(outbox.count().unwrap(), 3);
+    let removed = outbox
+        .acknowledge_through(2, &events[1].event.hash())
+        .unwrap();
+    assert_eq!(removed, Some(2));
+    assert_eq!(outbox.count().unwrap(), 1);
     drop(outbox);
     assert!(matches!(
         Outbox::open(&path, &random_key().unwrap()),

@@ -1,0 +1,270 @@
+//! Ingest of device-signed audit events (`POST /v1/audit/batches`), shared by the route and
+//! the seeder. The batch is authenticated by its signatures alone (so a locked app keeps
+//! uploading), then in one transaction each event is stored once, appended to the clinic's
+//! Merkle log and a checkpoint is signed; the answer is a signed receipt.
+//!
+//! - A re-sent event (same sequence, same hash) is accepted once.
+//! - A different event at a stored sequence, or one whose link contradicts a stored
+//!   neighbour, is kept in `audit_alerts` and named in the receipt, never stored as chain.
+//! - Events past a gap are stored; the gap is reported as outstanding until it is filled,
+//!   and the link across it is checked when the missing event arrives.
+
+use std::collections::HashSet;
+
+use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
+use sqlx::{Row, SqliteConnection};
+use uuid::Uuid;
+
+use super::log;
+use crate::app::AppState;
+use crate::auth::{ClinicScope, verify_device_batch};
+use crate::error::ServerError;
+
+/// Most events accepted in one upload.
+pub const MAX_BATCH: usize = 500;
+
+fn seq_i64(seq: u64) -> Result<i64, ServerError> {
+    i64::try_from(seq).map_err(|_| ServerError::BadRequest {
+        field: "device_seq",
+    })
+}
+
+fn parse_hash(s: &str) -> Result<Hash32, ServerError> {
+    Hash32::from_hex(s).ok_or(ServerError::Internal("stored hash malformed"))
+}
+
+/// The stored event at (device, seq): its hash and its `prev_hash`.
+async fn stored_at(
+    conn: &mut SqliteConnection,
+    device: Uuid,
+    seq: u64,
+) -> Result<Option<(Hash32, Hash32)>, ServerError> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT hash, event_json FROM audit_events WHERE device_id = ? AND device_seq = ?",
+    )
+    .bind(device.to_string())
+    .bind(seq_i64(seq)?)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let event: AuditEvent = serde_json::from_str(row.get::<&str, _>(1))
+        .map_err(|_| ServerError::Internal("stored event malformed"))?;
+    Ok(Some((parse_hash(row.get::<&str, _>(0))?, event.prev_hash)))
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    signed: &SignedAuditEvent,
+    hash: &Hash32,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    let e = &signed.event;
+    let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
+    sqlx::query(
+        "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
+           action, occurred_at_ms, event_json, hash, signature, received_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.id.to_string())
+    .bind(scope.clinic_id().to_string())
+    .bind(e.device_id.to_string())
+    .bind(seq_i64(e.device_seq)?)
+    .bind(e.actor_user_id.to_string())
+    .bind(e.patient_id.map(|p| p.to_string()))
+    .bind(e.action.as_str())
+    .bind(e.occurred_at_ms)
+    .bind(json)
+    .bind(hash.to_hex())
+    .bind(&signed.signature)
+    .bind(now_ms)
+    .execute(conn)
+    .await
+    .map_err(|e| match e {
+        // The same event id under another sequence: a replay in disguise.
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            ServerError::Conflict { field: "id" }
+        }
+        e => e.into(),
+    })?;
+    Ok(())
+}
+
+async fn record_alert(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    signed: &SignedAuditEvent,
+    hash: &Hash32,
+    kind: &'static str,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    let e = &signed.event;
+    let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
+    sqlx::query(
+        "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash, event_json, signature, received_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, device_seq, hash) DO NOTHING",
+    )
+    .bind(scope.clinic_id().to_string())
+    .bind(e.device_id.to_string())
+    .bind(seq_i64(e.device_seq)?)
+    .bind(kind)
+    .bind(hash.to_hex())
+    .bind(json)
+    .bind(&signed.signature)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    tracing::warn!(device_id = %e.device_id, seq = e.device_seq, kind, "audit tamper alert recorded");
+    Ok(())
+}
+
+/// Moves the device's contiguous mark forward over stored events; returns (seq, hash).
+pub(crate) async fn advance_head(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    device: Uuid,
+) -> Result<(u64, Hash32), ServerError> {
+    let head = sqlx::query(
+        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = ?",
+    )
+    .bind(device.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (mut seq, mut hash) = match head {
+        Some(r) => (
+            u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+            parse_hash(r.get::<&str, _>(1))?,
+        ),
+        None => (0, Hash32::GENESIS),
+    };
+    let later = sqlx::query(
+        "SELECT device_seq, hash FROM audit_events WHERE device_id = ? AND device_seq > ? ORDER BY device_seq",
+    )
+    .bind(device.to_string())
+    .bind(seq_i64(seq)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut max_seq = seq;
+    for row in &later {
+        let s = u64::try_from(row.get::<i64, _>(0)).unwrap_or(0);
+        max_seq = max_seq.max(s);
+        if s == seq + 1 {
+            seq = s;
+            hash = parse_hash(row.get::<&str, _>(1))?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO audit_device_heads (device_id, clinic_id, contiguous_seq, contiguous_hash, max_seq)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (device_id) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
+           contiguous_hash = excluded.contiguous_hash, max_seq = max(max_seq, excluded.max_seq)",
+    )
+    .bind(device.to_string())
+    .bind(scope.clinic_id().to_string())
+    .bind(seq_i64(seq)?)
+    .bind(hash.to_hex())
+    .bind(seq_i64(max_seq)?)
+    .execute(conn)
+    .await?;
+    Ok((seq, hash))
+}
+
+/// Authenticates, stores and logs one upload, and signs the receipt.
+pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditReceipt, ServerError> {
+    if upload.events.len() > MAX_BATCH {
+        return Err(ServerError::BadRequest { field: "events" });
+    }
+    let (device, scope) = verify_device_batch(state, upload.device_id, &upload.events).await?;
+    let mut actors = HashSet::new();
+    for signed in &upload.events {
+        let actor = signed.event.actor_user_id;
+        if actors.insert(actor) && !state.store.is_clinic_user(&scope, actor).await? {
+            return Err(ServerError::BadRequest {
+                field: "actor_user_id",
+            });
+        }
+    }
+    let mut events: Vec<&SignedAuditEvent> = upload.events.iter().collect();
+    events.sort_by_key(|s| s.event.device_seq);
+    if events.first().is_some_and(|s| s.event.device_seq == 0) {
+        return Err(ServerError::BadRequest {
+            field: "device_seq",
+        });
+    }
+
+    let now = state.clock.now_ms();
+    let clinic = scope.clinic_id();
+    let mut tx = state.store.pool().begin().await?;
+    // Take SQLite's write lock first, so concurrent batches queue instead of failing.
+    sqlx::query("UPDATE clinics SET name = name WHERE id = ?")
+        .bind(clinic.to_string())
+        .execute(&mut *tx)
+        .await?;
+
+    let mut forked = Vec::new();
+    let mut fresh: Vec<(Uuid, Hash32)> = Vec::new();
+    for signed in events {
+        let e = &signed.event;
+        let hash = e.hash();
+        if let Some((existing, _)) = stored_at(&mut tx, device.id, e.device_seq).await? {
+            if existing != hash {
+                record_alert(&mut tx, &scope, signed, &hash, "fork", now).await?;
+                forked.push(e.device_seq);
+            }
+            continue;
+        }
+        let prev = if e.device_seq == 1 {
+            Some(Hash32::GENESIS)
+        } else {
+            stored_at(&mut tx, device.id, e.device_seq - 1)
+                .await?
+                .map(|(h, _)| h)
+        };
+        let next_link = stored_at(&mut tx, device.id, e.device_seq + 1)
+            .await?
+            .map(|(_, p)| p);
+        if prev.is_some_and(|p| p != e.prev_hash) || next_link.is_some_and(|p| p != hash) {
+            record_alert(&mut tx, &scope, signed, &hash, "chain_break", now).await?;
+            forked.push(e.device_seq);
+            continue;
+        }
+        insert_event(&mut tx, &scope, signed, &hash, now).await?;
+        fresh.push((e.id, hash));
+    }
+    let tree = log::append(&mut tx, clinic, &fresh).await?;
+    let (contiguous_seq, contiguous_hash) = advance_head(&mut tx, &scope, device.id).await?;
+    let checkpoint = log::checkpoint(&mut tx, &state.audit_key, clinic, &tree, now).await?;
+    let inclusion = if contiguous_seq == 0 {
+        None
+    } else {
+        let id: String = sqlx::query_scalar(
+            "SELECT id FROM audit_events WHERE device_id = ? AND device_seq = ?",
+        )
+        .bind(device.id.to_string())
+        .bind(seq_i64(contiguous_seq)?)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id = Uuid::parse_str(&id).map_err(|_| ServerError::Internal("stored id malformed"))?;
+        let leaf = log::leaf_of(&mut tx, clinic, id)
+            .await?
+            .ok_or(ServerError::Internal("stored event not in the log"))?;
+        Some(log::inclusion(&mut tx, clinic, leaf, tree.size()).await?)
+    };
+    tx.commit().await?;
+
+    let mut receipt = AuditReceipt {
+        device_id: device.id,
+        highest_contiguous_seq: contiguous_seq,
+        contiguous_hash,
+        forked,
+        checkpoint,
+        inclusion,
+        signature: String::new(),
+    };
+    receipt.signature = state.audit_key.sign_hex(&receipt.canonical_bytes());
+    Ok(receipt)
+}

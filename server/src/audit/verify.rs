@@ -1,0 +1,382 @@
+//! `clinicdesk-server audit verify`: recomputes, from the stored events alone, every
+//! event's hash and signature, every device chain, every clinic's Merkle tree and every
+//! published checkpoint (root and signature), and names the first bad event.
+//!
+//! It trusts only the device public keys and the server's audit public key; an attacker
+//! with write access to the database (triggers dropped) is caught when they modify,
+//! delete, insert or reorder events, leaves or checkpoints, except for removing the tail
+//! of the log together with every checkpoint that covers it: that needs a checkpoint kept
+//! elsewhere (a device's receipt, an export), which `--checkpoint` checks against.
+
+use std::collections::HashMap;
+
+use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
+use ed25519_dalek::VerifyingKey;
+use futures_util::TryStreamExt;
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::key::{public_key_from_hex, verify_hex};
+use crate::error::ServerError;
+
+/// What is wrong, and where: the first problem found, in log order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("clinic {clinic_id}: {location}: {problem}")]
+pub struct Tampered {
+    pub clinic_id: Uuid,
+    pub location: Location,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Event { event_id: Uuid, leaf_index: u64 },
+    Leaf(u64),
+    Checkpoint(u64),
+    Unlogged(Uuid),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Event {
+                event_id,
+                leaf_index,
+            } => write!(f, "event {event_id} (leaf {leaf_index})"),
+            Location::Leaf(i) => write!(f, "leaf {i}"),
+            Location::Checkpoint(size) => write!(f, "checkpoint of size {size}"),
+            Location::Unlogged(id) => write!(f, "event {id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("the log has no leaf here (a leaf was removed or renumbered)")]
+    LeafMissing,
+    #[error("the leaf names an event that is not stored")]
+    EventMissing,
+    #[error("the stored event does not parse or contradicts its row")]
+    Malformed,
+    #[error("the event's content does not match its recorded hash")]
+    HashMismatch,
+    #[error("the stored leaf hash does not match the event")]
+    LeafMismatch,
+    #[error("the device that signed it is unknown")]
+    UnknownDevice,
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("its link to the device's previous event is broken")]
+    ChainBroken,
+    #[error("its sequence number repeats or goes backwards in the device's chain")]
+    SequenceOutOfOrder,
+    #[error("the root does not match the events")]
+    RootMismatch,
+    #[error("the signature is not the server's")]
+    CheckpointSignature,
+    #[error("it covers more events than the log holds")]
+    CheckpointBeyondLog,
+    #[error("it was issued before a smaller checkpoint")]
+    CheckpointTime,
+    #[error("the event is stored but is not in the log")]
+    NotInLog,
+}
+
+/// What a clean run covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub clinics: usize,
+    pub events: u64,
+    pub checkpoints: u64,
+    /// Missing device sequences (not tampering: events not uploaded yet).
+    pub gaps: Vec<(Uuid, u64, u64)>,
+    pub alerts: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
+    #[error("cannot read the store")]
+    Store(#[from] ServerError),
+}
+
+impl From<sqlx::Error> for VerifyError {
+    fn from(e: sqlx::Error) -> Self {
+        VerifyError::Store(ServerError::Database(e))
+    }
+}
+
+fn uuid(s: &str) -> Result<Uuid, VerifyError> {
+    Uuid::parse_str(s).map_err(|_| VerifyError::Store(ServerError::Internal("stored id malformed")))
+}
+
+/// Verifies every clinic's log. `trusted` checkpoints (from receipts or exports) must
+/// each match the log too.
+pub async fn verify_all(
+    pool: &SqlitePool,
+    server_key: &VerifyingKey,
+    trusted: &[SignedCheckpoint],
+) -> Result<Report, VerifyError> {
+    let mut report = Report::default();
+    let clinics: Vec<String> = sqlx::query_scalar("SELECT id FROM clinics ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    for clinic in clinics {
+        let clinic = uuid(&clinic)?;
+        let mine: Vec<SignedCheckpoint> = trusted
+            .iter()
+            .filter(|c| c.checkpoint.clinic_id == clinic)
+            .cloned()
+            .collect();
+        verify_clinic(pool, server_key, clinic, &mine, &mut report).await?;
+        report.clinics += 1;
+    }
+    report.alerts = u64::try_from(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_alerts")
+            .fetch_one(pool)
+            .await?,
+    )
+    .unwrap_or(0);
+    Ok(report)
+}
+
+async fn device_keys(
+    pool: &SqlitePool,
+    clinic: Uuid,
+) -> Result<HashMap<Uuid, VerifyingKey>, VerifyError> {
+    let rows = sqlx::query("SELECT id, public_key FROM devices WHERE clinic_id = ?")
+        .bind(clinic.to_string())
+        .fetch_all(pool)
+        .await?;
+    let mut keys = HashMap::new();
+    for row in rows {
+        if let Some(key) = public_key_from_hex(row.get::<&str, _>(1)) {
+            keys.insert(uuid(row.get::<&str, _>(0))?, key);
+        }
+    }
+    Ok(keys)
+}
+
+async fn checkpoints(
+    pool: &SqlitePool,
+    clinic: Uuid,
+) -> Result<Vec<SignedCheckpoint>, VerifyError> {
+    let rows = sqlx::query(
+        "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
+         WHERE clinic_id = ? ORDER BY tree_size",
+    )
+    .bind(clinic.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SignedCheckpoint {
+                checkpoint: clinicdesk_protocol::merkle::Checkpoint {
+                    clinic_id: clinic,
+                    tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(u64::MAX),
+                    // A malformed root can never match: compare against all-ones.
+                    root_hash: Hash32::from_hex(r.get::<&str, _>(1)).unwrap_or(Hash32([0xff; 32])),
+                    issued_at_ms: r.get(2),
+                },
+                signature: r.get(3),
+            })
+        })
+        .collect()
+}
+
+async fn verify_clinic(
+    pool: &SqlitePool,
+    server_key: &VerifyingKey,
+    clinic: Uuid,
+    trusted: &[SignedCheckpoint],
+    report: &mut Report,
+) -> Result<(), VerifyError> {
+    let fail = |location, problem| -> VerifyError {
+        Tampered {
+            clinic_id: clinic,
+            location,
+            problem,
+        }
+        .into()
+    };
+    let keys = device_keys(pool, clinic).await?;
+    let mut pending: Vec<SignedCheckpoint> = checkpoints(pool, clinic).await?;
+    for c in &pending {
+        if !verify_hex(server_key, &c.checkpoint.canonical_bytes(), &c.signature) {
+            return Err(fail(
+                Location::Checkpoint(c.checkpoint.tree_size),
+                Problem::CheckpointSignature,
+            ));
+        }
+    }
+    let mut last_issued = i64::MIN;
+    for c in &pending {
+        if c.checkpoint.issued_at_ms < last_issued {
+            return Err(fail(
+                Location::Checkpoint(c.checkpoint.tree_size),
+                Problem::CheckpointTime,
+            ));
+        }
+        last_issued = c.checkpoint.issued_at_ms;
+    }
+    pending.extend(trusted.iter().cloned());
+    pending.sort_by_key(|c| std::cmp::Reverse(c.checkpoint.tree_size));
+
+    let mut tree = Frontier::default();
+    let check_due =
+        |tree: &Frontier, pending: &mut Vec<SignedCheckpoint>| -> Result<(), VerifyError> {
+            while let Some(c) = pending.last() {
+                if c.checkpoint.tree_size != tree.size() {
+                    break;
+                }
+                if c.checkpoint.root_hash != tree.root() {
+                    return Err(fail(
+                        Location::Checkpoint(c.checkpoint.tree_size),
+                        Problem::RootMismatch,
+                    ));
+                }
+                pending.pop();
+            }
+            Ok(())
+        };
+    check_due(&tree, &mut pending)?;
+
+    let mut rows = sqlx::query(
+        "SELECT l.leaf_index, l.event_id, e.id, e.device_id, e.device_seq, e.event_json, e.hash,
+                e.signature, n.hash
+         FROM audit_leaves l
+         LEFT JOIN audit_events e ON e.id = l.event_id AND e.clinic_id = l.clinic_id
+         LEFT JOIN audit_nodes n ON n.clinic_id = l.clinic_id AND n.level = 0 AND n.idx = l.leaf_index
+         WHERE l.clinic_id = ? ORDER BY l.leaf_index",
+    )
+    .bind(clinic.to_string())
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let index = u64::try_from(row.get::<i64, _>(0)).unwrap_or(u64::MAX);
+        let leaf_event = uuid(row.get::<&str, _>(1))?;
+        let here = Location::Event {
+            event_id: leaf_event,
+            leaf_index: index,
+        };
+        if index != tree.size() {
+            return Err(fail(Location::Leaf(tree.size()), Problem::LeafMissing));
+        }
+        let Some(json) = row.get::<Option<&str>, _>(5) else {
+            return Err(fail(here, Problem::EventMissing));
+        };
+        let event: AuditEvent =
+            serde_json::from_str(json).map_err(|_| fail(here.clone(), Problem::Malformed))?;
+        let row_device = row.get::<Option<&str>, _>(3).map(uuid).transpose()?;
+        let row_seq = row
+            .get::<Option<i64>, _>(4)
+            .and_then(|s| u64::try_from(s).ok());
+        if event.id != leaf_event
+            || event.clinic_id != clinic
+            || row_device != Some(event.device_id)
+            || row_seq != Some(event.device_seq)
+        {
+            return Err(fail(here, Problem::Malformed));
+        }
+        let hash = event.hash();
+        if row.get::<Option<&str>, _>(6).and_then(Hash32::from_hex) != Some(hash) {
+            return Err(fail(here, Problem::HashMismatch));
+        }
+        let signed = SignedAuditEvent {
+            event,
+            signature: row.get::<Option<String>, _>(7).unwrap_or_default(),
+        };
+        let Some(key) = keys.get(&signed.event.device_id) else {
+            return Err(fail(here, Problem::UnknownDevice));
+        };
+        if !verify_hex(key, &signed.event.canonical_bytes(), &signed.signature) {
+            return Err(fail(here, Problem::BadSignature));
+        }
+        if row.get::<Option<&[u8]>, _>(8) != Some(leaf_hash(&hash).0.as_slice()) {
+            return Err(fail(here, Problem::LeafMismatch));
+        }
+        tree.push(&hash);
+        report.events += 1;
+        check_due(&tree, &mut pending)?;
+    }
+    drop(rows);
+    if let Some(c) = pending.last() {
+        return Err(fail(
+            Location::Checkpoint(c.checkpoint.tree_size),
+            Problem::CheckpointBeyondLog,
+        ));
+    }
+    report.checkpoints += u64::try_from(checkpoints(pool, clinic).await?.len()).unwrap_or(0);
+
+    let unlogged: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM audit_events e WHERE clinic_id = ?
+         AND NOT EXISTS (SELECT 1 FROM audit_leaves l WHERE l.event_id = e.id) LIMIT 1",
+    )
+    .bind(clinic.to_string())
+    .fetch_optional(pool)
+    .await?;
+    if let Some(id) = unlogged {
+        return Err(fail(Location::Unlogged(uuid(&id)?), Problem::NotInLog));
+    }
+    verify_chains(pool, clinic, report).await
+}
+
+/// Every device chain in sequence order: each event links to the one before it; a
+/// missing sequence is a gap (reported), not tampering, and the link across it is unchecked.
+async fn verify_chains(
+    pool: &SqlitePool,
+    clinic: Uuid,
+    report: &mut Report,
+) -> Result<(), VerifyError> {
+    let mut rows = sqlx::query(
+        "SELECT e.device_id, e.device_seq, e.event_json, e.hash, l.leaf_index FROM audit_events e
+         JOIN audit_leaves l ON l.event_id = e.id
+         WHERE e.clinic_id = ? ORDER BY e.device_id, e.device_seq",
+    )
+    .bind(clinic.to_string())
+    .fetch(pool);
+    let mut last: Option<(Uuid, u64, Hash32)> = None;
+    while let Some(row) = rows.try_next().await? {
+        let device = uuid(row.get::<&str, _>(0))?;
+        let seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
+        let event: AuditEvent = serde_json::from_str(row.get::<&str, _>(2))
+            .map_err(|_| VerifyError::Store(ServerError::Internal("stored event malformed")))?;
+        let hash = Hash32::from_hex(row.get::<&str, _>(3)).unwrap_or_default();
+        let here = Location::Event {
+            event_id: event.id,
+            leaf_index: u64::try_from(row.get::<i64, _>(4)).unwrap_or(u64::MAX),
+        };
+        let broken = |problem| -> VerifyError {
+            Tampered {
+                clinic_id: clinic,
+                location: here.clone(),
+                problem,
+            }
+            .into()
+        };
+        let expected_prev = match last {
+            Some((d, s, h)) if d == device => {
+                if seq <= s {
+                    return Err(broken(Problem::SequenceOutOfOrder));
+                }
+                if seq > s + 1 {
+                    report.gaps.push((device, s + 1, seq - 1));
+                    None
+                } else {
+                    Some(h)
+                }
+            }
+            _ if seq == 1 => Some(Hash32::GENESIS),
+            _ => {
+                report.gaps.push((device, 1, seq - 1));
+                None
+            }
+        };
+        if expected_prev.is_some_and(|p| p != event.prev_hash) {
+            return Err(broken(Problem::ChainBroken));
+        }
+        last = Some((device, seq, hash));
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! The audit trail end to end through real TLS: ingest with signed receipts, idempotence,
+//! forks and gaps kept as alerts, the Merkle log's checkpoints and proofs checked by the
+//! independent `ct-merkle` verifier, search by cursor, and the store verifier.
+
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex,
+};
+use clinicdesk_protocol::merkle::{
+    ConsistencyEvidence, InclusionEvidence, SignedCheckpoint, verify_consistency, verify_inclusion,
+};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt};
+use clinicdesk_server::audit::key::{public_key_from_hex, verify_hex};
+use clinicdesk_server::audit::verify::verify_all;
+use ed25519_dalek::Signer;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::harness::{TestDevice, TestServer, password_of};
+
+const CLINIC_A: u128 = 0xA;
+
+pub fn event(device: &TestDevice, user: Uuid, seq: u64, prev: Hash32) -> AuditEvent {
+    AuditEvent {
+        id: Uuid::now_v7(),
+        clinic_id: device.clinic_id,
+        actor_user_id: user,
+        actor_role: Role::Clinician,
+        device_id: device.id,
+        device_seq: seq,
+        action: AuditAction::View,
+        resource_type: "Patient".into(),
+        resource_id: "p".into(),
+        patient_id: Some(Uuid::from_u128(99)),
+        fields: vec!["name".into()],
+        outcome: Outcome::Success,
+        occurred_at_ms: crate::harness::START_MS + i64::try_from(seq).unwrap() * 1000,
+        offline: false,
+        route: "patient".into(),
+        prev_hash: prev,
+    }
+}
+
+pub fn sign(device: &TestDevice, e: AuditEvent) -> SignedAuditEvent {
+    SignedAuditEvent {
+        signature: to_hex(&device.key.sign(&e.canonical_bytes()).to_bytes()),
+        event: e,
+    }
+}
+
+/// A chain of `n` signed events from sequence 1.
+fn chain(device: &TestDevice, user: Uuid, n: u64) -> Vec<SignedAuditEvent> {
+    let mut prev = Hash32::GENESIS;
+    (1..=n)
+        .map(|seq| {
+            let e = sign(device, event(device, user, seq, prev));
+            prev = e.event.hash();
+            e
+        })
+        .collect()
+}
+
+async fn upload(
+    server: &TestServer,
+    device: &TestDevice,
+    events: &[&SignedAuditEvent],
+) -> AuditReceipt {
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": events }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let receipt: AuditReceipt = serde_json::from_value(body).unwrap();
+    // What the app does before forgetting anything: the pinned key signed it, and the
+    // contiguous event is provably in the signed checkpoint.
+    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    assert!(verify_hex(
+        &key,
+        &receipt.canonical_bytes(),
+        &receipt.signature
+    ));
+    assert!(verify_hex(
+        &key,
+        &receipt.checkpoint.checkpoint.canonical_bytes(),
+        &receipt.checkpoint.signature
+    ));
+    receipt.check_inclusion().unwrap();
+    receipt
+}
+
+#[tokio::test]
+async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let uid = login.user.user_id;
+    let events = chain(&device, uid, 6);
+    let e = |seq: usize| &events[seq - 1];
+
+    let r = upload(&server, &device, &[e(1), e(2)]).await;
+    assert_eq!(
+        (r.highest_contiguous_seq, r.contiguous_hash),
+        (2, e(2).event.hash())
+    );
+    assert_eq!(r.checkpoint.checkpoint.tree_size, 2);
+    assert!(r.forked.is_empty());
+    let first_checkpoint = r.checkpoint.clone();
+
+    // A re-send is accepted once: nothing new is stored or logged.
+    let r = upload(&server, &device, &[e(2)]).await;
+    assert_eq!(
+        (r.highest_contiguous_seq, r.checkpoint.checkpoint.tree_size),
+        (2, 2)
+    );
+
+    // A forged signature is refused outright.
+    let mut forged = e(3).clone();
+    forged.event.fields.push("phone".into());
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [forged] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
+
+    // Past a gap the event is stored, the receipt does not move, the gap is outstanding.
+    let r = upload(&server, &device, &[e(5)]).await;
+    assert_eq!(r.highest_contiguous_seq, 2);
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let (status, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
+    assert_eq!(status, 200, "{body}");
+    let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    assert_eq!(alerts.outstanding.len(), 1);
+    assert_eq!(
+        alerts.outstanding[0].to_string(),
+        format!("device {} is missing 3 to 4", device.id)
+    );
+
+    // Filling the gap links across it and moves the receipt to 5.
+    let r = upload(&server, &device, &[e(4), e(3)]).await;
+    assert_eq!(
+        (r.highest_contiguous_seq, r.contiguous_hash),
+        (5, e(5).event.hash())
+    );
+
+    // A different event at a stored sequence is a fork: kept as an alert, never stored
+    // as the chain; a wrong link after the tip is a chain break.
+    let fork = sign(&device, event(&device, uid, 2, e(1).event.hash()));
+    let bad_link = sign(&device, event(&device, uid, 6, Hash32([9; 32])));
+    let r = upload(&server, &device, &[&fork, &bad_link]).await;
+    assert_eq!(r.forked, vec![2, 6]);
+    assert_eq!(r.highest_contiguous_seq, 5);
+    let (_, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
+    let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    assert!(alerts.outstanding.is_empty());
+    let kinds: Vec<(u64, &str)> = alerts
+        .tamper
+        .iter()
+        .map(|a| (a.device_seq, a.kind.as_str()))
+        .collect();
+    assert_eq!(kinds, vec![(2, "fork"), (6, "chain_break")]);
+    let r = upload(&server, &device, &[e(6)]).await;
+    assert_eq!(r.highest_contiguous_seq, 6);
+    let latest = r.checkpoint.clone();
+    assert_eq!(latest.checkpoint.tree_size, 6);
+
+    // Proofs from the API verify against the signed checkpoints.
+    let (status, body) = server
+        .get(
+            &format!(
+                "/v1/audit/consistency?old_size=2&new_size={}",
+                latest.checkpoint.tree_size
+            ),
+            &admin.session_token,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let proof: ConsistencyEvidence = serde_json::from_value(body).unwrap();
+    verify_consistency(
+        2,
+        &first_checkpoint.checkpoint.root_hash,
+        6,
+        &latest.checkpoint.root_hash,
+        &proof.hashes,
+    )
+    .unwrap();
+    for ev in &events {
+        let (status, body) = server
+            .get(
+                &format!("/v1/audit/events/{}/inclusion?tree_size=6", ev.event.id),
+                &admin.session_token,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let p: InclusionEvidence = serde_json::from_value(body).unwrap();
+        verify_inclusion(
+            &latest.checkpoint.root_hash,
+            6,
+            p.leaf_index,
+            &ev.event.hash(),
+            &p.hashes,
+        )
+        .unwrap();
+    }
+    // A size nobody signed is refused; so is an unknown event.
+    let (status, _) = server
+        .get(
+            &format!("/v1/audit/events/{}/inclusion?tree_size=4", e(1).event.id),
+            &admin.session_token,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = server
+        .get(
+            &format!("/v1/audit/events/{}/inclusion?tree_size=6", Uuid::now_v7()),
+            &admin.session_token,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = server
+        .get("/v1/audit/checkpoint", &admin.session_token)
+        .await;
+    assert_eq!(status, 200);
+    let on_demand: SignedCheckpoint = serde_json::from_value(body).unwrap();
+    assert_eq!(on_demand, latest);
+
+    // Search: newest first, by cursor, every event exactly once; clinicians may not search.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/v1/audit/events?patient_id={}&limit=4",
+            Uuid::from_u128(99)
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, body) = server.get(&path, &admin.session_token).await;
+        assert_eq!(status, 200, "{body}");
+        let page: AuditPage = serde_json::from_value(body).unwrap();
+        seen.extend(page.events.iter().map(|r| r.event.device_seq));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![6, 5, 4, 3, 2, 1]);
+    let window = format!(
+        "/v1/audit/events?from_ms={}&to_ms={}",
+        e(2).event.occurred_at_ms,
+        e(4).event.occurred_at_ms
+    );
+    let (_, body) = server.get(&window, &admin.session_token).await;
+    let page: AuditPage = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        page.events
+            .iter()
+            .map(|r| r.event.device_seq)
+            .collect::<Vec<_>>(),
+        vec![3, 2]
+    );
+    let (status, _) = server.get("/v1/audit/events", &login.session_token).await;
+    assert_eq!(status, 403);
+    let (status, body) = server
+        .get("/v1/audit/events?cursor=nonsense", &admin.session_token)
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
+
+    // The whole store verifies, and reports the two alerts.
+    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let report = verify_all(server.store.pool(), &key, &[latest])
+        .await
+        .unwrap();
+    assert_eq!((report.events, report.alerts), (6, 2));
+    assert!(report.gaps.is_empty());
+}
+
+#[tokio::test]
+async fn an_event_of_another_device_or_an_unknown_device_or_an_empty_batch_is_refused() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let uid = login.user.user_id;
+    let other = TestDevice {
+        key: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+        id: Uuid::now_v7(),
+        clinic_id: device.clinic_id,
+        audit_public_key: device.audit_public_key.clone(),
+    };
+    let foreign = sign(&other, event(&other, uid, 1, Hash32::GENESIS));
+    let (status, _) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [foreign] }),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": other.id, "events": [foreign] }),
+        )
+        .await;
+    assert_eq!(body["code"], "device_unknown", "{status}");
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [] }),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("events")));
+}
