@@ -68,7 +68,9 @@ pub struct Enrollment {
     pub server_url: String,
     pub device_name: String,
     /// The server's audit key (hex), pinned at enrollment: only receipts it signs make
-    /// the outbox forget events.
+    /// the outbox forget events. Enrollments from before receipts were signed have none:
+    /// their events stay in the outbox (nothing is lost) until the device is re-enrolled.
+    #[serde(default)]
     pub audit_public_key: String,
 }
 
