@@ -43,6 +43,10 @@ enum Command {
         /// Minutes until the enrollment code expires.
         #[arg(long, default_value_t = 15)]
         code_ttl_mins: i64,
+        /// Also sign and ingest this many synthetic audit events from synthetic
+        /// workstations (for demos, tests and benchmarks), with progress on stderr.
+        #[arg(long, default_value_t = 0)]
+        audit_events: u64,
     },
     /// Issue a one-time device enrollment code for a clinic.
     EnrollmentCode {
@@ -121,11 +125,38 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             json,
             code_ttl_mins,
+            audit_events,
         } => {
-            let store = open_store(&data_dir).await?;
-            let report = seed::seed_demo(&store, &SystemClock, code_ttl_mins)
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            let state = AppState::open(&data_dir, Arc::new(SystemClock))
+                .await
+                .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+            let report = seed::seed_demo(&state.store, &SystemClock, code_ttl_mins)
                 .await
                 .context("seeding the demo clinic")?;
+            if audit_events > 0 {
+                let started = std::time::Instant::now();
+                let mut last_shown = 0u64;
+                audit::synthetic::seed_audit_events(
+                    &state,
+                    report.clinic_id,
+                    audit_events,
+                    |done| {
+                        // About every 5 %, and at the end.
+                        if done == audit_events || done - last_shown >= (audit_events / 20).max(1) {
+                            last_shown = done;
+                            eprintln!("audit events: {done} / {audit_events}");
+                        }
+                    },
+                )
+                .await
+                .context("seeding synthetic audit events")?;
+                eprintln!(
+                    "audit events: {audit_events} signed, verified and logged in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer(&mut out, &report)?;

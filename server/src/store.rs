@@ -9,7 +9,7 @@ use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
@@ -78,7 +78,10 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
+            .busy_timeout(std::time::Duration::from_secs(5))
+            // Streaming reads (the verifier walks millions of rows) are slow by design; the
+            // slow-statement warning would only alarm operators.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)

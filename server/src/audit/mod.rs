@@ -5,4 +5,5 @@ pub mod ingest;
 pub mod key;
 pub mod log;
 pub mod query;
+pub mod synthetic;
 pub mod verify;

@@ -425,3 +425,31 @@ fn the_cli_exits_non_zero_and_names_the_event() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains(&format!("event {target}")), "{stderr}");
 }
+
+#[tokio::test]
+async fn seeded_synthetic_trails_go_through_ingest_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let state = AppState::open(dir.path(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let report = seed_clinic(&state.store, &clock, Uuid::from_u128(0xA), "Clinic A", 15)
+        .await
+        .unwrap();
+    let mut shown = Vec::new();
+    let n = clinicdesk_server::audit::synthetic::seed_audit_events(
+        &state,
+        report.clinic_id,
+        1203,
+        |d| shown.push(d),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1203);
+    assert_eq!(shown, vec![500, 1000, 1203]);
+    let verified = verify_all(state.store.pool(), &state.audit_key.public_key(), &[])
+        .await
+        .unwrap();
+    assert_eq!((verified.events, verified.alerts), (1203, 0));
+    assert!(verified.gaps.is_empty());
+}

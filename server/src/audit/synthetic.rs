@@ -1,0 +1,150 @@
+//! Synthetic audit trails for tests, the demo and benchmarks: a few enrolled synthetic
+//! workstations sign chained `view` events by the clinic's users about its synthetic
+//! patients, and every batch goes through the real ingest (signatures, chains, log,
+//! checkpoints). No real person's data is involved.
+
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex,
+};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::AuditUpload;
+use ed25519_dalek::{Signer, SigningKey};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::ingest::{MAX_BATCH, ingest};
+use crate::app::AppState;
+use crate::error::ServerError;
+use crate::random::{bytes, hash_secret, normalize_code};
+use crate::seed::issue_enrollment_code;
+
+/// Workstations that share the synthetic trail.
+pub const DEVICES: usize = 4;
+
+struct Workstation {
+    key: SigningKey,
+    id: Uuid,
+    seq: u64,
+    tip: Hash32,
+}
+
+/// Appends `n` synthetic events to the clinic's trail over the last 30 days, calling
+/// `progress` with the running total after each batch. Returns how many were stored.
+pub async fn seed_audit_events(
+    state: &AppState,
+    clinic: Uuid,
+    n: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ServerError> {
+    let pool = state.store.pool();
+    let users: Vec<(Uuid, Role)> =
+        sqlx::query("SELECT id, role FROM users WHERE clinic_id = ? ORDER BY id")
+            .bind(clinic.to_string())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    Uuid::parse_str(r.get::<&str, _>(0)).ok()?,
+                    Role::parse(r.get::<&str, _>(1))?,
+                ))
+            })
+            .filter(|(_, role)| *role != Role::Admin)
+            .collect();
+    let patients: Vec<Uuid> =
+        sqlx::query_scalar::<_, String>("SELECT id FROM patients WHERE clinic_id = ? ORDER BY id")
+            .bind(clinic.to_string())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .filter_map(|s| Uuid::parse_str(s).ok())
+            .collect();
+    if users.is_empty() || patients.is_empty() {
+        return Err(ServerError::BadRequest { field: "clinic" });
+    }
+    let now = state.clock.now_ms();
+    let mut stations = Vec::with_capacity(DEVICES);
+    for i in 0..DEVICES {
+        let code = issue_enrollment_code(&state.store, state.clock.as_ref(), clinic, 15).await?;
+        let key = SigningKey::from_bytes(&bytes::<32>()?);
+        let id = Uuid::now_v7();
+        state
+            .store
+            .enroll_device(
+                &hash_secret(&normalize_code(&code)),
+                id,
+                &format!("Synthetic workstation {}", i + 1),
+                &to_hex(key.verifying_key().as_bytes()),
+                now,
+            )
+            .await?
+            .ok_or(ServerError::Internal("synthetic enrollment failed"))?;
+        stations.push(Workstation {
+            key,
+            id,
+            seq: 0,
+            tip: Hash32::GENESIS,
+        });
+    }
+    const WINDOW_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+    let step = (WINDOW_MS / i64::try_from(n.max(1)).unwrap_or(i64::MAX)).max(1);
+    let mut done = 0u64;
+    while done < n {
+        let station =
+            &mut stations[usize::try_from(done / MAX_BATCH as u64).unwrap_or(0) % DEVICES];
+        let size = (n - done).min(MAX_BATCH as u64);
+        let mut events = Vec::with_capacity(usize::try_from(size).unwrap_or(MAX_BATCH));
+        for k in 0..size {
+            let i = done + k;
+            let (user, role) = users[usize::try_from(i).unwrap_or(0) % users.len()];
+            let patient = patients[usize::try_from(i / 3).unwrap_or(0) % patients.len()];
+            station.seq += 1;
+            let event = AuditEvent {
+                id: Uuid::now_v7(),
+                clinic_id: clinic,
+                actor_user_id: user,
+                actor_role: role,
+                device_id: station.id,
+                device_seq: station.seq,
+                action: AuditAction::View,
+                resource_type: "Patient".into(),
+                resource_id: patient.to_string(),
+                patient_id: Some(patient),
+                fields: fields_read_by(role),
+                outcome: Outcome::Success,
+                occurred_at_ms: now - WINDOW_MS + i64::try_from(i).unwrap_or(0) * step,
+                offline: i.is_multiple_of(17),
+                route: "patient".into(),
+                prev_hash: station.tip,
+            };
+            station.tip = event.hash();
+            events.push(SignedAuditEvent {
+                signature: to_hex(&station.key.sign(&event.canonical_bytes()).to_bytes()),
+                event,
+            });
+        }
+        let receipt = ingest(
+            state,
+            &AuditUpload {
+                device_id: station.id,
+                events,
+            },
+        )
+        .await?;
+        if receipt.highest_contiguous_seq != station.seq {
+            return Err(ServerError::Internal("synthetic batch not stored whole"));
+        }
+        done += size;
+        progress(done);
+    }
+    Ok(done)
+}
+
+/// The patient fields a role reads, as the app records them.
+fn fields_read_by(role: Role) -> Vec<String> {
+    let mut fields = vec!["name", "birth_date", "phone"];
+    if clinicdesk_protocol::policy::allows(role, clinicdesk_protocol::Permission::ReadClinical) {
+        fields.extend(["allergies", "problems", "medications"]);
+    }
+    fields.into_iter().map(str::to_owned).collect()
+}
