@@ -9,10 +9,10 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use clinicdesk_protocol::audit::{SignedAuditEvent, from_hex};
+use clinicdesk_protocol::audit::SignedAuditEvent;
 use clinicdesk_protocol::policy::{self, Access, Permission};
 use clinicdesk_protocol::wire::UserInfo;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -199,10 +199,9 @@ fn verify_event_signature(
     key: &VerifyingKey,
     signed: &SignedAuditEvent,
 ) -> Result<(), ServerError> {
-    let signature = from_hex(&signed.signature)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-        .ok_or(ServerError::InvalidSignature { field: "signature" })?;
-    key.verify_strict(&signed.event.canonical_bytes(), &signature)
-        .map_err(|_| ServerError::InvalidSignature { field: "signature" })
+    if crate::audit::key::verify_hex(key, &signed.event.canonical_bytes(), &signed.signature) {
+        Ok(())
+    } else {
+        Err(ServerError::InvalidSignature { field: "signature" })
+    }
 }

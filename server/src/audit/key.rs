@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clinicdesk_protocol::audit::{from_hex, to_hex};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
 pub const KEY_FILE: &str = "audit-signing.key";
@@ -105,9 +105,7 @@ pub fn verify_hex(key: &VerifyingKey, bytes: &[u8], signature_hex: &str) -> bool
     from_hex(signature_hex)
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| Signature::from_bytes(&b))
-        .is_some_and(|sig| {
-            key.verify_strict(bytes, &sig).is_ok() && key.verify(bytes, &sig).is_ok()
-        })
+        .is_some_and(|sig| key.verify_strict(bytes, &sig).is_ok())
 }
 
 /// Parses a hex Ed25519 public key.

@@ -27,6 +27,17 @@ fn hash_of(blob: &[u8]) -> Result<Hash32, ServerError> {
         .map_err(|_| ServerError::Internal("stored node malformed"))
 }
 
+/// Takes SQLite's write lock before anything is read, so that concurrent writers of a
+/// clinic's log queue (busy timeout) instead of failing on a stale read snapshot. Every
+/// transaction that appends leaves or signs a checkpoint starts with it.
+pub async fn lock_clinic(conn: &mut SqliteConnection, clinic: Uuid) -> Result<(), ServerError> {
+    sqlx::query("UPDATE clinics SET name = name WHERE id = ?")
+        .bind(clinic.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// How many leaves the clinic's log holds.
 pub async fn tree_size(conn: &mut SqliteConnection, clinic: Uuid) -> Result<u64, ServerError> {
     let n: i64 = sqlx::query_scalar(
@@ -168,11 +179,15 @@ pub async fn checkpoint(
     if let Some(existing) = checkpoint_at(&mut *conn, clinic, tree.size()).await? {
         return Ok(existing);
     }
+    // Issue times never go backwards along the log, even if the clock does.
+    let after = latest_checkpoint(&mut *conn, clinic)
+        .await?
+        .map_or(i64::MIN, |c| c.checkpoint.issued_at_ms);
     let checkpoint = Checkpoint {
         clinic_id: clinic,
         tree_size: tree.size(),
         root_hash: tree.root(),
-        issued_at_ms: now_ms,
+        issued_at_ms: now_ms.max(after),
     };
     let signature = key.sign_hex(&checkpoint.canonical_bytes());
     sqlx::query(
@@ -182,7 +197,7 @@ pub async fn checkpoint(
     .bind(clinic.to_string())
     .bind(to_i64(checkpoint.tree_size)?)
     .bind(checkpoint.root_hash.to_hex())
-    .bind(now_ms)
+    .bind(checkpoint.issued_at_ms)
     .bind(&signature)
     .execute(conn)
     .await?;
@@ -283,6 +298,7 @@ pub async fn adopt_unlogged(
     }
     for (clinic, (events, mut devices)) in by_clinic {
         let mut tx = pool.begin().await?;
+        lock_clinic(&mut tx, clinic).await?;
         let tree = append(&mut tx, clinic, &events).await?;
         devices.sort_unstable();
         devices.dedup();

@@ -49,6 +49,7 @@ pub async fn checkpoint(
 ) -> Result<Json<SignedCheckpoint>, ServerError> {
     let clinic = auth.scope().clinic_id();
     let mut tx = state.store.pool().begin().await?;
+    log::lock_clinic(&mut tx, clinic).await?;
     let tree = log::frontier(&mut tx, clinic).await?;
     let signed = log::checkpoint(
         &mut tx,

@@ -279,6 +279,36 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
 
+    // Another clinic's admin sees none of it: no events, no proofs, an empty log.
+    let other = server.seed(0xB, "Clinic B").await;
+    let other_device = TestDevice::enroll(&server, &other.enrollment_code).await;
+    let other_admin = other_device
+        .login(&server, "admin", password_of(&other, "admin"))
+        .await;
+    let (status, body) = server
+        .get("/v1/audit/events", &other_admin.session_token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let page: AuditPage = serde_json::from_value(body).unwrap();
+    assert!(page.events.is_empty());
+    let (status, _) = server
+        .get(
+            &format!("/v1/audit/events/{}/inclusion?tree_size=6", e(1).event.id),
+            &other_admin.session_token,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, body) = server
+        .get("/v1/audit/checkpoint", &other_admin.session_token)
+        .await;
+    let theirs: SignedCheckpoint = serde_json::from_value(body).unwrap();
+    assert_eq!(theirs.checkpoint.tree_size, 0);
+    let (_, body) = server
+        .get("/v1/audit/alerts", &other_admin.session_token)
+        .await;
+    let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    assert!(alerts.tamper.is_empty() && alerts.outstanding.is_empty());
+
     // The whole store verifies, and reports the two alerts.
     let key = public_key_from_hex(&device.audit_public_key).unwrap();
     let report = verify_all(server.store.pool(), &key, &[latest])
