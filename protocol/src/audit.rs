@@ -2,7 +2,7 @@
 //! device (or server) key. `docs/audit-format.md` specifies the encoding; the golden
 //! test below pins it.
 //!
-//! Encoding (all integers big-endian): the tag `clinicdesk-audit-v1\0`, then each field in
+//! Encoding (all integers big-endian): the tag `clinicdesk-audit-v2\0`, then each field in
 //! declaration order. A string is a u32 byte length and its UTF-8 bytes; a UUID its 16
 //! bytes; a u64/i64 8 bytes; a bool one byte 0/1; an option a byte 0 (absent) or 1 and the
 //! value; a list a u32 count and its items; the previous hash its 32 bytes.
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::policy::Role;
 
-const TAG: &[u8] = b"clinicdesk-audit-v1\0";
+const TAG: &[u8] = b"clinicdesk-audit-v2\0";
 
 /// What was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +74,48 @@ impl Outcome {
     }
 }
 
+/// Who recorded and signed an event: a workstation, or the clinic's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Recorder {
+    /// Signed by the workstation `device_id` with its enrolled key.
+    Device,
+    /// Signed by the server's audit key; `device_id` is the clinic's server chain.
+    Server,
+}
+
+impl Recorder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recorder::Device => "device",
+            Recorder::Server => "server",
+        }
+    }
+}
+
+/// Why a user reached outside their usual scope ("break the glass").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BreakGlass {
+    /// A reason code, e.g. `emergency`.
+    pub reason_code: String,
+    /// The user's own words.
+    pub reason_text: String,
+}
+
+/// The request behind a server-recorded event, as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RequestSeen {
+    /// The peer's IP address.
+    pub client_ip: String,
+    /// The `User-Agent` header, empty if absent.
+    pub user_agent: String,
+    /// The workstation the caller's session is bound to.
+    pub session_device_id: Option<Uuid>,
+}
+
 /// A SHA-256 digest, hex on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Hash32(pub [u8; 32]);
@@ -129,8 +171,11 @@ pub struct AuditEvent {
     pub clinic_id: Uuid,
     pub actor_user_id: Uuid,
     pub actor_role: Role,
+    pub recorded_by: Recorder,
+    /// The chain the event belongs to: the recording workstation, or the clinic's server
+    /// chain when `recorded_by` is the server.
     pub device_id: Uuid,
-    /// 1 for a device's first event, then +1 each.
+    /// 1 for a chain's first event, then +1 each.
     pub device_seq: u64,
     pub action: AuditAction,
     pub resource_type: String,
@@ -144,7 +189,11 @@ pub struct AuditEvent {
     pub offline: bool,
     /// The screen or route that caused it.
     pub route: String,
-    /// Hash of the same device's previous event; [`Hash32::GENESIS`] for the first.
+    /// Present when the access used break-glass; every event under it carries the reason.
+    pub break_glass: Option<BreakGlass>,
+    /// Present on server-recorded events.
+    pub request: Option<RequestSeen>,
+    /// Hash of the same chain's previous event; [`Hash32::GENESIS`] for the first.
     pub prev_hash: Hash32,
 }
 
@@ -157,18 +206,13 @@ impl AuditEvent {
         out.extend_from_slice(self.clinic_id.as_bytes());
         out.extend_from_slice(self.actor_user_id.as_bytes());
         put_str(&mut out, self.actor_role.as_str());
+        put_str(&mut out, self.recorded_by.as_str());
         out.extend_from_slice(self.device_id.as_bytes());
         out.extend_from_slice(&self.device_seq.to_be_bytes());
         put_str(&mut out, self.action.as_str());
         put_str(&mut out, &self.resource_type);
         put_str(&mut out, &self.resource_id);
-        match &self.patient_id {
-            None => out.push(0),
-            Some(id) => {
-                out.push(1);
-                out.extend_from_slice(id.as_bytes());
-            }
-        }
+        put_uuid_opt(&mut out, self.patient_id.as_ref());
         out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
         for field in &self.fields {
             put_str(&mut out, field);
@@ -177,6 +221,23 @@ impl AuditEvent {
         out.extend_from_slice(&self.occurred_at_ms.to_be_bytes());
         out.push(u8::from(self.offline));
         put_str(&mut out, &self.route);
+        match &self.break_glass {
+            None => out.push(0),
+            Some(b) => {
+                out.push(1);
+                put_str(&mut out, &b.reason_code);
+                put_str(&mut out, &b.reason_text);
+            }
+        }
+        match &self.request {
+            None => out.push(0),
+            Some(r) => {
+                out.push(1);
+                put_str(&mut out, &r.client_ip);
+                put_str(&mut out, &r.user_agent);
+                put_uuid_opt(&mut out, r.session_device_id.as_ref());
+            }
+        }
         out.extend_from_slice(&self.prev_hash.0);
         out
     }
@@ -193,6 +254,16 @@ impl AuditEvent {
 pub struct SignedAuditEvent {
     pub event: AuditEvent,
     pub signature: String,
+}
+
+fn put_uuid_opt(out: &mut Vec<u8>, id: Option<&Uuid>) {
+    match id {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            out.extend_from_slice(id.as_bytes());
+        }
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -236,6 +307,7 @@ mod tests {
             clinic_id: Uuid::from_u128(2),
             actor_user_id: Uuid::from_u128(3),
             actor_role: Role::Clinician,
+            recorded_by: Recorder::Device,
             device_id: Uuid::from_u128(4),
             device_seq: 1,
             action: AuditAction::View,
@@ -247,6 +319,8 @@ mod tests {
             occurred_at_ms: 1_790_000_000_123,
             offline: false,
             route: "patient".into(),
+            break_glass: None,
+            request: None,
             prev_hash: Hash32::GENESIS,
         }
     }
@@ -259,7 +333,7 @@ mod tests {
         assert!(bytes.starts_with(TAG));
         assert_eq!(
             e.hash().to_hex(),
-            "0387749d9184a3d94c443b94fde2dc14ab795b81e1e2f1b4be230cfa0e199da3"
+            "0552f3ecad7a394608bd59a1d1ae653107212e739773c18fb5df8844312afe76"
         );
     }
 
@@ -287,6 +361,22 @@ mod tests {
         variants.push(e);
         let mut e = sample();
         e.occurred_at_ms += 1;
+        variants.push(e);
+        let mut e = sample();
+        e.recorded_by = Recorder::Server;
+        variants.push(e);
+        let mut e = sample();
+        e.break_glass = Some(BreakGlass {
+            reason_code: "emergency".into(),
+            reason_text: String::new(),
+        });
+        variants.push(e);
+        let mut e = sample();
+        e.request = Some(RequestSeen {
+            client_ip: "127.0.0.1".into(),
+            user_agent: String::new(),
+            session_device_id: None,
+        });
         variants.push(e);
         for v in variants {
             assert_ne!(v.hash(), base, "{v:?}");

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod error;
+pub mod export;
 pub mod merkle;
 pub mod phi;
 pub mod policy;

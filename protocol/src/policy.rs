@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditAction;
+
 /// A user's role within one clinic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -84,6 +86,17 @@ pub struct RouteRule {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    /// Set on every route that reads or writes PHI: the server records each of its
+    /// responses as a server-signed audit event before the response leaves.
+    pub phi: Option<PhiAccess>,
+}
+
+/// How a PHI route's responses are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhiAccess {
+    pub action: AuditAction,
+    /// The FHIR-style resource type served, e.g. `Patient`.
+    pub resource_type: &'static str,
 }
 
 const fn rule(method: &'static str, path: &'static str, access: Access) -> RouteRule {
@@ -91,6 +104,25 @@ const fn rule(method: &'static str, path: &'static str, access: Access) -> Route
         method,
         path,
         access,
+        phi: None,
+    }
+}
+
+const fn phi_rule(
+    method: &'static str,
+    path: &'static str,
+    permission: Permission,
+    action: AuditAction,
+    resource_type: &'static str,
+) -> RouteRule {
+    RouteRule {
+        method,
+        path,
+        access: Access::Session(permission),
+        phi: Some(PhiAccess {
+            action,
+            resource_type,
+        }),
     }
 }
 
@@ -102,15 +134,19 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/auth/challenge", Access::Public),
     rule("POST", "/v1/auth/login", Access::DeviceAndPassword),
     rule("POST", "/v1/auth/logout", Access::AnySession),
-    rule(
+    phi_rule(
         "GET",
         "/v1/appointments",
-        Access::Session(Permission::ReadSchedule),
+        Permission::ReadSchedule,
+        AuditAction::View,
+        "Appointment",
     ),
-    rule(
+    phi_rule(
         "GET",
         "/v1/patients/{patient_id}",
-        Access::Session(Permission::ReadDemographics),
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
     ),
     rule(
         "POST",
@@ -141,6 +177,16 @@ pub const ROUTES: &[RouteRule] = &[
     rule(
         "GET",
         "/v1/audit/alerts",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "GET",
+        "/v1/audit/export",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "GET",
+        "/v1/audit/patients/{patient_id}/report",
         Access::Session(Permission::ReviewAudit),
     ),
 ];
@@ -183,6 +229,24 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
         assert_eq!(Role::parse("root"), None);
+    }
+
+    /// Every route that needs a PHI-reading permission is audited by the server.
+    #[test]
+    fn phi_permissions_imply_audited_routes() {
+        for r in ROUTES {
+            if let Access::Session(
+                Permission::ReadSchedule | Permission::ReadDemographics | Permission::ReadClinical,
+            ) = r.access
+            {
+                assert!(
+                    r.phi.is_some(),
+                    "{} {} serves PHI unaudited",
+                    r.method,
+                    r.path
+                );
+            }
+        }
     }
 
     #[test]

@@ -106,6 +106,12 @@ pub fn route_defs() -> Vec<RouteDef> {
             get(routes::audit::consistency),
         ),
         def("GET", "/v1/audit/alerts", get(routes::audit::alerts)),
+        def("GET", "/v1/audit/export", get(routes::audit::export)),
+        def(
+            "GET",
+            "/v1/audit/patients/{patient_id}/report",
+            get(routes::audit::patient_report),
+        ),
     ]
 }
 
@@ -130,7 +136,12 @@ pub fn build_router_from(state: AppState, defs: Vec<RouteDef>) -> Result<Router,
         }
         router = router.route(d.path, d.handler);
     }
+    // Layers run outermost-last-added: authorize, then the PHI access recorder.
     Ok(router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::access::record_phi_access,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authorize,

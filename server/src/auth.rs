@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use clinicdesk_protocol::audit::SignedAuditEvent;
+use clinicdesk_protocol::audit::{Recorder, SignedAuditEvent};
 use clinicdesk_protocol::policy::{self, Access, Permission};
 use clinicdesk_protocol::wire::UserInfo;
 use ed25519_dalek::VerifyingKey;
@@ -35,6 +35,13 @@ impl ClinicScope {
     /// on the server's console rather than through a session.
     pub(crate) fn provisioning(clinic_id: Uuid) -> Self {
         Self { clinic_id }
+    }
+
+    /// The clinic of a principal that [`authorize`] put in the request.
+    pub(crate) fn of_principal(principal: &Principal) -> Self {
+        Self {
+            clinic_id: principal.user.clinic_id,
+        }
     }
 }
 
@@ -186,6 +193,15 @@ pub async fn verify_device_batch(
         let e = &signed.event;
         if e.device_id != device.id || e.clinic_id != device.clinic_id {
             return Err(ServerError::Forbidden);
+        }
+        // Only the server records as the server, and only it says what it saw of a request.
+        if e.recorded_by != Recorder::Device {
+            return Err(ServerError::BadRequest {
+                field: "recorded_by",
+            });
+        }
+        if e.request.is_some() {
+            return Err(ServerError::BadRequest { field: "request" });
         }
         verify_event_signature(&key, signed)?;
     }

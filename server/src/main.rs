@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use clinicdesk_protocol::merkle::SignedCheckpoint;
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::export::{ClinicKeys, ExportFilters, PatientAccessReport};
+use clinicdesk_protocol::merkle::{SignedCheckpoint, verify_inclusion};
 use clinicdesk_server::audit;
 use clinicdesk_server::audit::key::AuditKey;
 use clinicdesk_server::audit::query::AuditQuery;
@@ -87,28 +89,132 @@ enum AuditCommand {
     Search {
         #[arg(long, env = "CLINICDESK_DATA_DIR")]
         data_dir: PathBuf,
-        /// Needed when the server holds more than one clinic.
+        #[command(flatten)]
+        filters: Filters,
+        /// Most events to print.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Write a clinic's audit events matching the filters to standard output, newest first:
+    /// `jsonl` is the verifiable bundle (checkpoint, keys, a proof per event, a signed end),
+    /// `csv` a spreadsheet, `fhir` FHIR R4 AuditEvent resources in a Bundle.
+    Export {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        format: audit::export::Format,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Check an exported `jsonl` bundle offline: signatures, proofs, chain links and the
+    /// signed end. Exit non-zero naming the first bad line.
+    VerifyExport {
+        file: PathBuf,
+        /// The clinic's public keys as `audit keys` printed them, obtained independently;
+        /// without them the bundle's own keys are used (intact, but not proof of origin).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Print a clinic's public keys (server audit key and every chain's key) as JSON, for
+    /// `verify-export --keys`.
+    Keys {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+    },
+    /// Who accessed one patient's record in a period: who, role, when, what, why, from
+    /// where, each with its inclusion proof against a signed checkpoint.
+    Report {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
         #[arg(long)]
         clinic: Option<uuid::Uuid>,
         #[arg(long)]
-        patient: Option<uuid::Uuid>,
-        #[arg(long)]
-        user: Option<uuid::Uuid>,
-        #[arg(long)]
-        device: Option<uuid::Uuid>,
-        /// view, create, update, delete, export, print, login, logout, lock, unlock, ...
-        #[arg(long)]
-        action: Option<String>,
-        /// RFC 3339 time, inclusive (e.g. 2026-11-17T15:00:00Z).
+        patient: uuid::Uuid,
+        /// RFC 3339 time, inclusive.
         #[arg(long)]
         from: Option<String>,
         /// RFC 3339 time, exclusive.
         #[arg(long)]
         to: Option<String>,
-        /// Most events to print.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        /// Print the report as JSON (with every proof) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// Which events: every filter optional.
+#[derive(clap::Args)]
+struct Filters {
+    /// Needed when the server holds more than one clinic.
+    #[arg(long)]
+    clinic: Option<uuid::Uuid>,
+    #[arg(long)]
+    patient: Option<uuid::Uuid>,
+    #[arg(long)]
+    user: Option<uuid::Uuid>,
+    #[arg(long)]
+    device: Option<uuid::Uuid>,
+    /// view, create, update, delete, export, print, login, logout, lock, unlock, ...
+    #[arg(long)]
+    action: Option<String>,
+    /// RFC 3339 time, inclusive (e.g. 2026-11-17T15:00:00Z).
+    #[arg(long)]
+    from: Option<String>,
+    /// RFC 3339 time, exclusive.
+    #[arg(long)]
+    to: Option<String>,
+}
+
+impl Filters {
+    fn parse(self) -> anyhow::Result<ExportFilters> {
+        Ok(ExportFilters {
+            patient_id: self.patient,
+            user_id: self.user,
+            device_id: self.device,
+            action: parse_action(self.action)?,
+            from_ms: parse_opt_time(self.from.as_deref(), "--from")?,
+            to_ms: parse_opt_time(self.to.as_deref(), "--to")?,
+        })
+    }
+}
+
+fn parse_action(action: Option<String>) -> anyhow::Result<Option<AuditAction>> {
+    action
+        .map(|a| {
+            serde_json::from_value(serde_json::Value::String(a.clone()))
+                .with_context(|| format!("unknown action {a:?}"))
+        })
+        .transpose()
+}
+
+fn parse_opt_time(t: Option<&str>, flag: &str) -> anyhow::Result<Option<i64>> {
+    t.map(|t| parse_time(t, flag)).transpose()
+}
+
+async fn clinic_or_only(store: &Store, clinic: Option<uuid::Uuid>) -> anyhow::Result<uuid::Uuid> {
+    match clinic {
+        Some(c) => Ok(c),
+        None => operator::only_clinic(store)
+            .await?
+            .context("this server holds several clinics: name one with --clinic"),
+    }
+}
+
+/// The store and audit key of an existing data directory, for the audit commands.
+async fn open_existing_state(data_dir: &std::path::Path) -> anyhow::Result<AppState> {
+    open_existing(data_dir).await?;
+    if !data_dir.join(audit::key::KEY_FILE).exists() {
+        anyhow::bail!(
+            "no audit key {} under {}",
+            audit::key::KEY_FILE,
+            data_dir.display()
+        );
+    }
+    AppState::open(data_dir, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }
 
 #[tokio::main]
@@ -257,38 +363,19 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Search {
             data_dir,
-            clinic,
-            patient,
-            user,
-            device,
-            action,
-            from,
-            to,
+            filters,
             limit,
         } => {
             let store = open_existing(&data_dir).await?;
-            let clinic = match clinic {
-                Some(c) => c,
-                None => operator::only_clinic(&store)
-                    .await?
-                    .context("this server holds several clinics: name one with --clinic")?,
-            };
-            let action = action
-                .map(|a| {
-                    serde_json::from_value(serde_json::Value::String(a.clone()))
-                        .with_context(|| format!("unknown action {a:?}"))
-                })
-                .transpose()?;
+            let clinic = clinic_or_only(&store, filters.clinic).await?;
+            let f = filters.parse()?;
             let mut q = AuditQuery {
-                patient_id: patient,
-                user_id: user,
-                device_id: device,
-                action,
-                from_ms: from
-                    .as_deref()
-                    .map(|t| parse_time(t, "--from"))
-                    .transpose()?,
-                to_ms: to.as_deref().map(|t| parse_time(t, "--to")).transpose()?,
+                patient_id: f.patient_id,
+                user_id: f.user_id,
+                device_id: f.device_id,
+                action: f.action,
+                from_ms: f.from_ms,
+                to_ms: f.to_ms,
                 cursor: None,
                 limit: Some(limit.clamp(1, audit::query::MAX_LIMIT)),
             };
@@ -310,6 +397,192 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        AuditCommand::Export {
+            data_dir,
+            format,
+            filters,
+        } => {
+            let state = open_existing_state(&data_dir).await?;
+            let clinic = clinic_or_only(&state.store, filters.clinic).await?;
+            let filters = filters.parse()?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+            let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                while let Some(chunk) = rx.blocking_recv() {
+                    out.write_all(&chunk)?;
+                }
+                out.flush()
+            });
+            let exported = operator::export_audit(&state, clinic, &filters, format, &tx).await;
+            drop(tx);
+            // A closed stdout (e.g. `| head`) is the writer's error, not the export's.
+            writer.await?.context("writing the export")?;
+            let n = exported.context("exporting the audit trail")?;
+            eprintln!("exported {n} event(s)");
+            Ok(())
+        }
+        AuditCommand::VerifyExport { file, keys } => {
+            let trusted: Option<ClinicKeys> = keys
+                .map(|path| -> anyhow::Result<ClinicKeys> {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a clinic key file", path.display()))
+                })
+                .transpose()?;
+            let input = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            );
+            match audit::verify_export::verify_export(input, trusted.as_ref()) {
+                Ok(s) => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "export verified: {} event(s) of clinic {}, each in the log of {} event(s) whose checkpoint the server signed at {}",
+                        s.events,
+                        s.clinic_id,
+                        s.tree_size,
+                        rfc3339(s.checkpoint_issued_at_ms)
+                    )?;
+                    if s.self_keyed {
+                        writeln!(
+                            out,
+                            "note: checked with the keys inside the file; pass --keys (from `audit keys`) to prove who signed it"
+                        )?;
+                    }
+                    Ok(())
+                }
+                Err(p) => anyhow::bail!("export does NOT verify: {p}"),
+            }
+        }
+        AuditCommand::Keys { data_dir, clinic } => {
+            let state = open_existing_state(&data_dir).await?;
+            let clinic = clinic_or_only(&state.store, clinic).await?;
+            let keys = operator::clinic_keys(&state, clinic).await?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &keys)?;
+            writeln!(out)?;
+            Ok(())
+        }
+        AuditCommand::Report {
+            data_dir,
+            clinic,
+            patient,
+            from,
+            to,
+            json,
+        } => {
+            let state = open_existing_state(&data_dir).await?;
+            let clinic = clinic_or_only(&state.store, clinic).await?;
+            let report = operator::patient_access_report(
+                &state,
+                clinic,
+                patient,
+                parse_opt_time(from.as_deref(), "--from")?,
+                parse_opt_time(to.as_deref(), "--to")?,
+            )
+            .await
+            .context("building the report")?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                print_report(&mut out, &report)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    audit::fhir::instant(ms).unwrap_or_else(|| ms.to_string())
+}
+
+/// The report as a table; every proof is checked before it is called verified.
+fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result<()> {
+    let cp = &r.checkpoint.checkpoint;
+    writeln!(
+        out,
+        "Accesses to patient {} ({} to {}): {}",
+        r.patient_id,
+        r.from_ms.map_or("the beginning".into(), rfc3339),
+        r.to_ms.map_or("now".into(), rfc3339),
+        r.accesses.len()
+    )?;
+    writeln!(
+        out,
+        "Proven against the checkpoint of {} event(s) signed at {}.",
+        cp.tree_size,
+        rfc3339(cp.issued_at_ms)
+    )?;
+    writeln!(
+        out,
+        "{:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} proof",
+        "when (UTC)", "who", "role", "action", "resource", "fields", "outcome", "where"
+    )?;
+    for a in &r.accesses {
+        let e = &a.event;
+        let proven = verify_inclusion(
+            &cp.root_hash,
+            cp.tree_size,
+            a.leaf_index,
+            &e.hash(),
+            &a.inclusion,
+        )
+        .is_ok();
+        let place = match &e.request {
+            Some(seen) => format!("server, from {}", seen.client_ip),
+            None => a
+                .device_name
+                .clone()
+                .unwrap_or_else(|| e.device_id.to_string()),
+        };
+        writeln!(
+            out,
+            "{:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} {}",
+            rfc3339(e.occurred_at_ms),
+            a.actor_name
+                .clone()
+                .unwrap_or_else(|| e.actor_user_id.to_string()),
+            e.actor_role.as_str(),
+            e.action.as_str(),
+            e.resource_type,
+            e.fields.join(","),
+            e.outcome.as_str(),
+            place,
+            if proven {
+                format!("leaf {} ok", a.leaf_index)
+            } else {
+                "PROOF FAILS".into()
+            }
+        )?;
+        if let Some(b) = &e.break_glass {
+            writeln!(
+                out,
+                "{:<26}break-glass: {}: {}",
+                "", b.reason_code, b.reason_text
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// How often the server signs checkpoints for logs that grew without an upload.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Signs checkpoints regularly for as long as the server runs.
+async fn publish_checkpoints(state: AppState) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = state.clock.now_ms();
+        if let Err(e) =
+            audit::log::checkpoint_grown(state.store.pool(), &state.audit_key, now).await
+        {
+            tracing::warn!(error = %e, "regular checkpoint failed; retrying next interval");
         }
     }
 }
@@ -363,6 +636,7 @@ async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let state = AppState::open(&data_dir, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    tokio::spawn(publish_checkpoints(state.clone()));
     let router = build_router(state)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

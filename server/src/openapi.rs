@@ -37,6 +37,8 @@ impl Modify for SessionAuth {
         routes::audit::checkpoint,
         routes::audit::consistency,
         routes::audit::alerts,
+        routes::audit::export,
+        routes::audit::patient_report,
     ),
     modifiers(&SessionAuth)
 )]

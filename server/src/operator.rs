@@ -51,3 +51,35 @@ pub async fn search_audit(
     let scope = ClinicScope::provisioning(clinic_id);
     crate::audit::query::search(store.pool(), &scope, query).await
 }
+
+/// Writes a clinic's audit export, for `clinicdesk-server audit export`.
+pub async fn export_audit(
+    state: &crate::AppState,
+    clinic_id: Uuid,
+    filters: &clinicdesk_protocol::export::ExportFilters,
+    format: crate::audit::export::Format,
+    out: &crate::audit::export::Chunks,
+) -> Result<u64, ServerError> {
+    let scope = ClinicScope::provisioning(clinic_id);
+    crate::audit::export::export(state, &scope, filters, format, out).await
+}
+
+/// A clinic's public keys, for `clinicdesk-server audit keys`.
+pub async fn clinic_keys(
+    state: &crate::AppState,
+    clinic_id: Uuid,
+) -> Result<clinicdesk_protocol::export::ClinicKeys, ServerError> {
+    crate::audit::export::clinic_keys(state, &ClinicScope::provisioning(clinic_id)).await
+}
+
+/// The patient access report, for `clinicdesk-server audit report`.
+pub async fn patient_access_report(
+    state: &crate::AppState,
+    clinic_id: Uuid,
+    patient_id: Uuid,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<clinicdesk_protocol::export::PatientAccessReport, ServerError> {
+    let scope = ClinicScope::provisioning(clinic_id);
+    crate::audit::report::patient_access_report(state, &scope, patient_id, from_ms, to_ms).await
+}

@@ -225,7 +225,8 @@ impl Store {
 
     pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {
         let row = sqlx::query(
-            "SELECT clinic_id, public_key, revoked_at_ms IS NOT NULL FROM devices WHERE id = ?",
+            "SELECT clinic_id, public_key, revoked_at_ms IS NOT NULL FROM devices
+             WHERE id = ? AND kind = 'workstation'",
         )
         .bind(device_id.to_string())
         .fetch_optional(&self.pool)
@@ -324,7 +325,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let found = sqlx::query(
             "UPDATE devices SET revoked_at_ms = coalesce(revoked_at_ms, ?)
-             WHERE id = ? AND clinic_id = ?",
+             WHERE id = ? AND clinic_id = ? AND kind = 'workstation'",
         )
         .bind(now_ms)
         .bind(device_id.to_string())

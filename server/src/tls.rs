@@ -173,7 +173,11 @@ async fn serve_connection(
             return;
         }
     };
-    let service = TowerToHyperService::new(router);
+    // The peer address travels with every request (audit events record it).
+    let service = TowerToHyperService::new(tower::Layer::layer(
+        &axum::Extension(axum::extract::ConnectInfo(peer)),
+        router,
+    ));
     if let Err(e) = auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await

@@ -86,6 +86,7 @@ impl Outbox {
             clinic_id: signer.user.clinic_id,
             actor_user_id: signer.user.user_id,
             actor_role: signer.user.role,
+            recorded_by: clinicdesk_protocol::audit::Recorder::Device,
             device_id: signer.device_id,
             device_seq: seq,
             action: draft.action,
@@ -97,6 +98,8 @@ impl Outbox {
             occurred_at_ms: now_ms,
             offline: draft.offline,
             route: draft.route.to_owned(),
+            break_glass: None,
+            request: None,
             prev_hash,
         };
         let signed = SignedAuditEvent {

@@ -182,7 +182,9 @@ impl ServerProcess {
     /// Device ids and public keys the server has enrolled.
     pub fn devices(&self) -> Vec<(Uuid, VerifyingKey)> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT id, public_key FROM devices").unwrap();
+        let mut stmt = db
+            .prepare("SELECT id, public_key FROM devices WHERE kind = 'workstation'")
+            .unwrap();
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .unwrap()
             .map(|row| {
@@ -196,24 +198,37 @@ impl ServerProcess {
             .collect()
     }
 
-    /// Every stored audit event with its signature, in device order.
+    /// Every stored event workstations recorded, with its signature, in device order.
     pub fn audit_events(&self) -> Vec<SignedAuditEvent> {
+        self.events_of_kind("workstation")
+    }
+
+    /// Every stored event the server recorded itself (PHI responses), in chain order.
+    pub fn server_events(&self) -> Vec<SignedAuditEvent> {
+        self.events_of_kind("server")
+    }
+
+    fn events_of_kind(&self, kind: &str) -> Vec<SignedAuditEvent> {
         let db = self.db();
         let mut stmt = db
             .prepare(
-                "SELECT event_json, signature FROM audit_events ORDER BY device_id, device_seq",
+                "SELECT e.event_json, e.signature FROM audit_events e
+                 JOIN devices d ON d.id = e.device_id WHERE d.kind = ?1
+                 ORDER BY e.device_id, e.device_seq",
             )
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .unwrap()
-            .map(|row| {
-                let (json, signature) = row.unwrap();
-                SignedAuditEvent {
-                    event: serde_json::from_str(&json).unwrap(),
-                    signature,
-                }
-            })
-            .collect()
+        stmt.query_map([kind], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .unwrap()
+        .map(|row| {
+            let (json, signature) = row.unwrap();
+            SignedAuditEvent {
+                event: serde_json::from_str(&json).unwrap(),
+                signature,
+            }
+        })
+        .collect()
     }
 }
 
@@ -280,8 +295,9 @@ pub fn verify_chains(server: &ServerProcess) -> std::collections::HashMap<Uuid, 
         );
         tips.insert(e.device_id, e.hash());
     }
+    // The server's own chain (PHI responses) is checked by `audit verify` with its key.
     let report = server.audit_verify();
-    let total: u64 = counts.values().sum();
+    let total = counts.values().sum::<u64>() + server.server_events().len() as u64;
     assert!(
         report.contains(&format!(" {total} event(s)")),
         "the log does not hold every stored event: {report}"

@@ -33,6 +33,51 @@ const TEST_PACKAGES: &[&str] = &["webkit2gtk-driver", "libsecret-tools", "postgr
 
 const TAURI_DRIVER_VERSION: &str = "2.1.0";
 
+/// The independent FHIR validator the audit export test runs (R4B models).
+const FHIR_RESOURCES_VERSION: &str = "8.3.0";
+
+/// The Python of the validator's virtualenv, kept beside the build outputs.
+pub fn fhir_python() -> PathBuf {
+    crate::target_dir().join("fhir-validator/bin/python")
+}
+
+fn ensure_fhir_validator() -> Result<()> {
+    stage("checking the FHIR validator (fhir.resources)");
+    let python = fhir_python();
+    let probe = format!(
+        "import fhir.resources, fhir.resources.R4B.bundle; assert fhir.resources.__version__ == '{FHIR_RESOURCES_VERSION}'"
+    );
+    let ok = |python: &std::path::Path| {
+        Command::new(python)
+            .args(["-c", &probe])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if ok(&python) {
+        println!("fhir.resources {FHIR_RESOURCES_VERSION} present");
+        return Ok(());
+    }
+    let venv = crate::target_dir().join("fhir-validator");
+    run_cmd(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    run_cmd(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("fhir.resources=={FHIR_RESOURCES_VERSION}")),
+    )?;
+    if !ok(&python) {
+        bail!(
+            "fhir.resources {FHIR_RESOURCES_VERSION} did not install into {}",
+            venv.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn ensure(purpose: Purpose) -> Result<()> {
     stage("checking system packages");
     let mut wanted: Vec<&str> = DEMO_PACKAGES.to_vec();
@@ -84,6 +129,7 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
     }
 
     if purpose == Purpose::Test {
+        ensure_fhir_validator()?;
         stage("checking tauri-driver");
         let installed = output(Command::new("cargo").args(["install", "--list"]))?;
         // Both the binary and cargo's record of its version: either alone can be stale.

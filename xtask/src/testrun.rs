@@ -118,6 +118,7 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
     .env("CLINICDESK_KEYRING_PASSWORD", "clinicdesk-test")
     .env("CLINICDESK_TEST_HARNESS", "1")
     .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
+    .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
     .env_remove("DBUS_SESSION_BUS_ADDRESS")
     .env_remove("DISPLAY")
     .stdout(Stdio::piped());

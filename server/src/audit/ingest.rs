@@ -56,7 +56,7 @@ async fn stored_at(
     Ok(Some((parse_hash(row.get::<&str, _>(0))?, event.prev_hash)))
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     conn: &mut SqliteConnection,
     scope: &ClinicScope,
     signed: &SignedAuditEvent,

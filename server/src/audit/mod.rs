@@ -1,9 +1,16 @@
-//! The audit trail on the server: the signing key, ingest of device batches, the
-//! per-clinic Merkle log with checkpoints and proofs, search, and the verifier.
+//! The audit trail on the server: the signing key, ingest of device batches, the server's
+//! own events for every PHI response, the per-clinic Merkle log with checkpoints and
+//! proofs, search, and the verifier.
 
+pub mod access;
+pub mod export;
+pub mod fhir;
 pub mod ingest;
 pub mod key;
 pub mod log;
 pub mod query;
+pub mod report;
+pub mod server_chain;
 pub mod synthetic;
 pub mod verify;
+pub mod verify_export;

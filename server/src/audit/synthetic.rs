@@ -104,6 +104,7 @@ pub async fn seed_audit_events(
                 clinic_id: clinic,
                 actor_user_id: user,
                 actor_role: role,
+                recorded_by: clinicdesk_protocol::audit::Recorder::Device,
                 device_id: station.id,
                 device_seq: station.seq,
                 action: AuditAction::View,
@@ -115,6 +116,8 @@ pub async fn seed_audit_events(
                 occurred_at_ms: now - WINDOW_MS + i64::try_from(i).unwrap_or(0) * step,
                 offline: i.is_multiple_of(17),
                 route: "patient".into(),
+                break_glass: None,
+                request: None,
                 prev_hash: station.tip,
             };
             station.tip = event.hash();

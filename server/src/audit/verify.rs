@@ -2,7 +2,8 @@
 //! event's hash and signature, every device chain, every clinic's Merkle tree and every
 //! published checkpoint (root and signature), and names the first bad event.
 //!
-//! It trusts only the device public keys and the server's audit public key; an attacker
+//! It trusts only the device public keys and the server's audit public key (which signs
+//! checkpoints and each clinic's server chain); an attacker
 //! with write access to the database (triggers dropped) is caught when they modify,
 //! delete, insert or reorder events, leaves or checkpoints, except for removing the tail
 //! of the log together with every checkpoint that covers it: that needs a checkpoint kept
@@ -10,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use clinicdesk_protocol::audit::{AuditEvent, Hash32, Recorder, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
 use ed25519_dalek::VerifyingKey;
 use futures_util::TryStreamExt;
@@ -142,18 +143,24 @@ pub async fn verify_all(
     Ok(report)
 }
 
-async fn device_keys(
+/// The key each chain of the clinic is signed with: a workstation's enrolled key, or the
+/// server's audit key for the clinic's server chain, with who that recorder is.
+async fn chain_keys(
     pool: &SqlitePool,
+    server_key: &VerifyingKey,
     clinic: Uuid,
-) -> Result<HashMap<Uuid, VerifyingKey>, VerifyError> {
-    let rows = sqlx::query("SELECT id, public_key FROM devices WHERE clinic_id = ?")
+) -> Result<HashMap<Uuid, (Recorder, VerifyingKey)>, VerifyError> {
+    let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = ?")
         .bind(clinic.to_string())
         .fetch_all(pool)
         .await?;
     let mut keys = HashMap::new();
     for row in rows {
-        if let Some(key) = public_key_from_hex(row.get::<&str, _>(1)) {
-            keys.insert(uuid(row.get::<&str, _>(0))?, key);
+        let id = uuid(row.get::<&str, _>(0))?;
+        if row.get::<&str, _>(2) == "server" {
+            keys.insert(id, (Recorder::Server, *server_key));
+        } else if let Some(key) = public_key_from_hex(row.get::<&str, _>(1)) {
+            keys.insert(id, (Recorder::Device, key));
         }
     }
     Ok(keys)
@@ -201,7 +208,7 @@ async fn verify_clinic(
         }
         .into()
     };
-    let keys = device_keys(pool, clinic).await?;
+    let keys = chain_keys(pool, server_key, clinic).await?;
     let mut pending: Vec<SignedCheckpoint> = checkpoints(pool, clinic).await?;
     for c in &pending {
         if !verify_hex(server_key, &c.checkpoint.canonical_bytes(), &c.signature) {
@@ -287,9 +294,12 @@ async fn verify_clinic(
             event,
             signature: row.get::<Option<String>, _>(7).unwrap_or_default(),
         };
-        let Some(key) = keys.get(&signed.event.device_id) else {
+        let Some((recorder, key)) = keys.get(&signed.event.device_id) else {
             return Err(fail(here, Problem::UnknownDevice));
         };
+        if *recorder != signed.event.recorded_by {
+            return Err(fail(here, Problem::Malformed));
+        }
         if !verify_hex(key, &signed.event.canonical_bytes(), &signed.signature) {
             return Err(fail(here, Problem::BadSignature));
         }

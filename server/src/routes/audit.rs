@@ -47,20 +47,9 @@ pub async fn checkpoint(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<SignedCheckpoint>, ServerError> {
-    let clinic = auth.scope().clinic_id();
-    let mut tx = state.store.pool().begin().await?;
-    log::lock_clinic(&mut tx, clinic).await?;
-    let tree = log::frontier(&mut tx, clinic).await?;
-    let signed = log::checkpoint(
-        &mut tx,
-        &state.audit_key,
-        clinic,
-        &tree,
-        state.clock.now_ms(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(signed))
+    Ok(Json(
+        crate::audit::export::fresh_checkpoint(&state, auth.scope()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -142,4 +131,93 @@ pub async fn alerts(
     auth: Authenticated,
 ) -> Result<Json<AuditAlerts>, ServerError> {
     Ok(Json(query::alerts(state.store.pool(), auth.scope()).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `csv`, `jsonl` (the verifiable bundle) or `fhir` (an R4 Bundle of AuditEvents).
+    #[param(value_type = String)]
+    pub format: crate::audit::export::Format,
+    pub patient_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
+    #[param(value_type = Option<String>)]
+    pub action: Option<clinicdesk_protocol::audit::AuditAction>,
+    pub from_ms: Option<i64>,
+    /// Exclusive.
+    pub to_ms: Option<i64>,
+}
+
+/// The clinic's events matching the filters, newest first, streamed as CSV, JSON Lines or
+/// FHIR. A stream cut short by an error has no signed end line (`jsonl`) or is invalid JSON.
+#[utoipa::path(get, path = "/v1/audit/export", params(ExportParams),
+    responses((status = 200, description = "the export", content_type = "text/csv"),
+        (status = 400, body = ApiError)),
+    security(("session" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ServerError> {
+    use axum::response::IntoResponse;
+    let Query(p) = params.map_err(|_| ServerError::BadRequest { field: "query" })?;
+    let filters = clinicdesk_protocol::export::ExportFilters {
+        patient_id: p.patient_id,
+        user_id: p.user_id,
+        device_id: p.device_id,
+        action: p.action,
+        from_ms: p.from_ms,
+        to_ms: p.to_ms,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let scope = auth.scope().clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::audit::export::export(&state, &scope, &filters, p.format, &tx).await
+        {
+            tracing::warn!(error = %e, "audit export ended early");
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    }));
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, p.format.content_type())],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Period {
+    pub from_ms: Option<i64>,
+    /// Exclusive.
+    pub to_ms: Option<i64>,
+}
+
+/// Who accessed a patient's record in a period, each access with its inclusion proof.
+#[utoipa::path(get, path = "/v1/audit/patients/{patient_id}/report",
+    params(("patient_id" = Uuid, Path), Period),
+    responses((status = 200, body = clinicdesk_protocol::export::PatientAccessReport),
+        (status = 400, body = ApiError)),
+    security(("session" = [])))]
+pub async fn patient_report(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(Period { from_ms, to_ms }): Query<Period>,
+) -> Result<Json<clinicdesk_protocol::export::PatientAccessReport>, ServerError> {
+    Ok(Json(
+        crate::audit::report::patient_access_report(
+            &state,
+            auth.scope(),
+            patient_id,
+            from_ms,
+            to_ms,
+        )
+        .await?,
+    ))
 }

@@ -1,6 +1,5 @@
 //! One patient, reduced to the fields the caller's role may read.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::policy::{self, Permission};
@@ -8,6 +7,7 @@ use clinicdesk_protocol::wire::Patient;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::audit::access::Served;
 use crate::auth::Authenticated;
 use crate::error::ServerError;
 
@@ -20,7 +20,7 @@ pub async fn get_patient(
     State(state): State<AppState>,
     auth: Authenticated,
     path: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Patient>, ServerError> {
+) -> Result<Served<Patient>, ServerError> {
     let Path(patient_id) = path.map_err(|_| ServerError::BadRequest {
         field: "patient_id",
     })?;
@@ -30,5 +30,5 @@ pub async fn get_patient(
         .patient(auth.scope(), patient_id, clinical)
         .await?
         .ok_or(ServerError::NotFound)?;
-    Ok(Json(patient))
+    Ok(Served(patient))
 }

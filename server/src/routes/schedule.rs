@@ -1,6 +1,5 @@
 //! Today's appointments for the caller's clinic.
 
-use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::AppointmentList;
@@ -8,6 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::app::AppState;
+use crate::audit::access::Served;
 use crate::auth::Authenticated;
 use crate::error::ServerError;
 
@@ -20,7 +20,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub async fn today(
     State(state): State<AppState>,
     auth: Authenticated,
-) -> Result<Json<AppointmentList>, ServerError> {
+) -> Result<Served<AppointmentList>, ServerError> {
     let now = state.clock.now_ms();
     let day_start = now - now.rem_euclid(DAY_MS);
     let rows = state
@@ -35,7 +35,7 @@ pub async fn today(
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
     let date = rfc3339(day_start)?.get(..10).unwrap_or_default().to_owned();
-    Ok(Json(AppointmentList { date, appointments }))
+    Ok(Served(AppointmentList { date, appointments }))
 }
 
 pub fn rfc3339(ms: i64) -> Result<String, ServerError> {

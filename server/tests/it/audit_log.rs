@@ -26,6 +26,7 @@ pub fn event(device: &TestDevice, user: Uuid, seq: u64, prev: Hash32) -> AuditEv
         clinic_id: device.clinic_id,
         actor_user_id: user,
         actor_role: Role::Clinician,
+        recorded_by: clinicdesk_protocol::audit::Recorder::Device,
         device_id: device.id,
         device_seq: seq,
         action: AuditAction::View,
@@ -37,6 +38,8 @@ pub fn event(device: &TestDevice, user: Uuid, seq: u64, prev: Hash32) -> AuditEv
         occurred_at_ms: crate::harness::START_MS + i64::try_from(seq).unwrap() * 1000,
         offline: false,
         route: "patient".into(),
+        break_glass: None,
+        request: None,
         prev_hash: prev,
     }
 }

@@ -20,7 +20,7 @@ pub struct TestServer {
     pub ca_pem: Vec<u8>,
     pub store: Store,
     pub clock: ManualClock,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 /// 2026-11-23 12:00 UTC, so "today" has the seeded appointments.
@@ -45,7 +45,7 @@ impl TestServer {
             ca_pem: std::fs::read(&files.ca_cert).unwrap(),
             store,
             clock,
-            _dir: dir,
+            dir,
         }
     }
 

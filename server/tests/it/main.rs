@@ -4,6 +4,9 @@
 
 mod api;
 mod audit_log;
+mod export;
 mod harness;
+mod phi_access;
 mod tamper;
 mod tls_versions;
+mod vectors;

@@ -1,0 +1,181 @@
+//! Server-side auditing of every PHI response, by one mechanism: the policy table marks the
+//! routes that serve PHI ([`PhiAccess`]), their handlers return [`Served`] (the body and
+//! what it disclosed), and [`record_phi_access`] signs and stores one server event per
+//! disclosed record before the response leaves. If the event cannot be stored, or a PHI
+//! response does not say what it disclosed, the caller gets a plain 500 and no PHI.
+//!
+//! A PHI route's refusals (403, 404, ...) are recorded too, as `denied` or `failure`,
+//! with the requested path as the resource: who tried to reach what is part of the trail.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header::USER_AGENT;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use clinicdesk_protocol::audit::{Outcome, RequestSeen};
+use clinicdesk_protocol::policy::{self, PhiAccess};
+use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use uuid::Uuid;
+
+use super::server_chain::{self, ServerEvent};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ServerError;
+
+/// Longest `User-Agent` kept in an event; the rest is cut (at a character boundary).
+const MAX_USER_AGENT: usize = 256;
+
+/// One record a response disclosed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disclosed {
+    pub resource_id: String,
+    pub patient_id: Option<Uuid>,
+    /// Names of the fields sent, never their values.
+    pub fields: Vec<String>,
+}
+
+/// A value that knows which records and fields it carries.
+pub trait Discloses {
+    fn disclosed(&self) -> Vec<Disclosed>;
+}
+
+impl Discloses for Patient {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        vec![Disclosed {
+            resource_id: self.id.to_string(),
+            patient_id: Some(self.id),
+            fields: self.field_names(),
+        }]
+    }
+}
+
+impl Discloses for AppointmentList {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        self.appointments
+            .iter()
+            .map(|a| Disclosed {
+                resource_id: a.id.to_string(),
+                patient_id: Some(a.patient_id),
+                fields: ["starts_at", "patient_name", "reason"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            })
+            .collect()
+    }
+}
+
+/// The response of a PHI handler: a JSON body and what it disclosed, which the middleware
+/// takes off the response and records.
+pub struct Served<T>(pub T);
+
+#[derive(Clone)]
+struct DisclosedRecords(Vec<Disclosed>);
+
+impl<T: Discloses + serde::Serialize> IntoResponse for Served<T> {
+    fn into_response(self) -> Response {
+        let disclosed = self.0.disclosed();
+        let mut response = axum::Json(self.0).into_response();
+        response
+            .extensions_mut()
+            .insert(DisclosedRecords(disclosed));
+        response
+    }
+}
+
+fn user_agent(request: &Request) -> String {
+    let raw = request
+        .headers()
+        .get(USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    raw.chars().take(MAX_USER_AGENT).collect()
+}
+
+/// Middleware on every route (inside `authorize`): records PHI routes' responses.
+pub async fn record_phi_access(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = request.extensions().get::<MatchedPath>().cloned() else {
+        return next.run(request).await;
+    };
+    let Some(PhiAccess {
+        action,
+        resource_type,
+    }) = policy::rule_for(request.method().as_str(), path.as_str()).and_then(|r| r.phi)
+    else {
+        return next.run(request).await;
+    };
+    // A PHI route runs only for a session (the policy table makes it `Session`), and
+    // every connection has a peer: without either, fail closed.
+    let (Some(principal), Some(ConnectInfo(peer))) = (
+        request.extensions().get::<Principal>().cloned(),
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied(),
+    ) else {
+        return ServerError::Internal("PHI route without a principal or peer").into_response();
+    };
+    let seen = RequestSeen {
+        client_ip: peer.ip().to_string(),
+        user_agent: user_agent(&request),
+        session_device_id: Some(principal.device_id),
+    };
+    let requested = request.uri().path().to_owned();
+
+    let mut response = next.run(request).await;
+
+    let status = response.status();
+    let records = if status.is_success() {
+        match response.extensions_mut().remove::<DisclosedRecords>() {
+            Some(DisclosedRecords(records)) => {
+                records.into_iter().map(|d| (Outcome::Success, d)).collect()
+            }
+            None => {
+                return ServerError::Internal("PHI response without a disclosure record")
+                    .into_response();
+            }
+        }
+    } else {
+        let outcome = if matches!(status.as_u16(), 401 | 403 | 404) {
+            Outcome::Denied
+        } else {
+            Outcome::Failure
+        };
+        vec![(
+            outcome,
+            Disclosed {
+                resource_id: requested,
+                patient_id: None,
+                fields: Vec::new(),
+            },
+        )]
+    };
+    let events = records
+        .into_iter()
+        .map(|(outcome, d)| ServerEvent {
+            actor_user_id: principal.user.user_id,
+            actor_role: principal.user.role,
+            action,
+            resource_type: resource_type.to_owned(),
+            resource_id: d.resource_id,
+            patient_id: d.patient_id,
+            fields: d.fields,
+            outcome,
+            route: path.as_str().to_owned(),
+            break_glass: None,
+            request: seen.clone(),
+        })
+        .collect();
+    let scope = crate::auth::ClinicScope::of_principal(&principal);
+    match server_chain::record(&state, &scope, events).await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, route = path.as_str(), "audit write failed; PHI withheld");
+            ServerError::Internal("audit write failed").into_response()
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The server's own audit events: one hash chain per clinic, signed with the server's audit
+//! key and stored, chained and logged exactly like a workstation's, so `audit verify`, search
+//! and proofs treat both alike. The chain's id is a `devices` row of kind `server`.
+
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, BreakGlass, Outcome, Recorder, RequestSeen, SignedAuditEvent,
+};
+use clinicdesk_protocol::policy::Role;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::ingest::{advance_head, insert_event};
+use super::log;
+use crate::app::AppState;
+use crate::auth::ClinicScope;
+use crate::error::ServerError;
+
+/// One event for the server to record, before its chain position and signature.
+#[derive(Debug, Clone)]
+pub struct ServerEvent {
+    pub actor_user_id: Uuid,
+    pub actor_role: Role,
+    pub action: AuditAction,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub patient_id: Option<Uuid>,
+    pub fields: Vec<String>,
+    pub outcome: Outcome,
+    pub route: String,
+    pub break_glass: Option<BreakGlass>,
+    pub request: RequestSeen,
+}
+
+/// The clinic's server chain id, created on first use. Call with the clinic locked.
+async fn chain_id(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    now_ms: i64,
+) -> Result<Uuid, ServerError> {
+    let clinic = scope.clinic_id().to_string();
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT id FROM devices WHERE clinic_id = ? AND kind = 'server'")
+            .bind(&clinic)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(id) = existing {
+        return Uuid::parse_str(&id).map_err(|_| ServerError::Internal("stored id malformed"));
+    }
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, kind)
+         VALUES (?, ?, 'ClinicDesk server', ?, ?, 'server')",
+    )
+    .bind(id.to_string())
+    .bind(&clinic)
+    .bind(format!("server:{clinic}"))
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Signs and stores `events` as the next links of the clinic's server chain and leaves of
+/// its log, in one transaction: either all are recorded or the caller gets an error.
+pub async fn record(
+    state: &AppState,
+    scope: &ClinicScope,
+    events: Vec<ServerEvent>,
+) -> Result<(), ServerError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let clinic = scope.clinic_id();
+    let mut tx = state.store.pool().begin().await?;
+    log::lock_clinic(&mut tx, clinic).await?;
+    let now = state.clock.now_ms();
+    let chain = chain_id(&mut tx, scope, now).await?;
+    let (mut seq, mut prev_hash) = advance_head(&mut tx, scope, chain).await?;
+    let mut logged = Vec::with_capacity(events.len());
+    for draft in events {
+        seq += 1;
+        let event = AuditEvent {
+            id: Uuid::now_v7(),
+            clinic_id: clinic,
+            actor_user_id: draft.actor_user_id,
+            actor_role: draft.actor_role,
+            recorded_by: Recorder::Server,
+            device_id: chain,
+            device_seq: seq,
+            action: draft.action,
+            resource_type: draft.resource_type,
+            resource_id: draft.resource_id,
+            patient_id: draft.patient_id,
+            fields: draft.fields,
+            outcome: draft.outcome,
+            occurred_at_ms: now,
+            offline: false,
+            route: draft.route,
+            break_glass: draft.break_glass,
+            request: Some(draft.request),
+            prev_hash,
+        };
+        let hash = event.hash();
+        let signed = SignedAuditEvent {
+            signature: state.audit_key.sign_hex(&event.canonical_bytes()),
+            event,
+        };
+        insert_event(&mut tx, scope, &signed, &hash, now).await?;
+        logged.push((signed.event.id, hash));
+        prev_hash = hash;
+    }
+    log::append(&mut tx, clinic, &logged).await?;
+    advance_head(&mut tx, scope, chain).await?;
+    tx.commit().await?;
+    Ok(())
+}

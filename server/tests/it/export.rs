@@ -1,0 +1,413 @@
+//! Exports (CSV, verifiable JSON Lines, FHIR R4), the offline verifier, and the patient
+//! access report, through the real API and CLI.
+
+use std::process::Command;
+
+use clinicdesk_protocol::audit::{Hash32, Recorder};
+use clinicdesk_protocol::export::{ChainKey, ClinicKeys, ExportLine, PatientAccessReport};
+use clinicdesk_protocol::merkle::verify_inclusion;
+use clinicdesk_protocol::wire::AppointmentList;
+use clinicdesk_server::audit::verify_export::verify_export;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit_log::{event, sign};
+use crate::harness::{TestDevice, TestServer, password_of};
+
+const FORMULA_AGENT: &str = "=HYPERLINK(\"http://example.invalid\")";
+
+struct Trail {
+    server: TestServer,
+    device: TestDevice,
+    admin_token: String,
+    patient: Uuid,
+}
+
+/// A clinic whose trail holds a workstation chain and the server's own chain.
+async fn trail() -> Trail {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let (_, body) = server
+        .get("/v1/appointments", &clinician.session_token)
+        .await;
+    let list: AppointmentList = serde_json::from_value(body).unwrap();
+    let patient = list.appointments[0].patient_id;
+    let resp = server
+        .client()
+        .get(format!("{}/v1/patients/{patient}", server.url))
+        .bearer_auth(&clinician.session_token)
+        .header(reqwest::header::USER_AGENT, FORMULA_AGENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut prev = Hash32::GENESIS;
+    let mut events = Vec::new();
+    for seq in 1..=5 {
+        let mut e = event(&device, clinician.user.user_id, seq, prev);
+        e.patient_id = Some(patient);
+        let s = sign(&device, e);
+        prev = s.event.hash();
+        events.push(s);
+    }
+    let (status, _) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": events }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    Trail {
+        server,
+        device,
+        admin_token: admin.session_token,
+        patient,
+    }
+}
+
+async fn api_text(t: &Trail, path: &str) -> (u16, String) {
+    let resp = t
+        .server
+        .client()
+        .get(format!("{}{path}", t.server.url))
+        .bearer_auth(&t.admin_token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn stored_events(t: &Trail) -> u64 {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(t.server.store.pool())
+        .await
+        .unwrap();
+    n as u64
+}
+
+/// The keys as the verifier knows them independently: the device key it enrolled, the
+/// server key it pinned at enrollment, and the server chain's id.
+async fn trusted_keys(t: &Trail) -> ClinicKeys {
+    let chain: String = sqlx::query_scalar("SELECT id FROM devices WHERE kind = 'server'")
+        .fetch_one(t.server.store.pool())
+        .await
+        .unwrap();
+    let mut chains = std::collections::BTreeMap::new();
+    chains.insert(
+        t.device.id,
+        ChainKey {
+            recorded_by: Recorder::Device,
+            public_key: clinicdesk_protocol::audit::to_hex(t.device.key.verifying_key().as_bytes()),
+        },
+    );
+    chains.insert(
+        Uuid::parse_str(&chain).unwrap(),
+        ChainKey {
+            recorded_by: Recorder::Server,
+            public_key: t.device.audit_public_key.clone(),
+        },
+    );
+    ClinicKeys {
+        clinic_id: t.device.clinic_id,
+        server: t.device.audit_public_key.clone(),
+        chains,
+    }
+}
+
+fn verify(text: &str, keys: Option<&ClinicKeys>) -> Result<u64, String> {
+    verify_export(text.as_bytes(), keys)
+        .map(|s| s.events)
+        .map_err(|p| p.to_string())
+}
+
+#[tokio::test]
+async fn a_jsonl_export_verifies_offline_and_any_change_is_named() {
+    let t = trail().await;
+    let (status, text) = api_text(&t, "/v1/audit/export?format=jsonl").await;
+    assert_eq!(status, 200);
+    let keys = trusted_keys(&t).await;
+    let total = stored_events(&t).await;
+    assert!(total > 5, "both chains are in the trail");
+    assert_eq!(verify(&text, Some(&keys)), Ok(total));
+
+    let lines: Vec<&str> = text.lines().collect();
+    let rebuild = |ls: &[String]| ls.join("\n") + "\n";
+    let owned: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+
+    // An edited field: named by its line and event.
+    let mut edited = owned.clone();
+    let mut x: serde_json::Value = serde_json::from_str(&edited[2]).unwrap();
+    x["event"]["event"]["resource_id"] = json!("someone-else");
+    let id = x["event"]["event"]["id"].as_str().unwrap().to_owned();
+    edited[2] = x.to_string();
+    let err = verify(&rebuild(&edited), Some(&keys)).unwrap_err();
+    assert!(err.starts_with("line 3") && err.contains(&id), "{err}");
+
+    // A dropped, a duplicated and a swapped line, a lost end, a widened filter.
+    let mut dropped = owned.clone();
+    dropped.remove(3);
+    let mut duplicated = owned.clone();
+    duplicated.insert(3, owned[3].clone());
+    let mut swapped = owned.clone();
+    swapped.swap(2, 3);
+    let truncated = owned[..owned.len() - 1].to_vec();
+    let mut refiltered = owned.clone();
+    let mut h: serde_json::Value = serde_json::from_str(&refiltered[0]).unwrap();
+    h["header"]["filters"]["action"] = json!("view");
+    refiltered[0] = h.to_string();
+    for (name, ls) in [
+        ("dropped", dropped),
+        ("duplicated", duplicated),
+        ("swapped", swapped),
+        ("truncated", truncated),
+        ("refiltered", refiltered),
+    ] {
+        assert!(
+            verify(&rebuild(&ls), Some(&keys)).is_err(),
+            "{name} went unnoticed"
+        );
+    }
+
+    // Keys of another server prove nothing.
+    let mut wrong = keys.clone();
+    wrong.server = clinicdesk_protocol::audit::to_hex(&[9; 32]);
+    assert!(
+        verify(&text, Some(&wrong))
+            .unwrap_err()
+            .starts_with("line 1")
+    );
+    // Without trusted keys the file's own are used, and it still checks out.
+    assert_eq!(verify(&text, None), Ok(total));
+
+    // Filters narrow the export, and the narrowed file verifies on its own terms.
+    let (_, one) = api_text(
+        &t,
+        &format!("/v1/audit/export?format=jsonl&device_id={}", t.device.id),
+    )
+    .await;
+    assert_eq!(verify(&one, Some(&keys)), Ok(5));
+    for l in one.lines().skip(1) {
+        if let Ok(ExportLine::Event(e)) = serde_json::from_str::<ExportLine>(l) {
+            assert_eq!(e.event.device_id, t.device.id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_cli_exports_and_verifies_and_refuses_a_tampered_file() {
+    let t = trail().await;
+    let bin = env!("CARGO_BIN_EXE_clinicdesk-server");
+    let data_dir = t.server.dir.path();
+    let out = Command::new(bin)
+        .args(["audit", "export", "--format", "jsonl", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("export.jsonl");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let keys = Command::new(bin)
+        .args(["audit", "keys", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(keys.status.success());
+    let keys_file = work.path().join("keys.json");
+    std::fs::write(&keys_file, &keys.stdout).unwrap();
+    let from_cli: ClinicKeys = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(
+        from_cli,
+        trusted_keys(&t).await,
+        "`audit keys` prints the clinic's real keys"
+    );
+
+    let ok = Command::new(bin)
+        .args(["audit", "verify-export", "--keys"])
+        .arg(&keys_file)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "export verified: {} event(s)",
+            stored_events(&t).await
+        )),
+        "{stdout}"
+    );
+
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut x: serde_json::Value = serde_json::from_str(&lines[4]).unwrap();
+    x["event"]["event"]["occurred_at_ms"] =
+        json!(x["event"]["event"]["occurred_at_ms"].as_i64().unwrap() - 3_600_000);
+    let id = x["event"]["event"]["id"].as_str().unwrap().to_owned();
+    lines[4] = x.to_string();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let bad = Command::new(bin)
+        .args(["audit", "verify-export", "--keys"])
+        .arg(&keys_file)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("line 5") && stderr.contains(&id),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn csv_has_a_row_per_event_and_defuses_formulas() {
+    let t = trail().await;
+    let (status, text) = api_text(&t, "/v1/audit/export?format=csv").await;
+    assert_eq!(status, 200);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        clinicdesk_server::audit::export::CSV_COLUMNS.to_vec()
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len() as u64, stored_events(&t).await);
+    let ua = headers.iter().position(|h| h == "user_agent").unwrap();
+    let agents: Vec<&str> = rows
+        .iter()
+        .map(|r| &r[ua])
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert!(
+        agents.contains(&format!("'{FORMULA_AGENT}").as_str()),
+        "{agents:?}"
+    );
+    assert!(agents.iter().all(|a| !a.starts_with('=')));
+}
+
+/// The FHIR export, validated by an independent implementation: the `fhir.resources`
+/// package (R4B models) that `cargo xtask test` installs in its own virtualenv.
+#[tokio::test]
+async fn fhir_export_validates_as_r4_audit_events_with_an_independent_validator() {
+    let python = std::env::var("CLINICDESK_FHIR_PYTHON").expect(
+        "CLINICDESK_FHIR_PYTHON is unset: run under `cargo xtask test`, which installs the validator",
+    );
+    let t = trail().await;
+    let (status, text) = api_text(&t, "/v1/audit/export?format=fhir").await;
+    assert_eq!(status, 200);
+    let bundle: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = bundle["entry"].as_array().unwrap();
+    assert_eq!(entries.len() as u64, stored_events(&t).await);
+    let server_event = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["source"]["type"][0]["code"] == "4")
+        .expect("a server-recorded event");
+    assert_eq!(server_event["agent"][0]["network"]["address"], "127.0.0.1");
+    assert_eq!(server_event["agent"][0]["requestor"], true);
+    assert!(
+        server_event["entity"][0]["what"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Patient/")
+    );
+
+    let validate = |json: &str| {
+        let mut child = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fhir_validate.py"
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(json.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = validate(&text);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("valid R4 Bundle of {} AuditEvent(s)", entries.len())
+    );
+    // The validator is not a rubber stamp: a `recorded` that is no FHIR instant fails.
+    let mut broken = bundle.clone();
+    broken["entry"][0]["resource"]["recorded"] = json!("last tuesday");
+    assert!(!validate(&broken.to_string()).status.success());
+}
+
+#[tokio::test]
+async fn the_patient_access_report_lists_every_access_with_a_proof() {
+    let t = trail().await;
+    let (status, text) = api_text(&t, &format!("/v1/audit/patients/{}/report", t.patient)).await;
+    assert_eq!(status, 200, "{text}");
+    let report: PatientAccessReport = serde_json::from_str(&text).unwrap();
+    let cp = &report.checkpoint.checkpoint;
+    // 5 workstation views, the server's schedule line and chart view of this patient.
+    let expected: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE patient_id = ?")
+            .bind(t.patient.to_string())
+            .fetch_one(t.server.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(report.accesses.len() as i64, expected);
+    assert!(expected >= 7);
+    for a in &report.accesses {
+        assert_eq!(a.event.patient_id, Some(t.patient));
+        assert!(a.actor_name.is_some() && a.device_name.is_some());
+        verify_inclusion(
+            &cp.root_hash,
+            cp.tree_size,
+            a.leaf_index,
+            &a.event.hash(),
+            &a.inclusion,
+        )
+        .unwrap();
+    }
+    let times: Vec<i64> = report
+        .accesses
+        .iter()
+        .map(|a| a.event.occurred_at_ms)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    // Without an admin session the trail stays closed.
+    let (status, _) = api_text(
+        &Trail {
+            admin_token: "not-a-token".into(),
+            ..t
+        },
+        "/v1/audit/export?format=csv",
+    )
+    .await;
+    assert_eq!(status, 401);
+}

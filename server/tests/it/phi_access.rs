@@ -1,0 +1,259 @@
+//! Server-side auditing of PHI responses: every PHI route of the policy table records a
+//! server-signed event with every field filled, refusals are recorded as denied, and when
+//! the event cannot be stored the caller gets no PHI.
+
+use std::collections::BTreeMap;
+
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Outcome, Recorder, SignedAuditEvent};
+use clinicdesk_protocol::policy::{self, Role};
+use clinicdesk_protocol::wire::AppointmentList;
+use clinicdesk_server::audit::key::{public_key_from_hex, verify_hex};
+use clinicdesk_server::audit::verify::verify_all;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::harness::{TestDevice, TestServer, password_of};
+
+const USER_AGENT: &str = "clinicdesk-phi-access-test/1.0";
+
+/// The server's own events of the test clinic, oldest first.
+async fn server_events(server: &TestServer) -> Vec<SignedAuditEvent> {
+    let rows = sqlx::query(
+        "SELECT e.event_json, e.signature FROM audit_events e JOIN devices d ON d.id = e.device_id
+         WHERE d.kind = 'server' ORDER BY e.device_seq",
+    )
+    .fetch_all(server.store.pool())
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| SignedAuditEvent {
+            event: serde_json::from_str::<AuditEvent>(r.get::<&str, _>(0)).unwrap(),
+            signature: r.get(1),
+        })
+        .collect()
+}
+
+async fn get_as(server: &TestServer, path: &str, token: &str) -> (u16, String) {
+    let resp = server
+        .client()
+        .get(format!("{}{path}", server.url))
+        .bearer_auth(token)
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_phi_route_records_a_signed_server_event_with_every_field() {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let token = &login.session_token;
+    let (_, body) = get_as(&server, "/v1/appointments", token).await;
+    let list: AppointmentList = serde_json::from_str(&body).unwrap();
+    let patient = list.appointments[0].patient_id;
+
+    // A concrete request for each PHI route template; a new PHI route without one fails here.
+    let concrete: BTreeMap<&str, String> = [
+        ("/v1/appointments", "/v1/appointments".to_owned()),
+        (
+            "/v1/patients/{patient_id}",
+            format!("/v1/patients/{patient}"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let phi_routes: Vec<_> = policy::ROUTES.iter().filter(|r| r.phi.is_some()).collect();
+    assert_eq!(
+        phi_routes.iter().map(|r| r.path).collect::<Vec<_>>(),
+        concrete.keys().copied().collect::<Vec<_>>(),
+        "every PHI route needs a concrete request in this test"
+    );
+
+    let audit_key = public_key_from_hex(&device.audit_public_key).unwrap();
+    for rule in phi_routes {
+        let phi = rule.phi.unwrap();
+        let before = server_events(&server).await.len();
+        let (status, _) = get_as(&server, &concrete[rule.path], token).await;
+        assert_eq!(status, 200, "{}", rule.path);
+        let events = server_events(&server).await;
+        let new = &events[before..];
+        let expected = if rule.path == "/v1/appointments" {
+            list.appointments.len()
+        } else {
+            1
+        };
+        assert_eq!(new.len(), expected, "{}", rule.path);
+        for signed in new {
+            let e = &signed.event;
+            assert!(verify_hex(
+                &audit_key,
+                &e.canonical_bytes(),
+                &signed.signature
+            ));
+            assert_eq!(e.recorded_by, Recorder::Server);
+            assert_eq!(e.clinic_id, report.clinic_id);
+            assert_eq!(e.actor_user_id, login.user.user_id);
+            assert_eq!(e.actor_role, Role::Clinician);
+            assert_eq!(e.action, phi.action);
+            assert_eq!(e.resource_type, phi.resource_type);
+            assert!(!e.resource_id.is_empty());
+            assert!(e.patient_id.is_some());
+            assert!(!e.fields.is_empty());
+            assert_eq!(e.outcome, Outcome::Success);
+            assert_eq!(e.route, rule.path);
+            assert!(!e.offline);
+            let seen = e.request.as_ref().unwrap();
+            assert_eq!(seen.client_ip, "127.0.0.1");
+            assert_eq!(seen.user_agent, USER_AGENT);
+            assert_eq!(seen.session_device_id, Some(device.id));
+        }
+    }
+    let viewed = events_about(&server_events(&server).await, patient);
+    assert!(
+        viewed
+            .iter()
+            .any(|e| e.resource_type == "Patient" && e.fields.contains(&"allergies".to_owned())),
+        "the clinician's chart view names the clinical fields read"
+    );
+
+    // The server chain is a chain, in the log, and the whole trail verifies.
+    let events = server_events(&server).await;
+    for (i, pair) in events.windows(2).enumerate() {
+        assert_eq!(pair[1].event.prev_hash, pair[0].event.hash(), "link {i}");
+        assert_eq!(pair[1].event.device_seq, pair[0].event.device_seq + 1);
+    }
+    let verified = verify_all(server.store.pool(), &audit_key, &[])
+        .await
+        .unwrap();
+    assert_eq!(verified.events, events.len() as u64);
+}
+
+fn events_about(events: &[SignedAuditEvent], patient: Uuid) -> Vec<AuditEvent> {
+    events
+        .iter()
+        .filter(|s| s.event.patient_id == Some(patient))
+        .map(|s| s.event.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refused_phi_request_is_recorded_as_denied() {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let missing = Uuid::now_v7();
+    let path = format!("/v1/patients/{missing}");
+    let (status, _) = get_as(&server, &path, &login.session_token).await;
+    assert_eq!(status, 404);
+    let events = server_events(&server).await;
+    let e = &events.last().unwrap().event;
+    assert_eq!(e.outcome, Outcome::Denied);
+    assert_eq!(e.action, AuditAction::View);
+    assert_eq!(e.resource_id, path);
+    assert_eq!(
+        e.patient_id, None,
+        "an unconfirmed id is not named as a patient"
+    );
+    assert_eq!(e.actor_user_id, login.user.user_id);
+}
+
+#[tokio::test]
+async fn no_audit_no_access() {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let token = &login.session_token;
+    let (_, body) = get_as(&server, "/v1/appointments", token).await;
+    let list: AppointmentList = serde_json::from_str(&body).unwrap();
+    let appt = &list.appointments[0];
+    let name = appt.patient_name.expose().clone();
+
+    // The store refuses every new audit event, as a full disk or a broken database would.
+    sqlx::query(
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+         BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END",
+    )
+    .execute(server.store.pool())
+    .await
+    .unwrap();
+    let before = server_events(&server).await.len();
+    for path in [
+        "/v1/appointments".to_owned(),
+        format!("/v1/patients/{}", appt.patient_id),
+    ] {
+        let (status, body) = get_as(&server, &path, token).await;
+        assert_eq!(status, 500, "{path}");
+        assert_eq!(body, r#"{"code":"internal"}"#, "{path}");
+        assert!(!body.contains(&name));
+    }
+    assert_eq!(server_events(&server).await.len(), before);
+
+    sqlx::query("DROP TRIGGER refuse_audit")
+        .execute(server.store.pool())
+        .await
+        .unwrap();
+    let (status, body) = get_as(&server, "/v1/appointments", token).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&name));
+}
+
+/// A workstation cannot pass its events off as the server's, nor claim what the server saw,
+/// and the server chain is no device: it cannot sign in or upload.
+#[tokio::test]
+async fn devices_cannot_record_as_the_server() {
+    use crate::audit_log::{event, sign};
+    use clinicdesk_protocol::audit::{Hash32, RequestSeen};
+    use serde_json::json;
+
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let mut as_server = event(&device, login.user.user_id, 1, Hash32::GENESIS);
+    as_server.recorded_by = Recorder::Server;
+    let mut with_request = event(&device, login.user.user_id, 1, Hash32::GENESIS);
+    with_request.request = Some(RequestSeen {
+        client_ip: "10.0.0.1".into(),
+        user_agent: String::new(),
+        session_device_id: None,
+    });
+    for (e, field) in [(as_server, "recorded_by"), (with_request, "request")] {
+        let (status, body) = server
+            .post(
+                "/v1/audit/batches",
+                None,
+                json!({ "device_id": device.id, "events": [sign(&device, e)] }),
+            )
+            .await;
+        assert_eq!((status, body["field"].as_str()), (400, Some(field)));
+    }
+
+    // Make the clinic's server chain exist, then try to use it as a workstation.
+    let (status, _) = get_as(&server, "/v1/appointments", &login.session_token).await;
+    assert_eq!(status, 200);
+    let chain: String = sqlx::query_scalar("SELECT id FROM devices WHERE kind = 'server'")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    let (status, body) = server
+        .post("/v1/auth/challenge", None, json!({ "device_id": chain }))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("device_unknown"))
+    );
+}

@@ -1,0 +1,237 @@
+//! The committed test vectors (`docs/test-vectors/audit-v2.json`): events with their canonical
+//! encodings, hashes and signatures, and a small signed log with its checkpoint and proofs,
+//! from fixed keys. This test rebuilds them and fails if the file differs (an encoding
+//! change must be deliberate: set `CLINICDESK_BLESS_VECTORS=1` to rewrite the file), checks
+//! them with our verifiers, and runs `docs/test-vectors/verify_vectors.py`, a second
+//! implementation written from `docs/audit-format.md` alone (Python standard library).
+
+use std::collections::HashMap;
+
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, Recorder, RequestSeen, to_hex,
+};
+use clinicdesk_protocol::merkle::{
+    Checkpoint, Frontier, NodeId, assemble, consistency_plan, inclusion_plan, verify_consistency,
+    verify_inclusion,
+};
+use clinicdesk_protocol::policy::Role;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../docs/test-vectors/audit-v2.json"
+);
+const PY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../docs/test-vectors/verify_vectors.py"
+);
+
+/// Test-only keys: seeds 0x01.. and 0x02.., published with the vectors. Never used elsewhere.
+fn keys() -> (SigningKey, SigningKey) {
+    (
+        SigningKey::from_bytes(&[1; 32]),
+        SigningKey::from_bytes(&[2; 32]),
+    )
+}
+
+fn events() -> Vec<AuditEvent> {
+    let clinic = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c11);
+    let workstation = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0d01);
+    let server_chain = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_05e1);
+    let clinician = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0a01);
+    let patient = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0b01);
+    let base = AuditEvent {
+        id: Uuid::nil(),
+        clinic_id: clinic,
+        actor_user_id: clinician,
+        actor_role: Role::Clinician,
+        recorded_by: Recorder::Device,
+        device_id: workstation,
+        device_seq: 0,
+        action: AuditAction::View,
+        resource_type: "Patient".into(),
+        resource_id: patient.to_string(),
+        patient_id: Some(patient),
+        fields: vec!["name".into(), "allergies".into()],
+        outcome: Outcome::Success,
+        occurred_at_ms: 1_795_435_200_123,
+        offline: false,
+        route: "patient".into(),
+        break_glass: None,
+        request: None,
+        prev_hash: Hash32::GENESIS,
+    };
+    let mut out: Vec<AuditEvent> = Vec::new();
+    let mut push = |mut e: AuditEvent, n: u128| {
+        e.id = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_e000 + n);
+        e.device_seq = out.iter().filter(|p| p.device_id == e.device_id).count() as u64 + 1;
+        e.prev_hash = out
+            .iter()
+            .rev()
+            .find(|p| p.device_id == e.device_id)
+            .map_or(Hash32::GENESIS, AuditEvent::hash);
+        out.push(e);
+    };
+    push(base.clone(), 1);
+    let mut offline = base.clone();
+    offline.offline = true;
+    offline.occurred_at_ms += 60_000;
+    offline.fields = vec![];
+    offline.action = AuditAction::Lock;
+    offline.resource_type = "Session".into();
+    offline.resource_id = String::new();
+    offline.patient_id = None;
+    push(offline, 2);
+    let mut glass = base.clone();
+    glass.action = AuditAction::BreakGlass;
+    glass.occurred_at_ms += 120_000;
+    glass.break_glass = Some(BreakGlass {
+        reason_code: "emergency".into(),
+        reason_text: "Unconscious patient in the waiting room; ünïcode kept as UTF-8".into(),
+    });
+    push(glass, 3);
+    let mut served = base.clone();
+    served.recorded_by = Recorder::Server;
+    served.device_id = server_chain;
+    served.route = "/v1/patients/{patient_id}".into();
+    served.occurred_at_ms += 180_000;
+    served.request = Some(RequestSeen {
+        client_ip: "192.0.2.10".into(),
+        user_agent: "ClinicDesk/0.1".into(),
+        session_device_id: Some(workstation),
+    });
+    push(served.clone(), 4);
+    let mut denied = served;
+    denied.outcome = Outcome::Denied;
+    denied.patient_id = None;
+    denied.fields = vec![];
+    denied.resource_id = "/v1/patients/00000000-0000-0000-0000-000000000000".into();
+    denied.occurred_at_ms += 1;
+    denied.request = Some(RequestSeen {
+        client_ip: "2001:db8::1".into(),
+        user_agent: String::new(),
+        session_device_id: None,
+    });
+    push(denied, 5);
+    out
+}
+
+fn hexes(hashes: &[Hash32]) -> Vec<String> {
+    hashes.iter().map(Hash32::to_hex).collect()
+}
+
+fn build() -> Value {
+    let (device_key, server_key) = keys();
+    let events = events();
+    let mut tree = Frontier::default();
+    let mut nodes: HashMap<NodeId, Hash32> = HashMap::new();
+    let mut roots = Vec::new();
+    let mut vectors = Vec::new();
+    for e in &events {
+        let key = match e.recorded_by {
+            Recorder::Device => &device_key,
+            Recorder::Server => &server_key,
+        };
+        let bytes = e.canonical_bytes();
+        vectors.push(json!({
+            "event": e,
+            "canonical_hex": to_hex(&bytes),
+            "hash": e.hash().to_hex(),
+            "signature": to_hex(&key.sign(&bytes).to_bytes()),
+        }));
+        nodes.extend(tree.push(&e.hash()));
+        roots.push(tree.root());
+    }
+    let size = tree.size();
+    let checkpoint = Checkpoint {
+        clinic_id: events[0].clinic_id,
+        tree_size: size,
+        root_hash: tree.root(),
+        issued_at_ms: 1_795_435_500_000,
+    };
+    let cp_bytes = checkpoint.canonical_bytes();
+    let node = |id| nodes.get(&id).copied();
+    let inclusion: Vec<Value> = (0..size)
+        .map(|i| {
+            let proof = assemble(&inclusion_plan(size, i).unwrap(), node).unwrap();
+            verify_inclusion(
+                &checkpoint.root_hash,
+                size,
+                i,
+                &events[i as usize].hash(),
+                &proof,
+            )
+            .unwrap();
+            json!({ "leaf_index": i, "tree_size": size, "hashes": hexes(&proof) })
+        })
+        .collect();
+    let consistency: Vec<Value> = (1..size)
+        .map(|old| {
+            let proof = assemble(&consistency_plan(old, size).unwrap(), node).unwrap();
+            verify_consistency(
+                old,
+                &roots[old as usize - 1],
+                size,
+                &checkpoint.root_hash,
+                &proof,
+            )
+            .unwrap();
+            json!({
+                "old_size": old,
+                "old_root": roots[old as usize - 1].to_hex(),
+                "new_size": size,
+                "hashes": hexes(&proof),
+            })
+        })
+        .collect();
+    json!({
+        "about": "ClinicDesk audit test vectors, encoding v2 (docs/audit-format.md). The keys are \
+                  published test keys: never trust them for anything else.",
+        "device_public_key": to_hex(device_key.verifying_key().as_bytes()),
+        "device_private_seed": to_hex(&[1; 32]),
+        "server_public_key": to_hex(server_key.verifying_key().as_bytes()),
+        "server_private_seed": to_hex(&[2; 32]),
+        "events": vectors,
+        "log": {
+            "roots_by_size": hexes(&roots),
+            "checkpoint": {
+                "checkpoint": checkpoint,
+                "canonical_hex": to_hex(&cp_bytes),
+                "signature": to_hex(&server_key.sign(&cp_bytes).to_bytes()),
+            },
+            "inclusion": inclusion,
+            "consistency": consistency,
+        },
+    })
+}
+
+#[test]
+fn committed_vectors_match_the_code_and_a_second_implementation() {
+    let built = serde_json::to_string_pretty(&build()).unwrap() + "\n";
+    if std::env::var_os("CLINICDESK_BLESS_VECTORS").is_some() {
+        std::fs::write(FILE, &built).unwrap();
+    }
+    let committed = std::fs::read_to_string(FILE).unwrap();
+    assert!(
+        committed == built,
+        "docs/test-vectors/audit-v2.json differs from what the code produces; if the encoding \
+         change is deliberate, rerun with CLINICDESK_BLESS_VECTORS=1 and bump the version"
+    );
+    let out = std::process::Command::new("python3")
+        .arg(PY)
+        .arg(FILE)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("5 events, 5 inclusion proofs, 4 consistency proofs: all match"),
+        "{stdout}"
+    );
+}
