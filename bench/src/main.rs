@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout)] // the report table is this program's output
 
+mod audit;
 mod metrics;
 mod report;
 
@@ -14,14 +15,16 @@ use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
+    let mut only: Option<String> = None;
     let mut out = PathBuf::from("target/bench");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--out" => out = args.next().context("--out needs a directory")?.into(),
+            "--only" => only = Some(args.next().context("--only needs a metric name prefix")?),
             other => anyhow::bail!(
-                "unknown argument {other}; usage: clinicdesk-bench [--quick] [--out DIR]"
+                "unknown argument {other}; usage: clinicdesk-bench [--quick] [--only PREFIX] [--out DIR]"
             ),
         }
     }
@@ -32,8 +35,11 @@ fn main() -> anyhow::Result<()> {
     };
     let mut results = Vec::new();
     for (name, run) in metrics::ALL {
+        if only.as_deref().is_some_and(|p| !name.starts_with(p)) {
+            continue;
+        }
         println!("measuring {name} …");
-        results.push(run(scale)?);
+        results.extend(run(scale)?);
     }
     report::write(&out, &results)?;
     println!("{}", report::table(&results));

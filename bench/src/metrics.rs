@@ -25,7 +25,7 @@ pub enum Scale {
 }
 
 impl Scale {
-    fn pick(self, quick: usize, full: usize) -> usize {
+    pub fn pick(self, quick: usize, full: usize) -> usize {
         match self {
             Scale::Quick => quick,
             Scale::Full => full,
@@ -33,12 +33,19 @@ impl Scale {
     }
 }
 
-type Run = fn(Scale) -> anyhow::Result<Metric>;
+type Run = fn(Scale) -> anyhow::Result<Vec<Metric>>;
 
 pub const ALL: &[(&str, Run)] = &[
-    ("outbox_append_eps", outbox_append_eps),
-    ("sqlcipher_overhead_ratio", sqlcipher_overhead_ratio),
-    ("unlock_ms", unlock_ms),
+    ("outbox_append_eps", |s| {
+        outbox_append_eps(s).map(|m| vec![m])
+    }),
+    ("sqlcipher_overhead_ratio", |s| {
+        sqlcipher_overhead_ratio(s).map(|m| vec![m])
+    }),
+    ("unlock_ms", |s| unlock_ms(s).map(|m| vec![m])),
+    ("audit_ingest_eps", crate::audit::audit_ingest_eps),
+    ("audit_search_p99_ms", crate::audit::audit_search_p99_ms),
+    ("audit_overhead_us", crate::audit::audit_overhead_us),
 ];
 
 fn user() -> UserInfo {

@@ -1,0 +1,433 @@
+//! The audit trail's metrics, each against a baseline measured in the same run:
+//! - `audit_ingest_eps`: device-signed events through `POST /v1/audit/batches` over TLS on
+//!   loopback (signature, chain, log, checkpoint, receipt), against inserting the same rows
+//!   unverified into an identical table; plus the share of this machine's Ed25519
+//!   verification limit that rate is.
+//! - `audit_search_p99_ms`: "who accessed patient X between T1 and T2" over a large store,
+//!   against the same searches over a small one.
+//! - `audit_overhead_us`: the median time server-side auditing adds to a PHI read (the same
+//!   handler and authorization with and without the recording middleware).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::routing::get;
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, Hash32, Outcome, Recorder, SignedAuditEvent, to_hex,
+};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{EnrollResponse, LoginResponse, login_proof_bytes};
+use clinicdesk_server::clock::SystemClock;
+use clinicdesk_server::{AppState, build_router, seed, tls};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::json;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::metrics::Scale;
+use crate::report::Metric;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A served data dir with the synthetic clinic and one enrolled workstation.
+struct Served {
+    state: AppState,
+    _dir: tempfile::TempDir,
+    url: String,
+    client: reqwest::Client,
+    key: SigningKey,
+    device_id: Uuid,
+    clinic_id: Uuid,
+    clinician: Uuid,
+    password: String,
+}
+
+async fn served() -> anyhow::Result<Served> {
+    let dir = tempfile::tempdir()?;
+    let state = AppState::open(dir.path(), Arc::new(SystemClock)).await?;
+    let clinic_id = Uuid::now_v7();
+    let report =
+        seed::seed_clinic(&state.store, &SystemClock, clinic_id, "Bench clinic", 15).await?;
+    let files = tls::ensure_local_ca(dir.path())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+    tokio::spawn(tls::serve(
+        listener,
+        tls::server_config(&files)?,
+        build_router(state.clone())?,
+    ));
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(
+            &files.ca_cert,
+        )?)?)
+        .build()?;
+    // A throwaway workstation key for this run's temporary store.
+    let key = SigningKey::from_bytes(Uuid::new_v4().as_bytes().repeat(2).as_slice().try_into()?);
+    let enrolled: EnrollResponse = client
+        .post(format!("{url}/v1/devices/enroll"))
+        .json(&json!({
+            "enrollment_code": report.enrollment_code,
+            "device_name": "Bench workstation",
+            "public_key": to_hex(key.verifying_key().as_bytes()),
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let clinician: String =
+        sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = ? AND username = 'clinician'")
+            .bind(clinic_id.to_string())
+            .fetch_one(state.store.pool())
+            .await?;
+    let password = report
+        .users
+        .iter()
+        .find(|u| u.username == "clinician")
+        .context("no clinician seeded")?
+        .password
+        .clone();
+    Ok(Served {
+        state,
+        _dir: dir,
+        url,
+        client,
+        key,
+        device_id: enrolled.device_id,
+        clinic_id,
+        clinician: Uuid::parse_str(&clinician)?,
+        password,
+    })
+}
+
+fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> AuditEvent {
+    AuditEvent {
+        id: Uuid::now_v7(),
+        clinic_id: s.clinic_id,
+        actor_user_id: s.clinician,
+        actor_role: Role::Clinician,
+        recorded_by: Recorder::Device,
+        device_id: s.device_id,
+        device_seq: seq,
+        action: AuditAction::View,
+        resource_type: "Patient".into(),
+        resource_id: patient.to_string(),
+        patient_id: Some(patient),
+        fields: ["name", "birth_date", "phone", "allergies"]
+            .map(str::to_owned)
+            .to_vec(),
+        outcome: Outcome::Success,
+        occurred_at_ms: at_ms,
+        offline: false,
+        route: "patient".into(),
+        break_glass: None,
+        request: None,
+        prev_hash: prev,
+    }
+}
+
+pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let n = scale.pick(10_000, 50_000);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let s = served().await?;
+        let now = now_ms();
+        let mut prev = Hash32::GENESIS;
+        let signed: Vec<SignedAuditEvent> = (1..=n as u64)
+            .map(|seq| {
+                let e = event(&s, seq, prev, Uuid::now_v7(), now - (n as i64 - seq as i64));
+                prev = e.hash();
+                SignedAuditEvent {
+                    signature: to_hex(&s.key.sign(&e.canonical_bytes()).to_bytes()),
+                    event: e,
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        for batch in signed.chunks(clinicdesk_server::audit::ingest::MAX_BATCH) {
+            s.client
+                .post(format!("{}/v1/audit/batches", s.url))
+                .json(&json!({ "device_id": s.device_id, "events": batch }))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let eps = n as f64 / started.elapsed().as_secs_f64();
+
+        // Baseline: the same rows, unverified, into an identical table, 500 per transaction.
+        let dir = tempfile::tempdir()?;
+        let bare = clinicdesk_server::store::Store::open(dir.path()).await?;
+        // One connection with foreign keys off: the bare rows name no enrolled device.
+        let mut conn = bare.pool().acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let started = Instant::now();
+        for batch in signed.chunks(clinicdesk_server::audit::ingest::MAX_BATCH) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            for x in batch {
+                insert_row(&mut tx, &x.event, &x.signature).await?;
+            }
+            tx.commit().await?;
+        }
+        let baseline = n as f64 / started.elapsed().as_secs_f64();
+
+        // This machine's Ed25519 verification limit: one core's rate times the cores.
+        let sample = &signed[..signed.len().min(5_000)];
+        let vkey = s.key.verifying_key();
+        let started = Instant::now();
+        for x in sample {
+            let sig = ed25519_dalek::Signature::from_slice(
+                &clinicdesk_protocol::audit::from_hex(&x.signature).context("hex")?,
+            )?;
+            vkey.verify_strict(&x.event.canonical_bytes(), &sig)?;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let verify_limit = sample.len() as f64 / started.elapsed().as_secs_f64() * cores;
+        Ok(vec![
+            Metric::new(
+                "audit_ingest_eps",
+                eps,
+                "events/s",
+                "unverified_insert_eps",
+                baseline,
+                ">= 20000 and verification <= 2x the bare insert",
+                eps >= 20_000.0 && baseline / eps <= 2.0,
+            ),
+            // The ratio column is the share of the limit the ingest rate reaches.
+            Metric::new(
+                "audit_ingest_share_of_ed25519_limit",
+                eps,
+                "events/s",
+                "ed25519_verify_limit_per_s",
+                verify_limit,
+                "reported",
+                true,
+            ),
+        ])
+    })
+}
+
+/// Milliseconds since the epoch, from the server's clock.
+fn now_ms() -> i64 {
+    use clinicdesk_server::clock::Clock;
+    SystemClock.now_ms()
+}
+
+async fn insert_row(
+    conn: &mut sqlx::SqliteConnection,
+    e: &AuditEvent,
+    signature: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
+           action, occurred_at_ms, event_json, hash, signature, received_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.id.to_string())
+    .bind(e.clinic_id.to_string())
+    .bind(e.device_id.to_string())
+    .bind(i64::try_from(e.device_seq)?)
+    .bind(e.actor_user_id.to_string())
+    .bind(e.patient_id.map(|p| p.to_string()))
+    .bind(e.action.as_str())
+    .bind(e.occurred_at_ms)
+    .bind(serde_json::to_string(e)?)
+    .bind(e.hash().to_hex())
+    .bind(signature)
+    .bind(e.occurred_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fills a store with `n` events of `patients` patients over the last year, written
+/// directly (as `audit_events` rows and log leaves; search reads nothing else), and
+/// returns the p99 of "patient X in a 7-day window" searches, in milliseconds.
+async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Result<f64> {
+    let s = served().await?;
+    let pool = s.state.store.pool();
+    let ids: Vec<Uuid> = (0..patients).map(|_| Uuid::now_v7()).collect();
+    let now = now_ms();
+    let step = (365 * DAY_MS) / n as i64;
+    let json_template = serde_json::to_string(&event(&s, 1, Hash32::GENESIS, ids[0], now))?;
+    let mut written = 0usize;
+    while written < n {
+        let mut tx = pool.begin().await?;
+        for _ in 0..50_000.min(n - written) {
+            let i = written;
+            let id = Uuid::now_v7().to_string();
+            let patient = ids[(i * 7919) % patients].to_string();
+            sqlx::query(
+                "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id,
+                   patient_id, action, occurred_at_ms, event_json, hash, signature, received_at_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, 'view', ?, ?, '', '', 0)",
+            )
+            .bind(&id)
+            .bind(s.clinic_id.to_string())
+            .bind(s.device_id.to_string())
+            .bind(i as i64 + 1)
+            .bind(s.clinician.to_string())
+            .bind(&patient)
+            .bind(now - 365 * DAY_MS + i as i64 * step)
+            .bind(&json_template)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES (?, ?, ?)",
+            )
+            .bind(s.clinic_id.to_string())
+            .bind(i as i64)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            written += 1;
+        }
+        tx.commit().await?;
+    }
+    sqlx::query("ANALYZE").execute(pool).await?;
+    let mut times = Vec::with_capacity(queries);
+    for q in 0..queries {
+        let from = now - 365 * DAY_MS + ((q as i64 * 104_729) % (358 * DAY_MS));
+        let query = clinicdesk_server::audit::query::AuditQuery {
+            patient_id: Some(ids[(q * 31) % patients]),
+            from_ms: Some(from),
+            to_ms: Some(from + 7 * DAY_MS),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let page =
+            clinicdesk_server::operator::search_audit(&s.state.store, s.clinic_id, &query).await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(page);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[(times.len() * 99 / 100).min(times.len() - 1)])
+}
+
+pub fn audit_search_p99_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let n = scale.pick(1_000_000, 10_000_000);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let large = search_p99_ms(n, 10_000, 500).await?;
+        let small = search_p99_ms(10_000, 10_000, 500).await?;
+        Ok(vec![Metric::new(
+            if n >= 10_000_000 {
+                "audit_search_p99_ms"
+            } else {
+                "audit_search_p99_ms_1m"
+            },
+            large,
+            "ms",
+            "same_searches_over_10k_events_p99_ms",
+            small,
+            "<= 20",
+            large <= 20.0,
+        )])
+    })
+}
+
+pub fn audit_overhead_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let rounds = scale.pick(1_000, 5_000);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let s = served().await?;
+        let token = login(&s).await?;
+        let patient: String =
+            sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = ? LIMIT 1")
+                .bind(s.clinic_id.to_string())
+                .fetch_one(s.state.store.pool())
+                .await?;
+        let audited = build_router(s.state.clone())?;
+        // The same handler and authorization, without the PHI access recorder.
+        let unaudited = axum::Router::new()
+            .route(
+                "/v1/patients/{patient_id}",
+                get(clinicdesk_server::routes::patients::get_patient),
+            )
+            .route_layer(axum::middleware::from_fn_with_state(
+                s.state.clone(),
+                clinicdesk_server::auth::authorize,
+            ))
+            .with_state(s.state.clone());
+        let request = || {
+            let mut r = axum::http::Request::get(format!("/v1/patients/{patient}"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("user-agent", "clinicdesk-bench")
+                .body(axum::body::Body::empty())
+                .unwrap_or_default();
+            r.extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    40_000,
+                ))));
+            r
+        };
+        let mut with = Vec::with_capacity(rounds);
+        let mut without = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            for (router, times) in [(&audited, &mut with), (&unaudited, &mut without)] {
+                let started = Instant::now();
+                let resp = router.clone().oneshot(request()).await?;
+                anyhow::ensure!(resp.status() == 200, "PHI read failed: {}", resp.status());
+                axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+                times.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (with, without) = (median(&mut with), median(&mut without));
+        let overhead = with - without;
+        Ok(vec![Metric::new(
+            "audit_overhead_us",
+            overhead,
+            "us",
+            "unaudited_phi_read_median_us",
+            without,
+            "<= 200",
+            overhead <= 200.0,
+        )])
+    })
+}
+
+async fn login(s: &Served) -> anyhow::Result<String> {
+    let challenge: serde_json::Value = s
+        .client
+        .post(format!("{}/v1/auth/challenge", s.url))
+        .json(&json!({ "device_id": s.device_id }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let nonce = challenge["nonce"].as_str().context("nonce")?.to_owned();
+    let proof = s
+        .key
+        .sign(&login_proof_bytes(&nonce, s.device_id, "clinician"));
+    let login: LoginResponse = s
+        .client
+        .post(format!("{}/v1/auth/login", s.url))
+        .json(&json!({
+            "username": "clinician",
+            "password": s.password,
+            "device_id": s.device_id,
+            "nonce": nonce,
+            "device_signature": to_hex(&proof.to_bytes()),
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(login.session_token)
+}
