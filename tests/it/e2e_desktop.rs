@@ -152,11 +152,25 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         "tauri:options".into(),
         serde_json::json!({ "application": app }),
     );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session with the app");
+    // tauri-driver answers on its port before the WebKit driver behind it is ready; a
+    // session request in that window can end with an incomplete response (seen once, on
+    // 2026-11-23, in a full local run). Retry briefly; a real failure fails every attempt.
+    let mut attempt = 0;
+    let client = loop {
+        attempt += 1;
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => break client,
+            Err(e) if attempt < 3 => {
+                eprintln!("WebDriver session attempt {attempt} failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("WebDriver session with the app: {e}"),
+        }
+    };
     let mut shots = Shots::new();
 
     // 1. Enroll this workstation with the one-time code.
