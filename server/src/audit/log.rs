@@ -49,32 +49,40 @@ pub async fn tree_size(conn: &mut SqliteConnection, clinic: Uuid) -> Result<u64,
     to_u64(n)
 }
 
-async fn node(
-    conn: &mut SqliteConnection,
-    clinic: Uuid,
-    id: NodeId,
-) -> Result<Option<Hash32>, ServerError> {
-    let row =
-        sqlx::query("SELECT hash FROM audit_nodes WHERE clinic_id = ? AND level = ? AND idx = ?")
-            .bind(clinic.to_string())
-            .bind(i64::from(id.level))
-            .bind(to_i64(id.index)?)
-            .fetch_optional(conn)
-            .await?;
-    row.map(|r| hash_of(r.get::<&[u8], _>(0))).transpose()
-}
-
 async fn nodes_of(
     conn: &mut SqliteConnection,
     clinic: Uuid,
     ids: &[NodeId],
 ) -> Result<std::collections::HashMap<NodeId, Hash32>, ServerError> {
     let mut out = std::collections::HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    // One statement for all of them (a frontier or proof needs up to ~2 log2 n nodes).
+    let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> =
+        sqlx::QueryBuilder::new("SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = ");
+    qb.push_bind(clinic.to_string())
+        .push(" AND (level, idx) IN (VALUES ");
+    let mut values = qb.separated(", ");
     for id in ids {
-        let hash = node(&mut *conn, clinic, *id)
-            .await?
-            .ok_or(ServerError::Internal("log node missing"))?;
-        out.insert(*id, hash);
+        values
+            .push("(")
+            .push_bind_unseparated(i64::from(id.level))
+            .push_unseparated(", ")
+            .push_bind_unseparated(to_i64(id.index)?)
+            .push_unseparated(")");
+    }
+    qb.push(")");
+    for row in qb.build().fetch_all(conn).await? {
+        let id = NodeId {
+            level: u32::try_from(row.get::<i64, _>(0))
+                .map_err(|_| ServerError::Internal("stored node malformed"))?,
+            index: to_u64(row.get(1))?,
+        };
+        out.insert(id, hash_of(row.get::<&[u8], _>(2))?);
+    }
+    if ids.iter().any(|id| !out.contains_key(id)) {
+        return Err(ServerError::Internal("log node missing"));
     }
     Ok(out)
 }
