@@ -205,35 +205,64 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
         .execute(&mut *tx)
         .await?;
 
+    // What is stored of this chain, so the common case (appending past everything stored)
+    // needs no lookups: nothing exists at or after `max_seq + 1`, and the link to the
+    // previous event is the head or the batch's own previous event.
+    let head = sqlx::query(
+        "SELECT contiguous_seq, contiguous_hash, max_seq FROM audit_device_heads WHERE device_id = ?",
+    )
+    .bind(device.id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (head_seq, head_hash, mut max_seq) = match head {
+        Some(r) => (
+            u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+            parse_hash(r.get::<&str, _>(1))?,
+            u64::try_from(r.get::<i64, _>(2)).unwrap_or(u64::MAX),
+        ),
+        None => (0, Hash32::GENESIS, 0),
+    };
+    let mut last_stored: Option<(u64, Hash32)> = None;
+
     let mut forked = Vec::new();
     let mut fresh: Vec<(Uuid, Hash32)> = Vec::new();
     for signed in events {
         let e = &signed.event;
+        let seq = e.device_seq;
         let hash = e.hash();
-        if let Some((existing, _)) = stored_at(&mut tx, device.id, e.device_seq).await? {
+        let beyond = seq > max_seq;
+        if !beyond && let Some((existing, _)) = stored_at(&mut tx, device.id, seq).await? {
             if existing != hash {
                 record_alert(&mut tx, &scope, signed, &hash, "fork", now).await?;
-                forked.push(e.device_seq);
+                forked.push(seq);
             }
             continue;
         }
-        let prev = if e.device_seq == 1 {
-            Some(Hash32::GENESIS)
-        } else {
-            stored_at(&mut tx, device.id, e.device_seq - 1)
+        let prev = match (seq, last_stored) {
+            (1, _) => Some(Hash32::GENESIS),
+            (_, Some((s, h))) if s + 1 == seq => Some(h),
+            _ if seq - 1 == head_seq => Some(head_hash),
+            _ if seq - 1 > max_seq => None,
+            _ => stored_at(&mut tx, device.id, seq - 1)
                 .await?
-                .map(|(h, _)| h)
+                .map(|(h, _)| h),
         };
-        let next_link = stored_at(&mut tx, device.id, e.device_seq + 1)
-            .await?
-            .map(|(_, p)| p);
+        let next_link = if seq + 1 > max_seq {
+            None
+        } else {
+            stored_at(&mut tx, device.id, seq + 1)
+                .await?
+                .map(|(_, p)| p)
+        };
         if prev.is_some_and(|p| p != e.prev_hash) || next_link.is_some_and(|p| p != hash) {
             record_alert(&mut tx, &scope, signed, &hash, "chain_break", now).await?;
-            forked.push(e.device_seq);
+            forked.push(seq);
             continue;
         }
         insert_event(&mut tx, &scope, signed, &hash, now).await?;
         fresh.push((e.id, hash));
+        last_stored = Some((seq, hash));
+        max_seq = max_seq.max(seq);
     }
     let tree = log::append(&mut tx, clinic, &fresh).await?;
     let (contiguous_seq, contiguous_hash) = advance_head(&mut tx, &scope, device.id).await?;
