@@ -368,17 +368,8 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
         } => {
             let store = open_existing(&data_dir).await?;
             let clinic = clinic_or_only(&store, filters.clinic).await?;
-            let f = filters.parse()?;
-            let mut q = AuditQuery {
-                patient_id: f.patient_id,
-                user_id: f.user_id,
-                device_id: f.device_id,
-                action: f.action,
-                from_ms: f.from_ms,
-                to_ms: f.to_ms,
-                cursor: None,
-                limit: Some(limit.clamp(1, audit::query::MAX_LIMIT)),
-            };
+            let mut q =
+                AuditQuery::first_page(&filters.parse()?, limit.clamp(1, audit::query::MAX_LIMIT));
             let mut printed = 0u32;
             let mut out = std::io::stdout().lock();
             loop {

@@ -96,25 +96,18 @@ pub async fn clinic_keys(state: &AppState, scope: &ClinicScope) -> Result<Clinic
     })
 }
 
-/// Signs a checkpoint of the log as it stands (or returns the one of that size).
+/// Signs a checkpoint of the clinic's log as it stands (or returns the one of that size).
 pub async fn fresh_checkpoint(
     state: &AppState,
     scope: &ClinicScope,
 ) -> Result<SignedCheckpoint, ServerError> {
-    let clinic = scope.clinic_id();
-    let mut tx = state.store.pool().begin().await?;
-    log::lock_clinic(&mut tx, clinic).await?;
-    let tree = log::frontier(&mut tx, clinic).await?;
-    let signed = log::checkpoint(
-        &mut tx,
+    log::checkpoint_now(
+        state.store.pool(),
         &state.audit_key,
-        clinic,
-        &tree,
+        scope.clinic_id(),
         state.clock.now_ms(),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(signed)
+    .await
 }
 
 /// The events matching filters inside a checkpoint, newest first, a page at a time.
@@ -136,16 +129,7 @@ impl<'a> Records<'a> {
         Self {
             state,
             scope,
-            query: AuditQuery {
-                patient_id: filters.patient_id,
-                user_id: filters.user_id,
-                device_id: filters.device_id,
-                action: filters.action,
-                from_ms: filters.from_ms,
-                to_ms: filters.to_ms,
-                cursor: None,
-                limit: Some(PAGE),
-            },
+            query: AuditQuery::first_page(filters, PAGE),
             tree_size: checkpoint.checkpoint.tree_size,
             done: false,
         }

@@ -321,6 +321,22 @@ pub async fn adopt_unlogged(
     Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
 }
 
+/// Signs a checkpoint of the clinic's log as it stands, in its own transaction (or returns
+/// the one of that size).
+pub async fn checkpoint_now(
+    pool: &sqlx::SqlitePool,
+    key: &AuditKey,
+    clinic: Uuid,
+    now_ms: i64,
+) -> Result<SignedCheckpoint, ServerError> {
+    let mut tx = pool.begin().await?;
+    lock_clinic(&mut tx, clinic).await?;
+    let tree = frontier(&mut tx, clinic).await?;
+    let signed = checkpoint(&mut tx, key, clinic, &tree, now_ms).await?;
+    tx.commit().await?;
+    Ok(signed)
+}
+
 /// Signs a checkpoint for every clinic whose log grew since its newest one: the server's
 /// regular publication, so events recorded between uploads (the server's own) are covered
 /// by a signed tree head within one interval. Returns how many it signed.
@@ -345,11 +361,7 @@ pub async fn checkpoint_grown(
         if size <= published {
             continue;
         }
-        let mut tx = pool.begin().await?;
-        lock_clinic(&mut tx, clinic).await?;
-        let tree = frontier(&mut tx, clinic).await?;
-        checkpoint(&mut tx, key, clinic, &tree, now_ms).await?;
-        tx.commit().await?;
+        checkpoint_now(pool, key, clinic, now_ms).await?;
         signed += 1;
     }
     Ok(signed)

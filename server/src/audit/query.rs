@@ -29,6 +29,22 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+impl AuditQuery {
+    /// The first page of up to `limit` events matching `filters`.
+    pub fn first_page(filters: &clinicdesk_protocol::export::ExportFilters, limit: u32) -> Self {
+        Self {
+            patient_id: filters.patient_id,
+            user_id: filters.user_id,
+            device_id: filters.device_id,
+            action: filters.action,
+            from_ms: filters.from_ms,
+            to_ms: filters.to_ms,
+            cursor: None,
+            limit: Some(limit),
+        }
+    }
+}
+
 /// `cursor` is the (time, id) of the last event of the previous page.
 fn parse_cursor(c: &str) -> Option<(i64, Uuid)> {
     let (ms, id) = c.split_once('.')?;

@@ -16,7 +16,7 @@ use ed25519_dalek::Signer;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::{TestDevice, TestServer, password_of};
+use crate::harness::{SignedIn, TestDevice, TestServer, password_of};
 
 const CLINIC_A: u128 = 0xA;
 
@@ -97,11 +97,11 @@ async fn upload(
 #[tokio::test]
 async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let server = TestServer::start().await;
-    let report = server.seed(CLINIC_A, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(CLINIC_A, "clinician").await;
     let uid = login.user.user_id;
     let events = chain(&device, uid, 6);
     let e = |seq: usize| &events[seq - 1];
@@ -324,11 +324,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
 #[tokio::test]
 async fn an_event_of_another_device_or_an_unknown_device_or_an_empty_batch_is_refused() {
     let server = TestServer::start().await;
-    let report = server.seed(CLINIC_A, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
+    let SignedIn { device, login, .. } = server.signed_in(CLINIC_A, "clinician").await;
     let uid = login.user.user_id;
     let other = TestDevice {
         key: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),

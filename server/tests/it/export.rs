@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit_log::{event, sign};
-use crate::harness::{TestDevice, TestServer, password_of};
+use crate::harness::{SignedIn, TestDevice, TestServer, password_of};
 
 const FORMULA_AGENT: &str = "=HYPERLINK(\"http://example.invalid\")";
 
@@ -20,17 +20,18 @@ struct Trail {
     server: TestServer,
     device: TestDevice,
     admin_token: String,
+    clinician_token: String,
     patient: Uuid,
 }
 
 /// A clinic whose trail holds a workstation chain and the server's own chain.
 async fn trail() -> Trail {
     let server = TestServer::start().await;
-    let report = server.seed(0xA, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let clinician = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
+    let SignedIn {
+        report,
+        device,
+        login: clinician,
+    } = server.signed_in(0xA, "clinician").await;
     let (_, body) = server
         .get("/v1/appointments", &clinician.session_token)
         .await;
@@ -69,6 +70,7 @@ async fn trail() -> Trail {
         server,
         device,
         admin_token: admin.session_token,
+        clinician_token: clinician.session_token,
         patient,
     }
 }
@@ -367,7 +369,7 @@ async fn fhir_export_validates_as_r4_audit_events_with_an_independent_validator(
 
 #[tokio::test]
 async fn the_patient_access_report_lists_every_access_with_a_proof() {
-    let t = trail().await;
+    let mut t = trail().await;
     let (status, text) = api_text(&t, &format!("/v1/audit/patients/{}/report", t.patient)).await;
     assert_eq!(status, 200, "{text}");
     let report: PatientAccessReport = serde_json::from_str(&text).unwrap();
@@ -400,14 +402,20 @@ async fn the_patient_access_report_lists_every_access_with_a_proof() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
 
-    // Without an admin session the trail stays closed.
-    let (status, _) = api_text(
-        &Trail {
-            admin_token: "not-a-token".into(),
+    // Only admins pull the trail: a clinician is refused, and so is no session at all.
+    let report_path = format!("/v1/audit/patients/{}/report", t.patient);
+    for (token, expected) in [
+        (t.clinician_token.clone(), 403),
+        ("not-a-token".to_owned(), 401),
+    ] {
+        let probe = Trail {
+            admin_token: token,
             ..t
-        },
-        "/v1/audit/export?format=csv",
-    )
-    .await;
-    assert_eq!(status, 401);
+        };
+        for path in ["/v1/audit/export?format=csv", report_path.as_str()] {
+            let (status, _) = api_text(&probe, path).await;
+            assert_eq!(status, expected, "{path}");
+        }
+        t = probe;
+    }
 }

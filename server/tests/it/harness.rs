@@ -28,6 +28,11 @@ pub const START_MS: i64 = 1_795_435_200_000;
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(|state| build_router(state).unwrap()).await
+    }
+
+    /// A server whose router `make` builds (to prove what the real one refuses to do).
+    pub async fn start_with(make: impl FnOnce(AppState) -> axum::Router) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START_MS);
         let state = AppState::open(dir.path(), Arc::new(clock.clone()))
@@ -36,7 +41,7 @@ impl TestServer {
         let store = state.store.clone();
         let files = tls::ensure_local_ca(dir.path()).unwrap();
         let config = tls::server_config(&files).unwrap();
-        let router = build_router(state.clone()).unwrap();
+        let router = make(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(tls::serve(listener, config, router));
@@ -53,6 +58,20 @@ impl TestServer {
         seed_clinic(&self.store, &self.clock, Uuid::from_u128(clinic), name, 15)
             .await
             .unwrap()
+    }
+
+    /// Seeds a clinic, enrolls a workstation with its code and signs `username` in on it.
+    pub async fn signed_in(&self, clinic: u128, username: &str) -> SignedIn {
+        let report = self.seed(clinic, &format!("Clinic {clinic:X}")).await;
+        let device = TestDevice::enroll(self, &report.enrollment_code).await;
+        let login = device
+            .login(self, username, password_of(&report, username))
+            .await;
+        SignedIn {
+            report,
+            device,
+            login,
+        }
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -87,6 +106,13 @@ impl TestServer {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// A seeded clinic, its enrolled workstation and a user's session on it.
+pub struct SignedIn {
+    pub report: SeedReport,
+    pub device: TestDevice,
+    pub login: LoginResponse,
 }
 
 /// A workstation with its Ed25519 key.

@@ -12,7 +12,7 @@ use clinicdesk_server::audit::verify::verify_all;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::harness::{TestDevice, TestServer, password_of};
+use crate::harness::{SignedIn, TestServer};
 
 const USER_AGENT: &str = "clinicdesk-phi-access-test/1.0";
 
@@ -48,11 +48,11 @@ async fn get_as(server: &TestServer, path: &str, token: &str) -> (u16, String) {
 #[tokio::test]
 async fn every_phi_route_records_a_signed_server_event_with_every_field() {
     let server = TestServer::start().await;
-    let report = server.seed(0xA, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "clinician").await;
     let token = &login.session_token;
     let (_, body) = get_as(&server, "/v1/appointments", token).await;
     let list: AppointmentList = serde_json::from_str(&body).unwrap();
@@ -145,11 +145,7 @@ fn events_about(events: &[SignedAuditEvent], patient: Uuid) -> Vec<AuditEvent> {
 #[tokio::test]
 async fn a_refused_phi_request_is_recorded_as_denied() {
     let server = TestServer::start().await;
-    let report = server.seed(0xA, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
-        .await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "frontdesk").await;
     let missing = Uuid::now_v7();
     let path = format!("/v1/patients/{missing}");
     let (status, _) = get_as(&server, &path, &login.session_token).await;
@@ -169,11 +165,7 @@ async fn a_refused_phi_request_is_recorded_as_denied() {
 #[tokio::test]
 async fn no_audit_no_access() {
     let server = TestServer::start().await;
-    let report = server.seed(0xA, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "clinician").await;
     let token = &login.session_token;
     let (_, body) = get_as(&server, "/v1/appointments", token).await;
     let list: AppointmentList = serde_json::from_str(&body).unwrap();
@@ -218,11 +210,7 @@ async fn devices_cannot_record_as_the_server() {
     use serde_json::json;
 
     let server = TestServer::start().await;
-    let report = server.seed(0xA, "Clinic A").await;
-    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
-    let login = device
-        .login(&server, "clinician", password_of(&report, "clinician"))
-        .await;
+    let SignedIn { device, login, .. } = server.signed_in(0xA, "clinician").await;
     let mut as_server = event(&device, login.user.user_id, 1, Hash32::GENESIS);
     as_server.recorded_by = Recorder::Server;
     let mut with_request = event(&device, login.user.user_id, 1, Hash32::GENESIS);
@@ -256,4 +244,41 @@ async fn devices_cannot_record_as_the_server() {
         (status, body["code"].as_str()),
         (401, Some("device_unknown"))
     );
+}
+
+/// A PHI handler that forgets to say what it disclosed (returns plain JSON instead of
+/// `Served`) gets its response replaced by `internal`: the mechanism fails closed.
+#[tokio::test]
+async fn a_phi_handler_that_does_not_declare_its_disclosure_sends_nothing() {
+    use clinicdesk_server::app::{RouteDef, build_router_from, route_defs};
+
+    async fn leaky() -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::json!({ "name": "Leaky Canary" }))
+    }
+    let server = TestServer::start_with(|state| {
+        let defs = route_defs()
+            .into_iter()
+            .map(|d| {
+                if d.path == "/v1/patients/{patient_id}" {
+                    RouteDef {
+                        handler: axum::routing::get(leaky),
+                        ..d
+                    }
+                } else {
+                    d
+                }
+            })
+            .collect();
+        build_router_from(state, defs).unwrap()
+    })
+    .await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "clinician").await;
+    let (status, body) = get_as(
+        &server,
+        &format!("/v1/patients/{}", Uuid::now_v7()),
+        &login.session_token,
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (500, r#"{"code":"internal"}"#));
+    assert!(server_events(&server).await.is_empty());
 }
