@@ -16,9 +16,11 @@ use axum::routing::get;
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, Hash32, Outcome, Recorder, SignedAuditEvent, to_hex,
 };
+use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{EnrollResponse, LoginResponse, login_proof_bytes};
+use clinicdesk_protocol::wire::{EnrollResponse, login_proof_bytes};
 use clinicdesk_server::clock::SystemClock;
+use clinicdesk_server::mfa::totp::TotpSecret;
 use clinicdesk_server::{AppState, build_router, seed, tls};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
@@ -414,7 +416,7 @@ async fn login(s: &Served) -> anyhow::Result<String> {
     let proof = s
         .key
         .sign(&login_proof_bytes(&nonce, s.device_id, "clinician"));
-    let login: LoginResponse = s
+    let step: LoginStep = s
         .client
         .post(format!("{}/v1/auth/login", s.url))
         .json(&json!({
@@ -429,5 +431,31 @@ async fn login(s: &Served) -> anyhow::Result<String> {
         .error_for_status()?
         .json()
         .await?;
+    // The benchmark's clinician signs in once: the second factor is set up here.
+    let LoginStep::SetUpSecondFactor(ticket) = step else {
+        anyhow::bail!("expected a first sign-in");
+    };
+    let post = |path: &'static str, body: serde_json::Value| {
+        s.client.post(format!("{}{path}", s.url)).json(&body).send()
+    };
+    let setup: TotpSetup = post(
+        "/v1/auth/mfa/setup/totp",
+        json!({ "ticket": ticket.ticket }),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    let now_secs = u64::try_from(now_ms() / 1000)?;
+    let code = TotpSecret::from_base32(&setup.secret_base32)?.code_at(now_secs)?;
+    let enrolled: MfaEnrolled = post(
+        "/v1/auth/mfa/setup/totp/confirm",
+        json!({ "ticket": ticket.ticket, "code": code }),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    let login = enrolled.session;
     Ok(login.session_token)
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mfa::MfaMethod;
 use crate::wire::UserInfo;
 
 /// Where the app is in its life cycle.
@@ -13,6 +14,11 @@ pub enum Phase {
     NotEnrolled,
     /// Enrolled; nobody signed in.
     SignedOut,
+    /// The password was right; the server asks for one of the user's second factors
+    /// (`AppStatus::mfa_methods`).
+    SecondFactor,
+    /// The password was right; the user has no second factor yet and sets one up now.
+    SetUpSecondFactor,
     /// A user is signed in and the cache is open.
     Unlocked,
     /// A user's session is locked: cache closed, keys dropped, password needed.
@@ -41,4 +47,23 @@ pub struct AppStatus {
     pub online: Option<bool>,
     /// RFC 3339 time of the last successful audit upload.
     pub last_upload_at: Option<String>,
+    /// While signing in: the second factors the server accepts for this user.
+    #[serde(default)]
+    pub mfa_methods: Vec<MfaMethod>,
+}
+
+/// What confirming a first second factor returns: the session's status, and the recovery
+/// codes to show once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactorSetUp {
+    pub status: AppStatus,
+    pub recovery_codes: Vec<String>,
+}
+
+impl std::fmt::Debug for SecondFactorSetUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecondFactorSetUp")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }

@@ -33,6 +33,10 @@ pub enum AuditAction {
     BreakGlass,
     DeviceEnrolled,
     DeviceRevoked,
+    /// A user set up a second factor (TOTP or a WebAuthn key).
+    MfaEnrolled,
+    /// An admin removed a user's second factors; the user sets one up at next sign-in.
+    MfaReset,
 }
 
 impl AuditAction {
@@ -51,6 +55,8 @@ impl AuditAction {
             AuditAction::BreakGlass => "break_glass",
             AuditAction::DeviceEnrolled => "device_enrolled",
             AuditAction::DeviceRevoked => "device_revoked",
+            AuditAction::MfaEnrolled => "mfa_enrolled",
+            AuditAction::MfaReset => "mfa_reset",
         }
     }
 }

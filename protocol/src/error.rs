@@ -11,6 +11,8 @@ pub enum ErrorCode {
     BadRequest,
     Unauthenticated,
     InvalidCredentials,
+    /// A wrong, reused or expired second-factor code or ticket.
+    InvalidSecondFactor,
     SessionExpired,
     Forbidden,
     NotFound,
@@ -30,10 +32,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidSecondFactor,
         ErrorCode::SessionExpired,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::InvalidSecondFactor => "invalid_second_factor",
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -135,7 +139,8 @@ mod tests {
             .collect();
         assert_eq!(
             wire.join(","),
-            "bad_request,unauthenticated,invalid_credentials,session_expired,forbidden,not_found,\
+            "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,session_expired,\
+             forbidden,not_found,\
              invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,internal"

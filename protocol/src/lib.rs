@@ -9,6 +9,7 @@ pub mod audit;
 pub mod error;
 pub mod export;
 pub mod merkle;
+pub mod mfa;
 pub mod phi;
 pub mod policy;
 pub mod wire;

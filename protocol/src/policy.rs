@@ -46,6 +46,8 @@ pub enum Permission {
     ReadClinical,
     /// List and revoke the clinic's enrolled devices.
     ManageDevices,
+    /// Manage the clinic's users: reset a user's second factors.
+    ManageUsers,
     /// Search the clinic's audit trail, see tamper alerts, fetch checkpoints and proofs.
     /// Audit events name patients by id and fields by name, never their content.
     ReviewAudit,
@@ -58,7 +60,7 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics),
         Role::Clinician => matches!(permission, ReadSchedule | ReadDemographics | ReadClinical),
         Role::Billing => matches!(permission, ReadDemographics),
-        Role::Admin => matches!(permission, ManageDevices | ReviewAudit),
+        Role::Admin => matches!(permission, ManageDevices | ManageUsers | ReviewAudit),
     }
 }
 
@@ -71,6 +73,9 @@ pub enum Access {
     EnrollmentCode,
     /// Proven by the device key's signature over a server nonce plus the user's password.
     DeviceAndPassword,
+    /// Proven by the ticket a `DeviceAndPassword` login issued (single user, single device,
+    /// minutes long, burned after a few wrong codes); the step that proves a second factor.
+    MfaTicket,
     /// Proven by the registered, non-revoked device key's signature on every item of the
     /// body (audit batches, which a locked app keeps sending without a user session).
     DeviceSigned,
@@ -133,7 +138,24 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/devices/enroll", Access::EnrollmentCode),
     rule("POST", "/v1/auth/challenge", Access::Public),
     rule("POST", "/v1/auth/login", Access::DeviceAndPassword),
+    rule("POST", "/v1/auth/mfa/totp", Access::MfaTicket),
+    rule("POST", "/v1/auth/mfa/recovery", Access::MfaTicket),
+    rule("POST", "/v1/auth/mfa/webauthn/challenge", Access::MfaTicket),
+    rule("POST", "/v1/auth/mfa/webauthn", Access::MfaTicket),
+    rule("POST", "/v1/auth/mfa/setup/totp", Access::MfaTicket),
+    rule("POST", "/v1/auth/mfa/setup/totp/confirm", Access::MfaTicket),
+    rule(
+        "POST",
+        "/v1/auth/mfa/setup/webauthn/challenge",
+        Access::MfaTicket,
+    ),
+    rule("POST", "/v1/auth/mfa/setup/webauthn", Access::MfaTicket),
     rule("POST", "/v1/auth/logout", Access::AnySession),
+    rule(
+        "POST",
+        "/v1/users/{user_id}/mfa/reset",
+        Access::Session(Permission::ManageUsers),
+    ),
     phi_rule(
         "GET",
         "/v1/appointments",

@@ -71,6 +71,10 @@ pub struct LoginRequest {
     pub nonce: String,
     /// Ed25519 signature over [`login_proof_bytes`], as hex.
     pub device_signature: String,
+    /// A grant from an earlier second factor of this user on this device
+    /// ([`LoginResponse::mfa_grant`]); while it lives, the password login signs in directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_grant: Option<String>,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -113,6 +117,12 @@ pub struct LoginResponse {
     /// The clinic's limit on working without reaching the server, in seconds: after it
     /// the app refuses to unlock its cache until an online sign-in.
     pub max_offline_secs: u64,
+    /// Issued when this login proved a second factor: lets the same user on the same device
+    /// sign in with the password and device key alone until it expires (12 hours) or is
+    /// revoked, so unlocking a locked screen does not ask for a code each time. The app keeps
+    /// it only inside the user's encrypted cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_grant: Option<String>,
 }
 
 impl std::fmt::Debug for LoginResponse {
@@ -325,6 +335,7 @@ mod tests {
             device_id: Uuid::nil(),
             nonce: "n".into(),
             device_signature: "s".into(),
+            mfa_grant: Some("CANARY-grant".into()),
         };
         let printed = format!("{req:?}");
         assert!(!printed.contains("CANARY"), "{printed}");

@@ -9,8 +9,11 @@ use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
 use clinicdesk_protocol::policy;
 
-use crate::audit::key::{AuditKey, AuditKeyError};
+use crate::audit::key::AuditKey;
 use crate::clock::Clock;
+use crate::key_file::KeyFileError;
+use crate::mfa::seal::SealKey;
+use crate::mfa::webauthn::{DEFAULT_ORIGIN, RelyingParty, WebauthnConfigError};
 use crate::routes;
 use crate::store::Store;
 
@@ -20,6 +23,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Signs checkpoints and receipts.
     pub audit_key: Arc<AuditKey>,
+    /// Seals TOTP secrets at rest.
+    pub seal: Arc<SealKey>,
+    /// WebAuthn relying party (origin `https://localhost` unless configured).
+    pub relying_party: Arc<RelyingParty>,
 }
 
 impl AppState {
@@ -30,6 +37,8 @@ impl AppState {
     ) -> Result<Self, OpenError> {
         let store = Store::open(data_dir).await.map_err(OpenError::Store)?;
         let audit_key = Arc::new(AuditKey::load_or_create(data_dir)?);
+        let seal = Arc::new(SealKey::load_or_create(data_dir)?);
+        let relying_party = Arc::new(RelyingParty::new(DEFAULT_ORIGIN)?);
         crate::audit::log::adopt_unlogged(store.pool(), &audit_key, clock.now_ms())
             .await
             .map_err(OpenError::Store)?;
@@ -37,7 +46,15 @@ impl AppState {
             store,
             clock,
             audit_key,
+            seal,
+            relying_party,
         })
+    }
+
+    /// Serves WebAuthn for `origin` (an https URL whose host is the relying party id).
+    pub fn with_webauthn_origin(mut self, origin: &str) -> Result<Self, WebauthnConfigError> {
+        self.relying_party = Arc::new(RelyingParty::new(origin)?);
+        Ok(self)
     }
 }
 
@@ -46,7 +63,9 @@ pub enum OpenError {
     #[error("cannot open the database")]
     Store(#[source] crate::error::ServerError),
     #[error(transparent)]
-    AuditKey(#[from] AuditKeyError),
+    Key(#[from] KeyFileError),
+    #[error(transparent)]
+    Webauthn(#[from] WebauthnConfigError),
 }
 
 /// A route the router serves: method, axum path template and handler.
@@ -76,7 +95,48 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::session::challenge),
         ),
         def("POST", "/v1/auth/login", post(routes::session::login)),
+        def("POST", "/v1/auth/mfa/totp", post(routes::mfa::verify_totp)),
+        def(
+            "POST",
+            "/v1/auth/mfa/recovery",
+            post(routes::mfa::verify_recovery_code),
+        ),
+        def(
+            "POST",
+            "/v1/auth/mfa/webauthn/challenge",
+            post(routes::mfa::webauthn_challenge),
+        ),
+        def(
+            "POST",
+            "/v1/auth/mfa/webauthn",
+            post(routes::mfa::verify_webauthn),
+        ),
+        def(
+            "POST",
+            "/v1/auth/mfa/setup/totp",
+            post(routes::mfa::setup_totp),
+        ),
+        def(
+            "POST",
+            "/v1/auth/mfa/setup/totp/confirm",
+            post(routes::mfa::confirm_totp),
+        ),
+        def(
+            "POST",
+            "/v1/auth/mfa/setup/webauthn/challenge",
+            post(routes::mfa::setup_webauthn_challenge),
+        ),
+        def(
+            "POST",
+            "/v1/auth/mfa/setup/webauthn",
+            post(routes::mfa::setup_webauthn),
+        ),
         def("POST", "/v1/auth/logout", post(routes::session::logout)),
+        def(
+            "POST",
+            "/v1/users/{user_id}/mfa/reset",
+            post(routes::mfa::reset),
+        ),
         def("GET", "/v1/appointments", get(routes::schedule::today)),
         def(
             "GET",

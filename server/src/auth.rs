@@ -37,6 +37,13 @@ impl ClinicScope {
         Self { clinic_id }
     }
 
+    /// The clinic of a login ticket: its user proved the password on a device of the clinic.
+    pub(crate) fn of_mfa_ticket(ticket: &crate::mfa::store::Ticket) -> Self {
+        Self {
+            clinic_id: ticket.user.clinic_id,
+        }
+    }
+
     /// The clinic of a principal that [`authorize`] put in the request.
     pub(crate) fn of_principal(principal: &Principal) -> Self {
         Self {
@@ -100,6 +107,7 @@ pub async fn authorize(
         Access::Public
         | Access::EnrollmentCode
         | Access::DeviceAndPassword
+        | Access::MfaTicket
         | Access::DeviceSigned => {}
         Access::AnySession => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;

@@ -15,6 +15,8 @@ pub enum ServerError {
     Unauthenticated,
     #[error("invalid credentials")]
     InvalidCredentials,
+    #[error("invalid second factor")]
+    InvalidSecondFactor,
     #[error("session expired")]
     SessionExpired,
     #[error("forbidden")]
@@ -51,6 +53,7 @@ impl ServerError {
             ServerError::BadRequest { .. } => ErrorCode::BadRequest,
             ServerError::Unauthenticated => ErrorCode::Unauthenticated,
             ServerError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ServerError::InvalidSecondFactor => ErrorCode::InvalidSecondFactor,
             ServerError::SessionExpired => ErrorCode::SessionExpired,
             ServerError::Forbidden => ErrorCode::Forbidden,
             ServerError::NotFound => ErrorCode::NotFound,
@@ -71,6 +74,7 @@ impl ServerError {
             }
             ServerError::Unauthenticated
             | ServerError::InvalidCredentials
+            | ServerError::InvalidSecondFactor
             | ServerError::SessionExpired
             | ServerError::InvalidEnrollmentCode
             | ServerError::DeviceUnknown => StatusCode::UNAUTHORIZED,

@@ -9,6 +9,8 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod error;
+pub mod key_file;
+pub mod mfa;
 pub mod openapi;
 pub mod operator;
 pub mod passwords;

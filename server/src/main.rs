@@ -34,6 +34,14 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// The https origin WebAuthn credentials are bound to; its host name is the
+        /// relying party id (any port is accepted).
+        #[arg(
+            long,
+            env = "CLINICDESK_WEBAUTHN_ORIGIN",
+            default_value = "https://localhost"
+        )]
+        webauthn_origin: String,
     },
     /// Write the synthetic demo clinic and print its logins and a one-time enrollment code.
     Seed {
@@ -226,7 +234,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { data_dir, listen } => serve(data_dir, listen).await,
+        Command::Serve {
+            data_dir,
+            listen,
+            webauthn_origin,
+        } => serve(data_dir, listen, &webauthn_origin).await,
         Command::Seed {
             data_dir,
             json,
@@ -619,14 +631,16 @@ async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the database under {}", data_dir.display()))
 }
 
-async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(data_dir: PathBuf, listen: SocketAddr, webauthn_origin: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let files = tls::ensure_local_ca(&data_dir).context("preparing TLS certificates")?;
     let config = tls::server_config(&files)?;
     let state = AppState::open(&data_dir, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?
+        .with_webauthn_origin(webauthn_origin)
+        .context("--webauthn-origin")?;
     tokio::spawn(publish_checkpoints(state.clone()));
     let router = build_router(state)?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -17,6 +17,9 @@ use crate::error::ServerError;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Live sessions a user may hold at once (two workstations); a third revokes the oldest.
+pub const MAX_SESSIONS_PER_USER: i64 = 2;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
@@ -62,11 +65,11 @@ pub struct NewPatient {
     pub medications: Vec<String>,
 }
 
-fn parse_uuid(s: &str) -> Result<Uuid, ServerError> {
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, ServerError> {
     Uuid::from_str(s).map_err(|_| ServerError::Internal("stored id is not a uuid"))
 }
 
-fn parse_role(s: &str) -> Result<Role, ServerError> {
+pub(crate) fn parse_role(s: &str) -> Result<Role, ServerError> {
     Role::parse(s).ok_or(ServerError::Internal("stored role unknown"))
 }
 
@@ -366,6 +369,18 @@ impl Store {
         .bind(device_id.to_string())
         .bind(now_ms)
         .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        // At most MAX_SESSIONS_PER_USER live sessions: the oldest go.
+        sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = ?1
+             WHERE user_id = ?2 AND revoked_at_ms IS NULL AND token_hash NOT IN (
+                 SELECT token_hash FROM sessions WHERE user_id = ?2 AND revoked_at_ms IS NULL
+                 ORDER BY created_at_ms DESC, rowid DESC LIMIT ?3)",
+        )
+        .bind(now_ms)
+        .bind(user.user_id.to_string())
+        .bind(MAX_SESSIONS_PER_USER)
         .execute(&self.pool)
         .await?;
         sqlx::query("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")

@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::db::{self, DbError};
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE appointments (
     day TEXT PRIMARY KEY,
     json TEXT NOT NULL,
@@ -31,7 +32,16 @@ CREATE TABLE meta (
     max_offline_secs INTEGER NOT NULL,
     idle_timeout_secs INTEGER NOT NULL
 );
-"];
+",
+    "
+-- The server's grant after this user's last second factor on this device: lets an unlock
+-- within its lifetime (12 hours) sign in online with the password alone.
+CREATE TABLE mfa_grant (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    token TEXT NOT NULL
+);
+",
+];
 
 /// What an offline unlock needs to know, as of the last contact with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +124,26 @@ impl Cache {
             ],
         )?;
         Ok(())
+    }
+
+    /// Keeps the grant a second factor earned (inside this encrypted cache only).
+    pub fn put_mfa_grant(&mut self, token: &str) -> Result<(), DbError> {
+        self.conn.execute(
+            "INSERT INTO mfa_grant (one, token) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET token = excluded.token",
+            params![token],
+        )?;
+        Ok(())
+    }
+
+    pub fn mfa_grant(&self) -> Result<Option<Zeroizing<String>>, DbError> {
+        Ok(self
+            .conn
+            .query_row("SELECT token FROM mfa_grant WHERE one = 1", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .map(Zeroizing::new))
     }
 
     /// The most recently fetched schedule, whatever its day (for offline use).

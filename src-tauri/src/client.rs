@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use clinicdesk_protocol::mfa::{LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup};
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse, EnrollRequest,
     EnrollResponse, LoginRequest, LoginResponse, Patient,
@@ -15,6 +16,14 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::error::AppError;
+
+/// The second factors a user types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeMethod {
+    Totp,
+    RecoveryCode,
+}
 
 #[derive(Debug, Clone)]
 pub struct ServerClient {
@@ -83,8 +92,30 @@ impl ServerClient {
             .await
     }
 
-    pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse, AppError> {
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginStep, AppError> {
         self.post("/v1/auth/login", None, req).await
+    }
+
+    /// Redeems a login ticket with a TOTP code or a recovery code.
+    pub async fn second_factor(
+        &self,
+        method: CodeMethod,
+        req: &MfaCode,
+    ) -> Result<LoginResponse, AppError> {
+        let path = match method {
+            CodeMethod::Totp => "/v1/auth/mfa/totp",
+            CodeMethod::RecoveryCode => "/v1/auth/mfa/recovery",
+        };
+        self.post(path, None, req).await
+    }
+
+    pub async fn start_totp_setup(&self, req: &MfaTicketRequest) -> Result<TotpSetup, AppError> {
+        self.post("/v1/auth/mfa/setup/totp", None, req).await
+    }
+
+    pub async fn confirm_totp_setup(&self, req: &MfaCode) -> Result<MfaEnrolled, AppError> {
+        self.post("/v1/auth/mfa/setup/totp/confirm", None, req)
+            .await
     }
 
     pub async fn logout(&self, token: &SecretString) -> Result<(), AppError> {

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::app::AppStatus;
+use clinicdesk_protocol::app::{AppStatus, SecondFactorSetUp};
+use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::wire::{AppointmentList, Patient};
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
 
+use crate::client::CodeMethod;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::session::Core;
@@ -49,6 +51,36 @@ async fn sign_in(
     password: String,
 ) -> CommandResult<AppStatus> {
     core.0.sign_in(&username, &password).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn submit_second_factor(
+    core: State<'_, AppCore>,
+    method: CodeMethod,
+    code: String,
+) -> CommandResult<AppStatus> {
+    core.0
+        .submit_second_factor(method, &code)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn start_totp_setup(core: State<'_, AppCore>) -> CommandResult<TotpSetup> {
+    core.0.start_totp_setup().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn confirm_totp_setup(
+    core: State<'_, AppCore>,
+    code: String,
+) -> CommandResult<SecondFactorSetUp> {
+    core.0.confirm_totp_setup(&code).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn cancel_sign_in(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    Ok(core.0.cancel_sign_in())
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -120,6 +152,10 @@ pub fn run() -> Result<(), tauri::Error> {
             status,
             enroll,
             sign_in,
+            submit_second_factor,
+            start_totp_setup,
+            confirm_totp_setup,
+            cancel_sign_in,
             unlock,
             lock,
             switch_user,

@@ -9,6 +9,7 @@ use clinicdesk_app::session::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_tests::authenticator::pass_second_factor;
 use clinicdesk_tests::{ServerProcess, app_config, code_of, files_contain, signature_valid};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,7 +46,16 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
         .unwrap_err();
     assert_eq!(code_of(wrong), ErrorCode::InvalidCredentials);
     let password = server.seed.password("clinician").to_owned();
+    // The password alone opens nothing: the first sign-in sets up a second factor.
     let status = core.sign_in("clinician", &password).await.unwrap();
+    assert_eq!(status.phase, Phase::SetUpSecondFactor);
+    assert_eq!(
+        code_of(core.appointments().await.unwrap_err()),
+        ErrorCode::Unauthenticated
+    );
+    let status = pass_second_factor(&core, &server.authenticator, "clinician", status)
+        .await
+        .unwrap();
     assert_eq!(status.phase, Phase::Unlocked);
 
     let list = core.appointments().await.unwrap();
@@ -115,12 +125,12 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
     assert_eq!(core.upload_once().await.unwrap(), 1);
     assert_eq!(core.status().outbox_pending, Some(0));
 
-    // Unlock needs the same user's password.
+    // Unlock needs the same user's password; within the grant of the sign-in's second
+    // factor it asks for no second factor.
     let wrong = core.unlock("not-the-password").await.unwrap_err();
     assert_eq!(code_of(wrong), ErrorCode::InvalidCredentials);
     assert_eq!(core.status().phase, Phase::Locked);
-    core.unlock(&password).await.unwrap();
-    assert_eq!(core.status().phase, Phase::Unlocked);
+    assert_eq!(core.unlock(&password).await.unwrap().phase, Phase::Unlocked);
     // The lock and unlock were recorded and chain on from the earlier events.
     while core.upload_once().await.unwrap() > 0 {}
     let actions: Vec<AuditAction> = server
@@ -152,7 +162,8 @@ async fn idle_deadline_locks_and_activity_defers_it() {
     core.enroll(&server.seed.enrollment_code, "Room 2")
         .await
         .unwrap();
-    core.sign_in("frontdesk", server.seed.password("frontdesk"))
+    server
+        .sign_in(&core, "frontdesk", server.seed.password("frontdesk"))
         .await
         .unwrap();
     let locked = Arc::new(std::sync::atomic::AtomicBool::new(false));

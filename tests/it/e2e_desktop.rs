@@ -104,6 +104,49 @@ async fn click(client: &Client, id: &str) {
         .unwrap();
 }
 
+/// A first sign-in sets up the authenticator: the user types the key shown into their app
+/// (here the test's authenticator) and confirms with a code from it; then the recovery
+/// codes are shown once.
+async fn set_up_authenticator(
+    client: &Client,
+    server: &ServerProcess,
+    user: &str,
+    mut shots: Option<&mut Shots>,
+) {
+    let secret = wait_for(client, Locator::Id("totp-secret"), 20, "the TOTP key")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .replace(' ', "");
+    server.authenticator.add(user, &secret);
+    assert!(
+        client.find(Locator::Css(".qr svg")).await.is_ok(),
+        "a QR code to scan"
+    );
+    type_into(client, "totp-setup-code", &server.authenticator.code(user)).await;
+    if let Some(shots) = shots.as_deref_mut() {
+        shots.take(client, "totp-setup").await;
+    }
+    click(client, "totp-setup-submit").await;
+    wait_for(
+        client,
+        Locator::Id("recovery-codes"),
+        20,
+        "the recovery codes",
+    )
+    .await;
+    let codes = client
+        .find_all(Locator::Css("#recovery-codes ul.codes li"))
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    if let Some(shots) = shots {
+        shots.take(client, "recovery-codes").await;
+    }
+    click(client, "recovery-codes-done").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     let app = bin_dir().join("clinicdesk-app");
@@ -184,6 +227,9 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     type_into(&client, "login-password", server.seed.password("clinician")).await;
     shots.take(&client, "sign-in").await;
     click(&client, "login-submit").await;
+
+    // 2b. The first sign-in sets up the authenticator.
+    set_up_authenticator(&client, &server, "clinician", Some(&mut shots)).await;
 
     // 3. Today's appointments; open the first patient.
     let row = wait_for(
@@ -280,6 +326,7 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     type_into(&client, "login-username", "frontdesk").await;
     type_into(&client, "login-password", server.seed.password("frontdesk")).await;
     click(&client, "login-submit").await;
+    set_up_authenticator(&client, &server, "frontdesk", None).await;
     wait_for(
         &client,
         Locator::Id("sign-out"),

@@ -30,7 +30,8 @@ async fn enrolled(server: &ServerProcess, config: Config, clock: ManualClock) ->
 /// An enrolled workstation with the front desk signed in online.
 async fn frontdesk_signed_in(server: &ServerProcess, config: &Config) -> Arc<Core> {
     let core = enrolled(server, config.clone(), ManualClock::new(START_MS)).await;
-    core.sign_in("frontdesk", server.seed.password("frontdesk"))
+    server
+        .sign_in(&core, "frontdesk", server.seed.password("frontdesk"))
         .await
         .unwrap();
     core
@@ -53,7 +54,7 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
     )
     .await;
     let password = server.seed.password("clinician").to_owned();
-    core.sign_in("clinician", &password).await.unwrap();
+    server.sign_in(&core, "clinician", &password).await.unwrap();
     let list = core.appointments().await.unwrap();
     let patient = core
         .open_patient(list.appointments[0].patient_id)
@@ -266,7 +267,7 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
     )
     .await;
     let password = server.seed.password("frontdesk").to_owned();
-    core.sign_in("frontdesk", &password).await.unwrap();
+    server.sign_in(&core, "frontdesk", &password).await.unwrap();
 
     let private = PrivateBus::start();
     let bus = private.connect().await;

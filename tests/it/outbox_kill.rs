@@ -38,7 +38,7 @@ fn sigkill_at_random_points_loses_and_duplicates_no_audit_event() {
     let user = "clinician";
     let password = server.seed.password(user).to_owned();
     let out = torture(&server, app_dir.path(), &service)
-        .args(["enroll", &server.seed.enrollment_code])
+        .args(["enroll", &server.seed.enrollment_code, user, &password])
         .output()
         .unwrap();
     assert!(out.status.success(), "enroll failed");

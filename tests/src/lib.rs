@@ -8,6 +8,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+pub mod authenticator;
+
+use clinicdesk_app::AppError;
+use clinicdesk_app::session::Core;
+use clinicdesk_protocol::app::AppStatus;
 use clinicdesk_protocol::audit::{SignedAuditEvent, from_hex};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
@@ -56,6 +61,8 @@ pub struct ServerProcess {
     pub url: String,
     pub data_dir: tempfile::TempDir,
     pub seed: Seed,
+    /// The seeded users' authenticator app (TOTP secrets they set up).
+    pub authenticator: authenticator::Authenticator,
     child: Child,
 }
 
@@ -105,8 +112,33 @@ impl ServerProcess {
             url,
             data_dir,
             seed,
+            authenticator: Default::default(),
             child,
         }
+    }
+
+    /// Signs `username` in on `core` as a person would: password, then the second factor
+    /// (set up with their authenticator on the first sign-in).
+    pub async fn sign_in(
+        &self,
+        core: &Core,
+        username: &str,
+        password: &str,
+    ) -> Result<AppStatus, AppError> {
+        let status = core.sign_in(username, password).await?;
+        authenticator::pass_second_factor(core, &self.authenticator, username, status).await
+    }
+
+    /// Unlocks `username`'s locked session on `core`; online and past its grant, the
+    /// second factor is asked again.
+    pub async fn unlock(
+        &self,
+        core: &Core,
+        username: &str,
+        password: &str,
+    ) -> Result<AppStatus, AppError> {
+        let status = core.unlock(password).await?;
+        authenticator::pass_second_factor(core, &self.authenticator, username, status).await
     }
 
     /// Stops the server: the app sees it as unreachable.

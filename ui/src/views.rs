@@ -1,5 +1,6 @@
-//! The screens: enroll, sign in, schedule, patient, lock, keychain trouble, revoked. Which one shows follows the
-//! core's phase; PHI views exist only while the phase is `unlocked`.
+//! The screens: enroll, sign in (with its second step in `second_factor`), schedule,
+//! patient, lock, keychain trouble, revoked. Which one shows follows the core's phase; PHI
+//! views exist only while the phase is `unlocked`.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::bridge::{NoArgs, call, explain, on_event};
+use crate::second_factor::{RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen};
 
 /// The event the core emits when it locks by itself.
 const LOCKED_EVENT: &str = "clinicdesk://locked";
@@ -18,14 +20,16 @@ const LOCKED_EVENT: &str = "clinicdesk://locked";
 const ACTIVITY_EVERY_MS: f64 = 1_000.0;
 
 #[derive(Clone, Copy)]
-struct Ui {
-    status: RwSignal<Option<AppStatus>>,
+pub(crate) struct Ui {
+    pub(crate) status: RwSignal<Option<AppStatus>>,
     /// Bumped whenever the page asks the core to change phase; a status poll that was in
     /// flight across a bump is stale and dropped, so it cannot undo the change.
     epoch: StoredValue<u64>,
     schedule: RwSignal<Option<AppointmentList>>,
     patient: RwSignal<Option<Patient>>,
-    error: RwSignal<Option<String>>,
+    pub(crate) error: RwSignal<Option<String>>,
+    /// Recovery codes from a first second factor, until the user confirms saving them.
+    pub(crate) recovery_codes: RwSignal<Option<Vec<String>>>,
 }
 
 impl Ui {
@@ -35,9 +39,11 @@ impl Ui {
         self.patient.set(None);
     }
 
-    fn apply_status(&self, status: AppStatus) {
+    pub(crate) fn apply_status(&self, status: AppStatus) {
         if status.phase != Phase::Unlocked {
             self.forget_phi();
+            // Secrets do not stay on a locked screen.
+            self.recovery_codes.set(None);
         }
         self.status.set(Some(status));
     }
@@ -54,11 +60,11 @@ impl Ui {
     }
 
     /// Marks the start of a phase-changing command.
-    fn begin_change(&self) {
+    pub(crate) fn begin_change(&self) {
         self.epoch.update_value(|e| *e += 1);
     }
 
-    fn fail(&self, e: &ApiError) {
+    pub(crate) fn fail(&self, e: &ApiError) {
         self.error.set(Some(explain(e)));
         if e.code == clinicdesk_protocol::ErrorCode::Locked {
             self.refresh();
@@ -74,6 +80,7 @@ pub fn App() -> impl IntoView {
         schedule: RwSignal::new(None),
         patient: RwSignal::new(None),
         error: RwSignal::new(None),
+        recovery_codes: RwSignal::new(None),
     };
     provide_context(ui);
     ui.refresh();
@@ -108,14 +115,23 @@ pub fn App() -> impl IntoView {
     // Screens follow the phase only: a status poll that changes nothing else must not
     // rebuild the screen (and wipe what the user is typing).
     let phase = Memo::new(move |_| ui.status.get().map(|s| s.phase));
+    let showing_codes = Memo::new(move |_| ui.recovery_codes.with(Option::is_some));
     view! {
         <div class="app">
             <TopBar/>
             <main>
                 {move || match phase.get() {
+                    Some(Phase::Unlocked) if showing_codes.get() => {
+                        let codes = ui.recovery_codes.get_untracked().unwrap_or_default();
+                        view! { <RecoveryCodesScreen codes/> }.into_any()
+                    }
                     None => view! { <p class="muted">"Starting…"</p> }.into_any(),
                     Some(Phase::NotEnrolled) => view! { <EnrollScreen/> }.into_any(),
                     Some(Phase::SignedOut) => view! { <SignInScreen/> }.into_any(),
+                    Some(Phase::SecondFactor) => view! { <SecondFactorScreen/> }.into_any(),
+                    Some(Phase::SetUpSecondFactor) => {
+                        view! { <SetUpSecondFactorScreen/> }.into_any()
+                    }
                     Some(Phase::Locked) => view! { <LockScreen/> }.into_any(),
                     Some(Phase::Unlocked) => view! { <Workspace/> }.into_any(),
                     Some(Phase::KeychainUnavailable) => view! { <KeychainScreen/> }.into_any(),
@@ -133,7 +149,7 @@ fn lock_now(ui: Ui) {
 
 /// Runs a command that changes the phase (lock, switch user, sign out, retry): PHI is
 /// dropped from the page first, then the screen follows the core's answer.
-fn change_phase(ui: Ui, command: &'static str) {
+pub(crate) fn change_phase(ui: Ui, command: &'static str) {
     ui.begin_change();
     ui.forget_phi();
     ui.error.set(None);
@@ -145,6 +161,29 @@ fn change_phase(ui: Ui, command: &'static str) {
             }
             Err(e) => ui.fail(&e),
         }
+    });
+}
+
+/// Runs a phase-changing command a form submitted: `busy` while it runs, then the screen
+/// follows the core's answer, or the error line explains the refusal.
+pub(crate) fn submit_command<A: Serialize + 'static>(
+    ui: Ui,
+    busy: RwSignal<bool>,
+    command: &'static str,
+    args: A,
+) {
+    busy.set(true);
+    ui.error.set(None);
+    ui.begin_change();
+    spawn_local(async move {
+        match call::<_, AppStatus>(command, &args).await {
+            Ok(status) => {
+                ui.begin_change();
+                ui.apply_status(status);
+            }
+            Err(e) => ui.fail(&e),
+        }
+        busy.set(false);
     });
 }
 
@@ -190,7 +229,7 @@ fn TopBar() -> impl IntoView {
 }
 
 #[component]
-fn ErrorLine() -> impl IntoView {
+pub(crate) fn ErrorLine() -> impl IntoView {
     let ui = expect_context::<Ui>();
     view! {
         <Show when=move || ui.error.get().is_some()>
@@ -200,7 +239,7 @@ fn ErrorLine() -> impl IntoView {
 }
 
 /// Puts the cursor in a screen's first field when it appears (keyboard-first desks).
-fn focus_on_mount(input: NodeRef<leptos::html::Input>) {
+pub(crate) fn focus_on_mount(input: NodeRef<leptos::html::Input>) {
     Effect::new(move |_| {
         if let Some(el) = input.get() {
             let _ = el.focus();
@@ -224,23 +263,11 @@ fn EnrollScreen() -> impl IntoView {
     let busy = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        busy.set(true);
-        ui.error.set(None);
         let args = EnrollArgs {
             enrollment_code: code.get_untracked(),
             device_name: name.get_untracked(),
         };
-        ui.begin_change();
-        spawn_local(async move {
-            match call::<_, AppStatus>("enroll", &args).await {
-                Ok(status) => {
-                    ui.begin_change();
-                    ui.apply_status(status);
-                }
-                Err(e) => ui.fail(&e),
-            }
-            busy.set(false);
-        });
+        submit_command(ui, busy, "enroll", args);
     };
     let server = move || ui.status.get().map(|s| s.server_url).unwrap_or_default();
     view! {
@@ -279,24 +306,12 @@ fn SignInScreen() -> impl IntoView {
     focus_on_mount(first);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        busy.set(true);
-        ui.error.set(None);
         let args = SignInArgs {
             username: username.get_untracked(),
             password: password.get_untracked(),
         };
         password.set(String::new());
-        ui.begin_change();
-        spawn_local(async move {
-            match call::<_, AppStatus>("sign_in", &args).await {
-                Ok(status) => {
-                    ui.begin_change();
-                    ui.apply_status(status);
-                }
-                Err(e) => ui.fail(&e),
-            }
-            busy.set(false);
-        });
+        submit_command(ui, busy, "sign_in", args);
     };
     view! {
         <div class="card narrow">
@@ -339,23 +354,11 @@ fn LockScreen() -> impl IntoView {
     };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        busy.set(true);
-        ui.error.set(None);
         let args = UnlockArgs {
             password: password.get_untracked(),
         };
         password.set(String::new());
-        ui.begin_change();
-        spawn_local(async move {
-            match call::<_, AppStatus>("unlock", &args).await {
-                Ok(status) => {
-                    ui.begin_change();
-                    ui.apply_status(status);
-                }
-                Err(e) => ui.fail(&e),
-            }
-            busy.set(false);
-        });
+        submit_command(ui, busy, "unlock", args);
     };
     view! {
         <div class="card narrow lock" id="lock-screen">

@@ -220,6 +220,10 @@ fn demo(args: &[String]) -> Result<()> {
         .env("CLINICDESK_SERVER_URL", format!("https://127.0.0.1:{port}"))
         .env("CLINICDESK_SERVER_CA", &ca);
     println!("App data: {}", app_dir.display());
+    println!(
+        "Each user's first sign-in sets up a second factor: add the key the app shows to an \
+         authenticator app, or get codes here with `oathtool --totp -b KEY`."
+    );
     println!("Close the window or press Ctrl-C to stop everything.");
     let result = app.status();
     let _ = server.kill();

@@ -25,6 +25,8 @@ const DEMO_PACKAGES: &[&str] = &[
     "xauth",
     "dbus",
     "gnome-keyring",
+    // Codes for the demo's second factor when no phone is at hand.
+    "oathtool",
 ];
 
 /// Also for the tests: WebKitWebDriver, secret-tool to look into the keychain from outside,

@@ -83,13 +83,49 @@ impl<T: Discloses + serde::Serialize> IntoResponse for Served<T> {
     }
 }
 
-fn user_agent(request: &Request) -> String {
-    let raw = request
-        .headers()
+fn user_agent(headers: &axum::http::HeaderMap) -> String {
+    let raw = headers
         .get(USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     raw.chars().take(MAX_USER_AGENT).collect()
+}
+
+/// The caller as the server saw it, for handlers that record security events themselves
+/// (second factors set up, resets): peer address and `User-Agent`.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+impl Seen {
+    pub fn for_session(self, device_id: Uuid) -> RequestSeen {
+        RequestSeen {
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+            session_device_id: Some(device_id),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Seen {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ConnectInfo(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied()
+            .ok_or(ServerError::Internal("request without a peer"))?;
+        Ok(Self {
+            client_ip: peer.ip().to_string(),
+            user_agent: user_agent(&parts.headers),
+        })
+    }
 }
 
 /// Middleware on every route (inside `authorize`): records PHI routes' responses.
@@ -121,7 +157,7 @@ pub async fn record_phi_access(
     };
     let seen = RequestSeen {
         client_ip: peer.ip().to_string(),
-        user_agent: user_agent(&request),
+        user_agent: user_agent(request.headers()),
         session_device_id: Some(principal.device_id),
     };
     let requested = request.uri().path().to_owned();

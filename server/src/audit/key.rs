@@ -1,30 +1,15 @@
 //! The server's audit key: Ed25519, signs checkpoints, receipts and (with the server-events
-//! work) the server's own audit chain. It lives in `DATA_DIR/audit-signing.key` (0600),
-//! created on first start, so a copy of the database alone cannot forge a checkpoint.
-//! Instances sharing one PostgreSQL must be given the same key file.
+//! work) the server's own audit chain. It lives in `DATA_DIR/audit-signing.key` (see
+//! [`crate::key_file`]).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clinicdesk_protocol::audit::{from_hex, to_hex};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use zeroize::Zeroizing;
+
+use crate::key_file::{self, KeyFileError};
 
 pub const KEY_FILE: &str = "audit-signing.key";
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuditKeyError {
-    #[error("cannot read or write the audit key file {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the audit key file {path} is not 64 hex digits")]
-    Malformed { path: PathBuf },
-    #[error("the OS random source failed")]
-    Random,
-}
 
 pub struct AuditKey {
     signing: SigningKey,
@@ -38,46 +23,11 @@ impl std::fmt::Debug for AuditKey {
 
 impl AuditKey {
     /// Loads `DIR/audit-signing.key`, creating it on first use.
-    pub fn load_or_create(data_dir: &Path) -> Result<Self, AuditKeyError> {
-        let path = data_dir.join(KEY_FILE);
-        let io = |source| AuditKeyError::Io {
-            path: path.clone(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let seed: Zeroizing<Vec<u8>> = Zeroizing::new(
-                    from_hex(text.trim())
-                        .ok_or_else(|| AuditKeyError::Malformed { path: path.clone() })?,
-                );
-                let seed: [u8; 32] = seed
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| AuditKeyError::Malformed { path: path.clone() })?;
-                Ok(Self {
-                    signing: SigningKey::from_bytes(&seed),
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = Zeroizing::new([0u8; 32]);
-                getrandom::fill(seed.as_mut()).map_err(|_| AuditKeyError::Random)?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options.open(&path).map_err(io)?;
-                file.write_all(Zeroizing::new(to_hex(seed.as_ref())).as_bytes())
-                    .map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(Self {
-                    signing: SigningKey::from_bytes(&seed),
-                })
-            }
-            Err(e) => Err(io(e)),
-        }
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyFileError> {
+        let seed = key_file::load_or_create(data_dir, KEY_FILE)?;
+        Ok(Self {
+            signing: SigningKey::from_bytes(&seed),
+        })
     }
 
     /// A key from a fixed seed: tests and the seeder's synthetic fixtures only.
@@ -140,7 +90,7 @@ mod tests {
         std::fs::write(dir.path().join(KEY_FILE), "not hex").unwrap();
         assert!(matches!(
             AuditKey::load_or_create(dir.path()),
-            Err(AuditKeyError::Malformed { .. })
+            Err(KeyFileError::Malformed { .. })
         ));
     }
 }

@@ -70,11 +70,24 @@ pub async fn record(
     if events.is_empty() {
         return Ok(());
     }
-    let clinic = scope.clinic_id();
     let mut tx = state.store.pool().begin().await?;
-    log::lock_clinic(&mut tx, clinic).await?;
+    record_in(&mut tx, state, scope, events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`record`] inside the caller's transaction, for changes that must not happen without
+/// their event (a second factor set up, a reset): both commit or neither does.
+pub async fn record_in(
+    tx: &mut SqliteConnection,
+    state: &AppState,
+    scope: &ClinicScope,
+    events: Vec<ServerEvent>,
+) -> Result<(), ServerError> {
+    let clinic = scope.clinic_id();
+    log::lock_clinic(&mut *tx, clinic).await?;
     let now = state.clock.now_ms();
-    let chain = chain_id(&mut tx, scope, now).await?;
+    let chain = chain_id(&mut *tx, scope, now).await?;
     // The server chain never has gaps, so its head is its tip.
     let head = sqlx::query(
         "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = ?",
@@ -120,12 +133,11 @@ pub async fn record(
             signature: state.audit_key.sign_hex(&event.canonical_bytes()),
             event,
         };
-        insert_event(&mut tx, scope, &signed, &hash, now).await?;
+        insert_event(&mut *tx, scope, &signed, &hash, now).await?;
         logged.push((signed.event.id, hash));
         prev_hash = hash;
     }
-    log::append(&mut tx, clinic, &logged).await?;
-    advance_head(&mut tx, scope, chain).await?;
-    tx.commit().await?;
+    log::append(&mut *tx, clinic, &logged).await?;
+    advance_head(&mut *tx, scope, chain).await?;
     Ok(())
 }

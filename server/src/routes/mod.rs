@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod devices;
 pub mod health;
+pub mod mfa;
 pub mod patients;
 pub mod schedule;
 pub mod session;

@@ -1,12 +1,14 @@
 //! Login from an enrolled device: a server nonce signed by the device key, plus the
 //! user's password. Unknown users and wrong passwords answer the same, after the same work.
+//! A right password yields the second-factor step ([`crate::mfa`]), not a session.
 
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::from_hex;
+use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, login_proof_bytes,
+    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, UserInfo, login_proof_bytes,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 
@@ -34,12 +36,12 @@ pub async fn challenge(
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ApiError)))]
+    responses((status = 200, body = LoginStep), (status = 401, body = ApiError)))]
 #[tracing::instrument(skip_all, fields(device_id = %req.device_id))]
 pub async fn login(
     State(state): State<AppState>,
     Body(req): Body<LoginRequest>,
-) -> Result<Json<LoginResponse>, ServerError> {
+) -> Result<Json<LoginStep>, ServerError> {
     let device = live_device(&state, req.device_id).await?;
     let now = state.clock.now_ms();
     if !state.store.take_nonce(&req.nonce, device.id, now).await? {
@@ -79,19 +81,53 @@ pub async fn login(
         _ => return Err(ServerError::InvalidCredentials),
     };
 
+    if let Some(grant) = &req.mfa_grant
+        && crate::mfa::store::grant_valid(
+            state.store.pool(),
+            &hash_secret(grant),
+            user.user_id,
+            device.id,
+            now,
+        )
+        .await?
+    {
+        tracing::info!(user_id = %user.user_id, "login within a second-factor grant");
+        return Ok(Json(LoginStep::SignedIn(
+            issue_session(&state, &user, device.id).await?,
+        )));
+    }
+    tracing::info!(user_id = %user.user_id, "password accepted; second factor next");
+    Ok(Json(
+        crate::mfa::ticket_for(&state, &user, device.id).await?,
+    ))
+}
+
+/// A new session for a user who proved every factor, under the clinic's lock policy. The
+/// user's sessions beyond the newest two are revoked.
+pub(crate) async fn issue_session(
+    state: &AppState,
+    user: &UserInfo,
+    device_id: uuid::Uuid,
+) -> Result<LoginResponse, ServerError> {
     let session_token = token()?;
     state
         .store
-        .insert_session(&hash_secret(&session_token), &user, device.id, now)
+        .insert_session(
+            &hash_secret(&session_token),
+            user,
+            device_id,
+            state.clock.now_ms(),
+        )
         .await?;
     let (idle_timeout_secs, max_offline_secs) = state.store.lock_policy(user.clinic_id).await?;
-    tracing::info!(user_id = %user.user_id, "login");
-    Ok(Json(LoginResponse {
+    tracing::info!(user_id = %user.user_id, "session issued");
+    Ok(LoginResponse {
         session_token,
-        user,
+        user: user.clone(),
         idle_timeout_secs,
         max_offline_secs,
-    }))
+        mfa_grant: None,
+    })
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout", responses((status = 204)))]

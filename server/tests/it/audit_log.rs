@@ -105,13 +105,25 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let uid = login.user.user_id;
     let events = chain(&device, uid, 6);
     let e = |seq: usize| &events[seq - 1];
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    // The log already holds the server's events of the two sign-ins (second factors set up).
+    let (_, body) = server
+        .get("/v1/audit/checkpoint", &admin.session_token)
+        .await;
+    let base = serde_json::from_value::<SignedCheckpoint>(body)
+        .unwrap()
+        .checkpoint
+        .tree_size;
+    assert_eq!(base, 2);
 
     let r = upload(&server, &device, &[e(1), e(2)]).await;
     assert_eq!(
         (r.highest_contiguous_seq, r.contiguous_hash),
         (2, e(2).event.hash())
     );
-    assert_eq!(r.checkpoint.checkpoint.tree_size, 2);
+    assert_eq!(r.checkpoint.checkpoint.tree_size, base + 2);
     assert!(r.forked.is_empty());
     let first_checkpoint = r.checkpoint.clone();
 
@@ -119,7 +131,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let r = upload(&server, &device, &[e(2)]).await;
     assert_eq!(
         (r.highest_contiguous_seq, r.checkpoint.checkpoint.tree_size),
-        (2, 2)
+        (2, base + 2)
     );
 
     // A forged signature is refused outright.
@@ -140,9 +152,6 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     // Past a gap the event is stored, the receipt does not move, the gap is outstanding.
     let r = upload(&server, &device, &[e(5)]).await;
     assert_eq!(r.highest_contiguous_seq, 2);
-    let admin = device
-        .login(&server, "admin", password_of(&report, "admin"))
-        .await;
     let (status, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
     assert_eq!(status, 200, "{body}");
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
@@ -178,13 +187,14 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let r = upload(&server, &device, &[e(6)]).await;
     assert_eq!(r.highest_contiguous_seq, 6);
     let latest = r.checkpoint.clone();
-    assert_eq!(latest.checkpoint.tree_size, 6);
+    assert_eq!(latest.checkpoint.tree_size, base + 6);
 
     // Proofs from the API verify against the signed checkpoints.
     let (status, body) = server
         .get(
             &format!(
-                "/v1/audit/consistency?old_size=2&new_size={}",
+                "/v1/audit/consistency?old_size={}&new_size={}",
+                base + 2,
                 latest.checkpoint.tree_size
             ),
             &admin.session_token,
@@ -193,9 +203,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     assert_eq!(status, 200, "{body}");
     let proof: ConsistencyEvidence = serde_json::from_value(body).unwrap();
     verify_consistency(
-        2,
+        base + 2,
         &first_checkpoint.checkpoint.root_hash,
-        6,
+        base + 6,
         &latest.checkpoint.root_hash,
         &proof.hashes,
     )
@@ -203,7 +213,11 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     for ev in &events {
         let (status, body) = server
             .get(
-                &format!("/v1/audit/events/{}/inclusion?tree_size=6", ev.event.id),
+                &format!(
+                    "/v1/audit/events/{}/inclusion?tree_size={}",
+                    ev.event.id,
+                    base + 6
+                ),
                 &admin.session_token,
             )
             .await;
@@ -211,7 +225,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         let p: InclusionEvidence = serde_json::from_value(body).unwrap();
         verify_inclusion(
             &latest.checkpoint.root_hash,
-            6,
+            base + 6,
             p.leaf_index,
             &ev.event.hash(),
             &p.hashes,
@@ -221,7 +235,11 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     // A size nobody signed is refused; so is an unknown event.
     let (status, _) = server
         .get(
-            &format!("/v1/audit/events/{}/inclusion?tree_size=4", e(1).event.id),
+            &format!(
+                "/v1/audit/events/{}/inclusion?tree_size={}",
+                e(1).event.id,
+                base + 4
+            ),
             &admin.session_token,
         )
         .await;
@@ -282,7 +300,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
 
-    // Another clinic's admin sees none of it: no events, no proofs, an empty log.
+    // Another clinic's admin sees none of it: only their own sign-in's event, no proofs,
+    // a log of that one event.
     let other = server.seed(0xB, "Clinic B").await;
     let other_device = TestDevice::enroll(&server, &other.enrollment_code).await;
     let other_admin = other_device
@@ -293,7 +312,12 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .await;
     assert_eq!(status, 200, "{body}");
     let page: AuditPage = serde_json::from_value(body).unwrap();
-    assert!(page.events.is_empty());
+    let theirs: Vec<_> = page.events.iter().map(|r| &r.event).collect();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(
+        (theirs[0].clinic_id, theirs[0].action),
+        (other_device.clinic_id, AuditAction::MfaEnrolled)
+    );
     let (status, _) = server
         .get(
             &format!("/v1/audit/events/{}/inclusion?tree_size=6", e(1).event.id),
@@ -305,7 +329,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .get("/v1/audit/checkpoint", &other_admin.session_token)
         .await;
     let theirs: SignedCheckpoint = serde_json::from_value(body).unwrap();
-    assert_eq!(theirs.checkpoint.tree_size, 0);
+    assert_eq!(theirs.checkpoint.tree_size, 1);
     let (_, body) = server
         .get("/v1/audit/alerts", &other_admin.session_token)
         .await;
@@ -317,7 +341,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let report = verify_all(server.store.pool(), &key, &[latest])
         .await
         .unwrap();
-    assert_eq!((report.events, report.alerts), (6, 2));
+    // Six of the workstation, three of the server (each sign-in set up a second factor).
+    assert_eq!((report.events, report.alerts), (9, 2));
     assert!(report.gaps.is_empty());
 }
 

@@ -320,8 +320,8 @@ async fn fhir_export_validates_as_r4_audit_events_with_an_independent_validator(
     let server_event = entries
         .iter()
         .map(|e| &e["resource"])
-        .find(|r| r["source"]["type"][0]["code"] == "4")
-        .expect("a server-recorded event");
+        .find(|r| r["source"]["type"][0]["code"] == "4" && r["subtype"][0]["code"] == "view")
+        .expect("a server-recorded view");
     assert_eq!(server_event["agent"][0]["network"]["address"], "127.0.0.1");
     assert_eq!(server_event["agent"][0]["requestor"], true);
     assert!(

@@ -1,13 +1,16 @@
 //! A real server on `127.0.0.1:0` with TLS, its own data dir and a manual clock, plus a
 //! device that can enroll and sign in.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use clinicdesk_protocol::audit::to_hex;
+use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
 use clinicdesk_protocol::wire::{
     ChallengeResponse, EnrollResponse, LoginResponse, login_proof_bytes,
 };
-use clinicdesk_server::clock::ManualClock;
+use clinicdesk_server::clock::{Clock, ManualClock};
+use clinicdesk_server::mfa::totp::{STEP_SECS, TotpSecret};
 use clinicdesk_server::seed::{SeedReport, seed_clinic};
 use clinicdesk_server::store::Store;
 use clinicdesk_server::{AppState, build_router, tls};
@@ -21,6 +24,11 @@ pub struct TestServer {
     pub store: Store,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
+    /// The authenticator app of every user who set up TOTP here: (clinic, username) to
+    /// (base32 secret, last step used).
+    pub authenticator: Mutex<HashMap<(Uuid, String), (String, u64)>>,
+    /// The recovery codes each user was shown.
+    pub recovery_codes: Mutex<HashMap<(Uuid, String), Vec<String>>>,
 }
 
 /// 2026-11-23 12:00 UTC, so "today" has the seeded appointments.
@@ -51,6 +59,8 @@ impl TestServer {
             store,
             clock,
             dir,
+            authenticator: Mutex::default(),
+            recovery_codes: Mutex::default(),
         }
     }
 
@@ -72,6 +82,28 @@ impl TestServer {
             device,
             login,
         }
+    }
+
+    /// A TOTP code for the user's authenticator that the server has not seen yet: the
+    /// earliest unused step within the server's ±1 step, moving the clock on a step when
+    /// all three are used (as a person would wait for the next code).
+    pub fn totp_code(&self, clinic: Uuid, username: &str) -> String {
+        let mut apps = self.authenticator.lock().unwrap();
+        let (secret, last) = apps
+            .get_mut(&(clinic, username.to_owned()))
+            .expect("the user set up TOTP");
+        let now_step = u64::try_from(self.clock.now_ms() / 1000).unwrap() / STEP_SECS;
+        let mut step = (*last + 1).max(now_step - 1);
+        if step > now_step + 1 {
+            self.clock
+                .advance_ms(i64::try_from(STEP_SECS * 1000).unwrap());
+            step = now_step;
+        }
+        *last = step;
+        TotpSecret::from_base32(secret)
+            .unwrap()
+            .code_at(step * STEP_SECS)
+            .unwrap()
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -150,6 +182,17 @@ impl TestDevice {
 
     /// Challenge, sign, log in; the raw response.
     pub async fn try_login(&self, server: &TestServer, user: &str, password: &str) -> (u16, Value) {
+        self.try_login_with(server, user, password, None).await
+    }
+
+    /// [`TestDevice::try_login`], presenting an MFA grant from an earlier login.
+    pub async fn try_login_with(
+        &self,
+        server: &TestServer,
+        user: &str,
+        password: &str,
+        mfa_grant: Option<&str>,
+    ) -> (u16, Value) {
         let (status, body) = server
             .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
             .await;
@@ -171,15 +214,68 @@ impl TestDevice {
                     "device_id": self.id,
                     "nonce": nonce,
                     "device_signature": to_hex(&signature),
+                    "mfa_grant": mfa_grant,
                 }),
             )
             .await
     }
 
+    /// Password and device proof, then the second factor: TOTP, set up on first use.
     pub async fn login(&self, server: &TestServer, user: &str, password: &str) -> LoginResponse {
         let (status, body) = self.try_login(server, user, password).await;
         assert_eq!(status, 200, "{body}");
-        serde_json::from_value(body).unwrap()
+        match serde_json::from_value::<LoginStep>(body).unwrap() {
+            LoginStep::SignedIn(login) => login,
+            LoginStep::SecondFactor(t) => {
+                let code = server.totp_code(self.clinic_id, user);
+                let (status, body) = server
+                    .post(
+                        "/v1/auth/mfa/totp",
+                        None,
+                        json!({ "ticket": t.ticket, "code": code }),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                serde_json::from_value(body).unwrap()
+            }
+            LoginStep::SetUpSecondFactor(t) => self.set_up_totp(server, user, &t.ticket).await,
+        }
+    }
+
+    /// Sets up TOTP with a setup ticket, as the user's authenticator app would.
+    pub async fn set_up_totp(
+        &self,
+        server: &TestServer,
+        user: &str,
+        ticket: &str,
+    ) -> LoginResponse {
+        let (status, body) = server
+            .post("/v1/auth/mfa/setup/totp", None, json!({ "ticket": ticket }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let setup: TotpSetup = serde_json::from_value(body).unwrap();
+        let key = (self.clinic_id, user.to_owned());
+        server
+            .authenticator
+            .lock()
+            .unwrap()
+            .insert(key.clone(), (setup.secret_base32, 0));
+        let code = server.totp_code(self.clinic_id, user);
+        let (status, body) = server
+            .post(
+                "/v1/auth/mfa/setup/totp/confirm",
+                None,
+                json!({ "ticket": ticket, "code": code }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let enrolled: MfaEnrolled = serde_json::from_value(body).unwrap();
+        server
+            .recovery_codes
+            .lock()
+            .unwrap()
+            .insert(key, enrolled.recovery_codes);
+        enrolled.session
     }
 }
 

@@ -6,6 +6,7 @@ mod api;
 mod audit_log;
 mod export;
 mod harness;
+mod mfa;
 mod phi_access;
 mod tamper;
 mod tls_versions;

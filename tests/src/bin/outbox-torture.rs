@@ -2,9 +2,10 @@
 //! the real app core (keychain, SQLCipher outbox and cache, uploader) against a real
 //! server, without a webview, so the test can SIGKILL it at any instant.
 //!
-//! `outbox-torture enroll CODE` · `work USER PASSWORD` (sign in, then view patients and
-//! upload until killed; prints `viewed` after each view the core returned) ·
-//! `drain USER PASSWORD` (upload until the outbox is empty; prints `last_seq N`).
+//! `outbox-torture enroll CODE USER PASSWORD` (enroll, sign in with a second factor set up
+//! then, lock) · `work USER PASSWORD` (sign in within the grant of that second factor, then
+//! view patients and upload until killed; prints `viewed` after each view the core
+//! returned) · `drain USER PASSWORD` (upload until the outbox is empty; prints `last_seq N`).
 //! Configuration comes from the same `CLINICDESK_*` variables as the app.
 
 #![allow(clippy::print_stdout)] // the test reads this process's stdout
@@ -16,6 +17,8 @@ use anyhow::{Context, bail};
 use clinicdesk_app::config::Config;
 use clinicdesk_app::session::Core;
 use clinicdesk_app::sync;
+use clinicdesk_protocol::app::Phase;
+use clinicdesk_tests::authenticator::{Authenticator, pass_second_factor};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -32,12 +35,21 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["enroll", code] => {
+        ["enroll", code, user, password] => {
             core.enroll(code, "Torture room").await.map_err(fail)?;
+            let status = core.sign_in(user, password).await.map_err(fail)?;
+            let app = Authenticator::default();
+            let status = pass_second_factor(&core, &app, user, status)
+                .await
+                .map_err(fail)?;
+            if status.phase != Phase::Unlocked {
+                bail!("sign-in did not finish");
+            }
+            core.lock();
         }
         ["work", user, password] => {
             tokio::spawn(sync::run_uploader(core.clone(), Duration::from_millis(10)));
-            core.sign_in(user, password).await.map_err(fail)?;
+            signed_in_within_grant(&core, user, password).await?;
             let list = core.appointments().await.map_err(fail)?;
             println!("viewed");
             loop {
@@ -48,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         ["drain", user, password] => {
-            core.sign_in(user, password).await.map_err(fail)?;
+            signed_in_within_grant(&core, user, password).await?;
             core.lock();
             while core.upload_once().await.map_err(fail)? > 0 {}
             let status = core.status();
@@ -57,7 +69,22 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("last_seq {}", core.outbox_last_seq().map_err(fail)?);
         }
-        _ => bail!("usage: outbox-torture enroll CODE | work USER PASSWORD | drain USER PASSWORD"),
+        _ => bail!(
+            "usage: outbox-torture enroll CODE USER PASSWORD | work USER PASSWORD | drain USER PASSWORD"
+        ),
+    }
+    Ok(())
+}
+
+/// Signs in with the password alone: the grant of the enrollment's second factor is in
+/// the user's cache, so the server asks for no code.
+async fn signed_in_within_grant(core: &Core, user: &str, password: &str) -> anyhow::Result<()> {
+    let status = core
+        .sign_in(user, password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.to_api().code))?;
+    if status.phase != Phase::Unlocked {
+        bail!("the server asked for a second factor despite the grant");
     }
     Ok(())
 }

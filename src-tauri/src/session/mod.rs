@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{AppStatus, Phase};
 use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditUpload, EnrollRequest, LoginRequest, LoginResponse, Patient, UserInfo,
     login_proof_bytes,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::cache::{self, Cache, Meta};
 use crate::client::ServerClient;
@@ -36,6 +38,8 @@ use crate::keychain::Keychain;
 use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
 use crate::users::UserCaches;
+
+mod second_factor;
 
 /// The most events sent in one upload.
 const UPLOAD_BATCH: usize = 100;
@@ -87,6 +91,8 @@ pub struct Core {
     generation: AtomicU64,
     upload_wanted: tokio::sync::Notify,
     on_lock: Mutex<Option<LockListener>>,
+    /// A sign-in waiting for its second factor.
+    pending: Mutex<Option<second_factor::Pending>>,
 }
 
 /// A session event of the user's: no patient, no fields.
@@ -110,6 +116,13 @@ fn session_draft(
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep going with it.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A user's cache on this device as their password found it.
+enum LocalCache {
+    None,
+    WrongPassword,
+    Opened(Cache),
 }
 
 /// How a session was opened, for its audit event.
@@ -151,6 +164,7 @@ impl Core {
             generation: AtomicU64::new(0),
             upload_wanted: tokio::sync::Notify::new(),
             on_lock: Mutex::new(None),
+            pending: Mutex::new(None),
         };
         if guard(&core.enrolled).is_some()
             && let Err(e) = core.ensure_outbox()
@@ -255,6 +269,13 @@ impl Core {
         } else if phase == Phase::SignedOut && self.keychain_unavailable.load(Ordering::SeqCst) {
             phase = Phase::KeychainUnavailable;
         }
+        let mut mfa_methods = Vec::new();
+        if matches!(phase, Phase::SignedOut | Phase::Locked)
+            && let Some((waiting, methods)) = guard(&self.pending).as_ref().and_then(|p| p.phase())
+        {
+            phase = waiting;
+            mfa_methods = methods;
+        }
         let pending = guard(&self.outbox).as_ref().and_then(|o| o.count().ok());
         AppStatus {
             phase,
@@ -268,6 +289,7 @@ impl Core {
             offline_session,
             online,
             last_upload_at: last_upload_ms.map(rfc3339),
+            mfa_methods,
         }
     }
 
@@ -352,7 +374,8 @@ impl Core {
         username: &str,
         password: &str,
         key: &DeviceKey,
-    ) -> Result<LoginResponse, AppError> {
+        mfa_grant: Option<Zeroizing<String>>,
+    ) -> Result<LoginStep, AppError> {
         let (enrollment, client) = self.enrolled()?;
         let challenge = client.challenge(enrollment.device_id).await;
         self.note_network(&challenge);
@@ -368,6 +391,7 @@ impl Core {
                     username,
                 )),
                 nonce,
+                mfa_grant: mfa_grant.map(|g| g.to_string()),
             })
             .await;
         self.note_network(&login);
@@ -387,27 +411,92 @@ impl Core {
         if password.is_empty() {
             return Err(AppError::BadInput("password"));
         }
-        let (enrollment, _) = self.enrolled()?;
+        self.enrolled()?;
         self.ensure_outbox()?;
         let key = DeviceKey::load(&self.keychain)?;
         let now = self.clock.now_ms();
-        let (user, token, idle_secs, cache) =
-            match self.server_login(username, password, &key).await {
-                Ok(login) => {
-                    let cache = self.open_user_cache_online(&login, password, now)?;
-                    (
-                        login.user,
-                        Some(SecretString::from(login.session_token)),
-                        login.idle_timeout_secs,
-                        cache,
-                    )
-                }
-                Err(AppError::Unreachable) => {
-                    let (cache, meta) = self.open_user_cache_offline(username, password, now)?;
-                    (meta.user, None, meta.idle_timeout_secs, cache)
-                }
-                Err(e) => return Err(self.on_server_error(e)),
-            };
+        // This user's cache here, if the password opens it: the grant of their last second
+        // factor is inside, and offline it is all there is.
+        let local = self.open_local_cache(username, password)?;
+        let grant = match &local {
+            LocalCache::Opened(cache) => cache.mfa_grant()?,
+            _ => None,
+        };
+        match self.server_login(username, password, &key, grant).await {
+            Ok(LoginStep::SignedIn(login)) => {
+                let existing = match local {
+                    LocalCache::Opened(cache) => Some(cache),
+                    _ => None,
+                };
+                let cache = self.open_user_cache_online(existing, &login, password, now)?;
+                self.start_session(key, login, cache, opening, now)
+            }
+            Ok(LoginStep::SecondFactor(ticket)) => {
+                drop(local);
+                self.await_second_factor(username, password, opening, ticket, false)
+            }
+            Ok(LoginStep::SetUpSecondFactor(ticket)) => {
+                drop(local);
+                self.await_second_factor(username, password, opening, ticket, true)
+            }
+            Err(AppError::Unreachable) => {
+                let cache = match local {
+                    LocalCache::Opened(cache) => cache,
+                    // No cache for this user here: nothing can be done without the server.
+                    LocalCache::None => return Err(AppError::Unreachable),
+                    LocalCache::WrongPassword => return Err(AppError::WrongPassword),
+                };
+                let meta = self.check_offline_limit(&cache, now)?;
+                self.open_unlocked(
+                    key,
+                    meta.user,
+                    None,
+                    meta.idle_timeout_secs,
+                    cache,
+                    opening,
+                    now,
+                )
+            }
+            Err(e) => Err(self.on_server_error(e)),
+        }
+    }
+
+    /// Opens the session the server granted: the cache remembers the contact (and a new
+    /// grant, after a second factor).
+    fn start_session(
+        &self,
+        key: DeviceKey,
+        login: LoginResponse,
+        mut cache: Cache,
+        opening: Opening,
+        now: i64,
+    ) -> Result<AppStatus, AppError> {
+        if let Some(grant) = &login.mfa_grant {
+            cache.put_mfa_grant(grant)?;
+        }
+        self.open_unlocked(
+            key,
+            login.user,
+            Some(SecretString::from(login.session_token)),
+            login.idle_timeout_secs,
+            cache,
+            opening,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_unlocked(
+        &self,
+        key: DeviceKey,
+        user: UserInfo,
+        token: Option<SecretString>,
+        idle_secs: u64,
+        cache: Cache,
+        opening: Opening,
+        now: i64,
+    ) -> Result<AppStatus, AppError> {
+        let (enrollment, _) = self.enrolled()?;
         let offline = token.is_none();
         let server_idle = Duration::from_secs(idle_secs.max(1));
         let idle_timeout = self
@@ -444,15 +533,17 @@ impl Core {
             generation,
         }));
         drop(session);
+        *guard(&self.pending) = None;
         self.upload_wanted.notify_one();
         Ok(self.status())
     }
 
-    /// After the server accepted the password: this user's cache, or a new one when
-    /// there is none or it was wrapped under an earlier password (a cache is only a
-    /// copy; the audit outbox is separate, so nothing unsent is lost).
+    /// After the server accepted the password: this user's cache (`existing`, or found by
+    /// id), or a new one when there is none or it was wrapped under an earlier password (a
+    /// cache is only a copy; the audit outbox is separate, so nothing unsent is lost).
     fn open_user_cache_online(
         &self,
+        existing: Option<Cache>,
         login: &LoginResponse,
         password: &str,
         now: i64,
@@ -465,9 +556,12 @@ impl Core {
             idle_timeout_secs: login.idle_timeout_secs,
         };
         self.with_device_secret(|secret| {
-            let existing = match self.users.load(user.user_id)? {
-                Some(wrapped) => self.users.open(secret, &wrapped, password)?,
-                None => None,
+            let existing = match existing {
+                Some(cache) => Some(cache),
+                None => match self.users.load(user.user_id)? {
+                    Some(wrapped) => self.users.open(secret, &wrapped, password)?,
+                    None => None,
+                },
             };
             let mut cache = match existing {
                 Some(cache) => cache,
@@ -478,32 +572,29 @@ impl Core {
         })
     }
 
-    /// The server cannot be reached: this user's cache opens with their password alone,
-    /// within the clinic's maximum offline time since the last online sign-in.
-    fn open_user_cache_offline(
-        &self,
-        username: &str,
-        password: &str,
-        now: i64,
-    ) -> Result<(Cache, Meta), AppError> {
+    /// This user's cache on this device, opened with their password if it does.
+    fn open_local_cache(&self, username: &str, password: &str) -> Result<LocalCache, AppError> {
         self.with_device_secret(|secret| {
-            // No cache for this user here: nothing can be done without the server.
-            let wrapped = self
-                .users
-                .find(secret, username)?
-                .ok_or(AppError::Unreachable)?;
-            let cache = self
-                .users
-                .open(secret, &wrapped, password)?
-                .ok_or(AppError::WrongPassword)?;
-            let meta = cache.meta()?.ok_or(DbError::Malformed)?;
-            let limit_ms =
-                i64::try_from(meta.max_offline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-            if now.saturating_sub(meta.last_online_ms) > limit_ms {
-                return Err(AppError::OfflineTooLong);
-            }
-            Ok((cache, meta))
+            let Some(wrapped) = self.users.find(secret, username)? else {
+                return Ok(LocalCache::None);
+            };
+            Ok(match self.users.open(secret, &wrapped, password)? {
+                Some(cache) => LocalCache::Opened(cache),
+                None => LocalCache::WrongPassword,
+            })
         })
+    }
+
+    /// The server cannot be reached: the cache opens within the clinic's maximum offline
+    /// time since the last online sign-in.
+    fn check_offline_limit(&self, cache: &Cache, now: i64) -> Result<Meta, AppError> {
+        let meta = cache.meta()?.ok_or(DbError::Malformed)?;
+        let limit_ms =
+            i64::try_from(meta.max_offline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if now.saturating_sub(meta.last_online_ms) > limit_ms {
+            return Err(AppError::OfflineTooLong);
+        }
+        Ok(meta)
     }
 
     fn append_event(
@@ -611,6 +702,7 @@ impl Core {
     /// Switch user: locks the current user (their cache stays) and shows sign-in, so
     /// another user can sign in or unlock their own cache.
     pub fn switch_user(&self) -> AppStatus {
+        *guard(&self.pending) = None;
         if let Some((_, token)) =
             self.end_unlocked(AuditAction::Lock, "switch_user", |_| Session::SignedOut)
         {

@@ -1,0 +1,182 @@
+//! The second step of an online sign-in or unlock: after the server accepted the password
+//! it holds a ticket until the user proves a second factor (a TOTP code or a recovery code)
+//! or sets up their first one. Until then no session, no cache and no PHI.
+//!
+//! The password waits here (in a `SecretString`, zeroized on drop) because the user's cache
+//! opens with it once the server grants the session; the wait ends with the ticket's
+//! lifetime, a cancel, or a switch of user.
+
+use std::time::{Duration, Instant};
+
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::{AppStatus, Phase, SecondFactorSetUp};
+use clinicdesk_protocol::mfa::{MfaCode, MfaMethod, MfaTicket, MfaTicketRequest, TotpSetup};
+use clinicdesk_protocol::wire::LoginResponse;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Core, Opening, guard};
+use crate::client::CodeMethod;
+use crate::device::DeviceKey;
+use crate::error::AppError;
+
+pub(super) struct Pending {
+    username: String,
+    password: SecretString,
+    ticket: SecretString,
+    opening: Opening,
+    setup: bool,
+    methods: Vec<MfaMethod>,
+    expires: Instant,
+}
+
+impl Pending {
+    fn live(&self) -> bool {
+        Instant::now() < self.expires
+    }
+
+    /// The phase and methods the UI shows while this waits.
+    pub(super) fn phase(&self) -> Option<(Phase, Vec<MfaMethod>)> {
+        self.live().then(|| {
+            if self.setup {
+                (Phase::SetUpSecondFactor, Vec::new())
+            } else {
+                (Phase::SecondFactor, self.methods.clone())
+            }
+        })
+    }
+}
+
+/// What a step needs from the waiting sign-in, copied out so no lock is held across I/O.
+struct Waiting {
+    username: String,
+    password: SecretString,
+    ticket: String,
+    opening: Opening,
+}
+
+impl Core {
+    pub(super) fn await_second_factor(
+        &self,
+        username: &str,
+        password: &str,
+        opening: Opening,
+        ticket: MfaTicket,
+        setup: bool,
+    ) -> Result<AppStatus, AppError> {
+        *guard(&self.pending) = Some(Pending {
+            username: username.to_owned(),
+            password: SecretString::from(password.to_owned()),
+            ticket: SecretString::from(ticket.ticket),
+            opening,
+            setup,
+            methods: ticket.methods,
+            expires: Instant::now() + Duration::from_secs(ticket.expires_in_secs),
+        });
+        Ok(self.status())
+    }
+
+    fn waiting(&self, setup: bool) -> Result<Waiting, AppError> {
+        let pending = guard(&self.pending);
+        match &*pending {
+            Some(p) if p.live() && p.setup == setup => Ok(Waiting {
+                username: p.username.clone(),
+                password: p.password.clone(),
+                ticket: p.ticket.expose_secret().to_owned(),
+                opening: p.opening,
+            }),
+            _ => Err(AppError::BadInput("session")),
+        }
+    }
+
+    /// Proves the second factor with a typed code; a wrong code leaves the sign-in waiting
+    /// (the server ends the ticket after a few).
+    pub async fn submit_second_factor(
+        &self,
+        method: CodeMethod,
+        code: &str,
+    ) -> Result<AppStatus, AppError> {
+        let code = code.trim();
+        if code.is_empty() {
+            return Err(AppError::BadInput("code"));
+        }
+        let waiting = self.waiting(false)?;
+        let (_, client) = self.enrolled()?;
+        let result = client
+            .second_factor(
+                method,
+                &MfaCode {
+                    ticket: waiting.ticket.clone(),
+                    code: code.to_owned(),
+                },
+            )
+            .await;
+        self.note_network(&result);
+        let login = result.map_err(|e| self.on_second_factor_error(e))?;
+        self.finish(login, &waiting)
+    }
+
+    /// A new TOTP secret for the user's authenticator app.
+    pub async fn start_totp_setup(&self) -> Result<TotpSetup, AppError> {
+        let waiting = self.waiting(true)?;
+        let (_, client) = self.enrolled()?;
+        let result = client
+            .start_totp_setup(&MfaTicketRequest {
+                ticket: waiting.ticket,
+            })
+            .await;
+        self.note_network(&result);
+        result.map_err(|e| self.on_second_factor_error(e))
+    }
+
+    /// Confirms the new TOTP secret with a code from the app: the session opens and the
+    /// recovery codes come back, to be shown once.
+    pub async fn confirm_totp_setup(&self, code: &str) -> Result<SecondFactorSetUp, AppError> {
+        let code = code.trim();
+        if code.is_empty() {
+            return Err(AppError::BadInput("code"));
+        }
+        let waiting = self.waiting(true)?;
+        let (_, client) = self.enrolled()?;
+        let result = client
+            .confirm_totp_setup(&MfaCode {
+                ticket: waiting.ticket.clone(),
+                code: code.to_owned(),
+            })
+            .await;
+        self.note_network(&result);
+        let enrolled = result.map_err(|e| self.on_second_factor_error(e))?;
+        let status = self.finish(enrolled.session, &waiting)?;
+        Ok(SecondFactorSetUp {
+            status,
+            recovery_codes: enrolled.recovery_codes,
+        })
+    }
+
+    /// Gives up the waiting sign-in.
+    pub fn cancel_sign_in(&self) -> AppStatus {
+        *guard(&self.pending) = None;
+        self.status()
+    }
+
+    fn finish(&self, login: LoginResponse, waiting: &Waiting) -> Result<AppStatus, AppError> {
+        if login.user.username != waiting.username {
+            return Err(AppError::Internal(
+                "second factor answered for another user",
+            ));
+        }
+        let key = DeviceKey::load(&self.keychain)?;
+        let now = self.clock.now_ms();
+        let password = waiting.password.expose_secret();
+        let cache = self.open_user_cache_online(None, &login, password, now)?;
+        self.start_session(key, login, cache, waiting.opening, now)
+    }
+
+    /// A refused code keeps the sign-in waiting; anything else the server says is handled
+    /// as for any request (a revoked device wipes itself).
+    fn on_second_factor_error(&self, e: AppError) -> AppError {
+        match &e {
+            AppError::Server(api) if api.code == ErrorCode::InvalidSecondFactor => e,
+            _ => self.on_server_error(e),
+        }
+    }
+}
