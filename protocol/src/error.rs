@@ -13,6 +13,8 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// A wrong, reused or expired second-factor code or ticket.
     InvalidSecondFactor,
+    /// Too many failed sign-in attempts for this account or address; wait and retry.
+    TooManyAttempts,
     SessionExpired,
     Forbidden,
     NotFound,
@@ -32,11 +34,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
         ErrorCode::InvalidSecondFactor,
+        ErrorCode::TooManyAttempts,
         ErrorCode::SessionExpired,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::InvalidSecondFactor => "invalid_second_factor",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -139,8 +143,8 @@ mod tests {
             .collect();
         assert_eq!(
             wire.join(","),
-            "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,session_expired,\
-             forbidden,not_found,\
+            "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,\
+             too_many_attempts,session_expired,forbidden,not_found,\
              invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,internal"

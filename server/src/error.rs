@@ -17,6 +17,8 @@ pub enum ServerError {
     InvalidCredentials,
     #[error("invalid second factor")]
     InvalidSecondFactor,
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("session expired")]
     SessionExpired,
     #[error("forbidden")]
@@ -54,6 +56,7 @@ impl ServerError {
             ServerError::Unauthenticated => ErrorCode::Unauthenticated,
             ServerError::InvalidCredentials => ErrorCode::InvalidCredentials,
             ServerError::InvalidSecondFactor => ErrorCode::InvalidSecondFactor,
+            ServerError::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
             ServerError::SessionExpired => ErrorCode::SessionExpired,
             ServerError::Forbidden => ErrorCode::Forbidden,
             ServerError::NotFound => ErrorCode::NotFound,
@@ -80,6 +83,7 @@ impl ServerError {
             | ServerError::DeviceUnknown => StatusCode::UNAUTHORIZED,
             ServerError::Forbidden | ServerError::DeviceRevoked => StatusCode::FORBIDDEN,
             ServerError::NotFound => StatusCode::NOT_FOUND,
+            ServerError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServerError::AuditChainBroken | ServerError::Conflict { .. } => StatusCode::CONFLICT,
             ServerError::Database(_) | ServerError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -108,6 +112,13 @@ impl IntoResponse for ServerError {
             code: self.code(),
             field: self.field().map(str::to_owned),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ServerError::TooManyAttempts { retry_after_secs } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }

@@ -18,6 +18,7 @@ pub mod random;
 pub mod routes;
 pub mod seed;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 
 pub use app::{AppState, build_router};

@@ -46,6 +46,9 @@ pub fn on_event(event: &'static str, handler: impl FnMut(JsValue) + 'static) {
 pub fn explain(e: &ApiError) -> String {
     let text = match e.code {
         ErrorCode::InvalidCredentials => "That username and password do not match.",
+        ErrorCode::TooManyAttempts => {
+            "Too many failed attempts for this account or workstation. Wait 15 minutes, then try again, or ask your admin."
+        }
         ErrorCode::InvalidSecondFactor => {
             "That code was not accepted. Codes change every 30 seconds and each works once; after several wrong codes, start over."
         }

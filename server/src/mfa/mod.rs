@@ -21,12 +21,13 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::ServerError;
 use crate::random::{hash_secret, token};
+use crate::throttle;
 use store::{Purpose, Ticket};
 
 /// How long a ticket lives: enough to find the phone or the key.
 pub const TICKET_TTL_MS: i64 = 5 * 60 * 1000;
 /// Wrong answers a ticket survives; then the password step starts over.
-pub const MAX_TICKET_FAILURES: i64 = 5;
+pub const MAX_TICKET_FAILURES: i64 = 3;
 /// How long a second factor spares the same user on the same device another one: a
 /// working day, the absolute session lifetime.
 pub const GRANT_TTL_MS: i64 = crate::auth::SESSION_MAX_AGE_MS;
@@ -72,20 +73,31 @@ pub async fn live_ticket(
     ticket: &str,
     purpose: Purpose,
 ) -> Result<Ticket, ServerError> {
-    store::ticket(
+    let ticket = store::ticket(
         state.store.pool(),
         &hash_secret(ticket),
         state.clock.now_ms(),
     )
     .await?
     .filter(|t| t.purpose == purpose)
-    .ok_or(ServerError::InvalidSecondFactor)
+    .ok_or(ServerError::InvalidSecondFactor)?;
+    throttle::check(state, &[account_key(&ticket)]).await?;
+    Ok(ticket)
+}
+
+fn account_key(ticket: &Ticket) -> throttle::Key {
+    throttle::Key::account(ticket.user.clinic_id, &ticket.user.username)
 }
 
 /// A wrong answer: counted against the ticket, then `invalid_second_factor`.
+/// Wrong answers count against the account too, so fresh tickets do not buy more guesses.
 pub async fn refuse(state: &AppState, ticket: &Ticket) -> ServerError {
-    match store::fail_ticket(state.store.pool(), &ticket.hash).await {
-        Ok(()) => ServerError::InvalidSecondFactor,
+    let counted = async {
+        store::fail_ticket(state.store.pool(), &ticket.hash).await?;
+        throttle::fail(state, &[account_key(ticket)]).await
+    };
+    match counted.await {
+        Ok(_) => ServerError::InvalidSecondFactor,
         Err(e) => e,
     }
 }

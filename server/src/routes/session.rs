@@ -14,10 +14,12 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::Body;
 use crate::app::AppState;
+use crate::audit::access::Seen;
 use crate::auth::{Authenticated, live_device};
 use crate::error::ServerError;
 use crate::passwords;
 use crate::random::{hash_secret, token};
+use crate::throttle;
 
 const NONCE_TTL_MS: i64 = 2 * 60 * 1000;
 
@@ -36,10 +38,12 @@ pub async fn challenge(
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = LoginStep), (status = 401, body = ApiError)))]
+    responses((status = 200, body = LoginStep), (status = 401, body = ApiError),
+        (status = 429, body = ApiError, description = "Too many failed attempts; see Retry-After")))]
 #[tracing::instrument(skip_all, fields(device_id = %req.device_id))]
 pub async fn login(
     State(state): State<AppState>,
+    seen: Seen,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginStep>, ServerError> {
     let device = live_device(&state, req.device_id).await?;
@@ -63,6 +67,11 @@ pub async fn login(
         field: "device_signature",
     })?;
 
+    let attempts = [
+        throttle::Key::account(device.clinic_id, &req.username),
+        throttle::Key::address(&seen.client_ip),
+    ];
+    throttle::check(&state, &attempts).await?;
     let credentials = state
         .store
         .credentials(device.clinic_id, &req.username)
@@ -78,7 +87,10 @@ pub async fn login(
             .map_err(|_| ServerError::Internal("password check task"))??;
     let user = match credentials {
         Some(c) if password_ok && c.active => c.info,
-        _ => return Err(ServerError::InvalidCredentials),
+        _ => {
+            throttle::fail(&state, &attempts).await?;
+            return Err(ServerError::InvalidCredentials);
+        }
     };
 
     if let Some(grant) = &req.mfa_grant
@@ -120,6 +132,11 @@ pub(crate) async fn issue_session(
         )
         .await?;
     let (idle_timeout_secs, max_offline_secs) = state.store.lock_policy(user.clinic_id).await?;
+    throttle::clear(
+        state,
+        &throttle::Key::account(user.clinic_id, &user.username),
+    )
+    .await?;
     tracing::info!(user_id = %user.user_id, "session issued");
     Ok(LoginResponse {
         session_token,

@@ -193,6 +193,19 @@ impl TestDevice {
         password: &str,
         mfa_grant: Option<&str>,
     ) -> (u16, Value) {
+        let resp = self.login_response(server, user, password, mfa_grant).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The raw HTTP response of a login (to read its headers).
+    pub async fn login_response(
+        &self,
+        server: &TestServer,
+        user: &str,
+        password: &str,
+        mfa_grant: Option<&str>,
+    ) -> reqwest::Response {
         let (status, body) = server
             .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
             .await;
@@ -205,19 +218,19 @@ impl TestDevice {
             .sign(&login_proof_bytes(&nonce, self.id, user))
             .to_bytes();
         server
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({
-                    "username": user,
-                    "password": password,
-                    "device_id": self.id,
-                    "nonce": nonce,
-                    "device_signature": to_hex(&signature),
-                    "mfa_grant": mfa_grant,
-                }),
-            )
+            .client()
+            .post(format!("{}/v1/auth/login", server.url))
+            .json(&json!({
+                "username": user,
+                "password": password,
+                "device_id": self.id,
+                "nonce": nonce,
+                "device_signature": to_hex(&signature),
+                "mfa_grant": mfa_grant,
+            }))
+            .send()
             .await
+            .unwrap()
     }
 
     /// Password and device proof, then the second factor: TOTP, set up on first use.

@@ -9,5 +9,6 @@ mod harness;
 mod mfa;
 mod phi_access;
 mod tamper;
+mod throttle;
 mod tls_versions;
 mod vectors;
