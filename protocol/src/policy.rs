@@ -171,6 +171,16 @@ pub const ROUTES: &[RouteRule] = &[
         "Patient",
     ),
     rule(
+        "GET",
+        "/v1/devices",
+        Access::Session(Permission::ManageDevices),
+    ),
+    rule(
+        "POST",
+        "/v1/devices/enrollment-codes",
+        Access::Session(Permission::ManageDevices),
+    ),
+    rule(
         "POST",
         "/v1/devices/{device_id}/revoke",
         Access::Session(Permission::ManageDevices),

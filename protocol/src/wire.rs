@@ -48,6 +48,51 @@ pub struct EnrollResponse {
     pub audit_public_key: String,
 }
 
+/// A workstation of the clinic, as its admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSummary {
+    pub id: Uuid,
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub enrolled_at: String,
+    /// The admin who issued its enrollment code; absent when the operator's console did.
+    pub enrolled_by: Option<String>,
+    /// Its last sign-in or audit upload (RFC 3339, UTC).
+    pub last_seen_at: Option<String>,
+    pub app_version: Option<String>,
+    pub revoked_at: Option<String>,
+    /// The highest audit sequence received with every earlier one present.
+    pub audit_contiguous_seq: u64,
+    /// Audit events known to be missing: sequence numbers below the highest received that
+    /// have not arrived (see the alerts for the ranges).
+    pub audit_outstanding: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceList {
+    /// Active workstations first, then revoked ones; by name.
+    pub devices: Vec<DeviceSummary>,
+}
+
+/// A one-time enrollment code an admin asked for; it is shown once.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollmentCodeIssued {
+    pub enrollment_code: String,
+    /// RFC 3339, UTC: 15 minutes after issue.
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for EnrollmentCodeIssued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollmentCodeIssued")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChallengeRequest {
@@ -75,6 +120,9 @@ pub struct LoginRequest {
     /// ([`LoginResponse::mfa_grant`]); while it lives, the password login signs in directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_grant: Option<String>,
+    /// The app's version, shown to admins in the device list (at most 40 printable ASCII).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -336,6 +384,7 @@ mod tests {
             nonce: "n".into(),
             device_signature: "s".into(),
             mfa_grant: Some("CANARY-grant".into()),
+            app_version: None,
         };
         let printed = format!("{req:?}");
         assert!(!printed.contains("CANARY"), "{printed}");

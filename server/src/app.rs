@@ -143,6 +143,12 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/patients/{patient_id}",
             get(routes::patients::get_patient),
         ),
+        def("GET", "/v1/devices", get(routes::devices::list)),
+        def(
+            "POST",
+            "/v1/devices/enrollment-codes",
+            post(routes::devices::issue_code),
+        ),
         def(
             "POST",
             "/v1/devices/{device_id}/revoke",

@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod device_registry;
 pub mod error;
 pub mod key_file;
 pub mod mfa;

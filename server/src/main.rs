@@ -309,7 +309,7 @@ async fn main() -> anyhow::Result<()> {
             ttl_mins,
         } => {
             let store = open_store(&data_dir).await?;
-            let code = seed::issue_enrollment_code(&store, &SystemClock, clinic, ttl_mins)
+            let code = seed::issue_enrollment_code(&store, &SystemClock, clinic, ttl_mins, None)
                 .await
                 .context("issuing an enrollment code (is the clinic id right?)")?;
             writeln!(std::io::stdout(), "{code}")?;

@@ -26,6 +26,8 @@ impl Modify for SessionAuth {
         openapi_json,
         routes::devices::enroll,
         routes::devices::revoke,
+        routes::devices::list,
+        routes::devices::issue_code,
         routes::session::challenge,
         routes::session::login,
         routes::session::logout,

@@ -167,14 +167,7 @@ pub async fn seed_clinic(
         }
     }
 
-    let code = human_code()?;
-    store
-        .insert_enrollment_code(
-            clinic_id,
-            &hash_secret(&normalize_code(&code)),
-            now + code_ttl_mins * 60_000,
-        )
-        .await?;
+    let code = issue_enrollment_code(store, clock, clinic_id, code_ttl_mins, None).await?;
     Ok(SeedReport {
         clinic_id,
         clinic_name: clinic_name.to_owned(),
@@ -184,12 +177,14 @@ pub async fn seed_clinic(
     })
 }
 
-/// Issues another one-time enrollment code for a clinic.
+/// Issues a one-time enrollment code for a clinic, on the operator's console (`issued_by`
+/// none) or for an admin.
 pub async fn issue_enrollment_code(
     store: &Store,
     clock: &dyn Clock,
     clinic_id: Uuid,
     ttl_mins: i64,
+    issued_by: Option<Uuid>,
 ) -> Result<String, ServerError> {
     if store.clinic_name(clinic_id).await?.is_none() {
         return Err(ServerError::NotFound);
@@ -200,6 +195,7 @@ pub async fn issue_enrollment_code(
             clinic_id,
             &hash_secret(&normalize_code(&code)),
             clock.now_ms() + ttl_mins * 60_000,
+            issued_by,
         )
         .await?;
     Ok(code)

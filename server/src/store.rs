@@ -161,18 +161,23 @@ impl Store {
         parse_uuid(&row.get::<String, _>(0))
     }
 
+    /// Stores a code's hash; `issued_by` is the admin who asked for it (none from the
+    /// operator's console).
     pub async fn insert_enrollment_code(
         &self,
         clinic_id: Uuid,
         code_hash: &str,
         expires_at_ms: i64,
+        issued_by: Option<Uuid>,
     ) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO enrollment_codes (code_hash, clinic_id, expires_at_ms) VALUES (?, ?, ?)",
+            "INSERT INTO enrollment_codes (code_hash, clinic_id, expires_at_ms, issued_by)
+             VALUES (?, ?, ?, ?)",
         )
         .bind(code_hash)
         .bind(clinic_id.to_string())
         .bind(expires_at_ms)
+        .bind(issued_by.map(|u| u.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -192,7 +197,7 @@ impl Store {
         let claimed = sqlx::query(
             "UPDATE enrollment_codes SET used_at_ms = ?
              WHERE code_hash = ? AND used_at_ms IS NULL AND expires_at_ms > ?
-             RETURNING clinic_id",
+             RETURNING clinic_id, issued_by",
         )
         .bind(now_ms)
         .bind(code_hash)
@@ -203,14 +208,17 @@ impl Store {
             return Ok(None);
         };
         let clinic_id = parse_uuid(&row.get::<String, _>(0))?;
+        let issued_by: Option<String> = row.get(1);
         let inserted = sqlx::query(
-            "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, enrolled_by)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(device_id.to_string())
         .bind(clinic_id.to_string())
         .bind(name)
         .bind(public_key_hex)
         .bind(now_ms)
+        .bind(issued_by)
         .execute(&mut *tx)
         .await;
         match inserted {

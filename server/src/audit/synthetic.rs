@@ -65,7 +65,8 @@ pub async fn seed_audit_events(
     let now = state.clock.now_ms();
     let mut stations = Vec::with_capacity(DEVICES);
     for i in 0..DEVICES {
-        let code = issue_enrollment_code(&state.store, state.clock.as_ref(), clinic, 15).await?;
+        let code =
+            issue_enrollment_code(&state.store, state.clock.as_ref(), clinic, 15, None).await?;
         let key = SigningKey::from_bytes(&bytes::<32>()?);
         let id = Uuid::now_v7();
         state

@@ -24,7 +24,10 @@ pub async fn upload(
     State(state): State<AppState>,
     Body(upload): Body<AuditUpload>,
 ) -> Result<Json<AuditReceipt>, ServerError> {
-    Ok(Json(ingest::ingest(&state, &upload).await?))
+    let receipt = ingest::ingest(&state, &upload).await?;
+    crate::device_registry::seen(&state.store, upload.device_id, state.clock.now_ms(), None)
+        .await?;
+    Ok(Json(receipt))
 }
 
 #[utoipa::path(get, path = "/v1/audit/events", params(AuditQuery),

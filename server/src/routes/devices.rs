@@ -1,18 +1,26 @@
-//! Device enrollment: a one-time code registers a workstation's Ed25519 public key.
+//! Devices: a one-time code (from an admin or the operator's console) registers a
+//! workstation's Ed25519 public key; admins list the clinic's workstations and revoke them
+//! (recorded on the server chain).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::from_hex;
-use clinicdesk_protocol::wire::{EnrollRequest, EnrollResponse};
+use clinicdesk_protocol::audit::{AuditAction, Outcome};
+use clinicdesk_protocol::wire::{DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued};
 use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
 
 use super::Body;
 use crate::app::AppState;
+use crate::audit::access::Seen;
+use crate::audit::server_chain::{self, ServerEvent};
 use crate::auth::Authenticated;
+use crate::device_registry;
 use crate::error::ServerError;
 use crate::random::{hash_secret, normalize_code};
+use crate::routes::schedule::rfc3339;
+use crate::seed;
 
 #[utoipa::path(post, path = "/v1/devices/enroll", request_body = EnrollRequest,
     responses((status = 200, body = EnrollResponse), (status = 401, body = ApiError)))]
@@ -71,6 +79,7 @@ pub async fn enroll(
 pub async fn revoke(
     State(state): State<AppState>,
     auth: Authenticated,
+    seen: Seen,
     Path(device_id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode, ServerError> {
     if !state
@@ -80,6 +89,59 @@ pub async fn revoke(
     {
         return Err(ServerError::NotFound);
     }
-    tracing::info!(by = %auth.principal.user.user_id, "device revoked");
+    let admin = &auth.principal.user;
+    let event = ServerEvent {
+        actor_user_id: admin.user_id,
+        actor_role: admin.role,
+        action: AuditAction::DeviceRevoked,
+        resource_type: "Device".to_owned(),
+        resource_id: device_id.to_string(),
+        patient_id: None,
+        fields: Vec::new(),
+        outcome: Outcome::Success,
+        route: "revoke_device".to_owned(),
+        break_glass: None,
+        request: seen.for_session(auth.principal.device_id),
+    };
+    server_chain::record(&state, auth.scope(), vec![event]).await?;
+    tracing::info!(by = %admin.user_id, "device revoked");
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/devices",
+    responses((status = 200, body = DeviceList)), security(("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<DeviceList>, ServerError> {
+    Ok(Json(DeviceList {
+        devices: device_registry::list(&state.store, auth.scope()).await?,
+    }))
+}
+
+/// How long an admin's enrollment code lives.
+const CODE_TTL_MINS: i64 = 15;
+
+#[utoipa::path(post, path = "/v1/devices/enrollment-codes",
+    responses((status = 200, body = EnrollmentCodeIssued)), security(("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn issue_code(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<EnrollmentCodeIssued>, ServerError> {
+    let admin = &auth.principal.user;
+    let enrollment_code = seed::issue_enrollment_code(
+        &state.store,
+        state.clock.as_ref(),
+        auth.scope().clinic_id(),
+        CODE_TTL_MINS,
+        Some(admin.user_id),
+    )
+    .await?;
+    tracing::info!(by = %admin.user_id, "enrollment code issued");
+    Ok(Json(EnrollmentCodeIssued {
+        enrollment_code,
+        expires_at: rfc3339(state.clock.now_ms() + CODE_TTL_MINS * 60_000)?,
+    }))
 }

@@ -72,6 +72,12 @@ pub async fn login(
         throttle::Key::address(&seen.client_ip),
     ];
     throttle::check(&state, &attempts).await?;
+    let app_version = req
+        .app_version
+        .as_deref()
+        .map(crate::device_registry::valid_app_version)
+        .transpose()?;
+    crate::device_registry::seen(&state.store, device.id, now, app_version).await?;
     let credentials = state
         .store
         .credentials(device.clinic_id, &req.username)

@@ -273,6 +273,7 @@ async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_eve
         &server.clock,
         Uuid::from_u128(CLINIC_A),
         15,
+        None,
     )
     .await
     .unwrap();

@@ -52,7 +52,7 @@ pub fn sign(device: &TestDevice, e: AuditEvent) -> SignedAuditEvent {
 }
 
 /// A chain of `n` signed events from sequence 1.
-fn chain(device: &TestDevice, user: Uuid, n: u64) -> Vec<SignedAuditEvent> {
+pub fn chain(device: &TestDevice, user: Uuid, n: u64) -> Vec<SignedAuditEvent> {
     let mut prev = Hash32::GENESIS;
     (1..=n)
         .map(|seq| {
@@ -63,7 +63,7 @@ fn chain(device: &TestDevice, user: Uuid, n: u64) -> Vec<SignedAuditEvent> {
         .collect()
 }
 
-async fn upload(
+pub async fn upload(
     server: &TestServer,
     device: &TestDevice,
     events: &[&SignedAuditEvent],

@@ -31,6 +31,9 @@ pub struct TestServer {
     pub recovery_codes: Mutex<HashMap<(Uuid, String), Vec<String>>>,
 }
 
+/// The app version the test device reports at login.
+pub const HARNESS_APP_VERSION: &str = "0.0.0-harness";
+
 /// 2026-11-23 12:00 UTC, so "today" has the seeded appointments.
 pub const START_MS: i64 = 1_795_435_200_000;
 
@@ -227,6 +230,7 @@ impl TestDevice {
                 "nonce": nonce,
                 "device_signature": to_hex(&signature),
                 "mfa_grant": mfa_grant,
+                "app_version": HARNESS_APP_VERSION,
             }))
             .send()
             .await

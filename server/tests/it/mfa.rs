@@ -238,6 +238,7 @@ async fn a_grant_spares_the_second_factor_on_its_device_for_twelve_hours_only() 
         &server.clock,
         device.clinic_id,
         15,
+        None,
     )
     .await
     .unwrap();

@@ -53,6 +53,7 @@ async fn build() -> Pristine {
             &clock,
             report.clinic_id,
             15,
+            None,
         )
         .await
         .unwrap();

@@ -392,6 +392,7 @@ impl Core {
                 )),
                 nonce,
                 mfa_grant: mfa_grant.map(|g| g.to_string()),
+                app_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             })
             .await;
         self.note_network(&login);

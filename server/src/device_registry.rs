@@ -1,0 +1,100 @@
+//! The clinic's workstations as its admins see them: who let each in, when it was last
+//! seen and with which app, and how its audit trail stands.
+
+use clinicdesk_protocol::wire::DeviceSummary;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::auth::ClinicScope;
+use crate::error::ServerError;
+use crate::routes::schedule::rfc3339;
+use crate::store::{Store, parse_uuid};
+
+/// Longest app version kept.
+const MAX_APP_VERSION: usize = 40;
+
+/// The app version a login reports, if it is short printable ASCII.
+pub fn valid_app_version(version: &str) -> Result<&str, ServerError> {
+    if version.is_empty()
+        || version.len() > MAX_APP_VERSION
+        || !version.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ServerError::BadRequest {
+            field: "app_version",
+        });
+    }
+    Ok(version)
+}
+
+/// The device talked to the server now (a sign-in or an audit upload), with its app
+/// version when it said.
+pub async fn seen(
+    store: &Store,
+    device_id: Uuid,
+    now_ms: i64,
+    app_version: Option<&str>,
+) -> Result<(), ServerError> {
+    sqlx::query(
+        "UPDATE devices SET last_seen_at_ms = ?, app_version = coalesce(?, app_version)
+         WHERE id = ?",
+    )
+    .bind(now_ms)
+    .bind(app_version)
+    .bind(device_id.to_string())
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// The clinic's workstations, active first, then by name.
+pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummary>, ServerError> {
+    let rows = sqlx::query(
+        "SELECT d.id, d.name, d.enrolled_at_ms, u.display_name, d.last_seen_at_ms,
+                d.app_version, d.revoked_at_ms, coalesce(h.contiguous_seq, 0),
+                coalesce(h.max_seq, 0),
+                (SELECT COUNT(*) FROM audit_events e
+                 WHERE e.device_id = d.id AND e.device_seq > coalesce(h.contiguous_seq, 0))
+         FROM devices d
+         LEFT JOIN users u ON u.id = d.enrolled_by AND u.clinic_id = d.clinic_id
+         LEFT JOIN audit_device_heads h ON h.device_id = d.id
+         WHERE d.clinic_id = ? AND d.kind = 'workstation'
+         ORDER BY d.revoked_at_ms IS NOT NULL, d.name, d.enrolled_at_ms",
+    )
+    .bind(scope.clinic_id().to_string())
+    .fetch_all(store.pool())
+    .await?;
+    let time = |ms: Option<i64>| ms.map(rfc3339).transpose();
+    let count = |n: i64| u64::try_from(n).map_err(|_| ServerError::Internal("stored count"));
+    rows.iter()
+        .map(|r| {
+            let contiguous = count(r.get(7))?;
+            let max = count(r.get(8))?;
+            let stored_above = count(r.get(9))?;
+            Ok(DeviceSummary {
+                id: parse_uuid(r.get(0))?,
+                name: r.get(1),
+                enrolled_at: rfc3339(r.get(2))?,
+                enrolled_by: r.get(3),
+                last_seen_at: time(r.get(4))?,
+                app_version: r.get(5),
+                revoked_at: time(r.get(6))?,
+                audit_contiguous_seq: contiguous,
+                audit_outstanding: max.saturating_sub(contiguous).saturating_sub(stored_above),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_versions_are_short_printable_ascii() {
+        assert!(valid_app_version("0.1.0").is_ok());
+        assert!(valid_app_version("").is_err());
+        assert!(valid_app_version("0.1.0 beta").is_err());
+        assert!(valid_app_version(&"9".repeat(41)).is_err());
+        assert!(valid_app_version("0.1.0\n").is_err());
+    }
+}

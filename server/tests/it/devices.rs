@@ -1,0 +1,186 @@
+//! The device registry through the real API: admins issue enrollment codes, list the
+//! clinic's workstations (who let each in, last seen, app version, audit standing) and
+//! revoke them; each revocation is recorded on the server chain.
+
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
+use clinicdesk_protocol::wire::{DeviceList, DeviceSummary, EnrollmentCodeIssued};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit_log::{chain, upload};
+use crate::harness::{HARNESS_APP_VERSION, SignedIn, TestDevice, TestServer, password_of};
+
+async fn devices(server: &TestServer, token: &str) -> Vec<DeviceSummary> {
+    let (status, body) = server.get("/v1/devices", token).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value::<DeviceList>(body).unwrap().devices
+}
+
+#[tokio::test]
+async fn admins_issue_codes_list_workstations_and_revoke_them() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device: front,
+        login: admin,
+    } = server.signed_in(0xA, "admin").await;
+
+    // Only admins issue codes and see the list.
+    let clinician = front
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    for (method, path) in [
+        ("POST", "/v1/devices/enrollment-codes"),
+        ("GET", "/v1/devices"),
+    ] {
+        let status = match method {
+            "POST" => {
+                server
+                    .post(path, Some(&clinician.session_token), json!({}))
+                    .await
+                    .0
+            }
+            _ => server.get(path, &clinician.session_token).await.0,
+        };
+        assert_eq!(status, 403, "{method} {path}");
+    }
+
+    let (status, body) = server
+        .post(
+            "/v1/devices/enrollment-codes",
+            Some(&admin.session_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let issued: EnrollmentCodeIssued = serde_json::from_value(body).unwrap();
+    assert!(!format!("{issued:?}").contains(&issued.enrollment_code));
+    let back = TestDevice::enroll(&server, &issued.enrollment_code).await;
+    let (status, _) = server
+        .post(
+            "/v1/devices/enroll",
+            None,
+            json!({
+                "enrollment_code": issued.enrollment_code,
+                "device_name": "Again",
+                "public_key": clinicdesk_protocol::audit::to_hex(
+                    ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32())
+                        .verifying_key()
+                        .as_bytes()
+                ),
+            }),
+        )
+        .await;
+    assert_eq!(status, 401, "a code works once");
+
+    // The back-office workstation signs in (reporting its app version) and uploads a trail
+    // with a gap: 1, 2, then 5.
+    server.clock.advance_ms(60_000);
+    let signed_in = back
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let events = chain(&back, signed_in.user.user_id, 5);
+    upload(&server, &back, &[&events[0], &events[1], &events[4]]).await;
+
+    let list = devices(&server, &admin.session_token).await;
+    assert_eq!(list.len(), 2);
+    let of = |id| list.iter().find(|d| d.id == id).unwrap().clone();
+    let (front_row, back_row) = (of(front.id), of(back.id));
+    assert_eq!(
+        front_row.enrolled_by, None,
+        "the operator's console issued its code"
+    );
+    assert_eq!(back_row.enrolled_by.as_deref(), Some("Alex Admin (demo)"));
+    assert_eq!(back_row.app_version.as_deref(), Some(HARNESS_APP_VERSION));
+    assert!(back_row.last_seen_at.as_deref() > Some(back_row.enrolled_at.as_str()));
+    assert_eq!(
+        (back_row.audit_contiguous_seq, back_row.audit_outstanding),
+        (2, 2)
+    );
+    assert_eq!(
+        (front_row.audit_contiguous_seq, front_row.audit_outstanding),
+        (0, 0)
+    );
+    assert_eq!(front_row.revoked_at, None);
+
+    // Revoked: listed after the active ones, with the time; the revocation is on the
+    // server chain with the admin as its actor.
+    let (status, _) = server
+        .post(
+            &format!("/v1/devices/{}/revoke", back.id),
+            Some(&admin.session_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let list = devices(&server, &admin.session_token).await;
+    assert_eq!(
+        list.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![front.id, back.id]
+    );
+    assert!(list[1].revoked_at.is_some());
+    let revoked: Vec<AuditEvent> =
+        sqlx::query("SELECT event_json FROM audit_events WHERE action = 'device_revoked'")
+            .fetch_all(server.store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
+            .collect();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].action, AuditAction::DeviceRevoked);
+    assert_eq!(revoked[0].actor_user_id, admin.user.user_id);
+    assert_eq!(revoked[0].resource_id, back.id.to_string());
+
+    // Another clinic's admin sees only their own workstation.
+    let other = server.signed_in(0xB, "admin").await;
+    let theirs = devices(&server, &other.login.session_token).await;
+    assert_eq!(
+        theirs.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![other.device.id]
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_app_version_is_refused_by_name() {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let (_, body) = server
+        .post(
+            "/v1/auth/challenge",
+            None,
+            json!({ "device_id": device.id }),
+        )
+        .await;
+    let nonce = body["nonce"].as_str().unwrap().to_owned();
+    use ed25519_dalek::Signer;
+    let signature = device
+        .key
+        .sign(&clinicdesk_protocol::wire::login_proof_bytes(
+            &nonce,
+            device.id,
+            "clinician",
+        ));
+    let (status, body) = server
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({
+                "username": "clinician",
+                "password": password_of(&report, "clinician"),
+                "device_id": device.id,
+                "nonce": nonce,
+                "device_signature": clinicdesk_protocol::audit::to_hex(&signature.to_bytes()),
+                "app_version": "CANARY version\n",
+            }),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({ "code": "bad_request", "field": "app_version" })
+        )
+    );
+}
