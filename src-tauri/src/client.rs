@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clinicdesk_protocol::mfa::{LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup};
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse, EnrollRequest,
-    EnrollResponse, LoginRequest, LoginResponse, Patient,
+    AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse, DeviceList,
+    EnrollRequest, EnrollResponse, EnrollmentCodeIssued, LoginRequest, LoginResponse, Patient,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -59,13 +59,18 @@ impl ServerClient {
     }
 
     async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T, AppError> {
+        Self::succeeded(rb)
+            .await?
+            .json::<T>()
+            .await
+            .map_err(|_| AppError::Internal("response body"))
+    }
+
+    /// The response if it is a success, else the server's error.
+    async fn succeeded(rb: RequestBuilder) -> Result<reqwest::Response, AppError> {
         let response = rb.send().await.map_err(|_| AppError::Unreachable)?;
-        let status = response.status();
-        if status.is_success() {
-            return response
-                .json::<T>()
-                .await
-                .map_err(|_| AppError::Internal("response body"));
+        if response.status().is_success() {
+            return Ok(response);
         }
         let error = response
             .json::<ApiError>()
@@ -137,6 +142,26 @@ impl ServerClient {
 
     pub async fn patient(&self, token: &SecretString, id: Uuid) -> Result<Patient, AppError> {
         Self::send(self.request(Method::GET, &format!("/v1/patients/{id}"), Some(token))).await
+    }
+
+    /// The clinic's workstations (admins).
+    pub async fn devices(&self, token: &SecretString) -> Result<DeviceList, AppError> {
+        Self::send(self.request(Method::GET, "/v1/devices", Some(token))).await
+    }
+
+    pub async fn issue_enrollment_code(
+        &self,
+        token: &SecretString,
+    ) -> Result<EnrollmentCodeIssued, AppError> {
+        let path = "/v1/devices/enrollment-codes";
+        Self::send(self.request(Method::POST, path, Some(token))).await
+    }
+
+    pub async fn revoke_device(&self, token: &SecretString, id: Uuid) -> Result<(), AppError> {
+        let path = format!("/v1/devices/{id}/revoke");
+        Self::succeeded(self.request(Method::POST, &path, Some(token)))
+            .await
+            .map(drop)
     }
 
     /// Device-signed: no session token, the events' signatures are the credential.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::app::{AppStatus, SecondFactorSetUp};
 use clinicdesk_protocol::mfa::TotpSetup;
-use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use clinicdesk_protocol::wire::{AppointmentList, DeviceList, EnrollmentCodeIssued, Patient};
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
 
@@ -125,6 +125,22 @@ async fn open_patient(core: State<'_, AppCore>, patient_id: String) -> CommandRe
     core.0.open_patient(id).await.map_err(api)
 }
 
+#[tauri::command(rename_all = "snake_case")]
+async fn devices(core: State<'_, AppCore>) -> CommandResult<DeviceList> {
+    core.0.devices().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn issue_enrollment_code(core: State<'_, AppCore>) -> CommandResult<EnrollmentCodeIssued> {
+    core.0.issue_enrollment_code().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn revoke_device(core: State<'_, AppCore>, device_id: String) -> CommandResult<()> {
+    let id = Uuid::parse_str(&device_id).map_err(|_| api(AppError::BadInput("device_id")))?;
+    core.0.revoke_device(id).await.map_err(api)
+}
+
 /// Builds and runs the desktop app until its window closes.
 pub fn run() -> Result<(), tauri::Error> {
     tauri::Builder::default()
@@ -163,7 +179,10 @@ pub fn run() -> Result<(), tauri::Error> {
             retry_keychain,
             activity,
             appointments,
-            open_patient
+            open_patient,
+            devices,
+            issue_enrollment_code,
+            revoke_device
         ])
         .run(tauri::generate_context!())
 }

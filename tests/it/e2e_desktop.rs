@@ -358,6 +358,37 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     );
     shots.take(&client, "signed-out").await;
 
+    // 8. The admin sees no patients but the clinic's workstations: this one, with its app
+    //    version and its audit trail's standing; a new enrollment code is one click.
+    type_into(&client, "login-username", "admin").await;
+    type_into(&client, "login-password", server.seed.password("admin")).await;
+    click(&client, "login-submit").await;
+    set_up_authenticator(&client, &server, "admin", None).await;
+    let row = wait_for(
+        &client,
+        Locator::Css("#device-list tr.device-row"),
+        20,
+        "the workstations",
+    )
+    .await;
+    let text = row.text().await.unwrap();
+    assert!(text.contains("E2E workstation"), "{text}");
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(
+        client
+            .find(Locator::Css("button.open-patient"))
+            .await
+            .is_err()
+    );
+    click(&client, "issue-code").await;
+    let code = wait_for(&client, Locator::Id("enrollment-code"), 20, "the new code")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(code.len(), 14, "{code}");
+    shots.take(&client, "admin-workstations").await;
+
     client.close().await.unwrap();
     drop(driver);
 }

@@ -2,6 +2,7 @@
 //! commands. PHI lives in this page only inside the views of an unlocked session; when
 //! the core locks, those views are unmounted and their signals cleared.
 
+mod admin;
 mod bridge;
 mod second_factor;
 mod views;

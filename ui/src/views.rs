@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::app::{AppStatus, Phase};
+use clinicdesk_protocol::policy::{self, Permission};
 use clinicdesk_protocol::wire::{AppointmentList, Patient};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 
+use crate::admin::AdminWorkspace;
 use crate::bridge::{NoArgs, call, explain, on_event};
 use crate::second_factor::{RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen};
 
@@ -116,6 +118,15 @@ pub fn App() -> impl IntoView {
     // rebuild the screen (and wipe what the user is typing).
     let phase = Memo::new(move |_| ui.status.get().map(|s| s.phase));
     let showing_codes = Memo::new(move |_| ui.recovery_codes.with(Option::is_some));
+    // Roles that read no schedule (admins) get the workstation list instead.
+    let is_admin = move || {
+        ui.status.with_untracked(|s| {
+            s.as_ref().and_then(|s| s.user.as_ref()).is_some_and(|u| {
+                !policy::allows(u.role, Permission::ReadSchedule)
+                    && policy::allows(u.role, Permission::ManageDevices)
+            })
+        })
+    };
     view! {
         <div class="app">
             <TopBar/>
@@ -133,6 +144,7 @@ pub fn App() -> impl IntoView {
                         view! { <SetUpSecondFactorScreen/> }.into_any()
                     }
                     Some(Phase::Locked) => view! { <LockScreen/> }.into_any(),
+                    Some(Phase::Unlocked) if is_admin() => view! { <AdminWorkspace/> }.into_any(),
                     Some(Phase::Unlocked) => view! { <Workspace/> }.into_any(),
                     Some(Phase::KeychainUnavailable) => view! { <KeychainScreen/> }.into_any(),
                     Some(Phase::Revoked) => view! { <RevokedScreen/> }.into_any(),
@@ -437,6 +449,19 @@ fn Workspace() -> impl IntoView {
 #[derive(Serialize)]
 struct OpenPatientArgs {
     patient_id: String,
+}
+
+/// `YYYY-MM-DD HH:MM` in the workstation's time zone.
+pub(crate) fn local_date_time(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}",
+        date.get_full_year(),
+        date.get_month() + 1,
+        date.get_date(),
+        date.get_hours(),
+        date.get_minutes()
+    )
 }
 
 /// `HH:MM` in the workstation's time zone.

@@ -39,6 +39,7 @@ use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
 use crate::users::UserCaches;
 
+mod admin;
 mod second_factor;
 
 /// The most events sent in one upload.

@@ -1,0 +1,135 @@
+//! The admin's workspace: the clinic's workstations, new enrollment codes, revocation.
+//! Admins see no patient content; nothing here holds PHI.
+
+use clinicdesk_protocol::wire::{DeviceList, DeviceSummary, EnrollmentCodeIssued};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Serialize;
+
+use crate::bridge::{NoArgs, call};
+use crate::views::{ErrorLine, Ui, local_date_time};
+
+#[derive(Serialize)]
+struct RevokeArgs {
+    device_id: String,
+}
+
+fn load(ui: Ui, devices: RwSignal<Option<DeviceList>>) {
+    spawn_local(async move {
+        match call::<_, DeviceList>("devices", &NoArgs {}).await {
+            Ok(list) => devices.set(Some(list)),
+            Err(e) => ui.fail(&e),
+        }
+    });
+}
+
+#[component]
+pub fn AdminWorkspace() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    ui.error.set(None);
+    let devices = RwSignal::new(None::<DeviceList>);
+    let issued = RwSignal::new(None::<EnrollmentCodeIssued>);
+    load(ui, devices);
+    let issue = move |_| {
+        ui.error.set(None);
+        spawn_local(async move {
+            match call::<_, EnrollmentCodeIssued>("issue_enrollment_code", &NoArgs {}).await {
+                Ok(code) => issued.set(Some(code)),
+                Err(e) => ui.fail(&e),
+            }
+        });
+    };
+    view! {
+        <div class="card wide" id="admin-devices">
+            <div class="title-row">
+                <h1>"Workstations"</h1>
+                <button id="issue-code" on:click=issue>"New enrollment code"</button>
+            </div>
+            {move || issued.get().map(|c| view! {
+                <div class="notice" id="enrollment-code-issued">
+                    "Enrollment code "<code class="secret" id="enrollment-code">{c.enrollment_code}</code>
+                    " works once, until "{local_date_time(&c.expires_at)}". Enter it on the new workstation."
+                </div>
+            })}
+            {move || match devices.get() {
+                None => view! { <p class="muted">"Loading the workstations…"</p> }.into_any(),
+                Some(list) if list.devices.is_empty() => {
+                    view! { <p class="muted">"No workstations enrolled yet."</p> }.into_any()
+                }
+                Some(list) => view! {
+                    <table class="devices" id="device-list">
+                        <thead><tr>
+                            <th>"Workstation"</th><th>"Enrolled"</th><th>"Last seen"</th>
+                            <th>"App"</th><th>"Audit trail"</th><th></th>
+                        </tr></thead>
+                        <tbody>
+                            {list.devices.into_iter().map(|d| view! { <DeviceRow d devices/> }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[component]
+fn DeviceRow(d: DeviceSummary, devices: RwSignal<Option<DeviceList>>) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let confirming = RwSignal::new(false);
+    let id = d.id;
+    let revoke = move |_| {
+        if !confirming.get_untracked() {
+            confirming.set(true);
+            return;
+        }
+        ui.error.set(None);
+        spawn_local(async move {
+            let args = RevokeArgs {
+                device_id: id.to_string(),
+            };
+            match call::<_, ()>("revoke_device", &args).await {
+                Ok(()) => load(ui, devices),
+                Err(e) => ui.fail(&e),
+            }
+        });
+    };
+    let enrolled = format!(
+        "{}{}",
+        local_date_time(&d.enrolled_at),
+        d.enrolled_by
+            .map(|by| format!(" by {by}"))
+            .unwrap_or_default()
+    );
+    let audit = if d.audit_outstanding > 0 {
+        view! {
+            <span class="warn">{format!("#{} received, {} missing", d.audit_contiguous_seq, d.audit_outstanding)}</span>
+        }
+        .into_any()
+    } else {
+        view! { <span>{format!("#{} received", d.audit_contiguous_seq)}</span> }.into_any()
+    };
+    let revoked = d.revoked_at.is_some();
+    let action = match d.revoked_at {
+        Some(at) => {
+            view! { <span class="muted">{format!("Revoked {}", local_date_time(&at))}</span> }
+                .into_any()
+        }
+        None => view! {
+            <button class="danger revoke-device" data-device-id=id.to_string() on:click=revoke>
+                {move || if confirming.get() { "Confirm: revoke and wipe" } else { "Revoke" }}
+            </button>
+        }
+        .into_any(),
+    };
+    view! {
+        <tr class="device-row" class:revoked=revoked>
+            <td class="device-name">{d.name}</td>
+            <td>{enrolled}</td>
+            <td>{d.last_seen_at.as_deref().map(local_date_time).unwrap_or_else(|| "Never".to_owned())}</td>
+            <td>{d.app_version.unwrap_or_else(|| "–".to_owned())}</td>
+            <td>{audit}</td>
+            <td>{action}</td>
+        </tr>
+    }
+}
