@@ -37,6 +37,12 @@ pub enum AuditAction {
     MfaEnrolled,
     /// An admin removed a user's second factors; the user sets one up at next sign-in.
     MfaReset,
+    /// An admin created a user.
+    UserCreated,
+    /// An admin changed a user's role (their sessions end).
+    RoleChanged,
+    /// An admin deactivated a user (their sessions end; they cannot sign in).
+    UserDeactivated,
 }
 
 impl AuditAction {
@@ -57,6 +63,9 @@ impl AuditAction {
             AuditAction::DeviceRevoked => "device_revoked",
             AuditAction::MfaEnrolled => "mfa_enrolled",
             AuditAction::MfaReset => "mfa_reset",
+            AuditAction::UserCreated => "user_created",
+            AuditAction::RoleChanged => "role_changed",
+            AuditAction::UserDeactivated => "user_deactivated",
         }
     }
 }

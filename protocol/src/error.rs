@@ -15,6 +15,8 @@ pub enum ErrorCode {
     InvalidSecondFactor,
     /// Too many failed sign-in attempts for this account or address; wait and retry.
     TooManyAttempts,
+    /// A new password is too short, too guessable, or on a breach list.
+    WeakPassword,
     SessionExpired,
     Forbidden,
     NotFound,
@@ -34,12 +36,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
         ErrorCode::InvalidSecondFactor,
         ErrorCode::TooManyAttempts,
+        ErrorCode::WeakPassword,
         ErrorCode::SessionExpired,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::InvalidSecondFactor => "invalid_second_factor",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::WeakPassword => "weak_password",
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -144,7 +148,7 @@ mod tests {
         assert_eq!(
             wire.join(","),
             "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,\
-             too_many_attempts,session_expired,forbidden,not_found,\
+             too_many_attempts,weak_password,session_expired,forbidden,not_found,\
              invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,internal"

@@ -46,7 +46,7 @@ pub enum Permission {
     ReadClinical,
     /// List and revoke the clinic's enrolled devices.
     ManageDevices,
-    /// Manage the clinic's users: reset a user's second factors.
+    /// Manage the clinic's users: create, change roles, deactivate, reset second factors.
     ManageUsers,
     /// Search the clinic's audit trail, see tamper alerts, fetch checkpoints and proofs.
     /// Audit events name patients by id and fields by name, never their content.
@@ -151,6 +151,22 @@ pub const ROUTES: &[RouteRule] = &[
     ),
     rule("POST", "/v1/auth/mfa/setup/webauthn", Access::MfaTicket),
     rule("POST", "/v1/auth/logout", Access::AnySession),
+    rule("GET", "/v1/users", Access::Session(Permission::ManageUsers)),
+    rule(
+        "POST",
+        "/v1/users",
+        Access::Session(Permission::ManageUsers),
+    ),
+    rule(
+        "POST",
+        "/v1/users/{user_id}/role",
+        Access::Session(Permission::ManageUsers),
+    ),
+    rule(
+        "POST",
+        "/v1/users/{user_id}/deactivate",
+        Access::Session(Permission::ManageUsers),
+    ),
     rule(
         "POST",
         "/v1/users/{user_id}/mfa/reset",

@@ -48,6 +48,54 @@ pub struct EnrollResponse {
     pub audit_public_key: String,
 }
 
+/// A user of the clinic, as its admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserSummary {
+    pub user_id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub active: bool,
+    /// The second factors set up (empty: the next sign-in sets one up).
+    pub mfa: Vec<crate::mfa::MfaMethod>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserList {
+    /// Active users first, then by username.
+    pub users: Vec<UserSummary>,
+}
+
+/// A user an admin creates. The password is the first one; the user sets up a second
+/// factor at their first sign-in.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewUser {
+    /// 3 to 40 of `a-z 0-9 . _ -`.
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// At least 12 characters and hard to guess (checked against breach and common-word
+    /// lists and the user's own names).
+    pub password: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleChange {
+    pub role: Role,
+}
+
 /// A workstation of the clinic, as its admins see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

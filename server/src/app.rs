@@ -132,6 +132,18 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::mfa::setup_webauthn),
         ),
         def("POST", "/v1/auth/logout", post(routes::session::logout)),
+        def("GET", "/v1/users", get(routes::users::list)),
+        def("POST", "/v1/users", post(routes::users::create)),
+        def(
+            "POST",
+            "/v1/users/{user_id}/role",
+            post(routes::users::change_role),
+        ),
+        def(
+            "POST",
+            "/v1/users/{user_id}/deactivate",
+            post(routes::users::deactivate),
+        ),
         def(
             "POST",
             "/v1/users/{user_id}/mfa/reset",

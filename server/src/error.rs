@@ -17,6 +17,8 @@ pub enum ServerError {
     InvalidCredentials,
     #[error("invalid second factor")]
     InvalidSecondFactor,
+    #[error("weak password")]
+    WeakPassword,
     #[error("too many attempts")]
     TooManyAttempts { retry_after_secs: u64 },
     #[error("session expired")]
@@ -57,6 +59,7 @@ impl ServerError {
             ServerError::InvalidCredentials => ErrorCode::InvalidCredentials,
             ServerError::InvalidSecondFactor => ErrorCode::InvalidSecondFactor,
             ServerError::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            ServerError::WeakPassword => ErrorCode::WeakPassword,
             ServerError::SessionExpired => ErrorCode::SessionExpired,
             ServerError::Forbidden => ErrorCode::Forbidden,
             ServerError::NotFound => ErrorCode::NotFound,
@@ -72,9 +75,9 @@ impl ServerError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ServerError::BadRequest { .. } | ServerError::InvalidSignature { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ServerError::BadRequest { .. }
+            | ServerError::InvalidSignature { .. }
+            | ServerError::WeakPassword => StatusCode::BAD_REQUEST,
             ServerError::Unauthenticated
             | ServerError::InvalidCredentials
             | ServerError::InvalidSecondFactor
@@ -93,6 +96,7 @@ impl ServerError {
 
     fn field(&self) -> Option<&'static str> {
         match self {
+            ServerError::WeakPassword => Some("password"),
             ServerError::BadRequest { field }
             | ServerError::InvalidSignature { field }
             | ServerError::Conflict { field } => Some(field),

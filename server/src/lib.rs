@@ -21,6 +21,7 @@ pub mod seed;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod users;
 
 pub use app::{AppState, build_router};
 pub use error::ServerError;

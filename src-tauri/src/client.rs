@@ -6,7 +6,8 @@ use std::time::Duration;
 use clinicdesk_protocol::mfa::{LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup};
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse, DeviceList,
-    EnrollRequest, EnrollResponse, EnrollmentCodeIssued, LoginRequest, LoginResponse, Patient,
+    EnrollRequest, EnrollResponse, EnrollmentCodeIssued, LoginRequest, LoginResponse, NewUser,
+    Patient, RoleChange, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -23,6 +24,14 @@ use crate::error::AppError;
 pub enum CodeMethod {
     Totp,
     RecoveryCode,
+}
+
+/// What an admin changes about another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChange {
+    Role(clinicdesk_protocol::policy::Role),
+    Deactivate,
+    ResetMfa,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +171,47 @@ impl ServerClient {
         Self::succeeded(self.request(Method::POST, &path, Some(token)))
             .await
             .map(drop)
+    }
+
+    pub async fn users(&self, token: &SecretString) -> Result<UserList, AppError> {
+        Self::send(self.request(Method::GET, "/v1/users", Some(token))).await
+    }
+
+    pub async fn create_user(
+        &self,
+        token: &SecretString,
+        new: &NewUser,
+    ) -> Result<UserSummary, AppError> {
+        self.post("/v1/users", Some(token), new).await
+    }
+
+    /// An admin's change to another user's account.
+    pub async fn change_user(
+        &self,
+        token: &SecretString,
+        user_id: Uuid,
+        change: UserChange,
+    ) -> Result<(), AppError> {
+        let rb = match change {
+            UserChange::Role(role) => self
+                .request(
+                    Method::POST,
+                    &format!("/v1/users/{user_id}/role"),
+                    Some(token),
+                )
+                .json(&RoleChange { role }),
+            UserChange::Deactivate => self.request(
+                Method::POST,
+                &format!("/v1/users/{user_id}/deactivate"),
+                Some(token),
+            ),
+            UserChange::ResetMfa => self.request(
+                Method::POST,
+                &format!("/v1/users/{user_id}/mfa/reset"),
+                Some(token),
+            ),
+        };
+        Self::succeeded(rb).await.map(drop)
     }
 
     /// Device-signed: no session token, the events' signatures are the credential.

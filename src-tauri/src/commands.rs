@@ -6,7 +6,10 @@ use std::sync::Arc;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::app::{AppStatus, SecondFactorSetUp};
 use clinicdesk_protocol::mfa::TotpSetup;
-use clinicdesk_protocol::wire::{AppointmentList, DeviceList, EnrollmentCodeIssued, Patient};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{
+    AppointmentList, DeviceList, EnrollmentCodeIssued, NewUser, Patient, UserList, UserSummary,
+};
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
 
@@ -141,6 +144,44 @@ async fn revoke_device(core: State<'_, AppCore>, device_id: String) -> CommandRe
     core.0.revoke_device(id).await.map_err(api)
 }
 
+fn user_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| api(AppError::BadInput("user_id")))
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn users(core: State<'_, AppCore>) -> CommandResult<UserList> {
+    core.0.clinic_users().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn create_user(core: State<'_, AppCore>, user: NewUser) -> CommandResult<UserSummary> {
+    core.0.create_user(user).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn change_role(core: State<'_, AppCore>, user_id: String, role: Role) -> CommandResult<()> {
+    core.0
+        .change_role(self::user_id(&user_id)?, role)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn deactivate_user(core: State<'_, AppCore>, user_id: String) -> CommandResult<()> {
+    core.0
+        .deactivate_user(self::user_id(&user_id)?)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn reset_second_factor(core: State<'_, AppCore>, user_id: String) -> CommandResult<()> {
+    core.0
+        .reset_second_factor(self::user_id(&user_id)?)
+        .await
+        .map_err(api)
+}
+
 /// Builds and runs the desktop app until its window closes.
 pub fn run() -> Result<(), tauri::Error> {
     tauri::Builder::default()
@@ -182,7 +223,12 @@ pub fn run() -> Result<(), tauri::Error> {
             open_patient,
             devices,
             issue_enrollment_code,
-            revoke_device
+            revoke_device,
+            users,
+            create_user,
+            change_role,
+            deactivate_user,
+            reset_second_factor
         ])
         .run(tauri::generate_context!())
 }

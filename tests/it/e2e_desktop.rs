@@ -389,6 +389,55 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     assert_eq!(code.len(), 14, "{code}");
     shots.take(&client, "admin-workstations").await;
 
+    // 9. Users: add one with a first password, and reset the front desk's second factor
+    //    (a second click confirms).
+    click(&client, "tab-users").await;
+    wait_for(
+        &client,
+        Locator::Css("#user-list tr.user-row"),
+        20,
+        "the users",
+    )
+    .await;
+    type_into(&client, "new-username", "jo.billing").await;
+    type_into(&client, "new-display-name", "Jo Billing (synthetic)").await;
+    type_into(&client, "new-password", "violet-canoe-marble-47").await;
+    click(&client, "new-user-submit").await;
+    wait_for(
+        &client,
+        Locator::Css("tr.user-row[data-username='jo.billing']"),
+        20,
+        "the new user",
+    )
+    .await;
+    let reset = Locator::Css("tr.user-row[data-username='frontdesk'] button.reset-mfa");
+    wait_for(&client, reset, 20, "the reset button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, reset, 20, "the confirm button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = wait_for(
+            &client,
+            Locator::Css("tr.user-row[data-username='frontdesk']"),
+            20,
+            "the front desk's row",
+        )
+        .await;
+        if row.text().await.unwrap().contains("Not set up") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reset never showed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shots.take(&client, "admin-users").await;
+
     client.close().await.unwrap();
     drop(driver);
 }

@@ -1,5 +1,5 @@
-//! The admin's workspace: the clinic's workstations, new enrollment codes, revocation.
-//! Admins see no patient content; nothing here holds PHI.
+//! The admin's workspace: the clinic's workstations (new enrollment codes, revocation) and,
+//! in `admin_users`, its users. Admins see no patient content; nothing here holds PHI.
 
 use clinicdesk_protocol::wire::{DeviceList, DeviceSummary, EnrollmentCodeIssued};
 use leptos::prelude::*;
@@ -23,8 +23,38 @@ fn load(ui: Ui, devices: RwSignal<Option<DeviceList>>) {
     });
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Workstations,
+    Users,
+}
+
 #[component]
 pub fn AdminWorkspace() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let tab = RwSignal::new(Tab::Workstations);
+    let pick = move |t: Tab| {
+        ui.error.set(None);
+        tab.set(t);
+    };
+    view! {
+        <div class="admin">
+            <nav class="tabs">
+                <button id="tab-workstations" class:active=move || tab.get() == Tab::Workstations
+                    on:click=move |_| pick(Tab::Workstations)>"Workstations"</button>
+                <button id="tab-users" class:active=move || tab.get() == Tab::Users
+                    on:click=move |_| pick(Tab::Users)>"Users"</button>
+            </nav>
+            {move || match tab.get() {
+                Tab::Workstations => view! { <WorkstationsView/> }.into_any(),
+                Tab::Users => view! { <crate::admin_users::UsersView/> }.into_any(),
+            }}
+        </div>
+    }
+}
+
+#[component]
+fn WorkstationsView() -> impl IntoView {
     let ui = expect_context::<Ui>();
     ui.error.set(None);
     let devices = RwSignal::new(None::<DeviceList>);

@@ -46,6 +46,10 @@ pub fn on_event(event: &'static str, handler: impl FnMut(JsValue) + 'static) {
 pub fn explain(e: &ApiError) -> String {
     let text = match e.code {
         ErrorCode::InvalidCredentials => "That username and password do not match.",
+        ErrorCode::WeakPassword => {
+            "That password is too easy to guess: use at least 12 characters, not a common password and not the person's name."
+        }
+        ErrorCode::Conflict => "That already exists (a username can be used once per clinic).",
         ErrorCode::TooManyAttempts => {
             "Too many failed attempts for this account or workstation. Wait 15 minutes, then try again, or ask your admin."
         }

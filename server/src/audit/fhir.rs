@@ -46,6 +46,9 @@ fn event_type(action: AuditAction) -> Value {
         DeviceEnrolled | DeviceRevoked | MfaEnrolled | MfaReset => {
             coding(DCM, "110113", "Security Alert")
         }
+        UserCreated | RoleChanged | UserDeactivated => {
+            coding(DCM, "110136", "Security Roles Changed")
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, Recorder, RequestSeen, SignedAuditEvent,
 };
 use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::UserInfo;
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
@@ -29,6 +30,30 @@ pub struct ServerEvent {
     pub route: String,
     pub break_glass: Option<BreakGlass>,
     pub request: RequestSeen,
+}
+
+/// A security event about an account or a device (no patient, no fields), by `actor`.
+pub fn security_event(
+    actor: &UserInfo,
+    action: AuditAction,
+    resource_type: &str,
+    resource_id: String,
+    route: &str,
+    request: RequestSeen,
+) -> ServerEvent {
+    ServerEvent {
+        actor_user_id: actor.user_id,
+        actor_role: actor.role,
+        action,
+        resource_type: resource_type.to_owned(),
+        resource_id,
+        patient_id: None,
+        fields: Vec::new(),
+        outcome: Outcome::Success,
+        route: route.to_owned(),
+        break_glass: None,
+        request,
+    }
 }
 
 /// The clinic's server chain id, created on first use. Call with the clinic locked.

@@ -350,17 +350,7 @@ pub async fn reset(
     ] {
         sqlx::query(sql).bind(&user).execute(&mut *conn).await?;
     }
-    for sql in [
-        "UPDATE mfa_grants SET revoked_at_ms = ? WHERE user_id = ? AND revoked_at_ms IS NULL",
-        "UPDATE sessions SET revoked_at_ms = ? WHERE user_id = ? AND revoked_at_ms IS NULL",
-    ] {
-        sqlx::query(sql)
-            .bind(now_ms)
-            .bind(&user)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    crate::users::end_sessions(conn, user_id, now_ms).await
 }
 
 fn conflict_if_unique(field: &'static str) -> impl Fn(sqlx::Error) -> ServerError {

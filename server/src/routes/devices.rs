@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::audit::from_hex;
-use clinicdesk_protocol::audit::{AuditAction, Outcome};
 use clinicdesk_protocol::wire::{DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued};
 use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Body;
 use crate::app::AppState;
 use crate::audit::access::Seen;
-use crate::audit::server_chain::{self, ServerEvent};
+use crate::audit::server_chain::{self, security_event};
 use crate::auth::Authenticated;
 use crate::device_registry;
 use crate::error::ServerError;
@@ -90,19 +90,14 @@ pub async fn revoke(
         return Err(ServerError::NotFound);
     }
     let admin = &auth.principal.user;
-    let event = ServerEvent {
-        actor_user_id: admin.user_id,
-        actor_role: admin.role,
-        action: AuditAction::DeviceRevoked,
-        resource_type: "Device".to_owned(),
-        resource_id: device_id.to_string(),
-        patient_id: None,
-        fields: Vec::new(),
-        outcome: Outcome::Success,
-        route: "revoke_device".to_owned(),
-        break_glass: None,
-        request: seen.for_session(auth.principal.device_id),
-    };
+    let event = security_event(
+        admin,
+        AuditAction::DeviceRevoked,
+        "Device",
+        device_id.to_string(),
+        "revoke_device",
+        seen.for_session(auth.principal.device_id),
+    );
     server_chain::record(&state, auth.scope(), vec![event]).await?;
     tracing::info!(by = %admin.user_id, "device revoked");
     Ok(axum::http::StatusCode::NO_CONTENT)

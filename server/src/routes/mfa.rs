@@ -6,17 +6,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::{AuditAction, Outcome, RequestSeen};
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::{
     MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup, WebauthnChallenge, WebauthnResponse,
 };
-use clinicdesk_protocol::wire::{LoginResponse, UserInfo};
+use clinicdesk_protocol::wire::LoginResponse;
 use uuid::Uuid;
 
 use super::Body;
 use crate::app::AppState;
 use crate::audit::access::Seen;
-use crate::audit::server_chain::{self, ServerEvent};
+use crate::audit::server_chain::{self, security_event};
 use crate::auth::{Authenticated, ClinicScope};
 use crate::error::ServerError;
 use crate::mfa::store::{self, Purpose, Ticket};
@@ -25,29 +25,6 @@ use crate::mfa::webauthn::{credential_id, parse_passkeys};
 use crate::mfa::{self, Proof, counted, live_ticket, recovery, refuse};
 
 const TOTP_PENDING: &str = "totp:";
-
-/// A security event about `subject`'s account, by `actor`.
-fn account_event(
-    actor: &UserInfo,
-    action: AuditAction,
-    subject: Uuid,
-    route: &str,
-    request: RequestSeen,
-) -> ServerEvent {
-    ServerEvent {
-        actor_user_id: actor.user_id,
-        actor_role: actor.role,
-        action,
-        resource_type: "User".to_owned(),
-        resource_id: subject.to_string(),
-        patient_id: None,
-        fields: Vec::new(),
-        outcome: Outcome::Success,
-        route: route.to_owned(),
-        break_glass: None,
-        request,
-    }
-}
 
 #[utoipa::path(post, path = "/v1/auth/mfa/totp", request_body = MfaCode,
     responses((status = 200, body = LoginResponse), (status = 401, body = ApiError)))]
@@ -240,10 +217,11 @@ async fn first_factor_stored(
 ) -> Result<(Vec<String>, String), ServerError> {
     let (codes, hashes) = recovery::generate()?;
     store::replace_recovery_codes(&mut *tx, &ticket.user, &hashes).await?;
-    let event = account_event(
+    let event = security_event(
         &ticket.user,
         AuditAction::MfaEnrolled,
-        ticket.user.user_id,
+        "User",
+        ticket.user.user_id.to_string(),
         route,
         seen.for_session(ticket.device_id),
     );
@@ -279,10 +257,11 @@ pub async fn reset(
     }
     let mut tx = state.store.pool().begin().await?;
     store::reset(&mut tx, user_id, state.clock.now_ms()).await?;
-    let event = account_event(
+    let event = security_event(
         admin,
         AuditAction::MfaReset,
-        user_id,
+        "User",
+        user_id.to_string(),
         "mfa_reset",
         seen.for_session(auth.principal.device_id),
     );

@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod patients;
 pub mod schedule;
 pub mod session;
+pub mod users;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};

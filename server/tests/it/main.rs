@@ -12,4 +12,5 @@ mod phi_access;
 mod tamper;
 mod throttle;
 mod tls_versions;
+mod users;
 mod vectors;

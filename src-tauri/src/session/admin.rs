@@ -1,39 +1,73 @@
-//! What an admin does from the app: list the clinic's workstations, issue enrollment codes
-//! and revoke workstations. No PHI passes here, so nothing goes to the outbox; the server
-//! records revocations on its own chain. Admin work needs the server: offline it answers
-//! `server_unreachable`.
+//! What an admin does from the app: the clinic's workstations (list, enrollment codes,
+//! revocation) and users (list, create, change role, deactivate, reset second factors).
+//! No PHI passes here, so nothing goes to the outbox; the server records each change on
+//! its own chain. Admin work needs the server: offline it answers `server_unreachable`.
 
-use clinicdesk_protocol::wire::{DeviceList, EnrollmentCodeIssued};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{DeviceList, EnrollmentCodeIssued, NewUser, UserList, UserSummary};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::Core;
+use crate::client::{ServerClient, UserChange};
 use crate::error::AppError;
 
 impl Core {
-    pub async fn devices(&self) -> Result<DeviceList, AppError> {
+    /// Runs `request` with the session's token; a refusal is handled as for any request.
+    async fn admin_call<T, F, Fut>(&self, request: F) -> Result<T, AppError>
+    where
+        F: FnOnce(ServerClient, SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AppError>>,
+    {
         let (token, _) = self.session_snapshot()?;
-        self.fetch(token, |client, token| async move {
-            client.devices(&token).await
-        })
-        .await
-        .map_err(|e| self.on_server_error(e))
+        self.fetch(token, request)
+            .await
+            .map_err(|e| self.on_server_error(e))
+    }
+
+    pub async fn devices(&self) -> Result<DeviceList, AppError> {
+        self.admin_call(|c, t| async move { c.devices(&t).await })
+            .await
     }
 
     pub async fn issue_enrollment_code(&self) -> Result<EnrollmentCodeIssued, AppError> {
-        let (token, _) = self.session_snapshot()?;
-        self.fetch(token, |client, token| async move {
-            client.issue_enrollment_code(&token).await
-        })
-        .await
-        .map_err(|e| self.on_server_error(e))
+        self.admin_call(|c, t| async move { c.issue_enrollment_code(&t).await })
+            .await
     }
 
     pub async fn revoke_device(&self, device_id: Uuid) -> Result<(), AppError> {
-        let (token, _) = self.session_snapshot()?;
-        self.fetch(token, |client, token| async move {
-            client.revoke_device(&token, device_id).await
-        })
+        self.admin_call(|c, t| async move { c.revoke_device(&t, device_id).await })
+            .await
+    }
+
+    pub async fn clinic_users(&self) -> Result<UserList, AppError> {
+        self.admin_call(|c, t| async move { c.users(&t).await })
+            .await
+    }
+
+    pub async fn create_user(&self, new: NewUser) -> Result<UserSummary, AppError> {
+        self.admin_call(|c, t| async move { c.create_user(&t, &new).await })
+            .await
+    }
+
+    pub async fn change_role(&self, user_id: Uuid, role: Role) -> Result<(), AppError> {
+        self.admin_call(
+            |c, t| async move { c.change_user(&t, user_id, UserChange::Role(role)).await },
+        )
         .await
-        .map_err(|e| self.on_server_error(e))
+    }
+
+    pub async fn deactivate_user(&self, user_id: Uuid) -> Result<(), AppError> {
+        self.admin_call(
+            |c, t| async move { c.change_user(&t, user_id, UserChange::Deactivate).await },
+        )
+        .await
+    }
+
+    pub async fn reset_second_factor(&self, user_id: Uuid) -> Result<(), AppError> {
+        self.admin_call(
+            |c, t| async move { c.change_user(&t, user_id, UserChange::ResetMfa).await },
+        )
+        .await
     }
 }

@@ -1,0 +1,161 @@
+//! The clinic's users as its admins manage them: list, create, change a role, deactivate.
+//! A change of role or deactivation ends the user's sessions and second-factor grants at
+//! once, so the change takes effect on their next request.
+
+use clinicdesk_protocol::mfa::MfaMethod;
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{NewUser, UserSummary};
+use sqlx::{Row, SqliteConnection};
+use uuid::Uuid;
+
+use crate::auth::ClinicScope;
+use crate::error::ServerError;
+use crate::store::{Store, parse_role, parse_uuid};
+
+/// The clinic's users, active first, then by username.
+pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>, ServerError> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.username, u.display_name, u.role, u.active,
+                EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
+                EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id)
+         FROM users u WHERE u.clinic_id = ?
+         ORDER BY u.active DESC, u.username",
+    )
+    .bind(scope.clinic_id().to_string())
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let mut mfa = Vec::new();
+            if r.get::<bool, _>(5) {
+                mfa.push(MfaMethod::Totp);
+            }
+            if r.get::<bool, _>(6) {
+                mfa.push(MfaMethod::Webauthn);
+            }
+            Ok(UserSummary {
+                user_id: parse_uuid(r.get(0))?,
+                username: r.get(1),
+                display_name: r.get(2),
+                role: parse_role(r.get(3))?,
+                active: r.get(4),
+                mfa,
+            })
+        })
+        .collect()
+}
+
+/// A username is 3 to 40 of `a-z 0-9 . _ -`; a display name 1 to 80 printable characters.
+pub fn validate(new: &NewUser) -> Result<(), ServerError> {
+    let username_ok = (3..=40).contains(&new.username.len())
+        && new
+            .username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !username_ok {
+        return Err(ServerError::BadRequest { field: "username" });
+    }
+    let name = new.display_name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err(ServerError::BadRequest {
+            field: "display_name",
+        });
+    }
+    Ok(())
+}
+
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    new: &NewUser,
+    password_hash: &str,
+) -> Result<UserSummary, ServerError> {
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(scope.clinic_id().to_string())
+    .bind(&new.username)
+    .bind(new.display_name.trim())
+    .bind(new.role.as_str())
+    .bind(password_hash)
+    .execute(conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(UserSummary {
+            user_id: id,
+            username: new.username.clone(),
+            display_name: new.display_name.trim().to_owned(),
+            role: new.role,
+            active: true,
+            mfa: Vec::new(),
+        }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(ServerError::Conflict { field: "username" })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets the role of a user of the clinic; false if there is no such user.
+pub async fn set_role(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+    role: Role,
+    now_ms: i64,
+) -> Result<bool, ServerError> {
+    let found = sqlx::query("UPDATE users SET role = ? WHERE id = ? AND clinic_id = ?")
+        .bind(role.as_str())
+        .bind(user_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if found {
+        end_sessions(conn, user_id, now_ms).await?;
+    }
+    Ok(found)
+}
+
+/// Deactivates a user of the clinic; false if there is no such user.
+pub async fn deactivate(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+    now_ms: i64,
+) -> Result<bool, ServerError> {
+    let found = sqlx::query("UPDATE users SET active = 0 WHERE id = ? AND clinic_id = ?")
+        .bind(user_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if found {
+        end_sessions(conn, user_id, now_ms).await?;
+    }
+    Ok(found)
+}
+
+/// Ends every session and second-factor grant of the user.
+pub async fn end_sessions(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    for sql in [
+        "UPDATE mfa_grants SET revoked_at_ms = ? WHERE user_id = ? AND revoked_at_ms IS NULL",
+        "UPDATE sessions SET revoked_at_ms = ? WHERE user_id = ? AND revoked_at_ms IS NULL",
+    ] {
+        sqlx::query(sql)
+            .bind(now_ms)
+            .bind(user_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

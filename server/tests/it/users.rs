@@ -1,0 +1,218 @@
+//! User management through the real API: admins create users (strong passwords only),
+//! change roles and deactivate users; each change ends the user's sessions and grants at
+//! once and is recorded on the server chain.
+
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
+use clinicdesk_protocol::mfa::{LoginStep, MfaMethod};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{UserList, UserSummary};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::harness::{SignedIn, TestServer, password_of};
+
+const STRONG: &str = "violet-canoe-marble-47";
+
+async fn users(server: &TestServer, token: &str) -> Vec<UserSummary> {
+    let (status, body) = server.get("/v1/users", token).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value::<UserList>(body).unwrap().users
+}
+
+fn new_user(username: &str, password: &str) -> Value {
+    json!({
+        "username": username,
+        "display_name": "Jo Billing (synthetic)",
+        "role": "billing",
+        "password": password,
+    })
+}
+
+async fn events(server: &TestServer, action: &str) -> Vec<AuditEvent> {
+    sqlx::query("SELECT event_json FROM audit_events WHERE action = ?")
+        .bind(action)
+        .fetch_all(server.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn admins_create_users_with_strong_passwords_only() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: admin,
+    } = server.signed_in(0xA, "admin").await;
+    let token = Some(admin.session_token.as_str());
+
+    for (body, field) in [
+        (new_user("jo.billing", "CANARY-x"), "password"),
+        (new_user("jo.billing", "password123456"), "password"),
+        (new_user("jo.billing", "jo.billing2026!"), "password"),
+        (new_user("Jo Billing", STRONG), "username"),
+        (new_user("jo", STRONG), "username"),
+    ] {
+        let (status, answer) = server.post("/v1/users", token, body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+        assert!(!answer.to_string().contains("CANARY"));
+    }
+    let (status, answer) = server
+        .post("/v1/users", token, new_user("jo.billing", "CANARY-x"))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("weak_password"))
+    );
+
+    let (status, body) = server
+        .post("/v1/users", token, new_user("jo.billing", STRONG))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let created: UserSummary = serde_json::from_value(body).unwrap();
+    assert_eq!((created.role, created.active), (Role::Billing, true));
+    let (status, body) = server
+        .post("/v1/users", token, new_user("jo.billing", STRONG))
+        .await;
+    assert_eq!((status, body["field"].as_str()), (409, Some("username")));
+
+    // Other roles cannot.
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let (status, _) = server
+        .post(
+            "/v1/users",
+            Some(&clinician.session_token),
+            new_user("mallory", STRONG),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // The new user signs in, setting up a second factor, and shows up with it.
+    let login = device.login(&server, "jo.billing", STRONG).await;
+    assert_eq!(login.user.role, Role::Billing);
+    let listed = users(&server, &admin.session_token).await;
+    let jo = listed.iter().find(|u| u.username == "jo.billing").unwrap();
+    assert_eq!(jo.mfa, vec![MfaMethod::Totp]);
+    assert_eq!(listed.len(), report.users.len() + 1);
+    let created_events = events(&server, "user_created").await;
+    assert_eq!(created_events.len(), 1);
+    assert_eq!(created_events[0].actor_user_id, admin.user.user_id);
+    assert_eq!(created_events[0].resource_id, created.user_id.to_string());
+}
+
+#[tokio::test]
+async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: admin,
+    } = server.signed_in(0xA, "admin").await;
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let token = Some(admin.session_token.as_str());
+    let id = clinician.user.user_id;
+
+    // Not one's own account, not another clinic's.
+    let (status, _) = server
+        .post(
+            &format!("/v1/users/{}/role", admin.user.user_id),
+            token,
+            json!({ "role": "clinician" }),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let other = server.signed_in(0xB, "admin").await;
+    let (status, _) = server
+        .post(
+            &format!("/v1/users/{id}/deactivate"),
+            Some(&other.login.session_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // A new role: the old session and the grant are gone; the next sign-in proves a second
+    // factor again and carries the new role's minimum necessary.
+    let (status, _) = server
+        .post(
+            &format!("/v1/users/{id}/role"),
+            token,
+            json!({ "role": "front_desk" }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = server
+        .get("/v1/appointments", &clinician.session_token)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session_expired"))
+    );
+    let password = password_of(&report, "clinician");
+    let (_, body) = device
+        .try_login_with(
+            &server,
+            "clinician",
+            password,
+            clinician.mfa_grant.as_deref(),
+        )
+        .await;
+    assert!(matches!(
+        serde_json::from_value::<LoginStep>(body).unwrap(),
+        LoginStep::SecondFactor(_)
+    ));
+    let again = device.login(&server, "clinician", password).await;
+    assert_eq!(again.user.role, Role::FrontDesk);
+    let appointment = server.get("/v1/appointments", &again.session_token).await.1;
+    let patient_id = appointment["appointments"][0]["patient_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, patient) = server
+        .get(&format!("/v1/patients/{patient_id}"), &again.session_token)
+        .await;
+    assert!(
+        patient.get("clinical").is_none(),
+        "front desk reads no clinical summary"
+    );
+
+    // Deactivated: the session ends, and the right password answers like a wrong one.
+    let (status, _) = server
+        .post(&format!("/v1/users/{id}/deactivate"), token, json!({}))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        server.get("/v1/appointments", &again.session_token).await.0,
+        401
+    );
+    let right = device.try_login(&server, "clinician", password).await;
+    let wrong = device.try_login(&server, "clinician", "wrong").await;
+    assert_eq!(right, wrong);
+    let listed = users(&server, &admin.session_token).await;
+    let row = listed.iter().find(|u| u.user_id == id).unwrap();
+    assert!(!row.active);
+    assert_eq!(
+        listed.last().unwrap().user_id,
+        id,
+        "inactive users come last"
+    );
+
+    for (action, expected) in [
+        ("role_changed", AuditAction::RoleChanged),
+        ("user_deactivated", AuditAction::UserDeactivated),
+    ] {
+        let recorded = events(&server, action).await;
+        assert_eq!(recorded.len(), 1, "{action}");
+        assert_eq!(recorded[0].action, expected);
+        assert_eq!(recorded[0].actor_user_id, admin.user.user_id);
+        assert_eq!(recorded[0].resource_id, id.to_string());
+    }
+}
