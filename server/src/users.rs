@@ -99,36 +99,32 @@ pub async fn insert(
     }
 }
 
-/// Sets the role of a user of the clinic; false if there is no such user.
-pub async fn set_role(
-    conn: &mut SqliteConnection,
-    scope: &ClinicScope,
-    user_id: Uuid,
-    role: Role,
-    now_ms: i64,
-) -> Result<bool, ServerError> {
-    let found = sqlx::query("UPDATE users SET role = ? WHERE id = ? AND clinic_id = ?")
-        .bind(role.as_str())
-        .bind(user_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    if found {
-        end_sessions(conn, user_id, now_ms).await?;
-    }
-    Ok(found)
+/// What an admin changes about another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Role(Role),
+    Deactivate,
 }
 
-/// Deactivates a user of the clinic; false if there is no such user.
-pub async fn deactivate(
+/// Applies `change` to a user of the clinic and ends their sessions and grants; false if
+/// there is no such user.
+pub async fn apply(
     conn: &mut SqliteConnection,
     scope: &ClinicScope,
     user_id: Uuid,
+    change: Change,
     now_ms: i64,
 ) -> Result<bool, ServerError> {
-    let found = sqlx::query("UPDATE users SET active = 0 WHERE id = ? AND clinic_id = ?")
+    let query = match change {
+        Change::Role(role) => {
+            sqlx::query("UPDATE users SET role = ? WHERE id = ? AND clinic_id = ?")
+                .bind(role.as_str())
+        }
+        Change::Deactivate => {
+            sqlx::query("UPDATE users SET active = 0 WHERE id = ? AND clinic_id = ?")
+        }
+    };
+    let found = query
         .bind(user_id.to_string())
         .bind(scope.clinic_id().to_string())
         .execute(&mut *conn)

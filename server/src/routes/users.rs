@@ -16,6 +16,7 @@ use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
 use crate::auth::Authenticated;
 use crate::error::ServerError;
+use crate::users::Change;
 use crate::{passwords, users};
 
 #[utoipa::path(get, path = "/v1/users",
@@ -76,12 +77,37 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Refuses an admin's change to their own account.
-fn not_self(auth: &Authenticated, user_id: Uuid) -> Result<(), ServerError> {
+/// Applies an admin's change to another user of the clinic and records it, in one
+/// transaction. Changing one's own account is refused.
+async fn change_user(
+    state: &AppState,
+    auth: &Authenticated,
+    seen: Seen,
+    user_id: Uuid,
+    change: Change,
+) -> Result<StatusCode, ServerError> {
     if auth.principal.user.user_id == user_id {
         return Err(ServerError::Forbidden);
     }
-    Ok(())
+    let (action, route) = match change {
+        Change::Role(role) => (AuditAction::RoleChanged, format!("role:{}", role.as_str())),
+        Change::Deactivate => (AuditAction::UserDeactivated, "deactivate_user".to_owned()),
+    };
+    let mut tx = state.store.pool().begin().await?;
+    if !users::apply(&mut tx, auth.scope(), user_id, change, state.clock.now_ms()).await? {
+        return Err(ServerError::NotFound);
+    }
+    let event = security_event(
+        &auth.principal.user,
+        action,
+        "User",
+        user_id.to_string(),
+        &route,
+        seen.for_session(auth.principal.device_id),
+    );
+    server_chain::record_in(&mut tx, state, auth.scope(), vec![event]).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/users/{user_id}/role", request_body = RoleChange,
@@ -95,23 +121,7 @@ pub async fn change_role(
     Path(user_id): Path<Uuid>,
     Body(change): Body<RoleChange>,
 ) -> Result<StatusCode, ServerError> {
-    not_self(&auth, user_id)?;
-    let now = state.clock.now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    if !users::set_role(&mut tx, auth.scope(), user_id, change.role, now).await? {
-        return Err(ServerError::NotFound);
-    }
-    let event = security_event(
-        &auth.principal.user,
-        AuditAction::RoleChanged,
-        "User",
-        user_id.to_string(),
-        &format!("role:{}", change.role.as_str()),
-        seen.for_session(auth.principal.device_id),
-    );
-    server_chain::record_in(&mut tx, &state, auth.scope(), vec![event]).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_user(&state, &auth, seen, user_id, Change::Role(change.role)).await
 }
 
 #[utoipa::path(post, path = "/v1/users/{user_id}/deactivate",
@@ -124,21 +134,5 @@ pub async fn deactivate(
     seen: Seen,
     Path(user_id): Path<Uuid>,
 ) -> Result<StatusCode, ServerError> {
-    not_self(&auth, user_id)?;
-    let now = state.clock.now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    if !users::deactivate(&mut tx, auth.scope(), user_id, now).await? {
-        return Err(ServerError::NotFound);
-    }
-    let event = security_event(
-        &auth.principal.user,
-        AuditAction::UserDeactivated,
-        "User",
-        user_id.to_string(),
-        "deactivate_user",
-        seen.for_session(auth.principal.device_id),
-    );
-    server_chain::record_in(&mut tx, &state, auth.scope(), vec![event]).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_user(&state, &auth, seen, user_id, Change::Deactivate).await
 }

@@ -2,10 +2,9 @@
 //! clinic's workstations (who let each in, last seen, app version, audit standing) and
 //! revoke them; each revocation is recorded on the server chain.
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{DeviceList, DeviceSummary, EnrollmentCodeIssued};
 use serde_json::json;
-use sqlx::Row;
 
 use crate::audit_log::{chain, upload};
 use crate::harness::{HARNESS_APP_VERSION, SignedIn, TestDevice, TestServer, password_of};
@@ -119,14 +118,7 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
         vec![front.id, back.id]
     );
     assert!(list[1].revoked_at.is_some());
-    let revoked: Vec<AuditEvent> =
-        sqlx::query("SELECT event_json FROM audit_events WHERE action = 'device_revoked'")
-            .fetch_all(server.store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
-            .collect();
+    let revoked = server.events_of("device_revoked").await;
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].action, AuditAction::DeviceRevoked);
     assert_eq!(revoked[0].actor_user_id, admin.user.user_id);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use clinicdesk_protocol::audit::to_hex;
+use clinicdesk_protocol::audit::{AuditEvent, to_hex};
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
 use clinicdesk_protocol::wire::{
     ChallengeResponse, EnrollResponse, LoginResponse, login_proof_bytes,
@@ -16,6 +16,7 @@ use clinicdesk_server::store::Store;
 use clinicdesk_server::{AppState, build_router, tls};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
+use sqlx::Row;
 use uuid::Uuid;
 
 pub struct TestServer {
@@ -107,6 +108,18 @@ impl TestServer {
             .unwrap()
             .code_at(step * STEP_SECS)
             .unwrap()
+    }
+
+    /// The stored audit events of one action (e.g. `mfa_reset`), oldest first.
+    pub async fn events_of(&self, action: &str) -> Vec<AuditEvent> {
+        sqlx::query("SELECT event_json FROM audit_events WHERE action = ? ORDER BY received_at_ms")
+            .bind(action)
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
+            .collect()
     }
 
     pub fn client(&self) -> reqwest::Client {

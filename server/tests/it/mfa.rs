@@ -3,11 +3,10 @@
 //! codes, tickets and recovery codes work once; grants, the session cap and an admin's
 //! reset behave as documented.
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, MfaMethod, MfaTicket, WebauthnChallenge};
 use clinicdesk_protocol::wire::LoginResponse;
 use serde_json::{Value, json};
-use sqlx::Row;
 use uuid::Uuid;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
@@ -62,17 +61,6 @@ fn wrong_code(server: &TestServer, device: &TestDevice, user: &str) -> String {
     format!("{wrong:06}")
 }
 
-async fn account_events(server: &TestServer, action: &str) -> Vec<AuditEvent> {
-    sqlx::query("SELECT event_json FROM audit_events WHERE action = ? ORDER BY device_seq")
-        .bind(action)
-        .fetch_all(server.store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required() {
     let server = TestServer::start().await;
@@ -121,7 +109,7 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
     assert!(!stored.contains(&secret));
     assert!(!stored.contains(&clinicdesk_protocol::audit::to_hex(raw.as_bytes())));
     // Setting up is an audited event of the user's, on the server chain.
-    let enrolled = account_events(&server, "mfa_enrolled").await;
+    let enrolled = server.events_of("mfa_enrolled").await;
     assert_eq!(enrolled.len(), 1);
     assert_eq!(enrolled[0].actor_user_id, login.user.user_id);
     assert_eq!(enrolled[0].resource_id, login.user.user_id.to_string());
@@ -342,7 +330,7 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
         LoginStep::SetUpSecondFactor(t) => assert!(t.methods.is_empty()),
         other => panic!("expected a new setup, got {other:?}"),
     }
-    let resets = account_events(&server, "mfa_reset").await;
+    let resets = server.events_of("mfa_reset").await;
     assert_eq!(resets.len(), 1);
     assert_eq!(resets[0].action, AuditAction::MfaReset);
     assert_eq!(resets[0].actor_user_id, admin.user.user_id);

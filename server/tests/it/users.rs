@@ -2,12 +2,11 @@
 //! change roles and deactivate users; each change ends the user's sessions and grants at
 //! once and is recorded on the server chain.
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::{LoginStep, MfaMethod};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{UserList, UserSummary};
 use serde_json::{Value, json};
-use sqlx::Row;
 
 use crate::harness::{SignedIn, TestServer, password_of};
 
@@ -26,17 +25,6 @@ fn new_user(username: &str, password: &str) -> Value {
         "role": "billing",
         "password": password,
     })
-}
-
-async fn events(server: &TestServer, action: &str) -> Vec<AuditEvent> {
-    sqlx::query("SELECT event_json FROM audit_events WHERE action = ?")
-        .bind(action)
-        .fetch_all(server.store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -100,7 +88,7 @@ async fn admins_create_users_with_strong_passwords_only() {
     let jo = listed.iter().find(|u| u.username == "jo.billing").unwrap();
     assert_eq!(jo.mfa, vec![MfaMethod::Totp]);
     assert_eq!(listed.len(), report.users.len() + 1);
-    let created_events = events(&server, "user_created").await;
+    let created_events = server.events_of("user_created").await;
     assert_eq!(created_events.len(), 1);
     assert_eq!(created_events[0].actor_user_id, admin.user.user_id);
     assert_eq!(created_events[0].resource_id, created.user_id.to_string());
@@ -209,7 +197,7 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
         ("role_changed", AuditAction::RoleChanged),
         ("user_deactivated", AuditAction::UserDeactivated),
     ] {
-        let recorded = events(&server, action).await;
+        let recorded = server.events_of(action).await;
         assert_eq!(recorded.len(), 1, "{action}");
         assert_eq!(recorded[0].action, expected);
         assert_eq!(recorded[0].actor_user_id, admin.user.user_id);
