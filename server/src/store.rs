@@ -574,6 +574,21 @@ impl Store {
     }
 
     /// Whether `user_id` is a user of the scope's clinic.
+    /// Whether the patient is one of the clinic's (no content is read).
+    pub async fn is_clinic_patient(
+        &self,
+        scope: &ClinicScope,
+        patient_id: Uuid,
+    ) -> Result<bool, ServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM patients WHERE id = ? AND clinic_id = ?)",
+        )
+        .bind(patient_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn is_clinic_user(
         &self,
         scope: &ClinicScope,

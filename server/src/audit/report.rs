@@ -39,6 +39,10 @@ pub async fn patient_access_report(
     from_ms: Option<i64>,
     to_ms: Option<i64>,
 ) -> Result<PatientAccessReport, ServerError> {
+    // Another clinic's patient answers exactly like one that does not exist.
+    if !state.store.is_clinic_patient(scope, patient_id).await? {
+        return Err(ServerError::NotFound);
+    }
     let checkpoint = fresh_checkpoint(state, scope).await?;
     let users = names(
         state,

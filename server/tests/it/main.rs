@@ -4,6 +4,7 @@
 
 mod api;
 mod audit_log;
+mod authz_matrix;
 mod devices;
 mod export;
 mod harness;

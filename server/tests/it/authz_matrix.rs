@@ -1,0 +1,230 @@
+//! The authorization matrix: every route of the policy table (which the router is built
+//! from, so a route missing from it cannot exist) called by every role, with no session, a
+//! forged token, an expired session, a revoked device, and with another clinic's ids. Each
+//! answer is checked against the table: allowed means the request got past authorization
+//! (any answer but 401 and 403), denied means exactly `403 forbidden`.
+
+use clinicdesk_protocol::policy::{self, Access, ROUTES, Role};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::harness::{TestDevice, TestServer, password_of};
+
+/// Fills a route template's ids: harmless unknown ids by default (a permitted admin
+/// action then answers 404 instead of changing anything), or `ids` where given.
+fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
+    let mut out = path.to_owned();
+    for (name, id) in ids {
+        out = out.replace(&format!("{{{name}}}"), &id.to_string());
+    }
+    for name in ["patient_id", "device_id", "user_id", "event_id"] {
+        out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
+    }
+    out
+}
+
+async fn call(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let url = format!("{}{path}", server.url);
+    let client = server.client();
+    // A body the routes that take one would accept, so that what answers is the route's
+    // authorization and lookup, not the body's shape.
+    let body = if path.ends_with("/role") {
+        json!({ "role": "front_desk" })
+    } else {
+        json!({})
+    };
+    let mut rb = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url).json(&body),
+        other => panic!("method {other} not in the matrix"),
+    };
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn session_rules() -> impl Iterator<Item = &'static policy::RouteRule> {
+    ROUTES
+        .iter()
+        .filter(|r| matches!(r.access, Access::Session(_) | Access::AnySession))
+}
+
+#[tokio::test]
+async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
+    let server = TestServer::start().await;
+    let a = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &a.enrollment_code).await;
+    let admin = device
+        .login(&server, "admin", password_of(&a, "admin"))
+        .await;
+    // The seed has no billing user: the admin adds one.
+    let (status, _) = server
+        .post(
+            "/v1/users",
+            Some(&admin.session_token),
+            json!({ "username": "billing", "display_name": "Bo Billing (synthetic)",
+                    "role": "billing", "password": "violet-canoe-marble-47" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut sessions = Vec::new();
+    for role in Role::ALL {
+        let (user, password) = match role {
+            Role::FrontDesk => ("frontdesk", password_of(&a, "frontdesk")),
+            Role::Clinician => ("clinician", password_of(&a, "clinician")),
+            Role::Billing => ("billing", "violet-canoe-marble-47"),
+            Role::Admin => ("admin", password_of(&a, "admin")),
+        };
+        let login = device.login(&server, user, password).await;
+        assert_eq!(login.user.role, role);
+        sessions.push((role, login.session_token));
+    }
+
+    let mut checked = 0;
+    for rule in session_rules() {
+        let path = fill(rule.path, &[]);
+        // No session, or a token the server never issued.
+        for token in [None, Some("forged-token")] {
+            let (status, body) = call(&server, rule.method, &path, token).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (401, Some("unauthenticated")),
+                "{} {} with {token:?}",
+                rule.method,
+                rule.path
+            );
+        }
+        if rule.access == Access::AnySession {
+            continue; // logout: every role may; exercised last, below
+        }
+        let Access::Session(permission) = rule.access else {
+            unreachable!()
+        };
+        for (role, token) in &sessions {
+            let (status, body) = call(&server, rule.method, &path, Some(token)).await;
+            if policy::allows(*role, permission) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{role:?} {} {} was refused: {status} {body}",
+                    rule.method,
+                    rule.path
+                );
+            } else {
+                assert_eq!(
+                    (status, body["code"].as_str()),
+                    (403, Some("forbidden")),
+                    "{role:?} {} {}",
+                    rule.method,
+                    rule.path
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * 15, "the matrix covered only {checked} cells");
+
+    // Another clinic's ids, with a role allowed the route: never found.
+    let b = server.seed(0xB, "Clinic B").await;
+    let device_b = TestDevice::enroll(&server, &b.enrollment_code).await;
+    let b_admin = device_b
+        .login(&server, "admin", password_of(&b, "admin"))
+        .await;
+    let b_patient: String =
+        sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = ? LIMIT 1")
+            .bind(b.clinic_id.to_string())
+            .fetch_one(server.store.pool())
+            .await
+            .unwrap();
+    let b_event: String = sqlx::query_scalar("SELECT id FROM audit_events WHERE clinic_id = ?")
+        .bind(b.clinic_id.to_string())
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    let theirs = [
+        ("patient_id", b_patient.parse().unwrap()),
+        ("device_id", device_b.id),
+        ("user_id", b_admin.user.user_id),
+        ("event_id", b_event.parse().unwrap()),
+    ];
+    for rule in session_rules().filter(|r| r.path.contains('{')) {
+        let Access::Session(permission) = rule.access else {
+            continue;
+        };
+        let (_, token) = sessions
+            .iter()
+            .find(|(role, _)| policy::allows(*role, permission))
+            .expect("some role may call every session route");
+        let (status, body) =
+            call(&server, rule.method, &fill(rule.path, &theirs), Some(token)).await;
+        assert!(
+            status == 404 || (status == 400 && rule.path.contains("inclusion")),
+            "{} {} with another clinic's id: {status} {body}",
+            rule.method,
+            rule.path
+        );
+    }
+    // Clinic B's admin still works: nothing of theirs was touched.
+    assert_eq!(
+        server.get("/v1/devices", &b_admin.session_token).await.0,
+        200
+    );
+
+    // A revoked device: every session route answers device_revoked. (Clinic B's admin
+    // revokes their own workstation, which also ends their session on it.)
+    let clinician = &sessions[1].1;
+    let (status, _) = call(
+        &server,
+        "POST",
+        &format!("/v1/devices/{}/revoke", device_b.id),
+        Some(&b_admin.session_token),
+    )
+    .await;
+    assert_eq!(status, 204);
+    for rule in session_rules() {
+        let (status, body) = call(
+            &server,
+            rule.method,
+            &fill(rule.path, &[]),
+            Some(&b_admin.session_token),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("device_revoked")),
+            "{} {}",
+            rule.method,
+            rule.path
+        );
+    }
+
+    // Logout works for every role, and the session is then over.
+    for (role, token) in &sessions[..2] {
+        let (status, _) = call(&server, "POST", "/v1/auth/logout", Some(token)).await;
+        assert_eq!(status, 204, "{role:?}");
+    }
+    let (status, _) = call(&server, "GET", "/v1/appointments", Some(clinician)).await;
+    assert_eq!(status, 401);
+
+    // Past the idle timeout, every session route answers session_expired.
+    server.clock.advance_ms(16 * 60 * 1000);
+    let (_, admin_token) = &sessions[3];
+    for rule in session_rules() {
+        let (status, body) = call(
+            &server,
+            rule.method,
+            &fill(rule.path, &[]),
+            Some(admin_token),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("session_expired")),
+            "{} {}",
+            rule.method,
+            rule.path
+        );
+    }
+}
