@@ -2,14 +2,14 @@
 //! a locked app keeps uploading), and for admins search, checkpoints, proofs and alerts.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::merkle::{ConsistencyEvidence, InclusionEvidence, SignedCheckpoint};
 use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt, AuditUpload};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::Body;
+use super::{Body, Id, Params};
 use crate::app::AppState;
 use crate::audit::query::AuditQuery;
 use crate::audit::{ingest, log, query};
@@ -36,7 +36,7 @@ pub async fn upload(
 pub async fn search(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, ServerError> {
     Ok(Json(
         query::search(state.store.pool(), auth.scope(), &q).await?,
@@ -81,8 +81,8 @@ async fn require_checkpoint(
 pub async fn inclusion(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(event_id): Path<Uuid>,
-    Query(TreeSize { tree_size }): Query<TreeSize>,
+    Id(event_id): Id<Uuid>,
+    Params(TreeSize { tree_size }): Params<TreeSize>,
 ) -> Result<Json<InclusionEvidence>, ServerError> {
     let clinic = auth.scope().clinic_id();
     let mut conn = state.store.pool().acquire().await?;
@@ -112,7 +112,7 @@ pub struct Sizes {
 pub async fn consistency(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(Sizes { old_size, new_size }): Query<Sizes>,
+    Params(Sizes { old_size, new_size }): Params<Sizes>,
 ) -> Result<Json<ConsistencyEvidence>, ServerError> {
     let clinic = auth.scope().clinic_id();
     let mut conn = state.store.pool().acquire().await?;
@@ -161,10 +161,9 @@ pub struct ExportParams {
 pub async fn export(
     State(state): State<AppState>,
     auth: Authenticated,
-    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+    Params(p): Params<ExportParams>,
 ) -> Result<axum::response::Response, ServerError> {
     use axum::response::IntoResponse;
-    let Query(p) = params.map_err(|_| ServerError::BadRequest { field: "query" })?;
     let filters = clinicdesk_protocol::export::ExportFilters {
         patient_id: p.patient_id,
         user_id: p.user_id,
@@ -210,8 +209,8 @@ pub struct Period {
 pub async fn patient_report(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(patient_id): Path<Uuid>,
-    Query(Period { from_ms, to_ms }): Query<Period>,
+    Id(patient_id): Id<Uuid>,
+    Params(Period { from_ms, to_ms }): Params<Period>,
 ) -> Result<Json<clinicdesk_protocol::export::PatientAccessReport>, ServerError> {
     Ok(Json(
         crate::audit::report::patient_access_report(

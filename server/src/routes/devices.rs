@@ -3,7 +3,7 @@
 //! (recorded on the server chain).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::audit::from_hex;
@@ -11,7 +11,7 @@ use clinicdesk_protocol::wire::{DeviceList, EnrollRequest, EnrollResponse, Enrol
 use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
 
-use super::Body;
+use super::{Body, Id};
 use crate::app::AppState;
 use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
@@ -80,7 +80,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
-    Path(device_id): Path<Uuid>,
+    Id(device_id): Id<Uuid>,
 ) -> Result<axum::http::StatusCode, ServerError> {
     if !state
         .store

@@ -3,7 +3,7 @@
 //! resetting are recorded on the clinic's server chain in the same transaction.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::AuditAction;
@@ -13,7 +13,7 @@ use clinicdesk_protocol::mfa::{
 use clinicdesk_protocol::wire::LoginResponse;
 use uuid::Uuid;
 
-use super::Body;
+use super::{Body, Id};
 use crate::app::AppState;
 use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
@@ -245,7 +245,7 @@ pub async fn reset(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
-    Path(user_id): Path<Uuid>,
+    Id(user_id): Id<Uuid>,
 ) -> Result<StatusCode, ServerError> {
     let admin = &auth.principal.user;
     if user_id == admin.user_id {

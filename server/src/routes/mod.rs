@@ -11,7 +11,9 @@ pub mod session;
 pub mod users;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 
 use crate::error::ServerError;
 
@@ -29,6 +31,34 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(_) => Err(ServerError::BadRequest { field: "body" }),
+        }
+    }
+}
+
+/// `Path` whose rejection names the path, never the value (axum's own message quotes it).
+pub struct Id<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Id<T> {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Id(v)),
+            Err(_) => Err(ServerError::BadRequest { field: "path" }),
+        }
+    }
+}
+
+/// `Query` whose rejection names the query, never a value.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(_) => Err(ServerError::BadRequest { field: "query" }),
         }
     }
 }

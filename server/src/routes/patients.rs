@@ -1,11 +1,12 @@
 //! One patient, reduced to the fields the caller's role may read.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::policy::{self, Permission};
 use clinicdesk_protocol::wire::Patient;
 use uuid::Uuid;
 
+use super::Id;
 use crate::app::AppState;
 use crate::audit::access::Served;
 use crate::auth::Authenticated;
@@ -19,11 +20,8 @@ use crate::error::ServerError;
 pub async fn get_patient(
     State(state): State<AppState>,
     auth: Authenticated,
-    path: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
+    Id(patient_id): Id<Uuid>,
 ) -> Result<Served<Patient>, ServerError> {
-    let Path(patient_id) = path.map_err(|_| ServerError::BadRequest {
-        field: "patient_id",
-    })?;
     let clinical = policy::allows(auth.principal.user.role, Permission::ReadClinical);
     let patient = state
         .store

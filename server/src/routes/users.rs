@@ -3,14 +3,14 @@
 //! their own role or deactivate themselves (another admin must).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{NewUser, RoleChange, UserList, UserSummary};
 use uuid::Uuid;
 
-use super::Body;
+use super::{Body, Id};
 use crate::app::AppState;
 use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
@@ -118,7 +118,7 @@ pub async fn change_role(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
-    Path(user_id): Path<Uuid>,
+    Id(user_id): Id<Uuid>,
     Body(change): Body<RoleChange>,
 ) -> Result<StatusCode, ServerError> {
     change_user(&state, &auth, seen, user_id, Change::Role(change.role)).await
@@ -132,7 +132,7 @@ pub async fn deactivate(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
-    Path(user_id): Path<Uuid>,
+    Id(user_id): Id<Uuid>,
 ) -> Result<StatusCode, ServerError> {
     change_user(&state, &auth, seen, user_id, Change::Deactivate).await
 }

@@ -5,6 +5,7 @@
 mod api;
 mod audit_log;
 mod authz_matrix;
+mod canary;
 mod devices;
 mod export;
 mod harness;

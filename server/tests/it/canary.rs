@@ -1,0 +1,209 @@
+//! PHI-safe errors and logs: canary values sent to every route (in the path, the query
+//! and every body field a route might read, with and without a valid session) never come
+//! back in a response, and neither they nor a patient's record served to a clinician ever
+//! reach the server's log output, captured here at trace level.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use clinicdesk_protocol::policy::{self, Access, ROUTES, Role};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::harness::{SignedIn, TestServer, password_of};
+
+const CANARY: &str = "CANARY-7c1f";
+
+#[derive(Clone)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything the server logs in this test binary from now on, at trace level.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Captured(buffer.clone());
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "clinicdesk_server=trace,axum=trace,tower=trace,sqlx=info,warn",
+            ))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        buffer
+    })
+    .clone()
+}
+
+/// A body with the canary in every field some route reads.
+fn canary_body() -> Value {
+    let mut body = serde_json::Map::new();
+    for field in [
+        "username",
+        "password",
+        "display_name",
+        "role",
+        "enrollment_code",
+        "device_name",
+        "public_key",
+        "nonce",
+        "device_signature",
+        "mfa_grant",
+        "app_version",
+        "ticket",
+        "code",
+        "credential",
+        "device_id",
+        "events",
+    ] {
+        body.insert(field.into(), json!(format!("{CANARY}-{field}")));
+    }
+    Value::Object(body)
+}
+
+const CANARY_QUERY: &str = "?patient_id=CANARY-7c1f&user_id=CANARY-7c1f&from_ms=CANARY-7c1f\
+&format=CANARY-7c1f&cursor=CANARY-7c1f&tree_size=CANARY-7c1f&old_size=CANARY-7c1f&action=CANARY-7c1f";
+
+async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let url = format!("{}{path}", server.url);
+    let client = server.client();
+    let mut rb = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url).json(&canary_body()),
+        other => panic!("method {other}"),
+    };
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t).header("x-canary", CANARY);
+    }
+    let resp = rb.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
+    let logs = captured_logs();
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: clinician,
+    } = server.signed_in(0xA, "clinician").await;
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let token_for = |role: Role| match role {
+        Role::Admin => admin.session_token.as_str(),
+        _ => clinician.session_token.as_str(),
+    };
+
+    for rule in ROUTES {
+        let token = match rule.access {
+            Access::Session(p) => Some(if policy::allows(Role::Clinician, p) {
+                token_for(Role::Clinician)
+            } else {
+                token_for(Role::Admin)
+            }),
+            Access::AnySession => None, // logout would end the session the test uses
+            _ => None,
+        };
+        // Ids that are not ids, then well-formed unknown ids, each with canary queries and
+        // bodies.
+        let mut canary_path = rule.path.to_owned();
+        let mut unknown_path = rule.path.to_owned();
+        for name in ["patient_id", "device_id", "user_id", "event_id"] {
+            canary_path = canary_path.replace(&format!("{{{name}}}"), CANARY);
+            unknown_path =
+                unknown_path.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
+        }
+        for path in [canary_path, unknown_path] {
+            let (status, body) = send(
+                &server,
+                rule.method,
+                &format!("{path}{CANARY_QUERY}"),
+                token,
+            )
+            .await;
+            assert!(
+                !body.contains("CANARY"),
+                "{} {} echoed a canary ({status}): {body}",
+                rule.method,
+                rule.path
+            );
+            if status >= 400 {
+                let error: Value = serde_json::from_str(&body).unwrap_or_else(|_| {
+                    panic!(
+                        "{} {}: an error that is not JSON: {body}",
+                        rule.method, rule.path
+                    )
+                });
+                assert!(
+                    error["code"].is_string(),
+                    "{} {}: {body}",
+                    rule.method,
+                    rule.path
+                );
+            }
+        }
+    }
+
+    // A login with canary credentials from a real workstation (past the device proof).
+    let (status, body) = device.try_login(&server, CANARY, CANARY).await;
+    assert_eq!(status, 401);
+    assert!(!body.to_string().contains("CANARY"));
+
+    // The clinician reads a patient's full record: served, never logged.
+    let (_, list) = server
+        .get("/v1/appointments", &clinician.session_token)
+        .await;
+    let patient_id = list["appointments"][0]["patient_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, patient) = server
+        .get(
+            &format!("/v1/patients/{patient_id}"),
+            &clinician.session_token,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let name = patient["name"].as_str().unwrap().to_owned();
+    let phone = patient["phone"].as_str().unwrap().to_owned();
+    let allergy = patient["clinical"]["allergies"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    // The capture works: the server's own lines are there.
+    assert!(
+        text.contains("password accepted; second factor next"),
+        "no server log captured"
+    );
+    assert!(text.contains(&clinician.user.user_id.to_string()));
+    for secret in [CANARY, &name, &phone, &allergy] {
+        if secret.is_empty() {
+            continue;
+        }
+        assert!(
+            !text.contains(secret),
+            "the log holds a canary or PHI value"
+        );
+    }
+    assert!(
+        !text.contains(&clinician.session_token),
+        "a session token reached the log"
+    );
+}
