@@ -43,6 +43,8 @@ pub enum AuditAction {
     RoleChanged,
     /// An admin deactivated a user (their sessions end; they cannot sign in).
     UserDeactivated,
+    /// A user changed their password (their sessions and grants end).
+    PasswordChanged,
 }
 
 impl AuditAction {
@@ -66,6 +68,7 @@ impl AuditAction {
             AuditAction::UserCreated => "user_created",
             AuditAction::RoleChanged => "role_changed",
             AuditAction::UserDeactivated => "user_deactivated",
+            AuditAction::PasswordChanged => "password_changed",
         }
     }
 }

@@ -151,6 +151,7 @@ pub const ROUTES: &[RouteRule] = &[
     ),
     rule("POST", "/v1/auth/mfa/setup/webauthn", Access::MfaTicket),
     rule("POST", "/v1/auth/logout", Access::AnySession),
+    rule("POST", "/v1/auth/password", Access::AnySession),
     rule("GET", "/v1/users", Access::Session(Permission::ManageUsers)),
     rule(
         "POST",

@@ -132,6 +132,11 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::mfa::setup_webauthn),
         ),
         def("POST", "/v1/auth/logout", post(routes::session::logout)),
+        def(
+            "POST",
+            "/v1/auth/password",
+            post(routes::session::change_password),
+        ),
         def("GET", "/v1/users", get(routes::users::list)),
         def("POST", "/v1/users", post(routes::users::create)),
         def(

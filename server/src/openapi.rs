@@ -31,6 +31,7 @@ impl Modify for SessionAuth {
         routes::session::challenge,
         routes::session::login,
         routes::session::logout,
+        routes::session::change_password,
         routes::mfa::verify_totp,
         routes::mfa::verify_recovery_code,
         routes::mfa::webauthn_challenge,

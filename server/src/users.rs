@@ -137,6 +137,23 @@ pub async fn apply(
     Ok(found)
 }
 
+/// Stores a new password hash for the user and ends their sessions and grants.
+pub async fn set_password(
+    conn: &mut SqliteConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND clinic_id = ?")
+        .bind(password_hash)
+        .bind(user_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(&mut *conn)
+        .await?;
+    end_sessions(conn, user_id, now_ms).await
+}
+
 /// Ends every session and second-factor grant of the user.
 pub async fn end_sessions(
     conn: &mut SqliteConnection,

@@ -46,7 +46,7 @@ fn event_type(action: AuditAction) -> Value {
         DeviceEnrolled | DeviceRevoked | MfaEnrolled | MfaReset => {
             coding(DCM, "110113", "Security Alert")
         }
-        UserCreated | RoleChanged | UserDeactivated => {
+        UserCreated | RoleChanged | UserDeactivated | PasswordChanged => {
             coding(DCM, "110136", "Security Roles Changed")
         }
     }

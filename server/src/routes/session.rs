@@ -1,20 +1,23 @@
 //! Login from an enrolled device: a server nonce signed by the device key, plus the
 //! user's password. Unknown users and wrong passwords answer the same, after the same work.
-//! A right password yields the second-factor step ([`crate::mfa`]), not a session.
+//! A right password yields the second-factor step ([`crate::mfa`]), not a session. Also
+//! logout, and a signed-in user's password change (which ends all their sessions).
 
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::from_hex;
+use clinicdesk_protocol::audit::{AuditAction, from_hex};
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, UserInfo, login_proof_bytes,
+    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, UserInfo,
+    login_proof_bytes,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::Body;
 use crate::app::AppState;
 use crate::audit::access::Seen;
+use crate::audit::server_chain::{self, security_event};
 use crate::auth::{Authenticated, live_device};
 use crate::error::ServerError;
 use crate::passwords;
@@ -163,5 +166,77 @@ pub async fn logout(
         .store
         .revoke_session(&auth.principal.token_hash, state.clock.now_ms())
         .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/auth/password", request_body = PasswordChange,
+    responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 429, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Body(req): Body<PasswordChange>,
+) -> Result<axum::http::StatusCode, ServerError> {
+    let user = &auth.principal.user;
+    // A stolen session must not become a way to guess the password.
+    let attempts = [throttle::Key::account(user.clinic_id, &user.username)];
+    throttle::check(&state, &attempts).await?;
+    let stored = state
+        .store
+        .credentials(user.clinic_id, &user.username)
+        .await?
+        .ok_or(ServerError::Unauthenticated)?
+        .password_hash;
+    let current = req.current_password.clone();
+    let current_ok = tokio::task::spawn_blocking(move || passwords::verify(&current, &stored))
+        .await
+        .map_err(|_| ServerError::Internal("password check task"))??;
+    if !current_ok {
+        throttle::fail(&state, &attempts).await?;
+        return Err(ServerError::InvalidCredentials);
+    }
+    let clinic_name = state
+        .store
+        .clinic_name(user.clinic_id)
+        .await?
+        .unwrap_or_default();
+    let context = [
+        user.username.as_str(),
+        user.display_name.as_str(),
+        clinic_name.as_str(),
+        req.current_password.as_str(),
+    ];
+    if req.new_password == req.current_password
+        || !passwords::acceptable(&req.new_password, &context)
+    {
+        return Err(ServerError::WeakPassword);
+    }
+    let new = req.new_password;
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&new))
+        .await
+        .map_err(|_| ServerError::Internal("password hash task"))??;
+    let mut tx = state.store.pool().begin().await?;
+    crate::users::set_password(
+        &mut tx,
+        auth.scope(),
+        user.user_id,
+        &hash,
+        state.clock.now_ms(),
+    )
+    .await?;
+    let event = security_event(
+        user,
+        AuditAction::PasswordChanged,
+        "User",
+        user.user_id.to_string(),
+        "change_password",
+        seen.for_session(auth.principal.device_id),
+    );
+    server_chain::record_in(&mut tx, &state, auth.scope(), vec![event]).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.user_id, "password changed; sessions ended");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

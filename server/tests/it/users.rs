@@ -204,3 +204,86 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
         assert_eq!(recorded[0].resource_id, id.to_string());
     }
 }
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_one_and_ends_every_session() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "clinician").await;
+    let old = password_of(&report, "clinician").to_owned();
+    let second = device.login(&server, "clinician", &old).await;
+    let change =
+        |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
+    let token = Some(login.session_token.as_str());
+
+    let (status, body) = server
+        .post("/v1/auth/password", token, change("CANARY-wrong", STRONG))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    assert!(!body.to_string().contains("CANARY"));
+    for weak in ["clinician2026!", "CANARY-x", old.as_str()] {
+        let (status, body) = server
+            .post("/v1/auth/password", token, change(&old, weak))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("weak_password")),
+            "{weak}"
+        );
+    }
+    let (status, _) = server
+        .post("/v1/auth/password", token, change(&old, STRONG))
+        .await;
+    assert_eq!(status, 204);
+
+    // Both sessions are over, the grant too; the old password no longer works.
+    for t in [&login.session_token, &second.session_token] {
+        let (status, body) = server.get("/v1/appointments", t).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("session_expired"))
+        );
+    }
+    assert_eq!(device.try_login(&server, "clinician", &old).await.0, 401);
+    let (_, body) = device
+        .try_login_with(&server, "clinician", STRONG, login.mfa_grant.as_deref())
+        .await;
+    assert!(matches!(
+        serde_json::from_value::<LoginStep>(body).unwrap(),
+        LoginStep::SecondFactor(_)
+    ));
+    let changed = server.events_of("password_changed").await;
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].actor_user_id, login.user.user_id);
+
+    // Guessing the current password through a session is throttled like a login.
+    let fresh = device.login(&server, "clinician", STRONG).await;
+    let token = Some(fresh.session_token.as_str());
+    for _ in 0..clinicdesk_server::throttle::ACCOUNT_LIMIT {
+        let (status, _) = server
+            .post(
+                "/v1/auth/password",
+                token,
+                change("guess", "another-violet-canoe-88"),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = server
+        .post(
+            "/v1/auth/password",
+            token,
+            change(STRONG, "another-violet-canoe-88"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_attempts"))
+    );
+}
