@@ -58,9 +58,10 @@ fn sigkill_at_random_points_loses_and_duplicates_no_audit_event() {
                 .filter(|l| l == "viewed")
                 .count()
         });
-        // Sign-in takes a few hundred milliseconds here; kills land before, during and
-        // after it, in writes and in uploads.
-        std::thread::sleep(Duration::from_millis(50) + random_ms(600));
+        // Sign-in takes a few hundred milliseconds here (more on a loaded machine: it opens
+        // the user's cache with argon2id to read the second-factor grant, then signs in);
+        // kills land before, during and after it, in writes and in uploads.
+        std::thread::sleep(Duration::from_millis(50) + random_ms(1000));
         assert!(
             child.try_wait().unwrap().is_none(),
             "the worker stopped on its own: it failed"
