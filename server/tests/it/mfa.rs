@@ -397,24 +397,51 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
         .await;
     assert_eq!(status, 200, "{body}");
 
-    // Another authenticator or a replayed assertion is refused...
-    let t = ticket_of(password_step(&server, &device, "clinician", password).await);
-    let c = webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &t.ticket).await;
+    // Another user's key (the front desk's, answering the front desk's own challenge) or a
+    // replayed assertion is refused...
+    let mut theirs = SoftPasskey::new(true);
+    let f = ticket_of(
+        password_step(
+            &server,
+            &device,
+            "frontdesk",
+            password_of(&report, "frontdesk"),
+        )
+        .await,
+    );
+    let c = webauthn_challenge(&server, "/v1/auth/mfa/setup/webauthn/challenge", &f.ticket).await;
+    let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
+    let credential = theirs.do_registration(origin(&c), options).unwrap();
+    let (status, body) = server
+        .post(
+            "/v1/auth/mfa/setup/webauthn",
+            None,
+            json!({ "ticket": f.ticket, "credential": credential }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let f = ticket_of(
+        password_step(
+            &server,
+            &device,
+            "frontdesk",
+            password_of(&report, "frontdesk"),
+        )
+        .await,
+    );
+    let c = webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &f.ticket).await;
     let options: RequestChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
-    match SoftPasskey::new(true).do_authentication(origin(&c), options) {
-        // An authenticator without a credential for this user may refuse by itself.
-        Err(_) => {}
-        Ok(forged) => {
-            let (status, _) = server
-                .post(
-                    "/v1/auth/mfa/webauthn",
-                    None,
-                    json!({ "ticket": t.ticket, "credential": forged }),
-                )
-                .await;
-            assert_eq!(status, 401);
-        }
-    }
+    let foreign = theirs.do_authentication(origin(&c), options).unwrap();
+    let t = ticket_of(password_step(&server, &device, "clinician", password).await);
+    webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &t.ticket).await;
+    let (status, _) = server
+        .post(
+            "/v1/auth/mfa/webauthn",
+            None,
+            json!({ "ticket": t.ticket, "credential": foreign }),
+        )
+        .await;
+    assert_eq!(status, 401, "another user's key");
     let (status, _) = server
         .post(
             "/v1/auth/mfa/webauthn",
