@@ -86,7 +86,7 @@ async fn served() -> anyhow::Result<Served> {
         .json()
         .await?;
     let clinician: String =
-        sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = ? AND username = 'clinician'")
+        sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 AND username = 'clinician'")
             .bind(clinic_id.to_string())
             .fetch_one(state.store.pool())
             .await?;
@@ -166,7 +166,10 @@ pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
 
         // Baseline: the same rows, unverified, into an identical table, 500 per transaction.
         let dir = tempfile::tempdir()?;
-        let bare = clinicdesk_server::store::Store::open(dir.path()).await?;
+        let bare = clinicdesk_server::store::Store::open(
+            &clinicdesk_server::store::StoreLocation::in_data_dir(dir.path()),
+        )
+        .await?;
         // One connection with foreign keys off: the bare rows name no enrolled device.
         let mut conn = bare.pool().acquire().await?;
         sqlx::query("PRAGMA foreign_keys = OFF")
@@ -225,14 +228,14 @@ fn now_ms() -> i64 {
 }
 
 async fn insert_row(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     e: &AuditEvent,
     signature: &str,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
            action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(e.id.to_string())
     .bind(e.clinic_id.to_string())
@@ -271,7 +274,7 @@ async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Res
             sqlx::query(
                 "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id,
                    patient_id, action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, 'view', ?, ?, '', '', 0)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'view', $7, $8, '', '', 0)",
             )
             .bind(&id)
             .bind(s.clinic_id.to_string())
@@ -284,7 +287,7 @@ async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Res
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES (?, ?, ?)",
+                "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
             )
             .bind(s.clinic_id.to_string())
             .bind(i as i64)
@@ -344,7 +347,7 @@ pub fn audit_overhead_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         let s = served().await?;
         let token = login(&s).await?;
         let patient: String =
-            sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = ? LIMIT 1")
+            sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = $1 LIMIT 1")
                 .bind(s.clinic_id.to_string())
                 .fetch_one(s.state.store.pool())
                 .await?;

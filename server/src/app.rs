@@ -15,7 +15,7 @@ use crate::key_file::KeyFileError;
 use crate::mfa::seal::SealKey;
 use crate::mfa::webauthn::{DEFAULT_ORIGIN, RelyingParty, WebauthnConfigError};
 use crate::routes;
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,11 +31,22 @@ pub struct AppState {
 
 impl AppState {
     /// The store and audit key under a data directory (created if missing).
+    /// A server whose database is the data directory's embedded SQLite file.
     pub async fn open(
         data_dir: &std::path::Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
-        let store = Store::open(data_dir).await.map_err(OpenError::Store)?;
+        Self::open_at(&StoreLocation::in_data_dir(data_dir), data_dir, clock).await
+    }
+
+    /// A server on the database at `location`; keys and TLS files stay in `data_dir`
+    /// (instances that share a database must share these files too).
+    pub async fn open_at(
+        location: &StoreLocation,
+        data_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let store = Store::open(location).await.map_err(OpenError::Store)?;
         let audit_key = Arc::new(AuditKey::load_or_create(data_dir)?);
         let seal = Arc::new(SealKey::load_or_create(data_dir)?);
         let relying_party = Arc::new(RelyingParty::new(DEFAULT_ORIGIN)?);

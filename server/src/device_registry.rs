@@ -35,8 +35,8 @@ pub async fn seen(
     app_version: Option<&str>,
 ) -> Result<(), ServerError> {
     sqlx::query(
-        "UPDATE devices SET last_seen_at_ms = ?, app_version = coalesce(?, app_version)
-         WHERE id = ?",
+        "UPDATE devices SET last_seen_at_ms = $1, app_version = coalesce($2, app_version)
+         WHERE id = $3",
     )
     .bind(now_ms)
     .bind(app_version)
@@ -57,7 +57,7 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummar
          FROM devices d
          LEFT JOIN users u ON u.id = d.enrolled_by AND u.clinic_id = d.clinic_id
          LEFT JOIN audit_device_heads h ON h.device_id = d.id
-         WHERE d.clinic_id = ? AND d.kind = 'workstation'
+         WHERE d.clinic_id = $1 AND d.kind = 'workstation'
          ORDER BY d.revoked_at_ms IS NOT NULL, d.name, d.enrolled_at_ms",
     )
     .bind(scope.clinic_id().to_string())

@@ -18,6 +18,7 @@ pub mod passwords;
 pub mod random;
 pub mod routes;
 pub mod seed;
+mod sql;
 pub mod store;
 pub mod throttle;
 pub mod tls;

@@ -1,5 +1,7 @@
 //! `clinicdesk-server`: serve the API over TLS, seed the synthetic demo clinic, issue
-//! enrollment codes, revoke devices. All state of the embedded default lives under `--data-dir`.
+//! enrollment codes, revoke devices. All state of the embedded default lives under `--data-dir`;
+//! with `--database-url` (or `DATABASE_URL`) a `postgres://` database holds the data and the
+//! data directory keeps only keys and TLS files.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,14 +18,33 @@ use clinicdesk_server::audit::key::AuditKey;
 use clinicdesk_server::audit::query::AuditQuery;
 use clinicdesk_server::audit::verify::{VerifyError, verify_all};
 use clinicdesk_server::clock::SystemClock;
-use clinicdesk_server::store::Store;
+use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::{AppState, build_router, operator, seed, tls};
 
 #[derive(Parser)]
 #[command(name = "clinicdesk-server", version, about = "The ClinicDesk server")]
 struct Cli {
+    /// A postgres:// URL: keep the data in PostgreSQL (several instances may share it)
+    /// instead of the data directory's embedded SQLite file.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--database-url` of this invocation (set once, before any command runs).
+static DATABASE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Where this invocation's data lives.
+fn location(data_dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
+    let url = DATABASE_URL.get().and_then(Option::as_deref);
+    Ok(StoreLocation::choose(url, data_dir)?)
+}
+
+async fn open_state(data_dir: &std::path::Path) -> anyhow::Result<AppState> {
+    AppState::open_at(&location(data_dir)?, data_dir, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }
 
 #[derive(Subcommand)]
@@ -220,9 +241,7 @@ async fn open_existing_state(data_dir: &std::path::Path) -> anyhow::Result<AppSt
             data_dir.display()
         );
     }
-    AppState::open(data_dir, Arc::new(SystemClock))
-        .await
-        .with_context(|| format!("opening the data directory {}", data_dir.display()))
+    open_state(data_dir).await
 }
 
 #[tokio::main]
@@ -233,7 +252,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // Set once here, before anything reads it.
+    let _ = DATABASE_URL.set(cli.database_url);
+    match cli.command {
         Command::Serve {
             data_dir,
             listen,
@@ -247,9 +269,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-            let state = AppState::open(&data_dir, Arc::new(SystemClock))
-                .await
-                .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+            let state = open_state(&data_dir).await?;
             let report = seed::seed_demo(&state.store, &SystemClock, code_ttl_mins)
                 .await
                 .context("seeding the demo clinic")?;
@@ -617,7 +637,9 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<SignedCheckpoi
 /// Opens the store of a data directory that must already exist (verify and search never
 /// create an empty one by mistake).
 async fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
-    if !data_dir.join("clinicdesk.sqlite3").exists() {
+    if let StoreLocation::Embedded(file) = location(data_dir)?
+        && !file.exists()
+    {
         anyhow::bail!("no ClinicDesk database under {}", data_dir.display());
     }
     open_store(data_dir).await
@@ -626,9 +648,9 @@ async fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
 async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    Store::open(data_dir)
+    Store::open(&location(data_dir)?)
         .await
-        .with_context(|| format!("opening the database under {}", data_dir.display()))
+        .with_context(|| format!("opening the database of {}", data_dir.display()))
 }
 
 async fn serve(data_dir: PathBuf, listen: SocketAddr, webauthn_origin: &str) -> anyhow::Result<()> {
@@ -636,9 +658,8 @@ async fn serve(data_dir: PathBuf, listen: SocketAddr, webauthn_origin: &str) -> 
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let files = tls::ensure_local_ca(&data_dir).context("preparing TLS certificates")?;
     let config = tls::server_config(&files)?;
-    let state = AppState::open(&data_dir, Arc::new(SystemClock))
-        .await
-        .with_context(|| format!("opening the data directory {}", data_dir.display()))?
+    let state = open_state(&data_dir)
+        .await?
         .with_webauthn_origin(webauthn_origin)
         .context("--webauthn-origin")?;
     tokio::spawn(publish_checkpoints(state.clone()));

@@ -1,28 +1,96 @@
-//! The server's storage: SQLite under the data directory (PostgreSQL arrives with the
-//! server-security issue). The audit trail's tables are written by `crate::audit`. Every method that touches clinic data takes a
-//! [`ClinicScope`], which only the auth layer can build, so no query runs without a clinic.
+//! The server's storage: SQLite under the data directory by default, PostgreSQL when the
+//! operator gives a `postgres://` URL (several server instances on one database). One set
+//! of queries serves both through sqlx's `Any` driver: placeholders are `$1`, `$2`, ...,
+//! integers are 64-bit, flags are read with [`flag`]. The audit trail's tables are written
+//! by `crate::audit`. Every method that touches clinic data takes a [`ClinicScope`], which
+//! only the auth layer can build, so no query runs without a clinic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
 use crate::error::ServerError;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The role the server works as on PostgreSQL (see migrations/postgres/0001_schema.sql).
+const SET_APP_ROLE: &str = "SET ROLE clinicdesk_app";
 
 /// Live sessions a user may hold at once (two workstations); a third revokes the oldest.
 pub const MAX_SESSIONS_PER_USER: i64 = 2;
 
+/// Where the server keeps its data.
+#[derive(Clone)]
+pub enum StoreLocation {
+    /// `clinicdesk.sqlite3` in the data directory: no service to run.
+    Embedded(PathBuf),
+    /// A `postgres://` URL (it may carry a password, so it is never printed).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded(path) => f.debug_tuple("Embedded").field(path).finish(),
+            Self::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite store)"
+)]
+pub struct UnsupportedDatabaseUrl;
+
+impl StoreLocation {
+    /// The embedded store of a data directory.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self::Embedded(data_dir.join("clinicdesk.sqlite3"))
+    }
+
+    /// PostgreSQL when `database_url` is given, else the data directory's SQLite file.
+    pub fn choose(
+        database_url: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Self, UnsupportedDatabaseUrl> {
+        match database_url.filter(|u| !u.is_empty()) {
+            None => Ok(Self::in_data_dir(data_dir)),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Self::Postgres(url.to_owned()))
+            }
+            Some(_) => Err(UnsupportedDatabaseUrl),
+        }
+    }
+}
+
+/// Which database a store runs on, for the few statements that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A boolean expression's value: PostgreSQL answers a boolean, SQLite an integer.
+pub(crate) fn flag(row: &AnyRow, index: usize) -> Result<bool, ServerError> {
+    row.try_get::<bool, _>(index)
+        .or_else(|_| row.try_get::<i64, _>(index).map(|v| v != 0))
+        .map_err(|_| ServerError::Internal("stored flag malformed"))
 }
 
 /// A device as the server knows it.
@@ -74,30 +142,90 @@ pub(crate) fn parse_role(s: &str) -> Result<Role, ServerError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) `DIR/clinicdesk.sqlite3` and runs migrations.
-    pub async fn open(data_dir: &Path) -> Result<Self, ServerError> {
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("clinicdesk.sqlite3"))
+    /// Opens the store (creating an embedded one if needed) and brings its schema up to date.
+    pub async fn open(location: &StoreLocation) -> Result<Self, ServerError> {
+        sqlx::any::install_default_drivers();
+        match location {
+            StoreLocation::Embedded(file) => Self::open_sqlite(file).await,
+            StoreLocation::Postgres(url) => Self::open_postgres(url).await,
+        }
+    }
+
+    async fn open_sqlite(file: &Path) -> Result<Self, ServerError> {
+        let url = SqliteConnectOptions::new()
+            .filename(file)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5))
-            // Streaming reads (the verifier walks millions of rows) are slow by design; the
-            // slow-statement warning would only alarm operators.
-            .disable_statement_logging();
-        let pool = SqlitePoolOptions::new()
+            .to_url_lossy();
+        // Streaming reads (the verifier walks millions of rows) are slow by design; the
+        // slow-statement warning would only alarm operators.
+        let options = AnyConnectOptions::from_url(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        MIGRATOR
+        SQLITE_MIGRATOR
             .run(&pool)
             .await
             .map_err(|_| ServerError::Internal("migration failed"))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+        })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    async fn open_postgres(url: &str) -> Result<Self, ServerError> {
+        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        // Migrations run as the connecting (owner) role, on a connection of their own.
+        let mut owner = AnyConnection::connect_with(&options).await?;
+        POSTGRES_MIGRATOR
+            .run(&mut owner)
+            .await
+            .map_err(|_| ServerError::Internal("migration failed"))?;
+        owner.close().await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SET_APP_ROLE).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A transaction in which row-level security (on PostgreSQL) shows only the scope's
+    /// clinic. Every read or write of clinical rows goes through one.
+    pub async fn clinic_tx(
+        &self,
+        scope: &ClinicScope,
+    ) -> Result<Transaction<'static, Any>, ServerError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT set_config('clinicdesk.clinic_id', $1, true)")
+                .bind(scope.clinic_id().to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     // --- clinics, users, enrollment (provisioning; not tenant-scoped by a session) ---
@@ -110,7 +238,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES (?, ?, ?, ?)",
+            "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES ($1, $2, $3, $4)",
         )
         .bind(id.to_string())
         .bind(name)
@@ -122,7 +250,7 @@ impl Store {
     }
 
     pub async fn clinic_name(&self, clinic_id: Uuid) -> Result<Option<String>, ServerError> {
-        let row = sqlx::query("SELECT name FROM clinics WHERE id = ?")
+        let row = sqlx::query("SELECT name FROM clinics WHERE id = $1")
             .bind(clinic_id.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -140,7 +268,7 @@ impl Store {
         let id = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash)
-             VALUES (?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (clinic_id, username) DO UPDATE SET
                display_name = excluded.display_name, role = excluded.role,
                password_hash = excluded.password_hash",
@@ -153,7 +281,7 @@ impl Store {
         .bind(password_hash)
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT id FROM users WHERE clinic_id = ? AND username = ?")
+        let row = sqlx::query("SELECT id FROM users WHERE clinic_id = $1 AND username = $2")
             .bind(clinic_id.to_string())
             .bind(username)
             .fetch_one(&self.pool)
@@ -172,7 +300,7 @@ impl Store {
     ) -> Result<(), ServerError> {
         sqlx::query(
             "INSERT INTO enrollment_codes (code_hash, clinic_id, expires_at_ms, issued_by)
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(code_hash)
         .bind(clinic_id.to_string())
@@ -195,8 +323,8 @@ impl Store {
     ) -> Result<Option<Uuid>, ServerError> {
         let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(
-            "UPDATE enrollment_codes SET used_at_ms = ?
-             WHERE code_hash = ? AND used_at_ms IS NULL AND expires_at_ms > ?
+            "UPDATE enrollment_codes SET used_at_ms = $1
+             WHERE code_hash = $2 AND used_at_ms IS NULL AND expires_at_ms > $3
              RETURNING clinic_id, issued_by",
         )
         .bind(now_ms)
@@ -211,7 +339,7 @@ impl Store {
         let issued_by: Option<String> = row.get(1);
         let inserted = sqlx::query(
             "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, enrolled_by)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(device_id.to_string())
         .bind(clinic_id.to_string())
@@ -237,7 +365,7 @@ impl Store {
     pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {
         let row = sqlx::query(
             "SELECT clinic_id, public_key, revoked_at_ms IS NOT NULL FROM devices
-             WHERE id = ? AND kind = 'workstation'",
+             WHERE id = $1 AND kind = 'workstation'",
         )
         .bind(device_id.to_string())
         .fetch_optional(&self.pool)
@@ -251,7 +379,7 @@ impl Store {
             id: device_id,
             clinic_id: parse_uuid(&row.get::<String, _>(0))?,
             public_key,
-            revoked: row.get::<bool, _>(2),
+            revoked: flag(&row, 2)?,
         }))
     }
 
@@ -261,12 +389,14 @@ impl Store {
         device_id: Uuid,
         expires_at_ms: i64,
     ) -> Result<(), ServerError> {
-        sqlx::query("INSERT INTO login_nonces (nonce, device_id, expires_at_ms) VALUES (?, ?, ?)")
-            .bind(nonce)
-            .bind(device_id.to_string())
-            .bind(expires_at_ms)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO login_nonces (nonce, device_id, expires_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(nonce)
+        .bind(device_id.to_string())
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -278,7 +408,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, ServerError> {
         let row = sqlx::query(
-            "DELETE FROM login_nonces WHERE nonce = ? AND device_id = ? RETURNING expires_at_ms",
+            "DELETE FROM login_nonces WHERE nonce = $1 AND device_id = $2 RETURNING expires_at_ms",
         )
         .bind(nonce)
         .bind(device_id.to_string())
@@ -294,7 +424,7 @@ impl Store {
     ) -> Result<Option<Credentials>, ServerError> {
         let row = sqlx::query(
             "SELECT id, display_name, role, password_hash, active FROM users
-             WHERE clinic_id = ? AND username = ?",
+             WHERE clinic_id = $1 AND username = $2",
         )
         .bind(clinic_id.to_string())
         .bind(username)
@@ -310,14 +440,14 @@ impl Store {
                 clinic_id,
             },
             password_hash: row.get(3),
-            active: row.get(4),
+            active: flag(&row, 4)?,
         }))
     }
 
     /// The clinic's lock policy: (idle timeout, maximum time offline), in seconds.
     pub async fn lock_policy(&self, clinic_id: Uuid) -> Result<(u64, u64), ServerError> {
         let row =
-            sqlx::query("SELECT idle_timeout_secs, max_offline_secs FROM clinics WHERE id = ?")
+            sqlx::query("SELECT idle_timeout_secs, max_offline_secs FROM clinics WHERE id = $1")
                 .bind(clinic_id.to_string())
                 .fetch_one(&self.pool)
                 .await?;
@@ -335,8 +465,8 @@ impl Store {
     ) -> Result<bool, ServerError> {
         let mut tx = self.pool.begin().await?;
         let found = sqlx::query(
-            "UPDATE devices SET revoked_at_ms = coalesce(revoked_at_ms, ?)
-             WHERE id = ? AND clinic_id = ? AND kind = 'workstation'",
+            "UPDATE devices SET revoked_at_ms = coalesce(revoked_at_ms, $1)
+             WHERE id = $2 AND clinic_id = $3 AND kind = 'workstation'",
         )
         .bind(now_ms)
         .bind(device_id.to_string())
@@ -346,7 +476,7 @@ impl Store {
         .rows_affected()
             == 1;
         sqlx::query(
-            "UPDATE sessions SET revoked_at_ms = ? WHERE device_id = ? AND clinic_id = ?
+            "UPDATE sessions SET revoked_at_ms = $1 WHERE device_id = $2 AND clinic_id = $3
              AND revoked_at_ms IS NULL",
         )
         .bind(now_ms)
@@ -369,7 +499,7 @@ impl Store {
     ) -> Result<(), ServerError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, clinic_id, device_id, created_at_ms, last_seen_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash)
         .bind(user.user_id.to_string())
@@ -379,19 +509,25 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
-        // At most MAX_SESSIONS_PER_USER live sessions: the oldest go.
-        sqlx::query(
-            "UPDATE sessions SET revoked_at_ms = ?1
-             WHERE user_id = ?2 AND revoked_at_ms IS NULL AND token_hash NOT IN (
-                 SELECT token_hash FROM sessions WHERE user_id = ?2 AND revoked_at_ms IS NULL
-                 ORDER BY created_at_ms DESC, rowid DESC LIMIT ?3)",
-        )
+        // At most MAX_SESSIONS_PER_USER live sessions: the oldest go. Sessions opened in the
+        // same millisecond are ordered by insertion (SQLite's rowid, PostgreSQL's seq).
+        let insertion = match self.backend {
+            Backend::Sqlite => "rowid",
+            Backend::Postgres => "seq",
+        };
+        // The only text spliced in is one of the two column names above.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE sessions SET revoked_at_ms = $1
+             WHERE user_id = $2 AND revoked_at_ms IS NULL AND token_hash NOT IN (
+                 SELECT token_hash FROM sessions WHERE user_id = $2 AND revoked_at_ms IS NULL
+                 ORDER BY created_at_ms DESC, {insertion} DESC LIMIT $3)"
+        )))
         .bind(now_ms)
         .bind(user.user_id.to_string())
         .bind(MAX_SESSIONS_PER_USER)
         .execute(&self.pool)
         .await?;
-        sqlx::query("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")
+        sqlx::query("UPDATE devices SET last_seen_at_ms = $1 WHERE id = $2")
             .bind(now_ms)
             .bind(device_id.to_string())
             .execute(&self.pool)
@@ -408,7 +544,7 @@ impl Store {
              JOIN users u ON u.id = s.user_id AND u.clinic_id = s.clinic_id
              JOIN devices d ON d.id = s.device_id AND d.clinic_id = s.clinic_id
              JOIN clinics c ON c.id = s.clinic_id
-             WHERE s.token_hash = ?",
+             WHERE s.token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -425,14 +561,14 @@ impl Store {
             device_id: parse_uuid(&row.get::<String, _>(5))?,
             created_at_ms: row.get(6),
             last_seen_at_ms: row.get(7),
-            revoked: row.get(8),
-            device_revoked: row.get(9),
+            revoked: flag(&row, 8)?,
+            device_revoked: flag(&row, 9)?,
             idle_timeout_secs: u64::try_from(row.get::<i64, _>(10)).unwrap_or(0),
         }))
     }
 
     pub async fn touch_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
-        sqlx::query("UPDATE sessions SET last_seen_at_ms = ? WHERE token_hash = ?")
+        sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE token_hash = $2")
             .bind(now_ms)
             .bind(token_hash)
             .execute(&self.pool)
@@ -442,7 +578,7 @@ impl Store {
 
     pub async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
         sqlx::query(
-            "UPDATE sessions SET revoked_at_ms = ? WHERE token_hash = ? AND revoked_at_ms IS NULL",
+            "UPDATE sessions SET revoked_at_ms = $1 WHERE token_hash = $2 AND revoked_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(token_hash)
@@ -459,9 +595,10 @@ impl Store {
         p: &NewPatient,
     ) -> Result<(), ServerError> {
         let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
             "INSERT INTO patients (id, clinic_id, name, birth_date, phone, allergies, problems, medications)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(p.id.to_string())
         .bind(scope.clinic_id().to_string())
@@ -471,8 +608,9 @@ impl Store {
         .bind(list(&p.allergies))
         .bind(list(&p.problems))
         .bind(list(&p.medications))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -483,9 +621,10 @@ impl Store {
         starts_at_ms: i64,
         reason: &str,
     ) -> Result<(), ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
             "INSERT INTO appointments (id, clinic_id, patient_id, starts_at_ms, reason)
-             SELECT ?, ?, id, ?, ? FROM patients WHERE id = ? AND clinic_id = ?",
+             SELECT $1, $2, id, $3, $4 FROM patients WHERE id = $5 AND clinic_id = $6",
         )
         .bind(Uuid::now_v7().to_string())
         .bind(scope.clinic_id().to_string())
@@ -493,8 +632,9 @@ impl Store {
         .bind(reason)
         .bind(patient_id.to_string())
         .bind(scope.clinic_id().to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -505,17 +645,19 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(Appointment, i64)>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
         let rows = sqlx::query(
             "SELECT a.id, a.patient_id, a.starts_at_ms, p.name, a.reason
              FROM appointments a JOIN patients p ON p.id = a.patient_id AND p.clinic_id = a.clinic_id
-             WHERE a.clinic_id = ? AND a.starts_at_ms >= ? AND a.starts_at_ms < ?
+             WHERE a.clinic_id = $1 AND a.starts_at_ms >= $2 AND a.starts_at_ms < $3
              ORDER BY a.starts_at_ms, a.id",
         )
         .bind(scope.clinic_id().to_string())
         .bind(from_ms)
         .bind(to_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.into_iter()
             .map(|row| {
                 let starts_at_ms: i64 = row.get(2);
@@ -541,14 +683,16 @@ impl Store {
         patient_id: Uuid,
         with_clinical: bool,
     ) -> Result<Option<Patient>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
         let row = sqlx::query(
             "SELECT name, birth_date, phone, allergies, problems, medications
-             FROM patients WHERE id = ? AND clinic_id = ?",
+             FROM patients WHERE id = $1 AND clinic_id = $2",
         )
         .bind(patient_id.to_string())
         .bind(scope.clinic_id().to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         let Some(row) = row else { return Ok(None) };
         let list = |i: usize| -> Result<Phi<Vec<String>>, ServerError> {
             serde_json::from_str(&row.get::<String, _>(i))
@@ -573,6 +717,18 @@ impl Store {
         }))
     }
 
+    /// The ids of the scope's patients, in id order (no content is read).
+    pub async fn patient_ids(&self, scope: &ClinicScope) -> Result<Vec<Uuid>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = $1 ORDER BY id")
+                .bind(scope.clinic_id().to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        ids.iter().map(|s| parse_uuid(s)).collect()
+    }
+
     /// Whether `user_id` is a user of the scope's clinic.
     /// Whether the patient is one of the clinic's (no content is read).
     pub async fn is_clinic_patient(
@@ -580,13 +736,14 @@ impl Store {
         scope: &ClinicScope,
         patient_id: Uuid,
     ) -> Result<bool, ServerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM patients WHERE id = ? AND clinic_id = ?)",
-        )
-        .bind(patient_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .fetch_one(&self.pool)
-        .await?)
+        let mut tx = self.clinic_tx(scope).await?;
+        let row = sqlx::query("SELECT 1 FROM patients WHERE id = $1 AND clinic_id = $2")
+            .bind(patient_id.to_string())
+            .bind(scope.clinic_id().to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.is_some())
     }
 
     pub async fn is_clinic_user(
@@ -594,11 +751,118 @@ impl Store {
         scope: &ClinicScope,
         user_id: Uuid,
     ) -> Result<bool, ServerError> {
-        let row = sqlx::query("SELECT 1 FROM users WHERE id = ? AND clinic_id = ?")
+        let row = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND clinic_id = $2")
             .bind(user_id.to_string())
             .bind(scope.clinic_id().to_string())
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::Connection;
+
+    use super::*;
+
+    fn patient(name: &str) -> NewPatient {
+        NewPatient {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            birth_date: "1970-01-01".into(),
+            phone: "555-0100".into(),
+            allergies: vec![],
+            problems: vec![],
+            medications: vec![],
+        }
+    }
+
+    /// The second wall: on PostgreSQL a query that forgets its clinic filter still sees only
+    /// the clinic its scope named, and cannot write another clinic's row. Needs the
+    /// PostgreSQL leg of `cargo xtask test` (SQLite has no row-level security; there the
+    /// scoped methods' own filters are the only wall, which the authorization matrix tests).
+    #[tokio::test]
+    async fn row_level_security_confines_an_unfiltered_query_to_the_scopes_clinic() {
+        let Ok(admin) = std::env::var("CLINICDESK_TEST_POSTGRES_URL") else {
+            eprintln!("no CLINICDESK_TEST_POSTGRES_URL: this test runs on the PostgreSQL leg");
+            return;
+        };
+        let name = format!("clinicdesk_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        let store = Store::open(&StoreLocation::Postgres(format!("{server}/{name}")))
+            .await
+            .unwrap();
+        assert_eq!(store.backend(), Backend::Postgres);
+        let (a, b) = (Uuid::from_u128(0xA), Uuid::from_u128(0xB));
+        for clinic in [a, b] {
+            store.create_clinic(clinic, "Clinic", 900, 0).await.unwrap();
+            let scope = ClinicScope::provisioning(clinic);
+            for i in 0..3 {
+                store
+                    .insert_patient(&scope, &patient(&format!("Synthetic {i}")))
+                    .await
+                    .unwrap();
+            }
+        }
+
+        let mut tx = store
+            .clinic_tx(&ClinicScope::provisioning(a))
+            .await
+            .unwrap();
+        let seen: Vec<String> = sqlx::query_scalar("SELECT clinic_id FROM patients")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(seen, vec![a.to_string(); 3], "only clinic A's rows");
+        let changed = sqlx::query("UPDATE patients SET phone = 'x' WHERE clinic_id = $1")
+            .bind(b.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(
+            changed.rows_affected(),
+            0,
+            "B's rows are not there to change"
+        );
+        let smuggled = sqlx::query(
+            "INSERT INTO patients (id, clinic_id, name, birth_date, phone, allergies, problems, medications)
+             VALUES ($1, $2, 'x', 'x', 'x', '[]', '[]', '[]')",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(b.to_string())
+        .execute(&mut *tx)
+        .await;
+        assert!(
+            smuggled
+                .unwrap_err()
+                .to_string()
+                .contains("row-level security"),
+            "a row for another clinic is refused"
+        );
+        drop(tx);
+
+        // Outside any scope the role sees no clinical row at all.
+        let unscoped: i64 = sqlx::query_scalar("SELECT count(*) FROM patients")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(unscoped, 0);
+        // While the database owner sees all six: the rows are there, the wall hides them.
+        let mut owner = sqlx::PgConnection::connect(&format!("{server}/{name}"))
+            .await
+            .unwrap();
+        let all: i64 = sqlx::query_scalar("SELECT count(*) FROM patients")
+            .fetch_one(&mut owner)
+            .await
+            .unwrap();
+        assert_eq!(all, 6);
     }
 }

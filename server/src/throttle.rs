@@ -52,7 +52,7 @@ pub async fn check(state: &AppState, keys: &[Key]) -> Result<(), ServerError> {
     let now = state.clock.now_ms();
     for key in keys {
         let until: Option<i64> = sqlx::query_scalar(
-            "SELECT locked_until_ms FROM auth_failures WHERE key = ? AND locked_until_ms > ?",
+            "SELECT locked_until_ms FROM auth_failures WHERE key = $1 AND locked_until_ms > $2",
         )
         .bind(&key.key)
         .bind(now)
@@ -82,11 +82,12 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
     for key in keys {
         // A new window starts when the last one ended; a lockout ends with its time.
         let row = sqlx::query(
-            "INSERT INTO auth_failures (key, failures, window_start_ms) VALUES (?1, 1, ?2)
+            "INSERT INTO auth_failures (key, failures, window_start_ms) VALUES ($1, 1, $2)
              ON CONFLICT (key) DO UPDATE SET
-                 failures = CASE WHEN window_start_ms <= ?2 - ?3 THEN 1 ELSE failures + 1 END,
-                 window_start_ms = CASE WHEN window_start_ms <= ?2 - ?3 THEN ?2
-                                   ELSE window_start_ms END
+                 failures = CASE WHEN auth_failures.window_start_ms <= $2 - $3 THEN 1
+                                 ELSE auth_failures.failures + 1 END,
+                 window_start_ms = CASE WHEN auth_failures.window_start_ms <= $2 - $3 THEN $2
+                                   ELSE auth_failures.window_start_ms END
              RETURNING failures",
         )
         .bind(&key.key)
@@ -96,8 +97,8 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
         .await?;
         if row.get::<i64, _>(0) >= key.limit {
             sqlx::query(
-                "UPDATE auth_failures SET locked_until_ms = ?, failures = 0, window_start_ms = ?
-                 WHERE key = ?",
+                "UPDATE auth_failures SET locked_until_ms = $1, failures = 0, window_start_ms = $2
+                 WHERE key = $3",
             )
             .bind(now + LOCKOUT_MS)
             .bind(now)
@@ -109,8 +110,8 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
     }
     // Keys whose window and lockout have both passed carry no information any more.
     sqlx::query(
-        "DELETE FROM auth_failures WHERE window_start_ms <= ?1 - ?2
-         AND (locked_until_ms IS NULL OR locked_until_ms <= ?1)",
+        "DELETE FROM auth_failures WHERE window_start_ms <= $1 - $2
+         AND (locked_until_ms IS NULL OR locked_until_ms <= $1)",
     )
     .bind(now)
     .bind(WINDOW_MS)
@@ -125,7 +126,7 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
 
 /// A completed sign-in: the account starts from zero.
 pub async fn clear(state: &AppState, key: &Key) -> Result<(), ServerError> {
-    sqlx::query("DELETE FROM auth_failures WHERE key = ?")
+    sqlx::query("DELETE FROM auth_failures WHERE key = $1")
         .bind(&key.key)
         .execute(state.store.pool())
         .await?;

@@ -5,12 +5,12 @@
 use clinicdesk_protocol::mfa::MfaMethod;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{NewUser, UserSummary};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
 use crate::error::ServerError;
-use crate::store::{Store, parse_role, parse_uuid};
+use crate::store::{Store, flag, parse_role, parse_uuid};
 
 /// The clinic's users, active first, then by username.
 pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>, ServerError> {
@@ -18,7 +18,7 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>
         "SELECT u.id, u.username, u.display_name, u.role, u.active,
                 EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
                 EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id)
-         FROM users u WHERE u.clinic_id = ?
+         FROM users u WHERE u.clinic_id = $1
          ORDER BY u.active DESC, u.username",
     )
     .bind(scope.clinic_id().to_string())
@@ -27,10 +27,10 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>
     rows.iter()
         .map(|r| {
             let mut mfa = Vec::new();
-            if r.get::<bool, _>(5) {
+            if flag(r, 5)? {
                 mfa.push(MfaMethod::Totp);
             }
-            if r.get::<bool, _>(6) {
+            if flag(r, 6)? {
                 mfa.push(MfaMethod::Webauthn);
             }
             Ok(UserSummary {
@@ -38,7 +38,7 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>
                 username: r.get(1),
                 display_name: r.get(2),
                 role: parse_role(r.get(3))?,
-                active: r.get(4),
+                active: flag(r, 4)?,
                 mfa,
             })
         })
@@ -65,7 +65,7 @@ pub fn validate(new: &NewUser) -> Result<(), ServerError> {
 }
 
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     new: &NewUser,
     password_hash: &str,
@@ -73,7 +73,7 @@ pub async fn insert(
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
         "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id.to_string())
     .bind(scope.clinic_id().to_string())
@@ -109,7 +109,7 @@ pub enum Change {
 /// Applies `change` to a user of the clinic and ends their sessions and grants; false if
 /// there is no such user.
 pub async fn apply(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     user_id: Uuid,
     change: Change,
@@ -117,11 +117,11 @@ pub async fn apply(
 ) -> Result<bool, ServerError> {
     let query = match change {
         Change::Role(role) => {
-            sqlx::query("UPDATE users SET role = ? WHERE id = ? AND clinic_id = ?")
+            sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND clinic_id = $3")
                 .bind(role.as_str())
         }
         Change::Deactivate => {
-            sqlx::query("UPDATE users SET active = 0 WHERE id = ? AND clinic_id = ?")
+            sqlx::query("UPDATE users SET active = 0 WHERE id = $1 AND clinic_id = $2")
         }
     };
     let found = query
@@ -139,13 +139,13 @@ pub async fn apply(
 
 /// Stores a new password hash for the user and ends their sessions and grants.
 pub async fn set_password(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     user_id: Uuid,
     password_hash: &str,
     now_ms: i64,
 ) -> Result<(), ServerError> {
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND clinic_id = ?")
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND clinic_id = $3")
         .bind(password_hash)
         .bind(user_id.to_string())
         .bind(scope.clinic_id().to_string())
@@ -156,13 +156,13 @@ pub async fn set_password(
 
 /// Ends every session and second-factor grant of the user.
 pub async fn end_sessions(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: Uuid,
     now_ms: i64,
 ) -> Result<(), ServerError> {
     for sql in [
-        "UPDATE mfa_grants SET revoked_at_ms = ? WHERE user_id = ? AND revoked_at_ms IS NULL",
-        "UPDATE sessions SET revoked_at_ms = ? WHERE user_id = ? AND revoked_at_ms IS NULL",
+        "UPDATE mfa_grants SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
     ] {
         sqlx::query(sql)
             .bind(now_ms)

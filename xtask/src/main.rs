@@ -7,6 +7,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod postgres;
 mod setup;
 mod testrun;
 

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::postgres;
 use crate::setup::{self, KEYRING_THEN_EXEC, Purpose};
 use crate::{build_host, build_ui, cargo, root, stage};
 
@@ -44,9 +45,32 @@ pub fn test(args: &[String]) -> Result<()> {
     }
 
     stage("tests (unit, integration, keychain, TLS, desktop end-to-end)");
-    let (passed, failed, exit_ok) = run_tests_in_harness()?;
+    let (mut passed, mut failed, exit_ok) = run_tests_in_harness()?;
     if !exit_ok && failed == 0 {
         problems.push("cargo test exited with an error (a test binary failed to build or crashed)");
+    }
+
+    stage("server suite again, on PostgreSQL (throwaway cluster on loopback)");
+    match postgres::Cluster::start() {
+        Ok(cluster) => {
+            let (p, f, ok) = run_server_suite_on_postgres(&cluster.admin_url())?;
+            passed += p;
+            failed += f;
+            if !ok && f == 0 {
+                problems.push("the PostgreSQL leg exited with an error");
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !!! PostgreSQL could not be started: the PostgreSQL leg was SKIPPED\n\
+                 !!! {e:#}\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+            );
+            if std::env::var_os("CI").is_some() {
+                problems.push("the PostgreSQL leg (CI never skips it)");
+            }
+        }
     }
     println!(
         "\nwall time {:.0} s{}",
@@ -135,6 +159,58 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
     }
     let status = child.wait()?;
     Ok((passed, failed, status.success()))
+}
+
+/// Runs the server's unit and integration tests (built by the main run, so nothing is
+/// compiled again) against PostgreSQL: each test server gets a database of its own. The
+/// tamper tests edit an SQLite file by hand and have run already.
+fn run_server_suite_on_postgres(admin_url: &str) -> Result<(u64, u64, bool)> {
+    let listing = cargo()
+        .args(["test", "--no-run", "--message-format=json"])
+        .stderr(Stdio::null())
+        .output()
+        .context("listing the test binaries")?;
+    let binaries = server_test_binaries(&String::from_utf8_lossy(&listing.stdout));
+    if binaries.len() != 2 {
+        bail!("expected the server's lib and `it` test binaries, found {binaries:?}");
+    }
+    let (mut passed, mut failed, mut all_ok) = (0, 0, true);
+    for binary in binaries {
+        let output = Command::new(&binary)
+            .args(["--skip", "tamper::"])
+            .current_dir(root().join("server"))
+            .env("CLINICDESK_TEST_POSTGRES_URL", admin_url)
+            .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        let mut child = output;
+        let stdout = child.stdout.take().context("test output")?;
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some((p, f)) = parse_result_line(&line) {
+                passed += p;
+                failed += f;
+            }
+        }
+        all_ok &= child.wait()?.success();
+    }
+    Ok((passed, failed, all_ok))
+}
+
+/// The executables of clinicdesk-server's lib tests and `it` suite, from cargo's JSON.
+fn server_test_binaries(cargo_json: &str) -> Vec<String> {
+    cargo_json
+        .lines()
+        .filter(|l| l.contains("/server#") || l.contains("clinicdesk-server@"))
+        .filter(|l| l.contains(r#""name":"it""#) || l.contains(r#""kind":["lib"]"#))
+        .filter_map(|l| {
+            let start = l.find(r#""executable":""#)? + r#""executable":""#.len();
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_owned())
+        })
+        .collect()
 }
 
 /// `test result: ok. 12 passed; 0 failed; ...` → (12, 0).

@@ -67,7 +67,7 @@ async fn send(out: &Chunks, chunk: Vec<u8>) -> Result<(), ServerError> {
 /// The clinic's chain keys as stored, and the server's.
 pub async fn clinic_keys(state: &AppState, scope: &ClinicScope) -> Result<ClinicKeys, ServerError> {
     let rows =
-        sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = ? ORDER BY id")
+        sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1 ORDER BY id")
             .bind(scope.clinic_id().to_string())
             .fetch_all(state.store.pool())
             .await?;

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
 use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::log;
@@ -36,7 +36,7 @@ fn parse_hash(s: &str) -> Result<Hash32, ServerError> {
 
 /// The stored event at (device, seq): its hash and its `prev_hash`.
 async fn stored_at(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     device: Uuid,
     seq: u64,
 ) -> Result<Option<(Hash32, Hash32)>, ServerError> {
@@ -44,7 +44,7 @@ async fn stored_at(
         return Ok(None);
     }
     let row = sqlx::query(
-        "SELECT hash, event_json FROM audit_events WHERE device_id = ? AND device_seq = ?",
+        "SELECT hash, event_json FROM audit_events WHERE device_id = $1 AND device_seq = $2",
     )
     .bind(device.to_string())
     .bind(seq_i64(seq)?)
@@ -57,7 +57,7 @@ async fn stored_at(
 }
 
 pub(super) async fn insert_event(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     signed: &SignedAuditEvent,
     hash: &Hash32,
@@ -68,7 +68,7 @@ pub(super) async fn insert_event(
     sqlx::query(
         "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
            action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(e.id.to_string())
     .bind(scope.clinic_id().to_string())
@@ -95,7 +95,7 @@ pub(super) async fn insert_event(
 }
 
 async fn record_alert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     signed: &SignedAuditEvent,
     hash: &Hash32,
@@ -106,7 +106,7 @@ async fn record_alert(
     let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
     sqlx::query(
         "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash, event_json, signature, received_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, device_seq, hash) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id, device_seq, hash) DO NOTHING",
     )
     .bind(scope.clinic_id().to_string())
     .bind(e.device_id.to_string())
@@ -124,12 +124,12 @@ async fn record_alert(
 
 /// Moves the device's contiguous mark forward over stored events; returns (seq, hash).
 pub(crate) async fn advance_head(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     device: Uuid,
 ) -> Result<(u64, Hash32), ServerError> {
     let head = sqlx::query(
-        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = ?",
+        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = $1",
     )
     .bind(device.to_string())
     .fetch_optional(&mut *conn)
@@ -142,7 +142,7 @@ pub(crate) async fn advance_head(
         None => (0, Hash32::GENESIS),
     };
     let later = sqlx::query(
-        "SELECT device_seq, hash FROM audit_events WHERE device_id = ? AND device_seq > ? ORDER BY device_seq",
+        "SELECT device_seq, hash FROM audit_events WHERE device_id = $1 AND device_seq > $2 ORDER BY device_seq",
     )
     .bind(device.to_string())
     .bind(seq_i64(seq)?)
@@ -159,9 +159,10 @@ pub(crate) async fn advance_head(
     }
     sqlx::query(
         "INSERT INTO audit_device_heads (device_id, clinic_id, contiguous_seq, contiguous_hash, max_seq)
-         VALUES (?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (device_id) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
-           contiguous_hash = excluded.contiguous_hash, max_seq = max(max_seq, excluded.max_seq)",
+           contiguous_hash = excluded.contiguous_hash, max_seq = CASE WHEN excluded.max_seq > audit_device_heads.max_seq
+                          THEN excluded.max_seq ELSE audit_device_heads.max_seq END",
     )
     .bind(device.to_string())
     .bind(scope.clinic_id().to_string())
@@ -200,7 +201,7 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
     let clinic = scope.clinic_id();
     let mut tx = state.store.pool().begin().await?;
     // Take SQLite's write lock first, so concurrent batches queue instead of failing.
-    sqlx::query("UPDATE clinics SET name = name WHERE id = ?")
+    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
         .bind(clinic.to_string())
         .execute(&mut *tx)
         .await?;
@@ -209,7 +210,7 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
     // needs no lookups: nothing exists at or after `max_seq + 1`, and the link to the
     // previous event is the head or the batch's own previous event.
     let head = sqlx::query(
-        "SELECT contiguous_seq, contiguous_hash, max_seq FROM audit_device_heads WHERE device_id = ?",
+        "SELECT contiguous_seq, contiguous_hash, max_seq FROM audit_device_heads WHERE device_id = $1",
     )
     .bind(device.id.to_string())
     .fetch_optional(&mut *tx)
@@ -271,7 +272,7 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
         None
     } else {
         let id: String = sqlx::query_scalar(
-            "SELECT id FROM audit_events WHERE device_id = ? AND device_seq = ?",
+            "SELECT id FROM audit_events WHERE device_id = $1 AND device_seq = $2",
         )
         .bind(device.id.to_string())
         .bind(seq_i64(contiguous_seq)?)

@@ -7,7 +7,7 @@ use clinicdesk_protocol::merkle::{
     Checkpoint, ConsistencyEvidence, Frontier, InclusionEvidence, NodeId, ProofPlan,
     SignedCheckpoint, assemble, consistency_plan, inclusion_plan, plan_nodes,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::key::AuditKey;
@@ -30,8 +30,8 @@ fn hash_of(blob: &[u8]) -> Result<Hash32, ServerError> {
 /// Takes SQLite's write lock before anything is read, so that concurrent writers of a
 /// clinic's log queue (busy timeout) instead of failing on a stale read snapshot. Every
 /// transaction that appends leaves or signs a checkpoint starts with it.
-pub async fn lock_clinic(conn: &mut SqliteConnection, clinic: Uuid) -> Result<(), ServerError> {
-    sqlx::query("UPDATE clinics SET name = name WHERE id = ?")
+pub async fn lock_clinic(conn: &mut AnyConnection, clinic: Uuid) -> Result<(), ServerError> {
+    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
         .bind(clinic.to_string())
         .execute(conn)
         .await?;
@@ -39,9 +39,9 @@ pub async fn lock_clinic(conn: &mut SqliteConnection, clinic: Uuid) -> Result<()
 }
 
 /// How many leaves the clinic's log holds.
-pub async fn tree_size(conn: &mut SqliteConnection, clinic: Uuid) -> Result<u64, ServerError> {
+pub async fn tree_size(conn: &mut AnyConnection, clinic: Uuid) -> Result<u64, ServerError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT coalesce(max(leaf_index) + 1, 0) FROM audit_leaves WHERE clinic_id = ?",
+        "SELECT coalesce(max(leaf_index) + 1, 0) FROM audit_leaves WHERE clinic_id = $1",
     )
     .bind(clinic.to_string())
     .fetch_one(conn)
@@ -50,7 +50,7 @@ pub async fn tree_size(conn: &mut SqliteConnection, clinic: Uuid) -> Result<u64,
 }
 
 async fn nodes_of(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     ids: &[NodeId],
 ) -> Result<std::collections::HashMap<NodeId, Hash32>, ServerError> {
@@ -59,21 +59,19 @@ async fn nodes_of(
         return Ok(out);
     }
     // One statement for all of them (a frontier or proof needs up to ~2 log2 n nodes).
-    let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> =
-        sqlx::QueryBuilder::new("SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = ");
-    qb.push_bind(clinic.to_string())
+    let mut st =
+        crate::sql::Statement::new("SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = ");
+    st.bind(clinic.to_string())
         .push(" AND (level, idx) IN (VALUES ");
-    let mut values = qb.separated(", ");
-    for id in ids {
-        values
-            .push("(")
-            .push_bind_unseparated(i64::from(id.level))
-            .push_unseparated(", ")
-            .push_bind_unseparated(to_i64(id.index)?)
-            .push_unseparated(")");
+    for (i, id) in ids.iter().enumerate() {
+        st.push(if i == 0 { "(" } else { ", (" })
+            .bind(i64::from(id.level))
+            .push(", ")
+            .bind(to_i64(id.index)?)
+            .push(")");
     }
-    qb.push(")");
-    for row in qb.build().fetch_all(conn).await? {
+    st.push(")");
+    for row in st.query().fetch_all(conn).await? {
         let id = NodeId {
             level: u32::try_from(row.get::<i64, _>(0))
                 .map_err(|_| ServerError::Internal("stored node malformed"))?,
@@ -88,7 +86,7 @@ async fn nodes_of(
 }
 
 /// The right edge of the clinic's tree as stored.
-pub async fn frontier(conn: &mut SqliteConnection, clinic: Uuid) -> Result<Frontier, ServerError> {
+pub async fn frontier(conn: &mut AnyConnection, clinic: Uuid) -> Result<Frontier, ServerError> {
     let size = tree_size(&mut *conn, clinic).await?;
     let ids = Frontier::ids(size);
     let nodes = nodes_of(&mut *conn, clinic, &ids).await?;
@@ -99,22 +97,24 @@ pub async fn frontier(conn: &mut SqliteConnection, clinic: Uuid) -> Result<Front
 /// Appends events (id, hash) as the next leaves of the clinic's log; returns the grown
 /// frontier. Must run inside the transaction that stores the events.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     events: &[(Uuid, Hash32)],
 ) -> Result<Frontier, ServerError> {
     let mut tree = frontier(&mut *conn, clinic).await?;
     let clinic_s = clinic.to_string();
     for (event_id, event_hash) in events {
-        sqlx::query("INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES (?, ?, ?)")
-            .bind(&clinic_s)
-            .bind(to_i64(tree.size())?)
-            .bind(event_id.to_string())
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
+        )
+        .bind(&clinic_s)
+        .bind(to_i64(tree.size())?)
+        .bind(event_id.to_string())
+        .execute(&mut *conn)
+        .await?;
         for (id, hash) in tree.push(event_hash) {
             sqlx::query(
-                "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+                "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ($1, $2, $3, $4)",
             )
             .bind(&clinic_s)
             .bind(i64::from(id.level))
@@ -127,10 +127,7 @@ pub async fn append(
     Ok(tree)
 }
 
-fn checkpoint_of(
-    row: &sqlx::sqlite::SqliteRow,
-    clinic: Uuid,
-) -> Result<SignedCheckpoint, ServerError> {
+fn checkpoint_of(row: &sqlx::any::AnyRow, clinic: Uuid) -> Result<SignedCheckpoint, ServerError> {
     Ok(SignedCheckpoint {
         checkpoint: Checkpoint {
             clinic_id: clinic,
@@ -145,13 +142,13 @@ fn checkpoint_of(
 
 /// The checkpoint of exactly `tree_size`, if one was issued.
 pub async fn checkpoint_at(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     tree_size: u64,
 ) -> Result<Option<SignedCheckpoint>, ServerError> {
     let row = sqlx::query(
         "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
-         WHERE clinic_id = ? AND tree_size = ?",
+         WHERE clinic_id = $1 AND tree_size = $2",
     )
     .bind(clinic.to_string())
     .bind(to_i64(tree_size)?)
@@ -162,12 +159,12 @@ pub async fn checkpoint_at(
 
 /// The newest checkpoint of the clinic, if any.
 pub async fn latest_checkpoint(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
 ) -> Result<Option<SignedCheckpoint>, ServerError> {
     let row = sqlx::query(
         "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
-         WHERE clinic_id = ? ORDER BY tree_size DESC LIMIT 1",
+         WHERE clinic_id = $1 ORDER BY tree_size DESC LIMIT 1",
     )
     .bind(clinic.to_string())
     .fetch_optional(conn)
@@ -178,7 +175,7 @@ pub async fn latest_checkpoint(
 /// Signs and stores a checkpoint of the tree as it stands, unless one of that size exists
 /// (then that one is the answer: one statement per size keeps them trivially consistent).
 pub async fn checkpoint(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     key: &AuditKey,
     clinic: Uuid,
     tree: &Frontier,
@@ -200,7 +197,7 @@ pub async fn checkpoint(
     let signature = key.sign_hex(&checkpoint.canonical_bytes());
     sqlx::query(
         "INSERT INTO audit_checkpoints (clinic_id, tree_size, root_hash, issued_at_ms, signature)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(clinic.to_string())
     .bind(to_i64(checkpoint.tree_size)?)
@@ -217,12 +214,12 @@ pub async fn checkpoint(
 
 /// The leaf index of a stored event of the clinic.
 pub async fn leaf_of(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     event_id: Uuid,
 ) -> Result<Option<u64>, ServerError> {
     let row =
-        sqlx::query("SELECT leaf_index FROM audit_leaves WHERE clinic_id = ? AND event_id = ?")
+        sqlx::query("SELECT leaf_index FROM audit_leaves WHERE clinic_id = $1 AND event_id = $2")
             .bind(clinic.to_string())
             .bind(event_id.to_string())
             .fetch_optional(conn)
@@ -231,7 +228,7 @@ pub async fn leaf_of(
 }
 
 async fn prove(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     plan: &ProofPlan,
 ) -> Result<Vec<Hash32>, ServerError> {
@@ -241,7 +238,7 @@ async fn prove(
 
 /// Proof that leaf `leaf_index` is in the clinic's tree of `tree_size` leaves.
 pub async fn inclusion(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     leaf_index: u64,
     tree_size: u64,
@@ -257,7 +254,7 @@ pub async fn inclusion(
 
 /// Proof that the clinic's tree of `old_size` is a prefix of the one of `new_size`.
 pub async fn consistency(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     clinic: Uuid,
     old_size: u64,
     new_size: u64,
@@ -281,14 +278,14 @@ pub async fn consistency(
 /// start, and only for clinics whose log is still empty: an event slipped into the table
 /// of a clinic that has a log is never adopted, and `audit verify` names it.
 pub async fn adopt_unlogged(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     key: &AuditKey,
     now_ms: i64,
 ) -> Result<u64, ServerError> {
     let rows = sqlx::query(
         "SELECT e.clinic_id, e.id, e.hash, e.device_id FROM audit_events e
          WHERE NOT EXISTS (SELECT 1 FROM audit_leaves l WHERE l.clinic_id = e.clinic_id)
-         ORDER BY e.rowid",
+         ORDER BY e.received_at_ms, e.id",
     )
     .fetch_all(pool)
     .await?;
@@ -324,7 +321,7 @@ pub async fn adopt_unlogged(
 /// Signs a checkpoint of the clinic's log as it stands, in its own transaction (or returns
 /// the one of that size).
 pub async fn checkpoint_now(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     key: &AuditKey,
     clinic: Uuid,
     now_ms: i64,
@@ -341,7 +338,7 @@ pub async fn checkpoint_now(
 /// regular publication, so events recorded between uploads (the server's own) are covered
 /// by a signed tree head within one interval. Returns how many it signed.
 pub async fn checkpoint_grown(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     key: &AuditKey,
     now_ms: i64,
 ) -> Result<usize, ServerError> {

@@ -6,7 +6,9 @@ use clinicdesk_protocol::wire::{
     AuditAlerts, AuditPage, AuditRecord, OutstandingRange, TamperAlert,
 };
 use serde::Deserialize;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{AnyPool, Row};
+
+use crate::sql::Statement;
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
@@ -52,7 +54,7 @@ fn parse_cursor(c: &str) -> Option<(i64, Uuid)> {
 }
 
 pub async fn search(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     scope: &ClinicScope,
     q: &AuditQuery,
 ) -> Result<AuditPage, ServerError> {
@@ -65,41 +67,41 @@ pub async fn search(
         .as_deref()
         .map(|c| parse_cursor(c).ok_or(ServerError::BadRequest { field: "cursor" }))
         .transpose()?;
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+    let mut qb = Statement::new(
         "SELECT e.event_json, e.signature, e.received_at_ms, l.leaf_index
          FROM audit_events e JOIN audit_leaves l ON l.event_id = e.id WHERE e.clinic_id = ",
     );
-    qb.push_bind(scope.clinic_id().to_string());
+    qb.bind(scope.clinic_id().to_string());
     if let Some(p) = q.patient_id {
-        qb.push(" AND e.patient_id = ").push_bind(p.to_string());
+        qb.push(" AND e.patient_id = ").bind(p.to_string());
     }
     if let Some(u) = q.user_id {
-        qb.push(" AND e.actor_user_id = ").push_bind(u.to_string());
+        qb.push(" AND e.actor_user_id = ").bind(u.to_string());
     }
     if let Some(d) = q.device_id {
-        qb.push(" AND e.device_id = ").push_bind(d.to_string());
+        qb.push(" AND e.device_id = ").bind(d.to_string());
     }
     if let Some(a) = q.action {
-        qb.push(" AND e.action = ").push_bind(a.as_str());
+        qb.push(" AND e.action = ").bind(a.as_str());
     }
     if let Some(from) = q.from_ms {
-        qb.push(" AND e.occurred_at_ms >= ").push_bind(from);
+        qb.push(" AND e.occurred_at_ms >= ").bind(from);
     }
     if let Some(to) = q.to_ms {
-        qb.push(" AND e.occurred_at_ms < ").push_bind(to);
+        qb.push(" AND e.occurred_at_ms < ").bind(to);
     }
     if let Some((ms, id)) = cursor {
         qb.push(" AND (e.occurred_at_ms < ")
-            .push_bind(ms)
+            .bind(ms)
             .push(" OR (e.occurred_at_ms = ")
-            .push_bind(ms)
+            .bind(ms)
             .push(" AND e.id < ")
-            .push_bind(id.to_string())
+            .bind(id.to_string())
             .push("))");
     }
     qb.push(" ORDER BY e.occurred_at_ms DESC, e.id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
-    let rows = qb.build().fetch_all(pool).await?;
+        .bind(i64::from(limit) + 1);
+    let rows = qb.query().fetch_all(pool).await?;
     let mut events = rows
         .iter()
         .map(|r| {
@@ -126,11 +128,11 @@ pub async fn search(
 }
 
 /// Tamper alerts and outstanding sequences of the scope's clinic.
-pub async fn alerts(pool: &SqlitePool, scope: &ClinicScope) -> Result<AuditAlerts, ServerError> {
+pub async fn alerts(pool: &AnyPool, scope: &ClinicScope) -> Result<AuditAlerts, ServerError> {
     let clinic = scope.clinic_id().to_string();
     let rows = sqlx::query(
         "SELECT device_id, device_seq, kind, hash, received_at_ms FROM audit_alerts
-         WHERE clinic_id = ? ORDER BY id",
+         WHERE clinic_id = $1 ORDER BY id",
     )
     .bind(&clinic)
     .fetch_all(pool)
@@ -151,7 +153,7 @@ pub async fn alerts(pool: &SqlitePool, scope: &ClinicScope) -> Result<AuditAlert
         .collect::<Result<Vec<_>, ServerError>>()?;
     let heads = sqlx::query(
         "SELECT device_id, contiguous_seq FROM audit_device_heads
-         WHERE clinic_id = ? AND max_seq > contiguous_seq ORDER BY device_id",
+         WHERE clinic_id = $1 AND max_seq > contiguous_seq ORDER BY device_id",
     )
     .bind(&clinic)
     .fetch_all(pool)
@@ -163,7 +165,7 @@ pub async fn alerts(pool: &SqlitePool, scope: &ClinicScope) -> Result<AuditAlert
             Uuid::parse_str(&device).map_err(|_| ServerError::Internal("stored id malformed"))?;
         let mut expected = u64::try_from(head.get::<i64, _>(1)).unwrap_or(0) + 1;
         let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT device_seq FROM audit_events WHERE device_id = ? AND device_seq > ? ORDER BY device_seq",
+            "SELECT device_seq FROM audit_events WHERE device_id = $1 AND device_seq > $2 ORDER BY device_seq",
         )
         .bind(&device)
         .bind(head.get::<i64, _>(1))

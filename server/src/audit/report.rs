@@ -47,13 +47,13 @@ pub async fn patient_access_report(
     let users = names(
         state,
         scope,
-        "SELECT id, display_name FROM users WHERE clinic_id = ?",
+        "SELECT id, display_name FROM users WHERE clinic_id = $1",
     )
     .await?;
     let devices = names(
         state,
         scope,
-        "SELECT id, name FROM devices WHERE clinic_id = ?",
+        "SELECT id, name FROM devices WHERE clinic_id = $1",
     )
     .await?;
     let filters = ExportFilters {

@@ -7,7 +7,7 @@ use clinicdesk_protocol::audit::{
 };
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::UserInfo;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::ingest::{advance_head, insert_event};
@@ -58,13 +58,13 @@ pub fn security_event(
 
 /// The clinic's server chain id, created on first use. Call with the clinic locked.
 async fn chain_id(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &ClinicScope,
     now_ms: i64,
 ) -> Result<Uuid, ServerError> {
     let clinic = scope.clinic_id().to_string();
     let existing: Option<String> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE clinic_id = ? AND kind = 'server'")
+        sqlx::query_scalar("SELECT id FROM devices WHERE clinic_id = $1 AND kind = 'server'")
             .bind(&clinic)
             .fetch_optional(&mut *conn)
             .await?;
@@ -74,7 +74,7 @@ async fn chain_id(
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, kind)
-         VALUES (?, ?, 'ClinicDesk server', ?, ?, 'server')",
+         VALUES ($1, $2, 'ClinicDesk server', $3, $4, 'server')",
     )
     .bind(id.to_string())
     .bind(&clinic)
@@ -104,7 +104,7 @@ pub async fn record(
 /// [`record`] inside the caller's transaction, for changes that must not happen without
 /// their event (a second factor set up, a reset): both commit or neither does.
 pub async fn record_in(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     state: &AppState,
     scope: &ClinicScope,
     events: Vec<ServerEvent>,
@@ -115,7 +115,7 @@ pub async fn record_in(
     let chain = chain_id(&mut *tx, scope, now).await?;
     // The server chain never has gaps, so its head is its tip.
     let head = sqlx::query(
-        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = ?",
+        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = $1",
     )
     .bind(chain.to_string())
     .fetch_optional(&mut *tx)

@@ -38,7 +38,7 @@ pub async fn seed_audit_events(
 ) -> Result<u64, ServerError> {
     let pool = state.store.pool();
     let users: Vec<(Uuid, Role)> =
-        sqlx::query("SELECT id, role FROM users WHERE clinic_id = ? ORDER BY id")
+        sqlx::query("SELECT id, role FROM users WHERE clinic_id = $1 ORDER BY id")
             .bind(clinic.to_string())
             .fetch_all(pool)
             .await?
@@ -51,14 +51,10 @@ pub async fn seed_audit_events(
             })
             .filter(|(_, role)| *role != Role::Admin)
             .collect();
-    let patients: Vec<Uuid> =
-        sqlx::query_scalar::<_, String>("SELECT id FROM patients WHERE clinic_id = ? ORDER BY id")
-            .bind(clinic.to_string())
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .filter_map(|s| Uuid::parse_str(s).ok())
-            .collect();
+    let patients = state
+        .store
+        .patient_ids(&crate::auth::ClinicScope::provisioning(clinic))
+        .await?;
     if users.is_empty() || patients.is_empty() {
         return Err(ServerError::BadRequest { field: "clinic" });
     }

@@ -15,7 +15,7 @@ use clinicdesk_protocol::audit::{AuditEvent, Hash32, Recorder, SignedAuditEvent}
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
 use ed25519_dalek::VerifyingKey;
 use futures_util::TryStreamExt;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::key::{public_key_from_hex, verify_hex};
@@ -116,7 +116,7 @@ fn uuid(s: &str) -> Result<Uuid, VerifyError> {
 /// Verifies every clinic's log. `trusted` checkpoints (from receipts or exports) must
 /// each match the log too.
 pub async fn verify_all(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_key: &VerifyingKey,
     trusted: &[SignedCheckpoint],
 ) -> Result<Report, VerifyError> {
@@ -146,11 +146,11 @@ pub async fn verify_all(
 /// The key each chain of the clinic is signed with: a workstation's enrolled key, or the
 /// server's audit key for the clinic's server chain, with who that recorder is.
 async fn chain_keys(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_key: &VerifyingKey,
     clinic: Uuid,
 ) -> Result<HashMap<Uuid, (Recorder, VerifyingKey)>, VerifyError> {
-    let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = ?")
+    let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1")
         .bind(clinic.to_string())
         .fetch_all(pool)
         .await?;
@@ -166,13 +166,10 @@ async fn chain_keys(
     Ok(keys)
 }
 
-async fn checkpoints(
-    pool: &SqlitePool,
-    clinic: Uuid,
-) -> Result<Vec<SignedCheckpoint>, VerifyError> {
+async fn checkpoints(pool: &AnyPool, clinic: Uuid) -> Result<Vec<SignedCheckpoint>, VerifyError> {
     let rows = sqlx::query(
         "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
-         WHERE clinic_id = ? ORDER BY tree_size",
+         WHERE clinic_id = $1 ORDER BY tree_size",
     )
     .bind(clinic.to_string())
     .fetch_all(pool)
@@ -194,7 +191,7 @@ async fn checkpoints(
 }
 
 async fn verify_clinic(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_key: &VerifyingKey,
     clinic: Uuid,
     trusted: &[SignedCheckpoint],
@@ -256,7 +253,7 @@ async fn verify_clinic(
          FROM audit_leaves l
          LEFT JOIN audit_events e ON e.id = l.event_id AND e.clinic_id = l.clinic_id
          LEFT JOIN audit_nodes n ON n.clinic_id = l.clinic_id AND n.level = 0 AND n.idx = l.leaf_index
-         WHERE l.clinic_id = ? ORDER BY l.leaf_index",
+         WHERE l.clinic_id = $1 ORDER BY l.leaf_index",
     )
     .bind(clinic.to_string())
     .fetch(pool);
@@ -320,7 +317,7 @@ async fn verify_clinic(
     report.checkpoints += u64::try_from(checkpoints(pool, clinic).await?.len()).unwrap_or(0);
 
     let unlogged: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM audit_events e WHERE clinic_id = ?
+        "SELECT id FROM audit_events e WHERE clinic_id = $1
          AND NOT EXISTS (SELECT 1 FROM audit_leaves l WHERE l.event_id = e.id) LIMIT 1",
     )
     .bind(clinic.to_string())
@@ -335,14 +332,14 @@ async fn verify_clinic(
 /// Every device chain in sequence order: each event links to the one before it; a
 /// missing sequence is a gap (reported), not tampering, and the link across it is unchecked.
 async fn verify_chains(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     clinic: Uuid,
     report: &mut Report,
 ) -> Result<(), VerifyError> {
     let mut rows = sqlx::query(
         "SELECT e.device_id, e.device_seq, e.event_json, e.hash, l.leaf_index FROM audit_events e
          JOIN audit_leaves l ON l.event_id = e.id
-         WHERE e.clinic_id = ? ORDER BY e.device_id, e.device_seq",
+         WHERE e.clinic_id = $1 ORDER BY e.device_id, e.device_seq",
     )
     .bind(clinic.to_string())
     .fetch(pool);

@@ -15,7 +15,7 @@ pub mod webauthn;
 
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, MfaTicket};
 use clinicdesk_protocol::wire::{LoginResponse, UserInfo};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -156,7 +156,7 @@ pub async fn sign_in_with(
 /// The factor is proven: inside the caller's transaction, uses the ticket up and issues
 /// a grant, then (after commit, by the caller) a session. Returns the grant.
 pub async fn redeem(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     state: &AppState,
     ticket: &Ticket,
 ) -> Result<String, ServerError> {

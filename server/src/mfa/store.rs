@@ -3,12 +3,12 @@
 
 use clinicdesk_protocol::mfa::MfaMethod;
 use clinicdesk_protocol::wire::UserInfo;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
 use super::MAX_TICKET_FAILURES;
 use crate::error::ServerError;
-use crate::store::{parse_role, parse_uuid};
+use crate::store::{flag, parse_role, parse_uuid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -39,16 +39,16 @@ pub struct Ticket {
 }
 
 /// The factors a user can prove. Recovery codes count only beside a real factor.
-pub async fn methods(pool: &SqlitePool, user_id: Uuid) -> Result<Vec<MfaMethod>, ServerError> {
+pub async fn methods(pool: &AnyPool, user_id: Uuid) -> Result<Vec<MfaMethod>, ServerError> {
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = ?1),
-                EXISTS (SELECT 1 FROM mfa_webauthn WHERE user_id = ?1),
-                EXISTS (SELECT 1 FROM mfa_recovery_codes WHERE user_id = ?1 AND used_at_ms IS NULL)",
+        "SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1),
+                EXISTS (SELECT 1 FROM mfa_webauthn WHERE user_id = $1),
+                EXISTS (SELECT 1 FROM mfa_recovery_codes WHERE user_id = $1 AND used_at_ms IS NULL)",
     )
     .bind(user_id.to_string())
     .fetch_one(pool)
     .await?;
-    let (totp, webauthn, recovery): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let (totp, webauthn, recovery) = (flag(&row, 0)?, flag(&row, 1)?, flag(&row, 2)?);
     let mut out = Vec::new();
     if totp {
         out.push(MfaMethod::Totp);
@@ -63,7 +63,7 @@ pub async fn methods(pool: &SqlitePool, user_id: Uuid) -> Result<Vec<MfaMethod>,
 }
 
 pub async fn insert_ticket(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     hash: &str,
     user: &UserInfo,
     device_id: Uuid,
@@ -72,7 +72,7 @@ pub async fn insert_ticket(
 ) -> Result<(), ServerError> {
     sqlx::query(
         "INSERT INTO mfa_tickets (ticket_hash, user_id, clinic_id, device_id, purpose, expires_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(hash)
     .bind(user.user_id.to_string())
@@ -87,7 +87,7 @@ pub async fn insert_ticket(
 
 /// The ticket, if it is unexpired and its user and device may still sign in.
 pub async fn ticket(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     hash: &str,
     now_ms: i64,
 ) -> Result<Option<Ticket>, ServerError> {
@@ -97,7 +97,7 @@ pub async fn ticket(
          FROM mfa_tickets t
          JOIN users u ON u.id = t.user_id AND u.clinic_id = t.clinic_id
          JOIN devices d ON d.id = t.device_id AND d.clinic_id = t.clinic_id
-         WHERE t.ticket_hash = ? AND t.expires_at_ms > ? AND u.active = 1
+         WHERE t.ticket_hash = $1 AND t.expires_at_ms > $2 AND u.active = 1
            AND d.revoked_at_ms IS NULL",
     )
     .bind(hash)
@@ -125,8 +125,8 @@ pub async fn ticket(
     }))
 }
 
-pub async fn set_pending(pool: &SqlitePool, hash: &str, pending: &str) -> Result<(), ServerError> {
-    sqlx::query("UPDATE mfa_tickets SET pending = ? WHERE ticket_hash = ?")
+pub async fn set_pending(pool: &AnyPool, hash: &str, pending: &str) -> Result<(), ServerError> {
+    sqlx::query("UPDATE mfa_tickets SET pending = $1 WHERE ticket_hash = $2")
         .bind(pending)
         .bind(hash)
         .execute(pool)
@@ -136,12 +136,12 @@ pub async fn set_pending(pool: &SqlitePool, hash: &str, pending: &str) -> Result
 
 /// Counts a wrong answer; the ticket dies at the limit and the user starts over with the
 /// password, which is throttled on its own.
-pub async fn fail_ticket(pool: &SqlitePool, hash: &str) -> Result<(), ServerError> {
-    sqlx::query("UPDATE mfa_tickets SET failures = failures + 1 WHERE ticket_hash = ?")
+pub async fn fail_ticket(pool: &AnyPool, hash: &str) -> Result<(), ServerError> {
+    sqlx::query("UPDATE mfa_tickets SET failures = failures + 1 WHERE ticket_hash = $1")
         .bind(hash)
         .execute(pool)
         .await?;
-    sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = ? AND failures >= ?")
+    sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = $1 AND failures >= $2")
         .bind(hash)
         .bind(MAX_TICKET_FAILURES)
         .execute(pool)
@@ -150,8 +150,8 @@ pub async fn fail_ticket(pool: &SqlitePool, hash: &str) -> Result<(), ServerErro
 }
 
 /// Uses the ticket up; false if another request already did.
-pub async fn consume_ticket(conn: &mut SqliteConnection, hash: &str) -> Result<bool, ServerError> {
-    let done = sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = ?")
+pub async fn consume_ticket(conn: &mut AnyConnection, hash: &str) -> Result<bool, ServerError> {
+    let done = sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = $1")
         .bind(hash)
         .execute(conn)
         .await?;
@@ -159,8 +159,8 @@ pub async fn consume_ticket(conn: &mut SqliteConnection, hash: &str) -> Result<b
 }
 
 /// The user's sealed TOTP secret and the last step accepted.
-pub async fn totp(pool: &SqlitePool, user_id: Uuid) -> Result<Option<(String, i64)>, ServerError> {
-    let row = sqlx::query("SELECT secret_sealed, last_step FROM mfa_totp WHERE user_id = ?")
+pub async fn totp(pool: &AnyPool, user_id: Uuid) -> Result<Option<(String, i64)>, ServerError> {
+    let row = sqlx::query("SELECT secret_sealed, last_step FROM mfa_totp WHERE user_id = $1")
         .bind(user_id.to_string())
         .fetch_optional(pool)
         .await?;
@@ -169,21 +169,22 @@ pub async fn totp(pool: &SqlitePool, user_id: Uuid) -> Result<Option<(String, i6
 
 /// Moves the replay mark to `step`; false if a request already used this step or a later one.
 pub async fn advance_totp_step(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: Uuid,
     step: i64,
 ) -> Result<bool, ServerError> {
-    let done = sqlx::query("UPDATE mfa_totp SET last_step = ? WHERE user_id = ? AND last_step < ?")
-        .bind(step)
-        .bind(user_id.to_string())
-        .bind(step)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("UPDATE mfa_totp SET last_step = $1 WHERE user_id = $2 AND last_step < $3")
+            .bind(step)
+            .bind(user_id.to_string())
+            .bind(step)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn insert_totp(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user: &UserInfo,
     sealed: &str,
     step: i64,
@@ -191,7 +192,7 @@ pub async fn insert_totp(
 ) -> Result<(), ServerError> {
     sqlx::query(
         "INSERT INTO mfa_totp (user_id, clinic_id, secret_sealed, last_step, created_at_ms)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(user.user_id.to_string())
     .bind(user.clinic_id.to_string())
@@ -205,7 +206,7 @@ pub async fn insert_totp(
 }
 
 pub async fn insert_passkey(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user: &UserInfo,
     credential_id: &str,
     passkey_json: &str,
@@ -213,7 +214,7 @@ pub async fn insert_passkey(
 ) -> Result<(), ServerError> {
     sqlx::query(
         "INSERT INTO mfa_webauthn (credential_id, user_id, clinic_id, passkey_json, created_at_ms)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(credential_id)
     .bind(user.user_id.to_string())
@@ -227,9 +228,9 @@ pub async fn insert_passkey(
 }
 
 /// The user's WebAuthn credentials as stored (JSON).
-pub async fn passkeys(pool: &SqlitePool, user_id: Uuid) -> Result<Vec<String>, ServerError> {
+pub async fn passkeys(pool: &AnyPool, user_id: Uuid) -> Result<Vec<String>, ServerError> {
     Ok(sqlx::query_scalar(
-        "SELECT passkey_json FROM mfa_webauthn WHERE user_id = ? ORDER BY created_at_ms",
+        "SELECT passkey_json FROM mfa_webauthn WHERE user_id = $1 ORDER BY created_at_ms",
     )
     .bind(user_id.to_string())
     .fetch_all(pool)
@@ -237,33 +238,35 @@ pub async fn passkeys(pool: &SqlitePool, user_id: Uuid) -> Result<Vec<String>, S
 }
 
 pub async fn update_passkey(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: Uuid,
     credential_id: &str,
     passkey_json: &str,
 ) -> Result<(), ServerError> {
-    sqlx::query("UPDATE mfa_webauthn SET passkey_json = ? WHERE credential_id = ? AND user_id = ?")
-        .bind(passkey_json)
-        .bind(credential_id)
-        .bind(user_id.to_string())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE mfa_webauthn SET passkey_json = $1 WHERE credential_id = $2 AND user_id = $3",
+    )
+    .bind(passkey_json)
+    .bind(credential_id)
+    .bind(user_id.to_string())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Replaces the user's recovery codes (hashes) with a new set.
 pub async fn replace_recovery_codes(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user: &UserInfo,
     hashes: &[String],
 ) -> Result<(), ServerError> {
-    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?")
+    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
         .bind(user.user_id.to_string())
         .execute(&mut *conn)
         .await?;
     for hash in hashes {
         sqlx::query(
-            "INSERT INTO mfa_recovery_codes (code_hash, user_id, clinic_id) VALUES (?, ?, ?)",
+            "INSERT INTO mfa_recovery_codes (code_hash, user_id, clinic_id) VALUES ($1, $2, $3)",
         )
         .bind(hash)
         .bind(user.user_id.to_string())
@@ -276,14 +279,14 @@ pub async fn replace_recovery_codes(
 
 /// Spends one of the user's unused recovery codes; false if it is not one.
 pub async fn use_recovery_code(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: Uuid,
     hash: &str,
     now_ms: i64,
 ) -> Result<bool, ServerError> {
     let done = sqlx::query(
-        "UPDATE mfa_recovery_codes SET used_at_ms = ?
-         WHERE code_hash = ? AND user_id = ? AND used_at_ms IS NULL",
+        "UPDATE mfa_recovery_codes SET used_at_ms = $1
+         WHERE code_hash = $2 AND user_id = $3 AND used_at_ms IS NULL",
     )
     .bind(now_ms)
     .bind(hash)
@@ -294,7 +297,7 @@ pub async fn use_recovery_code(
 }
 
 pub async fn insert_grant(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     hash: &str,
     user: &UserInfo,
     device_id: Uuid,
@@ -302,7 +305,7 @@ pub async fn insert_grant(
 ) -> Result<(), ServerError> {
     sqlx::query(
         "INSERT INTO mfa_grants (grant_hash, user_id, clinic_id, device_id, expires_at_ms)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(hash)
     .bind(user.user_id.to_string())
@@ -316,37 +319,38 @@ pub async fn insert_grant(
 
 /// Whether the grant is live for this user on this device.
 pub async fn grant_valid(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     hash: &str,
     user_id: Uuid,
     device_id: Uuid,
     now_ms: i64,
 ) -> Result<bool, ServerError> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM mfa_grants WHERE grant_hash = ? AND user_id = ?
-                        AND device_id = ? AND expires_at_ms > ? AND revoked_at_ms IS NULL)",
+    let row = sqlx::query(
+        "SELECT 1 FROM mfa_grants WHERE grant_hash = $1 AND user_id = $2
+           AND device_id = $3 AND expires_at_ms > $4 AND revoked_at_ms IS NULL",
     )
     .bind(hash)
     .bind(user_id.to_string())
     .bind(device_id.to_string())
     .bind(now_ms)
-    .fetch_one(pool)
-    .await?)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// Removes every factor, code and ticket of the user and revokes their grants and
 /// sessions: the next sign-in sets up a factor again.
 pub async fn reset(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: Uuid,
     now_ms: i64,
 ) -> Result<(), ServerError> {
     let user = user_id.to_string();
     for sql in [
-        "DELETE FROM mfa_totp WHERE user_id = ?",
-        "DELETE FROM mfa_webauthn WHERE user_id = ?",
-        "DELETE FROM mfa_recovery_codes WHERE user_id = ?",
-        "DELETE FROM mfa_tickets WHERE user_id = ?",
+        "DELETE FROM mfa_totp WHERE user_id = $1",
+        "DELETE FROM mfa_webauthn WHERE user_id = $1",
+        "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+        "DELETE FROM mfa_tickets WHERE user_id = $1",
     ] {
         sqlx::query(sql).bind(&user).execute(&mut *conn).await?;
     }

@@ -63,7 +63,7 @@ pub struct TreeSize {
 }
 
 async fn require_checkpoint(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     clinic: Uuid,
     size: u64,
     field: &'static str,

@@ -209,7 +209,7 @@ pub async fn setup_webauthn(
 /// After the first factor's row, in its transaction: new recovery codes, the
 /// `mfa_enrolled` event, and the ticket redeemed. Returns the codes and the grant.
 async fn first_factor_stored(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     state: &AppState,
     ticket: &Ticket,
     seen: Seen,

@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit_log::{event, sign};
-use crate::harness::{SignedIn, TestDevice, TestServer, password_of};
+use crate::harness::{SignedIn, TestDevice, TestServer, cli, password_of};
 
 const FORMULA_AGENT: &str = "=HYPERLINK(\"http://example.invalid\")";
 
@@ -208,7 +208,7 @@ async fn the_cli_exports_and_verifies_and_refuses_a_tampered_file() {
     let t = trail().await;
     let bin = env!("CARGO_BIN_EXE_clinicdesk-server");
     let data_dir = t.server.dir.path();
-    let out = Command::new(bin)
+    let out = cli(&t.server)
         .args(["audit", "export", "--format", "jsonl", "--data-dir"])
         .arg(data_dir)
         .output()
@@ -221,7 +221,7 @@ async fn the_cli_exports_and_verifies_and_refuses_a_tampered_file() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("export.jsonl");
     std::fs::write(&file, &out.stdout).unwrap();
-    let keys = Command::new(bin)
+    let keys = cli(&t.server)
         .args(["audit", "keys", "--data-dir"])
         .arg(data_dir)
         .output()
@@ -376,7 +376,7 @@ async fn the_patient_access_report_lists_every_access_with_a_proof() {
     let cp = &report.checkpoint.checkpoint;
     // 5 workstation views, the server's schedule line and chart view of this patient.
     let expected: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE patient_id = ?")
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE patient_id = $1")
             .bind(t.patient.to_string())
             .fetch_one(t.server.store.pool())
             .await

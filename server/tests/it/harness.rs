@@ -12,24 +12,69 @@ use clinicdesk_protocol::wire::{
 use clinicdesk_server::clock::{Clock, ManualClock};
 use clinicdesk_server::mfa::totp::{STEP_SECS, TotpSecret};
 use clinicdesk_server::seed::{SeedReport, seed_clinic};
-use clinicdesk_server::store::Store;
+use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::{AppState, build_router, tls};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
+/// Per (clinic, username), shared by the instances of one deployment.
+pub type Shared<T> = Arc<Mutex<HashMap<(Uuid, String), T>>>;
+
 pub struct TestServer {
     pub url: String,
+    /// The PostgreSQL database of this server (the PostgreSQL leg), or `None` for the
+    /// embedded SQLite file in `dir`.
+    pub database_url: Option<String>,
     pub ca_pem: Vec<u8>,
     pub store: Store,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
     /// The authenticator app of every user who set up TOTP here: (clinic, username) to
     /// (base32 secret, last step used).
-    pub authenticator: Mutex<HashMap<(Uuid, String), (String, u64)>>,
+    pub authenticator: Shared<(String, u64)>,
     /// The recovery codes each user was shown.
-    pub recovery_codes: Mutex<HashMap<(Uuid, String), Vec<String>>>,
+    pub recovery_codes: Shared<Vec<String>>,
+}
+
+/// On the PostgreSQL leg (`cargo xtask test` sets `CLINICDESK_TEST_POSTGRES_URL` to its
+/// throwaway cluster), a new empty database for one test server; otherwise `None`.
+pub async fn fresh_postgres_database() -> Option<String> {
+    use sqlx::Connection;
+    let admin = std::env::var("CLINICDESK_TEST_POSTGRES_URL").ok()?;
+    let name = format!("clinicdesk_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (server, _db) = admin.rsplit_once('/').unwrap();
+    Some(format!("{server}/{name}"))
+}
+
+/// A command of the server's CLI on this test server's database.
+pub fn cli(server: &TestServer) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clinicdesk-server"));
+    match &server.database_url {
+        Some(url) => cmd.env("DATABASE_URL", url),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    cmd
+}
+
+/// Copies a data directory's files but its SQLite database (keys, TLS files).
+fn copy_keys(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if path.is_dir() {
+            std::fs::create_dir_all(to.join(&name)).unwrap();
+            copy_keys(&path, &to.join(&name));
+        } else if !name.to_string_lossy().starts_with("clinicdesk.sqlite3") {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
 }
 
 /// The app version the test device reports at login.
@@ -46,8 +91,48 @@ impl TestServer {
     /// A server whose router `make` builds (to prove what the real one refuses to do).
     pub async fn start_with(make: impl FnOnce(AppState) -> axum::Router) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START_MS);
-        let state = AppState::open(dir.path(), Arc::new(clock.clone()))
+        let database_url = fresh_postgres_database().await;
+        let location = StoreLocation::choose(database_url.as_deref(), dir.path()).unwrap();
+        Self::serve(
+            dir,
+            location,
+            database_url,
+            ManualClock::new(START_MS),
+            make,
+        )
+        .await
+    }
+
+    /// A second server instance on this one's database, as behind a load balancer: its own
+    /// process state (pool, router, listener) and data directory, holding copies of the
+    /// key and TLS files (which instances of one deployment share); the same clock.
+    pub async fn another_instance(&self) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        copy_keys(self.dir.path(), dir.path());
+        let location =
+            StoreLocation::choose(self.database_url.as_deref(), self.dir.path()).unwrap();
+        let mut other = Self::serve(
+            dir,
+            location,
+            self.database_url.clone(),
+            self.clock.clone(),
+            |state| build_router(state).unwrap(),
+        )
+        .await;
+        other.ca_pem = self.ca_pem.clone();
+        other.authenticator = Arc::clone(&self.authenticator);
+        other.recovery_codes = Arc::clone(&self.recovery_codes);
+        other
+    }
+
+    async fn serve(
+        dir: tempfile::TempDir,
+        location: StoreLocation,
+        database_url: Option<String>,
+        clock: ManualClock,
+        make: impl FnOnce(AppState) -> axum::Router,
+    ) -> TestServer {
+        let state = AppState::open_at(&location, dir.path(), Arc::new(clock.clone()))
             .await
             .unwrap();
         let store = state.store.clone();
@@ -59,12 +144,13 @@ impl TestServer {
         tokio::spawn(tls::serve(listener, config, router));
         TestServer {
             url: format!("https://127.0.0.1:{}", addr.port()),
+            database_url,
             ca_pem: std::fs::read(&files.ca_cert).unwrap(),
             store,
             clock,
             dir,
-            authenticator: Mutex::default(),
-            recovery_codes: Mutex::default(),
+            authenticator: Arc::default(),
+            recovery_codes: Arc::default(),
         }
     }
 
@@ -110,9 +196,18 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The database as its owner (the operator's console) sees it: on PostgreSQL without the
+    /// application role's grants and row-level security; on SQLite the server's own pool.
+    pub async fn owner_pool(&self) -> sqlx::AnyPool {
+        match &self.database_url {
+            Some(url) => sqlx::AnyPool::connect(url).await.unwrap(),
+            None => self.store.pool().clone(),
+        }
+    }
+
     /// The stored audit events of one action (e.g. `mfa_reset`), oldest first.
     pub async fn events_of(&self, action: &str) -> Vec<AuditEvent> {
-        sqlx::query("SELECT event_json FROM audit_events WHERE action = ? ORDER BY received_at_ms")
+        sqlx::query("SELECT event_json FROM audit_events WHERE action = $1 ORDER BY received_at_ms")
             .bind(action)
             .fetch_all(self.store.pool())
             .await

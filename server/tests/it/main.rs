@@ -11,6 +11,7 @@ mod export;
 mod harness;
 mod mfa;
 mod phi_access;
+mod scale_out;
 mod tamper;
 mod throttle;
 mod tls_versions;

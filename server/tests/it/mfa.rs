@@ -298,7 +298,7 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
         .await;
     assert_eq!(status, 403);
     let other = server.seed(0xB, "Clinic B").await;
-    let theirs: String = sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = ? LIMIT 1")
+    let theirs: String = sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 LIMIT 1")
         .bind(other.clinic_id.to_string())
         .fetch_one(server.store.pool())
         .await

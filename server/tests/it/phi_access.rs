@@ -2,6 +2,7 @@
 //! server-signed event with every field filled, refusals are recorded as denied, and when
 //! the event cannot be stored the caller gets no PHI.
 
+use clinicdesk_server::store::Backend;
 use std::collections::BTreeMap;
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Outcome, Recorder, SignedAuditEvent};
@@ -185,13 +186,19 @@ async fn no_audit_no_access() {
     let name = appt.patient_name.expose().clone();
 
     // The store refuses every new audit event, as a full disk or a broken database would.
-    sqlx::query(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
-         BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END",
-    )
-    .execute(server.store.pool())
-    .await
-    .unwrap();
+    let owner = server.owner_pool().await;
+    let (refuse, allow) = match server.store.backend() {
+        Backend::Sqlite => (
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+             BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END",
+            "DROP TRIGGER refuse_audit",
+        ),
+        Backend::Postgres => (
+            "REVOKE INSERT ON audit_events FROM clinicdesk_app",
+            "GRANT INSERT ON audit_events TO clinicdesk_app",
+        ),
+    };
+    sqlx::query(refuse).execute(&owner).await.unwrap();
     let before = server_events(&server).await.len();
     for path in [
         "/v1/appointments".to_owned(),
@@ -204,10 +211,7 @@ async fn no_audit_no_access() {
     }
     assert_eq!(server_events(&server).await.len(), before);
 
-    sqlx::query("DROP TRIGGER refuse_audit")
-        .execute(server.store.pool())
-        .await
-        .unwrap();
+    sqlx::query(allow).execute(&owner).await.unwrap();
     let (status, body) = get_as(&server, "/v1/appointments", token).await;
     assert_eq!(status, 200);
     assert!(body.contains(&name));

@@ -17,7 +17,7 @@ use clinicdesk_server::seed::seed_clinic;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use proptest::prelude::*;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::audit_log::event;
@@ -133,6 +133,15 @@ fn pristine() -> &'static Pristine {
     P.get_or_init(|| tokio::runtime::Runtime::new().unwrap().block_on(build()))
 }
 
+/// The tampered copy in `dir` as the verifier reads it (through the server's driver).
+async fn verifier_pool(dir: &Path) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = SqliteConnectOptions::new()
+        .filename(dir.join("clinicdesk.sqlite3"))
+        .to_url_lossy();
+    sqlx::AnyPool::connect(url.as_str()).await.unwrap()
+}
+
 /// A copy of the pristine database, opened the way an attacker would: no migrations, no
 /// triggers.
 async fn attacker_copy(into: &Path) -> SqlitePool {
@@ -193,7 +202,7 @@ fn tamper() -> impl Strategy<Value = Tamper> {
 }
 
 async fn event_json(pool: &SqlitePool, id: Uuid) -> AuditEvent {
-    let json: String = sqlx::query_scalar("SELECT event_json FROM audit_events WHERE id = ?")
+    let json: String = sqlx::query_scalar("SELECT event_json FROM audit_events WHERE id = $1")
         .bind(id.to_string())
         .fetch_one(pool)
         .await
@@ -204,11 +213,11 @@ async fn event_json(pool: &SqlitePool, id: Uuid) -> AuditEvent {
 async fn set_event(pool: &SqlitePool, id: Uuid, e: &AuditEvent, rehash: bool) {
     let json = serde_json::to_string(e).unwrap();
     let query = if rehash {
-        sqlx::query("UPDATE audit_events SET event_json = ?, hash = ? WHERE id = ?")
+        sqlx::query("UPDATE audit_events SET event_json = $1, hash = $2 WHERE id = $3")
             .bind(json)
             .bind(e.hash().to_hex())
     } else {
-        sqlx::query("UPDATE audit_events SET event_json = ? WHERE id = ?").bind(json)
+        sqlx::query("UPDATE audit_events SET event_json = $1 WHERE id = $2").bind(json)
     };
     query.bind(id.to_string()).execute(pool).await.unwrap();
 }
@@ -243,8 +252,8 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
         }
         Tamper::Delete { leaf } => {
             for q in [
-                "DELETE FROM audit_leaves WHERE event_id = ?",
-                "DELETE FROM audit_events WHERE id = ?",
+                "DELETE FROM audit_leaves WHERE event_id = $1",
+                "DELETE FROM audit_events WHERE id = $1",
             ] {
                 sqlx::query(q)
                     .bind(leaves[leaf].to_string())
@@ -255,7 +264,7 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             None
         }
         Tamper::DeleteEventOnly { leaf } => {
-            sqlx::query("DELETE FROM audit_events WHERE id = ?")
+            sqlx::query("DELETE FROM audit_events WHERE id = $1")
                 .bind(leaves[leaf].to_string())
                 .execute(pool)
                 .await
@@ -268,7 +277,7 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             forged.id = Uuid::now_v7();
             forged.device_seq = EVENTS_PER_DEVICE + 1;
             let row = sqlx::query(
-                "SELECT hash, signature FROM audit_events WHERE device_id = ? AND device_seq = ?",
+                "SELECT hash, signature FROM audit_events WHERE device_id = $1 AND device_seq = $2",
             )
             .bind(forged.device_id.to_string())
             .bind(i64::try_from(EVENTS_PER_DEVICE).unwrap())
@@ -279,7 +288,7 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             sqlx::query(
                 "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
                    action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(forged.id.to_string())
             .bind(forged.clinic_id.to_string())
@@ -299,7 +308,7 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             if with_leaf {
                 let n = i64::try_from(leaves.len()).unwrap();
                 sqlx::query(
-                    "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES (?, ?, ?)",
+                    "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
                 )
                 .bind(forged.clinic_id.to_string())
                 .bind(n)
@@ -308,7 +317,7 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
                 .await
                 .unwrap();
                 sqlx::query(
-                    "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES (?, 0, ?, ?)",
+                    "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ($1, 0, $2, $3)",
                 )
                 .bind(forged.clinic_id.to_string())
                 .bind(n)
@@ -326,7 +335,7 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
         Tamper::Swap { a, b } => {
             let (a, b) = (i64::try_from(a).unwrap(), i64::try_from(b).unwrap());
             for (from, to) in [(a, -1), (b, a), (-1, b)] {
-                sqlx::query("UPDATE audit_leaves SET leaf_index = ? WHERE leaf_index = ?")
+                sqlx::query("UPDATE audit_leaves SET leaf_index = $1 WHERE leaf_index = $2")
                     .bind(to)
                     .bind(from)
                     .execute(pool)
@@ -337,8 +346,8 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
         }
         Tamper::EditCheckpoint { nth } => {
             sqlx::query(
-                "UPDATE audit_checkpoints SET root_hash = ?
-                 WHERE tree_size = (SELECT tree_size FROM audit_checkpoints ORDER BY tree_size LIMIT 1 OFFSET ?)",
+                "UPDATE audit_checkpoints SET root_hash = $1
+                 WHERE tree_size = (SELECT tree_size FROM audit_checkpoints ORDER BY tree_size LIMIT 1 OFFSET $2)",
             )
             .bind(Hash32([7; 32]).to_hex())
             .bind(i64::try_from(nth).unwrap())
@@ -355,8 +364,10 @@ fn the_pristine_log_verifies() {
     let p = pristine();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let pool = attacker_copy(dir.path()).await;
-        let report = verify_all(&pool, &p.server_key, &[]).await.unwrap();
+        let _pool = attacker_copy(dir.path()).await;
+        let report = verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[])
+            .await
+            .unwrap();
         assert_eq!(report.events, EVENTS_PER_DEVICE * 2);
         assert!(report.checkpoints > 8, "{report:?}");
     });
@@ -372,7 +383,8 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let pool = attacker_copy(dir.path()).await;
             let named = apply(&pool, &t).await;
-            (verify_all(&pool, &p.server_key, &[]).await, named)
+            pool.close().await;
+            (verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[]).await, named)
         });
         match outcome {
             (Err(VerifyError::Tampered(found)), named) => {
