@@ -117,6 +117,55 @@ pub async fn seed_clinic(
     clinic_name: &str,
     code_ttl_mins: i64,
 ) -> Result<SeedReport, ServerError> {
+    let mut fresh_password = || -> Result<(String, String), ServerError> {
+        let password = human_code()?.to_lowercase();
+        let hash = passwords::hash(&password)?;
+        Ok((password, hash))
+    };
+    seed_clinic_with(
+        store,
+        clock,
+        (clinic_id, clinic_name),
+        code_ttl_mins,
+        &mut fresh_password,
+    )
+    .await
+}
+
+/// A password and its argon2id hash, made once and given to every seeded user.
+pub struct SharedPassword {
+    pub password: String,
+    hash: String,
+}
+
+impl SharedPassword {
+    pub fn new() -> Result<Self, ServerError> {
+        let password = human_code()?.to_lowercase();
+        let hash = passwords::hash(&password)?;
+        Ok(Self { password, hash })
+    }
+}
+
+/// [`seed_clinic`] whose staff all get `password`: for making hundreds of synthetic clinics
+/// (isolation tests, benchmarks) without hashing a password per user.
+pub async fn seed_clinic_sharing(
+    store: &Store,
+    clock: &dyn Clock,
+    clinic_id: Uuid,
+    clinic_name: &str,
+    password: &SharedPassword,
+) -> Result<SeedReport, ServerError> {
+    let mut same = || Ok((password.password.clone(), password.hash.clone()));
+    seed_clinic_with(store, clock, (clinic_id, clinic_name), 15, &mut same).await
+}
+
+async fn seed_clinic_with(
+    store: &Store,
+    clock: &dyn Clock,
+    (clinic_id, clinic_name): (Uuid, &str),
+    code_ttl_mins: i64,
+    password_for: &mut (dyn FnMut() -> Result<(String, String), ServerError> + Send),
+) -> Result<SeedReport, ServerError> {
     let now = clock.now_ms();
     let scope = ClinicScope::provisioning(clinic_id);
     let fresh = store.clinic_name(clinic_id).await?.is_none();
@@ -128,8 +177,7 @@ pub async fn seed_clinic(
 
     let mut users = Vec::new();
     for (username, display_name, role) in STAFF {
-        let password = human_code()?.to_lowercase();
-        let hash = passwords::hash(&password)?;
+        let (password, hash) = password_for()?;
         store
             .upsert_user(clinic_id, username, display_name, *role, &hash)
             .await?;

@@ -28,6 +28,7 @@ pub struct TestServer {
     /// embedded SQLite file in `dir`.
     pub database_url: Option<String>,
     pub ca_pem: Vec<u8>,
+    http: reqwest::Client,
     pub store: Store,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
@@ -119,7 +120,6 @@ impl TestServer {
             |state| build_router(state).unwrap(),
         )
         .await;
-        other.ca_pem = self.ca_pem.clone();
         other.authenticator = Arc::clone(&self.authenticator);
         other.recovery_codes = Arc::clone(&self.recovery_codes);
         other
@@ -142,10 +142,17 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(tls::serve(listener, config, router));
+        let ca_pem = std::fs::read(&files.ca_cert).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+            .build()
+            .unwrap();
         TestServer {
             url: format!("https://127.0.0.1:{}", addr.port()),
             database_url,
-            ca_pem: std::fs::read(&files.ca_cert).unwrap(),
+            ca_pem,
+            http,
             store,
             clock,
             dir,
@@ -217,12 +224,10 @@ impl TestServer {
             .collect()
     }
 
+    /// A client trusting only this server's CA; one per server, so its requests share
+    /// connections (a TLS handshake per request made big tests slow).
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem).unwrap())
-            .build()
-            .unwrap()
+        self.http.clone()
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {

@@ -9,6 +9,7 @@ mod canary;
 mod devices;
 mod export;
 mod harness;
+mod isolation;
 mod mfa;
 mod phi_access;
 mod scale_out;
