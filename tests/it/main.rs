@@ -8,3 +8,4 @@ mod core_flow;
 mod e2e_desktop;
 mod lifecycle;
 mod outbox_kill;
+mod transport_scan;

@@ -30,8 +30,13 @@ const DEMO_PACKAGES: &[&str] = &[
 ];
 
 /// Also for the tests: WebKitWebDriver, secret-tool to look into the keychain from outside,
-/// and PostgreSQL for the server's database leg.
-const TEST_PACKAGES: &[&str] = &["webkit2gtk-driver", "libsecret-tools", "postgresql-15"];
+/// PostgreSQL for the server's database leg, testssl.sh to scan the running server.
+const TEST_PACKAGES: &[&str] = &[
+    "webkit2gtk-driver",
+    "libsecret-tools",
+    "postgresql-15",
+    "testssl.sh",
+];
 
 const TAURI_DRIVER_VERSION: &str = "2.1.0";
 
