@@ -20,6 +20,8 @@ pub enum ErrorCode {
     SessionExpired,
     Forbidden,
     NotFound,
+    /// The path exists, but not with this HTTP method.
+    MethodNotAllowed,
     InvalidEnrollmentCode,
     DeviceUnknown,
     DeviceRevoked,
@@ -36,7 +38,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
@@ -46,6 +48,7 @@ impl ErrorCode {
         ErrorCode::SessionExpired,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidEnrollmentCode,
         ErrorCode::DeviceUnknown,
         ErrorCode::DeviceRevoked,
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::InvalidEnrollmentCode => "invalid_enrollment_code",
             ErrorCode::DeviceUnknown => "device_unknown",
             ErrorCode::DeviceRevoked => "device_revoked",
@@ -149,7 +153,7 @@ mod tests {
             wire.join(","),
             "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,\
              too_many_attempts,weak_password,session_expired,forbidden,not_found,\
-             invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
+             method_not_allowed,invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,internal"
         );

@@ -238,6 +238,11 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/audit/patients/{patient_id}/report",
         Access::Session(Permission::ReviewAudit),
     ),
+    rule(
+        "GET",
+        "/v1/audit/access-review",
+        Access::Session(Permission::ReviewAudit),
+    ),
 ];
 
 /// The rule for a method and axum path template, if there is one.

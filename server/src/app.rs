@@ -206,6 +206,11 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/audit/patients/{patient_id}/report",
             get(routes::audit::patient_report),
         ),
+        def(
+            "GET",
+            "/v1/audit/access-review",
+            get(routes::audit::access_review),
+        ),
     ]
 }
 

@@ -100,8 +100,15 @@ pub async fn authorize(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .ok_or(ServerError::NotFound)?;
-    let rule = policy::rule_for(request.method().as_str(), &path)
-        .ok_or(ServerError::Internal("route without a policy rule"))?;
+    // The router is built from the table, so a matched path without a rule for this method
+    // is a method the path does not offer (TRACE, PUT, ...); no handler runs for it.
+    let rule = policy::rule_for(request.method().as_str(), &path).ok_or(
+        if policy::ROUTES.iter().any(|r| r.path == path) {
+            ServerError::MethodNotAllowed
+        } else {
+            ServerError::Internal("route without a policy rule")
+        },
+    )?;
     match rule.access {
         // The handler proves these from the body (code, device signatures).
         Access::Public

@@ -27,6 +27,8 @@ pub enum ServerError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("invalid enrollment code")]
     InvalidEnrollmentCode,
     #[error("device unknown")]
@@ -63,6 +65,7 @@ impl ServerError {
             ServerError::SessionExpired => ErrorCode::SessionExpired,
             ServerError::Forbidden => ErrorCode::Forbidden,
             ServerError::NotFound => ErrorCode::NotFound,
+            ServerError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ServerError::InvalidEnrollmentCode => ErrorCode::InvalidEnrollmentCode,
             ServerError::DeviceUnknown => ErrorCode::DeviceUnknown,
             ServerError::DeviceRevoked => ErrorCode::DeviceRevoked,
@@ -86,6 +89,7 @@ impl ServerError {
             | ServerError::DeviceUnknown => StatusCode::UNAUTHORIZED,
             ServerError::Forbidden | ServerError::DeviceRevoked => StatusCode::FORBIDDEN,
             ServerError::NotFound => StatusCode::NOT_FOUND,
+            ServerError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ServerError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServerError::AuditChainBroken | ServerError::Conflict { .. } => StatusCode::CONFLICT,
             ServerError::Database(_) | ServerError::Internal(_) => {

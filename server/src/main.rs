@@ -144,6 +144,14 @@ enum AuditCommand {
         #[arg(long)]
         keys: Option<PathBuf>,
     },
+    /// Write the clinic's access review as CSV to standard output: every user whose role
+    /// reaches patient data, with role, status, second factors, workstations, last sign-in.
+    AccessReview {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+    },
     /// Print a clinic's public keys (server audit key and every chain's key) as JSON, for
     /// `verify-export --keys`.
     Keys {
@@ -479,6 +487,13 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
                 }
                 Err(p) => anyhow::bail!("export does NOT verify: {p}"),
             }
+        }
+        AuditCommand::AccessReview { data_dir, clinic } => {
+            let store = open_existing(&data_dir).await?;
+            let clinic = clinic_or_only(&store, clinic).await?;
+            let csv = operator::access_review(&store, clinic).await?;
+            std::io::stdout().lock().write_all(&csv)?;
+            Ok(())
         }
         AuditCommand::Keys { data_dir, clinic } => {
             let state = open_existing_state(&data_dir).await?;

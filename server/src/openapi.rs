@@ -54,6 +54,7 @@ impl Modify for SessionAuth {
         routes::audit::consistency,
         routes::audit::alerts,
         routes::audit::export,
+        routes::audit::access_review,
         routes::audit::patient_report,
     ),
     modifiers(&SessionAuth)

@@ -42,6 +42,11 @@ pub async fn only_clinic(store: &Store) -> Result<Option<Uuid>, ServerError> {
     }
 }
 
+/// The clinic's access review as CSV, for `clinicdesk-server audit access-review`.
+pub async fn access_review(store: &Store, clinic_id: Uuid) -> Result<Vec<u8>, ServerError> {
+    crate::audit::access_review::csv(store, &ClinicScope::provisioning(clinic_id)).await
+}
+
 /// One page of a clinic's audit search, for `clinicdesk-server audit search`.
 pub async fn search_audit(
     store: &Store,

@@ -79,6 +79,7 @@ pub fn explain(e: &ApiError) -> String {
         ErrorCode::SessionExpired => "Your session ended. Sign in again.",
         ErrorCode::Forbidden => "Your role does not allow this.",
         ErrorCode::NotFound => "Not found.",
+        ErrorCode::MethodNotAllowed => "The server does not offer that request.",
         ErrorCode::BadRequest => "Please check the form.",
         _ => "Something went wrong. Try again, or contact your clinic's IT.",
     };

@@ -43,29 +43,36 @@ const TAURI_DRIVER_VERSION: &str = "2.1.0";
 /// The independent FHIR validator the audit export test runs (R4B models).
 const FHIR_RESOURCES_VERSION: &str = "8.3.0";
 
+/// The API fuzzer the server's contract test runs against `/openapi.json`.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
 /// The Python of the validator's virtualenv, kept beside the build outputs.
 pub fn fhir_python() -> PathBuf {
     crate::target_dir().join("fhir-validator/bin/python")
 }
 
-fn ensure_fhir_validator() -> Result<()> {
-    stage("checking the FHIR validator (fhir.resources)");
-    let python = fhir_python();
-    let probe = format!(
-        "import fhir.resources, fhir.resources.R4B.bundle; assert fhir.resources.__version__ == '{FHIR_RESOURCES_VERSION}'"
-    );
-    let ok = |python: &std::path::Path| {
-        Command::new(python)
-            .args(["-c", &probe])
+/// schemathesis's command, in its own virtualenv beside the build outputs.
+pub fn schemathesis_bin() -> PathBuf {
+    crate::target_dir().join("schemathesis/bin/st")
+}
+
+/// A Python package pinned in a virtualenv under the target dir: checked with `probe`
+/// (Python code that fails unless the right version imports), installed when it fails.
+fn ensure_python_package(venv_name: &str, package: &str, version: &str, probe: &str) -> Result<()> {
+    stage(&format!("checking {package} (PyPI)"));
+    let venv = crate::target_dir().join(venv_name);
+    let python = venv.join("bin/python");
+    let ok = || {
+        Command::new(&python)
+            .args(["-c", probe])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
     };
-    if ok(&python) {
-        println!("fhir.resources {FHIR_RESOURCES_VERSION} present");
+    if ok() {
+        println!("{package} {version} present");
         return Ok(());
     }
-    let venv = crate::target_dir().join("fhir-validator");
     run_cmd(
         Command::new("python3")
             .args(["-m", "venv", "--clear"])
@@ -74,15 +81,34 @@ fn ensure_fhir_validator() -> Result<()> {
     run_cmd(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("fhir.resources=={FHIR_RESOURCES_VERSION}")),
+            .arg(format!("{package}=={version}")),
     )?;
-    if !ok(&python) {
+    if !ok() {
         bail!(
-            "fhir.resources {FHIR_RESOURCES_VERSION} did not install into {}",
+            "{package} {version} did not install into {}",
             venv.display()
         );
     }
     Ok(())
+}
+
+fn ensure_python_tools() -> Result<()> {
+    ensure_python_package(
+        "fhir-validator",
+        "fhir.resources",
+        FHIR_RESOURCES_VERSION,
+        &format!(
+            "import fhir.resources, fhir.resources.R4B.bundle; assert fhir.resources.__version__ == '{FHIR_RESOURCES_VERSION}'"
+        ),
+    )?;
+    ensure_python_package(
+        "schemathesis",
+        "schemathesis",
+        SCHEMATHESIS_VERSION,
+        &format!(
+            "import schemathesis; assert schemathesis.__version__ == '{SCHEMATHESIS_VERSION}'"
+        ),
+    )
 }
 
 pub fn ensure(purpose: Purpose) -> Result<()> {
@@ -136,7 +162,7 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
     }
 
     if purpose == Purpose::Test {
-        ensure_fhir_validator()?;
+        ensure_python_tools()?;
         stage("checking tauri-driver");
         let installed = output(Command::new("cargo").args(["install", "--list"]))?;
         // Both the binary and cargo's record of its version: either alone can be stale.

@@ -143,6 +143,7 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
     .env("CLINICDESK_TEST_HARNESS", "1")
     .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
     .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
+    .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin())
     .env_remove("DBUS_SESSION_BUS_ADDRESS")
     .env_remove("DISPLAY")
     .stdout(Stdio::piped());
@@ -181,6 +182,7 @@ fn run_server_suite_on_postgres(admin_url: &str) -> Result<(u64, u64, bool)> {
             .current_dir(root().join("server"))
             .env("CLINICDESK_TEST_POSTGRES_URL", admin_url)
             .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
+            .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin())
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {binary}"))?;

@@ -331,7 +331,7 @@ fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_row<S: AsRef<str>>(cells: &[S]) -> Result<Vec<u8>, ServerError> {
+pub(crate) fn csv_row<S: AsRef<str>>(cells: &[S]) -> Result<Vec<u8>, ServerError> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());

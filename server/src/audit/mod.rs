@@ -3,6 +3,7 @@
 //! proofs, search, and the verifier.
 
 pub mod access;
+pub mod access_review;
 pub mod export;
 pub mod fhir;
 pub mod ingest;

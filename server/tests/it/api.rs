@@ -415,6 +415,24 @@ async fn unknown_routes_and_missing_tokens() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+    // A path that exists, with a method it does not offer: 405, a code, no handler run
+    // (schemathesis found TRACE answered 500 here).
+    for (method, path) in [
+        ("TRACE", "/healthz"),
+        ("PUT", "/v1/appointments"),
+        ("DELETE", "/v1/users"),
+        ("GET", "/v1/auth/login"),
+    ] {
+        let resp = server
+            .client()
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "method_not_allowed", "{method} {path}");
+    }
 }
 
 #[test]

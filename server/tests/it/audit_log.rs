@@ -210,6 +210,14 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         &proof.hashes,
     )
     .unwrap();
+    // A size no log can reach is a bad request, not a server error (found by schemathesis).
+    let (status, body) = server
+        .get(
+            "/v1/audit/consistency?old_size=9223372036854775808&new_size=0",
+            &admin.session_token,
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("old_size")));
     for ev in &events {
         let (status, body) = server
             .get(

@@ -6,6 +6,7 @@ mod api;
 mod audit_log;
 mod authz_matrix;
 mod canary;
+mod contract_fuzz;
 mod devices;
 mod export;
 mod harness;

@@ -287,3 +287,129 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
         (429, Some("too_many_attempts"))
     );
 }
+
+/// The access review lists every user whose role reaches patient data, active or not, with
+/// what a reviewer checks; the API and the CLI write the same CSV.
+#[tokio::test]
+async fn the_access_review_lists_every_user_with_phi_access() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: admin,
+    } = server.signed_in(0xA, "admin").await;
+    let token = admin.session_token.as_str();
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let clinician_signed_in = clinicdesk_server::clock::Clock::now_ms(&server.clock);
+    let mut billing = new_user("jo.billing", STRONG);
+    billing["display_name"] = json!("=HYPERLINK(\"x\") Jo (synthetic)");
+    let (status, body) = server.post("/v1/users", Some(token), billing).await;
+    assert_eq!(status, 201, "{body}");
+    let frontdesk = users(&server, token)
+        .await
+        .into_iter()
+        .find(|u| u.username == "frontdesk")
+        .unwrap();
+    let (status, _) = server
+        .post(
+            &format!("/v1/users/{}/deactivate", frontdesk.user_id),
+            Some(token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    server.signed_in(0xB, "clinician").await;
+
+    let (status, _) = server
+        .get("/v1/audit/access-review", &clinician.session_token)
+        .await;
+    assert_eq!(status, 403, "a clinician reviews no one");
+    let resp = server
+        .client()
+        .get(format!("{}/v1/audit/access-review", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv_bytes = resp.bytes().await.unwrap();
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_ref());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "username",
+            "display_name",
+            "role",
+            "phi_access",
+            "status",
+            "second_factors",
+            "workstations",
+            "last_sign_in_utc",
+            "user_id"
+        ]
+    );
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let usernames: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    // By role, then username; the admin (no patient data) and clinic B are not listed.
+    assert_eq!(usernames, ["jo.billing", "clinician", "frontdesk"]);
+    let last_sign_in = clinicdesk_server::routes::schedule::rfc3339(clinician_signed_in).unwrap();
+    assert_eq!(
+        rows[1][2..8],
+        [
+            "clinician",
+            "schedule;demographics;clinical",
+            "active",
+            "totp",
+            "Test workstation",
+            last_sign_in.as_str(),
+        ]
+    );
+    assert_eq!(rows[1][8], clinician.user.user_id.to_string());
+    assert_eq!(
+        rows[0][1..8],
+        [
+            "'=HYPERLINK(\"x\") Jo (synthetic)",
+            "billing",
+            "demographics",
+            "active",
+            "none",
+            "",
+            "",
+        ],
+        "never signed in; a formula is defused"
+    );
+    assert_eq!(rows[2][4], "deactivated");
+
+    let out = crate::harness::cli(&server)
+        .args([
+            "audit",
+            "access-review",
+            "--clinic",
+            &report.clinic_id.to_string(),
+            "--data-dir",
+        ])
+        .arg(server.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout,
+        csv_bytes.as_ref(),
+        "the CLI writes the same review"
+    );
+}

@@ -1,0 +1,97 @@
+//! schemathesis (from PyPI; `cargo xtask test` installs it and names it in
+//! `CLINICDESK_SCHEMATHESIS`) generates requests from the server's own `/openapi.json` and
+//! sends them as each role and as nobody: no answer may be a server error, and every
+//! documented answer must match its schema. Bounded: a fixed number of examples per
+//! operation, one worker, a fixed seed (a failure can be replayed).
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::harness::{SignedIn, TestServer, password_of};
+
+/// Requests per operation and role.
+const EXAMPLES: &str = "25";
+
+fn schemathesis() -> PathBuf {
+    std::env::var_os("CLINICDESK_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .expect("CLINICDESK_SCHEMATHESIS is unset: run under `cargo xtask test`, which installs schemathesis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
+    let st = schemathesis();
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xF, "admin").await;
+    // A billing user too, so that every role is exercised.
+    let (status, body) = server
+        .post(
+            "/v1/users",
+            Some(&login.session_token),
+            json!({
+                "username": "fuzz.billing",
+                "display_name": "Fuzz Billing (synthetic)",
+                "role": "billing",
+                "password": "correct horse battery staple fuzz",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut tokens = vec![("admin", login.session_token.clone())];
+    for user in ["frontdesk", "clinician"] {
+        let l = device
+            .login(&server, user, password_of(&report, user))
+            .await;
+        tokens.push((user, l.session_token));
+    }
+    let billing = device
+        .login(&server, "fuzz.billing", "correct horse battery staple fuzz")
+        .await;
+    tokens.push(("billing", billing.session_token));
+    tokens.push(("nobody", String::new()));
+
+    let work = tempfile::tempdir().unwrap();
+    let ca = work.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    for (who, token) in tokens {
+        let mut cmd = tokio::process::Command::new(&st);
+        cmd.arg("run")
+            .arg(format!("{}/openapi.json", server.url))
+            .args(["--checks", "not_a_server_error,response_schema_conformance"])
+            .args([
+                "--max-examples",
+                EXAMPLES,
+                "--seed",
+                "20261123",
+                "--workers",
+                "1",
+            ])
+            .args(["--phases", "examples,coverage,fuzzing", "--no-color"])
+            .args(["--generation-database", "none", "--request-timeout", "10"])
+            // Signing out would end the session the rest of the run uses.
+            .args(["--exclude-path", "/v1/auth/logout"])
+            .arg("--tls-verify")
+            .arg(&ca)
+            .current_dir(work.path())
+            .kill_on_drop(true);
+        if !token.is_empty() {
+            cmd.args(["--header", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = cmd.output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis as {who}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("passed"),
+            "schemathesis as {who} ran no operation:\n{stdout}"
+        );
+    }
+}
