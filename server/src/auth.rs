@@ -37,6 +37,11 @@ impl ClinicScope {
         Self { clinic_id }
     }
 
+    /// The clinic of a one-time enrollment code, which the new workstation just redeemed.
+    pub(crate) fn of_enrollment(clinic_id: Uuid) -> Self {
+        Self { clinic_id }
+    }
+
     /// The clinic of a login ticket: its user proved the password on a device of the clinic.
     pub(crate) fn of_mfa_ticket(ticket: &crate::mfa::store::Ticket) -> Self {
         Self {

@@ -85,6 +85,58 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummar
         .collect()
 }
 
+/// Redeems a one-time enrollment code for a workstation's key and records `device_enrolled`
+/// on the clinic's server chain in the same transaction: no workstation without its event.
+/// The event's actor is the admin who issued the code; a code from the operator's console
+/// has no user, and its event names the nil id (see docs/audit-format.md).
+pub async fn enroll(
+    state: &crate::AppState,
+    code_hash: &str,
+    device_id: Uuid,
+    name: &str,
+    public_key_hex: &str,
+    request: clinicdesk_protocol::audit::RequestSeen,
+) -> Result<Uuid, ServerError> {
+    use clinicdesk_protocol::audit::{AuditAction, Outcome};
+    use clinicdesk_protocol::policy::Role;
+
+    let now = state.clock.now_ms();
+    let mut tx = state.store.pool().begin().await?;
+    let (clinic_id, issuer) =
+        Store::enroll_device(&mut tx, code_hash, device_id, name, public_key_hex, now)
+            .await?
+            .ok_or(ServerError::InvalidEnrollmentCode)?;
+    let (actor_user_id, actor_role) = match issuer {
+        Some(admin) => (
+            admin,
+            state.store.user_role(admin).await?.unwrap_or(Role::Admin),
+        ),
+        None => (Uuid::nil(), Role::Admin),
+    };
+    let event = crate::audit::server_chain::ServerEvent {
+        actor_user_id,
+        actor_role,
+        action: AuditAction::DeviceEnrolled,
+        resource_type: "Device".into(),
+        resource_id: device_id.to_string(),
+        patient_id: None,
+        fields: Vec::new(),
+        outcome: Outcome::Success,
+        route: "enroll_device".into(),
+        break_glass: None,
+        request,
+    };
+    crate::audit::server_chain::record_in(
+        &mut tx,
+        state,
+        &ClinicScope::of_enrollment(clinic_id),
+        vec![event],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(clinic_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

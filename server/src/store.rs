@@ -311,17 +311,17 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the code used and registers the device, atomically; `None` if the code is
-    /// unknown, used or expired.
+    /// Marks the code used and registers the device in the caller's transaction; `None` if
+    /// the code is unknown, used or expired. Answers the clinic and who issued the code
+    /// (`None`: the operator's console).
     pub async fn enroll_device(
-        &self,
+        tx: &mut AnyConnection,
         code_hash: &str,
         device_id: Uuid,
         name: &str,
         public_key_hex: &str,
         now_ms: i64,
-    ) -> Result<Option<Uuid>, ServerError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Option<(Uuid, Option<Uuid>)>, ServerError> {
         let claimed = sqlx::query(
             "UPDATE enrollment_codes SET used_at_ms = $1
              WHERE code_hash = $2 AND used_at_ms IS NULL AND expires_at_ms > $3
@@ -337,6 +337,7 @@ impl Store {
         };
         let clinic_id = parse_uuid(&row.get::<String, _>(0))?;
         let issued_by: Option<String> = row.get(1);
+        let issuer = issued_by.as_deref().map(parse_uuid).transpose()?;
         let inserted = sqlx::query(
             "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, enrolled_by)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -358,8 +359,16 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        tx.commit().await?;
-        Ok(Some(clinic_id))
+        Ok(Some((clinic_id, issuer)))
+    }
+
+    /// A user's role, for recording what they did.
+    pub async fn user_role(&self, user_id: Uuid) -> Result<Option<Role>, ServerError> {
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+            .bind(user_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        role.as_deref().map(parse_role).transpose()
     }
 
     pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {

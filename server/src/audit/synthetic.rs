@@ -65,17 +65,19 @@ pub async fn seed_audit_events(
             issue_enrollment_code(&state.store, state.clock.as_ref(), clinic, 15, None).await?;
         let key = SigningKey::from_bytes(&bytes::<32>()?);
         let id = Uuid::now_v7();
-        state
-            .store
-            .enroll_device(
-                &hash_secret(&normalize_code(&code)),
-                id,
-                &format!("Synthetic workstation {}", i + 1),
-                &to_hex(key.verifying_key().as_bytes()),
-                now,
-            )
-            .await?
-            .ok_or(ServerError::Internal("synthetic enrollment failed"))?;
+        crate::device_registry::enroll(
+            state,
+            &hash_secret(&normalize_code(&code)),
+            id,
+            &format!("Synthetic workstation {}", i + 1),
+            &to_hex(key.verifying_key().as_bytes()),
+            clinicdesk_protocol::audit::RequestSeen {
+                client_ip: "127.0.0.1".into(),
+                user_agent: "clinicdesk-server seed".into(),
+                session_device_id: Some(id),
+            },
+        )
+        .await?;
         stations.push(Workstation {
             key,
             id,

@@ -27,6 +27,7 @@ use crate::seed;
 #[tracing::instrument(skip_all)]
 pub async fn enroll(
     State(state): State<AppState>,
+    seen: Seen,
     Body(req): Body<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ServerError> {
     let name = req.device_name.trim();
@@ -44,19 +45,16 @@ pub async fn enroll(
         field: "public_key",
     })?;
     let device_id = Uuid::now_v7();
-    let now = state.clock.now_ms();
     let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
-    let clinic_id = state
-        .store
-        .enroll_device(
-            &code_hash,
-            device_id,
-            name,
-            &req.public_key.to_lowercase(),
-            now,
-        )
-        .await?
-        .ok_or(ServerError::InvalidEnrollmentCode)?;
+    let clinic_id = device_registry::enroll(
+        &state,
+        &code_hash,
+        device_id,
+        name,
+        &req.public_key.to_lowercase(),
+        seen.for_session(device_id),
+    )
+    .await?;
     let clinic_name = state
         .store
         .clinic_name(clinic_id)

@@ -108,7 +108,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let admin = device
         .login(&server, "admin", password_of(&report, "admin"))
         .await;
-    // The log already holds the server's events of the two sign-ins (second factors set up).
+    // The log already holds the server's events of the enrollment and of the two sign-ins
+    // (second factors set up).
     let (_, body) = server
         .get("/v1/audit/checkpoint", &admin.session_token)
         .await;
@@ -116,7 +117,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .unwrap()
         .checkpoint
         .tree_size;
-    assert_eq!(base, 2);
+    assert_eq!(base, 3);
 
     let r = upload(&server, &device, &[e(1), e(2)]).await;
     assert_eq!(
@@ -308,8 +309,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
 
-    // Another clinic's admin sees none of it: only their own sign-in's event, no proofs,
-    // a log of that one event.
+    // Another clinic's admin sees none of it: only their workstation's enrollment and their
+    // own sign-in's event (newest first), no proofs, a log of those two.
     let other = server.seed(0xB, "Clinic B").await;
     let other_device = TestDevice::enroll(&server, &other.enrollment_code).await;
     let other_admin = other_device
@@ -321,10 +322,15 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     assert_eq!(status, 200, "{body}");
     let page: AuditPage = serde_json::from_value(body).unwrap();
     let theirs: Vec<_> = page.events.iter().map(|r| &r.event).collect();
-    assert_eq!(theirs.len(), 1);
     assert_eq!(
-        (theirs[0].clinic_id, theirs[0].action),
-        (other_device.clinic_id, AuditAction::MfaEnrolled)
+        theirs
+            .iter()
+            .map(|e| (e.clinic_id, e.action))
+            .collect::<Vec<_>>(),
+        [
+            (other_device.clinic_id, AuditAction::MfaEnrolled),
+            (other_device.clinic_id, AuditAction::DeviceEnrolled),
+        ]
     );
     let (status, _) = server
         .get(
@@ -337,7 +343,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .get("/v1/audit/checkpoint", &other_admin.session_token)
         .await;
     let theirs: SignedCheckpoint = serde_json::from_value(body).unwrap();
-    assert_eq!(theirs.checkpoint.tree_size, 1);
+    assert_eq!(theirs.checkpoint.tree_size, 2);
     let (_, body) = server
         .get("/v1/audit/alerts", &other_admin.session_token)
         .await;
@@ -349,8 +355,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let report = verify_all(server.store.pool(), &key, &[latest])
         .await
         .unwrap();
-    // Six of the workstation, three of the server (each sign-in set up a second factor).
-    assert_eq!((report.events, report.alerts), (9, 2));
+    // Six of the workstation; of the server, the two enrollments and three second factors
+    // set up at sign-in.
+    assert_eq!((report.events, report.alerts), (11, 2));
     assert!(report.gaps.is_empty());
 }
 

@@ -71,6 +71,24 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
         )
         .await;
     assert_eq!(status, 401, "a code works once");
+    // Each enrollment is on the server chain: by the admin who issued the code, or by the
+    // operator's console (the nil id), with the address it came from; the refused second
+    // use of the code recorded nothing.
+    let enrolled = server.events_of("device_enrolled").await;
+    let actors: Vec<_> = enrolled
+        .iter()
+        .map(|e| (e.resource_id.clone(), e.actor_user_id))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            (front.id.to_string(), uuid::Uuid::nil()),
+            (back.id.to_string(), admin.user.user_id),
+        ]
+    );
+    let seen = enrolled[1].request.as_ref().unwrap();
+    assert_eq!(seen.client_ip, "127.0.0.1");
+    assert_eq!(seen.session_device_id, Some(back.id));
 
     // The back-office workstation signs in (reporting its app version) and uploads a trail
     // with a gap: 1, 2, then 5.

@@ -23,7 +23,7 @@ const USER_AGENT: &str = "clinicdesk-phi-access-test/1.0";
 async fn server_events(server: &TestServer) -> Vec<SignedAuditEvent> {
     let rows = sqlx::query(
         "SELECT e.event_json, e.signature FROM audit_events e JOIN devices d ON d.id = e.device_id
-         WHERE d.kind = 'server' AND e.action NOT IN ('mfa_enrolled', 'mfa_reset')
+         WHERE d.kind = 'server' AND e.action NOT IN ('mfa_enrolled', 'mfa_reset', 'device_enrolled')
          ORDER BY e.device_seq",
     )
     .fetch_all(server.store.pool())
@@ -136,7 +136,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         .await
         .unwrap();
     let account_events: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE action IN ('mfa_enrolled', 'mfa_reset')",
+        "SELECT COUNT(*) FROM audit_events WHERE action IN ('mfa_enrolled', 'mfa_reset', 'device_enrolled')",
     )
     .fetch_one(server.store.pool())
     .await

@@ -59,18 +59,20 @@ async fn build() -> Pristine {
         .unwrap();
         let key = SigningKey::from_bytes(&rand32());
         let id = Uuid::now_v7();
-        state
-            .store
-            .enroll_device(
-                &hash_secret(&normalize_code(&code)),
-                id,
-                "Tamper test",
-                &to_hex(key.verifying_key().as_bytes()),
-                START_MS,
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        clinicdesk_server::device_registry::enroll(
+            &state,
+            &hash_secret(&normalize_code(&code)),
+            id,
+            "Tamper test",
+            &to_hex(key.verifying_key().as_bytes()),
+            clinicdesk_protocol::audit::RequestSeen {
+                client_ip: "127.0.0.1".into(),
+                user_agent: "tamper test".into(),
+                session_device_id: Some(id),
+            },
+        )
+        .await
+        .unwrap();
         devices.push(TestDevice {
             key,
             id,
@@ -187,13 +189,15 @@ enum Tamper {
 }
 
 fn tamper() -> impl Strategy<Value = Tamper> {
-    let n = (EVENTS_PER_DEVICE * 2) as usize;
+    // Every leaf: the two enrollments (server chain) first, then the workstations' events.
+    let n = (EVENTS_PER_DEVICE * 2 + 2) as usize;
     prop_oneof![
         (0..n, 0..5usize).prop_map(|(leaf, field)| Tamper::Edit { leaf, field }),
         (0..n).prop_map(|leaf| Tamper::EditAndRehash { leaf }),
         (0..n).prop_map(|leaf| Tamper::Delete { leaf }),
         (0..n).prop_map(|leaf| Tamper::DeleteEventOnly { leaf }),
-        (0..n, any::<bool>()).prop_map(|(leaf, with_leaf)| Tamper::Insert { leaf, with_leaf }),
+        // A forged workstation event, after one of theirs.
+        (2..n, any::<bool>()).prop_map(|(leaf, with_leaf)| Tamper::Insert { leaf, with_leaf }),
         (0..n, 0..n)
             .prop_filter("two leaves", |(a, b)| a != b)
             .prop_map(|(a, b)| Tamper::Swap { a, b }),
@@ -368,7 +372,11 @@ fn the_pristine_log_verifies() {
         let report = verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[])
             .await
             .unwrap();
-        assert_eq!(report.events, EVENTS_PER_DEVICE * 2);
+        assert_eq!(
+            report.events,
+            EVENTS_PER_DEVICE * 2 + 2,
+            "and the two enrollments"
+        );
         assert!(report.checkpoints > 8, "{report:?}");
     });
 }
@@ -425,7 +433,7 @@ fn the_cli_exits_non_zero_and_names_the_event() {
             "{}",
             String::from_utf8_lossy(&ok.stderr)
         );
-        assert!(String::from_utf8_lossy(&ok.stdout).contains("24 event(s)"));
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("26 event(s)"));
         apply(&pool, &Tamper::Edit { leaf: 5, field: 0 }).await;
         pool.close().await;
     });
@@ -463,6 +471,8 @@ async fn seeded_synthetic_trails_go_through_ingest_and_verify() {
     let verified = verify_all(state.store.pool(), &state.audit_key.public_key(), &[])
         .await
         .unwrap();
-    assert_eq!((verified.events, verified.alerts), (1203, 0));
+    // And the server chain's `device_enrolled` of each synthetic workstation.
+    let devices = clinicdesk_server::audit::synthetic::DEVICES as u64;
+    assert_eq!((verified.events, verified.alerts), (1203 + devices, 0));
     assert!(verified.gaps.is_empty());
 }
