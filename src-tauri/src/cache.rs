@@ -41,6 +41,11 @@ CREATE TABLE mfa_grant (
     token TEXT NOT NULL
 );
 ",
+    "
+-- The latest time this cache has seen (sign-ins and unlocks): a clock set back behind it
+-- cannot stretch the clinic's maximum offline time.
+ALTER TABLE meta ADD COLUMN latest_seen_ms INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// What an offline unlock needs to know, as of the last contact with the server.
@@ -122,6 +127,26 @@ impl Cache {
                 i64::try_from(meta.max_offline_secs).unwrap_or(i64::MAX),
                 i64::try_from(meta.idle_timeout_secs).unwrap_or(i64::MAX)
             ],
+        )?;
+        Ok(())
+    }
+
+    /// The latest time this cache has seen (0 before the first sign-in).
+    pub fn latest_seen_ms(&self) -> Result<i64, DbError> {
+        Ok(self
+            .conn
+            .query_row("SELECT latest_seen_ms FROM meta WHERE one = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Remembers `now_ms` if it is later than any time seen before.
+    pub fn note_time(&mut self, now_ms: i64) -> Result<(), DbError> {
+        self.conn.execute(
+            "UPDATE meta SET latest_seen_ms = max(latest_seen_ms, ?1) WHERE one = 1",
+            params![now_ms],
         )?;
         Ok(())
     }

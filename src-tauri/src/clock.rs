@@ -49,6 +49,12 @@ impl ManualClock {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Sets the clock back, as a person changing the workstation's date would.
+    pub fn rewind(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_sub(ms, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

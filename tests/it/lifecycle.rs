@@ -100,6 +100,23 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
     );
     core.lock();
 
+    // Setting the clock back does not stretch the offline time: two hours on, it unlocks;
+    // an hour back, the cache stays shut until the clock is right again (or the server is
+    // reached); a few minutes back (time synchronisation) is tolerated.
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(core.unlock(&password).await.unwrap().phase, Phase::Unlocked);
+    core.lock();
+    clock.rewind(Duration::from_secs(3600));
+    assert_eq!(
+        code_of(core.unlock(&password).await.unwrap_err()),
+        ErrorCode::OfflineTooLong
+    );
+    assert_eq!(core.status().phase, Phase::Locked);
+    clock.advance(Duration::from_secs(3600 - 120));
+    assert_eq!(core.unlock(&password).await.unwrap().phase, Phase::Unlocked);
+    core.lock();
+    clock.advance(Duration::from_secs(120));
+
     // Past the clinic's maximum offline time (72 hours) the cache stays shut.
     clock.advance(Duration::from_secs(72 * 3600 + 60));
     assert_eq!(

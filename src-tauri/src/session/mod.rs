@@ -44,6 +44,9 @@ mod second_factor;
 
 /// The most events sent in one upload.
 const UPLOAD_BATCH: usize = 100;
+/// How far behind the latest time a cache has seen the clock may be (small corrections
+/// by time synchronisation) before an offline unlock stops trusting it.
+const CLOCK_SLACK_MS: i64 = 5 * 60 * 1000;
 
 /// A signed-in user's live session. Dropping it is locking it.
 pub struct Unlocked {
@@ -442,13 +445,13 @@ impl Core {
                 self.await_second_factor(username, password, opening, ticket, true)
             }
             Err(AppError::Unreachable) => {
-                let cache = match local {
+                let mut cache = match local {
                     LocalCache::Opened(cache) => cache,
                     // No cache for this user here: nothing can be done without the server.
                     LocalCache::None => return Err(AppError::Unreachable),
                     LocalCache::WrongPassword => return Err(AppError::WrongPassword),
                 };
-                let meta = self.check_offline_limit(&cache, now)?;
+                let meta = self.check_offline_limit(&mut cache, now)?;
                 self.open_unlocked(
                     key,
                     meta.user,
@@ -570,6 +573,7 @@ impl Core {
                 None => self.users.create(secret, &user, password)?,
             };
             cache.put_meta(&meta)?;
+            cache.note_time(now)?;
             Ok(cache)
         })
     }
@@ -588,14 +592,22 @@ impl Core {
     }
 
     /// The server cannot be reached: the cache opens within the clinic's maximum offline
-    /// time since the last online sign-in.
-    fn check_offline_limit(&self, cache: &Cache, now: i64) -> Result<Meta, AppError> {
+    /// time since the last online sign-in. The workstation's clock could be set back to
+    /// stretch that time, so the cache remembers the latest time it has seen: a clock more
+    /// than a few minutes behind it proves nothing, and the unlock waits for the server.
+    fn check_offline_limit(&self, cache: &mut Cache, now: i64) -> Result<Meta, AppError> {
         let meta = cache.meta()?.ok_or(DbError::Malformed)?;
-        let limit_ms =
-            i64::try_from(meta.max_offline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        if now.saturating_sub(meta.last_online_ms) > limit_ms {
+        let latest = cache.latest_seen_ms()?;
+        if now < latest.saturating_sub(CLOCK_SLACK_MS) {
+            tracing::warn!("the clock is behind the latest time this cache has seen");
             return Err(AppError::OfflineTooLong);
         }
+        let limit_ms =
+            i64::try_from(meta.max_offline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if now.max(latest).saturating_sub(meta.last_online_ms) > limit_ms {
+            return Err(AppError::OfflineTooLong);
+        }
+        cache.note_time(now)?;
         Ok(meta)
     }
 
