@@ -67,6 +67,7 @@ fn draft(i: usize) -> Draft {
         fields: vec!["name".into(), "birth_date".into(), "phone".into()],
         offline: false,
         route: "patient",
+        break_glass: None,
     }
 }
 

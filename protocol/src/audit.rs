@@ -45,6 +45,8 @@ pub enum AuditAction {
     UserDeactivated,
     /// A user changed their password (their sessions and grants end).
     PasswordChanged,
+    /// An admin acknowledged a break-glass grant with a note.
+    BreakGlassReviewed,
 }
 
 impl AuditAction {
@@ -69,6 +71,7 @@ impl AuditAction {
             AuditAction::RoleChanged => "role_changed",
             AuditAction::UserDeactivated => "user_deactivated",
             AuditAction::PasswordChanged => "password_changed",
+            AuditAction::BreakGlassReviewed => "break_glass_reviewed",
         }
     }
 }

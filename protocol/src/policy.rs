@@ -48,6 +48,9 @@ pub enum Permission {
     ManageDevices,
     /// Manage the clinic's users: create, change roles, deactivate, reset second factors.
     ManageUsers,
+    /// Read one patient's clinical summary outside one's care team for an hour, with a
+    /// reason; every access under it is flagged and an admin reviews it.
+    BreakGlass,
     /// Search the clinic's audit trail, see tamper alerts, fetch checkpoints and proofs.
     /// Audit events name patients by id and fields by name, never their content.
     ReviewAudit,
@@ -58,7 +61,10 @@ pub fn allows(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
         Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics),
-        Role::Clinician => matches!(permission, ReadSchedule | ReadDemographics | ReadClinical),
+        Role::Clinician => matches!(
+            permission,
+            ReadSchedule | ReadDemographics | ReadClinical | BreakGlass
+        ),
         Role::Billing => matches!(permission, ReadDemographics),
         Role::Admin => matches!(permission, ManageDevices | ManageUsers | ReviewAudit),
     }
@@ -188,6 +194,21 @@ pub const ROUTES: &[RouteRule] = &[
         "Patient",
     ),
     rule(
+        "POST",
+        "/v1/patients/{patient_id}/break-glass",
+        Access::Session(Permission::BreakGlass),
+    ),
+    rule(
+        "GET",
+        "/v1/break-glass",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
+        "POST",
+        "/v1/break-glass/{grant_id}/review",
+        Access::Session(Permission::ReviewAudit),
+    ),
+    rule(
         "GET",
         "/v1/devices",
         Access::Session(Permission::ManageDevices),
@@ -275,6 +296,15 @@ mod tests {
             .filter(|r| allows(*r, Permission::ReadClinical))
             .collect();
         assert_eq!(readers, vec![Role::Clinician]);
+    }
+
+    #[test]
+    fn only_clinicians_break_the_glass() {
+        let who: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| allows(*r, Permission::BreakGlass))
+            .collect();
+        assert_eq!(who, vec![Role::Clinician]);
     }
 
     #[test]

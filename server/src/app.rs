@@ -171,6 +171,17 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/patients/{patient_id}",
             get(routes::patients::get_patient),
         ),
+        def(
+            "POST",
+            "/v1/patients/{patient_id}/break-glass",
+            post(routes::break_glass::open),
+        ),
+        def("GET", "/v1/break-glass", get(routes::break_glass::queue)),
+        def(
+            "POST",
+            "/v1/break-glass/{grant_id}/review",
+            post(routes::break_glass::review),
+        ),
         def("GET", "/v1/devices", get(routes::devices::list)),
         def(
             "POST",

@@ -1,11 +1,12 @@
-//! The synthetic demo clinic: a few staff with random passwords, made-up patients and
-//! today's appointments. Nothing here resembles a real person's record.
+//! The synthetic demo clinic: a few staff with random passwords, made-up patients (all but
+//! the last on the clinician's care team) and today's appointments. Nothing here resembles a real person's record.
 
 use clinicdesk_protocol::policy::Role;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
+use crate::break_glass;
 use crate::clock::Clock;
 use crate::error::ServerError;
 use crate::passwords;
@@ -47,6 +48,8 @@ struct Synthetic {
     problems: &'static [&'static str],
     medications: &'static [&'static str],
     reason: &'static str,
+    /// On the clinicians' care team; the others are read only by breaking the glass.
+    on_care_team: bool,
 }
 
 const PATIENTS: &[Synthetic] = &[
@@ -57,6 +60,7 @@ const PATIENTS: &[Synthetic] = &[
         problems: &["Essential hypertension"],
         medications: &["Lisinopril 10 mg daily"],
         reason: "Blood pressure follow-up",
+        on_care_team: true,
     },
     Synthetic {
         name: "Demo Brightwater",
@@ -65,6 +69,7 @@ const PATIENTS: &[Synthetic] = &[
         problems: &["Seasonal allergic rhinitis"],
         medications: &["Loratadine 10 mg as needed"],
         reason: "Annual physical",
+        on_care_team: true,
     },
     Synthetic {
         name: "Sample Okonkwo-Vale",
@@ -73,6 +78,7 @@ const PATIENTS: &[Synthetic] = &[
         problems: &["Type 2 diabetes mellitus"],
         medications: &["Metformin 500 mg twice daily"],
         reason: "Diabetes review",
+        on_care_team: true,
     },
     Synthetic {
         name: "Fictional Marchetti",
@@ -81,6 +87,7 @@ const PATIENTS: &[Synthetic] = &[
         problems: &["Asthma, mild intermittent"],
         medications: &["Albuterol inhaler as needed"],
         reason: "Cough, 5 days",
+        on_care_team: true,
     },
     Synthetic {
         name: "Placeholder Lindqvist",
@@ -89,6 +96,7 @@ const PATIENTS: &[Synthetic] = &[
         problems: &["Osteoarthritis of knee", "Hyperlipidemia"],
         medications: &["Atorvastatin 20 mg daily"],
         reason: "Knee pain",
+        on_care_team: false,
     },
 ];
 
@@ -176,11 +184,15 @@ async fn seed_clinic_with(
     }
 
     let mut users = Vec::new();
+    let mut clinicians = Vec::new();
     for (username, display_name, role) in STAFF {
         let (password, hash) = password_for()?;
-        store
+        let user_id = store
             .upsert_user(clinic_id, username, display_name, *role, &hash)
             .await?;
+        if *role == Role::Clinician {
+            clinicians.push(user_id);
+        }
         users.push(SeededUser {
             username: (*username).to_owned(),
             display_name: (*display_name).to_owned(),
@@ -212,6 +224,11 @@ async fn seed_clinic_with(
             store
                 .insert_appointment(&scope, id, starts, p.reason)
                 .await?;
+            if p.on_care_team {
+                for clinician in &clinicians {
+                    break_glass::assign(store, &scope, *clinician, id).await?;
+                }
+            }
         }
     }
 

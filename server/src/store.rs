@@ -723,6 +723,8 @@ impl Store {
             birth_date: Phi::new(row.get(1)),
             phone: Phi::new(row.get(2)),
             clinical,
+            clinical_access: Default::default(),
+            break_glass: None,
         }))
     }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use clinicdesk_protocol::wire::{AppointmentList, Patient, UserInfo};
+use clinicdesk_protocol::wire::{AppointmentList, ClinicalAccess, Patient, UserInfo};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -222,8 +222,20 @@ pub fn put_appointments(
     Ok(())
 }
 
+/// Caches a patient as read. A chart read under a break-glass grant is cached without its
+/// clinical summary: the grant lasts an hour and the cache outlives it, so offline the
+/// clinician sees what their care team would, and breaking the glass again needs the server.
 pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Result<(), DbError> {
-    let json = serde_json::to_string(patient).map_err(|_| DbError::Malformed)?;
+    let json = if patient.break_glass.is_some() {
+        let mut kept = patient.clone();
+        kept.clinical = None;
+        kept.clinical_access = ClinicalAccess::OutsideCareTeam;
+        kept.break_glass = None;
+        serde_json::to_string(&kept)
+    } else {
+        serde_json::to_string(patient)
+    }
+    .map_err(|_| DbError::Malformed)?;
     tx.execute(
         "INSERT INTO patients (id, json, fetched_at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET json = excluded.json, fetched_at_ms = excluded.fetched_at_ms",

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clinicdesk_protocol::mfa::{LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup};
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditReceipt, AuditUpload, ChallengeRequest, ChallengeResponse, DeviceList,
-    EnrollRequest, EnrollResponse, EnrollmentCodeIssued, LoginRequest, LoginResponse, NewUser,
-    Patient, RoleChange, UserList, UserSummary,
+    AppointmentList, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
+    BreakGlassRequest, ChallengeRequest, ChallengeResponse, DeviceList, EnrollRequest,
+    EnrollResponse, EnrollmentCodeIssued, LoginRequest, LoginResponse, NewUser, Patient,
+    ReviewRequest, RoleChange, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -151,6 +152,43 @@ impl ServerClient {
 
     pub async fn patient(&self, token: &SecretString, id: Uuid) -> Result<Patient, AppError> {
         Self::send(self.request(Method::GET, &format!("/v1/patients/{id}"), Some(token))).await
+    }
+
+    /// Opens an hour's access to a chart outside the clinician's care team.
+    pub async fn break_glass(
+        &self,
+        token: &SecretString,
+        patient_id: Uuid,
+        req: &BreakGlassRequest,
+    ) -> Result<BreakGlassGrant, AppError> {
+        self.post(
+            &format!("/v1/patients/{patient_id}/break-glass"),
+            Some(token),
+            req,
+        )
+        .await
+    }
+
+    /// The clinic's break-glass grants (admins); `pending`: only those not yet reviewed.
+    pub async fn break_glass_queue(
+        &self,
+        token: &SecretString,
+        pending: bool,
+    ) -> Result<BreakGlassQueue, AppError> {
+        let path = format!("/v1/break-glass?pending={pending}");
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    pub async fn review_break_glass(
+        &self,
+        token: &SecretString,
+        grant_id: Uuid,
+        req: &ReviewRequest,
+    ) -> Result<(), AppError> {
+        let path = format!("/v1/break-glass/{grant_id}/review");
+        Self::succeeded(self.request(Method::POST, &path, Some(token)).json(req))
+            .await
+            .map(drop)
     }
 
     /// The clinic's workstations (admins).

@@ -8,7 +8,8 @@ use clinicdesk_protocol::app::{AppStatus, SecondFactorSetUp};
 use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
-    AppointmentList, DeviceList, EnrollmentCodeIssued, NewUser, Patient, UserList, UserSummary,
+    AppointmentList, BreakGlassQueue, BreakGlassReason, DeviceList, EnrollmentCodeIssued, NewUser,
+    Patient, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
@@ -129,6 +130,40 @@ async fn open_patient(core: State<'_, AppCore>, patient_id: String) -> CommandRe
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn break_glass(
+    core: State<'_, AppCore>,
+    patient_id: String,
+    reason_code: String,
+    reason_text: String,
+) -> CommandResult<Patient> {
+    let id = Uuid::parse_str(&patient_id).map_err(|_| api(AppError::BadInput("patient_id")))?;
+    let reason =
+        BreakGlassReason::parse(&reason_code).ok_or(api(AppError::BadInput("reason_code")))?;
+    core.0
+        .break_glass(id, reason, reason_text)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn break_glass_queue(
+    core: State<'_, AppCore>,
+    pending: bool,
+) -> CommandResult<BreakGlassQueue> {
+    core.0.break_glass_queue(pending).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn review_break_glass(
+    core: State<'_, AppCore>,
+    grant_id: String,
+    note: String,
+) -> CommandResult<()> {
+    let id = Uuid::parse_str(&grant_id).map_err(|_| api(AppError::BadInput("grant_id")))?;
+    core.0.review_break_glass(id, note).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn devices(core: State<'_, AppCore>) -> CommandResult<DeviceList> {
     core.0.devices().await.map_err(api)
 }
@@ -221,6 +256,9 @@ pub fn run() -> Result<(), tauri::Error> {
             activity,
             appointments,
             open_patient,
+            break_glass,
+            break_glass_queue,
+            review_break_glass,
             devices,
             issue_enrollment_code,
             revoke_device,

@@ -40,6 +40,8 @@ pub struct Draft {
     pub fields: Vec<String>,
     pub offline: bool,
     pub route: &'static str,
+    /// Set when the record was read under a break-glass grant.
+    pub break_glass: Option<clinicdesk_protocol::audit::BreakGlass>,
 }
 
 /// Who signs: the device, on behalf of the signed-in user.
@@ -98,7 +100,7 @@ impl Outbox {
             occurred_at_ms: now_ms,
             offline: draft.offline,
             route: draft.route.to_owned(),
-            break_glass: None,
+            break_glass: draft.break_glass,
             request: None,
             prev_hash,
         };

@@ -313,6 +313,43 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     shots.take(&client, "unlocked").await;
 
+    // 6b. The last patient is outside the clinician's care team: the chart shows no
+    //     clinical summary until they break the glass with a reason.
+    let rows = client
+        .find_all(Locator::Css("button.open-patient"))
+        .await
+        .unwrap();
+    rows.last().unwrap().click().await.unwrap();
+    wait_for(
+        &client,
+        Locator::Id("outside-care-team"),
+        20,
+        "the outside-care-team notice",
+    )
+    .await;
+    assert!(client.find(Locator::Id("patient-allergies")).await.is_err());
+    click(&client, "break-glass").await;
+    wait_for(
+        &client,
+        Locator::Id("break-glass-text"),
+        20,
+        "the reason form",
+    )
+    .await;
+    type_into(&client, "break-glass-text", "Covering the afternoon list").await;
+    shots.take(&client, "break-glass-form").await;
+    click(&client, "break-glass-confirm").await;
+    wait_for(
+        &client,
+        Locator::Id("break-glass-active"),
+        20,
+        "the emergency access banner",
+    )
+    .await;
+    assert!(client.find(Locator::Id("patient-allergies")).await.is_ok());
+    shots.take(&client, "break-glass-open").await;
+    click(&client, "back-to-schedule").await;
+
     // 7. Switch user keeps the clinician's offline copy; the front desk signs in with
     //    their own, then signs out, which removes theirs from the workstation.
     click(&client, "switch-user").await;
@@ -437,6 +474,45 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     shots.take(&client, "admin-users").await;
+
+    // 10. The clinician's break-glass waits for review; the admin acknowledges it.
+    click(&client, "tab-break-glass").await;
+    wait_for(
+        &client,
+        Locator::Css("#break-glass-list input.review-note"),
+        20,
+        "the grant waiting for review",
+    )
+    .await
+    .send_keys("Checked the rota: covering")
+    .await
+    .unwrap();
+    shots.take(&client, "admin-break-glass").await;
+    wait_for(
+        &client,
+        Locator::Css("#break-glass-list button.acknowledge"),
+        20,
+        "the acknowledge button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        &client,
+        Locator::Id("break-glass-empty"),
+        20,
+        "the empty queue",
+    )
+    .await;
+    assert_eq!(
+        server
+            .server_events()
+            .iter()
+            .filter(|e| e.event.action == AuditAction::BreakGlassReviewed)
+            .count(),
+        1
+    );
 
     client.close().await.unwrap();
     drop(driver);

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod break_glass;
 mod core_flow;
 mod e2e_desktop;
 mod lifecycle;

@@ -1,5 +1,5 @@
 //! The admin's workspace: the clinic's workstations (new enrollment codes, revocation) and,
-//! in `admin_users`, its users. Admins see no patient content; nothing here holds PHI.
+//! in `admin_users`, its users; in `admin_break_glass`, the break-glass review queue. Admins see no patient content; nothing here holds PHI.
 
 use clinicdesk_protocol::wire::{DeviceList, DeviceSummary, EnrollmentCodeIssued};
 use leptos::prelude::*;
@@ -27,6 +27,7 @@ fn load(ui: Ui, devices: RwSignal<Option<DeviceList>>) {
 enum Tab {
     Workstations,
     Users,
+    BreakGlass,
 }
 
 #[component]
@@ -44,10 +45,15 @@ pub fn AdminWorkspace() -> impl IntoView {
                     on:click=move |_| pick(Tab::Workstations)>"Workstations"</button>
                 <button id="tab-users" class:active=move || tab.get() == Tab::Users
                     on:click=move |_| pick(Tab::Users)>"Users"</button>
+                <button id="tab-break-glass" class:active=move || tab.get() == Tab::BreakGlass
+                    on:click=move |_| pick(Tab::BreakGlass)>"Break-glass reviews"</button>
             </nav>
             {move || match tab.get() {
                 Tab::Workstations => view! { <WorkstationsView/> }.into_any(),
                 Tab::Users => view! { <crate::admin_users::UsersView/> }.into_any(),
+                Tab::BreakGlass => {
+                    view! { <crate::admin_break_glass::BreakGlassView/> }.into_any()
+                }
             }}
         </div>
     }

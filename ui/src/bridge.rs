@@ -83,7 +83,16 @@ pub fn explain(e: &ApiError) -> String {
         ErrorCode::BadRequest => "Please check the form.",
         _ => "Something went wrong. Try again, or contact your clinic's IT.",
     };
-    match (&e.code, &e.field) {
+    match (&e.code, e.field.as_deref()) {
+        (ErrorCode::BadRequest, Some("reason_text")) => {
+            "Say why you need this chart, in at most 500 characters on one subject.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("note")) => {
+            "Write what you checked, in at most 1000 characters.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("grant_id")) => {
+            "Another admin has already acknowledged this access.".to_owned()
+        }
         (ErrorCode::BadRequest, Some(field)) => {
             format!("Please fill in {}.", field.replace('_', " "))
         }

@@ -3,6 +3,7 @@
 //! the core locks, those views are unmounted and their signals cleared.
 
 mod admin;
+mod admin_break_glass;
 mod admin_users;
 mod bridge;
 mod second_factor;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::app::{AppStatus, Phase};
 use clinicdesk_protocol::policy::{self, Permission};
-use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use clinicdesk_protocol::wire::{
+    AppointmentList, BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassReason, ClinicalAccess,
+    Patient,
+};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
@@ -452,8 +455,7 @@ struct OpenPatientArgs {
 }
 
 /// `YYYY-MM-DD HH:MM` in the workstation's time zone.
-pub(crate) fn local_date_time(rfc3339: &str) -> String {
-    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+fn date_time_text(date: &js_sys::Date) -> String {
     format!(
         "{}-{:02}-{:02} {:02}:{:02}",
         date.get_full_year(),
@@ -462,6 +464,11 @@ pub(crate) fn local_date_time(rfc3339: &str) -> String {
         date.get_hours(),
         date.get_minutes()
     )
+}
+
+/// `YYYY-MM-DD HH:MM` in the workstation's time zone.
+pub(crate) fn local_date_time(rfc3339: &str) -> String {
+    date_time_text(&js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339)))
 }
 
 /// `HH:MM` in the workstation's time zone.
@@ -544,10 +551,28 @@ fn PatientView(patient: Patient) -> impl IntoView {
             </dl>
         }
     });
+    let access =
+        match (patient.clinical_access, patient.break_glass.as_ref()) {
+            (ClinicalAccess::BreakGlass, Some(grant)) => {
+                let until = local_time_ms(grant.expires_at_ms);
+                let reason = grant.reason_code.label();
+                Some(view! {
+                <div class="notice warning" id="break-glass-active" role="status">
+                    <strong>"Emergency access"</strong>{format!(" ({reason}) until {until}. ")}
+                    "Every view is recorded and your clinic's admin reviews it."
+                </div>
+            }.into_any())
+            }
+            (ClinicalAccess::OutsideCareTeam, _) => {
+                Some(view! { <BreakGlassPrompt patient_id=patient.id/> }.into_any())
+            }
+            _ => None,
+        };
     view! {
         <div class="card" id="patient">
             <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>"← Today's appointments"</button>
             <h1 id="patient-name">{patient.name.expose().clone()}</h1>
+            {access}
             <h2>"Demographics"</h2>
             <dl class="facts">
                 <dt>"Date of birth"</dt><dd>{patient.birth_date.expose().clone()}</dd>
@@ -555,6 +580,96 @@ fn PatientView(patient: Patient) -> impl IntoView {
             </dl>
             {clinical}
             <ErrorLine/>
+        </div>
+    }
+}
+
+fn date_of_ms(ms: i64) -> js_sys::Date {
+    // Milliseconds since 1970 fit an f64 exactly for the next 285,000 years.
+    #[allow(clippy::cast_precision_loss)]
+    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64))
+}
+
+/// `HH:MM` in the workstation's time zone, from UTC milliseconds.
+fn local_time_ms(ms: i64) -> String {
+    let date = date_of_ms(ms);
+    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}
+
+/// `YYYY-MM-DD HH:MM` in the workstation's time zone, from UTC milliseconds.
+pub(crate) fn local_date_time_ms(ms: i64) -> String {
+    date_time_text(&date_of_ms(ms))
+}
+
+#[derive(Serialize)]
+struct BreakGlassArgs {
+    patient_id: String,
+    reason_code: String,
+    reason_text: String,
+}
+
+/// For a patient outside the clinician's care team: says why the clinical summary is not
+/// shown and offers to break the glass, which needs a reason and the server.
+#[component]
+fn BreakGlassPrompt(patient_id: uuid::Uuid) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let asking = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let code = RwSignal::new(BreakGlassReason::Emergency.as_str().to_owned());
+    let text = RwSignal::new(String::new());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if text.get_untracked().trim().is_empty() {
+            ui.error.set(Some("Say why you need this chart.".into()));
+            return;
+        }
+        busy.set(true);
+        ui.error.set(None);
+        let args = BreakGlassArgs {
+            patient_id: patient_id.to_string(),
+            reason_code: code.get_untracked(),
+            reason_text: text.get_untracked(),
+        };
+        spawn_local(async move {
+            match call::<_, Patient>("break_glass", &args).await {
+                Ok(p) => ui.patient.set(Some(p)),
+                Err(e) => ui.fail(&e),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="notice" id="outside-care-team">
+            <p>"This patient is not on your care team, so the clinical summary is not shown."</p>
+            <Show when=move || !asking.get()>
+                <button id="break-glass" class="danger" on:click=move |_| asking.set(true)>
+                    "Break the glass…"
+                </button>
+            </Show>
+            <Show when=move || asking.get()>
+                <form id="break-glass-form" on:submit=submit>
+                    <p>"Emergency access opens this chart to you for "{BREAK_GLASS_MINUTES}
+                       " minutes. Every view is recorded with your reason, and your clinic's admin reviews it."</p>
+                    <label>"Reason"
+                        <select id="break-glass-reason" on:change=move |ev| code.set(event_target_value(&ev))>
+                            {BreakGlassReason::ALL.into_iter().map(|r| view! {
+                                <option value=r.as_str() selected=r == BreakGlassReason::Emergency>{r.label()}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
+                    <label>"In your words"
+                        <textarea id="break-glass-text" maxlength=BREAK_GLASS_TEXT_MAX.to_string() rows="3"
+                            prop:value=move || text.get()
+                            on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+                    </label>
+                    <div class="actions">
+                        <button type="submit" id="break-glass-confirm" class="danger" disabled=move || busy.get()>
+                            "Open the chart"
+                        </button>
+                        <button type="button" class="link" on:click=move |_| asking.set(false)>"Cancel"</button>
+                    </div>
+                </form>
+            </Show>
         </div>
     }
 }

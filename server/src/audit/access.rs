@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header::USER_AGENT;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use clinicdesk_protocol::audit::{Outcome, RequestSeen};
+use clinicdesk_protocol::audit::{BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::policy::{self, PhiAccess};
 use clinicdesk_protocol::wire::{AppointmentList, Patient};
 use uuid::Uuid;
@@ -67,18 +67,40 @@ impl Discloses for AppointmentList {
 
 /// The response of a PHI handler: a JSON body and what it disclosed, which the middleware
 /// takes off the response and records.
-pub struct Served<T>(pub T);
+pub struct Served<T> {
+    body: T,
+    break_glass: Option<BreakGlass>,
+}
+
+impl<T> Served<T> {
+    pub fn new(body: T) -> Self {
+        Self {
+            body,
+            break_glass: None,
+        }
+    }
+
+    /// Flags every event of this response as read under a break-glass grant.
+    pub fn under_break_glass(mut self, flag: Option<BreakGlass>) -> Self {
+        self.break_glass = flag;
+        self
+    }
+}
 
 #[derive(Clone)]
-struct DisclosedRecords(Vec<Disclosed>);
+struct DisclosedRecords {
+    records: Vec<Disclosed>,
+    break_glass: Option<BreakGlass>,
+}
 
 impl<T: Discloses + serde::Serialize> IntoResponse for Served<T> {
     fn into_response(self) -> Response {
-        let disclosed = self.0.disclosed();
-        let mut response = axum::Json(self.0).into_response();
-        response
-            .extensions_mut()
-            .insert(DisclosedRecords(disclosed));
+        let disclosed = DisclosedRecords {
+            records: self.body.disclosed(),
+            break_glass: self.break_glass,
+        };
+        let mut response = axum::Json(self.body).into_response();
+        response.extensions_mut().insert(disclosed);
         response
     }
 }
@@ -165,10 +187,16 @@ pub async fn record_phi_access(
     let mut response = next.run(request).await;
 
     let status = response.status();
+    let mut break_glass = None;
     let records = if status.is_success() {
         match response.extensions_mut().remove::<DisclosedRecords>() {
-            Some(DisclosedRecords(records)) => {
-                records.into_iter().map(|d| (Outcome::Success, d)).collect()
+            Some(disclosed) => {
+                break_glass = disclosed.break_glass;
+                disclosed
+                    .records
+                    .into_iter()
+                    .map(|d| (Outcome::Success, d))
+                    .collect()
             }
             None => {
                 return ServerError::Internal("PHI response without a disclosure record")
@@ -202,7 +230,7 @@ pub async fn record_phi_access(
             fields: d.fields,
             outcome,
             route: path.as_str().to_owned(),
-            break_glass: None,
+            break_glass: break_glass.clone(),
             request: seen.clone(),
         })
         .collect();

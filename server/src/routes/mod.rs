@@ -2,6 +2,7 @@
 //! caller's `ClinicScope`, and shape the response; authorization already happened.
 
 pub mod audit;
+pub mod break_glass;
 pub mod devices;
 pub mod health;
 pub mod mfa;

@@ -1,15 +1,16 @@
-//! One patient, reduced to the fields the caller's role may read.
+//! One patient, reduced to the fields the caller's role may read: clinical content only
+//! for a clinician of the patient's care team or under a break-glass grant.
 
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::policy::{self, Permission};
-use clinicdesk_protocol::wire::Patient;
+use clinicdesk_protocol::wire::{ClinicalAccess, Patient};
 use uuid::Uuid;
 
 use super::Id;
 use crate::app::AppState;
 use crate::audit::access::Served;
 use crate::auth::Authenticated;
+use crate::break_glass;
 use crate::error::ServerError;
 
 #[utoipa::path(get, path = "/v1/patients/{patient_id}",
@@ -22,11 +23,26 @@ pub async fn get_patient(
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
 ) -> Result<Served<Patient>, ServerError> {
-    let clinical = policy::allows(auth.principal.user.role, Permission::ReadClinical);
-    let patient = state
+    let now = state.clock.now_ms();
+    let (access, grant) = break_glass::clinical_access(
+        &state.store,
+        auth.scope(),
+        &auth.principal.user,
+        patient_id,
+        now,
+    )
+    .await?;
+    let clinical = matches!(
+        access,
+        ClinicalAccess::CareTeam | ClinicalAccess::BreakGlass
+    );
+    let mut patient = state
         .store
         .patient(auth.scope(), patient_id, clinical)
         .await?
         .ok_or(ServerError::NotFound)?;
-    Ok(Served(patient))
+    patient.clinical_access = access;
+    let flag = grant.as_ref().map(break_glass::flag);
+    patient.break_glass = grant;
+    Ok(Served::new(patient).under_break_glass(flag))
 }

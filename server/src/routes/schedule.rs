@@ -35,7 +35,7 @@ pub async fn today(
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
     let date = rfc3339(day_start)?.get(..10).unwrap_or_default().to_owned();
-    Ok(Served(AppointmentList { date, appointments }))
+    Ok(Served::new(AppointmentList { date, appointments }))
 }
 
 pub fn rfc3339(ms: i64) -> Result<String, ServerError> {

@@ -8,7 +8,7 @@ use clinicdesk_protocol::policy::{self, Access, ROUTES, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{TestDevice, TestServer, password_of};
+use crate::harness::{TestDevice, TestServer, acceptable_body, password_of};
 
 /// Fills a route template's ids: harmless unknown ids by default (a permitted admin
 /// action then answers 404 instead of changing anything), or `ids` where given.
@@ -17,7 +17,7 @@ fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
     for (name, id) in ids {
         out = out.replace(&format!("{{{name}}}"), &id.to_string());
     }
-    for name in ["patient_id", "device_id", "user_id", "event_id"] {
+    for name in ["patient_id", "device_id", "user_id", "event_id", "grant_id"] {
         out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
     }
     out
@@ -28,11 +28,7 @@ async fn call(server: &TestServer, method: &str, path: &str, token: Option<&str>
     let client = server.client();
     // A body the routes that take one would accept, so that what answers is the route's
     // authorization and lookup, not the body's shape.
-    let body = if path.ends_with("/role") {
-        json!({ "role": "front_desk" })
-    } else {
-        json!({})
-    };
+    let body = acceptable_body(path);
     let mut rb = match method {
         "GET" => client.get(url),
         "POST" => client.post(url).json(&body),
@@ -148,6 +144,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
         ("device_id", device_b.id),
         ("user_id", b_admin.user.user_id),
         ("event_id", b_event.parse().unwrap()),
+        ("grant_id", server.insert_grant(b.clinic_id).await),
     ];
     for rule in session_rules().filter(|r| r.path.contains('{')) {
         let Access::Session(permission) = rule.access else {

@@ -123,7 +123,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         // bodies.
         let mut canary_path = rule.path.to_owned();
         let mut unknown_path = rule.path.to_owned();
-        for name in ["patient_id", "device_id", "user_id", "event_id"] {
+        for name in ["patient_id", "device_id", "user_id", "event_id", "grant_id"] {
             canary_path = canary_path.replace(&format!("{{{name}}}"), CANARY);
             unknown_path =
                 unknown_path.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());

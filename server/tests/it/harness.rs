@@ -212,6 +212,31 @@ impl TestServer {
         }
     }
 
+    /// A break-glass grant stored for the clinic's clinician on one of its patients, as
+    /// setup data for tests that need grants in many clinics (no session, no audit event:
+    /// `break_glass.rs` tests the real path).
+    pub async fn insert_grant(&self, clinic: Uuid) -> Uuid {
+        let id = Uuid::now_v7();
+        let now = self.clock.now_ms();
+        sqlx::query(
+            "INSERT INTO break_glass_grants
+                 (id, clinic_id, user_id, patient_id, reason_code, reason_text, granted_at_ms,
+                  expires_at_ms)
+             SELECT $1, $2,
+                    (SELECT id FROM users WHERE clinic_id = $2 AND username = 'clinician'),
+                    (SELECT min(id) FROM patients WHERE clinic_id = $2),
+                    'other', 'test setup', $3, $4",
+        )
+        .bind(id.to_string())
+        .bind(clinic.to_string())
+        .bind(now)
+        .bind(now + 3_600_000)
+        .execute(&self.owner_pool().await)
+        .await
+        .unwrap();
+        id
+    }
+
     /// The stored audit events of one action (e.g. `mfa_reset`), oldest first.
     pub async fn events_of(&self, action: &str) -> Vec<AuditEvent> {
         sqlx::query("SELECT event_json FROM audit_events WHERE action = $1 ORDER BY received_at_ms")
@@ -406,6 +431,20 @@ impl TestDevice {
             .unwrap()
             .insert(key, enrolled.recovery_codes);
         enrolled.session
+    }
+}
+
+/// A body a POST route with ids would accept, so that what answers a probe is the route's
+/// authorization and lookup, not the body's shape.
+pub fn acceptable_body(path: &str) -> Value {
+    if path.ends_with("/role") {
+        serde_json::json!({ "role": "front_desk" })
+    } else if path.ends_with("/break-glass") {
+        serde_json::json!({ "reason_code": "emergency", "reason_text": "probe" })
+    } else if path.ends_with("/review") {
+        serde_json::json!({ "note": "probe" })
+    } else {
+        serde_json::json!({})
     }
 }
 

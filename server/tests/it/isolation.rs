@@ -15,7 +15,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::audit_log::{event, sign};
-use crate::harness::{TestDevice, TestServer};
+use crate::harness::{TestDevice, TestServer, acceptable_body};
 
 const CLINICS: u128 = 200;
 /// Clinics whose staff sign in and read every list route.
@@ -39,6 +39,7 @@ async fn owners(owner: &sqlx::AnyPool) -> HashMap<Uuid, Owned> {
          UNION ALL SELECT id, clinic_id, 'user_id' FROM users
          UNION ALL SELECT id, clinic_id, 'device_id' FROM devices
          UNION ALL SELECT id, clinic_id, 'event_id' FROM audit_events
+         UNION ALL SELECT id, clinic_id, 'grant_id' FROM break_glass_grants
          UNION ALL SELECT id, id, 'clinic' FROM clinics",
     )
     .fetch_all(owner)
@@ -73,11 +74,7 @@ async fn call(
     let url = format!("{}{path}", server.url);
     let rb = match method {
         "GET" => client.get(url),
-        "POST" => client.post(url).json(&if path.ends_with("/role") {
-            json!({ "role": "front_desk" })
-        } else {
-            json!({})
-        }),
+        "POST" => client.post(url).json(&acceptable_body(path)),
         other => panic!("method {other}"),
     };
     let resp = rb.bearer_auth(token).send().await.unwrap();
@@ -157,6 +154,10 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
+    }
+    // A break-glass grant waiting for review in each clinic.
+    for (report, _) in &clinics {
+        server.insert_grant(report.clinic_id).await;
     }
     let owner_of = owners(&owner).await;
     let count = |clinic: Uuid| owner_of.values().filter(|o| o.clinic == clinic).count();
@@ -239,7 +240,7 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
         else {
             continue;
         };
-        let name = ["patient_id", "device_id", "user_id", "event_id"]
+        let name = ["patient_id", "device_id", "user_id", "event_id", "grant_id"]
             .into_iter()
             .find(|n| rule.path.contains(&format!("{{{n}}}")))
             .unwrap();
@@ -267,7 +268,11 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
         "SELECT (SELECT count(*) FROM users WHERE clinic_id <> $1
                    AND (active = 0 OR (username = 'clinician' AND role <> 'clinician')
                         OR (username = 'admin' AND role <> 'admin')))
-              + (SELECT count(*) FROM devices WHERE clinic_id <> $1 AND revoked_at_ms IS NOT NULL)",
+              + (SELECT count(*) FROM devices WHERE clinic_id <> $1 AND revoked_at_ms IS NOT NULL)
+              + (SELECT count(*) FROM break_glass_grants
+                  WHERE clinic_id <> $1 AND reviewed_at_ms IS NOT NULL)
+              + (SELECT count(*) FROM break_glass_grants g JOIN patients p ON p.id = g.patient_id
+                  WHERE p.clinic_id <> g.clinic_id)",
     )
     .bind(clinic.to_string())
     .fetch_one(&owner)

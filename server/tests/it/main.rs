@@ -5,6 +5,7 @@
 mod api;
 mod audit_log;
 mod authz_matrix;
+mod break_glass;
 mod canary;
 mod contract_fuzz;
 mod devices;

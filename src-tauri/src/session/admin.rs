@@ -14,7 +14,7 @@ use crate::error::AppError;
 
 impl Core {
     /// Runs `request` with the session's token; a refusal is handled as for any request.
-    async fn admin_call<T, F, Fut>(&self, request: F) -> Result<T, AppError>
+    pub(super) async fn online_call<T, F, Fut>(&self, request: F) -> Result<T, AppError>
     where
         F: FnOnce(ServerClient, SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, AppError>>,
@@ -26,46 +26,46 @@ impl Core {
     }
 
     pub async fn devices(&self) -> Result<DeviceList, AppError> {
-        self.admin_call(|c, t| async move { c.devices(&t).await })
+        self.online_call(|c, t| async move { c.devices(&t).await })
             .await
     }
 
     pub async fn issue_enrollment_code(&self) -> Result<EnrollmentCodeIssued, AppError> {
-        self.admin_call(|c, t| async move { c.issue_enrollment_code(&t).await })
+        self.online_call(|c, t| async move { c.issue_enrollment_code(&t).await })
             .await
     }
 
     pub async fn revoke_device(&self, device_id: Uuid) -> Result<(), AppError> {
-        self.admin_call(|c, t| async move { c.revoke_device(&t, device_id).await })
+        self.online_call(|c, t| async move { c.revoke_device(&t, device_id).await })
             .await
     }
 
     pub async fn clinic_users(&self) -> Result<UserList, AppError> {
-        self.admin_call(|c, t| async move { c.users(&t).await })
+        self.online_call(|c, t| async move { c.users(&t).await })
             .await
     }
 
     pub async fn create_user(&self, new: NewUser) -> Result<UserSummary, AppError> {
-        self.admin_call(|c, t| async move { c.create_user(&t, &new).await })
+        self.online_call(|c, t| async move { c.create_user(&t, &new).await })
             .await
     }
 
     pub async fn change_role(&self, user_id: Uuid, role: Role) -> Result<(), AppError> {
-        self.admin_call(
+        self.online_call(
             |c, t| async move { c.change_user(&t, user_id, UserChange::Role(role)).await },
         )
         .await
     }
 
     pub async fn deactivate_user(&self, user_id: Uuid) -> Result<(), AppError> {
-        self.admin_call(
+        self.online_call(
             |c, t| async move { c.change_user(&t, user_id, UserChange::Deactivate).await },
         )
         .await
     }
 
     pub async fn reset_second_factor(&self, user_id: Uuid) -> Result<(), AppError> {
-        self.admin_call(
+        self.online_call(
             |c, t| async move { c.change_user(&t, user_id, UserChange::ResetMfa).await },
         )
         .await

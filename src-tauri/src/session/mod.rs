@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{AppStatus, Phase};
-use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::audit::{AuditAction, BreakGlass};
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditUpload, EnrollRequest, LoginRequest, LoginResponse, Patient, UserInfo,
@@ -40,6 +40,7 @@ use crate::outbox::{Draft, Outbox, Signer};
 use crate::users::UserCaches;
 
 mod admin;
+mod break_glass;
 mod second_factor;
 
 /// The most events sent in one upload.
@@ -114,6 +115,7 @@ fn session_draft(
         fields: Vec::new(),
         offline,
         route,
+        break_glass: None,
     }
 }
 
@@ -871,6 +873,7 @@ impl Core {
                 fields: vec!["starts_at".into(), "patient_name".into(), "reason".into()],
                 offline,
                 route: "schedule",
+                break_glass: None,
             },
             cache::put_appointments,
         )
@@ -897,6 +900,11 @@ impl Core {
                 fields: patient.field_names(),
                 offline,
                 route: "patient",
+                // A chart read under a break-glass grant is flagged on the device too.
+                break_glass: patient.break_glass.as_ref().map(|g| BreakGlass {
+                    reason_code: g.reason_code.as_str().to_owned(),
+                    reason_text: g.reason_text.expose().clone(),
+                }),
             },
             cache::put_patient,
         )

@@ -14,7 +14,7 @@ use clinicdesk_app::users::UserCaches;
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{ClinicalSummary, Patient, UserInfo};
+use clinicdesk_protocol::wire::{ClinicalAccess, ClinicalSummary, Patient, UserInfo};
 use uuid::Uuid;
 
 const CANARIES: [&str; 4] = [
@@ -35,6 +35,8 @@ fn canary_patient() -> Patient {
             problems: Phi::new(vec![]),
             medications: Phi::new(vec![]),
         }),
+        clinical_access: ClinicalAccess::CareTeam,
+        break_glass: None,
     }
 }
 
@@ -87,6 +89,7 @@ fn view_draft(patient: &Patient) -> Draft {
         fields: patient.field_names(),
         offline: false,
         route: "patient",
+        break_glass: None,
     }
 }
 

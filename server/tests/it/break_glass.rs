@@ -1,0 +1,311 @@
+//! Care teams and break-glass through the real server: a clinician reads clinical content
+//! only for their care team; breaking the glass opens one chart for 60 minutes with every
+//! read flagged; admins acknowledge each grant once, and that is audited too.
+
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Recorder};
+use clinicdesk_protocol::wire::{
+    AppointmentList, BreakGlassGrant, BreakGlassQueue, BreakGlassReason, ClinicalAccess, Patient,
+};
+use clinicdesk_server::audit::key::public_key_from_hex;
+use clinicdesk_server::audit::verify::verify_all;
+use clinicdesk_server::clock::Clock;
+use clinicdesk_server::store::Backend;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::harness::{SignedIn, TestServer, password_of};
+
+const MINUTE: i64 = 60_000;
+
+async fn patient(server: &TestServer, token: &str, id: Uuid) -> Patient {
+    let (status, body) = server.get(&format!("/v1/patients/{id}"), token).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// The server's latest event about `patient` of `action`.
+async fn last_event(server: &TestServer, action: &str, patient: Uuid) -> AuditEvent {
+    server
+        .events_of(action)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e.patient_id == Some(patient))
+        .unwrap_or_else(|| panic!("no {action} event about the patient"))
+}
+
+/// The seeded clinic's one patient outside the clinician's care team; the others are on it.
+async fn outside_patient(server: &TestServer, token: &str) -> Uuid {
+    let (_, body) = server.get("/v1/appointments", token).await;
+    let list: AppointmentList = serde_json::from_value(body).unwrap();
+    let mut outside = Vec::new();
+    for a in &list.appointments {
+        let p = patient(server, token, a.patient_id).await;
+        match p.clinical_access {
+            ClinicalAccess::CareTeam => assert!(p.clinical.is_some()),
+            ClinicalAccess::OutsideCareTeam => {
+                assert!(p.clinical.is_none() && p.break_glass.is_none());
+                outside.push(p.id);
+            }
+            other => panic!("a clinician got {other:?}"),
+        }
+    }
+    assert_eq!(
+        outside.len(),
+        1,
+        "the seed keeps one patient off the care team"
+    );
+    outside[0]
+}
+
+async fn break_glass(server: &TestServer, token: &str, patient: Uuid) -> BreakGlassGrant {
+    let (status, body) = server
+        .post(
+            &format!("/v1/patients/{patient}/break-glass"),
+            Some(token),
+            json!({ "reason_code": "emergency", "reason_text": "Patient collapsed in the waiting room" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+#[tokio::test]
+async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xB6, "clinician").await;
+    let token = &login.session_token;
+    let target = outside_patient(&server, token).await;
+    let withheld = last_event(&server, "view", target).await;
+    assert!(!withheld.fields.contains(&"allergies".to_owned()));
+    assert_eq!(withheld.break_glass, None);
+
+    // Bad requests are refused by field, and nothing is granted.
+    for (body, field) in [
+        (
+            json!({ "reason_code": "emergency", "reason_text": "   " }),
+            "reason_text",
+        ),
+        (
+            json!({ "reason_code": "emergency", "reason_text": "x".repeat(501) }),
+            "reason_text",
+        ),
+        (
+            json!({ "reason_code": "emergency", "reason_text": "bell\u{7}" }),
+            "reason_text",
+        ),
+        (
+            json!({ "reason_code": "curiosity", "reason_text": "why not" }),
+            "body",
+        ),
+    ] {
+        let (status, err) = server
+            .post(
+                &format!("/v1/patients/{target}/break-glass"),
+                Some(token),
+                body,
+            )
+            .await;
+        assert_eq!((status, err["field"].as_str()), (400, Some(field)), "{err}");
+    }
+    // Another clinic's patient is not found, exactly like one that does not exist.
+    let other = server.seed(0xB7, "Clinic B7").await;
+    let theirs: String = sqlx::query_scalar("SELECT min(id) FROM patients WHERE clinic_id = $1")
+        .bind(other.clinic_id.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    for id in [theirs, Uuid::now_v7().to_string()] {
+        let (status, _) = server
+            .post(
+                &format!("/v1/patients/{id}/break-glass"),
+                Some(token),
+                json!({ "reason_code": "emergency", "reason_text": "probe" }),
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+    assert!(server.events_of("break_glass").await.is_empty());
+
+    let granted_at = server.clock.now_ms();
+    let grant = break_glass(&server, token, target).await;
+    assert_eq!(grant.patient_id, target);
+    assert_eq!(grant.reason_code, BreakGlassReason::Emergency);
+    assert_eq!(grant.granted_at_ms, granted_at);
+    assert_eq!(grant.expires_at_ms, granted_at + 60 * MINUTE);
+    let opened = last_event(&server, "break_glass", target).await;
+    assert_eq!(opened.recorded_by, Recorder::Server);
+    assert_eq!(opened.actor_user_id, login.user.user_id);
+    let flag = opened
+        .break_glass
+        .clone()
+        .expect("the grant's event says why");
+    assert_eq!(flag.reason_code, "emergency");
+    assert_eq!(flag.reason_text, "Patient collapsed in the waiting room");
+    assert_eq!(
+        opened.request.as_ref().unwrap().session_device_id,
+        Some(device.id)
+    );
+
+    // Every read within the hour (the session kept alive every 14 minutes) is clinical and
+    // flagged with the grant's reason.
+    for step in 0..5 {
+        if step > 0 {
+            server.clock.advance_ms(14 * MINUTE);
+        }
+        let p = patient(&server, token, target).await;
+        assert_eq!(p.clinical_access, ClinicalAccess::BreakGlass, "step {step}");
+        assert!(p.clinical.is_some());
+        assert_eq!(
+            p.break_glass.as_ref().map(|g| g.grant_id),
+            Some(grant.grant_id)
+        );
+        let read = last_event(&server, "view", target).await;
+        assert!(read.fields.contains(&"allergies".to_owned()));
+        assert_eq!(read.break_glass.as_ref(), Some(&flag), "step {step}");
+    }
+    // 56 minutes in; at 61 the grant is over: demographics only, unflagged.
+    server.clock.advance_ms(5 * MINUTE);
+    let after = patient(&server, token, target).await;
+    assert_eq!(after.clinical_access, ClinicalAccess::OutsideCareTeam);
+    assert!(after.clinical.is_none() && after.break_glass.is_none());
+    let read = last_event(&server, "view", target).await;
+    assert_eq!(read.break_glass, None);
+    assert!(!read.fields.contains(&"allergies".to_owned()));
+
+    // The grant was for this patient only: the other clinic's patients stay out of reach,
+    // and the front desk still reads no clinical content of this one.
+    let desk = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let seen = patient(&server, &desk.session_token, target).await;
+    assert_eq!(seen.clinical_access, ClinicalAccess::NotPermitted);
+    assert!(seen.clinical.is_none());
+
+    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    verify_all(server.store.pool(), &key, &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xB8, "clinician").await;
+    let clinician = &login.session_token;
+    let target = outside_patient(&server, clinician).await;
+    let grant = break_glass(&server, clinician, target).await;
+    patient(&server, clinician, target).await;
+
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let admin_token = &admin.session_token;
+    let queue = |pending: bool, token: String| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .get(&format!("/v1/break-glass?pending={pending}"), &token)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_value::<BreakGlassQueue>(body).unwrap()
+        }
+    };
+    let waiting = queue(true, admin_token.clone()).await;
+    assert_eq!(waiting.grants.len(), 1);
+    let item = &waiting.grants[0];
+    assert_eq!(item.grant, grant);
+    assert_eq!(item.user_id, login.user.user_id);
+    assert_eq!(item.username, "clinician");
+    assert!(item.reviewed.is_none());
+    // The grant's own event and the chart read under it (and the outside-care-team read
+    // just before it, in the same millisecond, as the window starts at the grant).
+    assert!(item.events_during >= 2, "{}", item.events_during);
+
+    // Clinicians do not see the queue; another clinic's admin cannot find the grant.
+    let (status, _) = server.get("/v1/break-glass", clinician).await;
+    assert_eq!(status, 403);
+    let elsewhere = server.signed_in(0xB9, "admin").await;
+    let review_path = format!("/v1/break-glass/{}/review", grant.grant_id);
+    let (status, _) = server
+        .post(
+            &review_path,
+            Some(&elsewhere.login.session_token),
+            json!({ "note": "not mine" }),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .get("/v1/break-glass", &elsewhere.login.session_token)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        queue(false, elsewhere.login.session_token.clone())
+            .await
+            .grants
+            .is_empty()
+    );
+
+    let (status, err) = server
+        .post(&review_path, Some(admin_token), json!({ "note": "" }))
+        .await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("note")));
+    let reviewed_at = server.clock.now_ms();
+    let (status, body) = server
+        .post(
+            &review_path,
+            Some(admin_token),
+            json!({ "note": "Confirmed with the ED log: emergency visit" }),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, err) = server
+        .post(&review_path, Some(admin_token), json!({ "note": "again" }))
+        .await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("conflict")));
+
+    assert!(queue(true, admin_token.clone()).await.grants.is_empty());
+    let all = queue(false, admin_token.clone()).await;
+    let note = all.grants[0].reviewed.as_ref().expect("reviewed");
+    assert_eq!(note.reviewed_by, admin.user.user_id);
+    assert_eq!(note.reviewed_at_ms, reviewed_at);
+    assert_eq!(note.note, "Confirmed with the ED log: emergency visit");
+
+    let reviewed = server.events_of("break_glass_reviewed").await;
+    assert_eq!(reviewed.len(), 1);
+    let e = &reviewed[0];
+    assert_eq!(e.action, AuditAction::BreakGlassReviewed);
+    assert_eq!(e.actor_user_id, admin.user.user_id);
+    assert_eq!(e.resource_type, "BreakGlassGrant");
+    assert_eq!(e.resource_id, grant.grant_id.to_string());
+    assert_eq!(e.patient_id, Some(target));
+
+    // The application's own connection (inside the clinic's scope, on PostgreSQL) can
+    // neither remove a grant nor rewrite a review.
+    for statement in [
+        "DELETE FROM break_glass_grants WHERE id = $1",
+        "UPDATE break_glass_grants SET review_note = 'rewritten' WHERE id = $1",
+    ] {
+        let mut tx = server.store.pool().begin().await.unwrap();
+        if server.store.backend() == Backend::Postgres {
+            sqlx::query("SELECT set_config('clinicdesk.clinic_id', $1, true)")
+                .bind(report.clinic_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let done = sqlx::query(statement)
+            .bind(grant.grant_id.to_string())
+            .execute(&mut *tx)
+            .await;
+        assert!(done.is_err(), "{statement} was allowed");
+    }
+    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    verify_all(server.store.pool(), &key, &[]).await.unwrap();
+}

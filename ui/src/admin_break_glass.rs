@@ -1,0 +1,136 @@
+//! The admin's break-glass tab: every grant a clinician opened, newest first, with who,
+//! which patient (by id: admins see no clinical content), why, when and how many audit
+//! events were recorded under it; each waits until an admin acknowledges it with a note.
+
+use clinicdesk_protocol::wire::{BreakGlassQueue, BreakGlassReview, REVIEW_NOTE_MAX};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Serialize;
+
+use crate::views::{ErrorLine, Ui, local_date_time_ms};
+
+#[derive(Serialize)]
+struct QueueArgs {
+    pending: bool,
+}
+
+#[derive(Serialize)]
+struct ReviewArgs {
+    grant_id: String,
+    note: String,
+}
+
+fn load(ui: Ui, queue: RwSignal<Option<BreakGlassQueue>>, pending: bool) {
+    spawn_local(async move {
+        match crate::bridge::call::<_, BreakGlassQueue>("break_glass_queue", &QueueArgs { pending })
+            .await
+        {
+            Ok(q) => queue.set(Some(q)),
+            Err(e) => ui.fail(&e),
+        }
+    });
+}
+
+#[component]
+pub fn BreakGlassView() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    ui.error.set(None);
+    let queue = RwSignal::new(None::<BreakGlassQueue>);
+    let pending_only = RwSignal::new(true);
+    load(ui, queue, true);
+    let show = move |pending: bool| {
+        pending_only.set(pending);
+        load(ui, queue, pending);
+    };
+    view! {
+        <div class="card wide" id="admin-break-glass">
+            <div class="title-row">
+                <h1>"Break-glass reviews"</h1>
+                <nav class="tabs">
+                    <button id="break-glass-pending" class:active=move || pending_only.get()
+                        on:click=move |_| show(true)>"Waiting for review"</button>
+                    <button id="break-glass-all" class:active=move || !pending_only.get()
+                        on:click=move |_| show(false)>"All"</button>
+                </nav>
+            </div>
+            {move || match queue.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(q) if q.grants.is_empty() => view! {
+                    <p class="muted" id="break-glass-empty">"No break-glass access waits for review."</p>
+                }.into_any(),
+                Some(q) => view! {
+                    <table class="devices" id="break-glass-list">
+                        <thead><tr>
+                            <th>"Clinician"</th><th>"Patient id"</th><th>"Reason"</th>
+                            <th>"Opened"</th><th>"Events"</th><th>"Review"</th>
+                        </tr></thead>
+                        <tbody>
+                            {q.grants.into_iter().map(|g| view! {
+                                <GrantRow g queue pending_only/>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[component]
+fn GrantRow(
+    g: BreakGlassReview,
+    queue: RwSignal<Option<BreakGlassQueue>>,
+    pending_only: RwSignal<bool>,
+) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let note = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let grant_id = g.grant.grant_id;
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if note.get_untracked().trim().is_empty() {
+            ui.error
+                .set(Some("Write what you checked before acknowledging.".into()));
+            return;
+        }
+        busy.set(true);
+        ui.error.set(None);
+        let args = ReviewArgs {
+            grant_id: grant_id.to_string(),
+            note: note.get_untracked(),
+        };
+        spawn_local(async move {
+            match crate::bridge::call::<_, ()>("review_break_glass", &args).await {
+                Ok(()) => load(ui, queue, pending_only.get_untracked()),
+                Err(e) => ui.fail(&e),
+            }
+            busy.set(false);
+        });
+    };
+    let reviewed = g.reviewed.is_some();
+    let review = match g.reviewed {
+        Some(r) => view! {
+            <span>{format!("Acknowledged {}: {}", local_date_time_ms(r.reviewed_at_ms), r.note)}</span>
+        }
+        .into_any(),
+        None => view! {
+            <form class="review-form" on:submit=submit>
+                <input class="review-note" placeholder="What you checked" maxlength=REVIEW_NOTE_MAX.to_string()
+                    prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
+                <button type="submit" class="acknowledge" disabled=move || busy.get()>"Acknowledge"</button>
+            </form>
+        }
+        .into_any(),
+    };
+    view! {
+        <tr class:reviewed=reviewed data-grant-id=grant_id.to_string()>
+            <td>{g.display_name}<br/><span class="muted">{g.username}</span></td>
+            <td class="patient-id"><code>{g.grant.patient_id.to_string()}</code></td>
+            <td>{g.grant.reason_code.label()}<br/><span class="muted">{g.grant.reason_text.expose().clone()}</span></td>
+            <td>{local_date_time_ms(g.grant.granted_at_ms)}</td>
+            <td>{g.events_during}</td>
+            <td>{review}</td>
+        </tr>
+    }
+}
