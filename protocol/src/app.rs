@@ -19,6 +19,9 @@ pub enum Phase {
     SecondFactor,
     /// The password was right; the user has no second factor yet and sets one up now.
     SetUpSecondFactor,
+    /// The password was a first password someone else chose (an admin, the operator): the
+    /// user chooses their own now, then the second factor.
+    ChooseNewPassword,
     /// A user is signed in and the cache is open.
     Unlocked,
     /// A user's session is locked: cache closed, keys dropped, password needed.

@@ -19,6 +19,23 @@ pub enum LoginStep {
     /// The user has no second factor yet (first sign-in, or after an admin reset):
     /// set one up with the ticket before any session is issued.
     SetUpSecondFactor(MfaTicket),
+    /// The password was chosen by someone else (an admin creating the user, the operator
+    /// provisioning a clinic): choose one's own with the ticket, then the second factor.
+    ChooseNewPassword(MfaTicket),
+}
+
+/// A login ticket and the password the user chose to replace a first password.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FirstPassword {
+    pub ticket: String,
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for FirstPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FirstPassword(<redacted>)")
+    }
 }
 
 /// A short-lived, single-user, single-device ticket for the second step of a login.

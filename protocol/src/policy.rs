@@ -85,6 +85,9 @@ pub enum Access {
     /// Proven by the registered, non-revoked device key's signature on every item of the
     /// body (audit batches, which a locked app keeps sending without a user session).
     DeviceSigned,
+    /// A live operator credential (the hosting organisation's automation, not a clinic
+    /// user): provisioning clinics. Created and revoked on the server's console.
+    Operator,
     /// A live session whose role holds the permission.
     Session(Permission),
     /// A live session of any role (e.g. ending it).
@@ -141,9 +144,11 @@ const fn phi_rule(
 pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/healthz", Access::Public),
     rule("GET", "/openapi.json", Access::Public),
+    rule("POST", "/v1/clinics", Access::Operator),
     rule("POST", "/v1/devices/enroll", Access::EnrollmentCode),
     rule("POST", "/v1/auth/challenge", Access::Public),
     rule("POST", "/v1/auth/login", Access::DeviceAndPassword),
+    rule("POST", "/v1/auth/password/first", Access::MfaTicket),
     rule("POST", "/v1/auth/mfa/totp", Access::MfaTicket),
     rule("POST", "/v1/auth/mfa/recovery", Access::MfaTicket),
     rule("POST", "/v1/auth/mfa/webauthn/challenge", Access::MfaTicket),

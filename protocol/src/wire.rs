@@ -78,7 +78,8 @@ pub struct NewUser {
     pub display_name: String,
     pub role: Role,
     /// At least 12 characters and hard to guess (checked against breach and common-word
-    /// lists and the user's own names).
+    /// lists and the user's own names). A first password: it signs the user in once, to
+    /// choose their own, within 72 hours.
     pub password: String,
 }
 
@@ -628,5 +629,46 @@ mod tests {
             login_proof_bytes("ab", d, "c"),
             login_proof_bytes("a", d, "bc")
         );
+    }
+}
+
+/// The operator's request for a new clinic with its first admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewClinic {
+    /// Chosen by the caller, 8 to 64 letters, digits, `-` or `_`: a retry with the same key
+    /// and body answers for the same clinic (with fresh one-time codes while its admin has
+    /// not signed in); the same key with another body is a conflict.
+    pub idempotency_key: String,
+    pub clinic_name: String,
+    pub admin_username: String,
+    pub admin_display_name: String,
+}
+
+/// A provisioned clinic: what its first admin needs to start, shown once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClinicProvisioned {
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+    pub admin_user_id: Uuid,
+    pub admin_username: String,
+    /// The admin's one-time first password: it signs in once, to choose their own password
+    /// and set up a second factor, until it expires.
+    pub first_password: String,
+    /// RFC 3339, UTC.
+    pub first_password_expires_at: String,
+    /// Enrolls the clinic's first workstation.
+    pub enrollment_code: String,
+    /// RFC 3339, UTC.
+    pub enrollment_code_expires_at: String,
+}
+
+impl std::fmt::Debug for ClinicProvisioned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClinicProvisioned")
+            .field("clinic_id", &self.clinic_id)
+            .field("admin_user_id", &self.admin_user_id)
+            .finish_non_exhaustive()
     }
 }

@@ -149,6 +149,12 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::session::change_password),
         ),
         def("GET", "/v1/users", get(routes::users::list)),
+        def("POST", "/v1/clinics", post(routes::clinics::provision)),
+        def(
+            "POST",
+            "/v1/auth/password/first",
+            post(routes::session::first_password),
+        ),
         def("POST", "/v1/users", post(routes::users::create)),
         def(
             "POST",

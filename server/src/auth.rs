@@ -121,6 +121,10 @@ pub async fn authorize(
         | Access::DeviceAndPassword
         | Access::MfaTicket
         | Access::DeviceSigned => {}
+        Access::Operator => {
+            let operator = operator_principal(&state, &bearer_token_hash(&request)?).await?;
+            request.extensions_mut().insert(operator);
+        }
         Access::AnySession => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
             request.extensions_mut().insert(principal);
@@ -132,6 +136,40 @@ pub async fn authorize(
         }
     }
     Ok(next.run(request).await)
+}
+
+/// A request made with a live operator token (`Access::Operator`).
+#[derive(Debug, Clone, Copy)]
+pub struct OperatorCaller {
+    pub token_id: Uuid,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OperatorCaller {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<OperatorCaller>()
+            .copied()
+            .ok_or(ServerError::Unauthenticated)
+    }
+}
+
+async fn operator_principal(
+    state: &AppState,
+    token_hash: &str,
+) -> Result<OperatorCaller, ServerError> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM operator_tokens WHERE token_hash = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(state.store.pool())
+    .await?;
+    let id = id.ok_or(ServerError::Unauthenticated)?;
+    Ok(OperatorCaller {
+        token_id: crate::store::parse_uuid(&id)?,
+    })
 }
 
 fn require(principal: &Principal, permission: Permission) -> Result<(), ServerError> {

@@ -98,7 +98,7 @@ impl ServerError {
         }
     }
 
-    fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<&'static str> {
         match self {
             ServerError::WeakPassword => Some("password"),
             ServerError::BadRequest { field }

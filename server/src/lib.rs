@@ -16,6 +16,7 @@ pub mod mfa;
 pub mod openapi;
 pub mod operator;
 pub mod passwords;
+pub mod provisioning;
 pub mod random;
 pub mod routes;
 pub mod seed;

@@ -48,6 +48,25 @@ async fn open_state(data_dir: &std::path::Path) -> anyhow::Result<AppState> {
 }
 
 #[derive(Subcommand)]
+enum OperatorTokenCommand {
+    /// Create a token and print it once (the server keeps only its hash).
+    Create {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Who or what uses it, e.g. "onboarding service".
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve the API over TLS (1.2 and 1.3 only).
     Serve {
@@ -94,6 +113,31 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long)]
         device: uuid::Uuid,
+    },
+    /// Create a clinic with its first admin (who signs in once with the printed one-time
+    /// password to choose their own and set up a second factor) and an enrollment code for
+    /// its first workstation. Retrying with the same --idempotency-key answers for the same
+    /// clinic, with fresh codes.
+    ProvisionClinic {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_username: String,
+        #[arg(long)]
+        admin_display_name: String,
+        /// 8 to 64 letters, digits, '-' or '_' (default: a new random key).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Print the answer as JSON (for scripts and tests).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operator credentials for POST /v1/clinics (self-serve onboarding).
+    OperatorToken {
+        #[command(subcommand)]
+        command: OperatorTokenCommand,
     },
     /// The audit trail: verify it, search it.
     Audit {
@@ -354,6 +398,86 @@ async fn main() -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "revoked {device}")?;
             Ok(())
         }
+        Command::ProvisionClinic {
+            data_dir,
+            name,
+            admin_username,
+            admin_display_name,
+            idempotency_key,
+            json,
+        } => {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            let state = open_state(&data_dir).await?;
+            let new = clinicdesk_protocol::wire::NewClinic {
+                idempotency_key: idempotency_key
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+                clinic_name: name,
+                admin_username,
+                admin_display_name,
+            };
+            let console = clinicdesk_protocol::audit::RequestSeen {
+                client_ip: "console".into(),
+                user_agent: "clinicdesk-server provision-clinic".into(),
+                session_device_id: None,
+            };
+            let (done, created) = clinicdesk_server::provisioning::provision(&state, &new, console)
+                .await
+                .map_err(|e| match e.field() {
+                    Some(field) => {
+                        anyhow::anyhow!("provisioning refused: {} ({field})", e.code().as_str())
+                    }
+                    None => anyhow::anyhow!("provisioning failed: {}", e.code().as_str()),
+                })?;
+            let mut out = std::io::stdout();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &done)?;
+                writeln!(out)?;
+            } else {
+                let verb = if created {
+                    "Created"
+                } else {
+                    "Already provisioned (codes replaced)"
+                };
+                writeln!(out, "{verb}: {} ({})", done.clinic_name, done.clinic_id)?;
+                writeln!(
+                    out,
+                    "First admin: {} — one-time password {} (until {})",
+                    done.admin_username, done.first_password, done.first_password_expires_at
+                )?;
+                writeln!(
+                    out,
+                    "Enrollment code for the first workstation: {} (until {})",
+                    done.enrollment_code, done.enrollment_code_expires_at
+                )?;
+                writeln!(out, "Idempotency key: {}", new.idempotency_key)?;
+            }
+            Ok(())
+        }
+        Command::OperatorToken { command } => match command {
+            OperatorTokenCommand::Create { data_dir, name } => {
+                let store = open_store(&data_dir).await?;
+                let (id, token) = operator::create_operator_token(&store, &SystemClock, &name)
+                    .await
+                    .context("creating the operator token")?;
+                writeln!(
+                    std::io::stdout(),
+                    "id {id}\ntoken {token}\n(shown once; the server keeps only its hash)"
+                )?;
+                Ok(())
+            }
+            OperatorTokenCommand::Revoke { data_dir, id } => {
+                let store = open_store(&data_dir).await?;
+                if !operator::revoke_operator_token(&store, &SystemClock, id)
+                    .await
+                    .context("revoking the operator token")?
+                {
+                    anyhow::bail!("no live operator token {id}");
+                }
+                writeln!(std::io::stdout(), "revoked {id}")?;
+                Ok(())
+            }
+        },
         Command::Audit { command } => audit_command(command).await,
     }
 }

@@ -15,6 +15,10 @@ impl Modify for SessionAuth {
             "session",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "operator",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -32,6 +36,8 @@ impl Modify for SessionAuth {
         routes::session::login,
         routes::session::logout,
         routes::session::change_password,
+        routes::session::first_password,
+        routes::clinics::provision,
         routes::mfa::verify_totp,
         routes::mfa::verify_recovery_code,
         routes::mfa::webauthn_challenge,

@@ -88,3 +88,45 @@ pub async fn patient_access_report(
     let scope = ClinicScope::provisioning(clinic_id);
     crate::audit::report::patient_access_report(state, &scope, patient_id, from_ms, to_ms).await
 }
+
+/// A new operator credential for `POST /v1/clinics`, shown once: the server keeps only its
+/// hash. Returns the token's id (for revocation) and the token.
+pub async fn create_operator_token(
+    store: &Store,
+    clock: &dyn Clock,
+    name: &str,
+) -> Result<(Uuid, String), ServerError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err(ServerError::BadRequest { field: "name" });
+    }
+    let id = Uuid::now_v7();
+    let token = crate::random::token()?;
+    sqlx::query(
+        "INSERT INTO operator_tokens (id, name, token_hash, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(name)
+    .bind(crate::random::hash_secret(&token))
+    .bind(clock.now_ms())
+    .execute(store.pool())
+    .await?;
+    tracing::info!(token_id = %id, "operator token created");
+    Ok((id, token))
+}
+
+/// Revokes an operator credential; false if there is no such live token.
+pub async fn revoke_operator_token(
+    store: &Store,
+    clock: &dyn Clock,
+    id: Uuid,
+) -> Result<bool, ServerError> {
+    let done = sqlx::query(
+        "UPDATE operator_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(clock.now_ms())
+    .bind(id.to_string())
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

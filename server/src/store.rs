@@ -108,6 +108,10 @@ pub struct Credentials {
     pub info: UserInfo,
     pub password_hash: String,
     pub active: bool,
+    /// The password was chosen by someone else: it works once, to choose one's own.
+    pub must_change_password: bool,
+    /// When a first password stops working (`None`: never).
+    pub password_expires_at_ms: Option<i64>,
 }
 
 /// A live session looked up by token hash.
@@ -432,8 +436,9 @@ impl Store {
         username: &str,
     ) -> Result<Option<Credentials>, ServerError> {
         let row = sqlx::query(
-            "SELECT id, display_name, role, password_hash, active FROM users
-             WHERE clinic_id = $1 AND username = $2",
+            "SELECT id, display_name, role, password_hash, active, must_change_password,
+                    password_expires_at_ms
+             FROM users WHERE clinic_id = $1 AND username = $2",
         )
         .bind(clinic_id.to_string())
         .bind(username)
@@ -450,6 +455,8 @@ impl Store {
             },
             password_hash: row.get(3),
             active: flag(&row, 4)?,
+            must_change_password: flag(&row, 5)?,
+            password_expires_at_ms: row.get(6),
         }))
     }
 

@@ -47,33 +47,49 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>
 
 /// A username is 3 to 40 of `a-z 0-9 . _ -`; a display name 1 to 80 printable characters.
 pub fn validate(new: &NewUser) -> Result<(), ServerError> {
-    let username_ok = (3..=40).contains(&new.username.len())
-        && new
-            .username
+    validate_username(&new.username, "username")?;
+    validate_display_name(&new.display_name, "display_name")
+}
+
+/// 3 to 40 lowercase letters, digits, `.`, `_` or `-`.
+pub fn validate_username(username: &str, field: &'static str) -> Result<(), ServerError> {
+    let ok = (3..=40).contains(&username.len())
+        && username
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if !username_ok {
-        return Err(ServerError::BadRequest { field: "username" });
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::BadRequest { field })
     }
-    let name = new.display_name.trim();
+}
+
+/// Not blank, at most 80 characters, no control characters.
+pub fn validate_display_name(name: &str, field: &'static str) -> Result<(), ServerError> {
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
-        return Err(ServerError::BadRequest {
-            field: "display_name",
-        });
+        return Err(ServerError::BadRequest { field });
     }
     Ok(())
 }
 
+/// How long a first password (chosen by an admin or the operator) works: 72 hours.
+pub const FIRST_PASSWORD_TTL_MS: i64 = 72 * 60 * 60 * 1000;
+
+/// Adds a user whose password someone else chose: it signs them in once, to choose their
+/// own, until `first_password_expires_at_ms`.
 pub async fn insert(
     conn: &mut AnyConnection,
     scope: &ClinicScope,
     new: &NewUser,
     password_hash: &str,
+    first_password_expires_at_ms: i64,
 ) -> Result<UserSummary, ServerError> {
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
-        "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash,
+                            must_change_password, password_expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
     )
     .bind(id.to_string())
     .bind(scope.clinic_id().to_string())
@@ -81,6 +97,7 @@ pub async fn insert(
     .bind(new.display_name.trim())
     .bind(new.role.as_str())
     .bind(password_hash)
+    .bind(first_password_expires_at_ms)
     .execute(conn)
     .await;
     match inserted {
@@ -145,12 +162,16 @@ pub async fn set_password(
     password_hash: &str,
     now_ms: i64,
 ) -> Result<(), ServerError> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND clinic_id = $3")
-        .bind(password_hash)
-        .bind(user_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, must_change_password = 0,
+                          password_expires_at_ms = NULL
+         WHERE id = $2 AND clinic_id = $3",
+    )
+    .bind(password_hash)
+    .bind(user_id.to_string())
+    .bind(scope.clinic_id().to_string())
+    .execute(&mut *conn)
+    .await?;
     end_sessions(conn, user_id, now_ms).await
 }
 

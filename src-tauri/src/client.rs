@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use clinicdesk_protocol::mfa::{LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup};
+use clinicdesk_protocol::mfa::{
+    FirstPassword, LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup,
+};
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
     BreakGlassRequest, ChallengeRequest, ChallengeResponse, DeviceList, EnrollRequest,
@@ -122,6 +124,11 @@ impl ServerClient {
             CodeMethod::RecoveryCode => "/v1/auth/mfa/recovery",
         };
         self.post(path, None, req).await
+    }
+
+    /// Replaces a first password with the user's own; answers the second-factor step.
+    pub async fn first_password(&self, req: &FirstPassword) -> Result<LoginStep, AppError> {
+        self.post("/v1/auth/password/first", None, req).await
     }
 
     pub async fn start_totp_setup(&self, req: &MfaTicketRequest) -> Result<TotpSetup, AppError> {

@@ -130,6 +130,14 @@ async fn open_patient(core: State<'_, AppCore>, patient_id: String) -> CommandRe
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn choose_new_password(
+    core: State<'_, AppCore>,
+    new_password: String,
+) -> CommandResult<AppStatus> {
+    core.0.choose_new_password(&new_password).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn break_glass(
     core: State<'_, AppCore>,
     patient_id: String,
@@ -245,6 +253,7 @@ pub fn run() -> Result<(), tauri::Error> {
             enroll,
             sign_in,
             submit_second_factor,
+            choose_new_password,
             start_totp_setup,
             confirm_totp_setup,
             cancel_sign_in,

@@ -514,6 +514,25 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         1
     );
 
+    // 11. The user the admin added signs in with the admin's password, which works once:
+    //     they choose their own before setting up a second factor.
+    click(&client, "switch-user").await;
+    type_into(&client, "login-username", "jo.billing").await;
+    type_into(&client, "login-password", "violet-canoe-marble-47").await;
+    click(&client, "login-submit").await;
+    wait_for(
+        &client,
+        Locator::Id("choose-password"),
+        20,
+        "the choose-your-password screen",
+    )
+    .await;
+    type_into(&client, "own-password", "harbor-quill-summit-52").await;
+    type_into(&client, "own-password-repeat", "harbor-quill-summit-52").await;
+    shots.take(&client, "choose-password").await;
+    click(&client, "own-password-submit").await;
+    wait_for(&client, Locator::Id("totp-secret"), 20, "the TOTP setup").await;
+
     client.close().await.unwrap();
     drop(driver);
 }

@@ -7,6 +7,7 @@
 mod break_glass;
 mod core_flow;
 mod e2e_desktop;
+mod first_password;
 mod lifecycle;
 mod outbox_kill;
 mod transport_scan;

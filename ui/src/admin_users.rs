@@ -226,7 +226,7 @@ fn NewUserForm(users: RwSignal<Option<UserList>>) -> impl IntoView {
             <label for="new-password">"First password"</label>
             <input id="new-password" type="password" autocomplete="new-password"
                 prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
-            <p class="muted hint">"At least 12 characters and hard to guess; give it to the person in private. They set up their second factor at their first sign-in."</p>
+            <p class="muted hint">"At least 12 characters and hard to guess; give it to the person in private. It works once, within 72 hours: at their first sign-in they choose their own password, then set up their second factor."</p>
             <button id="new-user-submit" type="submit">"Add user"</button>
         </form>
     }

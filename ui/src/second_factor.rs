@@ -1,6 +1,6 @@
 //! The second step of signing in: a code from the user's authenticator app (or a recovery
 //! code), setting up the authenticator on a first sign-in, and the recovery codes shown
-//! once after that.
+//! once after that; before them, choosing one's own password when someone else set it.
 
 use clinicdesk_protocol::app::SecondFactorSetUp;
 use clinicdesk_protocol::mfa::{MfaMethod, TotpSetup};
@@ -198,6 +198,61 @@ pub fn RecoveryCodesScreen(codes: Vec<String>) -> impl IntoView {
             <button id="recovery-codes-done" on:click=move |_| ui.recovery_codes.set(None)>
                 "I have saved them"
             </button>
+        </div>
+    }
+}
+
+#[derive(Serialize)]
+struct NewPasswordArgs {
+    new_password: String,
+}
+
+/// A first sign-in with a password someone else chose (an admin, or the operator for a new
+/// clinic's first admin): the user chooses their own before the second factor.
+#[component]
+pub fn ChooseNewPasswordScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let password = RwSignal::new(String::new());
+    let repeat = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let first = NodeRef::new();
+    focus_on_mount(first);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if password.get_untracked() != repeat.get_untracked() {
+            ui.error.set(Some(
+                "The two passwords differ. Type the same one twice.".into(),
+            ));
+            return;
+        }
+        let args = NewPasswordArgs {
+            new_password: password.get_untracked(),
+        };
+        password.set(String::new());
+        repeat.set(String::new());
+        submit_command(ui, busy, "choose_new_password", args);
+    };
+    view! {
+        <div class="card narrow" id="choose-password">
+            <h1>"Choose your password"</h1>
+            <p class="lead">
+                "The password you signed in with was set for you and works only this once. "
+                "Choose your own: at least 12 characters, not a common password, not your name. "
+                "A passphrase of a few unrelated words works well."
+            </p>
+            <form on:submit=submit>
+                <label for="own-password">"New password"</label>
+                <input id="own-password" type="password" autocomplete="new-password" node_ref=first
+                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
+                <label for="own-password-repeat">"New password again"</label>
+                <input id="own-password-repeat" type="password" autocomplete="new-password"
+                    prop:value=move || repeat.get() on:input=move |ev| repeat.set(event_target_value(&ev))/>
+                <button id="own-password-submit" type="submit" disabled=move || busy.get()>
+                    {move || if busy.get() { "Saving…" } else { "Save and continue" }}
+                </button>
+            </form>
+            <button class="link" id="cancel-sign-in" on:click=move |_| change_phase(ui, "cancel_sign_in")>"Cancel"</button>
+            <ErrorLine/>
         </div>
     }
 }

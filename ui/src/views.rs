@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use crate::admin::AdminWorkspace;
 use crate::bridge::{NoArgs, call, explain, on_event};
-use crate::second_factor::{RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen};
+use crate::second_factor::{
+    ChooseNewPasswordScreen, RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen,
+};
 
 /// The event the core emits when it locks by itself.
 const LOCKED_EVENT: &str = "clinicdesk://locked";
@@ -145,6 +147,9 @@ pub fn App() -> impl IntoView {
                     Some(Phase::SecondFactor) => view! { <SecondFactorScreen/> }.into_any(),
                     Some(Phase::SetUpSecondFactor) => {
                         view! { <SetUpSecondFactorScreen/> }.into_any()
+                    }
+                    Some(Phase::ChooseNewPassword) => {
+                        view! { <ChooseNewPasswordScreen/> }.into_any()
                     }
                     Some(Phase::Locked) => view! { <LockScreen/> }.into_any(),
                     Some(Phase::Unlocked) if is_admin() => view! { <AdminWorkspace/> }.into_any(),
@@ -468,7 +473,9 @@ fn date_time_text(date: &js_sys::Date) -> String {
 
 /// `YYYY-MM-DD HH:MM` in the workstation's time zone.
 pub(crate) fn local_date_time(rfc3339: &str) -> String {
-    date_time_text(&js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339)))
+    date_time_text(&js_sys::Date::new(&wasm_bindgen::JsValue::from_str(
+        rfc3339,
+    )))
 }
 
 /// `HH:MM` in the workstation's time zone.

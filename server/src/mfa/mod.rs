@@ -38,17 +38,36 @@ pub async fn ticket_for(
     user: &UserInfo,
     device_id: Uuid,
 ) -> Result<LoginStep, ServerError> {
-    let pool = state.store.pool();
-    let methods = store::methods(pool, user.user_id).await?;
+    let methods = store::methods(state.store.pool(), user.user_id).await?;
     let purpose = if methods.is_empty() {
         Purpose::Setup
     } else {
         Purpose::Verify
     };
+    issue_ticket(state, user, device_id, purpose, methods).await
+}
+
+/// The step before any second factor for a user whose password someone else chose: a
+/// ticket that only choosing their own password redeems.
+pub async fn password_ticket(
+    state: &AppState,
+    user: &UserInfo,
+    device_id: Uuid,
+) -> Result<LoginStep, ServerError> {
+    issue_ticket(state, user, device_id, Purpose::Password, Vec::new()).await
+}
+
+async fn issue_ticket(
+    state: &AppState,
+    user: &UserInfo,
+    device_id: Uuid,
+    purpose: Purpose,
+    methods: Vec<clinicdesk_protocol::mfa::MfaMethod>,
+) -> Result<LoginStep, ServerError> {
     let ticket = token()?;
     let now = state.clock.now_ms();
     store::insert_ticket(
-        pool,
+        state.store.pool(),
         &hash_secret(&ticket),
         user,
         device_id,
@@ -64,6 +83,7 @@ pub async fn ticket_for(
     Ok(match purpose {
         Purpose::Verify => LoginStep::SecondFactor(ticket),
         Purpose::Setup => LoginStep::SetUpSecondFactor(ticket),
+        Purpose::Password => LoginStep::ChooseNewPassword(ticket),
     })
 }
 

@@ -16,6 +16,8 @@ pub enum Purpose {
     Verify,
     /// Set up the user's first factor.
     Setup,
+    /// Replace a password someone else chose before any second factor step.
+    Password,
 }
 
 impl Purpose {
@@ -23,6 +25,7 @@ impl Purpose {
         match self {
             Purpose::Verify => "verify",
             Purpose::Setup => "setup",
+            Purpose::Password => "password",
         }
     }
 }
@@ -108,6 +111,7 @@ pub async fn ticket(
     let purpose = match row.get::<&str, _>(6) {
         "verify" => Purpose::Verify,
         "setup" => Purpose::Setup,
+        "password" => Purpose::Password,
         _ => return Err(ServerError::Internal("stored ticket purpose unknown")),
     };
     Ok(Some(Ticket {

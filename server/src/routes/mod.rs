@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod break_glass;
+pub mod clinics;
 pub mod devices;
 pub mod health;
 pub mod mfa;

@@ -1,13 +1,14 @@
 //! Login from an enrolled device: a server nonce signed by the device key, plus the
 //! user's password. Unknown users and wrong passwords answer the same, after the same work.
 //! A right password yields the second-factor step ([`crate::mfa`]), not a session. Also
-//! logout, and a signed-in user's password change (which ends all their sessions).
+//! logout, a signed-in user's password change (which ends all their sessions), and the
+//! first sign-in of a user whose password someone else chose: their own password first.
 
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::{AuditAction, from_hex};
-use clinicdesk_protocol::mfa::LoginStep;
+use clinicdesk_protocol::mfa::{FirstPassword, LoginStep};
 use clinicdesk_protocol::wire::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, UserInfo,
     login_proof_bytes,
@@ -18,8 +19,9 @@ use super::Body;
 use crate::app::AppState;
 use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
-use crate::auth::{Authenticated, live_device};
+use crate::auth::{Authenticated, ClinicScope, live_device};
 use crate::error::ServerError;
+use crate::mfa::store::Purpose;
 use crate::passwords;
 use crate::random::{hash_secret, token};
 use crate::throttle;
@@ -94,13 +96,24 @@ pub async fn login(
         tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_hash))
             .await
             .map_err(|_| ServerError::Internal("password check task"))??;
-    let user = match credentials {
-        Some(c) if password_ok && c.active => c.info,
+    // An expired first password answers exactly as a wrong one.
+    let first_password_live =
+        |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
+    let (user, must_change_password) = match credentials {
+        Some(c) if password_ok && c.active && first_password_live(&c) => {
+            (c.info, c.must_change_password)
+        }
         _ => {
             throttle::fail(&state, &attempts).await?;
             return Err(ServerError::InvalidCredentials);
         }
     };
+    if must_change_password {
+        tracing::info!(user_id = %user.user_id, "first password accepted; own password next");
+        return Ok(Json(
+            crate::mfa::password_ticket(&state, &user, device.id).await?,
+        ));
+    }
 
     if let Some(grant) = &req.mfa_grant
         && crate::mfa::store::grant_valid(
@@ -184,40 +197,15 @@ pub async fn change_password(
     // A stolen session must not become a way to guess the password.
     let attempts = [throttle::Key::account(user.clinic_id, &user.username)];
     throttle::check(&state, &attempts).await?;
-    let stored = state
-        .store
-        .credentials(user.clinic_id, &user.username)
-        .await?
-        .ok_or(ServerError::Unauthenticated)?
-        .password_hash;
-    let current = req.current_password.clone();
-    let current_ok = tokio::task::spawn_blocking(move || passwords::verify(&current, &stored))
-        .await
-        .map_err(|_| ServerError::Internal("password check task"))??;
+    let current_ok = matches_stored(&state, user, &req.current_password).await?;
     if !current_ok {
         throttle::fail(&state, &attempts).await?;
         return Err(ServerError::InvalidCredentials);
     }
-    let clinic_name = state
-        .store
-        .clinic_name(user.clinic_id)
-        .await?
-        .unwrap_or_default();
-    let context = [
-        user.username.as_str(),
-        user.display_name.as_str(),
-        clinic_name.as_str(),
-        req.current_password.as_str(),
-    ];
-    if req.new_password == req.current_password
-        || !passwords::acceptable(&req.new_password, &context)
-    {
+    if req.new_password == req.current_password {
         return Err(ServerError::WeakPassword);
     }
-    let new = req.new_password;
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&new))
-        .await
-        .map_err(|_| ServerError::Internal("password hash task"))??;
+    let hash = new_password_hash(&state, user, req.new_password, &[&req.current_password]).await?;
     let mut tx = state.store.pool().begin().await?;
     crate::users::set_password(
         &mut tx,
@@ -239,4 +227,87 @@ pub async fn change_password(
     tx.commit().await?;
     tracing::info!(user_id = %user.user_id, "password changed; sessions ended");
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/auth/password/first", request_body = FirstPassword,
+    responses((status = 200, body = LoginStep, description = "The second-factor step"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 429, body = ApiError)))]
+#[tracing::instrument(skip_all)]
+pub async fn first_password(
+    State(state): State<AppState>,
+    seen: Seen,
+    Body(req): Body<FirstPassword>,
+) -> Result<Json<LoginStep>, ServerError> {
+    let ticket = crate::mfa::live_ticket(&state, &req.ticket, Purpose::Password).await?;
+    let user = &ticket.user;
+    if matches_stored(&state, user, &req.new_password).await? {
+        return Err(ServerError::WeakPassword);
+    }
+    let hash = new_password_hash(&state, user, req.new_password, &[]).await?;
+    let scope = ClinicScope::of_mfa_ticket(&ticket);
+    let mut tx = state.store.pool().begin().await?;
+    if !crate::mfa::store::consume_ticket(&mut tx, &ticket.hash).await? {
+        return Err(ServerError::InvalidSecondFactor);
+    }
+    crate::users::set_password(&mut tx, &scope, user.user_id, &hash, state.clock.now_ms()).await?;
+    let event = security_event(
+        user,
+        AuditAction::PasswordChanged,
+        "User",
+        user.user_id.to_string(),
+        "first_password",
+        seen.for_session(ticket.device_id),
+    );
+    server_chain::record_in(&mut tx, &state, &scope, vec![event]).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.user_id, "first password replaced; second factor next");
+    Ok(Json(
+        crate::mfa::ticket_for(&state, user, ticket.device_id).await?,
+    ))
+}
+
+/// Whether `password` is the user's stored one (argon2id, off the async threads).
+async fn matches_stored(
+    state: &AppState,
+    user: &UserInfo,
+    password: &str,
+) -> Result<bool, ServerError> {
+    let stored = state
+        .store
+        .credentials(user.clinic_id, &user.username)
+        .await?
+        .ok_or(ServerError::Unauthenticated)?
+        .password_hash;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || passwords::verify(&password, &stored))
+        .await
+        .map_err(|_| ServerError::Internal("password check task"))?
+}
+
+/// The argon2id hash of a new password, or `weak_password` when it is easy to guess for
+/// this user (their names, their clinic's, anything in `also_avoid`).
+async fn new_password_hash(
+    state: &AppState,
+    user: &UserInfo,
+    new: String,
+    also_avoid: &[&str],
+) -> Result<String, ServerError> {
+    let clinic_name = state
+        .store
+        .clinic_name(user.clinic_id)
+        .await?
+        .unwrap_or_default();
+    let mut context = vec![
+        user.username.as_str(),
+        user.display_name.as_str(),
+        clinic_name.as_str(),
+    ];
+    context.extend_from_slice(also_avoid);
+    if !passwords::acceptable(&new, &context) {
+        return Err(ServerError::WeakPassword);
+    }
+    tokio::task::spawn_blocking(move || passwords::hash(&new))
+        .await
+        .map_err(|_| ServerError::Internal("password hash task"))?
 }

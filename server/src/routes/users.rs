@@ -62,7 +62,8 @@ pub async fn create(
         .map_err(|_| ServerError::Internal("password hash task"))??;
     let admin = &auth.principal.user;
     let mut tx = state.store.pool().begin().await?;
-    let created = users::insert(&mut tx, auth.scope(), &new, &hash).await?;
+    let expires = state.clock.now_ms() + users::FIRST_PASSWORD_TTL_MS;
+    let created = users::insert(&mut tx, auth.scope(), &new, &hash, expires).await?;
     let event = security_event(
         admin,
         AuditAction::UserCreated,

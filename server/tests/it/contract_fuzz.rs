@@ -50,9 +50,23 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
         tokens.push((user, l.session_token));
     }
     let billing = device
-        .login(&server, "fuzz.billing", "correct horse battery staple fuzz")
+        .first_login(
+            &server,
+            "fuzz.billing",
+            "correct horse battery staple fuzz",
+            "saffron-glacier-tundra-19",
+        )
         .await;
     tokens.push(("billing", billing.session_token));
+    // The operator, whose one route (provisioning) answers 200, 201, 400 or 409.
+    let (_, operator) = clinicdesk_server::operator::create_operator_token(
+        &server.store,
+        &server.clock,
+        "schemathesis",
+    )
+    .await
+    .unwrap();
+    tokens.push(("operator", operator));
     tokens.push(("nobody", String::new()));
 
     let work = tempfile::tempdir().unwrap();

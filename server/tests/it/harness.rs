@@ -394,7 +394,40 @@ impl TestDevice {
                 serde_json::from_value(body).unwrap()
             }
             LoginStep::SetUpSecondFactor(t) => self.set_up_totp(server, user, &t.ticket).await,
+            LoginStep::ChooseNewPassword(_) => {
+                panic!("{user} has a first password: use first_login")
+            }
         }
+    }
+
+    /// A first sign-in with a password someone else chose: the server asks for the user's
+    /// own (`new_password`) before the second factor, which is then set up.
+    pub async fn first_login(
+        &self,
+        server: &TestServer,
+        user: &str,
+        first_password: &str,
+        new_password: &str,
+    ) -> LoginResponse {
+        let (status, body) = self.try_login(server, user, first_password).await;
+        assert_eq!(status, 200, "{body}");
+        let LoginStep::ChooseNewPassword(t) = serde_json::from_value::<LoginStep>(body).unwrap()
+        else {
+            panic!("{user} was not asked to choose a password");
+        };
+        let (status, body) = server
+            .post(
+                "/v1/auth/password/first",
+                None,
+                json!({ "ticket": t.ticket, "new_password": new_password }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let LoginStep::SetUpSecondFactor(t) = serde_json::from_value::<LoginStep>(body).unwrap()
+        else {
+            panic!("a new user's next step is setting up a second factor");
+        };
+        self.set_up_totp(server, user, &t.ticket).await
     }
 
     /// Sets up TOTP with a setup ticket, as the user's authenticator app would.

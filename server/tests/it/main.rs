@@ -14,6 +14,7 @@ mod harness;
 mod isolation;
 mod mfa;
 mod phi_access;
+mod provisioning;
 mod scale_out;
 mod tamper;
 mod throttle;

@@ -37,6 +37,7 @@ fn ticket_of(step: LoginStep) -> MfaTicket {
     match step {
         LoginStep::SecondFactor(t) | LoginStep::SetUpSecondFactor(t) => t,
         LoginStep::SignedIn(_) => panic!("signed in without a second factor"),
+        LoginStep::ChooseNewPassword(_) => panic!("seeded users have their own passwords"),
     }
 }
 

@@ -81,8 +81,11 @@ async fn admins_create_users_with_strong_passwords_only() {
         .await;
     assert_eq!(status, 403);
 
-    // The new user signs in, setting up a second factor, and shows up with it.
-    let login = device.login(&server, "jo.billing", STRONG).await;
+    // The new user signs in once with the admin's password to choose their own, sets up
+    // a second factor, and shows up with it.
+    let login = device
+        .first_login(&server, "jo.billing", STRONG, "quartz-lantern-orbit-92")
+        .await;
     assert_eq!(login.user.role, Role::Billing);
     let listed = users(&server, &admin.session_token).await;
     let jo = listed.iter().find(|u| u.username == "jo.billing").unwrap();

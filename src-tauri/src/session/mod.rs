@@ -43,6 +43,8 @@ mod admin;
 mod break_glass;
 mod second_factor;
 
+use second_factor::Stage;
+
 /// The most events sent in one upload.
 const UPLOAD_BATCH: usize = 100;
 /// How far behind the latest time a cache has seen the clock may be (small corrections
@@ -440,11 +442,15 @@ impl Core {
             }
             Ok(LoginStep::SecondFactor(ticket)) => {
                 drop(local);
-                self.await_second_factor(username, password, opening, ticket, false)
+                self.await_second_factor(username, password, opening, ticket, Stage::Verify)
             }
             Ok(LoginStep::SetUpSecondFactor(ticket)) => {
                 drop(local);
-                self.await_second_factor(username, password, opening, ticket, true)
+                self.await_second_factor(username, password, opening, ticket, Stage::SetUp)
+            }
+            Ok(LoginStep::ChooseNewPassword(ticket)) => {
+                drop(local);
+                self.await_second_factor(username, password, opening, ticket, Stage::ChoosePassword)
             }
             Err(AppError::Unreachable) => {
                 let mut cache = match local {

@@ -1,6 +1,7 @@
 //! The second step of an online sign-in or unlock: after the server accepted the password
 //! it holds a ticket until the user proves a second factor (a TOTP code or a recovery code)
-//! or sets up their first one. Until then no session, no cache and no PHI.
+//! or sets up their first one; a user whose password someone else chose first chooses
+//! their own. Until then no session, no cache and no PHI.
 //!
 //! The password waits here (in a `SecretString`, zeroized on drop) because the user's cache
 //! opens with it once the server grants the session; the wait ends with the ticket's
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{AppStatus, Phase, SecondFactorSetUp};
-use clinicdesk_protocol::mfa::{MfaCode, MfaMethod, MfaTicket, MfaTicketRequest, TotpSetup};
+use clinicdesk_protocol::mfa::{
+    FirstPassword, LoginStep, MfaCode, MfaMethod, MfaTicket, MfaTicketRequest, TotpSetup,
+};
 use clinicdesk_protocol::wire::LoginResponse;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -19,12 +22,23 @@ use crate::client::CodeMethod;
 use crate::device::DeviceKey;
 use crate::error::AppError;
 
+/// Which step the waiting sign-in is at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// The password was chosen by someone else: the user chooses their own first.
+    ChoosePassword,
+    /// The user has no second factor yet and sets one up.
+    SetUp,
+    /// The user proves one of their second factors.
+    Verify,
+}
+
 pub(super) struct Pending {
     username: String,
     password: SecretString,
     ticket: SecretString,
     opening: Opening,
-    setup: bool,
+    stage: Stage,
     methods: Vec<MfaMethod>,
     expires: Instant,
 }
@@ -36,12 +50,10 @@ impl Pending {
 
     /// The phase and methods the UI shows while this waits.
     pub(super) fn phase(&self) -> Option<(Phase, Vec<MfaMethod>)> {
-        self.live().then(|| {
-            if self.setup {
-                (Phase::SetUpSecondFactor, Vec::new())
-            } else {
-                (Phase::SecondFactor, self.methods.clone())
-            }
+        self.live().then(|| match self.stage {
+            Stage::ChoosePassword => (Phase::ChooseNewPassword, Vec::new()),
+            Stage::SetUp => (Phase::SetUpSecondFactor, Vec::new()),
+            Stage::Verify => (Phase::SecondFactor, self.methods.clone()),
         })
     }
 }
@@ -61,24 +73,24 @@ impl Core {
         password: &str,
         opening: Opening,
         ticket: MfaTicket,
-        setup: bool,
+        stage: Stage,
     ) -> Result<AppStatus, AppError> {
         *guard(&self.pending) = Some(Pending {
             username: username.to_owned(),
             password: SecretString::from(password.to_owned()),
             ticket: SecretString::from(ticket.ticket),
             opening,
-            setup,
+            stage,
             methods: ticket.methods,
             expires: Instant::now() + Duration::from_secs(ticket.expires_in_secs),
         });
         Ok(self.status())
     }
 
-    fn waiting(&self, setup: bool) -> Result<Waiting, AppError> {
+    fn waiting(&self, stage: Stage) -> Result<Waiting, AppError> {
         let pending = guard(&self.pending);
         match &*pending {
-            Some(p) if p.live() && p.setup == setup => Ok(Waiting {
+            Some(p) if p.live() && p.stage == stage => Ok(Waiting {
                 username: p.username.clone(),
                 password: p.password.clone(),
                 ticket: p.ticket.expose_secret().to_owned(),
@@ -99,7 +111,7 @@ impl Core {
         if code.is_empty() {
             return Err(AppError::BadInput("code"));
         }
-        let waiting = self.waiting(false)?;
+        let waiting = self.waiting(Stage::Verify)?;
         let (_, client) = self.enrolled()?;
         let result = client
             .second_factor(
@@ -115,9 +127,42 @@ impl Core {
         self.finish(login, &waiting)
     }
 
+    /// Replaces a first password someone else chose (an admin, the operator) with the
+    /// user's own; the sign-in goes on to the second factor, and the user's cache will open
+    /// with the new password. A weak password leaves the step waiting.
+    pub async fn choose_new_password(&self, new_password: &str) -> Result<AppStatus, AppError> {
+        if new_password.is_empty() {
+            return Err(AppError::BadInput("new_password"));
+        }
+        let waiting = self.waiting(Stage::ChoosePassword)?;
+        let (_, client) = self.enrolled()?;
+        let result = client
+            .first_password(&FirstPassword {
+                ticket: waiting.ticket.clone(),
+                new_password: new_password.to_owned(),
+            })
+            .await;
+        self.note_network(&result);
+        let step = result.map_err(|e| self.on_second_factor_error(e))?;
+        let (ticket, stage) = match step {
+            LoginStep::SecondFactor(ticket) => (ticket, Stage::Verify),
+            LoginStep::SetUpSecondFactor(ticket) => (ticket, Stage::SetUp),
+            LoginStep::SignedIn(_) | LoginStep::ChooseNewPassword(_) => {
+                return Err(AppError::Internal("unexpected step after a first password"));
+            }
+        };
+        self.await_second_factor(
+            &waiting.username,
+            new_password,
+            waiting.opening,
+            ticket,
+            stage,
+        )
+    }
+
     /// A new TOTP secret for the user's authenticator app.
     pub async fn start_totp_setup(&self) -> Result<TotpSetup, AppError> {
-        let waiting = self.waiting(true)?;
+        let waiting = self.waiting(Stage::SetUp)?;
         let (_, client) = self.enrolled()?;
         let result = client
             .start_totp_setup(&MfaTicketRequest {
@@ -135,7 +180,7 @@ impl Core {
         if code.is_empty() {
             return Err(AppError::BadInput("code"));
         }
-        let waiting = self.waiting(true)?;
+        let waiting = self.waiting(Stage::SetUp)?;
         let (_, client) = self.enrolled()?;
         let result = client
             .confirm_totp_setup(&MfaCode {
@@ -175,7 +220,14 @@ impl Core {
     /// as for any request (a revoked device wipes itself).
     fn on_second_factor_error(&self, e: AppError) -> AppError {
         match &e {
-            AppError::Server(api) if api.code == ErrorCode::InvalidSecondFactor => e,
+            AppError::Server(api)
+                if matches!(
+                    api.code,
+                    ErrorCode::InvalidSecondFactor | ErrorCode::WeakPassword
+                ) =>
+            {
+                e
+            }
             _ => self.on_server_error(e),
         }
     }

@@ -1,0 +1,43 @@
+//! Self-serve onboarding for the operator: a new clinic with its first admin.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::audit::RequestSeen;
+use clinicdesk_protocol::wire::{ClinicProvisioned, NewClinic};
+
+use super::Body;
+use crate::app::AppState;
+use crate::audit::access::Seen;
+use crate::auth::OperatorCaller;
+use crate::error::ServerError;
+use crate::provisioning;
+
+#[utoipa::path(post, path = "/v1/clinics", request_body = NewClinic,
+    responses((status = 201, body = ClinicProvisioned, description = "Created"),
+        (status = 200, body = ClinicProvisioned,
+            description = "A retry with the same idempotency key: the same clinic, fresh codes"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 409, body = ApiError, description = "The key was used for another request, or the admin has signed in")),
+    security(("operator" = [])))]
+#[tracing::instrument(skip_all, fields(token_id = %operator.token_id))]
+pub async fn provision(
+    State(state): State<AppState>,
+    operator: OperatorCaller,
+    seen: Seen,
+    Body(new): Body<NewClinic>,
+) -> Result<(StatusCode, Json<ClinicProvisioned>), ServerError> {
+    let seen = RequestSeen {
+        client_ip: seen.client_ip,
+        user_agent: seen.user_agent,
+        session_device_id: None,
+    };
+    let (done, created) = provisioning::provision(&state, &new, seen).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(done)))
+}

@@ -1,0 +1,77 @@
+//! A first password from the app core against the real server process: an admin creates a
+//! user on a workstation; at their first sign-in the user must choose their own password
+//! before the second factor, and their encrypted cache is bound to the password they chose.
+
+use std::sync::Arc;
+
+use clinicdesk_app::session::Core;
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::Phase;
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::NewUser;
+use clinicdesk_tests::authenticator::pass_second_factor;
+use clinicdesk_tests::{ServerProcess, app_config, code_of};
+
+const FIRST: &str = "lilac-beacon-thimble-26";
+const OWN: &str = "granite-willow-comet-83";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_user_chooses_their_own_password_at_first_sign_in() {
+    let mut server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let core = Arc::new(
+        Core::new(
+            app_config(&server, app_dir.path(), None),
+            clinicdesk_app::clock::system(),
+        )
+        .unwrap(),
+    );
+    core.enroll(&server.seed.enrollment_code, "Front desk 2")
+        .await
+        .unwrap();
+    let admin_password = server.seed.password("admin").to_owned();
+    server
+        .sign_in(&core, "admin", &admin_password)
+        .await
+        .unwrap();
+    core.create_user(NewUser {
+        username: "riley.desk".into(),
+        display_name: "Riley Desk (synthetic)".into(),
+        role: Role::FrontDesk,
+        password: FIRST.into(),
+    })
+    .await
+    .unwrap();
+    core.switch_user();
+
+    let status = core.sign_in("riley.desk", FIRST).await.unwrap();
+    assert_eq!(status.phase, Phase::ChooseNewPassword);
+    assert_eq!(
+        code_of(core.appointments().await.unwrap_err()),
+        ErrorCode::Unauthenticated,
+        "no session before the user's own password and second factor"
+    );
+    // A weak choice is refused and the step keeps waiting.
+    let weak = core.choose_new_password("password1234").await.unwrap_err();
+    assert_eq!(code_of(weak), ErrorCode::WeakPassword);
+    assert_eq!(core.status().phase, Phase::ChooseNewPassword);
+    let status = core.choose_new_password(OWN).await.unwrap();
+    assert_eq!(status.phase, Phase::SetUpSecondFactor);
+    let status = pass_second_factor(&core, &server.authenticator, "riley.desk", status)
+        .await
+        .unwrap();
+    assert_eq!(status.phase, Phase::Unlocked);
+    core.appointments().await.unwrap();
+
+    // The cache opens with the password the user chose (offline, checked locally), not
+    // with the one the admin set.
+    core.lock();
+    server.stop();
+    assert_eq!(
+        code_of(core.unlock(FIRST).await.unwrap_err()),
+        ErrorCode::InvalidCredentials
+    );
+    let status = core.unlock(OWN).await.unwrap();
+    assert_eq!(status.phase, Phase::Unlocked);
+    assert!(status.offline_session);
+}
