@@ -198,6 +198,18 @@ impl ServerClient {
             .map(drop)
     }
 
+    /// The clinic's access review as CSV (admins).
+    pub async fn access_review_csv(&self, token: &SecretString) -> Result<Vec<u8>, AppError> {
+        let response =
+            Self::succeeded(self.request(Method::GET, "/v1/audit/access-review", Some(token)))
+                .await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|_| AppError::Internal("response body"))?;
+        Ok(body.to_vec())
+    }
+
     /// The clinic's workstations (admins).
     pub async fn devices(&self, token: &SecretString) -> Result<DeviceList, AppError> {
         Self::send(self.request(Method::GET, "/v1/devices", Some(token))).await

@@ -171,6 +171,23 @@ async fn review_break_glass(
     core.0.review_break_glass(id, note).await.map_err(api)
 }
 
+/// Saves the access review in the user's Downloads folder (Documents, or the app's data
+/// folder, if there is none) and answers the file's path.
+#[tauri::command(rename_all = "snake_case")]
+async fn export_access_review(
+    app: tauri::AppHandle,
+    core: State<'_, AppCore>,
+) -> CommandResult<String> {
+    let paths = app.path();
+    let dir = paths
+        .download_dir()
+        .or_else(|_| paths.document_dir())
+        .or_else(|_| paths.app_data_dir())
+        .map_err(|_| api(AppError::Internal("no folder to save in")))?;
+    let saved = core.0.export_access_review(&dir).await.map_err(api)?;
+    Ok(saved.display().to_string())
+}
+
 #[tauri::command(rename_all = "snake_case")]
 async fn devices(core: State<'_, AppCore>) -> CommandResult<DeviceList> {
     core.0.devices().await.map_err(api)
@@ -268,6 +285,7 @@ pub fn run() -> Result<(), tauri::Error> {
             break_glass,
             break_glass_queue,
             review_break_glass,
+            export_access_review,
             devices,
             issue_enrollment_code,
             revoke_device,

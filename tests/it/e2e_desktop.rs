@@ -473,6 +473,19 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         assert!(Instant::now() < deadline, "the reset never showed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    click(&client, "export-access-review").await;
+    let saved = wait_for(
+        &client,
+        Locator::Css("#access-review-saved code"),
+        20,
+        "the saved access review",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let csv = std::fs::read_to_string(&saved).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("jo.billing,")), "{csv}");
     shots.take(&client, "admin-users").await;
 
     // 10. The clinician's break-glass waits for review; the admin acknowledges it.

@@ -1,6 +1,7 @@
 //! A first password from the app core against the real server process: an admin creates a
 //! user on a workstation; at their first sign-in the user must choose their own password
 //! before the second factor, and their encrypted cache is bound to the password they chose.
+//! The admin's access review, saved from the app, lists them.
 
 use std::sync::Arc;
 
@@ -42,6 +43,28 @@ async fn a_new_user_chooses_their_own_password_at_first_sign_in() {
     })
     .await
     .unwrap();
+    // The admin saves the access review: the new user is listed, with no sign-in yet.
+    let downloads = tempfile::tempdir().unwrap();
+    let saved = core
+        .export_access_review(&downloads.path().join("Downloads"))
+        .await
+        .unwrap();
+    let csv = std::fs::read_to_string(&saved).unwrap();
+    assert!(
+        csv.starts_with("username,display_name,role,phi_access,status"),
+        "{csv}"
+    );
+    let riley = csv.lines().find(|l| l.starts_with("riley.desk,")).unwrap();
+    assert!(
+        riley.contains("front_desk") && riley.contains("active"),
+        "{riley}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by this OS user only");
+    }
     core.switch_user();
 
     let status = core.sign_in("riley.desk", FIRST).await.unwrap();

@@ -72,9 +72,26 @@ pub fn UsersView() -> impl IntoView {
         .get_untracked()
         .and_then(|s| s.user)
         .map(|u| u.user_id);
+    let saved = RwSignal::new(None::<String>);
+    let export = move |_| {
+        ui.error.set(None);
+        spawn_local(async move {
+            match call::<_, String>("export_access_review", &NoArgs {}).await {
+                Ok(path) => saved.set(Some(path)),
+                Err(e) => ui.fail(&e),
+            }
+        });
+    };
     view! {
         <div class="card wide" id="admin-users">
-            <h1>"Users"</h1>
+            <div class="title-row">
+                <h1>"Users"</h1>
+                <button id="export-access-review" title="Every user who can reach patient data, with role, status, second factors, workstations and last sign-in"
+                    on:click=export>"Export access review (CSV)"</button>
+            </div>
+            {move || saved.get().map(|path| view! {
+                <div class="notice" id="access-review-saved">"Access review saved to "<code>{path}</code></div>
+            })}
             {move || match users.get() {
                 None => view! { <p class="muted">"Loading the users…"</p> }.into_any(),
                 Some(list) => view! {

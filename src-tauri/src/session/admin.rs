@@ -1,5 +1,6 @@
 //! What an admin does from the app: the clinic's workstations (list, enrollment codes,
-//! revocation) and users (list, create, change role, deactivate, reset second factors).
+//! revocation), users (list, create, change role, deactivate, reset second factors) and the
+//! access review (saved as CSV: who can reach patient data, not the data itself).
 //! No PHI passes here, so nothing goes to the outbox; the server records each change on
 //! its own chain. Admin work needs the server: offline it answers `server_unreachable`.
 
@@ -70,4 +71,37 @@ impl Core {
         )
         .await
     }
+
+    /// Saves the clinic's access review as CSV in `dir` (created if missing), readable by
+    /// this OS user only, and returns the file's path.
+    pub async fn export_access_review(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<std::path::PathBuf, AppError> {
+        let csv = self
+            .online_call(|c, t| async move { c.access_review_csv(&t).await })
+            .await?;
+        let date = crate::clock::rfc3339(self.clock.now_ms());
+        let day = date.get(..10).unwrap_or("today");
+        let path = dir.join(format!("clinicdesk-access-review-{day}.csv"));
+        write_private(dir, &path, &csv)
+            .map_err(|_| AppError::Internal("saving the access review"))?;
+        Ok(path)
+    }
+}
+
+fn write_private(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
