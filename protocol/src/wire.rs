@@ -59,6 +59,10 @@ pub struct UserSummary {
     pub active: bool,
     /// The second factors set up (empty: the next sign-in sets one up).
     pub mfa: Vec<crate::mfa::MfaMethod>,
+    /// The user still signs in with a first password someone else chose, and replaces it
+    /// at that sign-in.
+    #[serde(default)]
+    pub first_password_pending: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,7 +17,8 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>
     let rows = sqlx::query(
         "SELECT u.id, u.username, u.display_name, u.role, u.active,
                 EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
-                EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id)
+                EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id),
+                u.must_change_password
          FROM users u WHERE u.clinic_id = $1
          ORDER BY u.active DESC, u.username",
     )
@@ -40,6 +41,7 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>
                 role: parse_role(r.get(3))?,
                 active: flag(r, 4)?,
                 mfa,
+                first_password_pending: flag(r, 7)?,
             })
         })
         .collect()
@@ -108,6 +110,7 @@ pub async fn insert(
             role: new.role,
             active: true,
             mfa: Vec::new(),
+            first_password_pending: true,
         }),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(ServerError::Conflict { field: "username" })

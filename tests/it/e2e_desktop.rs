@@ -440,13 +440,15 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     type_into(&client, "new-display-name", "Jo Billing (synthetic)").await;
     type_into(&client, "new-password", "violet-canoe-marble-47").await;
     click(&client, "new-user-submit").await;
-    wait_for(
+    let jo = wait_for(
         &client,
         Locator::Css("tr.user-row[data-username='jo.billing']"),
         20,
         "the new user",
     )
     .await;
+    let text = jo.text().await.unwrap();
+    assert!(text.contains("Not signed in yet"), "{text}");
     let reset = Locator::Css("tr.user-row[data-username='frontdesk'] button.reset-mfa");
     wait_for(&client, reset, 20, "the reset button")
         .await

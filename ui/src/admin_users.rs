@@ -141,6 +141,8 @@ fn UserRow(u: UserSummary, is_me: bool, users: RwSignal<Option<UserList>>) -> im
         "Security key"
     } else if u.mfa.contains(&MfaMethod::Totp) {
         "Authenticator app"
+    } else if u.first_password_pending {
+        "Not signed in yet (chooses a password, then a second factor)"
     } else {
         "Not set up (asked at next sign-in)"
     };

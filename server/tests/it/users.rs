@@ -63,6 +63,7 @@ async fn admins_create_users_with_strong_passwords_only() {
     assert_eq!(status, 201, "{body}");
     let created: UserSummary = serde_json::from_value(body).unwrap();
     assert_eq!((created.role, created.active), (Role::Billing, true));
+    assert!(created.first_password_pending);
     let (status, body) = server
         .post("/v1/users", token, new_user("jo.billing", STRONG))
         .await;
@@ -90,6 +91,7 @@ async fn admins_create_users_with_strong_passwords_only() {
     let listed = users(&server, &admin.session_token).await;
     let jo = listed.iter().find(|u| u.username == "jo.billing").unwrap();
     assert_eq!(jo.mfa, vec![MfaMethod::Totp]);
+    assert!(!jo.first_password_pending, "replaced at the first sign-in");
     assert_eq!(listed.len(), report.users.len() + 1);
     let created_events = server.events_of("user_created").await;
     assert_eq!(created_events.len(), 1);
