@@ -190,11 +190,9 @@ pub async fn queue(
     scope: &ClinicScope,
     filter: QueueFilter,
 ) -> Result<Vec<BreakGlassReview>, ServerError> {
-    let pending = match filter {
-        QueueFilter::Pending => " AND g.reviewed_at_ms IS NULL",
-        QueueFilter::All => "",
-    };
-    let sql = format!(
+    let pending_only = i64::from(filter == QueueFilter::Pending);
+    let mut tx = store.clinic_tx(scope).await?;
+    let rows = sqlx::query(
         "SELECT g.id, g.patient_id, g.reason_code, g.reason_text, g.granted_at_ms,
                 g.expires_at_ms, g.user_id, u.username, u.display_name,
                 (SELECT count(*) FROM audit_events e
@@ -204,15 +202,14 @@ pub async fn queue(
                     AND e.occurred_at_ms < g.expires_at_ms),
                 g.reviewed_by, g.reviewed_at_ms, g.review_note
          FROM break_glass_grants g JOIN users u ON u.id = g.user_id AND u.clinic_id = g.clinic_id
-         WHERE g.clinic_id = $1{pending}
-         ORDER BY g.granted_at_ms DESC, g.id DESC LIMIT $2"
-    );
-    let mut tx = store.clinic_tx(scope).await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(scope.clinic_id().to_string())
-        .bind(QUEUE_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
+         WHERE g.clinic_id = $1 AND ($2 = 0 OR g.reviewed_at_ms IS NULL)
+         ORDER BY g.granted_at_ms DESC, g.id DESC LIMIT $3",
+    )
+    .bind(scope.clinic_id().to_string())
+    .bind(pending_only)
+    .bind(QUEUE_LIMIT)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     rows.iter()
         .map(|row| {

@@ -3,13 +3,11 @@
 //! the flag, the offline cache does not keep what the grant opened, and an admin
 //! acknowledges the grant from the app.
 
-use std::sync::Arc;
-
 use clinicdesk_app::session::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{BreakGlassReason, ClinicalAccess};
-use clinicdesk_tests::{ServerProcess, app_config, code_of, signature_valid, verify_chains};
+use clinicdesk_tests::{ServerProcess, code_of, enrolled_core, signature_valid, verify_chains};
 
 const REASON: &str = "Covering the clinician's list this afternoon";
 
@@ -22,16 +20,7 @@ async fn drain(core: &Core) {
 async fn a_clinician_breaks_the_glass_and_an_admin_acknowledges_it() {
     let mut server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
-    let core = Arc::new(
-        Core::new(
-            app_config(&server, app_dir.path(), None),
-            clinicdesk_app::clock::system(),
-        )
-        .unwrap(),
-    );
-    core.enroll(&server.seed.enrollment_code, "Exam room 2")
-        .await
-        .unwrap();
+    let core = enrolled_core(&server, app_dir.path(), "Exam room 2").await;
     let password = server.seed.password("clinician").to_owned();
     server.sign_in(&core, "clinician", &password).await.unwrap();
 

@@ -3,15 +3,12 @@
 //! before the second factor, and their encrypted cache is bound to the password they chose.
 //! The admin's access review, saved from the app, lists them.
 
-use std::sync::Arc;
-
-use clinicdesk_app::session::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::NewUser;
 use clinicdesk_tests::authenticator::pass_second_factor;
-use clinicdesk_tests::{ServerProcess, app_config, code_of};
+use clinicdesk_tests::{ServerProcess, code_of, enrolled_core};
 
 const FIRST: &str = "lilac-beacon-thimble-26";
 const OWN: &str = "granite-willow-comet-83";
@@ -20,16 +17,7 @@ const OWN: &str = "granite-willow-comet-83";
 async fn a_new_user_chooses_their_own_password_at_first_sign_in() {
     let mut server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
-    let core = Arc::new(
-        Core::new(
-            app_config(&server, app_dir.path(), None),
-            clinicdesk_app::clock::system(),
-        )
-        .unwrap(),
-    );
-    core.enroll(&server.seed.enrollment_code, "Front desk 2")
-        .await
-        .unwrap();
+    let core = enrolled_core(&server, app_dir.path(), "Front desk 2").await;
     let admin_password = server.seed.password("admin").to_owned();
     server
         .sign_in(&core, "admin", &admin_password)

@@ -354,6 +354,26 @@ pub fn app_config(
     }
 }
 
+/// A core on the system clock with its own data directory, enrolled with `server` as
+/// workstation `name`.
+pub async fn enrolled_core(
+    server: &ServerProcess,
+    data_dir: &Path,
+    name: &str,
+) -> std::sync::Arc<Core> {
+    let core = std::sync::Arc::new(
+        Core::new(
+            app_config(server, data_dir, None),
+            clinicdesk_app::clock::system(),
+        )
+        .unwrap(),
+    );
+    core.enroll(&server.seed.enrollment_code, name)
+        .await
+        .unwrap();
+    core
+}
+
 /// The code the UI would receive for an app error.
 pub fn code_of(e: clinicdesk_app::AppError) -> clinicdesk_protocol::ErrorCode {
     e.to_api().code

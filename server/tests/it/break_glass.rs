@@ -177,8 +177,8 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
     assert_eq!(read.break_glass, None);
     assert!(!read.fields.contains(&"allergies".to_owned()));
 
-    // The grant was for this patient only: the other clinic's patients stay out of reach,
-    // and the front desk still reads no clinical content of this one.
+    // The grant was the clinician's alone: the front desk still reads no clinical content
+    // of this patient.
     let desk = device
         .login(&server, "frontdesk", password_of(&report, "frontdesk"))
         .await;

@@ -65,6 +65,14 @@ fn canary_body() -> Value {
         "credential",
         "device_id",
         "events",
+        "reason_code",
+        "reason_text",
+        "note",
+        "new_password",
+        "idempotency_key",
+        "clinic_name",
+        "admin_username",
+        "admin_display_name",
     ] {
         body.insert(field.into(), json!(format!("{CANARY}-{field}")));
     }
@@ -164,6 +172,68 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     assert_eq!(status, 401);
     assert!(!body.to_string().contains("CANARY"));
 
+    // Valid requests carrying canaries in free text and new secrets: a break-glass reason
+    // (PHI-handled) and an admin's review note, and a first password replaced by the user's
+    // own. None reaches the log; refusals do not echo them.
+    let outside = outside_patient(&server, &clinician.session_token).await;
+    let glass = format!("/v1/patients/{outside}/break-glass");
+    let (status, body) = server
+        .post(
+            &glass,
+            Some(&clinician.session_token),
+            json!({ "reason_code": "emergency", "reason_text": format!("{CANARY} {}", "x".repeat(500)) }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(!body.to_string().contains("CANARY"));
+    let (status, grant) = server
+        .post(
+            &glass,
+            Some(&clinician.session_token),
+            json!({ "reason_code": "emergency", "reason_text": format!("{CANARY} reason") }),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    let review = format!(
+        "/v1/break-glass/{}/review",
+        grant["grant_id"].as_str().unwrap()
+    );
+    let (status, _) = server
+        .post(
+            &review,
+            Some(&admin.session_token),
+            json!({ "note": format!("{CANARY} note") }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = server
+        .post(
+            &review,
+            Some(&admin.session_token),
+            json!({ "note": format!("{CANARY} again") }),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert!(!body.to_string().contains("CANARY"));
+    let first = format!("{CANARY}-first-lantern-parsnip");
+    let (status, body) = server
+        .post(
+            "/v1/users",
+            Some(&admin.session_token),
+            json!({ "username": "canary.user", "display_name": "Canary User (synthetic)",
+                    "role": "billing", "password": first }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    device
+        .first_login(
+            &server,
+            "canary.user",
+            &first,
+            &format!("{CANARY}-own-harbour-thistle"),
+        )
+        .await;
+
     // The clinician reads a patient's full record: served, never logged.
     let (_, list) = server
         .get("/v1/appointments", &clinician.session_token)
@@ -206,4 +276,17 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         !text.contains(&clinician.session_token),
         "a session token reached the log"
     );
+}
+
+/// The seeded clinic's patient outside the clinician's care team.
+async fn outside_patient(server: &TestServer, token: &str) -> String {
+    let (_, list) = server.get("/v1/appointments", token).await;
+    for a in list["appointments"].as_array().unwrap() {
+        let id = a["patient_id"].as_str().unwrap();
+        let (_, p) = server.get(&format!("/v1/patients/{id}"), token).await;
+        if p["clinical_access"] == "outside_care_team" {
+            return id.to_owned();
+        }
+    }
+    panic!("the seed keeps one patient off the care team");
 }

@@ -351,12 +351,23 @@ async fn a_first_password_signs_in_once_only_to_choose_ones_own() {
     );
 }
 
+/// Runs the server's CLI on the test server's data directory.
+fn run_cli(server: &TestServer, args: &[&str]) -> std::process::Output {
+    crate::harness::cli(server)
+        .args(args)
+        .arg("--data-dir")
+        .arg(server.dir.path())
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() {
     let server = TestServer::start().await;
     let provision_cli = || {
-        let out = crate::harness::cli(&server)
-            .args([
+        let out = run_cli(
+            &server,
+            &[
                 "provision-clinic",
                 "--name",
                 "Console Clinic (synthetic)",
@@ -367,11 +378,8 @@ async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() 
                 "--idempotency-key",
                 "console-key-01",
                 "--json",
-                "--data-dir",
-            ])
-            .arg(server.dir.path())
-            .output()
-            .unwrap();
+            ],
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -389,8 +397,9 @@ async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() 
         .await;
 
     // A refused request names its field and changes nothing.
-    let out = crate::harness::cli(&server)
-        .args([
+    let out = run_cli(
+        &server,
+        &[
             "provision-clinic",
             "--name",
             "Bad",
@@ -398,20 +407,13 @@ async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() 
             "Not Valid",
             "--admin-display-name",
             "X",
-            "--data-dir",
-        ])
-        .arg(server.dir.path())
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin_username"));
 
     // An operator token made on the console works over the API until revoked there.
-    let out = crate::harness::cli(&server)
-        .args(["operator-token", "create", "--name", "ci", "--data-dir"])
-        .arg(server.dir.path())
-        .output()
-        .unwrap();
+    let out = run_cli(&server, &["operator-token", "create", "--name", "ci"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let field = |name: &str| {
@@ -424,11 +426,7 @@ async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() 
     let (id, token) = (field("id "), field("token "));
     let (status, body) = provision(&server, &token, new_clinic("api-key-0001", "Api Clinic")).await;
     assert_eq!(status, 201, "{body}");
-    let out = crate::harness::cli(&server)
-        .args(["operator-token", "revoke", "--id", &id, "--data-dir"])
-        .arg(server.dir.path())
-        .output()
-        .unwrap();
+    let out = run_cli(&server, &["operator-token", "revoke", "--id", &id]);
     assert!(out.status.success());
     let (status, _) = provision(&server, &token, new_clinic("api-key-0002", "Api Clinic 2")).await;
     assert_eq!(status, 401);

@@ -64,6 +64,15 @@ async fn admins_create_users_with_strong_passwords_only() {
     let created: UserSummary = serde_json::from_value(body).unwrap();
     assert_eq!((created.role, created.active), (Role::Billing, true));
     assert!(created.first_password_pending);
+    let listed = users(&server, &admin.session_token).await;
+    assert!(
+        listed
+            .iter()
+            .find(|u| u.username == "jo.billing")
+            .unwrap()
+            .first_password_pending,
+        "the stored flag, as the users list shows it"
+    );
     let (status, body) = server
         .post("/v1/users", token, new_user("jo.billing", STRONG))
         .await;
