@@ -26,9 +26,12 @@ pub enum Phase {
     Unlocked,
     /// A user's session is locked: cache closed, keys dropped, password needed.
     Locked,
-    /// Enrolled, but the OS keychain is locked, missing or lost this device's secret;
-    /// nothing opens until it is back (there is no fallback store).
+    /// Enrolled, but the OS keychain is locked or cannot be reached; nothing opens until
+    /// it is back (there is no fallback store).
     KeychainUnavailable,
+    /// Enrolled, but the keychain no longer holds this device's secret (a reset or new
+    /// keyring). A user's online sign-in with a second factor gets the escrowed copy back.
+    DeviceSecretMissing,
     /// The server revoked this device: its secret and every cache on it were destroyed.
     Revoked,
 }

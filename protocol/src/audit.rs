@@ -47,6 +47,9 @@ pub enum AuditAction {
     PasswordChanged,
     /// An admin acknowledged a break-glass grant with a note.
     BreakGlassReviewed,
+    /// The server released a device's escrowed secret back to that device, after its
+    /// OS keychain lost it.
+    DeviceSecretReleased,
 }
 
 impl AuditAction {
@@ -72,6 +75,7 @@ impl AuditAction {
             AuditAction::UserDeactivated => "user_deactivated",
             AuditAction::PasswordChanged => "password_changed",
             AuditAction::BreakGlassReviewed => "break_glass_reviewed",
+            AuditAction::DeviceSecretReleased => "device_secret_released",
         }
     }
 }

@@ -228,6 +228,8 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/devices/{device_id}/revoke",
         Access::Session(Permission::ManageDevices),
     ),
+    // Only to the device the session was opened on, with its recovery key's proof.
+    rule("POST", "/v1/devices/escrow/release", Access::AnySession),
     rule("POST", "/v1/audit/batches", Access::DeviceSigned),
     rule(
         "GET",

@@ -26,6 +26,14 @@ pub struct EnrollRequest {
     pub device_name: String,
     /// Ed25519 public key, 32 bytes as lowercase hex.
     pub public_key: String,
+    /// The workstation's device secret (32 bytes as hex), which the server keeps sealed
+    /// under its escrow key so the device can recover it if its OS keychain loses it
+    /// ([`EscrowRelease`]). The server never uses it otherwise.
+    pub device_secret: String,
+    /// The device's Ed25519 recovery key (32 bytes as hex). Its private half stays on the
+    /// workstation's disk, outside the keychain, and proves "this enrolled device" when the
+    /// keychain (and with it the device key) is gone.
+    pub recovery_public_key: String,
 }
 
 impl std::fmt::Debug for EnrollRequest {
@@ -184,6 +192,10 @@ pub struct LoginRequest {
     pub nonce: String,
     /// Ed25519 signature over [`login_proof_bytes`], as hex.
     pub device_signature: String,
+    /// Which of the device's keys made `device_signature`. A login proven with the
+    /// recovery key always asks for a fresh second factor.
+    #[serde(default)]
+    pub proof_key: ProofKey,
     /// A grant from an earlier second factor of this user on this device
     /// ([`LoginResponse::mfa_grant`]); while it lives, the password login signs in directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +211,53 @@ impl std::fmt::Debug for LoginRequest {
             .field("device_id", &self.device_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The device key a login proof is signed with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProofKey {
+    /// The device key, kept in the OS keychain: every ordinary login.
+    #[default]
+    Device,
+    /// The recovery key on the workstation's disk: only to get the escrowed device secret
+    /// back after the keychain lost it.
+    Recovery,
+}
+
+/// Asks for this device's escrowed secret, from a session opened on this device, proving
+/// the recovery key again over a fresh nonce (`POST /v1/auth/challenge`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EscrowRelease {
+    pub nonce: String,
+    /// Ed25519 signature of the recovery key over [`escrow_proof_bytes`], as hex.
+    pub recovery_signature: String,
+}
+
+/// The escrowed device secret, released to the device it belongs to.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EscrowedSecret {
+    /// 32 bytes as hex.
+    pub device_secret: String,
+}
+
+impl std::fmt::Debug for EscrowedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EscrowedSecret(<redacted>)")
+    }
+}
+
+/// The bytes a device's recovery key signs to have its escrowed secret released.
+pub fn escrow_proof_bytes(nonce: &str, device_id: Uuid) -> Vec<u8> {
+    let mut out = b"clinicdesk-escrow-release-v1\0".to_vec();
+    for part in [nonce.as_bytes(), device_id.as_bytes()] {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 /// The bytes a device signs to prove its key at login: a domain tag, the nonce, the
@@ -593,11 +652,40 @@ mod tests {
             device_id: Uuid::nil(),
             nonce: "n".into(),
             device_signature: "s".into(),
+            proof_key: ProofKey::Recovery,
             mfa_grant: Some("CANARY-grant".into()),
             app_version: None,
         };
         let printed = format!("{req:?}");
         assert!(!printed.contains("CANARY"), "{printed}");
+    }
+
+    #[test]
+    fn debug_of_escrow_bodies_hides_the_device_secret() {
+        let enroll = EnrollRequest {
+            enrollment_code: "CANARY-code".into(),
+            device_name: "Desk".into(),
+            public_key: "00".into(),
+            device_secret: "CANARY-secret".into(),
+            recovery_public_key: "11".into(),
+        };
+        let released = EscrowedSecret {
+            device_secret: "CANARY-secret".into(),
+        };
+        for printed in [format!("{enroll:?}"), format!("{released:?}")] {
+            assert!(!printed.contains("CANARY"), "{printed}");
+        }
+        // Logins without the field are device-key logins.
+        let old: LoginRequest = serde_json::from_value(serde_json::json!({
+            "username": "u", "password": "p", "device_id": Uuid::nil(), "nonce": "n",
+            "device_signature": "s"
+        }))
+        .unwrap();
+        assert_eq!(old.proof_key, ProofKey::Device);
+        assert_ne!(
+            escrow_proof_bytes("n", Uuid::nil()),
+            login_proof_bytes("n", Uuid::nil(), "")
+        );
     }
 
     #[test]

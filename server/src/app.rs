@@ -12,9 +12,9 @@ use clinicdesk_protocol::policy;
 use crate::audit::key::AuditKey;
 use crate::clock::Clock;
 use crate::key_file::KeyFileError;
-use crate::mfa::seal::SealKey;
 use crate::mfa::webauthn::{DEFAULT_ORIGIN, RelyingParty, WebauthnConfigError};
 use crate::routes;
+use crate::seal::SealKey;
 use crate::store::{Store, StoreLocation};
 
 #[derive(Clone)]
@@ -25,6 +25,8 @@ pub struct AppState {
     pub audit_key: Arc<AuditKey>,
     /// Seals TOTP secrets at rest.
     pub seal: Arc<SealKey>,
+    /// Seals the workstations' escrowed device secrets.
+    pub escrow: Arc<SealKey>,
     /// WebAuthn relying party (origin `https://localhost` unless configured).
     pub relying_party: Arc<RelyingParty>,
 }
@@ -48,7 +50,8 @@ impl AppState {
     ) -> Result<Self, OpenError> {
         let store = Store::open(location).await.map_err(OpenError::Store)?;
         let audit_key = Arc::new(AuditKey::load_or_create(data_dir)?);
-        let seal = Arc::new(SealKey::load_or_create(data_dir)?);
+        let seal = Arc::new(SealKey::mfa(data_dir)?);
+        let escrow = Arc::new(SealKey::escrow(data_dir)?);
         let relying_party = Arc::new(RelyingParty::new(DEFAULT_ORIGIN)?);
         crate::audit::log::adopt_unlogged(store.pool(), &audit_key, clock.now_ms())
             .await
@@ -58,6 +61,7 @@ impl AppState {
             clock,
             audit_key,
             seal,
+            escrow,
             relying_party,
         })
     }
@@ -198,6 +202,11 @@ pub fn route_defs() -> Vec<RouteDef> {
             "POST",
             "/v1/devices/{device_id}/revoke",
             post(routes::devices::revoke),
+        ),
+        def(
+            "POST",
+            "/v1/devices/escrow/release",
+            post(routes::devices::release_escrow),
         ),
         def("POST", "/v1/audit/batches", post(routes::audit::upload)),
         def("GET", "/v1/audit/events", get(routes::audit::search)),

@@ -89,12 +89,27 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummar
 /// on the clinic's server chain in the same transaction: no workstation without its event.
 /// The event's actor is the admin who issued the code; a code from the operator's console
 /// has no user, and its event names the nil id (see docs/audit-format.md).
+/// The escrow a workstation leaves at enrollment: its device secret sealed (bound to the
+/// device id) and its recovery key.
+pub fn escrow_of(
+    state: &crate::AppState,
+    device_id: Uuid,
+    device_secret: &[u8; 32],
+    recovery_public_key_hex: &str,
+) -> Result<crate::store::Escrow, ServerError> {
+    Ok(crate::store::Escrow {
+        sealed_secret: state.escrow.seal(device_id, device_secret)?,
+        recovery_public_key: recovery_public_key_hex.to_lowercase(),
+    })
+}
+
 pub async fn enroll(
     state: &crate::AppState,
     code_hash: &str,
     device_id: Uuid,
     name: &str,
     public_key_hex: &str,
+    escrow: &crate::store::Escrow,
     request: clinicdesk_protocol::audit::RequestSeen,
 ) -> Result<Uuid, ServerError> {
     use clinicdesk_protocol::audit::{AuditAction, Outcome};
@@ -102,10 +117,17 @@ pub async fn enroll(
 
     let now = state.clock.now_ms();
     let mut tx = state.store.pool().begin().await?;
-    let (clinic_id, issuer) =
-        Store::enroll_device(&mut tx, code_hash, device_id, name, public_key_hex, now)
-            .await?
-            .ok_or(ServerError::InvalidEnrollmentCode)?;
+    let (clinic_id, issuer) = Store::enroll_device(
+        &mut tx,
+        code_hash,
+        device_id,
+        name,
+        public_key_hex,
+        escrow,
+        now,
+    )
+    .await?
+    .ok_or(ServerError::InvalidEnrollmentCode)?;
     let (actor_user_id, actor_role) = match issuer {
         Some(admin) => (
             admin,

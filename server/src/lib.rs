@@ -19,6 +19,7 @@ pub mod passwords;
 pub mod provisioning;
 pub mod random;
 pub mod routes;
+pub mod seal;
 pub mod seed;
 mod sql;
 pub mod store;

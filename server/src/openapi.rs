@@ -30,6 +30,7 @@ impl Modify for SessionAuth {
         openapi_json,
         routes::devices::enroll,
         routes::devices::revoke,
+        routes::devices::release_escrow,
         routes::devices::list,
         routes::devices::issue_code,
         routes::session::challenge,

@@ -95,6 +95,14 @@ pub(crate) fn flag(row: &AnyRow, index: usize) -> Result<bool, ServerError> {
 
 /// A device as the server knows it.
 #[derive(Debug, Clone)]
+/// What a workstation leaves in escrow at enrollment.
+pub struct Escrow {
+    /// Its device secret sealed under the server's escrow key ([`crate::seal::SealKey`]).
+    pub sealed_secret: String,
+    /// Its recovery key's public half, lowercase hex.
+    pub recovery_public_key: String,
+}
+
 pub struct DeviceRecord {
     pub id: Uuid,
     pub clinic_id: Uuid,
@@ -318,12 +326,14 @@ impl Store {
     /// Marks the code used and registers the device in the caller's transaction; `None` if
     /// the code is unknown, used or expired. Answers the clinic and who issued the code
     /// (`None`: the operator's console).
+    #[allow(clippy::too_many_arguments)]
     pub async fn enroll_device(
         tx: &mut AnyConnection,
         code_hash: &str,
         device_id: Uuid,
         name: &str,
         public_key_hex: &str,
+        escrow: &Escrow,
         now_ms: i64,
     ) -> Result<Option<(Uuid, Option<Uuid>)>, ServerError> {
         let claimed = sqlx::query(
@@ -363,7 +373,57 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        let escrowed = sqlx::query(
+            "INSERT INTO device_escrow (device_id, clinic_id, sealed_secret, recovery_public_key)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(device_id.to_string())
+        .bind(clinic_id.to_string())
+        .bind(&escrow.sealed_secret)
+        .bind(&escrow.recovery_public_key)
+        .execute(&mut *tx)
+        .await;
+        match escrowed {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(ServerError::Conflict {
+                    field: "recovery_public_key",
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(Some((clinic_id, issuer)))
+    }
+
+    /// The public recovery key of a workstation (before any session: login proofs).
+    pub async fn recovery_key(&self, device_id: Uuid) -> Result<Option<[u8; 32]>, ServerError> {
+        let hex: Option<String> = sqlx::query_scalar(
+            "SELECT recovery_public_key FROM device_escrow WHERE device_id = $1",
+        )
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        hex.map(|h| {
+            clinicdesk_protocol::audit::from_hex(&h)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(ServerError::Internal("stored recovery key malformed"))
+        })
+        .transpose()
+    }
+
+    /// A workstation's sealed device secret, if the clinic holds one for it.
+    pub async fn sealed_device_secret(
+        &self,
+        scope: &ClinicScope,
+        device_id: Uuid,
+    ) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT sealed_secret FROM device_escrow WHERE device_id = $1 AND clinic_id = $2",
+        )
+        .bind(device_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// A user's role, for recording what they did.
@@ -500,6 +560,13 @@ impl Store {
         .bind(scope.clinic_id().to_string())
         .execute(&mut *tx)
         .await?;
+        // Crypto-shredding on the server's side too: nobody can recover the device secret
+        // of a revoked workstation, so its caches and outbox stay closed for good.
+        sqlx::query("DELETE FROM device_escrow WHERE device_id = $1 AND clinic_id = $2")
+            .bind(device_id.to_string())
+            .bind(scope.clinic_id().to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(found)
     }

@@ -9,8 +9,8 @@ use clinicdesk_protocol::mfa::{
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
     BreakGlassRequest, ChallengeRequest, ChallengeResponse, DeviceList, EnrollRequest,
-    EnrollResponse, EnrollmentCodeIssued, LoginRequest, LoginResponse, NewUser, Patient,
-    ReviewRequest, RoleChange, UserList, UserSummary,
+    EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, LoginRequest,
+    LoginResponse, NewUser, Patient, ReviewRequest, RoleChange, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -211,6 +211,16 @@ impl ServerClient {
     }
 
     /// The clinic's workstations (admins).
+    /// This device's escrowed secret, after a recovery login.
+    pub async fn release_escrow(
+        &self,
+        token: &SecretString,
+        req: &EscrowRelease,
+    ) -> Result<EscrowedSecret, AppError> {
+        self.post("/v1/devices/escrow/release", Some(token), req)
+            .await
+    }
+
     pub async fn devices(&self, token: &SecretString) -> Result<DeviceList, AppError> {
         Self::send(self.request(Method::GET, "/v1/devices", Some(token))).await
     }

@@ -58,6 +58,18 @@ async fn sign_in(
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn recover_device_secret(
+    core: State<'_, AppCore>,
+    username: String,
+    password: String,
+) -> CommandResult<AppStatus> {
+    core.0
+        .recover_device_secret(&username, &password)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn submit_second_factor(
     core: State<'_, AppCore>,
     method: CodeMethod,
@@ -269,6 +281,7 @@ pub fn run() -> Result<(), tauri::Error> {
             status,
             enroll,
             sign_in,
+            recover_device_secret,
             submit_second_factor,
             choose_new_password,
             start_totp_setup,

@@ -2,6 +2,9 @@
 //!
 //! - The **device secret** (256 random bits) lives only in the OS keychain. Deleting it
 //!   crypto-shreds every cache and the outbox on the device at once.
+//! - The **device key** (Ed25519, signs login proofs and audit events) is stored on disk
+//!   wrapped under a key derived from the device secret: usable only with the keychain,
+//!   and back with it when an escrowed device secret is restored.
 //! - The **outbox key** is derived from the device secret alone (HKDF-SHA256), so audit
 //!   events keep uploading while the app is locked.
 //! - Each user's **cache key** is random and stored only wrapped (XChaCha20-Poly1305)
@@ -55,6 +58,22 @@ impl DeviceSecret {
     /// A secret from raw bytes, for benchmarks that run without a keychain.
     pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
         Self(bytes)
+    }
+
+    /// Puts an escrowed copy the server released back into the keychain.
+    pub fn restore(keychain: &Keychain, bytes: Zeroizing<[u8; 32]>) -> Result<Self, KeyError> {
+        keychain.store_key(DEVICE_SECRET, &bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// The secret as hex, for the escrow copy sent once, at enrollment, to the pinned server.
+    pub fn escrow_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(to_hex(self.0.as_slice()))
+    }
+
+    /// The key that wraps the device's signing key on disk.
+    pub fn device_key_wrap_key(&self) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        self.derive(b"", &[b"clinicdesk/device-key-wrap/v1"])
     }
 
     pub fn load(keychain: &Keychain) -> Result<Self, KeyError> {

@@ -1,8 +1,9 @@
 //! The real desktop app (Tauri + WebKitGTK) driven over WebDriver through tauri-driver,
 //! under the Xvfb display and D-Bus keyring session that `cargo xtask test` provides:
 //! enroll, sign in, open a patient, check the server holds the signed audit event, then
-//! wait for the idle lock and check the patient's data has left the page.
-//! Screenshots of each step go to `target/e2e-screenshots/`.
+//! wait for the idle lock and check the patient's data has left the page; and a workstation
+//! whose keyring lost its key restoring it from the server's escrow through its screens.
+//! Screenshots of each step go to `target/e2e-screenshots/<walk-through>/`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -10,12 +11,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_tests::{ServerProcess, bin_dir, signature_valid, workspace_root};
+use clinicdesk_tests::{ServerProcess, app_config, bin_dir, signature_valid, workspace_root};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// The idle lock used in this test, in seconds.
 const IDLE_SECS: u64 = 6;
+
+/// One app under WebDriver at a time: two WebKit windows on two cores made each slower
+/// than running them in turn.
+static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Driver(Child);
 
@@ -65,8 +70,10 @@ struct Shots {
 }
 
 impl Shots {
-    fn new() -> Self {
-        let dir = workspace_root().join("target/e2e-screenshots");
+    fn new(walk_through: &str) -> Self {
+        let dir = workspace_root()
+            .join("target/e2e-screenshots")
+            .join(walk_through);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Shots { dir, n: 0 }
@@ -147,16 +154,19 @@ async fn set_up_authenticator(
     click(client, "recovery-codes-done").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
+/// Starts the real app through tauri-driver on `app_dir` with `keychain_service`, talking to
+/// `server`, and opens a WebDriver session with it.
+async fn launch(
+    server: &ServerProcess,
+    app_dir: &std::path::Path,
+    keychain_service: &str,
+) -> (Driver, Client) {
     let app = bin_dir().join("clinicdesk-app");
     assert!(
         app.exists(),
         "{} is missing: run `cargo xtask test`, which builds it first",
         app.display()
     );
-    let server = ServerProcess::start();
-    let app_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let native_port = free_port();
     let mut driver = Driver(
@@ -169,14 +179,11 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
             ])
             .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
             // tauri-driver starts the app, which inherits this environment.
-            .env("CLINICDESK_DATA_DIR", app_dir.path())
+            .env("CLINICDESK_DATA_DIR", app_dir)
             .env("CLINICDESK_SERVER_URL", &server.url)
             .env("CLINICDESK_SERVER_CA", server.ca_path())
             .env("CLINICDESK_IDLE_SECS", IDLE_SECS.to_string())
-            .env(
-                "CLINICDESK_KEYCHAIN_SERVICE",
-                format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
-            )
+            .env("CLINICDESK_KEYCHAIN_SERVICE", keychain_service)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -214,7 +221,21 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
             Err(e) => panic!("WebDriver session with the app: {e}"),
         }
     };
-    let mut shots = Shots::new();
+    (driver, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
+    let _one = ONE_APP.lock().await;
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let (_driver, client) = launch(
+        &server,
+        app_dir.path(),
+        &format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
+    )
+    .await;
+    let mut shots = Shots::new("walk-through");
 
     // 1. Enroll this workstation with the one-time code.
     type_into(&client, "enroll-code", &server.seed.enrollment_code).await;
@@ -549,5 +570,90 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     wait_for(&client, Locator::Id("totp-secret"), 20, "the TOTP setup").await;
 
     client.close().await.unwrap();
-    drop(driver);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_escrow() {
+    let _one = ONE_APP.lock().await;
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let config = app_config(&server, app_dir.path(), None);
+    // Enrolled and used through the app core (the walk-through above does this through
+    // the screens), then the desktop keyring loses the workstation's secret with a view
+    // still waiting in the outbox.
+    {
+        let core =
+            clinicdesk_app::session::Core::new(config.clone(), clinicdesk_app::clock::system())
+                .unwrap();
+        core.enroll(&server.seed.enrollment_code, "E2E recovery")
+            .await
+            .unwrap();
+        server
+            .sign_in(&core, "frontdesk", server.seed.password("frontdesk"))
+            .await
+            .unwrap();
+        core.appointments().await.unwrap();
+        core.lock();
+        core.keychain()
+            .delete(clinicdesk_app::keys::DEVICE_SECRET)
+            .unwrap();
+    }
+    assert!(server.audit_events().is_empty(), "nothing was uploaded yet");
+
+    let (_driver, client) = launch(&server, app_dir.path(), &config.keychain_service).await;
+    let mut shots = Shots::new("keyring-recovery");
+    wait_for(
+        &client,
+        Locator::Id("recover-key-screen"),
+        20,
+        "the restore-the-key screen",
+    )
+    .await;
+    type_into(&client, "recover-username", "frontdesk").await;
+    type_into(
+        &client,
+        "recover-password",
+        server.seed.password("frontdesk"),
+    )
+    .await;
+    shots.take(&client, "restore-key").await;
+    click(&client, "recover-submit").await;
+    type_into(&client, "mfa-code", &server.authenticator.code("frontdesk")).await;
+    shots.take(&client, "second-factor").await;
+    click(&client, "mfa-submit").await;
+    wait_for(
+        &client,
+        Locator::Css("tr.appointment-row"),
+        20,
+        "the schedule after the key came back",
+    )
+    .await;
+    shots.take(&client, "restored").await;
+
+    // The events from before the loss reach the server, then the recovery sign-in, and the
+    // server recorded the release.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = server.audit_events();
+        let routes: Vec<_> = events.iter().map(|e| e.event.route.clone()).collect();
+        if routes.iter().any(|r| r == "recover_device_secret") {
+            assert!(
+                events.iter().any(|e| e.event.action == AuditAction::View),
+                "the view recorded before the loss was uploaded"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outbox never uploaded after the recovery: {routes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        server
+            .server_events()
+            .iter()
+            .any(|e| e.event.action == AuditAction::DeviceSecretReleased)
+    );
+    client.close().await.unwrap();
 }

@@ -1,13 +1,13 @@
 //! The app core's life cycle against the real server process, the real keychain and real
 //! SQLCipher files: offline unlock and its time limit, switch user and sign out, the OS
-//! lock signals on a real D-Bus, a lost keychain entry, and revocation wiping the device.
+//! lock signals on a real D-Bus, a lost keychain entry restored from the server's escrow,
+//! and revocation wiping the device.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clinicdesk_app::clock::ManualClock;
 use clinicdesk_app::config::Config;
-use clinicdesk_app::device::DEVICE_KEY;
 use clinicdesk_app::keychain::KeychainError;
 use clinicdesk_app::keys::DEVICE_SECRET;
 use clinicdesk_app::session::Core;
@@ -179,13 +179,21 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
     let refused = core.upload_once().await.unwrap_err();
     assert_eq!(code_of(refused), ErrorCode::DeviceRevoked);
     assert_eq!(core.status().phase, Phase::Revoked);
-    for entry in [DEVICE_SECRET, DEVICE_KEY] {
-        assert!(
-            matches!(core.keychain().load_key(entry), Err(KeychainError::Missing)),
-            "{entry} survived the wipe"
-        );
-    }
-    for path in [&cache_db, &outbox, &core.paths().enrollment] {
+    assert!(
+        matches!(
+            core.keychain().load_key(DEVICE_SECRET),
+            Err(KeychainError::Missing)
+        ),
+        "the device secret survived the wipe"
+    );
+    let paths = core.paths().clone();
+    for path in [
+        &cache_db,
+        &outbox,
+        &paths.enrollment,
+        &paths.device_key,
+        &paths.recovery_key,
+    ] {
         assert!(!path.exists(), "{} survived the wipe", path.display());
     }
     let mut wal = outbox.as_os_str().to_owned();
@@ -204,28 +212,94 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lost_device_secret_opens_nothing_and_says_so() {
+async fn a_lost_device_secret_comes_back_from_the_servers_escrow_and_nothing_unsent_is_lost() {
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
     let config = app_config(&server, app_dir.path(), None);
     let core = frontdesk_signed_in(&server, &config).await;
+    let device_id = server.devices()[0].0;
+    let uploaded_before = server.audit_events().len();
+    // Events recorded but not yet uploaded when the keychain loses the secret.
+    core.appointments().await.unwrap();
     core.lock();
+    let unsent = core.status().outbox_pending.unwrap();
+    assert!(unsent >= 2, "a view and a lock wait in the outbox");
+    let cache_db = core.users().cache_path(server.user_id("frontdesk"));
     core.keychain().delete(DEVICE_SECRET).unwrap();
     drop(core);
 
+    // Restarted without the secret: nothing opens, and the app says what to do.
     let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
-    assert_eq!(core.status().phase, Phase::KeychainUnavailable);
+    assert_eq!(core.status().phase, Phase::DeviceSecretMissing);
+    let password = server.seed.password("frontdesk");
+    let refused = core.sign_in("frontdesk", password).await.unwrap_err();
+    assert_eq!(code_of(refused), ErrorCode::KeychainUnavailable);
+    assert_eq!(core.retry_keychain().phase, Phase::DeviceSecretMissing);
+    // A wrong password is refused as any login is, and nothing is created meanwhile.
     let refused = core
-        .sign_in("frontdesk", server.seed.password("frontdesk"))
+        .recover_device_secret("frontdesk", "not the password")
         .await
         .unwrap_err();
-    assert_eq!(code_of(refused), ErrorCode::KeychainUnavailable);
-    assert_eq!(core.retry_keychain().phase, Phase::KeychainUnavailable);
-    // Nothing was created in place of the missing secret.
+    assert_eq!(code_of(refused), ErrorCode::InvalidCredentials);
     assert!(matches!(
         core.keychain().load_key(DEVICE_SECRET),
         Err(KeychainError::Missing)
     ));
+    assert!(
+        server
+            .server_events()
+            .iter()
+            .all(|e| e.event.action != AuditAction::DeviceSecretReleased)
+    );
+
+    // The recovery sign-in asks for the second factor afresh, then the secret is back.
+    let status = core
+        .recover_device_secret("frontdesk", password)
+        .await
+        .unwrap();
+    assert_eq!(status.phase, Phase::SecondFactor);
+    let status = clinicdesk_tests::authenticator::pass_second_factor(
+        &core,
+        &server.authenticator,
+        "frontdesk",
+        status,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.phase, Phase::Unlocked);
+    assert!(core.keychain().load_key(DEVICE_SECRET).is_ok());
+    // The same cache file opened again (it was not replaced), and the outbox kept every
+    // unsent event, now with the recovery sign-in after them.
+    assert!(cache_db.exists());
+    assert_eq!(core.status().outbox_pending, Some(unsent + 1));
+    drain(&core).await;
+    let events = server.audit_events();
+    assert_eq!(
+        events.len(),
+        uploaded_before + usize::try_from(unsent).unwrap() + 1
+    );
+    assert_eq!(
+        events
+            .last()
+            .map(|e| (e.event.action, e.event.route.as_str())),
+        Some((AuditAction::Login, "recover_device_secret"))
+    );
+    verify_chains(&server);
+    let released: Vec<_> = server
+        .server_events()
+        .into_iter()
+        .filter(|e| e.event.action == AuditAction::DeviceSecretReleased)
+        .collect();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].event.resource_id, device_id.to_string());
+    assert_eq!(released[0].event.actor_user_id, server.user_id("frontdesk"));
+    // Once restored there is nothing to recover: a second attempt is refused.
+    core.sign_out().unwrap();
+    assert!(
+        core.recover_device_secret("frontdesk", password)
+            .await
+            .is_err()
+    );
 }
 
 /// A private D-Bus daemon for one test, so its signals reach no other test's app.

@@ -90,6 +90,9 @@ pub fn explain(e: &ApiError) -> String {
         (ErrorCode::BadRequest, Some("note")) => {
             "Write what you checked, in at most 1000 characters.".to_owned()
         }
+        (ErrorCode::BadRequest, Some("recovery-key.json")) => {
+            "This workstation has no recovery key, so its key cannot be restored. Ask your admin to enroll it again; your records are safe on the server.".to_owned()
+        }
         (ErrorCode::Conflict, Some("grant_id")) => {
             "Another admin has already acknowledged this access.".to_owned()
         }

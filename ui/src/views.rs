@@ -155,6 +155,7 @@ pub fn App() -> impl IntoView {
                     Some(Phase::Unlocked) if is_admin() => view! { <AdminWorkspace/> }.into_any(),
                     Some(Phase::Unlocked) => view! { <Workspace/> }.into_any(),
                     Some(Phase::KeychainUnavailable) => view! { <KeychainScreen/> }.into_any(),
+                    Some(Phase::DeviceSecretMissing) => view! { <RecoverKeyScreen/> }.into_any(),
                     Some(Phase::Revoked) => view! { <RevokedScreen/> }.into_any(),
                 }}
             </main>
@@ -318,6 +319,24 @@ struct SignInArgs {
 
 #[component]
 fn SignInScreen() -> impl IntoView {
+    view! {
+        <div class="card narrow">
+            <h1>"Sign in"</h1>
+            <p class="lead">"Use your own ClinicDesk account. Never share it, even on a shared workstation."</p>
+            <CredentialsForm id_prefix="login" command="sign_in" label="Sign in"/>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+/// Username and password for `command` (`sign_in`, `recover_device_secret`); the fields are
+/// `{id_prefix}-username`, `{id_prefix}-password` and `{id_prefix}-submit`.
+#[component]
+fn CredentialsForm(
+    id_prefix: &'static str,
+    command: &'static str,
+    label: &'static str,
+) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
@@ -331,25 +350,24 @@ fn SignInScreen() -> impl IntoView {
             password: password.get_untracked(),
         };
         password.set(String::new());
-        submit_command(ui, busy, "sign_in", args);
+        submit_command(ui, busy, command, args);
     };
+    let (user_id, password_id) = (
+        format!("{id_prefix}-username"),
+        format!("{id_prefix}-password"),
+    );
     view! {
-        <div class="card narrow">
-            <h1>"Sign in"</h1>
-            <p class="lead">"Use your own ClinicDesk account. Never share it, even on a shared workstation."</p>
-            <form on:submit=submit>
-                <label for="login-username">"Username"</label>
-                <input id="login-username" node_ref=first autocomplete="username" prop:value=move || username.get()
-                    on:input=move |ev| username.set(event_target_value(&ev))/>
-                <label for="login-password">"Password"</label>
-                <input id="login-password" type="password" autocomplete="current-password"
-                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
-                <button id="login-submit" type="submit" disabled=move || busy.get()>
-                    {move || if busy.get() { "Signing in…" } else { "Sign in" }}
-                </button>
-            </form>
-            <ErrorLine/>
-        </div>
+        <form on:submit=submit>
+            <label for=user_id.clone()>"Username"</label>
+            <input id=user_id node_ref=first autocomplete="username" prop:value=move || username.get()
+                on:input=move |ev| username.set(event_target_value(&ev))/>
+            <label for=password_id.clone()>"Password"</label>
+            <input id=password_id type="password" autocomplete="current-password"
+                prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
+            <button id=format!("{id_prefix}-submit") type="submit" disabled=move || busy.get()>
+                {move || if busy.get() { "Signing in…" } else { label }}
+            </button>
+        </form>
     }
 }
 
@@ -412,12 +430,28 @@ fn KeychainScreen() -> impl IntoView {
     view! {
         <div class="card narrow" id="keychain-screen">
             <h1>"The system keychain is not available"</h1>
-            <p class="lead">"ClinicDesk keeps this workstation's key only in the system keychain, and the keychain is locked, not running, or no longer has the key."</p>
+            <p class="lead">"ClinicDesk keeps this workstation's key only in the system keychain, and the keychain is locked or not running."</p>
             <ol>
                 <li>"Unlock your desktop keyring (it usually unlocks when you log in to the computer), then press Retry."</li>
-                <li>"If Retry keeps failing, the key is gone and this workstation's offline data can no longer be read: ask your clinic's IT to set the workstation up again. Your records are safe on the server."</li>
+                <li>"If Retry keeps failing, ask your clinic's IT to check the desktop's keyring service. Your records are safe on the server."</li>
             </ol>
             <button id="keychain-retry" on:click=move |_| change_phase(ui, "retry_keychain")>"Retry"</button>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+/// The keychain lost this workstation's secret: a user's online sign-in with a second
+/// factor gets the server's escrowed copy back, and everything on the workstation opens
+/// again.
+#[component]
+fn RecoverKeyScreen() -> impl IntoView {
+    view! {
+        <div class="card narrow" id="recover-key-screen">
+            <h1>"Restore this workstation's key"</h1>
+            <p class="lead">"The system keychain no longer has this workstation's key (it was reset or replaced), so its offline data and unsent audit records cannot be opened."</p>
+            <p>"Sign in with your ClinicDesk account while connected to the network. After your second factor, the server gives this workstation its key back; nothing is lost. Your admin sees that this happened."</p>
+            <CredentialsForm id_prefix="recover" command="recover_device_secret" label="Sign in and restore"/>
             <ErrorLine/>
         </div>
     }

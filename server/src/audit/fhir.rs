@@ -43,7 +43,7 @@ fn event_type(action: AuditAction) -> Value {
         Export | Print => coding(DCM, "110106", "Export"),
         Login | Logout | Lock | Unlock => coding(DCM, "110114", "User Authentication"),
         BreakGlass | BreakGlassReviewed => coding(DCM, "110113", "Security Alert"),
-        DeviceEnrolled | DeviceRevoked | MfaEnrolled | MfaReset => {
+        DeviceEnrolled | DeviceRevoked | DeviceSecretReleased | MfaEnrolled | MfaReset => {
             coding(DCM, "110113", "Security Alert")
         }
         UserCreated | RoleChanged | UserDeactivated | PasswordChanged => {

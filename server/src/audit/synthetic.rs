@@ -64,13 +64,21 @@ pub async fn seed_audit_events(
         let code =
             issue_enrollment_code(&state.store, state.clock.as_ref(), clinic, 15, None).await?;
         let key = SigningKey::from_bytes(&bytes::<32>()?);
+        let recovery = SigningKey::from_bytes(&bytes::<32>()?);
         let id = Uuid::now_v7();
+        let escrow = crate::device_registry::escrow_of(
+            state,
+            id,
+            &bytes::<32>()?,
+            &to_hex(recovery.verifying_key().as_bytes()),
+        )?;
         crate::device_registry::enroll(
             state,
             &hash_secret(&normalize_code(&code)),
             id,
             &format!("Synthetic workstation {}", i + 1),
             &to_hex(key.verifying_key().as_bytes()),
+            &escrow,
             clinicdesk_protocol::audit::RequestSeen {
                 client_ip: "127.0.0.1".into(),
                 user_agent: "clinicdesk-server seed".into(),

@@ -8,7 +8,6 @@
 //! another began.
 
 pub mod recovery;
-pub mod seal;
 pub mod store;
 pub mod totp;
 pub mod webauthn;

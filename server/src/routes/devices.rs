@@ -1,21 +1,28 @@
 //! Devices: a one-time code (from an admin or the operator's console) registers a
 //! workstation's Ed25519 public key; admins list the clinic's workstations and revoke them
-//! (recorded on the server chain).
+//! (recorded on the server chain). A workstation whose OS keychain lost its device secret
+//! gets the escrowed copy back, and only it: from a session on that device (password and a
+//! fresh second factor) proving the device's recovery key again.
 
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::audit::from_hex;
-use clinicdesk_protocol::wire::{DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued};
-use ed25519_dalek::VerifyingKey;
+use clinicdesk_protocol::audit::to_hex;
+use clinicdesk_protocol::wire::{
+    DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret,
+    escrow_proof_bytes,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::{Body, Id};
 use crate::app::AppState;
 use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, live_device};
 use crate::device_registry;
 use crate::error::ServerError;
 use crate::random::{hash_secret, normalize_code};
@@ -44,7 +51,24 @@ pub async fn enroll(
     VerifyingKey::from_bytes(&key_bytes).map_err(|_| ServerError::BadRequest {
         field: "public_key",
     })?;
+    let device_secret: Zeroizing<[u8; 32]> = from_hex(&req.device_secret)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(Zeroizing::new)
+        .ok_or(ServerError::BadRequest {
+            field: "device_secret",
+        })?;
+    let recovery_bytes: [u8; 32] = from_hex(&req.recovery_public_key)
+        .and_then(|b| b.try_into().ok())
+        .filter(|b| *b != key_bytes)
+        .ok_or(ServerError::BadRequest {
+            field: "recovery_public_key",
+        })?;
+    VerifyingKey::from_bytes(&recovery_bytes).map_err(|_| ServerError::BadRequest {
+        field: "recovery_public_key",
+    })?;
     let device_id = Uuid::now_v7();
+    let escrow =
+        device_registry::escrow_of(&state, device_id, &device_secret, &req.recovery_public_key)?;
     let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
     let clinic_id = device_registry::enroll(
         &state,
@@ -52,6 +76,7 @@ pub async fn enroll(
         device_id,
         name,
         &req.public_key.to_lowercase(),
+        &escrow,
         seen.for_session(device_id),
     )
     .await?;
@@ -136,5 +161,60 @@ pub async fn issue_code(
     Ok(Json(EnrollmentCodeIssued {
         enrollment_code,
         expires_at: rfc3339(state.clock.now_ms() + CODE_TTL_MINS * 60_000)?,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/devices/escrow/release", request_body = EscrowRelease,
+    responses((status = 200, body = EscrowedSecret), (status = 401, body = ApiError),
+        (status = 404, body = ApiError, description = "No escrow for the session's device")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn release_escrow(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Body(req): Body<EscrowRelease>,
+) -> Result<Json<EscrowedSecret>, ServerError> {
+    let device = live_device(&state, auth.principal.device_id).await?;
+    let now = state.clock.now_ms();
+    if !state.store.take_nonce(&req.nonce, device.id, now).await? {
+        return Err(ServerError::InvalidSignature { field: "nonce" });
+    }
+    let recovery_key = state
+        .store
+        .recovery_key(device.id)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    let invalid = || ServerError::InvalidSignature {
+        field: "recovery_signature",
+    };
+    let signature = from_hex(&req.recovery_signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or_else(invalid)?;
+    VerifyingKey::from_bytes(&recovery_key)
+        .map_err(|_| ServerError::Internal("stored recovery key invalid"))?
+        .verify_strict(&escrow_proof_bytes(&req.nonce, device.id), &signature)
+        .map_err(|_| invalid())?;
+    let sealed = state
+        .store
+        .sealed_device_secret(auth.scope(), device.id)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    let secret = state.escrow.open(device.id, &sealed)?;
+    // No audit, no release: the event commits before the secret leaves.
+    let user = &auth.principal.user;
+    let event = security_event(
+        user,
+        AuditAction::DeviceSecretReleased,
+        "Device",
+        device.id.to_string(),
+        "release_escrow",
+        seen.for_session(device.id),
+    );
+    server_chain::record(&state, auth.scope(), vec![event]).await?;
+    tracing::info!(device_id = %device.id, by = %user.user_id, "escrowed device secret released");
+    Ok(Json(EscrowedSecret {
+        device_secret: to_hex(&secret),
     }))
 }

@@ -10,8 +10,8 @@ use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::{AuditAction, from_hex};
 use clinicdesk_protocol::mfa::{FirstPassword, LoginStep};
 use clinicdesk_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, UserInfo,
-    login_proof_bytes,
+    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,
+    UserInfo, login_proof_bytes,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 
@@ -62,7 +62,19 @@ pub async fn login(
         .ok_or(ServerError::InvalidSignature {
             field: "device_signature",
         })?;
-    let key = VerifyingKey::from_bytes(&device.public_key)
+    let proof_key = match req.proof_key {
+        ProofKey::Device => device.public_key,
+        ProofKey::Recovery => {
+            state
+                .store
+                .recovery_key(device.id)
+                .await?
+                .ok_or(ServerError::InvalidSignature {
+                    field: "device_signature",
+                })?
+        }
+    };
+    let key = VerifyingKey::from_bytes(&proof_key)
         .map_err(|_| ServerError::Internal("stored device key invalid"))?;
     key.verify_strict(
         &login_proof_bytes(&req.nonce, device.id, &req.username),
@@ -115,7 +127,12 @@ pub async fn login(
         ));
     }
 
-    if let Some(grant) = &req.mfa_grant
+    // A recovery login proves the second factor afresh: the grant lives in the cache the
+    // keychain loss just closed, and the disk alone must not be enough.
+    if let Some(grant) = req
+        .mfa_grant
+        .as_ref()
+        .filter(|_| req.proof_key == ProofKey::Device)
         && crate::mfa::store::grant_valid(
             state.store.pool(),
             &hash_secret(grant),

@@ -1,7 +1,7 @@
 //! The API through real TLS: enrollment, login, minimum necessary, clinic isolation,
 //! session timeouts, audit ingest and the append-only store.
 
-use clinicdesk_protocol::audit::{Hash32, to_hex};
+use clinicdesk_protocol::audit::Hash32;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{AppointmentList, Patient};
 use clinicdesk_server::store::Backend;
@@ -52,15 +52,11 @@ async fn enrollment_code_works_once() {
         .post(
             "/v1/devices/enroll",
             None,
-            json!({
-                "enrollment_code": report.enrollment_code,
-                "device_name": "Second",
-                "public_key": to_hex(
-                    ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32())
-                        .verifying_key()
-                        .as_bytes()
-                ),
-            }),
+            crate::harness::enroll_body(
+                &report.enrollment_code,
+                "Second",
+                &ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+            ),
         )
         .await;
     assert_eq!(status, 401);
@@ -77,11 +73,7 @@ async fn enrollment_code_expires() {
         .post(
             "/v1/devices/enroll",
             None,
-            json!({
-                "enrollment_code": report.enrollment_code,
-                "device_name": "Late",
-                "public_key": to_hex(key.verifying_key().as_bytes()),
-            }),
+            crate::harness::enroll_body(&report.enrollment_code, "Late", &key),
         )
         .await;
     assert_eq!(
@@ -387,16 +379,31 @@ async fn malformed_bodies_name_a_field_never_echo_a_value() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(body, json!({ "code": "bad_request", "field": "body" }));
-    let (status, body) = server
-        .post(
-            "/v1/devices/enroll",
-            None,
-            json!({ "enrollment_code": "AAAA", "device_name": "x", "public_key": "CANARY" }),
-        )
-        .await;
+    // Each key field is checked, and named, on its own.
+    let good = crate::harness::enroll_body(
+        "AAAA",
+        "x",
+        &ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+    );
+    for field in ["public_key", "device_secret", "recovery_public_key"] {
+        let mut bad = good.clone();
+        bad[field] = json!("CANARY");
+        let (status, body) = server.post("/v1/devices/enroll", None, bad).await;
+        assert_eq!(
+            (status, body),
+            (400, json!({ "code": "bad_request", "field": field }))
+        );
+    }
+    // The recovery key must not be the device key itself.
+    let mut same = good.clone();
+    same["recovery_public_key"] = good["public_key"].clone();
+    let (status, body) = server.post("/v1/devices/enroll", None, same).await;
     assert_eq!(
         (status, body),
-        (400, json!({ "code": "bad_request", "field": "public_key" }))
+        (
+            400,
+            json!({ "code": "bad_request", "field": "recovery_public_key" })
+        )
     );
 }
 

@@ -368,6 +368,8 @@ async fn an_event_of_another_device_or_an_unknown_device_or_an_empty_batch_is_re
     let uid = login.user.user_id;
     let other = TestDevice {
         key: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+        recovery: ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+        secret: crate::harness::rand32(),
         id: Uuid::now_v7(),
         clinic_id: device.clinic_id,
         audit_public_key: device.audit_public_key.clone(),

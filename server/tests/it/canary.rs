@@ -58,6 +58,10 @@ fn canary_body() -> Value {
         "public_key",
         "nonce",
         "device_signature",
+        "proof_key",
+        "device_secret",
+        "recovery_public_key",
+        "recovery_signature",
         "mfa_grant",
         "app_version",
         "ticket",
@@ -234,6 +238,18 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         )
         .await;
 
+    // The device secret the workstation left in escrow at enrollment, released to it after
+    // a recovery login, is in no log line.
+    let recovered = device
+        .recovery_login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let (status, released) = device
+        .release_escrow(&server, &recovered.session_token, None)
+        .await;
+    assert_eq!(status, 200);
+    let escrowed = clinicdesk_protocol::audit::to_hex(&device.secret);
+    assert_eq!(released["device_secret"].as_str(), Some(escrowed.as_str()));
+
     // The clinician reads a patient's full record: served, never logged.
     let (_, list) = server
         .get("/v1/appointments", &clinician.session_token)
@@ -263,7 +279,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         "no server log captured"
     );
     assert!(text.contains(&clinician.user.user_id.to_string()));
-    for secret in [CANARY, &name, &phone, &allergy] {
+    for secret in [CANARY, &name, &phone, &allergy, &escrowed] {
         if secret.is_empty() {
             continue;
         }

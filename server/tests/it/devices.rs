@@ -59,15 +59,11 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
         .post(
             "/v1/devices/enroll",
             None,
-            json!({
-                "enrollment_code": issued.enrollment_code,
-                "device_name": "Again",
-                "public_key": clinicdesk_protocol::audit::to_hex(
-                    ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32())
-                        .verifying_key()
-                        .as_bytes()
-                ),
-            }),
+            crate::harness::enroll_body(
+                &issued.enrollment_code,
+                "Again",
+                &ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+            ),
         )
         .await;
     assert_eq!(status, 401, "a code works once");

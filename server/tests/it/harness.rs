@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use clinicdesk_protocol::audit::{AuditEvent, to_hex};
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
 use clinicdesk_protocol::wire::{
-    ChallengeResponse, EnrollResponse, LoginResponse, login_proof_bytes,
+    ChallengeResponse, EnrollResponse, LoginResponse, ProofKey, escrow_proof_bytes,
+    login_proof_bytes,
 };
 use clinicdesk_server::clock::{Clock, ManualClock};
 use clinicdesk_server::mfa::totp::{STEP_SECS, TotpSecret};
@@ -288,9 +289,12 @@ pub struct SignedIn {
     pub login: LoginResponse,
 }
 
-/// A workstation with its Ed25519 key.
+/// A workstation with its Ed25519 device key, its recovery key and the device secret it
+/// left in escrow.
 pub struct TestDevice {
     pub key: SigningKey,
+    pub recovery: SigningKey,
+    pub secret: [u8; 32],
     pub id: Uuid,
     pub clinic_id: Uuid,
     /// The server's audit key as pinned at enrollment (hex).
@@ -300,6 +304,8 @@ pub struct TestDevice {
 impl TestDevice {
     pub async fn enroll(server: &TestServer, code: &str) -> TestDevice {
         let key = SigningKey::from_bytes(&rand32());
+        let recovery = SigningKey::from_bytes(&rand32());
+        let secret = rand32();
         let (status, body) = server
             .post(
                 "/v1/devices/enroll",
@@ -308,6 +314,8 @@ impl TestDevice {
                     "enrollment_code": code,
                     "device_name": "Test workstation",
                     "public_key": to_hex(key.verifying_key().as_bytes()),
+                    "device_secret": to_hex(&secret),
+                    "recovery_public_key": to_hex(recovery.verifying_key().as_bytes()),
                 }),
             )
             .await;
@@ -315,6 +323,8 @@ impl TestDevice {
         let r: EnrollResponse = serde_json::from_value(body).unwrap();
         TestDevice {
             key,
+            recovery,
+            secret,
             id: r.device_id,
             clinic_id: r.clinic_id,
             audit_public_key: r.audit_public_key,
@@ -347,6 +357,19 @@ impl TestDevice {
         password: &str,
         mfa_grant: Option<&str>,
     ) -> reqwest::Response {
+        self.proven_login(server, user, password, mfa_grant, ProofKey::Device)
+            .await
+    }
+
+    /// A login whose device proof is signed with `proof` (the device or the recovery key).
+    pub async fn proven_login(
+        &self,
+        server: &TestServer,
+        user: &str,
+        password: &str,
+        mfa_grant: Option<&str>,
+        proof: ProofKey,
+    ) -> reqwest::Response {
         let (status, body) = server
             .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
             .await;
@@ -354,8 +377,11 @@ impl TestDevice {
         let nonce = serde_json::from_value::<ChallengeResponse>(body)
             .unwrap()
             .nonce;
-        let signature = self
-            .key
+        let signer = match proof {
+            ProofKey::Device => &self.key,
+            ProofKey::Recovery => &self.recovery,
+        };
+        let signature = signer
             .sign(&login_proof_bytes(&nonce, self.id, user))
             .to_bytes();
         server
@@ -367,6 +393,7 @@ impl TestDevice {
                 "device_id": self.id,
                 "nonce": nonce,
                 "device_signature": to_hex(&signature),
+                "proof_key": proof,
                 "mfa_grant": mfa_grant,
                 "app_version": HARNESS_APP_VERSION,
             }))
@@ -379,6 +406,56 @@ impl TestDevice {
     pub async fn login(&self, server: &TestServer, user: &str, password: &str) -> LoginResponse {
         let (status, body) = self.try_login(server, user, password).await;
         assert_eq!(status, 200, "{body}");
+        self.second_factor(server, user, body).await
+    }
+
+    /// A recovery login: the proof signed with the recovery key, then TOTP.
+    pub async fn recovery_login(
+        &self,
+        server: &TestServer,
+        user: &str,
+        password: &str,
+    ) -> LoginResponse {
+        let resp = self
+            .proven_login(server, user, password, None, ProofKey::Recovery)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let body: Value = resp.json().await.unwrap();
+        self.second_factor(server, user, body).await
+    }
+
+    /// Asks for this device's escrowed secret with `token`, proving the recovery key
+    /// (or `signer`, to test a wrong one) over a fresh nonce.
+    pub async fn release_escrow(
+        &self,
+        server: &TestServer,
+        token: &str,
+        signer: Option<&SigningKey>,
+    ) -> (u16, Value) {
+        let (status, body) = server
+            .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
+            .await;
+        if status != 200 {
+            return (status, body);
+        }
+        let nonce = serde_json::from_value::<ChallengeResponse>(body)
+            .unwrap()
+            .nonce;
+        let signature = signer
+            .unwrap_or(&self.recovery)
+            .sign(&escrow_proof_bytes(&nonce, self.id))
+            .to_bytes();
+        server
+            .post(
+                "/v1/devices/escrow/release",
+                Some(token),
+                json!({ "nonce": nonce, "recovery_signature": to_hex(&signature) }),
+            )
+            .await
+    }
+
+    /// The second-factor step of a login whose first answer was `body`.
+    async fn second_factor(&self, server: &TestServer, user: &str, body: Value) -> LoginResponse {
         match serde_json::from_value::<LoginStep>(body).unwrap() {
             LoginStep::SignedIn(login) => login,
             LoginStep::SecondFactor(t) => {
@@ -479,6 +556,17 @@ pub fn acceptable_body(path: &str) -> Value {
     } else {
         serde_json::json!({})
     }
+}
+
+/// An enrollment body for a new workstation key with its own escrow and recovery key.
+pub fn enroll_body(code: &str, device_name: &str, key: &SigningKey) -> Value {
+    json!({
+        "enrollment_code": code,
+        "device_name": device_name,
+        "public_key": to_hex(key.verifying_key().as_bytes()),
+        "device_secret": to_hex(&rand32()),
+        "recovery_public_key": to_hex(SigningKey::from_bytes(&rand32()).verifying_key().as_bytes()),
+    })
 }
 
 pub fn rand32() -> [u8; 32] {

@@ -9,6 +9,7 @@ mod break_glass;
 mod canary;
 mod contract_fuzz;
 mod devices;
+mod escrow;
 mod export;
 mod harness;
 mod isolation;

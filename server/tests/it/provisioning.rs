@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::harness::{SignedIn, TestDevice, TestServer, password_of, rand32};
+use crate::harness::{SignedIn, TestDevice, TestServer, password_of};
 
 const OWN_PASSWORD: &str = "copper-meadow-signal-58";
 
@@ -151,13 +151,11 @@ async fn a_retry_with_the_same_key_answers_for_the_same_clinic() {
         .post(
             "/v1/devices/enroll",
             None,
-            json!({
-                "enrollment_code": first.enrollment_code,
-                "device_name": "Old code",
-                "public_key": clinicdesk_protocol::audit::to_hex(
-                    ed25519_dalek::SigningKey::from_bytes(&rand32()).verifying_key().as_bytes()
-                ),
-            }),
+            crate::harness::enroll_body(
+                &first.enrollment_code,
+                "Old code",
+                &ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
+            ),
         )
         .await;
     assert_eq!(

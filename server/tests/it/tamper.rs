@@ -58,13 +58,23 @@ async fn build() -> Pristine {
         .await
         .unwrap();
         let key = SigningKey::from_bytes(&rand32());
+        let recovery = SigningKey::from_bytes(&rand32());
+        let secret = rand32();
         let id = Uuid::now_v7();
+        let escrow = clinicdesk_server::device_registry::escrow_of(
+            &state,
+            id,
+            &secret,
+            &to_hex(recovery.verifying_key().as_bytes()),
+        )
+        .unwrap();
         clinicdesk_server::device_registry::enroll(
             &state,
             &hash_secret(&normalize_code(&code)),
             id,
             "Tamper test",
             &to_hex(key.verifying_key().as_bytes()),
+            &escrow,
             clinicdesk_protocol::audit::RequestSeen {
                 client_ip: "127.0.0.1".into(),
                 user_agent: "tamper test".into(),
@@ -75,6 +85,8 @@ async fn build() -> Pristine {
         .unwrap();
         devices.push(TestDevice {
             key,
+            recovery,
+            secret,
             id,
             clinic_id: report.clinic_id,
             audit_public_key: String::new(),

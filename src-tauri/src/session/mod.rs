@@ -20,8 +20,8 @@ use clinicdesk_protocol::app::{AppStatus, Phase};
 use clinicdesk_protocol::audit::{AuditAction, BreakGlass};
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditUpload, EnrollRequest, LoginRequest, LoginResponse, Patient, UserInfo,
-    login_proof_bytes,
+    AppointmentList, AuditUpload, EnrollRequest, LoginRequest, LoginResponse, Patient, ProofKey,
+    UserInfo, login_proof_bytes,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -32,15 +32,16 @@ use crate::client::ServerClient;
 use crate::clock::{Clock, rfc3339};
 use crate::config::Config;
 use crate::db::{self, DbError};
-use crate::device::{self, DEVICE_KEY, DeviceKey, Enrollment, Paths};
+use crate::device::{self, DeviceKey, Enrollment, Paths, RecoveryKey};
 use crate::error::AppError;
-use crate::keychain::Keychain;
+use crate::keychain::{Keychain, KeychainError};
 use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
 use crate::users::UserCaches;
 
 mod admin;
 mod break_glass;
+mod recovery;
 mod second_factor;
 
 use second_factor::Stage;
@@ -91,8 +92,8 @@ pub struct Core {
     enrolled: Mutex<Option<Enrolled>>,
     session: Mutex<Session>,
     outbox: Mutex<Option<Outbox>>,
-    /// The keychain could not give the device secret the last time it was asked.
-    keychain_unavailable: AtomicBool,
+    /// What the keychain said the last time the device secret was asked for.
+    keychain_state: Mutex<KeychainState>,
     revoked: AtomicBool,
     net: Mutex<Net>,
     generation: AtomicU64,
@@ -134,10 +135,28 @@ enum LocalCache {
 }
 
 /// How a session was opened, for its audit event.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opening {
     SignIn,
     Unlock,
+    /// A sign-in that first gets the escrowed device secret back ([`recovery`]).
+    Recovery,
+}
+
+/// The key a login's device proof is signed with.
+enum LoginProof<'a> {
+    Device(&'a DeviceKey),
+    Recovery(&'a RecoveryKey),
+}
+
+/// The keychain's answer to the last request for the device secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeychainState {
+    Fine,
+    /// Locked or unreachable: retrying may work.
+    Unavailable,
+    /// The entry is gone: only the escrowed copy brings it back.
+    SecretMissing,
 }
 
 impl Core {
@@ -166,7 +185,7 @@ impl Core {
             enrolled: Mutex::new(enrolled),
             session: Mutex::new(Session::SignedOut),
             outbox: Mutex::new(None),
-            keychain_unavailable: AtomicBool::new(false),
+            keychain_state: Mutex::new(KeychainState::Fine),
             revoked: AtomicBool::new(revoked),
             net: Mutex::new(Net::default()),
             generation: AtomicU64::new(0),
@@ -222,9 +241,17 @@ impl Core {
             crate::keys::KeyError::Keychain(k) => AppError::Keychain(k),
             _ => AppError::Internal("device secret"),
         });
-        self.keychain_unavailable
-            .store(secret.is_err(), Ordering::SeqCst);
+        *guard(&self.keychain_state) = match &secret {
+            Ok(_) => KeychainState::Fine,
+            Err(AppError::Keychain(KeychainError::Missing)) => KeychainState::SecretMissing,
+            Err(_) => KeychainState::Unavailable,
+        };
         f(&secret?)
+    }
+
+    /// The device key, unwrapped with the device secret from the keychain.
+    fn device_key(&self) -> Result<DeviceKey, AppError> {
+        self.with_device_secret(|secret| DeviceKey::load(&self.paths, secret))
     }
 
     /// Opens the device's outbox if it is not open yet.
@@ -274,12 +301,18 @@ impl Core {
             } else {
                 Phase::NotEnrolled
             };
-        } else if phase == Phase::SignedOut && self.keychain_unavailable.load(Ordering::SeqCst) {
-            phase = Phase::KeychainUnavailable;
+        } else if phase == Phase::SignedOut {
+            match *guard(&self.keychain_state) {
+                KeychainState::Fine => {}
+                KeychainState::Unavailable => phase = Phase::KeychainUnavailable,
+                KeychainState::SecretMissing => phase = Phase::DeviceSecretMissing,
+            }
         }
         let mut mfa_methods = Vec::new();
-        if matches!(phase, Phase::SignedOut | Phase::Locked)
-            && let Some((waiting, methods)) = guard(&self.pending).as_ref().and_then(|p| p.phase())
+        if matches!(
+            phase,
+            Phase::SignedOut | Phase::Locked | Phase::DeviceSecretMissing
+        ) && let Some((waiting, methods)) = guard(&self.pending).as_ref().and_then(|p| p.phase())
         {
             phase = waiting;
             mfa_methods = methods;
@@ -301,8 +334,9 @@ impl Core {
         }
     }
 
-    /// Registers this workstation: a new device key and device secret in the keychain,
-    /// the public key sent with the one-time code, the server's CA pinned.
+    /// Registers this workstation: a new device secret in the keychain, a device key wrapped
+    /// under it and a recovery key; the public keys and an escrow copy of the secret go to
+    /// the server with the one-time code, and the server's CA is pinned.
     pub async fn enroll(&self, code: &str, device_name: &str) -> Result<AppStatus, AppError> {
         if guard(&self.enrolled).is_some() {
             return Err(AppError::AlreadyEnrolled);
@@ -322,21 +356,26 @@ impl Core {
             .ok_or(AppError::Config("server_ca"))?;
         let ca = std::fs::read(ca_path).map_err(|e| AppError::Io("server CA file", e))?;
         let client = ServerClient::new(&self.config.server_url, &ca)?;
-        let key = DeviceKey::create(&self.keychain)?;
+        // A fresh secret: nothing of an earlier enrollment on this install stays readable.
+        let secret = DeviceSecret::create(&self.keychain).map_err(|e| match e {
+            crate::keys::KeyError::Keychain(k) => AppError::Keychain(k),
+            _ => AppError::Internal("device secret"),
+        })?;
+        *guard(&self.keychain_state) = KeychainState::Fine;
+        let key = DeviceKey::create(&self.paths, &secret)?;
+        let recovery = RecoveryKey::create(&self.paths)?;
         let result = client
             .enroll(&EnrollRequest {
                 enrollment_code: code.to_owned(),
                 device_name: device_name.to_owned(),
                 public_key: key.public_key_hex(),
+                device_secret: secret.escrow_hex().to_string(),
+                recovery_public_key: recovery.public_key_hex(),
             })
             .await;
+        drop(secret);
         self.note_network(&result);
         let response = result?;
-        // A fresh secret: nothing of an earlier enrollment on this install stays readable.
-        drop(
-            DeviceSecret::create(&self.keychain)
-                .map_err(|_| AppError::Internal("device secret"))?,
-        );
         *guard(&self.outbox) = None;
         db::remove_files(&self.paths.outbox).map_err(|e| AppError::Io("outbox", e))?;
         self.users.remove_all()?;
@@ -377,27 +416,31 @@ impl Core {
             .await
     }
 
+    /// The password step with the server: a fresh nonce signed by the device key (every
+    /// ordinary login) or by the recovery key ([`recovery`]).
     async fn server_login(
         &self,
         username: &str,
         password: &str,
-        key: &DeviceKey,
+        proof: LoginProof<'_>,
         mfa_grant: Option<Zeroizing<String>>,
     ) -> Result<LoginStep, AppError> {
         let (enrollment, client) = self.enrolled()?;
         let challenge = client.challenge(enrollment.device_id).await;
         self.note_network(&challenge);
         let nonce = challenge?.nonce;
+        let message = login_proof_bytes(&nonce, enrollment.device_id, username);
+        let (device_signature, proof_key) = match proof {
+            LoginProof::Device(key) => (key.sign_hex(&message), ProofKey::Device),
+            LoginProof::Recovery(key) => (key.sign_hex(&message), ProofKey::Recovery),
+        };
         let login = client
             .login(&LoginRequest {
                 username: username.to_owned(),
                 password: password.to_owned(),
                 device_id: enrollment.device_id,
-                device_signature: key.sign_hex(&login_proof_bytes(
-                    &nonce,
-                    enrollment.device_id,
-                    username,
-                )),
+                device_signature,
+                proof_key,
                 nonce,
                 mfa_grant: mfa_grant.map(|g| g.to_string()),
                 app_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
@@ -422,7 +465,7 @@ impl Core {
         }
         self.enrolled()?;
         self.ensure_outbox()?;
-        let key = DeviceKey::load(&self.keychain)?;
+        let key = self.device_key()?;
         let now = self.clock.now_ms();
         // This user's cache here, if the password opens it: the grant of their last second
         // factor is inside, and offline it is all there is.
@@ -431,7 +474,10 @@ impl Core {
             LocalCache::Opened(cache) => cache.mfa_grant()?,
             _ => None,
         };
-        match self.server_login(username, password, &key, grant).await {
+        match self
+            .server_login(username, password, LoginProof::Device(&key), grant)
+            .await
+        {
             Ok(LoginStep::SignedIn(login)) => {
                 let existing = match local {
                     LocalCache::Opened(cache) => Some(cache),
@@ -520,12 +566,13 @@ impl Core {
             (Opening::SignIn, false) => (AuditAction::Login, "sign_in"),
             (Opening::SignIn, true) => (AuditAction::Unlock, "sign_in"),
             (Opening::Unlock, _) => (AuditAction::Unlock, "unlock"),
+            (Opening::Recovery, _) => (AuditAction::Login, "recover_device_secret"),
         };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut session = guard(&self.session);
         match (&*session, opening) {
             (Session::Locked(previous), Opening::Unlock) if previous.user_id == user.user_id => {}
-            (Session::SignedOut, Opening::SignIn) => {}
+            (Session::SignedOut, Opening::SignIn | Opening::Recovery) => {}
             // The state changed while we were talking to the server.
             _ => return Err(AppError::BadInput("session")),
         }
@@ -772,12 +819,12 @@ impl Core {
         *session = Session::SignedOut;
         self.generation.fetch_add(1, Ordering::SeqCst);
         *guard(&self.outbox) = None;
-        for entry in [DEVICE_SECRET, DEVICE_KEY] {
-            if self.keychain.delete(entry).is_err() {
-                tracing::error!("keychain entry could not be deleted during wipe");
-            }
+        if self.keychain.delete(DEVICE_SECRET).is_err() {
+            tracing::error!("keychain entry could not be deleted during wipe");
         }
         let results = [
+            device::remove_file(&self.paths.device_key, "device-key.json"),
+            device::remove_file(&self.paths.recovery_key, "recovery-key.json"),
             self.users.remove_all(),
             db::remove_files(&self.paths.outbox).map_err(|e| AppError::Io("outbox", e)),
             device::remove_file(&self.paths.enrollment, "enrollment.json"),

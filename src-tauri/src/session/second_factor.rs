@@ -19,7 +19,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Core, Opening, guard};
 use crate::client::CodeMethod;
-use crate::device::DeviceKey;
 use crate::error::AppError;
 
 /// Which step the waiting sign-in is at.
@@ -124,7 +123,7 @@ impl Core {
             .await;
         self.note_network(&result);
         let login = result.map_err(|e| self.on_second_factor_error(e))?;
-        self.finish(login, &waiting)
+        self.finish(login, &waiting).await
     }
 
     /// Replaces a first password someone else chose (an admin, the operator) with the
@@ -190,7 +189,7 @@ impl Core {
             .await;
         self.note_network(&result);
         let enrolled = result.map_err(|e| self.on_second_factor_error(e))?;
-        let status = self.finish(enrolled.session, &waiting)?;
+        let status = self.finish(enrolled.session, &waiting).await?;
         Ok(SecondFactorSetUp {
             status,
             recovery_codes: enrolled.recovery_codes,
@@ -203,13 +202,16 @@ impl Core {
         self.status()
     }
 
-    fn finish(&self, login: LoginResponse, waiting: &Waiting) -> Result<AppStatus, AppError> {
+    async fn finish(&self, login: LoginResponse, waiting: &Waiting) -> Result<AppStatus, AppError> {
         if login.user.username != waiting.username {
             return Err(AppError::Internal(
                 "second factor answered for another user",
             ));
         }
-        let key = DeviceKey::load(&self.keychain)?;
+        if waiting.opening == Opening::Recovery {
+            self.restore_device_secret(&login).await?;
+        }
+        let key = self.device_key()?;
         let now = self.clock.now_ms();
         let password = waiting.password.expose_secret();
         let cache = self.open_user_cache_online(None, &login, password, now)?;

@@ -136,7 +136,9 @@ fn the_outbox_chains_and_signs_each_event_and_is_encrypted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.sqlite3");
     let key = random_key().unwrap();
-    let device_key = DeviceKey::create(&test_keychain()).unwrap();
+    let secret = clinicdesk_app::keys::DeviceSecret::from_bytes(random_key().unwrap());
+    let paths = clinicdesk_app::device::Paths::under(dir.path());
+    let device_key = DeviceKey::create(&paths, &secret).unwrap();
     let user = test_user(Role::FrontDesk);
     let device_id = Uuid::now_v7();
     let mut outbox = Outbox::open(&path, &key).unwrap();

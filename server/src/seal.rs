@@ -1,6 +1,9 @@
-//! Sealing of second-factor secrets at rest: XChaCha20-Poly1305 under a key in
-//! `DATA_DIR/mfa-seal.key`, bound to the owning user's id, so a copy of the database
-//! alone yields no TOTP secret and a sealed value moved to another user does not open.
+//! Sealing of secrets at rest: XChaCha20-Poly1305 under a key file in the data directory,
+//! one key per purpose, each value bound to its owner's id. A copy of the database alone
+//! yields no secret, and a sealed value moved to another owner does not open.
+//!
+//! - [`SealKey::mfa`]: TOTP secrets (`mfa-seal.key`), owned by a user.
+//! - [`SealKey::escrow`]: escrowed device secrets (`device-escrow.key`), owned by a device.
 
 use std::path::Path;
 
@@ -13,11 +16,12 @@ use zeroize::Zeroizing;
 use crate::error::ServerError;
 use crate::key_file::{self, KeyFileError};
 
-pub const KEY_FILE: &str = "mfa-seal.key";
-const AAD_TAG: &[u8] = b"clinicdesk-mfa-seal-v1\0";
+pub const MFA_KEY_FILE: &str = "mfa-seal.key";
+pub const ESCROW_KEY_FILE: &str = "device-escrow.key";
 
 pub struct SealKey {
     cipher: XChaCha20Poly1305,
+    tag: &'static [u8],
 }
 
 impl std::fmt::Debug for SealKey {
@@ -26,22 +30,37 @@ impl std::fmt::Debug for SealKey {
     }
 }
 
-fn aad(user_id: Uuid) -> Vec<u8> {
-    [AAD_TAG, user_id.as_bytes()].concat()
-}
-
 impl SealKey {
-    pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyFileError> {
-        let key = key_file::load_or_create(data_dir, KEY_FILE)?;
+    /// The key that seals second-factor secrets.
+    pub fn mfa(data_dir: &Path) -> Result<Self, KeyFileError> {
+        Self::load_or_create(data_dir, MFA_KEY_FILE, b"clinicdesk-mfa-seal-v1\0")
+    }
+
+    /// The key that seals workstations' escrowed device secrets.
+    pub fn escrow(data_dir: &Path) -> Result<Self, KeyFileError> {
+        Self::load_or_create(data_dir, ESCROW_KEY_FILE, b"clinicdesk-device-escrow-v1\0")
+    }
+
+    fn load_or_create(
+        data_dir: &Path,
+        file: &str,
+        tag: &'static [u8],
+    ) -> Result<Self, KeyFileError> {
+        let key = key_file::load_or_create(data_dir, file)?;
         Ok(Self {
             cipher: XChaCha20Poly1305::new(key.as_ref().into()),
+            tag,
         })
     }
 
+    fn aad(&self, owner: Uuid) -> Vec<u8> {
+        [self.tag, owner.as_bytes()].concat()
+    }
+
     /// `nonce ‖ ciphertext` as hex.
-    pub fn seal(&self, user_id: Uuid, plaintext: &[u8]) -> Result<String, ServerError> {
+    pub fn seal(&self, owner: Uuid, plaintext: &[u8]) -> Result<String, ServerError> {
         let nonce = crate::random::bytes::<24>()?;
-        let aad = aad(user_id);
+        let aad = self.aad(owner);
         let ciphertext = self
             .cipher
             .encrypt(
@@ -55,13 +74,13 @@ impl SealKey {
         Ok(to_hex(&[nonce.as_slice(), &ciphertext].concat()))
     }
 
-    pub fn open(&self, user_id: Uuid, sealed: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
+    pub fn open(&self, owner: Uuid, sealed: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
         let bytes = from_hex(sealed).ok_or(ServerError::Internal("sealed value malformed"))?;
         if bytes.len() < 24 {
             return Err(ServerError::Internal("sealed value malformed"));
         }
         let (nonce, ciphertext) = bytes.split_at(24);
-        let aad = aad(user_id);
+        let aad = self.aad(owner);
         self.cipher
             .decrypt(
                 XNonce::from_slice(nonce),
@@ -80,9 +99,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_values_open_only_for_their_user_and_key() {
+    fn sealed_values_open_only_for_their_owner_key_and_purpose() {
         let dir = tempfile::tempdir().unwrap();
-        let key = SealKey::load_or_create(dir.path()).unwrap();
+        let key = SealKey::mfa(dir.path()).unwrap();
         let (alice, bob) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let sealed = key.seal(alice, b"CANARY-secret").unwrap();
         assert!(!sealed.contains(&to_hex(b"CANARY-secret")));
@@ -91,8 +110,11 @@ mod tests {
             b"CANARY-secret"
         );
         assert!(key.open(bob, &sealed).is_err());
-        let other = SealKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        let other = SealKey::mfa(tempfile::tempdir().unwrap().path()).unwrap();
         assert!(other.open(alice, &sealed).is_err());
+        // The escrow key is another key file: an MFA secret does not open as an escrow.
+        let escrow = SealKey::escrow(dir.path()).unwrap();
+        assert!(escrow.open(alice, &sealed).is_err());
         let mut flipped = sealed.into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };

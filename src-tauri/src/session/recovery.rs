@@ -1,0 +1,117 @@
+//! Getting the device secret back after the OS keychain lost it (a reset keyring, a new
+//! OS profile): the workstation proves itself with its recovery key (on disk, outside the
+//! keychain), a user proves their password and a fresh second factor, and the server
+//! releases the copy it sealed at enrollment, to this device only, and records that it
+//! did. The device key, the outbox and every user's cache then open again, so no unsent
+//! audit event is lost. A keychain that is merely locked is never "recovered": only a
+//! missing entry is replaced.
+
+use clinicdesk_protocol::audit::from_hex;
+use clinicdesk_protocol::mfa::LoginStep;
+use clinicdesk_protocol::wire::{EscrowRelease, LoginResponse, escrow_proof_bytes};
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::second_factor::Stage;
+use super::{Core, KeychainState, LoginProof, Opening, Session, guard};
+use crate::device::{DeviceKey, RecoveryKey};
+use crate::error::AppError;
+use crate::keychain::KeychainError;
+use crate::keys::DeviceSecret;
+
+impl Core {
+    /// Starts a recovery sign-in: the password and the recovery key's proof now, a fresh
+    /// second factor next (the usual screens), and then the escrowed secret comes back.
+    pub async fn recover_device_secret(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<clinicdesk_protocol::app::AppStatus, AppError> {
+        let username = username.trim();
+        if username.is_empty() {
+            return Err(AppError::BadInput("username"));
+        }
+        if password.is_empty() {
+            return Err(AppError::BadInput("password"));
+        }
+        if !matches!(*guard(&self.session), Session::SignedOut) {
+            return Err(AppError::BadInput("session"));
+        }
+        self.enrolled()?;
+        match self.with_device_secret(|_| Ok(())) {
+            Err(AppError::Keychain(KeychainError::Missing)) => {}
+            // The secret is there (nothing to recover) or the keychain is locked (unlock
+            // it; replacing a secret that still exists would orphan every cache).
+            Ok(()) => return Err(AppError::BadInput("session")),
+            Err(e) => return Err(e),
+        }
+        let recovery =
+            RecoveryKey::load(&self.paths)?.ok_or(AppError::Config("recovery-key.json"))?;
+        let login = self
+            .server_login(username, password, LoginProof::Recovery(&recovery), None)
+            .await;
+        let (ticket, stage) = match login.map_err(|e| self.on_server_error(e))? {
+            LoginStep::SecondFactor(ticket) => (ticket, Stage::Verify),
+            LoginStep::SetUpSecondFactor(ticket) => (ticket, Stage::SetUp),
+            LoginStep::ChooseNewPassword(ticket) => (ticket, Stage::ChoosePassword),
+            LoginStep::SignedIn(_) => {
+                return Err(AppError::Internal(
+                    "a recovery sign-in skipped the second factor",
+                ));
+            }
+        };
+        tracing::info!("recovery sign-in: password and recovery key accepted");
+        self.await_second_factor(username, password, Opening::Recovery, ticket, stage)
+    }
+
+    /// After the recovery sign-in's second factor: asks for the escrowed secret, checks it
+    /// opens this device's key, and puts it back into the keychain.
+    pub(super) async fn restore_device_secret(
+        &self,
+        login: &LoginResponse,
+    ) -> Result<(), AppError> {
+        let (enrollment, client) = self.enrolled()?;
+        let recovery =
+            RecoveryKey::load(&self.paths)?.ok_or(AppError::Config("recovery-key.json"))?;
+        let token = SecretString::from(login.session_token.clone());
+        let challenge = client.challenge(enrollment.device_id).await;
+        self.note_network(&challenge);
+        let nonce = challenge.map_err(|e| self.on_server_error(e))?.nonce;
+        let recovery_signature =
+            recovery.sign_hex(&escrow_proof_bytes(&nonce, enrollment.device_id));
+        let released = client
+            .release_escrow(
+                &token,
+                &EscrowRelease {
+                    nonce,
+                    recovery_signature,
+                },
+            )
+            .await;
+        self.note_network(&released);
+        let released = released.map_err(|e| self.on_server_error(e))?;
+        let bytes = Zeroizing::new(
+            from_hex(&released.device_secret)
+                .ok_or(AppError::Internal("escrowed secret malformed"))?,
+        );
+        let mut secret = Zeroizing::new([0u8; 32]);
+        if bytes.len() != 32 {
+            return Err(AppError::Internal("escrowed secret malformed"));
+        }
+        secret.copy_from_slice(&bytes);
+        // Only this device's own secret opens its wrapped device key; anything else stays
+        // out of the keychain.
+        DeviceKey::load(
+            &self.paths,
+            &DeviceSecret::from_bytes(Zeroizing::new(*secret)),
+        )?;
+        DeviceSecret::restore(&self.keychain, secret).map_err(|e| match e {
+            crate::keys::KeyError::Keychain(k) => AppError::Keychain(k),
+            _ => AppError::Internal("device secret"),
+        })?;
+        *guard(&self.keychain_state) = KeychainState::Fine;
+        self.ensure_outbox()?;
+        tracing::warn!("device secret restored from the server's escrow");
+        Ok(())
+    }
+}
