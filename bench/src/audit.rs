@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::routing::get;
+use clinicdesk_app::keychain::random_key;
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, Hash32, Outcome, Recorder, SignedAuditEvent, to_hex,
 };
@@ -32,26 +33,29 @@ use crate::report::Metric;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }
 
 /// A served data dir with the synthetic clinic and one enrolled workstation.
-struct Served {
-    state: AppState,
+pub(crate) struct Served {
+    pub(crate) state: AppState,
     _dir: tempfile::TempDir,
-    url: String,
+    pub(crate) url: String,
+    /// The server's CA (PEM), for an app to pin.
+    pub(crate) ca_cert: std::path::PathBuf,
     client: reqwest::Client,
     key: SigningKey,
     device_id: Uuid,
-    clinic_id: Uuid,
+    pub(crate) clinic_id: Uuid,
     clinician: Uuid,
-    password: String,
+    /// The clinician's password.
+    pub(crate) password: String,
 }
 
-async fn served() -> anyhow::Result<Served> {
+pub(crate) async fn served() -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let state = AppState::open(dir.path(), Arc::new(SystemClock)).await?;
     let clinic_id = Uuid::now_v7();
@@ -79,6 +83,8 @@ async fn served() -> anyhow::Result<Served> {
             "enrollment_code": report.enrollment_code,
             "device_name": "Bench workstation",
             "public_key": to_hex(key.verifying_key().as_bytes()),
+            "device_secret": to_hex(random_key()?.as_slice()),
+            "recovery_public_key": to_hex(SigningKey::from_bytes(&*random_key()?).verifying_key().as_bytes()),
         }))
         .send()
         .await?
@@ -101,6 +107,7 @@ async fn served() -> anyhow::Result<Served> {
         state,
         _dir: dir,
         url,
+        ca_cert: files.ca_cert.clone(),
         client,
         key,
         device_id: enrolled.device_id,

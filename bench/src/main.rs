@@ -6,6 +6,8 @@
 #![allow(clippy::print_stdout)] // the report table is this program's output
 
 mod audit;
+mod cache_search;
+mod lock_latency;
 mod metrics;
 mod report;
 

@@ -43,6 +43,11 @@ pub const ALL: &[(&str, Run)] = &[
         sqlcipher_overhead_ratio(s).map(|m| vec![m])
     }),
     ("unlock_ms", |s| unlock_ms(s).map(|m| vec![m])),
+    (
+        "cache_search_p99_ms",
+        crate::cache_search::cache_search_p99_ms,
+    ),
+    ("lock_latency_ms", crate::lock_latency::lock_latency_ms),
     ("audit_ingest_eps", crate::audit::audit_ingest_eps),
     ("audit_search_p99_ms", crate::audit::audit_search_p99_ms),
     ("audit_overhead_us", crate::audit::audit_overhead_us),

@@ -73,3 +73,19 @@ impl std::fmt::Debug for SecondFactorSetUp {
             .finish_non_exhaustive()
     }
 }
+
+/// A patient found by a search of the user's cache: enough to tell patients apart and open
+/// the right chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientHit {
+    pub id: uuid::Uuid,
+    pub name: crate::phi::Phi<String>,
+    pub birth_date: crate::phi::Phi<String>,
+    pub mrn: crate::phi::Phi<String>,
+}
+
+/// What a search of the user's cache found, by name (at most 20).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientSearchResults {
+    pub patients: Vec<PatientHit>,
+}

@@ -349,6 +349,10 @@ pub struct Patient {
     /// `YYYY-MM-DD`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub birth_date: Phi<String>,
+    /// The clinic's medical record number (empty in copies cached before it existed).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub mrn: Phi<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub phone: Phi<String>,
     /// Present only when the caller may read this patient's clinical content: a clinician
@@ -501,7 +505,7 @@ pub const REVIEW_NOTE_MAX: usize = 1000;
 impl Patient {
     /// The names of the fields this value carries, for the audit event.
     pub fn field_names(&self) -> Vec<String> {
-        let mut fields = vec!["name", "birth_date", "phone"];
+        let mut fields = vec!["name", "birth_date", "mrn", "phone"];
         if self.clinical.is_some() {
             fields.extend(["allergies", "problems", "medications"]);
         }
@@ -694,6 +698,7 @@ mod tests {
             id: Uuid::nil(),
             name: Phi::new("A".into()),
             birth_date: Phi::new("2000-01-01".into()),
+            mrn: Phi::new("MRN-1".into()),
             phone: Phi::new("555".into()),
             clinical: None,
             clinical_access: ClinicalAccess::NotPermitted,
@@ -706,7 +711,7 @@ mod tests {
             json.contains("\"clinical_access\":\"not_permitted\""),
             "{json}"
         );
-        assert_eq!(p.field_names(), vec!["name", "birth_date", "phone"]);
+        assert_eq!(p.field_names(), vec!["name", "birth_date", "mrn", "phone"]);
     }
 
     #[test]

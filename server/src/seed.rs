@@ -212,6 +212,7 @@ async fn seed_clinic_with(
                         id,
                         name: p.name.to_owned(),
                         birth_date: p.birth_date.to_owned(),
+                        mrn: format!("MRN-{:06}", 100_001 + i),
                         phone: format!("555-01{:02}", 10 + i),
                         allergies: p.allergies.iter().map(|s| (*s).to_owned()).collect(),
                         problems: p.problems.iter().map(|s| (*s).to_owned()).collect(),

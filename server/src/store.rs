@@ -139,6 +139,8 @@ pub struct NewPatient {
     pub id: Uuid,
     pub name: String,
     pub birth_date: String,
+    /// The clinic's medical record number, unique within the clinic.
+    pub mrn: String,
     pub phone: String,
     pub allergies: Vec<String>,
     pub problems: Vec<String>,
@@ -680,13 +682,15 @@ impl Store {
         let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
-            "INSERT INTO patients (id, clinic_id, name, birth_date, phone, allergies, problems, medications)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
+                 medications)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(p.id.to_string())
         .bind(scope.clinic_id().to_string())
         .bind(&p.name)
         .bind(&p.birth_date)
+        .bind(&p.mrn)
         .bind(&p.phone)
         .bind(list(&p.allergies))
         .bind(list(&p.problems))
@@ -768,7 +772,7 @@ impl Store {
     ) -> Result<Option<Patient>, ServerError> {
         let mut tx = self.clinic_tx(scope).await?;
         let row = sqlx::query(
-            "SELECT name, birth_date, phone, allergies, problems, medications
+            "SELECT name, birth_date, phone, allergies, problems, medications, mrn
              FROM patients WHERE id = $1 AND clinic_id = $2",
         )
         .bind(patient_id.to_string())
@@ -795,6 +799,7 @@ impl Store {
             id: patient_id,
             name: Phi::new(row.get(0)),
             birth_date: Phi::new(row.get(1)),
+            mrn: Phi::new(row.get(6)),
             phone: Phi::new(row.get(2)),
             clinical,
             clinical_access: Default::default(),
@@ -858,6 +863,7 @@ mod tests {
             id: Uuid::now_v7(),
             name: name.into(),
             birth_date: "1970-01-01".into(),
+            mrn: format!("MRN-{name}"),
             phone: "555-0100".into(),
             allergies: vec![],
             problems: vec![],

@@ -5,12 +5,14 @@
 
 use std::path::Path;
 
+use clinicdesk_protocol::app::PatientHit;
 use clinicdesk_protocol::wire::{AppointmentList, ClinicalAccess, Patient, UserInfo};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::db::{self, DbError};
+use crate::patient_search::PatientQuery;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -46,6 +48,7 @@ CREATE TABLE mfa_grant (
 -- cannot stretch the clinic's maximum offline time.
 ALTER TABLE meta ADD COLUMN latest_seen_ms INTEGER NOT NULL DEFAULT 0;
 ",
+    crate::patient_search::MIGRATION,
 ];
 
 /// What an offline unlock needs to know, as of the last contact with the server.
@@ -185,6 +188,11 @@ impl Cache {
             .transpose()
     }
 
+    /// Cached patients matching what the user typed ([`crate::patient_search`]).
+    pub fn search_patients(&self, query: &PatientQuery) -> Result<Vec<PatientHit>, DbError> {
+        crate::patient_search::search(&self.conn, query)
+    }
+
     pub fn cached_patient(&self, id: Uuid) -> Result<Option<Patient>, DbError> {
         let json: Option<String> = self
             .conn
@@ -241,5 +249,5 @@ pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Resu
          ON CONFLICT (id) DO UPDATE SET json = excluded.json, fetched_at_ms = excluded.fetched_at_ms",
         params![patient.id.to_string(), json, now_ms],
     )?;
-    Ok(())
+    crate::patient_search::index(tx, patient)
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::app::{AppStatus, SecondFactorSetUp};
+use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, SecondFactorSetUp};
 use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
@@ -133,6 +133,11 @@ async fn activity(core: State<'_, AppCore>) -> CommandResult<()> {
 #[tauri::command(rename_all = "snake_case")]
 async fn appointments(core: State<'_, AppCore>) -> CommandResult<AppointmentList> {
     core.0.appointments().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+fn search_patients(core: State<'_, AppCore>, query: String) -> CommandResult<PatientSearchResults> {
+    core.0.search_patients(&query).map_err(api)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -295,6 +300,7 @@ pub fn run() -> Result<(), tauri::Error> {
             activity,
             appointments,
             open_patient,
+            search_patients,
             break_glass,
             break_glass_queue,
             review_break_glass,

@@ -4,7 +4,8 @@
 //! - [`keys`]: the device secret and what derives from it; per-user cache-key wrapping.
 //! - [`device`]: this workstation's enrollment and Ed25519 device key.
 //! - [`client`]: the HTTPS client that trusts only the CA pinned at enrollment.
-//! - [`db`]: opening SQLCipher databases; [`cache`]: one user's cached records;
+//! - [`db`]: opening SQLCipher databases; [`cache`]: one user's cached records, found
+//!   by name, date of birth or MRN through [`patient_search`];
 //!   [`users`]: the per-user caches on this workstation; [`outbox`]: the device's
 //!   signed audit chain waiting for upload.
 //! - [`session`]: sign-in, lock, unlock, switch user, sign out, wipe: the state machine.
@@ -26,6 +27,7 @@ pub mod keychain;
 pub mod keys;
 pub mod os_lock;
 pub mod outbox;
+pub mod patient_search;
 pub mod receipt;
 pub mod session;
 pub mod sync;

@@ -71,6 +71,33 @@ impl Outbox {
         now_ms: i64,
     ) -> Result<SignedAuditEvent, DbError> {
         let tx = self.conn.transaction()?;
+        let signed = Self::append_in(&tx, signer, draft, now_ms)?;
+        tx.commit()?;
+        Ok(signed)
+    }
+
+    /// [`Outbox::append`] for several events at once, in one transaction: all are
+    /// committed or none is.
+    pub fn append_all(
+        &mut self,
+        signer: &Signer<'_>,
+        drafts: Vec<Draft>,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let tx = self.conn.transaction()?;
+        for draft in drafts {
+            Self::append_in(&tx, signer, draft, now_ms)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn append_in(
+        tx: &rusqlite::Transaction<'_>,
+        signer: &Signer<'_>,
+        draft: Draft,
+        now_ms: i64,
+    ) -> Result<SignedAuditEvent, DbError> {
         let tip: Option<(i64, String)> = tx
             .query_row("SELECT seq, hash FROM chain_tip WHERE one = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -119,7 +146,6 @@ impl Outbox {
              ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
             params![seq_i64, signed.event.hash().to_hex()],
         )?;
-        tx.commit()?;
         Ok(signed)
     }
 

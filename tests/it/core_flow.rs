@@ -184,3 +184,65 @@ async fn idle_deadline_locks_and_activity_defers_it() {
     assert!(locked.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(core.status().phase, Phase::Locked);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_found_in_the_cache_is_audited_per_patient_shown_online_and_offline() {
+    let mut server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let core = clinicdesk_tests::enrolled_core(&server, app_dir.path(), "Front desk 2").await;
+    server
+        .sign_in(&core, "frontdesk", server.seed.password("frontdesk"))
+        .await
+        .unwrap();
+    // Two charts opened, so two patients are in this user's cache.
+    let list = core.appointments().await.unwrap();
+    let first = core
+        .open_patient(list.appointments[0].patient_id)
+        .await
+        .unwrap();
+    core.open_patient(list.appointments[1].patient_id)
+        .await
+        .unwrap();
+    assert!(!first.mrn.expose().is_empty(), "the server sends the MRN");
+    while core.upload_once().await.unwrap() > 0 {}
+
+    let by_mrn = core.search_patients(first.mrn.expose()).unwrap();
+    assert_eq!(by_mrn.patients.len(), 1);
+    assert_eq!(by_mrn.patients[0].id, first.id);
+    let word = first.name.expose().split(' ').next_back().unwrap()[..3].to_owned();
+    let by_name = core.search_patients(&word).unwrap();
+    assert!(by_name.patients.iter().any(|p| p.id == first.id));
+    let shown = by_mrn.patients.len() + by_name.patients.len();
+    // Nothing shown, nothing recorded; not a search, refused by name.
+    assert!(core.search_patients("zzzz").unwrap().patients.is_empty());
+    assert_eq!(
+        code_of(core.search_patients("  ").unwrap_err()),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        core.status().outbox_pending,
+        Some(u64::try_from(shown).unwrap())
+    );
+    while core.upload_once().await.unwrap() > 0 {}
+    let listed: Vec<_> = server
+        .audit_events()
+        .into_iter()
+        .filter(|e| e.event.route == "patient_search")
+        .collect();
+    assert_eq!(listed.len(), shown);
+    assert!(listed.iter().all(|e| e.event.action == AuditAction::View
+        && e.event.fields == ["name", "birth_date", "mrn"]
+        && e.event.patient_id.is_some()
+        && !e.event.offline));
+
+    // With the server gone the cache still finds the patient.
+    server.stop();
+    let offline = core.search_patients(first.birth_date.expose()).unwrap();
+    assert!(offline.patients.iter().any(|p| p.id == first.id));
+    // Locked: no search at all.
+    core.lock();
+    assert_eq!(
+        code_of(core.search_patients(first.mrn.expose()).unwrap_err()),
+        ErrorCode::Locked
+    );
+}

@@ -334,6 +334,24 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     shots.take(&client, "unlocked").await;
 
+    // 6a. The chart opened before is on this workstation now: the finder lists it by its
+    //     MRN, and opening it from there shows the same patient.
+    type_into(&client, "patient-query", "MRN-100001").await;
+    click(&client, "patient-search").await;
+    let found = wait_for(
+        &client,
+        Locator::Css("button.found-patient"),
+        20,
+        "the search result",
+    )
+    .await;
+    assert_eq!(found.text().await.unwrap(), shown_name);
+    shots.take(&client, "patient-search").await;
+    found.click().await.unwrap();
+    let mrn = wait_for(&client, Locator::Id("patient-mrn"), 20, "the chart's MRN").await;
+    assert_eq!(mrn.text().await.unwrap(), "MRN-100001");
+    click(&client, "back-to-schedule").await;
+
     // 6b. The last patient is outside the clinician's care team: the chart shows no
     //     clinical summary until they break the glass with a reason.
     let rows = client

@@ -96,6 +96,9 @@ pub fn explain(e: &ApiError) -> String {
         (ErrorCode::Conflict, Some("grant_id")) => {
             "Another admin has already acknowledged this access.".to_owned()
         }
+        (ErrorCode::BadRequest, Some("query")) => {
+            "Type the start of a name, a date of birth (MM/DD/YYYY) or an MRN.".to_owned()
+        }
         (ErrorCode::BadRequest, Some(field)) => {
             format!("Please fill in {}.", field.replace('_', " "))
         }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::app::{AppStatus, Phase};
+use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, Phase};
 use clinicdesk_protocol::policy::{self, Permission};
 use clinicdesk_protocol::wire::{
     AppointmentList, BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassReason, ClinicalAccess,
@@ -489,6 +489,65 @@ fn Workspace() -> impl IntoView {
 }
 
 #[derive(Serialize)]
+struct SearchArgs {
+    query: String,
+}
+
+/// Find a patient among those on this workstation for this user (their encrypted cache):
+/// by the start of a name, a date of birth or an MRN. Works offline.
+#[component]
+fn PatientFinder(open: impl Fn(uuid::Uuid) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let query = RwSignal::new(String::new());
+    let found = RwSignal::new(None::<PatientSearchResults>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        ui.error.set(None);
+        let args = SearchArgs {
+            query: query.get_untracked(),
+        };
+        spawn_local(async move {
+            match call::<_, PatientSearchResults>("search_patients", &args).await {
+                Ok(results) => found.set(Some(results)),
+                Err(e) => ui.fail(&e),
+            }
+        });
+    };
+    view! {
+        <div class="card" id="patient-finder">
+            <form class="inline" on:submit=submit>
+                <label for="patient-query">"Find a patient on this workstation"</label>
+                <input id="patient-query" type="search" placeholder="Name, date of birth (MM/DD/YYYY) or MRN"
+                    prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev))/>
+                <button id="patient-search" type="submit">"Search"</button>
+            </form>
+            {move || found.get().map(|results| if results.patients.is_empty() {
+                view! { <p class="muted" id="patient-no-match">"No patient on this workstation matches. Patients appear here once you have opened their chart."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="schedule" id="patient-results">
+                        <thead><tr><th>"Patient"</th><th>"Date of birth"</th><th>"MRN"</th></tr></thead>
+                        <tbody>
+                            {results.patients.into_iter().map(|p| {
+                                let pid = p.id;
+                                view! {
+                                    <tr>
+                                        <td><button class="link found-patient" data-patient-id=pid.to_string()
+                                            on:click=move |_| open(pid)>{p.name.expose().clone()}</button></td>
+                                        <td>{p.birth_date.expose().clone()}</td>
+                                        <td>{p.mrn.expose().clone()}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            })}
+        </div>
+    }
+}
+
+#[derive(Serialize)]
 struct OpenPatientArgs {
     patient_id: String,
 }
@@ -534,6 +593,8 @@ fn ScheduleView() -> impl IntoView {
         });
     };
     view! {
+        <div class="stack">
+        <PatientFinder open/>
         <div class="card" id="schedule">
             <h1>"Today's appointments"</h1>
             {move || match ui.schedule.get() {
@@ -566,6 +627,7 @@ fn ScheduleView() -> impl IntoView {
                 }.into_any(),
             }}
             <ErrorLine/>
+        </div>
         </div>
     }
 }
@@ -617,6 +679,7 @@ fn PatientView(patient: Patient) -> impl IntoView {
             <h2>"Demographics"</h2>
             <dl class="facts">
                 <dt>"Date of birth"</dt><dd>{patient.birth_date.expose().clone()}</dd>
+                <dt>"MRN"</dt><dd id="patient-mrn">{patient.mrn.expose().clone()}</dd>
                 <dt>"Phone"</dt><dd>{patient.phone.expose().clone()}</dd>
             </dl>
             {clinical}

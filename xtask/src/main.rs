@@ -58,13 +58,18 @@ fn bench(args: &[String]) -> Result<()> {
     setup::ensure(setup::Purpose::Demo)?;
     stage("building and running the benchmarks (release)");
     let out = target_dir().join("bench");
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--package", "clinicdesk-bench", "--"]);
+    let out = out.to_string_lossy();
+    let mut args = vec!["run", "--release", "--package", "clinicdesk-bench", "--"];
     if quick {
-        cmd.arg("--quick");
+        args.push("--quick");
     }
-    cmd.arg("--out").arg(&out);
-    run_cmd(&mut cmd)
+    args.extend(["--out", &out]);
+    // The lock benchmark runs the real app core, whose keys live in the Secret Service.
+    run_cmd(&mut testrun::cargo_in_keyring_session(
+        "bench-harness",
+        false,
+        &args,
+    )?)
 }
 
 /// The workspace root (the parent of this crate).

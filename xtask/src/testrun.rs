@@ -88,12 +88,13 @@ pub fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test` under Xvfb and a private D-Bus session with gnome-keyring, echoing
-/// its output and adding up the `test result:` lines.
-fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
-    let harness = root().join("target/test-harness");
+/// A command running `cargo ARGS` in a private D-Bus session with an unlocked gnome-keyring
+/// (the real Secret Service) and a fresh HOME under `target/NAME`, under Xvfb when `display`.
+/// Cargo and rustup keep their real homes.
+pub fn cargo_in_keyring_session(name: &str, display: bool, args: &[&str]) -> Result<Command> {
+    let harness = root().join("target").join(name);
     if harness.exists() {
-        std::fs::remove_dir_all(&harness).context("clearing the old test harness")?;
+        std::fs::remove_dir_all(&harness).context("clearing the old harness directory")?;
     }
     let home = harness.join("home");
     let xdg = harness.join("xdg");
@@ -105,8 +106,6 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
     }
-    // The harness gets its own HOME (a fresh keyring), so cargo and rustup are pointed at
-    // the real ones explicitly.
     let real_home = std::env::var_os("HOME").context("HOME is not set")?;
     let cargo_home = std::env::var_os("CARGO_HOME").unwrap_or_else(|| {
         std::path::Path::new(&real_home)
@@ -119,34 +118,38 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
             .into_os_string()
     });
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = if display {
+        let mut cmd = Command::new("xvfb-run");
+        cmd.args(["-a", "-s", "-screen 0 1280x800x24", "dbus-run-session"]);
+        cmd
+    } else {
+        Command::new("dbus-run-session")
+    };
+    cmd.args(["--", "sh", "-c"])
+        .arg(KEYRING_THEN_EXEC)
+        .arg("sh")
+        .arg(&cargo_bin)
+        .args(args)
+        .current_dir(root())
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .env("CARGO_HOME", &cargo_home)
+        .env("RUSTUP_HOME", &rustup_home)
+        .env("CLINICDESK_KEYRING_PASSWORD", "clinicdesk-test")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("DISPLAY");
+    Ok(cmd)
+}
 
-    let mut cmd = Command::new("xvfb-run");
-    cmd.args([
-        "-a",
-        "-s",
-        "-screen 0 1280x800x24",
-        "dbus-run-session",
-        "--",
-        "sh",
-        "-c",
-    ])
-    .arg(KEYRING_THEN_EXEC)
-    .arg("sh")
-    .arg(&cargo_bin)
-    .args(["test", "--no-fail-fast"])
-    .current_dir(root())
-    .env("HOME", &home)
-    .env("XDG_RUNTIME_DIR", &xdg)
-    .env("CARGO_HOME", &cargo_home)
-    .env("RUSTUP_HOME", &rustup_home)
-    .env("CLINICDESK_KEYRING_PASSWORD", "clinicdesk-test")
-    .env("CLINICDESK_TEST_HARNESS", "1")
-    .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
-    .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
-    .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin())
-    .env_remove("DBUS_SESSION_BUS_ADDRESS")
-    .env_remove("DISPLAY")
-    .stdout(Stdio::piped());
+/// Runs `cargo test` under Xvfb and a private D-Bus session with gnome-keyring, echoing
+/// its output and adding up the `test result:` lines.
+fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
+    let mut cmd = cargo_in_keyring_session("test-harness", true, &["test", "--no-fail-fast"])?;
+    cmd.env("CLINICDESK_TEST_HARNESS", "1")
+        .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
+        .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
+        .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin())
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().context("starting the test harness")?;
     let stdout = child.stdout.take().context("test output")?;
     let (mut passed, mut failed) = (0u64, 0u64);

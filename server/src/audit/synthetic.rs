@@ -152,7 +152,7 @@ pub async fn seed_audit_events(
 
 /// The patient fields a role reads, as the app records them.
 fn fields_read_by(role: Role) -> Vec<String> {
-    let mut fields = vec!["name", "birth_date", "phone"];
+    let mut fields = vec!["name", "birth_date", "mrn", "phone"];
     if clinicdesk_protocol::policy::allows(role, clinicdesk_protocol::Permission::ReadClinical) {
         fields.extend(["allergies", "problems", "medications"]);
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clinicdesk_protocol::ErrorCode;
-use clinicdesk_protocol::app::{AppStatus, Phase};
+use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, Phase};
 use clinicdesk_protocol::audit::{AuditAction, BreakGlass};
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
@@ -37,6 +37,7 @@ use crate::error::AppError;
 use crate::keychain::{Keychain, KeychainError};
 use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
+use crate::patient_search::PatientQuery;
 use crate::users::UserCaches;
 
 mod admin;
@@ -726,8 +727,16 @@ impl Core {
                 tracing::warn!("session event could not be recorded");
             }
         }
-        // Dropping the rest closes the cache and zeroizes the device key.
-        let Unlocked { user, token, .. } = *u;
+        // Closing the cache (SQLCipher wipes its key) and zeroizing the device key happen
+        // here, before `next` runs and before anyone can see the new state.
+        let Unlocked {
+            user,
+            token,
+            key,
+            cache,
+            ..
+        } = *u;
+        drop((key, cache));
         *session = next(user.clone());
         Some((user, token))
     }
@@ -789,11 +798,16 @@ impl Core {
     /// Sign out: records it, ends the server session and removes this user's cache from
     /// the device. Unsent audit events stay in the device's outbox.
     pub fn sign_out(&self) -> Result<AppStatus, AppError> {
-        let (user, token) = self
-            .end_unlocked(AuditAction::Logout, "sign_out", |_| Session::SignedOut)
+        let mut removed = Ok(());
+        let (_, token) = self
+            .end_unlocked(AuditAction::Logout, "sign_out", |user| {
+                // Inside the state change: nobody sees "signed out" while the copy remains.
+                removed = self.users.remove(user.user_id);
+                Session::SignedOut
+            })
             .ok_or(AppError::SignedOut)?;
         self.end_server_session(token);
-        self.users.remove(user.user_id)?;
+        removed?;
         tracing::info!("signed out; user cache removed");
         self.notify_locked();
         Ok(self.status())
@@ -930,6 +944,46 @@ impl Core {
             },
             cache::put_appointments,
         )
+    }
+
+    /// Patients in this user's encrypted cache matching `text` (words of a name, a date of
+    /// birth or an MRN), online or offline. What is listed is audited first: one view event
+    /// per patient shown (name, date of birth, MRN), committed together before the list is
+    /// returned (fail closed). Not-a-search text is `bad_request` on `query`.
+    pub fn search_patients(&self, text: &str) -> Result<PatientSearchResults, AppError> {
+        let query = PatientQuery::parse(text).ok_or(AppError::BadInput("query"))?;
+        let (_, generation) = self.session_snapshot()?;
+        let now = self.clock.now_ms();
+        let patients = self.with_unlocked(generation, |u, device_id| {
+            let hits = u.cache.search_patients(&query)?;
+            let offline = u.token.is_none();
+            let drafts: Vec<Draft> = hits
+                .iter()
+                .map(|hit| Draft {
+                    action: AuditAction::View,
+                    resource_type: "Patient",
+                    resource_id: hit.id.to_string(),
+                    patient_id: Some(hit.id),
+                    fields: ["name", "birth_date", "mrn"].map(str::to_owned).to_vec(),
+                    offline,
+                    route: "patient_search",
+                    break_glass: None,
+                })
+                .collect();
+            if !drafts.is_empty() {
+                let mut outbox = guard(&self.outbox);
+                let outbox = outbox.as_mut().ok_or(AppError::Internal("outbox closed"))?;
+                let signer = Signer {
+                    key: &u.key,
+                    device_id,
+                    user: &u.user,
+                };
+                outbox.append_all(&signer, drafts, now)?;
+            }
+            Ok(hits)
+        })?;
+        self.upload_wanted.notify_one();
+        Ok(PatientSearchResults { patients })
     }
 
     /// One patient, from the server or, offline, from the cache. The view's audit event is

@@ -10,6 +10,7 @@ use clinicdesk_app::device::DeviceKey;
 use clinicdesk_app::keychain::{Keychain, random_key};
 use clinicdesk_app::keys::DeviceSecret;
 use clinicdesk_app::outbox::{Draft, Outbox, Signer};
+use clinicdesk_app::patient_search::{MAX_HITS, PatientQuery};
 use clinicdesk_app::users::UserCaches;
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::audit::AuditAction;
@@ -17,11 +18,16 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{ClinicalAccess, ClinicalSummary, Patient, UserInfo};
 use uuid::Uuid;
 
-const CANARIES: [&str; 4] = [
+const CANARIES: [&str; 8] = [
     "CANARY-Zyxwvut-Name",
     "CANARY-1901-02-03",
     "CANARY-555-0199",
     "CANARY-Penicillin-Allergy",
+    "CANARY-MRN-7731",
+    // The search keys derived from them: the name's words lowercased, the MRN normalised.
+    "canary-zyxwvut-name",
+    "canary-1901-02-03",
+    "CANARYMRN7731",
 ];
 
 fn canary_patient() -> Patient {
@@ -29,6 +35,7 @@ fn canary_patient() -> Patient {
         id: Uuid::now_v7(),
         name: Phi::new(CANARIES[0].into()),
         birth_date: Phi::new(CANARIES[1].into()),
+        mrn: Phi::new(CANARIES[4].into()),
         phone: Phi::new(CANARIES[2].into()),
         clinical: Some(ClinicalSummary {
             allergies: Phi::new(vec![CANARIES[3].into()]),
@@ -282,4 +289,108 @@ fn each_users_cache_opens_only_with_their_password_and_this_devices_secret() {
     assert!(!caches.cache_path(alice.user_id).exists());
     assert!(caches.find(&secret, "test-user").unwrap().is_none());
     assert!(caches.cache_path(bob.user_id).exists());
+}
+
+/// The names a search of `cache` for `text` lists, in order.
+fn names(cache: &Cache, text: &str) -> Vec<String> {
+    let query = PatientQuery::parse(text).unwrap();
+    cache
+        .search_patients(&query)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.name.expose().clone())
+        .collect()
+}
+
+fn synthetic_patient(i: usize, name: &str, birth_date: &str) -> Patient {
+    Patient {
+        id: Uuid::now_v7(),
+        name: Phi::new(name.into()),
+        birth_date: Phi::new(birth_date.into()),
+        mrn: Phi::new(format!("MRN-{:06}", 200_000 + i)),
+        phone: Phi::new("555-0100".into()),
+        clinical: None,
+        clinical_access: ClinicalAccess::NotPermitted,
+        break_glass: None,
+    }
+}
+
+#[test]
+fn patients_are_found_by_name_words_birth_date_and_mrn_inside_the_encrypted_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cache.sqlite3");
+    let mut cache = Cache::open(&db, &random_key().unwrap()).unwrap();
+    let mut patients = vec![
+        synthetic_patient(1, "Testa Quillfeather", "1961-04-12"),
+        synthetic_patient(2, "Quill Brightwater", "1988-09-30"),
+        synthetic_patient(3, "Demo Quillon", "1961-04-12"),
+    ];
+    // More namesakes than one search returns.
+    patients.extend(
+        (0..30).map(|i| synthetic_patient(10 + i, &format!("Sample Many{i:02}"), "2000-01-01")),
+    );
+    cache
+        .transaction(|tx| {
+            for p in &patients {
+                cache::put_patient(tx, p, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Any word of the name, by its start, case aside; results by name.
+    assert_eq!(
+        names(&cache, "quill"),
+        ["demo quillon", "quill brightwater", "testa quillfeather"]
+            .map(|n| {
+                patients
+                    .iter()
+                    .find(|p| p.name.expose().to_lowercase() == n)
+                    .unwrap()
+                    .name
+                    .expose()
+                    .clone()
+            })
+            .to_vec()
+    );
+    assert_eq!(names(&cache, "Quill, Tes"), ["Testa Quillfeather"]);
+    assert_eq!(names(&cache, "brightw"), ["Quill Brightwater"]);
+    assert!(names(&cache, "quillx").is_empty());
+    // Dates of birth, in either way of writing them.
+    assert_eq!(
+        names(&cache, "1961-04-12"),
+        ["Demo Quillon", "Testa Quillfeather"]
+    );
+    assert_eq!(
+        names(&cache, "4/12/1961"),
+        ["Demo Quillon", "Testa Quillfeather"]
+    );
+    // MRNs, as printed, typed loosely, or by their digits.
+    assert_eq!(names(&cache, "MRN-200002"), ["Quill Brightwater"]);
+    assert_eq!(names(&cache, "mrn 200002"), ["Quill Brightwater"]);
+    assert_eq!(names(&cache, "200003"), ["Demo Quillon"]);
+    // A common name returns at most a page.
+    assert_eq!(names(&cache, "sample").len(), MAX_HITS);
+    // A re-fetched chart replaces its keys: the old name no longer finds it.
+    let mut renamed = patients[0].clone();
+    renamed.name = Phi::new("Testa Newname".into());
+    cache
+        .transaction(|tx| cache::put_patient(tx, &renamed, 2))
+        .unwrap();
+    assert_eq!(names(&cache, "quillf"), Vec::<String>::new());
+    assert_eq!(names(&cache, "newn"), ["Testa Newname"]);
+
+    // The canary patient's search keys are ciphertext on disk like the rest of it.
+    let canary = canary_patient();
+    cache
+        .transaction(|tx| cache::put_patient(tx, &canary, 3))
+        .unwrap();
+    assert_eq!(
+        cache
+            .search_patients(&PatientQuery::parse(CANARIES[4]).unwrap())
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(cache);
+    assert_no_canary(&db);
 }

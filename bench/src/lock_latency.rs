@@ -1,0 +1,138 @@
+//! `lock_latency_ms`: how long after its idle deadline the app's lock has completed (audit
+//! event recorded, cache closed, keys dropped) while the app is busy: two threads search the
+//! cache and record audit events without pause, as a screen full of work would. Against the
+//! same measurement with the app doing nothing. Runs the real app core against an
+//! in-process server, with the real keychain: `cargo xtask bench` provides a private D-Bus
+//! session with an unlocked gnome-keyring.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clinicdesk_app::config::Config;
+use clinicdesk_app::session::Core;
+use clinicdesk_protocol::app::Phase;
+use clinicdesk_server::clock::SystemClock;
+use clinicdesk_server::mfa::totp::TotpSecret;
+use clinicdesk_server::seed;
+
+use crate::audit::{runtime, served};
+use crate::metrics::Scale;
+use crate::report::Metric;
+
+/// The idle lock under test: short, so each round is quick.
+const IDLE: Duration = Duration::from_millis(600);
+
+fn unix_secs() -> u64 {
+    #[allow(clippy::disallowed_methods)] // a TOTP code needs the wall clock, as a phone has
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let rounds = scale.pick(5, 15);
+    let rt = runtime()?;
+    let s = rt.block_on(served())?;
+    let dir = tempfile::tempdir()?;
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        server_url: s.url.clone(),
+        enrollment_ca: Some(s.ca_cert.clone()),
+        idle_override: Some(IDLE),
+        keychain_service: format!("ClinicDesk-bench-{}", uuid::Uuid::new_v4()),
+        upload_interval: Duration::from_millis(200),
+    };
+    let core = Arc::new(Core::new(config, clinicdesk_app::clock::system())?);
+    let locked_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let seen = locked_at.clone();
+    core.set_lock_listener(move || {
+        *seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    });
+    rt.block_on(async {
+        let code = seed::issue_enrollment_code(&s.state.store, &SystemClock, s.clinic_id, 15, None)
+            .await?;
+        core.enroll(&code, "Bench workstation")
+            .await
+            .context("enrolling (needs a Secret Service: run `cargo xtask bench`)")?;
+        let status = core.sign_in("clinician", &s.password).await?;
+        anyhow::ensure!(
+            status.phase == Phase::SetUpSecondFactor,
+            "unexpected sign-in step"
+        );
+        let setup = core.start_totp_setup().await?;
+        let totp = TotpSecret::from_base32(&setup.secret_base32)?;
+        core.confirm_totp_setup(&totp.code_at(unix_secs())?).await?;
+        // A chart in the cache for the busy threads to find.
+        let list = core.appointments().await?;
+        let first = list.appointments.first().context("no appointments")?;
+        core.open_patient(first.patient_id).await?;
+        anyhow::Ok(())
+    })?;
+    rt.spawn(clinicdesk_app::sync::run_idle_watch(core.clone()));
+    rt.spawn(clinicdesk_app::sync::run_uploader(
+        core.clone(),
+        Duration::from_millis(200),
+    ));
+
+    let measure = |busy: bool| -> anyhow::Result<f64> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..if busy { 2 } else { 0 })
+            .map(|_| {
+                let (core, stop) = (core.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        // Locked answers `locked` at once; the thread keeps trying.
+                        let _ = core.search_patients("MRN-100001");
+                    }
+                })
+            })
+            .collect();
+        let mut late = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            if core.status().phase == Phase::Locked {
+                rt.block_on(core.unlock(&s.password))?;
+            }
+            *locked_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            core.activity();
+            let deadline = Instant::now() + IDLE;
+            let locked = loop {
+                std::thread::sleep(Duration::from_millis(5));
+                if let Some(at) = *locked_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                {
+                    break at;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline + Duration::from_secs(30),
+                    "the idle lock never came"
+                );
+            };
+            late.push(locked.saturating_duration_since(deadline));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            let _ = w.join();
+        }
+        late.sort();
+        Ok(late[late.len() / 2].as_secs_f64() * 1000.0)
+    };
+    let idle = measure(false)?;
+    let busy = measure(true)?;
+    Ok(vec![Metric::new(
+        "lock_latency_ms",
+        busy,
+        "ms",
+        "lock_latency_idle_app_ms",
+        idle,
+        "< 1000",
+        busy < 1000.0,
+    )])
+}
