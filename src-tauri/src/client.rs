@@ -10,7 +10,8 @@ use clinicdesk_protocol::wire::{
     AppointmentList, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
     BreakGlassRequest, ChallengeRequest, ChallengeResponse, DeviceList, EnrollRequest,
     EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, LoginRequest,
-    LoginResponse, NewUser, Patient, ReviewRequest, RoleChange, UserList, UserSummary,
+    LoginResponse, NewUser, PasswordChange, Patient, ReviewRequest, RoleChange, UserList,
+    UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -211,6 +212,20 @@ impl ServerClient {
     }
 
     /// The clinic's workstations (admins).
+    /// The signed-in user's own password change; the server ends all their sessions.
+    pub async fn change_password(
+        &self,
+        token: &SecretString,
+        req: &PasswordChange,
+    ) -> Result<(), AppError> {
+        Self::succeeded(
+            self.request(Method::POST, "/v1/auth/password", Some(token))
+                .json(req),
+        )
+        .await
+        .map(drop)
+    }
+
     /// This device's escrowed secret, after a recovery login.
     pub async fn release_escrow(
         &self,

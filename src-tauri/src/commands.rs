@@ -147,6 +147,18 @@ async fn open_patient(core: State<'_, AppCore>, patient_id: String) -> CommandRe
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn change_password(
+    core: State<'_, AppCore>,
+    current_password: String,
+    new_password: String,
+) -> CommandResult<AppStatus> {
+    core.0
+        .change_password(&current_password, &new_password)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn choose_new_password(
     core: State<'_, AppCore>,
     new_password: String,
@@ -289,6 +301,7 @@ pub fn run() -> Result<(), tauri::Error> {
             recover_device_secret,
             submit_second_factor,
             choose_new_password,
+            change_password,
             start_totp_setup,
             confirm_totp_setup,
             cancel_sign_in,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clinicdesk_protocol::wire::UserInfo;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::cache::Cache;
 use crate::db;
@@ -102,6 +103,34 @@ impl UserCaches {
             .map_err(key_error)?;
         write_json(&self.user_dir(user.user_id).join(KEY_FILE), &wrapped)?;
         Ok(Cache::open(&self.cache_path(user.user_id), &key)?)
+    }
+
+    /// The user's cache key, unwrapped with `password` ([`AppError::WrongPassword`] if it
+    /// does not open it).
+    pub fn unwrap_key(
+        &self,
+        secret: &DeviceSecret,
+        user_id: Uuid,
+        password: &str,
+    ) -> Result<Zeroizing<[u8; 32]>, AppError> {
+        let wrapped = self
+            .load(user_id)?
+            .ok_or(AppError::Internal("no cache key for the user"))?;
+        wrapped.unwrap(secret, password).map_err(key_error)
+    }
+
+    /// Stores the user's cache key wrapped under a new password (the cache is unchanged).
+    /// Written whole or not at all: a crash leaves the old wrapping or the new one.
+    pub fn rewrap_key(
+        &self,
+        secret: &DeviceSecret,
+        user: &UserInfo,
+        password: &str,
+        key: &Zeroizing<[u8; 32]>,
+    ) -> Result<(), AppError> {
+        let wrapped = WrappedKey::wrap(secret, user.user_id, &user.username, password, key)
+            .map_err(key_error)?;
+        write_json(&self.user_dir(user.user_id).join(KEY_FILE), &wrapped)
     }
 
     /// Deletes a user's cache and wrapped key from this device.

@@ -647,6 +647,24 @@ async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_e
     )
     .await;
     shots.take(&client, "restored").await;
+    // The password form replaces the workspace and gives it back on Cancel.
+    click(&client, "change-password-open").await;
+    wait_for(
+        &client,
+        Locator::Id("current-password"),
+        20,
+        "the change-password form",
+    )
+    .await;
+    shots.take(&client, "change-password").await;
+    click(&client, "change-password-cancel").await;
+    wait_for(
+        &client,
+        Locator::Css("tr.appointment-row"),
+        20,
+        "the schedule after cancelling",
+    )
+    .await;
 
     // The events from before the loss reach the server, then the recovery sign-in, and the
     // server recorded the release.

@@ -10,4 +10,5 @@ mod e2e_desktop;
 mod first_password;
 mod lifecycle;
 mod outbox_kill;
+mod password_change;
 mod transport_scan;

@@ -9,6 +9,7 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::bridge::{NoArgs, call};
+use crate::password::{NewPasswordFields, typed_differently};
 use crate::views::{ErrorLine, Ui, change_phase, focus_on_mount, submit_command};
 
 #[derive(Serialize)]
@@ -219,10 +220,7 @@ pub fn ChooseNewPasswordScreen() -> impl IntoView {
     focus_on_mount(first);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        if password.get_untracked() != repeat.get_untracked() {
-            ui.error.set(Some(
-                "The two passwords differ. Type the same one twice.".into(),
-            ));
+        if typed_differently(ui, password, repeat) {
             return;
         }
         let args = NewPasswordArgs {
@@ -241,12 +239,7 @@ pub fn ChooseNewPasswordScreen() -> impl IntoView {
                 "A passphrase of a few unrelated words works well."
             </p>
             <form on:submit=submit>
-                <label for="own-password">"New password"</label>
-                <input id="own-password" type="password" autocomplete="new-password" node_ref=first
-                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
-                <label for="own-password-repeat">"New password again"</label>
-                <input id="own-password-repeat" type="password" autocomplete="new-password"
-                    prop:value=move || repeat.get() on:input=move |ev| repeat.set(event_target_value(&ev))/>
+                <NewPasswordFields id_prefix="own" password repeat first/>
                 <button id="own-password-submit" type="submit" disabled=move || busy.get()>
                     {move || if busy.get() { "Saving…" } else { "Save and continue" }}
                 </button>

@@ -37,6 +37,8 @@ pub(crate) struct Ui {
     pub(crate) error: RwSignal<Option<String>>,
     /// Recovery codes from a first second factor, until the user confirms saving them.
     pub(crate) recovery_codes: RwSignal<Option<Vec<String>>>,
+    /// The signed-in user is changing their password (the form replaces the workspace).
+    pub(crate) changing_password: RwSignal<bool>,
 }
 
 impl Ui {
@@ -51,6 +53,7 @@ impl Ui {
             self.forget_phi();
             // Secrets do not stay on a locked screen.
             self.recovery_codes.set(None);
+            self.changing_password.set(false);
         }
         self.status.set(Some(status));
     }
@@ -88,6 +91,7 @@ pub fn App() -> impl IntoView {
         patient: RwSignal::new(None),
         error: RwSignal::new(None),
         recovery_codes: RwSignal::new(None),
+        changing_password: RwSignal::new(false),
     };
     provide_context(ui);
     ui.refresh();
@@ -123,6 +127,7 @@ pub fn App() -> impl IntoView {
     // rebuild the screen (and wipe what the user is typing).
     let phase = Memo::new(move |_| ui.status.get().map(|s| s.phase));
     let showing_codes = Memo::new(move |_| ui.recovery_codes.with(Option::is_some));
+    let changing_password = Memo::new(move |_| ui.changing_password.get());
     // Roles that read no schedule (admins) get the workstation list instead.
     let is_admin = move || {
         ui.status.with_untracked(|s| {
@@ -140,6 +145,9 @@ pub fn App() -> impl IntoView {
                     Some(Phase::Unlocked) if showing_codes.get() => {
                         let codes = ui.recovery_codes.get_untracked().unwrap_or_default();
                         view! { <RecoveryCodesScreen codes/> }.into_any()
+                    }
+                    Some(Phase::Unlocked) if changing_password.get() => {
+                        view! { <crate::password::ChangePasswordScreen/> }.into_any()
                     }
                     None => view! { <p class="muted">"Starting…"</p> }.into_any(),
                     Some(Phase::NotEnrolled) => view! { <EnrollScreen/> }.into_any(),
@@ -239,6 +247,10 @@ fn TopBar() -> impl IntoView {
                 <button id="switch-user" class="secondary" title="Lock and let someone else sign in; your offline copy stays"
                     on:click=move |_| change_phase(ui, "switch_user")>
                     "Switch user"
+                </button>
+                <button id="change-password-open" class="secondary" title="Change your ClinicDesk password"
+                    on:click=move |_| { ui.error.set(None); ui.changing_password.set(true) }>
+                    "Password"
                 </button>
                 <button id="sign-out" class="secondary" title="Sign out and remove your offline copy from this workstation"
                     on:click=move |_| change_phase(ui, "sign_out")>

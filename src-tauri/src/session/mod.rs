@@ -42,6 +42,7 @@ use crate::users::UserCaches;
 
 mod admin;
 mod break_glass;
+mod password;
 mod recovery;
 mod second_factor;
 

@@ -1,0 +1,76 @@
+//! A signed-in user changes their own password. The server checks the current one, stores
+//! the new one and ends every session and second-factor grant of the user; this workstation
+//! then rewraps the user's cache key under the new password (the cache itself is untouched)
+//! and locks, so the next unlock takes the new password, and online a second factor.
+
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::AppStatus;
+use clinicdesk_protocol::wire::PasswordChange;
+
+use super::{Core, Session, guard};
+use crate::error::AppError;
+
+impl Core {
+    /// Changes the signed-in user's password. Needs the server (an offline session answers
+    /// `server_unreachable`); a wrong current password or a weak new one changes nothing and
+    /// leaves the session as it was.
+    pub async fn change_password(
+        &self,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<AppStatus, AppError> {
+        if current_password.is_empty() {
+            return Err(AppError::BadInput("current_password"));
+        }
+        if new_password.is_empty() {
+            return Err(AppError::BadInput("new_password"));
+        }
+        let (token, _) = self.session_snapshot()?;
+        let token = token.ok_or(AppError::Unreachable)?;
+        let user = match &*guard(&self.session) {
+            Session::Unlocked(u) => u.user.clone(),
+            Session::Locked(_) => return Err(AppError::Locked),
+            Session::SignedOut => return Err(AppError::SignedOut),
+        };
+        // The copy on this workstation must open with the current password, or nothing
+        // changes anywhere (the server would otherwise hold a password the cache does not).
+        let cache_key = self.with_device_secret(|secret| {
+            self.users
+                .unwrap_key(secret, user.user_id, current_password)
+        })?;
+        let (_, client) = self.enrolled()?;
+        let changed = client
+            .change_password(
+                &token,
+                &PasswordChange {
+                    current_password: current_password.to_owned(),
+                    new_password: new_password.to_owned(),
+                },
+            )
+            .await;
+        self.note_network(&changed);
+        changed.map_err(|e| match &e {
+            AppError::Server(api)
+                if matches!(
+                    api.code,
+                    ErrorCode::InvalidCredentials | ErrorCode::WeakPassword
+                ) =>
+            {
+                e
+            }
+            _ => self.on_server_error(e),
+        })?;
+        let rewrapped = self.with_device_secret(|secret| {
+            self.users
+                .rewrap_key(secret, &user, new_password, &cache_key)
+        });
+        if let Err(e) = rewrapped {
+            // The server has the new password; the next online sign-in with it starts a
+            // fresh copy (the cache is only a copy, the outbox is separate).
+            tracing::error!(code = %e.to_api().code, "cache key not rewrapped after a password change");
+        }
+        tracing::info!("password changed; locking until the new one unlocks");
+        // The server ended this session with all the others.
+        Ok(self.lock_because("password_changed"))
+    }
+}
