@@ -131,7 +131,17 @@ pub async fn authorize(
         }
         Access::Session(permission) => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
-            require(&principal, permission)?;
+            if let Err(refused) = require(&principal, permission) {
+                if let Some(phi) = rule.phi {
+                    let seen = crate::audit::access::seen_of(&request, &principal);
+                    let requested = request.uri().path().to_owned();
+                    crate::audit::access::record_refusal(
+                        &state, &principal, phi, &path, requested, seen,
+                    )
+                    .await;
+                }
+                return Err(refused);
+            }
             request.extensions_mut().insert(principal);
         }
     }

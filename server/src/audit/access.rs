@@ -6,6 +6,8 @@
 //!
 //! A PHI route's refusals (403, 404, ...) are recorded too, as `denied` or `failure`,
 //! with the requested path as the resource: who tried to reach what is part of the trail.
+//! That includes a role the policy table refuses before any handler runs
+//! ([`record_refusal`], called by `authorize`).
 
 use std::net::SocketAddr;
 
@@ -168,19 +170,11 @@ pub async fn record_phi_access(
     };
     // A PHI route runs only for a session (the policy table makes it `Session`), and
     // every connection has a peer: without either, fail closed.
-    let (Some(principal), Some(ConnectInfo(peer))) = (
-        request.extensions().get::<Principal>().cloned(),
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .copied(),
-    ) else {
-        return ServerError::Internal("PHI route without a principal or peer").into_response();
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return ServerError::Internal("PHI route without a principal").into_response();
     };
-    let seen = RequestSeen {
-        client_ip: peer.ip().to_string(),
-        user_agent: user_agent(request.headers()),
-        session_device_id: Some(principal.device_id),
+    let Some(seen) = seen_of(&request, &principal) else {
+        return ServerError::Internal("PHI route without a peer").into_response();
     };
     let requested = request.uri().path().to_owned();
 
@@ -241,5 +235,53 @@ pub async fn record_phi_access(
             tracing::error!(error = %e, route = path.as_str(), "audit write failed; PHI withheld");
             ServerError::Internal("audit write failed").into_response()
         }
+    }
+}
+
+/// What the server saw of a session's request (peer address, `User-Agent`); `None`
+/// without a peer, which every real connection has.
+pub fn seen_of(request: &Request, principal: &Principal) -> Option<RequestSeen> {
+    let ConnectInfo(peer) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()?;
+    Some(RequestSeen {
+        client_ip: peer.ip().to_string(),
+        user_agent: user_agent(request.headers()),
+        session_device_id: Some(principal.device_id),
+    })
+}
+
+/// Records that `principal` was refused a PHI route by the policy table (their role lacks
+/// its permission), as a `denied` event with the requested path as the resource. The
+/// refusal stands whether or not the event could be stored.
+pub async fn record_refusal(
+    state: &AppState,
+    principal: &Principal,
+    phi: PhiAccess,
+    route: &str,
+    requested: String,
+    seen: Option<RequestSeen>,
+) {
+    let Some(seen) = seen else {
+        tracing::error!(route, "refused PHI request without a peer; not recorded");
+        return;
+    };
+    let event = ServerEvent {
+        actor_user_id: principal.user.user_id,
+        actor_role: principal.user.role,
+        action: phi.action,
+        resource_type: phi.resource_type.to_owned(),
+        resource_id: requested,
+        patient_id: None,
+        fields: Vec::new(),
+        outcome: Outcome::Denied,
+        route: route.to_owned(),
+        break_glass: None,
+        request: seen,
+    };
+    let scope = crate::auth::ClinicScope::of_principal(principal);
+    if let Err(e) = server_chain::record(state, &scope, vec![event]).await {
+        tracing::error!(error = %e, route, "a refused PHI request could not be recorded");
     }
 }

@@ -1,6 +1,7 @@
 //! Server-side auditing of PHI responses: every PHI route of the policy table records a
-//! server-signed event with every field filled, refusals are recorded as denied, and when
-//! the event cannot be stored the caller gets no PHI.
+//! server-signed event with every field filled, refusals are recorded as denied (also a
+//! role the policy table turns away before any handler), and when the event cannot be
+//! stored the caller gets no PHI.
 
 use clinicdesk_server::store::Backend;
 use std::collections::BTreeMap;
@@ -173,6 +174,49 @@ async fn a_refused_phi_request_is_recorded_as_denied() {
         "an unconfirmed id is not named as a patient"
     );
     assert_eq!(e.actor_user_id, login.user.user_id);
+}
+
+#[tokio::test]
+async fn a_role_the_policy_table_refuses_is_recorded_as_denied_too() {
+    let server = TestServer::start().await;
+    let SignedIn { login: admin, .. } = server.signed_in(0xA, "admin").await;
+    let patient = Uuid::now_v7();
+    // Admins see no clinical content: refused before any handler runs, and recorded.
+    for path in [
+        "/v1/appointments".to_owned(),
+        format!("/v1/patients/{patient}"),
+    ] {
+        let before = server_events(&server).await.len();
+        let (status, body) = get_as(&server, &path, &admin.session_token).await;
+        assert_eq!(status, 403, "{body}");
+        let events = server_events(&server).await;
+        assert_eq!(
+            events.len(),
+            before + 1,
+            "{path}: one event for the refusal"
+        );
+        let e = &events.last().unwrap().event;
+        assert_eq!(
+            (e.outcome, e.action, e.resource_id.as_str()),
+            (Outcome::Denied, AuditAction::View, path.as_str())
+        );
+        assert_eq!(
+            (e.actor_user_id, e.actor_role),
+            (admin.user.user_id, Role::Admin)
+        );
+        assert_eq!(e.patient_id, None);
+        let seen = e.request.as_ref().unwrap();
+        assert_eq!(seen.user_agent, USER_AGENT);
+        assert_eq!(seen.client_ip, "127.0.0.1");
+    }
+    // A refusal of a route that serves no PHI is not a PHI event.
+    let before = server_events(&server).await.len();
+    let SignedIn {
+        login: clinician, ..
+    } = server.signed_in(0xB, "clinician").await;
+    let (status, _) = get_as(&server, "/v1/users", &clinician.session_token).await;
+    assert_eq!(status, 403);
+    assert_eq!(server_events(&server).await.len(), before);
 }
 
 #[tokio::test]
