@@ -116,6 +116,19 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
     assert_eq!(core.unlock(&password).await.unwrap().phase, Phase::Unlocked);
     core.lock();
     clock.advance(Duration::from_secs(120));
+    // A session kept open for hours counts too: the cache remembers the time of its last
+    // view and of its lock, not only of the unlock.
+    assert_eq!(core.unlock(&password).await.unwrap().phase, Phase::Unlocked);
+    clock.advance(Duration::from_secs(3 * 3600));
+    assert_eq!(core.open_patient(patient.id).await.unwrap(), patient);
+    core.lock();
+    clock.rewind(Duration::from_secs(2 * 3600));
+    assert_eq!(
+        code_of(core.unlock(&password).await.unwrap_err()),
+        ErrorCode::OfflineTooLong,
+        "two hours behind the last view, though after the unlock"
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
 
     // Past the clinic's maximum offline time (72 hours) the cache stays shut.
     clock.advance(Duration::from_secs(72 * 3600 + 60));
@@ -136,7 +149,7 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
         .iter()
         .filter(|e| e.event.action == AuditAction::View && e.event.offline)
         .count();
-    assert_eq!(offline_views, 2);
+    assert_eq!(offline_views, 3);
     let routes: Vec<&str> = events.iter().map(|e| e.event.route.as_str()).collect();
     assert!(routes.contains(&"switch_user"), "{routes:?}");
 

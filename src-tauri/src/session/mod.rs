@@ -710,7 +710,7 @@ impl Core {
             // Already locked or signed out: nothing to end, and nothing to change.
             return None;
         }
-        let Session::Unlocked(u) = std::mem::replace(&mut *session, Session::SignedOut) else {
+        let Session::Unlocked(mut u) = std::mem::replace(&mut *session, Session::SignedOut) else {
             return None;
         };
         if let Ok((enrollment, _)) = self.enrolled() {
@@ -727,6 +727,9 @@ impl Core {
             {
                 tracing::warn!("session event could not be recorded");
             }
+        }
+        if u.cache.note_time(self.clock.now_ms()).is_err() {
+            tracing::warn!("the cache did not note the time of the lock");
         }
         // Closing the cache (SQLCipher wipes its key) and zeroizing the device key happen
         // here, before `next` runs and before anyone can see the new state.
@@ -1049,6 +1052,9 @@ impl Core {
                     cache::touch_online(tx, now)
                 })?;
             }
+            // A session kept open for hours raises the latest time the cache has seen too,
+            // so a clock set back after it cannot stretch the offline limit.
+            u.cache.note_time(now)?;
             Ok(value)
         })?;
         self.upload_wanted.notify_one();
