@@ -5,11 +5,16 @@
 //! login1 lives on the system bus and screensavers on the session bus. The watcher takes
 //! the connections it is given, so a test can emit the same signals on its own bus.
 //! Anyone on a bus can send such a signal; the worst it can do is lock the app.
+//!
+//! On a workstation with several OS sessions (fast user switching), login1 announces each
+//! session's lock on its own object: the app listens only to its own session's
+//! (`GetSessionByPID`), and to every session's only when it cannot tell which is its own.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use zbus::message::Type;
+use zbus::zvariant::OwnedObjectPath;
 use zbus::{Connection, MatchRule, MessageStream};
 
 use crate::session::Core;
@@ -21,6 +26,8 @@ struct Trigger {
     /// `None`: the signal has no arguments; `Some(true)`: its boolean argument is true.
     when: Option<bool>,
     cause: &'static str,
+    /// Sent on each OS session's own object: only ours counts.
+    per_session: bool,
 }
 
 const SYSTEM_TRIGGERS: &[Trigger] = &[
@@ -29,12 +36,14 @@ const SYSTEM_TRIGGERS: &[Trigger] = &[
         member: "Lock",
         when: None,
         cause: "os_lock",
+        per_session: true,
     },
     Trigger {
         interface: "org.freedesktop.login1.Manager",
         member: "PrepareForSleep",
         when: Some(true),
         cause: "os_suspend",
+        per_session: false,
     },
 ];
 
@@ -44,12 +53,14 @@ const SESSION_TRIGGERS: &[Trigger] = &[
         member: "ActiveChanged",
         when: Some(true),
         cause: "os_screensaver",
+        per_session: false,
     },
     Trigger {
         interface: "org.gnome.ScreenSaver",
         member: "ActiveChanged",
         when: Some(true),
         cause: "os_screensaver",
+        per_session: false,
     },
 ];
 
@@ -57,6 +68,8 @@ const SESSION_TRIGGERS: &[Trigger] = &[
 pub struct Buses {
     pub system: Option<Connection>,
     pub session: Option<Connection>,
+    /// This process's login1 session object; `None`: a lock of any session locks the app.
+    pub login_session: Option<OwnedObjectPath>,
 }
 
 impl Buses {
@@ -67,11 +80,34 @@ impl Buses {
         if system.is_err() {
             tracing::warn!("no system bus: the app will not lock on OS lock or suspend");
         }
+        let login_session = match &system {
+            Ok(conn) => own_login_session(conn).await,
+            Err(_) => None,
+        };
+        if system.is_ok() && login_session.is_none() {
+            tracing::warn!("own login session unknown: any session's lock locks the app");
+        }
         Self {
             system: system.ok(),
             session: session.ok(),
+            login_session,
         }
     }
+}
+
+/// The login1 session this process belongs to, if login1 knows it.
+async fn own_login_session(conn: &Connection) -> Option<OwnedObjectPath> {
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.login1"),
+            "/org/freedesktop/login1",
+            Some("org.freedesktop.login1.Manager"),
+            "GetSessionByPID",
+            &(std::process::id()),
+        )
+        .await
+        .ok()?;
+    reply.body().deserialize::<OwnedObjectPath>().ok()
 }
 
 /// Subscribes to every trigger on its bus, then returns a future that locks `core` each
@@ -88,11 +124,16 @@ pub async fn watch(
     for (conn, triggers) in pairs {
         let Some(conn) = conn else { continue };
         for trigger in triggers {
-            let rule = MatchRule::builder()
+            let mut rule = MatchRule::builder()
                 .msg_type(Type::Signal)
                 .interface(trigger.interface)?
-                .member(trigger.member)?
-                .build();
+                .member(trigger.member)?;
+            if trigger.per_session
+                && let Some(own) = &buses.login_session
+            {
+                rule = rule.path(own.clone().into_inner())?;
+            }
+            let rule = rule.build();
             let stream = MessageStream::for_match_rule(rule, conn, Some(16)).await?;
             streams.push(stream.map(move |m| (trigger, m)).boxed());
         }

@@ -380,6 +380,10 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
         Buses {
             system: Some(bus.clone()),
             session: Some(bus.clone()),
+            login_session: Some(
+                zbus::zvariant::OwnedObjectPath::try_from("/org/freedesktop/login1/session/_31")
+                    .unwrap(),
+            ),
         },
     )
     .await
@@ -398,6 +402,21 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
         }
     }
 
+    // Another OS user's session locking (fast user switching) is not ours: no lock.
+    emitter
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/login1/session/_32",
+            "org.freedesktop.login1.Session",
+            "Lock",
+            &(),
+        )
+        .await
+        .unwrap();
+    // A local bus delivers in well under a millisecond; a watcher that took it would have
+    // locked by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(core.status().phase, Phase::Unlocked);
     emitter
         .emit_signal(
             None::<&str>,
