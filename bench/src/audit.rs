@@ -271,6 +271,13 @@ async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Res
     let now = now_ms();
     let step = (365 * DAY_MS) / n as i64;
     let json_template = serde_json::to_string(&event(&s, 1, Hash32::GENESIS, ids[0], now))?;
+    // The clinic's log already holds the server's own events (the enrollment): the
+    // synthetic leaves follow them.
+    let first_leaf: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_leaves WHERE clinic_id = $1")
+            .bind(s.clinic_id.to_string())
+            .fetch_one(pool)
+            .await?;
     let mut written = 0usize;
     while written < n {
         let mut tx = pool.begin().await?;
@@ -297,7 +304,7 @@ async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Res
                 "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
             )
             .bind(s.clinic_id.to_string())
-            .bind(i as i64)
+            .bind(first_leaf + i as i64)
             .bind(&id)
             .execute(&mut *tx)
             .await?;
