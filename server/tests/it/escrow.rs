@@ -170,7 +170,16 @@ async fn only_the_sessions_own_device_and_never_a_revoked_one_gets_a_secret() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["device_secret"], to_hex(&back.secret));
-    assert_ne!(back.secret, front.secret);
+    // The release is recorded against the device that got its secret, by the user whose
+    // session asked (the refused attempt recorded nothing).
+    let released = server.events_of("device_secret_released").await;
+    assert_eq!(
+        released
+            .iter()
+            .map(|e| (e.resource_id.clone(), e.actor_user_id))
+            .collect::<Vec<_>>(),
+        [(back.id.to_string(), on_back.user.user_id)]
+    );
 
     // Revoked: the session ends, logins are refused, and the escrow is gone for good.
     let on_front = front.recovery_login(&server, "frontdesk", password).await;

@@ -208,8 +208,12 @@ impl Core {
                 "second factor answered for another user",
             ));
         }
-        if waiting.opening == Opening::Recovery {
-            self.restore_device_secret(&login).await?;
+        if waiting.opening == Opening::Recovery
+            && let Err(e) = self.restore_device_secret(&login).await
+        {
+            // No secret, no session: the one the server just granted is ended too.
+            self.end_server_session(Some(SecretString::from(login.session_token.clone())));
+            return Err(e);
         }
         let key = self.device_key()?;
         let now = self.clock.now_ms();
