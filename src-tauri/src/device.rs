@@ -1,11 +1,7 @@
 //! This workstation's identity: an installation id, its Ed25519 device key (private half
-//! on disk only wrapped under the device secret, which only the keychain holds), its
-//! recovery key, and, once enrolled, the server's answer and the pinned CA.
-//!
-//! The recovery key is the one secret outside the keychain: a plain file (mode 0600) whose
-//! only power is to ask the server, together with a user's password and a fresh second
-//! factor, for the escrowed device secret after the keychain lost it. Revoking the device
-//! destroys the escrow on the server, and with it that power.
+//! on disk only wrapped under the device secret, which only the keychain holds), and, once
+//! enrolled, the server's answer and the pinned CA. Its recovery key is in
+//! [`crate::recovery_key`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,14 +10,13 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use clinicdesk_protocol::audit::{from_hex, to_hex};
+use clinicdesk_protocol::audit::to_hex;
 use zeroize::Zeroizing;
 
 use crate::error::AppError;
 use crate::keychain::random_key;
 use crate::keys::DeviceSecret;
+use crate::sealed::Sealed;
 
 /// Files under the data directory (the per-user caches are in [`crate::users`]).
 #[derive(Debug, Clone)]
@@ -32,7 +27,7 @@ pub struct Paths {
     pub outbox: PathBuf,
     /// The device key, wrapped under the device secret.
     pub device_key: PathBuf,
-    /// The recovery key's private half (0600).
+    /// The recovery key, wrapped under the device secret ([`crate::recovery_key`]).
     pub recovery_key: PathBuf,
     /// Present after the server revoked this device and it wiped itself.
     pub revoked: PathBuf,
@@ -136,7 +131,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
 }
 
 /// Writes `bytes` readable by the owner only (0600 on Unix), via a temporary file.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| AppError::Io("data dir", e))?;
@@ -159,21 +154,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     fs::rename(&tmp, path).map_err(|e| AppError::Io("rename", e))
 }
 
-/// The device key as stored: XChaCha20-Poly1305 under [`DeviceSecret::device_key_wrap_key`].
-#[derive(Serialize, Deserialize)]
-struct WrappedDeviceKey {
-    version: u32,
-    nonce: String,
-    ciphertext: String,
-}
-
 const DEVICE_KEY_AAD: &[u8] = b"clinicdesk/device-key/v1";
 
-fn device_key_cipher(secret: &DeviceSecret) -> Result<XChaCha20Poly1305, AppError> {
-    let key = secret
+fn device_key_wrap_key(secret: &DeviceSecret) -> Result<Zeroizing<[u8; 32]>, AppError> {
+    secret
         .device_key_wrap_key()
-        .map_err(|_| AppError::Internal("device key wrap key"))?;
-    Ok(XChaCha20Poly1305::new(key.as_slice().into()))
+        .map_err(|_| AppError::Internal("device key wrap key"))
 }
 
 /// The device's Ed25519 signing key. `SigningKey` zeroizes itself on drop; there is no
@@ -184,22 +170,9 @@ impl DeviceKey {
     /// Creates a key and stores its private half on disk, wrapped under the device secret.
     pub fn create(paths: &Paths, secret: &DeviceSecret) -> Result<Self, AppError> {
         let seed = random_key()?;
-        let nonce = random_key()?;
-        let ciphertext = device_key_cipher(secret)?
-            .encrypt(
-                XNonce::from_slice(&nonce[..24]),
-                Payload {
-                    msg: seed.as_slice(),
-                    aad: DEVICE_KEY_AAD,
-                },
-            )
+        let sealed = Sealed::seal(&*device_key_wrap_key(secret)?, DEVICE_KEY_AAD, &seed)
             .map_err(|_| AppError::Internal("device key wrap"))?;
-        let stored = WrappedDeviceKey {
-            version: 1,
-            nonce: to_hex(&nonce[..24]),
-            ciphertext: to_hex(&ciphertext),
-        };
-        let json = serde_json::to_vec(&stored).map_err(|_| AppError::Internal("json"))?;
+        let json = serde_json::to_vec(&sealed).map_err(|_| AppError::Internal("json"))?;
         write_private(&paths.device_key, &json)?;
         Ok(Self(SigningKey::from_bytes(&seed)))
     }
@@ -212,26 +185,12 @@ impl DeviceKey {
     /// The device key, unwrapped with the device secret. A missing file is a broken
     /// enrollment; one that does not open belongs to another device secret.
     pub fn load(paths: &Paths, secret: &DeviceSecret) -> Result<Self, AppError> {
-        let stored: WrappedDeviceKey = read_json(&paths.device_key, "device-key.json")?
+        let sealed: Sealed = read_json(&paths.device_key, "device-key.json")?
             .ok_or(AppError::Config("device-key.json"))?;
-        let malformed = || AppError::Config("device-key.json");
-        let nonce = from_hex(&stored.nonce)
-            .filter(|n| n.len() == 24 && stored.version == 1)
-            .ok_or_else(malformed)?;
-        let ciphertext = from_hex(&stored.ciphertext).ok_or_else(malformed)?;
-        let seed = Zeroizing::new(
-            device_key_cipher(secret)?
-                .decrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &ciphertext,
-                        aad: DEVICE_KEY_AAD,
-                    },
-                )
-                .map_err(|_| malformed())?,
-        );
-        let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| malformed())?;
-        Ok(Self(SigningKey::from_bytes(seed)))
+        let seed = sealed
+            .open(&*device_key_wrap_key(secret)?, DEVICE_KEY_AAD)
+            .map_err(|_| AppError::Config("device-key.json"))?;
+        Ok(Self(SigningKey::from_bytes(&seed)))
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -244,57 +203,12 @@ impl DeviceKey {
     }
 }
 
-/// The device's recovery key ([module docs](self)). Signs only login and escrow-release
-/// proofs of a keychain recovery.
-pub struct RecoveryKey(SigningKey);
-
-impl RecoveryKey {
-    pub fn create(paths: &Paths) -> Result<Self, AppError> {
-        let seed = random_key()?;
-        write_private(
-            &paths.recovery_key,
-            Zeroizing::new(format!("{{\"seed\":\"{}\"}}", to_hex(seed.as_slice()))).as_bytes(),
-        )?;
-        Ok(Self(SigningKey::from_bytes(&seed)))
-    }
-
-    /// The recovery key, or `None` when this install has none (enrolled before recovery
-    /// keys existed, or the file was removed).
-    pub fn load(paths: &Paths) -> Result<Option<Self>, AppError> {
-        #[derive(Deserialize, zeroize::ZeroizeOnDrop)]
-        struct Stored {
-            seed: String,
-        }
-        let Some(stored) = read_json::<Stored>(&paths.recovery_key, "recovery-key.json")? else {
-            return Ok(None);
-        };
-        let bytes = Zeroizing::new(
-            from_hex(&stored.seed)
-                .filter(|b| b.len() == 32)
-                .ok_or(AppError::Config("recovery-key.json"))?,
-        );
-        let seed: &[u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| AppError::Config("recovery-key.json"))?;
-        Ok(Some(Self(SigningKey::from_bytes(seed))))
-    }
-
-    pub fn public_key_hex(&self) -> String {
-        to_hex(self.0.verifying_key().as_bytes())
-    }
-
-    pub fn sign_hex(&self, message: &[u8]) -> String {
-        to_hex(&self.0.sign(message).to_bytes())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_device_key_on_disk_opens_only_with_its_device_secret_and_key_files_are_private() {
+    fn the_device_key_on_disk_opens_only_with_its_device_secret_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::under(dir.path());
         let secret = DeviceSecret::from_bytes(Zeroizing::new([7u8; 32]));
@@ -309,18 +223,14 @@ mod tests {
         let on_disk = std::fs::read_to_string(&paths.device_key).unwrap();
         assert!(!on_disk.contains(&to_hex(key.0.to_bytes().as_slice())));
 
-        assert!(RecoveryKey::load(&paths).unwrap().is_none());
-        let recovery = RecoveryKey::create(&paths).unwrap();
-        assert_eq!(
-            RecoveryKey::load(&paths).unwrap().unwrap().public_key_hex(),
-            recovery.public_key_hex()
-        );
-        assert_ne!(recovery.public_key_hex(), key.public_key_hex());
         #[cfg(unix)]
-        for path in [&paths.device_key, &paths.recovery_key] {
+        {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+            let mode = std::fs::metadata(&paths.device_key)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
     }
 }

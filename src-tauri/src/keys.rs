@@ -13,8 +13,6 @@
 //!   and the OS session without the user's password opens nothing either.
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use clinicdesk_protocol::audit::{from_hex, to_hex};
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
@@ -23,6 +21,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::keychain::{Keychain, KeychainError, random_key};
+use crate::sealed::{SealError, Sealed};
 
 /// Keychain entry name of the device secret.
 pub const DEVICE_SECRET: &str = "device-secret";
@@ -102,18 +101,18 @@ impl DeviceSecret {
         Ok(to_hex(tag.as_slice()))
     }
 
+    /// The key that wraps the recovery key on disk while the keychain has the secret.
+    pub fn recovery_key_wrap_key(&self) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        self.derive(b"", &[b"clinicdesk/recovery-key-wrap/v1"])
+    }
+
     fn kek(
         &self,
         password: &str,
         salt: &[u8],
         user_id: Uuid,
     ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-        let params =
-            Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(32)).map_err(|_| KeyError::Kdf)?;
-        let mut stretched = Zeroizing::new([0u8; 32]);
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(password.as_bytes(), salt, stretched.as_mut_slice())
-            .map_err(|_| KeyError::Kdf)?;
+        let stretched = stretch_password(password, salt)?;
         self.derive(
             stretched.as_slice(),
             &[b"clinicdesk/cache-kek/v1", user_id.as_bytes()],
@@ -121,10 +120,21 @@ impl DeviceSecret {
     }
 }
 
+/// argon2id of a password with OWASP's parameters: the slow step of every key a password
+/// takes part in.
+pub fn stretch_password(password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let params =
+        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(32)).map_err(|_| KeyError::Kdf)?;
+    let mut stretched = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password.as_bytes(), salt, stretched.as_mut_slice())
+        .map_err(|_| KeyError::Kdf)?;
+    Ok(stretched)
+}
+
 /// A user's cache key as stored on disk: only ever encrypted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WrappedKey {
-    pub version: u32,
     pub user_id: Uuid,
     /// [`DeviceSecret::username_tag`] of the user's username.
     pub username_tag: String,
@@ -132,8 +142,9 @@ pub struct WrappedKey {
     pub argon2_t: u32,
     pub argon2_p: u32,
     pub salt: String,
-    pub nonce: String,
-    pub ciphertext: String,
+    /// `version`, `nonce` and `ciphertext`, at the top level of `key.json`.
+    #[serde(flatten)]
+    pub sealed: Sealed,
 }
 
 fn aad(user_id: Uuid) -> Vec<u8> {
@@ -152,29 +163,16 @@ impl WrappedKey {
         cache_key: &Zeroizing<[u8; 32]>,
     ) -> Result<Self, KeyError> {
         let salt = random_key()?;
-        let nonce_bytes = random_key()?;
-        let nonce = XNonce::from_slice(&nonce_bytes[..24]);
         let kek = secret.kek(password, &salt[..16], user_id)?;
-        let cipher = XChaCha20Poly1305::new(kek.as_slice().into());
-        let ciphertext = cipher
-            .encrypt(
-                nonce,
-                Payload {
-                    msg: cache_key.as_slice(),
-                    aad: &aad(user_id),
-                },
-            )
-            .map_err(|_| KeyError::Kdf)?;
+        let sealed = Sealed::seal(&kek, &aad(user_id), cache_key).map_err(|_| KeyError::Kdf)?;
         Ok(Self {
-            version: 1,
             user_id,
             username_tag: secret.username_tag(username)?,
             argon2_m_kib: ARGON2_M_KIB,
             argon2_t: ARGON2_T,
             argon2_p: ARGON2_P,
             salt: to_hex(&salt[..16]),
-            nonce: to_hex(nonce.as_slice()),
-            ciphertext: to_hex(&ciphertext),
+            sealed,
         })
     }
 
@@ -185,36 +183,17 @@ impl WrappedKey {
         secret: &DeviceSecret,
         password: &str,
     ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-        if self.version != 1
-            || (self.argon2_m_kib, self.argon2_t, self.argon2_p)
-                != (ARGON2_M_KIB, ARGON2_T, ARGON2_P)
-        {
+        if (self.argon2_m_kib, self.argon2_t, self.argon2_p) != (ARGON2_M_KIB, ARGON2_T, ARGON2_P) {
             return Err(KeyError::Malformed);
         }
         let salt = from_hex(&self.salt).ok_or(KeyError::Malformed)?;
-        let nonce = from_hex(&self.nonce)
-            .filter(|n| n.len() == 24)
-            .ok_or(KeyError::Malformed)?;
-        let ciphertext = from_hex(&self.ciphertext).ok_or(KeyError::Malformed)?;
         let kek = secret.kek(password, &salt, self.user_id)?;
-        let cipher = XChaCha20Poly1305::new(kek.as_slice().into());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &ciphertext,
-                        aad: &aad(self.user_id),
-                    },
-                )
-                .map_err(|_| KeyError::WrongPassword)?,
-        );
-        let mut key = Zeroizing::new([0u8; 32]);
-        if plain.len() != 32 {
-            return Err(KeyError::Malformed);
-        }
-        key.copy_from_slice(&plain);
-        Ok(key)
+        self.sealed
+            .open(&kek, &aad(self.user_id))
+            .map_err(|e| match e {
+                SealError::WrongKey => KeyError::WrongPassword,
+                SealError::Malformed | SealError::Random => KeyError::Malformed,
+            })
     }
 }
 

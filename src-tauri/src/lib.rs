@@ -2,7 +2,9 @@
 //!
 //! - [`keychain`]: secrets in the OS keychain (Secret Service on Linux), no fallback.
 //! - [`keys`]: the device secret and what derives from it; per-user cache-key wrapping.
-//! - [`device`]: this workstation's enrollment and Ed25519 device key.
+//! - [`device`]: this workstation's enrollment and Ed25519 device key; [`recovery_key`]:
+//!   the key that gets a lost device secret back from the server's escrow; [`sealed`]:
+//!   how those keys are stored.
 //! - [`client`]: the HTTPS client that trusts only the CA pinned at enrollment.
 //! - [`db`]: opening SQLCipher databases; [`cache`]: one user's cached records, found
 //!   by name, date of birth or MRN through [`patient_search`];
@@ -29,6 +31,8 @@ pub mod os_lock;
 pub mod outbox;
 pub mod patient_search;
 pub mod receipt;
+pub mod recovery_key;
+pub mod sealed;
 pub mod session;
 pub mod sync;
 pub mod users;

@@ -1,6 +1,7 @@
-//! The per-user caches on this workstation: `users/<user id>/cache.sqlite3` (SQLCipher)
-//! and `users/<user id>/key.json` (the cache key, wrapped under the device secret and
-//! the user's password). A colleague on the same OS account has neither the password
+//! The per-user caches on this workstation: `users/<user id>/cache.sqlite3` (SQLCipher),
+//! `users/<user id>/key.json` (the cache key, wrapped under the device secret and the
+//! user's password) and `users/<user id>/recovery-key.json` (the workstation's recovery
+//! key, sealed under the user's password: [`crate::recovery_key`]). A colleague on the same OS account has neither the password
 //! nor a way around it; a copied disk lacks the device secret.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::keys::{DeviceSecret, KeyError, WrappedKey};
 
 const KEY_FILE: &str = "key.json";
 const CACHE_FILE: &str = "cache.sqlite3";
+const RECOVERY_FILE: &str = "recovery-key.json";
 
 #[derive(Debug, Clone)]
 pub struct UserCaches {
@@ -42,6 +44,31 @@ impl UserCaches {
     /// The cache database of a user (for tests that inspect the file).
     pub fn cache_path(&self, user_id: Uuid) -> PathBuf {
         self.user_dir(user_id).join(CACHE_FILE)
+    }
+
+    /// Where the user's copy of the recovery key is kept.
+    pub fn recovery_copy_path(&self, user_id: Uuid) -> PathBuf {
+        self.user_dir(user_id).join(RECOVERY_FILE)
+    }
+
+    /// Every user's copy of the recovery key on this workstation.
+    pub fn recovery_copies(&self) -> Result<Vec<PathBuf>, AppError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(AppError::Io("users dir", e)),
+        };
+        let mut copies = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| AppError::Io("users dir", e))?
+                .path()
+                .join(RECOVERY_FILE);
+            if path.exists() {
+                copies.push(path);
+            }
+        }
+        Ok(copies)
     }
 
     /// The wrapped key of the user with this username, if they have a cache here.

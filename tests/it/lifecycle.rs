@@ -238,6 +238,14 @@ async fn a_lost_device_secret_comes_back_from_the_servers_escrow_and_nothing_uns
     let unsent = core.status().outbox_pending.unwrap();
     assert!(unsent >= 2, "a view and a lock wait in the outbox");
     let cache_db = core.users().cache_path(server.user_id("frontdesk"));
+    // The recovery key is on disk only sealed: under the device secret, and in the signed-in
+    // user's folder under their password.
+    let copy = core.users().recovery_copy_path(server.user_id("frontdesk"));
+    for path in [&core.paths().recovery_key, &copy] {
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert!(stored.get("seed").is_none(), "{}", path.display());
+    }
     core.keychain().delete(DEVICE_SECRET).unwrap();
     drop(core);
 
@@ -248,12 +256,22 @@ async fn a_lost_device_secret_comes_back_from_the_servers_escrow_and_nothing_uns
     let refused = core.sign_in("frontdesk", password).await.unwrap_err();
     assert_eq!(code_of(refused), ErrorCode::KeychainUnavailable);
     assert_eq!(core.retry_keychain().phase, Phase::DeviceSecretMissing);
-    // A wrong password is refused as any login is, and nothing is created meanwhile.
-    let refused = core
-        .recover_device_secret("frontdesk", "not the password")
-        .await
-        .unwrap_err();
-    assert_eq!(code_of(refused), ErrorCode::InvalidCredentials);
+    // Only a password that opens a copy here goes on to the server: a wrong one does not,
+    // nor the right password of a colleague who never signed in on this workstation.
+    for (username, password) in [
+        ("frontdesk", "not the password"),
+        ("clinician", server.seed.password("clinician")),
+    ] {
+        let refused = core
+            .recover_device_secret(username, password)
+            .await
+            .unwrap_err()
+            .to_api();
+        assert_eq!(
+            (refused.code, refused.field.as_deref()),
+            (ErrorCode::BadRequest, Some("recovery_password"))
+        );
+    }
     assert!(matches!(
         core.keychain().load_key(DEVICE_SECRET),
         Err(KeychainError::Missing)

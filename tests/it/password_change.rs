@@ -1,8 +1,10 @@
 //! A signed-in user changes their own password through the app core against the real
 //! server process, with the real keychain and SQLCipher cache: a wrong current password or
 //! a weak new one changes nothing; a good one changes it on the server, locks the app, and
-//! the same encrypted cache then opens with the new password only, online and offline.
+//! the same encrypted cache (and the user's copy of the recovery key) then opens with the
+//! new password only, online and offline.
 
+use clinicdesk_app::recovery_key::{self, Found};
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
@@ -44,6 +46,13 @@ async fn a_signed_in_user_changes_their_password_and_their_cache_follows_it() {
             .count(),
         1
     );
+    // The user's copy of the workstation's recovery key moved to the new password too.
+    let copies = core.users().recovery_copies().unwrap();
+    assert_eq!(copies.len(), 1);
+    for (password, opens) in [(old.as_str(), false), (NEW, true)] {
+        let found = recovery_key::open_user_copy(&copies, password).unwrap();
+        assert_eq!(matches!(found, Found::Opened(_)), opens, "{opens}");
+    }
     // Online: the old password is refused by the server, the new one (with a second
     // factor again: the grants ended too) opens the same cache.
     let refused = core.unlock(&old).await.unwrap_err();

@@ -91,7 +91,10 @@ pub fn explain(e: &ApiError) -> String {
             "Write what you checked, in at most 1000 characters.".to_owned()
         }
         (ErrorCode::BadRequest, Some("recovery-key.json")) => {
-            "This workstation has no recovery key, so its key cannot be restored. Ask your admin to enroll it again; your records are safe on the server.".to_owned()
+            "Nobody who has signed in on this workstation is still signed in here, so its key cannot be restored. Ask your admin to enroll it again; your records are safe on the server.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("recovery_password")) => {
+            "That password opens nothing on this workstation. Someone who has used it must do this, with the password they last signed in here with.".to_owned()
         }
         (ErrorCode::Conflict, Some("grant_id")) => {
             "Another admin has already acknowledged this access.".to_owned()

@@ -240,14 +240,19 @@ impl TestServer {
 
     /// The stored audit events of one action (e.g. `mfa_reset`), oldest first.
     pub async fn events_of(&self, action: &str) -> Vec<AuditEvent> {
-        sqlx::query("SELECT event_json FROM audit_events WHERE action = $1 ORDER BY received_at_ms")
-            .bind(action)
-            .fetch_all(self.store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
-            .collect()
+        // The test clock often stands still, so many events share a receipt time: the log's
+        // leaf order is the order they were stored in.
+        sqlx::query(
+            "SELECT e.event_json FROM audit_events e JOIN audit_leaves l ON l.event_id = e.id \
+             WHERE e.action = $1 ORDER BY e.received_at_ms, l.leaf_index",
+        )
+        .bind(action)
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
+        .collect()
     }
 
     /// A client trusting only this server's CA; one per server, so its requests share

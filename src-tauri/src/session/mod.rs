@@ -32,12 +32,13 @@ use crate::client::ServerClient;
 use crate::clock::{Clock, rfc3339};
 use crate::config::Config;
 use crate::db::{self, DbError};
-use crate::device::{self, DeviceKey, Enrollment, Paths, RecoveryKey};
+use crate::device::{self, DeviceKey, Enrollment, Paths};
 use crate::error::AppError;
 use crate::keychain::{Keychain, KeychainError};
 use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
 use crate::patient_search::PatientQuery;
+use crate::recovery_key::RecoveryKey;
 use crate::users::UserCaches;
 
 mod admin;
@@ -365,7 +366,7 @@ impl Core {
         })?;
         *guard(&self.keychain_state) = KeychainState::Fine;
         let key = DeviceKey::create(&self.paths, &secret)?;
-        let recovery = RecoveryKey::create(&self.paths)?;
+        let recovery = RecoveryKey::create(&self.paths, &secret)?;
         let result = client
             .enroll(&EnrollRequest {
                 enrollment_code: code.to_owned(),
@@ -490,15 +491,22 @@ impl Core {
             }
             Ok(LoginStep::SecondFactor(ticket)) => {
                 drop(local);
-                self.await_second_factor(username, password, opening, ticket, Stage::Verify)
+                self.await_second_factor(username, password, opening, ticket, Stage::Verify, None)
             }
             Ok(LoginStep::SetUpSecondFactor(ticket)) => {
                 drop(local);
-                self.await_second_factor(username, password, opening, ticket, Stage::SetUp)
+                self.await_second_factor(username, password, opening, ticket, Stage::SetUp, None)
             }
             Ok(LoginStep::ChooseNewPassword(ticket)) => {
                 drop(local);
-                self.await_second_factor(username, password, opening, ticket, Stage::ChoosePassword)
+                self.await_second_factor(
+                    username,
+                    password,
+                    opening,
+                    ticket,
+                    Stage::ChoosePassword,
+                    None,
+                )
             }
             Err(AppError::Unreachable) => {
                 let mut cache = match local {
@@ -625,14 +633,33 @@ impl Core {
                     None => None,
                 },
             };
-            let mut cache = match existing {
-                Some(cache) => cache,
-                None => self.users.create(secret, &user, password)?,
+            let (mut cache, created) = match existing {
+                Some(cache) => (cache, false),
+                None => (self.users.create(secret, &user, password)?, true),
             };
             cache.put_meta(&meta)?;
             cache.note_time(now)?;
+            let copy = self.users.recovery_copy_path(user.user_id);
+            if created || !copy.exists() {
+                self.store_recovery_copy(secret, user.user_id, password);
+            }
             Ok(cache)
         })
+    }
+
+    /// Gives the user a copy of the recovery key that their password opens (stored with
+    /// their cache, under the same password). A failure is logged, not fatal: the copy only
+    /// matters if the keychain ever loses the device secret.
+    fn store_recovery_copy(&self, secret: &DeviceSecret, user_id: Uuid, password: &str) {
+        let stored = RecoveryKey::load(&self.paths, secret).and_then(|key| match key {
+            Some(key) => {
+                key.store_user_copy(&self.users.recovery_copy_path(user_id), user_id, password)
+            }
+            None => Ok(()),
+        });
+        if let Err(e) = stored {
+            tracing::error!(code = %e.to_api().code, "recovery key copy not stored");
+        }
     }
 
     /// This user's cache on this device, opened with their password if it does.

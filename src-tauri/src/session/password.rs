@@ -1,7 +1,7 @@
 //! A signed-in user changes their own password. The server checks the current one, stores
 //! the new one and ends every session and second-factor grant of the user; this workstation
-//! then rewraps the user's cache key under the new password (the cache itself is untouched)
-//! and locks, so the next unlock takes the new password, and online a second factor.
+//! then rewraps the user's cache key and their copy of the recovery key under the new
+//! password (the cache itself is untouched) and locks, so the next unlock takes the new password, and online a second factor.
 
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::AppStatus;
@@ -62,7 +62,9 @@ impl Core {
         })?;
         let rewrapped = self.with_device_secret(|secret| {
             self.users
-                .rewrap_key(secret, &user, new_password, &cache_key)
+                .rewrap_key(secret, &user, new_password, &cache_key)?;
+            self.store_recovery_copy(secret, user.user_id, new_password);
+            Ok(())
         });
         if let Err(e) = rewrapped {
             // The server has the new password; the next online sign-in with it starts a

@@ -1,10 +1,13 @@
 //! Getting the device secret back after the OS keychain lost it (a reset keyring, a new
-//! OS profile): the workstation proves itself with its recovery key (on disk, outside the
-//! keychain), a user proves their password and a fresh second factor, and the server
-//! releases the copy it sealed at enrollment, to this device only, and records that it
-//! did. The device key, the outbox and every user's cache then open again, so no unsent
-//! audit event is lost. A keychain that is merely locked is never "recovered": only a
-//! missing entry is replaced.
+//! OS profile): the user's password opens their copy of the workstation's recovery key
+//! ([`crate::recovery_key`]), the workstation proves itself with it, the user proves their
+//! password and a fresh second factor to the server, and the server releases the copy of
+//! the secret it sealed at enrollment, to this device only, and records that it did. The
+//! device key, the outbox and every user's cache then open again, so no unsent audit event
+//! is lost. A keychain that is merely locked is never "recovered": only a missing entry is
+//! replaced.
+
+use std::sync::Arc;
 
 use clinicdesk_protocol::audit::from_hex;
 use clinicdesk_protocol::mfa::LoginStep;
@@ -14,10 +17,11 @@ use zeroize::Zeroizing;
 
 use super::second_factor::Stage;
 use super::{Core, KeychainState, LoginProof, Opening, Session, guard};
-use crate::device::{DeviceKey, RecoveryKey};
+use crate::device::DeviceKey;
 use crate::error::AppError;
 use crate::keychain::KeychainError;
 use crate::keys::DeviceSecret;
+use crate::recovery_key::{self, Found, RecoveryKey};
 
 impl Core {
     /// Starts a recovery sign-in: the password and the recovery key's proof now, a fresh
@@ -45,8 +49,14 @@ impl Core {
             Ok(()) => return Err(AppError::BadInput("session")),
             Err(e) => return Err(e),
         }
-        let recovery =
-            RecoveryKey::load(&self.paths)?.ok_or(AppError::Config("recovery-key.json"))?;
+        // Only someone who signed in here before has a copy their password opens; nothing
+        // goes to the server until one does.
+        let recovery = match recovery_key::open_user_copy(&self.users.recovery_copies()?, password)?
+        {
+            Found::Opened(key) => key,
+            Found::NoCopies => return Err(AppError::Config("recovery-key.json")),
+            Found::NoneOpened => return Err(AppError::BadInput("recovery_password")),
+        };
         let login = self
             .server_login(username, password, LoginProof::Recovery(&recovery), None)
             .await;
@@ -61,7 +71,14 @@ impl Core {
             }
         };
         tracing::info!("recovery sign-in: password and recovery key accepted");
-        self.await_second_factor(username, password, Opening::Recovery, ticket, stage)
+        self.await_second_factor(
+            username,
+            password,
+            Opening::Recovery,
+            ticket,
+            stage,
+            Some(Arc::from(recovery)),
+        )
     }
 
     /// After the recovery sign-in's second factor: asks for the escrowed secret, checks it
@@ -69,10 +86,9 @@ impl Core {
     pub(super) async fn restore_device_secret(
         &self,
         login: &LoginResponse,
+        recovery: &RecoveryKey,
     ) -> Result<(), AppError> {
         let (enrollment, client) = self.enrolled()?;
-        let recovery =
-            RecoveryKey::load(&self.paths)?.ok_or(AppError::Config("recovery-key.json"))?;
         let token = SecretString::from(login.session_token.clone());
         let challenge = client.challenge(enrollment.device_id).await;
         self.note_network(&challenge);

@@ -7,6 +7,7 @@
 //! opens with it once the server grants the session; the wait ends with the ticket's
 //! lifetime, a cancel, or a switch of user.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clinicdesk_protocol::ErrorCode;
@@ -20,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{Core, Opening, guard};
 use crate::client::CodeMethod;
 use crate::error::AppError;
+use crate::recovery_key::RecoveryKey;
 
 /// Which step the waiting sign-in is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub(super) struct Pending {
     stage: Stage,
     methods: Vec<MfaMethod>,
     expires: Instant,
+    /// A recovery sign-in's key, opened from the user's copy before the password step.
+    recovery: Option<Arc<RecoveryKey>>,
 }
 
 impl Pending {
@@ -63,6 +67,7 @@ struct Waiting {
     password: SecretString,
     ticket: String,
     opening: Opening,
+    recovery: Option<Arc<RecoveryKey>>,
 }
 
 impl Core {
@@ -73,6 +78,7 @@ impl Core {
         opening: Opening,
         ticket: MfaTicket,
         stage: Stage,
+        recovery: Option<Arc<RecoveryKey>>,
     ) -> Result<AppStatus, AppError> {
         *guard(&self.pending) = Some(Pending {
             username: username.to_owned(),
@@ -82,6 +88,7 @@ impl Core {
             stage,
             methods: ticket.methods,
             expires: Instant::now() + Duration::from_secs(ticket.expires_in_secs),
+            recovery,
         });
         Ok(self.status())
     }
@@ -94,6 +101,7 @@ impl Core {
                 password: p.password.clone(),
                 ticket: p.ticket.expose_secret().to_owned(),
                 opening: p.opening,
+                recovery: p.recovery.clone(),
             }),
             _ => Err(AppError::BadInput("session")),
         }
@@ -156,6 +164,7 @@ impl Core {
             waiting.opening,
             ticket,
             stage,
+            waiting.recovery,
         )
     }
 
@@ -208,12 +217,16 @@ impl Core {
                 "second factor answered for another user",
             ));
         }
-        if waiting.opening == Opening::Recovery
-            && let Err(e) = self.restore_device_secret(&login).await
-        {
-            // No secret, no session: the one the server just granted is ended too.
-            self.end_server_session(Some(SecretString::from(login.session_token.clone())));
-            return Err(e);
+        if waiting.opening == Opening::Recovery {
+            let restored = match &waiting.recovery {
+                Some(recovery) => self.restore_device_secret(&login, recovery).await,
+                None => Err(AppError::Internal("a recovery sign-in without its key")),
+            };
+            if let Err(e) = restored {
+                // No secret, no session: the one the server just granted is ended too.
+                self.end_server_session(Some(SecretString::from(login.session_token.clone())));
+                return Err(e);
+            }
         }
         let key = self.device_key()?;
         let now = self.clock.now_ms();
