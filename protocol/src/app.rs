@@ -56,6 +56,9 @@ pub struct AppStatus {
     /// While signing in: the second factors the server accepts for this user.
     #[serde(default)]
     pub mfa_methods: Vec<MfaMethod>,
+    /// Whether this app can run a WebAuthn ceremony (an authenticator is plugged in).
+    #[serde(default)]
+    pub security_key: bool,
 }
 
 /// What confirming a first second factor returns: the session's status, and the recovery

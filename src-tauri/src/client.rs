@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use clinicdesk_protocol::mfa::{
-    FirstPassword, LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup,
+    FirstPassword, LoginStep, MfaCode, MfaEnrolled, MfaTicketRequest, TotpSetup, WebauthnChallenge,
+    WebauthnResponse,
 };
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
@@ -130,6 +131,30 @@ impl ServerClient {
     /// Replaces a first password with the user's own; answers the second-factor step.
     pub async fn first_password(&self, req: &FirstPassword) -> Result<LoginStep, AppError> {
         self.post("/v1/auth/password/first", None, req).await
+    }
+
+    /// Options for the user's security key to sign (`/setup/...` to register a new one).
+    pub async fn webauthn_challenge(
+        &self,
+        setup: bool,
+        req: &MfaTicketRequest,
+    ) -> Result<WebauthnChallenge, AppError> {
+        let path = if setup {
+            "/v1/auth/mfa/setup/webauthn/challenge"
+        } else {
+            "/v1/auth/mfa/webauthn/challenge"
+        };
+        self.post(path, None, req).await
+    }
+
+    /// Redeems a login ticket with the security key's assertion.
+    pub async fn verify_webauthn(&self, req: &WebauthnResponse) -> Result<LoginResponse, AppError> {
+        self.post("/v1/auth/mfa/webauthn", None, req).await
+    }
+
+    /// Registers a first security key; the session and recovery codes come back.
+    pub async fn setup_webauthn(&self, req: &WebauthnResponse) -> Result<MfaEnrolled, AppError> {
+        self.post("/v1/auth/mfa/setup/webauthn", None, req).await
     }
 
     pub async fn start_totp_setup(&self, req: &MfaTicketRequest) -> Result<TotpSetup, AppError> {

@@ -95,6 +95,16 @@ async fn confirm_totp_setup(
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn verify_with_security_key(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
+    core.0.verify_with_security_key().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn set_up_security_key(core: State<'_, AppCore>) -> CommandResult<SecondFactorSetUp> {
+    core.0.set_up_security_key().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn cancel_sign_in(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
     Ok(core.0.cancel_sign_in())
 }
@@ -271,6 +281,18 @@ async fn reset_second_factor(core: State<'_, AppCore>, user_id: String) -> Comma
         .map_err(api)
 }
 
+/// The software authenticator of demo and test builds, when asked for; release builds have
+/// none compiled in.
+fn plug_in_security_key(core: &Core) {
+    #[cfg(feature = "soft-authenticator")]
+    if std::env::var("CLINICDESK_SOFT_SECURITY_KEY").is_ok_and(|v| v == "1") {
+        tracing::warn!("software security key in use: for demos and tests only");
+        core.set_security_key(Arc::new(crate::security_key::SoftSecurityKey::new()));
+    }
+    #[cfg(not(feature = "soft-authenticator"))]
+    let _ = core;
+}
+
 /// Builds and runs the desktop app until its window closes.
 pub fn run() -> Result<(), tauri::Error> {
     tauri::Builder::default()
@@ -278,6 +300,7 @@ pub fn run() -> Result<(), tauri::Error> {
             let config = Config::from_env(app.path().app_data_dir()?);
             let upload_interval = config.upload_interval;
             let core = Arc::new(Core::new(config, crate::clock::system())?);
+            plug_in_security_key(&core);
             let handle = app.handle().clone();
             core.set_lock_listener(move || {
                 let _ = handle.emit(LOCKED_EVENT, ());
@@ -304,6 +327,8 @@ pub fn run() -> Result<(), tauri::Error> {
             change_password,
             start_totp_setup,
             confirm_totp_setup,
+            verify_with_security_key,
+            set_up_security_key,
             cancel_sign_in,
             unlock,
             lock,

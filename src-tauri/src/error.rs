@@ -39,6 +39,8 @@ pub enum AppError {
     /// it claims: nothing is forgotten from the outbox.
     #[error("audit receipt rejected: {0}")]
     BadReceipt(&'static str),
+    #[error("security key: {0}")]
+    SecurityKey(#[from] crate::security_key::SecurityKeyError),
 }
 
 impl AppError {
@@ -61,6 +63,9 @@ impl AppError {
             AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),
             AppError::BadReceipt(_) => ApiError::with_field(ErrorCode::Internal, "receipt"),
+            AppError::SecurityKey(_) => {
+                ApiError::with_field(ErrorCode::InvalidSecondFactor, "security_key")
+            }
         }
     }
 }

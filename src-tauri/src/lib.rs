@@ -10,6 +10,7 @@
 //!   by name, date of birth or MRN through [`patient_search`];
 //!   [`users`]: the per-user caches on this workstation; [`outbox`]: the device's
 //!   signed audit chain waiting for upload.
+//! - [`security_key`]: the authenticators the WebAuthn second factor runs on.
 //! - [`session`]: sign-in, lock, unlock, switch user, sign out, wipe: the state machine.
 //! - [`sync`]: the idle watch and the background audit uploader; [`os_lock`]: locking
 //!   when the OS session locks or the machine suspends.
@@ -33,6 +34,7 @@ pub mod patient_search;
 pub mod receipt;
 pub mod recovery_key;
 pub mod sealed;
+pub mod security_key;
 pub mod session;
 pub mod sync;
 pub mod users;

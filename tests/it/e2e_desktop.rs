@@ -184,6 +184,8 @@ async fn launch(
             .env("CLINICDESK_SERVER_CA", server.ca_path())
             .env("CLINICDESK_IDLE_SECS", IDLE_SECS.to_string())
             .env("CLINICDESK_KEYCHAIN_SERVICE", keychain_service)
+            // The software security key of test builds (no USB key can be plugged in here).
+            .env("CLINICDESK_SOFT_SECURITY_KEY", "1")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -390,7 +392,8 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     click(&client, "back-to-schedule").await;
 
     // 7. Switch user keeps the clinician's offline copy; the front desk signs in with
-    //    their own, then signs out, which removes theirs from the workstation.
+    //    their own, setting up a security key as their second factor, then signs out,
+    //    which removes theirs from the workstation.
     click(&client, "switch-user").await;
     wait_for(
         &client,
@@ -402,7 +405,23 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     type_into(&client, "login-username", "frontdesk").await;
     type_into(&client, "login-password", server.seed.password("frontdesk")).await;
     click(&client, "login-submit").await;
-    set_up_authenticator(&client, &server, "frontdesk", None).await;
+    wait_for(
+        &client,
+        Locator::Id("setup-security-key"),
+        20,
+        "the security key choice",
+    )
+    .await;
+    shots.take(&client, "security-key-setup").await;
+    click(&client, "setup-security-key").await;
+    wait_for(
+        &client,
+        Locator::Id("recovery-codes"),
+        20,
+        "the recovery codes after the key",
+    )
+    .await;
+    click(&client, "recovery-codes-done").await;
     wait_for(
         &client,
         Locator::Id("sign-out"),
@@ -413,6 +432,21 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     let caches = app_dir.path().join("users");
     let frontdesk_cache = caches.join(server.user_id("frontdesk").to_string());
     assert!(frontdesk_cache.join("cache.sqlite3").exists());
+    click(&client, "sign-out").await;
+    // 7b. Signed out, the second-factor grant went with the cache: the next sign-in asks
+    //     for the key, which answers with one click.
+    type_into(&client, "login-username", "frontdesk").await;
+    type_into(&client, "login-password", server.seed.password("frontdesk")).await;
+    click(&client, "login-submit").await;
+    wait_for(
+        &client,
+        Locator::Id("mfa-security-key"),
+        20,
+        "the security key button",
+    )
+    .await;
+    shots.take(&client, "security-key-sign-in").await;
+    click(&client, "mfa-security-key").await;
     click(&client, "sign-out").await;
     wait_for(
         &client,
@@ -488,6 +522,17 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     let text = jo.text().await.unwrap();
     assert!(text.contains("Not signed in yet"), "{text}");
+    let desk = wait_for(
+        &client,
+        Locator::Css("tr.user-row[data-username='frontdesk']"),
+        20,
+        "the front desk's row",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(desk.contains("Security key"), "{desk}");
     let reset = Locator::Css("tr.user-row[data-username='frontdesk'] button.reset-mfa");
     wait_for(&client, reset, 20, "the reset button")
         .await

@@ -12,4 +12,5 @@ mod keys_at_rest;
 mod lifecycle;
 mod outbox_kill;
 mod password_change;
+mod security_key;
 mod transport_scan;

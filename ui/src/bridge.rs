@@ -96,6 +96,9 @@ pub fn explain(e: &ApiError) -> String {
         (ErrorCode::BadRequest, Some("recovery_password")) => {
             "That password opens nothing on this workstation. Someone who has used it must do this, with the password they last signed in here with.".to_owned()
         }
+        (ErrorCode::InvalidSecondFactor, Some("security_key")) => {
+            "Your security key did not answer, or is not the one registered for you. Insert it, touch it when it blinks, and try again; or enter a code.".to_owned()
+        }
         (ErrorCode::Conflict, Some("grant_id")) => {
             "Another admin has already acknowledged this access.".to_owned()
         }

@@ -1,5 +1,5 @@
-//! The second step of signing in: a code from the user's authenticator app (or a recovery
-//! code), setting up the authenticator on a first sign-in, and the recovery codes shown
+//! The second step of signing in: a code from the user's authenticator app, their security
+//! key or a recovery code; setting up one of the first two on a first sign-in, and the recovery codes shown
 //! once after that; before them, choosing one's own password when someone else set it.
 
 use clinicdesk_protocol::app::SecondFactorSetUp;
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::bridge::{NoArgs, call};
 use crate::password::{NewPasswordFields, typed_differently};
-use crate::views::{ErrorLine, Ui, change_phase, focus_on_mount, submit_command};
+use crate::views::{ErrorLine, Ui, change_phase, focus_on_mount, run_command, submit_command};
 
 #[derive(Serialize)]
 struct CodeArgs {
@@ -50,6 +50,8 @@ pub fn SecondFactorScreen() -> impl IntoView {
     let methods = move || ui.status.get().map(|s| s.mfa_methods).unwrap_or_default();
     let has_totp = move || methods().contains(&MfaMethod::Totp);
     let can_recover = move || methods().contains(&MfaMethod::RecoveryCode);
+    let key_here = move || ui.status.get().is_some_and(|s| s.security_key);
+    let use_key = move || methods().contains(&MfaMethod::Webauthn) && key_here();
     // Recovery codes are the way in when there is no authenticator to type from.
     let use_recovery = RwSignal::new(false);
     let recovery = move || use_recovery.get() || !has_totp();
@@ -69,14 +71,30 @@ pub fn SecondFactorScreen() -> impl IntoView {
     view! {
         <div class="card narrow" id="second-factor">
             <h1>"Verify it's you"</h1>
-            <Show when=move || !recovery()
-                fallback=move || view! {
-                    <p class="lead">"Enter one of the recovery codes you saved when you set up your authenticator. Each code works once."</p>
-                    <Show when=move || !has_totp()>
-                        <p class="muted">"Your account uses a security key, which this version of the app cannot use yet. Use a recovery code, or ask your admin to reset your second factor."</p>
-                    </Show>
-                }>
-                <p class="lead">"Enter the 6-digit code your authenticator app shows for ClinicDesk."</p>
+            <Show when=use_key>
+                <div class="security-key">
+                    <p class="lead">"Insert your security key, then touch it when it blinks."</p>
+                    <button id="mfa-security-key" type="button" disabled=move || busy.get()
+                        on:click=move |_| submit_command(ui, busy, "verify_with_security_key", NoArgs {})>
+                        {move || if busy.get() { "Waiting for your key…" } else { "Use my security key" }}
+                    </button>
+                </div>
+                <p class="muted">{move || if recovery() {
+                    "Or enter one of the recovery codes you saved when you set up your second factor (each works once):"
+                } else {
+                    "Or enter the 6-digit code your authenticator app shows:"
+                }}</p>
+            </Show>
+            <Show when=move || !use_key()>
+                <Show when=move || !recovery()
+                    fallback=move || view! {
+                        <p class="lead">"Enter one of the recovery codes you saved when you set up your second factor. Each code works once."</p>
+                        <Show when=move || !has_totp() && !key_here()>
+                            <p class="muted">"Your account uses a security key, and this workstation has none connected to ClinicDesk. Use a recovery code, or ask your admin to reset your second factor."</p>
+                        </Show>
+                    }>
+                    <p class="lead">"Enter the 6-digit code your authenticator app shows for ClinicDesk."</p>
+                </Show>
             </Show>
             <form on:submit=submit>
                 <label for="mfa-code">{move || if recovery() { "Recovery code" } else { "Code" }}</label>
@@ -119,24 +137,11 @@ pub fn SetUpSecondFactorScreen() -> impl IntoView {
     let busy = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        busy.set(true);
-        ui.error.set(None);
         let args = ConfirmArgs {
             code: code.get_untracked(),
         };
         code.set(String::new());
-        ui.begin_change();
-        spawn_local(async move {
-            match call::<_, SecondFactorSetUp>("confirm_totp_setup", &args).await {
-                Ok(done) => {
-                    ui.begin_change();
-                    ui.recovery_codes.set(Some(done.recovery_codes));
-                    ui.apply_status(done.status);
-                }
-                Err(e) => ui.fail(&e),
-            }
-            busy.set(false);
-        });
+        finish_setup(ui, busy, "confirm_totp_setup", args);
     };
     view! {
         <div class="card" id="totp-setup">
@@ -167,10 +172,33 @@ pub fn SetUpSecondFactorScreen() -> impl IntoView {
                     {move || if busy.get() { "Checking…" } else { "Turn on and continue" }}
                 </button>
             </form>
+            <Show when=move || ui.status.get().is_some_and(|s| s.security_key)>
+                <div class="security-key">
+                    <p>"Or use a security key instead: insert it, then touch it when it blinks."</p>
+                    <button id="setup-security-key" type="button" class="outline" disabled=move || busy.get()
+                        on:click=move |_| finish_setup(ui, busy, "set_up_security_key", NoArgs {})>
+                        "Use a security key"
+                    </button>
+                </div>
+            </Show>
             <p class="muted"><StartOver/></p>
             <ErrorLine/>
         </div>
     }
+}
+
+/// Finishes setting up a first second factor (a TOTP code confirmed, or a security key
+/// registered): the session opens and the recovery codes are shown once.
+fn finish_setup<A: Serialize + 'static>(
+    ui: Ui,
+    busy: RwSignal<bool>,
+    command: &'static str,
+    args: A,
+) {
+    run_command(ui, busy, command, args, move |done: SecondFactorSetUp| {
+        ui.recovery_codes.set(Some(done.recovery_codes));
+        ui.apply_status(done.status);
+    });
 }
 
 /// Gives up this sign-in and goes back to username and password.

@@ -201,14 +201,31 @@ pub(crate) fn submit_command<A: Serialize + 'static>(
     command: &'static str,
     args: A,
 ) {
+    run_command(ui, busy, command, args, move |status: AppStatus| {
+        ui.apply_status(status)
+    });
+}
+
+/// Runs a phase-changing command: `busy` while it runs, then `done` with the core's answer
+/// (after which the screen follows the new phase), or the error line explains the refusal.
+pub(crate) fn run_command<A, T>(
+    ui: Ui,
+    busy: RwSignal<bool>,
+    command: &'static str,
+    args: A,
+    done: impl FnOnce(T) + 'static,
+) where
+    A: Serialize + 'static,
+    T: serde::de::DeserializeOwned + 'static,
+{
     busy.set(true);
     ui.error.set(None);
     ui.begin_change();
     spawn_local(async move {
-        match call::<_, AppStatus>(command, &args).await {
-            Ok(status) => {
+        match call::<_, T>(command, &args).await {
+            Ok(answer) => {
                 ui.begin_change();
-                ui.apply_status(status);
+                done(answer);
             }
             Err(e) => ui.fail(&e),
         }

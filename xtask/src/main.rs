@@ -224,11 +224,14 @@ fn demo(args: &[String]) -> Result<()> {
     let mut app = setup::desktop_session_command(&app_bin)?;
     app.env("CLINICDESK_DATA_DIR", &app_dir)
         .env("CLINICDESK_SERVER_URL", format!("https://127.0.0.1:{port}"))
-        .env("CLINICDESK_SERVER_CA", &ca);
+        .env("CLINICDESK_SERVER_CA", &ca)
+        // The demo build's software security key (never compiled into a release).
+        .env("CLINICDESK_SOFT_SECURITY_KEY", "1");
     println!("App data: {}", app_dir.display());
     println!(
         "Each user's first sign-in sets up a second factor: add the key the app shows to an \
-         authenticator app, or get codes here with `oathtool --totp -b KEY`."
+         authenticator app, or get codes here with `oathtool --totp -b KEY`; or choose \
+         \"Use a security key\" (a software key in this demo, forgotten when the app closes)."
     );
     println!("Close the window or press Ctrl-C to stop everything.");
     let result = app.status();

@@ -39,6 +39,7 @@ use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
 use crate::patient_search::PatientQuery;
 use crate::recovery_key::RecoveryKey;
+use crate::security_key::SecurityKey;
 use crate::users::UserCaches;
 
 mod admin;
@@ -104,6 +105,8 @@ pub struct Core {
     on_lock: Mutex<Option<LockListener>>,
     /// A sign-in waiting for its second factor.
     pending: Mutex<Option<second_factor::Pending>>,
+    /// The authenticator for the WebAuthn second factor, if this build has one.
+    security_key: Mutex<Option<Arc<dyn SecurityKey>>>,
 }
 
 /// A session event of the user's: no patient, no fields.
@@ -195,6 +198,7 @@ impl Core {
             upload_wanted: tokio::sync::Notify::new(),
             on_lock: Mutex::new(None),
             pending: Mutex::new(None),
+            security_key: Mutex::new(None),
         };
         if guard(&core.enrolled).is_some()
             && let Err(e) = core.ensure_outbox()
@@ -208,6 +212,11 @@ impl Core {
     /// tell the UI.
     pub fn set_lock_listener(&self, listener: impl Fn() + Send + Sync + 'static) {
         *guard(&self.on_lock) = Some(Box::new(listener));
+    }
+
+    /// Plugs in the authenticator the WebAuthn second factor runs on.
+    pub fn set_security_key(&self, key: Arc<dyn SecurityKey>) {
+        *guard(&self.security_key) = Some(key);
     }
 
     pub fn keychain(&self) -> &Keychain {
@@ -334,6 +343,7 @@ impl Core {
             online,
             last_upload_at: last_upload_ms.map(rfc3339),
             mfa_methods,
+            security_key: guard(&self.security_key).is_some(),
         }
     }
 

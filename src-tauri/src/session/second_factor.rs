@@ -1,6 +1,6 @@
 //! The second step of an online sign-in or unlock: after the server accepted the password
-//! it holds a ticket until the user proves a second factor (a TOTP code or a recovery code)
-//! or sets up their first one; a user whose password someone else chose first chooses
+//! it holds a ticket until the user proves a second factor (a TOTP code, a security key or
+//! a recovery code) or sets up their first one; a user whose password someone else chose first chooses
 //! their own. Until then no session, no cache and no PHI.
 //!
 //! The password waits here (in a `SecretString`, zeroized on drop) because the user's cache
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{AppStatus, Phase, SecondFactorSetUp};
 use clinicdesk_protocol::mfa::{
-    FirstPassword, LoginStep, MfaCode, MfaMethod, MfaTicket, MfaTicketRequest, TotpSetup,
+    FirstPassword, LoginStep, MfaCode, MfaEnrolled, MfaMethod, MfaTicket, MfaTicketRequest,
+    TotpSetup, WebauthnResponse,
 };
 use clinicdesk_protocol::wire::LoginResponse;
 use secrecy::{ExposeSecret, SecretString};
@@ -22,6 +23,7 @@ use super::{Core, Opening, guard};
 use crate::client::CodeMethod;
 use crate::error::AppError;
 use crate::recovery_key::RecoveryKey;
+use crate::security_key::ceremony_origin;
 
 /// Which step the waiting sign-in is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,12 @@ impl Pending {
             Stage::Verify => (Phase::SecondFactor, self.methods.clone()),
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ceremony {
+    Register,
+    Authenticate,
 }
 
 /// What a step needs from the waiting sign-in, copied out so no lock is held across I/O.
@@ -196,13 +204,90 @@ impl Core {
                 code: code.to_owned(),
             })
             .await;
+        self.finish_setup(result, &waiting).await
+    }
+
+    /// Proves the second factor with the user's security key: the server's challenge,
+    /// signed by the key (which may wait for a touch), sent back. A key that does not
+    /// answer or is not registered for the user leaves the sign-in waiting.
+    pub async fn verify_with_security_key(&self) -> Result<AppStatus, AppError> {
+        let waiting = self.waiting(Stage::Verify)?;
+        let credential = self
+            .run_security_key(&waiting, Ceremony::Authenticate)
+            .await?;
+        let (_, client) = self.enrolled()?;
+        let result = client
+            .verify_webauthn(&WebauthnResponse {
+                ticket: waiting.ticket.clone(),
+                credential,
+            })
+            .await;
+        self.note_network(&result);
+        let login = result.map_err(|e| self.on_second_factor_error(e))?;
+        self.finish(login, &waiting).await
+    }
+
+    /// Registers the user's security key as their first second factor: the session opens
+    /// and the recovery codes come back, to be shown once.
+    pub async fn set_up_security_key(&self) -> Result<SecondFactorSetUp, AppError> {
+        let waiting = self.waiting(Stage::SetUp)?;
+        let credential = self.run_security_key(&waiting, Ceremony::Register).await?;
+        let (_, client) = self.enrolled()?;
+        let result = client
+            .setup_webauthn(&WebauthnResponse {
+                ticket: waiting.ticket.clone(),
+                credential,
+            })
+            .await;
+        self.finish_setup(result, &waiting).await
+    }
+
+    /// The server's answer to a first second factor: the session opens, and the recovery
+    /// codes go to the UI to be shown once.
+    async fn finish_setup(
+        &self,
+        result: Result<MfaEnrolled, AppError>,
+        waiting: &Waiting,
+    ) -> Result<SecondFactorSetUp, AppError> {
         self.note_network(&result);
         let enrolled = result.map_err(|e| self.on_second_factor_error(e))?;
-        let status = self.finish(enrolled.session, &waiting).await?;
+        let status = self.finish(enrolled.session, waiting).await?;
         Ok(SecondFactorSetUp {
             status,
             recovery_codes: enrolled.recovery_codes,
         })
+    }
+
+    /// Gets the server's options for the waiting ticket and runs them on the security key,
+    /// on a blocking thread (a hardware key waits for the user's touch).
+    async fn run_security_key(
+        &self,
+        waiting: &Waiting,
+        ceremony: Ceremony,
+    ) -> Result<serde_json::Value, AppError> {
+        let key = guard(&self.security_key)
+            .clone()
+            .ok_or(AppError::BadInput("security_key"))?;
+        let (enrollment, client) = self.enrolled()?;
+        let challenge = client
+            .webauthn_challenge(
+                ceremony == Ceremony::Register,
+                &MfaTicketRequest {
+                    ticket: waiting.ticket.clone(),
+                },
+            )
+            .await;
+        self.note_network(&challenge);
+        let challenge = challenge.map_err(|e| self.on_second_factor_error(e))?;
+        let origin = ceremony_origin(&enrollment.server_url, &challenge.origin)?;
+        let options = challenge.options;
+        let answer = tokio::task::spawn_blocking(move || match ceremony {
+            Ceremony::Register => key.register(&origin, options),
+            Ceremony::Authenticate => key.authenticate(&origin, options),
+        })
+        .await
+        .map_err(|_| AppError::Internal("security key thread"))??;
+        Ok(answer)
     }
 
     /// Gives up the waiting sign-in.
