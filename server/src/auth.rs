@@ -271,12 +271,51 @@ pub async fn verify_device_batch(
         if e.request.is_some() {
             return Err(ServerError::BadRequest { field: "request" });
         }
-        verify_event_signature(&key, signed)?;
     }
+    verify_signatures(key, events.to_vec()).await?;
     let scope = ClinicScope {
         clinic_id: device.clinic_id,
     };
     Ok((device, scope))
+}
+
+/// Below this many events one thread checks them all; above, the work is spread.
+const EVENTS_PER_THREAD: usize = 64;
+
+/// Checks every event's signature off the async workers (a full batch is tens of
+/// milliseconds of Ed25519), spread over the machine's cores.
+async fn verify_signatures(
+    key: VerifyingKey,
+    events: Vec<SignedAuditEvent>,
+) -> Result<(), ServerError> {
+    let failed = || ServerError::Internal("signature check");
+    tokio::task::spawn_blocking(move || {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = cores.min(events.len().div_ceil(EVENTS_PER_THREAD)).max(1);
+        if threads == 1 {
+            return events
+                .iter()
+                .try_for_each(|e| verify_event_signature(&key, e));
+        }
+        let key = &key;
+        std::thread::scope(|s| {
+            let workers: Vec<_> = events
+                .chunks(events.len().div_ceil(threads))
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .try_for_each(|e| verify_event_signature(key, e))
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().map_err(|_| failed())?)
+        })
+    })
+    .await
+    .map_err(|_| failed())?
 }
 
 fn verify_event_signature(

@@ -10,7 +10,9 @@ use sqlx::{Any, AssertSqlSafe};
 
 pub(crate) enum Value {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
+    Blob(Vec<u8>),
 }
 
 impl From<String> for Value {
@@ -66,15 +68,44 @@ impl Statement {
                 sqlx::query(AssertSqlSafe(self.sql.clone())),
                 |q, v| match v {
                     Value::Text(s) => q.bind(s.as_str()),
+                    Value::OptText(s) => q.bind(s.as_deref()),
                     Value::Int(i) => q.bind(*i),
+                    Value::Blob(b) => q.bind(b.as_slice()),
                 },
             )
     }
 }
 
+/// Rows per multi-row INSERT: one statement instead of one per row (each statement costs
+/// a round through the driver), well under both databases' limits on placeholders.
+const ROWS_PER_INSERT: usize = 100;
+
+/// Multi-row INSERTs of `rows` after `head` (`INSERT INTO t (a, b) VALUES `), each row's
+/// values bound in order; `tail` (e.g. an `ON CONFLICT` clause) ends each statement.
+pub(crate) fn insert_rows(head: &str, tail: &str, rows: Vec<Vec<Value>>) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut statement = Statement::new(head);
+        for (n, row) in rows.by_ref().take(ROWS_PER_INSERT).enumerate() {
+            statement.push(if n == 0 { "(" } else { ", (" });
+            for (i, value) in row.into_iter().enumerate() {
+                if i > 0 {
+                    statement.push(", ");
+                }
+                statement.bind(value);
+            }
+            statement.push(")");
+        }
+        statement.push(tail);
+        statements.push(statement);
+    }
+    statements
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Statement;
+    use super::{ROWS_PER_INSERT, Statement, Value, insert_rows};
 
     #[test]
     fn placeholders_are_numbered_in_order() {
@@ -87,5 +118,25 @@ mod tests {
             .push(")");
         assert_eq!(s.sql, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
         assert_eq!(s.values.len(), 3);
+    }
+
+    #[test]
+    fn rows_are_inserted_in_bounded_statements() {
+        let row = |i: i64| vec![Value::Int(i), Value::from("x")];
+        let one = insert_rows("INSERT INTO t (a, b) VALUES ", "", vec![row(1), row(2)]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].sql, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        let many = insert_rows(
+            "INSERT INTO t (a, b) VALUES ",
+            " ON CONFLICT DO NOTHING",
+            (0..=ROWS_PER_INSERT as i64).map(row).collect(),
+        );
+        assert_eq!(many.len(), 2);
+        assert_eq!(many[0].values.len(), ROWS_PER_INSERT * 2);
+        assert_eq!(
+            many[1].sql,
+            "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        );
+        assert!(insert_rows("INSERT INTO t (a) VALUES ", "", Vec::new()).is_empty());
     }
 }

@@ -9,7 +9,7 @@
 //! - Events past a gap are stored; the gap is reported as outstanding until it is filled,
 //!   and the link across it is checked when the missing event arrives.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
 use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
@@ -20,6 +20,7 @@ use super::log;
 use crate::app::AppState;
 use crate::auth::{ClinicScope, verify_device_batch};
 use crate::error::ServerError;
+use crate::sql::{Value, insert_rows};
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
@@ -56,41 +57,68 @@ async fn stored_at(
     Ok(Some((parse_hash(row.get::<&str, _>(0))?, event.prev_hash)))
 }
 
-pub(super) async fn insert_event(
+/// The `audit_events` row of a verified event.
+/// The event at (device, seq), accepted earlier in this batch or stored before it.
+async fn known(
     conn: &mut AnyConnection,
+    accepted: &HashMap<u64, (Hash32, Hash32)>,
+    device: Uuid,
+    seq: u64,
+) -> Result<Option<(Hash32, Hash32)>, ServerError> {
+    match accepted.get(&seq) {
+        Some(found) => Ok(Some(*found)),
+        None => stored_at(conn, device, seq).await,
+    }
+}
+
+pub(super) fn event_row(
     scope: &ClinicScope,
     signed: &SignedAuditEvent,
     hash: &Hash32,
     now_ms: i64,
-) -> Result<(), ServerError> {
+) -> Result<Vec<Value>, ServerError> {
     let e = &signed.event;
     let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
-    sqlx::query(
+    Ok(vec![
+        Value::Text(e.id.to_string()),
+        Value::Text(scope.clinic_id().to_string()),
+        Value::Text(e.device_id.to_string()),
+        Value::Int(seq_i64(e.device_seq)?),
+        Value::Text(e.actor_user_id.to_string()),
+        Value::OptText(e.patient_id.map(|p| p.to_string())),
+        Value::from(e.action.as_str()),
+        Value::Int(e.occurred_at_ms),
+        Value::Text(json),
+        Value::Text(hash.to_hex()),
+        Value::Text(signed.signature.clone()),
+        Value::Int(now_ms),
+    ])
+}
+
+/// Stores verified events (rows from [`event_row`]), a hundred per statement.
+pub(super) async fn insert_events(
+    conn: &mut AnyConnection,
+    rows: Vec<Vec<Value>>,
+) -> Result<(), ServerError> {
+    let statements = insert_rows(
         "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
-           action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(e.id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .bind(e.device_id.to_string())
-    .bind(seq_i64(e.device_seq)?)
-    .bind(e.actor_user_id.to_string())
-    .bind(e.patient_id.map(|p| p.to_string()))
-    .bind(e.action.as_str())
-    .bind(e.occurred_at_ms)
-    .bind(json)
-    .bind(hash.to_hex())
-    .bind(&signed.signature)
-    .bind(now_ms)
-    .execute(conn)
-    .await
-    .map_err(|e| match e {
-        // The same event id under another sequence: a replay in disguise.
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            ServerError::Conflict { field: "id" }
-        }
-        e => e.into(),
-    })?;
+           action, occurred_at_ms, event_json, hash, signature, received_at_ms) VALUES ",
+        "",
+        rows,
+    );
+    for statement in statements {
+        statement
+            .query()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match e {
+                // The same event id under another sequence: a replay in disguise.
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    ServerError::Conflict { field: "id" }
+                }
+                e => e.into(),
+            })?;
+    }
     Ok(())
 }
 
@@ -157,6 +185,19 @@ pub(crate) async fn advance_head(
             hash = parse_hash(row.get::<&str, _>(1))?;
         }
     }
+    set_head(conn, scope, device, (seq, hash), max_seq).await?;
+    Ok((seq, hash))
+}
+
+/// Stores a chain's head: its highest contiguous sequence and that event's hash, and the
+/// highest sequence stored (which never goes down).
+pub(crate) async fn set_head(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    device: Uuid,
+    (seq, hash): (u64, Hash32),
+    max_seq: u64,
+) -> Result<(), ServerError> {
     sqlx::query(
         "INSERT INTO audit_device_heads (device_id, clinic_id, contiguous_seq, contiguous_hash, max_seq)
          VALUES ($1, $2, $3, $4, $5)
@@ -171,7 +212,7 @@ pub(crate) async fn advance_head(
     .bind(seq_i64(max_seq)?)
     .execute(conn)
     .await?;
-    Ok((seq, hash))
+    Ok(())
 }
 
 /// Authenticates, stores and logs one upload, and signs the receipt.
@@ -227,12 +268,16 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
 
     let mut forked = Vec::new();
     let mut fresh: Vec<(Uuid, Hash32)> = Vec::new();
+    // The rows are written together after the checks; until then `accepted` answers for
+    // them (a batch may carry the same event twice).
+    let mut rows = Vec::with_capacity(events.len());
+    let mut accepted: HashMap<u64, (Hash32, Hash32)> = HashMap::new();
     for signed in events {
         let e = &signed.event;
         let seq = e.device_seq;
         let hash = e.hash();
         let beyond = seq > max_seq;
-        if !beyond && let Some((existing, _)) = stored_at(&mut tx, device.id, seq).await? {
+        if !beyond && let Some((existing, _)) = known(&mut tx, &accepted, device.id, seq).await? {
             if existing != hash {
                 record_alert(&mut tx, &scope, signed, &hash, "fork", now).await?;
                 forked.push(seq);
@@ -244,14 +289,14 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
             (_, Some((s, h))) if s + 1 == seq => Some(h),
             _ if seq - 1 == head_seq => Some(head_hash),
             _ if seq - 1 > max_seq => None,
-            _ => stored_at(&mut tx, device.id, seq - 1)
+            _ => known(&mut tx, &accepted, device.id, seq - 1)
                 .await?
                 .map(|(h, _)| h),
         };
         let next_link = if seq + 1 > max_seq {
             None
         } else {
-            stored_at(&mut tx, device.id, seq + 1)
+            known(&mut tx, &accepted, device.id, seq + 1)
                 .await?
                 .map(|(_, p)| p)
         };
@@ -260,11 +305,13 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
             forked.push(seq);
             continue;
         }
-        insert_event(&mut tx, &scope, signed, &hash, now).await?;
+        rows.push(event_row(&scope, signed, &hash, now)?);
+        accepted.insert(seq, (hash, e.prev_hash));
         fresh.push((e.id, hash));
         last_stored = Some((seq, hash));
         max_seq = max_seq.max(seq);
     }
+    insert_events(&mut tx, rows).await?;
     let tree = log::append(&mut tx, clinic, &fresh).await?;
     let (contiguous_seq, contiguous_hash) = advance_head(&mut tx, &scope, device.id).await?;
     let checkpoint = log::checkpoint(&mut tx, &state.audit_key, clinic, &tree, now).await?;

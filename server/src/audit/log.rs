@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::key::AuditKey;
 use crate::error::ServerError;
+use crate::sql::{Value, insert_rows};
 
 fn to_i64(v: u64) -> Result<i64, ServerError> {
     i64::try_from(v).map_err(|_| ServerError::Internal("log index overflow"))
@@ -103,26 +104,37 @@ pub async fn append(
 ) -> Result<Frontier, ServerError> {
     let mut tree = frontier(&mut *conn, clinic).await?;
     let clinic_s = clinic.to_string();
+    // The new rows are computed in memory and written a hundred per statement.
+    let mut leaves = Vec::with_capacity(events.len());
+    let mut nodes = Vec::with_capacity(events.len() * 2);
     for (event_id, event_hash) in events {
-        sqlx::query(
-            "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
-        )
-        .bind(&clinic_s)
-        .bind(to_i64(tree.size())?)
-        .bind(event_id.to_string())
-        .execute(&mut *conn)
-        .await?;
+        leaves.push(vec![
+            Value::from(clinic_s.as_str()),
+            Value::Int(to_i64(tree.size())?),
+            Value::Text(event_id.to_string()),
+        ]);
         for (id, hash) in tree.push(event_hash) {
-            sqlx::query(
-                "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&clinic_s)
-            .bind(i64::from(id.level))
-            .bind(to_i64(id.index)?)
-            .bind(hash.0.as_slice())
-            .execute(&mut *conn)
-            .await?;
+            nodes.push(vec![
+                Value::from(clinic_s.as_str()),
+                Value::Int(i64::from(id.level)),
+                Value::Int(to_i64(id.index)?),
+                Value::Blob(hash.0.to_vec()),
+            ]);
         }
+    }
+    let statements = insert_rows(
+        "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ",
+        "",
+        leaves,
+    )
+    .into_iter()
+    .chain(insert_rows(
+        "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ",
+        "",
+        nodes,
+    ));
+    for statement in statements {
+        statement.query().execute(&mut *conn).await?;
     }
     Ok(tree)
 }

@@ -10,7 +10,7 @@ use clinicdesk_protocol::wire::UserInfo;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::ingest::{advance_head, insert_event};
+use super::ingest::{event_row, insert_events, set_head};
 use super::log;
 use crate::app::AppState;
 use crate::auth::ClinicScope;
@@ -130,6 +130,7 @@ pub async fn record_in(
         None => (0, Hash32::GENESIS),
     };
     let mut logged = Vec::with_capacity(events.len());
+    let mut rows = Vec::with_capacity(events.len());
     for draft in events {
         seq += 1;
         let event = AuditEvent {
@@ -158,11 +159,13 @@ pub async fn record_in(
             signature: state.audit_key.sign_hex(&event.canonical_bytes()),
             event,
         };
-        insert_event(&mut *tx, scope, &signed, &hash, now).await?;
+        rows.push(event_row(scope, &signed, &hash, now)?);
         logged.push((signed.event.id, hash));
         prev_hash = hash;
     }
+    insert_events(&mut *tx, rows).await?;
     log::append(&mut *tx, clinic, &logged).await?;
-    advance_head(&mut *tx, scope, chain).await?;
+    // No gaps: the last event recorded is the head.
+    set_head(&mut *tx, scope, chain, (seq, prev_hash), seq).await?;
     Ok(())
 }
