@@ -103,6 +103,10 @@ pub struct RouteRule {
     /// Set on every route that reads or writes PHI: the server records each of its
     /// responses as a server-signed audit event before the response leaves.
     pub phi: Option<PhiAccess>,
+    /// Set on every route that reads the audit trail itself (who looked at which patient's
+    /// record, and why): each request is recorded as an `AuditTrail` event with this
+    /// action, so the trail shows who searched it.
+    pub trail: Option<AuditAction>,
 }
 
 /// How a PHI route's responses are recorded.
@@ -119,6 +123,18 @@ const fn rule(method: &'static str, path: &'static str, access: Access) -> Route
         path,
         access,
         phi: None,
+        trail: None,
+    }
+}
+
+/// A route that reads the audit trail, for those who review it.
+const fn trail_rule(method: &'static str, path: &'static str, action: AuditAction) -> RouteRule {
+    RouteRule {
+        method,
+        path,
+        access: Access::Session(Permission::ReviewAudit),
+        phi: None,
+        trail: Some(action),
     }
 }
 
@@ -137,6 +153,7 @@ const fn phi_rule(
             action,
             resource_type,
         }),
+        trail: None,
     }
 }
 
@@ -203,11 +220,7 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/patients/{patient_id}/break-glass",
         Access::Session(Permission::BreakGlass),
     ),
-    rule(
-        "GET",
-        "/v1/break-glass",
-        Access::Session(Permission::ReviewAudit),
-    ),
+    trail_rule("GET", "/v1/break-glass", AuditAction::View),
     rule(
         "POST",
         "/v1/break-glass/{grant_id}/review",
@@ -231,46 +244,22 @@ pub const ROUTES: &[RouteRule] = &[
     // Only to the device the session was opened on, with its recovery key's proof.
     rule("POST", "/v1/devices/escrow/release", Access::AnySession),
     rule("POST", "/v1/audit/batches", Access::DeviceSigned),
-    rule(
-        "GET",
-        "/v1/audit/events",
-        Access::Session(Permission::ReviewAudit),
-    ),
-    rule(
+    trail_rule("GET", "/v1/audit/events", AuditAction::View),
+    trail_rule(
         "GET",
         "/v1/audit/events/{event_id}/inclusion",
-        Access::Session(Permission::ReviewAudit),
+        AuditAction::View,
     ),
-    rule(
-        "GET",
-        "/v1/audit/checkpoint",
-        Access::Session(Permission::ReviewAudit),
-    ),
-    rule(
-        "GET",
-        "/v1/audit/consistency",
-        Access::Session(Permission::ReviewAudit),
-    ),
-    rule(
-        "GET",
-        "/v1/audit/alerts",
-        Access::Session(Permission::ReviewAudit),
-    ),
-    rule(
-        "GET",
-        "/v1/audit/export",
-        Access::Session(Permission::ReviewAudit),
-    ),
-    rule(
+    trail_rule("GET", "/v1/audit/checkpoint", AuditAction::View),
+    trail_rule("GET", "/v1/audit/consistency", AuditAction::View),
+    trail_rule("GET", "/v1/audit/alerts", AuditAction::View),
+    trail_rule("GET", "/v1/audit/export", AuditAction::Export),
+    trail_rule(
         "GET",
         "/v1/audit/patients/{patient_id}/report",
-        Access::Session(Permission::ReviewAudit),
+        AuditAction::View,
     ),
-    rule(
-        "GET",
-        "/v1/audit/access-review",
-        Access::Session(Permission::ReviewAudit),
-    ),
+    trail_rule("GET", "/v1/audit/access-review", AuditAction::Export),
 ];
 
 /// The rule for a method and axum path template, if there is one.
@@ -337,6 +326,27 @@ mod tests {
                     r.path
                 );
             }
+        }
+    }
+
+    /// Every read of the audit trail (and of the break-glass queue, with its reasons) is
+    /// itself recorded.
+    #[test]
+    fn reading_the_trail_is_recorded() {
+        for r in ROUTES {
+            if r.method == "GET" && r.access == Access::Session(Permission::ReviewAudit) {
+                assert!(
+                    r.trail.is_some(),
+                    "{} {} reads the trail unrecorded",
+                    r.method,
+                    r.path
+                );
+            }
+            assert!(
+                r.trail.is_none() || r.phi.is_none(),
+                "{}: one record per request",
+                r.path
+            );
         }
     }
 

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use clinicdesk_protocol::audit::{Recorder, SignedAuditEvent};
-use clinicdesk_protocol::policy::{self, Access, Permission};
+use clinicdesk_protocol::policy::{self, Access, Permission, PhiAccess};
 use clinicdesk_protocol::wire::UserInfo;
 use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
@@ -132,7 +132,13 @@ pub async fn authorize(
         Access::Session(permission) => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
             if let Err(refused) = require(&principal, permission) {
-                if let Some(phi) = rule.phi {
+                // Who tried to read PHI or the audit trail without the role for it is
+                // part of the trail.
+                let recorded = rule.phi.or(rule.trail.map(|action| PhiAccess {
+                    action,
+                    resource_type: "AuditTrail",
+                }));
+                if let Some(phi) = recorded {
                     let seen = crate::audit::access::seen_of(&request, &principal);
                     let requested = request.uri().path().to_owned();
                     crate::audit::access::record_refusal(

@@ -8,6 +8,9 @@
 //! with the requested path as the resource: who tried to reach what is part of the trail.
 //! That includes a role the policy table refuses before any handler runs
 //! ([`record_refusal`], called by `authorize`).
+//!
+//! Reads of the audit trail itself (search, proofs, alerts, reports, exports, the
+//! break-glass queue) are recorded the same way, one `AuditTrail` event per request.
 
 use std::net::SocketAddr;
 
@@ -161,10 +164,16 @@ pub async fn record_phi_access(
     let Some(path) = request.extensions().get::<MatchedPath>().cloned() else {
         return next.run(request).await;
     };
+    let Some(rule) = policy::rule_for(request.method().as_str(), path.as_str()) else {
+        return next.run(request).await;
+    };
+    if let Some(action) = rule.trail {
+        return record_trail_read(&state, request, next, &path, action).await;
+    }
     let Some(PhiAccess {
         action,
         resource_type,
-    }) = policy::rule_for(request.method().as_str(), path.as_str()).and_then(|r| r.phi)
+    }) = rule.phi
     else {
         return next.run(request).await;
     };
@@ -233,6 +242,67 @@ pub async fn record_phi_access(
         Ok(()) => response,
         Err(e) => {
             tracing::error!(error = %e, route = path.as_str(), "audit write failed; PHI withheld");
+            ServerError::Internal("audit write failed").into_response()
+        }
+    }
+}
+
+/// Longest request target (path and query) kept as a trail read's resource.
+const MAX_TRAIL_TARGET: usize = 512;
+
+/// A read of the audit trail: one `AuditTrail` event per request, whatever its answer,
+/// naming the request (its path and query hold only ids, times and codes). As with PHI,
+/// no event, no answer.
+async fn record_trail_read(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    path: &MatchedPath,
+    action: clinicdesk_protocol::audit::AuditAction,
+) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return ServerError::Internal("trail route without a principal").into_response();
+    };
+    let Some(seen) = seen_of(&request, &principal) else {
+        return ServerError::Internal("trail route without a peer").into_response();
+    };
+    let uri = request.uri();
+    let mut target = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    if target.len() > MAX_TRAIL_TARGET {
+        let cut = (0..=MAX_TRAIL_TARGET)
+            .rev()
+            .find(|&i| target.is_char_boundary(i))
+            .unwrap_or(0);
+        target.truncate(cut);
+    }
+    let response = next.run(request).await;
+    let outcome = match response.status().as_u16() {
+        200..=299 => Outcome::Success,
+        401 | 403 | 404 => Outcome::Denied,
+        _ => Outcome::Failure,
+    };
+    let event = ServerEvent {
+        actor_user_id: principal.user.user_id,
+        actor_role: principal.user.role,
+        action,
+        resource_type: "AuditTrail".to_owned(),
+        resource_id: target,
+        // Not an access to the patient's record: the target names whom it asked about, and
+        // the patient's own access report stays a list of who read their record.
+        patient_id: None,
+        fields: Vec::new(),
+        outcome,
+        route: path.as_str().to_owned(),
+        break_glass: None,
+        request: seen,
+    };
+    let scope = crate::auth::ClinicScope::of_principal(&principal);
+    match server_chain::record(state, &scope, vec![event]).await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, route = path.as_str(), "audit write failed; trail withheld");
             ServerError::Internal("audit write failed").into_response()
         }
     }

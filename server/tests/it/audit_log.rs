@@ -94,6 +94,16 @@ pub async fn upload(
     receipt
 }
 
+/// How many leaves the clinic's log holds.
+async fn leaves(server: &TestServer, clinic: Uuid) -> u64 {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_leaves WHERE clinic_id = $1")
+        .bind(clinic.to_string())
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    u64::try_from(n).unwrap()
+}
+
 #[tokio::test]
 async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let server = TestServer::start().await;
@@ -118,13 +128,17 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .checkpoint
         .tree_size;
     assert_eq!(base, 3);
+    // Each read of the trail is itself logged, after its answer: the log has grown by one.
+    let clinic = report.clinic_id;
+    assert_eq!(leaves(&server, clinic).await, base + 1);
 
+    let before = leaves(&server, clinic).await;
     let r = upload(&server, &device, &[e(1), e(2)]).await;
     assert_eq!(
         (r.highest_contiguous_seq, r.contiguous_hash),
         (2, e(2).event.hash())
     );
-    assert_eq!(r.checkpoint.checkpoint.tree_size, base + 2);
+    assert_eq!(r.checkpoint.checkpoint.tree_size, before + 2);
     assert!(r.forked.is_empty());
     let first_checkpoint = r.checkpoint.clone();
 
@@ -132,7 +146,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let r = upload(&server, &device, &[e(2)]).await;
     assert_eq!(
         (r.highest_contiguous_seq, r.checkpoint.checkpoint.tree_size),
-        (2, base + 2)
+        (2, before + 2)
     );
 
     // A forged signature is refused outright.
@@ -156,6 +170,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let (status, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
     assert_eq!(status, 200, "{body}");
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    // No checkpoint is signed at the size this read's own event made.
+    let unsigned = leaves(&server, clinic).await;
     assert_eq!(alerts.outstanding.len(), 1);
     assert_eq!(
         alerts.outstanding[0].to_string(),
@@ -185,18 +201,22 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .map(|a| (a.device_seq, a.kind.as_str()))
         .collect();
     assert_eq!(kinds, vec![(2, "fork"), (6, "chain_break")]);
+    let before = leaves(&server, clinic).await;
     let r = upload(&server, &device, &[e(6)]).await;
     assert_eq!(r.highest_contiguous_seq, 6);
     let latest = r.checkpoint.clone();
-    assert_eq!(latest.checkpoint.tree_size, base + 6);
+    assert_eq!(latest.checkpoint.tree_size, before + 1);
+    let (first_size, latest_size) = (
+        first_checkpoint.checkpoint.tree_size,
+        latest.checkpoint.tree_size,
+    );
 
     // Proofs from the API verify against the signed checkpoints.
     let (status, body) = server
         .get(
             &format!(
                 "/v1/audit/consistency?old_size={}&new_size={}",
-                base + 2,
-                latest.checkpoint.tree_size
+                first_size, latest_size
             ),
             &admin.session_token,
         )
@@ -204,9 +224,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     assert_eq!(status, 200, "{body}");
     let proof: ConsistencyEvidence = serde_json::from_value(body).unwrap();
     verify_consistency(
-        base + 2,
+        first_size,
         &first_checkpoint.checkpoint.root_hash,
-        base + 6,
+        latest_size,
         &latest.checkpoint.root_hash,
         &proof.hashes,
     )
@@ -224,8 +244,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
             .get(
                 &format!(
                     "/v1/audit/events/{}/inclusion?tree_size={}",
-                    ev.event.id,
-                    base + 6
+                    ev.event.id, latest_size
                 ),
                 &admin.session_token,
             )
@@ -234,7 +253,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         let p: InclusionEvidence = serde_json::from_value(body).unwrap();
         verify_inclusion(
             &latest.checkpoint.root_hash,
-            base + 6,
+            latest_size,
             p.leaf_index,
             &ev.event.hash(),
             &p.hashes,
@@ -247,7 +266,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
             &format!(
                 "/v1/audit/events/{}/inclusion?tree_size={}",
                 e(1).event.id,
-                base + 4
+                unsigned
             ),
             &admin.session_token,
         )
@@ -265,7 +284,12 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .await;
     assert_eq!(status, 200);
     let on_demand: SignedCheckpoint = serde_json::from_value(body).unwrap();
-    assert_eq!(on_demand, latest);
+    // Signed now, over the reads of the trail since the last upload too.
+    assert_eq!(
+        on_demand.checkpoint.tree_size,
+        leaves(&server, clinic).await - 1
+    );
+    assert!(on_demand.checkpoint.tree_size > latest_size);
 
     // Search: newest first, by cursor, every event exactly once; clinicians may not search.
     let mut seen = Vec::new();
@@ -343,7 +367,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .get("/v1/audit/checkpoint", &other_admin.session_token)
         .await;
     let theirs: SignedCheckpoint = serde_json::from_value(body).unwrap();
-    assert_eq!(theirs.checkpoint.tree_size, 2);
+    // Their two events, and their two reads of the trail before this one.
+    assert_eq!(theirs.checkpoint.tree_size, 4);
     let (_, body) = server
         .get("/v1/audit/alerts", &other_admin.session_token)
         .await;
@@ -355,9 +380,24 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let report = verify_all(server.store.pool(), &key, &[latest])
         .await
         .unwrap();
-    // Six of the workstation; of the server, the two enrollments and three second factors
-    // set up at sign-in.
-    assert_eq!((report.events, report.alerts), (11, 2));
+    // Six of the workstation; of the server, the two enrollments, three second factors set
+    // up at sign-in, and each read of the trail above (both clinics').
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    let trail_reads: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE event_json LIKE '%\"resource_type\":\"AuditTrail\"%'",
+    )
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap();
+    assert!(trail_reads >= 20, "{trail_reads}");
+    assert_eq!(stored, 11 + trail_reads);
+    assert_eq!(
+        (report.events, report.alerts),
+        (u64::try_from(stored).unwrap(), 2)
+    );
     assert!(report.gaps.is_empty());
 }
 

@@ -14,7 +14,7 @@ use clinicdesk_server::audit::verify::verify_all;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::harness::{SignedIn, TestServer};
+use crate::harness::{SignedIn, TestServer, password_of};
 
 const USER_AGENT: &str = "clinicdesk-phi-access-test/1.0";
 
@@ -341,4 +341,70 @@ async fn a_phi_handler_that_does_not_declare_its_disclosure_sends_nothing() {
     .await;
     assert_eq!((status, body.as_str()), (500, r#"{"code":"internal"}"#));
     assert!(server_events(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn reading_the_audit_trail_is_recorded_too() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: admin,
+    } = server.signed_in(0xA, "admin").await;
+    let patient: String = sqlx::query_scalar("SELECT min(id) FROM patients WHERE clinic_id = $1")
+        .bind(report.clinic_id.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    let patient = Uuid::parse_str(&patient).unwrap();
+    // Searches, proofs, reports, exports and the break-glass queue (reasons in free text)
+    // are each recorded, naming the request (which names the patient asked about).
+    for (path, action) in [
+        (
+            format!("/v1/audit/events?patient_id={patient}&limit=5"),
+            AuditAction::View,
+        ),
+        (
+            format!("/v1/audit/patients/{patient}/report"),
+            AuditAction::View,
+        ),
+        ("/v1/audit/checkpoint".to_owned(), AuditAction::View),
+        (
+            "/v1/audit/export?format=csv".to_owned(),
+            AuditAction::Export,
+        ),
+        ("/v1/audit/access-review".to_owned(), AuditAction::Export),
+        ("/v1/break-glass".to_owned(), AuditAction::View),
+    ] {
+        let before = server_events(&server).await.len();
+        let (status, body) = get_as(&server, &path, &admin.session_token).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let events = server_events(&server).await;
+        assert_eq!(events.len(), before + 1, "{path}: one event per request");
+        let e = &events.last().unwrap().event;
+        assert_eq!(
+            (e.action, e.resource_type.as_str(), e.resource_id.as_str()),
+            (action, "AuditTrail", path.as_str())
+        );
+        // Not an access to the patient's record, so not in their access report.
+        assert_eq!((e.outcome, e.patient_id), (Outcome::Success, None));
+        assert_eq!(
+            (e.actor_user_id, e.actor_role),
+            (admin.user.user_id, Role::Admin)
+        );
+        assert_eq!(e.request.as_ref().unwrap().user_agent, USER_AGENT);
+    }
+    // A clinician may not read the trail: refused, and the attempt recorded.
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let path = format!("/v1/audit/patients/{patient}/report");
+    let (status, _) = get_as(&server, &path, &clinician.session_token).await;
+    assert_eq!(status, 403);
+    let events = server_events(&server).await;
+    let e = &events.last().unwrap().event;
+    assert_eq!(
+        (e.outcome, e.resource_type.as_str(), e.actor_user_id),
+        (Outcome::Denied, "AuditTrail", clinician.user.user_id)
+    );
 }
