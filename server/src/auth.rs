@@ -49,6 +49,14 @@ impl ClinicScope {
         }
     }
 
+    /// The clinic of an account a failed sign-in named on one of the clinic's devices (or
+    /// in a ticket or session of it), for recording the attempt on that account alone.
+    pub(crate) fn of_attempted_account(user: &UserInfo) -> Self {
+        Self {
+            clinic_id: user.clinic_id,
+        }
+    }
+
     /// The clinic of a principal that [`authorize`] put in the request.
     pub(crate) fn of_principal(principal: &Principal) -> Self {
         Self {

@@ -74,11 +74,12 @@ fn locked(until_ms: i64, now_ms: i64) -> ServerError {
 }
 
 /// Counts a failure against each key; a key reaching its limit is locked out. Returns
-/// whether any key got locked by this failure.
+/// whether this failure locked out an account (rather than only an address).
 pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
     let now = state.clock.now_ms();
     let mut tx = state.store.pool().begin().await?;
     let mut locked_now = false;
+    let mut account_locked = false;
     for key in keys {
         // A new window starts when the last one ended; a lockout ends with its time.
         let row = sqlx::query(
@@ -106,6 +107,7 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
             .execute(&mut *tx)
             .await?;
             locked_now = true;
+            account_locked |= key.key.starts_with("account:");
         }
     }
     // Keys whose window and lockout have both passed carry no information any more.
@@ -121,7 +123,7 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
     if locked_now {
         tracing::warn!("sign-in attempts locked out for a while");
     }
-    Ok(locked_now)
+    Ok(account_locked)
 }
 
 /// A completed sign-in: the account starts from zero.

@@ -8,7 +8,7 @@ use clinicdesk_protocol::mfa::{
     WebauthnResponse,
 };
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
+    AppointmentList, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
     BreakGlassRequest, ChallengeRequest, ChallengeResponse, DeviceList, EnrollRequest,
     EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, LoginRequest,
     LoginResponse, NewUser, PasswordChange, Patient, ReviewRequest, RoleChange, UserList,
@@ -259,6 +259,11 @@ impl ServerClient {
     ) -> Result<EscrowedSecret, AppError> {
         self.post("/v1/devices/escrow/release", Some(token), req)
             .await
+    }
+
+    /// The clinic's tamper alerts and outstanding gaps (the server records this read).
+    pub async fn audit_alerts(&self, token: &SecretString) -> Result<AuditAlerts, AppError> {
+        Self::send(self.request(Method::GET, "/v1/audit/alerts", Some(token))).await
     }
 
     pub async fn devices(&self, token: &SecretString) -> Result<DeviceList, AppError> {

@@ -8,8 +8,8 @@ use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, SecondFactorSetU
 use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
-    AppointmentList, BreakGlassQueue, BreakGlassReason, DeviceList, EnrollmentCodeIssued, NewUser,
-    Patient, UserList, UserSummary,
+    AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, DeviceList,
+    EnrollmentCodeIssued, NewUser, Patient, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
@@ -233,6 +233,11 @@ async fn devices(core: State<'_, AppCore>) -> CommandResult<DeviceList> {
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn audit_alerts(core: State<'_, AppCore>) -> CommandResult<AuditAlerts> {
+    core.0.audit_alerts().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn issue_enrollment_code(core: State<'_, AppCore>) -> CommandResult<EnrollmentCodeIssued> {
     core.0.issue_enrollment_code().await.map_err(api)
 }
@@ -344,6 +349,7 @@ pub fn run() -> Result<(), tauri::Error> {
             review_break_glass,
             export_access_review,
             devices,
+            audit_alerts,
             issue_enrollment_code,
             revoke_device,
             users,

@@ -497,6 +497,18 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         .await
         .unwrap();
     assert_eq!(code.len(), 14, "{code}");
+    // The audit chains' standing, from the server's alerts: nothing altered, nothing missing.
+    let integrity = wait_for(
+        &client,
+        Locator::Id("audit-integrity"),
+        20,
+        "the audit trail's standing",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(integrity.starts_with("Audit trail intact"), "{integrity}");
     shots.take(&client, "admin-workstations").await;
 
     // 9. Users: add one with a first password, and reset the front desk's second factor

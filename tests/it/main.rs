@@ -13,4 +13,5 @@ mod lifecycle;
 mod outbox_kill;
 mod password_change;
 mod security_key;
+mod tamper_alerts;
 mod transport_scan;

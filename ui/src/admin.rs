@@ -1,13 +1,13 @@
 //! The admin's workspace: the clinic's workstations (new enrollment codes, revocation) and,
 //! in `admin_users`, its users; in `admin_break_glass`, the break-glass review queue. Admins see no patient content; nothing here holds PHI.
 
-use clinicdesk_protocol::wire::{DeviceList, DeviceSummary, EnrollmentCodeIssued};
+use clinicdesk_protocol::wire::{AuditAlerts, DeviceList, DeviceSummary, EnrollmentCodeIssued};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::bridge::{NoArgs, call};
-use crate::views::{ErrorLine, Ui, local_date_time};
+use crate::views::{ErrorLine, Ui, local_date_time, local_date_time_ms};
 
 #[derive(Serialize)]
 struct RevokeArgs {
@@ -18,6 +18,15 @@ fn load(ui: Ui, devices: RwSignal<Option<DeviceList>>) {
     spawn_local(async move {
         match call::<_, DeviceList>("devices", &NoArgs {}).await {
             Ok(list) => devices.set(Some(list)),
+            Err(e) => ui.fail(&e),
+        }
+    });
+}
+
+fn load_alerts(ui: Ui, alerts: RwSignal<Option<AuditAlerts>>) {
+    spawn_local(async move {
+        match call::<_, AuditAlerts>("audit_alerts", &NoArgs {}).await {
+            Ok(found) => alerts.set(Some(found)),
             Err(e) => ui.fail(&e),
         }
     });
@@ -65,7 +74,9 @@ fn WorkstationsView() -> impl IntoView {
     ui.error.set(None);
     let devices = RwSignal::new(None::<DeviceList>);
     let issued = RwSignal::new(None::<EnrollmentCodeIssued>);
+    let alerts = RwSignal::new(None::<AuditAlerts>);
     load(ui, devices);
+    load_alerts(ui, alerts);
     let issue = move |_| {
         ui.error.set(None);
         spawn_local(async move {
@@ -104,9 +115,58 @@ fn WorkstationsView() -> impl IntoView {
                     </table>
                 }.into_any(),
             }}
+            {move || alerts.get().map(|a| view! { <IntegrityView alerts=a devices/> })}
             <ErrorLine/>
         </div>
     }
+}
+
+/// The audit chains' standing: tamper alerts (never dropped by the server) and sequences
+/// still missing, by workstation name.
+#[component]
+fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> impl IntoView {
+    let name = move |id: uuid::Uuid| {
+        devices
+            .get()
+            .and_then(|l| l.devices.into_iter().find(|d| d.id == id).map(|d| d.name))
+            .unwrap_or_else(|| "A workstation no longer listed".to_owned())
+    };
+    if alerts.tamper.is_empty() && alerts.outstanding.is_empty() {
+        return view! {
+            <p class="ok" id="audit-integrity">
+                "Audit trail intact: no tamper alerts, nothing missing from any workstation."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="alerts" id="audit-integrity">
+            <h2>"Audit trail alerts"</h2>
+            <ul>
+                {alerts.tamper.into_iter().map(|t| {
+                    let what = match t.kind.as_str() {
+                        "fork" => "sent a different record for a position it had already sent",
+                        "chain_break" => "sent a record that does not link to the one before it",
+                        _ => "sent a record the server kept aside",
+                    };
+                    view! {
+                        <li class="tamper">
+                            <strong>{move || name(t.device_id)}</strong>
+                            {format!(" {what} (#{}), received {}. The stored trail is unchanged; find out how this workstation's data was altered or restored.",
+                                t.device_seq, local_date_time_ms(t.received_at_ms))}
+                        </li>
+                    }
+                }).collect_view()}
+                {alerts.outstanding.into_iter().map(|o| view! {
+                    <li class="missing">
+                        <strong>{move || name(o.device_id)}</strong>
+                        {format!(" has not sent records #{} to #{} yet (later ones arrived).", o.from_seq, o.to_seq)}
+                    </li>
+                }).collect_view()}
+            </ul>
+        </div>
+    }
+    .into_any()
 }
 
 #[component]

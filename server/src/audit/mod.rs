@@ -12,6 +12,7 @@ pub mod log;
 pub mod query;
 pub mod report;
 pub mod server_chain;
+pub mod sign_in;
 pub mod synthetic;
 pub mod verify;
 pub mod verify_export;

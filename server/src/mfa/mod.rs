@@ -18,6 +18,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::audit::access::Seen;
 use crate::error::ServerError;
 use crate::random::{hash_secret, token};
 use crate::throttle;
@@ -110,13 +111,23 @@ fn account_key(ticket: &Ticket) -> throttle::Key {
 
 /// A wrong answer: counted against the ticket, then `invalid_second_factor`.
 /// Wrong answers count against the account too, so fresh tickets do not buy more guesses.
-pub async fn refuse(state: &AppState, ticket: &Ticket) -> ServerError {
+/// The attempt goes into the trail too ([`crate::audit::sign_in`]).
+pub async fn refuse(state: &AppState, ticket: &Ticket, seen: &Seen) -> ServerError {
     let counted = async {
         store::fail_ticket(state.store.pool(), &ticket.hash).await?;
         throttle::fail(state, &[account_key(ticket)]).await
     };
     match counted.await {
-        Ok(_) => ServerError::InvalidSecondFactor,
+        Ok(locked_out) => {
+            crate::audit::sign_in::record_failure(
+                state,
+                &ticket.user,
+                seen.clone().for_session(ticket.device_id),
+                "/v1/auth/mfa",
+                locked_out,
+            );
+            ServerError::InvalidSecondFactor
+        }
         Err(e) => e,
     }
 }
@@ -125,10 +136,11 @@ pub async fn refuse(state: &AppState, ticket: &Ticket) -> ServerError {
 pub async fn counted<T>(
     state: &AppState,
     ticket: &Ticket,
+    seen: &Seen,
     result: Result<T, ServerError>,
 ) -> Result<T, ServerError> {
     match result {
-        Err(ServerError::InvalidSecondFactor) => Err(refuse(state, ticket).await),
+        Err(ServerError::InvalidSecondFactor) => Err(refuse(state, ticket, seen).await),
         other => other,
     }
 }
@@ -149,6 +161,7 @@ pub enum Proof<'a> {
 pub async fn sign_in_with(
     state: &AppState,
     ticket: &Ticket,
+    seen: &Seen,
     proof: Proof<'_>,
 ) -> Result<LoginResponse, ServerError> {
     let user_id = ticket.user.user_id;
@@ -165,7 +178,7 @@ pub async fn sign_in_with(
     };
     if !spent {
         drop(tx);
-        return Err(refuse(state, ticket).await);
+        return Err(refuse(state, ticket, seen).await);
     }
     let grant = redeem(&mut tx, state, ticket).await?;
     tx.commit().await?;

@@ -31,19 +31,20 @@ const TOTP_PENDING: &str = "totp:";
 #[tracing::instrument(skip_all)]
 pub async fn verify_totp(
     State(state): State<AppState>,
+    seen: Seen,
     Body(req): Body<MfaCode>,
 ) -> Result<Json<LoginResponse>, ServerError> {
     let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
     let Some((sealed, last_step)) = store::totp(state.store.pool(), user_id).await? else {
-        return Err(refuse(&state, &ticket).await);
+        return Err(refuse(&state, &ticket, &seen).await);
     };
     let secret = TotpSecret::from_bytes(state.seal.open(user_id, &sealed)?)?;
     let Some(step) = secret.check(&req.code, state.clock.now_ms(), last_step)? else {
-        return Err(refuse(&state, &ticket).await);
+        return Err(refuse(&state, &ticket, &seen).await);
     };
     Ok(Json(
-        mfa::sign_in_with(&state, &ticket, Proof::TotpStep(step)).await?,
+        mfa::sign_in_with(&state, &ticket, &seen, Proof::TotpStep(step)).await?,
     ))
 }
 
@@ -52,11 +53,12 @@ pub async fn verify_totp(
 #[tracing::instrument(skip_all)]
 pub async fn verify_recovery_code(
     State(state): State<AppState>,
+    seen: Seen,
     Body(req): Body<MfaCode>,
 ) -> Result<Json<LoginResponse>, ServerError> {
     let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
     let hash = recovery::hash_of(&req.code);
-    let login = mfa::sign_in_with(&state, &ticket, Proof::RecoveryCode(&hash)).await?;
+    let login = mfa::sign_in_with(&state, &ticket, &seen, Proof::RecoveryCode(&hash)).await?;
     tracing::info!(user_id = %ticket.user.user_id, "recovery code used");
     Ok(Json(login))
 }
@@ -87,6 +89,7 @@ pub async fn webauthn_challenge(
 #[tracing::instrument(skip_all)]
 pub async fn verify_webauthn(
     State(state): State<AppState>,
+    seen: Seen,
     Body(req): Body<WebauthnResponse>,
 ) -> Result<Json<LoginResponse>, ServerError> {
     let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
@@ -97,11 +100,13 @@ pub async fn verify_webauthn(
         req.credential,
         passkeys,
     );
-    let passkey = counted(&state, &ticket, finished).await?;
+    let passkey = counted(&state, &ticket, &seen, finished).await?;
     let json =
         serde_json::to_string(&passkey).map_err(|_| ServerError::Internal("passkey encoding"))?;
     let proof = Proof::Passkey(credential_id(&passkey), json);
-    Ok(Json(mfa::sign_in_with(&state, &ticket, proof).await?))
+    Ok(Json(
+        mfa::sign_in_with(&state, &ticket, &seen, proof).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/auth/mfa/setup/totp", request_body = MfaTicketRequest,
@@ -148,7 +153,7 @@ pub async fn confirm_totp(
     let secret = TotpSecret::from_bytes(state.seal.open(ticket.user.user_id, sealed)?)?;
     let now = state.clock.now_ms();
     let Some(step) = secret.check(&req.code, now, 0)? else {
-        return Err(refuse(&state, &ticket).await);
+        return Err(refuse(&state, &ticket, &seen).await);
     };
     let mut tx = state.store.pool().begin().await?;
     store::insert_totp(&mut tx, &ticket.user, sealed, step, now).await?;
@@ -187,7 +192,7 @@ pub async fn setup_webauthn(
     let finished = state
         .relying_party
         .finish_registration(ticket.pending.as_deref(), req.credential);
-    let passkey = counted(&state, &ticket, finished).await?;
+    let passkey = counted(&state, &ticket, &seen, finished).await?;
     let json =
         serde_json::to_string(&passkey).map_err(|_| ServerError::Internal("passkey encoding"))?;
     let mut tx = state.store.pool().begin().await?;

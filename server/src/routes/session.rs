@@ -111,12 +111,22 @@ pub async fn login(
     // An expired first password answers exactly as a wrong one.
     let first_password_live =
         |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
+    let attempted = credentials.as_ref().map(|c| c.info.clone());
     let (user, must_change_password) = match credentials {
         Some(c) if password_ok && c.active && first_password_live(&c) => {
             (c.info, c.must_change_password)
         }
         _ => {
-            throttle::fail(&state, &attempts).await?;
+            let locked_out = throttle::fail(&state, &attempts).await?;
+            if let Some(account) = &attempted {
+                crate::audit::sign_in::record_failure(
+                    &state,
+                    account,
+                    seen.for_session(device.id),
+                    "/v1/auth/login",
+                    locked_out,
+                );
+            }
             return Err(ServerError::InvalidCredentials);
         }
     };
@@ -216,7 +226,14 @@ pub async fn change_password(
     throttle::check(&state, &attempts).await?;
     let current_ok = matches_stored(&state, user, &req.current_password).await?;
     if !current_ok {
-        throttle::fail(&state, &attempts).await?;
+        let locked_out = throttle::fail(&state, &attempts).await?;
+        crate::audit::sign_in::record_failure(
+            &state,
+            user,
+            seen.clone().for_session(auth.principal.device_id),
+            "/v1/auth/password",
+            locked_out,
+        );
         return Err(ServerError::InvalidCredentials);
     }
     if req.new_password == req.current_password {

@@ -1,6 +1,8 @@
 //! Sign-in throttling through the real API: per account (known or not) and per client
-//! address, kept in the database, lifted by time, cleared by a completed sign-in.
+//! address, kept in the database, lifted by time, cleared by a completed sign-in; failed
+//! sign-ins and lockouts of real accounts recorded in the trail.
 
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_server::throttle::{ACCOUNT_LIMIT, ADDRESS_LIMIT, LOCKOUT_MS};
 use serde_json::{Value, json};
@@ -134,4 +136,91 @@ async fn an_address_sending_many_wrong_passwords_is_locked_out() {
         .try_login(&server, "frontdesk", password_of(&report, "frontdesk"))
         .await;
     assert_eq!(status, 200);
+}
+
+/// The server's `login` events once there are at least `n` (failed sign-ins are recorded
+/// off the request path, a moment after the answer).
+async fn logins_at_least(server: &TestServer, n: usize) -> Vec<AuditEvent> {
+    for _ in 0..200 {
+        let events = server.events_of("login").await;
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} login events were recorded");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_and_lockouts_of_real_accounts_are_in_the_trail() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(CLINIC, "clinician").await;
+    let clinician = login.user.user_id;
+    let password = password_of(&report, "clinician");
+
+    // A wrong code after the right password: a failure on the second-factor step.
+    let (_, body) = device.try_login(&server, "clinician", password).await;
+    let LoginStep::SecondFactor(ticket) = serde_json::from_value(body).unwrap() else {
+        panic!("expected a second-factor step");
+    };
+    let (status, _) = server
+        .post(
+            "/v1/auth/mfa/totp",
+            None,
+            json!({ "ticket": ticket.ticket, "code": "000000" }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let events = logins_at_least(&server, 1).await;
+    assert_eq!(events[0].route, "/v1/auth/mfa");
+
+    // Wrong passwords until the account locks (the code above counted as one): each is a
+    // failure, and the one that locks adds the lockout. An unknown name is not recorded.
+    for _ in 1..ACCOUNT_LIMIT {
+        device.try_login(&server, "clinician", "CANARY-wrong").await;
+        device
+            .try_login(&server, "CANARY-nobody", "CANARY-wrong")
+            .await;
+    }
+    let events = logins_at_least(&server, usize::try_from(ACCOUNT_LIMIT).unwrap() + 1).await;
+    // (Recorded in the background, so in whichever order the writes came.)
+    let mut kinds: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.route.as_str(),
+                e.resource_type.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    kinds.sort_unstable();
+    let mut expected = vec![("/v1/auth/mfa", "Account", "failure")];
+    for _ in 1..ACCOUNT_LIMIT {
+        expected.push(("/v1/auth/login", "Account", "failure"));
+    }
+    expected.push(("/v1/auth/login", "AccountLockout", "denied"));
+    expected.sort_unstable();
+    assert_eq!(kinds, expected);
+    for e in &events {
+        assert_eq!(e.action, AuditAction::Login);
+        assert_eq!(
+            (e.actor_user_id, e.resource_id.clone()),
+            (clinician, clinician.to_string())
+        );
+        let seen = e.request.as_ref().unwrap();
+        assert_eq!(seen.session_device_id, Some(device.id));
+        assert_eq!(seen.client_ip, "127.0.0.1");
+        assert!(!serde_json::to_string(e).unwrap().contains("CANARY"));
+    }
+
+    // While locked, refused requests prove nothing and add nothing.
+    let answer = device.try_login(&server, "clinician", password).await;
+    assert!(locked_out(&answer));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(server.events_of("login").await.len(), events.len());
 }

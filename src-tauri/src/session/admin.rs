@@ -1,11 +1,13 @@
 //! What an admin does from the app: the clinic's workstations (list, enrollment codes,
-//! revocation), users (list, create, change role, deactivate, reset second factors) and the
+//! revocation, the audit trail's tamper alerts), users (list, create, change role, deactivate, reset second factors) and the
 //! access review (saved as CSV: who can reach patient data, not the data itself).
 //! No PHI passes here, so nothing goes to the outbox; the server records each change on
 //! its own chain. Admin work needs the server: offline it answers `server_unreachable`.
 
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{DeviceList, EnrollmentCodeIssued, NewUser, UserList, UserSummary};
+use clinicdesk_protocol::wire::{
+    AuditAlerts, DeviceList, EnrollmentCodeIssued, NewUser, UserList, UserSummary,
+};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -28,6 +30,13 @@ impl Core {
 
     pub async fn devices(&self) -> Result<DeviceList, AppError> {
         self.online_call(|c, t| async move { c.devices(&t).await })
+            .await
+    }
+
+    /// What the server holds against the clinic's audit chains: tamper alerts (a different
+    /// event at a stored position, a broken link) and sequences still missing.
+    pub async fn audit_alerts(&self) -> Result<AuditAlerts, AppError> {
+        self.online_call(|c, t| async move { c.audit_alerts(&t).await })
             .await
     }
 
