@@ -31,8 +31,9 @@ pub struct EnrollRequest {
     /// ([`EscrowRelease`]). The server never uses it otherwise.
     pub device_secret: String,
     /// The device's Ed25519 recovery key (32 bytes as hex). Its private half stays on the
-    /// workstation's disk, outside the keychain, and proves "this enrolled device" when the
-    /// keychain (and with it the device key) is gone.
+    /// workstation, sealed under the device secret and, for each user who signed in there,
+    /// under that user's password alone; it proves "this enrolled device" when the keychain
+    /// (and with it the device key) is gone.
     pub recovery_public_key: String,
 }
 

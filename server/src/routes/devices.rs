@@ -14,13 +14,14 @@ use clinicdesk_protocol::wire::{
     DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret,
     escrow_proof_bytes,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{Body, Id};
 use crate::app::AppState;
 use crate::audit::access::Seen;
+use crate::audit::key::verify_hex;
 use crate::audit::server_chain::{self, security_event};
 use crate::auth::{Authenticated, live_device};
 use crate::device_registry;
@@ -185,17 +186,14 @@ pub async fn release_escrow(
         .recovery_key(device.id)
         .await?
         .ok_or(ServerError::NotFound)?;
-    let invalid = || ServerError::InvalidSignature {
-        field: "recovery_signature",
-    };
-    let signature = from_hex(&req.recovery_signature)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-        .ok_or_else(invalid)?;
-    VerifyingKey::from_bytes(&recovery_key)
-        .map_err(|_| ServerError::Internal("stored recovery key invalid"))?
-        .verify_strict(&escrow_proof_bytes(&req.nonce, device.id), &signature)
-        .map_err(|_| invalid())?;
+    let key = VerifyingKey::from_bytes(&recovery_key)
+        .map_err(|_| ServerError::Internal("stored recovery key invalid"))?;
+    let proof = escrow_proof_bytes(&req.nonce, device.id);
+    if !verify_hex(&key, &proof, &req.recovery_signature) {
+        return Err(ServerError::InvalidSignature {
+            field: "recovery_signature",
+        });
+    }
     let sealed = state
         .store
         .sealed_device_secret(auth.scope(), device.id)

@@ -7,17 +7,18 @@
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::{AuditAction, from_hex};
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::{FirstPassword, LoginStep};
 use clinicdesk_protocol::wire::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,
     UserInfo, login_proof_bytes,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 
 use super::Body;
 use crate::app::AppState;
 use crate::audit::access::Seen;
+use crate::audit::key::verify_hex;
 use crate::audit::server_chain::{self, security_event};
 use crate::auth::{Authenticated, ClinicScope, live_device};
 use crate::error::ServerError;
@@ -56,12 +57,6 @@ pub async fn login(
     if !state.store.take_nonce(&req.nonce, device.id, now).await? {
         return Err(ServerError::InvalidSignature { field: "nonce" });
     }
-    let signature = from_hex(&req.device_signature)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-        .ok_or(ServerError::InvalidSignature {
-            field: "device_signature",
-        })?;
     let proof_key = match req.proof_key {
         ProofKey::Device => device.public_key,
         ProofKey::Recovery => {
@@ -76,13 +71,12 @@ pub async fn login(
     };
     let key = VerifyingKey::from_bytes(&proof_key)
         .map_err(|_| ServerError::Internal("stored device key invalid"))?;
-    key.verify_strict(
-        &login_proof_bytes(&req.nonce, device.id, &req.username),
-        &signature,
-    )
-    .map_err(|_| ServerError::InvalidSignature {
-        field: "device_signature",
-    })?;
+    let proof = login_proof_bytes(&req.nonce, device.id, &req.username);
+    if !verify_hex(&key, &proof, &req.device_signature) {
+        return Err(ServerError::InvalidSignature {
+            field: "device_signature",
+        });
+    }
 
     let attempts = [
         throttle::Key::account(device.clinic_id, &req.username),
