@@ -148,7 +148,7 @@ pub async fn authorize(
                 }));
                 if let Some(phi) = recorded {
                     let seen = crate::audit::access::seen_of(&request, &principal);
-                    let requested = request.uri().path().to_owned();
+                    let requested = crate::audit::access::requested_target(request.uri(), false);
                     crate::audit::access::record_refusal(
                         &state, &principal, phi, &path, requested, seen,
                     )

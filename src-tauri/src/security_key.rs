@@ -43,8 +43,9 @@ pub trait SecurityKey: Send + Sync {
 }
 
 /// The origin to report for a ceremony: the one the server names, if it is an https origin
-/// with a domain that is the pinned server's own host. A server URL given as an IP address
-/// (development and tests: WebAuthn needs a domain) accepts the named domain as it is.
+/// whose domain is the pinned server's own host, so a server cannot have the user's key sign
+/// for another site. A server on a loopback address (development, tests, the demo: WebAuthn
+/// needs a domain) may name `localhost` only.
 pub fn ceremony_origin(server_url: &str, named: &str) -> Result<Url, SecurityKeyError> {
     let named = Url::parse(named).map_err(|_| SecurityKeyError::BadOptions)?;
     let server = Url::parse(server_url).map_err(|_| SecurityKeyError::BadOptions)?;
@@ -52,9 +53,14 @@ pub fn ceremony_origin(server_url: &str, named: &str) -> Result<Url, SecurityKey
         .domain()
         .filter(|_| named.scheme() == "https")
         .ok_or(SecurityKeyError::BadOptions)?;
+    let loopback = match server.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
     match server.host() {
         Some(url::Host::Domain(host)) if host.eq_ignore_ascii_case(domain) => Ok(named),
-        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => Ok(named),
+        _ if loopback && domain.eq_ignore_ascii_case("localhost") => Ok(named),
         _ => Err(SecurityKeyError::BadOptions),
     }
 }
@@ -137,6 +143,10 @@ mod tests {
             ("https://desk.clinic.example", "http://desk.clinic.example"),
             ("https://desk.clinic.example", "https://10.0.0.1"),
             ("https://desk.clinic.example", "not a url"),
+            // An address is no domain: only a loopback server may name localhost.
+            ("https://10.0.0.5:8443", "https://bank.example"),
+            ("https://10.0.0.5:8443", "https://localhost"),
+            ("https://127.0.0.1:8443", "https://bank.example"),
         ] {
             assert_eq!(
                 ceremony_origin(server, named).unwrap_err(),

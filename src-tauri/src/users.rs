@@ -53,22 +53,7 @@ impl UserCaches {
 
     /// Every user's copy of the recovery key on this workstation.
     pub fn recovery_copies(&self) -> Result<Vec<PathBuf>, AppError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(AppError::Io("users dir", e)),
-        };
-        let mut copies = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|e| AppError::Io("users dir", e))?
-                .path()
-                .join(RECOVERY_FILE);
-            if path.exists() {
-                copies.push(path);
-            }
-        }
-        Ok(copies)
+        self.each_users(RECOVERY_FILE)
     }
 
     /// The wrapped key of the user with this username, if they have a cache here.
@@ -78,16 +63,7 @@ impl UserCaches {
         username: &str,
     ) -> Result<Option<WrappedKey>, AppError> {
         let tag = secret.username_tag(username).map_err(key_error)?;
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(AppError::Io("users dir", e)),
-        };
-        for entry in entries {
-            let path = entry
-                .map_err(|e| AppError::Io("users dir", e))?
-                .path()
-                .join(KEY_FILE);
+        for path in self.each_users(KEY_FILE)? {
             if let Some(wrapped) = read_json::<WrappedKey>(&path, "key.json")?
                 && wrapped.username_tag == tag
             {
@@ -95,6 +71,26 @@ impl UserCaches {
             }
         }
         Ok(None)
+    }
+
+    /// The file `name` of every user folder that has one.
+    fn each_users(&self, name: &str) -> Result<Vec<PathBuf>, AppError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(AppError::Io("users dir", e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| AppError::Io("users dir", e))?
+                .path()
+                .join(name);
+            if path.exists() {
+                files.push(path);
+            }
+        }
+        Ok(files)
     }
 
     pub fn load(&self, user_id: Uuid) -> Result<Option<WrappedKey>, AppError> {

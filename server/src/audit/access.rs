@@ -124,9 +124,12 @@ fn user_agent(headers: &axum::http::HeaderMap) -> String {
 pub struct Seen {
     pub client_ip: String,
     pub user_agent: String,
+    /// The route's template (`/v1/auth/mfa/totp`), for events about the request itself.
+    pub route: String,
 }
 
 impl Seen {
+    /// What an event records of it, for a request made from `device_id`.
     pub fn for_session(self, device_id: Uuid) -> RequestSeen {
         RequestSeen {
             client_ip: self.client_ip,
@@ -148,9 +151,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Seen {
             .get::<ConnectInfo<SocketAddr>>()
             .copied()
             .ok_or(ServerError::Internal("request without a peer"))?;
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str)
+            .to_owned();
         Ok(Self {
             client_ip: peer.ip().to_string(),
             user_agent: user_agent(&parts.headers),
+            route,
         })
     }
 }
@@ -185,7 +194,7 @@ pub async fn record_phi_access(
     let Some(seen) = seen_of(&request, &principal) else {
         return ServerError::Internal("PHI route without a peer").into_response();
     };
-    let requested = request.uri().path().to_owned();
+    let requested = requested_target(request.uri(), false);
 
     let mut response = next.run(request).await;
 
@@ -247,12 +256,68 @@ pub async fn record_phi_access(
     }
 }
 
-/// Longest request target (path and query) kept as a trail read's resource.
-const MAX_TRAIL_TARGET: usize = 512;
+/// Query parameters of the trail's routes that name what was asked for (ids, times, codes).
+const TRAIL_PARAMS: [&str; 12] = [
+    "patient_id",
+    "user_id",
+    "device_id",
+    "action",
+    "from_ms",
+    "to_ms",
+    "limit",
+    "format",
+    "pending",
+    "tree_size",
+    "old_size",
+    "new_size",
+];
+
+/// Whether a path segment or parameter value is an id, number or code (and so kept in an
+/// event): short, and ASCII letters, digits, `-`, `_`, `.` or `:` only.
+fn is_token(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The request target as an event records it: each path segment that is an id or a word,
+/// anything else (text someone typed into a URL) as `*`; with `query`, the trail's own
+/// parameters among [`TRAIL_PARAMS`] whose values are tokens, in the order sent. No value
+/// a caller chose freely reaches the trail.
+pub(crate) fn requested_target(uri: &axum::http::Uri, query: bool) -> String {
+    let mut target = uri
+        .path()
+        .split('/')
+        .map(|segment| {
+            if segment.is_empty() || is_token(segment) {
+                segment
+            } else {
+                "*"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    let kept: Vec<&str> = uri
+        .query()
+        .filter(|_| query)
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(k, v)| TRAIL_PARAMS.contains(&k) && is_token(v))
+        })
+        .collect();
+    if !kept.is_empty() {
+        target.push('?');
+        target.push_str(&kept.join("&"));
+    }
+    target
+}
 
 /// A read of the audit trail: one `AuditTrail` event per request, whatever its answer,
-/// naming the request (its path and query hold only ids, times and codes). As with PHI,
-/// no event, no answer.
+/// naming the request ([`requested_target`]). As with PHI, no event, no answer.
 async fn record_trail_read(
     state: &AppState,
     request: Request,
@@ -266,17 +331,7 @@ async fn record_trail_read(
     let Some(seen) = seen_of(&request, &principal) else {
         return ServerError::Internal("trail route without a peer").into_response();
     };
-    let uri = request.uri();
-    let mut target = uri
-        .path_and_query()
-        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    if target.len() > MAX_TRAIL_TARGET {
-        let cut = (0..=MAX_TRAIL_TARGET)
-            .rev()
-            .find(|&i| target.is_char_boundary(i))
-            .unwrap_or(0);
-        target.truncate(cut);
-    }
+    let target = requested_target(request.uri(), true);
     let response = next.run(request).await;
     let outcome = match response.status().as_u16() {
         200..=299 => Outcome::Success,
@@ -353,5 +408,42 @@ pub async fn record_refusal(
     let scope = crate::auth::ClinicScope::of_principal(principal);
     if let Err(e) = server_chain::record(state, &scope, vec![event]).await {
         tracing::error!(error = %e, route, "a refused PHI request could not be recorded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requested_target;
+
+    fn target(uri: &str, query: bool) -> String {
+        requested_target(&uri.parse().unwrap(), query)
+    }
+
+    #[test]
+    fn a_recorded_target_keeps_ids_and_the_trails_parameters_only() {
+        let id = "01a20c44-4f75-738c-ae0c-74026003fb4c";
+        assert_eq!(
+            target(&format!("/v1/audit/events?patient_id={id}&limit=5"), true),
+            format!("/v1/audit/events?patient_id={id}&limit=5")
+        );
+        // Free text in the path or the query, and parameters the route does not take, stay out.
+        assert_eq!(
+            target("/v1/patients/CANARY%20Jane%20Doe", false),
+            "/v1/patients/*"
+        );
+        assert_eq!(
+            target(
+                &format!(
+                    "/v1/audit/events?name=CANARY-Jane&patient_id={id}&cursor=abc&action=a%20b"
+                ),
+                true
+            ),
+            format!("/v1/audit/events?patient_id={id}")
+        );
+        assert_eq!(
+            target(&format!("/v1/patients/{id}?patient_id={id}"), false),
+            format!("/v1/patients/{id}")
+        );
+        assert_eq!(target(&format!("/x/{}", "a".repeat(65)), false), "/x/*");
     }
 }

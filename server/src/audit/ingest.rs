@@ -57,7 +57,6 @@ async fn stored_at(
     Ok(Some((parse_hash(row.get::<&str, _>(0))?, event.prev_hash)))
 }
 
-/// The `audit_events` row of a verified event.
 /// The event at (device, seq), accepted earlier in this batch or stored before it.
 async fn known(
     conn: &mut AnyConnection,
@@ -71,6 +70,7 @@ async fn known(
     }
 }
 
+/// The `audit_events` row of a verified event.
 pub(super) fn event_row(
     scope: &ClinicScope,
     signed: &SignedAuditEvent,

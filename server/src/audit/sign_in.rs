@@ -9,9 +9,11 @@
 //! events are written off the request path, so a wrong password for a real account
 //! answers as fast as one for an unknown name.
 
-use clinicdesk_protocol::audit::{AuditAction, Outcome, RequestSeen};
+use clinicdesk_protocol::audit::{AuditAction, Outcome};
 use clinicdesk_protocol::wire::UserInfo;
+use uuid::Uuid;
 
+use super::access::Seen;
 use super::server_chain::{self, ServerEvent};
 use crate::app::AppState;
 use crate::auth::ClinicScope;
@@ -21,10 +23,12 @@ use crate::auth::ClinicScope;
 pub fn record_failure(
     state: &AppState,
     user: &UserInfo,
-    seen: RequestSeen,
-    route: &'static str,
+    seen: &Seen,
+    device_id: Uuid,
     locked_out: bool,
 ) {
+    let route = seen.route.clone();
+    let seen = seen.clone().for_session(device_id);
     let event = |outcome, resource_type: &str| ServerEvent {
         actor_user_id: user.user_id,
         actor_role: user.role,
@@ -34,7 +38,7 @@ pub fn record_failure(
         patient_id: None,
         fields: Vec::new(),
         outcome,
-        route: route.to_owned(),
+        route: route.clone(),
         break_glass: None,
         request: seen.clone(),
     };

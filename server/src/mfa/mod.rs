@@ -122,8 +122,8 @@ pub async fn refuse(state: &AppState, ticket: &Ticket, seen: &Seen) -> ServerErr
             crate::audit::sign_in::record_failure(
                 state,
                 &ticket.user,
-                seen.clone().for_session(ticket.device_id),
-                "/v1/auth/mfa",
+                seen,
+                ticket.device_id,
                 locked_out,
             );
             ServerError::InvalidSecondFactor

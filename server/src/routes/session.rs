@@ -114,11 +114,7 @@ pub async fn login(
             let locked_out = throttle::fail(&state, &attempts).await?;
             if let Some(account) = &attempted {
                 crate::audit::sign_in::record_failure(
-                    &state,
-                    account,
-                    seen.for_session(device.id),
-                    "/v1/auth/login",
-                    locked_out,
+                    &state, account, &seen, device.id, locked_out,
                 );
             }
             return Err(ServerError::InvalidCredentials);
@@ -224,8 +220,8 @@ pub async fn change_password(
         crate::audit::sign_in::record_failure(
             &state,
             user,
-            seen.clone().for_session(auth.principal.device_id),
-            "/v1/auth/password",
+            &seen,
+            auth.principal.device_id,
             locked_out,
         );
         return Err(ServerError::InvalidCredentials);

@@ -402,6 +402,61 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
 }
 
 #[tokio::test]
+async fn a_full_batch_is_refused_whole_for_one_bad_signature_and_a_repeat_within_it_is_stored_once()
+{
+    let server = TestServer::start().await;
+    let SignedIn { device, login, .. } = server.signed_in(CLINIC_A, "clinician").await;
+    let events = chain(&device, login.user.user_id, 300);
+    let stored = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE device_id = $1")
+            .bind(device.id.to_string())
+            .fetch_one(server.store.pool())
+            .await
+            .unwrap();
+        n
+    };
+    // Big enough to be checked on several threads: a forged event in the last part still
+    // turns the whole batch away, and nothing of it is stored.
+    let mut forged: Vec<&SignedAuditEvent> = events.iter().collect();
+    let mut changed = events[290].clone();
+    changed.event.fields.push("phone".into());
+    forged[290] = &changed;
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": forged }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
+    assert_eq!(stored().await, 0);
+
+    // The same event twice in one batch (and a fork of another beside it): stored once,
+    // the fork kept as an alert.
+    let fork = sign(
+        &device,
+        event(&device, login.user.user_id, 2, events[0].event.hash()),
+    );
+    let r = upload(
+        &server,
+        &device,
+        &[&events[0], &events[1], &events[1], &fork],
+    )
+    .await;
+    assert_eq!(r.highest_contiguous_seq, 2);
+    assert_eq!(r.forked, vec![2]);
+    assert_eq!(stored().await, 2);
+    // The rest, in one batch through the threaded check.
+    let rest: Vec<&SignedAuditEvent> = events[2..].iter().collect();
+    let r = upload(&server, &device, &rest).await;
+    assert_eq!(r.highest_contiguous_seq, 300);
+    assert_eq!(stored().await, 300);
+}
+
+#[tokio::test]
 async fn an_event_of_another_device_or_an_unknown_device_or_an_empty_batch_is_refused() {
     let server = TestServer::start().await;
     let SignedIn { device, login, .. } = server.signed_in(CLINIC_A, "clinician").await;

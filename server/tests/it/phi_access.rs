@@ -394,6 +394,23 @@ async fn reading_the_audit_trail_is_recorded_too() {
         );
         assert_eq!(e.request.as_ref().unwrap().user_agent, USER_AGENT);
     }
+    // Only the trail's own parameters, with id-like values, are kept: free text someone put
+    // into the URL never reaches the trail.
+    let (status, _) = get_as(
+        &server,
+        &format!("/v1/audit/events?name=CANARY-Jane-Doe&patient_id={patient}&note=a%20b"),
+        &admin.session_token,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events = server_events(&server).await;
+    let e = &events.last().unwrap().event;
+    assert_eq!(
+        e.resource_id,
+        format!("/v1/audit/events?patient_id={patient}")
+    );
+    assert!(!serde_json::to_string(e).unwrap().contains("CANARY"));
+
     // A clinician may not read the trail: refused, and the attempt recorded.
     let clinician = device
         .login(&server, "clinician", password_of(&report, "clinician"))

@@ -176,7 +176,7 @@ async fn failed_sign_ins_and_lockouts_of_real_accounts_are_in_the_trail() {
         .await;
     assert_eq!(status, 401);
     let events = logins_at_least(&server, 1).await;
-    assert_eq!(events[0].route, "/v1/auth/mfa");
+    assert_eq!(events[0].route, "/v1/auth/mfa/totp");
 
     // Wrong passwords until the account locks (the code above counted as one): each is a
     // failure, and the one that locks adds the lockout. An unknown name is not recorded.
@@ -199,7 +199,7 @@ async fn failed_sign_ins_and_lockouts_of_real_accounts_are_in_the_trail() {
         })
         .collect();
     kinds.sort_unstable();
-    let mut expected = vec![("/v1/auth/mfa", "Account", "failure")];
+    let mut expected = vec![("/v1/auth/mfa/totp", "Account", "failure")];
     for _ in 1..ACCOUNT_LIMIT {
         expected.push(("/v1/auth/login", "Account", "failure"));
     }
