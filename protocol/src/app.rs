@@ -59,6 +59,23 @@ pub struct AppStatus {
     /// Whether this app can run a WebAuthn ceremony (an authenticator is plugged in).
     #[serde(default)]
     pub security_key: bool,
+    /// While a security key ceremony runs: what the key waits for from the user.
+    #[serde(default)]
+    pub security_key_prompt: Option<KeyPrompt>,
+}
+
+/// What a security key waits for while the core runs a ceremony with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPrompt {
+    /// No key is plugged in yet.
+    InsertKey,
+    /// The key waits for a touch of its button or sensor.
+    TouchKey,
+    /// The key asks for its PIN (user verification).
+    EnterPin,
+    /// The key refused the PIN just given and asks again.
+    WrongPin,
 }
 
 /// What confirming a first second factor returns: the session's status, and the recovery

@@ -104,6 +104,20 @@ async fn set_up_security_key(core: State<'_, AppCore>) -> CommandResult<SecondFa
     core.0.set_up_security_key().await.map_err(api)
 }
 
+/// The PIN the user typed for their security key, for the ceremony waiting on it.
+#[tauri::command(rename_all = "snake_case")]
+fn security_key_pin(core: State<'_, AppCore>, pin: String) -> CommandResult<()> {
+    core.0
+        .answer_security_key_pin(zeroize::Zeroizing::new(pin))
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+fn cancel_security_key(core: State<'_, AppCore>) -> CommandResult<()> {
+    core.0.cancel_security_key();
+    Ok(())
+}
+
 #[tauri::command(rename_all = "snake_case")]
 async fn cancel_sign_in(core: State<'_, AppCore>) -> CommandResult<AppStatus> {
     Ok(core.0.cancel_sign_in())
@@ -286,16 +300,40 @@ async fn reset_second_factor(core: State<'_, AppCore>, user_id: String) -> Comma
         .map_err(api)
 }
 
-/// The software authenticator of demo and test builds, when asked for; release builds have
-/// none compiled in.
+/// USB security keys, or the software authenticator of demo and test builds when asked for
+/// (release builds have none compiled in).
 fn plug_in_security_key(core: &Core) {
     #[cfg(feature = "soft-authenticator")]
-    if std::env::var("CLINICDESK_SOFT_SECURITY_KEY").is_ok_and(|v| v == "1") {
+    if let Some(key) = soft_security_key() {
         tracing::warn!("software security key in use: for demos and tests only");
-        core.set_security_key(Arc::new(crate::security_key::SoftSecurityKey::new()));
+        core.set_security_key(key);
+        return;
     }
-    #[cfg(not(feature = "soft-authenticator"))]
+    #[cfg(feature = "usb-security-key")]
+    core.set_security_key(Arc::new(crate::security_key::ctap::CtapSecurityKey::new(
+        crate::security_key::ctap::UsbKeys,
+    )));
+    #[cfg(not(any(feature = "soft-authenticator", feature = "usb-security-key")))]
     let _ = core;
+}
+
+/// The software key `CLINICDESK_SOFT_SECURITY_KEY` asks for: `1` a passkey that never
+/// prompts, `pin` a CTAP2 key plugged in with the PIN in `CLINICDESK_SOFT_SECURITY_KEY_PIN`,
+/// touching itself a moment after it starts blinking.
+#[cfg(feature = "soft-authenticator")]
+fn soft_security_key() -> Option<Arc<dyn crate::security_key::SecurityKey>> {
+    use crate::security_key::{SoftCtapKey, SoftSecurityKey, ctap::CtapSecurityKey};
+    match std::env::var("CLINICDESK_SOFT_SECURITY_KEY").ok()?.as_str() {
+        "1" => Some(Arc::new(SoftSecurityKey::new())),
+        "pin" => {
+            let pin = std::env::var("CLINICDESK_SOFT_SECURITY_KEY_PIN").ok()?;
+            let key =
+                SoftCtapKey::touching_itself(&pin, std::time::Duration::from_millis(1500)).ok()?;
+            key.plug_in().ok()?;
+            Some(Arc::new(CtapSecurityKey::new(key)))
+        }
+        _ => None,
+    }
 }
 
 /// Builds and runs the desktop app until its window closes.
@@ -334,6 +372,8 @@ pub fn run() -> Result<(), tauri::Error> {
             confirm_totp_setup,
             verify_with_security_key,
             set_up_security_key,
+            security_key_pin,
+            cancel_security_key,
             cancel_sign_in,
             unlock,
             lock,

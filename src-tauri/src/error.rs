@@ -63,8 +63,18 @@ impl AppError {
             AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),
             AppError::BadReceipt(_) => ApiError::with_field(ErrorCode::Internal, "receipt"),
-            AppError::SecurityKey(_) => {
-                ApiError::with_field(ErrorCode::InvalidSecondFactor, "security_key")
+            AppError::SecurityKey(e) => {
+                use crate::security_key::SecurityKeyError as K;
+                let field = match e {
+                    K::NoAnswer | K::Refused | K::BadOptions => "security_key",
+                    K::Cancelled => "security_key_cancelled",
+                    K::PinPaused => "security_key_pin_paused",
+                    K::PinBlocked => "security_key_pin_blocked",
+                    K::NoPin => "security_key_no_pin",
+                    K::Unsupported => "security_key_unsupported",
+                    K::NotAsked => return ApiError::with_field(ErrorCode::Conflict, "pin"),
+                };
+                ApiError::with_field(ErrorCode::InvalidSecondFactor, field)
             }
         }
     }

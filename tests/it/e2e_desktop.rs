@@ -17,6 +17,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 /// The idle lock used in this test, in seconds.
 const IDLE_SECS: u64 = 6;
+/// The PIN of the software security key the app is launched with (synthetic).
+const KEY_PIN: &str = "246810";
 
 /// One app under WebDriver at a time: two WebKit windows on two cores made each slower
 /// than running them in turn.
@@ -184,8 +186,10 @@ async fn launch(
             .env("CLINICDESK_SERVER_CA", server.ca_path())
             .env("CLINICDESK_IDLE_SECS", IDLE_SECS.to_string())
             .env("CLINICDESK_KEYCHAIN_SERVICE", keychain_service)
-            // The software security key of test builds (no USB key can be plugged in here).
-            .env("CLINICDESK_SOFT_SECURITY_KEY", "1")
+            // The software CTAP2 key with a PIN of test builds (no USB key can be plugged in
+            // here): the same CTAP2 path and prompts as a USB key.
+            .env("CLINICDESK_SOFT_SECURITY_KEY", "pin")
+            .env("CLINICDESK_SOFT_SECURITY_KEY_PIN", KEY_PIN)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -414,6 +418,19 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     shots.take(&client, "security-key-setup").await;
     click(&client, "setup-security-key").await;
+    // The key asks for its PIN through the app; a wrong one is refused and asked again.
+    type_into(&client, "security-key-pin", "111111").await;
+    click(&client, "security-key-pin-submit").await;
+    wait_for(
+        &client,
+        Locator::Id("key-prompt-wrong-pin"),
+        20,
+        "the key's wrong-PIN prompt",
+    )
+    .await;
+    shots.take(&client, "security-key-wrong-pin").await;
+    type_into(&client, "security-key-pin", KEY_PIN).await;
+    click(&client, "security-key-pin-submit").await;
     wait_for(
         &client,
         Locator::Id("recovery-codes"),
@@ -434,7 +451,7 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     assert!(frontdesk_cache.join("cache.sqlite3").exists());
     click(&client, "sign-out").await;
     // 7b. Signed out, the second-factor grant went with the cache: the next sign-in asks
-    //     for the key, which answers with one click.
+    //     for the key, which asks for its PIN.
     type_into(&client, "login-username", "frontdesk").await;
     type_into(&client, "login-password", server.seed.password("frontdesk")).await;
     click(&client, "login-submit").await;
@@ -447,6 +464,16 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     shots.take(&client, "security-key-sign-in").await;
     click(&client, "mfa-security-key").await;
+    wait_for(
+        &client,
+        Locator::Id("key-prompt-pin"),
+        20,
+        "the key's PIN prompt",
+    )
+    .await;
+    shots.take(&client, "security-key-pin").await;
+    type_into(&client, "security-key-pin", KEY_PIN).await;
+    click(&client, "security-key-pin-submit").await;
     click(&client, "sign-out").await;
     wait_for(
         &client,

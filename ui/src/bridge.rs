@@ -96,6 +96,24 @@ pub fn explain(e: &ApiError) -> String {
         (ErrorCode::BadRequest, Some("recovery_password")) => {
             "That password opens nothing on this workstation. Someone who has used it must do this, with the password they last signed in here with.".to_owned()
         }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_cancelled")) => {
+            "The security key was cancelled. Use it again, or enter a code.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_pin_paused")) => {
+            "Your security key took too many wrong PINs in a row. Unplug it, plug it in again, and retry with the right PIN.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_pin_blocked")) => {
+            "Your security key's PIN is blocked after too many wrong tries. It can only be reset, which erases it: use a recovery code now, and ask your admin to reset your second factor.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_no_pin")) => {
+            "This security key has no PIN. ClinicDesk needs a key protected by a PIN: set one with the key maker's tool, or ask your clinic's IT.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_unsupported")) => {
+            "This security key does not support FIDO2. Use a FIDO2 key, or enter a code.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("pin")) => {
+            "Your security key is not asking for a PIN right now.".to_owned()
+        }
         (ErrorCode::InvalidSecondFactor, Some("security_key")) => {
             "Your security key did not answer, or is not the one registered for you. Insert it, touch it when it blinks, and try again; or enter a code.".to_owned()
         }

@@ -2,7 +2,7 @@
 //! key or a recovery code; setting up one of the first two on a first sign-in, and the recovery codes shown
 //! once after that; before them, choosing one's own password when someone else set it.
 
-use clinicdesk_protocol::app::SecondFactorSetUp;
+use clinicdesk_protocol::app::{KeyPrompt, SecondFactorSetUp};
 use clinicdesk_protocol::mfa::{MfaMethod, TotpSetup};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -21,6 +21,78 @@ struct CodeArgs {
 #[derive(Serialize)]
 struct ConfirmArgs {
     code: String,
+}
+
+#[derive(Serialize)]
+struct PinArgs {
+    pin: String,
+}
+
+/// What the security key waits for while the core runs a ceremony with it: plugging in,
+/// its PIN (typed here and handed to the key, nowhere else), a touch.
+#[component]
+fn KeyPromptPanel() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let prompt = move || ui.status.get().and_then(|s| s.security_key_prompt);
+    let asks_pin = move || matches!(prompt(), Some(KeyPrompt::EnterPin | KeyPrompt::WrongPin));
+    let pin = RwSignal::new(String::new());
+    let input = NodeRef::<leptos::html::Input>::new();
+    // The PIN field takes the keyboard as soon as the key asks.
+    Effect::new(move |_| {
+        if asks_pin()
+            && let Some(field) = input.get()
+        {
+            let _ = field.focus();
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let args = PinArgs {
+            pin: pin.get_untracked(),
+        };
+        pin.set(String::new());
+        ui.error.set(None);
+        spawn_local(async move {
+            if let Err(e) = call::<_, ()>("security_key_pin", &args).await {
+                ui.fail(&e);
+            }
+        });
+    };
+    let cancel = move |_| {
+        pin.set(String::new());
+        spawn_local(async move {
+            let _ = call::<_, ()>("cancel_security_key", &NoArgs {}).await;
+        });
+    };
+    view! {
+        <Show when=move || prompt().is_some()>
+            <div class="key-prompt" id="security-key-prompt" role="status">
+                {move || match prompt() {
+                    Some(KeyPrompt::InsertKey) => view! {
+                        <p class="lead" id="key-prompt-insert">"Insert your security key into a USB port."</p>
+                    }.into_any(),
+                    Some(KeyPrompt::TouchKey) => view! {
+                        <p class="lead" id="key-prompt-touch">"Touch your security key now: its light blinks."</p>
+                    }.into_any(),
+                    Some(KeyPrompt::WrongPin) => view! {
+                        <p class="lead warning" id="key-prompt-wrong-pin">"That PIN is not right. Type it again: after a few wrong tries the key must be unplugged, and too many block it."</p>
+                    }.into_any(),
+                    _ => view! {
+                        <p class="lead" id="key-prompt-pin">"Your security key asks for its PIN (the one you chose for the key, not your password)."</p>
+                    }.into_any(),
+                }}
+                <Show when=asks_pin>
+                    <form on:submit=submit>
+                        <label for="security-key-pin">"Security key PIN"</label>
+                        <input id="security-key-pin" type="password" node_ref=input autocomplete="off"
+                            prop:value=move || pin.get() on:input=move |ev| pin.set(event_target_value(&ev))/>
+                        <button id="security-key-pin-submit" type="submit">"Unlock the key"</button>
+                    </form>
+                </Show>
+                <button id="security-key-cancel" type="button" class="link" on:click=cancel>"Cancel"</button>
+            </div>
+        </Show>
+    }
 }
 
 /// The secret in groups of four, as authenticator apps show it.
@@ -57,6 +129,9 @@ pub fn SecondFactorScreen() -> impl IntoView {
     let recovery = move || use_recovery.get() || !has_totp();
     let code = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
+    // The key's ceremony runs apart from a typed code: one at a time, each labelled.
+    let key_busy = RwSignal::new(false);
+    let either_busy = move || busy.get() || key_busy.get();
     let first = NodeRef::new();
     focus_on_mount(first);
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -73,11 +148,12 @@ pub fn SecondFactorScreen() -> impl IntoView {
             <h1>"Verify it's you"</h1>
             <Show when=use_key>
                 <div class="security-key">
-                    <p class="lead">"Insert your security key, then touch it when it blinks."</p>
-                    <button id="mfa-security-key" type="button" disabled=move || busy.get()
-                        on:click=move |_| submit_command(ui, busy, "verify_with_security_key", NoArgs {})>
-                        {move || if busy.get() { "Waiting for your key…" } else { "Use my security key" }}
+                    <p class="lead">"Insert your security key; enter its PIN if it asks, then touch it when it blinks."</p>
+                    <button id="mfa-security-key" type="button" disabled=either_busy
+                        on:click=move |_| submit_command(ui, key_busy, "verify_with_security_key", NoArgs {})>
+                        {move || if key_busy.get() { "Waiting for your key…" } else { "Use my security key" }}
                     </button>
+                    <KeyPromptPanel/>
                 </div>
                 <p class="muted">{move || if recovery() {
                     "Or enter one of the recovery codes you saved when you set up your second factor (each works once):"
@@ -102,7 +178,7 @@ pub fn SecondFactorScreen() -> impl IntoView {
                     inputmode=move || if recovery() { "text" } else { "numeric" }
                     placeholder=move || if recovery() { "XXXX-XXXX-XXXX" } else { "123456" }
                     prop:value=move || code.get() on:input=move |ev| code.set(event_target_value(&ev))/>
-                <button id="mfa-submit" type="submit" disabled=move || busy.get()>
+                <button id="mfa-submit" type="submit" disabled=either_busy>
                     {move || if busy.get() { "Checking…" } else { "Continue" }}
                 </button>
             </form>
@@ -135,6 +211,7 @@ pub fn SetUpSecondFactorScreen() -> impl IntoView {
     });
     let code = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
+    let key_busy = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let args = ConfirmArgs {
@@ -168,17 +245,18 @@ pub fn SetUpSecondFactorScreen() -> impl IntoView {
                 <label for="totp-setup-code">"Code from the app"</label>
                 <input id="totp-setup-code" autocomplete="one-time-code" inputmode="numeric" placeholder="123456"
                     prop:value=move || code.get() on:input=move |ev| code.set(event_target_value(&ev))/>
-                <button id="totp-setup-submit" type="submit" disabled=move || busy.get() || setup.get().is_none()>
+                <button id="totp-setup-submit" type="submit" disabled=move || busy.get() || key_busy.get() || setup.get().is_none()>
                     {move || if busy.get() { "Checking…" } else { "Turn on and continue" }}
                 </button>
             </form>
             <Show when=move || ui.status.get().is_some_and(|s| s.security_key)>
                 <div class="security-key">
-                    <p>"Or use a security key instead: insert it, then touch it when it blinks."</p>
-                    <button id="setup-security-key" type="button" class="outline" disabled=move || busy.get()
-                        on:click=move |_| finish_setup(ui, busy, "set_up_security_key", NoArgs {})>
-                        "Use a security key"
+                    <p>"Or use a security key instead: insert it, enter its PIN if it asks, then touch it when it blinks."</p>
+                    <button id="setup-security-key" type="button" class="outline" disabled=move || busy.get() || key_busy.get()
+                        on:click=move |_| finish_setup(ui, key_busy, "set_up_security_key", NoArgs {})>
+                        {move || if key_busy.get() { "Waiting for your key…" } else { "Use a security key" }}
                     </button>
+                    <KeyPromptPanel/>
                 </div>
             </Show>
             <p class="muted"><StartOver/></p>

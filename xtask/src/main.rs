@@ -27,6 +27,9 @@ const USAGE: &str = "usage:
       Build the benchmarks in release mode and run them; each figure is a ratio against a
       baseline measured in the same run. Writes target/bench/report.json and report.md.";
 
+/// The PIN of the demo's software security key (synthetic, like everything in the demo).
+const DEMO_KEY_PIN: &str = "123456";
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("xtask: error: {e:#}");
@@ -225,13 +228,16 @@ fn demo(args: &[String]) -> Result<()> {
     app.env("CLINICDESK_DATA_DIR", &app_dir)
         .env("CLINICDESK_SERVER_URL", format!("https://127.0.0.1:{port}"))
         .env("CLINICDESK_SERVER_CA", &ca)
-        // The demo build's software security key (never compiled into a release).
-        .env("CLINICDESK_SOFT_SECURITY_KEY", "1");
+        // The demo build's software security key, a CTAP2 key with a PIN that touches
+        // itself (never compiled into a release).
+        .env("CLINICDESK_SOFT_SECURITY_KEY", "pin")
+        .env("CLINICDESK_SOFT_SECURITY_KEY_PIN", DEMO_KEY_PIN);
     println!("App data: {}", app_dir.display());
     println!(
         "Each user's first sign-in sets up a second factor: add the key the app shows to an \
          authenticator app, or get codes here with `oathtool --totp -b KEY`; or choose \
-         \"Use a security key\" (a software key in this demo, forgotten when the app closes)."
+         \"Use a security key\" (a software key in this demo, PIN {DEMO_KEY_PIN}, forgotten \
+         when the app closes)."
     );
     println!("Close the window or press Ctrl-C to stop everything.");
     let result = app.status();

@@ -21,6 +21,9 @@ const DEMO_PACKAGES: &[&str] = &[
     "pkg-config",
     "libwebkit2gtk-4.1-dev",
     "libssl-dev",
+    // USB security keys: libudev to find them, libclang for the HID bindings' build.
+    "libudev-dev",
+    "libclang-dev",
     "xvfb",
     "xauth",
     "dbus",

@@ -39,7 +39,7 @@ use crate::keys::{DEVICE_SECRET, DeviceSecret};
 use crate::outbox::{Draft, Outbox, Signer};
 use crate::patient_search::PatientQuery;
 use crate::recovery_key::RecoveryKey;
-use crate::security_key::SecurityKey;
+use crate::security_key::{KeyPrompts, SecurityKey};
 use crate::users::UserCaches;
 
 mod admin;
@@ -107,6 +107,8 @@ pub struct Core {
     pending: Mutex<Option<second_factor::Pending>>,
     /// The authenticator for the WebAuthn second factor, if this build has one.
     security_key: Mutex<Option<Arc<dyn SecurityKey>>>,
+    /// What the key waits for while a ceremony runs; the UI's PIN goes through it.
+    key_prompts: Arc<KeyPrompts>,
 }
 
 /// A session event of the user's: no patient, no fields.
@@ -199,6 +201,7 @@ impl Core {
             on_lock: Mutex::new(None),
             pending: Mutex::new(None),
             security_key: Mutex::new(None),
+            key_prompts: Arc::new(KeyPrompts::default()),
         };
         if guard(&core.enrolled).is_some()
             && let Err(e) = core.ensure_outbox()
@@ -344,6 +347,7 @@ impl Core {
             last_upload_at: last_upload_ms.map(rfc3339),
             mfa_methods,
             security_key: guard(&self.security_key).is_some(),
+            security_key_prompt: self.key_prompts.current(),
         }
     }
 

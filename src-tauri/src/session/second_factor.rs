@@ -18,6 +18,7 @@ use clinicdesk_protocol::mfa::{
 };
 use clinicdesk_protocol::wire::LoginResponse;
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 use super::{Core, Opening, guard};
 use crate::client::CodeMethod;
@@ -281,13 +282,34 @@ impl Core {
         let challenge = challenge.map_err(|e| self.on_second_factor_error(e))?;
         let origin = ceremony_origin(&enrollment.server_url, &challenge.origin)?;
         let options = challenge.options;
-        let answer = tokio::task::spawn_blocking(move || match ceremony {
-            Ceremony::Register => key.register(&origin, options),
-            Ceremony::Authenticate => key.authenticate(&origin, options),
+        let prompts = self.key_prompts.clone();
+        prompts.begin();
+        let answer = tokio::task::spawn_blocking(move || {
+            let answer = match ceremony {
+                Ceremony::Register => key.register(&origin, options, &prompts),
+                Ceremony::Authenticate => key.authenticate(&origin, options, &prompts),
+            };
+            prompts.end();
+            answer
         })
         .await
         .map_err(|_| AppError::Internal("security key thread"))??;
         Ok(answer)
+    }
+
+    /// The PIN the user typed for the security key that asks for it. It goes to the key
+    /// and nowhere else.
+    pub fn answer_security_key_pin(&self, pin: Zeroizing<String>) -> Result<(), AppError> {
+        if pin.is_empty() {
+            return Err(AppError::BadInput("pin"));
+        }
+        Ok(self.key_prompts.answer_pin(pin)?)
+    }
+
+    /// Gives up the running security key ceremony (a key waiting for a touch stops at its
+    /// own timeout).
+    pub fn cancel_security_key(&self) {
+        self.key_prompts.cancel();
     }
 
     /// Gives up the waiting sign-in.

@@ -2,10 +2,25 @@
 //! never sees a ceremony). The core hands an authenticator the server's options as JSON
 //! and sends back its answer; which authenticator is plugged in is chosen at start-up.
 //!
-//! Only a software authenticator exists so far, compiled into demo and test builds alone
-//! (feature `soft-authenticator`) and switched on by `CLINICDESK_SOFT_SECURITY_KEY=1`. USB
-//! security keys (CTAP2 through `webauthn-authenticator-rs`'s `usb` feature, with a PIN
-//! prompt for user verification) are the next backend behind the same trait.
+//! - [`ctap`]: hardware keys over CTAP2, on USB in the app (feature `usb-security-key`, on
+//!   by default). The key's PIN is asked for through the UI ([`KeyPrompts`]).
+//! - Software keys compiled into demo and test builds alone (feature `soft-authenticator`):
+//!   [`SoftSecurityKey`], a passkey that never prompts (`CLINICDESK_SOFT_SECURITY_KEY=1`),
+//!   and [`SoftCtapKey`], a CTAP2 key with a PIN behind the same CTAP2 path as USB keys
+//!   (`CLINICDESK_SOFT_SECURITY_KEY=pin`, PIN in `CLINICDESK_SOFT_SECURITY_KEY_PIN`).
+
+pub mod ctap;
+mod prompts;
+#[cfg(feature = "soft-authenticator")]
+mod soft;
+#[cfg(feature = "soft-authenticator")]
+mod soft_ctap;
+
+pub use prompts::{KeyPrompts, PIN_WAIT};
+#[cfg(feature = "soft-authenticator")]
+pub use soft::SoftSecurityKey;
+#[cfg(feature = "soft-authenticator")]
+pub use soft_ctap::SoftCtapKey;
 
 use url::Url;
 
@@ -21,10 +36,30 @@ pub enum SecurityKeyError {
     /// The server's options could not be read, or name another site.
     #[error("the ceremony's options are not acceptable")]
     BadOptions,
+    /// The user gave up, or left the key's PIN prompt unanswered.
+    #[error("the security key ceremony was cancelled")]
+    Cancelled,
+    /// Too many wrong PINs since the key was plugged in: it takes no more until it is
+    /// removed and plugged in again.
+    #[error("the security key wants to be plugged in again")]
+    PinPaused,
+    /// Too many wrong PINs in all: the key is blocked until it is reset (which erases it).
+    #[error("the security key's PIN is blocked")]
+    PinBlocked,
+    /// The key has no PIN, and the server requires user verification.
+    #[error("the security key has no PIN")]
+    NoPin,
+    /// The key speaks no CTAP version this app knows.
+    #[error("the security key is not supported")]
+    Unsupported,
+    /// A PIN was given while no key asked for one.
+    #[error("no security key asks for a PIN")]
+    NotAsked,
 }
 
 /// An authenticator the core can run a ceremony with. Calls may block until the user
-/// touches the key: the core runs them on a blocking thread.
+/// plugs in, unlocks and touches the key: the core runs them on a blocking thread, and
+/// what the key waits for goes through `prompts` to the UI.
 pub trait SecurityKey: Send + Sync {
     /// Creates a credential for the server's `CreationChallengeResponse`; answers a
     /// `RegisterPublicKeyCredential`.
@@ -32,6 +67,7 @@ pub trait SecurityKey: Send + Sync {
         &self,
         origin: &Url,
         options: serde_json::Value,
+        prompts: &KeyPrompts,
     ) -> Result<serde_json::Value, SecurityKeyError>;
 
     /// Signs the server's `RequestChallengeResponse`; answers a `PublicKeyCredential`.
@@ -39,6 +75,7 @@ pub trait SecurityKey: Send + Sync {
         &self,
         origin: &Url,
         options: serde_json::Value,
+        prompts: &KeyPrompts,
     ) -> Result<serde_json::Value, SecurityKeyError>;
 }
 
@@ -62,68 +99,6 @@ pub fn ceremony_origin(server_url: &str, named: &str) -> Result<Url, SecurityKey
         Some(url::Host::Domain(host)) if host.eq_ignore_ascii_case(domain) => Ok(named),
         _ if loopback && domain.eq_ignore_ascii_case("localhost") => Ok(named),
         _ => Err(SecurityKeyError::BadOptions),
-    }
-}
-
-#[cfg(feature = "soft-authenticator")]
-pub use soft::SoftSecurityKey;
-
-#[cfg(feature = "soft-authenticator")]
-mod soft {
-    use std::sync::{Mutex, PoisonError};
-
-    use url::Url;
-    use webauthn_authenticator_rs::WebauthnAuthenticator;
-    use webauthn_authenticator_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
-    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
-
-    use super::{SecurityKey, SecurityKeyError};
-
-    /// A passkey held in this process's memory: for demos and tests only. It claims the
-    /// user verification it cannot do (there is no PIN or biometric behind it), which a
-    /// real key does with its PIN; its credentials end with the process.
-    pub struct SoftSecurityKey(Mutex<SoftPasskey>);
-
-    impl SoftSecurityKey {
-        pub fn new() -> Self {
-            Self(Mutex::new(SoftPasskey::new(true)))
-        }
-    }
-
-    impl Default for SoftSecurityKey {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
-
-    impl SecurityKey for SoftSecurityKey {
-        fn register(
-            &self,
-            origin: &Url,
-            options: serde_json::Value,
-        ) -> Result<serde_json::Value, SecurityKeyError> {
-            let options: CreationChallengeResponse =
-                serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
-            let mut key = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            let credential = key
-                .do_registration(origin.clone(), options)
-                .map_err(|_| SecurityKeyError::Refused)?;
-            serde_json::to_value(credential).map_err(|_| SecurityKeyError::Refused)
-        }
-
-        fn authenticate(
-            &self,
-            origin: &Url,
-            options: serde_json::Value,
-        ) -> Result<serde_json::Value, SecurityKeyError> {
-            let options: RequestChallengeResponse =
-                serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
-            let mut key = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            let credential = key
-                .do_authentication(origin.clone(), options)
-                .map_err(|_| SecurityKeyError::Refused)?;
-            serde_json::to_value(credential).map_err(|_| SecurityKeyError::Refused)
-        }
     }
 }
 
