@@ -31,16 +31,52 @@ pub const REVIEW_ROUTE: &str = "/v1/break-glass/{grant_id}/review";
 /// Most grants one queue answer lists.
 const QUEUE_LIMIT: i64 = 500;
 
-/// What `user` may read of `patient_id`'s chart now, and the grant if it is break-glass.
+/// What a user may read of a patient's chart now. Reading under break-glass always names
+/// its grant.
+#[derive(Debug)]
+pub enum ChartAccess {
+    /// The role reads no clinical content.
+    NotPermitted,
+    /// A clinical role, but the patient is not on the user's care team.
+    OutsideCareTeam,
+    CareTeam,
+    BreakGlass(BreakGlassGrant),
+}
+
+impl ChartAccess {
+    /// Whether the clinical part of the chart is served.
+    pub fn reads_clinical(&self) -> bool {
+        matches!(self, Self::CareTeam | Self::BreakGlass(_))
+    }
+
+    /// What the chart's answer says about it.
+    pub fn wire(&self) -> ClinicalAccess {
+        match self {
+            Self::NotPermitted => ClinicalAccess::NotPermitted,
+            Self::OutsideCareTeam => ClinicalAccess::OutsideCareTeam,
+            Self::CareTeam => ClinicalAccess::CareTeam,
+            Self::BreakGlass(_) => ClinicalAccess::BreakGlass,
+        }
+    }
+
+    pub fn into_grant(self) -> Option<BreakGlassGrant> {
+        match self {
+            Self::BreakGlass(grant) => Some(grant),
+            _ => None,
+        }
+    }
+}
+
+/// What `user` may read of `patient_id`'s chart now.
 pub async fn clinical_access(
     store: &Store,
     scope: &ClinicScope,
     user: &UserInfo,
     patient_id: Uuid,
     now_ms: i64,
-) -> Result<(ClinicalAccess, Option<BreakGlassGrant>), ServerError> {
+) -> Result<ChartAccess, ServerError> {
     if !policy::allows(user.role, Permission::ReadClinical) {
-        return Ok((ClinicalAccess::NotPermitted, None));
+        return Ok(ChartAccess::NotPermitted);
     }
     let mut tx = store.clinic_tx(scope).await?;
     let on_team: Option<i64> = sqlx::query_scalar(
@@ -53,7 +89,7 @@ pub async fn clinical_access(
     .await?;
     if on_team.is_some() {
         tx.commit().await?;
-        return Ok((ClinicalAccess::CareTeam, None));
+        return Ok(ChartAccess::CareTeam);
     }
     // The grant that lasts longest, if several are live.
     let grant = sqlx::query(
@@ -70,8 +106,8 @@ pub async fn clinical_access(
     .await?;
     tx.commit().await?;
     match grant {
-        Some(row) => Ok((ClinicalAccess::BreakGlass, Some(grant_of(&row, 0)?))),
-        None => Ok((ClinicalAccess::OutsideCareTeam, None)),
+        Some(row) => Ok(ChartAccess::BreakGlass(grant_of(&row, 0)?)),
+        None => Ok(ChartAccess::OutsideCareTeam),
     }
 }
 

@@ -177,6 +177,67 @@ impl Outbox {
         Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
     }
 
+    /// Re-chains this device's waiting events onto the server's head after the server
+    /// refused some of a sent batch as conflicting with events it already holds under the
+    /// same sequence numbers (a workstation restored from an old backup, or a cloned one):
+    /// the server keeps each refused original as a tamper alert, and without this every
+    /// later event would conflict too and none would reach the log.
+    ///
+    /// Kept: the refused events (`refused`) and everything recorded after the batch
+    /// (`sent_through`); dropped: the rest of the batch, which the server stored. The kept
+    /// events are signed again, in their order, as the next sequence numbers after
+    /// `onto` (the head the server's verified receipt names), with their ids, times and
+    /// content unchanged, so an event's alert and its place in the log share its id.
+    /// Returns how many were re-chained.
+    pub fn rebase(
+        &mut self,
+        key: &DeviceKey,
+        sent_through: u64,
+        refused: &[u64],
+        onto: (u64, Hash32),
+    ) -> Result<usize, DbError> {
+        let tx = self.conn.transaction()?;
+        let waiting: Vec<SignedAuditEvent> = {
+            let mut stmt = tx.prepare("SELECT event_json FROM outbox ORDER BY seq")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|json| serde_json::from_str(&json?).map_err(|_| DbError::Malformed))
+                .collect::<Result<_, _>>()?
+        };
+        tx.execute("DELETE FROM outbox", [])?;
+        let (mut seq, mut prev_hash) = onto;
+        for mut signed in waiting {
+            let e = &signed.event;
+            if e.device_seq <= sent_through && !refused.contains(&e.device_seq) {
+                continue;
+            }
+            seq += 1;
+            signed.event.device_seq = seq;
+            signed.event.prev_hash = prev_hash;
+            signed.signature = key.sign_hex(&signed.event.canonical_bytes());
+            prev_hash = signed.event.hash();
+            let json = serde_json::to_string(&signed).map_err(|_| DbError::Malformed)?;
+            tx.execute(
+                "INSERT INTO outbox (seq, id, event_json) VALUES (?1, ?2, ?3)",
+                params![
+                    i64::try_from(seq).map_err(|_| DbError::Malformed)?,
+                    signed.event.id.to_string(),
+                    json
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO chain_tip (one, seq, hash) VALUES (1, ?1, ?2)
+             ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            params![
+                i64::try_from(seq).map_err(|_| DbError::Malformed)?,
+                prev_hash.to_hex()
+            ],
+        )?;
+        let rebased = usize::try_from(seq - onto.0).map_err(|_| DbError::Malformed)?;
+        tx.commit()?;
+        Ok(rebased)
+    }
+
     /// Forgets every event up to `seq`, which the server's verified receipt says it holds
     /// contiguously with `hash` as the last one. If this outbox still holds its own event at
     /// `seq` and that is a different event, the server holds someone else's chain: nothing

@@ -1,7 +1,9 @@
 //! A workstation whose data directory is restored from an old backup records new events
 //! under sequence numbers its chain already sent. The real server keeps the conflicting
 //! event as a tamper alert (never as chain, never dropped), and the clinic's admin sees it
-//! in the app, by workstation.
+//! in the app, by workstation. The workstation re-chains its waiting events onto the
+//! server's copy of its chain, so the conflicting event reaches the log too (under its own
+//! id) and what it records afterwards is stored as usual.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +33,8 @@ async fn drain(core: &Core) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_workstation_restored_from_an_old_backup_shows_up_as_a_tamper_alert() {
+async fn a_workstation_restored_from_an_old_backup_shows_up_as_a_tamper_alert_and_rejoins_the_log()
+{
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
     let backup = tempfile::tempdir().unwrap();
@@ -77,10 +80,54 @@ async fn a_workstation_restored_from_an_old_backup_shows_up_as_a_tamper_alert() 
     copy_outbox(backup.path(), app_dir.path());
     let core = start();
     server.sign_in(&core, "frontdesk", password).await.unwrap();
-    // The receipt names the conflict, and the server holds the workstation's event (with
-    // its signature) as the alert, so the outbox forgets it like the rest.
-    core.upload_once().await.unwrap();
+    let stored_before = server.audit_events().len();
+    // The receipt names the conflict; the server holds the workstation's event (with its
+    // signature) as the alert, and the workstation re-chains it onto the server's head.
+    let pending = core.status().outbox_pending.unwrap();
+    assert!(
+        pending > backed_up,
+        "the restored events and the new sign-in wait"
+    );
+    assert_eq!(
+        core.upload_once().await.unwrap(),
+        usize::try_from(pending).unwrap()
+    );
+    let rechained = core.status().outbox_pending.unwrap();
+    assert!(rechained >= 1 && rechained <= pending - backed_up);
+    drain(&core).await;
     assert_eq!(core.status().outbox_pending, Some(0));
+    let stored = server.audit_events();
+    assert_eq!(
+        stored.len(),
+        stored_before + usize::try_from(rechained).unwrap(),
+        "every re-chained event is in the log once"
+    );
+    // The alert's event is in the log under its own id, at a later place in the chain.
+    let db = server.db();
+    let alerted: Vec<(String, i64)> = db
+        .prepare("SELECT event_json, device_seq FROM audit_alerts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(alerted.len(), 1);
+    let original: clinicdesk_protocol::audit::AuditEvent =
+        serde_json::from_str(&alerted[0].0).unwrap();
+    let in_log: Vec<_> = stored
+        .iter()
+        .filter(|s| s.event.id == original.id)
+        .collect();
+    assert_eq!(in_log.len(), 1);
+    assert!(in_log[0].event.device_seq > original.device_seq);
+    assert_eq!(in_log[0].event.action, original.action);
+    assert_eq!(in_log[0].event.occurred_at_ms, original.occurred_at_ms);
+
+    // From now on the workstation's chain continues the server's: no new alert.
+    core.appointments().await.unwrap();
+    drain(&core).await;
+    assert_eq!(core.status().outbox_pending, Some(0));
+    assert!(server.audit_events().len() > stored.len());
 
     // The admin, on this workstation, sees the alert by the workstation's name.
     core.sign_out().unwrap();
@@ -95,7 +142,8 @@ async fn a_workstation_restored_from_an_old_backup_shows_up_as_a_tamper_alert() 
         .map(|t| (t.device_id, t.device_seq, t.kind.as_str()))
         .collect();
     assert_eq!(forks, vec![(device_id, backed_up + 1, "fork")]);
-    // What the server stored as the chain is still the original's and verifies.
+    // What the server stored as the chain (the original's, then the re-chained events and
+    // what followed) verifies.
     clinicdesk_tests::verify_chains(&server);
     let names: Vec<_> = core
         .devices()

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::wire::{ClinicalAccess, Patient};
+use clinicdesk_protocol::wire::Patient;
 use uuid::Uuid;
 
 use super::Id;
@@ -24,7 +24,7 @@ pub async fn get_patient(
     Id(patient_id): Id<Uuid>,
 ) -> Result<Served<Patient>, ServerError> {
     let now = state.clock.now_ms();
-    let (access, grant) = break_glass::clinical_access(
+    let access = break_glass::clinical_access(
         &state.store,
         auth.scope(),
         &auth.principal.user,
@@ -32,16 +32,13 @@ pub async fn get_patient(
         now,
     )
     .await?;
-    let clinical = matches!(
-        access,
-        ClinicalAccess::CareTeam | ClinicalAccess::BreakGlass
-    );
     let mut patient = state
         .store
-        .patient(auth.scope(), patient_id, clinical)
+        .patient(auth.scope(), patient_id, access.reads_clinical())
         .await?
         .ok_or(ServerError::NotFound)?;
-    patient.clinical_access = access;
+    patient.clinical_access = access.wire();
+    let grant = access.into_grant();
     let flag = grant.as_ref().map(break_glass::flag);
     patient.break_glass = grant;
     Ok(Served::new(patient).under_break_glass(flag))

@@ -83,6 +83,9 @@ struct Enrolled {
 struct Net {
     online: Option<bool>,
     last_upload_ms: Option<i64>,
+    /// The server head the outbox was last re-chained onto after a fork: a second fork
+    /// at the same head is not re-chained again (no loop).
+    rebased_onto: Option<u64>,
 }
 
 type LockListener = Box<dyn Fn() + Send + Sync>;
@@ -1104,7 +1107,10 @@ impl Core {
 
     /// Sends one batch of waiting events and forgets those the server's receipt names.
     /// Needs no user session: the events' device signatures are the credential, so this
-    /// runs while locked too. Returns how many were acknowledged.
+    /// runs while locked too. When the server refuses some as conflicting with its own
+    /// copy of this device's chain, the waiting events are re-chained onto the server's
+    /// head ([`Outbox::rebase`]) and go out with the next batch. Returns how many events of
+    /// the batch the receipt settled (stored, or re-chained to be sent again).
     pub async fn upload_once(&self) -> Result<usize, AppError> {
         let Ok((enrollment, client)) = self.enrolled() else {
             return Ok(0);
@@ -1114,9 +1120,10 @@ impl Core {
             Some(outbox) => outbox.pending(UPLOAD_BATCH)?,
             None => return Ok(0),
         };
-        if events.is_empty() {
+        let Some(sent_through) = events.last().map(|e| e.event.device_seq) else {
             return Ok(0);
-        }
+        };
+        let sent = events.len();
         let receipt = client
             .upload_audit(&AuditUpload {
                 device_id: enrollment.device_id,
@@ -1126,9 +1133,26 @@ impl Core {
         self.note_network(&receipt);
         let receipt = receipt.map_err(|e| self.on_server_error(e))?;
         crate::receipt::check(&receipt, &enrollment)?;
+        let head = receipt.highest_contiguous_seq;
         if !receipt.forked.is_empty() {
             // Not PHI: sequence numbers. The server keeps the conflicting events as alerts.
             tracing::warn!(forked = ?receipt.forked, "server reports conflicting audit events");
+            let first_at_this_head = guard(&self.net).rebased_onto.replace(head) != Some(head);
+            if first_at_this_head {
+                let key = self.device_key()?;
+                let onto = (head, receipt.contiguous_hash);
+                if let Some(outbox) = &mut *guard(&self.outbox) {
+                    let rebased = outbox.rebase(&key, sent_through, &receipt.forked, onto)?;
+                    tracing::warn!(
+                        rebased,
+                        onto = head,
+                        "audit chain re-chained onto the server's"
+                    );
+                }
+                guard(&self.net).last_upload_ms = Some(self.clock.now_ms());
+                self.upload_wanted.notify_one();
+                return Ok(sent);
+            }
         }
         let removed = match &mut *guard(&self.outbox) {
             Some(outbox) => outbox
