@@ -56,8 +56,19 @@ pub(crate) struct Served {
 }
 
 pub(crate) async fn served() -> anyhow::Result<Served> {
+    served_on(None).await
+}
+
+/// A served clinic on the embedded SQLite store, or on the PostgreSQL database at `database`.
+async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
-    let state = AppState::open(dir.path(), Arc::new(SystemClock)).await?;
+    let state = match database {
+        None => AppState::open(dir.path(), Arc::new(SystemClock)).await?,
+        Some(url) => {
+            let location = clinicdesk_server::store::StoreLocation::Postgres(url.to_owned());
+            AppState::open_at(&location, dir.path(), Arc::new(SystemClock)).await?
+        }
+    };
     let clinic_id = Uuid::now_v7();
     let report =
         seed::seed_clinic(&state.store, &SystemClock, clinic_id, "Bench clinic", 15).await?;
@@ -264,8 +275,39 @@ async fn insert_row(
 /// Fills a store with `n` events of `patients` patients over the last year, written
 /// directly (as `audit_events` rows and log leaves; search reads nothing else), and
 /// returns the p99 of "patient X in a 7-day window" searches, in milliseconds.
-async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Result<f64> {
-    let s = served().await?;
+/// A new empty database on the PostgreSQL server whose superuser URL is `admin`.
+async fn fresh_postgres_database(admin: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let name = format!("clinicdesk_bench_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let (server, _) = admin
+        .rsplit_once('/')
+        .context("the PostgreSQL URL names no database")?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// Where a search benchmark runs: the embedded SQLite store, or a fresh database on the
+/// PostgreSQL server whose superuser URL is given.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    Sqlite,
+    Postgres(&'a str),
+}
+
+async fn search_p99_ms(
+    n: usize,
+    patients: usize,
+    queries: usize,
+    backend: Backend<'_>,
+) -> anyhow::Result<f64> {
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres(admin) => Some(fresh_postgres_database(admin).await?),
+    };
+    let s = served_on(database.as_deref()).await?;
     let pool = s.state.store.pool();
     let ids: Vec<Uuid> = (0..patients).map(|_| Uuid::now_v7()).collect();
     let now = now_ms();
@@ -278,41 +320,74 @@ async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Res
             .bind(s.clinic_id.to_string())
             .fetch_one(pool)
             .await?;
+    // Rows go in a hundred per statement (the same on both backends).
+    const ROWS: usize = 100;
+    let clinic = s.clinic_id.to_string();
+    let device = s.device_id.to_string();
+    let clinician = s.clinician.to_string();
     let mut written = 0usize;
     while written < n {
         let mut tx = pool.begin().await?;
-        for _ in 0..50_000.min(n - written) {
-            let i = written;
-            let id = Uuid::now_v7().to_string();
-            let patient = ids[(i * 7919) % patients].to_string();
-            sqlx::query(
+        let batch_end = n.min(written + 50_000);
+        while written < batch_end {
+            let rows: Vec<usize> = (written..batch_end.min(written + ROWS)).collect();
+            let event_ids: Vec<String> = rows.iter().map(|_| Uuid::now_v7().to_string()).collect();
+            let events_sql = values_sql(
                 "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id,
-                   patient_id, action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'view', $7, $8, '', '', 0)",
-            )
-            .bind(&id)
-            .bind(s.clinic_id.to_string())
-            .bind(s.device_id.to_string())
-            .bind(i as i64 + 1)
-            .bind(s.clinician.to_string())
-            .bind(&patient)
-            .bind(now - 365 * DAY_MS + i as i64 * step)
-            .bind(&json_template)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
-            )
-            .bind(s.clinic_id.to_string())
-            .bind(first_leaf + i as i64)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            written += 1;
+                   patient_id, occurred_at_ms, event_json, action, hash, signature, received_at_ms)
+                 VALUES ",
+                rows.len(),
+                8,
+                ", 'view', '', '', 0",
+            );
+            let mut events = sqlx::query(sqlx::AssertSqlSafe(events_sql));
+            for (&i, id) in rows.iter().zip(&event_ids) {
+                events = events
+                    .bind(id.clone())
+                    .bind(clinic.clone())
+                    .bind(device.clone())
+                    .bind(i as i64 + 1)
+                    .bind(clinician.clone())
+                    .bind(ids[(i * 7919) % patients].to_string())
+                    .bind(now - 365 * DAY_MS + i as i64 * step)
+                    .bind(json_template.clone());
+            }
+            events.execute(&mut *tx).await?;
+            let leaves_sql = values_sql(
+                "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ",
+                rows.len(),
+                3,
+                "",
+            );
+            let mut leaves = sqlx::query(sqlx::AssertSqlSafe(leaves_sql));
+            for (&i, id) in rows.iter().zip(event_ids) {
+                leaves = leaves
+                    .bind(clinic.clone())
+                    .bind(first_leaf + i as i64)
+                    .bind(id);
+            }
+            leaves.execute(&mut *tx).await?;
+            written += rows.len();
         }
         tx.commit().await?;
     }
-    sqlx::query("ANALYZE").execute(pool).await?;
+    match backend {
+        Backend::Sqlite => {
+            sqlx::query("ANALYZE").execute(pool).await?;
+        }
+        // The server's role owns no table; the superuser gathers the planner's statistics.
+        Backend::Postgres(admin) => {
+            use sqlx::Connection;
+            let url = database.as_deref().unwrap_or(admin);
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::query("ANALYZE audit_events")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("ANALYZE audit_leaves")
+                .execute(&mut conn)
+                .await?;
+        }
+    }
     let mut times = Vec::with_capacity(queries);
     for q in 0..queries {
         let from = now - 365 * DAY_MS + ((q as i64 * 104_729) % (358 * DAY_MS));
@@ -332,25 +407,57 @@ async fn search_p99_ms(n: usize, patients: usize, queries: usize) -> anyhow::Res
     Ok(times[(times.len() * 99 / 100).min(times.len() - 1)])
 }
 
+/// `head`, then `rows` groups of `binds` numbered placeholders, each group followed by
+/// `literals` (the columns every row shares).
+fn values_sql(head: &str, rows: usize, binds: usize, literals: &str) -> String {
+    let groups: Vec<String> = (0..rows)
+        .map(|row| {
+            let placeholders: Vec<String> = (1..=binds)
+                .map(|b| format!("${}", row * binds + b))
+                .collect();
+            format!("({}{literals})", placeholders.join(", "))
+        })
+        .collect();
+    format!("{head}{}", groups.join(", "))
+}
+
+/// "Who accessed patient X between T1 and T2" over n stored events, on the embedded SQLite
+/// store, and on PostgreSQL when the bench is given a server (`CLINICDESK_BENCH_POSTGRES_URL`,
+/// which `cargo xtask bench` sets to a throwaway cluster on loopback).
 pub fn audit_search_p99_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
     let n = scale.pick(1_000_000, 10_000_000);
+    let name = if n >= 10_000_000 {
+        "audit_search_p99_ms"
+    } else {
+        "audit_search_p99_ms_1m"
+    };
+    let postgres = std::env::var("CLINICDESK_BENCH_POSTGRES_URL").ok();
     let rt = runtime()?;
     rt.block_on(async {
-        let large = search_p99_ms(n, 10_000, 500).await?;
-        let small = search_p99_ms(10_000, 10_000, 500).await?;
-        Ok(vec![Metric::new(
-            if n >= 10_000_000 {
-                "audit_search_p99_ms"
+        let mut metrics = Vec::new();
+        let mut backends = vec![(Backend::Sqlite, name)];
+        if let Some(admin) = &postgres {
+            let name = if n >= 10_000_000 {
+                "audit_search_p99_ms_postgres"
             } else {
-                "audit_search_p99_ms_1m"
-            },
-            large,
-            "ms",
-            "same_searches_over_10k_events_p99_ms",
-            small,
-            "<= 20",
-            large <= 20.0,
-        )])
+                "audit_search_p99_ms_1m_postgres"
+            };
+            backends.push((Backend::Postgres(admin), name));
+        }
+        for (backend, metric) in backends {
+            let large = search_p99_ms(n, 10_000, 500, backend).await?;
+            let small = search_p99_ms(10_000, 10_000, 500, backend).await?;
+            metrics.push(Metric::new(
+                metric,
+                large,
+                "ms",
+                "same_searches_over_10k_events_p99_ms",
+                small,
+                "<= 20",
+                large <= 20.0,
+            ));
+        }
+        Ok(metrics)
     })
 }
 

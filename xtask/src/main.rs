@@ -58,7 +58,18 @@ fn bench(args: &[String]) -> Result<()> {
         [q] if q == "--quick" => true,
         _ => bail!("usage: cargo xtask bench [--quick]"),
     };
-    setup::ensure(setup::Purpose::Demo)?;
+    setup::ensure(setup::Purpose::Bench)?;
+    // The audit search runs on PostgreSQL too, on a throwaway cluster on loopback.
+    stage("starting PostgreSQL for the search benchmark");
+    let cluster = match postgres::Cluster::start() {
+        Ok(cluster) => Some(cluster),
+        Err(e) => {
+            eprintln!(
+                "\n!!! PostgreSQL could not be started: the PostgreSQL search figure is SKIPPED\n!!! {e:#}\n"
+            );
+            None
+        }
+    };
     stage("building and running the benchmarks (release)");
     let out = target_dir().join("bench");
     let out = out.to_string_lossy();
@@ -68,11 +79,11 @@ fn bench(args: &[String]) -> Result<()> {
     }
     args.extend(["--out", &out]);
     // The lock benchmark runs the real app core, whose keys live in the Secret Service.
-    run_cmd(&mut testrun::cargo_in_keyring_session(
-        "bench-harness",
-        false,
-        &args,
-    )?)
+    let mut cmd = testrun::cargo_in_keyring_session("bench-harness", false, &args)?;
+    if let Some(cluster) = &cluster {
+        cmd.env("CLINICDESK_BENCH_POSTGRES_URL", cluster.admin_url());
+    }
+    run_cmd(&mut cmd)
 }
 
 /// The workspace root (the parent of this crate).

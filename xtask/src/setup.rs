@@ -13,6 +13,8 @@ use crate::{root, run_cmd, stage};
 pub enum Purpose {
     Demo,
     Test,
+    /// The demo's packages and PostgreSQL (the search benchmark's second backend).
+    Bench,
 }
 
 /// Build and run the app and server.
@@ -37,9 +39,12 @@ const DEMO_PACKAGES: &[&str] = &[
 const TEST_PACKAGES: &[&str] = &[
     "webkit2gtk-driver",
     "libsecret-tools",
-    "postgresql-15",
+    POSTGRES_PACKAGE,
     "testssl.sh",
 ];
+
+/// The server's second database, for its test leg and the search benchmark.
+const POSTGRES_PACKAGE: &str = "postgresql-15";
 
 const TAURI_DRIVER_VERSION: &str = "2.1.0";
 
@@ -117,8 +122,10 @@ fn ensure_python_tools() -> Result<()> {
 pub fn ensure(purpose: Purpose) -> Result<()> {
     stage("checking system packages");
     let mut wanted: Vec<&str> = DEMO_PACKAGES.to_vec();
-    if purpose == Purpose::Test {
-        wanted.extend_from_slice(TEST_PACKAGES);
+    match purpose {
+        Purpose::Test => wanted.extend_from_slice(TEST_PACKAGES),
+        Purpose::Bench => wanted.push(POSTGRES_PACKAGE),
+        Purpose::Demo => {}
     }
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !deb_installed(p)).collect();
     if missing.is_empty() {
