@@ -431,6 +431,14 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     shots.take(&client, "security-key-wrong-pin").await;
     type_into(&client, "security-key-pin", KEY_PIN).await;
     click(&client, "security-key-pin-submit").await;
+    // The key blinks for a touch (the test key touches itself after 1.5 s).
+    wait_for(
+        &client,
+        Locator::Id("key-prompt-touch"),
+        20,
+        "the prompt to touch the key",
+    )
+    .await;
     wait_for(
         &client,
         Locator::Id("recovery-codes"),

@@ -28,6 +28,21 @@ struct PinArgs {
     pin: String,
 }
 
+/// While a security key ceremony runs (`key_busy`), the status is read four times a second
+/// rather than once, so a prompt to touch the key shows while the key still blinks.
+fn poll_while_key_busy(ui: Ui, key_busy: RwSignal<bool>) {
+    if let Ok(handle) = set_interval_with_handle(
+        move || {
+            if key_busy.get_untracked() {
+                ui.refresh();
+            }
+        },
+        std::time::Duration::from_millis(250),
+    ) {
+        on_cleanup(move || handle.clear());
+    }
+}
+
 /// What the security key waits for while the core runs a ceremony with it: plugging in,
 /// its PIN (typed here and handed to the key, nowhere else), a touch.
 #[component]
@@ -131,6 +146,7 @@ pub fn SecondFactorScreen() -> impl IntoView {
     let busy = RwSignal::new(false);
     // The key's ceremony runs apart from a typed code: one at a time, each labelled.
     let key_busy = RwSignal::new(false);
+    poll_while_key_busy(ui, key_busy);
     let either_busy = move || busy.get() || key_busy.get();
     let first = NodeRef::new();
     focus_on_mount(first);
@@ -212,6 +228,7 @@ pub fn SetUpSecondFactorScreen() -> impl IntoView {
     let code = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let key_busy = RwSignal::new(false);
+    poll_while_key_busy(ui, key_busy);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let args = ConfirmArgs {

@@ -58,7 +58,7 @@ impl Ui {
         self.status.set(Some(status));
     }
 
-    fn refresh(self) {
+    pub(crate) fn refresh(self) {
         let asked_at = self.epoch.get_value();
         spawn_local(async move {
             if let Ok(status) = call::<_, AppStatus>("status", &NoArgs {}).await
