@@ -326,7 +326,10 @@ fn soft_security_key() -> Option<Arc<dyn crate::security_key::SecurityKey>> {
     match std::env::var("CLINICDESK_SOFT_SECURITY_KEY").ok()?.as_str() {
         "1" => Some(Arc::new(SoftSecurityKey::new())),
         "pin" => {
-            let pin = std::env::var("CLINICDESK_SOFT_SECURITY_KEY_PIN").ok()?;
+            let Ok(pin) = std::env::var("CLINICDESK_SOFT_SECURITY_KEY_PIN") else {
+                tracing::warn!("CLINICDESK_SOFT_SECURITY_KEY=pin without its PIN: no software key");
+                return None;
+            };
             let key =
                 SoftCtapKey::touching_itself(&pin, std::time::Duration::from_millis(1500)).ok()?;
             key.plug_in().ok()?;

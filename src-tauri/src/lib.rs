@@ -15,7 +15,8 @@
 //! - [`sync`]: the idle watch and the background audit uploader; [`os_lock`]: locking
 //!   when the OS session locks or the machine suspends.
 //!
-//! [`commands`] is the thin Tauri layer over [`session::Core`].
+//! [`commands`] is the thin Tauri layer over [`session::Core`]; [`log_filter`] says what
+//! the app logs.
 
 pub mod cache;
 pub mod client;
@@ -28,6 +29,7 @@ pub mod device;
 pub mod error;
 pub mod keychain;
 pub mod keys;
+pub mod log_filter;
 pub mod os_lock;
 pub mod outbox;
 pub mod patient_search;

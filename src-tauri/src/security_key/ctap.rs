@@ -18,7 +18,7 @@ use webauthn_authenticator_rs::types::{CableRequestType, CableState, EnrollSampl
 use webauthn_authenticator_rs::ui::UiCallback;
 
 use super::prompts::PIN_WAIT;
-use super::{KeyPrompts, SecurityKey, SecurityKeyError};
+use super::{KeyPrompts, SecurityKey, SecurityKeyError, answer_with};
 
 /// How long a ceremony waits for a key to be plugged in.
 pub const INSERT_WAIT: Duration = Duration::from_secs(60);
@@ -99,12 +99,11 @@ impl<S: KeySource> SecurityKey for CtapSecurityKey<S> {
         options: serde_json::Value,
         prompts: &KeyPrompts,
     ) -> Result<serde_json::Value, SecurityKeyError> {
-        let options: CreationChallengeResponse =
-            serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
-        let credential = self.run(prompts, |key| {
-            key.do_registration(origin.clone(), options.clone())
-        })?;
-        serde_json::to_value(credential).map_err(|_| SecurityKeyError::Refused)
+        answer_with(options, |options: CreationChallengeResponse| {
+            self.run(prompts, |key| {
+                key.do_registration(origin.clone(), options.clone())
+            })
+        })
     }
 
     fn authenticate(
@@ -113,12 +112,11 @@ impl<S: KeySource> SecurityKey for CtapSecurityKey<S> {
         options: serde_json::Value,
         prompts: &KeyPrompts,
     ) -> Result<serde_json::Value, SecurityKeyError> {
-        let options: RequestChallengeResponse =
-            serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
-        let credential = self.run(prompts, |key| {
-            key.do_authentication(origin.clone(), options.clone())
-        })?;
-        serde_json::to_value(credential).map_err(|_| SecurityKeyError::Refused)
+        answer_with(options, |options: RequestChallengeResponse| {
+            self.run(prompts, |key| {
+                key.do_authentication(origin.clone(), options.clone())
+            })
+        })
     }
 }
 

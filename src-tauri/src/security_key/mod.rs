@@ -79,6 +79,20 @@ pub trait SecurityKey: Send + Sync {
     ) -> Result<serde_json::Value, SecurityKeyError>;
 }
 
+/// Reads the server's options for a ceremony, runs `ceremony` on them, and writes the key's
+/// answer back as JSON.
+fn answer_with<O, A>(
+    options: serde_json::Value,
+    ceremony: impl FnOnce(O) -> Result<A, SecurityKeyError>,
+) -> Result<serde_json::Value, SecurityKeyError>
+where
+    O: serde::de::DeserializeOwned,
+    A: serde::Serialize,
+{
+    let options = serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
+    serde_json::to_value(ceremony(options)?).map_err(|_| SecurityKeyError::Refused)
+}
+
 /// The origin to report for a ceremony: the one the server names, if it is an https origin
 /// whose domain is the pinned server's own host, so a server cannot have the user's key sign
 /// for another site. A server on a loopback address (development, tests, the demo: WebAuthn

@@ -7,7 +7,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
-use super::{KeyPrompts, SecurityKey, SecurityKeyError};
+use super::{KeyPrompts, SecurityKey, SecurityKeyError, answer_with};
 
 /// A passkey held in this process's memory: for demos and tests only. It claims the
 /// user verification it cannot do (there is no PIN or biometric behind it), which a
@@ -26,6 +26,12 @@ impl Default for SoftSecurityKey {
     }
 }
 
+impl SoftSecurityKey {
+    fn key(&self) -> std::sync::MutexGuard<'_, SoftPasskey> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl SecurityKey for SoftSecurityKey {
     fn register(
         &self,
@@ -33,13 +39,11 @@ impl SecurityKey for SoftSecurityKey {
         options: serde_json::Value,
         _prompts: &KeyPrompts,
     ) -> Result<serde_json::Value, SecurityKeyError> {
-        let options: CreationChallengeResponse =
-            serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
-        let mut key = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let credential = key
-            .do_registration(origin.clone(), options)
-            .map_err(|_| SecurityKeyError::Refused)?;
-        serde_json::to_value(credential).map_err(|_| SecurityKeyError::Refused)
+        answer_with(options, |options: CreationChallengeResponse| {
+            self.key()
+                .do_registration(origin.clone(), options)
+                .map_err(|_| SecurityKeyError::Refused)
+        })
     }
 
     fn authenticate(
@@ -48,12 +52,10 @@ impl SecurityKey for SoftSecurityKey {
         options: serde_json::Value,
         _prompts: &KeyPrompts,
     ) -> Result<serde_json::Value, SecurityKeyError> {
-        let options: RequestChallengeResponse =
-            serde_json::from_value(options).map_err(|_| SecurityKeyError::BadOptions)?;
-        let mut key = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let credential = key
-            .do_authentication(origin.clone(), options)
-            .map_err(|_| SecurityKeyError::Refused)?;
-        serde_json::to_value(credential).map_err(|_| SecurityKeyError::Refused)
+        answer_with(options, |options: RequestChallengeResponse| {
+            self.key()
+                .do_authentication(origin.clone(), options)
+                .map_err(|_| SecurityKeyError::Refused)
+        })
     }
 }

@@ -1137,8 +1137,9 @@ impl Core {
         if !receipt.forked.is_empty() {
             // Not PHI: sequence numbers. The server keeps the conflicting events as alerts.
             tracing::warn!(forked = ?receipt.forked, "server reports conflicting audit events");
-            let first_at_this_head = guard(&self.net).rebased_onto.replace(head) != Some(head);
-            if first_at_this_head {
+            // Once per head: marked only after a re-chain that took, so a failed one is
+            // tried again with the next batch.
+            if guard(&self.net).rebased_onto != Some(head) {
                 let key = self.device_key()?;
                 let onto = (head, receipt.contiguous_hash);
                 if let Some(outbox) = &mut *guard(&self.outbox) {
@@ -1149,7 +1150,10 @@ impl Core {
                         "audit chain re-chained onto the server's"
                     );
                 }
-                guard(&self.net).last_upload_ms = Some(self.clock.now_ms());
+                let mut net = guard(&self.net);
+                net.rebased_onto = Some(head);
+                net.last_upload_ms = Some(self.clock.now_ms());
+                drop(net);
                 self.upload_wanted.notify_one();
                 return Ok(sent);
             }
