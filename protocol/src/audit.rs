@@ -50,6 +50,10 @@ pub enum AuditAction {
     /// The server released a device's escrowed secret back to that device, after its
     /// OS keychain lost it.
     DeviceSecretReleased,
+    /// The server refused a workstation's event from the log (a fork or a broken chain
+    /// link) and kept it as a tamper alert; `resource_id` is the refused event's hash and
+    /// `fields` names the kind, so the alert is itself a provable leaf of the log.
+    TamperAlert,
 }
 
 impl AuditAction {
@@ -76,6 +80,7 @@ impl AuditAction {
             AuditAction::PasswordChanged => "password_changed",
             AuditAction::BreakGlassReviewed => "break_glass_reviewed",
             AuditAction::DeviceSecretReleased => "device_secret_released",
+            AuditAction::TamperAlert => "tamper_alert",
         }
     }
 }

@@ -617,6 +617,9 @@ pub struct TamperAlert {
     pub kind: String,
     pub hash: Hash32,
     pub received_at_ms: i64,
+    /// The `tamper_alert` event that records this alert in the clinic's log (its inclusion
+    /// proof: `GET /v1/audit/events/{id}/inclusion`).
+    pub logged_event_id: Option<Uuid>,
 }
 
 /// Device sequences the server has not received although later ones arrived.

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clinicdesk_app::session::Core;
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_tests::{ServerProcess, app_config};
 
 fn outbox_files(dir: &Path) -> Vec<String> {
@@ -142,6 +143,21 @@ async fn a_workstation_restored_from_an_old_backup_shows_up_as_a_tamper_alert_an
         .map(|t| (t.device_id, t.device_seq, t.kind.as_str()))
         .collect();
     assert_eq!(forks, vec![(device_id, backed_up + 1, "fork")]);
+    // The alert is itself in the log: a server event naming the refused event's hash.
+    let logged: Vec<_> = server
+        .server_events()
+        .into_iter()
+        .filter(|s| Some(s.event.id) == alerts.tamper[0].logged_event_id)
+        .map(|s| (s.event.action, s.event.resource_id, s.event.fields))
+        .collect();
+    assert_eq!(
+        logged,
+        vec![(
+            AuditAction::TamperAlert,
+            alerts.tamper[0].hash.to_hex(),
+            vec!["fork".to_owned()]
+        )]
+    );
     // What the server stored as the chain (the original's, then the re-chained events and
     // what followed) verifies.
     clinicdesk_tests::verify_chains(&server);

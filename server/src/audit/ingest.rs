@@ -11,12 +11,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, Hash32, Outcome, RequestSeen, SignedAuditEvent,
+};
 use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::log;
+use super::server_chain::{self, ServerEvent};
 use crate::app::AppState;
 use crate::auth::{ClinicScope, verify_device_batch};
 use crate::error::ServerError;
@@ -24,6 +27,9 @@ use crate::sql::{Value, insert_rows};
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
+
+/// The route devices upload to, as the server's own events name it.
+pub const UPLOAD_ROUTE: &str = "/v1/audit/batches";
 
 fn seq_i64(seq: u64) -> Result<i64, ServerError> {
     i64::try_from(seq).map_err(|_| ServerError::BadRequest {
@@ -122,31 +128,106 @@ pub(super) async fn insert_events(
     Ok(())
 }
 
-async fn record_alert(
-    conn: &mut AnyConnection,
+/// Why the log refused a signed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// A different event at a sequence the server already holds.
+    Fork,
+    /// An event whose link disagrees with a stored neighbour.
+    ChainBreak,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Fork => "fork",
+            AlertKind::ChainBreak => "chain_break",
+        }
+    }
+}
+
+/// A signed event the log refused, kept as evidence.
+struct Refused<'a> {
+    signed: &'a SignedAuditEvent,
+    hash: Hash32,
+    kind: AlertKind,
+}
+
+/// Keeps each refused event (once) as a tamper alert, and records a `tamper_alert` event
+/// for it in the clinic's server chain in the same transaction: the log then commits to the
+/// alert (the refused event's hash and kind), so `audit verify` notices an alert removed,
+/// changed or made up. The actor is the one the device's signed event names.
+async fn record_alerts(
+    tx: &mut AnyConnection,
+    state: &AppState,
     scope: &ClinicScope,
-    signed: &SignedAuditEvent,
-    hash: &Hash32,
-    kind: &'static str,
-    now_ms: i64,
+    refused: Vec<Refused<'_>>,
+    seen: &RequestSeen,
 ) -> Result<(), ServerError> {
-    let e = &signed.event;
-    let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
-    sqlx::query(
-        "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash, event_json, signature, received_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id, device_seq, hash) DO NOTHING",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(e.device_id.to_string())
-    .bind(seq_i64(e.device_seq)?)
-    .bind(kind)
-    .bind(hash.to_hex())
-    .bind(json)
-    .bind(&signed.signature)
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    tracing::warn!(device_id = %e.device_id, seq = e.device_seq, kind, "audit tamper alert recorded");
+    let mut fresh: Vec<Refused<'_>> = Vec::new();
+    for r in refused {
+        let e = &r.signed.event;
+        if fresh
+            .iter()
+            .any(|f| f.hash == r.hash && f.signed.event.device_seq == e.device_seq)
+        {
+            continue;
+        }
+        let stored: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM audit_alerts WHERE device_id = $1 AND device_seq = $2 AND hash = $3",
+        )
+        .bind(e.device_id.to_string())
+        .bind(seq_i64(e.device_seq)?)
+        .bind(r.hash.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if stored.is_none() {
+            fresh.push(r);
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let drafts = fresh
+        .iter()
+        .map(|r| ServerEvent {
+            actor_user_id: r.signed.event.actor_user_id,
+            actor_role: r.signed.event.actor_role,
+            action: AuditAction::TamperAlert,
+            resource_type: "audit_event".to_owned(),
+            resource_id: r.hash.to_hex(),
+            patient_id: None,
+            fields: vec![r.kind.as_str().to_owned()],
+            outcome: Outcome::Denied,
+            route: UPLOAD_ROUTE.to_owned(),
+            break_glass: None,
+            request: seen.clone(),
+        })
+        .collect();
+    let logged = server_chain::record_in(&mut *tx, state, scope, drafts).await?;
+    let now_ms = state.clock.now_ms();
+    for (r, logged_id) in fresh.iter().zip(logged) {
+        let e = &r.signed.event;
+        let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
+        sqlx::query(
+            "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash, event_json,
+               signature, received_at_ms, logged_event_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(scope.clinic_id().to_string())
+        .bind(e.device_id.to_string())
+        .bind(seq_i64(e.device_seq)?)
+        .bind(r.kind.as_str())
+        .bind(r.hash.to_hex())
+        .bind(json)
+        .bind(&r.signed.signature)
+        .bind(now_ms)
+        .bind(logged_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tracing::warn!(device_id = %e.device_id, seq = e.device_seq, kind = r.kind.as_str(),
+            "audit tamper alert recorded");
+    }
     Ok(())
 }
 
@@ -216,7 +297,12 @@ pub(crate) async fn set_head(
 }
 
 /// Authenticates, stores and logs one upload, and signs the receipt.
-pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditReceipt, ServerError> {
+/// `seen` is the upload request as the server saw it, for the tamper alerts it may record.
+pub async fn ingest(
+    state: &AppState,
+    upload: &AuditUpload,
+    seen: &RequestSeen,
+) -> Result<AuditReceipt, ServerError> {
     if upload.events.len() > MAX_BATCH {
         return Err(ServerError::BadRequest { field: "events" });
     }
@@ -267,6 +353,7 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
     let mut last_stored: Option<(u64, Hash32)> = None;
 
     let mut forked = Vec::new();
+    let mut refused = Vec::new();
     let mut fresh: Vec<(Uuid, Hash32)> = Vec::new();
     // The rows are written together after the checks; until then `accepted` answers for
     // them (a batch may carry the same event twice).
@@ -279,7 +366,11 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
         let beyond = seq > max_seq;
         if !beyond && let Some((existing, _)) = known(&mut tx, &accepted, device.id, seq).await? {
             if existing != hash {
-                record_alert(&mut tx, &scope, signed, &hash, "fork", now).await?;
+                refused.push(Refused {
+                    signed,
+                    hash,
+                    kind: AlertKind::Fork,
+                });
                 forked.push(seq);
             }
             continue;
@@ -301,7 +392,11 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
                 .map(|(_, p)| p)
         };
         if prev.is_some_and(|p| p != e.prev_hash) || next_link.is_some_and(|p| p != hash) {
-            record_alert(&mut tx, &scope, signed, &hash, "chain_break", now).await?;
+            refused.push(Refused {
+                signed,
+                hash,
+                kind: AlertKind::ChainBreak,
+            });
             forked.push(seq);
             continue;
         }
@@ -312,6 +407,8 @@ pub async fn ingest(state: &AppState, upload: &AuditUpload) -> Result<AuditRecei
         max_seq = max_seq.max(seq);
     }
     insert_events(&mut tx, rows).await?;
+    // The alerts' server events go into the log first; `append` then returns the whole tree.
+    record_alerts(&mut tx, state, &scope, refused, seen).await?;
     let tree = log::append(&mut tx, clinic, &fresh).await?;
     let (contiguous_seq, contiguous_hash) = advance_head(&mut tx, &scope, device.id).await?;
     let checkpoint = log::checkpoint(&mut tx, &state.audit_key, clinic, &tree, now).await?;

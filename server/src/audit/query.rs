@@ -131,7 +131,7 @@ pub async fn search(
 pub async fn alerts(pool: &AnyPool, scope: &ClinicScope) -> Result<AuditAlerts, ServerError> {
     let clinic = scope.clinic_id().to_string();
     let rows = sqlx::query(
-        "SELECT device_id, device_seq, kind, hash, received_at_ms FROM audit_alerts
+        "SELECT device_id, device_seq, kind, hash, received_at_ms, logged_event_id FROM audit_alerts
          WHERE clinic_id = $1 ORDER BY id",
     )
     .bind(&clinic)
@@ -148,6 +148,11 @@ pub async fn alerts(pool: &AnyPool, scope: &ClinicScope) -> Result<AuditAlerts, 
                 hash: Hash32::from_hex(r.get::<&str, _>(3))
                     .ok_or(ServerError::Internal("stored hash malformed"))?,
                 received_at_ms: r.get(4),
+                logged_event_id: r
+                    .get::<Option<&str>, _>(5)
+                    .map(Uuid::parse_str)
+                    .transpose()
+                    .map_err(|_| ServerError::Internal("stored id malformed"))?,
             })
         })
         .collect::<Result<Vec<_>, ServerError>>()?;

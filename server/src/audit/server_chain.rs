@@ -102,13 +102,14 @@ pub async fn record(
 }
 
 /// [`record`] inside the caller's transaction, for changes that must not happen without
-/// their event (a second factor set up, a reset): both commit or neither does.
+/// their event (a second factor set up, a reset): both commit or neither does. Answers
+/// the recorded events' ids, in order.
 pub async fn record_in(
     tx: &mut AnyConnection,
     state: &AppState,
     scope: &ClinicScope,
     events: Vec<ServerEvent>,
-) -> Result<(), ServerError> {
+) -> Result<Vec<Uuid>, ServerError> {
     let clinic = scope.clinic_id();
     log::lock_clinic(&mut *tx, clinic).await?;
     let now = state.clock.now_ms();
@@ -167,5 +168,5 @@ pub async fn record_in(
     log::append(&mut *tx, clinic, &logged).await?;
     // No gaps: the last event recorded is the head.
     set_head(&mut *tx, scope, chain, (seq, prev_hash), seq).await?;
-    Ok(())
+    Ok(logged.into_iter().map(|(id, _)| id).collect())
 }

@@ -4,7 +4,7 @@
 //! checkpoints). No real person's data is involved.
 
 use clinicdesk_protocol::audit::{
-    AuditAction, AuditEvent, Hash32, Outcome, SignedAuditEvent, to_hex,
+    AuditAction, AuditEvent, Hash32, Outcome, RequestSeen, SignedAuditEvent, to_hex,
 };
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::AuditUpload;
@@ -59,6 +59,11 @@ pub async fn seed_audit_events(
         return Err(ServerError::BadRequest { field: "clinic" });
     }
     let now = state.clock.now_ms();
+    let seeder = RequestSeen {
+        client_ip: "127.0.0.1".into(),
+        user_agent: "clinicdesk-server seed".into(),
+        session_device_id: None,
+    };
     let mut stations = Vec::with_capacity(DEVICES);
     for i in 0..DEVICES {
         let code =
@@ -79,10 +84,9 @@ pub async fn seed_audit_events(
             &format!("Synthetic workstation {}", i + 1),
             &to_hex(key.verifying_key().as_bytes()),
             &escrow,
-            clinicdesk_protocol::audit::RequestSeen {
-                client_ip: "127.0.0.1".into(),
-                user_agent: "clinicdesk-server seed".into(),
+            RequestSeen {
                 session_device_id: Some(id),
+                ..seeder.clone()
             },
         )
         .await?;
@@ -139,6 +143,7 @@ pub async fn seed_audit_events(
                 device_id: station.id,
                 events,
             },
+            &seeder,
         )
         .await?;
         if receipt.highest_contiguous_seq != station.seq {

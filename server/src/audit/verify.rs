@@ -1,6 +1,7 @@
 //! `clinicdesk-server audit verify`: recomputes, from the stored events alone, every
 //! event's hash and signature, every device chain, every clinic's Merkle tree and every
-//! published checkpoint (root and signature), and names the first bad event.
+//! published checkpoint (root and signature), and every tamper alert against the log's
+//! record of it, and names the first bad event.
 //!
 //! It trusts only the device public keys and the server's audit public key (which signs
 //! checkpoints and each clinic's server chain); an attacker
@@ -11,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use clinicdesk_protocol::audit::{AuditEvent, Hash32, Recorder, SignedAuditEvent};
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
 use ed25519_dalek::VerifyingKey;
 use futures_util::TryStreamExt;
@@ -32,10 +33,18 @@ pub struct Tampered {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    Event { event_id: Uuid, leaf_index: u64 },
+    Event {
+        event_id: Uuid,
+        leaf_index: u64,
+    },
     Leaf(u64),
     Checkpoint(u64),
     Unlogged(Uuid),
+    /// A tamper alert row: the refused event's chain and sequence.
+    Alert {
+        device_id: Uuid,
+        device_seq: u64,
+    },
 }
 
 impl std::fmt::Display for Location {
@@ -48,6 +57,13 @@ impl std::fmt::Display for Location {
             Location::Leaf(i) => write!(f, "leaf {i}"),
             Location::Checkpoint(size) => write!(f, "checkpoint of size {size}"),
             Location::Unlogged(id) => write!(f, "event {id}"),
+            Location::Alert {
+                device_id,
+                device_seq,
+            } => write!(
+                f,
+                "tamper alert of device {device_id} at sequence {device_seq}"
+            ),
         }
     }
 }
@@ -82,6 +98,12 @@ pub enum Problem {
     CheckpointTime,
     #[error("the event is stored but is not in the log")]
     NotInLog,
+    #[error("the log records this tamper alert but its evidence is missing")]
+    AlertMissing,
+    #[error("the tamper alert is not recorded in the log")]
+    AlertNotLogged,
+    #[error("the tamper alert contradicts the log's record of it")]
+    AlertMismatch,
 }
 
 /// What a clean run covered.
@@ -229,6 +251,7 @@ async fn verify_clinic(
     pending.sort_by_key(|c| std::cmp::Reverse(c.checkpoint.tree_size));
 
     let mut tree = Frontier::default();
+    let mut logged_alerts = LoggedAlerts::new();
     let check_due =
         |tree: &Frontier, pending: &mut Vec<SignedCheckpoint>| -> Result<(), VerifyError> {
             while let Some(c) = pending.last() {
@@ -303,6 +326,14 @@ async fn verify_clinic(
         if row.get::<Option<&[u8]>, _>(8) != Some(leaf_hash(&hash).0.as_slice()) {
             return Err(fail(here, Problem::LeafMismatch));
         }
+        if signed.event.action == AuditAction::TamperAlert
+            && signed.event.recorded_by == Recorder::Server
+        {
+            logged_alerts.insert(
+                signed.event.resource_id.clone(),
+                (signed.event.id, index, signed.event.fields),
+            );
+        }
         tree.push(&hash);
         report.events += 1;
         check_due(&tree, &mut pending)?;
@@ -326,7 +357,84 @@ async fn verify_clinic(
     if let Some(id) = unlogged {
         return Err(fail(Location::Unlogged(uuid(&id)?), Problem::NotInLog));
     }
-    verify_chains(pool, clinic, report).await
+    verify_chains(pool, clinic, report).await?;
+    verify_alerts(pool, clinic, &keys, logged_alerts).await
+}
+
+/// The log's `tamper_alert` events by the refused event's hash: (event id, leaf, fields).
+type LoggedAlerts = HashMap<String, (Uuid, u64, Vec<String>)>;
+
+/// Every stored tamper alert is evidence the device signed (its own hash and signature
+/// check out) and is recorded in the log with the same hash and kind; every alert the log
+/// records is stored. So an alert cannot be removed, altered or made up unseen.
+async fn verify_alerts(
+    pool: &AnyPool,
+    clinic: Uuid,
+    keys: &HashMap<Uuid, (Recorder, VerifyingKey)>,
+    mut logged: LoggedAlerts,
+) -> Result<(), VerifyError> {
+    let rows = sqlx::query(
+        "SELECT device_id, device_seq, kind, hash, event_json, signature, logged_event_id
+         FROM audit_alerts WHERE clinic_id = $1 ORDER BY id",
+    )
+    .bind(clinic.to_string())
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let device_id = uuid(row.get::<&str, _>(0))?;
+        let device_seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(u64::MAX);
+        let fail = |problem| -> VerifyError {
+            Tampered {
+                clinic_id: clinic,
+                location: Location::Alert {
+                    device_id,
+                    device_seq,
+                },
+                problem,
+            }
+            .into()
+        };
+        let event: AuditEvent =
+            serde_json::from_str(row.get::<&str, _>(4)).map_err(|_| fail(Problem::Malformed))?;
+        if event.clinic_id != clinic
+            || event.device_id != device_id
+            || event.device_seq != device_seq
+        {
+            return Err(fail(Problem::Malformed));
+        }
+        let hash = event.hash();
+        if Hash32::from_hex(row.get::<&str, _>(3)) != Some(hash) {
+            return Err(fail(Problem::HashMismatch));
+        }
+        match keys.get(&device_id) {
+            Some((Recorder::Device, key)) => {
+                if !verify_hex(key, &event.canonical_bytes(), row.get::<&str, _>(5)) {
+                    return Err(fail(Problem::BadSignature));
+                }
+            }
+            _ => return Err(fail(Problem::UnknownDevice)),
+        }
+        let Some((logged_id, _, fields)) = logged.remove(&hash.to_hex()) else {
+            return Err(fail(Problem::AlertNotLogged));
+        };
+        let kind: &str = row.get(2);
+        let linked = row.get::<Option<&str>, _>(6).map(uuid).transpose()?;
+        if fields != [kind] || linked != Some(logged_id) {
+            return Err(fail(Problem::AlertMismatch));
+        }
+    }
+    if let Some((event_id, leaf_index, _)) = logged.into_values().min_by_key(|(_, leaf, _)| *leaf) {
+        return Err(Tampered {
+            clinic_id: clinic,
+            location: Location::Event {
+                event_id,
+                leaf_index,
+            },
+            problem: Problem::AlertMissing,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Every device chain in sequence order: each event links to the one before it; a

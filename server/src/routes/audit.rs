@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::audit::RequestSeen;
 use clinicdesk_protocol::merkle::{ConsistencyEvidence, InclusionEvidence, SignedCheckpoint};
 use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt, AuditUpload};
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Body, Id, Params};
 use crate::app::AppState;
+use crate::audit::access::Seen;
 use crate::audit::query::AuditQuery;
 use crate::audit::{ingest, log, query};
 use crate::auth::Authenticated;
@@ -22,9 +24,16 @@ use crate::error::ServerError;
 #[tracing::instrument(skip_all, fields(device_id = %upload.device_id, n = upload.events.len()))]
 pub async fn upload(
     State(state): State<AppState>,
+    seen: Seen,
     Body(upload): Body<AuditUpload>,
 ) -> Result<Json<AuditReceipt>, ServerError> {
-    let receipt = ingest::ingest(&state, &upload).await?;
+    // No session: the events' signatures authenticate the upload.
+    let seen = RequestSeen {
+        client_ip: seen.client_ip,
+        user_agent: seen.user_agent,
+        session_device_id: None,
+    };
+    let receipt = ingest::ingest(&state, &upload, &seen).await?;
     crate::device_registry::seen(&state.store, upload.device_id, state.clock.now_ms(), None)
         .await?;
     Ok(Json(receipt))

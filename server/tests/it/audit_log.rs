@@ -201,6 +201,49 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .map(|a| (a.device_seq, a.kind.as_str()))
         .collect();
     assert_eq!(kinds, vec![(2, "fork"), (6, "chain_break")]);
+    // Each alert is also in the log: a `tamper_alert` event of the server chain naming the
+    // refused event's hash and the kind, with the device's actor. A re-sent fork adds
+    // neither an alert nor an event.
+    let r = upload(&server, &device, &[&fork]).await;
+    assert_eq!(r.forked, vec![2]);
+    let logged = server.events_of("tamper_alert").await;
+    let described: Vec<_> = logged
+        .iter()
+        .map(|e| {
+            (
+                e.resource_id.clone(),
+                e.fields.clone(),
+                e.recorded_by,
+                e.outcome,
+                e.actor_user_id,
+                e.patient_id,
+            )
+        })
+        .collect();
+    let expected = |signed: &SignedAuditEvent, kind: &str| {
+        (
+            signed.event.hash().to_hex(),
+            vec![kind.to_owned()],
+            clinicdesk_protocol::audit::Recorder::Server,
+            Outcome::Denied,
+            uid,
+            None,
+        )
+    };
+    assert_eq!(
+        described,
+        vec![expected(&fork, "fork"), expected(&bad_link, "chain_break")]
+    );
+    let (_, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
+    let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        alerts
+            .tamper
+            .iter()
+            .map(|a| a.logged_event_id)
+            .collect::<Vec<_>>(),
+        logged.iter().map(|e| Some(e.id)).collect::<Vec<_>>()
+    );
     let before = leaves(&server, clinic).await;
     let r = upload(&server, &device, &[e(6)]).await;
     assert_eq!(r.highest_contiguous_seq, 6);
@@ -239,13 +282,16 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         )
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("old_size")));
-    for ev in &events {
+    // The workstation's events and the logged alerts alike.
+    let proved = events
+        .iter()
+        .map(|s| &s.event)
+        .chain(&logged)
+        .map(|e| (e.id, e.hash()));
+    for (id, hash) in proved {
         let (status, body) = server
             .get(
-                &format!(
-                    "/v1/audit/events/{}/inclusion?tree_size={}",
-                    ev.event.id, latest_size
-                ),
+                &format!("/v1/audit/events/{id}/inclusion?tree_size={latest_size}"),
                 &admin.session_token,
             )
             .await;
@@ -255,7 +301,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
             &latest.checkpoint.root_hash,
             latest_size,
             p.leaf_index,
-            &ev.event.hash(),
+            &hash,
             &p.hashes,
         )
         .unwrap();
@@ -381,7 +427,8 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .await
         .unwrap();
     // Six of the workstation; of the server, the two enrollments, three second factors set
-    // up at sign-in, and each read of the trail above (both clinics').
+    // up at sign-in, the two tamper alerts, and each read of the trail above (both
+    // clinics').
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
         .fetch_one(server.store.pool())
         .await
@@ -393,7 +440,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     .await
     .unwrap();
     assert!(trail_reads >= 20, "{trail_reads}");
-    assert_eq!(stored, 11 + trail_reads);
+    assert_eq!(stored, 13 + trail_reads);
     assert_eq!(
         (report.events, report.alerts),
         (u64::try_from(stored).unwrap(), 2)

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent, to_hex};
+use clinicdesk_protocol::audit::{AuditEvent, Hash32, RequestSeen, SignedAuditEvent, to_hex};
 use clinicdesk_protocol::wire::AuditUpload;
 use clinicdesk_server::AppState;
 use clinicdesk_server::audit::ingest::ingest;
-use clinicdesk_server::audit::verify::{Location, VerifyError, verify_all};
+use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
 use clinicdesk_server::clock::ManualClock;
 use clinicdesk_server::random::{hash_secret, normalize_code};
 use clinicdesk_server::seed::seed_clinic;
@@ -32,7 +32,65 @@ struct Pristine {
     leaves: Vec<Uuid>,
 }
 
-async fn build() -> Pristine {
+/// The uploads' request as the server saw it.
+fn seen() -> RequestSeen {
+    RequestSeen {
+        client_ip: "127.0.0.1".into(),
+        user_agent: "tamper test".into(),
+        session_device_id: None,
+    }
+}
+
+/// A workstation enrolled through the real registry code.
+async fn enroll(state: &AppState, clock: &ManualClock, clinic: Uuid) -> TestDevice {
+    let code =
+        clinicdesk_server::seed::issue_enrollment_code(&state.store, clock, clinic, 15, None)
+            .await
+            .unwrap();
+    let key = SigningKey::from_bytes(&rand32());
+    let recovery = SigningKey::from_bytes(&rand32());
+    let secret = rand32();
+    let id = Uuid::now_v7();
+    let escrow = clinicdesk_server::device_registry::escrow_of(
+        state,
+        id,
+        &secret,
+        &to_hex(recovery.verifying_key().as_bytes()),
+    )
+    .unwrap();
+    clinicdesk_server::device_registry::enroll(
+        state,
+        &hash_secret(&normalize_code(&code)),
+        id,
+        "Tamper test",
+        &to_hex(key.verifying_key().as_bytes()),
+        &escrow,
+        RequestSeen {
+            session_device_id: Some(id),
+            ..seen()
+        },
+    )
+    .await
+    .unwrap();
+    TestDevice {
+        key,
+        recovery,
+        secret,
+        id,
+        clinic_id: clinic,
+        audit_public_key: String::new(),
+    }
+}
+
+fn sign(device: &TestDevice, event: AuditEvent) -> SignedAuditEvent {
+    SignedAuditEvent {
+        signature: to_hex(&device.key.sign(&event.canonical_bytes()).to_bytes()),
+        event,
+    }
+}
+
+/// A fresh embedded store with one seeded clinic: (dir, clock, state, clinic, a user).
+async fn seeded_store() -> (tempfile::TempDir, ManualClock, AppState, Uuid, Uuid) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);
     let state = AppState::open(dir.path(), Arc::new(clock.clone()))
@@ -46,51 +104,14 @@ async fn build() -> Pristine {
         .await
         .unwrap();
     let user = Uuid::parse_str(&user).unwrap();
+    (dir, clock, state, report.clinic_id, user)
+}
+
+async fn build() -> Pristine {
+    let (dir, clock, state, clinic, user) = seeded_store().await;
     let mut devices = Vec::new();
     for _ in 0..2 {
-        let code = clinicdesk_server::seed::issue_enrollment_code(
-            &state.store,
-            &clock,
-            report.clinic_id,
-            15,
-            None,
-        )
-        .await
-        .unwrap();
-        let key = SigningKey::from_bytes(&rand32());
-        let recovery = SigningKey::from_bytes(&rand32());
-        let secret = rand32();
-        let id = Uuid::now_v7();
-        let escrow = clinicdesk_server::device_registry::escrow_of(
-            &state,
-            id,
-            &secret,
-            &to_hex(recovery.verifying_key().as_bytes()),
-        )
-        .unwrap();
-        clinicdesk_server::device_registry::enroll(
-            &state,
-            &hash_secret(&normalize_code(&code)),
-            id,
-            "Tamper test",
-            &to_hex(key.verifying_key().as_bytes()),
-            &escrow,
-            clinicdesk_protocol::audit::RequestSeen {
-                client_ip: "127.0.0.1".into(),
-                user_agent: "tamper test".into(),
-                session_device_id: Some(id),
-            },
-        )
-        .await
-        .unwrap();
-        devices.push(TestDevice {
-            key,
-            recovery,
-            secret,
-            id,
-            clinic_id: report.clinic_id,
-            audit_public_key: String::new(),
-        });
+        devices.push(enroll(&state, &clock, clinic).await);
     }
     // Interleaved uneven batches, so the log mixes devices and has many checkpoints.
     let mut tips = vec![(0u64, Hash32::GENESIS); devices.len()];
@@ -118,6 +139,7 @@ async fn build() -> Pristine {
                         device_id: device.id,
                         events: batch,
                     },
+                    &seen(),
                 )
                 .await
                 .unwrap();
@@ -159,8 +181,13 @@ async fn verifier_pool(dir: &Path) -> sqlx::AnyPool {
 /// A copy of the pristine database, opened the way an attacker would: no migrations, no
 /// triggers.
 async fn attacker_copy(into: &Path) -> SqlitePool {
+    attacker_copy_of(pristine().dir.path(), into).await
+}
+
+/// A copy of the database in `from`, opened without triggers.
+async fn attacker_copy_of(from: &Path, into: &Path) -> SqlitePool {
     let file: PathBuf = into.join("clinicdesk.sqlite3");
-    std::fs::copy(pristine().dir.path().join("clinicdesk.sqlite3"), &file).unwrap();
+    std::fs::copy(from.join("clinicdesk.sqlite3"), &file).unwrap();
     let pool = SqlitePool::connect_with(
         SqliteConnectOptions::new()
             .filename(&file)
@@ -411,7 +438,7 @@ proptest! {
                 if let Some(id) = named {
                     let located = match found.location {
                         Location::Event { event_id, .. } | Location::Unlogged(event_id) => event_id == id,
-                        Location::Leaf(_) | Location::Checkpoint(_) => false,
+                        Location::Leaf(_) | Location::Checkpoint(_) | Location::Alert { .. } => false,
                     };
                     // A forged event past every checkpoint moves no signed root: it is
                     // named by its signature (with a leaf) or as not in the log (without).
@@ -461,21 +488,11 @@ fn the_cli_exits_non_zero_and_names_the_event() {
 
 #[tokio::test]
 async fn seeded_synthetic_trails_go_through_ingest_and_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let state = AppState::open(dir.path(), Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let report = seed_clinic(&state.store, &clock, Uuid::from_u128(0xA), "Clinic A", 15)
-        .await
-        .unwrap();
+    let (_dir, _clock, state, clinic, _user) = seeded_store().await;
     let mut shown = Vec::new();
-    let n = clinicdesk_server::audit::synthetic::seed_audit_events(
-        &state,
-        report.clinic_id,
-        1203,
-        |d| shown.push(d),
-    )
+    let n = clinicdesk_server::audit::synthetic::seed_audit_events(&state, clinic, 1203, |d| {
+        shown.push(d)
+    })
     .await
     .unwrap();
     assert_eq!(n, 1203);
@@ -487,4 +504,137 @@ async fn seeded_synthetic_trails_go_through_ingest_and_verify() {
     let devices = clinicdesk_server::audit::synthetic::DEVICES as u64;
     assert_eq!((verified.events, verified.alerts), (1203 + devices, 0));
     assert!(verified.gaps.is_empty());
+}
+
+#[derive(Debug, Clone, Copy)]
+enum AlertAttack {
+    /// Remove the alert, so nobody sees the device forked.
+    Remove,
+    /// Change what the refused event says.
+    Alter,
+    /// Change it and store the matching hash (no device key to re-sign).
+    AlterAndRehash,
+    /// Present a real, signed event of the device as a fork it never made.
+    MakeUp,
+    /// Call a fork a broken link.
+    Rekind,
+}
+
+/// A fork kept as a tamper alert is also a leaf of the log (a `tamper_alert` server event
+/// naming the refused event's hash), so its evidence can be neither removed, altered nor
+/// made up without `audit verify` noticing.
+#[tokio::test]
+async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
+    let (dir, clock, state, clinic, user) = seeded_store().await;
+    let device = enroll(&state, &clock, clinic).await;
+    let mut chain = Vec::new();
+    let mut prev = Hash32::GENESIS;
+    for seq in 1..=3 {
+        let e = event(&device, user, seq, prev);
+        prev = e.hash();
+        chain.push(sign(&device, e));
+    }
+    let upload = |events: Vec<SignedAuditEvent>| AuditUpload {
+        device_id: device.id,
+        events,
+    };
+    ingest(&state, &upload(chain.clone()), &seen())
+        .await
+        .unwrap();
+    let fork = sign(&device, event(&device, user, 2, chain[0].event.hash()));
+    let receipt = ingest(&state, &upload(vec![fork.clone()]), &seen())
+        .await
+        .unwrap();
+    assert_eq!(receipt.forked, vec![2]);
+    let key = state.audit_key.public_key();
+    let clean = verify_all(state.store.pool(), &key, &[]).await.unwrap();
+    assert_eq!(clean.alerts, 1);
+    let row = sqlx::query(
+        "SELECT e.id, l.leaf_index, e.event_json FROM audit_events e
+         JOIN audit_leaves l ON l.event_id = e.id WHERE e.action = 'tamper_alert'",
+    )
+    .fetch_one(state.store.pool())
+    .await
+    .unwrap();
+    let logged = Location::Event {
+        event_id: Uuid::parse_str(row.get::<&str, _>(0)).unwrap(),
+        leaf_index: u64::try_from(row.get::<i64, _>(1)).unwrap(),
+    };
+    let logged_event: AuditEvent = serde_json::from_str(row.get::<&str, _>(2)).unwrap();
+    assert_eq!(
+        (logged_event.resource_id, logged_event.fields),
+        (fork.event.hash().to_hex(), vec!["fork".to_owned()])
+    );
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(state.store.pool())
+        .await
+        .unwrap();
+    state.store.pool().close().await;
+
+    let at = |device_seq| Location::Alert {
+        device_id: device.id,
+        device_seq,
+    };
+    for (attack, location, problem) in [
+        (AlertAttack::Remove, logged, Problem::AlertMissing),
+        (AlertAttack::Alter, at(2), Problem::HashMismatch),
+        (AlertAttack::AlterAndRehash, at(2), Problem::BadSignature),
+        (AlertAttack::MakeUp, at(3), Problem::AlertNotLogged),
+        (AlertAttack::Rekind, at(2), Problem::AlertMismatch),
+    ] {
+        let copy = tempfile::tempdir().unwrap();
+        let pool = attacker_copy_of(dir.path(), copy.path()).await;
+        let set_evidence = |e: &AuditEvent, hash: Option<Hash32>| {
+            let query = match hash {
+                Some(h) => sqlx::query("UPDATE audit_alerts SET event_json = $1, hash = $2")
+                    .bind(serde_json::to_string(e).unwrap())
+                    .bind(h.to_hex()),
+                None => sqlx::query("UPDATE audit_alerts SET event_json = $1")
+                    .bind(serde_json::to_string(e).unwrap()),
+            };
+            query.execute(&pool)
+        };
+        let mut altered = fork.event.clone();
+        altered.fields.push("phone".into());
+        match attack {
+            AlertAttack::Remove => {
+                sqlx::query("DELETE FROM audit_alerts")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            AlertAttack::Alter => {
+                set_evidence(&altered, None).await.unwrap();
+            }
+            AlertAttack::AlterAndRehash => {
+                set_evidence(&altered, Some(altered.hash())).await.unwrap();
+            }
+            AlertAttack::MakeUp => {
+                sqlx::query(
+                    "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash,
+                       event_json, signature, received_at_ms)
+                     SELECT clinic_id, device_id, device_seq, 'fork', hash, event_json, signature,
+                       received_at_ms FROM audit_events WHERE device_id = $1 AND device_seq = 3",
+                )
+                .bind(device.id.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            AlertAttack::Rekind => {
+                sqlx::query("UPDATE audit_alerts SET kind = 'chain_break'")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        pool.close().await;
+        let verifier = verifier_pool(copy.path()).await;
+        match verify_all(&verifier, &key, &[]).await {
+            Err(VerifyError::Tampered(t)) => {
+                assert_eq!((t.location, t.problem), (location, problem), "{attack:?}");
+            }
+            other => panic!("{attack:?} not caught: {other:?}"),
+        }
+    }
 }
