@@ -65,7 +65,7 @@ async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
     let state = match database {
         None => AppState::open(dir.path(), Arc::new(SystemClock)).await?,
         Some(url) => {
-            let location = clinicdesk_server::store::StoreLocation::Postgres(url.to_owned());
+            let location = clinicdesk_server::store::StoreLocation::postgres_as_owner(url);
             AppState::open_at(&location, dir.path(), Arc::new(SystemClock)).await?
         }
     };

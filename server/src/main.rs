@@ -28,17 +28,30 @@ struct Cli {
     /// instead of the data directory's embedded SQLite file.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The schema owner's postgres:// URL, for migrations, when `--database-url` logs in as a
+    /// role that is only a member of `clinicdesk_app` (recommended: see the README).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_MIGRATION_URL",
+        hide_env_values = true
+    )]
+    migration_database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// The `--database-url` of this invocation (set once, before any command runs).
-static DATABASE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// The `--database-url` and `--migration-database-url` of this invocation (set once, before
+/// any command runs).
+static DATABASE_URLS: std::sync::OnceLock<(Option<String>, Option<String>)> =
+    std::sync::OnceLock::new();
 
 /// Where this invocation's data lives.
 fn location(data_dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
-    let url = DATABASE_URL.get().and_then(Option::as_deref);
-    Ok(StoreLocation::choose(url, data_dir)?)
+    let (url, migration_url) = DATABASE_URLS
+        .get()
+        .map_or((None, None), |(u, m)| (u.as_deref(), m.as_deref()));
+    Ok(StoreLocation::choose(url, migration_url, data_dir)?)
 }
 
 async fn open_state(data_dir: &std::path::Path) -> anyhow::Result<AppState> {
@@ -306,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     // Set once here, before anything reads it.
-    let _ = DATABASE_URL.set(cli.database_url);
+    let _ = DATABASE_URLS.set((cli.database_url, cli.migration_database_url));
     match cli.command {
         Command::Serve {
             data_dir,

@@ -33,24 +33,41 @@ pub const MAX_SESSIONS_PER_USER: i64 = 2;
 pub enum StoreLocation {
     /// `clinicdesk.sqlite3` in the data directory: no service to run.
     Embedded(PathBuf),
-    /// A `postgres://` URL (it may carry a password, so it is never printed).
-    Postgres(String),
+    /// A PostgreSQL database (the URLs may carry passwords, so they are never printed).
+    Postgres {
+        /// What the server works through: best a login role that is only a member of
+        /// `clinicdesk_app`, so no session can step back to the tables' owner.
+        url: String,
+        /// The schema owner's URL, for migrations; without it they run through `url`,
+        /// which must then be the owner's.
+        migration_url: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Embedded(path) => f.debug_tuple("Embedded").field(path).finish(),
-            Self::Postgres(_) => f.write_str("Postgres(..)"),
+            Self::Postgres { .. } => f.write_str("Postgres(..)"),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite store)"
-)]
-pub struct UnsupportedDatabaseUrl;
+pub enum UnsupportedDatabaseUrl {
+    #[error(
+        "DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite store)"
+    )]
+    NotPostgres,
+    #[error(
+        "DATABASE_MIGRATION_URL must be a postgres:// or postgresql:// URL, beside DATABASE_URL"
+    )]
+    Migration,
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
 
 impl StoreLocation {
     /// The embedded store of a data directory.
@@ -58,17 +75,32 @@ impl StoreLocation {
         Self::Embedded(data_dir.join("clinicdesk.sqlite3"))
     }
 
+    /// A PostgreSQL database whose URL's role owns the schema (migrations run through it).
+    pub fn postgres_as_owner(url: &str) -> Self {
+        Self::Postgres {
+            url: url.to_owned(),
+            migration_url: None,
+        }
+    }
+
     /// PostgreSQL when `database_url` is given, else the data directory's SQLite file.
     pub fn choose(
         database_url: Option<&str>,
+        migration_url: Option<&str>,
         data_dir: &Path,
     ) -> Result<Self, UnsupportedDatabaseUrl> {
+        let migration_url = migration_url.filter(|u| !u.is_empty());
         match database_url.filter(|u| !u.is_empty()) {
+            None if migration_url.is_some() => Err(UnsupportedDatabaseUrl::Migration),
             None => Ok(Self::in_data_dir(data_dir)),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Self::Postgres(url.to_owned()))
+            Some(url) if !is_postgres(url) => Err(UnsupportedDatabaseUrl::NotPostgres),
+            Some(_) if migration_url.is_some_and(|m| !is_postgres(m)) => {
+                Err(UnsupportedDatabaseUrl::Migration)
             }
-            Some(_) => Err(UnsupportedDatabaseUrl),
+            Some(url) => Ok(Self::Postgres {
+                url: url.to_owned(),
+                migration_url: migration_url.map(str::to_owned),
+            }),
         }
     }
 }
@@ -161,7 +193,9 @@ impl Store {
         sqlx::any::install_default_drivers();
         match location {
             StoreLocation::Embedded(file) => Self::open_sqlite(file).await,
-            StoreLocation::Postgres(url) => Self::open_postgres(url).await,
+            StoreLocation::Postgres { url, migration_url } => {
+                Self::open_postgres(url, migration_url.as_deref()).await
+            }
         }
     }
 
@@ -193,14 +227,21 @@ impl Store {
         })
     }
 
-    async fn open_postgres(url: &str) -> Result<Self, ServerError> {
+    async fn open_postgres(url: &str, migration_url: Option<&str>) -> Result<Self, ServerError> {
         let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
-        // Migrations run as the connecting (owner) role, on a connection of their own.
-        let mut owner = AnyConnection::connect_with(&options).await?;
-        POSTGRES_MIGRATOR
-            .run(&mut owner)
-            .await
-            .map_err(|_| ServerError::Internal("migration failed"))?;
+        // Migrations run as the schema owner, on a connection of their own.
+        let owner_options = match migration_url {
+            Some(m) => AnyConnectOptions::from_str(m)?.disable_statement_logging(),
+            None => options.clone(),
+        };
+        let mut owner = AnyConnection::connect_with(&owner_options).await?;
+        POSTGRES_MIGRATOR.run(&mut owner).await.map_err(|_| {
+            ServerError::Internal(if migration_url.is_some() {
+                "migration failed"
+            } else {
+                "migration failed: if DATABASE_URL's role is not the schema owner, give the owner's URL as DATABASE_MIGRATION_URL"
+            })
+        })?;
         owner.close().await?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
@@ -212,10 +253,35 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self {
+        let store = Self {
             pool,
             backend: Backend::Postgres,
-        })
+        };
+        if store.owner_reachable().await? {
+            tracing::warn!(
+                "the server's database role can act as the schema owner: a session could RESET ROLE \
+                 past the audit trail's insert-only grants and row-level security. Give DATABASE_URL \
+                 a login role that is only a member of clinicdesk_app, and the owner's URL as \
+                 DATABASE_MIGRATION_URL (see the README)"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Whether the role the server logs in as could act as the owner of the audit tables
+    /// (it is the owner, a member of it, or a superuser) by leaving `clinicdesk_app` with
+    /// `RESET ROLE`. Always false on SQLite, which has no roles (its triggers guard the trail).
+    pub async fn owner_reachable(&self) -> Result<bool, ServerError> {
+        if self.backend != Backend::Postgres {
+            return Ok(false);
+        }
+        let reachable: Option<bool> = sqlx::query_scalar(
+            "SELECT pg_has_role(session_user, tableowner, 'USAGE') FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename = 'audit_events'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(reachable.unwrap_or(true))
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -888,9 +954,11 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = admin.rsplit_once('/').unwrap();
-        let store = Store::open(&StoreLocation::Postgres(format!("{server}/{name}")))
-            .await
-            .unwrap();
+        let store = Store::open(&StoreLocation::postgres_as_owner(&format!(
+            "{server}/{name}"
+        )))
+        .await
+        .unwrap();
         assert_eq!(store.backend(), Backend::Postgres);
         let (a, b) = (Uuid::from_u128(0xA), Uuid::from_u128(0xB));
         for clinic in [a, b] {

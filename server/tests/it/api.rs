@@ -365,6 +365,43 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
         .await
         .unwrap();
     assert_eq!(count, 1, "the event is still there");
+
+    // PostgreSQL: stepping back from the application role gains nothing, because the
+    // server logs in as a role that is only its member, never the tables' owner.
+    if server.store.backend() == Backend::Postgres {
+        assert!(!server.store.owner_reachable().await.unwrap());
+        let mut conn = server.store.pool().acquire().await.unwrap();
+        sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+        for attack in [
+            "DELETE FROM audit_events",
+            "UPDATE audit_alerts SET kind = 'fork'",
+            "ALTER TABLE patients DISABLE ROW LEVEL SECURITY",
+            "DROP POLICY clinic_rows ON patients",
+            "DROP TABLE audit_leaves",
+            "SET ROLE postgres",
+        ] {
+            let refused = sqlx::query(attack).execute(&mut *conn).await.unwrap_err();
+            let message = refused.to_string();
+            assert!(
+                message.contains("permission denied") || message.contains("must be owner"),
+                "{attack}: {message}"
+            );
+        }
+        // This connection no longer works as the application role: drop it from the pool.
+        drop(conn.detach());
+        // The owner, by contrast, could have (what the harness's operator view connects as).
+        let owner = sqlx::AnyPool::connect(&server.database.as_ref().unwrap().owner)
+            .await
+            .unwrap();
+        let reachable: bool = sqlx::query_scalar(
+            "SELECT pg_has_role(session_user, tableowner, 'USAGE') FROM pg_tables
+             WHERE tablename = 'audit_events'",
+        )
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+        assert!(reachable);
+    }
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ pub struct TestServer {
     pub url: String,
     /// The PostgreSQL database of this server (the PostgreSQL leg), or `None` for the
     /// embedded SQLite file in `dir`.
-    pub database_url: Option<String>,
+    pub database: Option<PostgresUrls>,
     pub ca_pem: Vec<u8>,
     http: reqwest::Client,
     pub store: Store,
@@ -40,9 +40,41 @@ pub struct TestServer {
     pub recovery_codes: Shared<Vec<String>>,
 }
 
+/// A test server's PostgreSQL database, set up as the README asks of a deployment: the
+/// server logs in as a role that is only a member of `clinicdesk_app`; migrations (and the
+/// operator's view in tests) use the owner's URL.
+#[derive(Clone, Debug)]
+pub struct PostgresUrls {
+    pub server: String,
+    pub owner: String,
+}
+
+/// The login role test servers use on the PostgreSQL leg.
+const SERVER_LOGIN: &str = "clinicdesk_test_server";
+
+/// Creates the server's login role once per test process: roles are cluster-wide, and the
+/// application role may not exist yet (the first migration makes it too, and tolerates this).
+async fn ensure_server_login(conn: &mut sqlx::PgConnection) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        for role in [
+            "CREATE ROLE clinicdesk_app NOLOGIN".to_owned(),
+            format!("CREATE ROLE {SERVER_LOGIN} LOGIN IN ROLE clinicdesk_app"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DO $$ BEGIN {role}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            )))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+}
+
 /// On the PostgreSQL leg (`cargo xtask test` sets `CLINICDESK_TEST_POSTGRES_URL` to its
 /// throwaway cluster), a new empty database for one test server; otherwise `None`.
-pub async fn fresh_postgres_database() -> Option<String> {
+pub async fn fresh_postgres_database() -> Option<PostgresUrls> {
     use sqlx::Connection;
     let admin = std::env::var("CLINICDESK_TEST_POSTGRES_URL").ok()?;
     let name = format!("clinicdesk_{}", Uuid::new_v4().simple());
@@ -51,16 +83,42 @@ pub async fn fresh_postgres_database() -> Option<String> {
         .execute(&mut conn)
         .await
         .unwrap();
-    let (server, _db) = admin.rsplit_once('/').unwrap();
-    Some(format!("{server}/{name}"))
+    ensure_server_login(&mut conn).await;
+    let mut owner = url::Url::parse(&admin).unwrap();
+    owner.set_path(&name);
+    let mut server = owner.clone();
+    server.set_username(SERVER_LOGIN).unwrap();
+    server.set_password(None).unwrap();
+    Some(PostgresUrls {
+        server: server.into(),
+        owner: owner.into(),
+    })
+}
+
+impl PostgresUrls {
+    fn location(&self) -> StoreLocation {
+        StoreLocation::Postgres {
+            url: self.server.clone(),
+            migration_url: Some(self.owner.clone()),
+        }
+    }
+}
+
+/// Where a test server's data lives: its PostgreSQL database, or `dir`'s SQLite file.
+fn location_of(database: Option<&PostgresUrls>, dir: &std::path::Path) -> StoreLocation {
+    database.map_or_else(|| StoreLocation::in_data_dir(dir), PostgresUrls::location)
 }
 
 /// A command of the server's CLI on this test server's database.
 pub fn cli(server: &TestServer) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clinicdesk-server"));
-    match &server.database_url {
-        Some(url) => cmd.env("DATABASE_URL", url),
-        None => cmd.env_remove("DATABASE_URL"),
+    match &server.database {
+        Some(db) => cmd
+            .env("DATABASE_URL", &db.server)
+            .env("DATABASE_MIGRATION_URL", &db.owner),
+        None => cmd
+            .env_remove("DATABASE_URL")
+            .env_remove("DATABASE_MIGRATION_URL"),
     };
     cmd
 }
@@ -93,16 +151,9 @@ impl TestServer {
     /// A server whose router `make` builds (to prove what the real one refuses to do).
     pub async fn start_with(make: impl FnOnce(AppState) -> axum::Router) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = fresh_postgres_database().await;
-        let location = StoreLocation::choose(database_url.as_deref(), dir.path()).unwrap();
-        Self::serve(
-            dir,
-            location,
-            database_url,
-            ManualClock::new(START_MS),
-            make,
-        )
-        .await
+        let database = fresh_postgres_database().await;
+        let location = location_of(database.as_ref(), dir.path());
+        Self::serve(dir, location, database, ManualClock::new(START_MS), make).await
     }
 
     /// A second server instance on this one's database, as behind a load balancer: its own
@@ -111,12 +162,11 @@ impl TestServer {
     pub async fn another_instance(&self) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         copy_keys(self.dir.path(), dir.path());
-        let location =
-            StoreLocation::choose(self.database_url.as_deref(), self.dir.path()).unwrap();
+        let location = location_of(self.database.as_ref(), self.dir.path());
         let mut other = Self::serve(
             dir,
             location,
-            self.database_url.clone(),
+            self.database.clone(),
             self.clock.clone(),
             |state| build_router(state).unwrap(),
         )
@@ -129,7 +179,7 @@ impl TestServer {
     async fn serve(
         dir: tempfile::TempDir,
         location: StoreLocation,
-        database_url: Option<String>,
+        database: Option<PostgresUrls>,
         clock: ManualClock,
         make: impl FnOnce(AppState) -> axum::Router,
     ) -> TestServer {
@@ -151,7 +201,7 @@ impl TestServer {
             .unwrap();
         TestServer {
             url: format!("https://127.0.0.1:{}", addr.port()),
-            database_url,
+            database,
             ca_pem,
             http,
             store,
@@ -207,8 +257,8 @@ impl TestServer {
     /// The database as its owner (the operator's console) sees it: on PostgreSQL without the
     /// application role's grants and row-level security; on SQLite the server's own pool.
     pub async fn owner_pool(&self) -> sqlx::AnyPool {
-        match &self.database_url {
-            Some(url) => sqlx::AnyPool::connect(url).await.unwrap(),
+        match &self.database {
+            Some(db) => sqlx::AnyPool::connect(&db.owner).await.unwrap(),
             None => self.store.pool().clone(),
         }
     }
