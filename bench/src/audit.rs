@@ -46,7 +46,7 @@ pub(crate) struct Served {
     pub(crate) url: String,
     /// The server's CA (PEM), for an app to pin.
     pub(crate) ca_cert: std::path::PathBuf,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     key: SigningKey,
     device_id: Uuid,
     pub(crate) clinic_id: Uuid,
@@ -60,7 +60,7 @@ pub(crate) async fn served() -> anyhow::Result<Served> {
 }
 
 /// A served clinic on the embedded SQLite store, or on the PostgreSQL database at `database`.
-async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
+pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let state = match database {
         None => AppState::open(dir.path(), Arc::new(SystemClock)).await?,
@@ -276,7 +276,7 @@ async fn insert_row(
 /// directly (as `audit_events` rows and log leaves; search reads nothing else), and
 /// returns the p99 of "patient X in a 7-day window" searches, in milliseconds.
 /// A new empty database on the PostgreSQL server whose superuser URL is `admin`.
-async fn fresh_postgres_database(admin: &str) -> anyhow::Result<String> {
+pub(crate) async fn fresh_postgres_database(admin: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let name = format!("clinicdesk_bench_{}", Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(admin).await?;

@@ -9,6 +9,7 @@ mod audit;
 mod cache_search;
 mod lock_latency;
 mod metrics;
+mod provisioning;
 mod report;
 
 use std::path::PathBuf;

@@ -51,6 +51,10 @@ pub const ALL: &[(&str, Run)] = &[
     ("audit_ingest_eps", crate::audit::audit_ingest_eps),
     ("audit_search_p99_ms", crate::audit::audit_search_p99_ms),
     ("audit_overhead_us", crate::audit::audit_overhead_us),
+    (
+        "provision_50_concurrent_ms",
+        crate::provisioning::provision_50_concurrent_ms,
+    ),
 ];
 
 fn user() -> UserInfo {

@@ -22,6 +22,40 @@ pub fn hash(password: &str) -> Result<String, ServerError> {
         .to_string())
 }
 
+/// At most one argon2id computation per core at once. Each needs 19 MiB and a core for its
+/// whole run, so more at once only make all of them finish later (fifty concurrent
+/// provisionings would each wait for all fifty hashes) and hold their memory longer; the
+/// queue is first come, first served.
+fn turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))
+    })
+}
+
+/// Runs one argon2id computation on the blocking pool when its turn comes.
+async fn in_turn<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
+    let _turn = turns()
+        .acquire()
+        .await
+        .map_err(|_| ServerError::Internal("password queue"))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ServerError::Internal("password task"))?
+}
+
+/// [`hash`], off the async runtime and in turn.
+pub async fn hash_in_turn(password: String) -> Result<String, ServerError> {
+    in_turn(move || hash(&password)).await
+}
+
+/// [`verify`], off the async runtime and in turn.
+pub async fn verify_in_turn(password: String, stored: String) -> Result<bool, ServerError> {
+    in_turn(move || verify(&password, &stored)).await
+}
+
 pub fn verify(password: &str, stored: &str) -> Result<bool, ServerError> {
     let parsed = PasswordHash::new(stored).map_err(|_| ServerError::Internal("stored hash"))?;
     Ok(argon2()?

@@ -75,10 +75,7 @@ struct Codes {
 
 async fn fresh_codes() -> Result<Codes, ServerError> {
     let first_password = human_code()?.to_lowercase();
-    let for_hash = first_password.clone();
-    let first_password_hash = tokio::task::spawn_blocking(move || passwords::hash(&for_hash))
-        .await
-        .map_err(|_| ServerError::Internal("password hash task"))??;
+    let first_password_hash = passwords::hash_in_turn(first_password.clone()).await?;
     Ok(Codes {
         first_password,
         first_password_hash,

@@ -97,11 +97,7 @@ pub async fn login(
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-    let password = req.password;
-    let password_ok =
-        tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_hash))
-            .await
-            .map_err(|_| ServerError::Internal("password check task"))??;
+    let password_ok = passwords::verify_in_turn(req.password, stored_hash).await?;
     // An expired first password answers exactly as a wrong one.
     let first_password_live =
         |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
@@ -303,10 +299,7 @@ async fn matches_stored(
         .await?
         .ok_or(ServerError::Unauthenticated)?
         .password_hash;
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || passwords::verify(&password, &stored))
-        .await
-        .map_err(|_| ServerError::Internal("password check task"))?
+    passwords::verify_in_turn(password.to_owned(), stored).await
 }
 
 /// The argon2id hash of a new password, or `weak_password` when it is easy to guess for
@@ -331,7 +324,5 @@ async fn new_password_hash(
     if !passwords::acceptable(&new, &context) {
         return Err(ServerError::WeakPassword);
     }
-    tokio::task::spawn_blocking(move || passwords::hash(&new))
-        .await
-        .map_err(|_| ServerError::Internal("password hash task"))?
+    passwords::hash_in_turn(new).await
 }

@@ -56,10 +56,7 @@ pub async fn create(
     if !passwords::acceptable(&new.password, &context) {
         return Err(ServerError::WeakPassword);
     }
-    let password = new.password.clone();
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
-        .await
-        .map_err(|_| ServerError::Internal("password hash task"))??;
+    let hash = passwords::hash_in_turn(new.password.clone()).await?;
     let admin = &auth.principal.user;
     let mut tx = state.store.pool().begin().await?;
     let expires = state.clock.now_ms() + users::FIRST_PASSWORD_TTL_MS;
