@@ -483,7 +483,9 @@ pub struct BreakGlassReview {
 pub struct ReviewNote {
     pub reviewed_by: Uuid,
     pub reviewed_at_ms: i64,
-    pub note: String,
+    /// Free text about a patient's chart access: treated as PHI (redacted in Debug).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub note: Phi<String>,
 }
 
 /// The clinic's break-glass grants, newest first.
@@ -497,7 +499,8 @@ pub struct BreakGlassQueue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReviewRequest {
-    pub note: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub note: Phi<String>,
 }
 
 /// Longest review note, in characters.

@@ -253,7 +253,7 @@ pub async fn queue(
                 Some(by) => Some(ReviewNote {
                     reviewed_by: parse_uuid(&by)?,
                     reviewed_at_ms: row.get::<Option<i64>, _>(11).unwrap_or_default(),
-                    note: row.get::<Option<String>, _>(12).unwrap_or_default(),
+                    note: Phi::new(row.get::<Option<String>, _>(12).unwrap_or_default()),
                 }),
                 None => None,
             };
@@ -276,10 +276,10 @@ pub async fn review(
     scope: &ClinicScope,
     admin: &UserInfo,
     grant_id: Uuid,
-    note: &str,
+    note: &Phi<String>,
     seen: RequestSeen,
 ) -> Result<(), ServerError> {
-    let note = note.replace(['\r', '\n'], " ");
+    let note = note.expose().replace(['\r', '\n'], " ");
     validate_text(&note, REVIEW_NOTE_MAX, "note")?;
     let mut tx = state.store.clinic_tx(scope).await?;
     let found = sqlx::query(

@@ -111,7 +111,7 @@ fn GrantRow(
     let reviewed = g.reviewed.is_some();
     let review = match g.reviewed {
         Some(r) => view! {
-            <span>{format!("Acknowledged {}: {}", local_date_time_ms(r.reviewed_at_ms), r.note)}</span>
+            <span>{format!("Acknowledged {}: {}", local_date_time_ms(r.reviewed_at_ms), r.note.expose())}</span>
         }
         .into_any(),
         None => view! {

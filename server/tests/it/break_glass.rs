@@ -275,7 +275,10 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
     let note = all.grants[0].reviewed.as_ref().expect("reviewed");
     assert_eq!(note.reviewed_by, admin.user.user_id);
     assert_eq!(note.reviewed_at_ms, reviewed_at);
-    assert_eq!(note.note, "Confirmed with the ED log: emergency visit");
+    assert_eq!(
+        note.note.expose(),
+        "Confirmed with the ED log: emergency visit"
+    );
 
     let reviewed = server.events_of("break_glass_reviewed").await;
     assert_eq!(reviewed.len(), 1);

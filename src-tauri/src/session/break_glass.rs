@@ -35,7 +35,9 @@ impl Core {
     }
 
     pub async fn review_break_glass(&self, grant_id: Uuid, note: String) -> Result<(), AppError> {
-        let request = ReviewRequest { note };
+        let request = ReviewRequest {
+            note: Phi::new(note),
+        };
         self.online_call(|c, t| async move { c.review_break_glass(&t, grant_id, &request).await })
             .await
     }
