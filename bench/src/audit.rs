@@ -59,6 +59,30 @@ pub(crate) async fn served() -> anyhow::Result<Served> {
     served_on(None).await
 }
 
+/// Enrolls a workstation with a throwaway key through the API: (its key, its id).
+async fn enroll(
+    client: &reqwest::Client,
+    url: &str,
+    code: &str,
+) -> anyhow::Result<(SigningKey, Uuid)> {
+    let key = SigningKey::from_bytes(&*random_key()?);
+    let enrolled: EnrollResponse = client
+        .post(format!("{url}/v1/devices/enroll"))
+        .json(&json!({
+            "enrollment_code": code,
+            "device_name": "Bench workstation",
+            "public_key": to_hex(key.verifying_key().as_bytes()),
+            "device_secret": to_hex(random_key()?.as_slice()),
+            "recovery_public_key": to_hex(SigningKey::from_bytes(&*random_key()?).verifying_key().as_bytes()),
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok((key, enrolled.device_id))
+}
+
 /// A served clinic on the embedded SQLite store, or on the PostgreSQL database at `database`.
 pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
@@ -86,22 +110,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
             &files.ca_cert,
         )?)?)
         .build()?;
-    // A throwaway workstation key for this run's temporary store.
-    let key = SigningKey::from_bytes(Uuid::new_v4().as_bytes().repeat(2).as_slice().try_into()?);
-    let enrolled: EnrollResponse = client
-        .post(format!("{url}/v1/devices/enroll"))
-        .json(&json!({
-            "enrollment_code": report.enrollment_code,
-            "device_name": "Bench workstation",
-            "public_key": to_hex(key.verifying_key().as_bytes()),
-            "device_secret": to_hex(random_key()?.as_slice()),
-            "recovery_public_key": to_hex(SigningKey::from_bytes(&*random_key()?).verifying_key().as_bytes()),
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let (key, device_id) = enroll(&client, &url, &report.enrollment_code).await?;
     let clinician: String =
         sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 AND username = 'clinician'")
             .bind(clinic_id.to_string())
@@ -121,7 +130,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
         ca_cert: files.ca_cert.clone(),
         client,
         key,
-        device_id: enrolled.device_id,
+        device_id,
         clinic_id,
         clinician: Uuid::parse_str(&clinician)?,
         password,
@@ -154,35 +163,68 @@ fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> Audit
     }
 }
 
+/// Workstations uploading at once in the ingest benchmark, as a clinic's do: while one
+/// batch is written (one writer at a time), the next one's signatures are checked.
+const UPLOADING_WORKSTATIONS: usize = 4;
+
 pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
     let n = scale.pick(10_000, 50_000);
     let rt = runtime()?;
     rt.block_on(async {
         let s = served().await?;
+        let mut stations = vec![(s.key.clone(), s.device_id)];
+        while stations.len() < UPLOADING_WORKSTATIONS {
+            let code =
+                seed::issue_enrollment_code(&s.state.store, &SystemClock, s.clinic_id, 15, None)
+                    .await?;
+            stations.push(enroll(&s.client, &s.url, &code).await?);
+        }
         let now = now_ms();
-        let mut prev = Hash32::GENESIS;
-        let signed: Vec<SignedAuditEvent> = (1..=n as u64)
-            .map(|seq| {
-                let e = event(&s, seq, prev, Uuid::now_v7(), now - (n as i64 - seq as i64));
-                prev = e.hash();
-                SignedAuditEvent {
-                    signature: to_hex(&s.key.sign(&e.canonical_bytes()).to_bytes()),
-                    event: e,
-                }
+        let per_station = n / UPLOADING_WORKSTATIONS;
+        let chains: Vec<(Uuid, Vec<SignedAuditEvent>)> = stations
+            .iter()
+            .map(|(key, device_id)| {
+                let mut prev = Hash32::GENESIS;
+                let chain = (1..=per_station as u64)
+                    .map(|seq| {
+                        let mut e =
+                            event(&s, seq, prev, Uuid::now_v7(), now - (n as i64 - seq as i64));
+                        e.device_id = *device_id;
+                        prev = e.hash();
+                        SignedAuditEvent {
+                            signature: to_hex(&key.sign(&e.canonical_bytes()).to_bytes()),
+                            event: e,
+                        }
+                    })
+                    .collect();
+                (*device_id, chain)
             })
             .collect();
+        let signed: Vec<SignedAuditEvent> =
+            chains.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
+        let n = signed.len();
         let started = Instant::now();
-        for batch in signed.chunks(clinicdesk_server::audit::ingest::MAX_BATCH) {
-            s.client
-                .post(format!("{}/v1/audit/batches", s.url))
-                .json(&json!({ "device_id": s.device_id, "events": batch }))
-                .send()
-                .await?
-                .error_for_status()?;
+        let uploads = chains.iter().map(|(device_id, chain)| {
+            let s = &s;
+            async move {
+                for batch in chain.chunks(clinicdesk_server::audit::ingest::MAX_BATCH) {
+                    s.client
+                        .post(format!("{}/v1/audit/batches", s.url))
+                        .json(&json!({ "device_id": device_id, "events": batch }))
+                        .send()
+                        .await?
+                        .error_for_status()?;
+                }
+                anyhow::Ok(())
+            }
+        });
+        for upload in futures_util::future::join_all(uploads).await {
+            upload?;
         }
         let eps = n as f64 / started.elapsed().as_secs_f64();
 
-        // Baseline: the same rows, unverified, into an identical table, 500 per transaction.
+        // Baseline: the same rows, unverified, into an identical table, 500 per transaction
+        // in INSERTs of 100 rows (as ingest writes them): the floor of storing them at all.
         let dir = tempfile::tempdir()?;
         let bare = clinicdesk_server::store::Store::open(
             &clinicdesk_server::store::StoreLocation::in_data_dir(dir.path()),
@@ -196,15 +238,14 @@ pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         let started = Instant::now();
         for batch in signed.chunks(clinicdesk_server::audit::ingest::MAX_BATCH) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            for x in batch {
-                insert_row(&mut tx, &x.event, &x.signature).await?;
-            }
+            insert_bare(&mut tx, batch).await?;
             tx.commit().await?;
         }
         let baseline = n as f64 / started.elapsed().as_secs_f64();
 
         // This machine's Ed25519 verification limit: one core's rate times the cores.
-        let sample = &signed[..signed.len().min(5_000)];
+        let first = &chains[0].1;
+        let sample = &first[..first.len().min(5_000)];
         let vkey = s.key.verifying_key();
         let started = Instant::now();
         for x in sample {
@@ -245,30 +286,43 @@ fn now_ms() -> i64 {
     SystemClock.now_ms()
 }
 
-async fn insert_row(
+/// Rows per statement of the bare insert, as the server's ingest writes them.
+const BARE_ROWS_PER_INSERT: usize = 100;
+
+/// The events as bare `audit_events` rows: multi-row INSERTs, no checks, no log.
+async fn insert_bare(
     conn: &mut sqlx::AnyConnection,
-    e: &AuditEvent,
-    signature: &str,
+    events: &[SignedAuditEvent],
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
-           action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(e.id.to_string())
-    .bind(e.clinic_id.to_string())
-    .bind(e.device_id.to_string())
-    .bind(i64::try_from(e.device_seq)?)
-    .bind(e.actor_user_id.to_string())
-    .bind(e.patient_id.map(|p| p.to_string()))
-    .bind(e.action.as_str())
-    .bind(e.occurred_at_ms)
-    .bind(serde_json::to_string(e)?)
-    .bind(e.hash().to_hex())
-    .bind(signature)
-    .bind(e.occurred_at_ms)
-    .execute(conn)
-    .await?;
+    for rows in events.chunks(BARE_ROWS_PER_INSERT) {
+        let sql = values_sql(
+            "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id,
+               patient_id, action, occurred_at_ms, event_json, hash, signature, received_at_ms)
+             VALUES ",
+            rows.len(),
+            12,
+            "",
+            clinicdesk_server::store::Backend::Sqlite,
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for x in rows {
+            let e = &x.event;
+            insert = insert
+                .bind(e.id.to_string())
+                .bind(e.clinic_id.to_string())
+                .bind(e.device_id.to_string())
+                .bind(i64::try_from(e.device_seq)?)
+                .bind(e.actor_user_id.to_string())
+                .bind(e.patient_id.map(|p| p.to_string()))
+                .bind(e.action.as_str())
+                .bind(e.occurred_at_ms)
+                .bind(serde_json::to_string(e)?)
+                .bind(e.hash().to_hex())
+                .bind(x.signature.clone())
+                .bind(e.occurred_at_ms);
+        }
+        insert.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -339,6 +393,7 @@ async fn search_p99_ms(
                 rows.len(),
                 8,
                 ", 'view', '', '', 0",
+                s.state.store.backend(),
             );
             let mut events = sqlx::query(sqlx::AssertSqlSafe(events_sql));
             for (&i, id) in rows.iter().zip(&event_ids) {
@@ -358,6 +413,7 @@ async fn search_p99_ms(
                 rows.len(),
                 3,
                 "",
+                s.state.store.backend(),
             );
             let mut leaves = sqlx::query(sqlx::AssertSqlSafe(leaves_sql));
             for (&i, id) in rows.iter().zip(event_ids) {
@@ -407,13 +463,23 @@ async fn search_p99_ms(
     Ok(times[(times.len() * 99 / 100).min(times.len() - 1)])
 }
 
-/// `head`, then `rows` groups of `binds` numbered placeholders, each group followed by
-/// `literals` (the columns every row shares).
-fn values_sql(head: &str, rows: usize, binds: usize, literals: &str) -> String {
+/// `head`, then `rows` groups of `binds` placeholders, each group followed by `literals`
+/// (the columns every row shares). Numbered (`$n`) for PostgreSQL, anonymous (`?`) for
+/// SQLite, which binds numbered ones in quadratic time (see the server's `sql.rs`).
+fn values_sql(
+    head: &str,
+    rows: usize,
+    binds: usize,
+    literals: &str,
+    backend: clinicdesk_server::store::Backend,
+) -> String {
     let groups: Vec<String> = (0..rows)
         .map(|row| {
             let placeholders: Vec<String> = (1..=binds)
-                .map(|b| format!("${}", row * binds + b))
+                .map(|b| match backend {
+                    clinicdesk_server::store::Backend::Postgres => format!("${}", row * binds + b),
+                    clinicdesk_server::store::Backend::Sqlite => "?".to_owned(),
+                })
                 .collect();
             format!("({}{literals})", placeholders.join(", "))
         })

@@ -112,6 +112,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The database a connection of the store talks to.
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,

@@ -24,6 +24,7 @@ use crate::app::AppState;
 use crate::auth::{ClinicScope, verify_device_batch};
 use crate::error::ServerError;
 use crate::sql::{Value, insert_rows};
+use crate::store::Backend;
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
@@ -112,9 +113,10 @@ pub(super) async fn insert_events(
         "",
         rows,
     );
+    let backend = Backend::of(conn);
     for statement in statements {
         statement
-            .query()
+            .query_for(backend)
             .execute(&mut *conn)
             .await
             .map_err(|e| match e {

@@ -133,8 +133,9 @@ pub async fn append(
         "",
         nodes,
     ));
+    let backend = crate::store::Backend::of(conn);
     for statement in statements {
-        statement.query().execute(&mut *conn).await?;
+        statement.query_for(backend).execute(&mut *conn).await?;
     }
     Ok(tree)
 }
