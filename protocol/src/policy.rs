@@ -54,13 +54,17 @@ pub enum Permission {
     /// Search the clinic's audit trail, see tamper alerts, fetch checkpoints and proofs.
     /// Audit events name patients by id and fields by name, never their content.
     ReviewAudit,
+    /// See and change which clinicians are on a patient's care team (and so read their
+    /// chart without break-glass): registration work at the front desk. Clinicians do not
+    /// hold it, so none can add themselves to a chart outside their panel.
+    ManageCareTeam,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
 pub fn allows(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
-        Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics),
+        Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics | ManageCareTeam),
         Role::Clinician => matches!(
             permission,
             ReadSchedule | ReadDemographics | ReadClinical | BreakGlass
@@ -220,6 +224,24 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/patients/{patient_id}/break-glass",
         Access::Session(Permission::BreakGlass),
     ),
+    phi_rule(
+        "GET",
+        "/v1/patients/{patient_id}/care-team",
+        Permission::ManageCareTeam,
+        AuditAction::View,
+        "CareTeam",
+    ),
+    // Changes record their own event in the change's transaction (no event, no change).
+    rule(
+        "POST",
+        "/v1/patients/{patient_id}/care-team",
+        Access::Session(Permission::ManageCareTeam),
+    ),
+    rule(
+        "POST",
+        "/v1/patients/{patient_id}/care-team/{user_id}/remove",
+        Access::Session(Permission::ManageCareTeam),
+    ),
     trail_rule("GET", "/v1/break-glass", AuditAction::View),
     rule(
         "POST",
@@ -301,6 +323,16 @@ mod tests {
             .filter(|r| allows(*r, Permission::BreakGlass))
             .collect();
         assert_eq!(who, vec![Role::Clinician]);
+    }
+
+    /// No clinician can put themselves on a care team: that would be break-glass unreviewed.
+    #[test]
+    fn only_the_front_desk_manages_care_teams() {
+        let who: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| allows(*r, Permission::ManageCareTeam))
+            .collect();
+        assert_eq!(who, vec![Role::FrontDesk]);
     }
 
     #[test]

@@ -186,6 +186,21 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/patients/{patient_id}/break-glass",
             post(routes::break_glass::open),
         ),
+        def(
+            "GET",
+            "/v1/patients/{patient_id}/care-team",
+            get(routes::care_team::get_team),
+        ),
+        def(
+            "POST",
+            "/v1/patients/{patient_id}/care-team",
+            post(routes::care_team::add),
+        ),
+        def(
+            "POST",
+            "/v1/patients/{patient_id}/care-team/{user_id}/remove",
+            post(routes::care_team::remove),
+        ),
         def("GET", "/v1/break-glass", get(routes::break_glass::queue)),
         def(
             "POST",

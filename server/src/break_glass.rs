@@ -119,27 +119,6 @@ pub fn flag(grant: &BreakGlassGrant) -> BreakGlass {
     }
 }
 
-/// Puts a patient on a clinician's care team (seeding, tests); already there is fine.
-pub async fn assign(
-    store: &Store,
-    scope: &ClinicScope,
-    clinician_id: Uuid,
-    patient_id: Uuid,
-) -> Result<(), ServerError> {
-    let mut tx = store.clinic_tx(scope).await?;
-    sqlx::query(
-        "INSERT INTO care_team (clinic_id, clinician_id, patient_id) VALUES ($1, $2, $3)
-         ON CONFLICT (clinician_id, patient_id) DO NOTHING",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(clinician_id.to_string())
-    .bind(patient_id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 fn validate_text(text: &str, max: usize, field: &'static str) -> Result<(), ServerError> {
     if text.trim().is_empty() || text.chars().count() > max || text.chars().any(char::is_control) {
         return Err(ServerError::BadRequest { field });

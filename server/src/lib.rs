@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod break_glass;
+pub mod care_team;
 pub mod clock;
 pub mod device_registry;
 pub mod error;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
-use crate::break_glass;
+use crate::care_team;
 use crate::clock::Clock;
 use crate::error::ServerError;
 use crate::passwords;
@@ -227,7 +227,7 @@ async fn seed_clinic_with(
                 .await?;
             if p.on_care_team {
                 for clinician in &clinicians {
-                    break_glass::assign(store, &scope, *clinician, id).await?;
+                    care_team::assign(store, &scope, *clinician, id).await?;
                 }
             }
         }

@@ -9,10 +9,10 @@ use clinicdesk_protocol::mfa::{
 };
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
-    BreakGlassRequest, ChallengeRequest, ChallengeResponse, DeviceList, EnrollRequest,
-    EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, LoginRequest,
-    LoginResponse, NewUser, PasswordChange, Patient, ReviewRequest, RoleChange, UserList,
-    UserSummary,
+    BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest, ChallengeResponse, DeviceList,
+    EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret,
+    LoginRequest, LoginResponse, NewUser, PasswordChange, Patient, ReviewRequest, RoleChange,
+    UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -200,6 +200,40 @@ impl ServerClient {
             req,
         )
         .await
+    }
+
+    /// A patient's care team and the clinicians who could join it (front desk).
+    pub async fn care_team(
+        &self,
+        token: &SecretString,
+        patient_id: Uuid,
+    ) -> Result<CareTeam, AppError> {
+        let path = format!("/v1/patients/{patient_id}/care-team");
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    pub async fn add_to_care_team(
+        &self,
+        token: &SecretString,
+        patient_id: Uuid,
+        req: &CareTeamAddition,
+    ) -> Result<(), AppError> {
+        let path = format!("/v1/patients/{patient_id}/care-team");
+        Self::succeeded(self.request(Method::POST, &path, Some(token)).json(req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn remove_from_care_team(
+        &self,
+        token: &SecretString,
+        patient_id: Uuid,
+        clinician_id: Uuid,
+    ) -> Result<(), AppError> {
+        let path = format!("/v1/patients/{patient_id}/care-team/{clinician_id}/remove");
+        Self::succeeded(self.request(Method::POST, &path, Some(token)))
+            .await
+            .map(drop)
     }
 
     /// The clinic's break-glass grants (admins); `pending`: only those not yet reviewed.

@@ -8,7 +8,7 @@ use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, SecondFactorSetU
 use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, DeviceList,
+    AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, DeviceList,
     EnrollmentCodeIssued, NewUser, Patient, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
@@ -206,6 +206,49 @@ async fn break_glass(
         .map_err(api)
 }
 
+fn parse_id(value: &str, field: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value).map_err(|_| api(AppError::BadInput(field)))
+}
+
+fn care_team_ids(patient_id: &str, clinician_id: &str) -> Result<(Uuid, Uuid), ApiError> {
+    Ok((
+        parse_id(patient_id, "patient_id")?,
+        parse_id(clinician_id, "clinician_id")?,
+    ))
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn care_team(core: State<'_, AppCore>, patient_id: String) -> CommandResult<CareTeam> {
+    let patient = parse_id(&patient_id, "patient_id")?;
+    core.0.care_team(patient).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn add_to_care_team(
+    core: State<'_, AppCore>,
+    patient_id: String,
+    clinician_id: String,
+) -> CommandResult<CareTeam> {
+    let (patient, clinician) = care_team_ids(&patient_id, &clinician_id)?;
+    core.0
+        .add_to_care_team(patient, clinician)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn remove_from_care_team(
+    core: State<'_, AppCore>,
+    patient_id: String,
+    clinician_id: String,
+) -> CommandResult<CareTeam> {
+    let (patient, clinician) = care_team_ids(&patient_id, &clinician_id)?;
+    core.0
+        .remove_from_care_team(patient, clinician)
+        .await
+        .map_err(api)
+}
+
 #[tauri::command(rename_all = "snake_case")]
 async fn break_glass_queue(
     core: State<'_, AppCore>,
@@ -388,6 +431,9 @@ pub fn run() -> Result<(), tauri::Error> {
             open_patient,
             search_patients,
             break_glass,
+            care_team,
+            add_to_care_team,
+            remove_from_care_team,
             break_glass_queue,
             review_break_glass,
             export_access_review,

@@ -454,6 +454,43 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
         "the front desk's workspace",
     )
     .await;
+    // 7a. The front desk keeps care teams: on the last patient's chart (outside the
+    //     clinician's panel) they add the clinician, then take them off again.
+    let rows = client
+        .find_all(Locator::Css("button.open-patient"))
+        .await
+        .unwrap();
+    rows.last().unwrap().click().await.unwrap();
+    wait_for(
+        &client,
+        Locator::Id("care-team-empty"),
+        20,
+        "the empty care team",
+    )
+    .await;
+    shots.take(&client, "care-team").await;
+    click(&client, "care-team-add-button").await;
+    let member = wait_for(
+        &client,
+        Locator::Css("li.care-team-member button.remove-from-care-team"),
+        20,
+        "the clinician on the care team",
+    )
+    .await;
+    assert_eq!(
+        member.attr("data-user-id").await.unwrap(),
+        Some(clinician.to_string())
+    );
+    shots.take(&client, "care-team-added").await;
+    member.click().await.unwrap();
+    wait_for(
+        &client,
+        Locator::Id("care-team-empty"),
+        20,
+        "the care team empty again",
+    )
+    .await;
+    click(&client, "back-to-schedule").await;
     let caches = app_dir.path().join("users");
     let frontdesk_cache = caches.join(server.user_id("frontdesk").to_string());
     assert!(frontdesk_cache.join("cache.sqlite3").exists());

@@ -90,6 +90,9 @@ pub fn explain(e: &ApiError) -> String {
         (ErrorCode::BadRequest, Some("note")) => {
             "Write what you checked, in at most 1000 characters.".to_owned()
         }
+        (ErrorCode::BadRequest, Some("clinician_id")) => {
+            "That person is not an active clinician of this clinic any more.".to_owned()
+        }
         (ErrorCode::BadRequest, Some("recovery-key.json")) => {
             "Nobody who has signed in on this workstation is still signed in here, so its key cannot be restored. Ask your admin to enroll it again; your records are safe on the server.".to_owned()
         }

@@ -6,6 +6,7 @@ mod admin;
 mod admin_break_glass;
 mod admin_users;
 mod bridge;
+mod care_team;
 mod password;
 mod second_factor;
 mod views;

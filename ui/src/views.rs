@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::admin::AdminWorkspace;
 use crate::bridge::{NoArgs, call, explain, on_event};
+use crate::care_team::CareTeamPanel;
 use crate::second_factor::{
     ChooseNewPasswordScreen, RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen,
 };
@@ -700,6 +701,15 @@ fn PatientView(patient: Patient) -> impl IntoView {
             }
             _ => None,
         };
+    // The front desk keeps the care team; it is not the chart, so no clinician sees it here.
+    let care_team = ui
+        .status
+        .with_untracked(|s| {
+            s.as_ref()
+                .and_then(|s| s.user.as_ref())
+                .is_some_and(|u| policy::allows(u.role, Permission::ManageCareTeam))
+        })
+        .then(|| view! { <CareTeamPanel patient_id=patient.id/> });
     view! {
         <div class="card" id="patient">
             <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>"← Today's appointments"</button>
@@ -712,6 +722,7 @@ fn PatientView(patient: Patient) -> impl IntoView {
                 <dt>"Phone"</dt><dd>{patient.phone.expose().clone()}</dd>
             </dl>
             {clinical}
+            {care_team}
             <ErrorLine/>
         </div>
     }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod break_glass;
+pub mod care_team;
 pub mod clinics;
 pub mod devices;
 pub mod health;

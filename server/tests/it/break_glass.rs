@@ -17,7 +17,7 @@ use crate::harness::{SignedIn, TestServer, password_of};
 
 const MINUTE: i64 = 60_000;
 
-async fn patient(server: &TestServer, token: &str, id: Uuid) -> Patient {
+pub(crate) async fn patient(server: &TestServer, token: &str, id: Uuid) -> Patient {
     let (status, body) = server.get(&format!("/v1/patients/{id}"), token).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).unwrap()
@@ -35,7 +35,7 @@ async fn last_event(server: &TestServer, action: &str, patient: Uuid) -> AuditEv
 }
 
 /// The seeded clinic's one patient outside the clinician's care team; the others are on it.
-async fn outside_patient(server: &TestServer, token: &str) -> Uuid {
+pub(crate) async fn outside_patient(server: &TestServer, token: &str) -> Uuid {
     let (_, body) = server.get("/v1/appointments", token).await;
     let list: AppointmentList = serde_json::from_value(body).unwrap();
     let mut outside = Vec::new();

@@ -608,6 +608,8 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "reason_code": "emergency", "reason_text": "probe" })
     } else if path.ends_with("/review") {
         serde_json::json!({ "note": "probe" })
+    } else if path.ends_with("/care-team") {
+        serde_json::json!({ "clinician_id": Uuid::now_v7() })
     } else {
         serde_json::json!({})
     }

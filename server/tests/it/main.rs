@@ -7,6 +7,7 @@ mod audit_log;
 mod authz_matrix;
 mod break_glass;
 mod canary;
+mod care_team;
 mod contract_fuzz;
 mod devices;
 mod escrow;

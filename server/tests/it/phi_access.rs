@@ -59,16 +59,26 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         login,
     } = server.signed_in(0xA, "clinician").await;
     let token = &login.session_token;
+    // Signed in before any PHI is read, so that the PHI events follow each other in the
+    // server chain (this sign-in's second factor set-up is an account event).
+    let front = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
     let (_, body) = get_as(&server, "/v1/appointments", token).await;
     let list: AppointmentList = serde_json::from_str(&body).unwrap();
     let patient = list.appointments[0].patient_id;
 
-    // A concrete request for each PHI route template; a new PHI route without one fails here.
-    let concrete: BTreeMap<&str, String> = [
-        ("/v1/appointments", "/v1/appointments".to_owned()),
+    // A concrete request for each PHI route template, by a role that may make it; a new PHI
+    // route without one fails here.
+    let concrete: BTreeMap<&str, (String, _)> = [
+        ("/v1/appointments", ("/v1/appointments".to_owned(), &login)),
         (
             "/v1/patients/{patient_id}",
-            format!("/v1/patients/{patient}"),
+            (format!("/v1/patients/{patient}"), &login),
+        ),
+        (
+            "/v1/patients/{patient_id}/care-team",
+            (format!("/v1/patients/{patient}/care-team"), &front),
         ),
     ]
     .into_iter()
@@ -84,7 +94,8 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
     for rule in phi_routes {
         let phi = rule.phi.unwrap();
         let before = server_events(&server).await.len();
-        let (status, _) = get_as(&server, &concrete[rule.path], token).await;
+        let (path, who) = &concrete[rule.path];
+        let (status, _) = get_as(&server, path, &who.session_token).await;
         assert_eq!(status, 200, "{}", rule.path);
         let events = server_events(&server).await;
         let new = &events[before..];
@@ -103,8 +114,8 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             ));
             assert_eq!(e.recorded_by, Recorder::Server);
             assert_eq!(e.clinic_id, report.clinic_id);
-            assert_eq!(e.actor_user_id, login.user.user_id);
-            assert_eq!(e.actor_role, Role::Clinician);
+            assert_eq!(e.actor_user_id, who.user.user_id);
+            assert_eq!(e.actor_role, who.user.role);
             assert_eq!(e.action, phi.action);
             assert_eq!(e.resource_type, phi.resource_type);
             assert!(!e.resource_id.is_empty());

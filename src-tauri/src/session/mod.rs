@@ -44,6 +44,7 @@ use crate::users::UserCaches;
 
 mod admin;
 mod break_glass;
+mod care_team;
 mod password;
 mod recovery;
 mod second_factor;
