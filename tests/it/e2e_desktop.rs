@@ -456,6 +456,13 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .await;
     // 7a. The front desk keeps care teams: on the last patient's chart (outside the
     //     clinician's panel) they add the clinician, then take them off again.
+    wait_for(
+        &client,
+        Locator::Css("button.open-patient"),
+        20,
+        "the front desk's schedule",
+    )
+    .await;
     let rows = client
         .find_all(Locator::Css("button.open-patient"))
         .await
