@@ -113,7 +113,7 @@ async fn create(
     let now = state.clock.now_ms();
     let clinic_id = Uuid::now_v7();
     let admin_id = Uuid::now_v7();
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.begin_write().await?;
     // A write first, so that SQLite takes its write lock here (waiting its turn) rather
     // than failing to upgrade a read later.
     sqlx::query(

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::policy::Role;
@@ -127,6 +128,36 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// On SQLite, writers of the busy paths take turns here (see [`Store::begin_write`]).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction from [`Store::begin_write`]; derefs to its connection like a
+/// `Transaction` does. Dropped uncommitted, it rolls back.
+pub struct WriteTx {
+    // Declared first, so it is dropped (rolled back) before the turn is given up.
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 /// A boolean expression's value: PostgreSQL answers a boolean, SQLite an integer.
@@ -235,6 +266,7 @@ impl Store {
         Ok(Self {
             pool,
             backend: Backend::Sqlite,
+            writer: Arc::default(),
         })
     }
 
@@ -267,6 +299,7 @@ impl Store {
         let store = Self {
             pool,
             backend: Backend::Postgres,
+            writer: Arc::default(),
         };
         if store.owner_reachable().await? {
             tracing::warn!(
@@ -297,6 +330,22 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction for one of the busy write paths (audit uploads, the server's audit
+    /// events, provisioning). SQLite lets one writer at a time, and a writer that finds the
+    /// file locked sleeps in growing steps (up to 100 ms) before it looks again, so under
+    /// load most of the time went to sleeping; here they queue in this process instead,
+    /// first come first served. PostgreSQL needs no turn (row locks order writers there).
+    pub async fn begin_write(&self) -> Result<WriteTx, ServerError> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(Arc::clone(&self.writer).lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(WriteTx {
+            tx: self.pool.begin().await?,
+            _turn: turn,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -328,7 +328,7 @@ pub async fn ingest(
 
     let now = state.clock.now_ms();
     let clinic = scope.clinic_id();
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.begin_write().await?;
     // Take SQLite's write lock first, so concurrent batches queue instead of failing.
     sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
         .bind(clinic.to_string())

@@ -95,7 +95,7 @@ pub async fn record(
     if events.is_empty() {
         return Ok(());
     }
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.begin_write().await?;
     record_in(&mut tx, state, scope, events).await?;
     tx.commit().await?;
     Ok(())
