@@ -234,6 +234,16 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
                 .or_insert(*id);
         }
     }
+    // Their care teams, which the front desk's POSTs below try to change.
+    let their_care_teams = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM care_team WHERE clinic_id <> $1")
+            .bind(clinic.to_string())
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+    };
+    let care_teams_before = their_care_teams().await;
+    assert!(care_teams_before > 0);
     let mut probes = 0;
     for rule in ROUTES.iter().filter(|r| r.path.contains('{')) {
         let Some((_, _, token)) = mine.iter().find(|(_, role, _)| allowed(rule.access, *role))
@@ -284,6 +294,7 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
     .await
     .unwrap();
     assert_eq!(changed, 0);
+    assert_eq!(their_care_teams().await, care_teams_before);
     let factors: i64 = sqlx::query_scalar("SELECT count(*) FROM mfa_totp WHERE clinic_id <> $1")
         .bind(clinic.to_string())
         .fetch_one(&owner)
