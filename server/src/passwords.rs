@@ -31,7 +31,12 @@ fn with_memory<T>(
         blocks.resize(blocks_needed, Block::default());
     }
     let done = work(&mut blocks[..blocks_needed]);
-    spare()?.push(blocks);
+    // Kept only as many as turns exist: computations outside them (seeding) add no
+    // lasting memory.
+    let mut spare = spare()?;
+    if spare.len() < max_turns() {
+        spare.push(blocks);
+    }
     Ok(done)
 }
 
@@ -73,9 +78,12 @@ pub fn hash(password: &str) -> Result<String, ServerError> {
 /// queue is first come, first served.
 fn turns() -> &'static tokio::sync::Semaphore {
     static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    TURNS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))
-    })
+    TURNS.get_or_init(|| tokio::sync::Semaphore::new(max_turns()))
+}
+
+/// Computations at once: one per core.
+fn max_turns() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Runs one argon2id computation on the blocking pool when its turn comes.

@@ -129,6 +129,16 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// What an event records of it, for a request with no session (an operator's token, a
+    /// device's signed upload).
+    pub fn without_session(self) -> RequestSeen {
+        RequestSeen {
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+            session_device_id: None,
+        }
+    }
+
     /// What an event records of it, for a request made from `device_id`.
     pub fn for_session(self, device_id: Uuid) -> RequestSeen {
         RequestSeen {

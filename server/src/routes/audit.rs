@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::RequestSeen;
 use clinicdesk_protocol::merkle::{ConsistencyEvidence, InclusionEvidence, SignedCheckpoint};
 use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt, AuditUpload};
 use serde::Deserialize;
@@ -28,12 +27,7 @@ pub async fn upload(
     Body(upload): Body<AuditUpload>,
 ) -> Result<Json<AuditReceipt>, ServerError> {
     // No session: the events' signatures authenticate the upload.
-    let seen = RequestSeen {
-        client_ip: seen.client_ip,
-        user_agent: seen.user_agent,
-        session_device_id: None,
-    };
-    let receipt = ingest::ingest(&state, &upload, &seen).await?;
+    let receipt = ingest::ingest(&state, &upload, &seen.without_session()).await?;
     crate::device_registry::seen(&state.store, upload.device_id, state.clock.now_ms(), None)
         .await?;
     Ok(Json(receipt))

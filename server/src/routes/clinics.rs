@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::RequestSeen;
 use clinicdesk_protocol::wire::{ClinicProvisioned, NewClinic};
 
 use super::Body;
@@ -28,12 +27,7 @@ pub async fn provision(
     seen: Seen,
     Body(new): Body<NewClinic>,
 ) -> Result<(StatusCode, Json<ClinicProvisioned>), ServerError> {
-    let seen = RequestSeen {
-        client_ip: seen.client_ip,
-        user_agent: seen.user_agent,
-        session_device_id: None,
-    };
-    let (done, created) = provisioning::provision(&state, &new, seen).await?;
+    let (done, created) = provisioning::provision(&state, &new, seen.without_session()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -4,7 +4,7 @@
 use clinicdesk_protocol::audit::Hash32;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{AppointmentList, Patient};
-use clinicdesk_server::store::Backend;
+use clinicdesk_server::store::{Backend, Store, StoreLocation};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -389,18 +389,14 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
         }
         // This connection no longer works as the application role: drop it from the pool.
         drop(conn.detach());
-        // The owner, by contrast, could have (what the harness's operator view connects as).
-        let owner = sqlx::AnyPool::connect(&server.database.as_ref().unwrap().owner)
-            .await
-            .unwrap();
-        let reachable: bool = sqlx::query_scalar(
-            "SELECT pg_has_role(session_user, tableowner, 'USAGE') FROM pg_tables
-             WHERE tablename = 'audit_events'",
-        )
-        .fetch_one(&owner)
+        // A server that logs in as the owner, by contrast, could have: the check that warns
+        // at start tells the two apart.
+        let as_owner = Store::open(&StoreLocation::postgres_as_owner(
+            &server.database.as_ref().unwrap().owner,
+        ))
         .await
         .unwrap();
-        assert!(reachable);
+        assert!(as_owner.owner_reachable().await.unwrap());
     }
 }
 
