@@ -361,6 +361,21 @@ mod tests {
         }
     }
 
+    /// Recorded routes only read: the server writes a recorded request's session last-seen
+    /// time after its handler, with its event, which is only sound for a read.
+    #[test]
+    fn recorded_routes_are_reads() {
+        for r in ROUTES {
+            if r.phi.is_some() || r.trail.is_some() {
+                assert_eq!(
+                    r.method, "GET",
+                    "{} {} is recorded but writes",
+                    r.method, r.path
+                );
+            }
+        }
+    }
+
     /// Every read of the audit trail (and of the break-glass queue, with its reasons) is
     /// itself recorded.
     #[test]

@@ -29,6 +29,8 @@ pub struct AppState {
     pub escrow: Arc<SealKey>,
     /// WebAuthn relying party (origin `https://localhost` unless configured).
     pub relying_party: Arc<RelyingParty>,
+    /// Where each clinic's server chain and log ended at this process's last event.
+    pub chain_tips: Arc<crate::audit::server_chain::Tips>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             seal,
             escrow,
             relying_party,
+            chain_tips: Arc::default(),
         })
     }
 

@@ -5,6 +5,9 @@
 //! Handlers take [`Authenticated`], which hands out the [`ClinicScope`] that every
 //! store method for clinic data demands; nothing outside this module can make one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -135,31 +138,95 @@ pub async fn authorize(
         }
         Access::AnySession => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
+            SessionTouch::new(&principal, &state)
+                .write_unless_written(&state)
+                .await?;
             request.extensions_mut().insert(principal);
         }
         Access::Session(permission) => {
             let principal = session_principal(&state, bearer_token_hash(&request)?).await?;
-            if let Err(refused) = require(&principal, permission) {
-                // Who tried to read PHI or the audit trail without the role for it is
-                // part of the trail.
-                let recorded = rule.phi.or(rule.trail.map(|action| PhiAccess {
-                    action,
-                    resource_type: "AuditTrail",
-                }));
-                if let Some(phi) = recorded {
+            let touch = SessionTouch::new(&principal, &state);
+            // Who tried to read PHI or the audit trail, with or without the role for it, is
+            // part of the trail.
+            let Some(recorded) = rule.phi.or(rule.trail.map(|action| PhiAccess {
+                action,
+                resource_type: "AuditTrail",
+            })) else {
+                touch.write_unless_written(&state).await?;
+                require(&principal, permission)?;
+                request.extensions_mut().insert(principal);
+                return Ok(next.run(request).await);
+            };
+            // A recorded route is a read (the policy table's tests hold it to that), so its
+            // session's last-seen time can be written after the handler: by the recorder,
+            // with the request's event, or else (a refusal, a failed audit write, no
+            // recorder) here.
+            let response = match require(&principal, permission) {
+                Err(refused) => {
                     let seen = crate::audit::access::seen_of(&request, &principal);
                     let requested = crate::audit::access::requested_target(request.uri(), false);
                     crate::audit::access::record_refusal(
-                        &state, &principal, phi, &path, requested, seen,
+                        &state, &principal, recorded, &path, requested, seen,
                     )
                     .await;
+                    Err(refused)
                 }
-                return Err(refused);
-            }
-            request.extensions_mut().insert(principal);
+                Ok(()) => {
+                    request.extensions_mut().insert(principal);
+                    request.extensions_mut().insert(touch.clone());
+                    Ok(next.run(request).await)
+                }
+            };
+            touch.write_unless_written(&state).await?;
+            return response;
         }
     }
     Ok(next.run(request).await)
+}
+
+/// A session's last-seen time, for a request whose audit event is recorded: written in the
+/// same transaction as that event ([`crate::audit::server_chain::record_with`]), so an
+/// audited read commits once, not twice; or by [`authorize`] once the handler is done, if
+/// nothing wrote it.
+#[derive(Debug, Clone)]
+pub struct SessionTouch {
+    token_hash: String,
+    at_ms: i64,
+    written: Arc<AtomicBool>,
+}
+
+impl SessionTouch {
+    fn new(principal: &Principal, state: &AppState) -> Self {
+        Self {
+            token_hash: principal.token_hash.clone(),
+            at_ms: state.clock.now_ms(),
+            written: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The write, for a transaction to carry.
+    pub(crate) fn statement(&self) -> crate::sql::Statement {
+        let mut st = crate::sql::Statement::new("UPDATE sessions SET last_seen_at_ms = ");
+        st.bind(self.at_ms)
+            .push(" WHERE token_hash = ")
+            .bind(self.token_hash.as_str());
+        st
+    }
+
+    /// Says that a committed transaction carried the write.
+    pub(crate) fn mark_written(&self) {
+        self.written.store(true, Ordering::Release);
+    }
+
+    async fn write_unless_written(&self, state: &AppState) -> Result<(), ServerError> {
+        if !self.written.load(Ordering::Acquire) {
+            state
+                .store
+                .touch_session(&self.token_hash, self.at_ms)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// A request made with a live operator token (`Access::Operator`).
@@ -235,7 +302,6 @@ async fn session_principal(state: &AppState, token_hash: String) -> Result<Princ
         state.store.revoke_session(&token_hash, now).await?;
         return Err(ServerError::SessionExpired);
     }
-    state.store.touch_session(&token_hash, now).await?;
     Ok(Principal {
         user: session.user,
         device_id: session.device_id,

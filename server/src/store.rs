@@ -137,12 +137,27 @@ pub struct Store {
 pub struct WriteTx {
     // Declared first, so it is dropped (rolled back) before the turn is given up.
     tx: Transaction<'static, Any>,
+    backend: Backend,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    /// Makes this transaction the only writer of the clinic's audit chains and log until it
+    /// ends. On SQLite it already is (it began `IMMEDIATE`); on PostgreSQL this takes the
+    /// clinic row's lock ([`crate::audit::log::lock_clinic`]).
+    pub async fn lock_clinic(&mut self, clinic: Uuid) -> Result<(), ServerError> {
+        match self.backend {
+            Backend::Sqlite => Ok(()),
+            Backend::Postgres => crate::audit::log::lock_clinic(&mut self.tx, clinic).await,
+        }
     }
 }
 
@@ -337,13 +352,21 @@ impl Store {
     /// file locked sleeps in growing steps (up to 100 ms) before it looks again, so under
     /// load most of the time went to sleeping; here they queue in this process instead,
     /// first come first served. PostgreSQL needs no turn (row locks order writers there).
+    ///
+    /// On SQLite the transaction begins `IMMEDIATE`: it holds the file's write lock from
+    /// its first statement, so other processes' writers (a `seed` beside the server) wait
+    /// for it in the busy handler, and nothing it reads can go stale before it writes.
     pub async fn begin_write(&self) -> Result<WriteTx, ServerError> {
-        let turn = match self.backend {
-            Backend::Sqlite => Some(Arc::clone(&self.writer).lock_owned().await),
-            Backend::Postgres => None,
+        let (turn, tx) = match self.backend {
+            Backend::Sqlite => (
+                Some(Arc::clone(&self.writer).lock_owned().await),
+                self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            ),
+            Backend::Postgres => (None, self.pool.begin().await?),
         };
         Ok(WriteTx {
-            tx: self.pool.begin().await?,
+            tx,
+            backend: self.backend,
             _turn: turn,
         })
     }

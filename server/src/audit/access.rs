@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::server_chain::{self, ServerEvent};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Principal, SessionTouch};
 use crate::error::ServerError;
 
 /// Longest `User-Agent` kept in an event; the rest is cut (at a character boundary).
@@ -205,6 +205,7 @@ pub async fn record_phi_access(
         return ServerError::Internal("PHI route without a peer").into_response();
     };
     let requested = requested_target(request.uri(), false);
+    let touch = request.extensions().get::<SessionTouch>().cloned();
 
     let mut response = next.run(request).await;
 
@@ -257,7 +258,7 @@ pub async fn record_phi_access(
         })
         .collect();
     let scope = crate::auth::ClinicScope::of_principal(&principal);
-    match server_chain::record(&state, &scope, events).await {
+    match server_chain::record_with(&state, &scope, events, touch.as_ref()).await {
         Ok(()) => response,
         Err(e) => {
             tracing::error!(error = %e, route = path.as_str(), "audit write failed; PHI withheld");
@@ -342,6 +343,7 @@ async fn record_trail_read(
         return ServerError::Internal("trail route without a peer").into_response();
     };
     let target = requested_target(request.uri(), true);
+    let touch = request.extensions().get::<SessionTouch>().cloned();
     let response = next.run(request).await;
     let outcome = match response.status().as_u16() {
         200..=299 => Outcome::Success,
@@ -364,7 +366,7 @@ async fn record_trail_read(
         request: seen,
     };
     let scope = crate::auth::ClinicScope::of_principal(&principal);
-    match server_chain::record(state, &scope, vec![event]).await {
+    match server_chain::record_with(state, &scope, vec![event], touch.as_ref()).await {
         Ok(()) => response,
         Err(e) => {
             tracing::error!(error = %e, route = path.as_str(), "audit write failed; trail withheld");

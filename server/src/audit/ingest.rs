@@ -23,7 +23,7 @@ use super::server_chain::{self, ServerEvent};
 use crate::app::AppState;
 use crate::auth::{ClinicScope, verify_device_batch};
 use crate::error::ServerError;
-use crate::sql::{Value, insert_rows};
+use crate::sql::{Statement, Value, insert_rows};
 use crate::store::Backend;
 
 /// Most events accepted in one upload.
@@ -102,19 +102,21 @@ pub(super) fn event_row(
     ])
 }
 
-/// Stores verified events (rows from [`event_row`]), a hundred per statement.
-pub(super) async fn insert_events(
-    conn: &mut AnyConnection,
-    rows: Vec<Vec<Value>>,
-) -> Result<(), ServerError> {
-    let statements = insert_rows(
+/// The statements that store verified events (rows from [`event_row`]), a hundred rows
+/// each.
+pub(super) fn event_inserts(rows: Vec<Vec<Value>>) -> Vec<Statement> {
+    insert_rows(
         "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
            action, occurred_at_ms, event_json, hash, signature, received_at_ms) VALUES ",
         "",
         rows,
-    );
+    )
+}
+
+/// Stores verified events (rows from [`event_row`]).
+async fn insert_events(conn: &mut AnyConnection, rows: Vec<Vec<Value>>) -> Result<(), ServerError> {
     let backend = Backend::of(conn);
-    for statement in statements {
+    for statement in event_inserts(rows) {
         statement
             .query_for(backend)
             .execute(&mut *conn)
@@ -274,28 +276,47 @@ pub(crate) async fn advance_head(
 
 /// Stores a chain's head: its highest contiguous sequence and that event's hash, and the
 /// highest sequence stored (which never goes down).
-pub(crate) async fn set_head(
+async fn set_head(
     conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    device: Uuid,
+    head: (u64, Hash32),
+    max_seq: u64,
+) -> Result<(), ServerError> {
+    head_upsert(scope, device, head, max_seq)?
+        .query()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The statement of [`set_head`].
+pub(super) fn head_upsert(
     scope: &ClinicScope,
     device: Uuid,
     (seq, hash): (u64, Hash32),
     max_seq: u64,
-) -> Result<(), ServerError> {
-    sqlx::query(
+) -> Result<Statement, ServerError> {
+    let mut st = Statement::new(
         "INSERT INTO audit_device_heads (device_id, clinic_id, contiguous_seq, contiguous_hash, max_seq)
-         VALUES ($1, $2, $3, $4, $5)
+         VALUES (",
+    );
+    st.bind(device.to_string())
+        .push(", ")
+        .bind(scope.clinic_id().to_string())
+        .push(", ")
+        .bind(seq_i64(seq)?)
+        .push(", ")
+        .bind(hash.to_hex())
+        .push(", ")
+        .bind(seq_i64(max_seq)?)
+        .push(
+            ")
          ON CONFLICT (device_id) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
            contiguous_hash = excluded.contiguous_hash, max_seq = CASE WHEN excluded.max_seq > audit_device_heads.max_seq
                           THEN excluded.max_seq ELSE audit_device_heads.max_seq END",
-    )
-    .bind(device.to_string())
-    .bind(scope.clinic_id().to_string())
-    .bind(seq_i64(seq)?)
-    .bind(hash.to_hex())
-    .bind(seq_i64(max_seq)?)
-    .execute(conn)
-    .await?;
-    Ok(())
+        );
+    Ok(st)
 }
 
 /// Authenticates, stores and logs one upload, and signs the receipt.
@@ -329,11 +350,7 @@ pub async fn ingest(
     let now = state.clock.now_ms();
     let clinic = scope.clinic_id();
     let mut tx = state.store.begin_write().await?;
-    // Take SQLite's write lock first, so concurrent batches queue instead of failing.
-    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
-        .bind(clinic.to_string())
-        .execute(&mut *tx)
-        .await?;
+    tx.lock_clinic(clinic).await?;
 
     // What is stored of this chain, so the common case (appending past everything stored)
     // needs no lookups: nothing exists at or after `max_seq + 1`, and the link to the

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::key::AuditKey;
 use crate::error::ServerError;
-use crate::sql::{Value, insert_rows};
+use crate::sql::{Script, Statement, Value, insert_rows};
 
 fn to_i64(v: u64) -> Result<i64, ServerError> {
     i64::try_from(v).map_err(|_| ServerError::Internal("log index overflow"))
@@ -103,8 +103,21 @@ pub async fn append(
     events: &[(Uuid, Hash32)],
 ) -> Result<Frontier, ServerError> {
     let mut tree = frontier(&mut *conn, clinic).await?;
+    let mut script = Script::default();
+    script.extend(grow(&mut tree, clinic, events)?);
+    script.execute(conn).await?;
+    Ok(tree)
+}
+
+/// Grows `tree` by events (id, hash) in memory and answers the statements that store the
+/// new leaves and nodes, a hundred rows per statement. If `tree` is not the stored log's
+/// frontier, they fail on its keys (a leaf's index is taken) rather than store a fork.
+pub(crate) fn grow(
+    tree: &mut Frontier,
+    clinic: Uuid,
+    events: &[(Uuid, Hash32)],
+) -> Result<Vec<Statement>, ServerError> {
     let clinic_s = clinic.to_string();
-    // The new rows are computed in memory and written a hundred per statement.
     let mut leaves = Vec::with_capacity(events.len());
     let mut nodes = Vec::with_capacity(events.len() * 2);
     for (event_id, event_hash) in events {
@@ -122,7 +135,7 @@ pub async fn append(
             ]);
         }
     }
-    let statements = insert_rows(
+    Ok(insert_rows(
         "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ",
         "",
         leaves,
@@ -132,12 +145,8 @@ pub async fn append(
         "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ",
         "",
         nodes,
-    ));
-    let backend = crate::store::Backend::of(conn);
-    for statement in statements {
-        statement.query_for(backend).execute(&mut *conn).await?;
-    }
-    Ok(tree)
+    ))
+    .collect())
 }
 
 fn checkpoint_of(row: &sqlx::any::AnyRow, clinic: Uuid) -> Result<SignedCheckpoint, ServerError> {

@@ -2,19 +2,23 @@
 //! key and stored, chained and logged exactly like a workstation's, so `audit verify`, search
 //! and proofs treat both alike. The chain's id is a `devices` row of kind `server`.
 
+use std::collections::HashMap;
+
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, Recorder, RequestSeen, SignedAuditEvent,
 };
+use clinicdesk_protocol::merkle::Frontier;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::UserInfo;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::ingest::{event_row, insert_events, set_head};
+use super::ingest::{event_inserts, event_row, head_upsert};
 use super::log;
 use crate::app::AppState;
-use crate::auth::ClinicScope;
+use crate::auth::{ClinicScope, SessionTouch};
 use crate::error::ServerError;
+use crate::sql::Script;
 
 /// One event for the server to record, before its chain position and signature.
 #[derive(Debug, Clone)]
@@ -85,6 +89,47 @@ async fn chain_id(
     Ok(id)
 }
 
+/// Where a clinic's server chain and Merkle log end.
+#[derive(Debug, Clone)]
+struct Tip {
+    chain: Uuid,
+    seq: u64,
+    hash: Hash32,
+    log: Frontier,
+}
+
+/// The tips this process last committed, per clinic, so that [`record`] (one event per
+/// PHI read) writes without first reading the chain's head and the log's frontier: three
+/// round trips through the driver fewer. A tip is only a guess. If another writer (an
+/// upload, an event recorded in another transaction, another server process) has moved
+/// the chain or the log on since, the new event's (chain, sequence) or its leaf's index is
+/// already taken, the write fails on that unique key, and `record` reads the tip and tries
+/// once more. A tip is kept only after its transaction commits, and the stored chain and
+/// log only grow, so a guess is never ahead of them and can never store a fork.
+#[derive(Debug, Default)]
+pub struct Tips(std::sync::Mutex<HashMap<Uuid, Tip>>);
+
+impl Tips {
+    fn guard(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Tip>> {
+        // A panic elsewhere cannot leave a wrong guess behind, only a stale one.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, clinic: Uuid) -> Option<Tip> {
+        self.guard().get(&clinic).cloned()
+    }
+
+    fn keep(&self, clinic: Uuid, tip: Tip) {
+        self.guard().insert(clinic, tip);
+    }
+
+    fn forget(&self, clinic: Uuid) {
+        self.guard().remove(&clinic);
+    }
+}
+
 /// Signs and stores `events` as the next links of the clinic's server chain and leaves of
 /// its log, in one transaction: either all are recorded or the caller gets an error.
 pub async fn record(
@@ -92,13 +137,66 @@ pub async fn record(
     scope: &ClinicScope,
     events: Vec<ServerEvent>,
 ) -> Result<(), ServerError> {
+    record_with(state, scope, events, None).await
+}
+
+/// [`record`], writing the session's last-seen time in the same transaction (a PHI read's
+/// only other write): one durable commit per audited request instead of two. The touch is
+/// marked written only once that transaction commits.
+pub async fn record_with(
+    state: &AppState,
+    scope: &ClinicScope,
+    events: Vec<ServerEvent>,
+    touch: Option<&SessionTouch>,
+) -> Result<(), ServerError> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut tx = state.store.begin_write().await?;
-    record_in(&mut tx, state, scope, events).await?;
-    tx.commit().await?;
+    let clinic = scope.clinic_id();
+    let guess = state.chain_tips.get(clinic);
+    let guessed = guess.is_some();
+    let tip = match record_once(state, scope, &events, guess, touch).await {
+        Ok(tip) => tip,
+        Err(e) if guessed => {
+            tracing::debug!(error = %e, "server chain tip was stale; reading it");
+            state.chain_tips.forget(clinic);
+            record_once(state, scope, &events, None, touch).await?
+        }
+        Err(e) => return Err(e),
+    };
+    state.chain_tips.keep(clinic, tip);
+    if let Some(touch) = touch {
+        touch.mark_written();
+    }
     Ok(())
+}
+
+/// One attempt of [`record_with`], from the guessed tip or, without one, the stored one.
+async fn record_once(
+    state: &AppState,
+    scope: &ClinicScope,
+    events: &[ServerEvent],
+    guess: Option<Tip>,
+    touch: Option<&SessionTouch>,
+) -> Result<Tip, ServerError> {
+    let mut tx = state.store.begin_write().await?;
+    tx.lock_clinic(scope.clinic_id()).await?;
+    let now = state.clock.now_ms();
+    let tip = match guess {
+        Some(tip) => tip,
+        None => stored_tip(&mut tx, scope, now).await?,
+    };
+    let (mut script, _, tip) = append(state, scope, tip, events.to_vec(), now)?;
+    if let Some(touch) = touch {
+        script.push(touch.statement());
+    }
+    if let Err(e) = script.execute(&mut tx).await {
+        // Now, not on drop: the retry must not wait for this transaction's write lock.
+        tx.rollback().await?;
+        return Err(e.into());
+    }
+    tx.commit().await?;
+    Ok(tip)
 }
 
 /// [`record`] inside the caller's transaction, for changes that must not happen without
@@ -110,18 +208,32 @@ pub async fn record_in(
     scope: &ClinicScope,
     events: Vec<ServerEvent>,
 ) -> Result<Vec<Uuid>, ServerError> {
-    let clinic = scope.clinic_id();
-    log::lock_clinic(&mut *tx, clinic).await?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    log::lock_clinic(&mut *tx, scope.clinic_id()).await?;
     let now = state.clock.now_ms();
-    let chain = chain_id(&mut *tx, scope, now).await?;
+    let tip = stored_tip(&mut *tx, scope, now).await?;
+    let (script, ids, _) = append(state, scope, tip, events, now)?;
+    script.execute(&mut *tx).await?;
+    Ok(ids)
+}
+
+/// The clinic's tip as stored. Call with the clinic locked.
+async fn stored_tip(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    now_ms: i64,
+) -> Result<Tip, ServerError> {
+    let chain = chain_id(&mut *conn, scope, now_ms).await?;
     // The server chain never has gaps, so its head is its tip.
     let head = sqlx::query(
         "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = $1",
     )
     .bind(chain.to_string())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    let (mut seq, mut prev_hash) = match head {
+    let (seq, hash) = match head {
         Some(r) => (
             u64::try_from(r.get::<i64, _>(0))
                 .map_err(|_| ServerError::Internal("stored head malformed"))?,
@@ -130,18 +242,37 @@ pub async fn record_in(
         ),
         None => (0, Hash32::GENESIS),
     };
+    let log = log::frontier(&mut *conn, scope.clinic_id()).await?;
+    Ok(Tip {
+        chain,
+        seq,
+        hash,
+        log,
+    })
+}
+
+/// Signs `events` as the next links of the chain at `tip` and leaves of its log. Answers
+/// the statements that store them, their ids, and the tip after them; nothing is written.
+fn append(
+    state: &AppState,
+    scope: &ClinicScope,
+    mut tip: Tip,
+    events: Vec<ServerEvent>,
+    now: i64,
+) -> Result<(Script, Vec<Uuid>, Tip), ServerError> {
+    let clinic = scope.clinic_id();
     let mut logged = Vec::with_capacity(events.len());
     let mut rows = Vec::with_capacity(events.len());
     for draft in events {
-        seq += 1;
+        tip.seq += 1;
         let event = AuditEvent {
             id: Uuid::now_v7(),
             clinic_id: clinic,
             actor_user_id: draft.actor_user_id,
             actor_role: draft.actor_role,
             recorded_by: Recorder::Server,
-            device_id: chain,
-            device_seq: seq,
+            device_id: tip.chain,
+            device_seq: tip.seq,
             action: draft.action,
             resource_type: draft.resource_type,
             resource_id: draft.resource_id,
@@ -153,7 +284,7 @@ pub async fn record_in(
             route: draft.route,
             break_glass: draft.break_glass,
             request: Some(draft.request),
-            prev_hash,
+            prev_hash: tip.hash,
         };
         let hash = event.hash();
         let signed = SignedAuditEvent {
@@ -162,11 +293,14 @@ pub async fn record_in(
         };
         rows.push(event_row(scope, &signed, &hash, now)?);
         logged.push((signed.event.id, hash));
-        prev_hash = hash;
+        tip.hash = hash;
     }
-    insert_events(&mut *tx, rows).await?;
-    log::append(&mut *tx, clinic, &logged).await?;
-    // No gaps: the last event recorded is the head.
-    set_head(&mut *tx, scope, chain, (seq, prev_hash), seq).await?;
-    Ok(logged.into_iter().map(|(id, _)| id).collect())
+    let mut script = Script::default();
+    // The events first: a stale tip fails on their (chain, sequence) before anything else.
+    script
+        .extend(event_inserts(rows))
+        .extend(log::grow(&mut tip.log, clinic, &logged)?)
+        // No gaps: the last event recorded is the head.
+        .push(head_upsert(scope, tip.chain, (tip.seq, tip.hash), tip.seq)?);
+    Ok((script, logged.into_iter().map(|(id, _)| id).collect(), tip))
 }

@@ -542,3 +542,78 @@ async fn an_event_of_another_device_or_an_unknown_device_or_an_empty_batch_is_re
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("events")));
 }
+
+/// The events of PHI reads stay one gapless server chain and one log while uploads and a
+/// second instance on the same database move both on between them: each instance writes
+/// from the tip it last committed, and a stale tip is read again, never forked. The
+/// session's last-seen time rides in the read's own transaction.
+#[tokio::test]
+async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_between() {
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let SignedIn { device, login, .. } = a.signed_in(0x71B5, "clinician").await;
+    let clinic = device.clinic_id;
+    let token = &login.session_token;
+    let (status, body) = a.get("/v1/appointments", token).await;
+    assert_eq!(status, 200, "{body}");
+    let patient = body["appointments"][0]["patient_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/patients/{patient}");
+    let uploads = chain(&device, login.user.user_id, 8);
+    for round in uploads.chunks(2) {
+        assert_eq!(a.get(&path, token).await.0, 200);
+        upload(&a, &device, &round.iter().collect::<Vec<_>>()).await;
+        assert_eq!(a.get(&path, token).await.0, 200);
+        a.clock.advance_ms(1_000);
+        assert_eq!(b.get(&path, token).await.0, 200);
+    }
+
+    let chain_id: String =
+        sqlx::query_scalar("SELECT id FROM devices WHERE clinic_id = $1 AND kind = 'server'")
+            .bind(clinic.to_string())
+            .fetch_one(a.store.pool())
+            .await
+            .unwrap();
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT device_seq FROM audit_events WHERE device_id = $1 ORDER BY device_seq",
+    )
+    .bind(&chain_id)
+    .fetch_all(a.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        seqs,
+        (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>()
+    );
+    let reads: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE device_id = $1 AND patient_id = $2",
+    )
+    .bind(&chain_id)
+    .bind(&patient)
+    .fetch_one(a.store.pool())
+    .await
+    .unwrap();
+    // The schedule's line about the patient, then every read exactly once.
+    assert_eq!(reads, 1 + 12);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE clinic_id = $1")
+        .bind(clinic.to_string())
+        .fetch_one(a.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(leaves(&a, clinic).await, u64::try_from(stored).unwrap());
+    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let report = verify_all(a.store.pool(), &key, &[]).await.unwrap();
+    assert_eq!(report.events, u64::try_from(stored).unwrap());
+
+    let last_seen: i64 = sqlx::query_scalar(
+        "SELECT last_seen_at_ms FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(login.user.user_id.to_string())
+    .fetch_one(a.store.pool())
+    .await
+    .unwrap();
+    let now = clinicdesk_server::clock::Clock::now_ms(&a.clock);
+    assert_eq!(last_seen, now, "the last read touched the session");
+}
