@@ -116,6 +116,16 @@ impl Script {
         self
     }
 
+    /// The same statements between `begin` and `COMMIT`.
+    pub(crate) fn in_transaction(self, begin: &str) -> Script {
+        let mut whole = Script::default();
+        whole
+            .push(Statement::new(begin))
+            .extend(self.statements)
+            .push(Statement::new("COMMIT"));
+        whole
+    }
+
     /// The statements as one, for SQLite.
     fn joined(self) -> Statement {
         let mut joined = Statement::default();

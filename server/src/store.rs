@@ -13,12 +13,14 @@ use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
 use uuid::Uuid;
 
 use crate::auth::ClinicScope;
 use crate::error::ServerError;
+use crate::sql::Script;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -172,6 +174,28 @@ impl std::ops::Deref for WriteTx {
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+}
+
+/// A pooled SQLite connection that may be inside a transaction sqlx does not know of (one a
+/// script began with its own `BEGIN`). Unless released once that transaction has ended,
+/// dropping it (an error, a cancelled request) closes the connection instead of returning
+/// it to the pool: SQLite then rolls the transaction back, and no later user of the pool
+/// finds itself inside it.
+struct OwnTransaction(Option<PoolConnection<Any>>);
+
+impl OwnTransaction {
+    /// Back to the pool: the transaction has ended.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for OwnTransaction {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
     }
 }
 
@@ -369,6 +393,44 @@ impl Store {
             backend: self.backend,
             _turn: turn,
         })
+    }
+
+    /// Runs `script` as one transaction that holds the clinic's audit lock, for a write
+    /// that needs nothing read first (a server event written from a known tip). On SQLite,
+    /// in the write turn and in one round through the driver: `BEGIN IMMEDIATE`, the
+    /// statements and `COMMIT` as one text, where a transaction begun and committed by
+    /// `Transaction` costs two rounds more. On PostgreSQL, in a transaction that first
+    /// takes the clinic row's lock.
+    pub(crate) async fn write_locked(
+        &self,
+        clinic: Uuid,
+        script: Script,
+    ) -> Result<(), ServerError> {
+        match self.backend {
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                tx.lock_clinic(clinic).await?;
+                script.execute(&mut tx).await?;
+                tx.commit().await?;
+            }
+            Backend::Sqlite => {
+                let _turn = self.writer.lock().await;
+                let mut own = OwnTransaction(Some(self.pool.acquire().await?));
+                let Some(conn) = own.0.as_mut() else {
+                    return Err(ServerError::Internal("connection missing"));
+                };
+                if let Err(e) = script.in_transaction("BEGIN IMMEDIATE").execute(conn).await {
+                    // A statement failed and the transaction is still open: end it here, or
+                    // (if even that fails) let the guard close the connection.
+                    if sqlx::query("ROLLBACK").execute(&mut **conn).await.is_ok() {
+                        own.release();
+                    }
+                    return Err(e.into());
+                }
+                own.release();
+            }
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {
@@ -1018,6 +1080,70 @@ mod tests {
             problems: vec![],
             medications: vec![],
         }
+    }
+
+    fn insert(a: i64) -> Script {
+        let mut st = crate::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
+        st.bind(a).push(")");
+        let mut script = Script::default();
+        script.push(st);
+        script
+    }
+
+    async fn stored(store: &Store) -> Vec<i64> {
+        sqlx::query_scalar("SELECT a FROM scratch ORDER BY a")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// A transaction that a script begins itself (`write_locked` on SQLite) is all or
+    /// nothing, and neither a failed statement nor a request dropped at any point leaves a
+    /// pooled connection inside it: every later write still gets the write lock at once.
+    #[tokio::test]
+    async fn a_scripts_own_transaction_is_whole_and_never_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Embedded(dir.path().join("t.db")))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE scratch (a INTEGER PRIMARY KEY)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let clinic = Uuid::from_u128(1);
+        store.write_locked(clinic, insert(1)).await.unwrap();
+        // The second statement fails on the key: the first is rolled back with it.
+        let mut failing = insert(2);
+        failing.extend([{
+            let mut st = crate::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
+            st.bind(1_i64).push(")");
+            st
+        }]);
+        assert!(store.write_locked(clinic, failing).await.is_err());
+        assert_eq!(stored(&store).await, [1]);
+
+        // Failing scripts dropped after ever longer waits: some before they start, some in
+        // their rollback, some after. A connection left inside its transaction would hold
+        // the write lock, and the writes below would wait out the busy timeout and fail.
+        for wait_us in (0..300).map(|i| i * 3) {
+            let mut failing = insert(2);
+            failing.extend([{
+                let mut st = crate::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
+                st.bind(1_i64).push(")");
+                st
+            }]);
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_micros(wait_us),
+                store.write_locked(clinic, failing),
+            )
+            .await;
+        }
+        for a in 10..26 {
+            store.write_locked(clinic, insert(a)).await.unwrap();
+        }
+        let mut expected = vec![1];
+        expected.extend(10..26);
+        assert_eq!(stored(&store).await, expected);
     }
 
     /// The second wall: on PostgreSQL a query that forgets its clinic filter still sees only

@@ -179,22 +179,27 @@ async fn record_once(
     guess: Option<Tip>,
     touch: Option<&SessionTouch>,
 ) -> Result<Tip, ServerError> {
+    let now = state.clock.now_ms();
+    let touched = |mut script: Script| {
+        if let Some(touch) = touch {
+            script.push(touch.statement());
+        }
+        script
+    };
+    if let Some(tip) = guess {
+        // Nothing to read: the whole transaction is one script.
+        let (script, _, tip) = append(state, scope, tip, events.to_vec(), now)?;
+        state
+            .store
+            .write_locked(scope.clinic_id(), touched(script))
+            .await?;
+        return Ok(tip);
+    }
     let mut tx = state.store.begin_write().await?;
     tx.lock_clinic(scope.clinic_id()).await?;
-    let now = state.clock.now_ms();
-    let tip = match guess {
-        Some(tip) => tip,
-        None => stored_tip(&mut tx, scope, now).await?,
-    };
-    let (mut script, _, tip) = append(state, scope, tip, events.to_vec(), now)?;
-    if let Some(touch) = touch {
-        script.push(touch.statement());
-    }
-    if let Err(e) = script.execute(&mut tx).await {
-        // Now, not on drop: the retry must not wait for this transaction's write lock.
-        tx.rollback().await?;
-        return Err(e.into());
-    }
+    let tip = stored_tip(&mut tx, scope, now).await?;
+    let (script, _, tip) = append(state, scope, tip, events.to_vec(), now)?;
+    touched(script).execute(&mut tx).await?;
     tx.commit().await?;
     Ok(tip)
 }
