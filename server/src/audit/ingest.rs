@@ -23,8 +23,7 @@ use super::server_chain::{self, ServerEvent};
 use crate::app::AppState;
 use crate::auth::{ClinicScope, verify_device_batch};
 use crate::error::ServerError;
-use crate::sql::{Statement, Value, insert_rows};
-use crate::store::Backend;
+use crate::sql::{Script, Statement, Value, insert_rows};
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
@@ -111,25 +110,6 @@ pub(super) fn event_inserts(rows: Vec<Vec<Value>>) -> Vec<Statement> {
         "",
         rows,
     )
-}
-
-/// Stores verified events (rows from [`event_row`]).
-async fn insert_events(conn: &mut AnyConnection, rows: Vec<Vec<Value>>) -> Result<(), ServerError> {
-    let backend = Backend::of(conn);
-    for statement in event_inserts(rows) {
-        statement
-            .query_for(backend)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| match e {
-                // The same event id under another sequence: a replay in disguise.
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    ServerError::Conflict { field: "id" }
-                }
-                e => e.into(),
-            })?;
-    }
-    Ok(())
 }
 
 /// Why the log refused a signed event.
@@ -361,7 +341,7 @@ pub async fn ingest(
     .bind(device.id.to_string())
     .fetch_optional(&mut *tx)
     .await?;
-    let (head_seq, head_hash, mut max_seq) = match head {
+    let (head_seq, head_hash, stored_max) = match head {
         Some(r) => (
             u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
             parse_hash(r.get::<&str, _>(1))?,
@@ -369,6 +349,7 @@ pub async fn ingest(
         ),
         None => (0, Hash32::GENESIS, 0),
     };
+    let mut max_seq = stored_max;
     let mut last_stored: Option<(u64, Hash32)> = None;
 
     let mut forked = Vec::new();
@@ -425,11 +406,38 @@ pub async fn ingest(
         last_stored = Some((seq, hash));
         max_seq = max_seq.max(seq);
     }
-    insert_events(&mut tx, rows).await?;
-    // The alerts' server events go into the log first; `append` then returns the whole tree.
+    // The alerts' server events go into the log first, then this batch's events.
     record_alerts(&mut tx, state, &scope, refused, seen).await?;
-    let tree = log::append(&mut tx, clinic, &fresh).await?;
-    let (contiguous_seq, contiguous_hash) = advance_head(&mut tx, &scope, device.id).await?;
+    let mut tree = log::frontier(&mut tx, clinic).await?;
+    let mut writes = Script::default();
+    writes
+        .extend(event_inserts(rows))
+        .extend(log::grow(&mut tree, clinic, &fresh)?);
+    // With nothing stored past the head before this batch, the new head follows from the
+    // batch alone; otherwise the stored events past it are read.
+    let head = (stored_max == head_seq).then(|| {
+        let (mut seq, mut hash) = (head_seq, head_hash);
+        while let Some((next, _)) = accepted.get(&(seq + 1)) {
+            seq += 1;
+            hash = *next;
+        }
+        (seq, hash)
+    });
+    if let Some(head) = head {
+        writes.push(head_upsert(&scope, device.id, head, max_seq)?);
+    }
+    writes.execute(&mut tx).await.map_err(|e| match e {
+        // An event id stored under another sequence: a replay in disguise. (The log's
+        // keys cannot clash: it was read under the clinic's lock.)
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            ServerError::Conflict { field: "id" }
+        }
+        e => e.into(),
+    })?;
+    let (contiguous_seq, contiguous_hash) = match head {
+        Some(head) => head,
+        None => advance_head(&mut tx, &scope, device.id).await?,
+    };
     let checkpoint = log::checkpoint(&mut tx, &state.audit_key, clinic, &tree, now).await?;
     let inclusion = if contiguous_seq == 0 {
         None
