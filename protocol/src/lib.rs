@@ -12,6 +12,8 @@ pub mod merkle;
 pub mod mfa;
 pub mod phi;
 pub mod policy;
+#[cfg(feature = "signatures")]
+pub mod signature;
 pub mod wire;
 
 pub use error::{ApiError, ErrorCode};

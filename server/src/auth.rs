@@ -12,10 +12,10 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use clinicdesk_protocol::audit::{Recorder, SignedAuditEvent};
+use clinicdesk_protocol::audit::{Recorder, SignedAuditEvent, from_hex};
 use clinicdesk_protocol::policy::{self, Access, Permission, PhiAccess};
+use clinicdesk_protocol::signature::{self, PublicKey};
 use clinicdesk_protocol::wire::UserInfo;
-use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -335,8 +335,8 @@ pub async fn verify_device_batch(
         return Err(ServerError::BadRequest { field: "events" });
     }
     let device = live_device(state, device_id).await?;
-    let key = VerifyingKey::from_bytes(&device.public_key)
-        .map_err(|_| ServerError::Internal("stored device key invalid"))?;
+    let key = PublicKey::from_bytes(&device.public_key)
+        .ok_or(ServerError::Internal("stored device key invalid"))?;
     for signed in events {
         let e = &signed.event;
         if e.device_id != device.id || e.clinic_id != device.clinic_id {
@@ -352,7 +352,16 @@ pub async fn verify_device_batch(
             return Err(ServerError::BadRequest { field: "request" });
         }
     }
-    verify_signatures(key, events.to_vec()).await?;
+    let signed = events
+        .iter()
+        .map(|e| {
+            from_hex(&e.signature)
+                .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                .map(|signature| (e.event.canonical_bytes(), signature))
+                .ok_or(ServerError::InvalidSignature { field: "signature" })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    verify_signatures(key, signed).await?;
     let scope = ClinicScope {
         clinic_id: device.clinic_id,
     };
@@ -362,49 +371,44 @@ pub async fn verify_device_batch(
 /// Below this many events one thread checks them all; above, the work is spread.
 const EVENTS_PER_THREAD: usize = 64;
 
-/// Checks every event's signature off the async workers (a full batch is tens of
-/// milliseconds of Ed25519), spread over the machine's cores.
+/// Checks every event's signature (canonical encoding, signature) off the async workers, a
+/// share per core, each share as one batch ([`signature::verify_batch`], about four times
+/// faster than one by one). One bad signature fails the whole upload.
 async fn verify_signatures(
-    key: VerifyingKey,
-    events: Vec<SignedAuditEvent>,
+    key: PublicKey,
+    signed: Vec<(Vec<u8>, [u8; 64])>,
 ) -> Result<(), ServerError> {
     let failed = || ServerError::Internal("signature check");
-    tokio::task::spawn_blocking(move || {
+    let valid = tokio::task::spawn_blocking(move || {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let threads = cores.min(events.len().div_ceil(EVENTS_PER_THREAD)).max(1);
-        if threads == 1 {
-            return events
-                .iter()
-                .try_for_each(|e| verify_event_signature(&key, e));
-        }
+        let threads = cores.min(signed.len().div_ceil(EVENTS_PER_THREAD)).max(1);
+        let share = signed.len().div_ceil(threads).max(1);
         let key = &key;
         std::thread::scope(|s| {
-            let workers: Vec<_> = events
-                .chunks(events.len().div_ceil(threads))
-                .map(|chunk| {
-                    s.spawn(move || {
-                        chunk
-                            .iter()
-                            .try_for_each(|e| verify_event_signature(key, e))
-                    })
-                })
+            let workers: Vec<_> = signed
+                .chunks(share)
+                .map(|chunk| s.spawn(move || verify_share(key, chunk)))
                 .collect();
-            workers
-                .into_iter()
-                .try_for_each(|w| w.join().map_err(|_| failed())?)
+            workers.into_iter().try_fold(true, |all, w| {
+                Ok::<_, ServerError>(w.join().map_err(|_| failed())?? && all)
+            })
         })
     })
     .await
-    .map_err(|_| failed())?
-}
-
-fn verify_event_signature(
-    key: &VerifyingKey,
-    signed: &SignedAuditEvent,
-) -> Result<(), ServerError> {
-    if crate::audit::key::verify_hex(key, &signed.event.canonical_bytes(), &signed.signature) {
+    .map_err(|_| failed())??;
+    if valid {
         Ok(())
     } else {
         Err(ServerError::InvalidSignature { field: "signature" })
     }
+}
+
+fn verify_share(key: &PublicKey, share: &[(Vec<u8>, [u8; 64])]) -> Result<bool, ServerError> {
+    // Each signature's coefficient is fresh OS randomness: a device cannot aim a forged
+    // signature at coefficients it does not know.
+    let mut coefficients = vec![0u8; share.len() * 16];
+    getrandom::fill(&mut coefficients)
+        .map_err(|_| ServerError::Internal("os random source failed"))?;
+    let signed: Vec<(&[u8], [u8; 64])> = share.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
+    Ok(signature::verify_batch(key, &signed, &coefficients))
 }

@@ -3,23 +3,19 @@
 //! signed by the same key for this clinic, and prove that the last contiguous event is
 //! in that checkpoint. A receipt that fails any of these changes nothing locally.
 
-use clinicdesk_protocol::audit::from_hex;
+use clinicdesk_protocol::signature::{PublicKey, verify_hex};
 use clinicdesk_protocol::wire::AuditReceipt;
-use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::device::Enrollment;
 use crate::error::AppError;
 
-fn signed_by(key: &VerifyingKey, bytes: &[u8], signature_hex: &str) -> bool {
-    from_hex(signature_hex)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .is_some_and(|b| key.verify_strict(bytes, &Signature::from_bytes(&b)).is_ok())
+/// Signed by `key`, by the audit format's signature rule.
+fn signed_by(key: &PublicKey, bytes: &[u8], signature_hex: &str) -> bool {
+    verify_hex(key, bytes, signature_hex)
 }
 
 pub fn check(receipt: &AuditReceipt, enrollment: &Enrollment) -> Result<(), AppError> {
-    let key = from_hex(&enrollment.audit_public_key)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+    let key = PublicKey::from_hex(&enrollment.audit_public_key)
         .ok_or(AppError::BadReceipt("pinned audit key"))?;
     if receipt.device_id != enrollment.device_id {
         return Err(AppError::BadReceipt("device_id"));

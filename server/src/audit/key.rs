@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use clinicdesk_protocol::audit::{from_hex, to_hex};
+use clinicdesk_protocol::signature::{self, PublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::key_file::{self, KeyFileError};
@@ -13,6 +14,7 @@ pub const KEY_FILE: &str = "audit-signing.key";
 
 pub struct AuditKey {
     signing: SigningKey,
+    public: PublicKey,
 }
 
 impl std::fmt::Debug for AuditKey {
@@ -25,44 +27,47 @@ impl AuditKey {
     /// Loads `DIR/audit-signing.key`, creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyFileError> {
         let seed = key_file::load_or_create(data_dir, KEY_FILE)?;
-        Ok(Self {
-            signing: SigningKey::from_bytes(&seed),
-        })
-    }
-
-    /// A key from a fixed seed: tests and the seeder's synthetic fixtures only.
-    pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self {
-            signing: SigningKey::from_bytes(&seed),
-        }
+        let signing = SigningKey::from_bytes(&seed);
+        // A key derived from a seed is never of low order; refuse rather than assume.
+        let public = PublicKey::from_bytes(signing.verifying_key().as_bytes()).ok_or(
+            KeyFileError::Malformed {
+                path: data_dir.join(KEY_FILE),
+            },
+        )?;
+        Ok(Self { signing, public })
     }
 
     pub fn sign_hex(&self, bytes: &[u8]) -> String {
         to_hex(&self.signing.sign(bytes).to_bytes())
     }
 
-    pub fn public_key(&self) -> VerifyingKey {
-        self.signing.verifying_key()
+    pub fn public_key(&self) -> PublicKey {
+        self.public
     }
 
     pub fn public_hex(&self) -> String {
-        to_hex(self.public_key().as_bytes())
+        to_hex(self.signing.verifying_key().as_bytes())
     }
 }
 
-/// Verifies a hex Ed25519 signature strictly.
-pub fn verify_hex(key: &VerifyingKey, bytes: &[u8], signature_hex: &str) -> bool {
+/// Verifies a hex signature of the audit format (events, checkpoints, receipts, export
+/// bundles) by its rule: [`clinicdesk_protocol::signature`].
+pub fn verify_hex(key: &PublicKey, bytes: &[u8], signature_hex: &str) -> bool {
+    signature::verify_hex(key, bytes, signature_hex)
+}
+
+/// Parses a hex public key of the audit format (refusing a low-order one).
+pub fn public_key_from_hex(hex: &str) -> Option<PublicKey> {
+    PublicKey::from_hex(hex)
+}
+
+/// Verifies a hex Ed25519 signature strictly (RFC 8032 and ed25519-dalek's `verify_strict`):
+/// the proofs of sign-in and recovery, which are not part of the audit format.
+pub fn verify_strict_hex(key: &VerifyingKey, bytes: &[u8], signature_hex: &str) -> bool {
     from_hex(signature_hex)
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| Signature::from_bytes(&b))
         .is_some_and(|sig| key.verify_strict(bytes, &sig).is_ok())
-}
-
-/// Parses a hex Ed25519 public key.
-pub fn public_key_from_hex(hex: &str) -> Option<VerifyingKey> {
-    from_hex(hex)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
 }
 
 #[cfg(test)]

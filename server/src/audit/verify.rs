@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
-use ed25519_dalek::VerifyingKey;
+use clinicdesk_protocol::signature::PublicKey;
 use futures_util::TryStreamExt;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
@@ -139,7 +139,7 @@ fn uuid(s: &str) -> Result<Uuid, VerifyError> {
 /// each match the log too.
 pub async fn verify_all(
     pool: &AnyPool,
-    server_key: &VerifyingKey,
+    server_key: &PublicKey,
     trusted: &[SignedCheckpoint],
 ) -> Result<Report, VerifyError> {
     let mut report = Report::default();
@@ -169,9 +169,9 @@ pub async fn verify_all(
 /// server's audit key for the clinic's server chain, with who that recorder is.
 async fn chain_keys(
     pool: &AnyPool,
-    server_key: &VerifyingKey,
+    server_key: &PublicKey,
     clinic: Uuid,
-) -> Result<HashMap<Uuid, (Recorder, VerifyingKey)>, VerifyError> {
+) -> Result<HashMap<Uuid, (Recorder, PublicKey)>, VerifyError> {
     let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1")
         .bind(clinic.to_string())
         .fetch_all(pool)
@@ -214,7 +214,7 @@ async fn checkpoints(pool: &AnyPool, clinic: Uuid) -> Result<Vec<SignedCheckpoin
 
 async fn verify_clinic(
     pool: &AnyPool,
-    server_key: &VerifyingKey,
+    server_key: &PublicKey,
     clinic: Uuid,
     trusted: &[SignedCheckpoint],
     report: &mut Report,
@@ -370,7 +370,7 @@ type LoggedAlerts = HashMap<String, (Uuid, u64, Vec<String>)>;
 async fn verify_alerts(
     pool: &AnyPool,
     clinic: Uuid,
-    keys: &HashMap<Uuid, (Recorder, VerifyingKey)>,
+    keys: &HashMap<Uuid, (Recorder, PublicKey)>,
     mut logged: LoggedAlerts,
 ) -> Result<(), VerifyError> {
     let rows = sqlx::query(

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use super::{Body, Id};
 use crate::app::AppState;
 use crate::audit::access::Seen;
-use crate::audit::key::verify_hex;
+use crate::audit::key::verify_strict_hex;
 use crate::audit::server_chain::{self, security_event};
 use crate::auth::{Authenticated, live_device};
 use crate::device_registry;
@@ -49,9 +49,13 @@ pub async fn enroll(
         .ok_or(ServerError::BadRequest {
             field: "public_key",
         })?;
-    VerifyingKey::from_bytes(&key_bytes).map_err(|_| ServerError::BadRequest {
-        field: "public_key",
-    })?;
+    // The key signs the device's audit events: it must be one the audit format's rule
+    // accepts (a low-order key would let anyone sign "its" events).
+    clinicdesk_protocol::signature::PublicKey::from_bytes(&key_bytes).ok_or(
+        ServerError::BadRequest {
+            field: "public_key",
+        },
+    )?;
     let device_secret: Zeroizing<[u8; 32]> = from_hex(&req.device_secret)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .map(Zeroizing::new)
@@ -189,7 +193,7 @@ pub async fn release_escrow(
     let key = VerifyingKey::from_bytes(&recovery_key)
         .map_err(|_| ServerError::Internal("stored recovery key invalid"))?;
     let proof = escrow_proof_bytes(&req.nonce, device.id);
-    if !verify_hex(&key, &proof, &req.recovery_signature) {
+    if !verify_strict_hex(&key, &proof, &req.recovery_signature) {
         return Err(ServerError::InvalidSignature {
             field: "recovery_signature",
         });

@@ -18,7 +18,7 @@ use ed25519_dalek::VerifyingKey;
 use super::Body;
 use crate::app::AppState;
 use crate::audit::access::Seen;
-use crate::audit::key::verify_hex;
+use crate::audit::key::verify_strict_hex;
 use crate::audit::server_chain::{self, security_event};
 use crate::auth::{Authenticated, ClinicScope, live_device};
 use crate::error::ServerError;
@@ -72,7 +72,7 @@ pub async fn login(
     let key = VerifyingKey::from_bytes(&proof_key)
         .map_err(|_| ServerError::Internal("stored device key invalid"))?;
     let proof = login_proof_bytes(&req.nonce, device.id, &req.username);
-    if !verify_hex(&key, &proof, &req.device_signature) {
+    if !verify_strict_hex(&key, &proof, &req.device_signature) {
         return Err(ServerError::InvalidSignature {
             field: "device_signature",
         });

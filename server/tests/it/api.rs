@@ -427,6 +427,20 @@ async fn malformed_bodies_name_a_field_never_echo_a_value() {
             (400, json!({ "code": "bad_request", "field": field }))
         );
     }
+    // A low-order device key (here the identity, and the point of order 2) would let anyone
+    // sign its audit events: refused.
+    for weak in [
+        format!("01{}", "00".repeat(31)),
+        format!("ec{}7f", "ff".repeat(30)),
+    ] {
+        let mut bad = good.clone();
+        bad["public_key"] = json!(weak);
+        let (status, body) = server.post("/v1/devices/enroll", None, bad).await;
+        assert_eq!(
+            (status, body),
+            (400, json!({ "code": "bad_request", "field": "public_key" }))
+        );
+    }
     // The recovery key must not be the device key itself.
     let mut same = good.clone();
     same["recovery_public_key"] = good["public_key"].clone();

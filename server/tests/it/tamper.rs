@@ -14,7 +14,7 @@ use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_al
 use clinicdesk_server::clock::ManualClock;
 use clinicdesk_server::random::{hash_secret, normalize_code};
 use clinicdesk_server::seed::seed_clinic;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Row, SqlitePool};
@@ -27,7 +27,7 @@ const EVENTS_PER_DEVICE: u64 = 12;
 
 struct Pristine {
     dir: tempfile::TempDir,
-    server_key: VerifyingKey,
+    server_key: clinicdesk_protocol::signature::PublicKey,
     /// Event ids in leaf order.
     leaves: Vec<Uuid>,
 }
