@@ -206,9 +206,14 @@ impl SessionTouch {
 
     /// The write, for a transaction to carry.
     pub(crate) fn statement(&self) -> crate::sql::Statement {
-        let mut st = crate::sql::Statement::new("UPDATE sessions SET last_seen_at_ms = ");
+        // Never backwards: a slow request that began earlier may finish after a later one.
+        let mut st = crate::sql::Statement::new(
+            "UPDATE sessions SET last_seen_at_ms = CASE WHEN last_seen_at_ms > ",
+        );
         st.bind(self.at_ms)
-            .push(" WHERE token_hash = ")
+            .push(" THEN last_seen_at_ms ELSE ")
+            .bind(self.at_ms)
+            .push(" END WHERE token_hash = ")
             .bind(self.token_hash.as_str());
         st
     }
@@ -220,10 +225,7 @@ impl SessionTouch {
 
     async fn write_unless_written(&self, state: &AppState) -> Result<(), ServerError> {
         if !self.written.load(Ordering::Acquire) {
-            state
-                .store
-                .touch_session(&self.token_hash, self.at_ms)
-                .await?;
+            self.statement().query().execute(state.store.pool()).await?;
         }
         Ok(())
     }

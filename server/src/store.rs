@@ -863,15 +863,6 @@ impl Store {
         }))
     }
 
-    pub async fn touch_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
-        sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE token_hash = $2")
-            .bind(now_ms)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     pub async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
         sqlx::query(
             "UPDATE sessions SET revoked_at_ms = $1 WHERE token_hash = $2 AND revoked_at_ms IS NULL",
