@@ -278,12 +278,10 @@ pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         let coefficients: Vec<u8> = (0..SHARE * 16).map(|i| (i * 131 % 251) as u8).collect();
         let started = Instant::now();
         for share in signed.chunks(SHARE) {
-            let share: Vec<(&[u8], [u8; 64])> =
-                share.iter().map(|(m, x)| (m.as_slice(), *x)).collect();
             anyhow::ensure!(
                 clinicdesk_protocol::signature::verify_batch(
                     &key,
-                    &share,
+                    share,
                     &coefficients[..share.len() * 16]
                 ),
                 "sample signatures must verify"

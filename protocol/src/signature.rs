@@ -93,7 +93,11 @@ pub fn verify_hex(key: &PublicKey, message: &[u8], signature_hex: &str) -> bool 
 /// any invalid one passes with probability 2^-128, provided the `coefficients` (16 bytes
 /// per signature) are fresh secret randomness the signer cannot predict. About four times
 /// faster than one by one for a few hundred signatures of one key.
-pub fn verify_batch(key: &PublicKey, signed: &[(&[u8], [u8; 64])], coefficients: &[u8]) -> bool {
+pub fn verify_batch<M: AsRef<[u8]>>(
+    key: &PublicKey,
+    signed: &[(M, [u8; 64])],
+    coefficients: &[u8],
+) -> bool {
     if coefficients.len() != signed.len() * 16 {
         return false;
     }
@@ -102,7 +106,7 @@ pub fn verify_batch(key: &PublicKey, signed: &[(&[u8], [u8; 64])], coefficients:
     let mut zs = Vec::with_capacity(signed.len());
     let mut rs = Vec::with_capacity(signed.len());
     for ((message, signature), z) in signed.iter().zip(coefficients.chunks_exact(16)) {
-        let Some(Parts { r, s, k }) = parts(key, message, signature) else {
+        let Some(Parts { r, s, k }) = parts(key, message.as_ref(), signature) else {
             return false;
         };
         let mut wide = [0u8; 32];
@@ -225,6 +229,6 @@ mod tests {
             !verify_batch(&key, &signed, &coefficients(39, 1)),
             "one z each"
         );
-        assert!(verify_batch(&key, &[], &[]));
+        assert!(verify_batch::<&[u8]>(&key, &[], &[]));
     }
 }

@@ -411,6 +411,5 @@ fn verify_share(key: &PublicKey, share: &[(Vec<u8>, [u8; 64])]) -> Result<bool, 
     let mut coefficients = vec![0u8; share.len() * 16];
     getrandom::fill(&mut coefficients)
         .map_err(|_| ServerError::Internal("os random source failed"))?;
-    let signed: Vec<(&[u8], [u8; 64])> = share.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
-    Ok(signature::verify_batch(key, &signed, &coefficients))
+    Ok(signature::verify_batch(key, share, &coefficients))
 }

@@ -1073,12 +1073,34 @@ mod tests {
         }
     }
 
-    fn insert(a: i64) -> Script {
+    fn insert_statement(a: i64) -> crate::sql::Statement {
         let mut st = crate::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
         st.bind(a).push(")");
+        st
+    }
+
+    fn insert(a: i64) -> Script {
         let mut script = Script::default();
-        script.push(st);
+        script.push(insert_statement(a));
         script
+    }
+
+    /// Inserts 2, then 1 again: the second statement fails on the key (1 is stored first).
+    fn failing() -> Script {
+        let mut script = insert(2);
+        script.push(insert_statement(1));
+        script
+    }
+
+    async fn scratch_store(dir: &std::path::Path) -> Store {
+        let store = Store::open(&StoreLocation::Embedded(dir.join("t.db")))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE scratch (a INTEGER PRIMARY KEY)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
     }
 
     async fn stored(store: &Store) -> Vec<i64> {
@@ -1094,38 +1116,20 @@ mod tests {
     #[tokio::test]
     async fn a_scripts_own_transaction_is_whole_and_never_left_open() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreLocation::Embedded(dir.path().join("t.db")))
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE scratch (a INTEGER PRIMARY KEY)")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        let store = scratch_store(dir.path()).await;
         let clinic = Uuid::from_u128(1);
         store.write_locked(clinic, insert(1)).await.unwrap();
         // The second statement fails on the key: the first is rolled back with it.
-        let mut failing = insert(2);
-        failing.extend([{
-            let mut st = crate::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
-            st.bind(1_i64).push(")");
-            st
-        }]);
-        assert!(store.write_locked(clinic, failing).await.is_err());
+        assert!(store.write_locked(clinic, failing()).await.is_err());
         assert_eq!(stored(&store).await, [1]);
 
         // Failing scripts dropped after ever longer waits: some before they start, some in
         // their rollback, some after. A connection left inside its transaction would hold
         // the write lock, and the writes below would wait out the busy timeout and fail.
         for wait_us in (0..300).map(|i| i * 3) {
-            let mut failing = insert(2);
-            failing.extend([{
-                let mut st = crate::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
-                st.bind(1_i64).push(")");
-                st
-            }]);
             let _ = tokio::time::timeout(
                 std::time::Duration::from_micros(wait_us),
-                store.write_locked(clinic, failing),
+                store.write_locked(clinic, failing()),
             )
             .await;
         }
@@ -1135,6 +1139,36 @@ mod tests {
         let mut expected = vec![1];
         expected.extend(10..26);
         assert_eq!(stored(&store).await, expected);
+    }
+
+    /// The guard itself, at the moment the test above can only hit by chance: a connection
+    /// dropped while inside a transaction of its own is closed, not pooled again, so the
+    /// write lock that transaction held is gone and no later user finds itself inside it.
+    #[tokio::test]
+    async fn a_connection_dropped_inside_its_own_transaction_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = scratch_store(dir.path()).await;
+        let mut own = OwnTransaction(Some(store.pool().acquire().await.unwrap()));
+        let conn = own.0.as_mut().unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut **conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO scratch (a) VALUES (7)")
+            .execute(&mut **conn)
+            .await
+            .unwrap();
+        drop(own);
+        // Pooled again, it would still hold the write lock (these would fail with "database
+        // is locked" after the busy timeout) or be handed out inside its transaction ("cannot
+        // start a transaction within a transaction").
+        for a in 10..20 {
+            store
+                .write_locked(Uuid::from_u128(1), insert(a))
+                .await
+                .unwrap();
+        }
+        assert_eq!(stored(&store).await, (10..20).collect::<Vec<_>>());
     }
 
     /// The second wall: on PostgreSQL a query that forgets its clinic filter still sees only

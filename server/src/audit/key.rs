@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use clinicdesk_protocol::audit::{from_hex, to_hex};
-use clinicdesk_protocol::signature::{self, PublicKey};
+// Signatures of the audit format (events, checkpoints, receipts, export bundles) are
+// verified by its own rule, in the protocol crate.
+pub use clinicdesk_protocol::signature::{PublicKey, verify_hex};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::key_file::{self, KeyFileError};
@@ -48,17 +50,6 @@ impl AuditKey {
     pub fn public_hex(&self) -> String {
         to_hex(self.signing.verifying_key().as_bytes())
     }
-}
-
-/// Verifies a hex signature of the audit format (events, checkpoints, receipts, export
-/// bundles) by its rule: [`clinicdesk_protocol::signature`].
-pub fn verify_hex(key: &PublicKey, bytes: &[u8], signature_hex: &str) -> bool {
-    signature::verify_hex(key, bytes, signature_hex)
-}
-
-/// Parses a hex public key of the audit format (refusing a low-order one).
-pub fn public_key_from_hex(hex: &str) -> Option<PublicKey> {
-    PublicKey::from_hex(hex)
 }
 
 /// Verifies a hex Ed25519 signature strictly (RFC 8032 and ed25519-dalek's `verify_strict`):

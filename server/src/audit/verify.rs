@@ -14,12 +14,11 @@ use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
-use clinicdesk_protocol::signature::PublicKey;
 use futures_util::TryStreamExt;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
-use super::key::{public_key_from_hex, verify_hex};
+use super::key::{PublicKey, verify_hex};
 use crate::error::ServerError;
 
 /// What is wrong, and where: the first problem found, in log order.
@@ -181,7 +180,7 @@ async fn chain_keys(
         let id = uuid(row.get::<&str, _>(0))?;
         if row.get::<&str, _>(2) == "server" {
             keys.insert(id, (Recorder::Server, *server_key));
-        } else if let Some(key) = public_key_from_hex(row.get::<&str, _>(1)) {
+        } else if let Some(key) = PublicKey::from_hex(row.get::<&str, _>(1)) {
             keys.insert(id, (Recorder::Device, key));
         }
     }

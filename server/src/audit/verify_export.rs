@@ -14,7 +14,7 @@ use clinicdesk_protocol::export::{
 use clinicdesk_protocol::merkle::verify_inclusion;
 use uuid::Uuid;
 
-use super::key::{public_key_from_hex, verify_hex};
+use super::key::{PublicKey, verify_hex};
 
 /// What a good export holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub fn verify_export(
         return Err(problem(1, None, "the keys are another clinic's"));
     }
     let server_key =
-        public_key_from_hex(&keys.server).ok_or(problem(1, None, "the server key is malformed"))?;
+        PublicKey::from_hex(&keys.server).ok_or(problem(1, None, "the server key is malformed"))?;
     let cp = &header.checkpoint;
     if cp.checkpoint.clinic_id != header.clinic_id
         || !verify_hex(&server_key, &cp.checkpoint.canonical_bytes(), &cp.signature)
@@ -103,7 +103,7 @@ pub fn verify_export(
                 if chain.recorded_by != e.recorded_by {
                     return Err(problem(n, here, "the event claims another recorder"));
                 }
-                let key = public_key_from_hex(&chain.public_key).ok_or(problem(
+                let key = PublicKey::from_hex(&chain.public_key).ok_or(problem(
                     n,
                     here,
                     "the chain's key is malformed",

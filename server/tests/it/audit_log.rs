@@ -10,7 +10,7 @@ use clinicdesk_protocol::merkle::{
 };
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt};
-use clinicdesk_server::audit::key::{public_key_from_hex, verify_hex};
+use clinicdesk_server::audit::key::{PublicKey, verify_hex};
 use clinicdesk_server::audit::verify::verify_all;
 use ed25519_dalek::Signer;
 use serde_json::json;
@@ -79,7 +79,7 @@ pub async fn upload(
     let receipt: AuditReceipt = serde_json::from_value(body).unwrap();
     // What the app does before forgetting anything: the pinned key signed it, and the
     // contiguous event is provably in the signed checkpoint.
-    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     assert!(verify_hex(
         &key,
         &receipt.canonical_bytes(),
@@ -422,7 +422,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     assert!(alerts.tamper.is_empty() && alerts.outstanding.is_empty());
 
     // The whole store verifies, and reports the two alerts.
-    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     let report = verify_all(server.store.pool(), &key, &[latest])
         .await
         .unwrap();
@@ -543,10 +543,21 @@ async fn an_event_of_another_device_or_an_unknown_device_or_an_empty_batch_is_re
     assert_eq!((status, body["field"].as_str()), (400, Some("events")));
 }
 
+/// When the user's live session was last seen.
+async fn session_last_seen(server: &TestServer, user: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT last_seen_at_ms FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(user.to_string())
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap()
+}
+
 /// The events of PHI reads stay one gapless server chain and one log while uploads and a
 /// second instance on the same database move both on between them: each instance writes
 /// from the tip it last committed, and a stale tip is read again, never forked. The
-/// session's last-seen time rides in the read's own transaction.
+/// session's last-seen time rides in the read's own transaction, and never moves back.
 #[tokio::test]
 async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_between() {
     let a = TestServer::start().await;
@@ -603,17 +614,23 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
         .await
         .unwrap();
     assert_eq!(leaves(&a, clinic).await, u64::try_from(stored).unwrap());
-    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     let report = verify_all(a.store.pool(), &key, &[]).await.unwrap();
     assert_eq!(report.events, u64::try_from(stored).unwrap());
 
-    let last_seen: i64 = sqlx::query_scalar(
-        "SELECT last_seen_at_ms FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL",
-    )
-    .bind(login.user.user_id.to_string())
-    .fetch_one(a.store.pool())
-    .await
-    .unwrap();
+    let last_seen = session_last_seen(&a, login.user.user_id).await;
     let now = clinicdesk_server::clock::Clock::now_ms(&a.clock);
     assert_eq!(last_seen, now, "the last read touched the session");
+
+    // A request that began before the stored time (a slower one that finished later) does
+    // not move it back.
+    sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE user_id = $2")
+        .bind(now + 5_000)
+        .bind(login.user.user_id.to_string())
+        .execute(a.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(a.get(&path, token).await.0, 200);
+    let last_seen = session_last_seen(&a, login.user.user_id).await;
+    assert_eq!(last_seen, now + 5_000, "never moved back");
 }

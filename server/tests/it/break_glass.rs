@@ -6,7 +6,7 @@ use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Recorder};
 use clinicdesk_protocol::wire::{
     AppointmentList, BreakGlassGrant, BreakGlassQueue, BreakGlassReason, ClinicalAccess, Patient,
 };
-use clinicdesk_server::audit::key::public_key_from_hex;
+use clinicdesk_server::audit::key::PublicKey;
 use clinicdesk_server::audit::verify::verify_all;
 use clinicdesk_server::clock::Clock;
 use clinicdesk_server::store::Backend;
@@ -186,7 +186,7 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
     assert_eq!(seen.clinical_access, ClinicalAccess::NotPermitted);
     assert!(seen.clinical.is_none());
 
-    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(server.store.pool(), &key, &[]).await.unwrap();
 }
 
@@ -309,6 +309,6 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
             .await;
         assert!(done.is_err(), "{statement} was allowed");
     }
-    let key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(server.store.pool(), &key, &[]).await.unwrap();
 }

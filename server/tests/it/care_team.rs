@@ -29,6 +29,24 @@ async fn team(server: &TestServer, token: &str, patient: Uuid) -> CareTeam {
     serde_json::from_value(body).unwrap()
 }
 
+/// Adding `someone` is refused as a bad `clinician_id` (`why` names the case).
+async fn refused_addition(
+    server: &TestServer,
+    token: &str,
+    add_path: &str,
+    someone: &str,
+    why: &str,
+) {
+    let (status, body) = server
+        .post(add_path, Some(token), json!({ "clinician_id": someone }))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("clinician_id")),
+        "{why}"
+    );
+}
+
 #[tokio::test]
 async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
     let server = TestServer::start().await;
@@ -83,21 +101,10 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
 
     // Only an active clinician of this clinic: not the front desk, not a stranger.
     for (someone, why) in [
-        (front.user.user_id, "not a clinician"),
-        (Uuid::now_v7(), "no such user"),
+        (front.user.user_id.to_string(), "not a clinician"),
+        (Uuid::now_v7().to_string(), "no such user"),
     ] {
-        let (status, body) = server
-            .post(
-                &add_path,
-                Some(&front.session_token),
-                json!({ "clinician_id": someone }),
-            )
-            .await;
-        assert_eq!(
-            (status, body["field"].as_str()),
-            (400, Some("clinician_id")),
-            "{why}"
-        );
+        refused_addition(&server, &front.session_token, &add_path, &someone, why).await;
     }
 
     // Taken off again: the chart is outside their panel at once; a second removal is 404.
@@ -113,6 +120,33 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         .post(&remove_path, Some(&front.session_token), json!({}))
         .await;
     assert_eq!(status, 404);
+
+    // Nor a clinician of another clinic, nor this one's once an admin has deactivated them
+    // (and neither refusal leaves an event: the lists below hold one change each).
+    server.seed(0xB, "Other clinic").await;
+    let stranger: String =
+        sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 AND role = 'clinician'")
+            .bind(Uuid::from_u128(0xB).to_string())
+            .fetch_one(&server.owner_pool().await)
+            .await
+            .unwrap();
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let (status, body) = server
+        .post(
+            &format!("/v1/users/{}/deactivate", me.user_id),
+            Some(&admin.session_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    for (someone, why) in [
+        (stranger, "another clinic's clinician"),
+        (me.user_id.to_string(), "a deactivated clinician"),
+    ] {
+        refused_addition(&server, &front.session_token, &add_path, &someone, why).await;
+    }
 
     // One event per change, by the front desk, about the patient, naming the clinician;
     // each look at the team is recorded as a read of it.

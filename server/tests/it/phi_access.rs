@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Outcome, Recorder, SignedAuditEvent};
 use clinicdesk_protocol::policy::{self, Role};
 use clinicdesk_protocol::wire::AppointmentList;
-use clinicdesk_server::audit::key::{public_key_from_hex, verify_hex};
+use clinicdesk_server::audit::key::{PublicKey, verify_hex};
 use clinicdesk_server::audit::verify::verify_all;
 use sqlx::Row;
 use uuid::Uuid;
@@ -90,7 +90,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         "every PHI route needs a concrete request in this test"
     );
 
-    let audit_key = public_key_from_hex(&device.audit_public_key).unwrap();
+    let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     for rule in phi_routes {
         let phi = rule.phi.unwrap();
         let before = server_events(&server).await.len();
