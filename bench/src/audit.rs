@@ -250,9 +250,13 @@ pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             .execute(&mut *conn)
             .await?;
         let started = Instant::now();
-        for batch in signed.chunks(clinicdesk_server::audit::ingest::MAX_BATCH) {
+        for (i, batch) in signed
+            .chunks(clinicdesk_server::audit::ingest::MAX_BATCH)
+            .enumerate()
+        {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            insert_bare(&mut tx, batch).await?;
+            let first_leaf = i64::try_from(i * clinicdesk_server::audit::ingest::MAX_BATCH)?;
+            insert_bare(&mut tx, batch, first_leaf).await?;
             tx.commit().await?;
         }
         let baseline = n as f64 / started.elapsed().as_secs_f64();
@@ -330,14 +334,17 @@ const BARE_ROWS_PER_INSERT: usize = 100;
 async fn insert_bare(
     conn: &mut sqlx::AnyConnection,
     events: &[SignedAuditEvent],
+    first_leaf: i64,
 ) -> anyhow::Result<()> {
+    let mut leaf = first_leaf;
     for rows in events.chunks(BARE_ROWS_PER_INSERT) {
         let sql = values_sql(
             "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id,
-               patient_id, action, occurred_at_ms, event_json, hash, signature, received_at_ms)
+               patient_id, action, occurred_at_ms, event_json, hash, signature, received_at_ms,
+               leaf_index)
              VALUES ",
             rows.len(),
-            12,
+            13,
             "",
             clinicdesk_server::store::Backend::Sqlite,
         );
@@ -356,16 +363,15 @@ async fn insert_bare(
                 .bind(serde_json::to_string(e)?)
                 .bind(e.hash().to_hex())
                 .bind(x.signature.clone())
-                .bind(e.occurred_at_ms);
+                .bind(e.occurred_at_ms)
+                .bind(leaf);
+            leaf += 1;
         }
         insert.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Fills a store with `n` events of `patients` patients over the last year, written
-/// directly (as `audit_events` rows and log leaves; search reads nothing else), and
-/// returns the p99 of "patient X in a 7-day window" searches, in milliseconds.
 /// A new empty database on the PostgreSQL server whose superuser URL is `admin`.
 pub(crate) async fn fresh_postgres_database(admin: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
@@ -388,6 +394,9 @@ enum Backend<'a> {
     Postgres(&'a str),
 }
 
+/// Fills a store with `n` events of `patients` patients over the last year, written
+/// directly (as `audit_events` rows with their leaf indices; search reads nothing else),
+/// and returns the p99 of "patient X in a 7-day window" searches, in milliseconds.
 async fn search_p99_ms(
     n: usize,
     patients: usize,
@@ -407,7 +416,7 @@ async fn search_p99_ms(
     // The clinic's log already holds the server's own events (the enrollment): the
     // synthetic leaves follow them.
     let first_leaf: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_leaves WHERE clinic_id = $1")
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE clinic_id = $1")
             .bind(s.clinic_id.to_string())
             .fetch_one(pool)
             .await?;
@@ -422,44 +431,30 @@ async fn search_p99_ms(
         let batch_end = n.min(written + 50_000);
         while written < batch_end {
             let rows: Vec<usize> = (written..batch_end.min(written + ROWS)).collect();
-            let event_ids: Vec<String> = rows.iter().map(|_| Uuid::now_v7().to_string()).collect();
             let events_sql = values_sql(
                 "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id,
-                   patient_id, occurred_at_ms, event_json, action, hash, signature, received_at_ms)
+                   patient_id, occurred_at_ms, event_json, leaf_index, action, hash, signature,
+                   received_at_ms)
                  VALUES ",
                 rows.len(),
-                8,
+                9,
                 ", 'view', '', '', 0",
                 s.state.store.backend(),
             );
             let mut events = sqlx::query(sqlx::AssertSqlSafe(events_sql));
-            for (&i, id) in rows.iter().zip(&event_ids) {
+            for &i in &rows {
                 events = events
-                    .bind(id.clone())
+                    .bind(Uuid::now_v7().to_string())
                     .bind(clinic.clone())
                     .bind(device.clone())
                     .bind(i as i64 + 1)
                     .bind(clinician.clone())
                     .bind(ids[(i * 7919) % patients].to_string())
                     .bind(now - 365 * DAY_MS + i as i64 * step)
-                    .bind(json_template.clone());
+                    .bind(json_template.clone())
+                    .bind(first_leaf + i as i64);
             }
             events.execute(&mut *tx).await?;
-            let leaves_sql = values_sql(
-                "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ",
-                rows.len(),
-                3,
-                "",
-                s.state.store.backend(),
-            );
-            let mut leaves = sqlx::query(sqlx::AssertSqlSafe(leaves_sql));
-            for (&i, id) in rows.iter().zip(event_ids) {
-                leaves = leaves
-                    .bind(clinic.clone())
-                    .bind(first_leaf + i as i64)
-                    .bind(id);
-            }
-            leaves.execute(&mut *tx).await?;
             written += rows.len();
         }
         tx.commit().await?;
@@ -474,9 +469,6 @@ async fn search_p99_ms(
             let url = database.as_deref().unwrap_or(admin);
             let mut conn = sqlx::PgConnection::connect(url).await?;
             sqlx::query("ANALYZE audit_events")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("ANALYZE audit_leaves")
                 .execute(&mut conn)
                 .await?;
         }

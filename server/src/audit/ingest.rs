@@ -76,11 +76,12 @@ async fn known(
     }
 }
 
-/// The `audit_events` row of a verified event.
+/// The `audit_events` row of a verified event, leaf `leaf_index` of the clinic's log.
 pub(super) fn event_row(
     scope: &ClinicScope,
     signed: &SignedAuditEvent,
     hash: &Hash32,
+    leaf_index: i64,
     now_ms: i64,
 ) -> Result<Vec<Value>, ServerError> {
     let e = &signed.event;
@@ -98,6 +99,7 @@ pub(super) fn event_row(
         Value::Text(hash.to_hex()),
         Value::Text(signed.signature.clone()),
         Value::Int(now_ms),
+        Value::Int(leaf_index),
     ])
 }
 
@@ -106,7 +108,7 @@ pub(super) fn event_row(
 pub(super) fn event_inserts(rows: Vec<Vec<Value>>) -> Vec<Statement> {
     insert_rows(
         "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
-           action, occurred_at_ms, event_json, hash, signature, received_at_ms) VALUES ",
+           action, occurred_at_ms, event_json, hash, signature, received_at_ms, leaf_index) VALUES ",
         "",
         rows,
     )
@@ -354,10 +356,9 @@ pub async fn ingest(
 
     let mut forked = Vec::new();
     let mut refused = Vec::new();
-    let mut fresh: Vec<(Uuid, Hash32)> = Vec::new();
-    // The rows are written together after the checks; until then `accepted` answers for
+    // The events are written together after the checks; until then `accepted` answers for
     // them (a batch may carry the same event twice).
-    let mut rows = Vec::with_capacity(events.len());
+    let mut fresh: Vec<(&SignedAuditEvent, Hash32)> = Vec::with_capacity(events.len());
     let mut accepted: HashMap<u64, (Hash32, Hash32)> = HashMap::new();
     for signed in events {
         let e = &signed.event;
@@ -400,19 +401,23 @@ pub async fn ingest(
             forked.push(seq);
             continue;
         }
-        rows.push(event_row(&scope, signed, &hash, now)?);
         accepted.insert(seq, (hash, e.prev_hash));
-        fresh.push((e.id, hash));
+        fresh.push((signed, hash));
         last_stored = Some((seq, hash));
         max_seq = max_seq.max(seq);
     }
     // The alerts' server events go into the log first, then this batch's events.
     record_alerts(&mut tx, state, &scope, refused, seen).await?;
     let mut tree = log::frontier(&mut tx, clinic).await?;
+    let mut growth = log::Growth::new(&mut tree, clinic);
+    let rows = fresh
+        .iter()
+        .map(|(signed, hash)| event_row(&scope, signed, hash, growth.push(hash)?, now))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut writes = Script::default();
     writes
         .extend(event_inserts(rows))
-        .extend(log::grow(&mut tree, clinic, &fresh)?);
+        .extend(growth.into_statements());
     // With nothing stored past the head before this batch, the new head follows from the
     // batch alone; otherwise the stored events past it are read.
     let head = (stored_max == head_seq).then(|| {
@@ -427,8 +432,8 @@ pub async fn ingest(
         writes.push(head_upsert(&scope, device.id, head, max_seq)?);
     }
     writes.execute(&mut tx).await.map_err(|e| match e {
-        // An event id stored under another sequence: a replay in disguise. (The log's
-        // keys cannot clash: it was read under the clinic's lock.)
+        // An event id stored under another sequence: a replay in disguise. (The leaf
+        // indices cannot clash: the log was read under the clinic's lock.)
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             ServerError::Conflict { field: "id" }
         }
@@ -442,16 +447,15 @@ pub async fn ingest(
     let inclusion = if contiguous_seq == 0 {
         None
     } else {
-        let id: String = sqlx::query_scalar(
-            "SELECT id FROM audit_events WHERE device_id = $1 AND device_seq = $2",
+        let leaf: Option<i64> = sqlx::query_scalar(
+            "SELECT leaf_index FROM audit_events WHERE device_id = $1 AND device_seq = $2",
         )
         .bind(device.id.to_string())
         .bind(seq_i64(contiguous_seq)?)
         .fetch_one(&mut *tx)
         .await?;
-        let id = Uuid::parse_str(&id).map_err(|_| ServerError::Internal("stored id malformed"))?;
-        let leaf = log::leaf_of(&mut tx, clinic, id)
-            .await?
+        let leaf = leaf
+            .and_then(|l| u64::try_from(l).ok())
             .ok_or(ServerError::Internal("stored event not in the log"))?;
         Some(log::inclusion(&mut tx, clinic, leaf, tree.size()).await?)
     };

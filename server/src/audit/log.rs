@@ -2,6 +2,8 @@
 //! transaction, issuing signed checkpoints, and serving inclusion and consistency proofs.
 //! The tree math is `clinicdesk_protocol::merkle`; this module only stores and fetches.
 
+use std::collections::HashMap;
+
 use clinicdesk_protocol::audit::Hash32;
 use clinicdesk_protocol::merkle::{
     Checkpoint, ConsistencyEvidence, Frontier, InclusionEvidence, NodeId, ProofPlan,
@@ -39,10 +41,15 @@ pub async fn lock_clinic(conn: &mut AnyConnection, clinic: Uuid) -> Result<(), S
     Ok(())
 }
 
+/// Perfect subtrees below this level (under 16 leaves) are not stored: each is computed
+/// from at most eight event hashes when a proof or a frontier needs it. Storing them cost
+/// every event about two node rows; storing the rest costs one row per eight events.
+pub(crate) const LOWEST_STORED_LEVEL: u32 = 4;
+
 /// How many leaves the clinic's log holds.
 pub async fn tree_size(conn: &mut AnyConnection, clinic: Uuid) -> Result<u64, ServerError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT coalesce(max(leaf_index) + 1, 0) FROM audit_leaves WHERE clinic_id = $1",
+        "SELECT coalesce(max(leaf_index) + 1, 0) FROM audit_events WHERE clinic_id = $1",
     )
     .bind(clinic.to_string())
     .fetch_one(conn)
@@ -50,18 +57,46 @@ pub async fn tree_size(conn: &mut AnyConnection, clinic: Uuid) -> Result<u64, Se
     to_u64(n)
 }
 
+/// The hashes of perfect subtrees of the clinic's log, stored or computed.
 async fn nodes_of(
     conn: &mut AnyConnection,
     clinic: Uuid,
     ids: &[NodeId],
-) -> Result<std::collections::HashMap<NodeId, Hash32>, ServerError> {
-    let mut out = std::collections::HashMap::with_capacity(ids.len());
+) -> Result<HashMap<NodeId, Hash32>, ServerError> {
+    let (stored, computed): (Vec<NodeId>, Vec<NodeId>) =
+        ids.iter().partition(|id| id.level >= LOWEST_STORED_LEVEL);
+    let mut out = stored_nodes(&mut *conn, clinic, &stored).await?;
+    let spans: Vec<(u64, u64)> = computed
+        .iter()
+        .map(|id| (id.index << id.level, (id.index + 1) << id.level))
+        .collect();
+    let events = event_hashes(conn, clinic, &spans).await?;
+    for (id, (start, end)) in computed.into_iter().zip(spans) {
+        let mut subtree = Frontier::default();
+        for leaf in start..end {
+            subtree.push(
+                events
+                    .get(&leaf)
+                    .ok_or(ServerError::Internal("log leaf missing"))?,
+            );
+        }
+        // A perfect subtree's root is its node hash.
+        out.insert(id, subtree.root());
+    }
+    Ok(out)
+}
+
+async fn stored_nodes(
+    conn: &mut AnyConnection,
+    clinic: Uuid,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash32>, ServerError> {
+    let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
         return Ok(out);
     }
     // One statement for all of them (a frontier or proof needs up to ~2 log2 n nodes).
-    let mut st =
-        crate::sql::Statement::new("SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = ");
+    let mut st = Statement::new("SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = ");
     st.bind(clinic.to_string())
         .push(" AND (level, idx) IN (VALUES ");
     for (i, id) in ids.iter().enumerate() {
@@ -86,6 +121,40 @@ async fn nodes_of(
     Ok(out)
 }
 
+/// The event hashes of the leaves in each span `[start, end)`, by leaf index: one range
+/// scan of the leaf index per span, in one statement.
+async fn event_hashes(
+    conn: &mut AnyConnection,
+    clinic: Uuid,
+    spans: &[(u64, u64)],
+) -> Result<HashMap<u64, Hash32>, ServerError> {
+    let mut spans = spans.to_vec();
+    spans.sort_unstable();
+    spans.dedup();
+    let mut out = HashMap::new();
+    if spans.is_empty() {
+        return Ok(out);
+    }
+    let mut st = Statement::new("");
+    for (i, (start, end)) in spans.iter().enumerate() {
+        if i > 0 {
+            st.push(" UNION ALL ");
+        }
+        st.push("SELECT leaf_index, hash FROM audit_events WHERE clinic_id = ")
+            .bind(clinic.to_string())
+            .push(" AND leaf_index >= ")
+            .bind(to_i64(*start)?)
+            .push(" AND leaf_index < ")
+            .bind(to_i64(*end)?);
+    }
+    for row in st.query().fetch_all(conn).await? {
+        let hash = Hash32::from_hex(row.get::<&str, _>(1))
+            .ok_or(ServerError::Internal("stored hash malformed"))?;
+        out.insert(to_u64(row.get(0))?, hash);
+    }
+    Ok(out)
+}
+
 /// The right edge of the clinic's tree as stored.
 pub async fn frontier(conn: &mut AnyConnection, clinic: Uuid) -> Result<Frontier, ServerError> {
     let size = tree_size(&mut *conn, clinic).await?;
@@ -95,58 +164,49 @@ pub async fn frontier(conn: &mut AnyConnection, clinic: Uuid) -> Result<Frontier
         .ok_or(ServerError::Internal("log frontier malformed"))
 }
 
-/// Appends events (id, hash) as the next leaves of the clinic's log; returns the grown
-/// frontier. Must run inside the transaction that stores the events.
-pub async fn append(
-    conn: &mut AnyConnection,
-    clinic: Uuid,
-    events: &[(Uuid, Hash32)],
-) -> Result<Frontier, ServerError> {
-    let mut tree = frontier(&mut *conn, clinic).await?;
-    let mut script = Script::default();
-    script.extend(grow(&mut tree, clinic, events)?);
-    script.execute(conn).await?;
-    Ok(tree)
+/// Events appended to a clinic's log in memory, and the stored nodes they complete. Each
+/// event's leaf index goes into its row (`audit_events.leaf_index`), which is unique per
+/// clinic: if the tree was not the stored log's frontier, storing fails on that key
+/// rather than storing a fork.
+pub(crate) struct Growth<'a> {
+    tree: &'a mut Frontier,
+    clinic: String,
+    nodes: Vec<Vec<Value>>,
 }
 
-/// Grows `tree` by events (id, hash) in memory and answers the statements that store the
-/// new leaves and nodes, a hundred rows per statement. If `tree` is not the stored log's
-/// frontier, they fail on its keys (a leaf's index is taken) rather than store a fork.
-pub(crate) fn grow(
-    tree: &mut Frontier,
-    clinic: Uuid,
-    events: &[(Uuid, Hash32)],
-) -> Result<Vec<Statement>, ServerError> {
-    let clinic_s = clinic.to_string();
-    let mut leaves = Vec::with_capacity(events.len());
-    let mut nodes = Vec::with_capacity(events.len() * 2);
-    for (event_id, event_hash) in events {
-        leaves.push(vec![
-            Value::from(clinic_s.as_str()),
-            Value::Int(to_i64(tree.size())?),
-            Value::Text(event_id.to_string()),
-        ]);
-        for (id, hash) in tree.push(event_hash) {
-            nodes.push(vec![
-                Value::from(clinic_s.as_str()),
-                Value::Int(i64::from(id.level)),
-                Value::Int(to_i64(id.index)?),
-                Value::Blob(hash.0.to_vec()),
-            ]);
+impl<'a> Growth<'a> {
+    pub(crate) fn new(tree: &'a mut Frontier, clinic: Uuid) -> Self {
+        Self {
+            tree,
+            clinic: clinic.to_string(),
+            nodes: Vec::new(),
         }
     }
-    Ok(insert_rows(
-        "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ",
-        "",
-        leaves,
-    )
-    .into_iter()
-    .chain(insert_rows(
-        "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ",
-        "",
-        nodes,
-    ))
-    .collect())
+
+    /// Appends the event with this hash as the next leaf; answers its leaf index.
+    pub(crate) fn push(&mut self, event_hash: &Hash32) -> Result<i64, ServerError> {
+        let leaf = to_i64(self.tree.size())?;
+        for (id, hash) in self.tree.push(event_hash) {
+            if id.level >= LOWEST_STORED_LEVEL {
+                self.nodes.push(vec![
+                    Value::from(self.clinic.as_str()),
+                    Value::Int(i64::from(id.level)),
+                    Value::Int(to_i64(id.index)?),
+                    Value::Blob(hash.0.to_vec()),
+                ]);
+            }
+        }
+        Ok(leaf)
+    }
+
+    /// The statements that store the completed nodes, a hundred rows each.
+    pub(crate) fn into_statements(self) -> Vec<Statement> {
+        insert_rows(
+            "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ",
+            "",
+            self.nodes,
+        )
+    }
 }
 
 fn checkpoint_of(row: &sqlx::any::AnyRow, clinic: Uuid) -> Result<SignedCheckpoint, ServerError> {
@@ -240,13 +300,13 @@ pub async fn leaf_of(
     clinic: Uuid,
     event_id: Uuid,
 ) -> Result<Option<u64>, ServerError> {
-    let row =
-        sqlx::query("SELECT leaf_index FROM audit_leaves WHERE clinic_id = $1 AND event_id = $2")
-            .bind(clinic.to_string())
+    let leaf: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT leaf_index FROM audit_events WHERE id = $1 AND clinic_id = $2")
             .bind(event_id.to_string())
+            .bind(clinic.to_string())
             .fetch_optional(conn)
             .await?;
-    row.map(|r| to_u64(r.get(0))).transpose()
+    leaf.flatten().map(to_u64).transpose()
 }
 
 async fn prove(
@@ -304,40 +364,59 @@ pub async fn adopt_unlogged(
     key: &AuditKey,
     now_ms: i64,
 ) -> Result<u64, ServerError> {
-    let rows = sqlx::query(
-        "SELECT e.clinic_id, e.id, e.hash, e.device_id FROM audit_events e
-         WHERE NOT EXISTS (SELECT 1 FROM audit_leaves l WHERE l.clinic_id = e.clinic_id)
-         ORDER BY e.received_at_ms, e.id",
+    // Per clinic, two seeks in the leaf index, where unplaced events sort first.
+    let clinics: Vec<String> = sqlx::query_scalar(
+        "SELECT c.id FROM clinics c
+         WHERE EXISTS (SELECT 1 FROM audit_events e WHERE e.clinic_id = c.id AND e.leaf_index IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.clinic_id = c.id AND e.leaf_index IS NOT NULL)",
     )
     .fetch_all(pool)
     .await?;
-    /// Per clinic: its unlogged events (id, hash) and the devices that signed them.
-    type Unlogged = (Vec<(Uuid, Hash32)>, Vec<Uuid>);
-    let mut by_clinic: std::collections::BTreeMap<Uuid, Unlogged> =
-        std::collections::BTreeMap::new();
     let id = |s: &str| Uuid::parse_str(s).map_err(|_| ServerError::Internal("stored id malformed"));
-    for row in &rows {
-        let entry = by_clinic.entry(id(row.get::<&str, _>(0))?).or_default();
-        let hash = Hash32::from_hex(row.get::<&str, _>(2))
-            .ok_or(ServerError::Internal("stored hash malformed"))?;
-        entry.0.push((id(row.get::<&str, _>(1))?, hash));
-        entry.1.push(id(row.get::<&str, _>(3))?);
-    }
-    for (clinic, (events, mut devices)) in by_clinic {
+    let mut adopted = 0u64;
+    for clinic in clinics {
+        let clinic = id(&clinic)?;
         let mut tx = pool.begin().await?;
         lock_clinic(&mut tx, clinic).await?;
-        let tree = append(&mut tx, clinic, &events).await?;
-        devices.sort_unstable();
-        devices.dedup();
+        let rows = sqlx::query(
+            "SELECT id, hash FROM audit_events WHERE clinic_id = $1
+             ORDER BY received_at_ms, id",
+        )
+        .bind(clinic.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut tree = Frontier::default();
+        let mut growth = Growth::new(&mut tree, clinic);
+        let mut script = Script::default();
+        for row in &rows {
+            let hash = Hash32::from_hex(row.get::<&str, _>(1))
+                .ok_or(ServerError::Internal("stored hash malformed"))?;
+            let mut place = Statement::new("UPDATE audit_events SET leaf_index = ");
+            place
+                .bind(growth.push(&hash)?)
+                .push(" WHERE id = ")
+                .bind(row.get::<&str, _>(0));
+            script.push(place);
+        }
+        script.extend(growth.into_statements());
+        script.execute(&mut tx).await?;
+        // Workstations' upload progress; the server chain's tip is its last event.
+        let workstations: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM devices WHERE clinic_id = $1 AND kind = 'workstation'",
+        )
+        .bind(clinic.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
         let scope = crate::auth::ClinicScope::provisioning(clinic);
-        for device in devices {
-            super::ingest::advance_head(&mut tx, &scope, device).await?;
+        for device in workstations {
+            super::ingest::advance_head(&mut tx, &scope, id(&device)?).await?;
         }
         checkpoint(&mut tx, key, clinic, &tree, now_ms).await?;
         tx.commit().await?;
-        tracing::info!(%clinic, events = events.len(), "existing audit events added to the log");
+        adopted += u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        tracing::info!(%clinic, events = rows.len(), "existing audit events added to the log");
     }
-    Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+    Ok(adopted)
 }
 
 /// Signs a checkpoint of the clinic's log as it stands, in its own transaction (or returns

@@ -68,8 +68,8 @@ pub async fn search(
         .map(|c| parse_cursor(c).ok_or(ServerError::BadRequest { field: "cursor" }))
         .transpose()?;
     let mut qb = Statement::new(
-        "SELECT e.event_json, e.signature, e.received_at_ms, l.leaf_index
-         FROM audit_events e JOIN audit_leaves l ON l.event_id = e.id WHERE e.clinic_id = ",
+        "SELECT e.event_json, e.signature, e.received_at_ms, e.leaf_index
+         FROM audit_events e WHERE e.leaf_index IS NOT NULL AND e.clinic_id = ",
     );
     qb.bind(scope.clinic_id().to_string());
     if let Some(p) = q.patient_id {

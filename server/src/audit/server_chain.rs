@@ -13,7 +13,7 @@ use clinicdesk_protocol::wire::UserInfo;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::ingest::{event_inserts, event_row, head_upsert};
+use super::ingest::{event_inserts, event_row};
 use super::log;
 use crate::app::AppState;
 use crate::auth::{ClinicScope, SessionTouch};
@@ -231,9 +231,10 @@ async fn stored_tip(
     now_ms: i64,
 ) -> Result<Tip, ServerError> {
     let chain = chain_id(&mut *conn, scope, now_ms).await?;
-    // The server chain never has gaps, so its head is its tip.
+    // The server chain never has gaps: its last event is its tip.
     let head = sqlx::query(
-        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = $1",
+        "SELECT device_seq, hash FROM audit_events WHERE device_id = $1
+         ORDER BY device_seq DESC LIMIT 1",
     )
     .bind(chain.to_string())
     .fetch_optional(&mut *conn)
@@ -266,8 +267,9 @@ fn append(
     now: i64,
 ) -> Result<(Script, Vec<Uuid>, Tip), ServerError> {
     let clinic = scope.clinic_id();
-    let mut logged = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
     let mut rows = Vec::with_capacity(events.len());
+    let mut growth = log::Growth::new(&mut tip.log, clinic);
     for draft in events {
         tip.seq += 1;
         let event = AuditEvent {
@@ -296,16 +298,15 @@ fn append(
             signature: state.audit_key.sign_hex(&event.canonical_bytes()),
             event,
         };
-        rows.push(event_row(scope, &signed, &hash, now)?);
-        logged.push((signed.event.id, hash));
+        rows.push(event_row(scope, &signed, &hash, growth.push(&hash)?, now)?);
+        ids.push(signed.event.id);
         tip.hash = hash;
     }
+    let nodes = growth.into_statements();
     let mut script = Script::default();
-    // The events first: a stale tip fails on their (chain, sequence) before anything else.
-    script
-        .extend(event_inserts(rows))
-        .extend(log::grow(&mut tip.log, clinic, &logged)?)
-        // No gaps: the last event recorded is the head.
-        .push(head_upsert(scope, tip.chain, (tip.seq, tip.hash), tip.seq)?);
-    Ok((script, logged.into_iter().map(|(id, _)| id).collect(), tip))
+    // The events first: a stale tip fails on their (chain, sequence) or leaf index. The
+    // chain keeps no head row (`audit_device_heads` is workstations' upload progress): its
+    // tip is its last event.
+    script.extend(event_inserts(rows)).extend(nodes);
+    Ok((script, ids, tip))
 }

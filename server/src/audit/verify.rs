@@ -13,12 +13,13 @@
 use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder, SignedAuditEvent};
-use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint, leaf_hash};
+use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint};
 use futures_util::TryStreamExt;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::key::{PublicKey, verify_hex};
+use super::log::LOWEST_STORED_LEVEL;
 use crate::error::ServerError;
 
 /// What is wrong, and where: the first problem found, in log order.
@@ -37,6 +38,11 @@ pub enum Location {
         leaf_index: u64,
     },
     Leaf(u64),
+    /// A stored perfect subtree of the log: 2^level leaves from index << level.
+    Node {
+        level: u32,
+        index: u64,
+    },
     Checkpoint(u64),
     Unlogged(Uuid),
     /// A tamper alert row: the refused event's chain and sequence.
@@ -54,6 +60,9 @@ impl std::fmt::Display for Location {
                 leaf_index,
             } => write!(f, "event {event_id} (leaf {leaf_index})"),
             Location::Leaf(i) => write!(f, "leaf {i}"),
+            Location::Node { level, index } => {
+                write!(f, "log node {index} of level {level}")
+            }
             Location::Checkpoint(size) => write!(f, "checkpoint of size {size}"),
             Location::Unlogged(id) => write!(f, "event {id}"),
             Location::Alert {
@@ -69,16 +78,18 @@ impl std::fmt::Display for Location {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    #[error("the log has no leaf here (a leaf was removed or renumbered)")]
+    #[error("the log has no leaf here (an event was removed or renumbered)")]
     LeafMissing,
-    #[error("the leaf names an event that is not stored")]
-    EventMissing,
     #[error("the stored event does not parse or contradicts its row")]
     Malformed,
     #[error("the event's content does not match its recorded hash")]
     HashMismatch,
-    #[error("the stored leaf hash does not match the event")]
-    LeafMismatch,
+    #[error("the stored hash does not match the events under it")]
+    NodeMismatch,
+    #[error("the log has no stored hash here (a node was removed)")]
+    NodeMissing,
+    #[error("a hash is stored for leaves the log does not hold")]
+    NodeBeyondLog,
     #[error("the device that signed it is unknown")]
     UnknownDevice,
     #[error("the signature does not verify")]
@@ -270,48 +281,45 @@ async fn verify_clinic(
     check_due(&tree, &mut pending)?;
 
     let mut rows = sqlx::query(
-        "SELECT l.leaf_index, l.event_id, e.id, e.device_id, e.device_seq, e.event_json, e.hash,
-                e.signature, n.hash
-         FROM audit_leaves l
-         LEFT JOIN audit_events e ON e.id = l.event_id AND e.clinic_id = l.clinic_id
-         LEFT JOIN audit_nodes n ON n.clinic_id = l.clinic_id AND n.level = 0 AND n.idx = l.leaf_index
-         WHERE l.clinic_id = $1 ORDER BY l.leaf_index",
+        "SELECT leaf_index, id, device_id, device_seq, event_json, hash, signature
+         FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL ORDER BY leaf_index",
+    )
+    .bind(clinic.to_string())
+    .fetch(pool);
+    // The stored subtrees in the order the walk completes them: by the leaf that
+    // completes each, then upwards.
+    let mut nodes = sqlx::query(
+        "SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = $1
+         ORDER BY (idx + 1) << CAST(level AS INTEGER), level",
     )
     .bind(clinic.to_string())
     .fetch(pool);
     while let Some(row) = rows.try_next().await? {
         let index = u64::try_from(row.get::<i64, _>(0)).unwrap_or(u64::MAX);
-        let leaf_event = uuid(row.get::<&str, _>(1))?;
+        let row_id = uuid(row.get::<&str, _>(1))?;
         let here = Location::Event {
-            event_id: leaf_event,
+            event_id: row_id,
             leaf_index: index,
         };
         if index != tree.size() {
             return Err(fail(Location::Leaf(tree.size()), Problem::LeafMissing));
         }
-        let Some(json) = row.get::<Option<&str>, _>(5) else {
-            return Err(fail(here, Problem::EventMissing));
-        };
-        let event: AuditEvent =
-            serde_json::from_str(json).map_err(|_| fail(here.clone(), Problem::Malformed))?;
-        let row_device = row.get::<Option<&str>, _>(3).map(uuid).transpose()?;
-        let row_seq = row
-            .get::<Option<i64>, _>(4)
-            .and_then(|s| u64::try_from(s).ok());
-        if event.id != leaf_event
+        let event: AuditEvent = serde_json::from_str(row.get::<&str, _>(4))
+            .map_err(|_| fail(here.clone(), Problem::Malformed))?;
+        if event.id != row_id
             || event.clinic_id != clinic
-            || row_device != Some(event.device_id)
-            || row_seq != Some(event.device_seq)
+            || uuid(row.get::<&str, _>(2))? != event.device_id
+            || u64::try_from(row.get::<i64, _>(3)).ok() != Some(event.device_seq)
         {
             return Err(fail(here, Problem::Malformed));
         }
         let hash = event.hash();
-        if row.get::<Option<&str>, _>(6).and_then(Hash32::from_hex) != Some(hash) {
+        if Hash32::from_hex(row.get::<&str, _>(5)) != Some(hash) {
             return Err(fail(here, Problem::HashMismatch));
         }
         let signed = SignedAuditEvent {
             event,
-            signature: row.get::<Option<String>, _>(7).unwrap_or_default(),
+            signature: row.get::<String, _>(6),
         };
         let Some((recorder, key)) = keys.get(&signed.event.device_id) else {
             return Err(fail(here, Problem::UnknownDevice));
@@ -322,9 +330,6 @@ async fn verify_clinic(
         if !verify_hex(key, &signed.event.canonical_bytes(), &signed.signature) {
             return Err(fail(here, Problem::BadSignature));
         }
-        if row.get::<Option<&[u8]>, _>(8) != Some(leaf_hash(&hash).0.as_slice()) {
-            return Err(fail(here, Problem::LeafMismatch));
-        }
         if signed.event.action == AuditAction::TamperAlert
             && signed.event.recorded_by == Recorder::Server
         {
@@ -333,22 +338,40 @@ async fn verify_clinic(
                 (signed.event.id, index, signed.event.fields),
             );
         }
-        tree.push(&hash);
+        for (id, computed) in tree.push(&hash) {
+            if id.level < LOWEST_STORED_LEVEL {
+                continue;
+            }
+            let at = Location::Node {
+                level: id.level,
+                index: id.index,
+            };
+            let Some(node) = nodes.try_next().await? else {
+                return Err(fail(at, Problem::NodeMissing));
+            };
+            let stored = stored_node(&node);
+            if stored.map(|(level, index, _)| (level, index)) != Some((id.level, id.index)) {
+                return Err(fail(at, Problem::NodeMissing));
+            }
+            if stored.map(|(_, _, hash)| hash) != Some(computed) {
+                return Err(fail(at, Problem::NodeMismatch));
+            }
+        }
         report.events += 1;
         check_due(&tree, &mut pending)?;
     }
     drop(rows);
-    if let Some(c) = pending.last() {
+    if let Some(node) = nodes.try_next().await? {
+        let (level, index, _) = stored_node(&node).unwrap_or((u32::MAX, u64::MAX, Hash32::GENESIS));
         return Err(fail(
-            Location::Checkpoint(c.checkpoint.tree_size),
-            Problem::CheckpointBeyondLog,
+            Location::Node { level, index },
+            Problem::NodeBeyondLog,
         ));
     }
-    report.checkpoints += u64::try_from(checkpoints(pool, clinic).await?.len()).unwrap_or(0);
+    drop(nodes);
 
     let unlogged: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM audit_events e WHERE clinic_id = $1
-         AND NOT EXISTS (SELECT 1 FROM audit_leaves l WHERE l.event_id = e.id) LIMIT 1",
+        "SELECT id FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NULL LIMIT 1",
     )
     .bind(clinic.to_string())
     .fetch_optional(pool)
@@ -356,8 +379,25 @@ async fn verify_clinic(
     if let Some(id) = unlogged {
         return Err(fail(Location::Unlogged(uuid(&id)?), Problem::NotInLog));
     }
+    // After the unlogged check, which names the event if the log's last one was unplaced.
+    if let Some(c) = pending.last() {
+        return Err(fail(
+            Location::Checkpoint(c.checkpoint.tree_size),
+            Problem::CheckpointBeyondLog,
+        ));
+    }
+    report.checkpoints += u64::try_from(checkpoints(pool, clinic).await?.len()).unwrap_or(0);
     verify_chains(pool, clinic, report).await?;
     verify_alerts(pool, clinic, &keys, logged_alerts).await
+}
+
+/// A stored node row: (level, index, hash), if well formed.
+fn stored_node(row: &sqlx::any::AnyRow) -> Option<(u32, u64, Hash32)> {
+    Some((
+        u32::try_from(row.get::<i64, _>(0)).ok()?,
+        u64::try_from(row.get::<i64, _>(1)).ok()?,
+        Hash32(<[u8; 32]>::try_from(row.get::<&[u8], _>(2)).ok()?),
+    ))
 }
 
 /// The log's `tamper_alert` events by the refused event's hash: (event id, leaf, fields).
@@ -444,9 +484,8 @@ async fn verify_chains(
     report: &mut Report,
 ) -> Result<(), VerifyError> {
     let mut rows = sqlx::query(
-        "SELECT e.device_id, e.device_seq, e.event_json, e.hash, l.leaf_index FROM audit_events e
-         JOIN audit_leaves l ON l.event_id = e.id
-         WHERE e.clinic_id = $1 ORDER BY e.device_id, e.device_seq",
+        "SELECT device_id, device_seq, event_json, hash, leaf_index FROM audit_events
+         WHERE clinic_id = $1 ORDER BY device_id, device_seq",
     )
     .bind(clinic.to_string())
     .fetch(pool);
@@ -459,7 +498,10 @@ async fn verify_chains(
         let hash = Hash32::from_hex(row.get::<&str, _>(3)).unwrap_or_default();
         let here = Location::Event {
             event_id: event.id,
-            leaf_index: u64::try_from(row.get::<i64, _>(4)).unwrap_or(u64::MAX),
+            leaf_index: row
+                .get::<Option<i64>, _>(4)
+                .and_then(|l| u64::try_from(l).ok())
+                .unwrap_or(u64::MAX),
         };
         let broken = |problem| -> VerifyError {
             Tampered {

@@ -377,7 +377,7 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
             "UPDATE audit_alerts SET kind = 'fork'",
             "ALTER TABLE patients DISABLE ROW LEVEL SECURITY",
             "DROP POLICY clinic_rows ON patients",
-            "DROP TABLE audit_leaves",
+            "DROP TABLE audit_nodes",
             "SET ROLE postgres",
         ] {
             let refused = sqlx::query(attack).execute(&mut *conn).await.unwrap_err();

@@ -96,11 +96,13 @@ pub async fn upload(
 
 /// How many leaves the clinic's log holds.
 async fn leaves(server: &TestServer, clinic: Uuid) -> u64 {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_leaves WHERE clinic_id = $1")
-        .bind(clinic.to_string())
-        .fetch_one(server.store.pool())
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL",
+    )
+    .bind(clinic.to_string())
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap();
     u64::try_from(n).unwrap()
 }
 

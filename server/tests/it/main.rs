@@ -14,6 +14,7 @@ mod escrow;
 mod export;
 mod harness;
 mod isolation;
+mod log_proofs;
 mod mfa;
 mod phi_access;
 mod provisioning;

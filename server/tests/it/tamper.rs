@@ -33,7 +33,7 @@ struct Pristine {
 }
 
 /// The uploads' request as the server saw it.
-fn seen() -> RequestSeen {
+pub(crate) fn seen() -> RequestSeen {
     RequestSeen {
         client_ip: "127.0.0.1".into(),
         user_agent: "tamper test".into(),
@@ -42,7 +42,7 @@ fn seen() -> RequestSeen {
 }
 
 /// A workstation enrolled through the real registry code.
-async fn enroll(state: &AppState, clock: &ManualClock, clinic: Uuid) -> TestDevice {
+pub(crate) async fn enroll(state: &AppState, clock: &ManualClock, clinic: Uuid) -> TestDevice {
     let code =
         clinicdesk_server::seed::issue_enrollment_code(&state.store, clock, clinic, 15, None)
             .await
@@ -82,15 +82,24 @@ async fn enroll(state: &AppState, clock: &ManualClock, clinic: Uuid) -> TestDevi
     }
 }
 
-fn sign(device: &TestDevice, event: AuditEvent) -> SignedAuditEvent {
+pub(crate) fn sign(device: &TestDevice, event: AuditEvent) -> SignedAuditEvent {
     SignedAuditEvent {
         signature: to_hex(&device.key.sign(&event.canonical_bytes()).to_bytes()),
         event,
     }
 }
 
+/// Stores a batch through the real ingest code.
+pub(crate) async fn upload(state: &AppState, device: &TestDevice, events: Vec<SignedAuditEvent>) {
+    let upload = AuditUpload {
+        device_id: device.id,
+        events,
+    };
+    ingest(state, &upload, &seen()).await.unwrap();
+}
+
 /// A fresh embedded store with one seeded clinic: (dir, clock, state, clinic, a user).
-async fn seeded_store() -> (tempfile::TempDir, ManualClock, AppState, Uuid, Uuid) {
+pub(crate) async fn seeded_store() -> (tempfile::TempDir, ManualClock, AppState, Uuid, Uuid) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);
     let state = AppState::open(dir.path(), Arc::new(clock.clone()))
@@ -124,34 +133,21 @@ async fn build() -> Pristine {
                     (seq < EVENTS_PER_DEVICE).then(|| {
                         let e: AuditEvent = event(device, user, seq + 1, prev);
                         tips[d] = (seq + 1, e.hash());
-                        SignedAuditEvent {
-                            signature: to_hex(&device.key.sign(&e.canonical_bytes()).to_bytes()),
-                            event: e,
-                        }
+                        sign(device, e)
                     })
                 })
                 .collect();
             if !batch.is_empty() {
                 clock.advance_ms(1000);
-                ingest(
-                    &state,
-                    &AuditUpload {
-                        device_id: device.id,
-                        events: batch,
-                    },
-                    &seen(),
-                )
-                .await
-                .unwrap();
+                upload(&state, device, batch).await;
             }
         }
         round += 1;
     }
-    let leaves: Vec<String> =
-        sqlx::query_scalar("SELECT event_id FROM audit_leaves ORDER BY leaf_index")
-            .fetch_all(state.store.pool())
-            .await
-            .unwrap();
+    let leaves: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events ORDER BY leaf_index")
+        .fetch_all(state.store.pool())
+        .await
+        .unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(state.store.pool())
         .await
@@ -215,16 +211,20 @@ enum Tamper {
     Edit { leaf: usize, field: usize },
     /// Change a field and store the matching hash too (no device key to re-sign).
     EditAndRehash { leaf: usize },
-    /// Remove an event and its leaf.
+    /// Remove an event (its row holds its leaf).
     Delete { leaf: usize },
-    /// Remove only the event row.
-    DeleteEventOnly { leaf: usize },
+    /// Take an event out of the log, keeping the event.
+    Unplace { leaf: usize },
     /// Add a made-up event of a device at the end of the log.
     Insert { leaf: usize, with_leaf: bool },
     /// Swap two leaves' events.
     Swap { a: usize, b: usize },
     /// Change a checkpoint's root.
     EditCheckpoint { nth: usize },
+    /// Change a stored subtree's hash.
+    EditNode,
+    /// Remove a stored subtree.
+    DeleteNode,
 }
 
 fn tamper() -> impl Strategy<Value = Tamper> {
@@ -234,13 +234,15 @@ fn tamper() -> impl Strategy<Value = Tamper> {
         (0..n, 0..5usize).prop_map(|(leaf, field)| Tamper::Edit { leaf, field }),
         (0..n).prop_map(|leaf| Tamper::EditAndRehash { leaf }),
         (0..n).prop_map(|leaf| Tamper::Delete { leaf }),
-        (0..n).prop_map(|leaf| Tamper::DeleteEventOnly { leaf }),
+        (0..n).prop_map(|leaf| Tamper::Unplace { leaf }),
         // A forged workstation event, after one of theirs.
         (2..n, any::<bool>()).prop_map(|(leaf, with_leaf)| Tamper::Insert { leaf, with_leaf }),
         (0..n, 0..n)
             .prop_filter("two leaves", |(a, b)| a != b)
             .prop_map(|(a, b)| Tamper::Swap { a, b }),
         (0..8usize).prop_map(|nth| Tamper::EditCheckpoint { nth }),
+        Just(Tamper::EditNode),
+        Just(Tamper::DeleteNode),
     ]
 }
 
@@ -294,25 +296,21 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             Some(id)
         }
         Tamper::Delete { leaf } => {
-            for q in [
-                "DELETE FROM audit_leaves WHERE event_id = $1",
-                "DELETE FROM audit_events WHERE id = $1",
-            ] {
-                sqlx::query(q)
-                    .bind(leaves[leaf].to_string())
-                    .execute(pool)
-                    .await
-                    .unwrap();
-            }
-            None
-        }
-        Tamper::DeleteEventOnly { leaf } => {
             sqlx::query("DELETE FROM audit_events WHERE id = $1")
                 .bind(leaves[leaf].to_string())
                 .execute(pool)
                 .await
                 .unwrap();
-            Some(leaves[leaf])
+            None
+        }
+        Tamper::Unplace { leaf } => {
+            sqlx::query("UPDATE audit_events SET leaf_index = NULL WHERE id = $1")
+                .bind(leaves[leaf].to_string())
+                .execute(pool)
+                .await
+                .unwrap();
+            // The last leaf is named as an event not in the log; any other leaves a gap.
+            (leaf + 1 == leaves.len()).then_some(leaves[leaf])
         }
         Tamper::Insert { leaf, with_leaf } => {
             let template = event_json(pool, leaves[leaf]).await;
@@ -328,10 +326,11 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             .await
             .unwrap();
             forged.prev_hash = Hash32::from_hex(row.get::<&str, _>(0)).unwrap();
+            let n = i64::try_from(leaves.len()).unwrap();
             sqlx::query(
                 "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
-                   action, occurred_at_ms, event_json, hash, signature, received_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                   action, occurred_at_ms, event_json, hash, signature, received_at_ms, leaf_index)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(forged.id.to_string())
             .bind(forged.clinic_id.to_string())
@@ -345,40 +344,16 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             .bind(forged.hash().to_hex())
             .bind(row.get::<String, _>(1))
             .bind(START_MS)
+            .bind(with_leaf.then_some(n))
             .execute(pool)
             .await
             .unwrap();
-            if with_leaf {
-                let n = i64::try_from(leaves.len()).unwrap();
-                sqlx::query(
-                    "INSERT INTO audit_leaves (clinic_id, leaf_index, event_id) VALUES ($1, $2, $3)",
-                )
-                .bind(forged.clinic_id.to_string())
-                .bind(n)
-                .bind(forged.id.to_string())
-                .execute(pool)
-                .await
-                .unwrap();
-                sqlx::query(
-                    "INSERT INTO audit_nodes (clinic_id, level, idx, hash) VALUES ($1, 0, $2, $3)",
-                )
-                .bind(forged.clinic_id.to_string())
-                .bind(n)
-                .bind(
-                    clinicdesk_protocol::merkle::leaf_hash(&forged.hash())
-                        .0
-                        .as_slice(),
-                )
-                .execute(pool)
-                .await
-                .unwrap();
-            }
             Some(forged.id)
         }
         Tamper::Swap { a, b } => {
             let (a, b) = (i64::try_from(a).unwrap(), i64::try_from(b).unwrap());
             for (from, to) in [(a, -1), (b, a), (-1, b)] {
-                sqlx::query("UPDATE audit_leaves SET leaf_index = $1 WHERE leaf_index = $2")
+                sqlx::query("UPDATE audit_events SET leaf_index = $1 WHERE leaf_index = $2")
                     .bind(to)
                     .bind(from)
                     .execute(pool)
@@ -397,6 +372,29 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             .execute(pool)
             .await
             .unwrap();
+            None
+        }
+        Tamper::EditNode => {
+            let changed = sqlx::query("UPDATE audit_nodes SET hash = $1")
+                .bind([7u8; 32].as_slice())
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(
+                changed.rows_affected() > 0,
+                "the pristine log stores a node"
+            );
+            None
+        }
+        Tamper::DeleteNode => {
+            let removed = sqlx::query("DELETE FROM audit_nodes")
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(
+                removed.rows_affected() > 0,
+                "the pristine log stores a node"
+            );
             None
         }
     }
@@ -438,7 +436,7 @@ proptest! {
                 if let Some(id) = named {
                     let located = match found.location {
                         Location::Event { event_id, .. } | Location::Unlogged(event_id) => event_id == id,
-                        Location::Leaf(_) | Location::Checkpoint(_) | Location::Alert { .. } => false,
+                        Location::Leaf(_) | Location::Node { .. } | Location::Checkpoint(_) | Location::Alert { .. } => false,
                     };
                     // A forged event past every checkpoint moves no signed root: it is
                     // named by its signature (with a leaf) or as not in the log (without).
@@ -446,6 +444,47 @@ proptest! {
                 }
             }
             (other, _) => prop_assert!(false, "{t:?} went unnoticed: {:?}", other.map(|r| r.events)),
+        }
+    }
+}
+
+/// The log stores only subtrees of 16 leaves or more; each is checked against the
+/// events under it, and a changed, removed or made-up one is named.
+#[test]
+fn a_stored_subtree_changed_removed_or_made_up_is_named() {
+    let p = pristine();
+    let first = Location::Node { level: 4, index: 0 };
+    for (attack, location, problem) in [
+        (
+            "UPDATE audit_nodes SET hash = zeroblob(32)",
+            first.clone(),
+            Problem::NodeMismatch,
+        ),
+        ("DELETE FROM audit_nodes", first, Problem::NodeMissing),
+        // The pristine log holds 26 leaves: the second subtree of 16 is not complete.
+        (
+            "INSERT INTO audit_nodes SELECT clinic_id, level, 1, hash FROM audit_nodes",
+            Location::Node { level: 4, index: 1 },
+            Problem::NodeBeyondLog,
+        ),
+    ] {
+        let found = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let pool = attacker_copy(dir.path()).await;
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_nodes")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(stored, 1, "leaves 0..16, and nothing below level 4");
+            sqlx::query(attack).execute(&pool).await.unwrap();
+            pool.close().await;
+            verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[]).await
+        });
+        match found {
+            Err(VerifyError::Tampered(t)) => {
+                assert_eq!((t.location, t.problem), (location, problem), "{attack}");
+            }
+            other => panic!("{attack} not caught: {other:?}"),
         }
     }
 }
@@ -550,8 +589,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
     let clean = verify_all(state.store.pool(), &key, &[]).await.unwrap();
     assert_eq!(clean.alerts, 1);
     let row = sqlx::query(
-        "SELECT e.id, l.leaf_index, e.event_json FROM audit_events e
-         JOIN audit_leaves l ON l.event_id = e.id WHERE e.action = 'tamper_alert'",
+        "SELECT id, leaf_index, event_json FROM audit_events WHERE action = 'tamper_alert'",
     )
     .fetch_one(state.store.pool())
     .await
