@@ -167,10 +167,61 @@ fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> Audit
 /// batch is written (one writer at a time), the next one's signatures are checked.
 const UPLOADING_WORKSTATIONS: usize = 4;
 
+/// Runs of the ingest benchmark: each rate is the median of its runs, as one run of a few
+/// tenths of a second moves by a fifth on a shared machine.
+const INGEST_RUNS: usize = 3;
+
 pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
     let n = scale.pick(10_000, 50_000);
     let rt = runtime()?;
     rt.block_on(async {
+        let mut runs = Vec::with_capacity(INGEST_RUNS);
+        for _ in 0..INGEST_RUNS {
+            runs.push(ingest_run(n).await?);
+        }
+        let median = |pick: fn(&IngestRun) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(pick).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (eps, baseline, verify_limit) = (
+            median(|r| r.eps),
+            median(|r| r.baseline),
+            median(|r| r.verify_limit),
+        );
+        Ok(vec![
+            Metric::new(
+                "audit_ingest_eps",
+                eps,
+                "events/s",
+                "unverified_insert_eps",
+                baseline,
+                ">= 20000 and verification <= 2x the bare insert",
+                eps >= 20_000.0 && baseline / eps <= 2.0,
+            ),
+            // The ratio column is the share of the limit the ingest rate reaches.
+            Metric::new(
+                "audit_ingest_share_of_ed25519_limit",
+                eps,
+                "events/s",
+                "ed25519_batch_verify_limit_per_s",
+                verify_limit,
+                "reported",
+                true,
+            ),
+        ])
+    })
+}
+
+/// One run of the ingest benchmark: its rate, the bare insert's, and the verification limit.
+struct IngestRun {
+    eps: f64,
+    baseline: f64,
+    verify_limit: f64,
+}
+
+async fn ingest_run(n: usize) -> anyhow::Result<IngestRun> {
+    {
         let s = served().await?;
         let mut stations = vec![(s.key.clone(), s.device_id)];
         while stations.len() < UPLOADING_WORKSTATIONS {
@@ -221,13 +272,16 @@ pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             let s = &s;
             async move {
                 for body in batches {
+                    // The receipt is read, as a workstation reads it to forget its events.
                     s.client
                         .post(format!("{}/v1/audit/batches", s.url))
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(body)
                         .send()
                         .await?
-                        .error_for_status()?;
+                        .error_for_status()?
+                        .bytes()
+                        .await?;
                 }
                 anyhow::Ok(())
             }
@@ -293,28 +347,12 @@ pub fn audit_ingest_eps(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         let verify_limit = sample.len() as f64 / started.elapsed().as_secs_f64() * cores;
-        Ok(vec![
-            Metric::new(
-                "audit_ingest_eps",
-                eps,
-                "events/s",
-                "unverified_insert_eps",
-                baseline,
-                ">= 20000 and verification <= 2x the bare insert",
-                eps >= 20_000.0 && baseline / eps <= 2.0,
-            ),
-            // The ratio column is the share of the limit the ingest rate reaches.
-            Metric::new(
-                "audit_ingest_share_of_ed25519_limit",
-                eps,
-                "events/s",
-                "ed25519_batch_verify_limit_per_s",
-                verify_limit,
-                "reported",
-                true,
-            ),
-        ])
-    })
+        Ok(IngestRun {
+            eps,
+            baseline,
+            verify_limit,
+        })
+    }
 }
 
 /// Signatures per batch in the verification limit: half of a full upload, the share of

@@ -162,6 +162,11 @@ impl Hash32 {
         let bytes = from_hex(s)?;
         Some(Hash32(bytes.try_into().ok()?))
     }
+
+    /// An event's hash from its canonical bytes, for callers that already hold them.
+    pub fn of_canonical(canonical_bytes: &[u8]) -> Hash32 {
+        Hash32(Sha256::digest(canonical_bytes).into())
+    }
 }
 
 impl std::fmt::Debug for Hash32 {
@@ -274,7 +279,7 @@ impl AuditEvent {
 
     /// SHA-256 of the canonical bytes: the next event's `prev_hash`.
     pub fn hash(&self) -> Hash32 {
-        Hash32(Sha256::digest(self.canonical_bytes()).into())
+        Hash32::of_canonical(&self.canonical_bytes())
     }
 }
 

@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use clinicdesk_protocol::audit::{Recorder, SignedAuditEvent, from_hex};
+use clinicdesk_protocol::audit::{Hash32, Recorder, SignedAuditEvent, from_hex};
 use clinicdesk_protocol::policy::{self, Access, Permission, PhiAccess};
 use clinicdesk_protocol::signature::{self, PublicKey};
 use clinicdesk_protocol::wire::UserInfo;
@@ -332,7 +332,7 @@ pub async fn verify_device_batch(
     state: &AppState,
     device_id: Uuid,
     events: &[SignedAuditEvent],
-) -> Result<(DeviceRecord, ClinicScope), ServerError> {
+) -> Result<VerifiedBatch, ServerError> {
     if events.is_empty() {
         return Err(ServerError::BadRequest { field: "events" });
     }
@@ -363,11 +363,24 @@ pub async fn verify_device_batch(
                 .ok_or(ServerError::InvalidSignature { field: "signature" })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    verify_signatures(key, signed).await?;
+    let hashes = verify_signatures(key, signed).await?;
     let scope = ClinicScope {
         clinic_id: device.clinic_id,
     };
-    Ok((device, scope))
+    Ok(VerifiedBatch {
+        device,
+        scope,
+        hashes,
+    })
+}
+
+/// A batch whose every signature checked out.
+pub struct VerifiedBatch {
+    pub device: DeviceRecord,
+    pub scope: ClinicScope,
+    /// Each event's hash, in the batch's order: computed with its signature check, from
+    /// the same canonical bytes.
+    pub hashes: Vec<Hash32>,
 }
 
 /// Below this many events one thread checks them all; above, the work is spread.
@@ -375,15 +388,20 @@ const EVENTS_PER_THREAD: usize = 64;
 
 /// Checks every event's signature (canonical encoding, signature) off the async workers, a
 /// share per core, each share as one batch ([`signature::verify_batch`], about four times
-/// faster than one by one). One bad signature fails the whole upload.
+/// faster than one by one), and hashes each encoding on the way. One bad signature fails
+/// the whole upload; otherwise the answer is the events' hashes, in order.
 async fn verify_signatures(
     key: PublicKey,
     signed: Vec<(Vec<u8>, [u8; 64])>,
-) -> Result<(), ServerError> {
+) -> Result<Vec<Hash32>, ServerError> {
     let failed = || ServerError::Internal("signature check");
+    let threads = cores().min(signed.len().div_ceil(EVENTS_PER_THREAD)).max(1);
+    // In turn: see [`check_cores`].
+    let _cores = check_cores()
+        .acquire_many(u32::try_from(threads).unwrap_or(1))
+        .await
+        .map_err(|_| failed())?;
     let valid = tokio::task::spawn_blocking(move || {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let threads = cores.min(signed.len().div_ceil(EVENTS_PER_THREAD)).max(1);
         let share = signed.len().div_ceil(threads).max(1);
         let key = &key;
         std::thread::scope(|s| {
@@ -391,25 +409,50 @@ async fn verify_signatures(
                 .chunks(share)
                 .map(|chunk| s.spawn(move || verify_share(key, chunk)))
                 .collect();
-            workers.into_iter().try_fold(true, |all, w| {
-                Ok::<_, ServerError>(w.join().map_err(|_| failed())?? && all)
-            })
+            let mut hashes = Vec::with_capacity(signed.len());
+            for worker in workers {
+                hashes.push(worker.join().map_err(|_| failed())??);
+            }
+            Ok::<_, ServerError>(hashes.into_iter().collect::<Option<Vec<_>>>())
         })
     })
     .await
     .map_err(|_| failed())??;
-    if valid {
-        Ok(())
-    } else {
-        Err(ServerError::InvalidSignature { field: "signature" })
-    }
+    let hashes: Vec<Vec<Hash32>> =
+        valid.ok_or(ServerError::InvalidSignature { field: "signature" })?;
+    Ok(hashes.into_iter().flatten().collect())
 }
 
-fn verify_share(key: &PublicKey, share: &[(Vec<u8>, [u8; 64])]) -> Result<bool, ServerError> {
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// One thread of signature checks per core at once, first come first served. Uploads that
+/// arrive together (a clinic's workstations after an outage) would otherwise be checked
+/// all at once, each slowed by the others, and reach the write turn together and late,
+/// leaving it idle meanwhile; in turn, one is written while the next is checked.
+fn check_cores() -> &'static tokio::sync::Semaphore {
+    static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| tokio::sync::Semaphore::new(cores()))
+}
+
+/// One share's check: its events' hashes if every signature in it is valid.
+fn verify_share(
+    key: &PublicKey,
+    share: &[(Vec<u8>, [u8; 64])],
+) -> Result<Option<Vec<Hash32>>, ServerError> {
     // Each signature's coefficient is fresh OS randomness: a device cannot aim a forged
     // signature at coefficients it does not know.
     let mut coefficients = vec![0u8; share.len() * 16];
     getrandom::fill(&mut coefficients)
         .map_err(|_| ServerError::Internal("os random source failed"))?;
-    Ok(signature::verify_batch(key, share, &coefficients))
+    if !signature::verify_batch(key, share, &coefficients) {
+        return Ok(None);
+    }
+    Ok(Some(
+        share
+            .iter()
+            .map(|(bytes, _)| Hash32::of_canonical(bytes))
+            .collect(),
+    ))
 }

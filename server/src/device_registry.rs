@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::auth::ClinicScope;
 use crate::error::ServerError;
 use crate::routes::schedule::rfc3339;
+use crate::sql::{Statement, Value};
 use crate::store::{Store, parse_uuid};
 
 /// Longest app version kept.
@@ -26,24 +27,30 @@ pub fn valid_app_version(version: &str) -> Result<&str, ServerError> {
     Ok(version)
 }
 
-/// The device talked to the server now (a sign-in or an audit upload), with its app
-/// version when it said.
+/// The device talked to the server now (a sign-in), with its app version when it said.
 pub async fn seen(
     store: &Store,
     device_id: Uuid,
     now_ms: i64,
     app_version: Option<&str>,
 ) -> Result<(), ServerError> {
-    sqlx::query(
-        "UPDATE devices SET last_seen_at_ms = $1, app_version = coalesce($2, app_version)
-         WHERE id = $3",
-    )
-    .bind(now_ms)
-    .bind(app_version)
-    .bind(device_id.to_string())
-    .execute(store.pool())
-    .await?;
+    seen_statement(device_id, now_ms, app_version)
+        .query()
+        .execute(store.pool())
+        .await?;
     Ok(())
+}
+
+/// The statement of [`seen`], for a transaction that writes anyway (an audit upload's):
+/// a write of its own would queue for the store's one writer a second time.
+pub(crate) fn seen_statement(device_id: Uuid, now_ms: i64, app_version: Option<&str>) -> Statement {
+    let mut st = Statement::new("UPDATE devices SET last_seen_at_ms = ");
+    st.bind(now_ms)
+        .push(", app_version = coalesce(")
+        .bind(Value::OptText(app_version.map(str::to_owned)))
+        .push(", app_version) WHERE id = ")
+        .bind(device_id.to_string());
+    st
 }
 
 /// The clinic's workstations, active first, then by name.

@@ -241,6 +241,11 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
                 continue;
             }
         };
+        // Answers go out when written: with Nagle's algorithm a response's last TLS record
+        // could wait for the client's delayed acknowledgement of the one before.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+        }
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move { serve_connection(acceptor, tcp, peer, router).await });

@@ -76,17 +76,20 @@ async fn known(
     }
 }
 
-/// The `audit_events` row of a verified event, leaf `leaf_index` of the clinic's log.
+/// The `audit_events` row of a verified event, but for its place in the log: built before
+/// the write turn, placed (given its leaf index) in it.
+pub(super) struct EventRow(Vec<Value>);
+
+/// The row of [`EventRow`].
 pub(super) fn event_row(
     scope: &ClinicScope,
     signed: &SignedAuditEvent,
     hash: &Hash32,
-    leaf_index: i64,
     now_ms: i64,
-) -> Result<Vec<Value>, ServerError> {
+) -> Result<EventRow, ServerError> {
     let e = &signed.event;
     let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
-    Ok(vec![
+    Ok(EventRow(vec![
         Value::Text(e.id.to_string()),
         Value::Text(scope.clinic_id().to_string()),
         Value::Text(e.device_id.to_string()),
@@ -99,13 +102,18 @@ pub(super) fn event_row(
         Value::Text(hash.to_hex()),
         Value::Text(signed.signature.clone()),
         Value::Int(now_ms),
-        Value::Int(leaf_index),
-    ])
+    ]))
 }
 
-/// The statements that store verified events (rows from [`event_row`]), a hundred rows
-/// each.
-pub(super) fn event_inserts(rows: Vec<Vec<Value>>) -> Vec<Statement> {
+/// The statements that store verified events, each at its leaf index, a hundred rows each.
+pub(super) fn event_inserts(rows: impl IntoIterator<Item = (EventRow, i64)>) -> Vec<Statement> {
+    let rows = rows
+        .into_iter()
+        .map(|(EventRow(mut row), leaf)| {
+            row.push(Value::Int(leaf));
+            row
+        })
+        .collect();
     insert_rows(
         "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
            action, occurred_at_ms, event_json, hash, signature, received_at_ms, leaf_index) VALUES ",
@@ -301,7 +309,7 @@ pub(super) fn head_upsert(
     Ok(st)
 }
 
-/// Authenticates, stores and logs one upload, and signs the receipt.
+/// Authenticates, stores and logs one upload, marks the device seen, and signs the receipt.
 /// `seen` is the upload request as the server saw it, for the tamper alerts it may record.
 pub async fn ingest(
     state: &AppState,
@@ -311,7 +319,8 @@ pub async fn ingest(
     if upload.events.len() > MAX_BATCH {
         return Err(ServerError::BadRequest { field: "events" });
     }
-    let (device, scope) = verify_device_batch(state, upload.device_id, &upload.events).await?;
+    let verified = verify_device_batch(state, upload.device_id, &upload.events).await?;
+    let (device, scope) = (verified.device, verified.scope);
     let mut actors = HashSet::new();
     for signed in &upload.events {
         let actor = signed.event.actor_user_id;
@@ -321,15 +330,24 @@ pub async fn ingest(
             });
         }
     }
-    let mut events: Vec<&SignedAuditEvent> = upload.events.iter().collect();
-    events.sort_by_key(|s| s.event.device_seq);
-    if events.first().is_some_and(|s| s.event.device_seq == 0) {
+    let now = state.clock.now_ms();
+    // Rows are built before the write turn: only their leaf indices need the log.
+    let mut events = upload
+        .events
+        .iter()
+        .zip(verified.hashes)
+        .map(|(signed, hash)| Ok((signed, hash, event_row(&scope, signed, &hash, now)?)))
+        .collect::<Result<Vec<_>, ServerError>>()?;
+    events.sort_by_key(|(s, _, _)| s.event.device_seq);
+    if events
+        .first()
+        .is_some_and(|(s, _, _)| s.event.device_seq == 0)
+    {
         return Err(ServerError::BadRequest {
             field: "device_seq",
         });
     }
 
-    let now = state.clock.now_ms();
     let clinic = scope.clinic_id();
     let mut tx = state.store.begin_write().await?;
     tx.lock_clinic(clinic).await?;
@@ -358,12 +376,11 @@ pub async fn ingest(
     let mut refused = Vec::new();
     // The events are written together after the checks; until then `accepted` answers for
     // them (a batch may carry the same event twice).
-    let mut fresh: Vec<(&SignedAuditEvent, Hash32)> = Vec::with_capacity(events.len());
+    let mut fresh: Vec<(u64, Hash32, EventRow)> = Vec::with_capacity(events.len());
     let mut accepted: HashMap<u64, (Hash32, Hash32)> = HashMap::new();
-    for signed in events {
+    for (signed, hash, row) in events {
         let e = &signed.event;
         let seq = e.device_seq;
-        let hash = e.hash();
         let beyond = seq > max_seq;
         if !beyond && let Some((existing, _)) = known(&mut tx, &accepted, device.id, seq).await? {
             if existing != hash {
@@ -402,18 +419,29 @@ pub async fn ingest(
             continue;
         }
         accepted.insert(seq, (hash, e.prev_hash));
-        fresh.push((signed, hash));
+        fresh.push((seq, hash, row));
         last_stored = Some((seq, hash));
         max_seq = max_seq.max(seq);
     }
     // The alerts' server events go into the log first, then this batch's events.
     record_alerts(&mut tx, state, &scope, refused, seen).await?;
-    let mut tree = log::frontier(&mut tx, clinic).await?;
+    // The log as this process last committed it, if that is still the stored one.
+    let size = log::tree_size(&mut tx, clinic).await?;
+    let mut tree = match state.chain_tips.log(clinic) {
+        Some(known) if known.size() == size => known,
+        _ => log::frontier_at(&mut tx, clinic, size).await?,
+    };
+    let latest = log::latest_checkpoint(&mut tx, clinic).await?;
     let mut growth = log::Growth::new(&mut tree, clinic);
+    let mut placed = HashMap::with_capacity(fresh.len());
     let rows = fresh
-        .iter()
-        .map(|(signed, hash)| event_row(&scope, signed, hash, growth.push(hash)?, now))
-        .collect::<Result<Vec<_>, _>>()?;
+        .into_iter()
+        .map(|(seq, hash, row)| {
+            let leaf = growth.push(&hash)?;
+            placed.insert(seq, leaf);
+            Ok((row, leaf))
+        })
+        .collect::<Result<Vec<_>, ServerError>>()?;
     let mut writes = Script::default();
     writes
         .extend(event_inserts(rows))
@@ -431,6 +459,9 @@ pub async fn ingest(
     if let Some(head) = head {
         writes.push(head_upsert(&scope, device.id, head, max_seq)?);
     }
+    writes.push(crate::device_registry::seen_statement(device.id, now, None));
+    let (checkpoint, insert) = log::sign_checkpoint(&state.audit_key, clinic, &tree, now, latest)?;
+    writes.extend(insert);
     writes.execute(&mut tx).await.map_err(|e| match e {
         // An event id stored under another sequence: a replay in disguise. (The leaf
         // indices cannot clash: the log was read under the clinic's lock.)
@@ -443,23 +474,33 @@ pub async fn ingest(
         Some(head) => head,
         None => advance_head(&mut tx, &scope, device.id).await?,
     };
-    let checkpoint = log::checkpoint(&mut tx, &state.audit_key, clinic, &tree, now).await?;
-    let inclusion = if contiguous_seq == 0 {
-        None
-    } else {
-        let leaf: Option<i64> = sqlx::query_scalar(
-            "SELECT leaf_index FROM audit_events WHERE device_id = $1 AND device_seq = $2",
-        )
-        .bind(device.id.to_string())
-        .bind(seq_i64(contiguous_seq)?)
-        .fetch_one(&mut *tx)
-        .await?;
-        let leaf = leaf
-            .and_then(|l| u64::try_from(l).ok())
-            .ok_or(ServerError::Internal("stored event not in the log"))?;
-        Some(log::inclusion(&mut tx, clinic, leaf, tree.size()).await?)
+    // The head's leaf, for the receipt's proof: placed just now, or stored before.
+    let head_leaf = match placed.get(&contiguous_seq) {
+        Some(leaf) => Some(*leaf),
+        None if contiguous_seq == 0 => None,
+        None => {
+            let leaf: Option<i64> = sqlx::query_scalar(
+                "SELECT leaf_index FROM audit_events WHERE device_id = $1 AND device_seq = $2",
+            )
+            .bind(device.id.to_string())
+            .bind(seq_i64(contiguous_seq)?)
+            .fetch_one(&mut *tx)
+            .await?;
+            Some(leaf.ok_or(ServerError::Internal("stored event not in the log"))?)
+        }
     };
     tx.commit().await?;
+    state.chain_tips.grown(clinic, tree.clone());
+    // The proof is read after the write turn: the tree of this size never changes.
+    let inclusion = match head_leaf {
+        None => None,
+        Some(leaf) => {
+            let leaf = u64::try_from(leaf)
+                .map_err(|_| ServerError::Internal("stored event not in the log"))?;
+            let mut conn = state.store.pool().acquire().await?;
+            Some(log::inclusion(&mut conn, clinic, leaf, tree.size()).await?)
+        }
+    };
 
     let mut receipt = AuditReceipt {
         device_id: device.id,

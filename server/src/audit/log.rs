@@ -158,6 +158,15 @@ async fn event_hashes(
 /// The right edge of the clinic's tree as stored.
 pub async fn frontier(conn: &mut AnyConnection, clinic: Uuid) -> Result<Frontier, ServerError> {
     let size = tree_size(&mut *conn, clinic).await?;
+    frontier_at(conn, clinic, size).await
+}
+
+/// The right edge of the clinic's tree of `size` leaves.
+pub(crate) async fn frontier_at(
+    conn: &mut AnyConnection,
+    clinic: Uuid,
+    size: u64,
+) -> Result<Frontier, ServerError> {
     let ids = Frontier::ids(size);
     let nodes = nodes_of(&mut *conn, clinic, &ids).await?;
     Frontier::from_nodes(size, ids.iter().map(|id| nodes[id]).collect())
@@ -263,13 +272,30 @@ pub async fn checkpoint(
     tree: &Frontier,
     now_ms: i64,
 ) -> Result<SignedCheckpoint, ServerError> {
-    if let Some(existing) = checkpoint_at(&mut *conn, clinic, tree.size()).await? {
-        return Ok(existing);
+    let latest = latest_checkpoint(&mut *conn, clinic).await?;
+    let (signed, insert) = sign_checkpoint(key, clinic, tree, now_ms, latest)?;
+    if let Some(insert) = insert {
+        insert.query().execute(conn).await?;
     }
-    // Issue times never go backwards along the log, even if the clock does.
-    let after = latest_checkpoint(&mut *conn, clinic)
-        .await?
-        .map_or(i64::MIN, |c| c.checkpoint.issued_at_ms);
+    Ok(signed)
+}
+
+/// The checkpoint of `tree`, the clinic's log as stored, given `latest`, its newest
+/// checkpoint read in the same transaction: that one if it is of this size (no checkpoint
+/// is ever of a larger one), else a new one signed now, with the statement that stores it.
+/// Issue times never go backwards along the log, even if the clock does.
+pub(crate) fn sign_checkpoint(
+    key: &AuditKey,
+    clinic: Uuid,
+    tree: &Frontier,
+    now_ms: i64,
+    latest: Option<SignedCheckpoint>,
+) -> Result<(SignedCheckpoint, Option<Statement>), ServerError> {
+    let after = match latest {
+        Some(latest) if latest.checkpoint.tree_size == tree.size() => return Ok((latest, None)),
+        Some(latest) => latest.checkpoint.issued_at_ms,
+        None => i64::MIN,
+    };
     let checkpoint = Checkpoint {
         clinic_id: clinic,
         tree_size: tree.size(),
@@ -277,21 +303,28 @@ pub async fn checkpoint(
         issued_at_ms: now_ms.max(after),
     };
     let signature = key.sign_hex(&checkpoint.canonical_bytes());
-    sqlx::query(
+    let mut insert = Statement::new(
         "INSERT INTO audit_checkpoints (clinic_id, tree_size, root_hash, issued_at_ms, signature)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(clinic.to_string())
-    .bind(to_i64(checkpoint.tree_size)?)
-    .bind(checkpoint.root_hash.to_hex())
-    .bind(checkpoint.issued_at_ms)
-    .bind(&signature)
-    .execute(conn)
-    .await?;
-    Ok(SignedCheckpoint {
-        checkpoint,
-        signature,
-    })
+         VALUES (",
+    );
+    insert
+        .bind(clinic.to_string())
+        .push(", ")
+        .bind(to_i64(checkpoint.tree_size)?)
+        .push(", ")
+        .bind(checkpoint.root_hash.to_hex())
+        .push(", ")
+        .bind(checkpoint.issued_at_ms)
+        .push(", ")
+        .bind(signature.as_str())
+        .push(")");
+    Ok((
+        SignedCheckpoint {
+            checkpoint,
+            signature,
+        },
+        Some(insert),
+    ))
 }
 
 /// The leaf index of a stored event of the clinic.

@@ -106,11 +106,22 @@ struct Tip {
 /// already taken, the write fails on that unique key, and `record` reads the tip and tries
 /// once more. A tip is kept only after its transaction commits, and the stored chain and
 /// log only grow, so a guess is never ahead of them and can never store a fork.
+///
+/// Uploads keep the log's part up to date ([`Tips::grown`]) and use it when its size is
+/// the stored log's ([`Tips::log`]), which spares them reading the frontier.
 #[derive(Debug, Default)]
-pub struct Tips(std::sync::Mutex<HashMap<Uuid, Tip>>);
+pub struct Tips(std::sync::Mutex<HashMap<Uuid, Known>>);
+
+/// What this process last committed of a clinic's chain and log.
+#[derive(Debug, Clone)]
+struct Known {
+    /// The server chain's end, once this process has written or read it.
+    chain: Option<(Uuid, u64, Hash32)>,
+    log: Frontier,
+}
 
 impl Tips {
-    fn guard(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Tip>> {
+    fn guard(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Known>> {
         // A panic elsewhere cannot leave a wrong guess behind, only a stale one.
         self.0
             .lock()
@@ -118,15 +129,47 @@ impl Tips {
     }
 
     fn get(&self, clinic: Uuid) -> Option<Tip> {
-        self.guard().get(&clinic).cloned()
+        let known = self.guard().get(&clinic).cloned()?;
+        let (chain, seq, hash) = known.chain?;
+        Some(Tip {
+            chain,
+            seq,
+            hash,
+            log: known.log,
+        })
     }
 
     fn keep(&self, clinic: Uuid, tip: Tip) {
-        self.guard().insert(clinic, tip);
+        self.guard().insert(
+            clinic,
+            Known {
+                chain: Some((tip.chain, tip.seq, tip.hash)),
+                log: tip.log,
+            },
+        );
     }
 
     fn forget(&self, clinic: Uuid) {
         self.guard().remove(&clinic);
+    }
+
+    /// The clinic's log as this process last committed it, if it knows it.
+    pub(crate) fn log(&self, clinic: Uuid) -> Option<Frontier> {
+        self.guard().get(&clinic).map(|k| k.log.clone())
+    }
+
+    /// Another transaction of this process committed the log grown to `log`. Only a larger
+    /// log replaces the known one: commits finish in any order, and a guess that is behind
+    /// costs a retry, never a fork.
+    pub(crate) fn grown(&self, clinic: Uuid, log: Frontier) {
+        let mut tips = self.guard();
+        match tips.get_mut(&clinic) {
+            Some(known) if known.log.size() < log.size() => known.log = log,
+            Some(_) => {}
+            None => {
+                tips.insert(clinic, Known { chain: None, log });
+            }
+        }
     }
 }
 
@@ -298,7 +341,7 @@ fn append(
             signature: state.audit_key.sign_hex(&event.canonical_bytes()),
             event,
         };
-        rows.push(event_row(scope, &signed, &hash, growth.push(&hash)?, now)?);
+        rows.push((event_row(scope, &signed, &hash, now)?, growth.push(&hash)?));
         ids.push(signed.event.id);
         tip.hash = hash;
     }

@@ -26,10 +26,9 @@ pub async fn upload(
     seen: Seen,
     Body(upload): Body<AuditUpload>,
 ) -> Result<Json<AuditReceipt>, ServerError> {
-    // No session: the events' signatures authenticate the upload.
+    // No session: the events' signatures authenticate the upload. Ingest also marks the
+    // device seen.
     let receipt = ingest::ingest(&state, &upload, &seen.without_session()).await?;
-    crate::device_registry::seen(&state.store, upload.device_id, state.clock.now_ms(), None)
-        .await?;
     Ok(Json(receipt))
 }
 
