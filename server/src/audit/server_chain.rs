@@ -336,9 +336,10 @@ fn append(
             request: Some(draft.request),
             prev_hash: tip.hash,
         };
-        let hash = event.hash();
+        let bytes = event.canonical_bytes();
+        let hash = Hash32::of_canonical(&bytes);
         let signed = SignedAuditEvent {
-            signature: state.audit_key.sign_hex(&event.canonical_bytes()),
+            signature: state.audit_key.sign_hex(&bytes),
             event,
         };
         rows.push((event_row(scope, &signed, &hash, now)?, growth.push(&hash)?));

@@ -141,6 +141,11 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
+    let offered = team(&server, &front.session_token, outside).await;
+    assert!(
+        !offered.others.contains(&me),
+        "a deactivated clinician is no longer offered"
+    );
     for (someone, why) in [
         (stranger, "another clinic's clinician"),
         (me.user_id.to_string(), "a deactivated clinician"),
@@ -175,5 +180,5 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         );
     }
     let reads = team_events(&server, "view", outside).await;
-    assert_eq!(reads.len(), 2, "the front desk looked twice");
+    assert_eq!(reads.len(), 3, "the front desk looked three times");
 }
