@@ -111,6 +111,11 @@ pub struct RouteRule {
     /// record, and why): each request is recorded as an `AuditTrail` event with this
     /// action, so the trail shows who searched it.
     pub trail: Option<AuditAction>,
+    /// Set on every route that changes who may see a patient's chart (break-glass, care
+    /// teams). A change records its own event in its transaction; a refused one (no
+    /// permission for it, or answered 401, 403 or 404) is recorded by the server as a
+    /// denied event of this kind, as a refused read is.
+    pub refusal: Option<PhiAccess>,
 }
 
 /// How a PHI route's responses are recorded.
@@ -128,7 +133,22 @@ const fn rule(method: &'static str, path: &'static str, access: Access) -> Route
         access,
         phi: None,
         trail: None,
+        refusal: None,
     }
+}
+
+/// `r`, a route that changes who may see a chart, with its refusals recorded as events of
+/// this kind (see [`RouteRule::refusal`]).
+const fn refusals_recorded(
+    mut r: RouteRule,
+    action: AuditAction,
+    resource_type: &'static str,
+) -> RouteRule {
+    r.refusal = Some(PhiAccess {
+        action,
+        resource_type,
+    });
+    r
 }
 
 /// A route that reads the audit trail, for those who review it.
@@ -139,6 +159,7 @@ const fn trail_rule(method: &'static str, path: &'static str, action: AuditActio
         access: Access::Session(Permission::ReviewAudit),
         phi: None,
         trail: Some(action),
+        refusal: None,
     }
 }
 
@@ -149,16 +170,12 @@ const fn phi_rule(
     action: AuditAction,
     resource_type: &'static str,
 ) -> RouteRule {
-    RouteRule {
-        method,
-        path,
-        access: Access::Session(permission),
-        phi: Some(PhiAccess {
-            action,
-            resource_type,
-        }),
-        trail: None,
-    }
+    let mut r = rule(method, path, Access::Session(permission));
+    r.phi = Some(PhiAccess {
+        action,
+        resource_type,
+    });
+    r
 }
 
 /// Every route the server serves. A route missing here makes the server refuse to start.
@@ -219,10 +236,14 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
-    rule(
-        "POST",
-        "/v1/patients/{patient_id}/break-glass",
-        Access::Session(Permission::BreakGlass),
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/patients/{patient_id}/break-glass",
+            Access::Session(Permission::BreakGlass),
+        ),
+        AuditAction::BreakGlass,
+        "Patient",
     ),
     phi_rule(
         "GET",
@@ -232,15 +253,23 @@ pub const ROUTES: &[RouteRule] = &[
         "CareTeam",
     ),
     // Changes record their own event in the change's transaction (no event, no change).
-    rule(
-        "POST",
-        "/v1/patients/{patient_id}/care-team",
-        Access::Session(Permission::ManageCareTeam),
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/patients/{patient_id}/care-team",
+            Access::Session(Permission::ManageCareTeam),
+        ),
+        AuditAction::Create,
+        "CareTeam",
     ),
-    rule(
-        "POST",
-        "/v1/patients/{patient_id}/care-team/{user_id}/remove",
-        Access::Session(Permission::ManageCareTeam),
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/patients/{patient_id}/care-team/{user_id}/remove",
+            Access::Session(Permission::ManageCareTeam),
+        ),
+        AuditAction::Delete,
+        "CareTeam",
     ),
     trail_rule("GET", "/v1/break-glass", AuditAction::View),
     rule(
@@ -373,6 +402,28 @@ mod tests {
                     r.method, r.path
                 );
             }
+        }
+    }
+
+    /// Whatever writes under a patient's path changes who may see the chart: its refusals
+    /// are recorded, as refused reads are.
+    #[test]
+    fn refused_chart_access_changes_are_recorded() {
+        for r in ROUTES {
+            if r.method == "POST" && r.path.starts_with("/v1/patients/{patient_id}/") {
+                assert!(
+                    r.refusal.is_some(),
+                    "{} {} refuses unrecorded",
+                    r.method,
+                    r.path
+                );
+            }
+            assert!(
+                r.refusal.is_none() || r.phi.is_none(),
+                "{} {}",
+                r.method,
+                r.path
+            );
         }
     }
 

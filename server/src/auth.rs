@@ -153,7 +153,19 @@ pub async fn authorize(
                 resource_type: "AuditTrail",
             })) else {
                 touch.write_unless_written(&state).await?;
-                require(&principal, permission)?;
+                if let Err(refused) = require(&principal, permission) {
+                    // A refused change of who may see a chart is part of the trail too.
+                    if let Some(kind) = rule.refusal {
+                        let seen = crate::audit::access::seen_of(&request, &principal);
+                        let requested =
+                            crate::audit::access::requested_target(request.uri(), false);
+                        crate::audit::access::record_refusal(
+                            &state, &principal, kind, &path, requested, seen,
+                        )
+                        .await;
+                    }
+                    return Err(refused);
+                }
                 request.extensions_mut().insert(principal);
                 return Ok(next.run(request).await);
             };

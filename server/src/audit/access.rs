@@ -189,6 +189,9 @@ pub async fn record_phi_access(
     if let Some(action) = rule.trail {
         return record_trail_read(&state, request, next, &path, action).await;
     }
+    if let Some(kind) = rule.refusal {
+        return record_change_refusal(&state, request, next, &path, kind).await;
+    }
     let Some(PhiAccess {
         action,
         resource_type,
@@ -389,9 +392,33 @@ pub fn seen_of(request: &Request, principal: &Principal) -> Option<RequestSeen> 
     })
 }
 
-/// Records that `principal` was refused a PHI route by the policy table (their role lacks
-/// its permission), as a `denied` event with the requested path as the resource. The
-/// refusal stands whether or not the event could be stored.
+/// A change of who may see a chart (break-glass, care teams): a success recorded its own
+/// event in its transaction; a refusal by the handler (401, 403, 404: not allowed, or no
+/// such patient in the caller's clinic) is recorded here as a denied event, before the
+/// answer leaves. A bad request (400) is not an attempt at access and is not recorded.
+async fn record_change_refusal(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    path: &MatchedPath,
+    kind: PhiAccess,
+) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return ServerError::Internal("change route without a principal").into_response();
+    };
+    let seen = seen_of(&request, &principal);
+    let requested = requested_target(request.uri(), false);
+    let response = next.run(request).await;
+    if matches!(response.status().as_u16(), 401 | 403 | 404) {
+        record_refusal(state, &principal, kind, path.as_str(), requested, seen).await;
+    }
+    response
+}
+
+/// Records that `principal` was refused a PHI route or a change of who may see a chart (by
+/// the policy table, or by the handler for a change), as a `denied` event with the
+/// requested path as the resource. The refusal stands whether or not the event could be
+/// stored.
 pub async fn record_refusal(
     state: &AppState,
     principal: &Principal,

@@ -2,7 +2,7 @@
 //! only for their care team; breaking the glass opens one chart for 60 minutes with every
 //! read flagged; admins acknowledge each grant once, and that is audited too.
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Recorder};
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Outcome, Recorder};
 use clinicdesk_protocol::wire::{
     AppointmentList, BreakGlassGrant, BreakGlassQueue, BreakGlassReason, ClinicalAccess, Patient,
 };
@@ -119,7 +119,8 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
         .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
-    for id in [theirs, Uuid::now_v7().to_string()] {
+    let probes = [theirs, Uuid::now_v7().to_string()];
+    for id in &probes {
         let (status, _) = server
             .post(
                 &format!("/v1/patients/{id}/break-glass"),
@@ -129,7 +130,35 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
             .await;
         assert_eq!(status, 404);
     }
-    assert!(server.events_of("break_glass").await.is_empty());
+    // The bad requests leave no event; each probe is recorded as a denied break-glass
+    // naming the path asked for (no patient: none was found in this clinic).
+    let refused: Vec<_> = server
+        .events_of("break_glass")
+        .await
+        .into_iter()
+        .map(|e| {
+            (
+                e.outcome,
+                e.resource_id,
+                e.patient_id,
+                e.actor_user_id,
+                e.route,
+            )
+        })
+        .collect();
+    let expected: Vec<_> = probes
+        .iter()
+        .map(|id| {
+            (
+                Outcome::Denied,
+                format!("/v1/patients/{id}/break-glass"),
+                None,
+                login.user.user_id,
+                "/v1/patients/{patient_id}/break-glass".to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(refused, expected);
 
     let granted_at = server.clock.now_ms();
     let grant = break_glass(&server, token, target).await;
@@ -185,6 +214,29 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
     let seen = patient(&server, &desk.session_token, target).await;
     assert_eq!(seen.clinical_access, ClinicalAccess::NotPermitted);
     assert!(seen.clinical.is_none());
+    // Nor may the front desk break the glass; trying is recorded.
+    let (status, _) = server
+        .post(
+            &format!("/v1/patients/{target}/break-glass"),
+            Some(&desk.session_token),
+            json!({ "reason_code": "emergency", "reason_text": "Patient collapsed" }),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let tried = server.events_of("break_glass").await;
+    let tried = tried.last().unwrap();
+    assert_eq!(
+        (
+            tried.outcome,
+            tried.actor_user_id,
+            tried.resource_id.clone()
+        ),
+        (
+            Outcome::Denied,
+            desk.user.user_id,
+            format!("/v1/patients/{target}/break-glass")
+        )
+    );
 
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(server.store.pool(), &key, &[]).await.unwrap();

@@ -29,6 +29,19 @@ async fn team(server: &TestServer, token: &str, patient: Uuid) -> CareTeam {
     serde_json::from_value(body).unwrap()
 }
 
+/// The latest denied care-team change of `action`: who tried, and the path they asked for.
+async fn refused_change(server: &TestServer, action: &str) -> (Uuid, String) {
+    let denied: Vec<AuditEvent> = server
+        .events_of(action)
+        .await
+        .into_iter()
+        .filter(|e| e.resource_type == "CareTeam" && e.outcome == Outcome::Denied)
+        .collect();
+    let last = denied.last().expect("a denied change is recorded");
+    assert_eq!(last.patient_id, None);
+    (last.actor_user_id, last.resource_id.clone())
+}
+
 /// Adding `someone` is refused as a bad `clinician_id` (`why` names the case).
 async fn refused_addition(
     server: &TestServer,
@@ -77,6 +90,11 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         )
         .await;
     assert_eq!(status, 403);
+    // The refused change is recorded, as a refused read is (the path, not the patient).
+    assert_eq!(
+        refused_change(&server, "create").await,
+        (clinician.user.user_id, add_path.clone())
+    );
 
     // The front desk sees who could be added, and adds the clinician (twice: once counts).
     let before = team(&server, &front.session_token, outside).await;
@@ -120,6 +138,10 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         .post(&remove_path, Some(&front.session_token), json!({}))
         .await;
     assert_eq!(status, 404);
+    assert_eq!(
+        refused_change(&server, "delete").await,
+        (front.user.user_id, remove_path.clone())
+    );
 
     // Nor a clinician of another clinic, nor this one's once an admin has deactivated them
     // (and neither refusal leaves an event: the lists below hold one change each).
