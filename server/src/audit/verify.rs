@@ -146,7 +146,8 @@ fn uuid(s: &str) -> Result<Uuid, VerifyError> {
 }
 
 /// Verifies every clinic's log. `trusted` checkpoints (from receipts or exports) must
-/// each match the log too.
+/// each match the log too. Reads the events and the stored subtrees side by side: the pool
+/// must allow two connections at once.
 pub async fn verify_all(
     pool: &AnyPool,
     server_key: &PublicKey,

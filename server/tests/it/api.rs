@@ -355,6 +355,11 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
         .execute(server.store.pool())
         .await;
     assert!(update.unwrap_err().to_string().contains(refusal));
+    // Nor can an event be moved to another place in the log.
+    let moved = sqlx::query("UPDATE audit_events SET leaf_index = leaf_index + 1000")
+        .execute(server.store.pool())
+        .await;
+    assert!(moved.unwrap_err().to_string().contains(refusal));
     let delete = sqlx::query("DELETE FROM audit_events")
         .execute(server.store.pool())
         .await;

@@ -1,7 +1,8 @@
 //! Proofs served from the stored log, which keeps only subtrees of 16 leaves or more and
 //! computes smaller ones from event hashes: for every size of a log that crosses the 16,
 //! 32 and 64 boundaries, every inclusion and every consistency proof verifies against the
-//! root of the events themselves, and the frontier read back is the one ingest grew.
+//! root of the events themselves, and the frontier read back is the one ingest grew. Events
+//! stored before the log existed are placed in it at start.
 
 use clinicdesk_protocol::audit::{Hash32, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, verify_consistency, verify_inclusion};
@@ -76,4 +77,93 @@ async fn every_proof_of_every_size_verifies_against_the_events() {
                 .unwrap_or_else(|e| panic!("{old} to {size}: {e}"));
         }
     }
+}
+
+/// A data directory older than the log holds events that have no place in it. At start,
+/// the server places them in the order they were stored, stores their subtrees, signs a
+/// checkpoint and moves each workstation's upload progress over them; the whole trail
+/// then verifies, and a placed event's place cannot be changed again.
+#[tokio::test]
+async fn events_stored_before_the_log_are_adopted_at_start() {
+    let (dir, clock, state, clinic, user) = seeded_store().await;
+    let device = enroll(&state, &clock, clinic).await;
+    let mut prev = Hash32::GENESIS;
+    for seq in 1..=20 {
+        let e = event(&device, user, seq, prev);
+        prev = e.hash();
+        clock.advance_ms(1000);
+        upload(&state, &device, vec![sign(&device, e)]).await;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap();
+    state.store.pool().close().await;
+
+    // Back to a data directory from before the log: no places, no subtrees, no
+    // checkpoints, no upload progress (triggers set aside to get there, then restored).
+    let file = dir.path().join("clinicdesk.sqlite3");
+    let raw =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&file))
+            .await
+            .unwrap();
+    let triggers: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    for (name, _) in &triggers {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
+            .execute(&raw)
+            .await
+            .unwrap();
+    }
+    for undo in [
+        "UPDATE audit_events SET leaf_index = NULL",
+        "DELETE FROM audit_nodes",
+        "DELETE FROM audit_checkpoints",
+        "DELETE FROM audit_device_heads",
+    ] {
+        sqlx::query(undo).execute(&raw).await.unwrap();
+    }
+    for (_, sql) in &triggers {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&raw)
+            .await
+            .unwrap();
+    }
+    raw.close().await;
+
+    let state = clinicdesk_server::AppState::open(dir.path(), std::sync::Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let pool = state.store.pool();
+    let unplaced: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE leaf_index IS NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(unplaced, 0);
+    let report =
+        clinicdesk_server::audit::verify::verify_all(pool, &state.audit_key.public_key(), &[])
+            .await
+            .unwrap();
+    assert_eq!(report.events, u64::try_from(stored).unwrap());
+    assert_eq!(report.checkpoints, 1, "one checkpoint of the adopted log");
+    let nodes: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_nodes WHERE level >= 4")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(nodes >= 1, "the subtree of the first 16 leaves is stored");
+    let head: i64 =
+        sqlx::query_scalar("SELECT contiguous_seq FROM audit_device_heads WHERE device_id = $1")
+            .bind(device.id.to_string())
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(head, 20);
+    let replaced = sqlx::query("UPDATE audit_events SET leaf_index = leaf_index + 1000")
+        .execute(pool)
+        .await;
+    assert!(replaced.unwrap_err().to_string().contains("append-only"));
 }

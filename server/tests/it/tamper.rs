@@ -221,10 +221,6 @@ enum Tamper {
     Swap { a: usize, b: usize },
     /// Change a checkpoint's root.
     EditCheckpoint { nth: usize },
-    /// Change a stored subtree's hash.
-    EditNode,
-    /// Remove a stored subtree.
-    DeleteNode,
 }
 
 fn tamper() -> impl Strategy<Value = Tamper> {
@@ -241,8 +237,6 @@ fn tamper() -> impl Strategy<Value = Tamper> {
             .prop_filter("two leaves", |(a, b)| a != b)
             .prop_map(|(a, b)| Tamper::Swap { a, b }),
         (0..8usize).prop_map(|nth| Tamper::EditCheckpoint { nth }),
-        Just(Tamper::EditNode),
-        Just(Tamper::DeleteNode),
     ]
 }
 
@@ -372,29 +366,6 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             .execute(pool)
             .await
             .unwrap();
-            None
-        }
-        Tamper::EditNode => {
-            let changed = sqlx::query("UPDATE audit_nodes SET hash = $1")
-                .bind([7u8; 32].as_slice())
-                .execute(pool)
-                .await
-                .unwrap();
-            assert!(
-                changed.rows_affected() > 0,
-                "the pristine log stores a node"
-            );
-            None
-        }
-        Tamper::DeleteNode => {
-            let removed = sqlx::query("DELETE FROM audit_nodes")
-                .execute(pool)
-                .await
-                .unwrap();
-            assert!(
-                removed.rows_affected() > 0,
-                "the pristine log stores a node"
-            );
             None
         }
     }
