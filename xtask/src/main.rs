@@ -1,5 +1,6 @@
 //! `cargo xtask demo` and `cargo xtask test`: everything a fresh Debian 12 machine needs,
-//! installed by these commands and nothing by hand.
+//! installed by these commands and nothing by hand. Also `bench`, and `tidy`, the
+//! repo-wide layering checks (`tidy.rs`).
 //!
 //! Order matters (see ../shared/BUILD-NOTES.md): system packages, then tools, then the wasm
 //! UI (the app embeds `ui/dist` at compile time), then one host build, then the tests, all
@@ -10,6 +11,7 @@
 mod postgres;
 mod setup;
 mod testrun;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +27,13 @@ const USAGE: &str = "usage:
       end-to-end), ending with one line: N passed, N failed.
   cargo xtask bench [--quick]
       Build the benchmarks in release mode and run them; each figure is a ratio against a
-      baseline measured in the same run. Writes target/bench/report.json and report.md.";
+      baseline measured in the same run. Writes target/bench/report.json and report.md.
+  cargo xtask tidy [--root DIR] [--allowlist-draft]
+      Check the layering rules of ARCHITECTURE.md by reading the source (no build, about a
+      second): SQL only in the store, axum only in http, where proofs are built, the wall
+      clock, module docs, tests named by invariants, the server's module cycles. Exits
+      non-zero on a violation. --root checks another tree; --allowlist-draft also prints
+      today's violations as xtask/tidy-allow.txt lines.";
 
 /// The PIN of the demo's software security key (synthetic, like everything in the demo).
 const DEMO_KEY_PIN: &str = "123456";
@@ -43,6 +51,7 @@ fn run() -> Result<()> {
         Some("demo") => demo(&args[1..]),
         Some("test") => testrun::test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("tidy") => tidy(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -84,6 +93,31 @@ fn bench(args: &[String]) -> Result<()> {
         cmd.env("CLINICDESK_BENCH_POSTGRES_URL", cluster.admin_url());
     }
     run_cmd(&mut cmd)
+}
+
+/// `cargo xtask tidy [--root DIR] [--allowlist-draft]`: the repo-wide rules, also run by
+/// `cargo test` as `tidy::tests::tidy`.
+fn tidy(args: &[String]) -> Result<()> {
+    let mut dir = root();
+    let mut draft = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--root" => dir = it.next().context("--root needs a directory")?.into(),
+            "--allowlist-draft" => draft = true,
+            other => bail!("unknown tidy option {other:?}\n{USAGE}"),
+        }
+    }
+    let report = tidy::run(&dir)?;
+    print!("{report}");
+    if draft {
+        println!("\n# A draft of {}/xtask/tidy-allow.txt:", dir.display());
+        print!("{}", report.allowlist_draft());
+    }
+    if !report.violations.is_empty() {
+        bail!("tidy found {} violations", report.violations.len());
+    }
+    Ok(())
 }
 
 /// The workspace root (the parent of this crate).
