@@ -20,9 +20,11 @@ use clinicdesk_protocol::audit::{
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{EnrollResponse, login_proof_bytes};
-use clinicdesk_server::clock::SystemClock;
-use clinicdesk_server::mfa::totp::TotpSecret;
-use clinicdesk_server::{AppState, build_router, seed, tls};
+use clinicdesk_server::admin::seed;
+use clinicdesk_server::http::tls;
+use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
+use clinicdesk_server::time::SystemClock;
+use clinicdesk_server::{AppState, build_router};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 use tower::ServiceExt;
@@ -361,7 +363,7 @@ const SHARE: usize = clinicdesk_server::audit::ingest::MAX_BATCH / 2;
 
 /// Milliseconds since the epoch, from the server's clock.
 fn now_ms() -> i64 {
-    use clinicdesk_server::clock::Clock;
+    use clinicdesk_server::time::Clock;
     SystemClock.now_ms()
 }
 
@@ -522,7 +524,8 @@ async fn search_p99_ms(
         };
         let started = Instant::now();
         let page =
-            clinicdesk_server::operator::search_audit(&s.state.store, s.clinic_id, &query).await?;
+            clinicdesk_server::admin::operator::search_audit(&s.state.store, s.clinic_id, &query)
+                .await?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(page);
     }
@@ -610,11 +613,11 @@ pub fn audit_overhead_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         let unaudited = axum::Router::new()
             .route(
                 "/v1/patients/{patient_id}",
-                get(clinicdesk_server::routes::patients::get_patient),
+                get(clinicdesk_server::http::routes::patients::get_patient),
             )
             .route_layer(axum::middleware::from_fn_with_state(
                 s.state.clone(),
-                clinicdesk_server::auth::authorize,
+                clinicdesk_server::http::authorize::authorize,
             ))
             .with_state(s.state.clone());
         let request = || {

@@ -13,9 +13,9 @@ use anyhow::Context;
 use clinicdesk_app::config::Config;
 use clinicdesk_app::session::Core;
 use clinicdesk_protocol::app::Phase;
-use clinicdesk_server::clock::SystemClock;
-use clinicdesk_server::mfa::totp::TotpSecret;
-use clinicdesk_server::seed;
+use clinicdesk_server::admin::seed;
+use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
+use clinicdesk_server::time::SystemClock;
 
 use crate::audit::{runtime, served};
 use crate::metrics::Scale;

@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use clinicdesk_server::clock::SystemClock;
-use clinicdesk_server::operator::create_operator_token;
+use clinicdesk_server::admin::operator::create_operator_token;
+use clinicdesk_server::time::SystemClock;
 use serde_json::json;
 
 use crate::audit::{fresh_postgres_database, runtime, served_on};
@@ -104,11 +104,10 @@ async fn provision_ms(
 /// them (in turn, one per core).
 async fn hashes_ms() -> anyhow::Result<f64> {
     let started = Instant::now();
-    let hashes =
-        futures_util::future::join_all((0..CLINICS).map(|i| {
-            clinicdesk_server::passwords::hash_in_turn(format!("bench-first-password-{i}"))
-        }))
-        .await;
+    let hashes = futures_util::future::join_all((0..CLINICS).map(|i| {
+        clinicdesk_server::secrets::passwords::hash_in_turn(format!("bench-first-password-{i}"))
+    }))
+    .await;
     let elapsed = started.elapsed().as_secs_f64() * 1e3;
     for hash in hashes {
         hash?;

@@ -2,10 +2,7 @@
 //! status; the client sees only the code and a field name. Details for operators go to
 //! the log as static text, never a value from a request or a record.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use clinicdesk_protocol::{ApiError, ErrorCode};
+use clinicdesk_protocol::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -76,28 +73,6 @@ impl ServerError {
         }
     }
 
-    fn status(&self) -> StatusCode {
-        match self {
-            ServerError::BadRequest { .. }
-            | ServerError::InvalidSignature { .. }
-            | ServerError::WeakPassword => StatusCode::BAD_REQUEST,
-            ServerError::Unauthenticated
-            | ServerError::InvalidCredentials
-            | ServerError::InvalidSecondFactor
-            | ServerError::SessionExpired
-            | ServerError::InvalidEnrollmentCode
-            | ServerError::DeviceUnknown => StatusCode::UNAUTHORIZED,
-            ServerError::Forbidden | ServerError::DeviceRevoked => StatusCode::FORBIDDEN,
-            ServerError::NotFound => StatusCode::NOT_FOUND,
-            ServerError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ServerError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ServerError::AuditChainBroken | ServerError::Conflict { .. } => StatusCode::CONFLICT,
-            ServerError::Database(_) | ServerError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
     pub fn field(&self) -> Option<&'static str> {
         match self {
             ServerError::WeakPassword => Some("password"),
@@ -106,27 +81,5 @@ impl ServerError {
             | ServerError::Conflict { field } => Some(field),
             _ => None,
         }
-    }
-}
-
-impl IntoResponse for ServerError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            // sqlx errors name tables and constraints, not row values; bodies never reach here.
-            tracing::error!(error = %self, source = ?std::error::Error::source(&self).map(|s| s.to_string()), "request failed");
-        }
-        let body = ApiError {
-            code: self.code(),
-            field: self.field().map(str::to_owned),
-        };
-        let mut response = (status, Json(body)).into_response();
-        if let ServerError::TooManyAttempts { retry_after_secs } = self {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(retry_after_secs),
-            );
-        }
-        response
     }
 }

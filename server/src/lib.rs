@@ -1,32 +1,29 @@
 //! The ClinicDesk server: a TLS-only axum API over a tenant-scoped store.
 //!
-//! Request flow: [`tls`] accepts the connection, [`app`] routes it, the [`auth`]
-//! middleware applies the route's rule from `clinicdesk_protocol::policy::ROUTES` and
-//! builds the [`auth::ClinicScope`] proof, and a handler in [`routes`] calls [`store`].
+//! Layers, top to bottom (ARCHITECTURE.md; `cargo xtask tidy` checks the rules):
+//! - [`http`]: the only axum code. [`http::tls`] accepts the connection, [`http::router`]
+//!   routes it, [`http::authorize`] applies the route's rule from
+//!   `clinicdesk_protocol::policy::ROUTES` and builds the [`scope::ClinicScope`] proof, and a
+//!   handler in [`http::routes`] makes one domain call and shapes the answer.
+//! - Domain modules, no axum and no SQL: [`sign_in`], [`session`], [`devices`],
+//!   [`clinical`], [`admin`], [`audit`], with [`secrets`] beneath them.
+//! - [`store`]: the only place with SQL; it knows no rules about content.
+//! - Beside them all: [`state`], [`scope`], [`time`], [`error`].
 
-pub mod app;
+pub mod admin;
 pub mod audit;
-pub mod auth;
-pub mod break_glass;
-pub mod care_team;
-pub mod clock;
-pub mod device_registry;
+pub mod clinical;
+pub mod devices;
 pub mod error;
-pub mod key_file;
-pub mod mfa;
-pub mod openapi;
-pub mod operator;
-pub mod passwords;
-pub mod provisioning;
-pub mod random;
-pub mod routes;
-pub mod seal;
-pub mod seed;
-mod sql;
+pub mod http;
+pub mod scope;
+pub mod secrets;
+pub mod session;
+pub mod sign_in;
+pub mod state;
 pub mod store;
-pub mod throttle;
-pub mod tls;
-pub mod users;
+pub mod time;
 
-pub use app::{AppState, build_router};
 pub use error::ServerError;
+pub use http::router::build_router;
+pub use state::AppState;

@@ -13,13 +13,15 @@ use clap::{Parser, Subcommand};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::export::{ClinicKeys, ExportFilters, PatientAccessReport};
 use clinicdesk_protocol::merkle::{SignedCheckpoint, verify_inclusion};
+use clinicdesk_server::admin::{operator, seed};
 use clinicdesk_server::audit;
 use clinicdesk_server::audit::key::AuditKey;
 use clinicdesk_server::audit::query::AuditQuery;
 use clinicdesk_server::audit::verify::{VerifyError, verify_all};
-use clinicdesk_server::clock::SystemClock;
-use clinicdesk_server::store::{Store, StoreLocation};
-use clinicdesk_server::{AppState, build_router, operator, seed, tls};
+use clinicdesk_server::http::tls;
+use clinicdesk_server::store::{DatabaseUrls, Store, StoreLocation};
+use clinicdesk_server::time::SystemClock;
+use clinicdesk_server::{AppState, build_router};
 
 #[derive(Parser)]
 #[command(name = "clinicdesk-server", version, about = "The ClinicDesk server")]
@@ -41,21 +43,8 @@ struct Cli {
     command: Command,
 }
 
-/// The `--database-url` and `--migration-database-url` of this invocation (set once, before
-/// any command runs).
-static DATABASE_URLS: std::sync::OnceLock<(Option<String>, Option<String>)> =
-    std::sync::OnceLock::new();
-
-/// Where this invocation's data lives.
-fn location(data_dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
-    let (url, migration_url) = DATABASE_URLS
-        .get()
-        .map_or((None, None), |(u, m)| (u.as_deref(), m.as_deref()));
-    Ok(StoreLocation::choose(url, migration_url, data_dir)?)
-}
-
-async fn open_state(data_dir: &std::path::Path) -> anyhow::Result<AppState> {
-    AppState::open_at(&location(data_dir)?, data_dir, Arc::new(SystemClock))
+async fn open_state(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<AppState> {
+    AppState::open_at(&db.location(data_dir)?, data_dir, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }
@@ -297,8 +286,11 @@ async fn clinic_or_only(store: &Store, clinic: Option<uuid::Uuid>) -> anyhow::Re
 }
 
 /// The store and audit key of an existing data directory, for the audit commands.
-async fn open_existing_state(data_dir: &std::path::Path) -> anyhow::Result<AppState> {
-    open_existing(data_dir).await?;
+async fn open_existing_state(
+    db: &DatabaseUrls,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<AppState> {
+    open_existing(db, data_dir).await?;
     if !data_dir.join(audit::key::KEY_FILE).exists() {
         anyhow::bail!(
             "no audit key {} under {}",
@@ -306,7 +298,7 @@ async fn open_existing_state(data_dir: &std::path::Path) -> anyhow::Result<AppSt
             data_dir.display()
         );
     }
-    open_state(data_dir).await
+    open_state(db, data_dir).await
 }
 
 #[tokio::main]
@@ -318,14 +310,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // Set once here, before anything reads it.
-    let _ = DATABASE_URLS.set((cli.database_url, cli.migration_database_url));
+    let db = DatabaseUrls::new(cli.database_url, cli.migration_database_url);
     match cli.command {
         Command::Serve {
             data_dir,
             listen,
             webauthn_origin,
-        } => serve(data_dir, listen, &webauthn_origin).await,
+        } => serve(&db, data_dir, listen, &webauthn_origin).await,
         Command::Seed {
             data_dir,
             json,
@@ -334,7 +325,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-            let state = open_state(&data_dir).await?;
+            let state = open_state(&db, &data_dir).await?;
             let report = seed::seed_demo(&state.store, &SystemClock, code_ttl_mins)
                 .await
                 .context("seeding the demo clinic")?;
@@ -393,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
             clinic,
             ttl_mins,
         } => {
-            let store = open_store(&data_dir).await?;
+            let store = open_store(&db, &data_dir).await?;
             let code = seed::issue_enrollment_code(&store, &SystemClock, clinic, ttl_mins, None)
                 .await
                 .context("issuing an enrollment code (is the clinic id right?)")?;
@@ -401,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::RevokeDevice { data_dir, device } => {
-            let store = open_store(&data_dir).await?;
+            let store = open_store(&db, &data_dir).await?;
             if !operator::revoke_device(&store, &SystemClock, device)
                 .await
                 .context("revoking the device")?
@@ -421,7 +412,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-            let state = open_state(&data_dir).await?;
+            let state = open_state(&db, &data_dir).await?;
             let new = clinicdesk_protocol::wire::NewClinic {
                 idempotency_key: idempotency_key
                     .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
@@ -434,14 +425,15 @@ async fn main() -> anyhow::Result<()> {
                 user_agent: "clinicdesk-server provision-clinic".into(),
                 session_device_id: None,
             };
-            let (done, created) = clinicdesk_server::provisioning::provision(&state, &new, console)
-                .await
-                .map_err(|e| match e.field() {
-                    Some(field) => {
-                        anyhow::anyhow!("provisioning refused: {} ({field})", e.code().as_str())
-                    }
-                    None => anyhow::anyhow!("provisioning failed: {}", e.code().as_str()),
-                })?;
+            let (done, created) =
+                clinicdesk_server::admin::provisioning::provision(&state, &new, console)
+                    .await
+                    .map_err(|e| match e.field() {
+                        Some(field) => {
+                            anyhow::anyhow!("provisioning refused: {} ({field})", e.code().as_str())
+                        }
+                        None => anyhow::anyhow!("provisioning failed: {}", e.code().as_str()),
+                    })?;
             let mut out = std::io::stdout();
             if json {
                 serde_json::to_writer_pretty(&mut out, &done)?;
@@ -469,7 +461,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::OperatorToken { command } => match command {
             OperatorTokenCommand::Create { data_dir, name } => {
-                let store = open_store(&data_dir).await?;
+                let store = open_store(&db, &data_dir).await?;
                 let (id, token) = operator::create_operator_token(&store, &SystemClock, &name)
                     .await
                     .context("creating the operator token")?;
@@ -480,7 +472,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             OperatorTokenCommand::Revoke { data_dir, id } => {
-                let store = open_store(&data_dir).await?;
+                let store = open_store(&db, &data_dir).await?;
                 if !operator::revoke_operator_token(&store, &SystemClock, id)
                     .await
                     .context("revoking the operator token")?
@@ -491,17 +483,17 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Audit { command } => audit_command(command).await,
+        Command::Audit { command } => audit_command(&db, command).await,
     }
 }
 
-async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify {
             data_dir,
             checkpoints,
         } => {
-            let store = open_existing(&data_dir).await?;
+            let store = open_existing(&db, &data_dir).await?;
             if !data_dir.join(audit::key::KEY_FILE).exists() {
                 anyhow::bail!(
                     "no audit key {} under {}: checkpoints cannot be checked without it",
@@ -543,7 +535,7 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             filters,
             limit,
         } => {
-            let store = open_existing(&data_dir).await?;
+            let store = open_existing(&db, &data_dir).await?;
             let clinic = clinic_or_only(&store, filters.clinic).await?;
             let mut q =
                 AuditQuery::first_page(&filters.parse()?, limit.clamp(1, audit::query::MAX_LIMIT));
@@ -571,7 +563,7 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             format,
             filters,
         } => {
-            let state = open_existing_state(&data_dir).await?;
+            let state = open_existing_state(&db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, filters.clinic).await?;
             let filters = filters.parse()?;
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -626,14 +618,14 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::AccessReview { data_dir, clinic } => {
-            let store = open_existing(&data_dir).await?;
+            let store = open_existing(&db, &data_dir).await?;
             let clinic = clinic_or_only(&store, clinic).await?;
             let csv = operator::access_review(&store, clinic).await?;
             std::io::stdout().lock().write_all(&csv)?;
             Ok(())
         }
         AuditCommand::Keys { data_dir, clinic } => {
-            let state = open_existing_state(&data_dir).await?;
+            let state = open_existing_state(&db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, clinic).await?;
             let keys = operator::clinic_keys(&state, clinic).await?;
             let mut out = std::io::stdout().lock();
@@ -649,7 +641,7 @@ async fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             to,
             json,
         } => {
-            let state = open_existing_state(&data_dir).await?;
+            let state = open_existing_state(&db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, clinic).await?;
             let report = operator::patient_access_report(
                 &state,
@@ -745,23 +737,6 @@ fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result
     Ok(())
 }
 
-/// How often the server signs checkpoints for logs that grew without an upload.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Signs checkpoints regularly for as long as the server runs.
-async fn publish_checkpoints(state: AppState) {
-    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
-    loop {
-        tick.tick().await;
-        let now = state.clock.now_ms();
-        if let Err(e) =
-            audit::log::checkpoint_grown(state.store.pool(), &state.audit_key, now).await
-        {
-            tracing::warn!(error = %e, "regular checkpoint failed; retrying next interval");
-        }
-    }
-}
-
 fn parse_time(text: &str, flag: &str) -> anyhow::Result<i64> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("{flag} wants an RFC 3339 time such as 2026-11-17T15:00:00Z"))?;
@@ -788,33 +763,41 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<SignedCheckpoi
 
 /// Opens the store of a data directory that must already exist (verify and search never
 /// create an empty one by mistake).
-async fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
-    if let StoreLocation::Embedded(file) = location(data_dir)?
+async fn open_existing(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    if let StoreLocation::Embedded(file) = db.location(data_dir)?
         && !file.exists()
     {
         anyhow::bail!("no ClinicDesk database under {}", data_dir.display());
     }
-    open_store(data_dir).await
+    open_store(db, data_dir).await
 }
 
-async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+async fn open_store(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<Store> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    Store::open(&location(data_dir)?)
+    Store::open(&db.location(data_dir)?)
         .await
         .with_context(|| format!("opening the database of {}", data_dir.display()))
 }
 
-async fn serve(data_dir: PathBuf, listen: SocketAddr, webauthn_origin: &str) -> anyhow::Result<()> {
+async fn serve(
+    db: &DatabaseUrls,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    webauthn_origin: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let files = tls::ensure_local_ca(&data_dir).context("preparing TLS certificates")?;
     let config = tls::server_config(&files)?;
-    let state = open_state(&data_dir)
+    let state = open_state(&db, &data_dir)
         .await?
         .with_webauthn_origin(webauthn_origin)
         .context("--webauthn-origin")?;
-    tokio::spawn(publish_checkpoints(state.clone()));
+    tokio::spawn(audit::publisher::publish_checkpoints(
+        state.clone(),
+        audit::publisher::CHECKPOINT_INTERVAL,
+    ));
     let router = build_router(state)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

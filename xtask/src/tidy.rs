@@ -55,6 +55,8 @@ const CONSTRUCTORS: &[(&str, &str, &[&str])] = &[
         "of_new_clinic",
         &["server/src/admin/provisioning.rs"],
     ),
+    // Its input is a `Console`, whose own constructor is the one restricted below.
+    ("ClinicScope", "of_console", &["server/src/"]),
     (
         "Console",
         "operator",

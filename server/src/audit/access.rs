@@ -24,9 +24,10 @@ use clinicdesk_protocol::wire::{AppointmentList, Patient};
 use uuid::Uuid;
 
 use super::server_chain::{self, ServerEvent};
-use crate::app::AppState;
-use crate::auth::{Principal, SessionTouch};
 use crate::error::ServerError;
+use crate::scope::Principal;
+use crate::session::SessionTouch;
+use crate::state::AppState;
 
 /// Longest `User-Agent` kept in an event; the rest is cut (at a character boundary).
 const MAX_USER_AGENT: usize = 256;
@@ -260,7 +261,7 @@ pub async fn record_phi_access(
             request: seen.clone(),
         })
         .collect();
-    let scope = crate::auth::ClinicScope::of_principal(&principal);
+    let scope = crate::scope::ClinicScope::of_principal(&principal);
     match server_chain::record_with(&state, &scope, events, touch.as_ref()).await {
         Ok(()) => response,
         Err(e) => {
@@ -368,7 +369,7 @@ async fn record_trail_read(
         break_glass: None,
         request: seen,
     };
-    let scope = crate::auth::ClinicScope::of_principal(&principal);
+    let scope = crate::scope::ClinicScope::of_principal(&principal);
     match server_chain::record_with(state, &scope, vec![event], touch.as_ref()).await {
         Ok(()) => response,
         Err(e) => {
@@ -444,7 +445,7 @@ pub async fn record_refusal(
         break_glass: None,
         request: seen,
     };
-    let scope = crate::auth::ClinicScope::of_principal(principal);
+    let scope = crate::scope::ClinicScope::of_principal(principal);
     if let Err(e) = server_chain::record(state, &scope, vec![event]).await {
         tracing::error!(error = %e, route, "a refused PHI request could not be recorded");
     }

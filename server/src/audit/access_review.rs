@@ -5,10 +5,10 @@
 use clinicdesk_protocol::policy::{self, Permission};
 use sqlx::Row;
 
-use crate::auth::ClinicScope;
 use crate::error::ServerError;
-use crate::routes::schedule::rfc3339;
+use crate::scope::ClinicScope;
 use crate::store::{Store, flag, parse_role};
+use crate::time::rfc3339;
 
 /// The permissions that reach patient data, as the review names them.
 const PHI: [(Permission, &str); 3] = [

@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 
 use super::query::{self, AuditQuery};
 use super::{fhir, log};
-use crate::app::AppState;
-use crate::auth::ClinicScope;
 use crate::error::ServerError;
+use crate::scope::ClinicScope;
+use crate::state::AppState;
 
 /// Events fetched per page while exporting.
 const PAGE: u32 = 1000;

@@ -20,10 +20,11 @@ use uuid::Uuid;
 
 use super::log;
 use super::server_chain::{self, ServerEvent};
-use crate::app::AppState;
-use crate::auth::{ClinicScope, verify_device_batch};
+use crate::audit::batch::verify_device_batch;
 use crate::error::ServerError;
-use crate::sql::{Script, Statement, Value, insert_rows};
+use crate::scope::ClinicScope;
+use crate::state::AppState;
+use crate::store::sql::{Script, Statement, Value, insert_rows};
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
@@ -459,7 +460,9 @@ pub async fn ingest(
     if let Some(head) = head {
         writes.push(head_upsert(&scope, device.id, head, max_seq)?);
     }
-    writes.push(crate::device_registry::seen_statement(device.id, now, None));
+    writes.push(crate::devices::registry::seen_statement(
+        device.id, now, None,
+    ));
     let (checkpoint, insert) = log::sign_checkpoint(&state.audit_key, clinic, &tree, now, latest)?;
     writes.extend(insert);
     writes.execute(&mut tx).await.map_err(|e| match e {

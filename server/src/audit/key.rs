@@ -1,6 +1,6 @@
 //! The server's audit key: Ed25519, signs checkpoints, receipts and (with the server-events
 //! work) the server's own audit chain. It lives in `DATA_DIR/audit-signing.key` (see
-//! [`crate::key_file`]).
+//! [`crate::secrets::key_file`]).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use clinicdesk_protocol::audit::{from_hex, to_hex};
 pub use clinicdesk_protocol::signature::{PublicKey, verify_hex};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use crate::key_file::{self, KeyFileError};
+use crate::secrets::key_file::{self, KeyFileError};
 
 pub const KEY_FILE: &str = "audit-signing.key";
 

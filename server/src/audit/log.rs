@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::key::AuditKey;
 use crate::error::ServerError;
-use crate::sql::{Script, Statement, Value, insert_rows};
+use crate::store::sql::{Script, Statement, Value, insert_rows};
 
 fn to_i64(v: u64) -> Result<i64, ServerError> {
     i64::try_from(v).map_err(|_| ServerError::Internal("log index overflow"))
@@ -30,16 +30,7 @@ fn hash_of(blob: &[u8]) -> Result<Hash32, ServerError> {
         .map_err(|_| ServerError::Internal("stored node malformed"))
 }
 
-/// Takes SQLite's write lock before anything is read, so that concurrent writers of a
-/// clinic's log queue (busy timeout) instead of failing on a stale read snapshot. Every
-/// transaction that appends leaves or signs a checkpoint starts with it.
-pub async fn lock_clinic(conn: &mut AnyConnection, clinic: Uuid) -> Result<(), ServerError> {
-    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
-        .bind(clinic.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
+pub use crate::store::clinics::lock_clinic;
 
 /// Perfect subtrees below this level (under 16 leaves) are not stored: each is computed
 /// from at most eight event hashes when a proof or a frontier needs it. Storing them cost
@@ -440,7 +431,8 @@ pub async fn adopt_unlogged(
         .bind(clinic.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        let scope = crate::auth::ClinicScope::provisioning(clinic);
+        let scope =
+            crate::scope::ClinicScope::of_console(&crate::scope::Console::operator(), clinic);
         for device in workstations {
             super::ingest::advance_head(&mut tx, &scope, id(&device)?).await?;
         }

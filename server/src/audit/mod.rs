@@ -4,11 +4,13 @@
 
 pub mod access;
 pub mod access_review;
+pub mod batch;
 pub mod export;
 pub mod fhir;
 pub mod ingest;
 pub mod key;
 pub mod log;
+pub mod publisher;
 pub mod query;
 pub mod report;
 pub mod server_chain;

@@ -8,11 +8,11 @@ use clinicdesk_protocol::wire::{
 use serde::Deserialize;
 use sqlx::{AnyPool, Row};
 
-use crate::sql::Statement;
+use crate::store::sql::Statement;
 use uuid::Uuid;
 
-use crate::auth::ClinicScope;
 use crate::error::ServerError;
+use crate::scope::ClinicScope;
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::export::{Records, fresh_checkpoint};
 use super::log;
-use crate::app::AppState;
-use crate::auth::ClinicScope;
 use crate::error::ServerError;
+use crate::scope::ClinicScope;
+use crate::state::AppState;
 
 /// Most accesses one report lists; a longer history needs a narrower period (or an export).
 pub const MAX_ACCESSES: usize = 10_000;

@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use super::ingest::{event_inserts, event_row};
 use super::log;
-use crate::app::AppState;
-use crate::auth::{ClinicScope, SessionTouch};
 use crate::error::ServerError;
-use crate::sql::Script;
+use crate::scope::ClinicScope;
+use crate::session::SessionTouch;
+use crate::state::AppState;
+use crate::store::sql::Script;
 
 /// One event for the server to record, before its chain position and signature.
 #[derive(Debug, Clone)]

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::access::Seen;
 use super::server_chain::{self, ServerEvent};
-use crate::app::AppState;
-use crate::auth::ClinicScope;
+use crate::scope::ClinicScope;
+use crate::state::AppState;
 
 /// Records a failed attempt on `user`'s account (and the lockout it caused, if it did)
 /// in the background; a failure to record is logged.

@@ -13,10 +13,10 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::ingest::{MAX_BATCH, ingest};
-use crate::app::AppState;
+use crate::admin::seed::issue_enrollment_code;
 use crate::error::ServerError;
-use crate::random::{bytes, hash_secret, normalize_code};
-use crate::seed::issue_enrollment_code;
+use crate::secrets::random::{bytes, hash_secret, normalize_code};
+use crate::state::AppState;
 
 /// Workstations that share the synthetic trail.
 pub const DEVICES: usize = 4;
@@ -53,7 +53,10 @@ pub async fn seed_audit_events(
             .collect();
     let patients = state
         .store
-        .patient_ids(&crate::auth::ClinicScope::provisioning(clinic))
+        .patient_ids(&crate::scope::ClinicScope::of_console(
+            &crate::scope::Console::operator(),
+            clinic,
+        ))
         .await?;
     if users.is_empty() || patients.is_empty() {
         return Err(ServerError::BadRequest { field: "clinic" });
@@ -71,13 +74,13 @@ pub async fn seed_audit_events(
         let key = SigningKey::from_bytes(&bytes::<32>()?);
         let recovery = SigningKey::from_bytes(&bytes::<32>()?);
         let id = Uuid::now_v7();
-        let escrow = crate::device_registry::escrow_of(
+        let escrow = crate::devices::registry::escrow_of(
             state,
             id,
             &bytes::<32>()?,
             &to_hex(recovery.verifying_key().as_bytes()),
         )?;
-        crate::device_registry::enroll(
+        crate::devices::registry::enroll(
             state,
             &hash_secret(&normalize_code(&code)),
             id,

@@ -261,7 +261,7 @@ async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_eve
     let clinician = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
-    let second_code = clinicdesk_server::seed::issue_enrollment_code(
+    let second_code = clinicdesk_server::admin::seed::issue_enrollment_code(
         &server.store,
         &server.clock,
         Uuid::from_u128(CLINIC_A),
@@ -497,13 +497,13 @@ async fn unknown_routes_and_missing_tokens() {
 #[test]
 fn a_route_without_a_policy_rule_cannot_be_served() {
     use axum::routing::get;
-    use clinicdesk_server::app::{RouteDef, RouterError, build_router_from, route_defs};
+    use clinicdesk_server::http::router::{RouteDef, RouterError, build_router_from, route_defs};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = rt
         .block_on(clinicdesk_server::AppState::open(
             dir.path(),
-            std::sync::Arc::new(clinicdesk_server::clock::SystemClock),
+            std::sync::Arc::new(clinicdesk_server::time::SystemClock),
         ))
         .unwrap();
     let mut defs = route_defs();

@@ -621,7 +621,7 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
     assert_eq!(report.events, u64::try_from(stored).unwrap());
 
     let last_seen = session_last_seen(&a, login.user.user_id).await;
-    let now = clinicdesk_server::clock::Clock::now_ms(&a.clock);
+    let now = clinicdesk_server::time::Clock::now_ms(&a.clock);
     assert_eq!(last_seen, now, "the last read touched the session");
 
     // A request that began before the stored time (a slower one that finished later) does

@@ -8,8 +8,8 @@ use clinicdesk_protocol::wire::{
 };
 use clinicdesk_server::audit::key::PublicKey;
 use clinicdesk_server::audit::verify::verify_all;
-use clinicdesk_server::clock::Clock;
 use clinicdesk_server::store::Backend;
+use clinicdesk_server::time::Clock;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -59,7 +59,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
         .await;
     tokens.push(("billing", billing.session_token));
     // The operator, whose one route (provisioning) answers 200, 201, 400 or 409.
-    let (_, operator) = clinicdesk_server::operator::create_operator_token(
+    let (_, operator) = clinicdesk_server::admin::operator::create_operator_token(
         &server.store,
         &server.clock,
         "schemathesis",

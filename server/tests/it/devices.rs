@@ -96,10 +96,9 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
     // An upload is a sign of life too, written in the upload's own transaction.
     server.clock.advance_ms(60_000);
     upload(&server, &back, &[&events[0], &events[1], &events[4]]).await;
-    let uploaded_at = clinicdesk_server::routes::schedule::rfc3339(
-        clinicdesk_server::clock::Clock::now_ms(&server.clock),
-    )
-    .unwrap();
+    let uploaded_at =
+        clinicdesk_server::time::rfc3339(clinicdesk_server::time::Clock::now_ms(&server.clock))
+            .unwrap();
 
     let list = devices(&server, &admin.session_token).await;
     assert_eq!(list.len(), 2);

@@ -10,11 +10,12 @@ use clinicdesk_protocol::wire::{
     ChallengeResponse, EnrollResponse, LoginResponse, ProofKey, escrow_proof_bytes,
     login_proof_bytes,
 };
-use clinicdesk_server::clock::{Clock, ManualClock};
-use clinicdesk_server::mfa::totp::{STEP_SECS, TotpSecret};
-use clinicdesk_server::seed::{SeedReport, seed_clinic};
+use clinicdesk_server::admin::seed::{SeedReport, seed_clinic};
+use clinicdesk_server::http::tls;
+use clinicdesk_server::sign_in::mfa::totp::{STEP_SECS, TotpSecret};
 use clinicdesk_server::store::{Store, StoreLocation};
-use clinicdesk_server::{AppState, build_router, tls};
+use clinicdesk_server::time::{Clock, ManualClock};
+use clinicdesk_server::{AppState, build_router};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -96,7 +97,7 @@ pub async fn fresh_postgres_database() -> Option<PostgresUrls> {
 }
 
 impl PostgresUrls {
-    fn location(&self) -> StoreLocation {
+    pub fn location(&self) -> StoreLocation {
         StoreLocation::Postgres {
             url: self.server.clone(),
             migration_url: Some(self.owner.clone()),

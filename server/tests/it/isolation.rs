@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::Hash32;
 use clinicdesk_protocol::policy::{self, Access, ROUTES, Role};
-use clinicdesk_server::seed::{SeedReport, SharedPassword, seed_clinic_sharing};
+use clinicdesk_server::admin::seed::{SeedReport, SharedPassword, seed_clinic_sharing};
 use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;

@@ -17,6 +17,7 @@ mod isolation;
 mod log_proofs;
 mod mfa;
 mod phi_access;
+mod postgres_only;
 mod provisioning;
 mod scale_out;
 mod tamper;

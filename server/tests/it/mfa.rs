@@ -12,7 +12,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
 
-use clinicdesk_server::mfa::MAX_TICKET_FAILURES;
+use clinicdesk_server::sign_in::mfa::MAX_TICKET_FAILURES;
 
 use crate::harness::{SignedIn, TestDevice, TestServer, password_of};
 
@@ -106,7 +106,7 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
         .fetch_one(server.store.pool())
         .await
         .unwrap();
-    let raw = clinicdesk_server::mfa::totp::TotpSecret::from_base32(&secret).unwrap();
+    let raw = clinicdesk_server::sign_in::mfa::totp::TotpSecret::from_base32(&secret).unwrap();
     assert!(!stored.contains(&secret));
     assert!(!stored.contains(&clinicdesk_protocol::audit::to_hex(raw.as_bytes())));
     // Setting up is an audited event of the user's, on the server chain.
@@ -135,9 +135,9 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
     let used = {
         let apps = server.authenticator.lock().unwrap();
         let (secret, last) = &apps[&(device.clinic_id, "frontdesk".into())];
-        clinicdesk_server::mfa::totp::TotpSecret::from_base32(secret)
+        clinicdesk_server::sign_in::mfa::totp::TotpSecret::from_base32(secret)
             .unwrap()
-            .code_at(last * clinicdesk_server::mfa::totp::STEP_SECS)
+            .code_at(last * clinicdesk_server::sign_in::mfa::totp::STEP_SECS)
             .unwrap()
     };
     let (status, body) = totp(&server, &t.ticket, &used).await;
@@ -222,7 +222,7 @@ async fn a_grant_spares_the_second_factor_on_its_device_for_twelve_hours_only() 
         other => panic!("expected a session, got {other:?}"),
     }
     // The grant is bound to the user and the device.
-    let code = clinicdesk_server::seed::issue_enrollment_code(
+    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
         &server.store,
         &server.clock,
         device.clinic_id,

@@ -321,7 +321,7 @@ async fn devices_cannot_record_as_the_server() {
 /// `Served`) gets its response replaced by `internal`: the mechanism fails closed.
 #[tokio::test]
 async fn a_phi_handler_that_does_not_declare_its_disclosure_sends_nothing() {
-    use clinicdesk_server::app::{RouteDef, build_router_from, route_defs};
+    use clinicdesk_server::http::router::{RouteDef, build_router_from, route_defs};
 
     async fn leaky() -> axum::Json<serde_json::Value> {
         axum::Json(serde_json::json!({ "name": "Leaky Canary" }))

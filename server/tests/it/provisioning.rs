@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{ClinicProvisioned, UserList};
-use clinicdesk_server::operator::{create_operator_token, revoke_operator_token};
+use clinicdesk_server::admin::operator::{create_operator_token, revoke_operator_token};
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;

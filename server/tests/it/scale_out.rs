@@ -160,7 +160,7 @@ async fn a_client_alternating_between_two_instances_sees_one_server() {
 
     // An admin revokes the workstation through B: A refuses its session at once.
     let admin_code =
-        clinicdesk_server::seed::issue_enrollment_code(&a.store, &a.clock, clinic, 15, None)
+        clinicdesk_server::admin::seed::issue_enrollment_code(&a.store, &a.clock, clinic, 15, None)
             .await
             .unwrap();
     let admin_device = TestDevice::enroll(&a, &admin_code).await;

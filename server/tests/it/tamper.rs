@@ -9,11 +9,11 @@ use std::sync::{Arc, OnceLock};
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, RequestSeen, SignedAuditEvent, to_hex};
 use clinicdesk_protocol::wire::AuditUpload;
 use clinicdesk_server::AppState;
+use clinicdesk_server::admin::seed::seed_clinic;
 use clinicdesk_server::audit::ingest::ingest;
 use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
-use clinicdesk_server::clock::ManualClock;
-use clinicdesk_server::random::{hash_secret, normalize_code};
-use clinicdesk_server::seed::seed_clinic;
+use clinicdesk_server::secrets::random::{hash_secret, normalize_code};
+use clinicdesk_server::time::ManualClock;
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -43,22 +43,27 @@ pub(crate) fn seen() -> RequestSeen {
 
 /// A workstation enrolled through the real registry code.
 pub(crate) async fn enroll(state: &AppState, clock: &ManualClock, clinic: Uuid) -> TestDevice {
-    let code =
-        clinicdesk_server::seed::issue_enrollment_code(&state.store, clock, clinic, 15, None)
-            .await
-            .unwrap();
+    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
+        &state.store,
+        clock,
+        clinic,
+        15,
+        None,
+    )
+    .await
+    .unwrap();
     let key = SigningKey::from_bytes(&rand32());
     let recovery = SigningKey::from_bytes(&rand32());
     let secret = rand32();
     let id = Uuid::now_v7();
-    let escrow = clinicdesk_server::device_registry::escrow_of(
+    let escrow = clinicdesk_server::devices::registry::escrow_of(
         state,
         id,
         &secret,
         &to_hex(recovery.verifying_key().as_bytes()),
     )
     .unwrap();
-    clinicdesk_server::device_registry::enroll(
+    clinicdesk_server::devices::registry::enroll(
         state,
         &hash_secret(&normalize_code(&code)),
         id,

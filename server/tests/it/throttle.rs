@@ -4,7 +4,7 @@
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent};
 use clinicdesk_protocol::mfa::LoginStep;
-use clinicdesk_server::throttle::{ACCOUNT_LIMIT, ADDRESS_LIMIT, LOCKOUT_MS};
+use clinicdesk_server::sign_in::throttle::{ACCOUNT_LIMIT, ADDRESS_LIMIT, LOCKOUT_MS};
 use serde_json::{Value, json};
 
 use crate::harness::{SignedIn, TestDevice, TestServer, password_of};

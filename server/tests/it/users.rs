@@ -279,7 +279,7 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
     // Guessing the current password through a session is throttled like a login.
     let fresh = device.login(&server, "clinician", STRONG).await;
     let token = Some(fresh.session_token.as_str());
-    for _ in 0..clinicdesk_server::throttle::ACCOUNT_LIMIT {
+    for _ in 0..clinicdesk_server::sign_in::throttle::ACCOUNT_LIMIT {
         let (status, _) = server
             .post(
                 "/v1/auth/password",
@@ -316,7 +316,7 @@ async fn the_access_review_lists_every_user_with_phi_access() {
     let clinician = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
-    let clinician_signed_in = clinicdesk_server::clock::Clock::now_ms(&server.clock);
+    let clinician_signed_in = clinicdesk_server::time::Clock::now_ms(&server.clock);
     let mut billing = new_user("jo.billing", STRONG);
     billing["display_name"] = json!("=HYPERLINK(\"x\") Jo (synthetic)");
     let (status, body) = server.post("/v1/users", Some(token), billing).await;
@@ -377,7 +377,7 @@ async fn the_access_review_lists_every_user_with_phi_access() {
     let usernames: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     // By role, then username; the admin (no patient data) and clinic B are not listed.
     assert_eq!(usernames, ["jo.billing", "clinician", "frontdesk"]);
-    let last_sign_in = clinicdesk_server::routes::schedule::rfc3339(clinician_signed_in).unwrap();
+    let last_sign_in = clinicdesk_server::time::rfc3339(clinician_signed_in).unwrap();
     assert_eq!(
         rows[1][2..8],
         [

@@ -1,0 +1,140 @@
+//! Actions the clinic's operator takes on the server's console (no session): they name
+//! the object, and the clinic scope comes from that object's own row.
+
+use uuid::Uuid;
+
+use crate::error::ServerError;
+use crate::scope::{ClinicScope, Console};
+use crate::store::Store;
+use crate::time::Clock;
+
+/// Revokes a device and its sessions; its next request answers `device_revoked`, which
+/// the app obeys by wiping itself. Returns false for an unknown device.
+pub async fn revoke_device(
+    store: &Store,
+    clock: &dyn Clock,
+    device_id: Uuid,
+) -> Result<bool, ServerError> {
+    let Some(device) = store.device(device_id).await? else {
+        return Ok(false);
+    };
+    let scope = ClinicScope::of_console(&Console::operator(), device.clinic_id);
+    let revoked = store
+        .revoke_device(&scope, device_id, clock.now_ms())
+        .await?;
+    tracing::info!(%device_id, "device revoked by the operator");
+    Ok(revoked)
+}
+
+/// The clinic of a single-clinic server (the embedded default); `None` when there are
+/// several or none, and the operator must name one.
+pub async fn only_clinic(store: &Store) -> Result<Option<Uuid>, ServerError> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clinics LIMIT 2")
+        .fetch_all(store.pool())
+        .await?;
+    match ids.as_slice() {
+        [one] => {
+            Ok(Some(Uuid::parse_str(one).map_err(|_| {
+                ServerError::Internal("stored id malformed")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The clinic's access review as CSV, for `clinicdesk-server audit access-review`.
+pub async fn access_review(store: &Store, clinic_id: Uuid) -> Result<Vec<u8>, ServerError> {
+    crate::audit::access_review::csv(
+        store,
+        &ClinicScope::of_console(&Console::operator(), clinic_id),
+    )
+    .await
+}
+
+/// One page of a clinic's audit search, for `clinicdesk-server audit search`.
+pub async fn search_audit(
+    store: &Store,
+    clinic_id: Uuid,
+    query: &crate::audit::query::AuditQuery,
+) -> Result<clinicdesk_protocol::wire::AuditPage, ServerError> {
+    let scope = ClinicScope::of_console(&Console::operator(), clinic_id);
+    crate::audit::query::search(store.pool(), &scope, query).await
+}
+
+/// Writes a clinic's audit export, for `clinicdesk-server audit export`.
+pub async fn export_audit(
+    state: &crate::AppState,
+    clinic_id: Uuid,
+    filters: &clinicdesk_protocol::export::ExportFilters,
+    format: crate::audit::export::Format,
+    out: &crate::audit::export::Chunks,
+) -> Result<u64, ServerError> {
+    let scope = ClinicScope::of_console(&Console::operator(), clinic_id);
+    crate::audit::export::export(state, &scope, filters, format, out).await
+}
+
+/// A clinic's public keys, for `clinicdesk-server audit keys`.
+pub async fn clinic_keys(
+    state: &crate::AppState,
+    clinic_id: Uuid,
+) -> Result<clinicdesk_protocol::export::ClinicKeys, ServerError> {
+    crate::audit::export::clinic_keys(
+        state,
+        &ClinicScope::of_console(&Console::operator(), clinic_id),
+    )
+    .await
+}
+
+/// The patient access report, for `clinicdesk-server audit report`.
+pub async fn patient_access_report(
+    state: &crate::AppState,
+    clinic_id: Uuid,
+    patient_id: Uuid,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<clinicdesk_protocol::export::PatientAccessReport, ServerError> {
+    let scope = ClinicScope::of_console(&Console::operator(), clinic_id);
+    crate::audit::report::patient_access_report(state, &scope, patient_id, from_ms, to_ms).await
+}
+
+/// A new operator credential for `POST /v1/clinics`, shown once: the server keeps only its
+/// hash. Returns the token's id (for revocation) and the token.
+pub async fn create_operator_token(
+    store: &Store,
+    clock: &dyn Clock,
+    name: &str,
+) -> Result<(Uuid, String), ServerError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err(ServerError::BadRequest { field: "name" });
+    }
+    let id = Uuid::now_v7();
+    let token = crate::secrets::random::token()?;
+    sqlx::query(
+        "INSERT INTO operator_tokens (id, name, token_hash, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(name)
+    .bind(crate::secrets::random::hash_secret(&token))
+    .bind(clock.now_ms())
+    .execute(store.pool())
+    .await?;
+    tracing::info!(token_id = %id, "operator token created");
+    Ok((id, token))
+}
+
+/// Revokes an operator credential; false if there is no such live token.
+pub async fn revoke_operator_token(
+    store: &Store,
+    clock: &dyn Clock,
+    id: Uuid,
+) -> Result<bool, ServerError> {
+    let done = sqlx::query(
+        "UPDATE operator_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(clock.now_ms())
+    .bind(id.to_string())
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,15 @@
+//! HTTP handlers, one module per resource. A handler parses its input (through
+//! [`crate::http::extract`]), makes one call into a domain module or the store, and shapes
+//! the answer; authorization already happened in [`crate::http::authorize`].
+
+pub mod audit;
+pub mod break_glass;
+pub mod care_team;
+pub mod clinics;
+pub mod devices;
+pub mod health;
+pub mod mfa;
+pub mod patients;
+pub mod schedule;
+pub mod session;
+pub mod users;

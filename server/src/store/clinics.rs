@@ -1,0 +1,60 @@
+//! Clinics: their rows and lock policy (idle timeout, maximum time offline).
+
+use super::*;
+
+/// A clinic created in the caller's transaction (provisioning).
+#[derive(Debug)]
+pub struct NewClinic {
+    pub id: Uuid,
+}
+
+impl Store {
+    pub async fn create_clinic(
+        &self,
+        id: Uuid,
+        name: &str,
+        idle_timeout_secs: u64,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clinic_name(&self, clinic_id: Uuid) -> Result<Option<String>, ServerError> {
+        let row = sqlx::query("SELECT name FROM clinics WHERE id = $1")
+            .bind(clinic_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// The clinic's lock policy: (idle timeout, maximum time offline), in seconds.
+    pub async fn lock_policy(&self, clinic_id: Uuid) -> Result<(u64, u64), ServerError> {
+        let row =
+            sqlx::query("SELECT idle_timeout_secs, max_offline_secs FROM clinics WHERE id = $1")
+                .bind(clinic_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        let secs = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+        Ok((secs(0), secs(1)))
+    }
+}
+
+/// Takes SQLite's write lock before anything is read, so that concurrent writers of a
+/// clinic's log queue (busy timeout) instead of failing on a stale read snapshot. Every
+/// transaction that appends leaves or signs a checkpoint starts with it.
+pub async fn lock_clinic(conn: &mut AnyConnection, clinic: Uuid) -> Result<(), ServerError> {
+    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
+        .bind(clinic.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

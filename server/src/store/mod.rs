@@ -1,0 +1,404 @@
+//! The server's storage: SQLite under the data directory by default, PostgreSQL when the
+//! operator gives a `postgres://` URL (several server instances on one database). One set
+//! of queries serves both through sqlx's `Any` driver: placeholders are `$1`, `$2`, ...,
+//! integers are 64-bit, flags are read with [`flag`]. The audit trail's tables are written
+//! by `crate::audit`. Every method that touches clinic data takes a [`ClinicScope`], which
+//! only the auth layer can build, so no query runs without a clinic.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use clinicdesk_protocol::Phi;
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::ServerError;
+use crate::scope::ClinicScope;
+use sql::Script;
+
+pub mod clinics;
+pub mod devices;
+pub mod patients;
+pub mod sessions;
+pub mod sql;
+pub mod tx;
+pub mod users;
+
+pub use clinics::NewClinic;
+pub use devices::{DeviceRecord, Escrow, RedeemedCode};
+pub use patients::NewPatient;
+pub use sessions::SessionRecord;
+pub use tx::{ClinicTx, WriteTx};
+pub use users::Credentials;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The role the server works as on PostgreSQL (see migrations/postgres/0001_schema.sql).
+const SET_APP_ROLE: &str = "SET ROLE clinicdesk_app";
+
+/// Live sessions a user may hold at once (two workstations); a third revokes the oldest.
+pub const MAX_SESSIONS_PER_USER: i64 = 2;
+
+/// Where the server keeps its data.
+#[derive(Clone)]
+pub enum StoreLocation {
+    /// `clinicdesk.sqlite3` in the data directory: no service to run.
+    Embedded(PathBuf),
+    /// A PostgreSQL database (the URLs may carry passwords, so they are never printed).
+    Postgres {
+        /// What the server works through: best a login role that is only a member of
+        /// `clinicdesk_app`, so no session can step back to the tables' owner.
+        url: String,
+        /// The schema owner's URL, for migrations; without it they run through `url`,
+        /// which must then be the owner's.
+        migration_url: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded(path) => f.debug_tuple("Embedded").field(path).finish(),
+            Self::Postgres { .. } => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnsupportedDatabaseUrl {
+    #[error(
+        "DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite store)"
+    )]
+    NotPostgres,
+    #[error(
+        "DATABASE_MIGRATION_URL must be a postgres:// or postgresql:// URL, beside DATABASE_URL"
+    )]
+    Migration,
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl StoreLocation {
+    /// The embedded store of a data directory.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self::Embedded(data_dir.join("clinicdesk.sqlite3"))
+    }
+
+    /// A PostgreSQL database whose URL's role owns the schema (migrations run through it).
+    pub fn postgres_as_owner(url: &str) -> Self {
+        Self::Postgres {
+            url: url.to_owned(),
+            migration_url: None,
+        }
+    }
+
+    /// PostgreSQL when `database_url` is given, else the data directory's SQLite file.
+    pub fn choose(
+        database_url: Option<&str>,
+        migration_url: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Self, UnsupportedDatabaseUrl> {
+        let migration_url = migration_url.filter(|u| !u.is_empty());
+        match database_url.filter(|u| !u.is_empty()) {
+            None if migration_url.is_some() => Err(UnsupportedDatabaseUrl::Migration),
+            None => Ok(Self::in_data_dir(data_dir)),
+            Some(url) if !is_postgres(url) => Err(UnsupportedDatabaseUrl::NotPostgres),
+            Some(_) if migration_url.is_some_and(|m| !is_postgres(m)) => {
+                Err(UnsupportedDatabaseUrl::Migration)
+            }
+            Some(url) => Ok(Self::Postgres {
+                url: url.to_owned(),
+                migration_url: migration_url.map(str::to_owned),
+            }),
+        }
+    }
+}
+
+/// The database settings of one invocation (`--database-url`, `--migration-database-url`):
+/// none means the data directory's embedded SQLite file. The URLs may carry passwords, so
+/// they are never printed.
+#[derive(Clone, Default)]
+pub struct DatabaseUrls {
+    url: Option<String>,
+    migration_url: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrls(..)")
+    }
+}
+
+impl DatabaseUrls {
+    pub fn new(url: Option<String>, migration_url: Option<String>) -> Self {
+        Self { url, migration_url }
+    }
+
+    /// Where the data of `data_dir` lives under these settings.
+    pub fn location(&self, data_dir: &Path) -> Result<StoreLocation, UnsupportedDatabaseUrl> {
+        StoreLocation::choose(self.url.as_deref(), self.migration_url.as_deref(), data_dir)
+    }
+}
+
+/// Which database a store runs on, for the few statements that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The database a connection of the store talks to.
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// On SQLite, writers of the busy paths take turns here (see [`Store::begin_write`]).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A boolean expression's value: PostgreSQL answers a boolean, SQLite an integer.
+pub(crate) fn flag(row: &AnyRow, index: usize) -> Result<bool, ServerError> {
+    row.try_get::<bool, _>(index)
+        .or_else(|_| row.try_get::<i64, _>(index).map(|v| v != 0))
+        .map_err(|_| ServerError::Internal("stored flag malformed"))
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, ServerError> {
+    Uuid::from_str(s).map_err(|_| ServerError::Internal("stored id is not a uuid"))
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, ServerError> {
+    Role::parse(s).ok_or(ServerError::Internal("stored role unknown"))
+}
+
+impl Store {
+    /// Opens the store (creating an embedded one if needed) and brings its schema up to date.
+    pub async fn open(location: &StoreLocation) -> Result<Self, ServerError> {
+        sqlx::any::install_default_drivers();
+        match location {
+            StoreLocation::Embedded(file) => Self::open_sqlite(file).await,
+            StoreLocation::Postgres { url, migration_url } => {
+                Self::open_postgres(url, migration_url.as_deref()).await
+            }
+        }
+    }
+
+    async fn open_sqlite(file: &Path) -> Result<Self, ServerError> {
+        let url = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true)
+            .to_url_lossy();
+        // Streaming reads (the verifier walks millions of rows) are slow by design; the
+        // slow-statement warning would only alarm operators.
+        let options = AnyConnectOptions::from_url(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|_| ServerError::Internal("migration failed"))?;
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+            writer: Arc::default(),
+        })
+    }
+
+    async fn open_postgres(url: &str, migration_url: Option<&str>) -> Result<Self, ServerError> {
+        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        // Migrations run as the schema owner, on a connection of their own.
+        let owner_options = match migration_url {
+            Some(m) => AnyConnectOptions::from_str(m)?.disable_statement_logging(),
+            None => options.clone(),
+        };
+        let mut owner = AnyConnection::connect_with(&owner_options).await?;
+        POSTGRES_MIGRATOR.run(&mut owner).await.map_err(|_| {
+            ServerError::Internal(if migration_url.is_some() {
+                "migration failed"
+            } else {
+                "migration failed: if DATABASE_URL's role is not the schema owner, give the owner's URL as DATABASE_MIGRATION_URL"
+            })
+        })?;
+        owner.close().await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SET_APP_ROLE).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Self {
+            pool,
+            backend: Backend::Postgres,
+            writer: Arc::default(),
+        };
+        if store.owner_reachable().await? {
+            tracing::warn!(
+                "the server's database role can act as the schema owner: a session could RESET ROLE \
+                 past the audit trail's insert-only grants and row-level security. Give DATABASE_URL \
+                 a login role that is only a member of clinicdesk_app, and the owner's URL as \
+                 DATABASE_MIGRATION_URL (see the README)"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Whether the role the server logs in as could act as the owner of the audit tables
+    /// (it is the owner, a member of it, or a superuser) by leaving `clinicdesk_app` with
+    /// `RESET ROLE`. Always false on SQLite, which has no roles (its triggers guard the trail).
+    pub async fn owner_reachable(&self) -> Result<bool, ServerError> {
+        if self.backend != Backend::Postgres {
+            return Ok(false);
+        }
+        let reachable: Option<bool> = sqlx::query_scalar(
+            "SELECT pg_has_role(session_user, tableowner, 'USAGE') FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename = 'audit_events'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(reachable.unwrap_or(true))
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn insert_statement(a: i64) -> crate::store::sql::Statement {
+        let mut st = crate::store::sql::Statement::new("INSERT INTO scratch (a) VALUES (");
+        st.bind(a).push(")");
+        st
+    }
+
+    fn insert(a: i64) -> Script {
+        let mut script = Script::default();
+        script.push(insert_statement(a));
+        script
+    }
+
+    /// Inserts 2, then 1 again: the second statement fails on the key (1 is stored first).
+    fn failing() -> Script {
+        let mut script = insert(2);
+        script.push(insert_statement(1));
+        script
+    }
+
+    async fn scratch_store(dir: &std::path::Path) -> Store {
+        let store = Store::open(&StoreLocation::Embedded(dir.join("t.db")))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE scratch (a INTEGER PRIMARY KEY)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+    }
+
+    async fn stored(store: &Store) -> Vec<i64> {
+        sqlx::query_scalar("SELECT a FROM scratch ORDER BY a")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// A transaction that a script begins itself (`write_locked` on SQLite) is all or
+    /// nothing, and neither a failed statement nor a request dropped at any point leaves a
+    /// pooled connection inside it: every later write still gets the write lock at once.
+    #[tokio::test]
+    async fn a_scripts_own_transaction_is_whole_and_never_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = scratch_store(dir.path()).await;
+        let clinic = Uuid::from_u128(1);
+        store.write_locked(clinic, insert(1)).await.unwrap();
+        // The second statement fails on the key: the first is rolled back with it.
+        assert!(store.write_locked(clinic, failing()).await.is_err());
+        assert_eq!(stored(&store).await, [1]);
+
+        // Failing scripts dropped after ever longer waits: some before they start, some in
+        // their rollback, some after. A connection left inside its transaction would hold
+        // the write lock, and the writes below would wait out the busy timeout and fail.
+        for wait_us in (0..300).map(|i| i * 3) {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_micros(wait_us),
+                store.write_locked(clinic, failing()),
+            )
+            .await;
+        }
+        for a in 10..26 {
+            store.write_locked(clinic, insert(a)).await.unwrap();
+        }
+        let mut expected = vec![1];
+        expected.extend(10..26);
+        assert_eq!(stored(&store).await, expected);
+    }
+
+    /// The guard itself, at the moment the test above can only hit by chance: a connection
+    /// dropped while inside a transaction of its own is closed, not pooled again, so the
+    /// write lock that transaction held is gone and no later user finds itself inside it.
+    #[tokio::test]
+    async fn a_connection_dropped_inside_its_own_transaction_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = scratch_store(dir.path()).await;
+        let mut own = tx::OwnTransaction(Some(store.pool().acquire().await.unwrap()));
+        let conn = own.0.as_mut().unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut **conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO scratch (a) VALUES (7)")
+            .execute(&mut **conn)
+            .await
+            .unwrap();
+        drop(own);
+        // Pooled again, it would still hold the write lock (these would fail with "database
+        // is locked" after the busy timeout) or be handed out inside its transaction ("cannot
+        // start a transaction within a transaction").
+        for a in 10..20 {
+            store
+                .write_locked(Uuid::from_u128(1), insert(a))
+                .await
+                .unwrap();
+        }
+        assert_eq!(stored(&store).await, (10..20).collect::<Vec<_>>());
+    }
+}

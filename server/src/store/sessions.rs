@@ -1,0 +1,139 @@
+//! Sessions and login nonces: opened at sign-in, looked up by token hash on every request.
+
+use super::*;
+
+/// A live session looked up by token hash.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user: UserInfo,
+    pub device_id: Uuid,
+    pub created_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub revoked: bool,
+    pub device_revoked: bool,
+    pub idle_timeout_secs: u64,
+}
+
+impl Store {
+    pub async fn insert_nonce(
+        &self,
+        nonce: &str,
+        device_id: Uuid,
+        expires_at_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO login_nonces (nonce, device_id, expires_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(nonce)
+        .bind(device_id.to_string())
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Consumes a nonce issued to this device; true if it existed and had not expired.
+    pub async fn take_nonce(
+        &self,
+        nonce: &str,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<bool, ServerError> {
+        let row = sqlx::query(
+            "DELETE FROM login_nonces WHERE nonce = $1 AND device_id = $2 RETURNING expires_at_ms",
+        )
+        .bind(nonce)
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some_and(|r| r.get::<i64, _>(0) > now_ms))
+    }
+
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        user: &UserInfo,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, clinic_id, device_id, created_at_ms, last_seen_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token_hash)
+        .bind(user.user_id.to_string())
+        .bind(user.clinic_id.to_string())
+        .bind(device_id.to_string())
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        // At most MAX_SESSIONS_PER_USER live sessions: the oldest go. Sessions opened in the
+        // same millisecond are ordered by insertion (SQLite's rowid, PostgreSQL's seq).
+        let insertion = match self.backend {
+            Backend::Sqlite => "rowid",
+            Backend::Postgres => "seq",
+        };
+        // The only text spliced in is one of the two column names above.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE sessions SET revoked_at_ms = $1
+             WHERE user_id = $2 AND revoked_at_ms IS NULL AND token_hash NOT IN (
+                 SELECT token_hash FROM sessions WHERE user_id = $2 AND revoked_at_ms IS NULL
+                 ORDER BY created_at_ms DESC, {insertion} DESC LIMIT $3)"
+        )))
+        .bind(now_ms)
+        .bind(user.user_id.to_string())
+        .bind(MAX_SESSIONS_PER_USER)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE devices SET last_seen_at_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(device_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, ServerError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, s.clinic_id, s.device_id,
+                    s.created_at_ms, s.last_seen_at_ms, s.revoked_at_ms IS NOT NULL OR u.active = 0,
+                    d.revoked_at_ms IS NOT NULL, c.idle_timeout_secs
+             FROM sessions s
+             JOIN users u ON u.id = s.user_id AND u.clinic_id = s.clinic_id
+             JOIN devices d ON d.id = s.device_id AND d.clinic_id = s.clinic_id
+             JOIN clinics c ON c.id = s.clinic_id
+             WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SessionRecord {
+            user: UserInfo {
+                user_id: parse_uuid(&row.get::<String, _>(0))?,
+                username: row.get(1),
+                display_name: row.get(2),
+                role: parse_role(&row.get::<String, _>(3))?,
+                clinic_id: parse_uuid(&row.get::<String, _>(4))?,
+            },
+            device_id: parse_uuid(&row.get::<String, _>(5))?,
+            created_at_ms: row.get(6),
+            last_seen_at_ms: row.get(7),
+            revoked: flag(&row, 8)?,
+            device_revoked: flag(&row, 9)?,
+            idle_timeout_secs: u64::try_from(row.get::<i64, _>(10)).unwrap_or(0),
+        }))
+    }
+
+    pub async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> Result<(), ServerError> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = $1 WHERE token_hash = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
