@@ -7,7 +7,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 
-use crate::views::{ErrorLine, Ui, local_date_time_ms};
+use crate::state::Ui;
+use crate::time::local_date_time_ms;
+use crate::widgets::ErrorLine;
 
 #[derive(Serialize)]
 struct QueueArgs {

@@ -10,7 +10,8 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::bridge::{NoArgs, call};
-use crate::views::{ErrorLine, Ui};
+use crate::state::Ui;
+use crate::widgets::ErrorLine;
 
 #[derive(Serialize)]
 struct UserArgs {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::bridge::call;
-use crate::views::Ui;
+use crate::state::Ui;
 
 #[derive(Serialize)]
 struct TeamArgs {

@@ -7,9 +7,13 @@ mod admin_break_glass;
 mod admin_users;
 mod bridge;
 mod care_team;
+mod error_text;
 mod password;
 mod second_factor;
+mod state;
+mod time;
 mod views;
+mod widgets;
 
 fn main() {
     leptos::mount::mount_to_body(views::App);

@@ -6,7 +6,9 @@
 use leptos::prelude::*;
 use serde::Serialize;
 
-use crate::views::{ErrorLine, Ui, focus_on_mount, submit_command};
+use crate::bridge::submit_command;
+use crate::state::Ui;
+use crate::widgets::{ErrorLine, focus_on_mount};
 
 #[derive(Serialize)]
 struct ChangeArgs {

@@ -8,9 +8,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 
-use crate::bridge::{NoArgs, call};
+use crate::bridge::{NoArgs, call, change_phase, run_command, submit_command};
 use crate::password::{NewPasswordFields, typed_differently};
-use crate::views::{ErrorLine, Ui, change_phase, focus_on_mount, run_command, submit_command};
+use crate::state::Ui;
+use crate::widgets::{ErrorLine, focus_on_mount};
 
 #[derive(Serialize)]
 struct CodeArgs {

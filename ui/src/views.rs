@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, Phase};
-use clinicdesk_protocol::policy::{self, Permission};
+use clinicdesk_protocol::app::{PatientSearchResults, Phase};
+use clinicdesk_protocol::policy::Permission;
 use clinicdesk_protocol::wire::{
     AppointmentList, BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassReason, ClinicalAccess,
     Patient,
@@ -16,84 +15,23 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::admin::AdminWorkspace;
-use crate::bridge::{NoArgs, call, explain, on_event};
+use crate::bridge::{NoArgs, call, change_phase, on_event, submit_command};
 use crate::care_team::CareTeamPanel;
 use crate::second_factor::{
     ChooseNewPasswordScreen, RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen,
 };
+use crate::state::Ui;
+use crate::time::{local_time, local_time_ms};
+use crate::widgets::{ErrorLine, focus_on_mount};
 
 /// The event the core emits when it locks by itself.
 const LOCKED_EVENT: &str = "clinicdesk://locked";
 /// Activity is reported at most this often.
 const ACTIVITY_EVERY_MS: f64 = 1_000.0;
 
-#[derive(Clone, Copy)]
-pub(crate) struct Ui {
-    pub(crate) status: RwSignal<Option<AppStatus>>,
-    /// Bumped whenever the page asks the core to change phase; a status poll that was in
-    /// flight across a bump is stale and dropped, so it cannot undo the change.
-    epoch: StoredValue<u64>,
-    schedule: RwSignal<Option<AppointmentList>>,
-    patient: RwSignal<Option<Patient>>,
-    pub(crate) error: RwSignal<Option<String>>,
-    /// Recovery codes from a first second factor, until the user confirms saving them.
-    pub(crate) recovery_codes: RwSignal<Option<Vec<String>>>,
-    /// The signed-in user is changing their password (the form replaces the workspace).
-    pub(crate) changing_password: RwSignal<bool>,
-}
-
-impl Ui {
-    /// Drops every PHI value the page holds.
-    fn forget_phi(&self) {
-        self.schedule.set(None);
-        self.patient.set(None);
-    }
-
-    pub(crate) fn apply_status(&self, status: AppStatus) {
-        if status.phase != Phase::Unlocked {
-            self.forget_phi();
-            // Secrets do not stay on a locked screen.
-            self.recovery_codes.set(None);
-            self.changing_password.set(false);
-        }
-        self.status.set(Some(status));
-    }
-
-    pub(crate) fn refresh(self) {
-        let asked_at = self.epoch.get_value();
-        spawn_local(async move {
-            if let Ok(status) = call::<_, AppStatus>("status", &NoArgs {}).await
-                && self.epoch.get_value() == asked_at
-            {
-                self.apply_status(status);
-            }
-        });
-    }
-
-    /// Marks the start of a phase-changing command.
-    pub(crate) fn begin_change(&self) {
-        self.epoch.update_value(|e| *e += 1);
-    }
-
-    pub(crate) fn fail(&self, e: &ApiError) {
-        self.error.set(Some(explain(e)));
-        if e.code == clinicdesk_protocol::ErrorCode::Locked {
-            self.refresh();
-        }
-    }
-}
-
 #[component]
 pub fn App() -> impl IntoView {
-    let ui = Ui {
-        status: RwSignal::new(None),
-        epoch: StoredValue::new(0),
-        schedule: RwSignal::new(None),
-        patient: RwSignal::new(None),
-        error: RwSignal::new(None),
-        recovery_codes: RwSignal::new(None),
-        changing_password: RwSignal::new(false),
-    };
+    let ui = Ui::new();
     provide_context(ui);
     ui.refresh();
     // The status bar and the idle countdown; a lock also arrives as an event at once.
@@ -130,14 +68,8 @@ pub fn App() -> impl IntoView {
     let showing_codes = Memo::new(move |_| ui.recovery_codes.with(Option::is_some));
     let changing_password = Memo::new(move |_| ui.changing_password.get());
     // Roles that read no schedule (admins) get the workstation list instead.
-    let is_admin = move || {
-        ui.status.with_untracked(|s| {
-            s.as_ref().and_then(|s| s.user.as_ref()).is_some_and(|u| {
-                !policy::allows(u.role, Permission::ReadSchedule)
-                    && policy::allows(u.role, Permission::ManageDevices)
-            })
-        })
-    };
+    let is_admin =
+        move || !ui.user_may(Permission::ReadSchedule) && ui.user_may(Permission::ManageDevices);
     view! {
         <div class="app">
             <TopBar/>
@@ -175,63 +107,6 @@ pub fn App() -> impl IntoView {
 
 fn lock_now(ui: Ui) {
     change_phase(ui, "lock");
-}
-
-/// Runs a command that changes the phase (lock, switch user, sign out, retry): PHI is
-/// dropped from the page first, then the screen follows the core's answer.
-pub(crate) fn change_phase(ui: Ui, command: &'static str) {
-    ui.begin_change();
-    ui.forget_phi();
-    ui.error.set(None);
-    spawn_local(async move {
-        match call::<_, AppStatus>(command, &NoArgs {}).await {
-            Ok(status) => {
-                ui.begin_change();
-                ui.apply_status(status);
-            }
-            Err(e) => ui.fail(&e),
-        }
-    });
-}
-
-/// Runs a phase-changing command a form submitted: `busy` while it runs, then the screen
-/// follows the core's answer, or the error line explains the refusal.
-pub(crate) fn submit_command<A: Serialize + 'static>(
-    ui: Ui,
-    busy: RwSignal<bool>,
-    command: &'static str,
-    args: A,
-) {
-    run_command(ui, busy, command, args, move |status: AppStatus| {
-        ui.apply_status(status)
-    });
-}
-
-/// Runs a phase-changing command: `busy` while it runs, then `done` with the core's answer
-/// (after which the screen follows the new phase), or the error line explains the refusal.
-pub(crate) fn run_command<A, T>(
-    ui: Ui,
-    busy: RwSignal<bool>,
-    command: &'static str,
-    args: A,
-    done: impl FnOnce(T) + 'static,
-) where
-    A: Serialize + 'static,
-    T: serde::de::DeserializeOwned + 'static,
-{
-    busy.set(true);
-    ui.error.set(None);
-    ui.begin_change();
-    spawn_local(async move {
-        match call::<_, T>(command, &args).await {
-            Ok(answer) => {
-                ui.begin_change();
-                done(answer);
-            }
-            Err(e) => ui.fail(&e),
-        }
-        busy.set(false);
-    });
 }
 
 #[component]
@@ -277,25 +152,6 @@ fn TopBar() -> impl IntoView {
             </Show>
         </header>
     }
-}
-
-#[component]
-pub(crate) fn ErrorLine() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    view! {
-        <Show when=move || ui.error.get().is_some()>
-            <div class="error" id="error" role="alert">{move || ui.error.get().unwrap_or_default()}</div>
-        </Show>
-    }
-}
-
-/// Puts the cursor in a screen's first field when it appears (keyboard-first desks).
-pub(crate) fn focus_on_mount(input: NodeRef<leptos::html::Input>) {
-    Effect::new(move |_| {
-        if let Some(el) = input.get() {
-            let _ = el.focus();
-        }
-    });
 }
 
 #[derive(Serialize)]
@@ -582,31 +438,6 @@ struct OpenPatientArgs {
     patient_id: String,
 }
 
-/// `YYYY-MM-DD HH:MM` in the workstation's time zone.
-fn date_time_text(date: &js_sys::Date) -> String {
-    format!(
-        "{}-{:02}-{:02} {:02}:{:02}",
-        date.get_full_year(),
-        date.get_month() + 1,
-        date.get_date(),
-        date.get_hours(),
-        date.get_minutes()
-    )
-}
-
-/// `YYYY-MM-DD HH:MM` in the workstation's time zone.
-pub(crate) fn local_date_time(rfc3339: &str) -> String {
-    date_time_text(&js_sys::Date::new(&wasm_bindgen::JsValue::from_str(
-        rfc3339,
-    )))
-}
-
-/// `HH:MM` in the workstation's time zone.
-fn local_time(rfc3339: &str) -> String {
-    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
-}
-
 #[component]
 fn ScheduleView() -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -703,12 +534,7 @@ fn PatientView(patient: Patient) -> impl IntoView {
         };
     // The front desk keeps the care team; it is not the chart, so no clinician sees it here.
     let care_team = ui
-        .status
-        .with_untracked(|s| {
-            s.as_ref()
-                .and_then(|s| s.user.as_ref())
-                .is_some_and(|u| policy::allows(u.role, Permission::ManageCareTeam))
-        })
+        .user_may(Permission::ManageCareTeam)
         .then(|| view! { <CareTeamPanel patient_id=patient.id/> });
     view! {
         <div class="card" id="patient">
@@ -726,23 +552,6 @@ fn PatientView(patient: Patient) -> impl IntoView {
             <ErrorLine/>
         </div>
     }
-}
-
-fn date_of_ms(ms: i64) -> js_sys::Date {
-    // Milliseconds since 1970 fit an f64 exactly for the next 285,000 years.
-    #[allow(clippy::cast_precision_loss)]
-    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64))
-}
-
-/// `HH:MM` in the workstation's time zone, from UTC milliseconds.
-fn local_time_ms(ms: i64) -> String {
-    let date = date_of_ms(ms);
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
-}
-
-/// `YYYY-MM-DD HH:MM` in the workstation's time zone, from UTC milliseconds.
-pub(crate) fn local_date_time_ms(ms: i64) -> String {
-    date_time_text(&date_of_ms(ms))
 }
 
 #[derive(Serialize)]
