@@ -15,14 +15,16 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::admin::AdminWorkspace;
-use crate::bridge::{NoArgs, call, change_phase, on_event, submit_command};
+use crate::bridge::{NoArgs, call, change_phase, on_event};
 use crate::care_team::CareTeamPanel;
-use crate::second_factor::{
-    ChooseNewPasswordScreen, RecoveryCodesScreen, SecondFactorScreen, SetUpSecondFactorScreen,
+use crate::screens::{
+    ChangePasswordScreen, ChooseNewPasswordScreen, EnrollScreen, KeychainScreen, LockScreen,
+    RecoverKeyScreen, RecoveryCodesScreen, RevokedScreen, SecondFactorScreen,
+    SetUpSecondFactorScreen, SignInScreen,
 };
 use crate::state::Ui;
 use crate::time::{local_time, local_time_ms};
-use crate::widgets::{ErrorLine, focus_on_mount};
+use crate::widgets::ErrorLine;
 
 /// The event the core emits when it locks by itself.
 const LOCKED_EVENT: &str = "clinicdesk://locked";
@@ -80,7 +82,7 @@ pub fn App() -> impl IntoView {
                         view! { <RecoveryCodesScreen codes/> }.into_any()
                     }
                     Some(Phase::Unlocked) if changing_password.get() => {
-                        view! { <crate::password::ChangePasswordScreen/> }.into_any()
+                        view! { <ChangePasswordScreen/> }.into_any()
                     }
                     None => view! { <p class="muted">"Starting…"</p> }.into_any(),
                     Some(Phase::NotEnrolled) => view! { <EnrollScreen/> }.into_any(),
@@ -151,208 +153,6 @@ fn TopBar() -> impl IntoView {
                 </button>
             </Show>
         </header>
-    }
-}
-
-#[derive(Serialize)]
-struct EnrollArgs {
-    enrollment_code: String,
-    device_name: String,
-}
-
-#[component]
-fn EnrollScreen() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let code = RwSignal::new(String::new());
-    let name = RwSignal::new(String::from("Front desk workstation"));
-    let first = NodeRef::new();
-    focus_on_mount(first);
-    let busy = RwSignal::new(false);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let args = EnrollArgs {
-            enrollment_code: code.get_untracked(),
-            device_name: name.get_untracked(),
-        };
-        submit_command(ui, busy, "enroll", args);
-    };
-    let server = move || ui.status.get().map(|s| s.server_url).unwrap_or_default();
-    view! {
-        <div class="card narrow">
-            <h1>"Enroll this workstation"</h1>
-            <p class="lead">"Enter the one-time code your ClinicDesk admin gave you. This registers a device key, kept in the system keychain, with "<b>{server}</b>"."</p>
-            <form on:submit=submit>
-                <label for="enroll-code">"Enrollment code"</label>
-                <input id="enroll-code" node_ref=first autocomplete="off" placeholder="XXXX-XXXX-XXXX"
-                    prop:value=move || code.get() on:input=move |ev| code.set(event_target_value(&ev))/>
-                <label for="enroll-device-name">"Workstation name"</label>
-                <input id="enroll-device-name" prop:value=move || name.get()
-                    on:input=move |ev| name.set(event_target_value(&ev))/>
-                <button id="enroll-submit" type="submit" disabled=move || busy.get()>
-                    {move || if busy.get() { "Enrolling…" } else { "Enroll" }}
-                </button>
-            </form>
-            <ErrorLine/>
-        </div>
-    }
-}
-
-#[derive(Serialize)]
-struct SignInArgs {
-    username: String,
-    password: String,
-}
-
-#[component]
-fn SignInScreen() -> impl IntoView {
-    view! {
-        <div class="card narrow">
-            <h1>"Sign in"</h1>
-            <p class="lead">"Use your own ClinicDesk account. Never share it, even on a shared workstation."</p>
-            <CredentialsForm id_prefix="login" command="sign_in" label="Sign in"/>
-            <ErrorLine/>
-        </div>
-    }
-}
-
-/// Username and password for `command` (`sign_in`, `recover_device_secret`); the fields are
-/// `{id_prefix}-username`, `{id_prefix}-password` and `{id_prefix}-submit`.
-#[component]
-fn CredentialsForm(
-    id_prefix: &'static str,
-    command: &'static str,
-    label: &'static str,
-) -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let username = RwSignal::new(String::new());
-    let password = RwSignal::new(String::new());
-    let busy = RwSignal::new(false);
-    let first = NodeRef::new();
-    focus_on_mount(first);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let args = SignInArgs {
-            username: username.get_untracked(),
-            password: password.get_untracked(),
-        };
-        password.set(String::new());
-        submit_command(ui, busy, command, args);
-    };
-    let (user_id, password_id) = (
-        format!("{id_prefix}-username"),
-        format!("{id_prefix}-password"),
-    );
-    view! {
-        <form on:submit=submit>
-            <label for=user_id.clone()>"Username"</label>
-            <input id=user_id node_ref=first autocomplete="username" prop:value=move || username.get()
-                on:input=move |ev| username.set(event_target_value(&ev))/>
-            <label for=password_id.clone()>"Password"</label>
-            <input id=password_id type="password" autocomplete="current-password"
-                prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
-            <button id=format!("{id_prefix}-submit") type="submit" disabled=move || busy.get()>
-                {move || if busy.get() { "Signing in…" } else { label }}
-            </button>
-        </form>
-    }
-}
-
-#[derive(Serialize)]
-struct UnlockArgs {
-    password: String,
-}
-
-#[component]
-fn LockScreen() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let password = RwSignal::new(String::new());
-    let busy = RwSignal::new(false);
-    let first = NodeRef::new();
-    focus_on_mount(first);
-    let who = move || {
-        ui.status
-            .get()
-            .and_then(|s| s.user)
-            .map(|u| u.display_name)
-            .unwrap_or_default()
-    };
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let args = UnlockArgs {
-            password: password.get_untracked(),
-        };
-        password.set(String::new());
-        submit_command(ui, busy, "unlock", args);
-    };
-    view! {
-        <div class="card narrow lock" id="lock-screen">
-            <svg class="padlock" aria-hidden="true" viewBox="0 0 24 24" width="44" height="44">
-                <path d="M7 10V7a5 5 0 0 1 10 0v3" fill="none" stroke="currentColor" stroke-width="2"/>
-                <rect x="4" y="10" width="16" height="11" rx="2" fill="currentColor"/>
-            </svg>
-            <h1>"Locked"</h1>
-            <p class="lead">{who}" locked this workstation. Enter the password to continue."</p>
-            <form on:submit=submit>
-                <label for="unlock-password">"Password"</label>
-                <input id="unlock-password" node_ref=first type="password" autocomplete="current-password"
-                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
-                <button id="unlock-submit" type="submit" disabled=move || busy.get()>"Unlock"</button>
-            </form>
-            <p class="muted">"Not you? "
-                <button id="lock-switch-user" class="link" on:click=move |_| change_phase(ui, "switch_user")>
-                    "Switch user"
-                </button>
-            </p>
-            <ErrorLine/>
-        </div>
-    }
-}
-
-/// The keychain is locked or lost this device's secret: nothing opens, and nothing falls
-/// back to an unencrypted store.
-#[component]
-fn KeychainScreen() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    view! {
-        <div class="card narrow" id="keychain-screen">
-            <h1>"The system keychain is not available"</h1>
-            <p class="lead">"ClinicDesk keeps this workstation's key only in the system keychain, and the keychain is locked or not running."</p>
-            <ol>
-                <li>"Unlock your desktop keyring (it usually unlocks when you log in to the computer), then press Retry."</li>
-                <li>"If Retry keeps failing, ask your clinic's IT to check the desktop's keyring service. Your records are safe on the server."</li>
-            </ol>
-            <button id="keychain-retry" on:click=move |_| change_phase(ui, "retry_keychain")>"Retry"</button>
-            <ErrorLine/>
-        </div>
-    }
-}
-
-/// The keychain lost this workstation's secret: a user's online sign-in with a second
-/// factor gets the server's escrowed copy back, and everything on the workstation opens
-/// again.
-#[component]
-fn RecoverKeyScreen() -> impl IntoView {
-    view! {
-        <div class="card narrow" id="recover-key-screen">
-            <h1>"Restore this workstation's key"</h1>
-            <p class="lead">"The system keychain no longer has this workstation's key (it was reset or replaced), so its offline data and unsent audit records cannot be opened."</p>
-            <p>"Sign in with your ClinicDesk account while connected to the network. After your second factor, the server gives this workstation its key back; nothing is lost. Your admin sees that this happened."</p>
-            <CredentialsForm id_prefix="recover" command="recover_device_secret" label="Sign in and restore"/>
-            <ErrorLine/>
-        </div>
-    }
-}
-
-/// The server revoked this workstation and it wiped itself.
-#[component]
-fn RevokedScreen() -> impl IntoView {
-    view! {
-        <div class="card narrow" id="revoked-screen">
-            <h1>"This workstation was revoked"</h1>
-            <p class="lead">"An admin of your clinic revoked this workstation's access. Its keys and every offline copy of patient data on it were erased."</p>
-            <p>"To use it again, ask your admin for a new enrollment code."</p>
-        </div>
-        <EnrollScreen/>
     }
 }
 
