@@ -64,7 +64,7 @@ fn act<A: Serialize + 'static>(
 }
 
 #[component]
-pub fn UsersView() -> impl IntoView {
+pub(super) fn UsersView() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let users = RwSignal::new(None::<UserList>);
     load(ui, users);
