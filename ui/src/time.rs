@@ -73,3 +73,36 @@ impl ClockFace {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClockFace;
+
+    fn face(year: u32, month: u32, day: u32, hour: u32, minute: u32) -> ClockFace {
+        ClockFace {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+        }
+    }
+
+    #[test]
+    fn single_digits_get_a_leading_zero() {
+        let morning = face(2025, 3, 7, 9, 5);
+        assert_eq!(morning.time(), "09:05");
+        assert_eq!(morning.date_and_time(), "2025-03-07 09:05");
+    }
+
+    #[test]
+    fn two_digits_stay_as_they_are() {
+        let last_minute = face(2024, 12, 31, 23, 59);
+        assert_eq!(last_minute.date_and_time(), "2024-12-31 23:59");
+    }
+
+    #[test]
+    fn midnight_is_zero_hundred() {
+        assert_eq!(face(2026, 1, 1, 0, 0).time(), "00:00");
+    }
+}
