@@ -1,6 +1,9 @@
 //! The admin's workspace, shown instead of the schedule to admins (who read no schedule):
 //! the clinic's workstations, its users, and the break-glass review queue. Admins see no
 //! patient content, so nothing here holds PHI: a break-glass grant names its patient by id.
+//!
+//! It imports nothing from the clinical side of `workspace` (schedule, chart, care team),
+//! which holds PHI, nor from `screens`; like them it reaches the core only through `bridge`.
 
 mod break_glass;
 mod users;
