@@ -1,9 +1,16 @@
-//! Calls into the app's Rust core through Tauri's global `invoke`, and its lock event.
+//! The only way into the app's Rust core: Tauri's global `invoke` and `listen`, and the
+//! command runners the screens share. Nothing else in the UI names a Tauri API, so this file
+//! is the whole surface the core exposes to the page.
 
+use clinicdesk_protocol::app::AppStatus;
 use clinicdesk_protocol::{ApiError, ErrorCode};
+use leptos::prelude::{RwSignal, Set};
+use leptos::task::spawn_local;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
+
+use crate::state::Ui;
 
 #[wasm_bindgen]
 extern "C" {
@@ -42,93 +49,59 @@ pub fn on_event(event: &'static str, handler: impl FnMut(JsValue) + 'static) {
     });
 }
 
-/// Words for an error code. Never a value: the core sends none.
-pub fn explain(e: &ApiError) -> String {
-    let text = match e.code {
-        ErrorCode::InvalidCredentials => "That username and password do not match.",
-        ErrorCode::WeakPassword => {
-            "That password is too easy to guess: use at least 12 characters, not a common password and not the person's name."
+/// Runs a command that changes the phase (lock, switch user, sign out, retry): PHI is
+/// dropped from the page first, then the screen follows the core's answer.
+pub(crate) fn change_phase(ui: Ui, command: &'static str) {
+    ui.begin_change();
+    ui.forget_phi();
+    ui.error.set(None);
+    spawn_local(async move {
+        match call::<_, AppStatus>(command, &NoArgs {}).await {
+            Ok(status) => {
+                ui.begin_change();
+                ui.apply_status(status);
+            }
+            Err(e) => ui.fail(&e),
         }
-        ErrorCode::Conflict => "That already exists (a username can be used once per clinic).",
-        ErrorCode::TooManyAttempts => {
-            "Too many failed attempts for this account or workstation. Wait 15 minutes, then try again, or ask your admin."
+    });
+}
+
+/// Runs a phase-changing command a form submitted: `busy` while it runs, then the screen
+/// follows the core's answer, or the error line explains the refusal.
+pub(crate) fn submit_command<A: Serialize + 'static>(
+    ui: Ui,
+    busy: RwSignal<bool>,
+    command: &'static str,
+    args: A,
+) {
+    run_command(ui, busy, command, args, move |status: AppStatus| {
+        ui.apply_status(status)
+    });
+}
+
+/// Runs a phase-changing command: `busy` while it runs, then `done` with the core's answer
+/// (after which the screen follows the new phase), or the error line explains the refusal.
+pub(crate) fn run_command<A, T>(
+    ui: Ui,
+    busy: RwSignal<bool>,
+    command: &'static str,
+    args: A,
+    done: impl FnOnce(T) + 'static,
+) where
+    A: Serialize + 'static,
+    T: DeserializeOwned + 'static,
+{
+    busy.set(true);
+    ui.error.set(None);
+    ui.begin_change();
+    spawn_local(async move {
+        match call::<_, T>(command, &args).await {
+            Ok(answer) => {
+                ui.begin_change();
+                done(answer);
+            }
+            Err(e) => ui.fail(&e),
         }
-        ErrorCode::InvalidSecondFactor => {
-            "That code was not accepted. Codes change every 30 seconds and each works once; after several wrong codes, start over."
-        }
-        ErrorCode::InvalidEnrollmentCode => {
-            "That enrollment code is not valid. Codes work once and expire after 15 minutes; ask your admin for a new one."
-        }
-        ErrorCode::ServerUnreachable => {
-            "The ClinicDesk server cannot be reached. Check the network, then try again."
-        }
-        ErrorCode::KeychainUnavailable => {
-            "The system keychain is locked or unavailable. Unlock your desktop keyring, then try again. ClinicDesk never stores keys anywhere else."
-        }
-        ErrorCode::CacheUnavailable => {
-            "The encrypted offline cache could not be opened. Contact your clinic's IT."
-        }
-        ErrorCode::DeviceRevoked => "This workstation's access was revoked by an admin.",
-        ErrorCode::DeviceUnknown => {
-            "This workstation is not known to the server. Ask your admin to enroll it again."
-        }
-        ErrorCode::OfflineTooLong => {
-            "This workstation has been offline longer than your clinic allows. Connect to the network and sign in again."
-        }
-        ErrorCode::Locked => "The session is locked.",
-        ErrorCode::SessionExpired => "Your session ended. Sign in again.",
-        ErrorCode::Forbidden => "Your role does not allow this.",
-        ErrorCode::NotFound => "Not found.",
-        ErrorCode::MethodNotAllowed => "The server does not offer that request.",
-        ErrorCode::BadRequest => "Please check the form.",
-        _ => "Something went wrong. Try again, or contact your clinic's IT.",
-    };
-    match (&e.code, e.field.as_deref()) {
-        (ErrorCode::BadRequest, Some("reason_text")) => {
-            "Say why you need this chart, in at most 500 characters on one subject.".to_owned()
-        }
-        (ErrorCode::BadRequest, Some("note")) => {
-            "Write what you checked, in at most 1000 characters.".to_owned()
-        }
-        (ErrorCode::BadRequest, Some("clinician_id")) => {
-            "That person is not an active clinician of this clinic any more.".to_owned()
-        }
-        (ErrorCode::BadRequest, Some("recovery-key.json")) => {
-            "Nobody who has signed in on this workstation is still signed in here, so its key cannot be restored. Ask your admin to enroll it again; your records are safe on the server.".to_owned()
-        }
-        (ErrorCode::BadRequest, Some("recovery_password")) => {
-            "That password opens nothing on this workstation. Someone who has used it must do this, with the password they last signed in here with.".to_owned()
-        }
-        (ErrorCode::InvalidSecondFactor, Some("security_key_cancelled")) => {
-            "The security key was cancelled. Use it again, or enter a code.".to_owned()
-        }
-        (ErrorCode::InvalidSecondFactor, Some("security_key_pin_paused")) => {
-            "Your security key took too many wrong PINs in a row. Unplug it, plug it in again, and retry with the right PIN.".to_owned()
-        }
-        (ErrorCode::InvalidSecondFactor, Some("security_key_pin_blocked")) => {
-            "Your security key's PIN is blocked after too many wrong tries. It can only be reset, which erases it: use a recovery code now, and ask your admin to reset your second factor.".to_owned()
-        }
-        (ErrorCode::InvalidSecondFactor, Some("security_key_no_pin")) => {
-            "This security key has no PIN. ClinicDesk needs a key protected by a PIN: set one with the key maker's tool, or ask your clinic's IT.".to_owned()
-        }
-        (ErrorCode::InvalidSecondFactor, Some("security_key_unsupported")) => {
-            "This security key does not support FIDO2. Use a FIDO2 key, or enter a code.".to_owned()
-        }
-        (ErrorCode::Conflict, Some("pin")) => {
-            "Your security key is not asking for a PIN right now.".to_owned()
-        }
-        (ErrorCode::InvalidSecondFactor, Some("security_key")) => {
-            "Your security key did not answer, or is not the one registered for you. Insert it, touch it when it blinks, and try again; or enter a code.".to_owned()
-        }
-        (ErrorCode::Conflict, Some("grant_id")) => {
-            "Another admin has already acknowledged this access.".to_owned()
-        }
-        (ErrorCode::BadRequest, Some("query")) => {
-            "Type the start of a name, a date of birth (MM/DD/YYYY) or an MRN.".to_owned()
-        }
-        (ErrorCode::BadRequest, Some(field)) => {
-            format!("Please fill in {}.", field.replace('_', " "))
-        }
-        _ => text.to_owned(),
-    }
+        busy.set(false);
+    });
 }

@@ -1,16 +1,17 @@
 //! The second step of signing in: a code from the user's authenticator app, their security
-//! key or a recovery code; setting up one of the first two on a first sign-in, and the recovery codes shown
-//! once after that; before them, choosing one's own password when someone else set it.
+//! key or a recovery code; on a first sign-in, setting up one of the first two, and the
+//! recovery codes shown once after that.
 
-use clinicdesk_protocol::app::{KeyPrompt, SecondFactorSetUp};
+use clinicdesk_protocol::app::SecondFactorSetUp;
 use clinicdesk_protocol::mfa::{MfaMethod, TotpSetup};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 
-use crate::bridge::{NoArgs, call};
-use crate::password::{NewPasswordFields, typed_differently};
-use crate::views::{ErrorLine, Ui, change_phase, focus_on_mount, run_command, submit_command};
+use super::security_key::{KeyPromptPanel, poll_while_key_busy};
+use crate::bridge::{NoArgs, call, change_phase, run_command, submit_command};
+use crate::state::Ui;
+use crate::widgets::{ErrorLine, focus_on_mount};
 
 #[derive(Serialize)]
 struct CodeArgs {
@@ -21,93 +22,6 @@ struct CodeArgs {
 #[derive(Serialize)]
 struct ConfirmArgs {
     code: String,
-}
-
-#[derive(Serialize)]
-struct PinArgs {
-    pin: String,
-}
-
-/// While a security key ceremony runs (`key_busy`), the status is read four times a second
-/// rather than once, so a prompt to touch the key shows while the key still blinks.
-fn poll_while_key_busy(ui: Ui, key_busy: RwSignal<bool>) {
-    if let Ok(handle) = set_interval_with_handle(
-        move || {
-            if key_busy.get_untracked() {
-                ui.refresh();
-            }
-        },
-        std::time::Duration::from_millis(250),
-    ) {
-        on_cleanup(move || handle.clear());
-    }
-}
-
-/// What the security key waits for while the core runs a ceremony with it: plugging in,
-/// its PIN (typed here and handed to the key, nowhere else), a touch.
-#[component]
-fn KeyPromptPanel() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let prompt = move || ui.status.get().and_then(|s| s.security_key_prompt);
-    let asks_pin = move || matches!(prompt(), Some(KeyPrompt::EnterPin | KeyPrompt::WrongPin));
-    let pin = RwSignal::new(String::new());
-    let input = NodeRef::<leptos::html::Input>::new();
-    // The PIN field takes the keyboard as soon as the key asks.
-    Effect::new(move |_| {
-        if asks_pin()
-            && let Some(field) = input.get()
-        {
-            let _ = field.focus();
-        }
-    });
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let args = PinArgs {
-            pin: pin.get_untracked(),
-        };
-        pin.set(String::new());
-        ui.error.set(None);
-        spawn_local(async move {
-            if let Err(e) = call::<_, ()>("security_key_pin", &args).await {
-                ui.fail(&e);
-            }
-        });
-    };
-    let cancel = move |_| {
-        pin.set(String::new());
-        spawn_local(async move {
-            let _ = call::<_, ()>("cancel_security_key", &NoArgs {}).await;
-        });
-    };
-    view! {
-        <Show when=move || prompt().is_some()>
-            <div class="key-prompt" id="security-key-prompt" role="status">
-                {move || match prompt() {
-                    Some(KeyPrompt::InsertKey) => view! {
-                        <p class="lead" id="key-prompt-insert">"Insert your security key into a USB port."</p>
-                    }.into_any(),
-                    Some(KeyPrompt::TouchKey) => view! {
-                        <p class="lead" id="key-prompt-touch">"Touch your security key now: its light blinks."</p>
-                    }.into_any(),
-                    Some(KeyPrompt::WrongPin) => view! {
-                        <p class="lead warning" id="key-prompt-wrong-pin">"That PIN is not right. Type it again: after a few wrong tries the key must be unplugged, and too many block it."</p>
-                    }.into_any(),
-                    _ => view! {
-                        <p class="lead" id="key-prompt-pin">"Your security key asks for its PIN (the one you chose for the key, not your password)."</p>
-                    }.into_any(),
-                }}
-                <Show when=asks_pin>
-                    <form on:submit=submit>
-                        <label for="security-key-pin">"Security key PIN"</label>
-                        <input id="security-key-pin" type="password" node_ref=input autocomplete="off"
-                            prop:value=move || pin.get() on:input=move |ev| pin.set(event_target_value(&ev))/>
-                        <button id="security-key-pin-submit" type="submit">"Unlock the key"</button>
-                    </form>
-                </Show>
-                <button id="security-key-cancel" type="button" class="link" on:click=cancel>"Cancel"</button>
-            </div>
-        </Show>
-    }
 }
 
 /// The secret in groups of four, as authenticator apps show it.
@@ -132,7 +46,7 @@ fn qr_svg(uri: &str) -> Option<String> {
 }
 
 #[component]
-pub fn SecondFactorScreen() -> impl IntoView {
+pub(crate) fn SecondFactorScreen() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let methods = move || ui.status.get().map(|s| s.mfa_methods).unwrap_or_default();
     let has_totp = move || methods().contains(&MfaMethod::Totp);
@@ -216,7 +130,7 @@ pub fn SecondFactorScreen() -> impl IntoView {
 }
 
 #[component]
-pub fn SetUpSecondFactorScreen() -> impl IntoView {
+pub(crate) fn SetUpSecondFactorScreen() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let setup = RwSignal::new(None::<TotpSetup>);
     spawn_local(async move {
@@ -310,7 +224,7 @@ fn StartOver() -> impl IntoView {
 /// Shown once, right after the first factor is set up; the page forgets the codes when
 /// the user confirms.
 #[component]
-pub fn RecoveryCodesScreen(codes: Vec<String>) -> impl IntoView {
+pub(crate) fn RecoveryCodesScreen(codes: Vec<String>) -> impl IntoView {
     let ui = expect_context::<Ui>();
     view! {
         <div class="card narrow" id="recovery-codes">
@@ -322,53 +236,6 @@ pub fn RecoveryCodesScreen(codes: Vec<String>) -> impl IntoView {
             <button id="recovery-codes-done" on:click=move |_| ui.recovery_codes.set(None)>
                 "I have saved them"
             </button>
-        </div>
-    }
-}
-
-#[derive(Serialize)]
-struct NewPasswordArgs {
-    new_password: String,
-}
-
-/// A first sign-in with a password someone else chose (an admin, or the operator for a new
-/// clinic's first admin): the user chooses their own before the second factor.
-#[component]
-pub fn ChooseNewPasswordScreen() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let password = RwSignal::new(String::new());
-    let repeat = RwSignal::new(String::new());
-    let busy = RwSignal::new(false);
-    let first = NodeRef::new();
-    focus_on_mount(first);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        if typed_differently(ui, password, repeat) {
-            return;
-        }
-        let args = NewPasswordArgs {
-            new_password: password.get_untracked(),
-        };
-        password.set(String::new());
-        repeat.set(String::new());
-        submit_command(ui, busy, "choose_new_password", args);
-    };
-    view! {
-        <div class="card narrow" id="choose-password">
-            <h1>"Choose your password"</h1>
-            <p class="lead">
-                "The password you signed in with was set for you and works only this once. "
-                "Choose your own: at least 12 characters, not a common password, not your name. "
-                "A passphrase of a few unrelated words works well."
-            </p>
-            <form on:submit=submit>
-                <NewPasswordFields id_prefix="own" password repeat first/>
-                <button id="own-password-submit" type="submit" disabled=move || busy.get()>
-                    {move || if busy.get() { "Saving…" } else { "Save and continue" }}
-                </button>
-            </form>
-            <button class="link" id="cancel-sign-in" on:click=move |_| change_phase(ui, "cancel_sign_in")>"Cancel"</button>
-            <ErrorLine/>
         </div>
     }
 }

@@ -10,7 +10,8 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::bridge::{NoArgs, call};
-use crate::views::{ErrorLine, Ui};
+use crate::state::Ui;
+use crate::widgets::ErrorLine;
 
 #[derive(Serialize)]
 struct UserArgs {
@@ -63,7 +64,7 @@ fn act<A: Serialize + 'static>(
 }
 
 #[component]
-pub fn UsersView() -> impl IntoView {
+pub(super) fn UsersView() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let users = RwSignal::new(None::<UserList>);
     load(ui, users);

@@ -7,7 +7,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 
-use crate::views::{ErrorLine, Ui, local_date_time_ms};
+use crate::bridge::call;
+use crate::state::Ui;
+use crate::time::local_date_time_ms;
+use crate::widgets::ErrorLine;
 
 #[derive(Serialize)]
 struct QueueArgs {
@@ -22,9 +25,7 @@ struct ReviewArgs {
 
 fn load(ui: Ui, queue: RwSignal<Option<BreakGlassQueue>>, pending: bool) {
     spawn_local(async move {
-        match crate::bridge::call::<_, BreakGlassQueue>("break_glass_queue", &QueueArgs { pending })
-            .await
-        {
+        match call::<_, BreakGlassQueue>("break_glass_queue", &QueueArgs { pending }).await {
             Ok(q) => queue.set(Some(q)),
             Err(e) => ui.fail(&e),
         }
@@ -32,7 +33,7 @@ fn load(ui: Ui, queue: RwSignal<Option<BreakGlassQueue>>, pending: bool) {
 }
 
 #[component]
-pub fn BreakGlassView() -> impl IntoView {
+pub(super) fn BreakGlassView() -> impl IntoView {
     let ui = expect_context::<Ui>();
     ui.error.set(None);
     let queue = RwSignal::new(None::<BreakGlassQueue>);
@@ -101,7 +102,7 @@ fn GrantRow(
             note: note.get_untracked(),
         };
         spawn_local(async move {
-            match crate::bridge::call::<_, ()>("review_break_glass", &args).await {
+            match call::<_, ()>("review_break_glass", &args).await {
                 Ok(()) => load(ui, queue, pending_only.get_untracked()),
                 Err(e) => ui.fail(&e),
             }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::bridge::call;
-use crate::views::Ui;
+use crate::state::Ui;
 
 #[derive(Serialize)]
 struct TeamArgs {
@@ -22,8 +22,8 @@ struct ChangeArgs {
     clinician_id: String,
 }
 
-/// Runs a care-team command and shows the team it answers.
-fn run(
+/// Runs a care-team change and shows the team the core answers with.
+fn change_team(
     ui: Ui,
     team: RwSignal<Option<CareTeam>>,
     busy: RwSignal<bool>,
@@ -42,7 +42,7 @@ fn run(
 }
 
 #[component]
-pub(crate) fn CareTeamPanel(patient_id: Uuid) -> impl IntoView {
+pub(super) fn CareTeamPanel(patient_id: Uuid) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let team = RwSignal::new(None::<CareTeam>);
     let busy = RwSignal::new(false);
@@ -75,14 +75,14 @@ pub(crate) fn CareTeamPanel(patient_id: Uuid) -> impl IntoView {
             patient_id: patient_id.to_string(),
             clinician_id,
         };
-        run(ui, team, busy, "add_to_care_team", args);
+        change_team(ui, team, busy, "add_to_care_team", args);
     };
     let remove = move |clinician: Uuid| {
         let args = ChangeArgs {
             patient_id: patient_id.to_string(),
             clinician_id: clinician.to_string(),
         };
-        run(ui, team, busy, "remove_from_care_team", args);
+        change_team(ui, team, busy, "remove_from_care_team", args);
     };
     view! {
         <section id="care-team">

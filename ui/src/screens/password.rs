@@ -1,12 +1,15 @@
-//! Passwords a user types: a new one twice (shared by the first-password screen), and a
-//! signed-in user's change of their own: the current one, the new one twice. The core locks
-//! after a change (the server ended every session of the user), and the lock screen takes
-//! the new password.
+//! Passwords a user types: on a first sign-in, their own instead of the one someone else
+//! chose (before the second factor); once signed in, a change of their own (the current
+//! one, then the new one). A new password is always typed twice. The core locks after a
+//! change (the server ended every session of the user), and the lock screen takes the new
+//! password.
 
 use leptos::prelude::*;
 use serde::Serialize;
 
-use crate::views::{ErrorLine, Ui, focus_on_mount, submit_command};
+use crate::bridge::{change_phase, submit_command};
+use crate::state::Ui;
+use crate::widgets::{ErrorLine, focus_on_mount};
 
 #[derive(Serialize)]
 struct ChangeArgs {
@@ -16,7 +19,7 @@ struct ChangeArgs {
 
 /// A new password typed twice: `{id_prefix}-password` and `{id_prefix}-password-repeat`.
 #[component]
-pub fn NewPasswordFields(
+fn NewPasswordFields(
     id_prefix: &'static str,
     password: RwSignal<String>,
     repeat: RwSignal<String>,
@@ -37,7 +40,7 @@ pub fn NewPasswordFields(
 }
 
 /// Whether the two typings differ; if so the user is told, and nothing is sent.
-pub fn typed_differently(ui: Ui, password: RwSignal<String>, repeat: RwSignal<String>) -> bool {
+fn typed_differently(ui: Ui, password: RwSignal<String>, repeat: RwSignal<String>) -> bool {
     let differ = password.get_untracked() != repeat.get_untracked();
     if differ {
         ui.error.set(Some(
@@ -48,7 +51,7 @@ pub fn typed_differently(ui: Ui, password: RwSignal<String>, repeat: RwSignal<St
 }
 
 #[component]
-pub fn ChangePasswordScreen() -> impl IntoView {
+pub(crate) fn ChangePasswordScreen() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let current = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
@@ -91,6 +94,53 @@ pub fn ChangePasswordScreen() -> impl IntoView {
                 ui.error.set(None);
                 ui.changing_password.set(false);
             }>"Cancel"</button>
+            <ErrorLine/>
+        </div>
+    }
+}
+
+#[derive(Serialize)]
+struct NewPasswordArgs {
+    new_password: String,
+}
+
+/// A first sign-in with a password someone else chose (an admin, or the operator for a new
+/// clinic's first admin): the user chooses their own before the second factor.
+#[component]
+pub(crate) fn ChooseNewPasswordScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let password = RwSignal::new(String::new());
+    let repeat = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let first = NodeRef::new();
+    focus_on_mount(first);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if typed_differently(ui, password, repeat) {
+            return;
+        }
+        let args = NewPasswordArgs {
+            new_password: password.get_untracked(),
+        };
+        password.set(String::new());
+        repeat.set(String::new());
+        submit_command(ui, busy, "choose_new_password", args);
+    };
+    view! {
+        <div class="card narrow" id="choose-password">
+            <h1>"Choose your password"</h1>
+            <p class="lead">
+                "The password you signed in with was set for you and works only this once. "
+                "Choose your own: at least 12 characters, not a common password, not your name. "
+                "A passphrase of a few unrelated words works well."
+            </p>
+            <form on:submit=submit>
+                <NewPasswordFields id_prefix="own" password repeat first/>
+                <button id="own-password-submit" type="submit" disabled=move || busy.get()>
+                    {move || if busy.get() { "Saving…" } else { "Save and continue" }}
+                </button>
+            </form>
+            <button class="link" id="cancel-sign-in" on:click=move |_| change_phase(ui, "cancel_sign_in")>"Cancel"</button>
             <ErrorLine/>
         </div>
     }

@@ -1,5 +1,6 @@
-//! The admin's workspace: the clinic's workstations (new enrollment codes, revocation) and,
-//! in `admin_users`, its users; in `admin_break_glass`, the break-glass review queue. Admins see no patient content; nothing here holds PHI.
+//! The admin's workstations tab: every enrolled workstation with its audit trail's standing,
+//! a new enrollment code, revocation (which makes the workstation wipe itself), and the
+//! tamper alerts of the clinic's audit chains.
 
 use clinicdesk_protocol::wire::{AuditAlerts, DeviceList, DeviceSummary, EnrollmentCodeIssued};
 use leptos::prelude::*;
@@ -7,14 +8,16 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 
 use crate::bridge::{NoArgs, call};
-use crate::views::{ErrorLine, Ui, local_date_time, local_date_time_ms};
+use crate::state::Ui;
+use crate::time::{local_date_time, local_date_time_ms};
+use crate::widgets::ErrorLine;
 
 #[derive(Serialize)]
 struct RevokeArgs {
     device_id: String,
 }
 
-fn load(ui: Ui, devices: RwSignal<Option<DeviceList>>) {
+fn load_devices(ui: Ui, devices: RwSignal<Option<DeviceList>>) {
     spawn_local(async move {
         match call::<_, DeviceList>("devices", &NoArgs {}).await {
             Ok(list) => devices.set(Some(list)),
@@ -32,50 +35,14 @@ fn load_alerts(ui: Ui, alerts: RwSignal<Option<AuditAlerts>>) {
     });
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Tab {
-    Workstations,
-    Users,
-    BreakGlass,
-}
-
 #[component]
-pub fn AdminWorkspace() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let tab = RwSignal::new(Tab::Workstations);
-    let pick = move |t: Tab| {
-        ui.error.set(None);
-        tab.set(t);
-    };
-    view! {
-        <div class="admin">
-            <nav class="tabs">
-                <button id="tab-workstations" class:active=move || tab.get() == Tab::Workstations
-                    on:click=move |_| pick(Tab::Workstations)>"Workstations"</button>
-                <button id="tab-users" class:active=move || tab.get() == Tab::Users
-                    on:click=move |_| pick(Tab::Users)>"Users"</button>
-                <button id="tab-break-glass" class:active=move || tab.get() == Tab::BreakGlass
-                    on:click=move |_| pick(Tab::BreakGlass)>"Break-glass reviews"</button>
-            </nav>
-            {move || match tab.get() {
-                Tab::Workstations => view! { <WorkstationsView/> }.into_any(),
-                Tab::Users => view! { <crate::admin_users::UsersView/> }.into_any(),
-                Tab::BreakGlass => {
-                    view! { <crate::admin_break_glass::BreakGlassView/> }.into_any()
-                }
-            }}
-        </div>
-    }
-}
-
-#[component]
-fn WorkstationsView() -> impl IntoView {
+pub(super) fn WorkstationsView() -> impl IntoView {
     let ui = expect_context::<Ui>();
     ui.error.set(None);
     let devices = RwSignal::new(None::<DeviceList>);
     let issued = RwSignal::new(None::<EnrollmentCodeIssued>);
     let alerts = RwSignal::new(None::<AuditAlerts>);
-    load(ui, devices);
+    load_devices(ui, devices);
     load_alerts(ui, alerts);
     let issue = move |_| {
         ui.error.set(None);
@@ -185,7 +152,7 @@ fn DeviceRow(d: DeviceSummary, devices: RwSignal<Option<DeviceList>>) -> impl In
                 device_id: id.to_string(),
             };
             match call::<_, ()>("revoke_device", &args).await {
-                Ok(()) => load(ui, devices),
+                Ok(()) => load_devices(ui, devices),
                 Err(e) => ui.fail(&e),
             }
         });

@@ -1,0 +1,95 @@
+//! Words for the core's refusals, shown in the error line. Built from the error code and
+//! the field it names only: the core never sends a value back, so no PHI reaches this text.
+
+use clinicdesk_protocol::{ApiError, ErrorCode};
+
+/// Words for an error code. Never a value: the core sends none.
+pub(crate) fn explain(e: &ApiError) -> String {
+    let text = match e.code {
+        ErrorCode::InvalidCredentials => "That username and password do not match.",
+        ErrorCode::WeakPassword => {
+            "That password is too easy to guess: use at least 12 characters, not a common password and not the person's name."
+        }
+        ErrorCode::Conflict => "That already exists (a username can be used once per clinic).",
+        ErrorCode::TooManyAttempts => {
+            "Too many failed attempts for this account or workstation. Wait 15 minutes, then try again, or ask your admin."
+        }
+        ErrorCode::InvalidSecondFactor => {
+            "That code was not accepted. Codes change every 30 seconds and each works once; after several wrong codes, start over."
+        }
+        ErrorCode::InvalidEnrollmentCode => {
+            "That enrollment code is not valid. Codes work once and expire after 15 minutes; ask your admin for a new one."
+        }
+        ErrorCode::ServerUnreachable => {
+            "The ClinicDesk server cannot be reached. Check the network, then try again."
+        }
+        ErrorCode::KeychainUnavailable => {
+            "The system keychain is locked or unavailable. Unlock your desktop keyring, then try again. ClinicDesk never stores keys anywhere else."
+        }
+        ErrorCode::CacheUnavailable => {
+            "The encrypted offline cache could not be opened. Contact your clinic's IT."
+        }
+        ErrorCode::DeviceRevoked => "This workstation's access was revoked by an admin.",
+        ErrorCode::DeviceUnknown => {
+            "This workstation is not known to the server. Ask your admin to enroll it again."
+        }
+        ErrorCode::OfflineTooLong => {
+            "This workstation has been offline longer than your clinic allows. Connect to the network and sign in again."
+        }
+        ErrorCode::Locked => "The session is locked.",
+        ErrorCode::SessionExpired => "Your session ended. Sign in again.",
+        ErrorCode::Forbidden => "Your role does not allow this.",
+        ErrorCode::NotFound => "Not found.",
+        ErrorCode::MethodNotAllowed => "The server does not offer that request.",
+        ErrorCode::BadRequest => "Please check the form.",
+        _ => "Something went wrong. Try again, or contact your clinic's IT.",
+    };
+    match (&e.code, e.field.as_deref()) {
+        (ErrorCode::BadRequest, Some("reason_text")) => {
+            "Say why you need this chart, in at most 500 characters on one subject.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("note")) => {
+            "Write what you checked, in at most 1000 characters.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("clinician_id")) => {
+            "That person is not an active clinician of this clinic any more.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("recovery-key.json")) => {
+            "Nobody who has signed in on this workstation is still signed in here, so its key cannot be restored. Ask your admin to enroll it again; your records are safe on the server.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("recovery_password")) => {
+            "That password opens nothing on this workstation. Someone who has used it must do this, with the password they last signed in here with.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_cancelled")) => {
+            "The security key was cancelled. Use it again, or enter a code.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_pin_paused")) => {
+            "Your security key took too many wrong PINs in a row. Unplug it, plug it in again, and retry with the right PIN.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_pin_blocked")) => {
+            "Your security key's PIN is blocked after too many wrong tries. It can only be reset, which erases it: use a recovery code now, and ask your admin to reset your second factor.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_no_pin")) => {
+            "This security key has no PIN. ClinicDesk needs a key protected by a PIN: set one with the key maker's tool, or ask your clinic's IT.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key_unsupported")) => {
+            "This security key does not support FIDO2. Use a FIDO2 key, or enter a code.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("pin")) => {
+            "Your security key is not asking for a PIN right now.".to_owned()
+        }
+        (ErrorCode::InvalidSecondFactor, Some("security_key")) => {
+            "Your security key did not answer, or is not the one registered for you. Insert it, touch it when it blinks, and try again; or enter a code.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("grant_id")) => {
+            "Another admin has already acknowledged this access.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("query")) => {
+            "Type the start of a name, a date of birth (MM/DD/YYYY) or an MRN.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some(field)) => {
+            format!("Please fill in {}.", field.replace('_', " "))
+        }
+        _ => text.to_owned(),
+    }
+}

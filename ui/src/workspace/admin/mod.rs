@@ -1,0 +1,54 @@
+//! The admin's workspace, shown instead of the schedule to admins (who read no schedule):
+//! the clinic's workstations, its users, and the break-glass review queue. Admins see no
+//! patient content, so nothing here holds PHI: a break-glass grant names its patient by id.
+//!
+//! It imports nothing from the clinical side of `workspace` (schedule, chart, care team),
+//! which holds PHI, nor from `screens`; like them it reaches the core only through `bridge`.
+
+mod break_glass;
+mod users;
+mod workstations;
+
+use leptos::prelude::*;
+
+use crate::state::Ui;
+use break_glass::BreakGlassView;
+use users::UsersView;
+use workstations::WorkstationsView;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Workstations,
+    Users,
+    BreakGlass,
+}
+
+/// The admin's tabs; each tab loads its list when it opens.
+#[component]
+pub(crate) fn AdminWorkspace() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let tab = RwSignal::new(Tab::Workstations);
+    let pick = move |t: Tab| {
+        ui.error.set(None);
+        tab.set(t);
+    };
+    view! {
+        <div class="admin">
+            <nav class="tabs">
+                <button id="tab-workstations" class:active=move || tab.get() == Tab::Workstations
+                    on:click=move |_| pick(Tab::Workstations)>"Workstations"</button>
+                <button id="tab-users" class:active=move || tab.get() == Tab::Users
+                    on:click=move |_| pick(Tab::Users)>"Users"</button>
+                <button id="tab-break-glass" class:active=move || tab.get() == Tab::BreakGlass
+                    on:click=move |_| pick(Tab::BreakGlass)>"Break-glass reviews"</button>
+            </nav>
+            {move || match tab.get() {
+                Tab::Workstations => view! { <WorkstationsView/> }.into_any(),
+                Tab::Users => view! { <UsersView/> }.into_any(),
+                Tab::BreakGlass => {
+                    view! { <BreakGlassView/> }.into_any()
+                }
+            }}
+        </div>
+    }
+}
