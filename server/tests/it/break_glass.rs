@@ -8,6 +8,7 @@ use clinicdesk_protocol::wire::{
 };
 use clinicdesk_server::audit::key::PublicKey;
 use clinicdesk_server::audit::verify::verify_all;
+use clinicdesk_server::scope::{ClinicScope, Console};
 use clinicdesk_server::store::Backend;
 use clinicdesk_server::time::Clock;
 use serde_json::json;
@@ -343,23 +344,40 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
 
     // The application's own connection (inside the clinic's scope, on PostgreSQL) can
     // neither remove a grant nor rewrite a review.
-    for statement in [
-        "DELETE FROM break_glass_grants WHERE id = $1",
-        "UPDATE break_glass_grants SET review_note = 'rewritten' WHERE id = $1",
+    // Each refusal is the guard's own: SQLite's triggers, PostgreSQL's grants and trigger.
+    let postgres = server.store.backend() == Backend::Postgres;
+    let scope = ClinicScope::of_console(&Console::operator(), report.clinic_id);
+    for (statement, refusal) in [
+        (
+            "DELETE FROM break_glass_grants WHERE id = $1",
+            if postgres {
+                "permission denied for table break_glass_grants"
+            } else {
+                "break_glass_grants is append-only"
+            },
+        ),
+        (
+            "UPDATE break_glass_grants SET review_note = 'rewritten' WHERE id = $1",
+            if postgres {
+                "a break-glass grant is reviewed once"
+            } else {
+                "a break-glass grant is reviewed once and otherwise unchanged"
+            },
+        ),
     ] {
-        let mut tx = server.store.pool().begin().await.unwrap();
-        if server.store.backend() == Backend::Postgres {
-            sqlx::query("SELECT set_config('clinicdesk.clinic_id', $1, true)")
-                .bind(report.clinic_id.to_string())
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-        }
+        let mut tx = server.store.clinic_tx(&scope).await.unwrap();
         let done = sqlx::query(statement)
             .bind(grant.grant_id.to_string())
             .execute(&mut *tx)
             .await;
-        assert!(done.is_err(), "{statement} was allowed");
+        match done {
+            Err(sqlx::Error::Database(e)) => assert!(
+                e.message().contains(refusal),
+                "{statement} was refused, but not by its guard: {}",
+                e.message()
+            ),
+            other => panic!("{statement} was not refused by the database: {other:?}"),
+        }
     }
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(server.store.pool(), &key, &[]).await.unwrap();

@@ -63,21 +63,33 @@ async fn refuses_tls_1_1_and_serves_tls_1_2_and_1_3() {
     assert!(ok13.starts_with("HTTP/1.1 200"), "{ok13}");
 }
 
-#[tokio::test]
+/// Plain HTTP on the TLS port gets no HTTP answer (at most a TLS alert record), and the
+/// server is alive and serving TLS on that same port before and after.
+#[tokio::test(flavor = "multi_thread")]
 async fn plain_http_gets_no_answer() {
     let server = TestServer::start().await;
     let port = port_of(&server);
-    let reply = tokio::task::spawn_blocking(move || {
+    let ca = server.ca_pem.clone();
+    let (before, reply, after) = tokio::task::spawn_blocking(move || {
+        let before = connect(port, &ca, SslVersion::TLS1_3);
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
         tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
-        let mut buf = Vec::new();
-        let _ = tcp.read_to_end(&mut buf);
-        buf
+        let mut reply = Vec::new();
+        let _ = tcp.read_to_end(&mut reply);
+        (before, reply, connect(port, &ca, SslVersion::TLS1_3))
     })
     .await
     .unwrap();
-    assert!(!String::from_utf8_lossy(&reply).contains("\"status\":\"ok\""));
+    assert!(before.unwrap().starts_with("HTTP/1.1 200"), "served over TLS");
+    // 0x15: a TLS alert record; anything else would be an answer in the clear.
+    assert!(
+        reply.is_empty() || reply[0] == 0x15,
+        "plain HTTP got an answer: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(!String::from_utf8_lossy(&reply).contains("HTTP/"));
+    assert!(after.unwrap().starts_with("HTTP/1.1 200"), "still serving TLS");
 }
