@@ -50,6 +50,16 @@ pub fn test(args: &[String]) -> Result<()> {
         problems.push("cargo test exited with an error (a test binary failed to build or crashed)");
     }
 
+    // The UI is left out of the host build (it is a wasm crate), but its pure logic (time
+    // formatting) has tests that run on the host.
+    stage("UI logic tests (host)");
+    let (p, f, ok) = run_counted(cargo().args(["test", "--package", "clinicdesk-ui"]))?;
+    passed += p;
+    failed += f;
+    if !ok && f == 0 {
+        problems.push("the UI's host tests exited with an error");
+    }
+
     stage("server suite again, on PostgreSQL (throwaway cluster on loopback)");
     match postgres::Cluster::start() {
         Ok(cluster) => {
@@ -153,21 +163,8 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
     cmd.env("CLINICDESK_TEST_HARNESS", "1")
         .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
         .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
-        .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin())
-        .stdout(Stdio::piped());
-    let mut child = cmd.spawn().context("starting the test harness")?;
-    let stdout = child.stdout.take().context("test output")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some((p, f)) = parse_result_line(&line) {
-            passed += p;
-            failed += f;
-        }
-    }
-    let status = child.wait()?;
-    Ok((passed, failed, status.success()))
+        .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin());
+    run_counted(&mut cmd).context("running the test harness")
 }
 
 /// Runs the server's unit and integration tests (built by the main run, so nothing is
@@ -185,26 +182,18 @@ fn run_server_suite_on_postgres(admin_url: &str) -> Result<(u64, u64, bool)> {
     }
     let (mut passed, mut failed, mut all_ok) = (0, 0, true);
     for binary in binaries {
-        let output = Command::new(&binary)
-            .args(["--skip", "tamper::"])
-            .current_dir(root().join("server"))
-            .env("CLINICDESK_TEST_POSTGRES_URL", admin_url)
-            .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
-            .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {binary}"))?;
-        let mut child = output;
-        let stdout = child.stdout.take().context("test output")?;
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
-            println!("{line}");
-            if let Some((p, f)) = parse_result_line(&line) {
-                passed += p;
-                failed += f;
-            }
-        }
-        all_ok &= child.wait()?.success();
+        let (p, f, ok) = run_counted(
+            Command::new(&binary)
+                .args(["--skip", "tamper::"])
+                .current_dir(root().join("server"))
+                .env("CLINICDESK_TEST_POSTGRES_URL", admin_url)
+                .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
+                .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin()),
+        )
+        .with_context(|| format!("running {binary}"))?;
+        passed += p;
+        failed += f;
+        all_ok &= ok;
     }
     Ok((passed, failed, all_ok))
 }
@@ -252,4 +241,23 @@ mod tests {
         );
         assert_eq!(parse_result_line("running 3 tests"), None);
     }
+}
+
+/// Runs a test command, echoing its output and adding up its `test result:` lines.
+fn run_counted(cmd: &mut Command) -> Result<(u64, u64, bool)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the tests")?;
+    let stdout = child.stdout.take().context("test output")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_result_line(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    Ok((passed, failed, child.wait()?.success()))
 }

@@ -83,7 +83,10 @@ async fn plain_http_gets_no_answer() {
     })
     .await
     .unwrap();
-    assert!(before.unwrap().starts_with("HTTP/1.1 200"), "served over TLS");
+    assert!(
+        before.unwrap().starts_with("HTTP/1.1 200"),
+        "served over TLS"
+    );
     // 0x15: a TLS alert record; anything else would be an answer in the clear.
     assert!(
         reply.is_empty() || reply[0] == 0x15,
@@ -91,5 +94,8 @@ async fn plain_http_gets_no_answer() {
         String::from_utf8_lossy(&reply)
     );
     assert!(!String::from_utf8_lossy(&reply).contains("HTTP/"));
-    assert!(after.unwrap().starts_with("HTTP/1.1 200"), "still serving TLS");
+    assert!(
+        after.unwrap().starts_with("HTTP/1.1 200"),
+        "still serving TLS"
+    );
 }
