@@ -493,7 +493,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             data_dir,
             checkpoints,
         } => {
-            let store = open_existing(&db, &data_dir).await?;
+            let store = open_existing(db, &data_dir).await?;
             if !data_dir.join(audit::key::KEY_FILE).exists() {
                 anyhow::bail!(
                     "no audit key {} under {}: checkpoints cannot be checked without it",
@@ -535,7 +535,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             filters,
             limit,
         } => {
-            let store = open_existing(&db, &data_dir).await?;
+            let store = open_existing(db, &data_dir).await?;
             let clinic = clinic_or_only(&store, filters.clinic).await?;
             let mut q =
                 AuditQuery::first_page(&filters.parse()?, limit.clamp(1, audit::query::MAX_LIMIT));
@@ -563,7 +563,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             format,
             filters,
         } => {
-            let state = open_existing_state(&db, &data_dir).await?;
+            let state = open_existing_state(db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, filters.clinic).await?;
             let filters = filters.parse()?;
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -618,14 +618,14 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             }
         }
         AuditCommand::AccessReview { data_dir, clinic } => {
-            let store = open_existing(&db, &data_dir).await?;
+            let store = open_existing(db, &data_dir).await?;
             let clinic = clinic_or_only(&store, clinic).await?;
             let csv = operator::access_review(&store, clinic).await?;
             std::io::stdout().lock().write_all(&csv)?;
             Ok(())
         }
         AuditCommand::Keys { data_dir, clinic } => {
-            let state = open_existing_state(&db, &data_dir).await?;
+            let state = open_existing_state(db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, clinic).await?;
             let keys = operator::clinic_keys(&state, clinic).await?;
             let mut out = std::io::stdout().lock();
@@ -641,7 +641,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             to,
             json,
         } => {
-            let state = open_existing_state(&db, &data_dir).await?;
+            let state = open_existing_state(db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, clinic).await?;
             let report = operator::patient_access_report(
                 &state,
@@ -790,7 +790,7 @@ async fn serve(
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let files = tls::ensure_local_ca(&data_dir).context("preparing TLS certificates")?;
     let config = tls::server_config(&files)?;
-    let state = open_state(&db, &data_dir)
+    let state = open_state(db, &data_dir)
         .await?
         .with_webauthn_origin(webauthn_origin)
         .context("--webauthn-origin")?;

@@ -223,6 +223,25 @@ fn parse_result_line(line: &str) -> Option<(u64, u64)> {
     Some((count("passed")?, count("failed")?))
 }
 
+/// Runs a test command, echoing its output and adding up its `test result:` lines.
+fn run_counted(cmd: &mut Command) -> Result<(u64, u64, bool)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the tests")?;
+    let stdout = child.stdout.take().context("test output")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_result_line(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    Ok((passed, failed, child.wait()?.success()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_result_line;
@@ -241,23 +260,4 @@ mod tests {
         );
         assert_eq!(parse_result_line("running 3 tests"), None);
     }
-}
-
-/// Runs a test command, echoing its output and adding up its `test result:` lines.
-fn run_counted(cmd: &mut Command) -> Result<(u64, u64, bool)> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the tests")?;
-    let stdout = child.stdout.take().context("test output")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some((p, f)) = parse_result_line(&line) {
-            passed += p;
-            failed += f;
-        }
-    }
-    Ok((passed, failed, child.wait()?.success()))
 }

@@ -5,6 +5,7 @@
 //!   events, provisioning): on SQLite it waits its turn in-process and begins `IMMEDIATE`.
 //! - [`Store::tx`] for the rest: rows that are not a clinic's data (sessions by token hash,
 //!   devices by id, login nonces, sign-in counts), before any scope exists.
+//!
 //! Store functions that write take the transaction they run in, so a domain operation
 //! composes several writes in one commit without writing SQL again.
 
