@@ -279,7 +279,8 @@ fn parse_opt_time(t: Option<&str>, flag: &str) -> anyhow::Result<Option<i64>> {
 async fn clinic_or_only(store: &Store, clinic: Option<uuid::Uuid>) -> anyhow::Result<uuid::Uuid> {
     match clinic {
         Some(c) => Ok(c),
-        None => operator::only_clinic(store)
+        None => store
+            .only_clinic()
             .await?
             .context("this server holds several clinics: name one with --clinic"),
     }

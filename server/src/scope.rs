@@ -45,7 +45,7 @@ impl ClinicScope {
     }
 
     /// The clinic of a login ticket: its user proved the password on a device of the clinic.
-    pub(crate) fn of_mfa_ticket(ticket: &crate::sign_in::mfa::store::Ticket) -> Self {
+    pub(crate) fn of_mfa_ticket(ticket: &crate::store::mfa::Ticket) -> Self {
         Self {
             clinic_id: ticket.user.clinic_id,
         }

@@ -1,6 +1,6 @@
 //! Who is calling: a bearer session checked against its idle and absolute timeouts, an
-//! operator token, a live device; and the session's last-seen time. Domain code, no axum:
-//! `http::authorize` calls these and puts the result in the request.
+//! operator token, a live device; the session's last-seen time, and its end at logout.
+//! Domain code, no axum: `http::authorize` calls these and puts the result in the request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,16 +34,7 @@ impl SessionTouch {
 
     /// The write, for a transaction to carry.
     pub(crate) fn statement(&self) -> crate::store::sql::Statement {
-        // Never backwards: a slow request that began earlier may finish after a later one.
-        let mut st = crate::store::sql::Statement::new(
-            "UPDATE sessions SET last_seen_at_ms = CASE WHEN last_seen_at_ms > ",
-        );
-        st.bind(self.at_ms)
-            .push(" THEN last_seen_at_ms ELSE ")
-            .bind(self.at_ms)
-            .push(" END WHERE token_hash = ")
-            .bind(self.token_hash.as_str());
-        st
+        crate::store::sessions::touch_statement(&self.token_hash, self.at_ms)
     }
 
     /// Says that a committed transaction carried the write.
@@ -53,7 +44,10 @@ impl SessionTouch {
 
     pub async fn write_unless_written(&self, state: &AppState) -> Result<(), ServerError> {
         if !self.written.load(Ordering::Acquire) {
-            self.statement().query().execute(state.store.pool()).await?;
+            state
+                .store
+                .touch_session(&self.token_hash, self.at_ms)
+                .await?;
         }
         Ok(())
     }
@@ -69,16 +63,12 @@ pub async fn operator_principal(
     state: &AppState,
     token_hash: &str,
 ) -> Result<OperatorCaller, ServerError> {
-    let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM operator_tokens WHERE token_hash = $1 AND revoked_at_ms IS NULL",
-    )
-    .bind(token_hash)
-    .fetch_optional(state.store.pool())
-    .await?;
-    let id = id.ok_or(ServerError::Unauthenticated)?;
-    Ok(OperatorCaller {
-        token_id: crate::store::parse_uuid(&id)?,
-    })
+    let token_id = state
+        .store
+        .live_operator_token(token_hash)
+        .await?
+        .ok_or(ServerError::Unauthenticated)?;
+    Ok(OperatorCaller { token_id })
 }
 
 /// Absolute session lifetime: 12 hours.
@@ -110,6 +100,14 @@ pub async fn session_principal(
         device_id: session.device_id,
         token_hash,
     })
+}
+
+/// Ends the caller's session (logout).
+pub async fn log_out(state: &AppState, principal: &Principal) -> Result<(), ServerError> {
+    state
+        .store
+        .revoke_session(&principal.token_hash, state.clock.now_ms())
+        .await
 }
 
 /// A registered device that is not revoked (`device_unknown`, `device_revoked` otherwise).

@@ -26,22 +26,6 @@ pub async fn revoke_device(
     Ok(revoked)
 }
 
-/// The clinic of a single-clinic server (the embedded default); `None` when there are
-/// several or none, and the operator must name one.
-pub async fn only_clinic(store: &Store) -> Result<Option<Uuid>, ServerError> {
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clinics LIMIT 2")
-        .fetch_all(store.pool())
-        .await?;
-    match ids.as_slice() {
-        [one] => {
-            Ok(Some(Uuid::parse_str(one).map_err(|_| {
-                ServerError::Internal("stored id malformed")
-            })?))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// The clinic's access review as CSV, for `clinicdesk-server audit access-review`.
 pub async fn access_review(store: &Store, clinic_id: Uuid) -> Result<Vec<u8>, ServerError> {
     crate::audit::access_review::csv(
@@ -110,15 +94,14 @@ pub async fn create_operator_token(
     }
     let id = Uuid::now_v7();
     let token = crate::secrets::random::token()?;
-    sqlx::query(
-        "INSERT INTO operator_tokens (id, name, token_hash, created_at_ms) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id.to_string())
-    .bind(name)
-    .bind(crate::secrets::random::hash_secret(&token))
-    .bind(clock.now_ms())
-    .execute(store.pool())
-    .await?;
+    store
+        .insert_operator_token(
+            id,
+            name,
+            &crate::secrets::random::hash_secret(&token),
+            clock.now_ms(),
+        )
+        .await?;
     tracing::info!(token_id = %id, "operator token created");
     Ok((id, token))
 }
@@ -129,12 +112,5 @@ pub async fn revoke_operator_token(
     clock: &dyn Clock,
     id: Uuid,
 ) -> Result<bool, ServerError> {
-    let done = sqlx::query(
-        "UPDATE operator_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
-    )
-    .bind(clock.now_ms())
-    .bind(id.to_string())
-    .execute(store.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
+    store.revoke_operator_token(id, clock.now_ms()).await
 }

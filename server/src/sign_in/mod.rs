@@ -1,5 +1,8 @@
-//! Signing in: the password step's helpers, second factors ([`mfa`]) and the failed sign-in
-//! counts ([`throttle`]). Domain code: no axum (it must not import `crate::http`).
+//! Signing in: the password step ([`password`]), second factors ([`mfa`]), the session that
+//! ends a sign-in ([`session`]) and the failed sign-in counts ([`throttle`]). Domain code: no
+//! axum, no SQL (it must not import `crate::http`; its rows are `crate::store`'s).
 
 pub mod mfa;
+pub mod password;
+pub mod session;
 pub mod throttle;

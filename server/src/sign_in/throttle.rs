@@ -7,11 +7,11 @@
 //! `too_many_attempts` (429, `Retry-After`) before any password is checked. A completed
 //! sign-in clears the account's count; the address's count only ages out.
 
-use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::ServerError;
 use crate::state::AppState;
+use crate::store::throttle::{count_failure, forget_stale_failures, lock_out};
 
 /// Failures counted within this window...
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -51,15 +51,7 @@ impl Key {
 pub async fn check(state: &AppState, keys: &[Key]) -> Result<(), ServerError> {
     let now = state.clock.now_ms();
     for key in keys {
-        let until: Option<i64> = sqlx::query_scalar(
-            "SELECT locked_until_ms FROM auth_failures WHERE key = $1 AND locked_until_ms > $2",
-        )
-        .bind(&key.key)
-        .bind(now)
-        .fetch_optional(state.store.pool())
-        .await?
-        .flatten();
-        if let Some(until) = until {
+        if let Some(until) = state.store.locked_until(&key.key, now).await? {
             return Err(locked(until, now));
         }
     }
@@ -77,48 +69,18 @@ fn locked(until_ms: i64, now_ms: i64) -> ServerError {
 /// whether this failure locked out an account (rather than only an address).
 pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.tx().await?;
     let mut locked_now = false;
     let mut account_locked = false;
     for key in keys {
-        // A new window starts when the last one ended; a lockout ends with its time.
-        let row = sqlx::query(
-            "INSERT INTO auth_failures (key, failures, window_start_ms) VALUES ($1, 1, $2)
-             ON CONFLICT (key) DO UPDATE SET
-                 failures = CASE WHEN auth_failures.window_start_ms <= $2 - $3 THEN 1
-                                 ELSE auth_failures.failures + 1 END,
-                 window_start_ms = CASE WHEN auth_failures.window_start_ms <= $2 - $3 THEN $2
-                                   ELSE auth_failures.window_start_ms END
-             RETURNING failures",
-        )
-        .bind(&key.key)
-        .bind(now)
-        .bind(WINDOW_MS)
-        .fetch_one(&mut *tx)
-        .await?;
-        if row.get::<i64, _>(0) >= key.limit {
-            sqlx::query(
-                "UPDATE auth_failures SET locked_until_ms = $1, failures = 0, window_start_ms = $2
-                 WHERE key = $3",
-            )
-            .bind(now + LOCKOUT_MS)
-            .bind(now)
-            .bind(&key.key)
-            .execute(&mut *tx)
-            .await?;
+        let failures = count_failure(&mut tx, &key.key, now, WINDOW_MS).await?;
+        if failures >= key.limit {
+            lock_out(&mut tx, &key.key, now + LOCKOUT_MS, now).await?;
             locked_now = true;
             account_locked |= key.key.starts_with("account:");
         }
     }
-    // Keys whose window and lockout have both passed carry no information any more.
-    sqlx::query(
-        "DELETE FROM auth_failures WHERE window_start_ms <= $1 - $2
-         AND (locked_until_ms IS NULL OR locked_until_ms <= $1)",
-    )
-    .bind(now)
-    .bind(WINDOW_MS)
-    .execute(&mut *tx)
-    .await?;
+    forget_stale_failures(&mut tx, now, WINDOW_MS).await?;
     tx.commit().await?;
     if locked_now {
         tracing::warn!("sign-in attempts locked out for a while");
@@ -128,9 +90,5 @@ pub async fn fail(state: &AppState, keys: &[Key]) -> Result<bool, ServerError> {
 
 /// A completed sign-in: the account starts from zero.
 pub async fn clear(state: &AppState, key: &Key) -> Result<(), ServerError> {
-    sqlx::query("DELETE FROM auth_failures WHERE key = $1")
-        .bind(&key.key)
-        .execute(state.store.pool())
-        .await?;
-    Ok(())
+    state.store.clear_failures(&key.key).await
 }

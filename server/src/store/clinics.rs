@@ -58,3 +58,21 @@ pub async fn lock_clinic(conn: &mut AnyConnection, clinic: Uuid) -> Result<(), S
         .await?;
     Ok(())
 }
+
+impl Store {
+    /// The clinic of a single-clinic server (the embedded default); `None` when there are
+    /// several or none.
+    pub async fn only_clinic(&self) -> Result<Option<Uuid>, ServerError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clinics LIMIT 2")
+            .fetch_all(&self.pool)
+            .await?;
+        match ids.as_slice() {
+            [one] => {
+                Ok(Some(Uuid::parse_str(one).map_err(|_| {
+                    ServerError::Internal("stored id malformed")
+                })?))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -24,9 +24,12 @@ use sql::Script;
 
 pub mod clinics;
 pub mod devices;
+pub mod mfa;
+pub mod operators;
 pub mod patients;
 pub mod sessions;
 pub mod sql;
+pub mod throttle;
 pub mod tx;
 pub mod users;
 

@@ -1,5 +1,8 @@
-//! Sessions and login nonces: opened at sign-in, looked up by token hash on every request.
+//! Sessions and login nonces (the tables `sessions` and `login_nonces`): opened at sign-in,
+//! looked up by token hash on every request, touched and revoked. A user's sessions end with
+//! their second-factor grants (`mfa_grants`), so [`end_user_sessions`] revokes both.
 
+use super::sql::Statement;
 use super::*;
 
 /// A live session looked up by token hash.
@@ -136,4 +139,47 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Writes a session's last-seen time on its own ([`touch_statement`]).
+    pub async fn touch_session(&self, token_hash: &str, at_ms: i64) -> Result<(), ServerError> {
+        touch_statement(token_hash, at_ms)
+            .query()
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The write of a session's last-seen time, for a transaction to carry (the audit recorder
+/// carries it with a request's event). Never backwards: a slow request that began earlier
+/// may finish after a later one.
+pub(crate) fn touch_statement(token_hash: &str, at_ms: i64) -> Statement {
+    let mut st =
+        Statement::new("UPDATE sessions SET last_seen_at_ms = CASE WHEN last_seen_at_ms > ");
+    st.bind(at_ms)
+        .push(" THEN last_seen_at_ms ELSE ")
+        .bind(at_ms)
+        .push(" END WHERE token_hash = ")
+        .bind(token_hash);
+    st
+}
+
+/// Ends every session and second-factor grant of the user, inside the caller's transaction
+/// (a password, role or second factor that changed).
+pub async fn end_user_sessions(
+    conn: &mut AnyConnection,
+    user_id: Uuid,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    for sql in [
+        "UPDATE mfa_grants SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+    ] {
+        sqlx::query(sql)
+            .bind(now_ms)
+            .bind(user_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

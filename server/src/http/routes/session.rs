@@ -1,35 +1,22 @@
-//! Login from an enrolled device: a server nonce signed by the device key, plus the
-//! user's password. Unknown users and wrong passwords answer the same, after the same work.
-//! A right password yields the second-factor step ([`crate::sign_in::mfa`]), not a session. Also
-//! logout, a signed-in user's password change (which ends all their sessions), and the
-//! first sign-in of a user whose password someone else chose: their own password first.
+//! Login from an enrolled device (the nonce, then the password step), logout, a signed-in
+//! user's password change, and a first password's replacement. Handlers only: the steps
+//! are [`crate::sign_in::password`], and a right password yields the second-factor step
+//! ([`crate::sign_in::mfa`]), not a session.
 
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::{FirstPassword, LoginStep};
 use clinicdesk_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,
-    UserInfo, login_proof_bytes,
+    ChallengeRequest, ChallengeResponse, LoginRequest, PasswordChange,
 };
-use ed25519_dalek::VerifyingKey;
 
 use crate::audit::access::Seen;
-use crate::audit::key::verify_strict_hex;
-use crate::audit::server_chain::{self, security_event};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::http::extract::Body;
-use crate::scope::ClinicScope;
-use crate::secrets::passwords;
-use crate::secrets::random::{hash_secret, token};
-use crate::session::live_device;
-use crate::sign_in::mfa::store::Purpose;
-use crate::sign_in::throttle;
+use crate::sign_in::password;
 use crate::state::AppState;
-
-const NONCE_TTL_MS: i64 = 2 * 60 * 1000;
 
 #[utoipa::path(post, path = "/v1/auth/challenge", request_body = ChallengeRequest,
     responses((status = 200, body = ChallengeResponse), (status = 401, body = ApiError)))]
@@ -38,10 +25,7 @@ pub async fn challenge(
     State(state): State<AppState>,
     Body(req): Body<ChallengeRequest>,
 ) -> Result<Json<ChallengeResponse>, ServerError> {
-    let device = live_device(&state, req.device_id).await?;
-    let nonce = token()?;
-    let expires = state.clock.now_ms() + NONCE_TTL_MS;
-    state.store.insert_nonce(&nonce, device.id, expires).await?;
+    let nonce = password::challenge(&state, req.device_id).await?;
     Ok(Json(ChallengeResponse { nonce }))
 }
 
@@ -54,134 +38,7 @@ pub async fn login(
     seen: Seen,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginStep>, ServerError> {
-    let device = live_device(&state, req.device_id).await?;
-    let now = state.clock.now_ms();
-    if !state.store.take_nonce(&req.nonce, device.id, now).await? {
-        return Err(ServerError::InvalidSignature { field: "nonce" });
-    }
-    let proof_key = match req.proof_key {
-        ProofKey::Device => device.public_key,
-        ProofKey::Recovery => {
-            state
-                .store
-                .recovery_key(device.id)
-                .await?
-                .ok_or(ServerError::InvalidSignature {
-                    field: "device_signature",
-                })?
-        }
-    };
-    let key = VerifyingKey::from_bytes(&proof_key)
-        .map_err(|_| ServerError::Internal("stored device key invalid"))?;
-    let proof = login_proof_bytes(&req.nonce, device.id, &req.username);
-    if !verify_strict_hex(&key, &proof, &req.device_signature) {
-        return Err(ServerError::InvalidSignature {
-            field: "device_signature",
-        });
-    }
-
-    let attempts = [
-        throttle::Key::account(device.clinic_id, &req.username),
-        throttle::Key::address(&seen.client_ip),
-    ];
-    throttle::check(&state, &attempts).await?;
-    let app_version = req
-        .app_version
-        .as_deref()
-        .map(crate::devices::registry::valid_app_version)
-        .transpose()?;
-    crate::devices::registry::seen(&state.store, device.id, now, app_version).await?;
-    let credentials = state
-        .store
-        .credentials(device.clinic_id, &req.username)
-        .await?;
-    let stored_hash = credentials
-        .as_ref()
-        .map(|c| c.password_hash.clone())
-        .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-    let password_ok = passwords::verify_in_turn(req.password, stored_hash).await?;
-    // An expired first password answers exactly as a wrong one.
-    let first_password_live =
-        |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
-    let attempted = credentials.as_ref().map(|c| c.info.clone());
-    let (user, must_change_password) = match credentials {
-        Some(c) if password_ok && c.active && first_password_live(&c) => {
-            (c.info, c.must_change_password)
-        }
-        _ => {
-            let locked_out = throttle::fail(&state, &attempts).await?;
-            if let Some(account) = &attempted {
-                crate::audit::sign_in::record_failure(
-                    &state, account, &seen, device.id, locked_out,
-                );
-            }
-            return Err(ServerError::InvalidCredentials);
-        }
-    };
-    if must_change_password {
-        tracing::info!(user_id = %user.user_id, "first password accepted; own password next");
-        return Ok(Json(
-            crate::sign_in::mfa::password_ticket(&state, &user, device.id).await?,
-        ));
-    }
-
-    // A recovery login proves the second factor afresh: the grant lives in the cache the
-    // keychain loss just closed, and the disk alone must not be enough.
-    if let Some(grant) = req
-        .mfa_grant
-        .as_ref()
-        .filter(|_| req.proof_key == ProofKey::Device)
-        && crate::sign_in::mfa::store::grant_valid(
-            state.store.pool(),
-            &hash_secret(grant),
-            user.user_id,
-            device.id,
-            now,
-        )
-        .await?
-    {
-        tracing::info!(user_id = %user.user_id, "login within a second-factor grant");
-        return Ok(Json(LoginStep::SignedIn(
-            issue_session(&state, &user, device.id).await?,
-        )));
-    }
-    tracing::info!(user_id = %user.user_id, "password accepted; second factor next");
-    Ok(Json(
-        crate::sign_in::mfa::ticket_for(&state, &user, device.id).await?,
-    ))
-}
-
-/// A new session for a user who proved every factor, under the clinic's lock policy. The
-/// user's sessions beyond the newest two are revoked.
-pub(crate) async fn issue_session(
-    state: &AppState,
-    user: &UserInfo,
-    device_id: uuid::Uuid,
-) -> Result<LoginResponse, ServerError> {
-    let session_token = token()?;
-    state
-        .store
-        .insert_session(
-            &hash_secret(&session_token),
-            user,
-            device_id,
-            state.clock.now_ms(),
-        )
-        .await?;
-    let (idle_timeout_secs, max_offline_secs) = state.store.lock_policy(user.clinic_id).await?;
-    throttle::clear(
-        state,
-        &throttle::Key::account(user.clinic_id, &user.username),
-    )
-    .await?;
-    tracing::info!(user_id = %user.user_id, "session issued");
-    Ok(LoginResponse {
-        session_token,
-        user: user.clone(),
-        idle_timeout_secs,
-        max_offline_secs,
-        mfa_grant: None,
-    })
+    Ok(Json(password::log_in(&state, &seen, req).await?))
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout", responses((status = 204)))]
@@ -190,10 +47,7 @@ pub async fn logout(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<axum::http::StatusCode, ServerError> {
-    state
-        .store
-        .revoke_session(&auth.principal.token_hash, state.clock.now_ms())
-        .await?;
+    crate::session::log_out(&state, &auth.principal).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -208,46 +62,7 @@ pub async fn change_password(
     seen: Seen,
     Body(req): Body<PasswordChange>,
 ) -> Result<axum::http::StatusCode, ServerError> {
-    let user = &auth.principal.user;
-    // A stolen session must not become a way to guess the password.
-    let attempts = [throttle::Key::account(user.clinic_id, &user.username)];
-    throttle::check(&state, &attempts).await?;
-    let current_ok = matches_stored(&state, user, &req.current_password).await?;
-    if !current_ok {
-        let locked_out = throttle::fail(&state, &attempts).await?;
-        crate::audit::sign_in::record_failure(
-            &state,
-            user,
-            &seen,
-            auth.principal.device_id,
-            locked_out,
-        );
-        return Err(ServerError::InvalidCredentials);
-    }
-    if req.new_password == req.current_password {
-        return Err(ServerError::WeakPassword);
-    }
-    let hash = new_password_hash(&state, user, req.new_password, &[&req.current_password]).await?;
-    let mut tx = state.store.pool().begin().await?;
-    crate::admin::users::set_password(
-        &mut tx,
-        auth.scope(),
-        user.user_id,
-        &hash,
-        state.clock.now_ms(),
-    )
-    .await?;
-    let event = security_event(
-        user,
-        AuditAction::PasswordChanged,
-        "User",
-        user.user_id.to_string(),
-        "change_password",
-        seen.for_session(auth.principal.device_id),
-    );
-    server_chain::record_in(&mut tx, &state, auth.scope(), vec![event]).await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.user_id, "password changed; sessions ended");
+    password::change(&state, &auth.principal, auth.scope(), seen, req).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -261,71 +76,5 @@ pub async fn first_password(
     seen: Seen,
     Body(req): Body<FirstPassword>,
 ) -> Result<Json<LoginStep>, ServerError> {
-    let ticket = crate::sign_in::mfa::live_ticket(&state, &req.ticket, Purpose::Password).await?;
-    let user = &ticket.user;
-    if matches_stored(&state, user, &req.new_password).await? {
-        return Err(ServerError::WeakPassword);
-    }
-    let hash = new_password_hash(&state, user, req.new_password, &[]).await?;
-    let scope = ClinicScope::of_mfa_ticket(&ticket);
-    let mut tx = state.store.pool().begin().await?;
-    if !crate::sign_in::mfa::store::consume_ticket(&mut tx, &ticket.hash).await? {
-        return Err(ServerError::InvalidSecondFactor);
-    }
-    crate::admin::users::set_password(&mut tx, &scope, user.user_id, &hash, state.clock.now_ms())
-        .await?;
-    let event = security_event(
-        user,
-        AuditAction::PasswordChanged,
-        "User",
-        user.user_id.to_string(),
-        "first_password",
-        seen.for_session(ticket.device_id),
-    );
-    server_chain::record_in(&mut tx, &state, &scope, vec![event]).await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.user_id, "first password replaced; second factor next");
-    Ok(Json(
-        crate::sign_in::mfa::ticket_for(&state, user, ticket.device_id).await?,
-    ))
-}
-
-/// Whether `password` is the user's stored one (argon2id, off the async threads).
-async fn matches_stored(
-    state: &AppState,
-    user: &UserInfo,
-    password: &str,
-) -> Result<bool, ServerError> {
-    let stored = state
-        .store
-        .credentials(user.clinic_id, &user.username)
-        .await?
-        .ok_or(ServerError::Unauthenticated)?
-        .password_hash;
-    passwords::verify_in_turn(password.to_owned(), stored).await
-}
-
-/// The argon2id hash of a new password, or `weak_password` when it is easy to guess for
-/// this user (their names, their clinic's, anything in `also_avoid`).
-async fn new_password_hash(
-    state: &AppState,
-    user: &UserInfo,
-    new: String,
-    also_avoid: &[&str],
-) -> Result<String, ServerError> {
-    let clinic_name = state
-        .store
-        .clinic_name(user.clinic_id)
-        .await?
-        .unwrap_or_default();
-    let mut context = vec![
-        user.username.as_str(),
-        user.display_name.as_str(),
-        clinic_name.as_str(),
-    ];
-    context.extend_from_slice(also_avoid);
-    if !passwords::acceptable(&new, &context) {
-        return Err(ServerError::WeakPassword);
-    }
-    passwords::hash_in_turn(new).await
+    Ok(Json(password::choose_first(&state, seen, req).await?))
 }

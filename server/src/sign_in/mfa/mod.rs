@@ -4,25 +4,34 @@
 //! carries a live grant from an earlier factor of the same user on the same device). The
 //! ticket is redeemed with a TOTP code, a WebAuthn assertion or a recovery code; a user
 //! without a factor must set one up with it first. Tickets, ceremony state, factors and
-//! grants live in the database, so any instance behind a load balancer can finish a login
-//! another began.
+//! grants live in the database (`crate::store::mfa`), so any instance behind a load
+//! balancer can finish a login another began. The steps themselves are in [`verify`] and
+//! [`setup`]; an admin's reset of a user's factors is [`reset`].
 
 pub mod recovery;
-pub mod store;
+pub mod setup;
 pub mod totp;
+pub mod verify;
 pub mod webauthn;
 
-use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, MfaTicket};
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, MfaMethod, MfaTicket, WebauthnChallenge};
 use clinicdesk_protocol::wire::{LoginResponse, UserInfo};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::audit::access::Seen;
+use crate::audit::server_chain::{self, security_event};
 use crate::error::ServerError;
+use crate::scope::{ClinicScope, Principal};
 use crate::secrets::random::{hash_secret, token};
+use crate::sign_in::session::issue_session;
 use crate::sign_in::throttle;
 use crate::state::AppState;
-use store::{Purpose, Ticket};
+use crate::store::mfa as store;
+pub use crate::store::mfa::{Purpose, Ticket};
+pub use setup::{confirm_totp, setup_totp, setup_webauthn, setup_webauthn_challenge};
+pub use verify::{verify_recovery_code, verify_totp, verify_webauthn, webauthn_challenge};
 
 /// How long a ticket lives: enough to find the phone or the key.
 pub const TICKET_TTL_MS: i64 = 5 * 60 * 1000;
@@ -38,7 +47,7 @@ pub async fn ticket_for(
     user: &UserInfo,
     device_id: Uuid,
 ) -> Result<LoginStep, ServerError> {
-    let methods = store::methods(state.store.pool(), user.user_id).await?;
+    let methods = methods(state, user.user_id).await?;
     let purpose = if methods.is_empty() {
         Purpose::Setup
     } else {
@@ -57,24 +66,41 @@ pub async fn password_ticket(
     issue_ticket(state, user, device_id, Purpose::Password, Vec::new()).await
 }
 
+/// The factors a user can prove. Recovery codes count only beside a real factor.
+async fn methods(state: &AppState, user_id: Uuid) -> Result<Vec<MfaMethod>, ServerError> {
+    let factors = state.store.factors(user_id).await?;
+    let mut out = Vec::new();
+    if factors.totp {
+        out.push(MfaMethod::Totp);
+    }
+    if factors.webauthn {
+        out.push(MfaMethod::Webauthn);
+    }
+    if factors.recovery_codes && !out.is_empty() {
+        out.push(MfaMethod::RecoveryCode);
+    }
+    Ok(out)
+}
+
 async fn issue_ticket(
     state: &AppState,
     user: &UserInfo,
     device_id: Uuid,
     purpose: Purpose,
-    methods: Vec<clinicdesk_protocol::mfa::MfaMethod>,
+    methods: Vec<MfaMethod>,
 ) -> Result<LoginStep, ServerError> {
     let ticket = token()?;
     let now = state.clock.now_ms();
-    store::insert_ticket(
-        state.store.pool(),
-        &hash_secret(&ticket),
-        user,
-        device_id,
-        purpose,
-        now + TICKET_TTL_MS,
-    )
-    .await?;
+    state
+        .store
+        .insert_ticket(
+            &hash_secret(&ticket),
+            user,
+            device_id,
+            purpose,
+            now + TICKET_TTL_MS,
+        )
+        .await?;
     let ticket = MfaTicket {
         ticket,
         methods,
@@ -93,14 +119,12 @@ pub async fn live_ticket(
     ticket: &str,
     purpose: Purpose,
 ) -> Result<Ticket, ServerError> {
-    let ticket = store::ticket(
-        state.store.pool(),
-        &hash_secret(ticket),
-        state.clock.now_ms(),
-    )
-    .await?
-    .filter(|t| t.purpose == purpose)
-    .ok_or(ServerError::InvalidSecondFactor)?;
+    let ticket = state
+        .store
+        .ticket(&hash_secret(ticket), state.clock.now_ms())
+        .await?
+        .filter(|t| t.purpose == purpose)
+        .ok_or(ServerError::InvalidSecondFactor)?;
     throttle::check(state, &[account_key(&ticket)]).await?;
     Ok(ticket)
 }
@@ -114,7 +138,12 @@ fn account_key(ticket: &Ticket) -> throttle::Key {
 /// The attempt goes into the trail too ([`crate::audit::sign_in`]).
 pub async fn refuse(state: &AppState, ticket: &Ticket, seen: &Seen) -> ServerError {
     let counted = async {
-        store::fail_ticket(state.store.pool(), &ticket.hash).await?;
+        // The ticket dies at the limit and the user starts over with the password, which
+        // is throttled on its own.
+        state
+            .store
+            .fail_ticket(&ticket.hash, MAX_TICKET_FAILURES)
+            .await?;
         throttle::fail(state, &[account_key(ticket)]).await
     };
     match counted.await {
@@ -145,6 +174,23 @@ pub async fn counted<T>(
     }
 }
 
+/// A WebAuthn ceremony begun (its options and state): the state is kept in the ticket, so
+/// any instance can finish it, and the options go to the client with the origin to use.
+async fn webauthn_ceremony(
+    state: &AppState,
+    ticket: &Ticket,
+    (options, pending): (serde_json::Value, String),
+) -> Result<WebauthnChallenge, ServerError> {
+    state
+        .store
+        .set_ticket_pending(&ticket.hash, &pending)
+        .await?;
+    Ok(WebauthnChallenge {
+        options,
+        origin: state.relying_party.origin(),
+    })
+}
+
 /// What a checked second factor spends, in the transaction that issues the grant.
 pub enum Proof<'a> {
     /// The TOTP step accepted (no code of it or before it works again).
@@ -165,7 +211,7 @@ pub async fn sign_in_with(
     proof: Proof<'_>,
 ) -> Result<LoginResponse, ServerError> {
     let user_id = ticket.user.user_id;
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.tx().await?;
     let spent = match proof {
         Proof::TotpStep(step) => store::advance_totp_step(&mut tx, user_id, step).await?,
         Proof::RecoveryCode(hash) => {
@@ -213,8 +259,7 @@ pub async fn session_for(
     ticket: &Ticket,
     grant: String,
 ) -> Result<LoginResponse, ServerError> {
-    let mut login =
-        crate::http::routes::session::issue_session(state, &ticket.user, ticket.device_id).await?;
+    let mut login = issue_session(state, &ticket.user, ticket.device_id).await?;
     login.mfa_grant = Some(grant);
     Ok(login)
 }
@@ -230,4 +275,38 @@ pub async fn enrolled(
         session: session_for(state, ticket, grant).await?,
         recovery_codes,
     })
+}
+
+/// An admin's reset of another user's second factors: every factor, code and ticket goes,
+/// with the user's sessions and grants, recorded on the clinic's server chain in the same
+/// transaction; their next sign-in sets up a factor again.
+pub async fn reset(
+    state: &AppState,
+    admin: &Principal,
+    scope: &ClinicScope,
+    seen: Seen,
+    user_id: Uuid,
+) -> Result<(), ServerError> {
+    let by = &admin.user;
+    if user_id == by.user_id {
+        // Another admin resets yours: one person cannot strip their own second factor.
+        return Err(ServerError::Forbidden);
+    }
+    if !state.store.is_clinic_user(scope, user_id).await? {
+        return Err(ServerError::NotFound);
+    }
+    let mut tx = state.store.clinic_tx(scope).await?;
+    store::reset_factors(&mut tx, user_id, state.clock.now_ms()).await?;
+    let event = security_event(
+        by,
+        AuditAction::MfaReset,
+        "User",
+        user_id.to_string(),
+        "mfa_reset",
+        seen.for_session(admin.device_id),
+    );
+    server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
+    tx.commit().await?;
+    tracing::info!(by = %by.user_id, "second factors reset");
+    Ok(())
 }

@@ -1,14 +1,8 @@
-//! SQL for tickets, second factors, recovery codes and grants (migration 0005). Writes
+//! Second factors (migration 0005): the tables `mfa_tickets` (login tickets and their
+//! ceremony state), `mfa_totp`, `mfa_webauthn`, `mfa_recovery_codes` and `mfa_grants`. Writes
 //! that must happen together take a connection inside the caller's transaction.
 
-use clinicdesk_protocol::mfa::MfaMethod;
-use clinicdesk_protocol::wire::UserInfo;
-use sqlx::{AnyConnection, AnyPool, Row};
-use uuid::Uuid;
-
-use super::MAX_TICKET_FAILURES;
-use crate::error::ServerError;
-use crate::store::{flag, parse_role, parse_uuid};
+use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -41,116 +35,167 @@ pub struct Ticket {
     pub pending: Option<String>,
 }
 
-/// The factors a user can prove. Recovery codes count only beside a real factor.
-pub async fn methods(pool: &AnyPool, user_id: Uuid) -> Result<Vec<MfaMethod>, ServerError> {
-    let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1),
+/// Which kinds of factor a user has stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Factors {
+    pub totp: bool,
+    pub webauthn: bool,
+    /// At least one recovery code not yet used.
+    pub recovery_codes: bool,
+}
+
+/// A user's TOTP factor as stored.
+#[derive(Debug, Clone)]
+pub struct StoredTotp {
+    /// The secret, sealed under the server's MFA key.
+    pub sealed: String,
+    /// The last step accepted; only a later one is accepted next.
+    pub last_step: i64,
+}
+
+impl Store {
+    pub async fn factors(&self, user_id: Uuid) -> Result<Factors, ServerError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1),
                 EXISTS (SELECT 1 FROM mfa_webauthn WHERE user_id = $1),
                 EXISTS (SELECT 1 FROM mfa_recovery_codes WHERE user_id = $1 AND used_at_ms IS NULL)",
-    )
-    .bind(user_id.to_string())
-    .fetch_one(pool)
-    .await?;
-    let (totp, webauthn, recovery) = (flag(&row, 0)?, flag(&row, 1)?, flag(&row, 2)?);
-    let mut out = Vec::new();
-    if totp {
-        out.push(MfaMethod::Totp);
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Factors {
+            totp: flag(&row, 0)?,
+            webauthn: flag(&row, 1)?,
+            recovery_codes: flag(&row, 2)?,
+        })
     }
-    if webauthn {
-        out.push(MfaMethod::Webauthn);
-    }
-    if recovery && !out.is_empty() {
-        out.push(MfaMethod::RecoveryCode);
-    }
-    Ok(out)
-}
 
-pub async fn insert_ticket(
-    pool: &AnyPool,
-    hash: &str,
-    user: &UserInfo,
-    device_id: Uuid,
-    purpose: Purpose,
-    expires_at_ms: i64,
-) -> Result<(), ServerError> {
-    sqlx::query(
-        "INSERT INTO mfa_tickets (ticket_hash, user_id, clinic_id, device_id, purpose, expires_at_ms)
+    pub async fn insert_ticket(
+        &self,
+        hash: &str,
+        user: &UserInfo,
+        device_id: Uuid,
+        purpose: Purpose,
+        expires_at_ms: i64,
+    ) -> Result<(), ServerError> {
+        sqlx::query(
+            "INSERT INTO mfa_tickets (ticket_hash, user_id, clinic_id, device_id, purpose, expires_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(hash)
-    .bind(user.user_id.to_string())
-    .bind(user.clinic_id.to_string())
-    .bind(device_id.to_string())
-    .bind(purpose.as_str())
-    .bind(expires_at_ms)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
+        )
+        .bind(hash)
+        .bind(user.user_id.to_string())
+        .bind(user.clinic_id.to_string())
+        .bind(device_id.to_string())
+        .bind(purpose.as_str())
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 
-/// The ticket, if it is unexpired and its user and device may still sign in.
-pub async fn ticket(
-    pool: &AnyPool,
-    hash: &str,
-    now_ms: i64,
-) -> Result<Option<Ticket>, ServerError> {
-    let row = sqlx::query(
-        "SELECT u.id, u.username, u.display_name, u.role, t.clinic_id, t.device_id, t.purpose,
+    /// The ticket, if it is unexpired and its user and device may still sign in.
+    pub async fn ticket(&self, hash: &str, now_ms: i64) -> Result<Option<Ticket>, ServerError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, t.clinic_id, t.device_id, t.purpose,
                 t.pending
          FROM mfa_tickets t
          JOIN users u ON u.id = t.user_id AND u.clinic_id = t.clinic_id
          JOIN devices d ON d.id = t.device_id AND d.clinic_id = t.clinic_id
          WHERE t.ticket_hash = $1 AND t.expires_at_ms > $2 AND u.active = 1
            AND d.revoked_at_ms IS NULL",
-    )
-    .bind(hash)
-    .bind(now_ms)
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let purpose = match row.get::<&str, _>(6) {
-        "verify" => Purpose::Verify,
-        "setup" => Purpose::Setup,
-        "password" => Purpose::Password,
-        _ => return Err(ServerError::Internal("stored ticket purpose unknown")),
-    };
-    Ok(Some(Ticket {
-        hash: hash.to_owned(),
-        user: UserInfo {
-            user_id: parse_uuid(row.get(0))?,
-            username: row.get(1),
-            display_name: row.get(2),
-            role: parse_role(row.get(3))?,
-            clinic_id: parse_uuid(row.get(4))?,
-        },
-        device_id: parse_uuid(row.get(5))?,
-        purpose,
-        pending: row.get(7),
-    }))
-}
+        )
+        .bind(hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let purpose = match row.get::<&str, _>(6) {
+            "verify" => Purpose::Verify,
+            "setup" => Purpose::Setup,
+            "password" => Purpose::Password,
+            _ => return Err(ServerError::Internal("stored ticket purpose unknown")),
+        };
+        Ok(Some(Ticket {
+            hash: hash.to_owned(),
+            user: UserInfo {
+                user_id: parse_uuid(row.get(0))?,
+                username: row.get(1),
+                display_name: row.get(2),
+                role: parse_role(row.get(3))?,
+                clinic_id: parse_uuid(row.get(4))?,
+            },
+            device_id: parse_uuid(row.get(5))?,
+            purpose,
+            pending: row.get(7),
+        }))
+    }
 
-pub async fn set_pending(pool: &AnyPool, hash: &str, pending: &str) -> Result<(), ServerError> {
-    sqlx::query("UPDATE mfa_tickets SET pending = $1 WHERE ticket_hash = $2")
-        .bind(pending)
-        .bind(hash)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
+    /// Keeps a ceremony's state in the ticket.
+    pub async fn set_ticket_pending(&self, hash: &str, pending: &str) -> Result<(), ServerError> {
+        sqlx::query("UPDATE mfa_tickets SET pending = $1 WHERE ticket_hash = $2")
+            .bind(pending)
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 
-/// Counts a wrong answer; the ticket dies at the limit and the user starts over with the
-/// password, which is throttled on its own.
-pub async fn fail_ticket(pool: &AnyPool, hash: &str) -> Result<(), ServerError> {
-    sqlx::query("UPDATE mfa_tickets SET failures = failures + 1 WHERE ticket_hash = $1")
+    /// Counts a wrong answer; the ticket dies once it has `max_failures` of them.
+    pub async fn fail_ticket(&self, hash: &str, max_failures: i64) -> Result<(), ServerError> {
+        sqlx::query("UPDATE mfa_tickets SET failures = failures + 1 WHERE ticket_hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = $1 AND failures >= $2")
+            .bind(hash)
+            .bind(max_failures)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user's sealed TOTP secret and the last step accepted.
+    pub async fn totp(&self, user_id: Uuid) -> Result<Option<StoredTotp>, ServerError> {
+        let row = sqlx::query("SELECT secret_sealed, last_step FROM mfa_totp WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| StoredTotp {
+            sealed: r.get(0),
+            last_step: r.get(1),
+        }))
+    }
+
+    /// The user's WebAuthn credentials as stored (JSON).
+    pub async fn passkeys(&self, user_id: Uuid) -> Result<Vec<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT passkey_json FROM mfa_webauthn WHERE user_id = $1 ORDER BY created_at_ms",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Whether the grant is live for this user on this device.
+    pub async fn grant_valid(
+        &self,
+        hash: &str,
+        user_id: Uuid,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<bool, ServerError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM mfa_grants WHERE grant_hash = $1 AND user_id = $2
+           AND device_id = $3 AND expires_at_ms > $4 AND revoked_at_ms IS NULL",
+        )
         .bind(hash)
-        .execute(pool)
+        .bind(user_id.to_string())
+        .bind(device_id.to_string())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
         .await?;
-    sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = $1 AND failures >= $2")
-        .bind(hash)
-        .bind(MAX_TICKET_FAILURES)
-        .execute(pool)
-        .await?;
-    Ok(())
+        Ok(row.is_some())
+    }
 }
 
 /// Uses the ticket up; false if another request already did.
@@ -160,15 +205,6 @@ pub async fn consume_ticket(conn: &mut AnyConnection, hash: &str) -> Result<bool
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// The user's sealed TOTP secret and the last step accepted.
-pub async fn totp(pool: &AnyPool, user_id: Uuid) -> Result<Option<(String, i64)>, ServerError> {
-    let row = sqlx::query("SELECT secret_sealed, last_step FROM mfa_totp WHERE user_id = $1")
-        .bind(user_id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Moves the replay mark to `step`; false if a request already used this step or a later one.
@@ -187,6 +223,7 @@ pub async fn advance_totp_step(
     Ok(done.rows_affected() == 1)
 }
 
+/// Stores the user's TOTP factor; `conflict` on `mfa` if they have one already.
 pub async fn insert_totp(
     conn: &mut AnyConnection,
     user: &UserInfo,
@@ -209,6 +246,7 @@ pub async fn insert_totp(
     Ok(())
 }
 
+/// Stores a WebAuthn credential; `conflict` on `credential` if it is stored already.
 pub async fn insert_passkey(
     conn: &mut AnyConnection,
     user: &UserInfo,
@@ -229,16 +267,6 @@ pub async fn insert_passkey(
     .await
     .map_err(conflict_if_unique("credential"))?;
     Ok(())
-}
-
-/// The user's WebAuthn credentials as stored (JSON).
-pub async fn passkeys(pool: &AnyPool, user_id: Uuid) -> Result<Vec<String>, ServerError> {
-    Ok(sqlx::query_scalar(
-        "SELECT passkey_json FROM mfa_webauthn WHERE user_id = $1 ORDER BY created_at_ms",
-    )
-    .bind(user_id.to_string())
-    .fetch_all(pool)
-    .await?)
 }
 
 pub async fn update_passkey(
@@ -321,30 +349,9 @@ pub async fn insert_grant(
     Ok(())
 }
 
-/// Whether the grant is live for this user on this device.
-pub async fn grant_valid(
-    pool: &AnyPool,
-    hash: &str,
-    user_id: Uuid,
-    device_id: Uuid,
-    now_ms: i64,
-) -> Result<bool, ServerError> {
-    let row = sqlx::query(
-        "SELECT 1 FROM mfa_grants WHERE grant_hash = $1 AND user_id = $2
-           AND device_id = $3 AND expires_at_ms > $4 AND revoked_at_ms IS NULL",
-    )
-    .bind(hash)
-    .bind(user_id.to_string())
-    .bind(device_id.to_string())
-    .bind(now_ms)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.is_some())
-}
-
 /// Removes every factor, code and ticket of the user and revokes their grants and
 /// sessions: the next sign-in sets up a factor again.
-pub async fn reset(
+pub async fn reset_factors(
     conn: &mut AnyConnection,
     user_id: Uuid,
     now_ms: i64,
@@ -358,7 +365,7 @@ pub async fn reset(
     ] {
         sqlx::query(sql).bind(&user).execute(&mut *conn).await?;
     }
-    crate::admin::users::end_sessions(conn, user_id, now_ms).await
+    super::sessions::end_user_sessions(conn, user_id, now_ms).await
 }
 
 fn conflict_if_unique(field: &'static str) -> impl Fn(sqlx::Error) -> ServerError {
