@@ -24,14 +24,17 @@ use sql::Script;
 
 pub mod clinics;
 pub mod devices;
+pub mod enrollment;
 pub mod patients;
+pub mod provisionings;
 pub mod sessions;
 pub mod sql;
 pub mod tx;
 pub mod users;
 
 pub use clinics::NewClinic;
-pub use devices::{DeviceRecord, Escrow, RedeemedCode};
+pub use devices::{DeviceRecord, Escrow};
+pub use enrollment::RedeemedCode;
 pub use patients::NewPatient;
 pub use sessions::SessionRecord;
 pub use tx::{ClinicTx, WriteTx};
