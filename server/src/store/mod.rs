@@ -22,6 +22,8 @@ use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use sql::Script;
 
+pub mod break_glass;
+pub mod care_team;
 pub mod clinics;
 pub mod devices;
 pub mod enrollment;
