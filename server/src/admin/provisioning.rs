@@ -12,7 +12,6 @@
 use clinicdesk_protocol::audit::{AuditAction, RequestSeen};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{ClinicProvisioned, NewClinic, UserInfo};
-use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::admin::users::{FIRST_PASSWORD_TTL_MS, validate_display_name, validate_username};
@@ -22,13 +21,13 @@ use crate::scope::ClinicScope;
 use crate::secrets::passwords;
 use crate::secrets::random::{hash_secret, human_code, normalize_code};
 use crate::state::AppState;
-use crate::store::parse_uuid;
+use crate::store::{self, WriteTx};
 use crate::time::rfc3339;
 
 /// How long the first workstation's enrollment code works.
 const ENROLLMENT_CODE_TTL_MS: i64 = 72 * 60 * 60 * 1000;
 /// Default policies of a new clinic.
-const IDLE_TIMEOUT_SECS: i64 = 15 * 60;
+const IDLE_TIMEOUT_SECS: u64 = 15 * 60;
 
 /// Who asked, for the trail: the operator has no user id, so the event's actor is the nil
 /// UUID (as for devices enrolled with an operator's code).
@@ -116,57 +115,40 @@ async fn create(
     let mut tx = state.store.begin_write().await?;
     // A write first, so that SQLite takes its write lock here (waiting its turn) rather
     // than failing to upgrade a read later.
-    sqlx::query(
-        "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES ($1, $2, $3, $4)",
+    let clinic = store::clinics::insert_clinic(
+        &mut tx,
+        clinic_id,
+        new.clinic_name.trim(),
+        IDLE_TIMEOUT_SECS,
+        now,
     )
-    .bind(clinic_id.to_string())
-    .bind(new.clinic_name.trim())
-    .bind(IDLE_TIMEOUT_SECS)
-    .bind(now)
-    .execute(&mut *tx)
     .await?;
-    let taken: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM provisionings WHERE idempotency_key = $1")
-            .bind(&new.idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if taken.is_some() {
+    let scope = ClinicScope::of_new_clinic(&clinic);
+    if store::provisionings::key_taken(&mut tx, &new.idempotency_key).await? {
         return Ok(Created::KeyTaken);
     }
-    sqlx::query(
-        "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash,
-                            must_change_password, password_expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+    let admin = store::users::FirstPasswordUser {
+        id: admin_id,
+        username: &new.admin_username,
+        display_name: new.admin_display_name.trim(),
+        role: Role::Admin,
+        password_hash: &codes.first_password_hash,
+        expires_at_ms: now + FIRST_PASSWORD_TTL_MS,
+    };
+    store::users::insert_with_first_password(&mut tx, &scope, &admin).await?;
+    let recorded = store::provisionings::insert(
+        &mut tx,
+        &new.idempotency_key,
+        &request_hash(new),
+        clinic_id,
+        admin_id,
+        now,
     )
-    .bind(admin_id.to_string())
-    .bind(clinic_id.to_string())
-    .bind(&new.admin_username)
-    .bind(new.admin_display_name.trim())
-    .bind(Role::Admin.as_str())
-    .bind(&codes.first_password_hash)
-    .bind(now + FIRST_PASSWORD_TTL_MS)
-    .execute(&mut *tx)
     .await?;
-    let recorded = sqlx::query(
-        "INSERT INTO provisionings (idempotency_key, request_hash, clinic_id, admin_user_id, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&new.idempotency_key)
-    .bind(request_hash(new))
-    .bind(clinic_id.to_string())
-    .bind(admin_id.to_string())
-    .bind(now)
-    .execute(&mut *tx)
-    .await;
-    match recorded {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Ok(Created::KeyTaken);
-        }
-        Err(e) => return Err(e.into()),
+    if !recorded {
+        return Ok(Created::KeyTaken);
     }
     insert_enrollment_code(&mut tx, clinic_id, &codes.enrollment_code, now).await?;
-    let scope = ClinicScope::of_new_clinic(&crate::store::NewClinic { id: clinic_id });
     let operator = UserInfo {
         user_id: OPERATOR,
         username: String::new(),
@@ -195,49 +177,29 @@ async fn replay(
     codes: &Codes,
 ) -> Result<ClinicProvisioned, ServerError> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    // The write lock first (see `create`).
-    sqlx::query(
-        "UPDATE provisionings SET created_at_ms = created_at_ms WHERE idempotency_key = $1",
-    )
-    .bind(&new.idempotency_key)
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(
-        "SELECT p.request_hash, p.clinic_id, p.admin_user_id, u.must_change_password
-         FROM provisionings p JOIN users u ON u.id = p.admin_user_id
-         WHERE p.idempotency_key = $1",
-    )
-    .bind(&new.idempotency_key)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(ServerError::Internal("provisioning vanished"))?;
+    let mut tx = state.store.begin_write().await?;
+    // The key's row first: concurrent retries queue here on PostgreSQL too (see `create`).
+    store::provisionings::lock_key(&mut tx, &new.idempotency_key).await?;
+    let earlier = store::provisionings::by_key(&mut tx, &new.idempotency_key)
+        .await?
+        .ok_or(ServerError::Internal("provisioning vanished"))?;
     let conflict = ServerError::Conflict {
         field: "idempotency_key",
     };
-    if row.get::<String, _>(0) != request_hash(new) || !crate::store::flag(&row, 3)? {
+    if earlier.request_hash != request_hash(new) || !earlier.admin_first_password_pending {
         return Err(conflict);
     }
-    let clinic_id = parse_uuid(row.get(1))?;
-    let admin_id = parse_uuid(row.get(2))?;
-    sqlx::query(
-        "UPDATE users SET password_hash = $1, password_expires_at_ms = $2
-         WHERE id = $3 AND must_change_password = 1",
+    let clinic_id = earlier.clinic_id;
+    let admin_id = earlier.admin_user_id;
+    store::users::renew_first_password(
+        &mut tx,
+        admin_id,
+        &codes.first_password_hash,
+        now + FIRST_PASSWORD_TTL_MS,
     )
-    .bind(&codes.first_password_hash)
-    .bind(now + FIRST_PASSWORD_TTL_MS)
-    .bind(admin_id.to_string())
-    .execute(&mut *tx)
     .await?;
     // The earlier answer's enrollment code stops working; the new one replaces it.
-    sqlx::query(
-        "UPDATE enrollment_codes SET used_at_ms = $1
-         WHERE clinic_id = $2 AND used_at_ms IS NULL AND issued_by IS NULL",
-    )
-    .bind(now)
-    .bind(clinic_id.to_string())
-    .execute(&mut *tx)
-    .await?;
+    store::enrollment::retire_console_codes(&mut tx, clinic_id, now).await?;
     insert_enrollment_code(&mut tx, clinic_id, &codes.enrollment_code, now).await?;
     tx.commit().await?;
     tracing::info!(%clinic_id, "clinic provisioning retried; codes replaced");
@@ -245,20 +207,20 @@ async fn replay(
 }
 
 async fn insert_enrollment_code(
-    conn: &mut AnyConnection,
+    tx: &mut WriteTx,
     clinic_id: Uuid,
     code: &str,
     now: i64,
 ) -> Result<(), ServerError> {
-    sqlx::query(
-        "INSERT INTO enrollment_codes (code_hash, clinic_id, expires_at_ms) VALUES ($1, $2, $3)",
+    let code_hash = hash_secret(&normalize_code(code));
+    store::enrollment::insert_code(
+        tx,
+        clinic_id,
+        &code_hash,
+        now + ENROLLMENT_CODE_TTL_MS,
+        None,
     )
-    .bind(hash_secret(&normalize_code(code)))
-    .bind(clinic_id.to_string())
-    .bind(now + ENROLLMENT_CODE_TTL_MS)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 fn answer(

@@ -10,7 +10,7 @@ use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::secrets::passwords;
 use crate::secrets::random::{hash_secret, human_code, normalize_code};
-use crate::store::{NewPatient, Store};
+use crate::store::{self, NewPatient, Store};
 use crate::time::Clock;
 
 /// The demo clinic's fixed id, so seeding again refreshes it instead of adding another.
@@ -256,13 +256,15 @@ pub async fn issue_enrollment_code(
         return Err(ServerError::NotFound);
     }
     let code = human_code()?;
-    store
-        .insert_enrollment_code(
-            clinic_id,
-            &hash_secret(&normalize_code(&code)),
-            clock.now_ms() + ttl_mins * 60_000,
-            issued_by,
-        )
-        .await?;
+    let mut tx = store.tx().await?;
+    store::enrollment::insert_code(
+        &mut tx,
+        clinic_id,
+        &hash_secret(&normalize_code(&code)),
+        clock.now_ms() + ttl_mins * 60_000,
+        issued_by,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(code)
 }

@@ -1,50 +1,25 @@
 //! The clinic's users as its admins manage them: list, create, change a role, deactivate.
-//! A change of role or deactivation ends the user's sessions and second-factor grants at
-//! once, so the change takes effect on their next request.
+//! Each change is recorded on the clinic's server chain in its own transaction; an admin
+//! cannot change their own role or deactivate themselves (another admin must). A change of
+//! role or deactivation ends the user's sessions and second-factor grants at once, so the
+//! change takes effect on their next request.
 
-use clinicdesk_protocol::mfa::MfaMethod;
+use clinicdesk_protocol::audit::{AuditAction, RequestSeen};
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{NewUser, UserSummary};
-use sqlx::{AnyConnection, Row};
+use clinicdesk_protocol::wire::{NewUser, UserInfo, UserSummary};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::audit::server_chain::{self, security_event};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
-use crate::store::{Store, flag, parse_role, parse_uuid};
+use crate::secrets::passwords;
+use crate::state::AppState;
+use crate::store::{self, Store};
 
 /// The clinic's users, active first, then by username.
 pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<UserSummary>, ServerError> {
-    let rows = sqlx::query(
-        "SELECT u.id, u.username, u.display_name, u.role, u.active,
-                EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
-                EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id),
-                u.must_change_password
-         FROM users u WHERE u.clinic_id = $1
-         ORDER BY u.active DESC, u.username",
-    )
-    .bind(scope.clinic_id().to_string())
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let mut mfa = Vec::new();
-            if flag(r, 5)? {
-                mfa.push(MfaMethod::Totp);
-            }
-            if flag(r, 6)? {
-                mfa.push(MfaMethod::Webauthn);
-            }
-            Ok(UserSummary {
-                user_id: parse_uuid(r.get(0))?,
-                username: r.get(1),
-                display_name: r.get(2),
-                role: parse_role(r.get(3))?,
-                active: flag(r, 4)?,
-                mfa,
-                first_password_pending: flag(r, 7)?,
-            })
-        })
-        .collect()
+    store.clinic_users(scope).await
 }
 
 /// A username is 3 to 40 of `a-z 0-9 . _ -`; a display name 1 to 80 printable characters.
@@ -78,45 +53,62 @@ pub fn validate_display_name(name: &str, field: &'static str) -> Result<(), Serv
 /// How long a first password (chosen by an admin or the operator) works: 72 hours.
 pub const FIRST_PASSWORD_TTL_MS: i64 = 72 * 60 * 60 * 1000;
 
-/// Adds a user whose password someone else chose: it signs them in once, to choose their
-/// own, until `first_password_expires_at_ms`.
-pub async fn insert(
-    conn: &mut AnyConnection,
+/// Adds a user to the clinic with the password `admin` chose for them (it signs them in
+/// once, to choose their own, within [`FIRST_PASSWORD_TTL_MS`]) and records
+/// `user_created`, in one transaction.
+pub async fn create(
+    state: &AppState,
     scope: &ClinicScope,
+    admin: &UserInfo,
     new: &NewUser,
-    password_hash: &str,
-    first_password_expires_at_ms: i64,
+    seen: RequestSeen,
 ) -> Result<UserSummary, ServerError> {
-    let id = Uuid::now_v7();
-    let inserted = sqlx::query(
-        "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash,
-                            must_change_password, password_expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
-    )
-    .bind(id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .bind(&new.username)
-    .bind(new.display_name.trim())
-    .bind(new.role.as_str())
-    .bind(password_hash)
-    .bind(first_password_expires_at_ms)
-    .execute(conn)
-    .await;
-    match inserted {
-        Ok(_) => Ok(UserSummary {
-            user_id: id,
-            username: new.username.clone(),
-            display_name: new.display_name.trim().to_owned(),
-            role: new.role,
-            active: true,
-            mfa: Vec::new(),
-            first_password_pending: true,
-        }),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(ServerError::Conflict { field: "username" })
-        }
-        Err(e) => Err(e.into()),
+    validate(new)?;
+    let clinic_name = state
+        .store
+        .clinic_name(scope.clinic_id())
+        .await?
+        .unwrap_or_default();
+    let context = [
+        new.username.as_str(),
+        new.display_name.as_str(),
+        &clinic_name,
+    ];
+    if !passwords::acceptable(&new.password, &context) {
+        return Err(ServerError::WeakPassword);
     }
+    let hash = passwords::hash_in_turn(new.password.clone()).await?;
+    let mut tx = state.store.tx().await?;
+    let user = store::users::FirstPasswordUser {
+        id: Uuid::now_v7(),
+        username: &new.username,
+        display_name: new.display_name.trim(),
+        role: new.role,
+        password_hash: &hash,
+        expires_at_ms: state.clock.now_ms() + FIRST_PASSWORD_TTL_MS,
+    };
+    store::users::insert_with_first_password(&mut tx, scope, &user).await?;
+    let created = UserSummary {
+        user_id: user.id,
+        username: new.username.clone(),
+        display_name: user.display_name.to_owned(),
+        role: new.role,
+        active: true,
+        mfa: Vec::new(),
+        first_password_pending: true,
+    };
+    let event = security_event(
+        admin,
+        AuditAction::UserCreated,
+        "User",
+        created.user_id.to_string(),
+        "create_user",
+        seen,
+    );
+    server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
+    tx.commit().await?;
+    tracing::info!(by = %admin.user_id, user_id = %created.user_id, "user created");
+    Ok(created)
 }
 
 /// What an admin changes about another user.
@@ -126,35 +118,37 @@ pub enum Change {
     Deactivate,
 }
 
-/// Applies `change` to a user of the clinic and ends their sessions and grants; false if
-/// there is no such user.
-pub async fn apply(
-    conn: &mut AnyConnection,
+/// Applies `admin`'s change to another user of the clinic, ends that user's sessions and
+/// grants, and records the change, in one transaction. Changing one's own account is
+/// refused; a user the clinic does not have is not found.
+pub async fn change(
+    state: &AppState,
     scope: &ClinicScope,
+    admin: &UserInfo,
     user_id: Uuid,
     change: Change,
-    now_ms: i64,
-) -> Result<bool, ServerError> {
-    let query = match change {
-        Change::Role(role) => {
-            sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND clinic_id = $3")
-                .bind(role.as_str())
-        }
-        Change::Deactivate => {
-            sqlx::query("UPDATE users SET active = 0 WHERE id = $1 AND clinic_id = $2")
-        }
-    };
-    let found = query
-        .bind(user_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    if found {
-        end_sessions(conn, user_id, now_ms).await?;
+    seen: RequestSeen,
+) -> Result<(), ServerError> {
+    if admin.user_id == user_id {
+        return Err(ServerError::Forbidden);
     }
-    Ok(found)
+    let (action, route) = match change {
+        Change::Role(role) => (AuditAction::RoleChanged, format!("role:{}", role.as_str())),
+        Change::Deactivate => (AuditAction::UserDeactivated, "deactivate_user".to_owned()),
+    };
+    let mut tx = state.store.tx().await?;
+    let found = match change {
+        Change::Role(role) => store::users::set_role(&mut tx, scope, user_id, role).await?,
+        Change::Deactivate => store::users::deactivate(&mut tx, scope, user_id).await?,
+    };
+    if !found {
+        return Err(ServerError::NotFound);
+    }
+    end_sessions(&mut tx, user_id, state.clock.now_ms()).await?;
+    let event = security_event(admin, action, "User", user_id.to_string(), &route, seen);
+    server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Stores a new password hash for the user and ends their sessions and grants.
@@ -165,16 +159,7 @@ pub async fn set_password(
     password_hash: &str,
     now_ms: i64,
 ) -> Result<(), ServerError> {
-    sqlx::query(
-        "UPDATE users SET password_hash = $1, must_change_password = 0,
-                          password_expires_at_ms = NULL
-         WHERE id = $2 AND clinic_id = $3",
-    )
-    .bind(password_hash)
-    .bind(user_id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .execute(&mut *conn)
-    .await?;
+    store::users::set_password(&mut *conn, scope, user_id, password_hash).await?;
     end_sessions(conn, user_id, now_ms).await
 }
 
@@ -184,15 +169,5 @@ pub async fn end_sessions(
     user_id: Uuid,
     now_ms: i64,
 ) -> Result<(), ServerError> {
-    for sql in [
-        "UPDATE mfa_grants SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
-        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
-    ] {
-        sqlx::query(sql)
-            .bind(now_ms)
-            .bind(user_id.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    store::users::end_sessions(conn, user_id, now_ms).await
 }

@@ -11,18 +11,16 @@ use clinicdesk_protocol::audit::{AuditAction, BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::phi::Phi;
 use clinicdesk_protocol::policy::{self, Permission};
 use clinicdesk_protocol::wire::{
-    BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassGrant, BreakGlassReason,
-    BreakGlassRequest, BreakGlassReview, ClinicalAccess, REVIEW_NOTE_MAX, ReviewNote, UserInfo,
+    BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassGrant, BreakGlassRequest,
+    BreakGlassReview, ClinicalAccess, REVIEW_NOTE_MAX, UserInfo,
 };
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::audit::server_chain::{self, ServerEvent, security_event};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::state::AppState;
-use crate::store::{Store, parse_uuid};
+use crate::store::{self, ClinicTx, Store};
 
 /// The route template recorded on a grant's event.
 pub const GRANT_ROUTE: &str = "/v1/patients/{patient_id}/break-glass";
@@ -67,10 +65,9 @@ impl ChartAccess {
     }
 }
 
-/// What `user` may read of `patient_id`'s chart now.
+/// What `user` may read of `patient_id`'s chart now, in the caller's transaction.
 pub async fn clinical_access(
-    store: &Store,
-    scope: &ClinicScope,
+    tx: &mut ClinicTx,
     user: &UserInfo,
     patient_id: Uuid,
     now_ms: i64,
@@ -78,35 +75,11 @@ pub async fn clinical_access(
     if !policy::allows(user.role, Permission::ReadClinical) {
         return Ok(ChartAccess::NotPermitted);
     }
-    let mut tx = store.clinic_tx(scope).await?;
-    let on_team: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM care_team WHERE clinic_id = $1 AND clinician_id = $2 AND patient_id = $3",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(user.user_id.to_string())
-    .bind(patient_id.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if on_team.is_some() {
-        tx.commit().await?;
+    if store::care_team::on_team(tx, user.user_id, patient_id).await? {
         return Ok(ChartAccess::CareTeam);
     }
-    // The grant that lasts longest, if several are live.
-    let grant = sqlx::query(
-        "SELECT id, patient_id, reason_code, reason_text, granted_at_ms, expires_at_ms
-         FROM break_glass_grants
-         WHERE clinic_id = $1 AND user_id = $2 AND patient_id = $3 AND expires_at_ms > $4
-         ORDER BY expires_at_ms DESC LIMIT 1",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(user.user_id.to_string())
-    .bind(patient_id.to_string())
-    .bind(now_ms)
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    match grant {
-        Some(row) => Ok(ChartAccess::BreakGlass(grant_of(&row, 0)?)),
+    match store::break_glass::live_grant(tx, user.user_id, patient_id, now_ms).await? {
+        Some(grant) => Ok(ChartAccess::BreakGlass(grant)),
         None => Ok(ChartAccess::OutsideCareTeam),
     }
 }
@@ -149,30 +122,10 @@ pub async fn open(
         expires_at_ms: now + BREAK_GLASS_MINUTES * 60_000,
     };
     let mut tx = state.store.clinic_tx(scope).await?;
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM patients WHERE id = $1 AND clinic_id = $2")
-            .bind(patient_id.to_string())
-            .bind(scope.clinic_id().to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-    if exists.is_none() {
+    if !store::patients::patient_exists(&mut tx, patient_id).await? {
         return Err(ServerError::NotFound);
     }
-    sqlx::query(
-        "INSERT INTO break_glass_grants
-             (id, clinic_id, user_id, patient_id, reason_code, reason_text, granted_at_ms, expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(grant.grant_id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .bind(user.user_id.to_string())
-    .bind(patient_id.to_string())
-    .bind(grant.reason_code.as_str())
-    .bind(grant.reason_text.expose())
-    .bind(grant.granted_at_ms)
-    .bind(grant.expires_at_ms)
-    .execute(&mut *tx)
-    .await?;
+    store::break_glass::insert_grant(&mut tx, user.user_id, &grant).await?;
     let event = ServerEvent {
         actor_user_id: user.user_id,
         actor_role: user.role,
@@ -205,47 +158,11 @@ pub async fn queue(
     scope: &ClinicScope,
     filter: QueueFilter,
 ) -> Result<Vec<BreakGlassReview>, ServerError> {
-    let pending_only = i64::from(filter == QueueFilter::Pending);
     let mut tx = store.clinic_tx(scope).await?;
-    let rows = sqlx::query(
-        "SELECT g.id, g.patient_id, g.reason_code, g.reason_text, g.granted_at_ms,
-                g.expires_at_ms, g.user_id, u.username, u.display_name,
-                (SELECT count(*) FROM audit_events e
-                  WHERE e.clinic_id = g.clinic_id AND e.patient_id = g.patient_id
-                    AND e.actor_user_id = g.user_id
-                    AND e.occurred_at_ms >= g.granted_at_ms
-                    AND e.occurred_at_ms < g.expires_at_ms),
-                g.reviewed_by, g.reviewed_at_ms, g.review_note
-         FROM break_glass_grants g JOIN users u ON u.id = g.user_id AND u.clinic_id = g.clinic_id
-         WHERE g.clinic_id = $1 AND ($2 = 0 OR g.reviewed_at_ms IS NULL)
-         ORDER BY g.granted_at_ms DESC, g.id DESC LIMIT $3",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(pending_only)
-    .bind(QUEUE_LIMIT)
-    .fetch_all(&mut *tx)
-    .await?;
+    let grants =
+        store::break_glass::grants(&mut tx, filter == QueueFilter::Pending, QUEUE_LIMIT).await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|row| {
-            let reviewed = match row.get::<Option<String>, _>(10) {
-                Some(by) => Some(ReviewNote {
-                    reviewed_by: parse_uuid(&by)?,
-                    reviewed_at_ms: row.get::<Option<i64>, _>(11).unwrap_or_default(),
-                    note: Phi::new(row.get::<Option<String>, _>(12).unwrap_or_default()),
-                }),
-                None => None,
-            };
-            Ok(BreakGlassReview {
-                grant: grant_of(row, 0)?,
-                user_id: parse_uuid(row.get(6))?,
-                username: row.get(7),
-                display_name: row.get(8),
-                events_during: u64::try_from(row.get::<i64, _>(9)).unwrap_or_default(),
-                reviewed,
-            })
-        })
-        .collect()
+    Ok(grants)
 }
 
 /// Acknowledges a grant with the admin's note and records `break_glass_reviewed`, in one
@@ -261,30 +178,23 @@ pub async fn review(
     let note = note.expose().replace(['\r', '\n'], " ");
     validate_text(&note, REVIEW_NOTE_MAX, "note")?;
     let mut tx = state.store.clinic_tx(scope).await?;
-    let found = sqlx::query(
-        "SELECT patient_id, reviewed_at_ms FROM break_glass_grants WHERE id = $1 AND clinic_id = $2",
-    )
-    .bind(grant_id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(ServerError::NotFound)?;
-    if found.get::<Option<i64>, _>(1).is_some() {
+    let found = store::break_glass::grant_standing(&mut tx, grant_id)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    if found.reviewed {
         return Err(ServerError::Conflict { field: "grant_id" });
     }
-    let patient_id = parse_uuid(found.get(0))?;
-    let done = sqlx::query(
-        "UPDATE break_glass_grants SET reviewed_by = $1, reviewed_at_ms = $2, review_note = $3
-         WHERE id = $4 AND clinic_id = $5 AND reviewed_at_ms IS NULL",
+    let patient_id = found.patient_id;
+    let reviewed_at_ms = state.clock.now_ms();
+    if !store::break_glass::review(
+        &mut tx,
+        grant_id,
+        admin.user_id,
+        reviewed_at_ms,
+        note.trim(),
     )
-    .bind(admin.user_id.to_string())
-    .bind(state.clock.now_ms())
-    .bind(note.trim())
-    .bind(grant_id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() != 1 {
+    .await?
+    {
         // Another admin's review won the race.
         return Err(ServerError::Conflict { field: "grant_id" });
     }
@@ -302,18 +212,4 @@ pub async fn review(
     tx.commit().await?;
     tracing::info!(%grant_id, by = %admin.user_id, "break-glass grant reviewed");
     Ok(())
-}
-
-/// A grant from `id, patient_id, reason_code, reason_text, granted_at_ms, expires_at_ms`
-/// starting at column `at`.
-fn grant_of(row: &AnyRow, at: usize) -> Result<BreakGlassGrant, ServerError> {
-    Ok(BreakGlassGrant {
-        grant_id: parse_uuid(row.get(at))?,
-        patient_id: parse_uuid(row.get(at + 1))?,
-        reason_code: BreakGlassReason::parse(row.get(at + 2))
-            .ok_or(ServerError::Internal("stored reason code unknown"))?,
-        reason_text: Phi::new(row.get(at + 3)),
-        granted_at_ms: row.get(at + 4),
-        expires_at_ms: row.get(at + 5),
-    })
 }

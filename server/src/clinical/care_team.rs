@@ -5,9 +5,7 @@
 //! teams, so none can reach a chart outside their panel except through break-glass.
 
 use clinicdesk_protocol::audit::{AuditAction, Outcome, RequestSeen};
-use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{CareTeam, StaffMember, UserInfo};
-use sqlx::{AnyConnection, Row};
+use clinicdesk_protocol::wire::{CareTeam, UserInfo};
 use uuid::Uuid;
 
 use crate::audit::access::{Disclosed, Discloses};
@@ -15,7 +13,7 @@ use crate::audit::server_chain::{self, ServerEvent};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::state::AppState;
-use crate::store::{Store, parse_uuid};
+use crate::store::{self, ClinicTx, Store};
 
 /// The routes that change a team, as their events name them.
 const ADD_ROUTE: &str = "/v1/patients/{patient_id}/care-team";
@@ -31,20 +29,14 @@ impl Discloses for CareTeam {
     }
 }
 
-/// Whether the patient is one of the scope's clinic's (`NotFound` otherwise, exactly as a
-/// patient that does not exist).
-async fn require_patient(
-    conn: &mut AnyConnection,
-    scope: &ClinicScope,
-    patient_id: Uuid,
-) -> Result<(), ServerError> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM patients WHERE id = $1 AND clinic_id = $2")
-            .bind(patient_id.to_string())
-            .bind(scope.clinic_id().to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
-    found.map(|_| ()).ok_or(ServerError::NotFound)
+/// Whether the patient is one of the transaction's clinic's (`NotFound` otherwise, exactly
+/// as a patient that does not exist).
+async fn require_patient(tx: &mut ClinicTx, patient_id: Uuid) -> Result<(), ServerError> {
+    if store::patients::patient_exists(tx, patient_id).await? {
+        Ok(())
+    } else {
+        Err(ServerError::NotFound)
+    }
 }
 
 /// The patient's team and the clinic's other active clinicians.
@@ -54,30 +46,15 @@ pub async fn team(
     patient_id: Uuid,
 ) -> Result<CareTeam, ServerError> {
     let mut tx = store.clinic_tx(scope).await?;
-    require_patient(&mut tx, scope, patient_id).await?;
-    let rows = sqlx::query(
-        "SELECT u.id, u.display_name,
-                EXISTS (SELECT 1 FROM care_team t WHERE t.clinic_id = u.clinic_id
-                        AND t.clinician_id = u.id AND t.patient_id = $2)
-         FROM users u WHERE u.clinic_id = $1 AND u.role = $3 AND u.active = 1
-         ORDER BY u.display_name, u.id",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(patient_id.to_string())
-    .bind(Role::Clinician.as_str())
-    .fetch_all(&mut *tx)
-    .await?;
+    require_patient(&mut tx, patient_id).await?;
+    let candidates = store::care_team::candidates(&mut tx, patient_id).await?;
     tx.commit().await?;
     let (mut members, mut others) = (Vec::new(), Vec::new());
-    for row in rows {
-        let member = StaffMember {
-            user_id: parse_uuid(row.get(0))?,
-            display_name: row.get(1),
-        };
-        if crate::store::flag(&row, 2)? {
-            members.push(member);
+    for candidate in candidates {
+        if candidate.on_team {
+            members.push(candidate.member);
         } else {
-            others.push(member);
+            others.push(candidate.member);
         }
     }
     Ok(CareTeam {
@@ -98,21 +75,13 @@ pub async fn add(
     seen: RequestSeen,
 ) -> Result<(), ServerError> {
     let mut tx = state.store.clinic_tx(scope).await?;
-    require_patient(&mut tx, scope, patient_id).await?;
-    let clinician: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM users WHERE id = $1 AND clinic_id = $2 AND role = $3 AND active = 1",
-    )
-    .bind(clinician_id.to_string())
-    .bind(scope.clinic_id().to_string())
-    .bind(Role::Clinician.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if clinician.is_none() {
+    require_patient(&mut tx, patient_id).await?;
+    if !store::care_team::is_active_clinician(&mut tx, clinician_id).await? {
         return Err(ServerError::BadRequest {
             field: "clinician_id",
         });
     }
-    if insert_member(&mut tx, scope, clinician_id, patient_id).await? {
+    if store::care_team::add_member(&mut tx, clinician_id, patient_id).await? {
         let event = change_event(
             by,
             AuditAction::Create,
@@ -137,17 +106,8 @@ pub async fn remove(
     seen: RequestSeen,
 ) -> Result<(), ServerError> {
     let mut tx = state.store.clinic_tx(scope).await?;
-    require_patient(&mut tx, scope, patient_id).await?;
-    let removed = sqlx::query(
-        "DELETE FROM care_team WHERE clinic_id = $1 AND clinician_id = $2 AND patient_id = $3",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(clinician_id.to_string())
-    .bind(patient_id.to_string())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if removed == 0 {
+    require_patient(&mut tx, patient_id).await?;
+    if !store::care_team::remove_member(&mut tx, clinician_id, patient_id).await? {
         return Err(ServerError::NotFound);
     }
     let event = change_event(
@@ -195,27 +155,7 @@ pub async fn assign(
     patient_id: Uuid,
 ) -> Result<(), ServerError> {
     let mut tx = store.clinic_tx(scope).await?;
-    insert_member(&mut tx, scope, clinician_id, patient_id).await?;
+    store::care_team::add_member(&mut tx, clinician_id, patient_id).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Adds the membership; answers whether it is new.
-async fn insert_member(
-    conn: &mut AnyConnection,
-    scope: &ClinicScope,
-    clinician_id: Uuid,
-    patient_id: Uuid,
-) -> Result<bool, ServerError> {
-    let added = sqlx::query(
-        "INSERT INTO care_team (clinic_id, clinician_id, patient_id) VALUES ($1, $2, $3)
-         ON CONFLICT (clinician_id, patient_id) DO NOTHING",
-    )
-    .bind(scope.clinic_id().to_string())
-    .bind(clinician_id.to_string())
-    .bind(patient_id.to_string())
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(added > 0)
 }

@@ -1,14 +1,22 @@
 //! The clinic's workstations as its admins see them: who let each in, when it was last
-//! seen and with which app, and how its audit trail stands.
+//! seen and with which app, and how its audit trail stands. A workstation enters it by
+//! redeeming a one-time code ([`enroll_workstation`]) and leaves it when an admin or the
+//! operator revokes it.
 
-use clinicdesk_protocol::wire::DeviceSummary;
-use sqlx::Row;
+use clinicdesk_protocol::audit::{AuditAction, Outcome, RequestSeen, from_hex};
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{DeviceSummary, EnrollRequest, UserInfo};
+use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
+use crate::audit::server_chain::{self, ServerEvent, security_event};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
-use crate::store::sql::{Statement, Value};
-use crate::store::{Store, parse_uuid};
+use crate::secrets::random::{hash_secret, normalize_code};
+use crate::state::AppState;
+use crate::store::sql::Statement;
+use crate::store::{self, Escrow, Store};
 use crate::time::rfc3339;
 
 /// Longest app version kept.
@@ -34,57 +42,35 @@ pub async fn seen(
     now_ms: i64,
     app_version: Option<&str>,
 ) -> Result<(), ServerError> {
-    seen_statement(device_id, now_ms, app_version)
-        .query()
-        .execute(store.pool())
-        .await?;
-    Ok(())
+    store.device_seen(device_id, now_ms, app_version).await
 }
 
-/// The statement of [`seen`], for a transaction that writes anyway (an audit upload's):
-/// a write of its own would queue for the store's one writer a second time.
+/// The write of [`seen`], for a transaction that writes anyway (an audit upload's): a
+/// write of its own would queue for the store's one writer a second time.
 pub(crate) fn seen_statement(device_id: Uuid, now_ms: i64, app_version: Option<&str>) -> Statement {
-    let mut st = Statement::new("UPDATE devices SET last_seen_at_ms = ");
-    st.bind(now_ms)
-        .push(", app_version = coalesce(")
-        .bind(Value::OptText(app_version.map(str::to_owned)))
-        .push(", app_version) WHERE id = ")
-        .bind(device_id.to_string());
-    st
+    store::devices::seen_statement(device_id, now_ms, app_version)
 }
 
 /// The clinic's workstations, active first, then by name.
 pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummary>, ServerError> {
-    let rows = sqlx::query(
-        "SELECT d.id, d.name, d.enrolled_at_ms, u.display_name, d.last_seen_at_ms,
-                d.app_version, d.revoked_at_ms, coalesce(h.contiguous_seq, 0),
-                coalesce(h.max_seq, 0),
-                (SELECT COUNT(*) FROM audit_events e
-                 WHERE e.device_id = d.id AND e.device_seq > coalesce(h.contiguous_seq, 0))
-         FROM devices d
-         LEFT JOIN users u ON u.id = d.enrolled_by AND u.clinic_id = d.clinic_id
-         LEFT JOIN audit_device_heads h ON h.device_id = d.id
-         WHERE d.clinic_id = $1 AND d.kind = 'workstation'
-         ORDER BY d.revoked_at_ms IS NOT NULL, d.name, d.enrolled_at_ms",
-    )
-    .bind(scope.clinic_id().to_string())
-    .fetch_all(store.pool())
-    .await?;
     let time = |ms: Option<i64>| ms.map(rfc3339).transpose();
     let count = |n: i64| u64::try_from(n).map_err(|_| ServerError::Internal("stored count"));
-    rows.iter()
-        .map(|r| {
-            let contiguous = count(r.get(7))?;
-            let max = count(r.get(8))?;
-            let stored_above = count(r.get(9))?;
+    store
+        .workstations(scope)
+        .await?
+        .into_iter()
+        .map(|w| {
+            let contiguous = count(w.contiguous_seq)?;
+            let max = count(w.max_seq)?;
+            let stored_above = count(w.stored_above_contiguous)?;
             Ok(DeviceSummary {
-                id: parse_uuid(r.get(0))?,
-                name: r.get(1),
-                enrolled_at: rfc3339(r.get(2))?,
-                enrolled_by: r.get(3),
-                last_seen_at: time(r.get(4))?,
-                app_version: r.get(5),
-                revoked_at: time(r.get(6))?,
+                id: w.id,
+                name: w.name,
+                enrolled_at: rfc3339(w.enrolled_at_ms)?,
+                enrolled_by: w.enrolled_by,
+                last_seen_at: time(w.last_seen_at_ms)?,
+                app_version: w.app_version,
+                revoked_at: time(w.revoked_at_ms)?,
                 audit_contiguous_seq: contiguous,
                 audit_outstanding: max.saturating_sub(contiguous).saturating_sub(stored_above),
             })
@@ -92,50 +78,130 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummar
         .collect()
 }
 
-/// Redeems a one-time enrollment code for a workstation's key and records `device_enrolled`
-/// on the clinic's server chain in the same transaction: no workstation without its event.
-/// The event's actor is the admin who issued the code; a code from the operator's console
-/// has no user, and its event names the nil id (see docs/audit-format.md).
+/// A workstation the registry took in, and its clinic.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub device_id: Uuid,
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+}
+
+/// Enrolls the workstation `req` describes: checks its name and keys, escrows its device
+/// secret, and [`enroll`]s it under a fresh id. `seen` is the request; its event names the
+/// new device as the one it came from.
+pub async fn enroll_workstation(
+    state: &AppState,
+    req: &EnrollRequest,
+    seen: RequestSeen,
+) -> Result<Enrolled, ServerError> {
+    let name = req.device_name.trim();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(ServerError::BadRequest {
+            field: "device_name",
+        });
+    }
+    let key_bytes: [u8; 32] = from_hex(&req.public_key)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ServerError::BadRequest {
+            field: "public_key",
+        })?;
+    // The key signs the device's audit events: it must be one the audit format's rule
+    // accepts (a low-order key would let anyone sign "its" events).
+    clinicdesk_protocol::signature::PublicKey::from_bytes(&key_bytes).ok_or(
+        ServerError::BadRequest {
+            field: "public_key",
+        },
+    )?;
+    let device_secret: Zeroizing<[u8; 32]> = from_hex(&req.device_secret)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(Zeroizing::new)
+        .ok_or(ServerError::BadRequest {
+            field: "device_secret",
+        })?;
+    let recovery_bytes: [u8; 32] = from_hex(&req.recovery_public_key)
+        .and_then(|b| b.try_into().ok())
+        .filter(|b| *b != key_bytes)
+        .ok_or(ServerError::BadRequest {
+            field: "recovery_public_key",
+        })?;
+    VerifyingKey::from_bytes(&recovery_bytes).map_err(|_| ServerError::BadRequest {
+        field: "recovery_public_key",
+    })?;
+    let device_id = Uuid::now_v7();
+    let escrow = escrow_of(state, device_id, &device_secret, &req.recovery_public_key)?;
+    let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
+    let request = RequestSeen {
+        session_device_id: Some(device_id),
+        ..seen
+    };
+    let clinic_id = enroll(
+        state,
+        &code_hash,
+        device_id,
+        name,
+        &req.public_key.to_lowercase(),
+        &escrow,
+        request,
+    )
+    .await?;
+    let clinic_name = state
+        .store
+        .clinic_name(clinic_id)
+        .await?
+        .ok_or(ServerError::Internal("clinic vanished"))?;
+    tracing::info!(%device_id, %clinic_id, "device enrolled");
+    Ok(Enrolled {
+        device_id,
+        clinic_id,
+        clinic_name,
+    })
+}
+
 /// The escrow a workstation leaves at enrollment: its device secret sealed (bound to the
 /// device id) and its recovery key.
 pub fn escrow_of(
-    state: &crate::AppState,
+    state: &AppState,
     device_id: Uuid,
     device_secret: &[u8; 32],
     recovery_public_key_hex: &str,
-) -> Result<crate::store::Escrow, ServerError> {
-    Ok(crate::store::Escrow {
+) -> Result<Escrow, ServerError> {
+    Ok(Escrow {
         sealed_secret: state.escrow.seal(device_id, device_secret)?,
         recovery_public_key: recovery_public_key_hex.to_lowercase(),
     })
 }
 
+/// Redeems a one-time enrollment code for a workstation's key and records `device_enrolled`
+/// on the clinic's server chain in the same transaction: no workstation without its event.
+/// The event's actor is the admin who issued the code; a code from the operator's console
+/// has no user, and its event names the nil id (see docs/audit-format.md).
 pub async fn enroll(
-    state: &crate::AppState,
+    state: &AppState,
     code_hash: &str,
     device_id: Uuid,
     name: &str,
     public_key_hex: &str,
-    escrow: &crate::store::Escrow,
-    request: clinicdesk_protocol::audit::RequestSeen,
+    escrow: &Escrow,
+    request: RequestSeen,
 ) -> Result<Uuid, ServerError> {
-    use clinicdesk_protocol::audit::{AuditAction, Outcome};
-    use clinicdesk_protocol::policy::Role;
-
     let now = state.clock.now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    let redeemed = Store::enroll_device(
+    // Before any scope: the code names the clinic.
+    let mut tx = state.store.tx().await?;
+    let redeemed = store::enrollment::redeem(&mut tx, code_hash, now)
+        .await?
+        .ok_or(ServerError::InvalidEnrollmentCode)?;
+    let clinic_id = redeemed.clinic_id;
+    store::devices::insert_workstation(
         &mut tx,
-        code_hash,
+        clinic_id,
         device_id,
         name,
         public_key_hex,
-        escrow,
+        redeemed.issued_by,
         now,
     )
-    .await?
-    .ok_or(ServerError::InvalidEnrollmentCode)?;
-    let clinic_id = redeemed.clinic_id;
+    .await?;
+    store::devices::insert_escrow(&mut tx, clinic_id, device_id, escrow).await?;
     let (actor_user_id, actor_role) = match redeemed.issued_by {
         Some(admin) => (
             admin,
@@ -143,7 +209,7 @@ pub async fn enroll(
         ),
         None => (Uuid::nil(), Role::Admin),
     };
-    let event = crate::audit::server_chain::ServerEvent {
+    let event = ServerEvent {
         actor_user_id,
         actor_role,
         action: AuditAction::DeviceEnrolled,
@@ -156,7 +222,7 @@ pub async fn enroll(
         break_glass: None,
         request,
     };
-    crate::audit::server_chain::record_in(
+    server_chain::record_in(
         &mut tx,
         state,
         &ClinicScope::of_enrollment(&redeemed),
@@ -165,6 +231,36 @@ pub async fn enroll(
     .await?;
     tx.commit().await?;
     Ok(clinic_id)
+}
+
+/// Revokes a workstation of the clinic with every session opened from it, and records
+/// `device_revoked` by `admin`. Another clinic's device is not found, exactly as one that
+/// does not exist.
+pub async fn revoke(
+    state: &AppState,
+    scope: &ClinicScope,
+    admin: &UserInfo,
+    device_id: Uuid,
+    seen: RequestSeen,
+) -> Result<(), ServerError> {
+    if !state
+        .store
+        .revoke_device(scope, device_id, state.clock.now_ms())
+        .await?
+    {
+        return Err(ServerError::NotFound);
+    }
+    let event = security_event(
+        admin,
+        AuditAction::DeviceRevoked,
+        "Device",
+        device_id.to_string(),
+        "revoke_device",
+        seen,
+    );
+    server_chain::record(state, scope, vec![event]).await?;
+    tracing::info!(by = %admin.user_id, "device revoked");
+    Ok(())
 }
 
 #[cfg(test)]

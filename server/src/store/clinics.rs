@@ -2,13 +2,36 @@
 
 use super::*;
 
-/// A clinic created in the caller's transaction (provisioning).
+/// A clinic [`insert_clinic`] added in the caller's transaction: what
+/// `ClinicScope::of_new_clinic` is built from (provisioning).
 #[derive(Debug)]
 pub struct NewClinic {
     pub id: Uuid,
 }
 
+/// Adds a clinic in the caller's transaction (provisioning, seeding): the one place a clinic
+/// row is written.
+pub async fn insert_clinic(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    name: &str,
+    idle_timeout_secs: u64,
+    now_ms: i64,
+) -> Result<NewClinic, ServerError> {
+    sqlx::query(
+        "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(name)
+    .bind(i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX))
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(NewClinic { id })
+}
+
 impl Store {
+    /// [`insert_clinic`] on its own.
     pub async fn create_clinic(
         &self,
         id: Uuid,
@@ -16,15 +39,8 @@ impl Store {
         idle_timeout_secs: u64,
         now_ms: i64,
     ) -> Result<(), ServerError> {
-        sqlx::query(
-            "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.to_string())
-        .bind(name)
-        .bind(i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX))
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        insert_clinic(&mut conn, id, name, idle_timeout_secs, now_ms).await?;
         Ok(())
     }
 

@@ -1,5 +1,7 @@
-//! Workstations: enrollment codes, device rows and keys, escrowed device secrets, revocation.
+//! Workstations: device rows and keys, escrowed device secrets, last seen, revocation.
+//! (Their enrollment codes are [`super::enrollment`]'s.)
 
+use super::sql::{Statement, Value};
 use super::*;
 
 /// What a workstation leaves in escrow at enrollment.
@@ -11,14 +13,6 @@ pub struct Escrow {
     pub recovery_public_key: String,
 }
 
-/// An enrollment code redeemed in the caller's transaction: the clinic it was for and who
-/// issued it (`None`: the operator's console). Built only by [`Store::enroll_device`].
-#[derive(Debug)]
-pub struct RedeemedCode {
-    pub clinic_id: Uuid,
-    pub issued_by: Option<Uuid>,
-}
-
 /// A device as the server knows it.
 pub struct DeviceRecord {
     pub id: Uuid,
@@ -27,102 +21,146 @@ pub struct DeviceRecord {
     pub revoked: bool,
 }
 
-impl Store {
-    /// Stores a code's hash; `issued_by` is the admin who asked for it (none from the
-    /// operator's console).
-    pub async fn insert_enrollment_code(
-        &self,
-        clinic_id: Uuid,
-        code_hash: &str,
-        expires_at_ms: i64,
-        issued_by: Option<Uuid>,
-    ) -> Result<(), ServerError> {
-        sqlx::query(
-            "INSERT INTO enrollment_codes (code_hash, clinic_id, expires_at_ms, issued_by)
+/// A workstation as its clinic's admins list it, with its audit trail's standing: the
+/// sequence number up to which its events arrived without a gap, the highest it reported,
+/// and how many of its stored events lie above the gap-free part.
+pub struct WorkstationRow {
+    pub id: Uuid,
+    pub name: String,
+    pub enrolled_at_ms: i64,
+    /// The display name of the admin who issued its code (`None`: the operator's console).
+    pub enrolled_by: Option<String>,
+    pub last_seen_at_ms: Option<i64>,
+    pub app_version: Option<String>,
+    pub revoked_at_ms: Option<i64>,
+    pub contiguous_seq: i64,
+    pub max_seq: i64,
+    pub stored_above_contiguous: i64,
+}
+
+/// Registers a workstation's key in the caller's transaction (enrollment); `Conflict` on
+/// `public_key` if another device has it.
+pub async fn insert_workstation(
+    conn: &mut AnyConnection,
+    clinic_id: Uuid,
+    device_id: Uuid,
+    name: &str,
+    public_key_hex: &str,
+    enrolled_by: Option<Uuid>,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    let inserted = sqlx::query(
+        "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, enrolled_by)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(device_id.to_string())
+    .bind(clinic_id.to_string())
+    .bind(name)
+    .bind(public_key_hex)
+    .bind(now_ms)
+    .bind(enrolled_by.map(|u| u.to_string()))
+    .execute(conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ServerError::Conflict {
+            field: "public_key",
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores a workstation's escrow in the caller's transaction (enrollment); `Conflict` on
+/// `recovery_public_key` if another device has that recovery key.
+pub async fn insert_escrow(
+    conn: &mut AnyConnection,
+    clinic_id: Uuid,
+    device_id: Uuid,
+    escrow: &Escrow,
+) -> Result<(), ServerError> {
+    let escrowed = sqlx::query(
+        "INSERT INTO device_escrow (device_id, clinic_id, sealed_secret, recovery_public_key)
              VALUES ($1, $2, $3, $4)",
-        )
-        .bind(code_hash)
-        .bind(clinic_id.to_string())
-        .bind(expires_at_ms)
-        .bind(issued_by.map(|u| u.to_string()))
-        .execute(&self.pool)
-        .await?;
+    )
+    .bind(device_id.to_string())
+    .bind(clinic_id.to_string())
+    .bind(&escrow.sealed_secret)
+    .bind(&escrow.recovery_public_key)
+    .execute(conn)
+    .await;
+    match escrowed {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ServerError::Conflict {
+            field: "recovery_public_key",
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The device talked to the server at `now_ms`, with its app version when it said: for a
+/// transaction that writes anyway (an audit upload's), where a write of its own would
+/// queue for the store's one writer a second time.
+pub(crate) fn seen_statement(device_id: Uuid, now_ms: i64, app_version: Option<&str>) -> Statement {
+    let mut st = Statement::new("UPDATE devices SET last_seen_at_ms = ");
+    st.bind(now_ms)
+        .push(", app_version = coalesce(")
+        .bind(Value::OptText(app_version.map(str::to_owned)))
+        .push(", app_version) WHERE id = ")
+        .bind(device_id.to_string());
+    st
+}
+
+impl Store {
+    /// [`seen_statement`] on its own (a sign-in).
+    pub async fn device_seen(
+        &self,
+        device_id: Uuid,
+        now_ms: i64,
+        app_version: Option<&str>,
+    ) -> Result<(), ServerError> {
+        seen_statement(device_id, now_ms, app_version)
+            .query()
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    /// Marks the code used and registers the device in the caller's transaction; `None` if
-    /// the code is unknown, used or expired. Answers the clinic and who issued the code
-    /// (`None`: the operator's console).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn enroll_device(
-        tx: &mut AnyConnection,
-        code_hash: &str,
-        device_id: Uuid,
-        name: &str,
-        public_key_hex: &str,
-        escrow: &Escrow,
-        now_ms: i64,
-    ) -> Result<Option<RedeemedCode>, ServerError> {
-        let claimed = sqlx::query(
-            "UPDATE enrollment_codes SET used_at_ms = $1
-             WHERE code_hash = $2 AND used_at_ms IS NULL AND expires_at_ms > $3
-             RETURNING clinic_id, issued_by",
+    /// The scope's clinic's workstations, active first, then by name.
+    pub async fn workstations(
+        &self,
+        scope: &ClinicScope,
+    ) -> Result<Vec<WorkstationRow>, ServerError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.name, d.enrolled_at_ms, u.display_name, d.last_seen_at_ms,
+                d.app_version, d.revoked_at_ms, coalesce(h.contiguous_seq, 0),
+                coalesce(h.max_seq, 0),
+                (SELECT COUNT(*) FROM audit_events e
+                 WHERE e.device_id = d.id AND e.device_seq > coalesce(h.contiguous_seq, 0))
+         FROM devices d
+         LEFT JOIN users u ON u.id = d.enrolled_by AND u.clinic_id = d.clinic_id
+         LEFT JOIN audit_device_heads h ON h.device_id = d.id
+         WHERE d.clinic_id = $1 AND d.kind = 'workstation'
+         ORDER BY d.revoked_at_ms IS NOT NULL, d.name, d.enrolled_at_ms",
         )
-        .bind(now_ms)
-        .bind(code_hash)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
+        .bind(scope.clinic_id().to_string())
+        .fetch_all(&self.pool)
         .await?;
-        let Some(row) = claimed else {
-            return Ok(None);
-        };
-        let clinic_id = parse_uuid(&row.get::<String, _>(0))?;
-        let issued_by: Option<String> = row.get(1);
-        let issuer = issued_by.as_deref().map(parse_uuid).transpose()?;
-        let inserted = sqlx::query(
-            "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, enrolled_by)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(device_id.to_string())
-        .bind(clinic_id.to_string())
-        .bind(name)
-        .bind(public_key_hex)
-        .bind(now_ms)
-        .bind(issued_by)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(ServerError::Conflict {
-                    field: "public_key",
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let escrowed = sqlx::query(
-            "INSERT INTO device_escrow (device_id, clinic_id, sealed_secret, recovery_public_key)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(device_id.to_string())
-        .bind(clinic_id.to_string())
-        .bind(&escrow.sealed_secret)
-        .bind(&escrow.recovery_public_key)
-        .execute(&mut *tx)
-        .await;
-        match escrowed {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(ServerError::Conflict {
-                    field: "recovery_public_key",
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(Some(RedeemedCode {
-            clinic_id,
-            issued_by: issuer,
-        }))
+        rows.iter()
+            .map(|r| {
+                Ok(WorkstationRow {
+                    id: parse_uuid(r.get(0))?,
+                    name: r.get(1),
+                    enrolled_at_ms: r.get(2),
+                    enrolled_by: r.get(3),
+                    last_seen_at_ms: r.get(4),
+                    app_version: r.get(5),
+                    revoked_at_ms: r.get(6),
+                    contiguous_seq: r.get(7),
+                    max_seq: r.get(8),
+                    stored_above_contiguous: r.get(9),
+                })
+            })
+            .collect()
     }
 
     /// The public recovery key of a workstation (before any session: login proofs).

@@ -22,11 +22,15 @@ use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use sql::Script;
 
+pub mod break_glass;
+pub mod care_team;
 pub mod clinics;
 pub mod devices;
+pub mod enrollment;
 pub mod mfa;
 pub mod operators;
 pub mod patients;
+pub mod provisionings;
 pub mod sessions;
 pub mod sql;
 pub mod throttle;
@@ -34,7 +38,8 @@ pub mod tx;
 pub mod users;
 
 pub use clinics::NewClinic;
-pub use devices::{DeviceRecord, Escrow, RedeemedCode};
+pub use devices::{DeviceRecord, Escrow};
+pub use enrollment::RedeemedCode;
 pub use patients::NewPatient;
 pub use sessions::SessionRecord;
 pub use tx::{ClinicTx, WriteTx};

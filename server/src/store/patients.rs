@@ -104,51 +104,6 @@ impl Store {
             .collect()
     }
 
-    /// A patient of the scope's clinic; another clinic's patient is `None`, exactly like
-    /// one that does not exist.
-    pub async fn patient(
-        &self,
-        scope: &ClinicScope,
-        patient_id: Uuid,
-        with_clinical: bool,
-    ) -> Result<Option<Patient>, ServerError> {
-        let mut tx = self.clinic_tx(scope).await?;
-        let row = sqlx::query(
-            "SELECT name, birth_date, phone, allergies, problems, medications, mrn
-             FROM patients WHERE id = $1 AND clinic_id = $2",
-        )
-        .bind(patient_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let list = |i: usize| -> Result<Phi<Vec<String>>, ServerError> {
-            serde_json::from_str(&row.get::<String, _>(i))
-                .map(Phi::new)
-                .map_err(|_| ServerError::Internal("stored list malformed"))
-        };
-        let clinical = if with_clinical {
-            Some(ClinicalSummary {
-                allergies: list(3)?,
-                problems: list(4)?,
-                medications: list(5)?,
-            })
-        } else {
-            None
-        };
-        Ok(Some(Patient {
-            id: patient_id,
-            name: Phi::new(row.get(0)),
-            birth_date: Phi::new(row.get(1)),
-            mrn: Phi::new(row.get(6)),
-            phone: Phi::new(row.get(2)),
-            clinical,
-            clinical_access: Default::default(),
-            break_glass: None,
-        }))
-    }
-
     /// The ids of the scope's patients, in id order (no content is read).
     pub async fn patient_ids(&self, scope: &ClinicScope) -> Result<Vec<Uuid>, ServerError> {
         let mut tx = self.clinic_tx(scope).await?;
@@ -161,7 +116,6 @@ impl Store {
         ids.iter().map(|s| parse_uuid(s)).collect()
     }
 
-    /// Whether `user_id` is a user of the scope's clinic.
     /// Whether the patient is one of the clinic's (no content is read).
     pub async fn is_clinic_patient(
         &self,
@@ -169,12 +123,63 @@ impl Store {
         patient_id: Uuid,
     ) -> Result<bool, ServerError> {
         let mut tx = self.clinic_tx(scope).await?;
-        let row = sqlx::query("SELECT 1 FROM patients WHERE id = $1 AND clinic_id = $2")
-            .bind(patient_id.to_string())
-            .bind(scope.clinic_id().to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let found = patient_exists(&mut tx, patient_id).await?;
         tx.commit().await?;
-        Ok(row.is_some())
+        Ok(found)
     }
+}
+
+/// Whether the patient is one of the transaction's clinic's (no content is read).
+pub async fn patient_exists(tx: &mut ClinicTx, patient_id: Uuid) -> Result<bool, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM patients WHERE id = $1 AND clinic_id = $2")
+            .bind(patient_id.to_string())
+            .bind(clinic)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// A patient of the transaction's clinic, with the clinical summary if `with_clinical`;
+/// another clinic's patient is `None`, exactly like one that does not exist.
+pub async fn patient(
+    tx: &mut ClinicTx,
+    patient_id: Uuid,
+    with_clinical: bool,
+) -> Result<Option<Patient>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let row = sqlx::query(
+        "SELECT name, birth_date, phone, allergies, problems, medications, mrn
+             FROM patients WHERE id = $1 AND clinic_id = $2",
+    )
+    .bind(patient_id.to_string())
+    .bind(clinic)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let list = |i: usize| -> Result<Phi<Vec<String>>, ServerError> {
+        serde_json::from_str(&row.get::<String, _>(i))
+            .map(Phi::new)
+            .map_err(|_| ServerError::Internal("stored list malformed"))
+    };
+    let clinical = if with_clinical {
+        Some(ClinicalSummary {
+            allergies: list(3)?,
+            problems: list(4)?,
+            medications: list(5)?,
+        })
+    } else {
+        None
+    };
+    Ok(Some(Patient {
+        id: patient_id,
+        name: Phi::new(row.get(0)),
+        birth_date: Phi::new(row.get(1)),
+        mrn: Phi::new(row.get(6)),
+        phone: Phi::new(row.get(2)),
+        clinical,
+        clinical_access: Default::default(),
+        break_glass: None,
+    }))
 }

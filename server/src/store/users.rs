@@ -1,4 +1,8 @@
-//! Users of a clinic: accounts, roles and login credentials.
+//! Users of a clinic: accounts, roles, login credentials and first passwords; and the end
+//! of a user's sessions and second-factor grants.
+
+use clinicdesk_protocol::mfa::MfaMethod;
+use clinicdesk_protocol::wire::UserSummary;
 
 use super::*;
 
@@ -12,6 +16,176 @@ pub struct Credentials {
     pub must_change_password: bool,
     /// When a first password stops working (`None`: never).
     pub password_expires_at_ms: Option<i64>,
+}
+
+// The admins' management of a clinic's users, first passwords and the end of a user's
+// sessions. User rows are not under row-level security: these take the caller's
+// transaction (any kind) and the scope that names the clinic.
+
+/// A user whose first password someone else chose (an admin, or provisioning for a clinic's
+/// first admin): it signs them in once, to choose their own, until `expires_at_ms`.
+pub struct FirstPasswordUser<'a> {
+    pub id: Uuid,
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+    pub password_hash: &'a str,
+    pub expires_at_ms: i64,
+}
+
+impl Store {
+    /// The clinic's users, active first, then by username.
+    pub async fn clinic_users(&self, scope: &ClinicScope) -> Result<Vec<UserSummary>, ServerError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, u.active,
+                EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
+                EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id),
+                u.must_change_password
+         FROM users u WHERE u.clinic_id = $1
+         ORDER BY u.active DESC, u.username",
+        )
+        .bind(scope.clinic_id().to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let mut mfa = Vec::new();
+                if flag(r, 5)? {
+                    mfa.push(MfaMethod::Totp);
+                }
+                if flag(r, 6)? {
+                    mfa.push(MfaMethod::Webauthn);
+                }
+                Ok(UserSummary {
+                    user_id: parse_uuid(r.get(0))?,
+                    username: r.get(1),
+                    display_name: r.get(2),
+                    role: parse_role(r.get(3))?,
+                    active: flag(r, 4)?,
+                    mfa,
+                    first_password_pending: flag(r, 7)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Adds `user` to the scope's clinic; `Conflict` on `username` if the clinic has one so named.
+pub async fn insert_with_first_password(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    user: &FirstPasswordUser<'_>,
+) -> Result<(), ServerError> {
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, clinic_id, username, display_name, role, password_hash,
+                            must_change_password, password_expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+    )
+    .bind(user.id.to_string())
+    .bind(scope.clinic_id().to_string())
+    .bind(user.username)
+    .bind(user.display_name)
+    .bind(user.role.as_str())
+    .bind(user.password_hash)
+    .bind(user.expires_at_ms)
+    .execute(conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(ServerError::Conflict { field: "username" })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives a user of the scope's clinic another role; false if the clinic has no such user.
+pub async fn set_role(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+    role: Role,
+) -> Result<bool, ServerError> {
+    let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND clinic_id = $3")
+        .bind(role.as_str())
+        .bind(user_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deactivates a user of the scope's clinic; false if the clinic has no such user.
+pub async fn deactivate(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+) -> Result<bool, ServerError> {
+    let done = sqlx::query("UPDATE users SET active = 0 WHERE id = $1 AND clinic_id = $2")
+        .bind(user_id.to_string())
+        .bind(scope.clinic_id().to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores the user's own new password: a first password stops being pending.
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+    password_hash: &str,
+) -> Result<(), ServerError> {
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, must_change_password = 0,
+                          password_expires_at_ms = NULL
+         WHERE id = $2 AND clinic_id = $3",
+    )
+    .bind(password_hash)
+    .bind(user_id.to_string())
+    .bind(scope.clinic_id().to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the first password of a user who has not yet chosen their own (a retried
+/// provisioning); a user who has is left alone.
+pub async fn renew_first_password(
+    conn: &mut AnyConnection,
+    user_id: Uuid,
+    password_hash: &str,
+    expires_at_ms: i64,
+) -> Result<(), ServerError> {
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, password_expires_at_ms = $2
+         WHERE id = $3 AND must_change_password = 1",
+    )
+    .bind(password_hash)
+    .bind(expires_at_ms)
+    .bind(user_id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends every session and second-factor grant of the user.
+pub async fn end_sessions(
+    conn: &mut AnyConnection,
+    user_id: Uuid,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    for sql in [
+        "UPDATE mfa_grants SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+    ] {
+        sqlx::query(sql)
+            .bind(now_ms)
+            .bind(user_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Store {

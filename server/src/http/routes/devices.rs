@@ -7,27 +7,19 @@
 use axum::Json;
 use axum::extract::State;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_protocol::audit::from_hex;
 use clinicdesk_protocol::audit::to_hex;
 use clinicdesk_protocol::wire::{
     DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret,
-    escrow_proof_bytes,
 };
-use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use crate::admin::seed;
 use crate::audit::access::Seen;
-use crate::audit::key::verify_strict_hex;
-use crate::audit::server_chain::{self, security_event};
+use crate::devices::escrow;
 use crate::devices::registry as device_registry;
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::http::extract::{Body, Id};
-use crate::secrets::random::{hash_secret, normalize_code};
-use crate::session::live_device;
 use crate::state::AppState;
 use crate::time::rfc3339;
 
@@ -39,63 +31,12 @@ pub async fn enroll(
     seen: Seen,
     Body(req): Body<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ServerError> {
-    let name = req.device_name.trim();
-    if name.is_empty() || name.chars().count() > 80 {
-        return Err(ServerError::BadRequest {
-            field: "device_name",
-        });
-    }
-    let key_bytes: [u8; 32] = from_hex(&req.public_key)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(ServerError::BadRequest {
-            field: "public_key",
-        })?;
-    // The key signs the device's audit events: it must be one the audit format's rule
-    // accepts (a low-order key would let anyone sign "its" events).
-    clinicdesk_protocol::signature::PublicKey::from_bytes(&key_bytes).ok_or(
-        ServerError::BadRequest {
-            field: "public_key",
-        },
-    )?;
-    let device_secret: Zeroizing<[u8; 32]> = from_hex(&req.device_secret)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .map(Zeroizing::new)
-        .ok_or(ServerError::BadRequest {
-            field: "device_secret",
-        })?;
-    let recovery_bytes: [u8; 32] = from_hex(&req.recovery_public_key)
-        .and_then(|b| b.try_into().ok())
-        .filter(|b| *b != key_bytes)
-        .ok_or(ServerError::BadRequest {
-            field: "recovery_public_key",
-        })?;
-    VerifyingKey::from_bytes(&recovery_bytes).map_err(|_| ServerError::BadRequest {
-        field: "recovery_public_key",
-    })?;
-    let device_id = Uuid::now_v7();
-    let escrow =
-        device_registry::escrow_of(&state, device_id, &device_secret, &req.recovery_public_key)?;
-    let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
-    let clinic_id = device_registry::enroll(
-        &state,
-        &code_hash,
-        device_id,
-        name,
-        &req.public_key.to_lowercase(),
-        &escrow,
-        seen.for_session(device_id),
-    )
-    .await?;
-    let clinic_name = state
-        .store
-        .clinic_name(clinic_id)
-        .await?
-        .ok_or(ServerError::Internal("clinic vanished"))?;
-    tracing::info!(%device_id, %clinic_id, "device enrolled");
+    let enrolled =
+        device_registry::enroll_workstation(&state, &req, seen.without_session()).await?;
     Ok(Json(EnrollResponse {
-        device_id,
-        clinic_id,
-        clinic_name,
+        device_id: enrolled.device_id,
+        clinic_id: enrolled.clinic_id,
+        clinic_name: enrolled.clinic_name,
         audit_public_key: state.audit_key.public_hex(),
     }))
 }
@@ -111,24 +52,14 @@ pub async fn revoke(
     seen: Seen,
     Id(device_id): Id<Uuid>,
 ) -> Result<axum::http::StatusCode, ServerError> {
-    if !state
-        .store
-        .revoke_device(auth.scope(), device_id, state.clock.now_ms())
-        .await?
-    {
-        return Err(ServerError::NotFound);
-    }
-    let admin = &auth.principal.user;
-    let event = security_event(
-        admin,
-        AuditAction::DeviceRevoked,
-        "Device",
-        device_id.to_string(),
-        "revoke_device",
+    device_registry::revoke(
+        &state,
+        auth.scope(),
+        &auth.principal.user,
+        device_id,
         seen.for_session(auth.principal.device_id),
-    );
-    server_chain::record(&state, auth.scope(), vec![event]).await?;
-    tracing::info!(by = %admin.user_id, "device revoked");
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -181,42 +112,16 @@ pub async fn release_escrow(
     seen: Seen,
     Body(req): Body<EscrowRelease>,
 ) -> Result<Json<EscrowedSecret>, ServerError> {
-    let device = live_device(&state, auth.principal.device_id).await?;
-    let now = state.clock.now_ms();
-    if !state.store.take_nonce(&req.nonce, device.id, now).await? {
-        return Err(ServerError::InvalidSignature { field: "nonce" });
-    }
-    let recovery_key = state
-        .store
-        .recovery_key(device.id)
-        .await?
-        .ok_or(ServerError::NotFound)?;
-    let key = VerifyingKey::from_bytes(&recovery_key)
-        .map_err(|_| ServerError::Internal("stored recovery key invalid"))?;
-    let proof = escrow_proof_bytes(&req.nonce, device.id);
-    if !verify_strict_hex(&key, &proof, &req.recovery_signature) {
-        return Err(ServerError::InvalidSignature {
-            field: "recovery_signature",
-        });
-    }
-    let sealed = state
-        .store
-        .sealed_device_secret(auth.scope(), device.id)
-        .await?
-        .ok_or(ServerError::NotFound)?;
-    let secret = state.escrow.open(device.id, &sealed)?;
-    // No audit, no release: the event commits before the secret leaves.
-    let user = &auth.principal.user;
-    let event = security_event(
-        user,
-        AuditAction::DeviceSecretReleased,
-        "Device",
-        device.id.to_string(),
-        "release_escrow",
-        seen.for_session(device.id),
-    );
-    server_chain::record(&state, auth.scope(), vec![event]).await?;
-    tracing::info!(device_id = %device.id, by = %user.user_id, "escrowed device secret released");
+    let device_id = auth.principal.device_id;
+    let secret = escrow::release(
+        &state,
+        auth.scope(),
+        &auth.principal.user,
+        device_id,
+        &req,
+        seen.for_session(device_id),
+    )
+    .await?;
     Ok(Json(EscrowedSecret {
         device_secret: to_hex(&secret),
     }))

@@ -7,7 +7,7 @@ use clinicdesk_protocol::wire::Patient;
 use uuid::Uuid;
 
 use crate::audit::access::Served;
-use crate::clinical::break_glass;
+use crate::clinical::patients;
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::http::extract::Id;
@@ -23,23 +23,13 @@ pub async fn get_patient(
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
 ) -> Result<Served<Patient>, ServerError> {
-    let now = state.clock.now_ms();
-    let access = break_glass::clinical_access(
+    let (patient, flag) = patients::chart(
         &state.store,
         auth.scope(),
         &auth.principal.user,
         patient_id,
-        now,
+        state.clock.now_ms(),
     )
     .await?;
-    let mut patient = state
-        .store
-        .patient(auth.scope(), patient_id, access.reads_clinical())
-        .await?
-        .ok_or(ServerError::NotFound)?;
-    patient.clinical_access = access.wire();
-    let grant = access.into_grant();
-    let flag = grant.as_ref().map(break_glass::flag);
-    patient.break_glass = grant;
     Ok(Served::new(patient).under_break_glass(flag))
 }

@@ -5,12 +5,10 @@ use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::AppointmentList;
 
 use crate::audit::access::Served;
+use crate::clinical::schedule;
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::state::AppState;
-use crate::time::rfc3339;
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 #[utoipa::path(get, path = "/v1/appointments",
     responses((status = 200, body = AppointmentList), (status = 401, body = ApiError), (status = 403, body = ApiError)),
@@ -20,19 +18,6 @@ pub async fn today(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Served<AppointmentList>, ServerError> {
-    let now = state.clock.now_ms();
-    let day_start = now - now.rem_euclid(DAY_MS);
-    let rows = state
-        .store
-        .appointments(auth.scope(), day_start, day_start + DAY_MS)
-        .await?;
-    let appointments = rows
-        .into_iter()
-        .map(|(mut a, starts_at_ms)| {
-            a.starts_at = rfc3339(starts_at_ms)?;
-            Ok(a)
-        })
-        .collect::<Result<Vec<_>, ServerError>>()?;
-    let date = rfc3339(day_start)?.get(..10).unwrap_or_default().to_owned();
-    Ok(Served::new(AppointmentList { date, appointments }))
+    let list = schedule::today(&state.store, auth.scope(), state.clock.now_ms()).await?;
+    Ok(Served::new(list))
 }

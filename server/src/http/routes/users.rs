@@ -1,23 +1,19 @@
-//! Admins manage the clinic's users: list, create, change a role, deactivate. Each change
-//! is recorded on the clinic's server chain in its transaction; an admin cannot change
-//! their own role or deactivate themselves (another admin must).
+//! Admins manage the clinic's users: list, create, change a role, deactivate
+//! ([`crate::admin::users`] records each change and refuses one to the admin's own account).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{NewUser, RoleChange, UserList, UserSummary};
 use uuid::Uuid;
 
 use crate::admin::users;
 use crate::admin::users::Change;
 use crate::audit::access::Seen;
-use crate::audit::server_chain::{self, security_event};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::http::extract::{Body, Id};
-use crate::secrets::passwords;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/v1/users",
@@ -43,41 +39,18 @@ pub async fn create(
     seen: Seen,
     Body(new): Body<NewUser>,
 ) -> Result<(StatusCode, Json<UserSummary>), ServerError> {
-    users::validate(&new)?;
-    let clinic_name = state
-        .store
-        .clinic_name(auth.scope().clinic_id())
-        .await?
-        .unwrap_or_default();
-    let context = [
-        new.username.as_str(),
-        new.display_name.as_str(),
-        &clinic_name,
-    ];
-    if !passwords::acceptable(&new.password, &context) {
-        return Err(ServerError::WeakPassword);
-    }
-    let hash = passwords::hash_in_turn(new.password.clone()).await?;
-    let admin = &auth.principal.user;
-    let mut tx = state.store.pool().begin().await?;
-    let expires = state.clock.now_ms() + users::FIRST_PASSWORD_TTL_MS;
-    let created = users::insert(&mut tx, auth.scope(), &new, &hash, expires).await?;
-    let event = security_event(
-        admin,
-        AuditAction::UserCreated,
-        "User",
-        created.user_id.to_string(),
-        "create_user",
+    let created = users::create(
+        &state,
+        auth.scope(),
+        &auth.principal.user,
+        &new,
         seen.for_session(auth.principal.device_id),
-    );
-    server_chain::record_in(&mut tx, &state, auth.scope(), vec![event]).await?;
-    tx.commit().await?;
-    tracing::info!(by = %admin.user_id, user_id = %created.user_id, "user created");
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Applies an admin's change to another user of the clinic and records it, in one
-/// transaction. Changing one's own account is refused.
+/// Applies an admin's change to another user of the clinic.
 async fn change_user(
     state: &AppState,
     auth: &Authenticated,
@@ -85,27 +58,15 @@ async fn change_user(
     user_id: Uuid,
     change: Change,
 ) -> Result<StatusCode, ServerError> {
-    if auth.principal.user.user_id == user_id {
-        return Err(ServerError::Forbidden);
-    }
-    let (action, route) = match change {
-        Change::Role(role) => (AuditAction::RoleChanged, format!("role:{}", role.as_str())),
-        Change::Deactivate => (AuditAction::UserDeactivated, "deactivate_user".to_owned()),
-    };
-    let mut tx = state.store.pool().begin().await?;
-    if !users::apply(&mut tx, auth.scope(), user_id, change, state.clock.now_ms()).await? {
-        return Err(ServerError::NotFound);
-    }
-    let event = security_event(
+    users::change(
+        state,
+        auth.scope(),
         &auth.principal.user,
-        action,
-        "User",
-        user_id.to_string(),
-        &route,
+        user_id,
+        change,
         seen.for_session(auth.principal.device_id),
-    );
-    server_chain::record_in(&mut tx, state, auth.scope(), vec![event]).await?;
-    tx.commit().await?;
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

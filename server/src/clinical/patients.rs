@@ -1,0 +1,33 @@
+//! One patient's chart as its reader may see it: the clinical summary only for a clinician
+//! of the patient's care team or under a live break-glass grant, which the answer names.
+
+use clinicdesk_protocol::audit::BreakGlass;
+use clinicdesk_protocol::wire::{Patient, UserInfo};
+use uuid::Uuid;
+
+use crate::clinical::break_glass;
+use crate::error::ServerError;
+use crate::scope::ClinicScope;
+use crate::store::{self, Store};
+
+/// The patient's chart as `user` may read it now, and the break-glass flag its reads carry
+/// (if read under a grant). Another clinic's patient is not found, exactly as one that does
+/// not exist.
+pub async fn chart(
+    store: &Store,
+    scope: &ClinicScope,
+    user: &UserInfo,
+    patient_id: Uuid,
+    now_ms: i64,
+) -> Result<(Patient, Option<BreakGlass>), ServerError> {
+    let mut tx = store.clinic_tx(scope).await?;
+    let access = break_glass::clinical_access(&mut tx, user, patient_id, now_ms).await?;
+    let patient = store::patients::patient(&mut tx, patient_id, access.reads_clinical()).await?;
+    tx.commit().await?;
+    let mut patient = patient.ok_or(ServerError::NotFound)?;
+    patient.clinical_access = access.wire();
+    let grant = access.into_grant();
+    let flag = grant.as_ref().map(break_glass::flag);
+    patient.break_glass = grant;
+    Ok((patient, flag))
+}
