@@ -49,7 +49,7 @@ impl AppState {
         let seal = Arc::new(SealKey::mfa(data_dir)?);
         let escrow = Arc::new(SealKey::escrow(data_dir)?);
         let relying_party = Arc::new(RelyingParty::new(DEFAULT_ORIGIN)?);
-        crate::audit::log::adopt_unlogged(store.pool(), &audit_key, clock.now_ms())
+        crate::audit::log::adopt_unlogged(&store, &audit_key, clock.now_ms())
             .await
             .map_err(OpenError::Store)?;
         Ok(Self {

@@ -102,7 +102,7 @@ pub async fn fresh_checkpoint(
     scope: &ClinicScope,
 ) -> Result<SignedCheckpoint, ServerError> {
     log::checkpoint_now(
-        state.store.pool(),
+        &state.store,
         &state.audit_key,
         scope.clinic_id(),
         state.clock.now_ms(),

@@ -11,11 +11,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use clinicdesk_protocol::audit::{
-    AuditAction, AuditEvent, Hash32, Outcome, RequestSeen, SignedAuditEvent,
-};
+use clinicdesk_protocol::audit::{AuditAction, Hash32, Outcome, RequestSeen, SignedAuditEvent};
 use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::log;
@@ -24,23 +22,14 @@ use crate::audit::batch::verify_device_batch;
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::state::AppState;
-use crate::store::sql::{Script, Statement, Value, insert_rows};
+use crate::store::sql::Script;
+use crate::store::{Alert, EventRow, Store, Written};
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
 
 /// The route devices upload to, as the server's own events name it.
 pub const UPLOAD_ROUTE: &str = "/v1/audit/batches";
-
-fn seq_i64(seq: u64) -> Result<i64, ServerError> {
-    i64::try_from(seq).map_err(|_| ServerError::BadRequest {
-        field: "device_seq",
-    })
-}
-
-fn parse_hash(s: &str) -> Result<Hash32, ServerError> {
-    Hash32::from_hex(s).ok_or(ServerError::Internal("stored hash malformed"))
-}
 
 /// The stored event at (device, seq): its hash and its `prev_hash`.
 async fn stored_at(
@@ -51,17 +40,7 @@ async fn stored_at(
     if seq == 0 {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT hash, event_json FROM audit_events WHERE device_id = $1 AND device_seq = $2",
-    )
-    .bind(device.to_string())
-    .bind(seq_i64(seq)?)
-    .fetch_optional(conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let event: AuditEvent = serde_json::from_str(row.get::<&str, _>(1))
-        .map_err(|_| ServerError::Internal("stored event malformed"))?;
-    Ok(Some((parse_hash(row.get::<&str, _>(0))?, event.prev_hash)))
+    Store::event_link(conn, device, seq).await
 }
 
 /// The event at (device, seq), accepted earlier in this batch or stored before it.
@@ -75,52 +54,6 @@ async fn known(
         Some(found) => Ok(Some(*found)),
         None => stored_at(conn, device, seq).await,
     }
-}
-
-/// The `audit_events` row of a verified event, but for its place in the log: built before
-/// the write turn, placed (given its leaf index) in it.
-pub(super) struct EventRow(Vec<Value>);
-
-/// The row of [`EventRow`].
-pub(super) fn event_row(
-    scope: &ClinicScope,
-    signed: &SignedAuditEvent,
-    hash: &Hash32,
-    now_ms: i64,
-) -> Result<EventRow, ServerError> {
-    let e = &signed.event;
-    let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
-    Ok(EventRow(vec![
-        Value::Text(e.id.to_string()),
-        Value::Text(scope.clinic_id().to_string()),
-        Value::Text(e.device_id.to_string()),
-        Value::Int(seq_i64(e.device_seq)?),
-        Value::Text(e.actor_user_id.to_string()),
-        Value::OptText(e.patient_id.map(|p| p.to_string())),
-        Value::from(e.action.as_str()),
-        Value::Int(e.occurred_at_ms),
-        Value::Text(json),
-        Value::Text(hash.to_hex()),
-        Value::Text(signed.signature.clone()),
-        Value::Int(now_ms),
-    ]))
-}
-
-/// The statements that store verified events, each at its leaf index, a hundred rows each.
-pub(super) fn event_inserts(rows: impl IntoIterator<Item = (EventRow, i64)>) -> Vec<Statement> {
-    let rows = rows
-        .into_iter()
-        .map(|(EventRow(mut row), leaf)| {
-            row.push(Value::Int(leaf));
-            row
-        })
-        .collect();
-    insert_rows(
-        "INSERT INTO audit_events (id, clinic_id, device_id, device_seq, actor_user_id, patient_id,
-           action, occurred_at_ms, event_json, hash, signature, received_at_ms, leaf_index) VALUES ",
-        "",
-        rows,
-    )
 }
 
 /// Why the log refused a signed event.
@@ -168,15 +101,7 @@ async fn record_alerts(
         {
             continue;
         }
-        let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM audit_alerts WHERE device_id = $1 AND device_seq = $2 AND hash = $3",
-        )
-        .bind(e.device_id.to_string())
-        .bind(seq_i64(e.device_seq)?)
-        .bind(r.hash.to_hex())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if stored.is_none() {
+        if !Store::alert_stored(&mut *tx, e.device_id, e.device_seq, &r.hash).await? {
             fresh.push(r);
         }
     }
@@ -203,23 +128,14 @@ async fn record_alerts(
     let now_ms = state.clock.now_ms();
     for (r, logged_id) in fresh.iter().zip(logged) {
         let e = &r.signed.event;
-        let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
-        sqlx::query(
-            "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash, event_json,
-               signature, received_at_ms, logged_event_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(scope.clinic_id().to_string())
-        .bind(e.device_id.to_string())
-        .bind(seq_i64(e.device_seq)?)
-        .bind(r.kind.as_str())
-        .bind(r.hash.to_hex())
-        .bind(json)
-        .bind(&r.signed.signature)
-        .bind(now_ms)
-        .bind(logged_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let alert = Alert {
+            signed: r.signed,
+            hash: &r.hash,
+            kind: r.kind.as_str(),
+            received_at_ms: now_ms,
+            logged_event_id: logged_id,
+        };
+        Store::insert_alert(&mut *tx, scope, alert).await?;
         tracing::warn!(device_id = %e.device_id, seq = e.device_seq, kind = r.kind.as_str(),
             "audit tamper alert recorded");
     }
@@ -232,82 +148,20 @@ pub(crate) async fn advance_head(
     scope: &ClinicScope,
     device: Uuid,
 ) -> Result<(u64, Hash32), ServerError> {
-    let head = sqlx::query(
-        "SELECT contiguous_seq, contiguous_hash FROM audit_device_heads WHERE device_id = $1",
-    )
-    .bind(device.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (mut seq, mut hash) = match head {
-        Some(r) => (
-            u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-            parse_hash(r.get::<&str, _>(1))?,
-        ),
-        None => (0, Hash32::GENESIS),
-    };
-    let later = sqlx::query(
-        "SELECT device_seq, hash FROM audit_events WHERE device_id = $1 AND device_seq > $2 ORDER BY device_seq",
-    )
-    .bind(device.to_string())
-    .bind(seq_i64(seq)?)
-    .fetch_all(&mut *conn)
-    .await?;
+    let (mut seq, mut hash) = Store::contiguous_mark(&mut *conn, device)
+        .await?
+        .unwrap_or((0, Hash32::GENESIS));
+    let later = Store::events_after(&mut *conn, device, seq).await?;
     let mut max_seq = seq;
-    for row in &later {
-        let s = u64::try_from(row.get::<i64, _>(0)).unwrap_or(0);
+    for (s, h) in later {
         max_seq = max_seq.max(s);
         if s == seq + 1 {
             seq = s;
-            hash = parse_hash(row.get::<&str, _>(1))?;
+            hash = h;
         }
     }
-    set_head(conn, scope, device, (seq, hash), max_seq).await?;
+    Store::set_head(conn, scope, device, (seq, hash), max_seq).await?;
     Ok((seq, hash))
-}
-
-/// Stores a chain's head: its highest contiguous sequence and that event's hash, and the
-/// highest sequence stored (which never goes down).
-async fn set_head(
-    conn: &mut AnyConnection,
-    scope: &ClinicScope,
-    device: Uuid,
-    head: (u64, Hash32),
-    max_seq: u64,
-) -> Result<(), ServerError> {
-    head_upsert(scope, device, head, max_seq)?
-        .query()
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The statement of [`set_head`].
-pub(super) fn head_upsert(
-    scope: &ClinicScope,
-    device: Uuid,
-    (seq, hash): (u64, Hash32),
-    max_seq: u64,
-) -> Result<Statement, ServerError> {
-    let mut st = Statement::new(
-        "INSERT INTO audit_device_heads (device_id, clinic_id, contiguous_seq, contiguous_hash, max_seq)
-         VALUES (",
-    );
-    st.bind(device.to_string())
-        .push(", ")
-        .bind(scope.clinic_id().to_string())
-        .push(", ")
-        .bind(seq_i64(seq)?)
-        .push(", ")
-        .bind(hash.to_hex())
-        .push(", ")
-        .bind(seq_i64(max_seq)?)
-        .push(
-            ")
-         ON CONFLICT (device_id) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
-           contiguous_hash = excluded.contiguous_hash, max_seq = CASE WHEN excluded.max_seq > audit_device_heads.max_seq
-                          THEN excluded.max_seq ELSE audit_device_heads.max_seq END",
-        );
-    Ok(st)
 }
 
 /// Authenticates, stores and logs one upload, marks the device seen, and signs the receipt.
@@ -337,7 +191,7 @@ pub async fn ingest(
         .events
         .iter()
         .zip(verified.hashes)
-        .map(|(signed, hash)| Ok((signed, hash, event_row(&scope, signed, &hash, now)?)))
+        .map(|(signed, hash)| Ok((signed, hash, Store::event_row(&scope, signed, &hash, now)?)))
         .collect::<Result<Vec<_>, ServerError>>()?;
     events.sort_by_key(|(s, _, _)| s.event.device_seq);
     if events
@@ -356,18 +210,8 @@ pub async fn ingest(
     // What is stored of this chain, so the common case (appending past everything stored)
     // needs no lookups: nothing exists at or after `max_seq + 1`, and the link to the
     // previous event is the head or the batch's own previous event.
-    let head = sqlx::query(
-        "SELECT contiguous_seq, contiguous_hash, max_seq FROM audit_device_heads WHERE device_id = $1",
-    )
-    .bind(device.id.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (head_seq, head_hash, stored_max) = match head {
-        Some(r) => (
-            u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-            parse_hash(r.get::<&str, _>(1))?,
-            u64::try_from(r.get::<i64, _>(2)).unwrap_or(u64::MAX),
-        ),
+    let (head_seq, head_hash, stored_max) = match Store::device_head(&mut tx, device.id).await? {
+        Some(h) => (h.contiguous_seq, h.contiguous_hash, h.max_seq),
         None => (0, Hash32::GENESIS, 0),
     };
     let mut max_seq = stored_max;
@@ -427,12 +271,12 @@ pub async fn ingest(
     // The alerts' server events go into the log first, then this batch's events.
     record_alerts(&mut tx, state, &scope, refused, seen).await?;
     // The log as this process last committed it, if that is still the stored one.
-    let size = log::tree_size(&mut tx, clinic).await?;
+    let size = Store::tree_size(&mut tx, clinic).await?;
     let mut tree = match state.chain_tips.log(clinic) {
         Some(known) if known.size() == size => known,
         _ => log::frontier_at(&mut tx, clinic, size).await?,
     };
-    let latest = log::latest_checkpoint(&mut tx, clinic).await?;
+    let latest = Store::latest_checkpoint(&mut tx, clinic).await?;
     let mut growth = log::Growth::new(&mut tree, clinic);
     let mut placed = HashMap::with_capacity(fresh.len());
     let rows = fresh
@@ -445,7 +289,7 @@ pub async fn ingest(
         .collect::<Result<Vec<_>, ServerError>>()?;
     let mut writes = Script::default();
     writes
-        .extend(event_inserts(rows))
+        .extend(Store::event_inserts(rows))
         .extend(growth.into_statements());
     // With nothing stored past the head before this batch, the new head follows from the
     // batch alone; otherwise the stored events past it are read.
@@ -458,21 +302,21 @@ pub async fn ingest(
         (seq, hash)
     });
     if let Some(head) = head {
-        writes.push(head_upsert(&scope, device.id, head, max_seq)?);
+        writes.push(Store::head_upsert(&scope, device.id, head, max_seq)?);
     }
     writes.push(crate::devices::registry::seen_statement(
         device.id, now, None,
     ));
-    let (checkpoint, insert) = log::sign_checkpoint(&state.audit_key, clinic, &tree, now, latest)?;
-    writes.extend(insert);
-    writes.execute(&mut tx).await.map_err(|e| match e {
+    let (checkpoint, fresh_checkpoint) =
+        log::sign_checkpoint(&state.audit_key, clinic, &tree, now, latest);
+    if fresh_checkpoint {
+        writes.push(Store::checkpoint_insert(&checkpoint)?);
+    }
+    if Store::write_upload(&mut tx, writes).await? == Written::Clashed {
         // An event id stored under another sequence: a replay in disguise. (The leaf
         // indices cannot clash: the log was read under the clinic's lock.)
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            ServerError::Conflict { field: "id" }
-        }
-        e => e.into(),
-    })?;
+        return Err(ServerError::Conflict { field: "id" });
+    }
     let (contiguous_seq, contiguous_hash) = match head {
         Some(head) => head,
         None => advance_head(&mut tx, &scope, device.id).await?,
@@ -482,13 +326,7 @@ pub async fn ingest(
         Some(leaf) => Some(*leaf),
         None if contiguous_seq == 0 => None,
         None => {
-            let leaf: Option<i64> = sqlx::query_scalar(
-                "SELECT leaf_index FROM audit_events WHERE device_id = $1 AND device_seq = $2",
-            )
-            .bind(device.id.to_string())
-            .bind(seq_i64(contiguous_seq)?)
-            .fetch_one(&mut *tx)
-            .await?;
+            let leaf = Store::leaf_at(&mut tx, device.id, contiguous_seq).await?;
             Some(leaf.ok_or(ServerError::Internal("stored event not in the log"))?)
         }
     };
@@ -500,8 +338,7 @@ pub async fn ingest(
         Some(leaf) => {
             let leaf = u64::try_from(leaf)
                 .map_err(|_| ServerError::Internal("stored event not in the log"))?;
-            let mut conn = state.store.pool().acquire().await?;
-            Some(log::inclusion(&mut conn, clinic, leaf, tree.size()).await?)
+            Some(log::inclusion_alone(&state.store, clinic, leaf, tree.size()).await?)
         }
     };
 

@@ -16,9 +16,7 @@ pub async fn publish_checkpoints(state: AppState, interval: Duration) {
     loop {
         tick.tick().await;
         let now = state.clock.now_ms();
-        if let Err(e) =
-            super::log::checkpoint_grown(state.store.pool(), &state.audit_key, now).await
-        {
+        if let Err(e) = super::log::checkpoint_grown(&state.store, &state.audit_key, now).await {
             tracing::warn!(error = %e, "regular checkpoint failed; retrying next interval");
         }
     }

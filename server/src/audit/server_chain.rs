@@ -10,15 +10,15 @@ use clinicdesk_protocol::audit::{
 use clinicdesk_protocol::merkle::Frontier;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::UserInfo;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use super::ingest::{event_inserts, event_row};
 use super::log;
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::session::SessionTouch;
 use crate::state::AppState;
+use crate::store::Store;
 use crate::store::sql::Script;
 
 /// One event for the server to record, before its chain position and signature.
@@ -67,26 +67,11 @@ async fn chain_id(
     scope: &ClinicScope,
     now_ms: i64,
 ) -> Result<Uuid, ServerError> {
-    let clinic = scope.clinic_id().to_string();
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE clinic_id = $1 AND kind = 'server'")
-            .bind(&clinic)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(id) = existing {
-        return Uuid::parse_str(&id).map_err(|_| ServerError::Internal("stored id malformed"));
+    if let Some(id) = Store::server_chain(&mut *conn, scope).await? {
+        return Ok(id);
     }
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO devices (id, clinic_id, name, public_key, enrolled_at_ms, kind)
-         VALUES ($1, $2, 'ClinicDesk server', $3, $4, 'server')",
-    )
-    .bind(id.to_string())
-    .bind(&clinic)
-    .bind(format!("server:{clinic}"))
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
+    Store::create_server_chain(conn, scope, id, now_ms).await?;
     Ok(id)
 }
 
@@ -276,22 +261,9 @@ async fn stored_tip(
 ) -> Result<Tip, ServerError> {
     let chain = chain_id(&mut *conn, scope, now_ms).await?;
     // The server chain never has gaps: its last event is its tip.
-    let head = sqlx::query(
-        "SELECT device_seq, hash FROM audit_events WHERE device_id = $1
-         ORDER BY device_seq DESC LIMIT 1",
-    )
-    .bind(chain.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (seq, hash) = match head {
-        Some(r) => (
-            u64::try_from(r.get::<i64, _>(0))
-                .map_err(|_| ServerError::Internal("stored head malformed"))?,
-            Hash32::from_hex(r.get::<&str, _>(1))
-                .ok_or(ServerError::Internal("stored head malformed"))?,
-        ),
-        None => (0, Hash32::GENESIS),
-    };
+    let (seq, hash) = Store::chain_end(&mut *conn, chain)
+        .await?
+        .unwrap_or((0, Hash32::GENESIS));
     let log = log::frontier(&mut *conn, scope.clinic_id()).await?;
     Ok(Tip {
         chain,
@@ -343,7 +315,10 @@ fn append(
             signature: state.audit_key.sign_hex(&bytes),
             event,
         };
-        rows.push((event_row(scope, &signed, &hash, now)?, growth.push(&hash)?));
+        rows.push((
+            Store::event_row(scope, &signed, &hash, now)?,
+            growth.push(&hash)?,
+        ));
         ids.push(signed.event.id);
         tip.hash = hash;
     }
@@ -352,6 +327,6 @@ fn append(
     // The events first: a stale tip fails on their (chain, sequence) or leaf index. The
     // chain keeps no head row (`audit_device_heads` is workstations' upload progress): its
     // tip is its last event.
-    script.extend(event_inserts(rows)).extend(nodes);
+    script.extend(Store::event_inserts(rows)).extend(nodes);
     Ok((script, ids, tip))
 }

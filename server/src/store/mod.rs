@@ -1,8 +1,9 @@
 //! The server's storage: SQLite under the data directory by default, PostgreSQL when the
 //! operator gives a `postgres://` URL (several server instances on one database). One set
 //! of queries serves both through sqlx's `Any` driver: placeholders are `$1`, `$2`, ...,
-//! integers are 64-bit, flags are read with [`flag`]. The audit trail's tables are written
-//! by `crate::audit`. Every method that touches clinic data takes a [`ClinicScope`], which
+//! integers are 64-bit, flags are read with [`flag`]. The audit trail's statements are in
+//! [`audit_log`] and [`audit_events`]; `crate::audit` decides what they write and when.
+//! Every method that touches clinic data takes a [`ClinicScope`], which
 //! only the auth layer can build, so no query runs without a clinic.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use sql::Script;
 
+pub mod audit_events;
+pub mod audit_log;
 pub mod break_glass;
 pub mod care_team;
 pub mod clinics;
@@ -37,6 +40,8 @@ pub mod throttle;
 pub mod tx;
 pub mod users;
 
+pub use audit_events::{Alert, EventRow, Written};
+pub use audit_log::NodeRows;
 pub use clinics::NewClinic;
 pub use devices::{DeviceRecord, Escrow};
 pub use enrollment::RedeemedCode;
