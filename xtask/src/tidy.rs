@@ -83,7 +83,7 @@ const SCOPE_EXEMPT: &[&str] = &["server/tests/", "tests/", "bench/"];
 /// The largest cycle among the server's modules (edges: `crate::`, `super::` and `self::`
 /// paths), as measured on the restructured tree: it may shrink, never grow. `cargo xtask
 /// tidy` prints today's figure; lower this to it as cycles are broken.
-const MAX_SERVER_CYCLE: usize = 19;
+const MAX_SERVER_CYCLE: usize = 7;
 
 /// The server's domain modules (first path segment): no axum, no `crate::http`.
 const DOMAIN_MODULES: &[&str] = &[
