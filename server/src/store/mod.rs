@@ -22,6 +22,8 @@ use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use sql::Script;
 
+pub mod audit_query;
+pub mod audit_verify;
 pub mod clinics;
 pub mod devices;
 pub mod patients;
