@@ -507,7 +507,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                 Some(path) => read_checkpoints(&path)?,
                 None => Vec::new(),
             };
-            match verify_all(store.pool(), &key.public_key(), &trusted).await {
+            match verify_all(&store, &key.public_key(), &trusted).await {
                 Ok(report) => {
                     let mut out = std::io::stdout().lock();
                     writeln!(

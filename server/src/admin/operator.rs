@@ -42,7 +42,7 @@ pub async fn search_audit(
     query: &crate::audit::query::AuditQuery,
 ) -> Result<clinicdesk_protocol::wire::AuditPage, ServerError> {
     let scope = ClinicScope::of_console(&Console::operator(), clinic_id);
-    crate::audit::query::search(store.pool(), &scope, query).await
+    crate::audit::query::search(store, &scope, query).await
 }
 
 /// Writes a clinic's audit export, for `clinicdesk-server audit export`.

@@ -3,11 +3,10 @@
 //! factor, on which workstations, when did they last sign in). CSV for a spreadsheet.
 
 use clinicdesk_protocol::policy::{self, Permission};
-use sqlx::Row;
 
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
-use crate::store::{Store, flag, parse_role};
+use crate::store::{Store, audit_query};
 use crate::time::rfc3339;
 
 /// The permissions that reach patient data, as the review names them.
@@ -32,27 +31,13 @@ pub const HEADER: [&str; 9] = [
 /// One CSV row per user with PHI access, by role then username; users deactivated stay
 /// listed (the review confirms they are).
 pub async fn rows(store: &Store, scope: &ClinicScope) -> Result<Vec<[String; 9]>, ServerError> {
-    let users = sqlx::query(
-        "SELECT u.id, u.username, u.display_name, u.role, u.active,
-                EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
-                EXISTS (SELECT 1 FROM mfa_webauthn w WHERE w.user_id = u.id),
-                (SELECT max(s.created_at_ms) FROM sessions s WHERE s.user_id = u.id)
-         FROM users u WHERE u.clinic_id = $1 ORDER BY u.role, u.username",
-    )
-    .bind(scope.clinic_id().to_string())
-    .fetch_all(store.pool())
-    .await?;
-    let stations = sqlx::query(
-        "SELECT DISTINCT s.user_id, d.name FROM sessions s
-         JOIN devices d ON d.id = s.device_id AND d.clinic_id = s.clinic_id
-         WHERE s.clinic_id = $1 ORDER BY d.name",
-    )
-    .bind(scope.clinic_id().to_string())
-    .fetch_all(store.pool())
-    .await?;
+    let mut tx = store.clinic_tx(scope).await?;
+    let users = audit_query::reviewed_users(&mut tx).await?;
+    let stations = audit_query::workstations_used(&mut tx).await?;
+    tx.commit().await?;
     let mut out = Vec::new();
-    for u in &users {
-        let role = parse_role(u.get(3))?;
+    for u in users {
+        let role = u.role;
         let access: Vec<&str> = PHI
             .iter()
             .filter(|(p, _)| policy::allows(role, *p))
@@ -61,34 +46,35 @@ pub async fn rows(store: &Store, scope: &ClinicScope) -> Result<Vec<[String; 9]>
         if access.is_empty() {
             continue;
         }
-        let id: String = u.get(0);
         let mut factors = Vec::new();
-        if flag(u, 5)? {
+        if u.totp {
             factors.push("totp");
         }
-        if flag(u, 6)? {
+        if u.webauthn {
             factors.push("webauthn");
         }
-        let used: Vec<String> = stations
+        let used: Vec<&str> = stations
             .iter()
-            .filter(|s| s.get::<&str, _>(0) == id)
-            .map(|s| s.get::<String, _>(1))
+            .filter(|(user, _)| *user == u.id)
+            .map(|(_, name)| name.as_str())
             .collect();
-        let last: Option<i64> = u.get(7);
         out.push([
-            u.get(1),
-            u.get(2),
+            u.username,
+            u.display_name,
             role.as_str().to_owned(),
             access.join(";"),
-            if flag(u, 4)? { "active" } else { "deactivated" }.to_owned(),
+            if u.active { "active" } else { "deactivated" }.to_owned(),
             if factors.is_empty() {
                 "none".to_owned()
             } else {
                 factors.join(";")
             },
             used.join(";"),
-            last.map(rfc3339).transpose()?.unwrap_or_default(),
-            id,
+            u.last_sign_in_ms
+                .map(rfc3339)
+                .transpose()?
+                .unwrap_or_default(),
+            u.id,
         ]);
     }
     Ok(out)

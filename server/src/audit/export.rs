@@ -13,7 +13,6 @@ use clinicdesk_protocol::export::{
 };
 use clinicdesk_protocol::merkle::SignedCheckpoint;
 use clinicdesk_protocol::wire::AuditRecord;
-use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::query::{self, AuditQuery};
@@ -66,17 +65,11 @@ async fn send(out: &Chunks, chunk: Vec<u8>) -> Result<(), ServerError> {
 
 /// The clinic's chain keys as stored, and the server's.
 pub async fn clinic_keys(state: &AppState, scope: &ClinicScope) -> Result<ClinicKeys, ServerError> {
-    let rows =
-        sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1 ORDER BY id")
-            .bind(scope.clinic_id().to_string())
-            .fetch_all(state.store.pool())
-            .await?;
+    let rows = state.store.chain_keys(scope).await?;
     let server = state.audit_key.public_hex();
     let mut chains = std::collections::BTreeMap::new();
     for row in rows {
-        let id = uuid::Uuid::parse_str(row.get::<&str, _>(0))
-            .map_err(|_| ServerError::Internal("stored id malformed"))?;
-        let key = if row.get::<&str, _>(2) == "server" {
+        let key = if row.server_chain {
             ChainKey {
                 recorded_by: Recorder::Server,
                 public_key: server.clone(),
@@ -84,10 +77,10 @@ pub async fn clinic_keys(state: &AppState, scope: &ClinicScope) -> Result<Clinic
         } else {
             ChainKey {
                 recorded_by: Recorder::Device,
-                public_key: row.get(1),
+                public_key: row.public_key,
             }
         };
-        chains.insert(id, key);
+        chains.insert(row.device_id, key);
     }
     Ok(ClinicKeys {
         clinic_id: scope.clinic_id(),
@@ -140,7 +133,7 @@ impl<'a> Records<'a> {
         if self.done {
             return Ok(None);
         }
-        let page = query::search(self.state.store.pool(), self.scope, &self.query).await?;
+        let page = query::search(&self.state.store, self.scope, &self.query).await?;
         match page.next_cursor {
             Some(c) => self.query.cursor = Some(c),
             None => self.done = true,
@@ -221,16 +214,22 @@ async fn jsonl(
     let mut n = 0u64;
     let mut records = Records::new(state, scope, filters, &checkpoint);
     while let Some(page) = records.next_page().await? {
-        let mut conn = state.store.pool().acquire().await?;
+        // A page's proofs are read in one transaction, ended before its lines are sent: a
+        // slow reader must not hold a snapshot of the log open.
+        let mut proofs = state.store.clinic_tx(scope).await?;
+        let mut lines = Vec::with_capacity(page.len());
         for r in page {
-            let proof = log::inclusion(&mut conn, clinic, r.leaf_index, tree_size).await?;
+            let proof = log::inclusion(&mut proofs, clinic, r.leaf_index, tree_size).await?;
             digest.push(&r.event.hash());
-            let l = line(&ExportLine::Event(ExportedEvent {
+            lines.push(line(&ExportLine::Event(ExportedEvent {
                 event: r.event,
                 signature: r.signature,
                 leaf_index: r.leaf_index,
                 inclusion: proof.hashes,
-            }))?;
+            }))?);
+        }
+        proofs.commit().await?;
+        for l in lines {
             send(out, l).await?;
             n += 1;
         }

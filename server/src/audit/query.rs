@@ -1,18 +1,15 @@
 //! Reading the audit trail: search newest first with a cursor, tamper alerts and
 //! outstanding device sequences. Always within one clinic.
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32};
-use clinicdesk_protocol::wire::{
-    AuditAlerts, AuditPage, AuditRecord, OutstandingRange, TamperAlert,
-};
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::export::ExportFilters;
+use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, OutstandingRange};
 use serde::Deserialize;
-use sqlx::{AnyPool, Row};
-
-use crate::store::sql::Statement;
 use uuid::Uuid;
 
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
+use crate::store::{Store, audit_query};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
@@ -33,7 +30,7 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     /// The first page of up to `limit` events matching `filters`.
-    pub fn first_page(filters: &clinicdesk_protocol::export::ExportFilters, limit: u32) -> Self {
+    pub fn first_page(filters: &ExportFilters, limit: u32) -> Self {
         Self {
             patient_id: filters.patient_id,
             user_id: filters.user_id,
@@ -45,6 +42,18 @@ impl AuditQuery {
             limit: Some(limit),
         }
     }
+
+    /// Its filters, without the page.
+    pub fn filters(&self) -> ExportFilters {
+        ExportFilters {
+            patient_id: self.patient_id,
+            user_id: self.user_id,
+            device_id: self.device_id,
+            action: self.action,
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+        }
+    }
 }
 
 /// `cursor` is the (time, id) of the last event of the previous page.
@@ -53,8 +62,9 @@ fn parse_cursor(c: &str) -> Option<(i64, Uuid)> {
     Some((ms.parse().ok()?, Uuid::parse_str(id).ok()?))
 }
 
+/// A page of the scope's events matching `q`, newest first, with the cursor of the next.
 pub async fn search(
-    pool: &AnyPool,
+    store: &Store,
     scope: &ClinicScope,
     q: &AuditQuery,
 ) -> Result<AuditPage, ServerError> {
@@ -67,54 +77,10 @@ pub async fn search(
         .as_deref()
         .map(|c| parse_cursor(c).ok_or(ServerError::BadRequest { field: "cursor" }))
         .transpose()?;
-    let mut qb = Statement::new(
-        "SELECT e.event_json, e.signature, e.received_at_ms, e.leaf_index
-         FROM audit_events e WHERE e.leaf_index IS NOT NULL AND e.clinic_id = ",
-    );
-    qb.bind(scope.clinic_id().to_string());
-    if let Some(p) = q.patient_id {
-        qb.push(" AND e.patient_id = ").bind(p.to_string());
-    }
-    if let Some(u) = q.user_id {
-        qb.push(" AND e.actor_user_id = ").bind(u.to_string());
-    }
-    if let Some(d) = q.device_id {
-        qb.push(" AND e.device_id = ").bind(d.to_string());
-    }
-    if let Some(a) = q.action {
-        qb.push(" AND e.action = ").bind(a.as_str());
-    }
-    if let Some(from) = q.from_ms {
-        qb.push(" AND e.occurred_at_ms >= ").bind(from);
-    }
-    if let Some(to) = q.to_ms {
-        qb.push(" AND e.occurred_at_ms < ").bind(to);
-    }
-    if let Some((ms, id)) = cursor {
-        qb.push(" AND (e.occurred_at_ms < ")
-            .bind(ms)
-            .push(" OR (e.occurred_at_ms = ")
-            .bind(ms)
-            .push(" AND e.id < ")
-            .bind(id.to_string())
-            .push("))");
-    }
-    qb.push(" ORDER BY e.occurred_at_ms DESC, e.id DESC LIMIT ")
-        .bind(i64::from(limit) + 1);
-    let rows = qb.query().fetch_all(pool).await?;
-    let mut events = rows
-        .iter()
-        .map(|r| {
-            let event: AuditEvent = serde_json::from_str(r.get::<&str, _>(0))
-                .map_err(|_| ServerError::Internal("stored event malformed"))?;
-            Ok(AuditRecord {
-                event,
-                signature: r.get(1),
-                received_at_ms: r.get(2),
-                leaf_index: u64::try_from(r.get::<i64, _>(3)).unwrap_or(0),
-            })
-        })
-        .collect::<Result<Vec<_>, ServerError>>()?;
+    // One more than a page: whether there is a next one.
+    let mut events = store
+        .audit_events(scope, &q.filters(), cursor, i64::from(limit) + 1)
+        .await?;
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
     let next_cursor = more
@@ -128,59 +94,19 @@ pub async fn search(
 }
 
 /// Tamper alerts and outstanding sequences of the scope's clinic.
-pub async fn alerts(pool: &AnyPool, scope: &ClinicScope) -> Result<AuditAlerts, ServerError> {
-    let clinic = scope.clinic_id().to_string();
-    let rows = sqlx::query(
-        "SELECT device_id, device_seq, kind, hash, received_at_ms, logged_event_id FROM audit_alerts
-         WHERE clinic_id = $1 ORDER BY id",
-    )
-    .bind(&clinic)
-    .fetch_all(pool)
-    .await?;
-    let tamper = rows
-        .iter()
-        .map(|r| {
-            Ok(TamperAlert {
-                device_id: Uuid::parse_str(r.get::<&str, _>(0))
-                    .map_err(|_| ServerError::Internal("stored id malformed"))?,
-                device_seq: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
-                kind: r.get(2),
-                hash: Hash32::from_hex(r.get::<&str, _>(3))
-                    .ok_or(ServerError::Internal("stored hash malformed"))?,
-                received_at_ms: r.get(4),
-                logged_event_id: r
-                    .get::<Option<&str>, _>(5)
-                    .map(Uuid::parse_str)
-                    .transpose()
-                    .map_err(|_| ServerError::Internal("stored id malformed"))?,
-            })
-        })
-        .collect::<Result<Vec<_>, ServerError>>()?;
-    let heads = sqlx::query(
-        "SELECT device_id, contiguous_seq FROM audit_device_heads
-         WHERE clinic_id = $1 AND max_seq > contiguous_seq ORDER BY device_id",
-    )
-    .bind(&clinic)
-    .fetch_all(pool)
-    .await?;
+pub async fn alerts(store: &Store, scope: &ClinicScope) -> Result<AuditAlerts, ServerError> {
+    let mut tx = store.clinic_tx(scope).await?;
+    let tamper = audit_query::tamper_alerts(&mut tx).await?;
     let mut outstanding = Vec::new();
-    for head in heads {
-        let device: String = head.get(0);
-        let device_id =
-            Uuid::parse_str(&device).map_err(|_| ServerError::Internal("stored id malformed"))?;
-        let mut expected = u64::try_from(head.get::<i64, _>(1)).unwrap_or(0) + 1;
-        let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT device_seq FROM audit_events WHERE device_id = $1 AND device_seq > $2 ORDER BY device_seq",
-        )
-        .bind(&device)
-        .bind(head.get::<i64, _>(1))
-        .fetch_all(pool)
-        .await?;
+    for head in audit_query::devices_behind(&mut tx).await? {
+        let mut expected = u64::try_from(head.contiguous_seq).unwrap_or(0) + 1;
+        let seqs =
+            audit_query::sequences_after(&mut tx, head.device_id, head.contiguous_seq).await?;
         for seq in seqs {
             let seq = u64::try_from(seq).unwrap_or(0);
             if seq > expected {
                 outstanding.push(OutstandingRange {
-                    device_id,
+                    device_id: head.device_id,
                     from_seq: expected,
                     to_seq: seq - 1,
                 });
@@ -188,6 +114,7 @@ pub async fn alerts(pool: &AnyPool, scope: &ClinicScope) -> Result<AuditAlerts, 
             expected = seq + 1;
         }
     }
+    tx.commit().await?;
     Ok(AuditAlerts {
         tamper,
         outstanding,

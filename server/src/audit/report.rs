@@ -2,10 +2,7 @@
 //! with the actor's and device's names and each event's inclusion proof against a freshly
 //! signed checkpoint.
 
-use std::collections::HashMap;
-
 use clinicdesk_protocol::export::{ExportFilters, PatientAccess, PatientAccessReport};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::export::{Records, fresh_checkpoint};
@@ -16,21 +13,6 @@ use crate::state::AppState;
 
 /// Most accesses one report lists; a longer history needs a narrower period (or an export).
 pub const MAX_ACCESSES: usize = 10_000;
-
-async fn names(
-    state: &AppState,
-    scope: &ClinicScope,
-    sql: &'static str,
-) -> Result<HashMap<Uuid, String>, ServerError> {
-    let rows = sqlx::query(sql)
-        .bind(scope.clinic_id().to_string())
-        .fetch_all(state.store.pool())
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| Some((Uuid::parse_str(r.get::<&str, _>(0)).ok()?, r.get(1))))
-        .collect())
-}
 
 pub async fn patient_access_report(
     state: &AppState,
@@ -44,18 +26,8 @@ pub async fn patient_access_report(
         return Err(ServerError::NotFound);
     }
     let checkpoint = fresh_checkpoint(state, scope).await?;
-    let users = names(
-        state,
-        scope,
-        "SELECT id, display_name FROM users WHERE clinic_id = $1",
-    )
-    .await?;
-    let devices = names(
-        state,
-        scope,
-        "SELECT id, name FROM devices WHERE clinic_id = $1",
-    )
-    .await?;
+    let users = state.store.user_names(scope).await?;
+    let devices = state.store.device_names(scope).await?;
     let filters = ExportFilters {
         patient_id: Some(patient_id),
         from_ms,
@@ -64,14 +36,15 @@ pub async fn patient_access_report(
     };
     let mut records = Records::new(state, scope, &filters, &checkpoint);
     let mut accesses = Vec::new();
-    let mut conn = state.store.pool().acquire().await?;
+    // The proofs are read as one snapshot of the log.
+    let mut proofs = state.store.clinic_tx(scope).await?;
     while let Some(page) = records.next_page().await? {
         for r in page {
             if accesses.len() == MAX_ACCESSES {
                 return Err(ServerError::BadRequest { field: "from_ms" });
             }
             let proof = log::inclusion(
-                &mut conn,
+                &mut proofs,
                 scope.clinic_id(),
                 r.leaf_index,
                 checkpoint.checkpoint.tree_size,
@@ -87,6 +60,7 @@ pub async fn patient_access_report(
             });
         }
     }
+    proofs.commit().await?;
     Ok(PatientAccessReport {
         clinic_id: scope.clinic_id(),
         patient_id,

@@ -9,7 +9,6 @@ use clinicdesk_protocol::audit::{
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::AuditUpload;
 use ed25519_dalek::{Signer, SigningKey};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::ingest::{MAX_BATCH, ingest};
@@ -36,28 +35,15 @@ pub async fn seed_audit_events(
     n: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ServerError> {
-    let pool = state.store.pool();
-    let users: Vec<(Uuid, Role)> =
-        sqlx::query("SELECT id, role FROM users WHERE clinic_id = $1 ORDER BY id")
-            .bind(clinic.to_string())
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    Uuid::parse_str(r.get::<&str, _>(0)).ok()?,
-                    Role::parse(r.get::<&str, _>(1))?,
-                ))
-            })
-            .filter(|(_, role)| *role != Role::Admin)
-            .collect();
-    let patients = state
+    let scope = crate::scope::ClinicScope::of_console(&crate::scope::Console::operator(), clinic);
+    let users: Vec<(Uuid, Role)> = state
         .store
-        .patient_ids(&crate::scope::ClinicScope::of_console(
-            &crate::scope::Console::operator(),
-            clinic,
-        ))
-        .await?;
+        .users_and_roles(&scope)
+        .await?
+        .into_iter()
+        .filter(|(_, role)| *role != Role::Admin)
+        .collect();
+    let patients = state.store.patient_ids(&scope).await?;
     if users.is_empty() || patients.is_empty() {
         return Err(ServerError::BadRequest { field: "clinic" });
     }

@@ -15,12 +15,13 @@ use std::collections::HashMap;
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint};
 use futures_util::TryStreamExt;
-use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::key::{PublicKey, verify_hex};
 use super::log::LOWEST_STORED_LEVEL;
 use crate::error::ServerError;
+use crate::store::Store;
+use crate::store::audit_verify::NodeRow;
 
 /// What is wrong, and where: the first problem found, in log order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,28 +136,20 @@ pub enum VerifyError {
     Store(#[from] ServerError),
 }
 
-impl From<sqlx::Error> for VerifyError {
-    fn from(e: sqlx::Error) -> Self {
-        VerifyError::Store(ServerError::Database(e))
-    }
-}
-
 fn uuid(s: &str) -> Result<Uuid, VerifyError> {
     Uuid::parse_str(s).map_err(|_| VerifyError::Store(ServerError::Internal("stored id malformed")))
 }
 
 /// Verifies every clinic's log. `trusted` checkpoints (from receipts or exports) must
-/// each match the log too. Reads the events and the stored subtrees side by side: the pool
-/// must allow two connections at once.
+/// each match the log too. Reads the events and the stored subtrees side by side: the
+/// store's pool must allow two connections at once.
 pub async fn verify_all(
-    pool: &AnyPool,
+    store: &Store,
     server_key: &PublicKey,
     trusted: &[SignedCheckpoint],
 ) -> Result<Report, VerifyError> {
     let mut report = Report::default();
-    let clinics: Vec<String> = sqlx::query_scalar("SELECT id FROM clinics ORDER BY id")
-        .fetch_all(pool)
-        .await?;
+    let clinics = store.clinics_to_verify().await?;
     for clinic in clinics {
         let clinic = uuid(&clinic)?;
         let mine: Vec<SignedCheckpoint> = trusted
@@ -164,67 +157,52 @@ pub async fn verify_all(
             .filter(|c| c.checkpoint.clinic_id == clinic)
             .cloned()
             .collect();
-        verify_clinic(pool, server_key, clinic, &mine, &mut report).await?;
+        verify_clinic(store, server_key, clinic, &mine, &mut report).await?;
         report.clinics += 1;
     }
-    report.alerts = u64::try_from(
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_alerts")
-            .fetch_one(pool)
-            .await?,
-    )
-    .unwrap_or(0);
+    report.alerts = u64::try_from(store.alert_count().await?).unwrap_or(0);
     Ok(report)
 }
 
 /// The key each chain of the clinic is signed with: a workstation's enrolled key, or the
 /// server's audit key for the clinic's server chain, with who that recorder is.
 async fn chain_keys(
-    pool: &AnyPool,
+    store: &Store,
     server_key: &PublicKey,
     clinic: Uuid,
 ) -> Result<HashMap<Uuid, (Recorder, PublicKey)>, VerifyError> {
-    let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1")
-        .bind(clinic.to_string())
-        .fetch_all(pool)
-        .await?;
+    let rows = store.device_keys_as_stored(clinic).await?;
     let mut keys = HashMap::new();
     for row in rows {
-        let id = uuid(row.get::<&str, _>(0))?;
-        if row.get::<&str, _>(2) == "server" {
+        let id = uuid(&row.id)?;
+        if row.kind == "server" {
             keys.insert(id, (Recorder::Server, *server_key));
-        } else if let Some(key) = PublicKey::from_hex(row.get::<&str, _>(1)) {
+        } else if let Some(key) = PublicKey::from_hex(&row.public_key) {
             keys.insert(id, (Recorder::Device, key));
         }
     }
     Ok(keys)
 }
 
-async fn checkpoints(pool: &AnyPool, clinic: Uuid) -> Result<Vec<SignedCheckpoint>, VerifyError> {
-    let rows = sqlx::query(
-        "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
-         WHERE clinic_id = $1 ORDER BY tree_size",
-    )
-    .bind(clinic.to_string())
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SignedCheckpoint {
-                checkpoint: clinicdesk_protocol::merkle::Checkpoint {
-                    clinic_id: clinic,
-                    tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(u64::MAX),
-                    // A malformed root can never match: compare against all-ones.
-                    root_hash: Hash32::from_hex(r.get::<&str, _>(1)).unwrap_or(Hash32([0xff; 32])),
-                    issued_at_ms: r.get(2),
-                },
-                signature: r.get(3),
-            })
+async fn checkpoints(store: &Store, clinic: Uuid) -> Result<Vec<SignedCheckpoint>, VerifyError> {
+    let rows = store.checkpoints_as_stored(clinic).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SignedCheckpoint {
+            checkpoint: clinicdesk_protocol::merkle::Checkpoint {
+                clinic_id: clinic,
+                tree_size: u64::try_from(r.tree_size).unwrap_or(u64::MAX),
+                // A malformed root can never match: compare against all-ones.
+                root_hash: Hash32::from_hex(&r.root_hash).unwrap_or(Hash32([0xff; 32])),
+                issued_at_ms: r.issued_at_ms,
+            },
+            signature: r.signature,
         })
-        .collect()
+        .collect())
 }
 
 async fn verify_clinic(
-    pool: &AnyPool,
+    store: &Store,
     server_key: &PublicKey,
     clinic: Uuid,
     trusted: &[SignedCheckpoint],
@@ -238,8 +216,8 @@ async fn verify_clinic(
         }
         .into()
     };
-    let keys = chain_keys(pool, server_key, clinic).await?;
-    let mut pending: Vec<SignedCheckpoint> = checkpoints(pool, clinic).await?;
+    let keys = chain_keys(store, server_key, clinic).await?;
+    let mut pending: Vec<SignedCheckpoint> = checkpoints(store, clinic).await?;
     for c in &pending {
         if !verify_hex(server_key, &c.checkpoint.canonical_bytes(), &c.signature) {
             return Err(fail(
@@ -281,23 +259,13 @@ async fn verify_clinic(
         };
     check_due(&tree, &mut pending)?;
 
-    let mut rows = sqlx::query(
-        "SELECT leaf_index, id, device_id, device_seq, event_json, hash, signature
-         FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL ORDER BY leaf_index",
-    )
-    .bind(clinic.to_string())
-    .fetch(pool);
+    let mut rows = store.logged_events(clinic);
     // The stored subtrees in the order the walk completes them: by the leaf that
     // completes each, then upwards.
-    let mut nodes = sqlx::query(
-        "SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = $1
-         ORDER BY (idx + 1) << CAST(level AS INTEGER), level",
-    )
-    .bind(clinic.to_string())
-    .fetch(pool);
+    let mut nodes = store.log_nodes_in_walk_order(clinic);
     while let Some(row) = rows.try_next().await? {
-        let index = u64::try_from(row.get::<i64, _>(0)).unwrap_or(u64::MAX);
-        let row_id = uuid(row.get::<&str, _>(1))?;
+        let index = u64::try_from(row.leaf_index).unwrap_or(u64::MAX);
+        let row_id = uuid(&row.id)?;
         let here = Location::Event {
             event_id: row_id,
             leaf_index: index,
@@ -305,22 +273,22 @@ async fn verify_clinic(
         if index != tree.size() {
             return Err(fail(Location::Leaf(tree.size()), Problem::LeafMissing));
         }
-        let event: AuditEvent = serde_json::from_str(row.get::<&str, _>(4))
+        let event: AuditEvent = serde_json::from_str(&row.event_json)
             .map_err(|_| fail(here.clone(), Problem::Malformed))?;
         if event.id != row_id
             || event.clinic_id != clinic
-            || uuid(row.get::<&str, _>(2))? != event.device_id
-            || u64::try_from(row.get::<i64, _>(3)).ok() != Some(event.device_seq)
+            || uuid(&row.device_id)? != event.device_id
+            || u64::try_from(row.device_seq).ok() != Some(event.device_seq)
         {
             return Err(fail(here, Problem::Malformed));
         }
         let hash = event.hash();
-        if Hash32::from_hex(row.get::<&str, _>(5)) != Some(hash) {
+        if Hash32::from_hex(&row.hash) != Some(hash) {
             return Err(fail(here, Problem::HashMismatch));
         }
         let signed = SignedAuditEvent {
             event,
-            signature: row.get::<String, _>(6),
+            signature: row.signature,
         };
         let Some((recorder, key)) = keys.get(&signed.event.device_id) else {
             return Err(fail(here, Problem::UnknownDevice));
@@ -371,12 +339,7 @@ async fn verify_clinic(
     }
     drop(nodes);
 
-    let unlogged: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NULL LIMIT 1",
-    )
-    .bind(clinic.to_string())
-    .fetch_optional(pool)
-    .await?;
+    let unlogged = store.first_unlogged_event(clinic).await?;
     if let Some(id) = unlogged {
         return Err(fail(Location::Unlogged(uuid(&id)?), Problem::NotInLog));
     }
@@ -387,17 +350,17 @@ async fn verify_clinic(
             Problem::CheckpointBeyondLog,
         ));
     }
-    report.checkpoints += u64::try_from(checkpoints(pool, clinic).await?.len()).unwrap_or(0);
-    verify_chains(pool, clinic, report).await?;
-    verify_alerts(pool, clinic, &keys, logged_alerts).await
+    report.checkpoints += u64::try_from(checkpoints(store, clinic).await?.len()).unwrap_or(0);
+    verify_chains(store, clinic, report).await?;
+    verify_alerts(store, clinic, &keys, logged_alerts).await
 }
 
 /// A stored node row: (level, index, hash), if well formed.
-fn stored_node(row: &sqlx::any::AnyRow) -> Option<(u32, u64, Hash32)> {
+fn stored_node(row: &NodeRow) -> Option<(u32, u64, Hash32)> {
     Some((
-        u32::try_from(row.get::<i64, _>(0)).ok()?,
-        u64::try_from(row.get::<i64, _>(1)).ok()?,
-        Hash32(<[u8; 32]>::try_from(row.get::<&[u8], _>(2)).ok()?),
+        u32::try_from(row.level).ok()?,
+        u64::try_from(row.index).ok()?,
+        Hash32(<[u8; 32]>::try_from(row.hash.as_slice()).ok()?),
     ))
 }
 
@@ -408,21 +371,15 @@ type LoggedAlerts = HashMap<String, (Uuid, u64, Vec<String>)>;
 /// check out) and is recorded in the log with the same hash and kind; every alert the log
 /// records is stored. So an alert cannot be removed, altered or made up unseen.
 async fn verify_alerts(
-    pool: &AnyPool,
+    store: &Store,
     clinic: Uuid,
     keys: &HashMap<Uuid, (Recorder, PublicKey)>,
     mut logged: LoggedAlerts,
 ) -> Result<(), VerifyError> {
-    let rows = sqlx::query(
-        "SELECT device_id, device_seq, kind, hash, event_json, signature, logged_event_id
-         FROM audit_alerts WHERE clinic_id = $1 ORDER BY id",
-    )
-    .bind(clinic.to_string())
-    .fetch_all(pool)
-    .await?;
+    let rows = store.alerts_as_stored(clinic).await?;
     for row in rows {
-        let device_id = uuid(row.get::<&str, _>(0))?;
-        let device_seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(u64::MAX);
+        let device_id = uuid(&row.device_id)?;
+        let device_seq = u64::try_from(row.device_seq).unwrap_or(u64::MAX);
         let fail = |problem| -> VerifyError {
             Tampered {
                 clinic_id: clinic,
@@ -435,7 +392,7 @@ async fn verify_alerts(
             .into()
         };
         let event: AuditEvent =
-            serde_json::from_str(row.get::<&str, _>(4)).map_err(|_| fail(Problem::Malformed))?;
+            serde_json::from_str(&row.event_json).map_err(|_| fail(Problem::Malformed))?;
         if event.clinic_id != clinic
             || event.device_id != device_id
             || event.device_seq != device_seq
@@ -443,12 +400,12 @@ async fn verify_alerts(
             return Err(fail(Problem::Malformed));
         }
         let hash = event.hash();
-        if Hash32::from_hex(row.get::<&str, _>(3)) != Some(hash) {
+        if Hash32::from_hex(&row.hash) != Some(hash) {
             return Err(fail(Problem::HashMismatch));
         }
         match keys.get(&device_id) {
             Some((Recorder::Device, key)) => {
-                if !verify_hex(key, &event.canonical_bytes(), row.get::<&str, _>(5)) {
+                if !verify_hex(key, &event.canonical_bytes(), &row.signature) {
                     return Err(fail(Problem::BadSignature));
                 }
             }
@@ -457,8 +414,8 @@ async fn verify_alerts(
         let Some((logged_id, _, fields)) = logged.remove(&hash.to_hex()) else {
             return Err(fail(Problem::AlertNotLogged));
         };
-        let kind: &str = row.get(2);
-        let linked = row.get::<Option<&str>, _>(6).map(uuid).transpose()?;
+        let kind = row.kind.as_str();
+        let linked = row.logged_event_id.as_deref().map(uuid).transpose()?;
         if fields != [kind] || linked != Some(logged_id) {
             return Err(fail(Problem::AlertMismatch));
         }
@@ -480,27 +437,22 @@ async fn verify_alerts(
 /// Every device chain in sequence order: each event links to the one before it; a
 /// missing sequence is a gap (reported), not tampering, and the link across it is unchecked.
 async fn verify_chains(
-    pool: &AnyPool,
+    store: &Store,
     clinic: Uuid,
     report: &mut Report,
 ) -> Result<(), VerifyError> {
-    let mut rows = sqlx::query(
-        "SELECT device_id, device_seq, event_json, hash, leaf_index FROM audit_events
-         WHERE clinic_id = $1 ORDER BY device_id, device_seq",
-    )
-    .bind(clinic.to_string())
-    .fetch(pool);
+    let mut rows = store.chain_events(clinic);
     let mut last: Option<(Uuid, u64, Hash32)> = None;
     while let Some(row) = rows.try_next().await? {
-        let device = uuid(row.get::<&str, _>(0))?;
-        let seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-        let event: AuditEvent = serde_json::from_str(row.get::<&str, _>(2))
+        let device = uuid(&row.device_id)?;
+        let seq = u64::try_from(row.device_seq).unwrap_or(0);
+        let event: AuditEvent = serde_json::from_str(&row.event_json)
             .map_err(|_| VerifyError::Store(ServerError::Internal("stored event malformed")))?;
-        let hash = Hash32::from_hex(row.get::<&str, _>(3)).unwrap_or_default();
+        let hash = Hash32::from_hex(&row.hash).unwrap_or_default();
         let here = Location::Event {
             event_id: event.id,
             leaf_index: row
-                .get::<Option<i64>, _>(4)
+                .leaf_index
                 .and_then(|l| u64::try_from(l).ok())
                 .unwrap_or(u64::MAX),
         };

@@ -11,6 +11,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use clinicdesk_protocol::policy::{self, Access, Permission, PhiAccess};
 
+use super::seen::{requested_target, seen_of};
+use crate::audit::access::record_refusal;
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Principal};
 use crate::secrets::random::hash_secret;
@@ -95,13 +97,9 @@ pub async fn authorize(
                 if let Err(refused) = require(&principal, permission) {
                     // A refused change of who may see a chart is part of the trail too.
                     if let Some(kind) = rule.refusal {
-                        let seen = crate::audit::access::seen_of(&request, &principal);
-                        let requested =
-                            crate::audit::access::requested_target(request.uri(), false);
-                        crate::audit::access::record_refusal(
-                            &state, &principal, kind, &path, requested, seen,
-                        )
-                        .await;
+                        let seen = seen_of(&request, principal.device_id);
+                        let requested = requested_target(request.uri(), false);
+                        record_refusal(&state, &principal, kind, &path, requested, seen).await;
                     }
                     return Err(refused);
                 }
@@ -114,12 +112,9 @@ pub async fn authorize(
             // recorder) here.
             let response = match require(&principal, permission) {
                 Err(refused) => {
-                    let seen = crate::audit::access::seen_of(&request, &principal);
-                    let requested = crate::audit::access::requested_target(request.uri(), false);
-                    crate::audit::access::record_refusal(
-                        &state, &principal, recorded, &path, requested, seen,
-                    )
-                    .await;
+                    let seen = seen_of(&request, principal.device_id);
+                    let requested = requested_target(request.uri(), false);
+                    record_refusal(&state, &principal, recorded, &path, requested, seen).await;
                     Err(refused)
                 }
                 Ok(()) => {

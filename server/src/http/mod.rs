@@ -10,6 +10,8 @@ pub mod authorize;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod record;
 pub mod router;
 pub mod routes;
+pub mod seen;
 pub mod tls;

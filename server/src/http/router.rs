@@ -211,7 +211,7 @@ pub fn build_router_from(state: AppState, defs: Vec<RouteDef>) -> Result<Router,
     Ok(router
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::audit::access::record_phi_access,
+            crate::http::record::record_phi_access,
         ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

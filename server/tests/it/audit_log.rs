@@ -425,9 +425,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
 
     // The whole store verifies, and reports the two alerts.
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    let report = verify_all(server.store.pool(), &key, &[latest])
-        .await
-        .unwrap();
+    let report = verify_all(&server.store, &key, &[latest]).await.unwrap();
     // Six of the workstation; of the server, the two enrollments, three second factors set
     // up at sign-in, the two tamper alerts, and each read of the trail above (both
     // clinics').
@@ -617,7 +615,7 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
         .unwrap();
     assert_eq!(leaves(&a, clinic).await, u64::try_from(stored).unwrap());
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    let report = verify_all(a.store.pool(), &key, &[]).await.unwrap();
+    let report = verify_all(&a.store, &key, &[]).await.unwrap();
     assert_eq!(report.events, u64::try_from(stored).unwrap());
 
     let last_seen = session_last_seen(&a, login.user.user_id).await;

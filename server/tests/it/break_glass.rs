@@ -240,7 +240,7 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
     );
 
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(server.store.pool(), &key, &[]).await.unwrap();
+    verify_all(&server.store, &key, &[]).await.unwrap();
 }
 
 #[tokio::test]
@@ -380,5 +380,5 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
         }
     }
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(server.store.pool(), &key, &[]).await.unwrap();
+    verify_all(&server.store, &key, &[]).await.unwrap();
 }

@@ -144,9 +144,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         assert_eq!(pair[1].event.prev_hash, pair[0].event.hash(), "link {i}");
         assert_eq!(pair[1].event.device_seq, pair[0].event.device_seq + 1);
     }
-    let verified = verify_all(server.store.pool(), &audit_key, &[])
-        .await
-        .unwrap();
+    let verified = verify_all(&server.store, &audit_key, &[]).await.unwrap();
     let account_events: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_events WHERE action IN ('mfa_enrolled', 'mfa_reset', 'device_enrolled')",
     )

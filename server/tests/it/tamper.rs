@@ -13,11 +13,12 @@ use clinicdesk_server::admin::seed::seed_clinic;
 use clinicdesk_server::audit::ingest::ingest;
 use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
 use clinicdesk_server::secrets::random::{hash_secret, normalize_code};
+use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::time::ManualClock;
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::audit_log::event;
@@ -170,13 +171,9 @@ fn pristine() -> &'static Pristine {
     P.get_or_init(|| tokio::runtime::Runtime::new().unwrap().block_on(build()))
 }
 
-/// The tampered copy in `dir` as the verifier reads it (through the server's driver).
-async fn verifier_pool(dir: &Path) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = SqliteConnectOptions::new()
-        .filename(dir.join("clinicdesk.sqlite3"))
-        .to_url_lossy();
-    sqlx::AnyPool::connect(url.as_str()).await.unwrap()
+/// The tampered copy in `dir` as the verifier reads it (opened as `audit verify` does).
+async fn verifier_store(dir: &Path) -> Store {
+    Store::open(&StoreLocation::in_data_dir(dir)).await.unwrap()
 }
 
 /// A copy of the pristine database, opened the way an attacker would: no migrations, no
@@ -382,7 +379,7 @@ fn the_pristine_log_verifies() {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let _pool = attacker_copy(dir.path()).await;
-        let report = verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[])
+        let report = verify_all(&verifier_store(dir.path()).await, &p.server_key, &[])
             .await
             .unwrap();
         assert_eq!(
@@ -405,7 +402,7 @@ proptest! {
             let pool = attacker_copy(dir.path()).await;
             let named = apply(&pool, &t).await;
             pool.close().await;
-            (verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[]).await, named)
+            (verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await, named)
         });
         match outcome {
             (Err(VerifyError::Tampered(found)), named) => {
@@ -454,7 +451,7 @@ fn a_stored_subtree_changed_removed_or_made_up_is_named() {
             assert_eq!(stored, 1, "leaves 0..16, and nothing below level 4");
             sqlx::query(attack).execute(&pool).await.unwrap();
             pool.close().await;
-            verify_all(&verifier_pool(dir.path()).await, &p.server_key, &[]).await
+            verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await
         });
         match found {
             Err(VerifyError::Tampered(t)) => {
@@ -512,7 +509,7 @@ async fn seeded_synthetic_trails_go_through_ingest_and_verify() {
     .unwrap();
     assert_eq!(n, 1203);
     assert_eq!(shown, vec![500, 1000, 1203]);
-    let verified = verify_all(state.store.pool(), &state.audit_key.public_key(), &[])
+    let verified = verify_all(&state.store, &state.audit_key.public_key(), &[])
         .await
         .unwrap();
     // And the server chain's `device_enrolled` of each synthetic workstation.
@@ -562,7 +559,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
         .unwrap();
     assert_eq!(receipt.forked, vec![2]);
     let key = state.audit_key.public_key();
-    let clean = verify_all(state.store.pool(), &key, &[]).await.unwrap();
+    let clean = verify_all(&state.store, &key, &[]).await.unwrap();
     assert_eq!(clean.alerts, 1);
     let row = sqlx::query(
         "SELECT id, leaf_index, event_json FROM audit_events WHERE action = 'tamper_alert'",
@@ -643,7 +640,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
             }
         }
         pool.close().await;
-        let verifier = verifier_pool(copy.path()).await;
+        let verifier = verifier_store(copy.path()).await;
         match verify_all(&verifier, &key, &[]).await {
             Err(VerifyError::Tampered(t)) => {
                 assert_eq!((t.location, t.problem), (location, problem), "{attack:?}");

@@ -16,6 +16,7 @@ use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::http::extract::{Body, Id, Params};
 use crate::state::AppState;
+use crate::store::ClinicTx;
 
 #[utoipa::path(post, path = "/v1/audit/batches", request_body = AuditUpload,
     responses((status = 200, body = AuditReceipt), (status = 409, body = ApiError),
@@ -40,9 +41,7 @@ pub async fn search(
     auth: Authenticated,
     Params(q): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, ServerError> {
-    Ok(Json(
-        query::search(state.store.pool(), auth.scope(), &q).await?,
-    ))
+    Ok(Json(query::search(&state.store, auth.scope(), &q).await?))
 }
 
 /// The clinic's newest checkpoint, signing a new one first if the log has grown.
@@ -65,8 +64,7 @@ pub struct TreeSize {
 }
 
 async fn require_checkpoint(
-    conn: &mut sqlx::AnyConnection,
-    clinic: Uuid,
+    tx: &mut ClinicTx,
     size: u64,
     field: &'static str,
 ) -> Result<(), ServerError> {
@@ -74,7 +72,8 @@ async fn require_checkpoint(
     if i64::try_from(size).is_err() {
         return Err(ServerError::BadRequest { field });
     }
-    log::checkpoint_at(conn, clinic, size)
+    let clinic = tx.clinic_id();
+    log::checkpoint_at(tx, clinic, size)
         .await?
         .map(|_| ())
         .ok_or(ServerError::BadRequest { field })
@@ -91,17 +90,17 @@ pub async fn inclusion(
     Params(TreeSize { tree_size }): Params<TreeSize>,
 ) -> Result<Json<InclusionEvidence>, ServerError> {
     let clinic = auth.scope().clinic_id();
-    let mut conn = state.store.pool().acquire().await?;
-    let leaf = log::leaf_of(&mut conn, clinic, event_id)
+    let mut tx = state.store.clinic_tx(auth.scope()).await?;
+    let leaf = log::leaf_of(&mut tx, clinic, event_id)
         .await?
         .ok_or(ServerError::NotFound)?;
-    require_checkpoint(&mut conn, clinic, tree_size, "tree_size").await?;
+    require_checkpoint(&mut tx, tree_size, "tree_size").await?;
     if leaf >= tree_size {
         return Err(ServerError::BadRequest { field: "tree_size" });
     }
-    Ok(Json(
-        log::inclusion(&mut conn, clinic, leaf, tree_size).await?,
-    ))
+    let proof = log::inclusion(&mut tx, clinic, leaf, tree_size).await?;
+    tx.commit().await?;
+    Ok(Json(proof))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -121,15 +120,15 @@ pub async fn consistency(
     Params(Sizes { old_size, new_size }): Params<Sizes>,
 ) -> Result<Json<ConsistencyEvidence>, ServerError> {
     let clinic = auth.scope().clinic_id();
-    let mut conn = state.store.pool().acquire().await?;
-    require_checkpoint(&mut conn, clinic, old_size, "old_size").await?;
-    require_checkpoint(&mut conn, clinic, new_size, "new_size").await?;
+    let mut tx = state.store.clinic_tx(auth.scope()).await?;
+    require_checkpoint(&mut tx, old_size, "old_size").await?;
+    require_checkpoint(&mut tx, new_size, "new_size").await?;
     if old_size == 0 || old_size > new_size {
         return Err(ServerError::BadRequest { field: "old_size" });
     }
-    Ok(Json(
-        log::consistency(&mut conn, clinic, old_size, new_size).await?,
-    ))
+    let proof = log::consistency(&mut tx, clinic, old_size, new_size).await?;
+    tx.commit().await?;
+    Ok(Json(proof))
 }
 
 /// Tamper alerts (forks, broken links) and device sequences still outstanding.
@@ -139,7 +138,7 @@ pub async fn alerts(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<AuditAlerts>, ServerError> {
-    Ok(Json(query::alerts(state.store.pool(), auth.scope()).await?))
+    Ok(Json(query::alerts(&state.store, auth.scope()).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

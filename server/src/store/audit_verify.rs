@@ -1,0 +1,237 @@
+//! The reads of `clinicdesk-server audit verify` (`crate::audit::verify`), which walks every
+//! clinic's trail as an operator's command, outside any request's scope: so these take the
+//! clinic's id.
+//!
+//! A clinic's logged events, its device chains and its stored log nodes are streamed (the
+//! trail runs to millions of rows, never all in memory); the verifier reads the events and
+//! the nodes side by side, each stream on a connection of its own. Rows come back as their
+//! columns hold them: telling a malformed value from tampering, and in which order, is the
+//! verifier's job.
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::*;
+
+/// A device's key row, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredDeviceKey {
+    pub id: String,
+    pub public_key: String,
+    /// `server` for the clinic's server chain.
+    pub kind: String,
+}
+
+/// A checkpoint row, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub tree_size: i64,
+    pub root_hash: String,
+    pub issued_at_ms: i64,
+    pub signature: String,
+}
+
+/// A logged event's row, as stored.
+#[derive(Debug, Clone)]
+pub struct LoggedEventRow {
+    pub leaf_index: i64,
+    pub id: String,
+    pub device_id: String,
+    pub device_seq: i64,
+    pub event_json: String,
+    pub hash: String,
+    pub signature: String,
+}
+
+/// A stored log node (a perfect subtree), as stored.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub level: i64,
+    pub index: i64,
+    pub hash: Vec<u8>,
+}
+
+/// An event's row in its device chain, as stored.
+#[derive(Debug, Clone)]
+pub struct ChainEventRow {
+    pub device_id: String,
+    pub device_seq: i64,
+    pub event_json: String,
+    pub hash: String,
+    pub leaf_index: Option<i64>,
+}
+
+/// A tamper alert's row, as stored.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    pub device_id: String,
+    pub device_seq: i64,
+    pub kind: String,
+    pub hash: String,
+    pub event_json: String,
+    pub signature: String,
+    pub logged_event_id: Option<String>,
+}
+
+impl Store {
+    /// Every clinic's id, in order.
+    pub async fn clinics_to_verify(&self) -> Result<Vec<String>, ServerError> {
+        Ok(sqlx::query_scalar("SELECT id FROM clinics ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// How many tamper alerts are stored, over all clinics.
+    pub async fn alert_count(&self) -> Result<i64, ServerError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_alerts")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The clinic's devices' keys.
+    pub async fn device_keys_as_stored(
+        &self,
+        clinic: Uuid,
+    ) -> Result<Vec<StoredDeviceKey>, ServerError> {
+        let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1")
+            .bind(clinic.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredDeviceKey {
+                id: row.get(0),
+                public_key: row.get(1),
+                kind: row.get(2),
+            })
+            .collect())
+    }
+
+    /// The clinic's checkpoints, smallest first.
+    pub async fn checkpoints_as_stored(
+        &self,
+        clinic: Uuid,
+    ) -> Result<Vec<StoredCheckpoint>, ServerError> {
+        let rows = sqlx::query(
+            "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
+         WHERE clinic_id = $1 ORDER BY tree_size",
+        )
+        .bind(clinic.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredCheckpoint {
+                tree_size: r.get(0),
+                root_hash: r.get(1),
+                issued_at_ms: r.get(2),
+                signature: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The clinic's logged events in log order, streamed.
+    pub fn logged_events(
+        &self,
+        clinic: Uuid,
+    ) -> BoxStream<'_, Result<LoggedEventRow, ServerError>> {
+        sqlx::query(
+            "SELECT leaf_index, id, device_id, device_seq, event_json, hash, signature
+         FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL ORDER BY leaf_index",
+        )
+        .bind(clinic.to_string())
+        .fetch(&self.pool)
+        .map(|row| {
+            let row = row?;
+            Ok(LoggedEventRow {
+                leaf_index: row.get(0),
+                id: row.get(1),
+                device_id: row.get(2),
+                device_seq: row.get(3),
+                event_json: row.get(4),
+                hash: row.get(5),
+                signature: row.get(6),
+            })
+        })
+        .boxed()
+    }
+
+    /// The clinic's stored log nodes in the order a walk of the log completes them: by the
+    /// leaf that completes each, then upwards. Streamed.
+    pub fn log_nodes_in_walk_order(
+        &self,
+        clinic: Uuid,
+    ) -> BoxStream<'_, Result<NodeRow, ServerError>> {
+        sqlx::query(
+            "SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = $1
+         ORDER BY (idx + 1) << CAST(level AS INTEGER), level",
+        )
+        .bind(clinic.to_string())
+        .fetch(&self.pool)
+        .map(|row| {
+            let row = row?;
+            Ok(NodeRow {
+                level: row.get(0),
+                index: row.get(1),
+                hash: row.get(2),
+            })
+        })
+        .boxed()
+    }
+
+    /// The id of one of the clinic's events that is not in its log, if any.
+    pub async fn first_unlogged_event(&self, clinic: Uuid) -> Result<Option<String>, ServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NULL LIMIT 1",
+        )
+        .bind(clinic.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The clinic's tamper alerts, in the order they were raised.
+    pub async fn alerts_as_stored(&self, clinic: Uuid) -> Result<Vec<AlertRow>, ServerError> {
+        let rows = sqlx::query(
+            "SELECT device_id, device_seq, kind, hash, event_json, signature, logged_event_id
+         FROM audit_alerts WHERE clinic_id = $1 ORDER BY id",
+        )
+        .bind(clinic.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| AlertRow {
+                device_id: row.get(0),
+                device_seq: row.get(1),
+                kind: row.get(2),
+                hash: row.get(3),
+                event_json: row.get(4),
+                signature: row.get(5),
+                logged_event_id: row.get(6),
+            })
+            .collect())
+    }
+
+    /// Every event of the clinic, logged or not, chain by chain in sequence order. Streamed.
+    pub fn chain_events(&self, clinic: Uuid) -> BoxStream<'_, Result<ChainEventRow, ServerError>> {
+        sqlx::query(
+            "SELECT device_id, device_seq, event_json, hash, leaf_index FROM audit_events
+         WHERE clinic_id = $1 ORDER BY device_id, device_seq",
+        )
+        .bind(clinic.to_string())
+        .fetch(&self.pool)
+        .map(|row| {
+            let row = row?;
+            Ok(ChainEventRow {
+                device_id: row.get(0),
+                device_seq: row.get(1),
+                event_json: row.get(2),
+                hash: row.get(3),
+                leaf_index: row.get(4),
+            })
+        })
+        .boxed()
+    }
+}
