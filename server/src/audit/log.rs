@@ -281,7 +281,7 @@ pub async fn adopt_unlogged(
         script.execute(&mut tx).await?;
         // Workstations' upload progress; the server chain's tip is its last event.
         let scope = ClinicScope::of_console(&Console::operator(), clinic);
-        for device in Store::workstations(&mut tx, clinic).await? {
+        for device in Store::workstation_chains(&mut tx, clinic).await? {
             super::ingest::advance_head(&mut tx, &scope, device).await?;
         }
         checkpoint(&mut tx, key, clinic, &tree, now_ms).await?;

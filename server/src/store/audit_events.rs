@@ -296,7 +296,7 @@ impl Store {
     }
 
     /// The clinic's workstations (the chains whose upload progress is kept).
-    pub async fn workstations(
+    pub async fn workstation_chains(
         conn: &mut AnyConnection,
         clinic: Uuid,
     ) -> Result<Vec<Uuid>, ServerError> {
