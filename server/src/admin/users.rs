@@ -144,7 +144,7 @@ pub async fn change(
     if !found {
         return Err(ServerError::NotFound);
     }
-    end_sessions(&mut tx, user_id, state.clock.now_ms()).await?;
+    store::sessions::end_user_sessions(&mut tx, user_id, state.clock.now_ms()).await?;
     let event = security_event(admin, action, "User", user_id.to_string(), &route, seen);
     server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
     tx.commit().await?;
@@ -160,14 +160,5 @@ pub async fn set_password(
     now_ms: i64,
 ) -> Result<(), ServerError> {
     store::users::set_password(&mut *conn, scope, user_id, password_hash).await?;
-    end_sessions(conn, user_id, now_ms).await
-}
-
-/// Ends every session and second-factor grant of the user.
-pub async fn end_sessions(
-    conn: &mut AnyConnection,
-    user_id: Uuid,
-    now_ms: i64,
-) -> Result<(), ServerError> {
-    store::users::end_sessions(conn, user_id, now_ms).await
+    store::sessions::end_user_sessions(conn, user_id, now_ms).await
 }

@@ -169,25 +169,6 @@ pub async fn renew_first_password(
     Ok(())
 }
 
-/// Ends every session and second-factor grant of the user.
-pub async fn end_sessions(
-    conn: &mut AnyConnection,
-    user_id: Uuid,
-    now_ms: i64,
-) -> Result<(), ServerError> {
-    for sql in [
-        "UPDATE mfa_grants SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
-        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
-    ] {
-        sqlx::query(sql)
-            .bind(now_ms)
-            .bind(user_id.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 impl Store {
     pub async fn upsert_user(
         &self,
