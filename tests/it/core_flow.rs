@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
@@ -19,7 +19,7 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
     let core = Arc::new(
         Core::new(
             app_config(&server, app_dir.path(), Some(Duration::from_secs(600))),
-            clinicdesk_app::clock::system(),
+            clinicdesk_app::os::clock::system(),
         )
         .unwrap(),
     );
@@ -156,7 +156,7 @@ async fn idle_deadline_locks_and_activity_defers_it() {
     let app_dir = tempfile::tempdir().unwrap();
     let core = Core::new(
         app_config(&server, app_dir.path(), Some(Duration::from_millis(1500))),
-        clinicdesk_app::clock::system(),
+        clinicdesk_app::os::clock::system(),
     )
     .unwrap();
     core.enroll(&server.seed.enrollment_code, "Room 2")

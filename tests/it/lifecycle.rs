@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::clock::ManualClock;
 use clinicdesk_app::config::Config;
-use clinicdesk_app::keychain::KeychainError;
-use clinicdesk_app::keys::DEVICE_SECRET;
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
+use clinicdesk_app::os::clock::ManualClock;
+use clinicdesk_app::secrets::keychain::KeychainError;
+use clinicdesk_app::secrets::keys::DEVICE_SECRET;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
@@ -216,7 +216,7 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
 
     // A restarted app still shows the revocation, and signs nobody in.
     drop(core);
-    let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
+    let core = Core::new(config, clinicdesk_app::os::clock::system()).unwrap();
     assert_eq!(core.status().phase, Phase::Revoked);
     assert_eq!(
         code_of(core.sign_in("frontdesk", "x").await.unwrap_err()),
@@ -250,7 +250,7 @@ async fn a_lost_device_secret_comes_back_from_the_servers_escrow_and_nothing_uns
     drop(core);
 
     // Restarted without the secret: nothing opens, and the app says what to do.
-    let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
+    let core = Core::new(config, clinicdesk_app::os::clock::system()).unwrap();
     assert_eq!(core.status().phase, Phase::DeviceSecretMissing);
     let password = server.seed.password("frontdesk");
     let refused = core.sign_in("frontdesk", password).await.unwrap_err();
@@ -378,7 +378,7 @@ impl Drop for PrivateBus {
 /// interfaces, members and arguments, and the app listens on that bus for both.
 #[tokio::test(flavor = "multi_thread")]
 async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
-    use clinicdesk_app::os_lock::{self, Buses};
+    use clinicdesk_app::os::lock_signals::{self, Buses};
 
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
@@ -393,7 +393,7 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
 
     let private = PrivateBus::start();
     let bus = private.connect().await;
-    let watch = os_lock::watch(
+    let watch = lock_signals::watch(
         core.clone(),
         Buses {
             system: Some(bus.clone()),

@@ -17,7 +17,7 @@ use zbus::message::Type;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{Connection, MatchRule, MessageStream};
 
-use crate::session::Core;
+use super::Lockable;
 
 /// One signal that means "lock now", and which argument value does.
 struct Trigger {
@@ -110,10 +110,10 @@ async fn own_login_session(conn: &Connection) -> Option<OwnedObjectPath> {
     reply.body().deserialize::<OwnedObjectPath>().ok()
 }
 
-/// Subscribes to every trigger on its bus, then returns a future that locks `core` each
+/// Subscribes to every trigger on its bus, then returns a future that locks `app` each
 /// time one fires. Subscribing first means a signal sent after this returns is seen.
 pub async fn watch(
-    core: Arc<Core>,
+    app: Arc<impl Lockable>,
     buses: Buses,
 ) -> Result<impl std::future::Future<Output = ()>, zbus::Error> {
     let mut streams = Vec::new();
@@ -147,7 +147,7 @@ pub async fn watch(
                 Some(expected) => message.body().deserialize::<bool>().ok() == Some(expected),
             };
             if fire {
-                core.lock_because(trigger.cause);
+                app.lock_for(trigger.cause);
             }
         }
     })
