@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::routing::get;
-use clinicdesk_app::keychain::random_key;
+use clinicdesk_app::secrets::keychain::random_key;
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, Hash32, Outcome, Recorder, SignedAuditEvent, to_hex,
 };

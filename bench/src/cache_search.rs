@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use clinicdesk_app::cache::{self, Cache};
-use clinicdesk_app::keychain::random_key;
-use clinicdesk_app::patient_search::PatientQuery;
+use clinicdesk_app::local::cache::{self, Cache};
+use clinicdesk_app::local::patient_search::PatientQuery;
+use clinicdesk_app::secrets::keychain::random_key;
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::wire::{ClinicalAccess, Patient};
 use uuid::Uuid;

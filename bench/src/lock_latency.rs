@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clinicdesk_app::config::Config;
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_server::admin::seed;
 use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
@@ -45,7 +45,7 @@ pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         keychain_service: format!("ClinicDesk-bench-{}", uuid::Uuid::new_v4()),
         upload_interval: Duration::from_millis(200),
     };
-    let core = Arc::new(Core::new(config, clinicdesk_app::clock::system())?);
+    let core = Arc::new(Core::new(config, clinicdesk_app::os::clock::system())?);
     let locked_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let seen = locked_at.clone();
     core.set_lock_listener(move || {
@@ -73,8 +73,8 @@ pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         core.open_patient(first.patient_id).await?;
         anyhow::Ok(())
     })?;
-    rt.spawn(clinicdesk_app::sync::run_idle_watch(core.clone()));
-    rt.spawn(clinicdesk_app::sync::run_uploader(
+    rt.spawn(clinicdesk_app::os::idle::run_idle_watch(core.clone()));
+    rt.spawn(clinicdesk_app::core::uploader::run_uploader(
         core.clone(),
         Duration::from_millis(200),
     ));

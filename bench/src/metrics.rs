@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clinicdesk_app::cache::{Cache, Meta};
-use clinicdesk_app::db;
-use clinicdesk_app::device::DeviceKey;
-use clinicdesk_app::keychain::random_key;
-use clinicdesk_app::keys::{ARGON2_M_KIB, ARGON2_P, ARGON2_T, DeviceSecret, WrappedKey};
-use clinicdesk_app::outbox::{Draft, Outbox, Signer};
+use clinicdesk_app::local::cache::{Cache, Meta};
+use clinicdesk_app::local::db;
+use clinicdesk_app::local::outbox::{Draft, Outbox, Signer};
+use clinicdesk_app::secrets::device_key::DeviceKey;
+use clinicdesk_app::secrets::keychain::random_key;
+use clinicdesk_app::secrets::keys::{ARGON2_M_KIB, ARGON2_P, ARGON2_T, DeviceSecret, WrappedKey};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::UserInfo;

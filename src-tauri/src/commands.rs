@@ -14,11 +14,11 @@ use clinicdesk_protocol::wire::{
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
 
-use crate::client::CodeMethod;
 use crate::config::Config;
+use crate::core::{Core, uploader};
 use crate::error::AppError;
-use crate::session::Core;
-use crate::{os_lock, sync};
+use crate::net::client::CodeMethod;
+use crate::os::{idle, lock_signals};
 
 /// The event the UI hears when the core locks on its own (idle, server order).
 pub const LOCKED_EVENT: &str = "clinicdesk://locked";
@@ -353,9 +353,9 @@ fn plug_in_security_key(core: &Core) {
         return;
     }
     #[cfg(feature = "usb-security-key")]
-    core.set_security_key(Arc::new(crate::security_key::ctap::CtapSecurityKey::new(
-        crate::security_key::ctap::UsbKeys,
-    )));
+    core.set_security_key(Arc::new(
+        crate::os::security_key::ctap::CtapSecurityKey::new(crate::os::security_key::ctap::UsbKeys),
+    ));
     #[cfg(not(any(feature = "soft-authenticator", feature = "usb-security-key")))]
     let _ = core;
 }
@@ -364,8 +364,8 @@ fn plug_in_security_key(core: &Core) {
 /// prompts, `pin` a CTAP2 key plugged in with the PIN in `CLINICDESK_SOFT_SECURITY_KEY_PIN`,
 /// touching itself a moment after it starts blinking.
 #[cfg(feature = "soft-authenticator")]
-fn soft_security_key() -> Option<Arc<dyn crate::security_key::SecurityKey>> {
-    use crate::security_key::{SoftCtapKey, SoftSecurityKey, ctap::CtapSecurityKey};
+fn soft_security_key() -> Option<Arc<dyn crate::os::security_key::SecurityKey>> {
+    use crate::os::security_key::{SoftCtapKey, SoftSecurityKey, ctap::CtapSecurityKey};
     match std::env::var("CLINICDESK_SOFT_SECURITY_KEY").ok()?.as_str() {
         "1" => Some(Arc::new(SoftSecurityKey::new())),
         "pin" => {
@@ -388,17 +388,17 @@ pub fn run() -> Result<(), tauri::Error> {
         .setup(|app| {
             let config = Config::from_env(app.path().app_data_dir()?);
             let upload_interval = config.upload_interval;
-            let core = Arc::new(Core::new(config, crate::clock::system())?);
+            let core = Arc::new(Core::new(config, crate::os::clock::system())?);
             plug_in_security_key(&core);
             let handle = app.handle().clone();
             core.set_lock_listener(move || {
                 let _ = handle.emit(LOCKED_EVENT, ());
             });
-            tauri::async_runtime::spawn(sync::run_idle_watch(core.clone()));
-            tauri::async_runtime::spawn(sync::run_uploader(core.clone(), upload_interval));
+            tauri::async_runtime::spawn(idle::run_idle_watch(core.clone()));
+            tauri::async_runtime::spawn(uploader::run_uploader(core.clone(), upload_interval));
             let watched = core.clone();
             tauri::async_runtime::spawn(async move {
-                match os_lock::watch(watched, os_lock::Buses::connect().await).await {
+                match lock_signals::watch(watched, lock_signals::Buses::connect().await).await {
                     Ok(watch) => watch.await,
                     Err(_) => tracing::warn!("OS lock signals unavailable"),
                 }

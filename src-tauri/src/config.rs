@@ -1,7 +1,8 @@
 //! Where the app keeps its files and which server it enrolls with. Set by the clinic's IT
-//! (or `cargo xtask demo`) through the environment; the UI cannot change it.
+//! (or `cargo xtask demo`) through the environment; the UI cannot change it. [`Paths`]
+//! names each file of the data directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,35 @@ impl Config {
             keychain_service: var("CLINICDESK_KEYCHAIN_SERVICE")
                 .unwrap_or_else(|| "ClinicDesk".into()),
             upload_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Files under the data directory (the per-user caches are in [`crate::local::users`]).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub install: PathBuf,
+    pub enrollment: PathBuf,
+    pub pinned_ca: PathBuf,
+    pub outbox: PathBuf,
+    /// The device key, wrapped under the device secret.
+    pub device_key: PathBuf,
+    /// The recovery key, wrapped under the device secret ([`crate::secrets::recovery_key`]).
+    pub recovery_key: PathBuf,
+    /// Present after the server revoked this device and it wiped itself.
+    pub revoked: PathBuf,
+}
+
+impl Paths {
+    pub fn under(data_dir: &Path) -> Self {
+        Self {
+            install: data_dir.join("install.json"),
+            enrollment: data_dir.join("enrollment.json"),
+            pinned_ca: data_dir.join("server-ca.pem"),
+            outbox: data_dir.join("outbox.sqlite3"),
+            device_key: data_dir.join("device-key.json"),
+            recovery_key: data_dir.join("recovery-key.json"),
+            revoked: data_dir.join("revoked.json"),
         }
     }
 }

@@ -16,9 +16,9 @@ pub enum AppError {
     #[error("bad input: {0}")]
     BadInput(&'static str),
     #[error("keychain unavailable")]
-    Keychain(#[from] crate::keychain::KeychainError),
+    Keychain(#[from] crate::secrets::keychain::KeychainError),
     #[error("local database unavailable")]
-    Cache(#[from] crate::db::DbError),
+    Cache(#[from] crate::local::db::DbError),
     #[error("password does not open this user's cache")]
     WrongPassword,
     #[error("device revoked")]
@@ -40,7 +40,7 @@ pub enum AppError {
     #[error("audit receipt rejected: {0}")]
     BadReceipt(&'static str),
     #[error("security key: {0}")]
-    SecurityKey(#[from] crate::security_key::SecurityKeyError),
+    SecurityKey(#[from] crate::os::security_key::SecurityKeyError),
 }
 
 impl AppError {
@@ -64,7 +64,7 @@ impl AppError {
             AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),
             AppError::BadReceipt(_) => ApiError::with_field(ErrorCode::Internal, "receipt"),
             AppError::SecurityKey(e) => {
-                use crate::security_key::SecurityKeyError as K;
+                use crate::os::security_key::SecurityKeyError as K;
                 let field = match e {
                     K::NoAnswer | K::Refused | K::BadOptions => "security_key",
                     K::Cancelled => "security_key_cancelled",

@@ -1,44 +1,33 @@
-//! The ClinicDesk desktop app. The client core is plain Rust, testable without a webview:
+//! The ClinicDesk desktop app. The client core is plain Rust, testable without a webview,
+//! in folders by job:
 //!
-//! - [`keychain`]: secrets in the OS keychain (Secret Service on Linux), no fallback.
-//! - [`keys`]: the device secret and what derives from it; per-user cache-key wrapping.
-//! - [`device`]: this workstation's enrollment and Ed25519 device key; [`recovery_key`]:
-//!   the key that gets a lost device secret back from the server's escrow; [`sealed`]:
-//!   how those keys are stored.
-//! - [`client`]: the HTTPS client that trusts only the CA pinned at enrollment.
-//! - [`db`]: opening SQLCipher databases; [`cache`]: one user's cached records, found
-//!   by name, date of birth or MRN through [`patient_search`];
-//!   [`users`]: the per-user caches on this workstation; [`outbox`]: the device's
-//!   signed audit chain waiting for upload.
-//! - [`security_key`]: the authenticators the WebAuthn second factor runs on.
-//! - [`session`]: sign-in, lock, unlock, switch user, sign out, wipe: the state machine.
-//! - [`sync`]: the idle watch and the background audit uploader; [`os_lock`]: locking
-//!   when the OS session locks or the machine suspends.
+//! - [`core`]: [`core::Core`], the app's state: a device part (enrollment, keychain,
+//!   outbox and its upload, wipe) and a session part (sign-in, second factor, lock, PHI
+//!   reads, admin work), locked in one order that the types enforce.
+//! - [`local`]: what the workstation keeps in SQLCipher: users' caches and the outbox.
+//! - [`secrets`]: the keychain, the device secret and what derives from it, the device
+//!   and recovery keys, sealed on disk.
+//! - [`net`]: the HTTPS client pinned to the enrollment's CA, and receipt checks.
+//! - [`os`]: the clocks, the idle watch, OS lock signals and security keys.
 //!
-//! [`commands`] is the thin Tauri layer over [`session::Core`]; [`log_filter`] says what
-//! the app logs.
+//! At the root: [`error`] (the one error type), [`config`] (settings and file layout),
+//! [`files`] (small files written atomically), [`log_filter`]. [`commands`] is the thin
+//! Tauri layer over [`core::Core`], and the only module that imports tauri.
+//!
+//! Layering: `commands` → `core` → {`local`, `secrets`, `net`, `os`}; `local` → `secrets`; every
+//! folder may use `error`, `config` and `files`, and nothing imports `commands` or (outside
+//! `commands`) `core`.
 
-pub mod cache;
-pub mod client;
-pub mod clock;
 #[cfg(feature = "shell")]
 pub mod commands;
 pub mod config;
-pub mod db;
-pub mod device;
+pub mod core;
 pub mod error;
-pub mod keychain;
-pub mod keys;
+pub mod files;
+pub mod local;
 pub mod log_filter;
-pub mod os_lock;
-pub mod outbox;
-pub mod patient_search;
-pub mod receipt;
-pub mod recovery_key;
-pub mod sealed;
-pub mod security_key;
-pub mod session;
-pub mod sync;
-pub mod users;
+pub mod net;
+pub mod os;
+pub mod secrets;
 
 pub use error::AppError;

@@ -3,7 +3,7 @@
 //! the flag, the offline cache does not keep what the grant opened, and an admin
 //! acknowledges the grant from the app.
 
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{BreakGlassReason, ClinicalAccess};

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
+use clinicdesk_app::os::clock::ManualClock;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
@@ -19,7 +20,7 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
     let core = Arc::new(
         Core::new(
             app_config(&server, app_dir.path(), Some(Duration::from_secs(600))),
-            clinicdesk_app::clock::system(),
+            clinicdesk_app::os::clock::system(),
         )
         .unwrap(),
     );
@@ -150,13 +151,17 @@ async fn enroll_sign_in_view_upload_lock_unlock() {
     );
 }
 
+/// Idle time is kept on the core's monotonic clock, so the test moves that clock instead
+/// of sleeping: the same deadline, the same checks, no wall-clock waits.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_deadline_locks_and_activity_defers_it() {
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
+    // 2026-11-23 12:00 UTC; the wall clock only stamps the audit events here.
+    let clock = ManualClock::new(1_795_435_200_000);
     let core = Core::new(
         app_config(&server, app_dir.path(), Some(Duration::from_millis(1500))),
-        clinicdesk_app::clock::system(),
+        Arc::new(clock.clone()),
     )
     .unwrap();
     core.enroll(&server.seed.enrollment_code, "Room 2")
@@ -172,15 +177,15 @@ async fn idle_deadline_locks_and_activity_defers_it() {
     assert!(!core.lock_if_idle(), "fresh session is not idle");
     // Activity keeps pushing the deadline out.
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        clock.advance(Duration::from_millis(500));
         core.activity();
         assert!(!core.lock_if_idle());
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !core.lock_if_idle() {
-        assert!(std::time::Instant::now() < deadline, "idle lock never came");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The deadline is 1.5 s after the last activity: not a millisecond before it.
+    clock.advance(Duration::from_millis(1499));
+    assert!(!core.lock_if_idle(), "locked before the idle deadline");
+    clock.advance(Duration::from_millis(1));
+    assert!(core.lock_if_idle(), "idle lock never came");
     assert!(locked.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(core.status().phase, Phase::Locked);
 }

@@ -737,7 +737,7 @@ async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_e
     // still waiting in the outbox.
     {
         let core =
-            clinicdesk_app::session::Core::new(config.clone(), clinicdesk_app::clock::system())
+            clinicdesk_app::core::Core::new(config.clone(), clinicdesk_app::os::clock::system())
                 .unwrap();
         core.enroll(&server.seed.enrollment_code, "E2E recovery")
             .await
@@ -749,7 +749,7 @@ async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_e
         core.appointments().await.unwrap();
         core.lock();
         core.keychain()
-            .delete(clinicdesk_app::keys::DEVICE_SECRET)
+            .delete(clinicdesk_app::secrets::keys::DEVICE_SECRET)
             .unwrap();
     }
     assert!(server.audit_events().is_empty(), "nothing was uploaded yet");

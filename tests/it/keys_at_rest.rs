@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clinicdesk_app::keys::{DEVICE_SECRET, DeviceSecret};
+use clinicdesk_app::secrets::keys::{DEVICE_SECRET, DeviceSecret};
 use clinicdesk_protocol::audit::to_hex;
 use clinicdesk_tests::{ServerProcess, enrolled_core};
 

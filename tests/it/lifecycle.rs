@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::clock::ManualClock;
 use clinicdesk_app::config::Config;
-use clinicdesk_app::keychain::KeychainError;
-use clinicdesk_app::keys::DEVICE_SECRET;
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
+use clinicdesk_app::os::clock::ManualClock;
+use clinicdesk_app::secrets::keychain::KeychainError;
+use clinicdesk_app::secrets::keys::DEVICE_SECRET;
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;
@@ -216,7 +216,7 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
 
     // A restarted app still shows the revocation, and signs nobody in.
     drop(core);
-    let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
+    let core = Core::new(config, clinicdesk_app::os::clock::system()).unwrap();
     assert_eq!(core.status().phase, Phase::Revoked);
     assert_eq!(
         code_of(core.sign_in("frontdesk", "x").await.unwrap_err()),
@@ -250,7 +250,7 @@ async fn a_lost_device_secret_comes_back_from_the_servers_escrow_and_nothing_uns
     drop(core);
 
     // Restarted without the secret: nothing opens, and the app says what to do.
-    let core = Core::new(config, clinicdesk_app::clock::system()).unwrap();
+    let core = Core::new(config, clinicdesk_app::os::clock::system()).unwrap();
     assert_eq!(core.status().phase, Phase::DeviceSecretMissing);
     let password = server.seed.password("frontdesk");
     let refused = core.sign_in("frontdesk", password).await.unwrap_err();
@@ -378,7 +378,7 @@ impl Drop for PrivateBus {
 /// interfaces, members and arguments, and the app listens on that bus for both.
 #[tokio::test(flavor = "multi_thread")]
 async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
-    use clinicdesk_app::os_lock::{self, Buses};
+    use clinicdesk_app::os::lock_signals::{self, Buses};
 
     let server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
@@ -393,7 +393,7 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
 
     let private = PrivateBus::start();
     let bus = private.connect().await;
-    let watch = os_lock::watch(
+    let watch = lock_signals::watch(
         core.clone(),
         Buses {
             system: Some(bus.clone()),
@@ -420,36 +420,18 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
         }
     }
 
-    // Another OS user's session locking (fast user switching) is not ours: no lock.
-    emitter
-        .emit_signal(
-            None::<&str>,
-            "/org/freedesktop/login1/session/_32",
-            "org.freedesktop.login1.Session",
-            "Lock",
-            &(),
-        )
-        .await
-        .unwrap();
-    // A local bus delivers in well under a millisecond; a watcher that took it would have
-    // locked by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(core.status().phase, Phase::Unlocked);
-    emitter
-        .emit_signal(
-            None::<&str>,
-            "/org/freedesktop/login1/session/_31",
-            "org.freedesktop.login1.Session",
-            "Lock",
-            &(),
-        )
-        .await
-        .unwrap();
-    wait_for(&core, Phase::Locked).await;
-
-    core.unlock(&password).await.unwrap();
-    // Waking up (false) is not a reason to lock; going to sleep (true) is.
-    for start in [false, true] {
+    // Signals that must not lock are each followed by one that must, of another cause.
+    // The watcher handles a bus's signals in the order the bus delivered them (and a bus
+    // delivers one sender's messages in the order sent), so the lock that comes proves the
+    // signal before it was seen and passed over: had that one locked, the lock's cause in
+    // the audit trail (checked at the end) would be its own.
+    async fn emit(emitter: &zbus::Connection, path: &str, interface: &str, member: &str) {
+        emitter
+            .emit_signal(None::<&str>, path, interface, member, &())
+            .await
+            .unwrap();
+    }
+    async fn prepare_for_sleep(emitter: &zbus::Connection, start: bool) {
         emitter
             .emit_signal(
                 None::<&str>,
@@ -460,12 +442,30 @@ async fn os_lock_suspend_and_screensaver_signals_lock_the_app() {
             )
             .await
             .unwrap();
-        if !start {
-            // Give a wrong lock time to land (signals arrive within milliseconds here).
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            assert_eq!(core.status().phase, Phase::Unlocked, "locked on wake-up");
-        }
     }
+
+    // Waking up (false) is not a reason to lock; our own session's lock is.
+    prepare_for_sleep(&emitter, false).await;
+    emit(
+        &emitter,
+        "/org/freedesktop/login1/session/_31",
+        "org.freedesktop.login1.Session",
+        "Lock",
+    )
+    .await;
+    wait_for(&core, Phase::Locked).await;
+
+    // Another OS user's session locking (fast user switching) is not ours: no lock; going
+    // to sleep (true) is.
+    core.unlock(&password).await.unwrap();
+    emit(
+        &emitter,
+        "/org/freedesktop/login1/session/_32",
+        "org.freedesktop.login1.Session",
+        "Lock",
+    )
+    .await;
+    prepare_for_sleep(&emitter, true).await;
     wait_for(&core, Phase::Locked).await;
 
     core.unlock(&password).await.unwrap();

@@ -4,7 +4,7 @@
 //! the same encrypted cache (and the user's copy of the recovery key) then opens with the
 //! new password only, online and offline.
 
-use clinicdesk_app::recovery_key::{self, Found};
+use clinicdesk_app::secrets::recovery_key::{self, Found};
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::audit::AuditAction;

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clinicdesk_app::security_key::ctap::CtapSecurityKey;
-use clinicdesk_app::security_key::{SoftCtapKey, SoftSecurityKey};
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
+use clinicdesk_app::os::security_key::ctap::CtapSecurityKey;
+use clinicdesk_app::os::security_key::{SoftCtapKey, SoftSecurityKey};
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{KeyPrompt, Phase};
 use clinicdesk_protocol::mfa::MfaMethod;

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_tests::{ServerProcess, app_config};
 
@@ -40,7 +40,8 @@ async fn a_workstation_restored_from_an_old_backup_shows_up_as_a_tamper_alert_an
     let app_dir = tempfile::tempdir().unwrap();
     let backup = tempfile::tempdir().unwrap();
     let config = app_config(&server, app_dir.path(), None);
-    let start = || Arc::new(Core::new(config.clone(), clinicdesk_app::clock::system()).unwrap());
+    let start =
+        || Arc::new(Core::new(config.clone(), clinicdesk_app::os::clock::system()).unwrap());
     let password = server.seed.password("frontdesk");
 
     // Events recorded, not yet uploaded, when the backup is taken.

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clinicdesk_app::AppError;
-use clinicdesk_app::client::CodeMethod;
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
+use clinicdesk_app::net::client::CodeMethod;
 use clinicdesk_protocol::app::{AppStatus, Phase};
 use totp_rs::{Algorithm, Builder, Secret};
 

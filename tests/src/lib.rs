@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 pub mod authenticator;
 
 use clinicdesk_app::AppError;
-use clinicdesk_app::session::Core;
+use clinicdesk_app::core::Core;
 use clinicdesk_protocol::app::AppStatus;
 use clinicdesk_protocol::audit::{SignedAuditEvent, from_hex};
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -364,7 +364,7 @@ pub async fn enrolled_core(
     let core = std::sync::Arc::new(
         Core::new(
             app_config(server, data_dir, None),
-            clinicdesk_app::clock::system(),
+            clinicdesk_app::os::clock::system(),
         )
         .unwrap(),
     );

@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use clinicdesk_app::cache::{self, Cache};
-use clinicdesk_app::db::DbError;
-use clinicdesk_app::device::DeviceKey;
-use clinicdesk_app::keychain::{Keychain, random_key};
-use clinicdesk_app::keys::DeviceSecret;
-use clinicdesk_app::outbox::{Draft, Outbox, Signer};
-use clinicdesk_app::patient_search::{MAX_HITS, PatientQuery};
-use clinicdesk_app::users::UserCaches;
+use clinicdesk_app::local::cache::{self, Cache};
+use clinicdesk_app::local::db::DbError;
+use clinicdesk_app::local::outbox::{Draft, Outbox, Signer};
+use clinicdesk_app::local::patient_search::{MAX_HITS, PatientQuery};
+use clinicdesk_app::local::users::UserCaches;
+use clinicdesk_app::secrets::device_key::DeviceKey;
+use clinicdesk_app::secrets::keychain::{Keychain, random_key};
+use clinicdesk_app::secrets::keys::DeviceSecret;
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::policy::Role;
@@ -143,8 +143,8 @@ fn the_outbox_chains_and_signs_each_event_and_is_encrypted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.sqlite3");
     let key = random_key().unwrap();
-    let secret = clinicdesk_app::keys::DeviceSecret::from_bytes(random_key().unwrap());
-    let paths = clinicdesk_app::device::Paths::under(dir.path());
+    let secret = clinicdesk_app::secrets::keys::DeviceSecret::from_bytes(random_key().unwrap());
+    let paths = clinicdesk_app::config::Paths::under(dir.path());
     let device_key = DeviceKey::create(&paths, &secret).unwrap();
     let user = test_user(Role::FrontDesk);
     let device_id = Uuid::now_v7();

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use clinicdesk_app::keychain::{Keychain, KeychainError, random_key};
+use clinicdesk_app::secrets::keychain::{Keychain, KeychainError, random_key};
 use clinicdesk_protocol::audit::to_hex;
 
 fn secret_tool_lookup(service: &str, account: &str) -> Option<String> {

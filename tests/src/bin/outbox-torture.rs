@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clinicdesk_app::config::Config;
-use clinicdesk_app::session::Core;
-use clinicdesk_app::sync;
+use clinicdesk_app::core::Core;
+use clinicdesk_app::core::uploader;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_tests::authenticator::{Authenticator, pass_second_factor};
 
@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
     let data_dir = std::env::var("CLINICDESK_DATA_DIR").context("CLINICDESK_DATA_DIR")?;
     let config = Config::from_env(data_dir.into());
     let core = Arc::new(
-        Core::new(config, clinicdesk_app::clock::system()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Core::new(config, clinicdesk_app::os::clock::system())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     let fail = |e: clinicdesk_app::AppError| anyhow::anyhow!("{}", e.to_api().code);
     match args
@@ -48,7 +49,10 @@ async fn main() -> anyhow::Result<()> {
             core.lock();
         }
         ["work", user, password] => {
-            tokio::spawn(sync::run_uploader(core.clone(), Duration::from_millis(10)));
+            tokio::spawn(uploader::run_uploader(
+                core.clone(),
+                Duration::from_millis(10),
+            ));
             signed_in_within_grant(&core, user, password).await?;
             let list = core.appointments().await.map_err(fail)?;
             println!("viewed");

@@ -7,7 +7,8 @@ use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::AppStatus;
 use clinicdesk_protocol::wire::PasswordChange;
 
-use super::{Core, Session, guard};
+use super::Session;
+use crate::core::Core;
 use crate::error::AppError;
 
 impl Core {
@@ -27,18 +28,19 @@ impl Core {
         }
         let (token, _) = self.session_snapshot()?;
         let token = token.ok_or(AppError::Unreachable)?;
-        let user = match &*guard(&self.session) {
+        let user = match &self.session.lock().session {
             Session::Unlocked(u) => u.user.clone(),
             Session::Locked(_) => return Err(AppError::Locked),
             Session::SignedOut => return Err(AppError::SignedOut),
         };
         // The copy on this workstation must open with the current password, or nothing
         // changes anywhere (the server would otherwise hold a password the cache does not).
-        let cache_key = self.with_device_secret(|secret| {
-            self.users
+        let cache_key = self.device.with_device_secret(|secret| {
+            self.device
+                .users()
                 .unwrap_key(secret, user.user_id, current_password)
         })?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let changed = client
             .change_password(
                 &token,
@@ -48,7 +50,7 @@ impl Core {
                 },
             )
             .await;
-        self.note_network(&changed);
+        self.device.note_network(&changed);
         changed.map_err(|e| match &e {
             AppError::Server(api)
                 if matches!(
@@ -60,8 +62,9 @@ impl Core {
             }
             _ => self.on_server_error(e),
         })?;
-        let rewrapped = self.with_device_secret(|secret| {
-            self.users
+        let rewrapped = self.device.with_device_secret(|secret| {
+            self.device
+                .users()
                 .rewrap_key(secret, &user, new_password, &cache_key)?;
             self.store_recovery_copy(secret, user.user_id, new_password);
             Ok(())

@@ -1,6 +1,6 @@
 //! A user's offline cache: one SQLCipher database per user per workstation, holding the
 //! records that user fetched and the policy needed to unlock it offline. Its key comes
-//! from [`crate::users`], unwrapped with the user's password; closing the connection
+//! from [`super::users`], unwrapped with the user's password; closing the connection
 //! (dropping [`Cache`]) makes SQLCipher wipe its copy of the key.
 
 use std::path::Path;
@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::db::{self, DbError};
-use crate::patient_search::PatientQuery;
+use super::db::{self, DbError};
+use super::patient_search::PatientQuery;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -48,7 +48,7 @@ CREATE TABLE mfa_grant (
 -- cannot stretch the clinic's maximum offline time.
 ALTER TABLE meta ADD COLUMN latest_seen_ms INTEGER NOT NULL DEFAULT 0;
 ",
-    crate::patient_search::MIGRATION,
+    super::patient_search::MIGRATION,
 ];
 
 /// What an offline unlock needs to know, as of the last contact with the server.
@@ -188,9 +188,9 @@ impl Cache {
             .transpose()
     }
 
-    /// Cached patients matching what the user typed ([`crate::patient_search`]).
+    /// Cached patients matching what the user typed ([`super::patient_search`]).
     pub fn search_patients(&self, query: &PatientQuery) -> Result<Vec<PatientHit>, DbError> {
-        crate::patient_search::search(&self.conn, query)
+        super::patient_search::search(&self.conn, query)
     }
 
     pub fn cached_patient(&self, id: Uuid) -> Result<Option<Patient>, DbError> {
@@ -249,5 +249,5 @@ pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Resu
          ON CONFLICT (id) DO UPDATE SET json = excluded.json, fetched_at_ms = excluded.fetched_at_ms",
         params![patient.id.to_string(), json, now_ms],
     )?;
-    crate::patient_search::index(tx, patient)
+    super::patient_search::index(tx, patient)
 }

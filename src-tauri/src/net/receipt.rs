@@ -6,7 +6,7 @@
 use clinicdesk_protocol::signature::{PublicKey, verify_hex};
 use clinicdesk_protocol::wire::AuditReceipt;
 
-use crate::device::Enrollment;
+use super::enrollment::Enrollment;
 use crate::error::AppError;
 
 /// Signed by `key`, by the audit format's signature rule.

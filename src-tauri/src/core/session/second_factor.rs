@@ -20,11 +20,12 @@ use clinicdesk_protocol::wire::LoginResponse;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::{Core, Opening, guard};
-use crate::client::CodeMethod;
+use super::sign_in::Opening;
+use crate::core::Core;
 use crate::error::AppError;
-use crate::recovery_key::RecoveryKey;
-use crate::security_key::ceremony_origin;
+use crate::net::client::CodeMethod;
+use crate::os::security_key::ceremony_origin;
+use crate::secrets::recovery_key::RecoveryKey;
 
 /// Which step the waiting sign-in is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +45,20 @@ pub(super) struct Pending {
     opening: Opening,
     stage: Stage,
     methods: Vec<MfaMethod>,
+    /// On the core's monotonic clock: the ticket's lifetime.
     expires: Instant,
     /// A recovery sign-in's key, opened from the user's copy before the password step.
     recovery: Option<Arc<RecoveryKey>>,
 }
 
 impl Pending {
-    fn live(&self) -> bool {
-        Instant::now() < self.expires
+    fn live(&self, now: Instant) -> bool {
+        now < self.expires
     }
 
     /// The phase and methods the UI shows while this waits.
-    pub(super) fn phase(&self) -> Option<(Phase, Vec<MfaMethod>)> {
-        self.live().then(|| match self.stage {
+    pub(super) fn phase(&self, now: Instant) -> Option<(Phase, Vec<MfaMethod>)> {
+        self.live(now).then(|| match self.stage {
             Stage::ChoosePassword => (Phase::ChooseNewPassword, Vec::new()),
             Stage::SetUp => (Phase::SetUpSecondFactor, Vec::new()),
             Stage::Verify => (Phase::SecondFactor, self.methods.clone()),
@@ -89,23 +91,23 @@ impl Core {
         stage: Stage,
         recovery: Option<Arc<RecoveryKey>>,
     ) -> Result<AppStatus, AppError> {
-        *guard(&self.pending) = Some(Pending {
+        self.session.lock().pending = Some(Pending {
             username: username.to_owned(),
             password: SecretString::from(password.to_owned()),
             ticket: SecretString::from(ticket.ticket),
             opening,
             stage,
             methods: ticket.methods,
-            expires: Instant::now() + Duration::from_secs(ticket.expires_in_secs),
+            expires: self.clock.monotonic() + Duration::from_secs(ticket.expires_in_secs),
             recovery,
         });
         Ok(self.status())
     }
 
     fn waiting(&self, stage: Stage) -> Result<Waiting, AppError> {
-        let pending = guard(&self.pending);
-        match &*pending {
-            Some(p) if p.live() && p.stage == stage => Ok(Waiting {
+        let now = self.clock.monotonic();
+        match &self.session.lock().pending {
+            Some(p) if p.live(now) && p.stage == stage => Ok(Waiting {
                 username: p.username.clone(),
                 password: p.password.clone(),
                 ticket: p.ticket.expose_secret().to_owned(),
@@ -128,7 +130,7 @@ impl Core {
             return Err(AppError::BadInput("code"));
         }
         let waiting = self.waiting(Stage::Verify)?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let result = client
             .second_factor(
                 method,
@@ -138,7 +140,7 @@ impl Core {
                 },
             )
             .await;
-        self.note_network(&result);
+        self.device.note_network(&result);
         let login = result.map_err(|e| self.on_second_factor_error(e))?;
         self.finish(login, &waiting).await
     }
@@ -151,14 +153,14 @@ impl Core {
             return Err(AppError::BadInput("new_password"));
         }
         let waiting = self.waiting(Stage::ChoosePassword)?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let result = client
             .first_password(&FirstPassword {
                 ticket: waiting.ticket.clone(),
                 new_password: new_password.to_owned(),
             })
             .await;
-        self.note_network(&result);
+        self.device.note_network(&result);
         let step = result.map_err(|e| self.on_second_factor_error(e))?;
         let (ticket, stage) = match step {
             LoginStep::SecondFactor(ticket) => (ticket, Stage::Verify),
@@ -180,13 +182,13 @@ impl Core {
     /// A new TOTP secret for the user's authenticator app.
     pub async fn start_totp_setup(&self) -> Result<TotpSetup, AppError> {
         let waiting = self.waiting(Stage::SetUp)?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let result = client
             .start_totp_setup(&MfaTicketRequest {
                 ticket: waiting.ticket,
             })
             .await;
-        self.note_network(&result);
+        self.device.note_network(&result);
         result.map_err(|e| self.on_second_factor_error(e))
     }
 
@@ -198,7 +200,7 @@ impl Core {
             return Err(AppError::BadInput("code"));
         }
         let waiting = self.waiting(Stage::SetUp)?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let result = client
             .confirm_totp_setup(&MfaCode {
                 ticket: waiting.ticket.clone(),
@@ -216,14 +218,14 @@ impl Core {
         let credential = self
             .run_security_key(&waiting, Ceremony::Authenticate)
             .await?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let result = client
             .verify_webauthn(&WebauthnResponse {
                 ticket: waiting.ticket.clone(),
                 credential,
             })
             .await;
-        self.note_network(&result);
+        self.device.note_network(&result);
         let login = result.map_err(|e| self.on_second_factor_error(e))?;
         self.finish(login, &waiting).await
     }
@@ -233,7 +235,7 @@ impl Core {
     pub async fn set_up_security_key(&self) -> Result<SecondFactorSetUp, AppError> {
         let waiting = self.waiting(Stage::SetUp)?;
         let credential = self.run_security_key(&waiting, Ceremony::Register).await?;
-        let (_, client) = self.enrolled()?;
+        let (_, client) = self.device.enrolled()?;
         let result = client
             .setup_webauthn(&WebauthnResponse {
                 ticket: waiting.ticket.clone(),
@@ -250,7 +252,7 @@ impl Core {
         result: Result<MfaEnrolled, AppError>,
         waiting: &Waiting,
     ) -> Result<SecondFactorSetUp, AppError> {
-        self.note_network(&result);
+        self.device.note_network(&result);
         let enrolled = result.map_err(|e| self.on_second_factor_error(e))?;
         let status = self.finish(enrolled.session, waiting).await?;
         Ok(SecondFactorSetUp {
@@ -266,10 +268,10 @@ impl Core {
         waiting: &Waiting,
         ceremony: Ceremony,
     ) -> Result<serde_json::Value, AppError> {
-        let key = guard(&self.security_key)
-            .clone()
+        let key = self
+            .security_key()
             .ok_or(AppError::BadInput("security_key"))?;
-        let (enrollment, client) = self.enrolled()?;
+        let (enrollment, client) = self.device.enrolled()?;
         let challenge = client
             .webauthn_challenge(
                 ceremony == Ceremony::Register,
@@ -278,7 +280,7 @@ impl Core {
                 },
             )
             .await;
-        self.note_network(&challenge);
+        self.device.note_network(&challenge);
         let challenge = challenge.map_err(|e| self.on_second_factor_error(e))?;
         let origin = ceremony_origin(&enrollment.server_url, &challenge.origin)?;
         let options = challenge.options;
@@ -314,7 +316,7 @@ impl Core {
 
     /// Gives up the waiting sign-in.
     pub fn cancel_sign_in(&self) -> AppStatus {
-        *guard(&self.pending) = None;
+        self.session.lock().pending = None;
         self.status()
     }
 
@@ -335,7 +337,7 @@ impl Core {
                 return Err(e);
             }
         }
-        let key = self.device_key()?;
+        let key = self.device.device_key()?;
         let now = self.clock.now_ms();
         let password = waiting.password.expose_secret();
         let cache = self.open_user_cache_online(None, &login, password, now)?;

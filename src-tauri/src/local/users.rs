@@ -1,7 +1,7 @@
 //! The per-user caches on this workstation: `users/<user id>/cache.sqlite3` (SQLCipher),
 //! `users/<user id>/key.json` (the cache key, wrapped under the device secret and the
 //! user's password) and `users/<user id>/recovery-key.json` (the workstation's recovery
-//! key, sealed under the user's password: [`crate::recovery_key`]). A colleague on the same OS account has neither the password
+//! key, sealed under the user's password: [`crate::secrets::recovery_key`]). A colleague on the same OS account has neither the password
 //! nor a way around it; a copied disk lacks the device secret.
 
 use std::path::{Path, PathBuf};
@@ -10,12 +10,12 @@ use clinicdesk_protocol::wire::UserInfo;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::cache::Cache;
-use crate::db;
-use crate::device::{read_json, write_json};
+use super::cache::Cache;
+use super::db;
 use crate::error::AppError;
-use crate::keychain::random_key;
-use crate::keys::{DeviceSecret, KeyError, WrappedKey};
+use crate::files::{read_json, write_json};
+use crate::secrets::keychain::random_key;
+use crate::secrets::keys::{DeviceSecret, KeyError, WrappedKey};
 
 const KEY_FILE: &str = "key.json";
 const CACHE_FILE: &str = "cache.sqlite3";

@@ -8,7 +8,7 @@ use clinicdesk_protocol::audit::{from_hex, to_hex};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::keychain::random_key;
+use super::keychain::random_key;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sealed {

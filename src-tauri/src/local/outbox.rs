@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::db::{self, DbError};
-use crate::device::DeviceKey;
+use super::db::{self, DbError};
+use crate::secrets::device_key::DeviceKey;
 
 const MIGRATIONS: &[&str] = &["
 -- Signed audit events not yet acknowledged by the server, in device order.

@@ -20,8 +20,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::keychain::{Keychain, KeychainError, random_key};
-use crate::sealed::{SealError, Sealed};
+use super::keychain::{Keychain, KeychainError, random_key};
+use super::sealed::{SealError, Sealed};
 
 /// Keychain entry name of the device secret.
 pub const DEVICE_SECRET: &str = "device-secret";

@@ -9,7 +9,7 @@ use clinicdesk_protocol::wire::{
 };
 use uuid::Uuid;
 
-use super::Core;
+use crate::core::Core;
 use crate::error::AppError;
 
 impl Core {

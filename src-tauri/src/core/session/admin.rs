@@ -8,26 +8,13 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
     AuditAlerts, DeviceList, EnrollmentCodeIssued, NewUser, UserList, UserSummary,
 };
-use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::Core;
-use crate::client::{ServerClient, UserChange};
+use crate::core::Core;
 use crate::error::AppError;
+use crate::net::client::UserChange;
 
 impl Core {
-    /// Runs `request` with the session's token; a refusal is handled as for any request.
-    pub(super) async fn online_call<T, F, Fut>(&self, request: F) -> Result<T, AppError>
-    where
-        F: FnOnce(ServerClient, SecretString) -> Fut,
-        Fut: std::future::Future<Output = Result<T, AppError>>,
-    {
-        let (token, _) = self.session_snapshot()?;
-        self.fetch(token, request)
-            .await
-            .map_err(|e| self.on_server_error(e))
-    }
-
     pub async fn devices(&self) -> Result<DeviceList, AppError> {
         self.online_call(|c, t| async move { c.devices(&t).await })
             .await
@@ -90,7 +77,7 @@ impl Core {
         let csv = self
             .online_call(|c, t| async move { c.access_review_csv(&t).await })
             .await?;
-        let date = crate::clock::rfc3339(self.clock.now_ms());
+        let date = crate::os::clock::rfc3339(self.clock.now_ms());
         let day = date.get(..10).unwrap_or("today");
         let path = dir.join(format!("clinicdesk-access-review-{day}.csv"));
         write_private(dir, &path, &csv)

@@ -1,6 +1,6 @@
 //! The workstation's recovery key: an Ed25519 key whose only power is to ask the server,
 //! together with a user's password and a fresh second factor, for the escrowed device
-//! secret after the keychain lost it ([`crate::session`]'s recovery). Revoking the device
+//! secret after the keychain lost it ([`crate::core`]'s recovery). Revoking the device
 //! destroys the escrow on the server, and with it that power.
 //!
 //! It is never on disk in the clear. `recovery-key.json` holds it sealed under the device
@@ -22,11 +22,12 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::device::{Paths, read_json, write_private};
+use super::keychain::random_key;
+use super::keys::{ARGON2_M_KIB, ARGON2_P, ARGON2_T, DeviceSecret, stretch_password};
+use super::sealed::{SealError, Sealed};
+use crate::config::Paths;
 use crate::error::AppError;
-use crate::keychain::random_key;
-use crate::keys::{ARGON2_M_KIB, ARGON2_P, ARGON2_T, DeviceSecret, stretch_password};
-use crate::sealed::{SealError, Sealed};
+use crate::files::{read_json, write_private};
 
 const FILE: &str = "recovery-key.json";
 const FILE_AAD: &[u8] = b"clinicdesk/recovery-key/v1";

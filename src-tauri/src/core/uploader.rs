@@ -1,20 +1,34 @@
-//! Background work: the idle-lock watch and the audit uploader, both plain async loops
-//! the Tauri shell (or a test) spawns on its runtime.
+//! Uploading the outbox: one batch on demand ([`Core::upload_once`]) and the background
+//! loop the Tauri shell (or a test) spawns on its runtime ([`run_uploader`]). The batch
+//! itself is the device part's; what a refusal means (a revoked device wipes itself) is
+//! decided here, where both parts are in reach.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::session::Core;
+use super::Core;
+use crate::error::AppError;
 
-/// How often the idle deadline is checked: the lock lands at most this late.
-pub const IDLE_TICK: Duration = Duration::from_millis(250);
+impl Core {
+    /// Sends one batch of waiting events and forgets those the server's receipt names.
+    /// Needs no user session: the events' device signatures are the credential, so this
+    /// runs while locked too. Returns how many events of the batch the receipt settled
+    /// (stored, or re-chained onto the server's head to be sent again).
+    pub async fn upload_once(&self) -> Result<usize, AppError> {
+        self.device
+            .upload_batch(self.clock.as_ref())
+            .await
+            .map_err(|e| self.on_server_error(e))
+    }
 
-pub async fn run_idle_watch(core: Arc<Core>) {
-    let mut tick = tokio::time::interval(IDLE_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        core.lock_if_idle();
+    /// The sequence number of the last event this device signed (0 before the first).
+    pub fn outbox_last_seq(&self) -> Result<u64, AppError> {
+        self.device.outbox_last_seq()
+    }
+
+    /// Resolves when something was added to the outbox (or a session opened).
+    pub async fn upload_wanted(&self) {
+        self.device.upload_wanted().await;
     }
 }
 

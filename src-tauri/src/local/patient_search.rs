@@ -8,7 +8,7 @@ use clinicdesk_protocol::app::PatientHit;
 use clinicdesk_protocol::wire::Patient;
 use rusqlite::{Connection, Transaction, params};
 
-use crate::db::DbError;
+use super::db::DbError;
 
 /// The most hits one search returns.
 pub const MAX_HITS: usize = 20;

@@ -9,6 +9,10 @@
 //! On a workstation with several OS sessions (fast user switching), login1 announces each
 //! session's lock on its own object: the app listens only to its own session's
 //! (`GetSessionByPID`), and to every session's only when it cannot tell which is its own.
+//!
+//! The signals of one bus are handled in the order the bus delivered them (one stream per
+//! bus, not one per signal merged): so a signal that must not lock, followed by one that
+//! must, shows by the cause of the lock that the first was seen and passed over.
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use zbus::message::Type;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{Connection, MatchRule, MessageStream};
 
-use crate::session::Core;
+use super::Lockable;
 
 /// One signal that means "lock now", and which argument value does.
 struct Trigger {
@@ -110,10 +114,34 @@ async fn own_login_session(conn: &Connection) -> Option<OwnedObjectPath> {
     reply.body().deserialize::<OwnedObjectPath>().ok()
 }
 
-/// Subscribes to every trigger on its bus, then returns a future that locks `core` each
+impl Trigger {
+    /// The bus match rule for this trigger; per-session ones only on `own` session's path.
+    fn rule(&self, own: Option<&OwnedObjectPath>) -> zbus::Result<MatchRule<'static>> {
+        let mut rule = MatchRule::builder()
+            .msg_type(Type::Signal)
+            .interface(self.interface)?
+            .member(self.member)?;
+        if self.per_session
+            && let Some(own) = own
+        {
+            rule = rule.path(own.clone().into_inner())?;
+        }
+        Ok(rule.build())
+    }
+
+    /// Whether `message` (which matched this trigger's rule) means "lock now".
+    fn fires(&self, message: &zbus::Message) -> bool {
+        match self.when {
+            None => true,
+            Some(expected) => message.body().deserialize::<bool>().ok() == Some(expected),
+        }
+    }
+}
+
+/// Subscribes to every trigger on its bus, then returns a future that locks `app` each
 /// time one fires. Subscribing first means a signal sent after this returns is seen.
 pub async fn watch(
-    core: Arc<Core>,
+    app: Arc<impl Lockable>,
     buses: Buses,
 ) -> Result<impl std::future::Future<Output = ()>, zbus::Error> {
     let mut streams = Vec::new();
@@ -123,32 +151,32 @@ pub async fn watch(
     ];
     for (conn, triggers) in pairs {
         let Some(conn) = conn else { continue };
+        // Every message of the connection, in arrival order; taken before the rules are
+        // added, so nothing the bus sends for them comes before the stream exists.
+        let stream = MessageStream::from(conn);
+        let bus = zbus::fdo::DBusProxy::new(conn).await?;
+        let mut rules = Vec::new();
         for trigger in triggers {
-            let mut rule = MatchRule::builder()
-                .msg_type(Type::Signal)
-                .interface(trigger.interface)?
-                .member(trigger.member)?;
-            if trigger.per_session
-                && let Some(own) = &buses.login_session
-            {
-                rule = rule.path(own.clone().into_inner())?;
-            }
-            let rule = rule.build();
-            let stream = MessageStream::for_match_rule(rule, conn, Some(16)).await?;
-            streams.push(stream.map(move |m| (trigger, m)).boxed());
+            let rule = trigger.rule(buses.login_session.as_ref())?;
+            bus.add_match_rule(rule.clone()).await?;
+            rules.push((trigger, rule));
         }
+        let causes = stream.filter_map(move |message| {
+            let cause = message.ok().and_then(|message| {
+                rules
+                    .iter()
+                    .find(|(_, rule)| rule.matches(&message).unwrap_or(false))
+                    .filter(|(trigger, _)| trigger.fires(&message))
+                    .map(|(trigger, _)| trigger.cause)
+            });
+            std::future::ready(cause)
+        });
+        streams.push(causes.boxed());
     }
     Ok(async move {
         let mut all = futures_util::stream::select_all(streams);
-        while let Some((trigger, message)) = all.next().await {
-            let Ok(message) = message else { continue };
-            let fire = match trigger.when {
-                None => true,
-                Some(expected) => message.body().deserialize::<bool>().ok() == Some(expected),
-            };
-            if fire {
-                core.lock_because(trigger.cause);
-            }
+        while let Some(cause) = all.next().await {
+            app.lock_for(cause);
         }
     })
 }

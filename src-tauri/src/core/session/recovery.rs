@@ -1,6 +1,6 @@
 //! Getting the device secret back after the OS keychain lost it (a reset keyring, a new
 //! OS profile): the user's password opens their copy of the workstation's recovery key
-//! ([`crate::recovery_key`]), the workstation proves itself with it, the user proves their
+//! ([`crate::secrets::recovery_key`]), the workstation proves itself with it, the user proves their
 //! password and a fresh second factor to the server, and the server releases the copy of
 //! the secret it sealed at enrollment, to this device only, and records that it did. The
 //! device key, the outbox and every user's cache then open again, so no unsent audit event
@@ -15,13 +15,13 @@ use clinicdesk_protocol::wire::{EscrowRelease, LoginResponse, escrow_proof_bytes
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use super::Session;
 use super::second_factor::Stage;
-use super::{Core, KeychainState, LoginProof, Opening, Session, guard};
-use crate::device::DeviceKey;
+use super::sign_in::{LoginProof, Opening};
+use crate::core::Core;
 use crate::error::AppError;
-use crate::keychain::KeychainError;
-use crate::keys::DeviceSecret;
-use crate::recovery_key::{self, Found, RecoveryKey};
+use crate::secrets::keychain::KeychainError;
+use crate::secrets::recovery_key::{self, Found, RecoveryKey};
 
 impl Core {
     /// Starts a recovery sign-in: the password and the recovery key's proof now, a fresh
@@ -38,11 +38,11 @@ impl Core {
         if password.is_empty() {
             return Err(AppError::BadInput("password"));
         }
-        if !matches!(*guard(&self.session), Session::SignedOut) {
+        if !matches!(self.session.lock().session, Session::SignedOut) {
             return Err(AppError::BadInput("session"));
         }
-        self.enrolled()?;
-        match self.with_device_secret(|_| Ok(())) {
+        self.device.enrolled()?;
+        match self.device.with_device_secret(|_| Ok(())) {
             Err(AppError::Keychain(KeychainError::Missing)) => {}
             // The secret is there (nothing to recover) or the keychain is locked (unlock
             // it; replacing a secret that still exists would orphan every cache).
@@ -51,8 +51,10 @@ impl Core {
         }
         // Only someone who signed in here before has a copy their password opens; nothing
         // goes to the server until one does.
-        let recovery = match recovery_key::open_user_copy(&self.users.recovery_copies()?, password)?
-        {
+        let recovery = match recovery_key::open_user_copy(
+            &self.device.users().recovery_copies()?,
+            password,
+        )? {
             Found::Opened(key) => key,
             Found::NoCopies => return Err(AppError::Config("recovery-key.json")),
             Found::NoneOpened => return Err(AppError::BadInput("recovery_password")),
@@ -88,10 +90,10 @@ impl Core {
         login: &LoginResponse,
         recovery: &RecoveryKey,
     ) -> Result<(), AppError> {
-        let (enrollment, client) = self.enrolled()?;
+        let (enrollment, client) = self.device.enrolled()?;
         let token = SecretString::from(login.session_token.clone());
         let challenge = client.challenge(enrollment.device_id).await;
-        self.note_network(&challenge);
+        self.device.note_network(&challenge);
         let nonce = challenge.map_err(|e| self.on_server_error(e))?.nonce;
         let recovery_signature =
             recovery.sign_hex(&escrow_proof_bytes(&nonce, enrollment.device_id));
@@ -104,29 +106,13 @@ impl Core {
                 },
             )
             .await;
-        self.note_network(&released);
+        self.device.note_network(&released);
         let released = released.map_err(|e| self.on_server_error(e))?;
         let bytes = Zeroizing::new(
             from_hex(&released.device_secret)
                 .ok_or(AppError::Internal("escrowed secret malformed"))?,
         );
-        let mut secret = Zeroizing::new([0u8; 32]);
-        if bytes.len() != 32 {
-            return Err(AppError::Internal("escrowed secret malformed"));
-        }
-        secret.copy_from_slice(&bytes);
-        // Only this device's own secret opens its wrapped device key; anything else stays
-        // out of the keychain.
-        DeviceKey::load(
-            &self.paths,
-            &DeviceSecret::from_bytes(Zeroizing::new(*secret)),
-        )?;
-        DeviceSecret::restore(&self.keychain, secret).map_err(|e| match e {
-            crate::keys::KeyError::Keychain(k) => AppError::Keychain(k),
-            _ => AppError::Internal("device secret"),
-        })?;
-        *guard(&self.keychain_state) = KeychainState::Fine;
-        self.ensure_outbox()?;
+        self.device.restore_secret(&bytes)?;
         tracing::warn!("device secret restored from the server's escrow");
         Ok(())
     }

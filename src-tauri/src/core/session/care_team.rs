@@ -6,7 +6,7 @@
 use clinicdesk_protocol::wire::{CareTeam, CareTeamAddition};
 use uuid::Uuid;
 
-use super::Core;
+use crate::core::Core;
 use crate::error::AppError;
 
 impl Core {

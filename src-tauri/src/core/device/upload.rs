@@ -1,0 +1,89 @@
+//! Sending the outbox: one batch of waiting events to the server, and forgetting those its
+//! signed receipt settles. Needs no user session: the events' device signatures are the
+//! credential, so this runs while locked too.
+
+use clinicdesk_protocol::wire::AuditUpload;
+
+use super::Device;
+use crate::error::AppError;
+use crate::net::receipt;
+use crate::os::clock::Clock;
+
+/// The most events sent in one upload.
+const UPLOAD_BATCH: usize = 100;
+
+impl Device {
+    /// Sends one batch of waiting events and forgets those the server's receipt names.
+    /// When the server refuses some as conflicting with its own copy of this device's
+    /// chain, the waiting events are re-chained onto the server's head
+    /// ([`crate::local::outbox::Outbox::rebase`]) and go out with the next batch. Returns
+    /// how many events of the batch the receipt settled (stored, or re-chained to be sent
+    /// again). The server's refusals come back as they are: what they mean for the session
+    /// (a revoked device wipes itself) is the core's to decide.
+    pub(in crate::core) async fn upload_batch(&self, clock: &dyn Clock) -> Result<usize, AppError> {
+        let Ok((enrollment, client)) = self.enrolled() else {
+            return Ok(0);
+        };
+        self.ensure_outbox()?;
+        let events = match &self.lock().outbox {
+            Some(outbox) => outbox.pending(UPLOAD_BATCH)?,
+            None => return Ok(0),
+        };
+        let Some(sent_through) = events.last().map(|e| e.event.device_seq) else {
+            return Ok(0);
+        };
+        let sent = events.len();
+        let receipt = client
+            .upload_audit(&AuditUpload {
+                device_id: enrollment.device_id,
+                events,
+            })
+            .await;
+        self.note_network(&receipt);
+        let receipt = receipt?;
+        receipt::check(&receipt, &enrollment)?;
+        let head = receipt.highest_contiguous_seq;
+        if !receipt.forked.is_empty() {
+            // Not PHI: sequence numbers. The server keeps the conflicting events as alerts.
+            tracing::warn!(forked = ?receipt.forked, "server reports conflicting audit events");
+            // Once per head: marked only after a re-chain that took, so a failed one is
+            // tried again with the next batch.
+            if self.lock().net.rebased_onto != Some(head) {
+                let key = self.device_key()?;
+                let onto = (head, receipt.contiguous_hash);
+                let mut state = self.lock();
+                if let Some(outbox) = &mut state.outbox {
+                    let rebased = outbox.rebase(&key, sent_through, &receipt.forked, onto)?;
+                    tracing::warn!(
+                        rebased,
+                        onto = head,
+                        "audit chain re-chained onto the server's"
+                    );
+                }
+                state.net.rebased_onto = Some(head);
+                state.net.last_upload_ms = Some(clock.now_ms());
+                drop(state);
+                self.want_upload();
+                return Ok(sent);
+            }
+        }
+        let mut state = self.lock();
+        let removed = match &mut state.outbox {
+            Some(outbox) => outbox
+                .acknowledge_through(receipt.highest_contiguous_seq, &receipt.contiguous_hash)?
+                .ok_or(AppError::BadReceipt("contiguous_hash"))?,
+            None => 0,
+        };
+        state.net.last_upload_ms = Some(clock.now_ms());
+        Ok(removed)
+    }
+
+    /// The sequence number of the last event this device signed (0 before the first).
+    pub(in crate::core) fn outbox_last_seq(&self) -> Result<u64, AppError> {
+        self.ensure_outbox()?;
+        match &self.lock().outbox {
+            Some(outbox) => Ok(outbox.last_seq()?),
+            None => Err(AppError::Internal("outbox closed")),
+        }
+    }
+}
