@@ -127,6 +127,17 @@ const TAURI_SHELL: &[&str] = &[
     "src-tauri/src/lib.rs",
 ];
 
+/// The app's folders, each with the folders it may import (`crate::<folder>`). The root's
+/// own files (`error`, `config`, `files`, ...) are open to every folder; of the root files,
+/// only the shell may name `crate::core`.
+const APP_FOLDERS: &[(&str, &[&str])] = &[
+    ("core", &["core", "local", "secrets", "net", "os"]),
+    ("local", &["local", "secrets"]),
+    ("secrets", &["secrets"]),
+    ("net", &["net"]),
+    ("os", &["os"]),
+];
+
 /// Source roots whose every file opens with a `//!` comment.
 const DOC_ROOTS: &[&str] = &[
     "server/src/",
@@ -776,9 +787,14 @@ fn module_docs(out: &mut Found<'_>) {
     );
 }
 
-/// Rule 10: the app's Tauri shell is commands.rs (with main.rs and lib.rs).
+/// Rule 10: the app's Tauri shell is commands.rs (with main.rs and lib.rs), and the app's
+/// folders import downwards only (`APP_FOLDERS`).
 fn app_layering(out: &mut Found<'_>) {
-    if !out.file.path.starts_with("src-tauri/src/") || out.is_in(TAURI_SHELL) {
+    let Some(rest) = out.file.path.strip_prefix("src-tauri/src/") else {
+        return;
+    };
+    app_folders(out, rest.split_once('/').map(|(folder, _)| folder));
+    if out.is_in(TAURI_SHELL) {
         return;
     }
     let tokens = out.tokens();
@@ -800,6 +816,66 @@ fn app_layering(out: &mut Found<'_>) {
                 "`tauri::` outside the shell ({}): the core stays plain Rust",
                 TAURI_SHELL.join(", ")
             ),
+        );
+    }
+}
+
+/// The folder half of rule 10: `crate::<folder>` only for the folders `folder` may import
+/// (`None`: a root file, which may import any folder but `core`, unless it is the shell).
+fn app_folders(out: &mut Found<'_>, folder: Option<&str>) {
+    let allowed: Option<&[&str]> = match folder {
+        Some(f) => APP_FOLDERS
+            .iter()
+            .find(|(name, _)| *name == f)
+            .map(|(_, allowed)| *allowed),
+        None => None,
+    };
+    let shell = out.is_in(TAURI_SHELL);
+    let tokens = out.tokens();
+    // Each `crate::x` names its first segment; `crate::{a::b, c}` names `a` and `c`.
+    let mut named = Vec::new();
+    for (i, w) in tokens.windows(3).enumerate() {
+        if !(w[0].is("crate") && w[1].is("::")) {
+            continue;
+        }
+        if !w[2].is("{") {
+            named.push(&w[2]);
+            continue;
+        }
+        let mut depth = 0usize;
+        for (j, t) in tokens.iter().enumerate().skip(i + 2) {
+            if t.is("{") {
+                depth += 1;
+            } else if t.is("}") {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            } else if depth == 1 && (tokens[j - 1].is("{") || tokens[j - 1].is(",")) {
+                named.push(t);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for token in named {
+        let target = token.text.as_str();
+        let is_folder = APP_FOLDERS.iter().any(|(name, _)| *name == target);
+        let refused = match (folder, allowed) {
+            (Some(_), Some(allowed)) => is_folder && !allowed.contains(&target),
+            // A file in a folder tidy does not know: it has no place in the order yet.
+            (Some(_), None) => is_folder,
+            (None, _) => target == "core" && !shell,
+        };
+        if refused {
+            found.push((token.line, target.to_owned()));
+        }
+    }
+    for (line, target) in found {
+        let from = folder.map_or("the crate root".to_owned(), |f| format!("`{f}/`"));
+        out.push(
+            Rule::AppLayering,
+            line,
+            format!("{from} imports `crate::{target}`, above it in the app's folder order"),
         );
     }
 }
@@ -1342,6 +1418,42 @@ mod tests {
             &[
                 "src-tauri/src/session/mod.rs:2",
                 "src-tauri/src/session/mod.rs:4",
+            ],
+        );
+    }
+
+    #[test]
+    fn app_folders_import_downwards() {
+        check_rule(
+            Rule::AppLayering,
+            &[
+                (
+                    "src-tauri/src/core/session/mod.rs",
+                    "use crate::local::cache;\nuse crate::{error::AppError, os::clock};",
+                ),
+                (
+                    "src-tauri/src/local/cache.rs",
+                    "//! Not `crate::core` in a comment.\n\
+                     use crate::secrets::keys;\n\
+                     use crate::net::client;\n\
+                     fn f() -> crate::core::Core { todo!() }",
+                ),
+                ("src-tauri/src/os/clock.rs", "use crate::error::AppError;"),
+                ("src-tauri/src/net/client.rs", "use crate::os::clock;"),
+                (
+                    "src-tauri/src/os/idle.rs",
+                    "use crate::{error::AppError, core::{Core, x}};",
+                ),
+                ("src-tauri/src/commands.rs", "use crate::core::Core;"),
+                ("src-tauri/src/config.rs", "use crate::core::Core;"),
+                ("src-tauri/src/error.rs", "use crate::local::db::DbError;"),
+            ],
+            &[
+                "src-tauri/src/config.rs:1",
+                "src-tauri/src/local/cache.rs:3",
+                "src-tauri/src/local/cache.rs:4",
+                "src-tauri/src/net/client.rs:1",
+                "src-tauri/src/os/idle.rs:1",
             ],
         );
     }
