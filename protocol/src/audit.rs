@@ -372,49 +372,223 @@ mod tests {
         );
     }
 
+    /// The first of `all` that is not `current`.
+    fn another<T: Copy + PartialEq>(all: &[T], current: T) -> T {
+        all.iter().copied().find(|v| *v != current).unwrap()
+    }
+
     #[test]
     fn every_field_changes_the_hash() {
-        let base = sample().hash();
-        let mut variants = Vec::new();
-        let mut e = sample();
-        e.device_seq = 2;
-        variants.push(e);
-        let mut e = sample();
-        e.patient_id = None;
-        variants.push(e);
-        let mut e = sample();
-        e.fields.pop();
-        variants.push(e);
-        let mut e = sample();
-        e.offline = true;
-        variants.push(e);
-        let mut e = sample();
-        e.prev_hash = Hash32([1; 32]);
-        variants.push(e);
-        let mut e = sample();
-        e.actor_role = Role::FrontDesk;
-        variants.push(e);
-        let mut e = sample();
-        e.occurred_at_ms += 1;
-        variants.push(e);
-        let mut e = sample();
-        e.recorded_by = Recorder::Server;
-        variants.push(e);
-        let mut e = sample();
-        e.break_glass = Some(BreakGlass {
-            reason_code: "emergency".into(),
-            reason_text: String::new(),
-        });
-        variants.push(e);
-        let mut e = sample();
-        e.request = Some(RequestSeen {
-            client_ip: "127.0.0.1".into(),
-            user_agent: String::new(),
-            session_device_id: None,
-        });
-        variants.push(e);
-        for v in variants {
-            assert_ne!(v.hash(), base, "{v:?}");
+        let base = sample();
+        // Bound without `..`, here and for the nested structs below: a field added to
+        // `AuditEvent`, `BreakGlass` or `RequestSeen` fails to compile until this test
+        // binds it, and a bound field that no variant uses is an unused variable, which
+        // clippy's `-D warnings` refuses.
+        let AuditEvent {
+            id,
+            clinic_id,
+            actor_user_id,
+            actor_role,
+            recorded_by,
+            device_id,
+            device_seq,
+            action,
+            resource_type,
+            resource_id,
+            patient_id,
+            fields,
+            outcome,
+            occurred_at_ms,
+            offline,
+            route,
+            break_glass,
+            request,
+            prev_hash,
+        } = base.clone();
+        // The sample leaves both out: their variants put them in, then vary what is inside.
+        assert!(break_glass.is_none() && request.is_none());
+        let full = AuditEvent {
+            break_glass: Some(BreakGlass {
+                reason_code: "emergency".into(),
+                reason_text: "covering".into(),
+            }),
+            request: Some(RequestSeen {
+                client_ip: "127.0.0.1".into(),
+                user_agent: "agent".into(),
+                session_device_id: None,
+            }),
+            ..base.clone()
+        };
+        let Some(BreakGlass {
+            reason_code,
+            reason_text,
+        }) = full.break_glass.clone()
+        else {
+            unreachable!()
+        };
+        let Some(RequestSeen {
+            client_ip,
+            user_agent,
+            session_device_id,
+        }) = full.request.clone()
+        else {
+            unreachable!()
+        };
+
+        let other = |u: Uuid| Uuid::from_u128(u.as_u128() ^ 0xff);
+        let from = |start: &AuditEvent, change: &dyn Fn(&mut AuditEvent)| {
+            let mut e = start.clone();
+            change(&mut e);
+            e
+        };
+        let roles = Role::ALL;
+        let recorders = [Recorder::Device, Recorder::Server];
+        let actions = [AuditAction::View, AuditAction::Export];
+        let outcomes = [Outcome::Success, Outcome::Denied, Outcome::Failure];
+        let variants = [
+            ("id", from(&base, &|e| e.id = other(id))),
+            (
+                "clinic_id",
+                from(&base, &|e| e.clinic_id = other(clinic_id)),
+            ),
+            (
+                "actor_user_id",
+                from(&base, &|e| e.actor_user_id = other(actor_user_id)),
+            ),
+            (
+                "actor_role",
+                from(&base, &|e| e.actor_role = another(&roles, actor_role)),
+            ),
+            (
+                "recorded_by",
+                from(&base, &|e| e.recorded_by = another(&recorders, recorded_by)),
+            ),
+            (
+                "device_id",
+                from(&base, &|e| e.device_id = other(device_id)),
+            ),
+            (
+                "device_seq",
+                from(&base, &|e| e.device_seq = device_seq + 1),
+            ),
+            (
+                "action",
+                from(&base, &|e| e.action = another(&actions, action)),
+            ),
+            (
+                "resource_type",
+                from(&base, &|e| e.resource_type = format!("{resource_type}s")),
+            ),
+            (
+                "resource_id",
+                from(&base, &|e| e.resource_id = format!("{resource_id}0")),
+            ),
+            ("patient_id (absent)", from(&base, &|e| e.patient_id = None)),
+            (
+                "patient_id (another)",
+                from(&base, &|e| e.patient_id = patient_id.map(other)),
+            ),
+            (
+                "fields (one fewer)",
+                from(&base, &|e| e.fields = fields[..fields.len() - 1].to_vec()),
+            ),
+            (
+                "fields (joined into one)",
+                from(&base, &|e| e.fields = vec![fields.concat()]),
+            ),
+            (
+                "outcome",
+                from(&base, &|e| e.outcome = another(&outcomes, outcome)),
+            ),
+            (
+                "occurred_at_ms",
+                from(&base, &|e| e.occurred_at_ms = occurred_at_ms + 1),
+            ),
+            ("offline", from(&base, &|e| e.offline = !offline)),
+            ("route", from(&base, &|e| e.route = format!("{route}/x"))),
+            (
+                "prev_hash",
+                from(&base, &|e| e.prev_hash = Hash32(prev_hash.0.map(|x| x ^ 1))),
+            ),
+            (
+                "break_glass (present)",
+                from(&base, &|e| {
+                    e.break_glass = Some(BreakGlass {
+                        reason_code: "emergency".into(),
+                        reason_text: String::new(),
+                    })
+                }),
+            ),
+            (
+                "request (present)",
+                from(&base, &|e| {
+                    e.request = Some(RequestSeen {
+                        client_ip: "127.0.0.1".into(),
+                        user_agent: String::new(),
+                        session_device_id: None,
+                    })
+                }),
+            ),
+            (
+                "break_glass.reason_code",
+                from(&full, &|e| {
+                    e.break_glass = Some(BreakGlass {
+                        reason_code: "other".into(),
+                        reason_text: reason_text.clone(),
+                    })
+                }),
+            ),
+            (
+                "break_glass.reason_text",
+                from(&full, &|e| {
+                    e.break_glass = Some(BreakGlass {
+                        reason_code: reason_code.clone(),
+                        reason_text: format!("{reason_text}."),
+                    })
+                }),
+            ),
+            (
+                "request.client_ip",
+                from(&full, &|e| {
+                    e.request = Some(RequestSeen {
+                        client_ip: "127.0.0.2".into(),
+                        user_agent: user_agent.clone(),
+                        session_device_id,
+                    })
+                }),
+            ),
+            (
+                "request.user_agent",
+                from(&full, &|e| {
+                    e.request = Some(RequestSeen {
+                        client_ip: client_ip.clone(),
+                        user_agent: format!("{user_agent}/2"),
+                        session_device_id,
+                    })
+                }),
+            ),
+            (
+                "request.session_device_id",
+                from(&full, &|e| {
+                    e.request = Some(RequestSeen {
+                        client_ip: client_ip.clone(),
+                        user_agent: user_agent.clone(),
+                        session_device_id: Some(session_device_id.map_or(device_id, other)),
+                    })
+                }),
+            ),
+        ];
+        // Every variant differs from the sample, from the sample with both options present,
+        // and from every other variant.
+        let mut seen = std::collections::HashMap::from([
+            (base.hash(), "the sample"),
+            (full.hash(), "the sample with both options"),
+        ]);
+        for (changed, v) in variants {
+            assert_ne!(v.hash(), base.hash(), "{changed} left the hash as it was");
+            if let Some(earlier) = seen.insert(v.hash(), changed) {
+                panic!("changing {changed} gave the same hash as {earlier}");
+            }
         }
     }
 
