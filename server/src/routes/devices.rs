@@ -56,7 +56,7 @@ pub async fn enroll(
             field: "public_key",
         },
     )?;
-    let device_secret: Zeroizing<[u8; 32]> = from_hex(&req.device_secret)
+    let device_secret: Zeroizing<[u8; 32]> = from_hex(req.device_secret.expose())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .map(Zeroizing::new)
         .ok_or(ServerError::BadRequest {
@@ -74,7 +74,7 @@ pub async fn enroll(
     let device_id = Uuid::now_v7();
     let escrow =
         device_registry::escrow_of(&state, device_id, &device_secret, &req.recovery_public_key)?;
-    let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
+    let code_hash = hash_secret(&normalize_code(req.enrollment_code.expose()));
     let clinic_id = device_registry::enroll(
         &state,
         &code_hash,
@@ -164,7 +164,7 @@ pub async fn issue_code(
     .await?;
     tracing::info!(by = %admin.user_id, "enrollment code issued");
     Ok(Json(EnrollmentCodeIssued {
-        enrollment_code,
+        enrollment_code: enrollment_code.into(),
         expires_at: rfc3339(state.clock.now_ms() + CODE_TTL_MINS * 60_000)?,
     }))
 }
@@ -217,6 +217,6 @@ pub async fn release_escrow(
     server_chain::record(&state, auth.scope(), vec![event]).await?;
     tracing::info!(device_id = %device.id, by = %user.user_id, "escrowed device secret released");
     Ok(Json(EscrowedSecret {
-        device_secret: to_hex(&secret),
+        device_secret: to_hex(&secret).into(),
     }))
 }

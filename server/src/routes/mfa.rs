@@ -34,13 +34,13 @@ pub async fn verify_totp(
     seen: Seen,
     Body(req): Body<MfaCode>,
 ) -> Result<Json<LoginResponse>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
     let Some((sealed, last_step)) = store::totp(state.store.pool(), user_id).await? else {
         return Err(refuse(&state, &ticket, &seen).await);
     };
     let secret = TotpSecret::from_bytes(state.seal.open(user_id, &sealed)?)?;
-    let Some(step) = secret.check(&req.code, state.clock.now_ms(), last_step)? else {
+    let Some(step) = secret.check(req.code.expose(), state.clock.now_ms(), last_step)? else {
         return Err(refuse(&state, &ticket, &seen).await);
     };
     Ok(Json(
@@ -56,8 +56,8 @@ pub async fn verify_recovery_code(
     seen: Seen,
     Body(req): Body<MfaCode>,
 ) -> Result<Json<LoginResponse>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
-    let hash = recovery::hash_of(&req.code);
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Verify).await?;
+    let hash = recovery::hash_of(req.code.expose());
     let login = mfa::sign_in_with(&state, &ticket, &seen, Proof::RecoveryCode(&hash)).await?;
     tracing::info!(user_id = %ticket.user.user_id, "recovery code used");
     Ok(Json(login))
@@ -70,7 +70,7 @@ pub async fn webauthn_challenge(
     State(state): State<AppState>,
     Body(req): Body<MfaTicketRequest>,
 ) -> Result<Json<WebauthnChallenge>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Verify).await?;
     let passkeys =
         parse_passkeys(&store::passkeys(state.store.pool(), ticket.user.user_id).await?)?;
     if passkeys.is_empty() {
@@ -92,7 +92,7 @@ pub async fn verify_webauthn(
     seen: Seen,
     Body(req): Body<WebauthnResponse>,
 ) -> Result<Json<LoginResponse>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Verify).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
     let passkeys = parse_passkeys(&store::passkeys(state.store.pool(), user_id).await?)?;
     let finished = state.relying_party.finish_authentication(
@@ -116,7 +116,7 @@ pub async fn setup_totp(
     State(state): State<AppState>,
     Body(req): Body<MfaTicketRequest>,
 ) -> Result<Json<TotpSetup>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Setup).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Setup).await?;
     let clinic_name = state
         .store
         .clinic_name(ticket.user.clinic_id)
@@ -142,7 +142,7 @@ pub async fn confirm_totp(
     seen: Seen,
     Body(req): Body<MfaCode>,
 ) -> Result<Json<MfaEnrolled>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Setup).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Setup).await?;
     let Some(sealed) = ticket
         .pending
         .as_deref()
@@ -152,7 +152,7 @@ pub async fn confirm_totp(
     };
     let secret = TotpSecret::from_bytes(state.seal.open(ticket.user.user_id, sealed)?)?;
     let now = state.clock.now_ms();
-    let Some(step) = secret.check(&req.code, now, 0)? else {
+    let Some(step) = secret.check(req.code.expose(), now, 0)? else {
         return Err(refuse(&state, &ticket, &seen).await);
     };
     let mut tx = state.store.pool().begin().await?;
@@ -171,7 +171,7 @@ pub async fn setup_webauthn_challenge(
     State(state): State<AppState>,
     Body(req): Body<MfaTicketRequest>,
 ) -> Result<Json<WebauthnChallenge>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Setup).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Setup).await?;
     let (options, pending) = state.relying_party.start_registration(&ticket.user, &[])?;
     store::set_pending(state.store.pool(), &ticket.hash, &pending).await?;
     Ok(Json(WebauthnChallenge {
@@ -188,7 +188,7 @@ pub async fn setup_webauthn(
     seen: Seen,
     Body(req): Body<WebauthnResponse>,
 ) -> Result<Json<MfaEnrolled>, ServerError> {
-    let ticket = live_ticket(&state, &req.ticket, Purpose::Setup).await?;
+    let ticket = live_ticket(&state, req.ticket.expose(), Purpose::Setup).await?;
     let finished = state
         .relying_party
         .finish_registration(ticket.pending.as_deref(), req.credential);

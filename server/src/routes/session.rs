@@ -97,7 +97,8 @@ pub async fn login(
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-    let password_ok = passwords::verify_in_turn(req.password, stored_hash).await?;
+    let password_ok =
+        passwords::verify_in_turn(req.password.expose().to_owned(), stored_hash).await?;
     // An expired first password answers exactly as a wrong one.
     let first_password_live =
         |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
@@ -131,7 +132,7 @@ pub async fn login(
         .filter(|_| req.proof_key == ProofKey::Device)
         && crate::mfa::store::grant_valid(
             state.store.pool(),
-            &hash_secret(grant),
+            &hash_secret(grant.expose()),
             user.user_id,
             device.id,
             now,
@@ -174,7 +175,7 @@ pub(crate) async fn issue_session(
     .await?;
     tracing::info!(user_id = %user.user_id, "session issued");
     Ok(LoginResponse {
-        session_token,
+        session_token: session_token.into(),
         user: user.clone(),
         idle_timeout_secs,
         max_offline_secs,
@@ -210,7 +211,7 @@ pub async fn change_password(
     // A stolen session must not become a way to guess the password.
     let attempts = [throttle::Key::account(user.clinic_id, &user.username)];
     throttle::check(&state, &attempts).await?;
-    let current_ok = matches_stored(&state, user, &req.current_password).await?;
+    let current_ok = matches_stored(&state, user, req.current_password.expose()).await?;
     if !current_ok {
         let locked_out = throttle::fail(&state, &attempts).await?;
         crate::audit::sign_in::record_failure(
@@ -225,7 +226,13 @@ pub async fn change_password(
     if req.new_password == req.current_password {
         return Err(ServerError::WeakPassword);
     }
-    let hash = new_password_hash(&state, user, req.new_password, &[&req.current_password]).await?;
+    let hash = new_password_hash(
+        &state,
+        user,
+        req.new_password.expose().to_owned(),
+        &[req.current_password.expose()],
+    )
+    .await?;
     let mut tx = state.store.pool().begin().await?;
     crate::users::set_password(
         &mut tx,
@@ -259,12 +266,12 @@ pub async fn first_password(
     seen: Seen,
     Body(req): Body<FirstPassword>,
 ) -> Result<Json<LoginStep>, ServerError> {
-    let ticket = crate::mfa::live_ticket(&state, &req.ticket, Purpose::Password).await?;
+    let ticket = crate::mfa::live_ticket(&state, req.ticket.expose(), Purpose::Password).await?;
     let user = &ticket.user;
-    if matches_stored(&state, user, &req.new_password).await? {
+    if matches_stored(&state, user, req.new_password.expose()).await? {
         return Err(ServerError::WeakPassword);
     }
-    let hash = new_password_hash(&state, user, req.new_password, &[]).await?;
+    let hash = new_password_hash(&state, user, req.new_password.expose().to_owned(), &[]).await?;
     let scope = ClinicScope::of_mfa_ticket(&ticket);
     let mut tx = state.store.pool().begin().await?;
     if !crate::mfa::store::consume_ticket(&mut tx, &ticket.hash).await? {

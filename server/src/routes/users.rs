@@ -53,10 +53,10 @@ pub async fn create(
         new.display_name.as_str(),
         &clinic_name,
     ];
-    if !passwords::acceptable(&new.password, &context) {
+    if !passwords::acceptable(new.password.expose(), &context) {
         return Err(ServerError::WeakPassword);
     }
-    let hash = passwords::hash_in_turn(new.password.clone()).await?;
+    let hash = passwords::hash_in_turn(new.password.expose().to_owned()).await?;
     let admin = &auth.principal.user;
     let mut tx = state.store.pool().begin().await?;
     let expires = state.clock.now_ms() + users::FIRST_PASSWORD_TTL_MS;

@@ -89,7 +89,7 @@ impl Core {
         recovery: &RecoveryKey,
     ) -> Result<(), AppError> {
         let (enrollment, client) = self.enrolled()?;
-        let token = SecretString::from(login.session_token.clone());
+        let token = SecretString::from(login.session_token.expose());
         let challenge = client.challenge(enrollment.device_id).await;
         self.note_network(&challenge);
         let nonce = challenge.map_err(|e| self.on_server_error(e))?.nonce;
@@ -107,7 +107,7 @@ impl Core {
         self.note_network(&released);
         let released = released.map_err(|e| self.on_server_error(e))?;
         let bytes = Zeroizing::new(
-            from_hex(&released.device_secret)
+            from_hex(released.device_secret.expose())
                 .ok_or(AppError::Internal("escrowed secret malformed"))?,
         );
         let mut secret = Zeroizing::new([0u8; 32]);
