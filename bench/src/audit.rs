@@ -707,7 +707,7 @@ async fn login(s: &Served) -> anyhow::Result<String> {
     .json()
     .await?;
     let now_secs = u64::try_from(now_ms() / 1000)?;
-    let code = TotpSecret::from_base32(&setup.secret_base32)?.code_at(now_secs)?;
+    let code = TotpSecret::from_base32(setup.secret_base32.expose())?.code_at(now_secs)?;
     let enrolled: MfaEnrolled = post(
         "/v1/auth/mfa/setup/totp/confirm",
         json!({ "ticket": ticket.ticket, "code": code }),
@@ -717,5 +717,5 @@ async fn login(s: &Served) -> anyhow::Result<String> {
     .json()
     .await?;
     let login = enrolled.session;
-    Ok(login.session_token)
+    Ok(login.session_token.expose().to_owned())
 }

@@ -65,7 +65,7 @@ pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             "unexpected sign-in step"
         );
         let setup = core.start_totp_setup().await?;
-        let totp = TotpSecret::from_base32(&setup.secret_base32)?;
+        let totp = TotpSecret::from_base32(setup.secret_base32.expose())?;
         core.confirm_totp_setup(&totp.code_at(unix_secs())?).await?;
         // A chart in the cache for the busy threads to find.
         let list = core.appointments().await?;

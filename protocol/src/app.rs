@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::mfa::MfaMethod;
+use crate::secret::Secret;
 use crate::wire::UserInfo;
 
 /// Where the app is in its life cycle.
@@ -80,18 +81,10 @@ pub enum KeyPrompt {
 
 /// What confirming a first second factor returns: the session's status, and the recovery
 /// codes to show once.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecondFactorSetUp {
     pub status: AppStatus,
-    pub recovery_codes: Vec<String>,
-}
-
-impl std::fmt::Debug for SecondFactorSetUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecondFactorSetUp")
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
+    pub recovery_codes: Vec<Secret>,
 }
 
 /// A patient found by a search of the user's cache: enough to tell patients apart and open

@@ -9,9 +9,10 @@ pub mod audit;
 pub mod error;
 pub mod export;
 pub mod merkle;
-pub mod mfa;
 pub mod phi;
 pub mod policy;
+pub mod proof;
+pub mod secret;
 #[cfg(feature = "signatures")]
 pub mod signature;
 pub mod wire;
@@ -19,3 +20,6 @@ pub mod wire;
 pub use error::{ApiError, ErrorCode};
 pub use phi::Phi;
 pub use policy::{Access, Permission, Role};
+pub use secret::Secret;
+/// The second factor's bodies, at their old path.
+pub use wire::mfa;

@@ -449,12 +449,15 @@ async fn main() -> anyhow::Result<()> {
                 writeln!(
                     out,
                     "First admin: {} — one-time password {} (until {})",
-                    done.admin_username, done.first_password, done.first_password_expires_at
+                    done.admin_username,
+                    done.first_password.expose(),
+                    done.first_password_expires_at
                 )?;
                 writeln!(
                     out,
                     "Enrollment code for the first workstation: {} (until {})",
-                    done.enrollment_code, done.enrollment_code_expires_at
+                    done.enrollment_code.expose(),
+                    done.enrollment_code_expires_at
                 )?;
                 writeln!(out, "Idempotency key: {}", new.idempotency_key)?;
             }

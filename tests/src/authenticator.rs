@@ -77,7 +77,7 @@ pub async fn pass_second_factor(
     match status.phase {
         Phase::SetUpSecondFactor => {
             let setup = core.start_totp_setup().await?;
-            authenticator.add(username, &setup.secret_base32);
+            authenticator.add(username, setup.secret_base32.expose());
             let code = authenticator.code(username);
             let done = core.confirm_totp_setup(&code).await?;
             assert_eq!(done.recovery_codes.len(), 10);

@@ -235,9 +235,9 @@ fn answer(
         clinic_name: new.clinic_name.trim().to_owned(),
         admin_user_id,
         admin_username: new.admin_username.clone(),
-        first_password: codes.first_password.clone(),
+        first_password: codes.first_password.clone().into(),
         first_password_expires_at: rfc3339(now + FIRST_PASSWORD_TTL_MS)?,
-        enrollment_code: codes.enrollment_code.clone(),
+        enrollment_code: codes.enrollment_code.clone().into(),
         enrollment_code_expires_at: rfc3339(now + ENROLLMENT_CODE_TTL_MS)?,
     })
 }

@@ -74,10 +74,10 @@ pub async fn create(
         new.display_name.as_str(),
         &clinic_name,
     ];
-    if !passwords::acceptable(&new.password, &context) {
+    if !passwords::acceptable(new.password.expose(), &context) {
         return Err(ServerError::WeakPassword);
     }
-    let hash = passwords::hash_in_turn(new.password.clone()).await?;
+    let hash = passwords::hash_in_turn(new.password.expose().to_owned()).await?;
     let mut tx = state.store.tx().await?;
     let user = store::users::FirstPasswordUser {
         id: Uuid::now_v7(),

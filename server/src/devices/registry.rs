@@ -112,7 +112,7 @@ pub async fn enroll_workstation(
             field: "public_key",
         },
     )?;
-    let device_secret: Zeroizing<[u8; 32]> = from_hex(&req.device_secret)
+    let device_secret: Zeroizing<[u8; 32]> = from_hex(req.device_secret.expose())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .map(Zeroizing::new)
         .ok_or(ServerError::BadRequest {
@@ -129,7 +129,7 @@ pub async fn enroll_workstation(
     })?;
     let device_id = Uuid::now_v7();
     let escrow = escrow_of(state, device_id, &device_secret, &req.recovery_public_key)?;
-    let code_hash = hash_secret(&normalize_code(&req.enrollment_code));
+    let code_hash = hash_secret(&normalize_code(req.enrollment_code.expose()));
     let request = RequestSeen {
         session_device_id: Some(device_id),
         ..seen

@@ -92,7 +92,8 @@ pub async fn log_in(
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-    let password_ok = passwords::verify_in_turn(req.password, stored_hash).await?;
+    let password_ok =
+        passwords::verify_in_turn(req.password.expose().to_owned(), stored_hash).await?;
     // An expired first password answers exactly as a wrong one.
     let first_password_live =
         |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
@@ -122,7 +123,7 @@ pub async fn log_in(
         .filter(|_| req.proof_key == ProofKey::Device)
         && state
             .store
-            .grant_valid(&hash_secret(grant), user.user_id, device.id, now)
+            .grant_valid(&hash_secret(grant.expose()), user.user_id, device.id, now)
             .await?
     {
         tracing::info!(user_id = %user.user_id, "login within a second-factor grant");
@@ -148,7 +149,7 @@ pub async fn change(
     // A stolen session must not become a way to guess the password.
     let attempts = [throttle::Key::account(user.clinic_id, &user.username)];
     throttle::check(state, &attempts).await?;
-    let current_ok = matches_stored(state, user, &req.current_password).await?;
+    let current_ok = matches_stored(state, user, req.current_password.expose()).await?;
     if !current_ok {
         let locked_out = throttle::fail(state, &attempts).await?;
         crate::audit::sign_in::record_failure(state, user, &seen, principal.device_id, locked_out);
@@ -157,7 +158,13 @@ pub async fn change(
     if req.new_password == req.current_password {
         return Err(ServerError::WeakPassword);
     }
-    let hash = new_password_hash(state, user, req.new_password, &[&req.current_password]).await?;
+    let hash = new_password_hash(
+        state,
+        user,
+        req.new_password.expose().to_owned(),
+        &[req.current_password.expose()],
+    )
+    .await?;
     let mut tx = state.store.clinic_tx(scope).await?;
     let seen = seen.for_session(principal.device_id);
     store_password(&mut tx, state, user, &hash, "change_password", seen).await?;
@@ -173,12 +180,12 @@ pub async fn choose_first(
     seen: Seen,
     req: FirstPassword,
 ) -> Result<LoginStep, ServerError> {
-    let ticket = mfa::live_ticket(state, &req.ticket, Purpose::Password).await?;
+    let ticket = mfa::live_ticket(state, req.ticket.expose(), Purpose::Password).await?;
     let user = &ticket.user;
-    if matches_stored(state, user, &req.new_password).await? {
+    if matches_stored(state, user, req.new_password.expose()).await? {
         return Err(ServerError::WeakPassword);
     }
-    let hash = new_password_hash(state, user, req.new_password, &[]).await?;
+    let hash = new_password_hash(state, user, req.new_password.expose().to_owned(), &[]).await?;
     let mut tx = state
         .store
         .clinic_tx(&ClinicScope::of_mfa_ticket(&ticket))

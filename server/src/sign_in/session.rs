@@ -35,7 +35,7 @@ pub(crate) async fn issue_session(
     .await?;
     tracing::info!(user_id = %user.user_id, "session issued");
     Ok(LoginResponse {
-        session_token,
+        session_token: session_token.into(),
         user: user.clone(),
         idle_timeout_secs,
         max_offline_secs,

@@ -124,7 +124,7 @@ async fn roles_see_only_what_policy_allows() {
         .await;
     assert_eq!(clinician.user.role, Role::Clinician);
     let (status, body) = server
-        .get("/v1/appointments", &clinician.session_token)
+        .get("/v1/appointments", clinician.session_token.expose())
         .await;
     assert_eq!(status, 200);
     let list: AppointmentList = serde_json::from_value(body).unwrap();
@@ -133,7 +133,10 @@ async fn roles_see_only_what_policy_allows() {
     let pid = list.appointments[0].patient_id;
 
     let (status, body) = server
-        .get(&format!("/v1/patients/{pid}"), &clinician.session_token)
+        .get(
+            &format!("/v1/patients/{pid}"),
+            clinician.session_token.expose(),
+        )
         .await;
     assert_eq!(status, 200);
     let full: Patient = serde_json::from_value(body).unwrap();
@@ -143,7 +146,7 @@ async fn roles_see_only_what_policy_allows() {
         .login(&server, "frontdesk", password_of(&report, "frontdesk"))
         .await;
     let (status, body) = server
-        .get(&format!("/v1/patients/{pid}"), &front.session_token)
+        .get(&format!("/v1/patients/{pid}"), front.session_token.expose())
         .await;
     assert_eq!(status, 200);
     assert!(
@@ -156,7 +159,7 @@ async fn roles_see_only_what_policy_allows() {
         .login(&server, "admin", password_of(&report, "admin"))
         .await;
     for path in ["/v1/appointments".to_owned(), format!("/v1/patients/{pid}")] {
-        let (status, body) = server.get(&path, &admin.session_token).await;
+        let (status, body) = server.get(&path, admin.session_token.expose()).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (403, Some("forbidden")),
@@ -178,9 +181,13 @@ async fn another_clinics_patient_is_not_found() {
     let user_b = device_b
         .login(&server, "clinician", password_of(&b, "clinician"))
         .await;
-    let (_, body) = server.get("/v1/appointments", &user_b.session_token).await;
+    let (_, body) = server
+        .get("/v1/appointments", user_b.session_token.expose())
+        .await;
     let list_b: AppointmentList = serde_json::from_value(body).unwrap();
-    let (_, body) = server.get("/v1/appointments", &user_a.session_token).await;
+    let (_, body) = server
+        .get("/v1/appointments", user_a.session_token.expose())
+        .await;
     let list_a: AppointmentList = serde_json::from_value(body).unwrap();
     let ids_a: Vec<Uuid> = list_a.appointments.iter().map(|x| x.patient_id).collect();
     for appt in &list_b.appointments {
@@ -188,7 +195,7 @@ async fn another_clinics_patient_is_not_found() {
         let (status, body) = server
             .get(
                 &format!("/v1/patients/{}", appt.patient_id),
-                &user_a.session_token,
+                user_a.session_token.expose(),
             )
             .await;
         assert_eq!(status, 404);
@@ -198,7 +205,7 @@ async fn another_clinics_patient_is_not_found() {
     let (status, body) = server
         .get(
             &format!("/v1/patients/{}", Uuid::now_v7()),
-            &user_a.session_token,
+            user_a.session_token.expose(),
         )
         .await;
     assert_eq!((status, body), (404, json!({ "code": "not_found" })));
@@ -219,16 +226,22 @@ async fn idle_session_expires_on_the_server() {
         .await;
     assert_eq!(login.idle_timeout_secs, 15 * 60);
     server.clock.advance_ms(14 * 60 * 1000);
-    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    let (status, _) = server
+        .get("/v1/appointments", login.session_token.expose())
+        .await;
     assert_eq!(status, 200, "activity within 15 minutes keeps the session");
     server.clock.advance_ms(15 * 60 * 1000 + 1);
-    let (status, body) = server.get("/v1/appointments", &login.session_token).await;
+    let (status, body) = server
+        .get("/v1/appointments", login.session_token.expose())
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (401, Some("session_expired"))
     );
     // And it stays ended.
-    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    let (status, _) = server
+        .get("/v1/appointments", login.session_token.expose())
+        .await;
     assert_eq!(status, 401);
 }
 
@@ -243,12 +256,14 @@ async fn logout_ends_the_session() {
     let resp = server
         .client()
         .post(format!("{}/v1/auth/logout", server.url))
-        .bearer_auth(&login.session_token)
+        .bearer_auth(login.session_token.expose())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    let (status, _) = server
+        .get("/v1/appointments", login.session_token.expose())
+        .await;
     assert_eq!(status, 401);
 }
 
@@ -282,21 +297,21 @@ async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_eve
 
     // Only an admin, and only of the device's own clinic (another clinic's is 404).
     let (status, _) = server
-        .post(&path, Some(&clinician.session_token), json!({}))
+        .post(&path, Some(clinician.session_token.expose()), json!({}))
         .await;
     assert_eq!(status, 403);
     let (status, body) = server
-        .post(&path, Some(&b_admin.session_token), json!({}))
+        .post(&path, Some(b_admin.session_token.expose()), json!({}))
         .await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     let (status, body) = server
-        .post(&path, Some(&admin.session_token), json!({}))
+        .post(&path, Some(admin.session_token.expose()), json!({}))
         .await;
     assert_eq!(status, 204, "{body}");
 
     // The device's live session, a new login and an audit upload all say device_revoked.
     let (_, body) = server
-        .get("/v1/appointments", &clinician.session_token)
+        .get("/v1/appointments", clinician.session_token.expose())
         .await;
     assert_eq!(body["code"], "device_revoked");
     let (_, body) = server
@@ -321,7 +336,7 @@ async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_eve
     assert_eq!(body["code"], "device_revoked");
     // The admin's own device is untouched, and revoking twice is harmless.
     let (status, body) = server
-        .post(&path, Some(&admin.session_token), json!({}))
+        .post(&path, Some(admin.session_token.expose()), json!({}))
         .await;
     assert_eq!(status, 204, "{body}");
 }

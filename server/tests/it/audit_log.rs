@@ -123,7 +123,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     // The log already holds the server's events of the enrollment and of the two sign-ins
     // (second factors set up).
     let (_, body) = server
-        .get("/v1/audit/checkpoint", &admin.session_token)
+        .get("/v1/audit/checkpoint", admin.session_token.expose())
         .await;
     let base = serde_json::from_value::<SignedCheckpoint>(body)
         .unwrap()
@@ -169,7 +169,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     // Past a gap the event is stored, the receipt does not move, the gap is outstanding.
     let r = upload(&server, &device, &[e(5)]).await;
     assert_eq!(r.highest_contiguous_seq, 2);
-    let (status, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
+    let (status, body) = server
+        .get("/v1/audit/alerts", admin.session_token.expose())
+        .await;
     assert_eq!(status, 200, "{body}");
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
     // No checkpoint is signed at the size this read's own event made.
@@ -194,7 +196,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let r = upload(&server, &device, &[&fork, &bad_link]).await;
     assert_eq!(r.forked, vec![2, 6]);
     assert_eq!(r.highest_contiguous_seq, 5);
-    let (_, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
+    let (_, body) = server
+        .get("/v1/audit/alerts", admin.session_token.expose())
+        .await;
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
     assert!(alerts.outstanding.is_empty());
     let kinds: Vec<(u64, &str)> = alerts
@@ -236,7 +240,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         described,
         vec![expected(&fork, "fork"), expected(&bad_link, "chain_break")]
     );
-    let (_, body) = server.get("/v1/audit/alerts", &admin.session_token).await;
+    let (_, body) = server
+        .get("/v1/audit/alerts", admin.session_token.expose())
+        .await;
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
     assert_eq!(
         alerts
@@ -263,7 +269,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
                 "/v1/audit/consistency?old_size={}&new_size={}",
                 first_size, latest_size
             ),
-            &admin.session_token,
+            admin.session_token.expose(),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -280,7 +286,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let (status, body) = server
         .get(
             "/v1/audit/consistency?old_size=9223372036854775808&new_size=0",
-            &admin.session_token,
+            admin.session_token.expose(),
         )
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("old_size")));
@@ -294,7 +300,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         let (status, body) = server
             .get(
                 &format!("/v1/audit/events/{id}/inclusion?tree_size={latest_size}"),
-                &admin.session_token,
+                admin.session_token.expose(),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -316,19 +322,19 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
                 e(1).event.id,
                 unsigned
             ),
-            &admin.session_token,
+            admin.session_token.expose(),
         )
         .await;
     assert_eq!(status, 400);
     let (status, _) = server
         .get(
             &format!("/v1/audit/events/{}/inclusion?tree_size=6", Uuid::now_v7()),
-            &admin.session_token,
+            admin.session_token.expose(),
         )
         .await;
     assert_eq!(status, 404);
     let (status, body) = server
-        .get("/v1/audit/checkpoint", &admin.session_token)
+        .get("/v1/audit/checkpoint", admin.session_token.expose())
         .await;
     assert_eq!(status, 200);
     let on_demand: SignedCheckpoint = serde_json::from_value(body).unwrap();
@@ -350,7 +356,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let (status, body) = server.get(&path, &admin.session_token).await;
+        let (status, body) = server.get(&path, admin.session_token.expose()).await;
         assert_eq!(status, 200, "{body}");
         let page: AuditPage = serde_json::from_value(body).unwrap();
         seen.extend(page.events.iter().map(|r| r.event.device_seq));
@@ -365,7 +371,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         e(2).event.occurred_at_ms,
         e(4).event.occurred_at_ms
     );
-    let (_, body) = server.get(&window, &admin.session_token).await;
+    let (_, body) = server.get(&window, admin.session_token.expose()).await;
     let page: AuditPage = serde_json::from_value(body).unwrap();
     assert_eq!(
         page.events
@@ -374,10 +380,15 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
             .collect::<Vec<_>>(),
         vec![3, 2]
     );
-    let (status, _) = server.get("/v1/audit/events", &login.session_token).await;
+    let (status, _) = server
+        .get("/v1/audit/events", login.session_token.expose())
+        .await;
     assert_eq!(status, 403);
     let (status, body) = server
-        .get("/v1/audit/events?cursor=nonsense", &admin.session_token)
+        .get(
+            "/v1/audit/events?cursor=nonsense",
+            admin.session_token.expose(),
+        )
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
 
@@ -389,7 +400,7 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
         .login(&server, "admin", password_of(&other, "admin"))
         .await;
     let (status, body) = server
-        .get("/v1/audit/events", &other_admin.session_token)
+        .get("/v1/audit/events", other_admin.session_token.expose())
         .await;
     assert_eq!(status, 200, "{body}");
     let page: AuditPage = serde_json::from_value(body).unwrap();
@@ -407,18 +418,18 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     let (status, _) = server
         .get(
             &format!("/v1/audit/events/{}/inclusion?tree_size=6", e(1).event.id),
-            &other_admin.session_token,
+            other_admin.session_token.expose(),
         )
         .await;
     assert_eq!(status, 404);
     let (_, body) = server
-        .get("/v1/audit/checkpoint", &other_admin.session_token)
+        .get("/v1/audit/checkpoint", other_admin.session_token.expose())
         .await;
     let theirs: SignedCheckpoint = serde_json::from_value(body).unwrap();
     // Their two events, and their two reads of the trail before this one.
     assert_eq!(theirs.checkpoint.tree_size, 4);
     let (_, body) = server
-        .get("/v1/audit/alerts", &other_admin.session_token)
+        .get("/v1/audit/alerts", other_admin.session_token.expose())
         .await;
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
     assert!(alerts.tamper.is_empty() && alerts.outstanding.is_empty());
@@ -564,7 +575,7 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
     let b = a.another_instance().await;
     let SignedIn { device, login, .. } = a.signed_in(0x71B5, "clinician").await;
     let clinic = device.clinic_id;
-    let token = &login.session_token;
+    let token = login.session_token.expose();
     let (status, body) = a.get("/v1/appointments", token).await;
     assert_eq!(status, 200, "{body}");
     let patient = body["appointments"][0]["patient_id"]

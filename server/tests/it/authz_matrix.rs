@@ -60,7 +60,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
     let (status, _) = server
         .post(
             "/v1/users",
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({ "username": "billing", "display_name": "Bo Billing (synthetic)",
                     "role": "billing", "password": "violet-canoe-marble-47" }),
         )
@@ -83,7 +83,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
             device.login(&server, user, password).await
         };
         assert_eq!(login.user.role, role);
-        sessions.push((role, login.session_token));
+        sessions.push((role, login.session_token.expose().to_owned()));
     }
 
     let mut checked = 0;
@@ -175,7 +175,10 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
     }
     // Clinic B's admin still works: nothing of theirs was touched.
     assert_eq!(
-        server.get("/v1/devices", &b_admin.session_token).await.0,
+        server
+            .get("/v1/devices", b_admin.session_token.expose())
+            .await
+            .0,
         200
     );
 
@@ -186,7 +189,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
         &server,
         "POST",
         &format!("/v1/devices/{}/revoke", device_b.id),
-        Some(&b_admin.session_token),
+        Some(b_admin.session_token.expose()),
     )
     .await;
     assert_eq!(status, 204);
@@ -195,7 +198,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
             &server,
             rule.method,
             &fill(rule.path, &[]),
-            Some(&b_admin.session_token),
+            Some(b_admin.session_token.expose()),
         )
         .await;
         assert_eq!(

@@ -79,7 +79,7 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
         device,
         login,
     } = server.signed_in(0xB6, "clinician").await;
-    let token = &login.session_token;
+    let token = login.session_token.expose();
     let target = outside_patient(&server, token).await;
     let withheld = last_event(&server, "view", target).await;
     assert!(!withheld.fields.contains(&"allergies".to_owned()));
@@ -212,14 +212,14 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
     let desk = device
         .login(&server, "frontdesk", password_of(&report, "frontdesk"))
         .await;
-    let seen = patient(&server, &desk.session_token, target).await;
+    let seen = patient(&server, desk.session_token.expose(), target).await;
     assert_eq!(seen.clinical_access, ClinicalAccess::NotPermitted);
     assert!(seen.clinical.is_none());
     // Nor may the front desk break the glass; trying is recorded.
     let (status, _) = server
         .post(
             &format!("/v1/patients/{target}/break-glass"),
-            Some(&desk.session_token),
+            Some(desk.session_token.expose()),
             json!({ "reason_code": "emergency", "reason_text": "Patient collapsed" }),
         )
         .await;
@@ -251,7 +251,7 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
         device,
         login,
     } = server.signed_in(0xB8, "clinician").await;
-    let clinician = &login.session_token;
+    let clinician = login.session_token.expose();
     let target = outside_patient(&server, clinician).await;
     let grant = break_glass(&server, clinician, target).await;
     patient(&server, clinician, target).await;
@@ -259,7 +259,7 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
     let admin = device
         .login(&server, "admin", password_of(&report, "admin"))
         .await;
-    let admin_token = &admin.session_token;
+    let admin_token = admin.session_token.expose();
     let queue = |pending: bool, token: String| {
         let server = &server;
         async move {
@@ -270,7 +270,7 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
             serde_json::from_value::<BreakGlassQueue>(body).unwrap()
         }
     };
-    let waiting = queue(true, admin_token.clone()).await;
+    let waiting = queue(true, admin_token.to_owned()).await;
     assert_eq!(waiting.grants.len(), 1);
     let item = &waiting.grants[0];
     assert_eq!(item.grant, grant);
@@ -289,17 +289,17 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
     let (status, _) = server
         .post(
             &review_path,
-            Some(&elsewhere.login.session_token),
+            Some(elsewhere.login.session_token.expose()),
             json!({ "note": "not mine" }),
         )
         .await;
     assert_eq!(status, 404);
     let (status, _) = server
-        .get("/v1/break-glass", &elsewhere.login.session_token)
+        .get("/v1/break-glass", elsewhere.login.session_token.expose())
         .await;
     assert_eq!(status, 200);
     assert!(
-        queue(false, elsewhere.login.session_token.clone())
+        queue(false, elsewhere.login.session_token.expose().to_owned())
             .await
             .grants
             .is_empty()
@@ -323,8 +323,8 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
         .await;
     assert_eq!((status, err["code"].as_str()), (409, Some("conflict")));
 
-    assert!(queue(true, admin_token.clone()).await.grants.is_empty());
-    let all = queue(false, admin_token.clone()).await;
+    assert!(queue(true, admin_token.to_owned()).await.grants.is_empty());
+    let all = queue(false, admin_token.to_owned()).await;
     let note = all.grants[0].reviewed.as_ref().expect("reviewed");
     assert_eq!(note.reviewed_by, admin.user.user_id);
     assert_eq!(note.reviewed_at_ms, reviewed_at);

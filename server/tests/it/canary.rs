@@ -117,8 +117,8 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         .login(&server, "admin", password_of(&report, "admin"))
         .await;
     let token_for = |role: Role| match role {
-        Role::Admin => admin.session_token.as_str(),
-        _ => clinician.session_token.as_str(),
+        Role::Admin => admin.session_token.expose(),
+        _ => clinician.session_token.expose(),
     };
 
     for rule in ROUTES {
@@ -179,12 +179,12 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     // Valid requests carrying canaries in free text and new secrets: a break-glass reason
     // (PHI-handled) and an admin's review note, and a first password replaced by the user's
     // own. None reaches the log; refusals do not echo them.
-    let outside = outside_patient(&server, &clinician.session_token).await;
+    let outside = outside_patient(&server, clinician.session_token.expose()).await;
     let glass = format!("/v1/patients/{outside}/break-glass");
     let (status, body) = server
         .post(
             &glass,
-            Some(&clinician.session_token),
+            Some(clinician.session_token.expose()),
             json!({ "reason_code": "emergency", "reason_text": format!("{CANARY} {}", "x".repeat(500)) }),
         )
         .await;
@@ -193,7 +193,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     let (status, grant) = server
         .post(
             &glass,
-            Some(&clinician.session_token),
+            Some(clinician.session_token.expose()),
             json!({ "reason_code": "emergency", "reason_text": format!("{CANARY} reason") }),
         )
         .await;
@@ -205,7 +205,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     let (status, _) = server
         .post(
             &review,
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({ "note": format!("{CANARY} note") }),
         )
         .await;
@@ -213,7 +213,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     let (status, body) = server
         .post(
             &review,
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({ "note": format!("{CANARY} again") }),
         )
         .await;
@@ -223,7 +223,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     let (status, body) = server
         .post(
             "/v1/users",
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({ "username": "canary.user", "display_name": "Canary User (synthetic)",
                     "role": "billing", "password": first }),
         )
@@ -244,7 +244,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         .recovery_login(&server, "clinician", password_of(&report, "clinician"))
         .await;
     let (status, released) = device
-        .release_escrow(&server, &recovered.session_token, None)
+        .release_escrow(&server, recovered.session_token.expose(), None)
         .await;
     assert_eq!(status, 200);
     let escrowed = clinicdesk_protocol::audit::to_hex(&device.secret);
@@ -252,7 +252,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
 
     // The clinician reads a patient's full record: served, never logged.
     let (_, list) = server
-        .get("/v1/appointments", &clinician.session_token)
+        .get("/v1/appointments", clinician.session_token.expose())
         .await;
     let patient_id = list["appointments"][0]["patient_id"]
         .as_str()
@@ -261,7 +261,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
     let (status, patient) = server
         .get(
             &format!("/v1/patients/{patient_id}"),
-            &clinician.session_token,
+            clinician.session_token.expose(),
         )
         .await;
     assert_eq!(status, 200);
@@ -289,7 +289,7 @@ async fn canary_values_never_come_back_in_responses_or_reach_the_logs() {
         );
     }
     assert!(
-        !text.contains(&clinician.session_token),
+        !text.contains(clinician.session_token.expose()),
         "a session token reached the log"
     );
 }

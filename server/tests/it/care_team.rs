@@ -72,7 +72,7 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         .login(&server, "frontdesk", password_of(&report, "frontdesk"))
         .await;
     let (front, clinician) = (&front, &clinician);
-    let outside = outside_patient(&server, &clinician.session_token).await;
+    let outside = outside_patient(&server, clinician.session_token.expose()).await;
     let add_path = format!("/v1/patients/{outside}/care-team");
     let me = StaffMember {
         user_id: clinician.user.user_id,
@@ -80,12 +80,14 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
     };
 
     // The clinician may neither see nor change the team, not even to add themselves.
-    let (status, _) = server.get(&add_path, &clinician.session_token).await;
+    let (status, _) = server
+        .get(&add_path, clinician.session_token.expose())
+        .await;
     assert_eq!(status, 403);
     let (status, _) = server
         .post(
             &add_path,
-            Some(&clinician.session_token),
+            Some(clinician.session_token.expose()),
             json!({ "clinician_id": me.user_id }),
         )
         .await;
@@ -97,23 +99,23 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
     );
 
     // The front desk sees who could be added, and adds the clinician (twice: once counts).
-    let before = team(&server, &front.session_token, outside).await;
+    let before = team(&server, front.session_token.expose(), outside).await;
     assert!(before.members.is_empty());
     assert!(before.others.contains(&me), "{before:?}");
     for _ in 0..2 {
         let (status, body) = server
             .post(
                 &add_path,
-                Some(&front.session_token),
+                Some(front.session_token.expose()),
                 json!({ "clinician_id": me.user_id }),
             )
             .await;
         assert_eq!(status, 204, "{body}");
     }
-    let after = team(&server, &front.session_token, outside).await;
+    let after = team(&server, front.session_token.expose(), outside).await;
     assert_eq!(after.members, vec![me.clone()]);
     assert!(!after.others.contains(&me));
-    let chart = patient(&server, &clinician.session_token, outside).await;
+    let chart = patient(&server, clinician.session_token.expose(), outside).await;
     assert_eq!(chart.clinical_access, ClinicalAccess::CareTeam);
     assert!(chart.clinical.is_some() && chart.break_glass.is_none());
 
@@ -122,20 +124,27 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         (front.user.user_id.to_string(), "not a clinician"),
         (Uuid::now_v7().to_string(), "no such user"),
     ] {
-        refused_addition(&server, &front.session_token, &add_path, &someone, why).await;
+        refused_addition(
+            &server,
+            front.session_token.expose(),
+            &add_path,
+            &someone,
+            why,
+        )
+        .await;
     }
 
     // Taken off again: the chart is outside their panel at once; a second removal is 404.
     let remove_path = format!("{add_path}/{}/remove", me.user_id);
     let (status, _) = server
-        .post(&remove_path, Some(&front.session_token), json!({}))
+        .post(&remove_path, Some(front.session_token.expose()), json!({}))
         .await;
     assert_eq!(status, 204);
-    let chart = patient(&server, &clinician.session_token, outside).await;
+    let chart = patient(&server, clinician.session_token.expose(), outside).await;
     assert_eq!(chart.clinical_access, ClinicalAccess::OutsideCareTeam);
     assert!(chart.clinical.is_none());
     let (status, _) = server
-        .post(&remove_path, Some(&front.session_token), json!({}))
+        .post(&remove_path, Some(front.session_token.expose()), json!({}))
         .await;
     assert_eq!(status, 404);
     assert_eq!(
@@ -158,12 +167,12 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
     let (status, body) = server
         .post(
             &format!("/v1/users/{}/deactivate", me.user_id),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    let offered = team(&server, &front.session_token, outside).await;
+    let offered = team(&server, front.session_token.expose(), outside).await;
     assert!(
         !offered.others.contains(&me),
         "a deactivated clinician is no longer offered"
@@ -172,7 +181,14 @@ async fn the_front_desk_manages_care_teams_and_a_clinicians_access_follows() {
         (stranger, "another clinic's clinician"),
         (me.user_id.to_string(), "a deactivated clinician"),
     ] {
-        refused_addition(&server, &front.session_token, &add_path, &someone, why).await;
+        refused_addition(
+            &server,
+            front.session_token.expose(),
+            &add_path,
+            &someone,
+            why,
+        )
+        .await;
     }
 
     // One event per change, by the front desk, about the patient, naming the clinician;

@@ -32,7 +32,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
     let (status, body) = server
         .post(
             "/v1/users",
-            Some(&login.session_token),
+            Some(login.session_token.expose()),
             json!({
                 "username": "fuzz.billing",
                 "display_name": "Fuzz Billing (synthetic)",
@@ -42,12 +42,12 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let mut tokens = vec![("admin", login.session_token.clone())];
+    let mut tokens = vec![("admin", login.session_token.expose().to_owned())];
     for user in ["frontdesk", "clinician"] {
         let l = device
             .login(&server, user, password_of(&report, user))
             .await;
-        tokens.push((user, l.session_token));
+        tokens.push((user, l.session_token.expose().to_owned()));
     }
     let billing = device
         .first_login(
@@ -57,7 +57,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
             "saffron-glacier-tundra-19",
         )
         .await;
-    tokens.push(("billing", billing.session_token));
+    tokens.push(("billing", billing.session_token.expose().to_owned()));
     // The operator, whose one route (provisioning) answers 200, 201, 400 or 409.
     let (_, operator) = clinicdesk_server::admin::operator::create_operator_token(
         &server.store,

@@ -35,11 +35,11 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
         let status = match method {
             "POST" => {
                 server
-                    .post(path, Some(&clinician.session_token), json!({}))
+                    .post(path, Some(clinician.session_token.expose()), json!({}))
                     .await
                     .0
             }
-            _ => server.get(path, &clinician.session_token).await.0,
+            _ => server.get(path, clinician.session_token.expose()).await.0,
         };
         assert_eq!(status, 403, "{method} {path}");
     }
@@ -47,20 +47,20 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
     let (status, body) = server
         .post(
             "/v1/devices/enrollment-codes",
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
     let issued: EnrollmentCodeIssued = serde_json::from_value(body).unwrap();
-    assert!(!format!("{issued:?}").contains(&issued.enrollment_code));
-    let back = TestDevice::enroll(&server, &issued.enrollment_code).await;
+    assert!(!format!("{issued:?}").contains(issued.enrollment_code.expose()));
+    let back = TestDevice::enroll(&server, issued.enrollment_code.expose()).await;
     let (status, _) = server
         .post(
             "/v1/devices/enroll",
             None,
             crate::harness::enroll_body(
-                &issued.enrollment_code,
+                issued.enrollment_code.expose(),
                 "Again",
                 &ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
             ),
@@ -100,7 +100,7 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
         clinicdesk_server::time::rfc3339(clinicdesk_server::time::Clock::now_ms(&server.clock))
             .unwrap();
 
-    let list = devices(&server, &admin.session_token).await;
+    let list = devices(&server, admin.session_token.expose()).await;
     assert_eq!(list.len(), 2);
     let of = |id| list.iter().find(|d| d.id == id).unwrap().clone();
     let (front_row, back_row) = (of(front.id), of(back.id));
@@ -126,12 +126,12 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
     let (status, _) = server
         .post(
             &format!("/v1/devices/{}/revoke", back.id),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
     assert_eq!(status, 204);
-    let list = devices(&server, &admin.session_token).await;
+    let list = devices(&server, admin.session_token.expose()).await;
     assert_eq!(
         list.iter().map(|d| d.id).collect::<Vec<_>>(),
         vec![front.id, back.id]
@@ -145,7 +145,7 @@ async fn admins_issue_codes_list_workstations_and_revoke_them() {
 
     // Another clinic's admin sees only their own workstation.
     let other = server.signed_in(0xB, "admin").await;
-    let theirs = devices(&server, &other.login.session_token).await;
+    let theirs = devices(&server, other.login.session_token.expose()).await;
     assert_eq!(
         theirs.iter().map(|d| d.id).collect::<Vec<_>>(),
         vec![other.device.id]

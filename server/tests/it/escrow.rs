@@ -52,7 +52,7 @@ async fn a_workstation_gets_its_escrowed_secret_back_only_with_its_recovery_key_
                 &server,
                 "clinician",
                 password,
-                Some(&grant),
+                Some(grant.expose()),
                 ProofKey::Device,
             )
             .await,
@@ -69,7 +69,7 @@ async fn a_workstation_gets_its_escrowed_secret_back_only_with_its_recovery_key_
                 &server,
                 "clinician",
                 password,
-                Some(&grant),
+                Some(grant.expose()),
                 ProofKey::Recovery,
             )
             .await,
@@ -104,7 +104,7 @@ async fn a_workstation_gets_its_escrowed_secret_back_only_with_its_recovery_key_
     );
 
     let recovered = device.recovery_login(&server, "clinician", password).await;
-    let token = recovered.session_token.as_str();
+    let token = recovered.session_token.expose();
     // The release needs the recovery key again: another key, or a nonce used twice, is
     // refused and releases nothing.
     let (status, body) = device
@@ -151,7 +151,7 @@ async fn only_the_sessions_own_device_and_never_a_revoked_one_gets_a_secret() {
     let (status, body) = server
         .post(
             "/v1/devices/enrollment-codes",
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
@@ -162,11 +162,15 @@ async fn only_the_sessions_own_device_and_never_a_revoked_one_gets_a_secret() {
     // A session on the back-office workstation proving the front desk's recovery key gets
     // nothing: the proof is checked against the session's own device.
     let (status, _) = back
-        .release_escrow(&server, &on_back.session_token, Some(&front.recovery))
+        .release_escrow(
+            &server,
+            on_back.session_token.expose(),
+            Some(&front.recovery),
+        )
         .await;
     assert_eq!(status, 400);
     let (status, body) = back
-        .release_escrow(&server, &on_back.session_token, None)
+        .release_escrow(&server, on_back.session_token.expose(), None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["device_secret"], to_hex(&back.secret));
@@ -186,13 +190,13 @@ async fn only_the_sessions_own_device_and_never_a_revoked_one_gets_a_secret() {
     let (status, _) = server
         .post(
             &format!("/v1/devices/{}/revoke", front.id),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
     assert_eq!(status, 204);
     let (status, body) = front
-        .release_escrow(&server, &on_front.session_token, None)
+        .release_escrow(&server, on_front.session_token.expose(), None)
         .await;
     assert_eq!(
         (status, body["code"].as_str()),

@@ -33,14 +33,14 @@ async fn trail() -> Trail {
         login: clinician,
     } = server.signed_in(0xA, "clinician").await;
     let (_, body) = server
-        .get("/v1/appointments", &clinician.session_token)
+        .get("/v1/appointments", clinician.session_token.expose())
         .await;
     let list: AppointmentList = serde_json::from_value(body).unwrap();
     let patient = list.appointments[0].patient_id;
     let resp = server
         .client()
         .get(format!("{}/v1/patients/{patient}", server.url))
-        .bearer_auth(&clinician.session_token)
+        .bearer_auth(clinician.session_token.expose())
         .header(reqwest::header::USER_AGENT, FORMULA_AGENT)
         .send()
         .await
@@ -69,8 +69,8 @@ async fn trail() -> Trail {
     Trail {
         server,
         device,
-        admin_token: admin.session_token,
-        clinician_token: clinician.session_token,
+        admin_token: admin.session_token.expose().to_owned(),
+        clinician_token: clinician.session_token.expose().to_owned(),
         patient,
     }
 }

@@ -526,7 +526,9 @@ impl TestDevice {
                 assert_eq!(status, 200, "{body}");
                 serde_json::from_value(body).unwrap()
             }
-            LoginStep::SetUpSecondFactor(t) => self.set_up_totp(server, user, &t.ticket).await,
+            LoginStep::SetUpSecondFactor(t) => {
+                self.set_up_totp(server, user, t.ticket.expose()).await
+            }
             LoginStep::ChooseNewPassword(_) => {
                 panic!("{user} has a first password: use first_login")
             }
@@ -560,7 +562,7 @@ impl TestDevice {
         else {
             panic!("a new user's next step is setting up a second factor");
         };
-        self.set_up_totp(server, user, &t.ticket).await
+        self.set_up_totp(server, user, t.ticket.expose()).await
     }
 
     /// Sets up TOTP with a setup ticket, as the user's authenticator app would.
@@ -580,7 +582,7 @@ impl TestDevice {
             .authenticator
             .lock()
             .unwrap()
-            .insert(key.clone(), (setup.secret_base32, 0));
+            .insert(key.clone(), (setup.secret_base32.expose().to_owned(), 0));
         let code = server.totp_code(self.clinic_id, user);
         let (status, body) = server
             .post(
@@ -591,11 +593,14 @@ impl TestDevice {
             .await;
         assert_eq!(status, 200, "{body}");
         let enrolled: MfaEnrolled = serde_json::from_value(body).unwrap();
-        server
-            .recovery_codes
-            .lock()
-            .unwrap()
-            .insert(key, enrolled.recovery_codes);
+        server.recovery_codes.lock().unwrap().insert(
+            key,
+            enrolled
+                .recovery_codes
+                .iter()
+                .map(|c| c.expose().to_owned())
+                .collect(),
+        );
         enrolled.session
     }
 }

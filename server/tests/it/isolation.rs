@@ -174,7 +174,11 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             let login = device
                 .login(&server, &user.username, &password.password)
                 .await;
-            sessions.push((report.clinic_id, user.role, login.session_token));
+            sessions.push((
+                report.clinic_id,
+                user.role,
+                login.session_token.expose().to_owned(),
+            ));
         }
     }
     for (clinic, role, token) in &sessions {

@@ -75,10 +75,10 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
         other => panic!("expected a setup step, got {other:?}"),
     };
     assert!(setup.methods.is_empty());
-    let (status, body) = server.get("/v1/appointments", &setup.ticket).await;
+    let (status, body) = server.get("/v1/appointments", setup.ticket.expose()).await;
     assert_eq!((status, code_of(&body)), (401, "unauthenticated"));
     // A setup ticket proves nothing by itself.
-    let (status, body) = totp(&server, &setup.ticket, "123456").await;
+    let (status, body) = totp(&server, setup.ticket.expose(), "123456").await;
     assert_eq!((status, code_of(&body)), (401, "invalid_second_factor"));
     // Confirming before a secret was issued, or with a wrong code, is refused.
     let (status, _) = server
@@ -90,9 +90,11 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
         .await;
     assert_eq!(status, 401);
     let login = device
-        .set_up_totp(&server, "frontdesk", &setup.ticket)
+        .set_up_totp(&server, "frontdesk", setup.ticket.expose())
         .await;
-    let (status, _) = server.get("/v1/appointments", &login.session_token).await;
+    let (status, _) = server
+        .get("/v1/appointments", login.session_token.expose())
+        .await;
     assert_eq!(status, 200);
     assert!(login.mfa_grant.is_some());
     let codes =
@@ -140,29 +142,29 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
             .code_at(last * clinicdesk_server::sign_in::mfa::totp::STEP_SECS)
             .unwrap()
     };
-    let (status, body) = totp(&server, &t.ticket, &used).await;
+    let (status, body) = totp(&server, t.ticket.expose(), &used).await;
     assert_eq!((status, code_of(&body)), (401, "invalid_second_factor"));
     let fresh = server.totp_code(device.clinic_id, "frontdesk");
-    let (status, body) = totp(&server, &t.ticket, &fresh).await;
+    let (status, body) = totp(&server, t.ticket.expose(), &fresh).await;
     assert_eq!(status, 200, "{body}");
     let next = server.totp_code(device.clinic_id, "frontdesk");
-    let (status, _) = totp(&server, &t.ticket, &next).await;
+    let (status, _) = totp(&server, t.ticket.expose(), &next).await;
     assert_eq!(status, 401, "a ticket is single use");
 
     // Three wrong codes burn a ticket: the right code no longer helps.
     let t = ticket_of(password_step(&server, &device, "frontdesk", password).await);
     for _ in 0..MAX_TICKET_FAILURES {
         let wrong = wrong_code(&server, &device, "frontdesk");
-        assert_eq!(totp(&server, &t.ticket, &wrong).await.0, 401);
+        assert_eq!(totp(&server, t.ticket.expose(), &wrong).await.0, 401);
     }
     let right = server.totp_code(device.clinic_id, "frontdesk");
-    assert_eq!(totp(&server, &t.ticket, &right).await.0, 401);
+    assert_eq!(totp(&server, t.ticket.expose(), &right).await.0, 401);
 
     // A ticket expires after five minutes.
     let t = ticket_of(password_step(&server, &device, "frontdesk", password).await);
     server.clock.advance_ms(5 * 60 * 1000 + 1);
     let right = server.totp_code(device.clinic_id, "frontdesk");
-    assert_eq!(totp(&server, &t.ticket, &right).await.0, 401);
+    assert_eq!(totp(&server, t.ticket.expose(), &right).await.0, 401);
 
     // A recovery code works once, in any case and spacing.
     let t = ticket_of(password_step(&server, &device, "frontdesk", password).await);
@@ -209,13 +211,16 @@ async fn a_grant_spares_the_second_factor_on_its_device_for_twelve_hours_only() 
         login,
     } = server.signed_in(CLINIC, "clinician").await;
     let password = password_of(&report, "clinician");
-    let grant = login.mfa_grant.clone().unwrap();
+    let grant = login.mfa_grant.clone().unwrap().expose().to_owned();
 
     match login_with_grant(&server, &device, "clinician", password, &grant).await {
         LoginStep::SignedIn(l) => {
             assert!(l.mfa_grant.is_none(), "a grant is not extended by using it");
             assert_eq!(
-                server.get("/v1/appointments", &l.session_token).await.0,
+                server
+                    .get("/v1/appointments", l.session_token.expose())
+                    .await
+                    .0,
                 200
             );
         }
@@ -254,15 +259,23 @@ async fn a_third_session_revokes_the_oldest() {
     let password = password_of(&report, "frontdesk");
     let second: LoginResponse = device.login(&server, "frontdesk", password).await;
     assert_eq!(
-        server.get("/v1/appointments", &first.session_token).await.0,
+        server
+            .get("/v1/appointments", first.session_token.expose())
+            .await
+            .0,
         200
     );
     let third = device.login(&server, "frontdesk", password).await;
-    let (status, body) = server.get("/v1/appointments", &first.session_token).await;
+    let (status, body) = server
+        .get("/v1/appointments", first.session_token.expose())
+        .await;
     assert_eq!((status, code_of(&body)), (401, "session_expired"));
     for live in [&second, &third] {
         assert_eq!(
-            server.get("/v1/appointments", &live.session_token).await.0,
+            server
+                .get("/v1/appointments", live.session_token.expose())
+                .await
+                .0,
             200
         );
     }
@@ -285,7 +298,7 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
     let (status, _) = server
         .post(
             &reset(admin.user.user_id),
-            Some(&clinician.session_token),
+            Some(clinician.session_token.expose()),
             json!({}),
         )
         .await;
@@ -293,7 +306,7 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
     let (status, _) = server
         .post(
             &reset(admin.user.user_id),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
@@ -307,7 +320,7 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
     let (status, _) = server
         .post(
             &reset(theirs.parse().unwrap()),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
@@ -316,17 +329,17 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
     let (status, _) = server
         .post(
             &reset(clinician.user.user_id),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
     assert_eq!(status, 204);
     let (status, body) = server
-        .get("/v1/appointments", &clinician.session_token)
+        .get("/v1/appointments", clinician.session_token.expose())
         .await;
     assert_eq!((status, code_of(&body)), (401, "session_expired"));
     let password = password_of(&report, "clinician");
-    let grant = clinician.mfa_grant.unwrap();
+    let grant = clinician.mfa_grant.unwrap().expose().to_owned();
     match login_with_grant(&server, &device, "clinician", password, &grant).await {
         LoginStep::SetUpSecondFactor(t) => assert!(t.methods.is_empty()),
         other => panic!("expected a new setup, got {other:?}"),
@@ -357,7 +370,12 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
     let mut key = SoftPasskey::new(true);
 
     let t = ticket_of(password_step(&server, &device, "clinician", password).await);
-    let c = webauthn_challenge(&server, "/v1/auth/mfa/setup/webauthn/challenge", &t.ticket).await;
+    let c = webauthn_challenge(
+        &server,
+        "/v1/auth/mfa/setup/webauthn/challenge",
+        t.ticket.expose(),
+    )
+    .await;
     let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
     let credential = key.do_registration(origin(&c), options).unwrap();
     let (status, body) = server
@@ -372,7 +390,7 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
     assert_eq!(enrolled.recovery_codes.len(), 10);
     assert_eq!(
         server
-            .get("/v1/appointments", &enrolled.session.session_token)
+            .get("/v1/appointments", enrolled.session.session_token.expose())
             .await
             .0,
         200
@@ -384,9 +402,14 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
         t.methods,
         vec![MfaMethod::Webauthn, MfaMethod::RecoveryCode]
     );
-    let (status, _) = totp(&server, &t.ticket, "123456").await;
+    let (status, _) = totp(&server, t.ticket.expose(), "123456").await;
     assert_eq!(status, 401, "no TOTP was set up");
-    let c = webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &t.ticket).await;
+    let c = webauthn_challenge(
+        &server,
+        "/v1/auth/mfa/webauthn/challenge",
+        t.ticket.expose(),
+    )
+    .await;
     let options: RequestChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
     let assertion = key.do_authentication(origin(&c), options.clone()).unwrap();
     let (status, body) = server
@@ -410,7 +433,12 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
         )
         .await,
     );
-    let c = webauthn_challenge(&server, "/v1/auth/mfa/setup/webauthn/challenge", &f.ticket).await;
+    let c = webauthn_challenge(
+        &server,
+        "/v1/auth/mfa/setup/webauthn/challenge",
+        f.ticket.expose(),
+    )
+    .await;
     let options: CreationChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
     let credential = theirs.do_registration(origin(&c), options).unwrap();
     let (status, body) = server
@@ -430,11 +458,21 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
         )
         .await,
     );
-    let c = webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &f.ticket).await;
+    let c = webauthn_challenge(
+        &server,
+        "/v1/auth/mfa/webauthn/challenge",
+        f.ticket.expose(),
+    )
+    .await;
     let options: RequestChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
     let foreign = theirs.do_authentication(origin(&c), options).unwrap();
     let t = ticket_of(password_step(&server, &device, "clinician", password).await);
-    webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &t.ticket).await;
+    webauthn_challenge(
+        &server,
+        "/v1/auth/mfa/webauthn/challenge",
+        t.ticket.expose(),
+    )
+    .await;
     let (status, _) = server
         .post(
             "/v1/auth/mfa/webauthn",
@@ -454,7 +492,12 @@ async fn a_passkey_is_registered_and_proven_with_a_software_authenticator() {
     // ...and so is one for another origin: a subdomain is one the authenticator accepts
     // for the RP id, but it is not the server's origin.
     let t = ticket_of(password_step(&server, &device, "clinician", password).await);
-    let c = webauthn_challenge(&server, "/v1/auth/mfa/webauthn/challenge", &t.ticket).await;
+    let c = webauthn_challenge(
+        &server,
+        "/v1/auth/mfa/webauthn/challenge",
+        t.ticket.expose(),
+    )
+    .await;
     let options: RequestChallengeResponse = serde_json::from_value(c.options.clone()).unwrap();
     let sibling = Url::parse("https://portal.localhost").unwrap();
     let elsewhere = key.do_authentication(sibling, options.clone()).unwrap();

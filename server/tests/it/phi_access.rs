@@ -58,7 +58,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         device,
         login,
     } = server.signed_in(0xA, "clinician").await;
-    let token = &login.session_token;
+    let token = login.session_token.expose();
     // Signed in before any PHI is read, so that the PHI events follow each other in the
     // server chain (this sign-in's second factor set-up is an account event).
     let front = device
@@ -95,7 +95,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         let phi = rule.phi.unwrap();
         let before = server_events(&server).await.len();
         let (path, who) = &concrete[rule.path];
-        let (status, _) = get_as(&server, path, &who.session_token).await;
+        let (status, _) = get_as(&server, path, who.session_token.expose()).await;
         assert_eq!(status, 200, "{}", rule.path);
         let events = server_events(&server).await;
         let new = &events[before..];
@@ -171,7 +171,7 @@ async fn a_refused_phi_request_is_recorded_as_denied() {
     let SignedIn { login, .. } = server.signed_in(0xA, "frontdesk").await;
     let missing = Uuid::now_v7();
     let path = format!("/v1/patients/{missing}");
-    let (status, _) = get_as(&server, &path, &login.session_token).await;
+    let (status, _) = get_as(&server, &path, login.session_token.expose()).await;
     assert_eq!(status, 404);
     let events = server_events(&server).await;
     let e = &events.last().unwrap().event;
@@ -196,7 +196,7 @@ async fn a_role_the_policy_table_refuses_is_recorded_as_denied_too() {
         format!("/v1/patients/{patient}"),
     ] {
         let before = server_events(&server).await.len();
-        let (status, body) = get_as(&server, &path, &admin.session_token).await;
+        let (status, body) = get_as(&server, &path, admin.session_token.expose()).await;
         assert_eq!(status, 403, "{body}");
         let events = server_events(&server).await;
         assert_eq!(
@@ -223,7 +223,7 @@ async fn a_role_the_policy_table_refuses_is_recorded_as_denied_too() {
     let SignedIn {
         login: clinician, ..
     } = server.signed_in(0xB, "clinician").await;
-    let (status, _) = get_as(&server, "/v1/users", &clinician.session_token).await;
+    let (status, _) = get_as(&server, "/v1/users", clinician.session_token.expose()).await;
     assert_eq!(status, 403);
     assert_eq!(server_events(&server).await.len(), before);
 }
@@ -232,7 +232,7 @@ async fn a_role_the_policy_table_refuses_is_recorded_as_denied_too() {
 async fn no_audit_no_access() {
     let server = TestServer::start().await;
     let SignedIn { login, .. } = server.signed_in(0xA, "clinician").await;
-    let token = &login.session_token;
+    let token = login.session_token.expose();
     let (_, body) = get_as(&server, "/v1/appointments", token).await;
     let list: AppointmentList = serde_json::from_str(&body).unwrap();
     let appt = &list.appointments[0];
@@ -300,7 +300,7 @@ async fn devices_cannot_record_as_the_server() {
     }
 
     // Make the clinic's server chain exist, then try to use it as a workstation.
-    let (status, _) = get_as(&server, "/v1/appointments", &login.session_token).await;
+    let (status, _) = get_as(&server, "/v1/appointments", login.session_token.expose()).await;
     assert_eq!(status, 200);
     let chain: String = sqlx::query_scalar("SELECT id FROM devices WHERE kind = 'server'")
         .fetch_one(server.store.pool())
@@ -345,7 +345,7 @@ async fn a_phi_handler_that_does_not_declare_its_disclosure_sends_nothing() {
     let (status, body) = get_as(
         &server,
         &format!("/v1/patients/{}", Uuid::now_v7()),
-        &login.session_token,
+        login.session_token.expose(),
     )
     .await;
     assert_eq!((status, body.as_str()), (500, r#"{"code":"internal"}"#));
@@ -386,7 +386,7 @@ async fn reading_the_audit_trail_is_recorded_too() {
         ("/v1/break-glass".to_owned(), AuditAction::View),
     ] {
         let before = server_events(&server).await.len();
-        let (status, body) = get_as(&server, &path, &admin.session_token).await;
+        let (status, body) = get_as(&server, &path, admin.session_token.expose()).await;
         assert_eq!(status, 200, "{path}: {body}");
         let events = server_events(&server).await;
         assert_eq!(events.len(), before + 1, "{path}: one event per request");
@@ -408,7 +408,7 @@ async fn reading_the_audit_trail_is_recorded_too() {
     let (status, _) = get_as(
         &server,
         &format!("/v1/audit/events?name=CANARY-Jane-Doe&patient_id={patient}&note=a%20b"),
-        &admin.session_token,
+        admin.session_token.expose(),
     )
     .await;
     assert_eq!(status, 200);
@@ -425,7 +425,7 @@ async fn reading_the_audit_trail_is_recorded_too() {
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
     let path = format!("/v1/audit/patients/{patient}/report");
-    let (status, _) = get_as(&server, &path, &clinician.session_token).await;
+    let (status, _) = get_as(&server, &path, clinician.session_token.expose()).await;
     assert_eq!(status, 403);
     let events = server_events(&server).await;
     let e = &events.last().unwrap().event;

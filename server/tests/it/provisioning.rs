@@ -93,22 +93,22 @@ async fn fifty_concurrent_provisionings_each_make_one_clinic_of_its_own() {
     // Two of them start for real: a workstation with their own code, the admin's first
     // sign-in, and each sees only their clinic's one user.
     for d in &done[..2] {
-        let device = TestDevice::enroll(&server, &d.enrollment_code).await;
+        let device = TestDevice::enroll(&server, d.enrollment_code.expose()).await;
         assert_eq!(device.clinic_id, d.clinic_id);
         let admin = device
-            .first_login(&server, "owner", &d.first_password, OWN_PASSWORD)
+            .first_login(&server, "owner", d.first_password.expose(), OWN_PASSWORD)
             .await;
         assert_eq!(admin.user.clinic_id, d.clinic_id);
-        let (status, body) = server.get("/v1/users", &admin.session_token).await;
+        let (status, body) = server.get("/v1/users", admin.session_token.expose()).await;
         assert_eq!(status, 200);
         let users: UserList = serde_json::from_value(body).unwrap();
         assert_eq!(users.users.len(), 1);
         assert_eq!(users.users[0].user_id, d.admin_user_id);
     }
     // One clinic's first password is not another's.
-    let device = TestDevice::enroll(&server, &done[2].enrollment_code).await;
+    let device = TestDevice::enroll(&server, done[2].enrollment_code.expose()).await;
     let (status, _) = device
-        .try_login(&server, "owner", &done[3].first_password)
+        .try_login(&server, "owner", done[3].first_password.expose())
         .await;
     assert_eq!(status, 401);
 }
@@ -152,7 +152,7 @@ async fn a_retry_with_the_same_key_answers_for_the_same_clinic() {
             "/v1/devices/enroll",
             None,
             crate::harness::enroll_body(
-                &first.enrollment_code,
+                first.enrollment_code.expose(),
                 "Old code",
                 &ed25519_dalek::SigningKey::from_bytes(&crate::harness::rand32()),
             ),
@@ -162,9 +162,9 @@ async fn a_retry_with_the_same_key_answers_for_the_same_clinic() {
         (status, err["code"].as_str()),
         (401, Some("invalid_enrollment_code"))
     );
-    let device = TestDevice::enroll(&server, &last.enrollment_code).await;
+    let device = TestDevice::enroll(&server, last.enrollment_code.expose()).await;
     let (status, _) = device
-        .try_login(&server, "owner", &first.first_password)
+        .try_login(&server, "owner", first.first_password.expose())
         .await;
     assert_eq!(status, 401, "the replaced first password");
 
@@ -179,7 +179,7 @@ async fn a_retry_with_the_same_key_answers_for_the_same_clinic() {
 
     // Once the admin has taken over, a retry cannot hand out new codes.
     device
-        .first_login(&server, "owner", &last.first_password, OWN_PASSWORD)
+        .first_login(&server, "owner", last.first_password.expose(), OWN_PASSWORD)
         .await;
     let (status, err) = provision(&server, &token, body).await;
     assert_eq!(
@@ -202,7 +202,7 @@ async fn only_a_live_operator_token_provisions() {
     assert_eq!(status, 401);
     for user in &report.users {
         let session = if user.username == "admin" {
-            login.session_token.clone()
+            login.session_token.expose().to_owned()
         } else {
             device
                 .login(
@@ -212,6 +212,8 @@ async fn only_a_live_operator_token_provisions() {
                 )
                 .await
                 .session_token
+                .expose()
+                .to_owned()
         };
         let (status, _) = provision(&server, &session, body.clone()).await;
         assert_eq!(status, 401, "{}", user.username);
@@ -254,7 +256,7 @@ async fn a_first_password_signs_in_once_only_to_choose_ones_own() {
     let (status, body) = server
         .post(
             "/v1/users",
-            Some(&login.session_token),
+            Some(login.session_token.expose()),
             json!({ "username": "sam.desk", "display_name": "Sam Desk (synthetic)",
                     "role": "front_desk", "password": first }),
         )
@@ -335,7 +337,7 @@ async fn a_first_password_signs_in_once_only_to_choose_ones_own() {
     let (status, _) = server
         .post(
             "/v1/users",
-            Some(&login.session_token),
+            Some(login.session_token.expose()),
             json!({ "username": "late.user", "display_name": "Late User (synthetic)",
                     "role": "billing", "password": later }),
         )
@@ -389,9 +391,14 @@ async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() 
     let again = provision_cli();
     assert_eq!(again.clinic_id, first.clinic_id);
     assert_ne!(again.first_password, first.first_password);
-    let device = TestDevice::enroll(&server, &again.enrollment_code).await;
+    let device = TestDevice::enroll(&server, again.enrollment_code.expose()).await;
     device
-        .first_login(&server, "owner", &again.first_password, OWN_PASSWORD)
+        .first_login(
+            &server,
+            "owner",
+            again.first_password.expose(),
+            OWN_PASSWORD,
+        )
         .await;
 
     // A refused request names its field and changes nothing.

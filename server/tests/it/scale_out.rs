@@ -80,10 +80,10 @@ async fn a_client_alternating_between_two_instances_sees_one_server() {
         .await;
     assert_eq!(status, 200, "{body}");
     let setup: TotpSetup = serde_json::from_value(body).unwrap();
-    a.authenticator
-        .lock()
-        .unwrap()
-        .insert((clinic, "clinician".into()), (setup.secret_base32, 0));
+    a.authenticator.lock().unwrap().insert(
+        (clinic, "clinician".into()),
+        (setup.secret_base32.expose().to_owned(), 0),
+    );
     let code = b.totp_code(clinic, "clinician");
     let (status, body) = b
         .post(
@@ -94,7 +94,7 @@ async fn a_client_alternating_between_two_instances_sees_one_server() {
         .await;
     assert_eq!(status, 200, "{body}");
     let enrolled: MfaEnrolled = serde_json::from_value(body).unwrap();
-    let token = enrolled.session.session_token;
+    let token = enrolled.session.session_token.expose().to_owned();
 
     // The session works on both, and activity on either keeps it alive on both.
     for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
@@ -170,11 +170,13 @@ async fn a_client_alternating_between_two_instances_sees_one_server() {
     let (status, body) = b
         .post(
             &format!("/v1/devices/{}/revoke", device.id),
-            Some(&admin.session_token),
+            Some(admin.session_token.expose()),
             json!({}),
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    let (_, body) = a.get("/v1/appointments", &session.session_token).await;
+    let (_, body) = a
+        .get("/v1/appointments", session.session_token.expose())
+        .await;
     assert_eq!(body["code"], "device_revoked");
 }

@@ -43,7 +43,10 @@ async fn wrong_answers_lock_the_account_out_for_a_while_whoever_asks() {
     server.clock.advance_ms(LOCKOUT_MS);
     let login = device.login(&server, "clinician", password).await;
     assert_eq!(
-        server.get("/v1/appointments", &login.session_token).await.0,
+        server
+            .get("/v1/appointments", login.session_token.expose())
+            .await
+            .0,
         200
     );
     for _ in 0..ACCOUNT_LIMIT - 1 {
@@ -76,7 +79,7 @@ async fn second_factor_guesses_across_tickets_lock_the_account() {
         let (status, body) = device.try_login(&server, "clinician", password).await;
         assert_eq!(status, 200, "{body}");
         match serde_json::from_value::<LoginStep>(body).unwrap() {
-            LoginStep::SecondFactor(t) => t.ticket,
+            LoginStep::SecondFactor(t) => t.ticket.expose().to_owned(),
             other => panic!("expected a second-factor step, got {other:?}"),
         }
     };

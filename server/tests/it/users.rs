@@ -35,7 +35,7 @@ async fn admins_create_users_with_strong_passwords_only() {
         device,
         login: admin,
     } = server.signed_in(0xA, "admin").await;
-    let token = Some(admin.session_token.as_str());
+    let token = Some(admin.session_token.expose());
 
     for (body, field) in [
         (new_user("jo.billing", "CANARY-x"), "password"),
@@ -64,7 +64,7 @@ async fn admins_create_users_with_strong_passwords_only() {
     let created: UserSummary = serde_json::from_value(body).unwrap();
     assert_eq!((created.role, created.active), (Role::Billing, true));
     assert!(created.first_password_pending);
-    let listed = users(&server, &admin.session_token).await;
+    let listed = users(&server, admin.session_token.expose()).await;
     assert!(
         listed
             .iter()
@@ -85,7 +85,7 @@ async fn admins_create_users_with_strong_passwords_only() {
     let (status, _) = server
         .post(
             "/v1/users",
-            Some(&clinician.session_token),
+            Some(clinician.session_token.expose()),
             new_user("mallory", STRONG),
         )
         .await;
@@ -97,7 +97,7 @@ async fn admins_create_users_with_strong_passwords_only() {
         .first_login(&server, "jo.billing", STRONG, "quartz-lantern-orbit-92")
         .await;
     assert_eq!(login.user.role, Role::Billing);
-    let listed = users(&server, &admin.session_token).await;
+    let listed = users(&server, admin.session_token.expose()).await;
     let jo = listed.iter().find(|u| u.username == "jo.billing").unwrap();
     assert_eq!(jo.mfa, vec![MfaMethod::Totp]);
     assert!(!jo.first_password_pending, "replaced at the first sign-in");
@@ -119,7 +119,7 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
     let clinician = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
-    let token = Some(admin.session_token.as_str());
+    let token = Some(admin.session_token.expose());
     let id = clinician.user.user_id;
 
     // Not one's own account, not another clinic's.
@@ -135,7 +135,7 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
     let (status, _) = server
         .post(
             &format!("/v1/users/{id}/deactivate"),
-            Some(&other.login.session_token),
+            Some(other.login.session_token.expose()),
             json!({}),
         )
         .await;
@@ -152,7 +152,7 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
         .await;
     assert_eq!(status, 204);
     let (status, body) = server
-        .get("/v1/appointments", &clinician.session_token)
+        .get("/v1/appointments", clinician.session_token.expose())
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -164,7 +164,7 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
             &server,
             "clinician",
             password,
-            clinician.mfa_grant.as_deref(),
+            clinician.mfa_grant.as_ref().map(|g| g.expose()),
         )
         .await;
     assert!(matches!(
@@ -173,13 +173,19 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
     ));
     let again = device.login(&server, "clinician", password).await;
     assert_eq!(again.user.role, Role::FrontDesk);
-    let appointment = server.get("/v1/appointments", &again.session_token).await.1;
+    let appointment = server
+        .get("/v1/appointments", again.session_token.expose())
+        .await
+        .1;
     let patient_id = appointment["appointments"][0]["patient_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let (_, patient) = server
-        .get(&format!("/v1/patients/{patient_id}"), &again.session_token)
+        .get(
+            &format!("/v1/patients/{patient_id}"),
+            again.session_token.expose(),
+        )
         .await;
     assert!(
         patient.get("clinical").is_none(),
@@ -192,13 +198,16 @@ async fn a_role_change_or_deactivation_ends_the_users_sessions_at_once() {
         .await;
     assert_eq!(status, 204);
     assert_eq!(
-        server.get("/v1/appointments", &again.session_token).await.0,
+        server
+            .get("/v1/appointments", again.session_token.expose())
+            .await
+            .0,
         401
     );
     let right = device.try_login(&server, "clinician", password).await;
     let wrong = device.try_login(&server, "clinician", "wrong").await;
     assert_eq!(right, wrong);
-    let listed = users(&server, &admin.session_token).await;
+    let listed = users(&server, admin.session_token.expose()).await;
     let row = listed.iter().find(|u| u.user_id == id).unwrap();
     assert!(!row.active);
     assert_eq!(
@@ -231,7 +240,7 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
     let second = device.login(&server, "clinician", &old).await;
     let change =
         |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
-    let token = Some(login.session_token.as_str());
+    let token = Some(login.session_token.expose());
 
     let (status, body) = server
         .post("/v1/auth/password", token, change("CANARY-wrong", STRONG))
@@ -257,7 +266,7 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
     assert_eq!(status, 204);
 
     // Both sessions are over, the grant too; the old password no longer works.
-    for t in [&login.session_token, &second.session_token] {
+    for t in [login.session_token.expose(), second.session_token.expose()] {
         let (status, body) = server.get("/v1/appointments", t).await;
         assert_eq!(
             (status, body["code"].as_str()),
@@ -266,7 +275,12 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
     }
     assert_eq!(device.try_login(&server, "clinician", &old).await.0, 401);
     let (_, body) = device
-        .try_login_with(&server, "clinician", STRONG, login.mfa_grant.as_deref())
+        .try_login_with(
+            &server,
+            "clinician",
+            STRONG,
+            login.mfa_grant.as_ref().map(|g| g.expose()),
+        )
         .await;
     assert!(matches!(
         serde_json::from_value::<LoginStep>(body).unwrap(),
@@ -278,7 +292,7 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
 
     // Guessing the current password through a session is throttled like a login.
     let fresh = device.login(&server, "clinician", STRONG).await;
-    let token = Some(fresh.session_token.as_str());
+    let token = Some(fresh.session_token.expose());
     for _ in 0..clinicdesk_server::sign_in::throttle::ACCOUNT_LIMIT {
         let (status, _) = server
             .post(
@@ -312,7 +326,7 @@ async fn the_access_review_lists_every_user_with_phi_access() {
         device,
         login: admin,
     } = server.signed_in(0xA, "admin").await;
-    let token = admin.session_token.as_str();
+    let token = admin.session_token.expose();
     let clinician = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
@@ -337,7 +351,7 @@ async fn the_access_review_lists_every_user_with_phi_access() {
     server.signed_in(0xB, "clinician").await;
 
     let (status, _) = server
-        .get("/v1/audit/access-review", &clinician.session_token)
+        .get("/v1/audit/access-review", clinician.session_token.expose())
         .await;
     assert_eq!(status, 403, "a clinician reviews no one");
     let resp = server

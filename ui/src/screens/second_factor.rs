@@ -158,13 +158,13 @@ pub(crate) fn SetUpSecondFactorScreen() -> impl IntoView {
             {move || match setup.get() {
                 None => view! { <p class="muted">"Preparing your key…"</p> }.into_any(),
                 Some(s) => {
-                    let qr = qr_svg(&s.otpauth_uri).unwrap_or_default();
+                    let qr = qr_svg(s.otpauth_uri.expose()).unwrap_or_default();
                     view! {
                         <div class="totp-setup">
                             <div class="qr" inner_html=qr></div>
                             <ol>
                                 <li>"In the app, add an account and scan this code, or type the key:"
-                                    <p><code id="totp-secret" class="secret">{grouped(&s.secret_base32)}</code></p>
+                                    <p><code id="totp-secret" class="secret">{grouped(s.secret_base32.expose())}</code></p>
                                 </li>
                                 <li>"Enter the 6-digit code the app now shows."</li>
                             </ol>
@@ -205,7 +205,12 @@ fn finish_setup<A: Serialize + 'static>(
     args: A,
 ) {
     run_command(ui, busy, command, args, move |done: SecondFactorSetUp| {
-        ui.recovery_codes.set(Some(done.recovery_codes));
+        ui.recovery_codes.set(Some(
+            done.recovery_codes
+                .iter()
+                .map(|c| c.expose().to_owned())
+                .collect(),
+        ));
         ui.apply_status(done.status);
     });
 }

@@ -96,7 +96,7 @@ pub async fn issue_code(
     .await?;
     tracing::info!(by = %admin.user_id, "enrollment code issued");
     Ok(Json(EnrollmentCodeIssued {
-        enrollment_code,
+        enrollment_code: enrollment_code.into(),
         expires_at: rfc3339(state.clock.now_ms() + CODE_TTL_MINS * 60_000)?,
     }))
 }
@@ -123,6 +123,6 @@ pub async fn release_escrow(
     )
     .await?;
     Ok(Json(EscrowedSecret {
-        device_secret: to_hex(&secret),
+        device_secret: to_hex(&secret).into(),
     }))
 }

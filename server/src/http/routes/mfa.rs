@@ -28,7 +28,7 @@ pub async fn verify_totp(
     Body(req): Body<MfaCode>,
 ) -> Result<Json<LoginResponse>, ServerError> {
     Ok(Json(
-        mfa::verify_totp(&state, &seen, &req.ticket, &req.code).await?,
+        mfa::verify_totp(&state, &seen, req.ticket.expose(), req.code.expose()).await?,
     ))
 }
 
@@ -41,7 +41,7 @@ pub async fn verify_recovery_code(
     Body(req): Body<MfaCode>,
 ) -> Result<Json<LoginResponse>, ServerError> {
     Ok(Json(
-        mfa::verify_recovery_code(&state, &seen, &req.ticket, &req.code).await?,
+        mfa::verify_recovery_code(&state, &seen, req.ticket.expose(), req.code.expose()).await?,
     ))
 }
 
@@ -52,7 +52,9 @@ pub async fn webauthn_challenge(
     State(state): State<AppState>,
     Body(req): Body<MfaTicketRequest>,
 ) -> Result<Json<WebauthnChallenge>, ServerError> {
-    Ok(Json(mfa::webauthn_challenge(&state, &req.ticket).await?))
+    Ok(Json(
+        mfa::webauthn_challenge(&state, req.ticket.expose()).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/auth/mfa/webauthn", request_body = WebauthnResponse,
@@ -64,7 +66,7 @@ pub async fn verify_webauthn(
     Body(req): Body<WebauthnResponse>,
 ) -> Result<Json<LoginResponse>, ServerError> {
     Ok(Json(
-        mfa::verify_webauthn(&state, &seen, &req.ticket, req.credential).await?,
+        mfa::verify_webauthn(&state, &seen, req.ticket.expose(), req.credential).await?,
     ))
 }
 
@@ -75,7 +77,7 @@ pub async fn setup_totp(
     State(state): State<AppState>,
     Body(req): Body<MfaTicketRequest>,
 ) -> Result<Json<TotpSetup>, ServerError> {
-    Ok(Json(mfa::setup_totp(&state, &req.ticket).await?))
+    Ok(Json(mfa::setup_totp(&state, req.ticket.expose()).await?))
 }
 
 #[utoipa::path(post, path = "/v1/auth/mfa/setup/totp/confirm", request_body = MfaCode,
@@ -87,7 +89,7 @@ pub async fn confirm_totp(
     Body(req): Body<MfaCode>,
 ) -> Result<Json<MfaEnrolled>, ServerError> {
     Ok(Json(
-        mfa::confirm_totp(&state, seen, &req.ticket, &req.code).await?,
+        mfa::confirm_totp(&state, seen, req.ticket.expose(), req.code.expose()).await?,
     ))
 }
 
@@ -99,7 +101,7 @@ pub async fn setup_webauthn_challenge(
     Body(req): Body<MfaTicketRequest>,
 ) -> Result<Json<WebauthnChallenge>, ServerError> {
     Ok(Json(
-        mfa::setup_webauthn_challenge(&state, &req.ticket).await?,
+        mfa::setup_webauthn_challenge(&state, req.ticket.expose()).await?,
     ))
 }
 
@@ -112,7 +114,7 @@ pub async fn setup_webauthn(
     Body(req): Body<WebauthnResponse>,
 ) -> Result<Json<MfaEnrolled>, ServerError> {
     Ok(Json(
-        mfa::setup_webauthn(&state, seen, &req.ticket, req.credential).await?,
+        mfa::setup_webauthn(&state, seen, req.ticket.expose(), req.credential).await?,
     ))
 }
 

@@ -102,7 +102,7 @@ async fn issue_ticket(
         )
         .await?;
     let ticket = MfaTicket {
-        ticket,
+        ticket: ticket.into(),
         methods,
         expires_in_secs: u64::try_from(TICKET_TTL_MS / 1000).unwrap_or(0),
     };
@@ -260,7 +260,7 @@ pub async fn session_for(
     grant: String,
 ) -> Result<LoginResponse, ServerError> {
     let mut login = issue_session(state, &ticket.user, ticket.device_id).await?;
-    login.mfa_grant = Some(grant);
+    login.mfa_grant = Some(grant.into());
     Ok(login)
 }
 
@@ -273,7 +273,7 @@ pub async fn enrolled(
 ) -> Result<MfaEnrolled, ServerError> {
     Ok(MfaEnrolled {
         session: session_for(state, ticket, grant).await?,
-        recovery_codes,
+        recovery_codes: recovery_codes.into_iter().map(Into::into).collect(),
     })
 }
 

@@ -68,10 +68,11 @@ impl TotpSecret {
         let account = format!("{username} ({clinic_name})").replace(':', " ");
         let totp = self.totp(Some(&account))?;
         Ok(TotpSetup {
-            secret_base32: totp.secret().to_base32(),
+            secret_base32: totp.secret().to_base32().into(),
             otpauth_uri: totp
                 .to_url()
-                .map_err(|_| ServerError::Internal("TOTP URI"))?,
+                .map_err(|_| ServerError::Internal("TOTP URI"))?
+                .into(),
         })
     }
 
@@ -166,12 +167,13 @@ mod tests {
     fn setup_gives_a_standard_uri() {
         let secret = TotpSecret::generate().unwrap();
         let setup = secret.setup("clinician", "Demo: Clinic").unwrap();
-        assert!(setup.otpauth_uri.starts_with("otpauth://totp/ClinicDesk:"));
-        assert!(setup.otpauth_uri.contains(&setup.secret_base32));
-        assert!(!format!("{secret:?}").contains(&setup.secret_base32));
-        let again = TotpSecret::from_base32(&setup.secret_base32).unwrap();
+        let (uri, base32) = (setup.otpauth_uri.expose(), setup.secret_base32.expose());
+        assert!(uri.starts_with("otpauth://totp/ClinicDesk:"));
+        assert!(uri.contains(base32));
+        assert!(!format!("{secret:?}").contains(base32));
+        let again = TotpSecret::from_base32(base32).unwrap();
         assert_eq!(again.as_bytes(), secret.as_bytes());
-        let parsed = Totp::from_url(&setup.otpauth_uri).unwrap();
+        let parsed = Totp::from_url(uri).unwrap();
         assert_eq!(parsed.secret().as_bytes(), secret.as_bytes());
         assert_eq!(parsed.digits(), 6);
     }

@@ -49,10 +49,10 @@ impl Device {
         let recovery = RecoveryKey::create(&self.paths, &secret)?;
         let result = client
             .enroll(&EnrollRequest {
-                enrollment_code: code.to_owned(),
+                enrollment_code: code.into(),
                 device_name: device_name.to_owned(),
                 public_key: key.public_key_hex(),
-                device_secret: secret.escrow_hex().to_string(),
+                device_secret: secret.escrow_hex().as_str().into(),
                 recovery_public_key: recovery.public_key_hex(),
             })
             .await;

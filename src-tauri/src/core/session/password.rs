@@ -45,8 +45,8 @@ impl Core {
             .change_password(
                 &token,
                 &PasswordChange {
-                    current_password: current_password.to_owned(),
-                    new_password: new_password.to_owned(),
+                    current_password: current_password.into(),
+                    new_password: new_password.into(),
                 },
             )
             .await;

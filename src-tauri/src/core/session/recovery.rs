@@ -91,7 +91,7 @@ impl Core {
         recovery: &RecoveryKey,
     ) -> Result<(), AppError> {
         let (enrollment, client) = self.device.enrolled()?;
-        let token = SecretString::from(login.session_token.clone());
+        let token = SecretString::from(login.session_token.expose());
         let challenge = client.challenge(enrollment.device_id).await;
         self.device.note_network(&challenge);
         let nonce = challenge.map_err(|e| self.on_server_error(e))?.nonce;
@@ -109,7 +109,7 @@ impl Core {
         self.device.note_network(&released);
         let released = released.map_err(|e| self.on_server_error(e))?;
         let bytes = Zeroizing::new(
-            from_hex(&released.device_secret)
+            from_hex(released.device_secret.expose())
                 .ok_or(AppError::Internal("escrowed secret malformed"))?,
         );
         self.device.restore_secret(&bytes)?;

@@ -76,7 +76,7 @@ enum Ceremony {
 struct Waiting {
     username: String,
     password: SecretString,
-    ticket: String,
+    ticket: clinicdesk_protocol::Secret,
     opening: Opening,
     recovery: Option<Arc<RecoveryKey>>,
 }
@@ -94,7 +94,7 @@ impl Core {
         self.session.lock().pending = Some(Pending {
             username: username.to_owned(),
             password: SecretString::from(password.to_owned()),
-            ticket: SecretString::from(ticket.ticket),
+            ticket: SecretString::from(ticket.ticket.expose()),
             opening,
             stage,
             methods: ticket.methods,
@@ -110,7 +110,7 @@ impl Core {
             Some(p) if p.live(now) && p.stage == stage => Ok(Waiting {
                 username: p.username.clone(),
                 password: p.password.clone(),
-                ticket: p.ticket.expose_secret().to_owned(),
+                ticket: p.ticket.expose_secret().into(),
                 opening: p.opening,
                 recovery: p.recovery.clone(),
             }),
@@ -136,7 +136,7 @@ impl Core {
                 method,
                 &MfaCode {
                     ticket: waiting.ticket.clone(),
-                    code: code.to_owned(),
+                    code: code.into(),
                 },
             )
             .await;
@@ -157,7 +157,7 @@ impl Core {
         let result = client
             .first_password(&FirstPassword {
                 ticket: waiting.ticket.clone(),
-                new_password: new_password.to_owned(),
+                new_password: new_password.into(),
             })
             .await;
         self.device.note_network(&result);
@@ -204,7 +204,7 @@ impl Core {
         let result = client
             .confirm_totp_setup(&MfaCode {
                 ticket: waiting.ticket.clone(),
-                code: code.to_owned(),
+                code: code.into(),
             })
             .await;
         self.finish_setup(result, &waiting).await
@@ -333,7 +333,7 @@ impl Core {
             };
             if let Err(e) = restored {
                 // No secret, no session: the one the server just granted is ended too.
-                self.end_server_session(Some(SecretString::from(login.session_token.clone())));
+                self.end_server_session(Some(SecretString::from(login.session_token.expose())));
                 return Err(e);
             }
         }

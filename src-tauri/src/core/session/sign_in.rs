@@ -111,12 +111,12 @@ impl Core {
         let login = client
             .login(&LoginRequest {
                 username: username.to_owned(),
-                password: password.to_owned(),
+                password: password.into(),
                 device_id: enrollment.device_id,
                 device_signature,
                 proof_key,
                 nonce,
-                mfa_grant: mfa_grant.map(|g| g.to_string()),
+                mfa_grant: mfa_grant.map(|g| g.as_str().into()),
                 app_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             })
             .await;
@@ -212,12 +212,12 @@ impl Core {
         now: i64,
     ) -> Result<AppStatus, AppError> {
         if let Some(grant) = &login.mfa_grant {
-            cache.put_mfa_grant(grant)?;
+            cache.put_mfa_grant(grant.expose())?;
         }
         self.open_unlocked(
             key,
             login.user,
-            Some(SecretString::from(login.session_token)),
+            Some(SecretString::from(login.session_token.expose())),
             login.idle_timeout_secs,
             cache,
             opening,

@@ -211,7 +211,7 @@ fn NewUserForm(users: RwSignal<Option<UserList>>) -> impl IntoView {
                 username: username.get_untracked().trim().to_owned(),
                 display_name: display_name.get_untracked(),
                 role: role.get_untracked(),
-                password: password.get_untracked(),
+                password: password.get_untracked().into(),
             },
         };
         spawn_local(async move {

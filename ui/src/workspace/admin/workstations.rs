@@ -61,7 +61,7 @@ pub(super) fn WorkstationsView() -> impl IntoView {
             </div>
             {move || issued.get().map(|c| view! {
                 <div class="notice" id="enrollment-code-issued">
-                    "Enrollment code "<code class="secret" id="enrollment-code">{c.enrollment_code}</code>
+                    "Enrollment code "<code class="secret" id="enrollment-code">{c.enrollment_code.expose().to_owned()}</code>
                     " works once, until "{local_date_time(&c.expires_at)}". Enter it on the new workstation."
                 </div>
             })}

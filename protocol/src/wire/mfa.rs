@@ -1,10 +1,11 @@
 //! The second factor: what a password login answers, and the bodies of the TOTP,
 //! recovery-code and WebAuthn steps that turn its ticket into a session.
 //!
-//! Tickets, codes, grants and secrets redact themselves in `Debug`.
+//! Tickets, codes and TOTP secrets are [`Secret`]s, which redact themselves in `Debug`.
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
 use crate::wire::LoginResponse;
 
 /// What a password login from an enrolled device answers.
@@ -25,35 +26,21 @@ pub enum LoginStep {
 }
 
 /// A login ticket and the password the user chose to replace a first password.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FirstPassword {
-    pub ticket: String,
-    pub new_password: String,
-}
-
-impl std::fmt::Debug for FirstPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FirstPassword(<redacted>)")
-    }
+    pub ticket: Secret,
+    pub new_password: Secret,
 }
 
 /// A short-lived, single-user, single-device ticket for the second step of a login.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MfaTicket {
-    pub ticket: String,
+    pub ticket: Secret,
     /// The factors this user can prove now (empty while setting one up).
     pub methods: Vec<MfaMethod>,
     pub expires_in_secs: u64,
-}
-
-impl std::fmt::Debug for MfaTicket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MfaTicket")
-            .field("methods", &self.methods)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,64 +56,38 @@ pub enum MfaMethod {
 }
 
 /// A ticket and a typed code: a TOTP code, or a recovery code.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MfaCode {
-    pub ticket: String,
-    pub code: String,
-}
-
-impl std::fmt::Debug for MfaCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MfaCode(<redacted>)")
-    }
+    pub ticket: Secret,
+    pub code: Secret,
 }
 
 /// A ticket alone: starts a TOTP setup or a WebAuthn ceremony.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MfaTicketRequest {
-    pub ticket: String,
-}
-
-impl std::fmt::Debug for MfaTicketRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MfaTicketRequest(<redacted>)")
-    }
+    pub ticket: Secret,
 }
 
 /// A new TOTP secret, shown once for the user's authenticator app; it takes effect only
 /// when a code from it is confirmed.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpSetup {
     /// The secret in base32 (RFC 4648, no padding), for typing into an app.
-    pub secret_base32: String,
+    pub secret_base32: Secret,
     /// `otpauth://totp/...` (SHA-1, 6 digits, 30 s), for a QR code.
-    pub otpauth_uri: String,
-}
-
-impl std::fmt::Debug for TotpSetup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TotpSetup(<redacted>)")
-    }
+    pub otpauth_uri: Secret,
 }
 
 /// The first factor is set up: the session, and the recovery codes, shown once.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MfaEnrolled {
     pub session: LoginResponse,
     /// Ten single-use codes such as `K7QM-X2PD-9RTV`; the server keeps only their hashes.
-    pub recovery_codes: Vec<String>,
-}
-
-impl std::fmt::Debug for MfaEnrolled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MfaEnrolled")
-            .field("session", &self.session)
-            .finish_non_exhaustive()
-    }
+    pub recovery_codes: Vec<Secret>,
 }
 
 /// A WebAuthn ceremony's options (`CreationChallengeResponse` or
@@ -145,11 +106,13 @@ pub struct WebauthnChallenge {
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebauthnResponse {
-    pub ticket: String,
+    pub ticket: Secret,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub credential: serde_json::Value,
 }
 
+/// Written out, not derived: the credential, the authenticator's signed answer with its
+/// user handle, stays out of `Debug` as well as the ticket.
 impl std::fmt::Debug for WebauthnResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WebauthnResponse(<redacted>)")
@@ -177,5 +140,41 @@ mod tests {
         };
         assert!(!format!("{code:?}").contains("SECRET"));
         assert!(!format!("{code:?}").contains("123456"));
+    }
+
+    #[test]
+    fn setup_bodies_do_not_print_their_secrets() {
+        let totp = TotpSetup {
+            secret_base32: "CANARYSECRET".into(),
+            otpauth_uri: "otpauth://totp/x?secret=CANARYSECRET".into(),
+        };
+        let first = FirstPassword {
+            ticket: "CANARY-ticket".into(),
+            new_password: "CANARY-pass".into(),
+        };
+        let request = MfaTicketRequest {
+            ticket: "CANARY-ticket".into(),
+        };
+        let enrolled = MfaEnrolled {
+            session: serde_json::from_value(serde_json::json!({
+                "session_token": "CANARY-token",
+                "user": {"user_id": uuid::Uuid::nil(), "username": "u", "display_name": "U",
+                         "role": "admin", "clinic_id": uuid::Uuid::nil()},
+                "idle_timeout_secs": 1, "max_offline_secs": 2, "mfa_grant": "CANARY-grant"
+            }))
+            .unwrap(),
+            recovery_codes: vec!["CANARY-K7QM".into()],
+        };
+        for printed in [
+            format!("{totp:?}"),
+            format!("{first:?}"),
+            format!("{request:?}"),
+            format!("{enrolled:?}"),
+        ] {
+            assert!(!printed.contains("CANARY"), "{printed}");
+        }
+        let json = serde_json::to_value(&enrolled).unwrap();
+        assert_eq!(json["recovery_codes"], serde_json::json!(["CANARY-K7QM"]));
+        assert_eq!(json["session"]["session_token"], "CANARY-token");
     }
 }

@@ -1,0 +1,133 @@
+//! `/v1/audit`: device uploads and the server's signed receipt, search, and tamper and gap
+//! alerts.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use crate::merkle::{InclusionEvidence, ProofError, SignedCheckpoint, verify_inclusion};
+use crate::proof;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditUpload {
+    /// The device that signed every event in the batch; its registered key is the
+    /// upload's credential, so a locked app keeps uploading without a user session.
+    pub device_id: Uuid,
+    pub events: Vec<SignedAuditEvent>,
+}
+
+/// The server's signed answer to an upload. The client forgets its events up to
+/// `highest_contiguous_seq` only after checking the signature (with the audit key it
+/// pinned at enrollment), that `contiguous_hash` is the hash of its own event at that
+/// sequence, and that `inclusion` proves that event is in the signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditReceipt {
+    pub device_id: Uuid,
+    /// The highest device sequence number stored with every one before it (0: none).
+    pub highest_contiguous_seq: u64,
+    /// The hash of the stored event at `highest_contiguous_seq` (zeros when 0).
+    pub contiguous_hash: Hash32,
+    /// Sequence numbers of this batch at which the server already holds a *different*
+    /// event: kept as tamper alerts for the clinic's admins, never stored as the chain.
+    pub forked: Vec<u64>,
+    /// The clinic's log, signed, including the event at `highest_contiguous_seq`.
+    pub checkpoint: SignedCheckpoint,
+    /// Inclusion of that event in `checkpoint` (absent when `highest_contiguous_seq` is 0).
+    pub inclusion: Option<InclusionEvidence>,
+    /// Ed25519 of [`AuditReceipt::canonical_bytes`] by the server's audit key, hex.
+    pub signature: String,
+}
+
+impl AuditReceipt {
+    /// The bytes the server signs ([`proof::receipt_bytes`], the layout in
+    /// `docs/audit-format.md`, "Receipt").
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        proof::receipt_bytes(
+            self.device_id,
+            self.highest_contiguous_seq,
+            &self.contiguous_hash,
+            &self.forked,
+            &self.checkpoint.checkpoint,
+        )
+    }
+
+    /// Checks the inclusion proof of the contiguous event against the checkpoint (the
+    /// signatures are checked by the holder of the server's key).
+    pub fn check_inclusion(&self) -> Result<(), ProofError> {
+        let cp = &self.checkpoint.checkpoint;
+        match (&self.inclusion, self.highest_contiguous_seq) {
+            (None, 0) => Ok(()),
+            (Some(p), seq) if seq > 0 && p.tree_size == cp.tree_size => verify_inclusion(
+                &cp.root_hash,
+                cp.tree_size,
+                p.leaf_index,
+                &self.contiguous_hash,
+                &p.hashes,
+            ),
+            _ => Err(ProofError::Invalid),
+        }
+    }
+}
+
+/// One stored audit event as the search returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditRecord {
+    pub event: AuditEvent,
+    pub signature: String,
+    pub received_at_ms: i64,
+    /// Its place in the clinic's Merkle log.
+    pub leaf_index: u64,
+}
+
+/// A page of search results, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A signed event that contradicts a device's stored chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TamperAlert {
+    pub device_id: Uuid,
+    pub device_seq: u64,
+    /// `fork` (a different event at a stored sequence) or `chain_break`.
+    pub kind: String,
+    pub hash: Hash32,
+    pub received_at_ms: i64,
+    /// The `tamper_alert` event that records this alert in the clinic's log (its inclusion
+    /// proof: `GET /v1/audit/events/{id}/inclusion`).
+    pub logged_event_id: Option<Uuid>,
+}
+
+/// Device sequences the server has not received although later ones arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutstandingRange {
+    pub device_id: Uuid,
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+impl std::fmt::Display for OutstandingRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "device {} is missing {} to {}",
+            self.device_id, self.from_seq, self.to_seq
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditAlerts {
+    pub tamper: Vec<TamperAlert>,
+    pub outstanding: Vec<OutstandingRange>,
+}

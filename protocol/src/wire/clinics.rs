@@ -1,0 +1,63 @@
+//! `/v1/clinics`: the operator provisions a clinic with its first admin.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::secret::Secret;
+
+/// The operator's request for a new clinic with its first admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewClinic {
+    /// Chosen by the caller, 8 to 64 letters, digits, `-` or `_`: a retry with the same key
+    /// and body answers for the same clinic (with fresh one-time codes while its admin has
+    /// not signed in); the same key with another body is a conflict.
+    pub idempotency_key: String,
+    pub clinic_name: String,
+    pub admin_username: String,
+    pub admin_display_name: String,
+}
+
+/// A provisioned clinic: what its first admin needs to start, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClinicProvisioned {
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+    pub admin_user_id: Uuid,
+    pub admin_username: String,
+    /// The admin's one-time first password: it signs in once, to choose their own password
+    /// and set up a second factor, until it expires.
+    pub first_password: Secret,
+    /// RFC 3339, UTC.
+    pub first_password_expires_at: String,
+    /// Enrolls the clinic's first workstation.
+    pub enrollment_code: Secret,
+    /// RFC 3339, UTC.
+    pub enrollment_code_expires_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_provisioned_clinic_hides_its_codes() {
+        let done = ClinicProvisioned {
+            clinic_id: Uuid::nil(),
+            clinic_name: "Harbour Clinic".into(),
+            admin_user_id: Uuid::nil(),
+            admin_username: "admin".into(),
+            first_password: "CANARY-first".into(),
+            first_password_expires_at: "2026-01-01T00:00:00Z".into(),
+            enrollment_code: "CANARY-code".into(),
+            enrollment_code_expires_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let printed = format!("{done:?}");
+        assert!(!printed.contains("CANARY"), "{printed}");
+        assert_eq!(
+            serde_json::to_value(&done).unwrap()["first_password"],
+            "CANARY-first"
+        );
+    }
+}
