@@ -526,8 +526,20 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                     }
                     Ok(())
                 }
-                Err(VerifyError::Tampered(t)) => {
-                    anyhow::bail!("audit trail does NOT verify: {t}")
+                Err(VerifyError::Tampered(findings)) => {
+                    let mut err = std::io::stderr().lock();
+                    for t in findings.all() {
+                        writeln!(err, "{t}")?;
+                    }
+                    writeln!(
+                        err,
+                        "audit trail does NOT verify: {} problem(s)",
+                        findings.all().len()
+                    )?;
+                    // A finding is the command's answer, not a failure of the program: exit 1
+                    // without an error chain (or a backtrace) around it.
+                    drop(err);
+                    std::process::exit(1)
                 }
                 Err(VerifyError::Store(e)) => {
                     Err(anyhow::Error::new(e).context("reading the audit trail"))

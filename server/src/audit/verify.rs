@@ -1,7 +1,13 @@
 //! `clinicdesk-server audit verify`: recomputes, from the stored events alone, every
 //! event's hash and signature, every device chain, every clinic's Merkle tree and every
-//! published checkpoint (root and signature), and every tamper alert against the log's
-//! record of it, and names the first bad event.
+//! published checkpoint (root and signature), every tamper alert against the log's record
+//! of it, and every column stored beside an event for searches and reports to select on
+//! (its id, device and sequence, actor, patient, action and time) against the signed event.
+//!
+//! It names every problem it finds, each by its event and leaf (or node, checkpoint or
+//! alert), and goes on to the end: a row that cannot be read is a finding, not a stop. Only
+//! a log whose leaves no longer line up (a leaf or a stored subtree missing) ends the walk of
+//! that clinic, since nothing after it can be placed; the other clinics are still walked.
 //!
 //! It trusts only the device public keys and the server's audit public key (which signs
 //! checkpoints and each clinic's server chain); an attacker
@@ -12,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder, SignedAuditEvent};
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint};
 use futures_util::TryStreamExt;
 use uuid::Uuid;
@@ -21,9 +27,9 @@ use super::key::{PublicKey, verify_hex};
 use super::log::LOWEST_STORED_LEVEL;
 use crate::error::ServerError;
 use crate::store::Store;
-use crate::store::audit_verify::NodeRow;
+use crate::store::audit_verify::{LoggedEventRow, NodeRow};
 
-/// What is wrong, and where: the first problem found, in log order.
+/// What is wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("clinic {clinic_id}: {location}: {problem}")]
 pub struct Tampered {
@@ -83,6 +89,13 @@ pub enum Problem {
     LeafMissing,
     #[error("the stored event does not parse or contradicts its row")]
     Malformed,
+    /// A column stored beside the event, which searches and reports select on, says
+    /// something other than the signed event.
+    #[error("its {0} column does not match the signed event")]
+    Column(&'static str),
+    /// A column holds a value that cannot be read as its type.
+    #[error("its {0} column cannot be read")]
+    Unreadable(&'static str),
     #[error("the event's content does not match its recorded hash")]
     HashMismatch,
     #[error("the stored hash does not match the events under it")]
@@ -128,16 +141,57 @@ pub struct Report {
     pub alerts: u64,
 }
 
+/// Every problem found, in the order the walk met them (clinic by clinic, each in log
+/// order, then its chains and alerts). Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Findings(Vec<Tampered>);
+
+impl Findings {
+    /// The first problem in walk order: for one change, the place it was made.
+    pub fn first(&self) -> &Tampered {
+        &self.0[0]
+    }
+
+    pub fn all(&self) -> &[Tampered] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Findings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.len() {
+            1 => write!(f, "{}", self.first()),
+            n => write!(f, "{} (and {} more)", self.first(), n - 1),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error(transparent)]
-    Tampered(#[from] Tampered),
+    #[error("{0}")]
+    Tampered(Findings),
     #[error("cannot read the store")]
     Store(#[from] ServerError),
 }
 
 fn uuid(s: &str) -> Result<Uuid, VerifyError> {
     Uuid::parse_str(s).map_err(|_| VerifyError::Store(ServerError::Internal("stored id malformed")))
+}
+
+/// One clinic's walk: what it has found so far.
+struct Walk<'f> {
+    clinic: Uuid,
+    found: &'f mut Vec<Tampered>,
+}
+
+impl Walk<'_> {
+    fn note(&mut self, location: Location, problem: Problem) {
+        self.found.push(Tampered {
+            clinic_id: self.clinic,
+            location,
+            problem,
+        });
+    }
 }
 
 /// Verifies every clinic's log. `trusted` checkpoints (from receipts or exports) must
@@ -149,6 +203,7 @@ pub async fn verify_all(
     trusted: &[SignedCheckpoint],
 ) -> Result<Report, VerifyError> {
     let mut report = Report::default();
+    let mut found = Vec::new();
     let clinics = store.clinics_to_verify().await?;
     for clinic in clinics {
         let clinic = uuid(&clinic)?;
@@ -157,11 +212,19 @@ pub async fn verify_all(
             .filter(|c| c.checkpoint.clinic_id == clinic)
             .cloned()
             .collect();
-        verify_clinic(store, server_key, clinic, &mine, &mut report).await?;
+        let mut walk = Walk {
+            clinic,
+            found: &mut found,
+        };
+        verify_clinic(store, server_key, &mut walk, &mine, &mut report).await?;
         report.clinics += 1;
     }
     report.alerts = u64::try_from(store.alert_count().await?).unwrap_or(0);
-    Ok(report)
+    if found.is_empty() {
+        Ok(report)
+    } else {
+        Err(VerifyError::Tampered(Findings(found)))
+    }
 }
 
 /// The key each chain of the clinic is signed with: a workstation's enrolled key, or the
@@ -201,38 +264,40 @@ async fn checkpoints(store: &Store, clinic: Uuid) -> Result<Vec<SignedCheckpoint
         .collect())
 }
 
+/// Checks the checkpoints whose size the tree has reached against its root.
+fn check_due(walk: &mut Walk<'_>, tree: &Frontier, pending: &mut Vec<SignedCheckpoint>) {
+    while let Some(c) = pending.last() {
+        if c.checkpoint.tree_size != tree.size() {
+            break;
+        }
+        if c.checkpoint.root_hash != tree.root() {
+            walk.note(
+                Location::Checkpoint(c.checkpoint.tree_size),
+                Problem::RootMismatch,
+            );
+        }
+        pending.pop();
+    }
+}
+
 async fn verify_clinic(
     store: &Store,
     server_key: &PublicKey,
-    clinic: Uuid,
+    walk: &mut Walk<'_>,
     trusted: &[SignedCheckpoint],
     report: &mut Report,
 ) -> Result<(), VerifyError> {
-    let fail = |location, problem| -> VerifyError {
-        Tampered {
-            clinic_id: clinic,
-            location,
-            problem,
-        }
-        .into()
-    };
+    let clinic = walk.clinic;
     let keys = chain_keys(store, server_key, clinic).await?;
     let mut pending: Vec<SignedCheckpoint> = checkpoints(store, clinic).await?;
-    for c in &pending {
-        if !verify_hex(server_key, &c.checkpoint.canonical_bytes(), &c.signature) {
-            return Err(fail(
-                Location::Checkpoint(c.checkpoint.tree_size),
-                Problem::CheckpointSignature,
-            ));
-        }
-    }
     let mut last_issued = i64::MIN;
     for c in &pending {
+        let at = Location::Checkpoint(c.checkpoint.tree_size);
+        if !verify_hex(server_key, &c.checkpoint.canonical_bytes(), &c.signature) {
+            walk.note(at.clone(), Problem::CheckpointSignature);
+        }
         if c.checkpoint.issued_at_ms < last_issued {
-            return Err(fail(
-                Location::Checkpoint(c.checkpoint.tree_size),
-                Problem::CheckpointTime,
-            ));
+            walk.note(at, Problem::CheckpointTime);
         }
         last_issued = c.checkpoint.issued_at_ms;
     }
@@ -241,118 +306,195 @@ async fn verify_clinic(
 
     let mut tree = Frontier::default();
     let mut logged_alerts = LoggedAlerts::new();
-    let check_due =
-        |tree: &Frontier, pending: &mut Vec<SignedCheckpoint>| -> Result<(), VerifyError> {
-            while let Some(c) = pending.last() {
-                if c.checkpoint.tree_size != tree.size() {
-                    break;
-                }
-                if c.checkpoint.root_hash != tree.root() {
-                    return Err(fail(
-                        Location::Checkpoint(c.checkpoint.tree_size),
-                        Problem::RootMismatch,
-                    ));
-                }
-                pending.pop();
-            }
-            Ok(())
-        };
-    check_due(&tree, &mut pending)?;
+    check_due(walk, &tree, &mut pending);
 
     let mut rows = store.logged_events(clinic);
     // The stored subtrees in the order the walk completes them: by the leaf that
     // completes each, then upwards.
     let mut nodes = store.log_nodes_in_walk_order(clinic);
     while let Some(row) = rows.try_next().await? {
-        let index = u64::try_from(row.leaf_index).unwrap_or(u64::MAX);
-        let row_id = uuid(&row.id)?;
-        let here = Location::Event {
-            event_id: row_id,
-            leaf_index: index,
-        };
-        if index != tree.size() {
-            return Err(fail(Location::Leaf(tree.size()), Problem::LeafMissing));
+        let index = row.leaf_index.and_then(|i| u64::try_from(i).ok());
+        if index != Some(tree.size()) {
+            // The leaves no longer line up: nothing after this can be placed.
+            walk.note(Location::Leaf(tree.size()), Problem::LeafMissing);
+            return Ok(());
         }
-        let event: AuditEvent = serde_json::from_str(&row.event_json)
-            .map_err(|_| fail(here.clone(), Problem::Malformed))?;
-        if event.id != row_id
-            || event.clinic_id != clinic
-            || uuid(&row.device_id)? != event.device_id
-            || u64::try_from(row.device_seq).ok() != Some(event.device_seq)
-        {
-            return Err(fail(here, Problem::Malformed));
-        }
-        let hash = event.hash();
-        if Hash32::from_hex(&row.hash) != Some(hash) {
-            return Err(fail(here, Problem::HashMismatch));
-        }
-        let signed = SignedAuditEvent {
-            event,
-            signature: row.signature,
-        };
-        let Some((recorder, key)) = keys.get(&signed.event.device_id) else {
-            return Err(fail(here, Problem::UnknownDevice));
-        };
-        if *recorder != signed.event.recorded_by {
-            return Err(fail(here, Problem::Malformed));
-        }
-        if !verify_hex(key, &signed.event.canonical_bytes(), &signed.signature) {
-            return Err(fail(here, Problem::BadSignature));
-        }
-        if signed.event.action == AuditAction::TamperAlert
-            && signed.event.recorded_by == Recorder::Server
-        {
-            logged_alerts.insert(
-                signed.event.resource_id.clone(),
-                (signed.event.id, index, signed.event.fields),
-            );
-        }
-        for (id, computed) in tree.push(&hash) {
-            if id.level < LOWEST_STORED_LEVEL {
-                continue;
+        let index = tree.size();
+        let Some(hash) = check_event(walk, &keys, &row, index, &mut logged_alerts) else {
+            // Unreadable: the walk goes on with the hash the row claims, so the leaves
+            // and checkpoints after it are still checked.
+            let claimed = row.hash.as_deref().and_then(Hash32::from_hex);
+            let leaf = claimed.unwrap_or(Hash32([0xff; 32]));
+            if !push_leaf(walk, &mut tree, &mut nodes, &leaf).await? {
+                return Ok(());
             }
-            let at = Location::Node {
-                level: id.level,
-                index: id.index,
-            };
-            let Some(node) = nodes.try_next().await? else {
-                return Err(fail(at, Problem::NodeMissing));
-            };
-            let stored = stored_node(&node);
-            if stored.map(|(level, index, _)| (level, index)) != Some((id.level, id.index)) {
-                return Err(fail(at, Problem::NodeMissing));
-            }
-            if stored.map(|(_, _, hash)| hash) != Some(computed) {
-                return Err(fail(at, Problem::NodeMismatch));
-            }
+            check_due(walk, &tree, &mut pending);
+            continue;
+        };
+        if !push_leaf(walk, &mut tree, &mut nodes, &hash).await? {
+            return Ok(());
         }
         report.events += 1;
-        check_due(&tree, &mut pending)?;
+        check_due(walk, &tree, &mut pending);
     }
     drop(rows);
     if let Some(node) = nodes.try_next().await? {
         let (level, index, _) = stored_node(&node).unwrap_or((u32::MAX, u64::MAX, Hash32::GENESIS));
-        return Err(fail(
-            Location::Node { level, index },
-            Problem::NodeBeyondLog,
-        ));
+        walk.note(Location::Node { level, index }, Problem::NodeBeyondLog);
+        return Ok(());
     }
     drop(nodes);
 
     let unlogged = store.first_unlogged_event(clinic).await?;
     if let Some(id) = unlogged {
-        return Err(fail(Location::Unlogged(uuid(&id)?), Problem::NotInLog));
+        walk.note(Location::Unlogged(uuid(&id)?), Problem::NotInLog);
     }
     // After the unlogged check, which names the event if the log's last one was unplaced.
-    if let Some(c) = pending.last() {
-        return Err(fail(
+    for c in pending.iter().rev() {
+        walk.note(
             Location::Checkpoint(c.checkpoint.tree_size),
             Problem::CheckpointBeyondLog,
-        ));
+        );
     }
     report.checkpoints += u64::try_from(checkpoints(store, clinic).await?.len()).unwrap_or(0);
-    verify_chains(store, clinic, report).await?;
-    verify_alerts(store, clinic, &keys, logged_alerts).await
+    verify_chains(store, walk, report).await?;
+    verify_alerts(store, walk, &keys, logged_alerts).await
+}
+
+/// Checks one logged event: that it parses, agrees with every column derived from it, and
+/// carries its recorded hash and a good signature. Notes each problem; returns the event's
+/// hash (the leaf), or `None` when the stored event cannot be read at all.
+fn check_event(
+    walk: &mut Walk<'_>,
+    keys: &HashMap<Uuid, (Recorder, PublicKey)>,
+    row: &LoggedEventRow,
+    index: u64,
+    logged_alerts: &mut LoggedAlerts,
+) -> Option<Hash32> {
+    let event: Option<AuditEvent> = row
+        .event_json
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    let Some(event) = event else {
+        // Named by the row's id when that can be read, and by its leaf in any case.
+        let here = match row.id.as_deref().map(Uuid::parse_str) {
+            Some(Ok(event_id)) => Location::Event {
+                event_id,
+                leaf_index: index,
+            },
+            _ => Location::Leaf(index),
+        };
+        walk.note(here, Problem::Unreadable("event_json"));
+        return None;
+    };
+    let here = Location::Event {
+        event_id: event.id,
+        leaf_index: index,
+    };
+    let hash = event.hash();
+    if row.hash.as_deref().and_then(Hash32::from_hex) != Some(hash) {
+        // The event is not what was recorded: what its columns agree with says nothing.
+        walk.note(here.clone(), Problem::HashMismatch);
+    } else {
+        if event.clinic_id != walk.clinic {
+            walk.note(here.clone(), Problem::Column("clinic_id"));
+        }
+        for (column, matches) in derived_columns(row, &event) {
+            match matches {
+                Some(true) => {}
+                Some(false) => walk.note(here.clone(), Problem::Column(column)),
+                None => walk.note(here.clone(), Problem::Unreadable(column)),
+            }
+        }
+    }
+    match keys.get(&event.device_id) {
+        None => walk.note(here.clone(), Problem::UnknownDevice),
+        Some((recorder, _)) if *recorder != event.recorded_by => {
+            walk.note(here.clone(), Problem::Malformed);
+        }
+        Some((_, key)) => {
+            let signature = row.signature.as_deref().unwrap_or_default();
+            if !verify_hex(key, &event.canonical_bytes(), signature) {
+                walk.note(here.clone(), Problem::BadSignature);
+            }
+        }
+    }
+    if event.action == AuditAction::TamperAlert && event.recorded_by == Recorder::Server {
+        logged_alerts.insert(event.resource_id.clone(), (event.id, index, event.fields));
+    }
+    Some(hash)
+}
+
+/// Each column stored beside the event that searches, reports and this walk select on, and
+/// whether it holds exactly what the server writes for the signed event (`None`: the
+/// column cannot be read as its type). Exact text, not the parsed value: a search binds the
+/// id as the server writes it, so an upper-cased id would hide the row as surely as another.
+fn derived_columns(row: &LoggedEventRow, event: &AuditEvent) -> [(&'static str, Option<bool>); 7] {
+    let text = |column: &Option<String>, expected: String| {
+        column.as_deref().map(|stored| stored == expected)
+    };
+    [
+        ("id", text(&row.id, event.id.to_string())),
+        (
+            "device_id",
+            text(&row.device_id, event.device_id.to_string()),
+        ),
+        (
+            "device_seq",
+            row.device_seq
+                .map(|seq| u64::try_from(seq).ok() == Some(event.device_seq)),
+        ),
+        (
+            "actor_user_id",
+            text(&row.actor_user_id, event.actor_user_id.to_string()),
+        ),
+        (
+            "patient_id",
+            row.patient_id
+                .as_ref()
+                .map(|stored| *stored == event.patient_id.map(|p| p.to_string())),
+        ),
+        (
+            "action",
+            text(&row.action, event.action.as_str().to_owned()),
+        ),
+        (
+            "occurred_at_ms",
+            row.occurred_at_ms.map(|at| at == event.occurred_at_ms),
+        ),
+    ]
+}
+
+/// Adds a leaf to the tree and checks each stored subtree it completes. False when the
+/// stored subtrees no longer line up with the walk (the clinic's walk ends there).
+async fn push_leaf(
+    walk: &mut Walk<'_>,
+    tree: &mut Frontier,
+    nodes: &mut (impl futures_util::Stream<Item = Result<NodeRow, ServerError>> + Unpin),
+    leaf: &Hash32,
+) -> Result<bool, VerifyError> {
+    for (id, computed) in tree.push(leaf) {
+        if id.level < LOWEST_STORED_LEVEL {
+            continue;
+        }
+        let at = Location::Node {
+            level: id.level,
+            index: id.index,
+        };
+        let Some(node) = nodes.try_next().await? else {
+            walk.note(at, Problem::NodeMissing);
+            return Ok(false);
+        };
+        let stored = stored_node(&node);
+        if stored.map(|(level, index, _)| (level, index)) != Some((id.level, id.index)) {
+            walk.note(at, Problem::NodeMissing);
+            return Ok(false);
+        }
+        if stored.map(|(_, _, hash)| hash) != Some(computed) {
+            walk.note(at, Problem::NodeMismatch);
+        }
+    }
+    Ok(true)
 }
 
 /// A stored node row: (level, index, hash), if well formed.
@@ -372,83 +514,99 @@ type LoggedAlerts = HashMap<String, (Uuid, u64, Vec<String>)>;
 /// records is stored. So an alert cannot be removed, altered or made up unseen.
 async fn verify_alerts(
     store: &Store,
-    clinic: Uuid,
+    walk: &mut Walk<'_>,
     keys: &HashMap<Uuid, (Recorder, PublicKey)>,
     mut logged: LoggedAlerts,
 ) -> Result<(), VerifyError> {
+    let clinic = walk.clinic;
     let rows = store.alerts_as_stored(clinic).await?;
     for row in rows {
         let device_id = uuid(&row.device_id)?;
         let device_seq = u64::try_from(row.device_seq).unwrap_or(u64::MAX);
-        let fail = |problem| -> VerifyError {
-            Tampered {
-                clinic_id: clinic,
-                location: Location::Alert {
-                    device_id,
-                    device_seq,
-                },
-                problem,
-            }
-            .into()
+        let here = Location::Alert {
+            device_id,
+            device_seq,
         };
-        let event: AuditEvent =
-            serde_json::from_str(&row.event_json).map_err(|_| fail(Problem::Malformed))?;
+        let Ok(event) = serde_json::from_str::<AuditEvent>(&row.event_json) else {
+            walk.note(here, Problem::Malformed);
+            continue;
+        };
         if event.clinic_id != clinic
             || event.device_id != device_id
             || event.device_seq != device_seq
         {
-            return Err(fail(Problem::Malformed));
+            walk.note(here, Problem::Malformed);
+            continue;
         }
         let hash = event.hash();
         if Hash32::from_hex(&row.hash) != Some(hash) {
-            return Err(fail(Problem::HashMismatch));
+            walk.note(here, Problem::HashMismatch);
+            continue;
         }
         match keys.get(&device_id) {
             Some((Recorder::Device, key)) => {
                 if !verify_hex(key, &event.canonical_bytes(), &row.signature) {
-                    return Err(fail(Problem::BadSignature));
+                    walk.note(here, Problem::BadSignature);
+                    continue;
                 }
             }
-            _ => return Err(fail(Problem::UnknownDevice)),
+            _ => {
+                walk.note(here, Problem::UnknownDevice);
+                continue;
+            }
         }
         let Some((logged_id, _, fields)) = logged.remove(&hash.to_hex()) else {
-            return Err(fail(Problem::AlertNotLogged));
+            walk.note(here, Problem::AlertNotLogged);
+            continue;
         };
         let kind = row.kind.as_str();
         let linked = row.logged_event_id.as_deref().map(uuid).transpose()?;
         if fields != [kind] || linked != Some(logged_id) {
-            return Err(fail(Problem::AlertMismatch));
+            walk.note(here, Problem::AlertMismatch);
         }
     }
-    if let Some((event_id, leaf_index, _)) = logged.into_values().min_by_key(|(_, leaf, _)| *leaf) {
-        return Err(Tampered {
-            clinic_id: clinic,
-            location: Location::Event {
+    let mut missing: Vec<_> = logged.into_values().collect();
+    missing.sort_by_key(|(_, leaf, _)| *leaf);
+    for (event_id, leaf_index, _) in missing {
+        walk.note(
+            Location::Event {
                 event_id,
                 leaf_index,
             },
-            problem: Problem::AlertMissing,
-        }
-        .into());
+            Problem::AlertMissing,
+        );
     }
     Ok(())
 }
 
 /// Every device chain in sequence order: each event links to the one before it; a
 /// missing sequence is a gap (reported), not tampering, and the link across it is unchecked.
+/// A row the log walk could not read is passed over here (it is already named).
 async fn verify_chains(
     store: &Store,
-    clinic: Uuid,
+    walk: &mut Walk<'_>,
     report: &mut Report,
 ) -> Result<(), VerifyError> {
-    let mut rows = store.chain_events(clinic);
+    let mut rows = store.chain_events(walk.clinic);
     let mut last: Option<(Uuid, u64, Hash32)> = None;
     while let Some(row) = rows.try_next().await? {
-        let device = uuid(&row.device_id)?;
-        let seq = u64::try_from(row.device_seq).unwrap_or(0);
-        let event: AuditEvent = serde_json::from_str(&row.event_json)
-            .map_err(|_| VerifyError::Store(ServerError::Internal("stored event malformed")))?;
-        let hash = Hash32::from_hex(&row.hash).unwrap_or_default();
+        let device = row
+            .device_id
+            .as_deref()
+            .and_then(|d| Uuid::parse_str(d).ok());
+        let seq = row.device_seq.and_then(|s| u64::try_from(s).ok());
+        let event = row
+            .event_json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<AuditEvent>(json).ok());
+        let (Some(device), Some(seq), Some(event)) = (device, seq, event) else {
+            continue;
+        };
+        let hash = row
+            .hash
+            .as_deref()
+            .and_then(Hash32::from_hex)
+            .unwrap_or_default();
         let here = Location::Event {
             event_id: event.id,
             leaf_index: row
@@ -456,18 +614,11 @@ async fn verify_chains(
                 .and_then(|l| u64::try_from(l).ok())
                 .unwrap_or(u64::MAX),
         };
-        let broken = |problem| -> VerifyError {
-            Tampered {
-                clinic_id: clinic,
-                location: here.clone(),
-                problem,
-            }
-            .into()
-        };
         let expected_prev = match last {
             Some((d, s, h)) if d == device => {
                 if seq <= s {
-                    return Err(broken(Problem::SequenceOutOfOrder));
+                    walk.note(here, Problem::SequenceOutOfOrder);
+                    continue;
                 }
                 if seq > s + 1 {
                     report.gaps.push((device, s + 1, seq - 1));
@@ -483,7 +634,7 @@ async fn verify_chains(
             }
         };
         if expected_prev.is_some_and(|p| p != event.prev_hash) {
-            return Err(broken(Problem::ChainBroken));
+            walk.note(here, Problem::ChainBroken);
         }
         last = Some((device, seq, hash));
     }

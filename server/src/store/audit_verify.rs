@@ -5,8 +5,9 @@
 //! A clinic's logged events, its device chains and its stored log nodes are streamed (the
 //! trail runs to millions of rows, never all in memory); the verifier reads the events and
 //! the nodes side by side, each stream on a connection of its own. Rows come back as their
-//! columns hold them: telling a malformed value from tampering, and in which order, is the
-//! verifier's job.
+//! columns hold them, and a column that cannot be read as its type comes back as `None`
+//! rather than failing the walk: telling a malformed value from tampering, and in which
+//! order, is the verifier's job.
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -31,16 +32,23 @@ pub struct StoredCheckpoint {
     pub signature: String,
 }
 
-/// A logged event's row, as stored.
+/// A logged event's row, as stored; `None` where a column cannot be read as its type.
+/// Beside the signed event (`event_json`), the row holds columns derived from it that
+/// searches and reports select on; the verifier checks each against the event.
 #[derive(Debug, Clone)]
 pub struct LoggedEventRow {
-    pub leaf_index: i64,
-    pub id: String,
-    pub device_id: String,
-    pub device_seq: i64,
-    pub event_json: String,
-    pub hash: String,
-    pub signature: String,
+    pub leaf_index: Option<i64>,
+    pub id: Option<String>,
+    pub device_id: Option<String>,
+    pub device_seq: Option<i64>,
+    pub actor_user_id: Option<String>,
+    /// `Some(None)`: the column is NULL (an event about no patient).
+    pub patient_id: Option<Option<String>>,
+    pub action: Option<String>,
+    pub occurred_at_ms: Option<i64>,
+    pub event_json: Option<String>,
+    pub hash: Option<String>,
+    pub signature: Option<String>,
 }
 
 /// A stored log node (a perfect subtree), as stored.
@@ -51,13 +59,14 @@ pub struct NodeRow {
     pub hash: Vec<u8>,
 }
 
-/// An event's row in its device chain, as stored.
+/// An event's row in its device chain, as stored; `None` where a column cannot be read as
+/// its type (`leaf_index` is also `None` for an event not in the log).
 #[derive(Debug, Clone)]
 pub struct ChainEventRow {
-    pub device_id: String,
-    pub device_seq: i64,
-    pub event_json: String,
-    pub hash: String,
+    pub device_id: Option<String>,
+    pub device_seq: Option<i64>,
+    pub event_json: Option<String>,
+    pub hash: Option<String>,
     pub leaf_index: Option<i64>,
 }
 
@@ -138,7 +147,8 @@ impl Store {
         clinic: Uuid,
     ) -> BoxStream<'_, Result<LoggedEventRow, ServerError>> {
         sqlx::query(
-            "SELECT leaf_index, id, device_id, device_seq, event_json, hash, signature
+            "SELECT leaf_index, id, device_id, device_seq, actor_user_id, patient_id, action,
+                occurred_at_ms, event_json, hash, signature
          FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL ORDER BY leaf_index",
         )
         .bind(clinic.to_string())
@@ -146,13 +156,17 @@ impl Store {
         .map(|row| {
             let row = row?;
             Ok(LoggedEventRow {
-                leaf_index: row.get(0),
-                id: row.get(1),
-                device_id: row.get(2),
-                device_seq: row.get(3),
-                event_json: row.get(4),
-                hash: row.get(5),
-                signature: row.get(6),
+                leaf_index: row.try_get(0).ok(),
+                id: row.try_get(1).ok(),
+                device_id: row.try_get(2).ok(),
+                device_seq: row.try_get(3).ok(),
+                actor_user_id: row.try_get(4).ok(),
+                patient_id: row.try_get(5).ok(),
+                action: row.try_get(6).ok(),
+                occurred_at_ms: row.try_get(7).ok(),
+                event_json: row.try_get(8).ok(),
+                hash: row.try_get(9).ok(),
+                signature: row.try_get(10).ok(),
             })
         })
         .boxed()
@@ -225,11 +239,11 @@ impl Store {
         .map(|row| {
             let row = row?;
             Ok(ChainEventRow {
-                device_id: row.get(0),
-                device_seq: row.get(1),
-                event_json: row.get(2),
-                hash: row.get(3),
-                leaf_index: row.get(4),
+                device_id: row.try_get(0).ok(),
+                device_seq: row.try_get(1).ok(),
+                event_json: row.try_get(2).ok(),
+                hash: row.try_get(3).ok(),
+                leaf_index: row.try_get(4).ok().flatten(),
             })
         })
         .boxed()

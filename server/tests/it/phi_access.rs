@@ -10,7 +10,7 @@ use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Outcome, Recorder, Sig
 use clinicdesk_protocol::policy::{self, Role};
 use clinicdesk_protocol::wire::AppointmentList;
 use clinicdesk_server::audit::key::{PublicKey, verify_hex};
-use clinicdesk_server::audit::verify::verify_all;
+use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -432,5 +432,68 @@ async fn reading_the_audit_trail_is_recorded_too() {
     assert_eq!(
         (e.outcome, e.resource_type.as_str(), e.actor_user_id),
         (Outcome::Denied, "AuditTrail", clinician.user.user_id)
+    );
+}
+
+/// The columns a patient's access report selects on are checked by `audit verify` like the
+/// signed event they index, on either backend: an insider who gives a chart view to another
+/// patient with SQL (hiding it from the patient's report) is named by the event, its leaf
+/// and the column.
+#[tokio::test]
+async fn a_report_column_changed_behind_the_servers_back_is_named_by_verify() {
+    let server = TestServer::start().await;
+    let SignedIn { device, login, .. } = server.signed_in(0xA, "clinician").await;
+    let token = login.session_token.expose();
+    let (_, body) = get_as(&server, "/v1/appointments", token).await;
+    let list: AppointmentList = serde_json::from_str(&body).unwrap();
+    let patient = list.appointments[0].patient_id;
+    let (status, _) = get_as(&server, &format!("/v1/patients/{patient}"), token).await;
+    assert_eq!(status, 200);
+    let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
+    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    let view = events_about(&server_events(&server).await, patient)
+        .into_iter()
+        .find(|e| e.resource_type == "Patient")
+        .unwrap()
+        .id;
+
+    // As the database's owner, past the append-only guard (a trigger on SQLite; on
+    // PostgreSQL the owner is not bound by the application role's grants).
+    let owner = server.owner_pool().await;
+    if server.store.backend() == Backend::Sqlite {
+        sqlx::query("DROP TRIGGER audit_events_no_update")
+            .execute(&owner)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE audit_events SET patient_id = $1 WHERE id = $2")
+        .bind(Uuid::now_v7().to_string())
+        .bind(view.to_string())
+        .execute(&owner)
+        .await
+        .unwrap();
+    let leaf: i64 = sqlx::query_scalar("SELECT leaf_index FROM audit_events WHERE id = $1")
+        .bind(view.to_string())
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    let found = verify_all(&server.store, &audit_key, &[]).await;
+    let Err(VerifyError::Tampered(found)) = found else {
+        panic!("a changed patient_id went unnoticed: {found:?}");
+    };
+    let named: Vec<_> = found
+        .all()
+        .iter()
+        .map(|t| (t.location.clone(), t.problem))
+        .collect();
+    assert_eq!(
+        named,
+        [(
+            Location::Event {
+                event_id: view,
+                leaf_index: u64::try_from(leaf).unwrap(),
+            },
+            Problem::Column("patient_id"),
+        )]
     );
 }

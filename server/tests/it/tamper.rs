@@ -223,7 +223,33 @@ enum Tamper {
     Swap { a: usize, b: usize },
     /// Change a checkpoint's root.
     EditCheckpoint { nth: usize },
+    /// Change a column that searches read beside the signed event (`DERIVED`): to another
+    /// well-formed value, or to one that cannot be read as the column's type.
+    EditColumn {
+        leaf: usize,
+        column: usize,
+        unreadable: bool,
+    },
 }
+
+/// The columns stored beside the signed event, derived from it, that searches, the patient
+/// access report and the walk select on; with a well-formed change of each.
+const DERIVED: &[(&str, &str)] = &[
+    ("id", "$1"),
+    ("device_id", "$1"),
+    ("device_seq", "device_seq + 1000"),
+    ("actor_user_id", "$1"),
+    // Hides an access from the patient's report, or gives it to another patient.
+    (
+        "patient_id",
+        "CASE WHEN patient_id IS NULL THEN $1 ELSE NULL END",
+    ),
+    (
+        "action",
+        "CASE WHEN action = 'export' THEN 'view' ELSE 'export' END",
+    ),
+    ("occurred_at_ms", "occurred_at_ms + 1"),
+];
 
 fn tamper() -> impl Strategy<Value = Tamper> {
     // Every leaf: the two enrollments (server chain) first, then the workstations' events.
@@ -239,6 +265,13 @@ fn tamper() -> impl Strategy<Value = Tamper> {
             .prop_filter("two leaves", |(a, b)| a != b)
             .prop_map(|(a, b)| Tamper::Swap { a, b }),
         (0..8usize).prop_map(|nth| Tamper::EditCheckpoint { nth }),
+        (0..n, 0..DERIVED.len(), any::<bool>()).prop_map(|(leaf, column, unreadable)| {
+            Tamper::EditColumn {
+                leaf,
+                column,
+                unreadable,
+            }
+        }),
     ]
 }
 
@@ -358,6 +391,27 @@ async fn apply(pool: &SqlitePool, t: &Tamper) -> Option<Uuid> {
             }
             None
         }
+        Tamper::EditColumn {
+            leaf,
+            column,
+            unreadable,
+        } => {
+            let (name, changed) = DERIVED[column];
+            let fresh = format!("'{}'", Uuid::now_v7());
+            let value = if unreadable {
+                "'#'".to_owned()
+            } else {
+                changed.replace("$1", &fresh)
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE audit_events SET {name} = {value} WHERE id = $1"
+            )))
+            .bind(leaves[leaf].to_string())
+            .execute(pool)
+            .await
+            .unwrap();
+            Some(leaves[leaf])
+        }
         Tamper::EditCheckpoint { nth } => {
             sqlx::query(
                 "UPDATE audit_checkpoints SET root_hash = $1
@@ -407,7 +461,7 @@ proptest! {
         match outcome {
             (Err(VerifyError::Tampered(found)), named) => {
                 if let Some(id) = named {
-                    let located = match found.location {
+                    let located = match found.first().location {
                         Location::Event { event_id, .. } | Location::Unlogged(event_id) => event_id == id,
                         Location::Leaf(_) | Location::Node { .. } | Location::Checkpoint(_) | Location::Alert { .. } => false,
                     };
@@ -419,6 +473,99 @@ proptest! {
             (other, _) => prop_assert!(false, "{t:?} went unnoticed: {:?}", other.map(|r| r.events)),
         }
     }
+}
+
+/// Every column stored beside the signed event for searches to select on is checked against
+/// the event, whether changed to another well-formed value or to one that cannot be read;
+/// the event is named with its leaf and the column, and the walk goes on: a second change
+/// further on is named too.
+#[test]
+fn every_search_column_is_checked_against_its_signed_event() {
+    let p = pristine();
+    // A server-chain event (no patient) and a workstation's.
+    for leaf in [0, 7] {
+        for (column, (name, _)) in DERIVED.iter().enumerate() {
+            for unreadable in [false, true] {
+                let t = Tamper::EditColumn {
+                    leaf,
+                    column,
+                    unreadable,
+                };
+                let found = tokio::runtime::Runtime::new().unwrap().block_on(async {
+                    let dir = tempfile::tempdir().unwrap();
+                    let pool = attacker_copy(dir.path()).await;
+                    apply(&pool, &t).await;
+                    pool.close().await;
+                    verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await
+                });
+                let Err(VerifyError::Tampered(found)) = found else {
+                    panic!("{t:?} ({name}) went unnoticed: {found:?}");
+                };
+                // Only an integer column can hold a value of the wrong type; text is text.
+                let integer = matches!(*name, "device_seq" | "occurred_at_ms");
+                let problem = if unreadable && integer {
+                    Problem::Unreadable(name)
+                } else {
+                    Problem::Column(name)
+                };
+                let first = found.first();
+                assert_eq!(
+                    (&first.location, first.problem),
+                    (
+                        &Location::Event {
+                            event_id: p.leaves[leaf],
+                            leaf_index: leaf as u64,
+                        },
+                        problem
+                    ),
+                    "{t:?}: {found}"
+                );
+            }
+        }
+    }
+
+    // Two rows changed: both are named, in log order, and the walk reaches the end.
+    let found = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = attacker_copy(dir.path()).await;
+        for (leaf, column) in [(3, 4), (20, 0)] {
+            let t = Tamper::EditColumn {
+                leaf,
+                column,
+                unreadable: true,
+            };
+            apply(&pool, &t).await;
+        }
+        pool.close().await;
+        verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await
+    });
+    let Err(VerifyError::Tampered(found)) = found else {
+        panic!("two changed rows went unnoticed: {found:?}");
+    };
+    let named: Vec<_> = found
+        .all()
+        .iter()
+        .map(|t| (t.location.clone(), t.problem))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (
+                Location::Event {
+                    event_id: p.leaves[3],
+                    leaf_index: 3
+                },
+                Problem::Column("patient_id")
+            ),
+            (
+                Location::Event {
+                    event_id: p.leaves[20],
+                    leaf_index: 20
+                },
+                Problem::Column("id")
+            ),
+        ]
+    );
 }
 
 /// The log stores only subtrees of 16 leaves or more; each is checked against the
@@ -455,6 +602,7 @@ fn a_stored_subtree_changed_removed_or_made_up_is_named() {
         });
         match found {
             Err(VerifyError::Tampered(t)) => {
+                let t = t.first().clone();
                 assert_eq!((t.location, t.problem), (location, problem), "{attack}");
             }
             other => panic!("{attack} not caught: {other:?}"),
@@ -486,6 +634,13 @@ fn the_cli_exits_non_zero_and_names_the_event() {
         );
         assert!(String::from_utf8_lossy(&ok.stdout).contains("26 event(s)"));
         apply(&pool, &Tamper::Edit { leaf: 5, field: 0 }).await;
+        // A row whose id column no longer reads as an id: named, and the walk goes on.
+        let unreadable = Tamper::EditColumn {
+            leaf: 9,
+            column: 0,
+            unreadable: true,
+        };
+        apply(&pool, &unreadable).await;
         pool.close().await;
     });
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_clinicdesk-server"))
@@ -496,6 +651,12 @@ fn the_cli_exits_non_zero_and_names_the_event() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains(&format!("event {target}")), "{stderr}");
+    let id_changed = format!(
+        "event {} (leaf 9): its id column does not match",
+        p.leaves[9]
+    );
+    assert!(stderr.contains(&id_changed), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
 }
 
 #[tokio::test]
@@ -643,6 +804,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
         let verifier = verifier_store(copy.path()).await;
         match verify_all(&verifier, &key, &[]).await {
             Err(VerifyError::Tampered(t)) => {
+                let t = t.first().clone();
                 assert_eq!((t.location, t.problem), (location, problem), "{attack:?}");
             }
             other => panic!("{attack:?} not caught: {other:?}"),
