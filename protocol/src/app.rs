@@ -63,6 +63,10 @@ pub struct AppStatus {
     /// While a security key ceremony runs: what the key waits for from the user.
     #[serde(default)]
     pub security_key_prompt: Option<KeyPrompt>,
+    /// After a revocation: the audit events this workstation handed in to the server
+    /// before it wiped itself, and those it could not.
+    #[serde(default)]
+    pub revocation: Option<Revocation>,
 }
 
 /// What a security key waits for while the core runs a ceremony with it.
@@ -101,4 +105,14 @@ pub struct PatientHit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientSearchResults {
     pub patients: Vec<PatientHit>,
+}
+
+/// What a revoked workstation did with its outbox before it wiped itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Events the server stored (those signed before the revocation).
+    pub handed_in: u64,
+    /// Events left in the outbox and destroyed with it: signed after the revocation, or
+    /// not accepted within the attempts.
+    pub left_behind: u64,
 }

@@ -54,6 +54,10 @@ pub enum AuditAction {
     /// link) and kept it as a tamper alert; `resource_id` is the refused event's hash and
     /// `fields` names the kind, so the alert is itself a provable leaf of the log.
     TamperAlert,
+    /// The server stored an event a revoked workstation signed before its revocation and
+    /// handed in after it; `resource_id` is that event's id. Admins see these with the
+    /// alerts: a key used after its device was revoked shows here.
+    ReceivedAfterRevocation,
 }
 
 impl AuditAction {
@@ -81,6 +85,7 @@ impl AuditAction {
             AuditAction::BreakGlassReviewed => "break_glass_reviewed",
             AuditAction::DeviceSecretReleased => "device_secret_released",
             AuditAction::TamperAlert => "tamper_alert",
+            AuditAction::ReceivedAfterRevocation => "received_after_revocation",
         }
     }
 }

@@ -117,7 +117,7 @@ pub async fn live_device(state: &AppState, device_id: Uuid) -> Result<DeviceReco
         .device(device_id)
         .await?
         .ok_or(ServerError::DeviceUnknown)?;
-    if device.revoked {
+    if device.revoked() {
         return Err(ServerError::DeviceRevoked);
     }
     Ok(device)

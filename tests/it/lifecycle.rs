@@ -12,7 +12,7 @@ use clinicdesk_app::os::clock::ManualClock;
 use clinicdesk_app::secrets::keychain::KeychainError;
 use clinicdesk_app::secrets::keys::DEVICE_SECRET;
 use clinicdesk_protocol::ErrorCode;
-use clinicdesk_protocol::app::Phase;
+use clinicdesk_protocol::app::{Phase, Revocation};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_tests::{ServerProcess, app_config, code_of, verify_chains};
 
@@ -188,7 +188,8 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
     assert!(cache_db.exists() && outbox.exists());
 
     server.revoke_device(device_id);
-    // The locked app's uploader hears it first: the lock event's upload is refused.
+    // The locked app's uploader hears it first: the lock event (signed before the
+    // revocation) is taken, the receipt says revoked, and the app wipes itself.
     let refused = core.upload_once().await.unwrap_err();
     assert_eq!(code_of(refused), ErrorCode::DeviceRevoked);
     assert_eq!(core.status().phase, Phase::Revoked);
@@ -222,6 +223,92 @@ async fn a_revoked_device_destroys_its_secret_and_files_even_while_locked() {
         code_of(core.sign_in("frontdesk", "x").await.unwrap_err()),
         ErrorCode::NotEnrolled
     );
+}
+
+/// An insider reads a chart offline, so the views exist only in this workstation's outbox;
+/// an admin revokes the workstation meanwhile. When it reaches the server again, the app
+/// hands in every event it recorded (signed before the revocation: the server stores them,
+/// flagged) and only then wipes itself, and it says how many it handed in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_workstation_hands_in_its_offline_reads_before_it_wipes_itself() {
+    let mut server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let config = app_config(&server, app_dir.path(), None);
+    let core = enrolled(&server, config.clone(), ManualClock::new(START_MS)).await;
+    let password = server.seed.password("clinician").to_owned();
+    server.sign_in(&core, "clinician", &password).await.unwrap();
+    let list = core.appointments().await.unwrap();
+    let patient = list.appointments[0].patient_id;
+    core.open_patient(patient).await.unwrap();
+    drain(&core).await;
+    core.lock();
+    let device_id = server.devices()[0].0;
+    let mine = |events: Vec<clinicdesk_protocol::audit::SignedAuditEvent>| {
+        events
+            .into_iter()
+            .filter(|e| e.event.device_id == device_id)
+            .map(|e| e.event)
+            .collect::<Vec<_>>()
+    };
+    let uploaded = mine(server.audit_events()).len();
+
+    // Offline, from the cache: five reads of the chart, recorded only in the outbox.
+    server.stop();
+    assert!(core.unlock(&password).await.unwrap().offline_session);
+    for _ in 0..5 {
+        core.open_patient(patient).await.unwrap();
+    }
+    let waiting = core.status().outbox_pending.unwrap();
+    assert!(
+        waiting >= 7,
+        "the lock, the unlock and five views: {waiting}"
+    );
+    server.revoke_device(device_id);
+    server.restart();
+
+    // Back in reach: the upload brings the news, and the app hands everything in first.
+    let refused = core.upload_once().await.unwrap_err();
+    assert_eq!(code_of(refused), ErrorCode::DeviceRevoked);
+    let stored = mine(server.audit_events());
+    assert_eq!(
+        stored.len(),
+        uploaded + waiting as usize,
+        "every event reached the trail"
+    );
+    let offline_views = stored
+        .iter()
+        .filter(|e| e.action == AuditAction::View && e.offline && e.patient_id == Some(patient))
+        .count();
+    assert_eq!(offline_views, 5);
+    let flagged = server
+        .server_events()
+        .into_iter()
+        .filter(|e| e.event.action == AuditAction::ReceivedAfterRevocation)
+        .count();
+    assert_eq!(
+        flagged, waiting as usize,
+        "each is flagged as received after the revocation"
+    );
+    server.audit_verify();
+
+    // Then it wiped itself, and says what it handed in.
+    let status = core.status();
+    assert_eq!(status.phase, Phase::Revoked);
+    assert_eq!(
+        status.revocation,
+        Some(Revocation {
+            handed_in: waiting,
+            left_behind: 0,
+        })
+    );
+    assert!(matches!(
+        core.keychain().load_key(DEVICE_SECRET),
+        Err(KeychainError::Missing)
+    ));
+    assert!(!core.paths().outbox.exists() && !core.users().dir().exists());
+    drop(core);
+    let core = Core::new(config, clinicdesk_app::os::clock::system()).unwrap();
+    assert_eq!(core.status().revocation.map(|r| r.handed_in), Some(waiting));
 }
 
 #[tokio::test(flavor = "multi_thread")]

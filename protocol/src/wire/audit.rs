@@ -38,6 +38,11 @@ pub struct AuditReceipt {
     pub inclusion: Option<InclusionEvidence>,
     /// Ed25519 of [`AuditReceipt::canonical_bytes`] by the server's audit key, hex.
     pub signature: String,
+    /// The device is revoked: the server stored only what it signed before that, and the
+    /// device is to hand in what else it can and then wipe itself. Outside the signed
+    /// bytes: like a `device_revoked` refusal, it is the pinned TLS channel's word.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub device_revoked: bool,
 }
 
 impl AuditReceipt {
@@ -125,9 +130,24 @@ impl std::fmt::Display for OutstandingRange {
     }
 }
 
+/// Events a revoked workstation handed in after its revocation (signed before it; each is
+/// also flagged in the log by a `received_after_revocation` server event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceivedAfterRevocation {
+    pub device_id: Uuid,
+    pub revoked_at_ms: i64,
+    /// How many of its events arrived after the revocation, and their sequence range.
+    pub events: u64,
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditAlerts {
     pub tamper: Vec<TamperAlert>,
     pub outstanding: Vec<OutstandingRange>,
+    #[serde(default)]
+    pub received_after_revocation: Vec<ReceivedAfterRevocation>,
 }

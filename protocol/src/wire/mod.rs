@@ -23,7 +23,8 @@ mod session;
 mod users;
 
 pub use audit::{
-    AuditAlerts, AuditPage, AuditReceipt, AuditRecord, AuditUpload, OutstandingRange, TamperAlert,
+    AuditAlerts, AuditPage, AuditReceipt, AuditRecord, AuditUpload, OutstandingRange,
+    ReceivedAfterRevocation, TamperAlert,
 };
 pub use break_glass::{
     BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassGrant, BreakGlassQueue, BreakGlassReason,

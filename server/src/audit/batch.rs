@@ -1,21 +1,28 @@
 //! A device's upload of audit events, authenticated by the events' own signatures
-//! (`Access::DeviceSigned`): the device is registered and live, every event names it and its
-//! clinic, and every signature verifies. Only then is the device's clinic a scope.
+//! (`Access::DeviceSigned`): the device is registered, every event names it and its clinic,
+//! and every signature verifies. Only then is the device's clinic a scope.
+//!
+//! A revoked device may still hand in the events its key signed before the revocation, and
+//! nothing else: the reads of a lost or taken workstation are exactly what the trail is
+//! for, and they may exist only in its outbox (BRIEF invariant 3). "Before" is the event's
+//! own time, which the device signed; such events are stored and flagged as received after
+//! the revocation (`ingest`), so a key used after the fact is seen by the clinic's admins.
 
-use clinicdesk_protocol::audit::{Hash32, Recorder, SignedAuditEvent, from_hex};
+use clinicdesk_protocol::audit::{AuditEvent, Hash32, Recorder, SignedAuditEvent, from_hex};
 use clinicdesk_protocol::signature::{self, PublicKey};
 use uuid::Uuid;
 
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
-use crate::session::live_device;
 use crate::state::AppState;
 use crate::store::DeviceRecord;
 
 /// Authenticates a batch of device-signed events (`Access::DeviceSigned`): the device is
-/// registered and not revoked, and every event names that device and its clinic and
-/// carries a valid signature of its key. Only then is the device's clinic a scope.
-/// A batch must hold at least one event: an empty one would prove nothing.
+/// registered, and every event names that device and its clinic and carries a valid
+/// signature of its key. Only then is the device's clinic a scope. A revoked device's batch
+/// is refused (`device_revoked`) unless it holds an event signed before the revocation
+/// ([`VerifiedBatch::admits`] picks those). A batch must hold at least one event: an empty
+/// one would prove nothing.
 pub async fn verify_device_batch(
     state: &AppState,
     device_id: Uuid,
@@ -24,7 +31,16 @@ pub async fn verify_device_batch(
     if events.is_empty() {
         return Err(ServerError::BadRequest { field: "events" });
     }
-    let device = live_device(state, device_id).await?;
+    let device = state
+        .store
+        .device(device_id)
+        .await?
+        .ok_or(ServerError::DeviceUnknown)?;
+    if let Some(revoked_at) = device.revoked_at_ms
+        && !events.iter().any(|e| e.event.occurred_at_ms <= revoked_at)
+    {
+        return Err(ServerError::DeviceRevoked);
+    }
     let key = PublicKey::from_bytes(&device.public_key)
         .ok_or(ServerError::Internal("stored device key invalid"))?;
     for signed in events {
@@ -67,6 +83,21 @@ pub struct VerifiedBatch {
     /// Each event's hash, in the batch's order: computed with its signature check, from
     /// the same canonical bytes.
     pub hashes: Vec<Hash32>,
+}
+
+impl VerifiedBatch {
+    /// Whether the event may be stored: any event of a live device; of a revoked one, only
+    /// what it signed at or before its revocation.
+    pub fn admits(&self, event: &AuditEvent) -> bool {
+        self.device
+            .revoked_at_ms
+            .is_none_or(|at| event.occurred_at_ms <= at)
+    }
+
+    /// Whether the device was revoked: what it hands in is flagged as received after that.
+    pub fn late(&self) -> bool {
+        self.device.revoked()
+    }
 }
 
 /// Below this many events one thread checks them all; above, the work is spread.

@@ -8,6 +8,9 @@
 //!   neighbour, is kept in `audit_alerts` and named in the receipt, never stored as chain.
 //! - Events past a gap are stored; the gap is reported as outstanding until it is filled,
 //!   and the link across it is checked when the missing event arrives.
+//! - A revoked device's events signed before its revocation are stored, each flagged by a
+//!   `received_after_revocation` event of the server chain in the same transaction; the
+//!   rest of its batch is not, and the receipt tells it that it is revoked.
 
 use std::collections::{HashMap, HashSet};
 
@@ -175,9 +178,16 @@ pub async fn ingest(
         return Err(ServerError::BadRequest { field: "events" });
     }
     let verified = verify_device_batch(state, upload.device_id, &upload.events).await?;
+    let late = verified.late();
+    let admitted: Vec<(&SignedAuditEvent, Hash32)> = upload
+        .events
+        .iter()
+        .zip(verified.hashes.iter().copied())
+        .filter(|(signed, _)| verified.admits(&signed.event))
+        .collect();
     let (device, scope) = (verified.device, verified.scope);
     let mut actors = HashSet::new();
-    for signed in &upload.events {
+    for (signed, _) in &admitted {
         let actor = signed.event.actor_user_id;
         if actors.insert(actor) && !state.store.is_clinic_user(&scope, actor).await? {
             return Err(ServerError::BadRequest {
@@ -187,10 +197,8 @@ pub async fn ingest(
     }
     let now = state.clock.now_ms();
     // Rows are built before the write turn: only their leaf indices need the log.
-    let mut events = upload
-        .events
-        .iter()
-        .zip(verified.hashes)
+    let mut events = admitted
+        .into_iter()
         .map(|(signed, hash)| Ok((signed, hash, Store::event_row(&scope, signed, &hash, now)?)))
         .collect::<Result<Vec<_>, ServerError>>()?;
     events.sort_by_key(|(s, _, _)| s.event.device_seq);
@@ -222,6 +230,7 @@ pub async fn ingest(
     // The events are written together after the checks; until then `accepted` answers for
     // them (a batch may carry the same event twice).
     let mut fresh: Vec<(u64, Hash32, EventRow)> = Vec::with_capacity(events.len());
+    let mut received_late: Vec<&SignedAuditEvent> = Vec::new();
     let mut accepted: HashMap<u64, (Hash32, Hash32)> = HashMap::new();
     for (signed, hash, row) in events {
         let e = &signed.event;
@@ -265,11 +274,15 @@ pub async fn ingest(
         }
         accepted.insert(seq, (hash, e.prev_hash));
         fresh.push((seq, hash, row));
+        if late {
+            received_late.push(signed);
+        }
         last_stored = Some((seq, hash));
         max_seq = max_seq.max(seq);
     }
-    // The alerts' server events go into the log first, then this batch's events.
+    // The alerts' and flags' server events go into the log first, then this batch's events.
     record_alerts(&mut tx, state, &scope, refused, seen).await?;
+    flag_received_late(&mut tx, state, &scope, &received_late, seen).await?;
     // The log as this process last committed it, if that is still the stored one.
     let size = Store::tree_size(&mut tx, clinic).await?;
     let mut tree = match state.chain_tips.log(clinic) {
@@ -350,7 +363,44 @@ pub async fn ingest(
         checkpoint,
         inclusion,
         signature: String::new(),
+        device_revoked: late,
     };
     receipt.signature = state.audit_key.sign_hex(&receipt.canonical_bytes());
     Ok(receipt)
+}
+
+/// Flags each event a revoked device handed in: a `received_after_revocation` event of the
+/// clinic's server chain names it (`resource_id`), in the same transaction, so the flag is a
+/// leaf of the log like the event, and the clinic's admins see it among the alerts. No
+/// patient id: the flag is about the device, not another access to the patient's record.
+async fn flag_received_late(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    scope: &ClinicScope,
+    events: &[&SignedAuditEvent],
+    seen: &RequestSeen,
+) -> Result<(), ServerError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let drafts = events
+        .iter()
+        .map(|signed| ServerEvent {
+            actor_user_id: signed.event.actor_user_id,
+            actor_role: signed.event.actor_role,
+            action: AuditAction::ReceivedAfterRevocation,
+            resource_type: "audit_event".to_owned(),
+            resource_id: signed.event.id.to_string(),
+            patient_id: None,
+            fields: Vec::new(),
+            outcome: Outcome::Success,
+            route: UPLOAD_ROUTE.to_owned(),
+            break_glass: None,
+            request: seen.clone(),
+        })
+        .collect();
+    server_chain::record_in(&mut *tx, state, scope, drafts).await?;
+    tracing::warn!(device_id = %events[0].event.device_id, count = events.len(),
+        "audit events received from a revoked device");
+    Ok(())
 }

@@ -114,9 +114,11 @@ pub async fn alerts(store: &Store, scope: &ClinicScope) -> Result<AuditAlerts, S
             expected = seq + 1;
         }
     }
+    let received_after_revocation = audit_query::received_after_revocation(&mut tx).await?;
     tx.commit().await?;
     Ok(AuditAlerts {
         tamper,
         outstanding,
+        received_after_revocation,
     })
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32};
 use clinicdesk_protocol::export::ExportFilters;
-use clinicdesk_protocol::wire::{AuditRecord, TamperAlert};
+use clinicdesk_protocol::wire::{AuditRecord, ReceivedAfterRevocation, TamperAlert};
 
 use super::sql::Statement;
 use super::*;
@@ -214,6 +214,36 @@ pub async fn tamper_alerts(tx: &mut ClinicTx) -> Result<Vec<TamperAlert>, Server
                     .ok_or(ServerError::Internal("stored hash malformed"))?,
                 received_at_ms: r.get(4),
                 logged_event_id: r.get::<Option<&str>, _>(5).map(stored_id).transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// The clinic's revoked workstations that handed in events after their revocation, by
+/// device id: how many, and their sequences.
+pub async fn received_after_revocation(
+    tx: &mut ClinicTx,
+) -> Result<Vec<ReceivedAfterRevocation>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT d.id, d.revoked_at_ms, count(*), min(e.device_seq), max(e.device_seq)
+         FROM devices d JOIN audit_events e ON e.device_id = d.id
+         WHERE d.clinic_id = $1 AND d.revoked_at_ms IS NOT NULL
+           AND e.received_at_ms >= d.revoked_at_ms
+         GROUP BY d.id, d.revoked_at_ms ORDER BY d.id",
+    )
+    .bind(&clinic)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let count = |i| u64::try_from(r.get::<i64, _>(i)).unwrap_or(0);
+            Ok(ReceivedAfterRevocation {
+                device_id: stored_id(r.get::<&str, _>(0))?,
+                revoked_at_ms: r.get(1),
+                events: count(2),
+                from_seq: count(3),
+                to_seq: count(4),
             })
         })
         .collect()

@@ -18,7 +18,14 @@ pub struct DeviceRecord {
     pub id: Uuid,
     pub clinic_id: Uuid,
     pub public_key: [u8; 32],
-    pub revoked: bool,
+    /// When the device was revoked (`None`: it is live).
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl DeviceRecord {
+    pub fn revoked(&self) -> bool {
+        self.revoked_at_ms.is_some()
+    }
 }
 
 /// A workstation as its clinic's admins list it, with its audit trail's standing: the
@@ -196,7 +203,7 @@ impl Store {
 
     pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {
         let row = sqlx::query(
-            "SELECT clinic_id, public_key, revoked_at_ms IS NOT NULL FROM devices
+            "SELECT clinic_id, public_key, revoked_at_ms FROM devices
              WHERE id = $1 AND kind = 'workstation'",
         )
         .bind(device_id.to_string())
@@ -211,7 +218,7 @@ impl Store {
             id: device_id,
             clinic_id: parse_uuid(&row.get::<String, _>(0))?,
             public_key,
-            revoked: flag(&row, 2)?,
+            revoked_at_ms: row.get(2),
         }))
     }
 

@@ -9,7 +9,7 @@ use clinicdesk_protocol::merkle::{
     ConsistencyEvidence, InclusionEvidence, SignedCheckpoint, verify_consistency, verify_inclusion,
 };
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt};
+use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt, ReceivedAfterRevocation};
 use clinicdesk_server::audit::key::{PublicKey, verify_hex};
 use clinicdesk_server::audit::verify::verify_all;
 use ed25519_dalek::Signer;
@@ -644,4 +644,126 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
     assert_eq!(a.get(&path, token).await.0, 200);
     let last_seen = session_last_seen(&a, login.user.user_id).await;
     assert_eq!(last_seen, now + 5_000, "never moved back");
+}
+
+/// A workstation's offline reads exist only in its outbox until it uploads them. Revoked
+/// meanwhile, it may still hand in what its key signed before the revocation (nothing
+/// signed after, and nothing else: no session): those events are stored, each flagged in
+/// the log by a `received_after_revocation` server event, and listed for the clinic's
+/// admins; the receipt tells the workstation that it is revoked.
+#[tokio::test]
+async fn a_revoked_device_hands_in_what_it_signed_before_its_revocation_and_nothing_after() {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let user = login.user.user_id;
+    // Five chained views a second apart; the first two reach the server before the revocation.
+    let views = chain(&device, user, 5);
+    assert!(
+        !upload(&server, &device, &[&views[0], &views[1]])
+            .await
+            .device_revoked
+    );
+    server.clock.advance_ms(60_000);
+    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
+        &server.store,
+        &server.clock,
+        Uuid::from_u128(0xA),
+        15,
+        None,
+    )
+    .await
+    .unwrap();
+    let admin_device = TestDevice::enroll(&server, &code).await;
+    let admin = admin_device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let admin_token = admin.session_token.expose();
+    let revoked_at = clinicdesk_server::time::Clock::now_ms(&server.clock);
+    let (status, _) = server
+        .post(
+            &format!("/v1/devices/{}/revoke", device.id),
+            Some(admin_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    // The other three, with one signed after the revocation in the same batch: the three
+    // are stored, that one is not.
+    let mut late = event(&device, user, 6, views[4].event.hash());
+    late.occurred_at_ms = revoked_at + 1;
+    let late = sign(&device, late);
+    let receipt = upload(&server, &device, &[&views[2], &views[3], &views[4], &late]).await;
+    assert!(receipt.device_revoked);
+    assert_eq!(receipt.highest_contiguous_seq, 5);
+    let (status, body) = server
+        .post(
+            "/v1/audit/batches",
+            None,
+            json!({ "device_id": device.id, "events": [late] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("device_revoked"))
+    );
+    let stored: Vec<Uuid> = server
+        .events_of("view")
+        .await
+        .into_iter()
+        .filter(|e| e.device_id == device.id)
+        .map(|e| e.id)
+        .collect();
+    let signed: Vec<Uuid> = views.iter().map(|v| v.event.id).collect();
+    assert_eq!(
+        stored, signed,
+        "every view signed before the revocation, and no other"
+    );
+
+    // Each of the three is flagged in the log, and the admins' alerts list them.
+    let mut flagged: Vec<String> = server
+        .events_of(AuditAction::ReceivedAfterRevocation.as_str())
+        .await
+        .into_iter()
+        .map(|e| {
+            assert_eq!(
+                e.patient_id, None,
+                "a flag is not another access to the record"
+            );
+            e.resource_id
+        })
+        .collect();
+    flagged.sort();
+    let mut late_ids: Vec<String> = signed[2..].iter().map(Uuid::to_string).collect();
+    late_ids.sort();
+    assert_eq!(flagged, late_ids);
+    let (status, body) = server.get("/v1/audit/alerts", admin_token).await;
+    assert_eq!(status, 200, "{body}");
+    let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        alerts.received_after_revocation,
+        [ReceivedAfterRevocation {
+            device_id: device.id,
+            revoked_at_ms: revoked_at,
+            events: 3,
+            from_seq: 3,
+            to_seq: 5,
+        }]
+    );
+
+    // Still no session for it, and the whole trail verifies.
+    let (_, body) = server
+        .post(
+            "/v1/auth/challenge",
+            None,
+            json!({ "device_id": device.id }),
+        )
+        .await;
+    assert_eq!(body["code"], "device_revoked");
+    let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
+    verify_all(&server.store, &key, &[]).await.unwrap();
 }

@@ -141,7 +141,7 @@ impl Core {
         drop(held);
         let mut phase = session.phase;
         if device.enrollment.is_none() {
-            phase = if device.revoked {
+            phase = if device.revoked.is_some() {
                 Phase::Revoked
             } else {
                 Phase::NotEnrolled
@@ -178,17 +178,23 @@ impl Core {
             mfa_methods,
             security_key: self.security_key().is_some(),
             security_key_prompt: self.key_prompts.current(),
+            revocation: device.revoked,
         }
     }
 
-    /// What the server's refusal means here: a revoked device wipes itself; an expired
-    /// session locks, so the user unlocks again.
-    fn on_server_error(&self, e: AppError) -> AppError {
+    /// `result` with any refusal handled as [`Core::on_server_error`] says.
+    async fn answered<T>(&self, result: Result<T, AppError>) -> Result<T, AppError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.on_server_error(e).await),
+        }
+    }
+
+    /// What the server's refusal means here: a revoked device hands in its outbox and
+    /// wipes itself ([`Core::revoked`]); an expired session locks, so the user unlocks again.
+    async fn on_server_error(&self, e: AppError) -> AppError {
         match &e {
-            AppError::Server(api) if api.code == ErrorCode::DeviceRevoked => {
-                self.wipe();
-                AppError::DeviceRevoked
-            }
+            AppError::Server(api) if api.code == ErrorCode::DeviceRevoked => self.revoked(0).await,
             AppError::Server(api)
                 if matches!(
                     api.code,

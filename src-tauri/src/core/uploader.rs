@@ -1,13 +1,24 @@
 //! Uploading the outbox: one batch on demand ([`Core::upload_once`]) and the background
 //! loop the Tauri shell (or a test) spawns on its runtime ([`run_uploader`]). The batch
-//! itself is the device part's; what a refusal means (a revoked device wipes itself) is
-//! decided here, where both parts are in reach.
+//! itself is the device part's; what a refusal means (a revoked device hands in what it
+//! can, then wipes itself) is decided here, where both parts are in reach.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::Revocation;
+
 use super::Core;
 use crate::error::AppError;
+
+/// Most batches a revoked device sends before it wipes itself: the outbox of many offline
+/// days, bounded so that the wipe never waits on the server for long.
+const HAND_IN_BATCHES: usize = 50;
+
+/// Failed sends (unreachable, a server error) after which a revoked device stops handing
+/// in and wipes itself with what is left.
+const HAND_IN_FAILURES: u32 = 3;
 
 impl Core {
     /// Sends one batch of waiting events and forgets those the server's receipt names.
@@ -15,10 +26,45 @@ impl Core {
     /// runs while locked too. Returns how many events of the batch the receipt settled
     /// (stored, or re-chained onto the server's head to be sent again).
     pub async fn upload_once(&self) -> Result<usize, AppError> {
-        self.device
-            .upload_batch(self.clock.as_ref())
-            .await
-            .map_err(|e| self.on_server_error(e))
+        match self.device.upload_batch(self.clock.as_ref()).await {
+            Ok(sent) if sent.revoked => Err(self.revoked(sent.settled as u64).await),
+            Ok(sent) => Ok(sent.settled),
+            Err(e) => Err(self.on_server_error(e).await),
+        }
+    }
+
+    /// The server says this device is revoked (a refusal, or a receipt for events it still
+    /// took). The session ends at once. Then the outbox is handed in, batch by batch: the
+    /// server keeps what was signed before the revocation (BRIEF invariant 3: the reads of
+    /// a lost workstation must reach the trail), within `HAND_IN_BATCHES` and
+    /// `HAND_IN_FAILURES`. Only then does the device wipe itself, keeping the count of
+    /// what it handed in and what it could not for the revoked screen. `handed_in`: events
+    /// already stored by the send that brought the news.
+    pub(super) async fn revoked(&self, handed_in: u64) -> AppError {
+        self.end_session_for_revocation();
+        let mut handed_in = handed_in;
+        let mut failures = 0;
+        for _ in 0..HAND_IN_BATCHES {
+            match self.device.upload_batch(self.clock.as_ref()).await {
+                Ok(sent) if sent.settled == 0 => break,
+                Ok(sent) => handed_in += sent.settled as u64,
+                // Nothing left that was signed before the revocation.
+                Err(AppError::Server(api)) if api.code == ErrorCode::DeviceRevoked => break,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(code = %e.to_api().code, failures, "handing in the outbox failed");
+                    if failures >= HAND_IN_FAILURES {
+                        break;
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+        self.wipe(Revocation {
+            handed_in,
+            left_behind: self.device.pending_count(),
+        });
+        AppError::DeviceRevoked
     }
 
     /// The sequence number of the last event this device signed (0 before the first).

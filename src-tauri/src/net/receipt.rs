@@ -87,6 +87,7 @@ mod tests {
                 hashes: vec![leaf_hash(&other)],
             }),
             signature: String::new(),
+            device_revoked: false,
         };
         resign(server, &mut r);
         r

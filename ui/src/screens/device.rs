@@ -2,6 +2,7 @@
 //! it lost this device's secret (a sign-in gets it back from the server's escrow), or an
 //! admin revoked the workstation and it wiped itself.
 
+use clinicdesk_protocol::app::Revocation;
 use leptos::prelude::*;
 
 use super::enroll::EnrollScreen;
@@ -45,15 +46,69 @@ pub(crate) fn RecoverKeyScreen() -> impl IntoView {
     }
 }
 
-/// The server revoked this workstation and it wiped itself.
+/// What a revoked workstation did with its unsent audit events before it wiped itself.
+fn handed_in_text(r: Revocation) -> String {
+    let events = |n: u64| if n == 1 { "event" } else { "events" };
+    let mut text = format!(
+        "Before erasing, it handed in {} audit {} to your clinic's trail.",
+        r.handed_in,
+        events(r.handed_in)
+    );
+    if r.left_behind > 0 {
+        text.push_str(&format!(
+            " {} audit {} could not be handed in (recorded after the revocation, or the server could not be reached).",
+            r.left_behind,
+            events(r.left_behind)
+        ));
+    }
+    text
+}
+
+/// The server revoked this workstation; it handed in its unsent audit events and wiped
+/// itself.
 #[component]
 pub(crate) fn RevokedScreen() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let handed_in = move || {
+        ui.status
+            .get()
+            .and_then(|s| s.revocation)
+            .map(handed_in_text)
+    };
     view! {
         <div class="card narrow" id="revoked-screen">
             <h1>"This workstation was revoked"</h1>
             <p class="lead">"An admin of your clinic revoked this workstation's access. Its keys and every offline copy of patient data on it were erased."</p>
+            {move || handed_in().map(|text| view! { <p id="revoked-hand-in">{text}</p> })}
             <p>"To use it again, ask your admin for a new enrollment code."</p>
         </div>
         <EnrollScreen/>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revoked_screen_says_what_was_handed_in_and_what_was_not() {
+        let all = Revocation {
+            handed_in: 7,
+            left_behind: 0,
+        };
+        assert_eq!(
+            handed_in_text(all),
+            "Before erasing, it handed in 7 audit events to your clinic's trail."
+        );
+        let some = Revocation {
+            handed_in: 1,
+            left_behind: 2,
+        };
+        let text = handed_in_text(some);
+        assert!(text.starts_with("Before erasing, it handed in 1 audit event to"));
+        assert!(
+            text.contains(" 2 audit events could not be handed in"),
+            "{text}"
+        );
     }
 }

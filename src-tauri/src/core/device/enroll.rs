@@ -1,6 +1,7 @@
 //! How the device part begins and ends: enrolling with a one-time code, taking back the
 //! device secret from the server's escrow, and the wipe after a revocation.
 
+use clinicdesk_protocol::app::Revocation;
 use clinicdesk_protocol::wire::EnrollRequest;
 use zeroize::Zeroizing;
 
@@ -76,7 +77,7 @@ impl Device {
         tracing::info!(device_id = %enrollment.device_id, "enrolled");
         {
             let mut state = self.lock();
-            state.revoked = false;
+            state.revoked = None;
             state.enrolled = Some(Enrolled { enrollment, client });
         }
         self.ensure_outbox()
@@ -102,10 +103,11 @@ impl Device {
 }
 
 impl DeviceGuard<'_> {
-    /// The server revoked this device. First the device secret is destroyed in the
-    /// keychain (every cache and the outbox become unreadable at once), then the files are
-    /// deleted; the device is then neither enrolled nor able to enroll without a new code.
-    pub(in crate::core) fn wipe(&mut self, now_ms: i64) {
+    /// The server revoked this device (and it handed in what it could of its outbox, as
+    /// `revocation` says). First the device secret is destroyed in the keychain (every cache
+    /// and the outbox become unreadable at once), then the files are deleted; the device is
+    /// then neither enrolled nor able to enroll without a new code.
+    pub(in crate::core) fn wipe(&mut self, now_ms: i64, revocation: Revocation) {
         let device = self.device;
         self.state.outbox = None;
         if device.keychain.delete(DEVICE_SECRET).is_err() {
@@ -121,7 +123,11 @@ impl DeviceGuard<'_> {
             remove_file(&paths.pinned_ca, "server-ca.pem"),
             write_json(
                 &paths.revoked,
-                &serde_json::json!({ "revoked_at_ms": now_ms }),
+                &serde_json::json!({
+                    "revoked_at_ms": now_ms,
+                    "handed_in": revocation.handed_in,
+                    "left_behind": revocation.left_behind,
+                }),
             ),
         ];
         for r in results {
@@ -130,6 +136,6 @@ impl DeviceGuard<'_> {
             }
         }
         self.state.enrolled = None;
-        self.state.revoked = true;
+        self.state.revoked = Some(revocation);
     }
 }

@@ -27,6 +27,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use clinicdesk_protocol::app::Revocation;
 use clinicdesk_protocol::wire::UserInfo;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -57,7 +58,9 @@ struct DeviceState {
     outbox: Option<Outbox>,
     /// What the keychain said the last time the device secret was asked for.
     keychain: KeychainState,
-    revoked: bool,
+    /// `Some` once the server revoked this device and it wiped itself: what it handed in
+    /// first (`revoked.json`).
+    revoked: Option<Revocation>,
     net: Net,
 }
 
@@ -89,7 +92,7 @@ pub(super) enum KeychainState {
 pub(super) struct DeviceStatus {
     pub enrollment: Option<Enrollment>,
     pub keychain: KeychainState,
-    pub revoked: bool,
+    pub revoked: Option<Revocation>,
     pub online: Option<bool>,
     pub last_upload_ms: Option<i64>,
     pub outbox_pending: Option<u64>,
@@ -139,6 +142,13 @@ fn install_id(paths: &Paths) -> Result<Uuid, AppError> {
     }
 }
 
+/// What `revoked.json` says of the revocation (`None`: not revoked). A file written before
+/// the app handed in its outbox at revocation says nothing of it: zeros.
+fn revocation_of(paths: &Paths) -> Option<Revocation> {
+    let bytes = std::fs::read(&paths.revoked).ok()?;
+    Some(serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
 impl Device {
     /// The device as its files under `data_dir` describe it: enrolled or not, revoked or not.
     /// The outbox opens later ([`Device::ensure_outbox`]): that needs the keychain.
@@ -156,7 +166,7 @@ impl Device {
             }
             None => None,
         };
-        let revoked = paths.revoked.exists();
+        let revoked = revocation_of(&paths);
         Ok(Self {
             paths,
             users,

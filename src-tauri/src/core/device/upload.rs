@@ -12,25 +12,39 @@ use crate::os::clock::Clock;
 /// The most events sent in one upload.
 const UPLOAD_BATCH: usize = 100;
 
+/// What one upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::core) struct Sent {
+    /// Events of the batch the receipt settled (stored, or re-chained to be sent again).
+    pub settled: usize,
+    /// The receipt says this device is revoked: the server kept only what was signed
+    /// before that.
+    pub revoked: bool,
+}
+
 impl Device {
     /// Sends one batch of waiting events and forgets those the server's receipt names.
     /// When the server refuses some as conflicting with its own copy of this device's
     /// chain, the waiting events are re-chained onto the server's head
-    /// ([`crate::local::outbox::Outbox::rebase`]) and go out with the next batch. Returns
-    /// how many events of the batch the receipt settled (stored, or re-chained to be sent
-    /// again). The server's refusals come back as they are: what they mean for the session
-    /// (a revoked device wipes itself) is the core's to decide.
-    pub(in crate::core) async fn upload_batch(&self, clock: &dyn Clock) -> Result<usize, AppError> {
+    /// ([`crate::local::outbox::Outbox::rebase`]) and go out with the next batch. The
+    /// server's refusals, and a receipt that says the device is revoked, come back as they
+    /// are: what they mean for the session (a revoked device hands in what it can, then
+    /// wipes itself) is the core's to decide.
+    pub(in crate::core) async fn upload_batch(&self, clock: &dyn Clock) -> Result<Sent, AppError> {
+        let nothing = Sent {
+            settled: 0,
+            revoked: false,
+        };
         let Ok((enrollment, client)) = self.enrolled() else {
-            return Ok(0);
+            return Ok(nothing);
         };
         self.ensure_outbox()?;
         let events = match &self.lock().outbox {
             Some(outbox) => outbox.pending(UPLOAD_BATCH)?,
-            None => return Ok(0),
+            None => return Ok(nothing),
         };
         let Some(sent_through) = events.last().map(|e| e.event.device_seq) else {
-            return Ok(0);
+            return Ok(nothing);
         };
         let sent = events.len();
         let receipt = client
@@ -64,7 +78,10 @@ impl Device {
                 state.net.last_upload_ms = Some(clock.now_ms());
                 drop(state);
                 self.want_upload();
-                return Ok(sent);
+                return Ok(Sent {
+                    settled: sent,
+                    revoked: receipt.device_revoked,
+                });
             }
         }
         let mut state = self.lock();
@@ -75,7 +92,19 @@ impl Device {
             None => 0,
         };
         state.net.last_upload_ms = Some(clock.now_ms());
-        Ok(removed)
+        Ok(Sent {
+            settled: removed,
+            revoked: receipt.device_revoked,
+        })
+    }
+
+    /// How many events wait in the outbox (0 when it cannot be read).
+    pub(in crate::core) fn pending_count(&self) -> u64 {
+        self.lock()
+            .outbox
+            .as_ref()
+            .and_then(|o| o.count().ok())
+            .unwrap_or(0)
     }
 
     /// The sequence number of the last event this device signed (0 before the first).

@@ -30,7 +30,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use clinicdesk_protocol::app::{AppStatus, Phase};
+use clinicdesk_protocol::app::{AppStatus, Phase, Revocation};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::MfaMethod;
 use clinicdesk_protocol::wire::UserInfo;
@@ -213,9 +213,8 @@ impl Core {
         Fut: std::future::Future<Output = Result<T, AppError>>,
     {
         let (token, _) = self.session_snapshot()?;
-        self.fetch(token, request)
-            .await
-            .map_err(|e| self.on_server_error(e))
+        let fetched = self.fetch(token, request).await;
+        self.answered(fetched).await
     }
 
     /// Puts `user`'s new session in place (after a sign-in or unlock that `opening` names)
@@ -398,17 +397,39 @@ impl Core {
         due
     }
 
-    /// The server revoked this device. The session ends, then the device part destroys the
-    /// device secret in the keychain (every cache and the outbox become unreadable at once)
-    /// and deletes the files, and the app shows that the device was revoked.
-    pub fn wipe(&self) {
+    /// The server revoked this device: the session ends now, before the outbox is handed
+    /// in, so nothing is read or shown meanwhile.
+    pub(in crate::core) fn end_session_for_revocation(&self) {
+        let mut held = self.session.lock();
+        let (state, _) = self.device.under(&mut held);
+        state.session = Session::SignedOut;
+        state.generation += 1;
+        drop(held);
+        self.notify_locked();
+    }
+
+    /// The server revoked this device, and it handed in what it could of its outbox
+    /// (`revocation`). The session ends, then the device part destroys the device secret in
+    /// the keychain (every cache and the outbox become unreadable at once) and deletes the
+    /// files, and the app shows that the device was revoked. Once only: a second call (the
+    /// uploader and a request both hearing it) finds the device wiped.
+    pub(in crate::core) fn wipe(&self, revocation: Revocation) {
         let mut held = self.session.lock();
         let (state, mut proof) = self.device.under(&mut held);
         state.session = Session::SignedOut;
         state.generation += 1;
-        proof.device().wipe(self.clock.now_ms());
+        let mut device = proof.device();
+        if device.status().revoked.is_some() {
+            return;
+        }
+        device.wipe(self.clock.now_ms(), revocation);
+        drop(device);
         drop(held);
-        tracing::warn!("device revoked by the server: wiped");
+        tracing::warn!(
+            handed_in = revocation.handed_in,
+            left_behind = revocation.left_behind,
+            "device revoked by the server: audit events handed in, then wiped"
+        );
         self.notify_locked();
     }
 }

@@ -51,17 +51,19 @@ impl Core {
             )
             .await;
         self.device.note_network(&changed);
-        changed.map_err(|e| match &e {
-            AppError::Server(api)
-                if matches!(
-                    api.code,
-                    ErrorCode::InvalidCredentials | ErrorCode::WeakPassword
-                ) =>
-            {
-                e
-            }
-            _ => self.on_server_error(e),
-        })?;
+        if let Err(e) = changed {
+            return Err(match &e {
+                AppError::Server(api)
+                    if matches!(
+                        api.code,
+                        ErrorCode::InvalidCredentials | ErrorCode::WeakPassword
+                    ) =>
+                {
+                    e
+                }
+                _ => self.on_server_error(e).await,
+            });
+        }
         let rewrapped = self.device.with_device_secret(|secret| {
             self.device
                 .users()

@@ -126,7 +126,14 @@ impl Core {
         Fut: std::future::Future<Output = Result<T, AppError>>,
     {
         let (token, generation) = self.session_snapshot()?;
-        let fetched = self.fetch(token, request).await;
+        let fetched = match self.fetch(token, request).await {
+            // Unreachable: the cache answers (below). Any other refusal means what it means
+            // for every request (a revoked device hands in its outbox and wipes itself).
+            Err(e) if !matches!(e, AppError::Unreachable) => {
+                return Err(self.on_server_error(e).await);
+            }
+            fetched => fetched,
+        };
         self.record_view(generation, fetched, from_cache, draft, store)
     }
 
@@ -147,7 +154,7 @@ impl Core {
         let (fetched, offline) = match fetched {
             Ok(value) => (Some(value), false),
             Err(AppError::Unreachable) => (None, true),
-            Err(e) => return Err(self.on_server_error(e)),
+            Err(e) => return Err(e),
         };
         let now = self.clock.now_ms();
         let value = self.with_unlocked(generation, |u, proof| {

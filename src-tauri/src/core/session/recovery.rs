@@ -62,7 +62,7 @@ impl Core {
         let login = self
             .server_login(username, password, LoginProof::Recovery(&recovery), None)
             .await;
-        let (ticket, stage) = match login.map_err(|e| self.on_server_error(e))? {
+        let (ticket, stage) = match self.answered(login).await? {
             LoginStep::SecondFactor(ticket) => (ticket, Stage::Verify),
             LoginStep::SetUpSecondFactor(ticket) => (ticket, Stage::SetUp),
             LoginStep::ChooseNewPassword(ticket) => (ticket, Stage::ChoosePassword),
@@ -94,7 +94,7 @@ impl Core {
         let token = SecretString::from(login.session_token.expose());
         let challenge = client.challenge(enrollment.device_id).await;
         self.device.note_network(&challenge);
-        let nonce = challenge.map_err(|e| self.on_server_error(e))?.nonce;
+        let nonce = self.answered(challenge).await?.nonce;
         let recovery_signature =
             recovery.sign_hex(&escrow_proof_bytes(&nonce, enrollment.device_id));
         let released = client
@@ -107,7 +107,7 @@ impl Core {
             )
             .await;
         self.device.note_network(&released);
-        let released = released.map_err(|e| self.on_server_error(e))?;
+        let released = self.answered(released).await?;
         let bytes = Zeroizing::new(
             from_hex(released.device_secret.expose())
                 .ok_or(AppError::Internal("escrowed secret malformed"))?,

@@ -141,7 +141,7 @@ impl Core {
             )
             .await;
         self.device.note_network(&result);
-        let login = result.map_err(|e| self.on_second_factor_error(e))?;
+        let login = self.second_factor_answered(result).await?;
         self.finish(login, &waiting).await
     }
 
@@ -161,7 +161,7 @@ impl Core {
             })
             .await;
         self.device.note_network(&result);
-        let step = result.map_err(|e| self.on_second_factor_error(e))?;
+        let step = self.second_factor_answered(result).await?;
         let (ticket, stage) = match step {
             LoginStep::SecondFactor(ticket) => (ticket, Stage::Verify),
             LoginStep::SetUpSecondFactor(ticket) => (ticket, Stage::SetUp),
@@ -189,7 +189,7 @@ impl Core {
             })
             .await;
         self.device.note_network(&result);
-        result.map_err(|e| self.on_second_factor_error(e))
+        self.second_factor_answered(result).await
     }
 
     /// Confirms the new TOTP secret with a code from the app: the session opens and the
@@ -226,7 +226,7 @@ impl Core {
             })
             .await;
         self.device.note_network(&result);
-        let login = result.map_err(|e| self.on_second_factor_error(e))?;
+        let login = self.second_factor_answered(result).await?;
         self.finish(login, &waiting).await
     }
 
@@ -253,7 +253,7 @@ impl Core {
         waiting: &Waiting,
     ) -> Result<SecondFactorSetUp, AppError> {
         self.device.note_network(&result);
-        let enrolled = result.map_err(|e| self.on_second_factor_error(e))?;
+        let enrolled = self.second_factor_answered(result).await?;
         let status = self.finish(enrolled.session, waiting).await?;
         Ok(SecondFactorSetUp {
             status,
@@ -281,7 +281,7 @@ impl Core {
             )
             .await;
         self.device.note_network(&challenge);
-        let challenge = challenge.map_err(|e| self.on_second_factor_error(e))?;
+        let challenge = self.second_factor_answered(challenge).await?;
         let origin = ceremony_origin(&enrollment.server_url, &challenge.origin)?;
         let options = challenge.options;
         let prompts = self.key_prompts.clone();
@@ -346,7 +346,7 @@ impl Core {
 
     /// A refused code keeps the sign-in waiting; anything else the server says is handled
     /// as for any request (a revoked device wipes itself).
-    fn on_second_factor_error(&self, e: AppError) -> AppError {
+    async fn on_second_factor_error(&self, e: AppError) -> AppError {
         match &e {
             AppError::Server(api)
                 if matches!(
@@ -356,7 +356,15 @@ impl Core {
             {
                 e
             }
-            _ => self.on_server_error(e),
+            _ => self.on_server_error(e).await,
+        }
+    }
+
+    /// `result` with a refusal handled as [`Core::on_second_factor_error`] says.
+    async fn second_factor_answered<T>(&self, result: Result<T, AppError>) -> Result<T, AppError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.on_second_factor_error(e).await),
         }
     }
 }

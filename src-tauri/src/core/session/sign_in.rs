@@ -197,7 +197,7 @@ impl Core {
                     now,
                 )
             }
-            Err(e) => Err(self.on_server_error(e)),
+            Err(e) => Err(self.on_server_error(e).await),
         }
     }
 

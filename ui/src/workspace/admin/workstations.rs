@@ -88,8 +88,8 @@ pub(super) fn WorkstationsView() -> impl IntoView {
     }
 }
 
-/// The audit chains' standing: tamper alerts (never dropped by the server) and sequences
-/// still missing, by workstation name.
+/// The audit chains' standing: tamper alerts (never dropped by the server), sequences
+/// still missing, and records revoked workstations handed in late, by workstation name.
 #[component]
 fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> impl IntoView {
     let name = move |id: uuid::Uuid| {
@@ -98,7 +98,10 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
             .and_then(|l| l.devices.into_iter().find(|d| d.id == id).map(|d| d.name))
             .unwrap_or_else(|| "A workstation no longer listed".to_owned())
     };
-    if alerts.tamper.is_empty() && alerts.outstanding.is_empty() {
+    if alerts.tamper.is_empty()
+        && alerts.outstanding.is_empty()
+        && alerts.received_after_revocation.is_empty()
+    {
         return view! {
             <p class="ok" id="audit-integrity">
                 "Audit trail intact: no tamper alerts, nothing missing from any workstation."
@@ -128,6 +131,13 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
                     <li class="missing">
                         <strong>{move || name(o.device_id)}</strong>
                         {format!(" has not sent records #{} to #{} yet (later ones arrived).", o.from_seq, o.to_seq)}
+                    </li>
+                }).collect_view()}
+                {alerts.received_after_revocation.into_iter().map(|r| view! {
+                    <li class="late">
+                        <strong>{move || name(r.device_id)}</strong>
+                        {format!(" handed in {} record{} (#{} to #{}) after it was revoked on {}, signed before that. They are in the trail; if the workstation was lost or taken, check who was signed in.",
+                            r.events, if r.events == 1 { "" } else { "s" }, r.from_seq, r.to_seq, local_date_time_ms(r.revoked_at_ms))}
                     </li>
                 }).collect_view()}
             </ul>
