@@ -23,6 +23,7 @@ use clinicdesk_protocol::wire::{EnrollResponse, login_proof_bytes};
 use clinicdesk_server::admin::seed;
 use clinicdesk_server::http::tls;
 use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
+use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::time::SystemClock;
 use clinicdesk_server::{AppState, build_router};
 use ed25519_dalek::{Signer, SigningKey};
@@ -44,6 +45,8 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A served data dir with the synthetic clinic and one enrolled workstation.
 pub(crate) struct Served {
     pub(crate) state: AppState,
+    /// The bench's own pool on the server's database ([`own_pool`]).
+    pub(crate) db: sqlx::AnyPool,
     _dir: tempfile::TempDir,
     pub(crate) url: String,
     /// The server's CA (PEM), for an app to pin.
@@ -85,16 +88,39 @@ async fn enroll(
     Ok((key, enrolled.device_id))
 }
 
+/// A pool of the bench's own on the database at `location`, for the rows it writes and
+/// reads directly (the server keeps its pool to itself): the SQLite file, or PostgreSQL
+/// through the location's owner URL.
+pub(crate) async fn own_pool(location: &StoreLocation) -> anyhow::Result<sqlx::AnyPool> {
+    use sqlx::ConnectOptions;
+    let url = match location {
+        StoreLocation::Embedded(file) => sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(file)
+            .to_url_lossy()
+            .to_string(),
+        StoreLocation::Postgres { url, migration_url } => {
+            migration_url.as_ref().unwrap_or(url).clone()
+        }
+    };
+    sqlx::any::install_default_drivers();
+    // As the server's pool: long statements (ANALYZE, big inserts) are not worth a warning.
+    let options = url
+        .parse::<sqlx::any::AnyConnectOptions>()?
+        .disable_statement_logging();
+    Ok(sqlx::any::AnyPoolOptions::new()
+        .connect_with(options)
+        .await?)
+}
+
 /// A served clinic on the embedded SQLite store, or on the PostgreSQL database at `database`.
 pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
-    let state = match database {
-        None => AppState::open(dir.path(), Arc::new(SystemClock)).await?,
-        Some(url) => {
-            let location = clinicdesk_server::store::StoreLocation::postgres_as_owner(url);
-            AppState::open_at(&location, dir.path(), Arc::new(SystemClock)).await?
-        }
+    let location = match database {
+        None => StoreLocation::in_data_dir(dir.path()),
+        Some(url) => StoreLocation::postgres_as_owner(url),
     };
+    let state = AppState::open_at(&location, dir.path(), Arc::new(SystemClock)).await?;
+    let db = own_pool(&location).await?;
     let clinic_id = Uuid::now_v7();
     let report =
         seed::seed_clinic(&state.store, &SystemClock, clinic_id, "Bench clinic", 15).await?;
@@ -116,7 +142,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
     let clinician: String =
         sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 AND username = 'clinician'")
             .bind(clinic_id.to_string())
-            .fetch_one(state.store.pool())
+            .fetch_one(&db)
             .await?;
     let password = report
         .users
@@ -127,6 +153,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
         .clone();
     Ok(Served {
         state,
+        db,
         _dir: dir,
         url,
         ca_cert: files.ca_cert.clone(),
@@ -296,12 +323,12 @@ async fn ingest_run(n: usize) -> anyhow::Result<IngestRun> {
         // Baseline: the same rows, unverified, into an identical table, 500 per transaction
         // in INSERTs of 100 rows (as ingest writes them): the floor of storing them at all.
         let dir = tempfile::tempdir()?;
-        let bare = clinicdesk_server::store::Store::open(
-            &clinicdesk_server::store::StoreLocation::in_data_dir(dir.path()),
-        )
-        .await?;
+        let bare = StoreLocation::in_data_dir(dir.path());
+        // Opening a store makes the schema; the rows go in through the bench's own pool.
+        Store::open(&bare).await?;
+        let db = own_pool(&bare).await?;
         // One connection with foreign keys off: the bare rows name no enrolled device.
-        let mut conn = bare.pool().acquire().await?;
+        let mut conn = db.acquire().await?;
         sqlx::query("PRAGMA foreign_keys = OFF")
             .execute(&mut *conn)
             .await?;
@@ -448,7 +475,7 @@ async fn search_p99_ms(
         Backend::Postgres(admin) => Some(fresh_postgres_database(admin).await?),
     };
     let s = served_on(database.as_deref()).await?;
-    let pool = s.state.store.pool();
+    let pool = &s.db;
     let ids: Vec<Uuid> = (0..patients).map(|_| Uuid::now_v7()).collect();
     let now = now_ms();
     let step = (365 * DAY_MS) / n as i64;
@@ -499,20 +526,13 @@ async fn search_p99_ms(
         }
         tx.commit().await?;
     }
-    match backend {
-        Backend::Sqlite => {
-            sqlx::query("ANALYZE").execute(pool).await?;
-        }
-        // The server's role owns no table; the superuser gathers the planner's statistics.
-        Backend::Postgres(admin) => {
-            use sqlx::Connection;
-            let url = database.as_deref().unwrap_or(admin);
-            let mut conn = sqlx::PgConnection::connect(url).await?;
-            sqlx::query("ANALYZE audit_events")
-                .execute(&mut conn)
-                .await?;
-        }
-    }
+    // The planner's statistics, gathered through the bench's pool: on PostgreSQL that is
+    // the owner's (the server's role owns no table).
+    let analyze = match backend {
+        Backend::Sqlite => "ANALYZE",
+        Backend::Postgres(_) => "ANALYZE audit_events",
+    };
+    sqlx::query(analyze).execute(pool).await?;
     let mut times = Vec::with_capacity(queries);
     for q in 0..queries {
         let from = now - 365 * DAY_MS + ((q as i64 * 104_729) % (358 * DAY_MS));
@@ -606,7 +626,7 @@ pub fn audit_overhead_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
         let patient: String =
             sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = $1 LIMIT 1")
                 .bind(s.clinic_id.to_string())
-                .fetch_one(s.state.store.pool())
+                .fetch_one(&s.db)
                 .await?;
         let audited = build_router(s.state.clone())?;
         // The same handler and authorization, without the PHI access recorder.

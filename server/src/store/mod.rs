@@ -304,10 +304,6 @@ impl Store {
         Ok(reachable.unwrap_or(true))
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -343,7 +339,7 @@ mod tests {
             .await
             .unwrap();
         sqlx::query("CREATE TABLE scratch (a INTEGER PRIMARY KEY)")
-            .execute(store.pool())
+            .execute(&store.pool)
             .await
             .unwrap();
         store
@@ -351,7 +347,7 @@ mod tests {
 
     async fn stored(store: &Store) -> Vec<i64> {
         sqlx::query_scalar("SELECT a FROM scratch ORDER BY a")
-            .fetch_all(store.pool())
+            .fetch_all(&store.pool)
             .await
             .unwrap()
     }
@@ -394,7 +390,7 @@ mod tests {
     async fn a_connection_dropped_inside_its_own_transaction_is_closed() {
         let dir = tempfile::tempdir().unwrap();
         let store = scratch_store(dir.path()).await;
-        let mut own = tx::OwnTransaction(Some(store.pool().acquire().await.unwrap()));
+        let mut own = tx::OwnTransaction(Some(store.pool.acquire().await.unwrap()));
         let conn = own.0.as_mut().unwrap();
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut **conn)

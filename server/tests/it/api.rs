@@ -361,27 +361,27 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
         )
         .await;
     assert_eq!(status, 200);
-    // SQLite: triggers refuse. PostgreSQL: the application role holds no such grant.
+    // SQLite: triggers refuse. PostgreSQL: the application role holds no such grant, so
+    // these statements go through a pool of that role (the owner's would be let through).
+    let app = server.app_role_pool().await;
     let refusal = match server.store.backend() {
         Backend::Sqlite => "append-only",
         Backend::Postgres => "permission denied",
     };
     let update = sqlx::query("UPDATE audit_events SET action = 'login'")
-        .execute(server.store.pool())
+        .execute(&app)
         .await;
     assert!(update.unwrap_err().to_string().contains(refusal));
     // Nor can an event be moved to another place in the log.
     let moved = sqlx::query("UPDATE audit_events SET leaf_index = leaf_index + 1000")
-        .execute(server.store.pool())
+        .execute(&app)
         .await;
     assert!(moved.unwrap_err().to_string().contains(refusal));
-    let delete = sqlx::query("DELETE FROM audit_events")
-        .execute(server.store.pool())
-        .await;
+    let delete = sqlx::query("DELETE FROM audit_events").execute(&app).await;
     assert!(delete.unwrap_err().to_string().contains(refusal));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE device_id = $1")
         .bind(device.id.to_string())
-        .fetch_one(server.store.pool())
+        .fetch_one(&app)
         .await
         .unwrap();
     assert_eq!(count, 1, "the event is still there");
@@ -390,7 +390,7 @@ async fn stored_audit_events_cannot_be_changed_or_deleted() {
     // server logs in as a role that is only its member, never the tables' owner.
     if server.store.backend() == Backend::Postgres {
         assert!(!server.store.owner_reachable().await.unwrap());
-        let mut conn = server.store.pool().acquire().await.unwrap();
+        let mut conn = app.acquire().await.unwrap();
         sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
         for attack in [
             "DELETE FROM audit_events",

@@ -100,7 +100,7 @@ async fn leaves(server: &TestServer, clinic: Uuid) -> u64 {
         "SELECT count(*) FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL",
     )
     .bind(clinic.to_string())
-    .fetch_one(server.store.pool())
+    .fetch_one(&server.owner_pool().await)
     .await
     .unwrap();
     u64::try_from(n).unwrap()
@@ -441,13 +441,13 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
     // up at sign-in, the two tamper alerts, and each read of the trail above (both
     // clinics').
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
     let trail_reads: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_events WHERE event_json LIKE '%\"resource_type\":\"AuditTrail\"%'",
     )
-    .fetch_one(server.store.pool())
+    .fetch_one(&server.owner_pool().await)
     .await
     .unwrap();
     assert!(trail_reads >= 20, "{trail_reads}");
@@ -468,7 +468,7 @@ async fn a_full_batch_is_refused_whole_for_one_bad_signature_and_a_repeat_within
     let stored = || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE device_id = $1")
             .bind(device.id.to_string())
-            .fetch_one(server.store.pool())
+            .fetch_one(&server.owner_pool().await)
             .await
             .unwrap();
         n
@@ -560,7 +560,7 @@ async fn session_last_seen(server: &TestServer, user: Uuid) -> i64 {
         "SELECT last_seen_at_ms FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL",
     )
     .bind(user.to_string())
-    .fetch_one(server.store.pool())
+    .fetch_one(&server.owner_pool().await)
     .await
     .unwrap()
 }
@@ -592,17 +592,18 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
         assert_eq!(b.get(&path, token).await.0, 200);
     }
 
+    let db = a.owner_pool().await;
     let chain_id: String =
         sqlx::query_scalar("SELECT id FROM devices WHERE clinic_id = $1 AND kind = 'server'")
             .bind(clinic.to_string())
-            .fetch_one(a.store.pool())
+            .fetch_one(&db)
             .await
             .unwrap();
     let seqs: Vec<i64> = sqlx::query_scalar(
         "SELECT device_seq FROM audit_events WHERE device_id = $1 ORDER BY device_seq",
     )
     .bind(&chain_id)
-    .fetch_all(a.store.pool())
+    .fetch_all(&db)
     .await
     .unwrap();
     assert_eq!(
@@ -614,14 +615,14 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
     )
     .bind(&chain_id)
     .bind(&patient)
-    .fetch_one(a.store.pool())
+    .fetch_one(&db)
     .await
     .unwrap();
     // The schedule's line about the patient, then every read exactly once.
     assert_eq!(reads, 1 + 12);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE clinic_id = $1")
         .bind(clinic.to_string())
-        .fetch_one(a.store.pool())
+        .fetch_one(&db)
         .await
         .unwrap();
     assert_eq!(leaves(&a, clinic).await, u64::try_from(stored).unwrap());
@@ -638,7 +639,7 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
     sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE user_id = $2")
         .bind(now + 5_000)
         .bind(login.user.user_id.to_string())
-        .execute(a.store.pool())
+        .execute(&db)
         .await
         .unwrap();
     assert_eq!(a.get(&path, token).await.0, 200);

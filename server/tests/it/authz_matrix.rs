@@ -143,7 +143,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
             .unwrap();
     let b_event: String = sqlx::query_scalar("SELECT id FROM audit_events WHERE clinic_id = $1")
         .bind(b.clinic_id.to_string())
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
     let theirs = [

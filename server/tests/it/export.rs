@@ -96,7 +96,7 @@ fn in_export(exported: u64, before: u64) -> bool {
 
 async fn stored_events(t: &Trail) -> u64 {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
-        .fetch_one(t.server.store.pool())
+        .fetch_one(&t.server.owner_pool().await)
         .await
         .unwrap();
     n as u64
@@ -106,7 +106,7 @@ async fn stored_events(t: &Trail) -> u64 {
 /// server key it pinned at enrollment, and the server chain's id.
 async fn trusted_keys(t: &Trail) -> ClinicKeys {
     let chain: String = sqlx::query_scalar("SELECT id FROM devices WHERE kind = 'server'")
-        .fetch_one(t.server.store.pool())
+        .fetch_one(&t.server.owner_pool().await)
         .await
         .unwrap();
     let mut chains = std::collections::BTreeMap::new();
@@ -385,7 +385,7 @@ async fn the_patient_access_report_lists_every_access_with_a_proof() {
     let expected: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE patient_id = $1")
             .bind(t.patient.to_string())
-            .fetch_one(t.server.store.pool())
+            .fetch_one(&t.server.owner_pool().await)
             .await
             .unwrap();
     let (status, text) = api_text(&t, &format!("/v1/audit/patients/{}/report", t.patient)).await;

@@ -18,7 +18,9 @@ use clinicdesk_server::time::{Clock, ManualClock};
 use clinicdesk_server::{AppState, build_router};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
-use sqlx::Row;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Executor, Row};
 use uuid::Uuid;
 
 /// Per (clinic, username), shared by the instances of one deployment.
@@ -32,6 +34,9 @@ pub struct TestServer {
     pub ca_pem: Vec<u8>,
     http: reqwest::Client,
     pub store: Store,
+    location: StoreLocation,
+    /// [`TestServer::owner_pool`], opened on first use.
+    own: tokio::sync::OnceCell<sqlx::AnyPool>,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
     /// The authenticator app of every user who set up TOTP here: (clinic, username) to
@@ -103,6 +108,44 @@ impl PostgresUrls {
             migration_url: Some(self.owner.clone()),
         }
     }
+}
+
+/// The test's own pool on the database at `location`, as an operator or an insider with
+/// SQL or file access has it, apart from the server's pool: on PostgreSQL as the schema
+/// owner when the location names one (no application role, no row-level security); on
+/// SQLite the same file (sqlx's 5 s busy timeout waits out the server's writers).
+pub async fn own_pool(location: &StoreLocation) -> sqlx::AnyPool {
+    let url = match location {
+        StoreLocation::Embedded(file) => SqliteConnectOptions::new()
+            .filename(file)
+            .to_url_lossy()
+            .to_string(),
+        StoreLocation::Postgres { url, migration_url } => {
+            migration_url.as_ref().unwrap_or(url).clone()
+        }
+    };
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new().connect(&url).await.unwrap()
+}
+
+/// The test's own pool on the database at `location` as the server's role has it: on
+/// PostgreSQL its login URL, then `SET ROLE clinicdesk_app` as the server's pool does; on
+/// SQLite, which has no roles, [`own_pool`].
+pub async fn app_role_pool(location: &StoreLocation) -> sqlx::AnyPool {
+    let StoreLocation::Postgres { url, .. } = location else {
+        return own_pool(location).await;
+    };
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET ROLE clinicdesk_app").await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .unwrap()
 }
 
 /// Where a test server's data lives: its PostgreSQL database, or `dir`'s SQLite file.
@@ -206,6 +249,8 @@ impl TestServer {
             ca_pem,
             http,
             store,
+            location,
+            own: tokio::sync::OnceCell::new(),
             clock,
             dir,
             authenticator: Arc::default(),
@@ -255,13 +300,19 @@ impl TestServer {
             .unwrap()
     }
 
-    /// The database as its owner (the operator's console) sees it: on PostgreSQL without the
-    /// application role's grants and row-level security; on SQLite the server's own pool.
+    /// The test's own pool on this server's database ([`own_pool`]): on PostgreSQL as the
+    /// owner (the operator's console), on SQLite the same file.
     pub async fn owner_pool(&self) -> sqlx::AnyPool {
-        match &self.database {
-            Some(db) => sqlx::AnyPool::connect(&db.owner).await.unwrap(),
-            None => self.store.pool().clone(),
-        }
+        self.own
+            .get_or_init(|| own_pool(&self.location))
+            .await
+            .clone()
+    }
+
+    /// A pool of the test's own as the server's role ([`app_role_pool`]), for tests of what
+    /// that role may do.
+    pub async fn app_role_pool(&self) -> sqlx::AnyPool {
+        app_role_pool(&self.location).await
     }
 
     /// A break-glass grant stored for the clinic's clinician on one of its patients, as
@@ -298,7 +349,7 @@ impl TestServer {
              ORDER BY received_at_ms, leaf_index",
         )
         .bind(action)
-        .fetch_all(self.store.pool())
+        .fetch_all(&self.owner_pool().await)
         .await
         .unwrap()
         .iter()

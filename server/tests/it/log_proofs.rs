@@ -7,14 +7,16 @@
 use clinicdesk_protocol::audit::{Hash32, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, verify_consistency, verify_inclusion};
 use clinicdesk_server::audit::log;
+use clinicdesk_server::store::StoreLocation;
 use sqlx::Row;
 
 use crate::audit_log::event;
+use crate::harness::own_pool;
 use crate::tamper::{enroll, seeded_store, sign, upload};
 
 #[tokio::test]
 async fn every_proof_of_every_size_verifies_against_the_events() {
-    let (_dir, clock, state, clinic, user) = seeded_store().await;
+    let (dir, clock, state, clinic, user) = seeded_store().await;
     let device = enroll(&state, &clock, clinic).await;
     let mut prev = Hash32::GENESIS;
     let mut seq = 0;
@@ -31,7 +33,8 @@ async fn every_proof_of_every_size_verifies_against_the_events() {
         clock.advance_ms(1000);
         upload(&state, &device, batch).await;
     }
-    let mut conn = state.store.pool().acquire().await.unwrap();
+    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
+    let mut conn = db.acquire().await.unwrap();
     let hashes: Vec<Hash32> =
         sqlx::query("SELECT hash FROM audit_events WHERE clinic_id = $1 ORDER BY leaf_index")
             .bind(clinic.to_string())
@@ -94,11 +97,15 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
         clock.advance_ms(1000);
         upload(&state, &device, vec![sign(&device, e)]).await;
     }
+    let location = StoreLocation::in_data_dir(dir.path());
+    let db = own_pool(&location).await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
-        .fetch_one(state.store.pool())
+        .fetch_one(&db)
         .await
         .unwrap();
-    state.store.pool().close().await;
+    // The server stops (its pool goes with its state) before the file is edited.
+    db.close().await;
+    drop(state);
 
     // Back to a data directory from before the log: no places, no subtrees, no
     // checkpoints, no upload progress (triggers set aside to get there, then restored).
@@ -137,10 +144,10 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
     let state = clinicdesk_server::AppState::open(dir.path(), std::sync::Arc::new(clock.clone()))
         .await
         .unwrap();
-    let pool = state.store.pool();
+    let db = own_pool(&location).await;
     let unplaced: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE leaf_index IS NULL")
-            .fetch_one(pool)
+            .fetch_one(&db)
             .await
             .unwrap();
     assert_eq!(unplaced, 0);
@@ -154,19 +161,19 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
     assert_eq!(report.events, u64::try_from(stored).unwrap());
     assert_eq!(report.checkpoints, 1, "one checkpoint of the adopted log");
     let nodes: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_nodes WHERE level >= 4")
-        .fetch_one(pool)
+        .fetch_one(&db)
         .await
         .unwrap();
     assert!(nodes >= 1, "the subtree of the first 16 leaves is stored");
     let head: i64 =
         sqlx::query_scalar("SELECT contiguous_seq FROM audit_device_heads WHERE device_id = $1")
             .bind(device.id.to_string())
-            .fetch_one(pool)
+            .fetch_one(&db)
             .await
             .unwrap();
     assert_eq!(head, 20);
     let replaced = sqlx::query("UPDATE audit_events SET leaf_index = leaf_index + 1000")
-        .execute(pool)
+        .execute(&db)
         .await;
     assert!(replaced.unwrap_err().to_string().contains("append-only"));
 }

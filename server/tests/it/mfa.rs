@@ -105,7 +105,7 @@ async fn a_password_alone_never_opens_a_session_and_totp_is_set_up_then_required
     let (secret, _) =
         server.authenticator.lock().unwrap()[&(device.clinic_id, "frontdesk".into())].clone();
     let stored: String = sqlx::query_scalar("SELECT secret_sealed FROM mfa_totp")
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
     let raw = clinicdesk_server::sign_in::mfa::totp::TotpSecret::from_base32(&secret).unwrap();
@@ -314,7 +314,7 @@ async fn an_admin_reset_removes_the_factors_ends_the_sessions_and_is_audited() {
     let other = server.seed(0xB, "Clinic B").await;
     let theirs: String = sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 LIMIT 1")
         .bind(other.clinic_id.to_string())
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
     let (status, _) = server

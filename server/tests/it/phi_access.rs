@@ -27,7 +27,7 @@ async fn server_events(server: &TestServer) -> Vec<SignedAuditEvent> {
          WHERE d.kind = 'server' AND e.action NOT IN ('mfa_enrolled', 'mfa_reset', 'device_enrolled')
          ORDER BY e.device_seq",
     )
-    .fetch_all(server.store.pool())
+    .fetch_all(&server.owner_pool().await)
     .await
     .unwrap();
     rows.iter()
@@ -148,7 +148,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
     let account_events: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_events WHERE action IN ('mfa_enrolled', 'mfa_reset', 'device_enrolled')",
     )
-    .fetch_one(server.store.pool())
+    .fetch_one(&server.owner_pool().await)
     .await
     .unwrap();
     assert_eq!(
@@ -303,7 +303,7 @@ async fn devices_cannot_record_as_the_server() {
     let (status, _) = get_as(&server, "/v1/appointments", login.session_token.expose()).await;
     assert_eq!(status, 200);
     let chain: String = sqlx::query_scalar("SELECT id FROM devices WHERE kind = 'server'")
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
     let (status, body) = server

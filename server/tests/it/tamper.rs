@@ -22,7 +22,7 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::audit_log::event;
-use crate::harness::{START_MS, TestDevice, rand32};
+use crate::harness::{START_MS, TestDevice, own_pool, rand32};
 
 const EVENTS_PER_DEVICE: u64 = 12;
 
@@ -114,10 +114,12 @@ pub(crate) async fn seeded_store() -> (tempfile::TempDir, ManualClock, AppState,
     let report = seed_clinic(&state.store, &clock, Uuid::from_u128(0xA), "Clinic A", 15)
         .await
         .unwrap();
+    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
     let user: String = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
-        .fetch_one(state.store.pool())
+        .fetch_one(&db)
         .await
         .unwrap();
+    db.close().await;
     let user = Uuid::parse_str(&user).unwrap();
     (dir, clock, state, report.clinic_id, user)
 }
@@ -150,17 +152,21 @@ async fn build() -> Pristine {
         }
         round += 1;
     }
+    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
     let leaves: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events ORDER BY leaf_index")
-        .fetch_all(state.store.pool())
+        .fetch_all(&db)
         .await
         .unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(state.store.pool())
+        .execute(&db)
         .await
         .unwrap();
-    state.store.pool().close().await;
+    db.close().await;
+    let server_key = state.audit_key.public_key();
+    // The server stops (its pool goes with its state): the file alone is the pristine log.
+    drop(state);
     Pristine {
-        server_key: state.audit_key.public_key(),
+        server_key,
         dir,
         leaves: leaves.iter().map(|s| Uuid::parse_str(s).unwrap()).collect(),
     }
@@ -722,10 +728,11 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
     let key = state.audit_key.public_key();
     let clean = verify_all(&state.store, &key, &[]).await.unwrap();
     assert_eq!(clean.alerts, 1);
+    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
     let row = sqlx::query(
         "SELECT id, leaf_index, event_json FROM audit_events WHERE action = 'tamper_alert'",
     )
-    .fetch_one(state.store.pool())
+    .fetch_one(&db)
     .await
     .unwrap();
     let logged = Location::Event {
@@ -738,10 +745,11 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
         (fork.event.hash().to_hex(), vec!["fork".to_owned()])
     );
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(state.store.pool())
+        .execute(&db)
         .await
         .unwrap();
-    state.store.pool().close().await;
+    db.close().await;
+    drop(state);
 
     let at = |device_seq| Location::Alert {
         device_id: device.id,
