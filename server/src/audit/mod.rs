@@ -1,6 +1,9 @@
 //! The audit trail on the server: the signing key, ingest of device batches, the server's
 //! own events for every PHI response, the per-clinic Merkle log with checkpoints and
 //! proofs, search, and the verifier.
+//!
+//! A domain folder: must not import `crate::http` (no axum here) or write SQL (its
+//! statements are `crate::store`'s `audit_*` families).
 
 pub mod access;
 pub mod access_review;

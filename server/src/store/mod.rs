@@ -5,6 +5,10 @@
 //! [`audit_log`] and [`audit_events`]; `crate::audit` decides what they write and when.
 //! Every method that touches clinic data takes a [`ClinicScope`], which
 //! only the auth layer can build, so no query runs without a clinic.
+//!
+//! Must not import `crate::http` or any domain module: it imports only `error`, `scope`,
+//! `time` and itself, so it holds no rule about content (`cargo xtask tidy`,
+//! `store-imports`). Nothing outside it writes SQL, and nothing gets its pool.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

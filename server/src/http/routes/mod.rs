@@ -1,6 +1,9 @@
 //! HTTP handlers, one module per resource. A handler parses its input (through
 //! [`crate::http::extract`]), makes one call into a domain module or the store, and shapes
 //! the answer; authorization already happened in [`crate::http::authorize`].
+//!
+//! Must not hold domain rules or SQL: a handler that needs more than one call has found a
+//! domain function that is missing.
 
 pub mod audit;
 pub mod break_glass;

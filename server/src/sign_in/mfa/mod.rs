@@ -7,6 +7,8 @@
 //! grants live in the database (`crate::store::mfa`), so any instance behind a load
 //! balancer can finish a login another began. The steps themselves are in [`verify`] and
 //! [`setup`]; an admin's reset of a user's factors is [`reset`].
+//!
+//! Like all of `sign_in`, must not import `crate::http`.
 
 pub mod recovery;
 pub mod setup;
