@@ -36,15 +36,7 @@ const CONSTRUCTORS: &[(&str, &str, &[&str])] = &[
         &["server/src/audit/batch.rs"],
     ),
     ("ClinicScope", "of_enrollment", &["server/src/devices/"]),
-    (
-        "ClinicScope",
-        "of_mfa_ticket",
-        &[
-            "server/src/sign_in/",
-            "server/src/http/routes/session.rs",
-            "server/src/http/routes/mfa.rs",
-        ],
-    ),
+    ("ClinicScope", "of_mfa_ticket", &["server/src/sign_in/"]),
     (
         "ClinicScope",
         "of_attempted_account",
