@@ -243,11 +243,9 @@ pub async fn revoke(
     device_id: Uuid,
     seen: RequestSeen,
 ) -> Result<(), ServerError> {
-    if !state
-        .store
-        .revoke_device(scope, device_id, state.clock.now_ms())
-        .await?
-    {
+    // The revocation and its event commit together: never a device revoked by nobody.
+    let mut tx = state.store.clinic_tx(scope).await?;
+    if !Store::revoke_device_in(&mut tx, device_id, state.clock.now_ms()).await? {
         return Err(ServerError::NotFound);
     }
     let event = security_event(
@@ -258,7 +256,8 @@ pub async fn revoke(
         "revoke_device",
         seen,
     );
-    server_chain::record(state, scope, vec![event]).await?;
+    server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
+    tx.commit().await?;
     tracing::info!(by = %admin.user_id, "device revoked");
     Ok(())
 }

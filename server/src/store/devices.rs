@@ -230,15 +230,28 @@ impl Store {
         device_id: Uuid,
         now_ms: i64,
     ) -> Result<bool, ServerError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.clinic_tx(scope).await?;
+        let found = Self::revoke_device_in(&mut tx, device_id, now_ms).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// [`Store::revoke_device`] in the caller's clinic transaction, so the revocation
+    /// commits with its audit event or not at all.
+    pub async fn revoke_device_in(
+        tx: &mut ClinicTx,
+        device_id: Uuid,
+        now_ms: i64,
+    ) -> Result<bool, ServerError> {
+        let clinic = tx.clinic_id().to_string();
         let found = sqlx::query(
             "UPDATE devices SET revoked_at_ms = coalesce(revoked_at_ms, $1)
              WHERE id = $2 AND clinic_id = $3 AND kind = 'workstation'",
         )
         .bind(now_ms)
         .bind(device_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .execute(&mut *tx)
+        .bind(&clinic)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             == 1;
@@ -248,17 +261,16 @@ impl Store {
         )
         .bind(now_ms)
         .bind(device_id.to_string())
-        .bind(scope.clinic_id().to_string())
-        .execute(&mut *tx)
+        .bind(&clinic)
+        .execute(&mut **tx)
         .await?;
         // Crypto-shredding on the server's side too: nobody can recover the device secret
         // of a revoked workstation, so its caches and outbox stay closed for good.
         sqlx::query("DELETE FROM device_escrow WHERE device_id = $1 AND clinic_id = $2")
             .bind(device_id.to_string())
-            .bind(scope.clinic_id().to_string())
-            .execute(&mut *tx)
+            .bind(&clinic)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
         Ok(found)
     }
 }

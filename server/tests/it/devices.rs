@@ -195,3 +195,60 @@ async fn a_malformed_app_version_is_refused_by_name() {
         )
     );
 }
+
+/// A revocation and its `device_revoked` event commit together or not at all: when the
+/// event cannot be stored, the device stays live (and the admin is told), so no workstation
+/// is ever revoked without a record of who revoked it.
+#[tokio::test]
+async fn a_revocation_without_its_audit_event_does_not_happen() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        login: admin,
+        ..
+    } = server.signed_in(0xA, "admin").await;
+    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
+        &server.store,
+        &server.clock,
+        uuid::Uuid::from_u128(0xA),
+        15,
+        None,
+    )
+    .await
+    .unwrap();
+    let back = TestDevice::enroll(&server, &code).await;
+    let revoke = format!("/v1/devices/{}/revoke", back.id);
+    let token = admin.session_token.expose();
+
+    // The trail refuses new events, as a full disk or a broken connection would.
+    let owner = server.owner_pool().await;
+    let (block, unblock) = match server.store.backend() {
+        clinicdesk_server::store::Backend::Sqlite => (
+            "CREATE TRIGGER audit_events_refused BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            "DROP TRIGGER audit_events_refused",
+        ),
+        clinicdesk_server::store::Backend::Postgres => (
+            "REVOKE INSERT ON audit_events FROM clinicdesk_app",
+            "GRANT INSERT ON audit_events TO clinicdesk_app",
+        ),
+    };
+    sqlx::query(block).execute(&owner).await.unwrap();
+    let (status, body) = server.post(&revoke, Some(token), json!({})).await;
+    sqlx::query(unblock).execute(&owner).await.unwrap();
+    assert_eq!((status, body["code"].as_str()), (500, Some("internal")));
+    let listed = devices(&server, token).await;
+    let row = listed.iter().find(|d| d.id == back.id).unwrap();
+    assert_eq!(row.revoked_at, None, "revoked without its event");
+    let clinician = back
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    assert!(!clinician.session_token.expose().is_empty());
+
+    // With the trail back, the revocation happens, with its event.
+    let (status, body) = server.post(&revoke, Some(token), json!({})).await;
+    assert_eq!(status, 204, "{body}");
+    let revoked = server.events_of("device_revoked").await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].resource_id, back.id.to_string());
+}
