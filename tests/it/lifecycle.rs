@@ -311,6 +311,34 @@ async fn a_revoked_workstation_hands_in_its_offline_reads_before_it_wipes_itself
     assert_eq!(core.status().revocation.map(|r| r.handed_in), Some(waiting));
 }
 
+/// A sign-in waiting for its second factor holds the password (it opens the user's cache
+/// after the second step). A lock drops it, zeroized with it: the next person at the
+/// workstation cannot finish it, and no password stays in memory behind a locked app.
+/// (A revocation drops it too; nothing outside the core can see that, the revoked screen
+/// shows over any waiting step.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_drops_a_sign_in_waiting_for_its_second_factor() {
+    let server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let config = app_config(&server, app_dir.path(), None);
+    let core = enrolled(&server, config, ManualClock::new(START_MS)).await;
+    let password = server.seed.password("clinician").to_owned();
+    let waiting = |phase| matches!(phase, Phase::SecondFactor | Phase::SetUpSecondFactor);
+
+    let status = core.sign_in("clinician", &password).await.unwrap();
+    assert!(waiting(status.phase), "{:?}", status.phase);
+    let locked = core.lock();
+    assert_eq!(
+        locked.phase,
+        Phase::SignedOut,
+        "the waiting sign-in survived the lock"
+    );
+    assert!(locked.mfa_methods.is_empty());
+    // Signing in again starts from the password, as for anyone.
+    let status = core.sign_in("clinician", &password).await.unwrap();
+    assert!(waiting(status.phase), "{:?}", status.phase);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_device_secret_comes_back_from_the_servers_escrow_and_nothing_unsent_is_lost() {
     let server = ServerProcess::start();

@@ -332,7 +332,10 @@ impl Core {
     }
 
     /// [`Core::lock`], naming what caused it in the audit event (`idle`, `os_lock`, ...).
+    /// A sign-in waiting for its second factor is dropped too: it holds the password
+    /// (zeroized with it), and the next person at the workstation must not finish it.
     pub fn lock_because(&self, route: &'static str) -> AppStatus {
+        self.session.lock().pending = None;
         if let Some((_, token)) = self.end_unlocked(AuditAction::Lock, route, Session::Locked) {
             tracing::info!(cause = route, "locked");
             self.end_server_session(token);
@@ -403,6 +406,7 @@ impl Core {
         let mut held = self.session.lock();
         let (state, _) = self.device.under(&mut held);
         state.session = Session::SignedOut;
+        state.pending = None;
         state.generation += 1;
         drop(held);
         self.notify_locked();
@@ -417,6 +421,7 @@ impl Core {
         let mut held = self.session.lock();
         let (state, mut proof) = self.device.under(&mut held);
         state.session = Session::SignedOut;
+        state.pending = None;
         state.generation += 1;
         let mut device = proof.device();
         if device.status().revoked.is_some() {
