@@ -105,7 +105,12 @@ impl ServerProcess {
             .arg(data_dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "seed failed");
+        // Its stderr is the server's error chain (synthetic data only): say why.
+        assert!(
+            out.status.success(),
+            "seed failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let seed: Seed = serde_json::from_slice(&out.stdout).unwrap();
         let (child, url) = serve(data_dir.path(), "127.0.0.1:0");
         ServerProcess {
