@@ -30,12 +30,19 @@ use crate::store::mfa::consume_ticket;
 
 const NONCE_TTL_MS: i64 = 2 * 60 * 1000;
 
+/// Most live nonces one device holds: the app asks for one and signs with it at once, so
+/// more only come from someone calling the public route in a loop.
+pub const MAX_LIVE_NONCES: usize = 8;
+
 /// A nonce for the live device `device_id` to sign into its login.
 pub async fn challenge(state: &AppState, device_id: Uuid) -> Result<String, ServerError> {
     let device = live_device(state, device_id).await?;
     let nonce = token()?;
-    let expires = state.clock.now_ms() + NONCE_TTL_MS;
-    state.store.insert_nonce(&nonce, device.id, expires).await?;
+    let now = state.clock.now_ms();
+    state
+        .store
+        .insert_nonce(&nonce, device.id, now + NONCE_TTL_MS, now, MAX_LIVE_NONCES)
+        .await?;
     Ok(nonce)
 }
 

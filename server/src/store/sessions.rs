@@ -18,20 +18,42 @@ pub struct SessionRecord {
 }
 
 impl Store {
+    /// Stores a login nonce for the device. In the same transaction, expired nonces (of
+    /// every device) go, and of this device's live ones only the newest `keep - 1` stay, so
+    /// the public challenge route cannot grow the table without bound.
     pub async fn insert_nonce(
         &self,
         nonce: &str,
         device_id: Uuid,
         expires_at_ms: i64,
+        now_ms: i64,
+        keep: usize,
     ) -> Result<(), ServerError> {
+        let device = device_id.to_string();
+        let older = i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX);
+        let mut tx = self.tx().await?;
+        sqlx::query("DELETE FROM login_nonces WHERE expires_at_ms <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM login_nonces WHERE nonce IN (
+               SELECT nonce FROM login_nonces WHERE device_id = $1
+               ORDER BY expires_at_ms DESC, nonce LIMIT 1000000 OFFSET $2)",
+        )
+        .bind(&device)
+        .bind(older)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO login_nonces (nonce, device_id, expires_at_ms) VALUES ($1, $2, $3)",
         )
         .bind(nonce)
-        .bind(device_id.to_string())
+        .bind(&device)
         .bind(expires_at_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

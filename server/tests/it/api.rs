@@ -536,3 +536,32 @@ fn a_route_without_a_policy_rule_cannot_be_served() {
         }
     );
 }
+
+/// The public challenge route cannot grow the nonce table without bound: expired nonces go
+/// when a new one is issued, and a device holds at most `MAX_LIVE_NONCES` live ones (the
+/// app asks for one and uses it at once), the newest kept.
+#[tokio::test]
+async fn login_nonces_are_purged_and_bounded_per_device() {
+    let server = TestServer::start().await;
+    let report = server.seed(CLINIC_A, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let owner = server.owner_pool().await;
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM login_nonces")
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+    };
+    device.challenge(&server).await;
+    server.clock.advance_ms(3 * 60 * 1000);
+    let limit = clinicdesk_server::sign_in::password::MAX_LIVE_NONCES;
+    for _ in 0..limit + 5 {
+        device.challenge(&server).await;
+    }
+    assert_eq!(stored().await, i64::try_from(limit).unwrap());
+    // A login takes a fresh nonce, the newest, and signs with it.
+    let login = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    assert!(!login.session_token.expose().is_empty());
+}

@@ -409,6 +409,17 @@ pub struct TestDevice {
 }
 
 impl TestDevice {
+    /// A login nonce for this device from `server`'s public challenge route.
+    pub async fn challenge(&self, server: &TestServer) -> String {
+        let (status, body) = server
+            .post("/v1/auth/challenge", None, json!({ "device_id": self.id }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value::<ChallengeResponse>(body)
+            .unwrap()
+            .nonce
+    }
+
     pub async fn enroll(server: &TestServer, code: &str) -> TestDevice {
         let key = SigningKey::from_bytes(&rand32());
         let recovery = SigningKey::from_bytes(&rand32());

@@ -6,7 +6,7 @@
 
 use clinicdesk_protocol::audit::to_hex;
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
-use clinicdesk_protocol::wire::{ChallengeResponse, LoginResponse, login_proof_bytes};
+use clinicdesk_protocol::wire::{LoginResponse, login_proof_bytes};
 use ed25519_dalek::Signer;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -23,17 +23,7 @@ async fn password_step(
     user: &str,
     password: &str,
 ) -> (u16, Value) {
-    let (status, body) = challenge_on
-        .post(
-            "/v1/auth/challenge",
-            None,
-            json!({ "device_id": device.id }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let nonce = serde_json::from_value::<ChallengeResponse>(body)
-        .unwrap()
-        .nonce;
+    let nonce = device.challenge(challenge_on).await;
     let signature = device
         .key
         .sign(&login_proof_bytes(&nonce, device.id, user))
