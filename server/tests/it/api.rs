@@ -276,16 +276,7 @@ async fn admins_revoke_their_clinics_devices_and_a_revoked_device_is_refused_eve
     let clinician = device
         .login(&server, "clinician", password_of(&report, "clinician"))
         .await;
-    let second_code = clinicdesk_server::admin::seed::issue_enrollment_code(
-        &server.store,
-        &server.clock,
-        Uuid::from_u128(CLINIC_A),
-        15,
-        None,
-    )
-    .await
-    .unwrap();
-    let admin_device = TestDevice::enroll(&server, &second_code).await;
+    let admin_device = server.enroll_another(Uuid::from_u128(CLINIC_A)).await;
     let admin = admin_device
         .login(&server, "admin", password_of(&report, "admin"))
         .await;

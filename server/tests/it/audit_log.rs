@@ -669,16 +669,7 @@ async fn a_revoked_device_hands_in_what_it_signed_before_its_revocation_and_noth
             .device_revoked
     );
     server.clock.advance_ms(60_000);
-    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
-        &server.store,
-        &server.clock,
-        Uuid::from_u128(0xA),
-        15,
-        None,
-    )
-    .await
-    .unwrap();
-    let admin_device = TestDevice::enroll(&server, &code).await;
+    let admin_device = server.enroll_another(Uuid::from_u128(0xA)).await;
     let admin = admin_device
         .login(&server, "admin", password_of(&report, "admin"))
         .await;

@@ -207,16 +207,7 @@ async fn a_revocation_without_its_audit_event_does_not_happen() {
         login: admin,
         ..
     } = server.signed_in(0xA, "admin").await;
-    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
-        &server.store,
-        &server.clock,
-        uuid::Uuid::from_u128(0xA),
-        15,
-        None,
-    )
-    .await
-    .unwrap();
-    let back = TestDevice::enroll(&server, &code).await;
+    let back = server.enroll_another(uuid::Uuid::from_u128(0xA)).await;
     let revoke = format!("/v1/devices/{}/revoke", back.id);
     let token = admin.session_token.expose();
 

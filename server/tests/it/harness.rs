@@ -258,6 +258,21 @@ impl TestServer {
         }
     }
 
+    /// Another workstation of `clinic`, enrolled with a fresh code from the operator's
+    /// console (the seeded code works once).
+    pub async fn enroll_another(&self, clinic: Uuid) -> TestDevice {
+        let code = clinicdesk_server::admin::seed::issue_enrollment_code(
+            &self.store,
+            &self.clock,
+            clinic,
+            15,
+            None,
+        )
+        .await
+        .unwrap();
+        TestDevice::enroll(self, &code).await
+    }
+
     pub async fn seed(&self, clinic: u128, name: &str) -> SeedReport {
         seed_clinic(&self.store, &self.clock, Uuid::from_u128(clinic), name, 15)
             .await

@@ -227,16 +227,7 @@ async fn a_grant_spares_the_second_factor_on_its_device_for_twelve_hours_only() 
         other => panic!("expected a session, got {other:?}"),
     }
     // The grant is bound to the user and the device.
-    let code = clinicdesk_server::admin::seed::issue_enrollment_code(
-        &server.store,
-        &server.clock,
-        device.clinic_id,
-        15,
-        None,
-    )
-    .await
-    .unwrap();
-    let second = TestDevice::enroll(&server, &code).await;
+    let second = server.enroll_another(device.clinic_id).await;
     ticket_of(login_with_grant(&server, &second, "clinician", password, &grant).await);
     let other_user = password_of(&report, "frontdesk");
     ticket_of(login_with_grant(&server, &device, "frontdesk", other_user, &grant).await);

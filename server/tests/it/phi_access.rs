@@ -481,11 +481,7 @@ async fn a_report_column_changed_behind_the_servers_back_is_named_by_verify() {
     let Err(VerifyError::Tampered(found)) = found else {
         panic!("a changed patient_id went unnoticed: {found:?}");
     };
-    let named: Vec<_> = found
-        .all()
-        .iter()
-        .map(|t| (t.location.clone(), t.problem))
-        .collect();
+    let named = crate::tamper::named(&found);
     assert_eq!(
         named,
         [(

@@ -149,11 +149,7 @@ async fn a_client_alternating_between_two_instances_sees_one_server() {
     assert_eq!(status, 429, "the lockout holds on the other instance too");
 
     // An admin revokes the workstation through B: A refuses its session at once.
-    let admin_code =
-        clinicdesk_server::admin::seed::issue_enrollment_code(&a.store, &a.clock, clinic, 15, None)
-            .await
-            .unwrap();
-    let admin_device = TestDevice::enroll(&a, &admin_code).await;
+    let admin_device = a.enroll_another(clinic).await;
     let admin = admin_device
         .login(&a, "admin", password_of(&report, "admin"))
         .await;

@@ -11,7 +11,7 @@ use clinicdesk_protocol::wire::AuditUpload;
 use clinicdesk_server::AppState;
 use clinicdesk_server::admin::seed::seed_clinic;
 use clinicdesk_server::audit::ingest::ingest;
-use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
+use clinicdesk_server::audit::verify::{Findings, Location, Problem, VerifyError, verify_all};
 use clinicdesk_server::secrets::random::{hash_secret, normalize_code};
 use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::time::ManualClock;
@@ -481,6 +481,15 @@ proptest! {
     }
 }
 
+/// Each finding's place and problem, in the order verify found them.
+pub(crate) fn named(found: &Findings) -> Vec<(Location, Problem)> {
+    found
+        .all()
+        .iter()
+        .map(|t| (t.location.clone(), t.problem))
+        .collect()
+}
+
 /// Every column stored beside the signed event for searches to select on is checked against
 /// the event, whether changed to another well-formed value or to one that cannot be read;
 /// the event is named with its leaf and the column, and the walk goes on: a second change
@@ -548,11 +557,7 @@ fn every_search_column_is_checked_against_its_signed_event() {
     let Err(VerifyError::Tampered(found)) = found else {
         panic!("two changed rows went unnoticed: {found:?}");
     };
-    let named: Vec<_> = found
-        .all()
-        .iter()
-        .map(|t| (t.location.clone(), t.problem))
-        .collect();
+    let named = crate::tamper::named(&found);
     assert_eq!(
         named,
         [
