@@ -189,6 +189,7 @@ fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> Audit
         break_glass: None,
         request: None,
         prev_hash: prev,
+        change: None,
     }
 }
 

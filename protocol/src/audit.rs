@@ -5,7 +5,10 @@
 //! Encoding (all integers big-endian): the tag `clinicdesk-audit-v2\0`, then each field in
 //! declaration order. A string is a u32 byte length and its UTF-8 bytes; a UUID its 16
 //! bytes; a u64/i64 8 bytes; a bool one byte 0/1; an option a byte 0 (absent) or 1 and the
-//! value; a list a u32 count and its items; the previous hash its 32 bytes.
+//! value; a list a u32 count and its items; the previous hash its 32 bytes. The record
+//! change of a create or update, when there is one, follows the previous hash as a byte 1,
+//! the version, the optional hash before and the hash after; an event without one ends at
+//! the previous hash, so every event recorded before changes existed keeps its bytes.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -235,6 +238,21 @@ pub struct AuditEvent {
     pub request: Option<RequestSeen>,
     /// Hash of the same chain's previous event; [`Hash32::GENESIS`] for the first.
     pub prev_hash: Hash32,
+    /// Present on the create or update of a record: the version it made and the content
+    /// hashes around it. The values stay in the record's history; this commits to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<RecordChange>,
+}
+
+/// What one create or update did to a record: the version it stored, and the SHA-256 of the
+/// stored content before (none for a create) and after. `audit verify` checks each stored
+/// version against the event that committed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordChange {
+    pub version: u64,
+    pub before: Option<Hash32>,
+    pub after: Hash32,
 }
 
 impl AuditEvent {
@@ -279,6 +297,18 @@ impl AuditEvent {
             }
         }
         out.extend_from_slice(&self.prev_hash.0);
+        if let Some(change) = &self.change {
+            out.push(1);
+            out.extend_from_slice(&change.version.to_be_bytes());
+            match &change.before {
+                None => out.push(0),
+                Some(h) => {
+                    out.push(1);
+                    out.extend_from_slice(&h.0);
+                }
+            }
+            out.extend_from_slice(&change.after.0);
+        }
         out
     }
 
@@ -362,6 +392,7 @@ mod tests {
             break_glass: None,
             request: None,
             prev_hash: Hash32::GENESIS,
+            change: None,
         }
     }
 
@@ -409,9 +440,10 @@ mod tests {
             break_glass,
             request,
             prev_hash,
+            change,
         } = base.clone();
-        // The sample leaves both out: their variants put them in, then vary what is inside.
-        assert!(break_glass.is_none() && request.is_none());
+        // The sample leaves these out: their variants put them in, then vary what is inside.
+        assert!(break_glass.is_none() && request.is_none() && change.is_none());
         let full = AuditEvent {
             break_glass: Some(BreakGlass {
                 reason_code: "emergency".into(),
@@ -421,6 +453,11 @@ mod tests {
                 client_ip: "127.0.0.1".into(),
                 user_agent: "agent".into(),
                 session_device_id: None,
+            }),
+            change: Some(RecordChange {
+                version: 2,
+                before: Some(Hash32([7; 32])),
+                after: Hash32([8; 32]),
             }),
             ..base.clone()
         };
@@ -436,6 +473,14 @@ mod tests {
             user_agent,
             session_device_id,
         }) = full.request.clone()
+        else {
+            unreachable!()
+        };
+        let Some(RecordChange {
+            version,
+            before,
+            after,
+        }) = full.change
         else {
             unreachable!()
         };
@@ -535,6 +580,46 @@ mod tests {
                 }),
             ),
             (
+                "change (present)",
+                from(&base, &|e| {
+                    e.change = Some(RecordChange {
+                        version: 1,
+                        before: None,
+                        after: Hash32::GENESIS,
+                    })
+                }),
+            ),
+            (
+                "change.version",
+                from(&full, &|e| {
+                    e.change = Some(RecordChange {
+                        version: version + 1,
+                        before,
+                        after,
+                    })
+                }),
+            ),
+            (
+                "change.before",
+                from(&full, &|e| {
+                    e.change = Some(RecordChange {
+                        version,
+                        before: None,
+                        after,
+                    })
+                }),
+            ),
+            (
+                "change.after",
+                from(&full, &|e| {
+                    e.change = Some(RecordChange {
+                        version,
+                        before,
+                        after: Hash32(after.0.map(|x| x ^ 1)),
+                    })
+                }),
+            ),
+            (
                 "break_glass.reason_code",
                 from(&full, &|e| {
                     e.break_glass = Some(BreakGlass {
@@ -595,6 +680,30 @@ mod tests {
                 panic!("changing {changed} gave the same hash as {earlier}");
             }
         }
+    }
+
+    /// The change extension is pinned too, and an event without one keeps the v2 bytes above.
+    #[test]
+    fn a_record_change_is_pinned() {
+        let mut plain = sample();
+        plain.action = AuditAction::Update;
+        let mut e = plain.clone();
+        e.change = Some(RecordChange {
+            version: 3,
+            before: Some(Hash32([1; 32])),
+            after: Hash32([2; 32]),
+        });
+        assert_eq!(
+            e.canonical_bytes().len(),
+            plain.canonical_bytes().len() + 1 + 8 + 1 + 32 + 32
+        );
+        assert!(e.canonical_bytes().starts_with(&plain.canonical_bytes()));
+        assert_eq!(
+            e.hash().to_hex(),
+            "3fcf21f7e343eda5034f4bd6e81c7cd0a5e2413abea392fad92bb9c4f28ba506"
+        );
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(!json.contains("change"), "{json}");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     InvalidSignature,
     AuditChainBroken,
     Conflict,
+    /// A registration matches a patient already on file (name and birth date, or phone):
+    /// `candidates` names them; register anyway with `confirm_new_person`.
+    PossibleDuplicate,
     Locked,
     NotEnrolled,
     KeychainUnavailable,
@@ -38,7 +41,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
@@ -55,6 +58,7 @@ impl ErrorCode {
         ErrorCode::InvalidSignature,
         ErrorCode::AuditChainBroken,
         ErrorCode::Conflict,
+        ErrorCode::PossibleDuplicate,
         ErrorCode::Locked,
         ErrorCode::NotEnrolled,
         ErrorCode::KeychainUnavailable,
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::AuditChainBroken => "audit_chain_broken",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::PossibleDuplicate => "possible_duplicate",
             ErrorCode::Locked => "locked",
             ErrorCode::NotEnrolled => "not_enrolled",
             ErrorCode::KeychainUnavailable => "keychain_unavailable",
@@ -107,17 +112,33 @@ pub struct ApiError {
     /// The request field the error is about, by name; never its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On a `conflict` over a stale version: the version now stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
+    /// On a `conflict` over a stale version: the names of the fields the stored version
+    /// has changed since the one the request was based on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// On `possible_duplicate`: the ids of the patients the registration matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<uuid::Uuid>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
-        Self { code, field: None }
+        Self {
+            code,
+            field: None,
+            current_version: None,
+            fields: Vec::new(),
+            candidates: Vec::new(),
+        }
     }
 
     pub fn with_field(code: ErrorCode, field: &str) -> Self {
         Self {
-            code,
             field: Some(field.to_owned()),
+            ..Self::new(code)
         }
     }
 }
@@ -154,7 +175,7 @@ mod tests {
             "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,\
              too_many_attempts,weak_password,session_expired,forbidden,not_found,\
              method_not_allowed,invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
-             audit_chain_broken,conflict,locked,not_enrolled,keychain_unavailable,\
+             audit_chain_broken,conflict,possible_duplicate,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,internal"
         );
         for code in ErrorCode::ALL {

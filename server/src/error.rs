@@ -38,6 +38,19 @@ pub enum ServerError {
     AuditChainBroken,
     #[error("conflict: {field}")]
     Conflict { field: &'static str },
+    /// An update based on a version that is no longer the stored one: the stored version,
+    /// and the fields it changed since.
+    #[error("stale version")]
+    StaleVersion {
+        current_version: u64,
+        fields: Vec<&'static str>,
+    },
+    /// A registration that matches patients already on file.
+    #[error("possible duplicate")]
+    PossibleDuplicate { candidates: Vec<uuid::Uuid> },
+    /// A write of a field the caller's role may not write.
+    #[error("forbidden field: {field}")]
+    ForbiddenField { field: &'static str },
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("internal error: {0}")]
@@ -68,7 +81,9 @@ impl ServerError {
             ServerError::DeviceRevoked => ErrorCode::DeviceRevoked,
             ServerError::InvalidSignature { .. } => ErrorCode::InvalidSignature,
             ServerError::AuditChainBroken => ErrorCode::AuditChainBroken,
-            ServerError::Conflict { .. } => ErrorCode::Conflict,
+            ServerError::Conflict { .. } | ServerError::StaleVersion { .. } => ErrorCode::Conflict,
+            ServerError::PossibleDuplicate { .. } => ErrorCode::PossibleDuplicate,
+            ServerError::ForbiddenField { .. } => ErrorCode::Forbidden,
             ServerError::Database(_) | ServerError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -78,7 +93,8 @@ impl ServerError {
             ServerError::WeakPassword => Some("password"),
             ServerError::BadRequest { field }
             | ServerError::InvalidSignature { field }
-            | ServerError::Conflict { field } => Some(field),
+            | ServerError::Conflict { field }
+            | ServerError::ForbiddenField { field } => Some(field),
             _ => None,
         }
     }

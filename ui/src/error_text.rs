@@ -11,6 +11,9 @@ pub(crate) fn explain(e: &ApiError) -> String {
             "That password is too easy to guess: use at least 12 characters, not a common password and not the person's name."
         }
         ErrorCode::Conflict => "That already exists (a username can be used once per clinic).",
+        ErrorCode::PossibleDuplicate => {
+            "A patient with the same name and birth date, or the same phone, is already registered. Check whether this is the same person."
+        }
         ErrorCode::TooManyAttempts => {
             "Too many failed attempts for this account or workstation. Wait 15 minutes, then try again, or ask your admin."
         }

@@ -28,6 +28,8 @@ const USAGE: &str = "usage:
   cargo xtask bench [--quick]
       Build the benchmarks in release mode and run them; each figure is a ratio against a
       baseline measured in the same run. Writes target/bench/report.json and report.md.
+  cargo xtask policy-doc
+      Regenerate docs/policy.md from the field table (protocol/src/policy/fields.rs).
   cargo xtask tidy [--root DIR] [--allowlist-draft]
       Check the layering rules of ARCHITECTURE.md by reading the source (no build, about a
       second): SQL only in the store, axum only in http, where proofs are built, the wall
@@ -52,6 +54,7 @@ fn run() -> Result<()> {
         Some("test") => testrun::test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("tidy") => tidy(&args[1..]),
+        Some("policy-doc") => policy_doc(),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -92,6 +95,18 @@ fn bench(args: &[String]) -> Result<()> {
     if let Some(cluster) = &cluster {
         cmd.env("CLINICDESK_BENCH_POSTGRES_URL", cluster.admin_url());
     }
+    run_cmd(&mut cmd)
+}
+
+/// `cargo xtask policy-doc`: the protocol's own test writes the table out when asked, so
+/// the Markdown has one author (`policy::fields::markdown`) and xtask needs no crate of ours.
+fn policy_doc() -> Result<()> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root())
+        .args(["test", "-q", "-p", "clinicdesk-protocol", "--lib"])
+        .args(["the_policy_doc_is_current", "--", "--exact"])
+        .arg("policy::fields::tests::the_policy_doc_is_current")
+        .env("CLINICDESK_WRITE_POLICY_DOC", "1");
     run_cmd(&mut cmd)
 }
 

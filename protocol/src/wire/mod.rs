@@ -18,6 +18,7 @@ mod devices;
 mod health;
 pub mod mfa;
 mod patients;
+mod records;
 mod schedule;
 mod session;
 mod users;
@@ -38,6 +39,10 @@ pub use devices::{
 };
 pub use health::Health;
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
+pub use records::{
+    Address, EmergencyContact, Gender, HumanName, PatientFields, PatientRecord,
+    PatientRegistration, PatientUpdate, RecordHistory, RecordVersion, RecordWritten,
+};
 pub use schedule::{Appointment, AppointmentList};
 pub use session::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,

@@ -2,10 +2,11 @@
 //! the last on the clinician's care team) and today's appointments. Nothing here resembles a real person's record.
 
 use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{Address, EmergencyContact, Gender, HumanName, PatientFields};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::clinical::care_team;
+use crate::clinical::{care_team, records};
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::secrets::passwords;
@@ -205,6 +206,8 @@ async fn seed_clinic_with(
         let day_start = now - now.rem_euclid(86_400_000);
         for (i, p) in PATIENTS.iter().enumerate() {
             let id = Uuid::now_v7();
+            let mrn = format!("MRN-{:06}", 100_001 + i);
+            let phone = format!("555-01{:02}", 10 + i);
             store
                 .insert_patient(
                     &scope,
@@ -212,8 +215,9 @@ async fn seed_clinic_with(
                         id,
                         name: p.name.to_owned(),
                         birth_date: p.birth_date.to_owned(),
-                        mrn: format!("MRN-{:06}", 100_001 + i),
-                        phone: format!("555-01{:02}", 10 + i),
+                        record: seeded_record(p, i, &mrn, &phone)?,
+                        mrn,
+                        phone,
                         allergies: p.allergies.iter().map(|s| (*s).to_owned()).collect(),
                         problems: p.problems.iter().map(|s| (*s).to_owned()).collect(),
                         medications: p.medications.iter().map(|s| (*s).to_owned()).collect(),
@@ -240,6 +244,39 @@ async fn seed_clinic_with(
         enrollment_code: code,
         enrollment_code_expires_in_mins: code_ttl_mins,
         users,
+    })
+}
+
+/// A seeded patient's registration content: made-up contact details on a street that does
+/// not exist, in a town with a reserved-looking name, and `.invalid` mail addresses.
+fn seeded_record(p: &Synthetic, i: usize, mrn: &str, phone: &str) -> Result<String, ServerError> {
+    let (given, family) = p.name.split_once(' ').unwrap_or(("", p.name));
+    let genders = [Gender::Female, Gender::Male, Gender::Other, Gender::Unknown];
+    records::seeded_content(PatientFields {
+        mrn: Some(mrn.to_owned()),
+        name: Some(HumanName {
+            given: given.to_owned(),
+            family: family.to_owned(),
+            preferred: String::new(),
+        }),
+        birth_date: Some(p.birth_date.to_owned()),
+        gender: Some(genders[i % genders.len()]),
+        phone: Some(phone.to_owned()),
+        email: Some(format!("patient{}@example.invalid", i + 1)),
+        address: Some(Address {
+            line: vec![format!("{} Synthetic Lane", 100 + i)],
+            city: "Demoville".into(),
+            state: "ZZ".into(),
+            postal_code: format!("{:05}", 1000 + i),
+            country: "US".into(),
+        }),
+        language: Some(if i % 3 == 2 { "es" } else { "en" }.to_owned()),
+        emergency_contact: Some(EmergencyContact {
+            name: format!("Contact of patient {}", i + 1),
+            relationship: "spouse".into(),
+            phone: format!("555-02{:02}", 10 + i),
+        }),
+        active: Some(true),
     })
 }
 

@@ -18,7 +18,7 @@
 
 use clinicdesk_protocol::audit::{BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::policy::PhiAccess;
-use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use clinicdesk_protocol::wire::{AppointmentList, Patient, PatientRecord, RecordHistory};
 use uuid::Uuid;
 
 use super::server_chain::{self, ServerEvent};
@@ -47,6 +47,40 @@ impl Discloses for Patient {
             resource_id: self.id.to_string(),
             patient_id: Some(self.id),
             fields: self.field_names(),
+        }]
+    }
+}
+
+impl Discloses for PatientRecord {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        vec![Disclosed {
+            resource_id: self.id.to_string(),
+            patient_id: Some(self.id),
+            fields: self
+                .fields
+                .present()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }]
+    }
+}
+
+/// A history discloses every field any of its versions carries.
+impl Discloses for RecordHistory {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        let mut fields: Vec<String> = Vec::new();
+        for v in &self.versions {
+            for name in v.fields.present() {
+                if !fields.iter().any(|f| f == name) {
+                    fields.push(name.to_owned());
+                }
+            }
+        }
+        vec![Disclosed {
+            resource_id: self.id.to_string(),
+            patient_id: Some(self.id),
+            fields,
         }]
     }
 }
@@ -212,6 +246,7 @@ fn events(
         route: route.to_owned(),
         break_glass,
         request: seen.clone(),
+        change: None,
     };
     match answer {
         Answer::Disclosed(Disclosure {

@@ -125,6 +125,7 @@ async fn record_alerts(
             route: UPLOAD_ROUTE.to_owned(),
             break_glass: None,
             request: seen.clone(),
+            change: None,
         })
         .collect();
     let logged = server_chain::record_in(&mut *tx, state, scope, drafts).await?;
@@ -397,6 +398,7 @@ async fn flag_received_late(
             route: UPLOAD_ROUTE.to_owned(),
             break_glass: None,
             request: seen.clone(),
+            change: None,
         })
         .collect();
     server_chain::record_in(&mut *tx, state, scope, drafts).await?;

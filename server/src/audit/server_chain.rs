@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{
-    AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, Recorder, RequestSeen, SignedAuditEvent,
+    AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, RecordChange, Recorder, RequestSeen,
+    SignedAuditEvent,
 };
 use clinicdesk_protocol::merkle::Frontier;
 use clinicdesk_protocol::policy::Role;
@@ -35,6 +36,8 @@ pub struct ServerEvent {
     pub route: String,
     pub break_glass: Option<BreakGlass>,
     pub request: RequestSeen,
+    /// The record version a create or update stored, and its content hashes.
+    pub change: Option<RecordChange>,
 }
 
 /// A security event about an account or a device (no patient, no fields), by `actor`.
@@ -58,6 +61,7 @@ pub fn security_event(
         route: route.to_owned(),
         break_glass: None,
         request,
+        change: None,
     }
 }
 
@@ -308,6 +312,7 @@ fn append(
             break_glass: draft.break_glass,
             request: Some(draft.request),
             prev_hash: tip.hash,
+            change: draft.change,
         };
         let bytes = event.canonical_bytes();
         let hash = Hash32::of_canonical(&bytes);

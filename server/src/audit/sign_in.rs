@@ -41,6 +41,7 @@ pub fn record_failure(
         route: route.clone(),
         break_glass: None,
         request: seen.clone(),
+        change: None,
     };
     let mut events = vec![event(Outcome::Failure, "Account")];
     if locked_out {

@@ -119,6 +119,7 @@ pub async fn seed_audit_events(
                 break_glass: None,
                 request: None,
                 prev_hash: station.tip,
+                change: None,
             };
             station.tip = event.hash();
             events.push(SignedAuditEvent {

@@ -16,6 +16,8 @@
 //! of the log together with every checkpoint that covers it: that needs a checkpoint kept
 //! elsewhere (a device's receipt, an export), which `--checkpoint` checks against.
 
+mod records;
+
 use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder};
@@ -57,6 +59,17 @@ pub enum Location {
         device_id: Uuid,
         device_seq: u64,
     },
+    /// A stored version in a record's history (as its row names it).
+    Version {
+        resource_type: String,
+        record_id: String,
+        version: i64,
+    },
+    /// A record's current content.
+    Record {
+        resource_type: String,
+        record_id: String,
+    },
 }
 
 impl std::fmt::Display for Location {
@@ -79,6 +92,15 @@ impl std::fmt::Display for Location {
                 f,
                 "tamper alert of device {device_id} at sequence {device_seq}"
             ),
+            Location::Version {
+                resource_type,
+                record_id,
+                version,
+            } => write!(f, "{resource_type} {record_id} version {version}"),
+            Location::Record {
+                resource_type,
+                record_id,
+            } => write!(f, "{resource_type} {record_id} as stored now"),
         }
     }
 }
@@ -128,6 +150,14 @@ pub enum Problem {
     AlertNotLogged,
     #[error("the tamper alert contradicts the log's record of it")]
     AlertMismatch,
+    #[error("no audit event in the log recorded this version")]
+    VersionUnrecorded,
+    #[error("its content does not match the hash its audit event committed to")]
+    VersionContent,
+    #[error("the version this change stored is missing from the record's history")]
+    VersionMissing,
+    #[error("the record's current content is not its latest version")]
+    CurrentMismatch,
 }
 
 /// What a clean run covered.
@@ -306,6 +336,7 @@ async fn verify_clinic(
 
     let mut tree = Frontier::default();
     let mut logged_alerts = LoggedAlerts::new();
+    let mut changes = records::Changes::default();
     check_due(walk, &tree, &mut pending);
 
     let mut rows = store.logged_events(clinic);
@@ -320,7 +351,8 @@ async fn verify_clinic(
             return Ok(());
         }
         let index = tree.size();
-        let Some(hash) = check_event(walk, &keys, &row, index, &mut logged_alerts) else {
+        let Some(hash) = check_event(walk, &keys, &row, index, &mut logged_alerts, &mut changes)
+        else {
             // Unreadable: the walk goes on with the hash the row claims, so the leaves
             // and checkpoints after it are still checked.
             let claimed = row.hash.as_deref().and_then(Hash32::from_hex);
@@ -358,7 +390,8 @@ async fn verify_clinic(
     }
     report.checkpoints += u64::try_from(checkpoints(store, clinic).await?.len()).unwrap_or(0);
     verify_chains(store, walk, report).await?;
-    verify_alerts(store, walk, &keys, logged_alerts).await
+    verify_alerts(store, walk, &keys, logged_alerts).await?;
+    records::verify_records(store, walk, changes).await
 }
 
 /// Checks one logged event: that it parses, agrees with every column derived from it, and
@@ -370,6 +403,7 @@ fn check_event(
     row: &LoggedEventRow,
     index: u64,
     logged_alerts: &mut LoggedAlerts,
+    changes: &mut records::Changes,
 ) -> Option<Hash32> {
     let event: Option<AuditEvent> = row
         .event_json
@@ -419,6 +453,7 @@ fn check_event(
             }
         }
     }
+    changes.note(&event, index);
     if event.action == AuditAction::TamperAlert && event.recorded_by == Recorder::Server {
         logged_alerts.insert(event.resource_id.clone(), (event.id, index, event.fields));
     }

@@ -138,6 +138,7 @@ pub async fn open(
         route: GRANT_ROUTE.to_owned(),
         break_glass: Some(flag(&grant)),
         request: seen,
+        change: None,
     };
     server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
     tx.commit().await?;

@@ -144,6 +144,7 @@ fn change_event(
         route: route.to_owned(),
         break_glass: None,
         request: seen,
+        change: None,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Clinical access: who may read which chart (care teams, break-glass), the chart as its
-//! reader may see it, and the schedule. Domain code: no axum (it must not import
+//! reader may see it, patient records and their history, and the schedule. Domain code: no axum (it must not import
 //! `crate::http`).
 
 pub mod break_glass;
 pub mod care_team;
 pub mod patients;
+pub mod records;
 pub mod schedule;

@@ -221,6 +221,7 @@ pub async fn enroll(
         route: "enroll_device".into(),
         break_glass: None,
         request,
+        change: None,
     };
     server_chain::record_in(
         &mut tx,

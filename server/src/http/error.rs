@@ -14,10 +14,19 @@ impl IntoResponse for ServerError {
             // sqlx errors name tables and constraints, not row values; bodies never reach here.
             tracing::error!(error = %self, source = ?std::error::Error::source(&self).map(|s| s.to_string()), "request failed");
         }
-        let body = ApiError {
-            code: self.code(),
-            field: self.field().map(str::to_owned),
-        };
+        let mut body = ApiError::new(self.code());
+        body.field = self.field().map(str::to_owned);
+        match &self {
+            ServerError::StaleVersion {
+                current_version,
+                fields,
+            } => {
+                body.current_version = Some(*current_version);
+                body.fields = fields.iter().map(|f| (*f).to_owned()).collect();
+            }
+            ServerError::PossibleDuplicate { candidates } => body.candidates = candidates.clone(),
+            _ => {}
+        }
         let mut response = (status, Json(body)).into_response();
         if let ServerError::TooManyAttempts { retry_after_secs } = self {
             response.headers_mut().insert(
@@ -41,11 +50,16 @@ fn status(error: &ServerError) -> StatusCode {
         | ServerError::SessionExpired
         | ServerError::InvalidEnrollmentCode
         | ServerError::DeviceUnknown => StatusCode::UNAUTHORIZED,
-        ServerError::Forbidden | ServerError::DeviceRevoked => StatusCode::FORBIDDEN,
+        ServerError::Forbidden
+        | ServerError::ForbiddenField { .. }
+        | ServerError::DeviceRevoked => StatusCode::FORBIDDEN,
         ServerError::NotFound => StatusCode::NOT_FOUND,
         ServerError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ServerError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ServerError::AuditChainBroken | ServerError::Conflict { .. } => StatusCode::CONFLICT,
+        ServerError::AuditChainBroken
+        | ServerError::Conflict { .. }
+        | ServerError::StaleVersion { .. }
+        | ServerError::PossibleDuplicate { .. } => StatusCode::CONFLICT,
         ServerError::Database(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

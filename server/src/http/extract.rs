@@ -53,3 +53,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
         }
     }
 }
+
+/// The version an update was based on, from `If-Match: "<version>"` (the record's `ETag`).
+/// Missing or not a version: refused by the header's name.
+pub struct IfMatch(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get(axum::http::header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+            .map(IfMatch)
+            .ok_or(ServerError::BadRequest { field: "If-Match" })
+    }
+}
+
+/// The `ETag` of a record at `version`: what the next `If-Match` names.
+pub fn etag(version: u64) -> (axum::http::HeaderName, String) {
+    (axum::http::header::ETAG, format!("\"{version}\""))
+}

@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, patch, post};
 use clinicdesk_protocol::policy;
 
 use crate::http::routes;
@@ -107,10 +107,26 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::mfa::reset),
         ),
         def("GET", "/v1/appointments", get(routes::schedule::today)),
+        def("POST", "/v1/patients", post(routes::records::register)),
         def(
             "GET",
             "/v1/patients/{patient_id}",
             get(routes::patients::get_patient),
+        ),
+        def(
+            "PATCH",
+            "/v1/patients/{patient_id}",
+            patch(routes::records::update),
+        ),
+        def(
+            "GET",
+            "/v1/patients/{patient_id}/record",
+            get(routes::records::get_record),
+        ),
+        def(
+            "GET",
+            "/v1/patients/{patient_id}/history",
+            get(routes::records::get_history),
         ),
         def(
             "POST",

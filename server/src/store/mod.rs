@@ -40,6 +40,7 @@ pub mod mfa;
 pub mod operators;
 pub mod patients;
 pub mod provisionings;
+pub mod records;
 pub mod sessions;
 pub mod sql;
 pub mod throttle;

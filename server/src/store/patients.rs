@@ -13,6 +13,8 @@ pub struct NewPatient {
     pub allergies: Vec<String>,
     pub problems: Vec<String>,
     pub medications: Vec<String>,
+    /// The registration content as stored (JSON text; see `clinical::records`), version 0.
+    pub record: String,
 }
 
 impl Store {
@@ -25,8 +27,8 @@ impl Store {
         let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
             "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
-                 medications)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 medications, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(p.id.to_string())
         .bind(scope.clinic_id().to_string())
@@ -37,6 +39,7 @@ impl Store {
         .bind(list(&p.allergies))
         .bind(list(&p.problems))
         .bind(list(&p.medications))
+        .bind(&p.record)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

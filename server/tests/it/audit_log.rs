@@ -41,6 +41,7 @@ pub fn event(device: &TestDevice, user: Uuid, seq: u64, prev: Hash32) -> AuditEv
         break_glass: None,
         request: None,
         prev_hash: prev,
+        change: None,
     }
 }
 

@@ -4,11 +4,11 @@
 //! answer is checked against the table: allowed means the request got past authorization
 //! (any answer but 401 and 403), denied means exactly `403 forbidden`.
 
-use clinicdesk_protocol::policy::{self, Access, ROUTES, Role};
-use serde_json::{Value, json};
+use clinicdesk_protocol::policy::{self, Access, ROUTES};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::harness::{TestDevice, TestServer, acceptable_body, password_of};
+use crate::harness::{TestDevice, TestServer, acceptable_body, every_role, password_of};
 
 /// Fills a route template's ids: harmless unknown ids by default (a permitted admin
 /// action then answers 404 instead of changing anything), or `ids` where given.
@@ -32,6 +32,8 @@ async fn call(server: &TestServer, method: &str, path: &str, token: Option<&str>
     let mut rb = match method {
         "GET" => client.get(url),
         "POST" => client.post(url).json(&body),
+        // A record's change names the version it is based on.
+        "PATCH" => client.patch(url).header("If-Match", "\"0\"").json(&body),
         other => panic!("method {other} not in the matrix"),
     };
     if let Some(t) = token {
@@ -53,38 +55,7 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
     let server = TestServer::start().await;
     let a = server.seed(0xA, "Clinic A").await;
     let device = TestDevice::enroll(&server, &a.enrollment_code).await;
-    let admin = device
-        .login(&server, "admin", password_of(&a, "admin"))
-        .await;
-    // The seed has no billing user: the admin adds one.
-    let (status, _) = server
-        .post(
-            "/v1/users",
-            Some(admin.session_token.expose()),
-            json!({ "username": "billing", "display_name": "Bo Billing (synthetic)",
-                    "role": "billing", "password": "violet-canoe-marble-47" }),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let mut sessions = Vec::new();
-    for role in Role::ALL {
-        let (user, password) = match role {
-            Role::FrontDesk => ("frontdesk", password_of(&a, "frontdesk")),
-            Role::Clinician => ("clinician", password_of(&a, "clinician")),
-            Role::Billing => ("billing", "violet-canoe-marble-47"),
-            Role::Admin => ("admin", password_of(&a, "admin")),
-        };
-        let login = if role == Role::Billing {
-            // A user the admin created chooses their own password first.
-            device
-                .first_login(&server, user, password, "saffron-glacier-tundra-19")
-                .await
-        } else {
-            device.login(&server, user, password).await
-        };
-        assert_eq!(login.user.role, role);
-        sessions.push((role, login.session_token.expose().to_owned()));
-    }
+    let sessions = every_role(&server, &a, &device).await;
 
     let mut checked = 0;
     for rule in session_rules() {

@@ -92,6 +92,10 @@ async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>
     let mut rb = match method {
         "GET" => client.get(url),
         "POST" => client.post(url).json(&canary_body()),
+        "PATCH" => client
+            .patch(url)
+            .header("If-Match", CANARY)
+            .json(&canary_body()),
         other => panic!("method {other}"),
     };
     if let Some(t) = token {

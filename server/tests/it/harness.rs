@@ -682,6 +682,54 @@ impl TestDevice {
     }
 }
 
+/// A session of every role in the seeded clinic `report`, on `device`, in [`Role::ALL`]
+/// order. The seed has no billing user: its admin adds one, who then sets their password.
+pub async fn every_role(
+    server: &TestServer,
+    report: &SeedReport,
+    device: &TestDevice,
+) -> Vec<(clinicdesk_protocol::policy::Role, String)> {
+    use clinicdesk_protocol::policy::Role;
+    let admin = device
+        .login(server, "admin", password_of(report, "admin"))
+        .await;
+    let (status, _) = server
+        .post(
+            "/v1/users",
+            Some(admin.session_token.expose()),
+            json!({ "username": "billing", "display_name": "Bo Billing (synthetic)",
+                    "role": "billing", "password": "violet-canoe-marble-47" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut sessions = Vec::new();
+    for role in Role::ALL {
+        let login = match role {
+            Role::Billing => {
+                device
+                    .first_login(
+                        server,
+                        "billing",
+                        "violet-canoe-marble-47",
+                        "saffron-glacier-tundra-19",
+                    )
+                    .await
+            }
+            _ => {
+                let user = match role {
+                    Role::FrontDesk => "frontdesk",
+                    Role::Clinician => "clinician",
+                    _ => "admin",
+                };
+                device.login(server, user, password_of(report, user)).await
+            }
+        };
+        assert_eq!(login.user.role, role);
+        sessions.push((role, login.session_token.expose().to_owned()));
+    }
+    sessions
+}
+
 /// A body a POST route with ids would accept, so that what answers a probe is the route's
 /// authorization and lookup, not the body's shape.
 pub fn acceptable_body(path: &str) -> Value {
@@ -693,6 +741,9 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "note": "probe" })
     } else if path.ends_with("/care-team") {
         serde_json::json!({ "clinician_id": Uuid::now_v7() })
+    } else if path.starts_with("/v1/patients/") {
+        // A record's change (PATCH, with `If-Match: "0"`).
+        serde_json::json!({ "fields": { "phone": "555-0199" } })
     } else {
         serde_json::json!({})
     }

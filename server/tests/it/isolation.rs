@@ -75,6 +75,10 @@ async fn call(
     let rb = match method {
         "GET" => client.get(url),
         "POST" => client.post(url).json(&acceptable_body(path)),
+        "PATCH" => client
+            .patch(url)
+            .header("If-Match", "\"0\"")
+            .json(&acceptable_body(path)),
         other => panic!("method {other}"),
     };
     let resp = rb.bearer_auth(token).send().await.unwrap();
@@ -281,8 +285,9 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
     }
     assert!(probes >= 6 * 199, "only {probes} cross-clinic probes");
 
-    // Nothing of theirs was changed by those POSTs: every other clinic's user active in
-    // their role, every workstation unrevoked, every second factor in place.
+    // Nothing of theirs was changed by those POSTs and PATCHes: every other clinic's user
+    // active in their role, every workstation unrevoked, every second factor in place,
+    // every patient record as seeded.
     let changed: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM users WHERE clinic_id <> $1
                    AND (active = 0 OR (username = 'clinician' AND role <> 'clinician')
@@ -291,7 +296,9 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
               + (SELECT count(*) FROM break_glass_grants
                   WHERE clinic_id <> $1 AND reviewed_at_ms IS NOT NULL)
               + (SELECT count(*) FROM break_glass_grants g JOIN patients p ON p.id = g.patient_id
-                  WHERE p.clinic_id <> g.clinic_id)",
+                  WHERE p.clinic_id <> g.clinic_id)
+              + (SELECT count(*) FROM patients WHERE clinic_id <> $1 AND version <> 0)
+              + (SELECT count(*) FROM record_versions WHERE clinic_id <> $1)",
     )
     .bind(clinic.to_string())
     .fetch_one(&owner)

@@ -19,6 +19,7 @@ mod mfa;
 mod phi_access;
 mod postgres_only;
 mod provisioning;
+mod records;
 mod scale_out;
 mod tamper;
 mod throttle;

@@ -67,6 +67,17 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
     let (_, body) = get_as(&server, "/v1/appointments", token).await;
     let list: AppointmentList = serde_json::from_str(&body).unwrap();
     let patient = list.appointments[0].patient_id;
+    // A registered patient, so that its history has a version to disclose.
+    let (status, body) = server
+        .post(
+            "/v1/patients",
+            Some(front.session_token.expose()),
+            serde_json::json!({ "fields": { "name": { "given": "Ivy", "family": "Synthetic" },
+                                            "birth_date": "1990-01-01" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let registered = body["id"].as_str().unwrap().to_owned();
 
     // A concrete request for each PHI route template, by a role that may make it; a new PHI
     // route without one fails here.
@@ -80,12 +91,22 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             "/v1/patients/{patient_id}/care-team",
             (format!("/v1/patients/{patient}/care-team"), &front),
         ),
+        (
+            "/v1/patients/{patient_id}/record",
+            (format!("/v1/patients/{patient}/record"), &login),
+        ),
+        (
+            "/v1/patients/{patient_id}/history",
+            (format!("/v1/patients/{registered}/history"), &front),
+        ),
     ]
     .into_iter()
     .collect();
     let phi_routes: Vec<_> = policy::ROUTES.iter().filter(|r| r.phi.is_some()).collect();
+    let mut templates: Vec<_> = phi_routes.iter().map(|r| r.path).collect();
+    templates.sort_unstable();
     assert_eq!(
-        phi_routes.iter().map(|r| r.path).collect::<Vec<_>>(),
+        templates,
         concrete.keys().copied().collect::<Vec<_>>(),
         "every PHI route needs a concrete request in this test"
     );
@@ -328,7 +349,7 @@ async fn a_phi_handler_that_does_not_declare_its_disclosure_sends_nothing() {
         let defs = route_defs()
             .into_iter()
             .map(|d| {
-                if d.path == "/v1/patients/{patient_id}" {
+                if d.method == "GET" && d.path == "/v1/patients/{patient_id}" {
                     RouteDef {
                         handler: axum::routing::get(leaky),
                         ..d

@@ -19,6 +19,7 @@ fn patient(name: &str) -> NewPatient {
         allergies: vec![],
         problems: vec![],
         medications: vec![],
+        record: "{}".into(),
     }
 }
 

@@ -467,9 +467,10 @@ proptest! {
         match outcome {
             (Err(VerifyError::Tampered(found)), named) => {
                 if let Some(id) = named {
-                    let located = match found.first().location {
-                        Location::Event { event_id, .. } | Location::Unlogged(event_id) => event_id == id,
-                        Location::Leaf(_) | Location::Node { .. } | Location::Checkpoint(_) | Location::Alert { .. } => false,
+                    let located = match &found.first().location {
+                        Location::Event { event_id, .. } | Location::Unlogged(event_id) => *event_id == id,
+                        Location::Leaf(_) | Location::Node { .. } | Location::Checkpoint(_) | Location::Alert { .. }
+                        | Location::Version { .. } | Location::Record { .. } => false,
                     };
                     // A forged event past every checkpoint moves no signed root: it is
                     // named by its signature (with a leaf) or as not in the log (without).

@@ -62,6 +62,7 @@ fn events() -> Vec<AuditEvent> {
         break_glass: None,
         request: None,
         prev_hash: Hash32::GENESIS,
+        change: None,
     };
     let mut out: Vec<AuditEvent> = Vec::new();
     let mut push = |mut e: AuditEvent, n: u128| {

@@ -130,6 +130,7 @@ impl Outbox {
             break_glass: draft.break_glass,
             request: None,
             prev_hash,
+            change: None,
         };
         let signed = SignedAuditEvent {
             signature: signer.key.sign_hex(&event.canonical_bytes()),

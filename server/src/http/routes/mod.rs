@@ -13,6 +13,7 @@ pub mod devices;
 pub mod health;
 pub mod mfa;
 pub mod patients;
+pub mod records;
 pub mod schedule;
 pub mod session;
 pub mod users;

@@ -2,6 +2,8 @@
 //! every HTTP route. The server refuses to build a router with a route missing from
 //! [`ROUTES`], and the app reads the same table to decide what a role may see offline.
 
+pub mod fields;
+
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditAction;
@@ -58,13 +60,19 @@ pub enum Permission {
     /// chart without break-glass): registration work at the front desk. Clinicians do not
     /// hold it, so none can add themselves to a chart outside their panel.
     ManageCareTeam,
+    /// Register patients and change their registration and contact details: which fields,
+    /// [`fields::FIELDS`] says.
+    RegisterPatients,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
 pub fn allows(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
-        Role::FrontDesk => matches!(permission, ReadSchedule | ReadDemographics | ManageCareTeam),
+        Role::FrontDesk => matches!(
+            permission,
+            ReadSchedule | ReadDemographics | ManageCareTeam | RegisterPatients
+        ),
         Role::Clinician => matches!(
             permission,
             ReadSchedule | ReadDemographics | ReadClinical | BreakGlass
@@ -236,6 +244,40 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // A registration or change records its own event in its transaction, with the fields
+    // it changed and the content hashes of the versions before and after.
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/patients",
+            Access::Session(Permission::RegisterPatients),
+        ),
+        AuditAction::Create,
+        "Patient",
+    ),
+    refusals_recorded(
+        rule(
+            "PATCH",
+            "/v1/patients/{patient_id}",
+            Access::Session(Permission::RegisterPatients),
+        ),
+        AuditAction::Update,
+        "Patient",
+    ),
+    phi_rule(
+        "GET",
+        "/v1/patients/{patient_id}/record",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
+    ),
+    phi_rule(
+        "GET",
+        "/v1/patients/{patient_id}/history",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
+    ),
     refusals_recorded(
         rule(
             "POST",
@@ -325,6 +367,14 @@ pub fn rule_for(method: &str, path: &str) -> Option<RouteRule> {
 mod tests {
     use super::*;
 
+    /// The roles that hold `permission`.
+    fn holders(permission: Permission) -> Vec<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|r| allows(*r, permission))
+            .collect()
+    }
+
     #[test]
     fn admin_sees_no_clinical_content() {
         for p in [
@@ -338,30 +388,23 @@ mod tests {
 
     #[test]
     fn only_clinicians_read_clinical() {
-        let readers: Vec<Role> = Role::ALL
-            .into_iter()
-            .filter(|r| allows(*r, Permission::ReadClinical))
-            .collect();
-        assert_eq!(readers, vec![Role::Clinician]);
+        assert_eq!(holders(Permission::ReadClinical), [Role::Clinician]);
     }
 
     #[test]
     fn only_clinicians_break_the_glass() {
-        let who: Vec<Role> = Role::ALL
-            .into_iter()
-            .filter(|r| allows(*r, Permission::BreakGlass))
-            .collect();
-        assert_eq!(who, vec![Role::Clinician]);
+        assert_eq!(holders(Permission::BreakGlass), [Role::Clinician]);
     }
 
     /// No clinician can put themselves on a care team: that would be break-glass unreviewed.
     #[test]
     fn only_the_front_desk_manages_care_teams() {
-        let who: Vec<Role> = Role::ALL
-            .into_iter()
-            .filter(|r| allows(*r, Permission::ManageCareTeam))
-            .collect();
-        assert_eq!(who, vec![Role::FrontDesk]);
+        assert_eq!(holders(Permission::ManageCareTeam), [Role::FrontDesk]);
+    }
+
+    #[test]
+    fn only_the_front_desk_registers_patients() {
+        assert_eq!(holders(Permission::RegisterPatients), [Role::FrontDesk]);
     }
 
     #[test]
@@ -405,12 +448,12 @@ mod tests {
         }
     }
 
-    /// Whatever writes under a patient's path changes who may see the chart: its refusals
-    /// are recorded, as refused reads are.
+    /// Whatever writes under a patient's path changes the record or who may see it: its
+    /// refusals are recorded, as refused reads are.
     #[test]
     fn refused_chart_access_changes_are_recorded() {
         for r in ROUTES {
-            if r.method == "POST" && r.path.starts_with("/v1/patients/{patient_id}/") {
+            if r.method != "GET" && r.path.starts_with("/v1/patients") {
                 assert!(
                     r.refusal.is_some(),
                     "{} {} refuses unrecorded",

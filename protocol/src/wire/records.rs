@@ -1,0 +1,302 @@
+//! A patient's registration record (`/v1/patients`, `/v1/patients/{id}/record`): the
+//! fields as the caller's role may see them, the bodies that register and change a patient,
+//! and the record's history of versions. Names and value sets follow FHIR R4's Patient.
+//!
+//! Every field is optional on the wire: absent when the caller's role may not read it (see
+//! [`crate::policy::fields`]), and in a change, absent when it is not being changed.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::phi::Phi;
+use crate::policy::Role;
+
+/// A person's name: FHIR's `HumanName`, cut to what a clinic registers.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HumanName {
+    pub given: String,
+    pub family: String,
+    /// What the patient likes to be called, if not their given name.
+    #[serde(default)]
+    pub preferred: String,
+}
+
+impl HumanName {
+    /// "Given Family", as the schedule and the chart show it.
+    pub fn display(&self) -> String {
+        match (self.given.is_empty(), self.family.is_empty()) {
+            (true, _) => self.family.clone(),
+            (false, true) => self.given.clone(),
+            (false, false) => format!("{} {}", self.given, self.family),
+        }
+    }
+}
+
+/// FHIR's administrative gender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Gender {
+    Male,
+    Female,
+    Other,
+    #[default]
+    Unknown,
+}
+
+/// A postal address (FHIR `Address`, home use).
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct Address {
+    pub line: Vec<String>,
+    pub city: String,
+    pub state: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+/// Whom to call in an emergency (FHIR `Patient.contact`).
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct EmergencyContact {
+    pub name: String,
+    pub relationship: String,
+    pub phone: String,
+}
+
+/// PHI prints as its type's name only.
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), "(redacted)"))
+            }
+        }
+    )*};
+}
+redacted_debug!(HumanName, Address, EmergencyContact);
+
+macro_rules! patient_fields {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        /// A patient's registration and contact fields. Each is absent when the reader may
+        /// not see it, or (in a change) when it is not changed; its `Debug` names the
+        /// fields present, never a value.
+        #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(deny_unknown_fields)]
+        pub struct PatientFields {
+            $(
+                $(#[$doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl PatientFields {
+            /// Every field's name, in the order of the JSON and of the policy table.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The names of the fields present.
+            pub fn present(&self) -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(if self.$field.is_some() { names.push(stringify!($field)); })*
+                names
+            }
+
+            /// Drops every field whose name `keep` refuses.
+            pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+                $(if !keep(stringify!($field)) { self.$field = None; })*
+            }
+
+            /// The names of the fields whose values differ between the two.
+            pub fn differing(&self, other: &Self) -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(if self.$field != other.$field { names.push(stringify!($field)); })*
+                names
+            }
+
+            /// Sets every field `change` carries; leaves the others as they are.
+            pub fn apply(&mut self, change: &Self) {
+                $(if let Some(v) = &change.$field { self.$field = Some(v.clone()); })*
+            }
+
+            /// Every field present: an absent one gets its empty value (`active` is true).
+            pub fn filled(mut self) -> Self {
+                if self.active.is_none() {
+                    self.active = Some(true);
+                }
+                $(if self.$field.is_none() { self.$field = Some(<$ty>::default()); })*
+                self
+            }
+        }
+    };
+}
+
+patient_fields! {
+    /// The clinic's medical record number, unique within the clinic; the server assigns one
+    /// at registration when none is given.
+    mrn: String,
+    name: HumanName,
+    /// `YYYY-MM-DD`.
+    birth_date: String,
+    gender: Gender,
+    phone: String,
+    email: String,
+    address: Address,
+    /// The language the patient prefers to be spoken to in (BCP 47, e.g. `en`, `es`).
+    language: String,
+    emergency_contact: EmergencyContact,
+    /// False once the patient is no longer seen here; a record is never deleted.
+    active: bool,
+}
+
+impl std::fmt::Debug for PatientFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PatientFields")
+            .field(&self.present())
+            .finish()
+    }
+}
+
+/// A patient's record as the caller may read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientRecord {
+    pub id: Uuid,
+    /// 0 for a record seeded before it had a history; each change adds one. An update names
+    /// the version it was based on in `If-Match`.
+    pub version: u64,
+    pub fields: PatientFields,
+}
+
+/// `POST /v1/patients`: register a new patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatientRegistration {
+    /// `name` (given and family) and `birth_date` are required.
+    pub fields: PatientFields,
+    /// Set after a `possible_duplicate` answer when the user checked the candidates and
+    /// this is a different person.
+    #[serde(default)]
+    pub confirm_new_person: bool,
+}
+
+/// `PATCH /v1/patients/{id}` with `If-Match: "<version>"`: the fields to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatientUpdate {
+    pub fields: PatientFields,
+    /// Why, in the user's words (kept in the history; optional).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason: Phi<String>,
+}
+
+/// What a registration or change stored: the record and its new version (also its `ETag`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordWritten {
+    pub id: Uuid,
+    pub version: u64,
+}
+
+/// One version of a record: who stored it, when, what it changed, and the record as it was
+/// then, all cut to what the reader may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordVersion {
+    pub version: u64,
+    /// UTC, milliseconds since the Unix epoch.
+    pub recorded_at_ms: i64,
+    pub actor_user_id: Uuid,
+    pub actor_role: Role,
+    /// The workstation the change came from.
+    pub device_id: Option<Uuid>,
+    /// The names of the fields this version changed (all of them for the first).
+    pub changed: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason: Phi<String>,
+    pub fields: PatientFields,
+}
+
+/// `GET /v1/patients/{id}/history`: every version, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordHistory {
+    pub id: Uuid,
+    pub versions: Vec<RecordVersion>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PatientFields {
+        PatientFields {
+            name: Some(HumanName {
+                given: "Testa".into(),
+                family: "Quill".into(),
+                preferred: String::new(),
+            }),
+            birth_date: Some("1961-04-12".into()),
+            ..PatientFields::default()
+        }
+    }
+
+    #[test]
+    fn hidden_fields_are_absent_not_null() {
+        let mut f = sample().filled();
+        f.retain(|name| name != "phone");
+        let json = serde_json::to_value(&f).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert!(
+            !keys.contains(&"phone") && keys.contains(&"email"),
+            "{keys:?}"
+        );
+        assert!(!json.to_string().contains("null"));
+    }
+
+    #[test]
+    fn debug_names_fields_never_values() {
+        let text = format!("{:?}", sample());
+        assert!(text.contains("birth_date"), "{text}");
+        assert!(!text.contains("Testa") && !text.contains("1961"), "{text}");
+    }
+
+    #[test]
+    fn names_follow_the_struct() {
+        let all = PatientFields::default().filled();
+        assert_eq!(all.present(), PatientFields::NAMES);
+        assert_eq!(all.active, Some(true));
+    }
+
+    #[test]
+    fn apply_and_differing_work_field_by_field() {
+        let before = sample().filled();
+        let change = PatientFields {
+            phone: Some("555-0100".into()),
+            ..PatientFields::default()
+        };
+        let mut after = before.clone();
+        after.apply(&change);
+        assert_eq!(before.differing(&after), vec!["phone"]);
+        assert_eq!(after.name, before.name);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<PatientFields>(r#"{"ssn":"x"}"#);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! Patient records you can write and trust: registration, updates with optimistic
+//! concurrency, and the history of versions, each change with its audit event in the same
+//! transaction (no event, no change) and every read and write cut to the field table
+//! (`clinicdesk_protocol::policy::fields`).
+//!
+//! The stored content is the JSON text of [`PatientFields`] with every field present; its
+//! SHA-256 is what the change's audit event commits to, and `audit verify` checks every
+//! version in the history against it.
+
+use clinicdesk_protocol::audit::{AuditAction, Hash32, Outcome, RecordChange, RequestSeen};
+use clinicdesk_protocol::policy::fields::{Resource, field_access};
+use clinicdesk_protocol::wire::{
+    HumanName, PatientFields, PatientRecord, PatientRegistration, PatientUpdate, RecordHistory,
+    RecordVersion, UserInfo,
+};
+use clinicdesk_protocol::{Phi, policy::Role};
+use uuid::Uuid;
+
+use crate::audit::server_chain::{self, ServerEvent};
+use crate::error::ServerError;
+use crate::scope::ClinicScope;
+use crate::state::AppState;
+use crate::store::records::{self as stored, Derived, VersionRow};
+use crate::store::{ClinicTx, Store, clinics};
+
+const RESOURCE: Resource = Resource::Patient;
+const REGISTER_ROUTE: &str = "/v1/patients";
+const UPDATE_ROUTE: &str = "/v1/patients/{patient_id}";
+
+/// Longest accepted text of any one field (a name part, a line of an address).
+const TEXT_MAX: usize = 200;
+
+/// Who is writing, from where.
+pub struct Writer<'a> {
+    pub user: &'a UserInfo,
+    pub device_id: Uuid,
+    pub seen: RequestSeen,
+}
+
+/// What a write stored: the record's id and its new version (for the next `If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub id: Uuid,
+    pub version: u64,
+}
+
+/// The content as stored: JSON text with every field present.
+pub fn encode(fields: &PatientFields) -> Result<String, ServerError> {
+    serde_json::to_string(fields).map_err(|_| ServerError::Internal("record not encodable"))
+}
+
+fn decode(body: &str) -> Result<PatientFields, ServerError> {
+    serde_json::from_str::<PatientFields>(body)
+        .map(PatientFields::filled)
+        .map_err(|_| ServerError::Internal("stored record malformed"))
+}
+
+/// The SHA-256 of stored content, as audit events commit to it.
+pub fn content_hash(body: &str) -> Hash32 {
+    Hash32::of_canonical(body.as_bytes())
+}
+
+/// The content a seeded patient starts with (version 0, before it has a history).
+pub fn seeded_content(fields: PatientFields) -> Result<String, ServerError> {
+    encode(&fields.filled())
+}
+
+/// Drops every field `role` may not read.
+fn readable(mut fields: PatientFields, role: Role) -> PatientFields {
+    fields.retain(|name| field_access(role, RESOURCE, name).reads());
+    fields
+}
+
+/// Refuses a change that carries a field the role may not write, naming it.
+fn check_writable(fields: &PatientFields, role: Role) -> Result<(), ServerError> {
+    match fields
+        .present()
+        .into_iter()
+        .find(|name| !field_access(role, RESOURCE, name).writes())
+    {
+        Some(field) => Err(ServerError::ForbiddenField { field }),
+        None => Ok(()),
+    }
+}
+
+/// Text a person typed: bounded, one line, no control characters.
+fn text_ok(s: &str) -> bool {
+    s.chars().count() <= TEXT_MAX && !s.chars().any(char::is_control)
+}
+
+/// Refuses a value no clinic would store, naming the field (never the value).
+fn validate(fields: &PatientFields, today: time::Date) -> Result<(), ServerError> {
+    let bad = |field: &'static str| Err(ServerError::BadRequest { field });
+    if let Some(mrn) = &fields.mrn
+        && (mrn.len() > 32 || !mrn.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return bad("mrn");
+    }
+    if let Some(HumanName {
+        given,
+        family,
+        preferred,
+    }) = &fields.name
+        && (family.trim().is_empty() || ![given, family, preferred].iter().all(|s| text_ok(s)))
+    {
+        return bad("name");
+    }
+    if let Some(date) = &fields.birth_date {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        match time::Date::parse(date, format) {
+            Ok(d) if d <= today && d.year() >= 1850 => {}
+            _ => return bad("birth_date"),
+        }
+    }
+    if let Some(phone) = &fields.phone
+        && (phone.len() > 32
+            || !phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
+    {
+        return bad("phone");
+    }
+    if let Some(email) = &fields.email
+        && (!text_ok(email) || (!email.is_empty() && !email.contains('@')))
+    {
+        return bad("email");
+    }
+    if let Some(a) = &fields.address
+        && (a.line.len() > 3
+            || !a
+                .line
+                .iter()
+                .chain([&a.city, &a.state, &a.postal_code, &a.country])
+                .all(|s| text_ok(s)))
+    {
+        return bad("address");
+    }
+    if let Some(language) = &fields.language
+        && (language.len() > 35
+            || !language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return bad("language");
+    }
+    if let Some(c) = &fields.emergency_contact
+        && ![&c.name, &c.relationship, &c.phone]
+            .iter()
+            .all(|s| text_ok(s))
+    {
+        return bad("emergency_contact");
+    }
+    Ok(())
+}
+
+fn today(now_ms: i64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MAX)
+}
+
+fn derived(fields: &PatientFields) -> (String, &str, &str, &str) {
+    let name = fields
+        .name
+        .as_ref()
+        .map(HumanName::display)
+        .unwrap_or_default();
+    fn text(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or_default()
+    }
+    (
+        name,
+        text(&fields.birth_date),
+        text(&fields.phone),
+        text(&fields.mrn),
+    )
+}
+
+/// The next free record number of the clinic. Call with the clinic locked.
+async fn assign_mrn(tx: &mut ClinicTx) -> Result<String, ServerError> {
+    let mut n = stored::patient_count(tx).await? + 1;
+    loop {
+        let mrn = format!("{n:08}");
+        if !stored::mrn_taken(tx, &mrn).await? {
+            return Ok(mrn);
+        }
+        n += 1;
+    }
+}
+
+/// The change's audit event: the fields changed, and the content hashes around it.
+fn change_event(
+    by: &Writer<'_>,
+    action: AuditAction,
+    patient_id: Uuid,
+    fields: &[&'static str],
+    change: RecordChange,
+    route: &str,
+) -> ServerEvent {
+    ServerEvent {
+        actor_user_id: by.user.user_id,
+        actor_role: by.user.role,
+        action,
+        resource_type: RESOURCE.as_str().to_owned(),
+        resource_id: patient_id.to_string(),
+        patient_id: Some(patient_id),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        outcome: Outcome::Success,
+        route: route.to_owned(),
+        break_glass: None,
+        request: by.seen.clone(),
+        change: Some(change),
+    }
+}
+
+/// Records the change's event and its version, in the caller's transaction.
+async fn store_version(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    event: ServerEvent,
+    body: String,
+    reason: String,
+) -> Result<(), ServerError> {
+    let change = event
+        .change
+        .ok_or(ServerError::Internal("change without version"))?;
+    let patient_id = event.patient_id;
+    let changed_fields = event.fields.clone();
+    let ids = server_chain::record_in(tx, state, scope, vec![event]).await?;
+    let audit_event_id = *ids
+        .first()
+        .ok_or(ServerError::Internal("no event recorded"))?;
+    let row = VersionRow {
+        resource_type: RESOURCE.as_str().to_owned(),
+        record_id: patient_id.ok_or(ServerError::Internal("change without patient"))?,
+        version: change.version,
+        patient_id,
+        body,
+        changed_fields,
+        actor_user_id: by.user.user_id,
+        actor_role: by.user.role,
+        device_id: Some(by.device_id),
+        recorded_at_ms: state.clock.now_ms(),
+        reason,
+        audit_event_id,
+    };
+    stored::insert_version(tx, &row).await
+}
+
+/// Registers a new patient: version 1, its event, its history. A registration that matches
+/// patients on file is refused with their ids unless `confirm_new_person` is set.
+pub async fn register(
+    state: &AppState,
+    scope: &ClinicScope,
+    by: Writer<'_>,
+    registration: PatientRegistration,
+) -> Result<Written, ServerError> {
+    let PatientRegistration {
+        fields,
+        confirm_new_person,
+    } = registration;
+    check_writable(&fields, by.user.role)?;
+    validate(&fields, today(state.clock.now_ms()))?;
+    if fields.name.is_none() {
+        return Err(ServerError::BadRequest { field: "name" });
+    }
+    if fields.birth_date.is_none() {
+        return Err(ServerError::BadRequest {
+            field: "birth_date",
+        });
+    }
+    let mut content = fields.filled();
+
+    let mut tx = state.store.clinic_tx(scope).await?;
+    // One registration at a time per clinic: record numbers and duplicate checks see
+    // every earlier one.
+    clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    match content.mrn.as_deref() {
+        Some("") | None => content.mrn = Some(assign_mrn(&mut tx).await?),
+        Some(mrn) if stored::mrn_taken(&mut tx, mrn).await? => {
+            return Err(ServerError::Conflict { field: "mrn" });
+        }
+        Some(_) => {}
+    }
+    let (name, birth_date, phone, mrn) = derived(&content);
+    if !confirm_new_person {
+        let candidates = stored::possible_duplicates(&mut tx, &name, birth_date, phone).await?;
+        if !candidates.is_empty() {
+            return Err(ServerError::PossibleDuplicate { candidates });
+        }
+    }
+    let body = encode(&content)?;
+    let id = Uuid::now_v7();
+    let derived = Derived {
+        name: &name,
+        birth_date,
+        phone,
+        mrn,
+    };
+    stored::insert_patient_record(&mut tx, id, &body, &derived).await?;
+    let change = RecordChange {
+        version: 1,
+        before: None,
+        after: content_hash(&body),
+    };
+    let event = change_event(
+        &by,
+        AuditAction::Create,
+        id,
+        &content.present(),
+        change,
+        REGISTER_ROUTE,
+    );
+    store_version(&mut tx, state, scope, &by, event, body, String::new()).await?;
+    tx.commit().await?;
+    Ok(Written { id, version: 1 })
+}
+
+/// Changes the fields `update` carries, if the record is still at `based_on`; otherwise a
+/// conflict naming the fields changed since. A change that changes nothing stores nothing.
+pub async fn update(
+    state: &AppState,
+    scope: &ClinicScope,
+    by: Writer<'_>,
+    patient_id: Uuid,
+    based_on: u64,
+    update: PatientUpdate,
+) -> Result<Written, ServerError> {
+    let PatientUpdate { fields, reason } = update;
+    check_writable(&fields, by.user.role)?;
+    validate(&fields, today(state.clock.now_ms()))?;
+    if fields.present().is_empty() {
+        return Err(ServerError::BadRequest { field: "fields" });
+    }
+    let reason = reason.into_inner();
+    if !text_ok(&reason) {
+        return Err(ServerError::BadRequest { field: "reason" });
+    }
+
+    let mut tx = state.store.clinic_tx(scope).await?;
+    clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    let current = stored::patient_record(&mut tx, patient_id)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    if current.version != based_on {
+        let fields = changed_since(&mut tx, patient_id, based_on, by.user.role).await?;
+        return Err(ServerError::StaleVersion {
+            current_version: current.version,
+            fields,
+        });
+    }
+    let before = decode(&current.body)?;
+    let mut after = before.clone();
+    after.apply(&fields);
+    let changed = before.differing(&after);
+    if changed.is_empty() {
+        return Ok(Written {
+            id: patient_id,
+            version: current.version,
+        });
+    }
+    if changed.contains(&"mrn") {
+        let mrn = after.mrn.as_deref().unwrap_or_default();
+        if mrn.is_empty() {
+            return Err(ServerError::BadRequest { field: "mrn" });
+        }
+        if stored::mrn_taken(&mut tx, mrn).await? {
+            return Err(ServerError::Conflict { field: "mrn" });
+        }
+    }
+    let body = encode(&after)?;
+    let (name, birth_date, phone, mrn) = derived(&after);
+    let derived = Derived {
+        name: &name,
+        birth_date,
+        phone,
+        mrn,
+    };
+    if !stored::update_patient_record(&mut tx, patient_id, based_on, &body, &derived).await? {
+        return Err(ServerError::Internal(
+            "record changed under the clinic lock",
+        ));
+    }
+    let version = based_on + 1;
+    let change = RecordChange {
+        version,
+        before: Some(content_hash(&current.body)),
+        after: content_hash(&body),
+    };
+    let event = change_event(
+        &by,
+        AuditAction::Update,
+        patient_id,
+        &changed,
+        change,
+        UPDATE_ROUTE,
+    );
+    store_version(&mut tx, state, scope, &by, event, body, reason).await?;
+    tx.commit().await?;
+    Ok(Written {
+        id: patient_id,
+        version,
+    })
+}
+
+/// The names of the fields changed by the versions after `based_on`, as far as `role` may
+/// see them (a caller based on a version that never was gets every field changed since 0).
+async fn changed_since(
+    tx: &mut ClinicTx,
+    patient_id: Uuid,
+    based_on: u64,
+    role: Role,
+) -> Result<Vec<&'static str>, ServerError> {
+    let versions = stored::versions(tx, RESOURCE.as_str(), patient_id).await?;
+    let changed: Vec<&str> = versions
+        .iter()
+        .filter(|v| v.version > based_on)
+        .flat_map(|v| v.changed_fields.iter().map(String::as_str))
+        .collect();
+    Ok(PatientFields::NAMES
+        .iter()
+        .copied()
+        .filter(|name| changed.contains(name) && field_access(role, RESOURCE, name).reads())
+        .collect())
+}
+
+/// The patient's record as `user` may read it.
+pub async fn record(
+    store: &Store,
+    scope: &ClinicScope,
+    user: &UserInfo,
+    patient_id: Uuid,
+) -> Result<PatientRecord, ServerError> {
+    let mut tx = store.clinic_tx(scope).await?;
+    let stored = stored::patient_record(&mut tx, patient_id).await?;
+    tx.commit().await?;
+    let stored = stored.ok_or(ServerError::NotFound)?;
+    Ok(PatientRecord {
+        id: patient_id,
+        version: stored.version,
+        fields: readable(decode(&stored.body)?, user.role),
+    })
+}
+
+/// Every version of the patient's record, oldest first, each cut to what `user` may read.
+pub async fn history(
+    store: &Store,
+    scope: &ClinicScope,
+    user: &UserInfo,
+    patient_id: Uuid,
+) -> Result<RecordHistory, ServerError> {
+    let mut tx = store.clinic_tx(scope).await?;
+    let exists = stored::patient_record(&mut tx, patient_id).await?.is_some();
+    let rows = stored::versions(&mut tx, RESOURCE.as_str(), patient_id).await?;
+    tx.commit().await?;
+    if !exists {
+        return Err(ServerError::NotFound);
+    }
+    let role = user.role;
+    let versions = rows
+        .into_iter()
+        .map(|row| {
+            Ok(RecordVersion {
+                version: row.version,
+                recorded_at_ms: row.recorded_at_ms,
+                actor_user_id: row.actor_user_id,
+                actor_role: row.actor_role,
+                device_id: row.device_id,
+                changed: row
+                    .changed_fields
+                    .into_iter()
+                    .filter(|f| field_access(role, RESOURCE, f).reads())
+                    .collect(),
+                reason: Phi::new(row.reason),
+                fields: readable(decode(&row.body)?, role),
+            })
+        })
+        .collect::<Result<_, ServerError>>()?;
+    Ok(RecordHistory {
+        id: patient_id,
+        versions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clinicdesk_protocol::wire::Address;
+
+    use super::*;
+
+    fn day(s: &str) -> time::Date {
+        time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).unwrap()
+    }
+
+    #[test]
+    fn values_no_clinic_would_store_are_refused_by_field() {
+        let today = day("2026-12-06");
+        let with = |f: PatientFields| validate(&f, today).err().and_then(|e| e.field());
+        let mut f = PatientFields {
+            birth_date: Some("2027-01-01".into()),
+            ..Default::default()
+        };
+        assert_eq!(with(f.clone()), Some("birth_date"), "in the future");
+        f.birth_date = Some("1990-02-30".into());
+        assert_eq!(with(f.clone()), Some("birth_date"), "no such day");
+        f.birth_date = Some("1990-02-28".into());
+        assert_eq!(with(f.clone()), None);
+        f.name = Some(HumanName {
+            given: "A\u{1b}[2J".into(),
+            family: "B".into(),
+            preferred: String::new(),
+        });
+        assert_eq!(with(f.clone()), Some("name"), "control characters");
+        f.name = None;
+        f.address = Some(Address {
+            line: vec!["x".repeat(TEXT_MAX + 1)],
+            ..Default::default()
+        });
+        assert_eq!(with(f.clone()), Some("address"), "too long");
+        f.address = None;
+        f.phone = Some("555-0100; DROP".into());
+        assert_eq!(with(f), Some("phone"));
+    }
+
+    #[test]
+    fn a_role_writes_only_what_the_table_lets_it() {
+        let f = PatientFields {
+            phone: Some("555".into()),
+            ..Default::default()
+        };
+        assert!(check_writable(&f, Role::FrontDesk).is_ok());
+        for role in [Role::Clinician, Role::Billing, Role::Admin] {
+            assert_eq!(
+                check_writable(&f, role).err().and_then(|e| e.field()),
+                Some("phone")
+            );
+        }
+    }
+}

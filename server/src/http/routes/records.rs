@@ -1,0 +1,121 @@
+//! A patient's registration record: register one, read it, change it (`If-Match` names the
+//! version the change was based on), and read its history. Each cut to the caller's field
+//! policy; each change recorded with its audit event in its transaction.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::wire::{
+    PatientRecord, PatientRegistration, PatientUpdate, RecordHistory, RecordWritten,
+};
+use uuid::Uuid;
+
+use crate::audit::access::{Seen, Served};
+use crate::clinical::records::{self, Writer, Written};
+use crate::error::ServerError;
+use crate::http::authorize::Authenticated;
+use crate::http::extract::{Body, Id, IfMatch, etag};
+use crate::state::AppState;
+
+fn writer(auth: &Authenticated, seen: Seen) -> Writer<'_> {
+    Writer {
+        user: &auth.principal.user,
+        device_id: auth.principal.device_id,
+        seen: seen.for_session(auth.principal.device_id),
+    }
+}
+
+/// What a write answers: the new version, in the body and as the `ETag`.
+fn answer(written: Written) -> impl IntoResponse {
+    (
+        [etag(written.version)],
+        Json(RecordWritten {
+            id: written.id,
+            version: written.version,
+        }),
+    )
+}
+
+#[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration,
+    responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
+        (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
+        (status = 403, body = ApiError, description = "The role may not write the named field"),
+        (status = 409, body = ApiError,
+            description = "`possible_duplicate` (with `candidates`), or `conflict` on `mrn`")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn register(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Body(registration): Body<PatientRegistration>,
+) -> Result<impl IntoResponse, ServerError> {
+    let written =
+        records::register(&state, auth.scope(), writer(&auth, seen), registration).await?;
+    Ok((StatusCode::CREATED, answer(written)))
+}
+
+#[utoipa::path(patch, path = "/v1/patients/{patient_id}",
+    params(("patient_id" = Uuid, Path),
+        ("If-Match" = String, Header, description = "The version the change is based on, quoted")),
+    request_body = PatientUpdate,
+    responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
+        (status = 400, body = ApiError),
+        (status = 403, body = ApiError, description = "The role may not write the named field"),
+        (status = 404, body = ApiError),
+        (status = 409, body = ApiError,
+            description = "`conflict`: the record changed since; `current_version` and `fields`")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Id(patient_id): Id<Uuid>,
+    IfMatch(based_on): IfMatch,
+    Body(update): Body<PatientUpdate>,
+) -> Result<impl IntoResponse, ServerError> {
+    let written = records::update(
+        &state,
+        auth.scope(),
+        writer(&auth, seen),
+        patient_id,
+        based_on,
+        update,
+    )
+    .await?;
+    Ok(answer(written))
+}
+
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/record",
+    params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = PatientRecord, headers(("ETag" = String))),
+        (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_record(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(patient_id): Id<Uuid>,
+) -> Result<impl IntoResponse, ServerError> {
+    let record =
+        records::record(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    Ok(([etag(record.version)], Served::new(record)))
+}
+
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/history",
+    params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = RecordHistory), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_history(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(patient_id): Id<Uuid>,
+) -> Result<Served<RecordHistory>, ServerError> {
+    let history =
+        records::history(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    Ok(Served::new(history))
+}

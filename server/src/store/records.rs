@@ -1,0 +1,296 @@
+//! Records and their history: a patient's stored content (JSON text) with its version, and
+//! `record_versions`, every version of every record, append-only. What the content means
+//! and who may change it is `crate::clinical::records`'s business; here are the statements.
+
+use super::*;
+
+/// A patient's content as stored, and its version (0 until the first write through the
+/// record layer).
+pub struct StoredRecord {
+    pub version: u64,
+    pub body: String,
+}
+
+/// The columns derived from a patient's content, for the schedule, the chart and searches.
+pub struct Derived<'a> {
+    pub name: &'a str,
+    pub birth_date: &'a str,
+    pub phone: &'a str,
+    pub mrn: &'a str,
+}
+
+/// One stored version of a record.
+pub struct VersionRow {
+    pub resource_type: String,
+    pub record_id: Uuid,
+    pub version: u64,
+    pub patient_id: Option<Uuid>,
+    pub body: String,
+    pub changed_fields: Vec<String>,
+    pub actor_user_id: Uuid,
+    pub actor_role: Role,
+    pub device_id: Option<Uuid>,
+    pub recorded_at_ms: i64,
+    pub reason: String,
+    pub audit_event_id: Uuid,
+}
+
+fn version_of(v: i64) -> Result<u64, ServerError> {
+    u64::try_from(v).map_err(|_| ServerError::Internal("stored version negative"))
+}
+
+fn db_version(v: u64) -> Result<i64, ServerError> {
+    i64::try_from(v).map_err(|_| ServerError::Internal("version out of range"))
+}
+
+/// The patient's stored content; another clinic's patient is `None`, like a missing one.
+pub async fn patient_record(
+    tx: &mut ClinicTx,
+    patient_id: Uuid,
+) -> Result<Option<StoredRecord>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let row = sqlx::query("SELECT version, record FROM patients WHERE id = $1 AND clinic_id = $2")
+        .bind(patient_id.to_string())
+        .bind(clinic)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|row| {
+        Ok(StoredRecord {
+            version: version_of(row.get(0))?,
+            body: row.get(1),
+        })
+    })
+    .transpose()
+}
+
+/// Stores a new patient at version 1, with no clinical content yet.
+pub async fn insert_patient_record(
+    tx: &mut ClinicTx,
+    patient_id: Uuid,
+    body: &str,
+    derived: &Derived<'_>,
+) -> Result<(), ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    sqlx::query(
+        "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
+             medications, record, version)
+         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1)",
+    )
+    .bind(patient_id.to_string())
+    .bind(clinic)
+    .bind(derived.name)
+    .bind(derived.birth_date)
+    .bind(derived.mrn)
+    .bind(derived.phone)
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the patient's content if it is still at `based_on`; `false` if another write
+/// got there first (the caller holds the clinic's lock, so that is a stale caller).
+pub async fn update_patient_record(
+    tx: &mut ClinicTx,
+    patient_id: Uuid,
+    based_on: u64,
+    body: &str,
+    derived: &Derived<'_>,
+) -> Result<bool, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let done = sqlx::query(
+        "UPDATE patients SET record = $1, version = version + 1, name = $2, birth_date = $3,
+             mrn = $4, phone = $5
+         WHERE id = $6 AND clinic_id = $7 AND version = $8",
+    )
+    .bind(body)
+    .bind(derived.name)
+    .bind(derived.birth_date)
+    .bind(derived.mrn)
+    .bind(derived.phone)
+    .bind(patient_id.to_string())
+    .bind(clinic)
+    .bind(db_version(based_on)?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Patients of the clinic already on file that a new registration may be: the same name
+/// (ignoring case) and birth date, or the same phone. At most ten, by id.
+pub async fn possible_duplicates(
+    tx: &mut ClinicTx,
+    name: &str,
+    birth_date: &str,
+    phone: &str,
+) -> Result<Vec<Uuid>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM patients
+         WHERE clinic_id = $1
+           AND ((lower(name) = lower($2) AND birth_date = $3) OR ($4 <> '' AND phone = $4))
+         ORDER BY id LIMIT 10",
+    )
+    .bind(clinic)
+    .bind(name)
+    .bind(birth_date)
+    .bind(phone)
+    .fetch_all(&mut **tx)
+    .await?;
+    ids.iter().map(|s| parse_uuid(s)).collect()
+}
+
+/// Whether the clinic already has a patient with this record number.
+pub async fn mrn_taken(tx: &mut ClinicTx, mrn: &str) -> Result<bool, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM patients WHERE clinic_id = $1 AND mrn = $2")
+            .bind(clinic)
+            .bind(mrn)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// How many patients the clinic has (the start of the next record number).
+pub async fn patient_count(tx: &mut ClinicTx) -> Result<u64, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE clinic_id = $1")
+        .bind(clinic)
+        .fetch_one(&mut **tx)
+        .await?;
+    version_of(n)
+}
+
+/// Appends one version to the history.
+pub async fn insert_version(tx: &mut ClinicTx, row: &VersionRow) -> Result<(), ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let changed = serde_json::to_string(&row.changed_fields)
+        .map_err(|_| ServerError::Internal("field names not encodable"))?;
+    sqlx::query(
+        "INSERT INTO record_versions (clinic_id, resource_type, record_id, version, patient_id,
+             body, changed_fields, actor_user_id, actor_role, device_id, recorded_at_ms, reason,
+             audit_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(clinic)
+    .bind(&row.resource_type)
+    .bind(row.record_id.to_string())
+    .bind(db_version(row.version)?)
+    .bind(row.patient_id.map(|p| p.to_string()))
+    .bind(&row.body)
+    .bind(changed)
+    .bind(row.actor_user_id.to_string())
+    .bind(row.actor_role.as_str())
+    .bind(row.device_id.map(|d| d.to_string()))
+    .bind(row.recorded_at_ms)
+    .bind(&row.reason)
+    .bind(row.audit_event_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn version_row(row: &AnyRow) -> Result<VersionRow, ServerError> {
+    let opt_uuid = |i: usize| -> Result<Option<Uuid>, ServerError> {
+        row.get::<Option<String>, _>(i)
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()
+    };
+    let changed: String = row.get(5);
+    Ok(VersionRow {
+        resource_type: row.get(0),
+        record_id: parse_uuid(&row.get::<String, _>(1))?,
+        version: version_of(row.get(2))?,
+        patient_id: opt_uuid(3)?,
+        body: row.get(4),
+        changed_fields: serde_json::from_str(&changed)
+            .map_err(|_| ServerError::Internal("stored field names malformed"))?,
+        actor_user_id: parse_uuid(&row.get::<String, _>(6))?,
+        actor_role: Role::parse(&row.get::<String, _>(7))
+            .ok_or(ServerError::Internal("stored role unknown"))?,
+        device_id: opt_uuid(8)?,
+        recorded_at_ms: row.get(9),
+        reason: row.get(10),
+        audit_event_id: parse_uuid(&row.get::<String, _>(11))?,
+    })
+}
+
+/// A record's versions, oldest first.
+pub async fn versions(
+    tx: &mut ClinicTx,
+    resource_type: &str,
+    record_id: Uuid,
+) -> Result<Vec<VersionRow>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT resource_type, record_id, version, patient_id, body, changed_fields,
+             actor_user_id, actor_role, device_id, recorded_at_ms, reason, audit_event_id
+         FROM record_versions
+         WHERE clinic_id = $1 AND resource_type = $2 AND record_id = $3 ORDER BY version",
+    )
+    .bind(clinic)
+    .bind(resource_type)
+    .bind(record_id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(version_row).collect()
+}
+
+/// One stored version as `audit verify` reads it: each column as text or number, whatever
+/// it holds, so a row an insider mangled is a finding and not a stop.
+pub struct VersionAsStored {
+    pub resource_type: Option<String>,
+    pub record_id: Option<String>,
+    pub version: Option<i64>,
+    pub patient_id: Option<String>,
+    pub body: Option<String>,
+    pub audit_event_id: Option<String>,
+}
+
+/// A patient's current content as `audit verify` reads it.
+pub struct CurrentAsStored {
+    pub id: Option<String>,
+    pub version: Option<i64>,
+    pub record: Option<String>,
+}
+
+/// Every stored version of the clinic's records, and every patient's current content, for
+/// `audit verify`.
+pub async fn record_versions_as_stored(
+    tx: &mut ClinicTx,
+) -> Result<(Vec<VersionAsStored>, Vec<CurrentAsStored>), ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT resource_type, record_id, version, patient_id, body, audit_event_id
+         FROM record_versions WHERE clinic_id = $1 ORDER BY resource_type, record_id, version",
+    )
+    .bind(&clinic)
+    .fetch_all(&mut **tx)
+    .await?;
+    let versions = rows
+        .iter()
+        .map(|r| VersionAsStored {
+            resource_type: r.try_get(0).ok(),
+            record_id: r.try_get(1).ok(),
+            version: r.try_get(2).ok(),
+            patient_id: r.try_get::<Option<String>, _>(3).ok().flatten(),
+            body: r.try_get(4).ok(),
+            audit_event_id: r.try_get(5).ok(),
+        })
+        .collect();
+    let rows = sqlx::query("SELECT id, version, record FROM patients WHERE clinic_id = $1")
+        .bind(&clinic)
+        .fetch_all(&mut **tx)
+        .await?;
+    let current = rows
+        .iter()
+        .map(|r| CurrentAsStored {
+            id: r.try_get(0).ok(),
+            version: r.try_get(1).ok(),
+            record: r.try_get(2).ok(),
+        })
+        .collect();
+    Ok((versions, current))
+}

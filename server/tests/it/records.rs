@@ -1,0 +1,537 @@
+//! Patient records through the real server: the front desk registers a patient and changes
+//! them; every change is a new version with its audit event (the fields changed, the
+//! content hashes before and after) in the same transaction; a stale `If-Match` is a
+//! conflict naming what changed; a likely duplicate is refused until confirmed; every role
+//! reads and writes exactly the fields the policy table gives it; and `audit verify` finds
+//! history changed behind the server's back.
+
+use clinicdesk_protocol::audit::{AuditEvent, Hash32};
+use clinicdesk_protocol::policy::fields::{Resource, field_access};
+use clinicdesk_protocol::policy::{Role, allows};
+use clinicdesk_protocol::wire::{PatientFields, PatientRecord, RecordHistory};
+use clinicdesk_server::audit::key::PublicKey;
+use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
+use clinicdesk_server::store::Backend;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::harness::{SignedIn, TestServer, every_role};
+
+fn registration() -> Value {
+    json!({ "fields": {
+        "name": { "given": "Wren", "family": "Synthetica" },
+        "birth_date": "1984-07-19",
+        "gender": "female",
+        "phone": "555-0142",
+        "email": "wren@example.invalid",
+        "address": { "line": ["12 Nowhere Row"], "city": "Testford", "state": "ZZ",
+                     "postal_code": "00012", "country": "US" },
+        "language": "en",
+        "emergency_contact": { "name": "Kit Synthetica", "relationship": "sibling",
+                               "phone": "555-0143" }
+    }})
+}
+
+/// `PATCH /v1/patients/{id}` based on `version`: the status, the `ETag`, the body.
+async fn patch(
+    server: &TestServer,
+    token: &str,
+    id: Uuid,
+    version: &str,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let resp = server
+        .client()
+        .patch(format!("{}/v1/patients/{id}", server.url))
+        .bearer_auth(token)
+        .header("If-Match", version)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let etag = resp
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, etag, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn register(server: &TestServer, token: &str, body: Value) -> Uuid {
+    let (status, answer) = server.post("/v1/patients", Some(token), body).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["version"], 1);
+    answer["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn record(server: &TestServer, token: &str, id: Uuid) -> PatientRecord {
+    let (status, body) = server
+        .get(&format!("/v1/patients/{id}/record"), token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// The stored content of each version of the patient, oldest first.
+async fn stored_versions(server: &TestServer, id: Uuid) -> Vec<String> {
+    sqlx::query_scalar("SELECT body FROM record_versions WHERE record_id = $1 ORDER BY version")
+        .bind(id.to_string())
+        .fetch_all(&server.owner_pool().await)
+        .await
+        .unwrap()
+}
+
+fn sha(body: &str) -> Hash32 {
+    Hash32::of_canonical(body.as_bytes())
+}
+
+async fn changes_of(server: &TestServer, id: Uuid) -> Vec<AuditEvent> {
+    let mut events = server.events_of("create").await;
+    events.extend(server.events_of("update").await);
+    events.retain(|e| e.resource_type == "Patient" && e.patient_id == Some(id));
+    events
+}
+
+#[tokio::test]
+async fn a_registered_patient_is_changed_in_versions_each_with_its_audit_event() {
+    let server = TestServer::start().await;
+    let SignedIn { device, login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let id = register(&server, token, registration()).await;
+
+    let first = record(&server, token, id).await;
+    assert_eq!(first.version, 1);
+    let name = first.fields.name.clone().unwrap();
+    assert_eq!(
+        (name.given.as_str(), name.family.as_str()),
+        ("Wren", "Synthetica")
+    );
+    let mrn = first.fields.mrn.clone().unwrap();
+    assert!(
+        mrn.len() == 8 && mrn.chars().all(|c| c.is_ascii_digit()),
+        "assigned: {mrn:?}"
+    );
+    assert_eq!(first.fields.active, Some(true));
+    // The chart shows the registered name.
+    let (status, chart) = server.get(&format!("/v1/patients/{id}"), token).await;
+    assert_eq!(
+        (status, chart["name"].as_str()),
+        (200, Some("Wren Synthetica"))
+    );
+
+    let change = json!({ "fields": { "phone": "555-0150",
+        "address": { "line": ["14 Nowhere Row"], "city": "Testford", "state": "ZZ",
+                     "postal_code": "00014", "country": "US" } },
+        "reason": "moved next door" });
+    let (status, etag, body) = patch(&server, token, id, "\"1\"", change).await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"2\"")), "{body}");
+
+    // A change based on version 1 now is stale: refused with what changed since.
+    let late = json!({ "fields": { "email": "w.s@example.invalid" } });
+    let (status, _, body) = patch(&server, token, id, "\"1\"", late.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "conflict");
+    assert_eq!(body["current_version"], 2);
+    assert_eq!(body["fields"], json!(["phone", "address"]));
+    assert_eq!(
+        record(&server, token, id).await.fields.email.as_deref(),
+        Some("wren@example.invalid")
+    );
+    // Based on the current version, it goes through; the same values again store nothing.
+    let (status, etag, _) = patch(&server, token, id, "\"2\"", late.clone()).await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")));
+    let (status, etag, _) = patch(&server, token, id, "\"3\"", late).await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")));
+    // No version named: refused by the header, nothing stored.
+    let resp = server
+        .client()
+        .patch(format!("{}/v1/patients/{id}", server.url))
+        .bearer_auth(token)
+        .json(&json!({ "fields": { "language": "es" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+
+    // The history: every version, who and what, with the values as they were.
+    let (status, body) = server
+        .get(&format!("/v1/patients/{id}/history"), token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history: RecordHistory = serde_json::from_value(body).unwrap();
+    let versions: Vec<(u64, Vec<String>)> = history
+        .versions
+        .iter()
+        .map(|v| (v.version, v.changed.clone()))
+        .collect();
+    assert_eq!(versions[0].1, PatientFields::NAMES);
+    assert_eq!(
+        versions[1..],
+        [
+            (2, vec!["phone".to_owned(), "address".to_owned()]),
+            (3, vec!["email".to_owned()])
+        ]
+    );
+    assert_eq!(history.versions[1].reason.expose(), "moved next door");
+    assert_eq!(
+        history.versions[0].fields.phone.as_deref(),
+        Some("555-0142")
+    );
+    assert_eq!(
+        history.versions[1].fields.phone.as_deref(),
+        Some("555-0150")
+    );
+    assert!(
+        history
+            .versions
+            .iter()
+            .all(|v| v.actor_user_id == login.user.user_id
+                && v.actor_role == Role::FrontDesk
+                && v.device_id == Some(device.id))
+    );
+
+    // Each change's event names the fields and commits to the stored content around it.
+    let bodies = stored_versions(&server, id).await;
+    let events = changes_of(&server, id).await;
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| {
+            let c = e.change.expect("a change event carries its hashes");
+            (
+                e.action.as_str(),
+                e.fields.len(),
+                c.version,
+                c.before,
+                c.after,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "create",
+                PatientFields::NAMES.len(),
+                1,
+                None,
+                sha(&bodies[0])
+            ),
+            ("update", 2, 2, Some(sha(&bodies[0])), sha(&bodies[1])),
+            ("update", 1, 3, Some(sha(&bodies[1])), sha(&bodies[2])),
+        ]
+    );
+    // The values stay in the history: no event carries one.
+    for e in &events {
+        let json = serde_json::to_string(e).unwrap();
+        assert!(
+            !json.contains("555-01") && !json.contains("Nowhere"),
+            "{json}"
+        );
+    }
+    let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
+    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_likely_duplicate_is_refused_with_its_candidates_until_confirmed() {
+    let server = TestServer::start().await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let first = register(&server, token, registration()).await;
+
+    // The same walk-in again, typed in another case: refused, naming the first.
+    let mut again = registration();
+    again["fields"]["name"]["family"] = json!("SYNTHETICA");
+    again["fields"]["phone"] = json!("555-0999");
+    let (status, body) = server
+        .post("/v1/patients", Some(token), again.clone())
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("possible_duplicate"))
+    );
+    assert_eq!(body["candidates"], json!([first.to_string()]));
+    // Another name and birth date but the same phone: refused too.
+    let mut same_phone = registration();
+    same_phone["fields"]["name"]["given"] = json!("Rowan");
+    same_phone["fields"]["birth_date"] = json!("2001-02-03");
+    let (status, body) = server.post("/v1/patients", Some(token), same_phone).await;
+    assert_eq!(
+        (status, body["candidates"].clone()),
+        (409, json!([first.to_string()]))
+    );
+    // Nothing was stored by either refusal.
+    assert_eq!(changes_of(&server, first).await.len(), 1);
+
+    // The user checked: a different person. Registered, with a record number of its own.
+    again["confirm_new_person"] = json!(true);
+    let second = register(&server, token, again).await;
+    assert_ne!(second, first);
+    let mrns = (
+        record(&server, token, first).await.fields.mrn,
+        record(&server, token, second).await.fields.mrn,
+    );
+    assert_ne!(mrns.0, mrns.1);
+    // A record number already in use is a conflict on that field.
+    let mut taken = registration();
+    taken["fields"]["name"]["given"] = json!("Ash");
+    taken["fields"]["phone"] = json!("555-0777");
+    taken["fields"]["mrn"] = json!(mrns.0.unwrap());
+    taken["confirm_new_person"] = json!(true);
+    let (status, body) = server.post("/v1/patients", Some(token), taken).await;
+    assert_eq!((status, body["field"].as_str()), (409, Some("mrn")));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_by_field_and_nothing_is_stored() {
+    let server = TestServer::start().await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let cases = [
+        ("birth_date", json!("1984-02-30")),
+        ("birth_date", json!("2999-01-01")),
+        ("phone", json!("call me maybe")),
+        ("email", json!("no-at-sign")),
+        ("language", json!("en; DROP")),
+    ];
+    for (field, value) in cases {
+        let mut body = registration();
+        body["fields"][field] = value;
+        let (status, answer) = server.post("/v1/patients", Some(token), body).await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(field)),
+            "{answer}"
+        );
+    }
+    let mut nameless = registration();
+    nameless["fields"].as_object_mut().unwrap().remove("name");
+    let (status, answer) = server.post("/v1/patients", Some(token), nameless).await;
+    assert_eq!((status, answer["field"].as_str()), (400, Some("name")));
+    // A field the table does not know (no SSN is stored until it can be encrypted).
+    let mut unknown = registration();
+    unknown["fields"]["ssn"] = json!("000-00-0000");
+    let (status, answer) = server.post("/v1/patients", Some(token), unknown).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(!answer.to_string().contains("000-00"), "{answer}");
+    assert!(
+        server
+            .events_of("create")
+            .await
+            .iter()
+            .all(|e| e.resource_type != "Patient")
+    );
+}
+
+/// Every role reads exactly the fields the table lets it read (absent, not null, beyond
+/// them), on every read route of the record; writes are allowed exactly where the table
+/// says read-and-write.
+#[tokio::test]
+async fn each_role_reads_and_writes_exactly_the_fields_the_table_gives_it() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "frontdesk").await;
+    let front = login.session_token.expose().to_owned();
+    let id = register(&server, &front, registration()).await;
+    let sessions = every_role(&server, &report, &device).await;
+
+    for (role, token) in &sessions {
+        let table: Vec<&str> = PatientFields::NAMES
+            .iter()
+            .copied()
+            .filter(|f| field_access(*role, Resource::Patient, f).reads())
+            .collect();
+        let routes = [
+            format!("/v1/patients/{id}/record"),
+            format!("/v1/patients/{id}/history"),
+        ];
+        for path in routes {
+            let (status, body) = server.get(&path, token).await;
+            if !allows(*role, clinicdesk_protocol::Permission::ReadDemographics) {
+                assert_eq!(status, 403, "{role:?} {path}");
+                assert!(
+                    table.is_empty(),
+                    "{role:?} is refused fields the table gives it"
+                );
+                continue;
+            }
+            assert_eq!(status, 200, "{role:?} {path}: {body}");
+            let fields = if path.ends_with("/record") {
+                body["fields"].clone()
+            } else {
+                body["versions"][0]["fields"].clone()
+            };
+            let keys: Vec<&str> = fields
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut want = table.clone();
+            want.sort_unstable();
+            let mut got = keys.clone();
+            got.sort_unstable();
+            assert_eq!(got, want, "{role:?} {path}");
+        }
+        // The chart's registration fields are within the table too.
+        let (status, chart) = server.get(&format!("/v1/patients/{id}"), token).await;
+        if status == 200 {
+            for key in ["name", "birth_date", "mrn", "phone"] {
+                assert!(
+                    chart.get(key).is_some() == table.contains(&key),
+                    "{role:?} {key}"
+                );
+            }
+        }
+    }
+
+    // Writes: each field alone, by each role, allowed exactly where the table says so.
+    let values = [
+        ("mrn", json!("X-1")),
+        (
+            "name",
+            json!({ "given": "Wren", "family": "Synthetica-Vale" }),
+        ),
+        ("birth_date", json!("1984-07-20")),
+        ("gender", json!("other")),
+        ("phone", json!("555-0160")),
+        ("email", json!("wsv@example.invalid")),
+        (
+            "address",
+            json!({ "line": ["1 Elsewhere"], "city": "Testford" }),
+        ),
+        ("language", json!("es")),
+        (
+            "emergency_contact",
+            json!({ "name": "Kit", "relationship": "sibling", "phone": "555" }),
+        ),
+        ("active", json!(false)),
+    ];
+    assert_eq!(values.clone().map(|(f, _)| f), PatientFields::NAMES);
+    for (role, token) in &sessions {
+        for (field, value) in &values {
+            let version = record(&server, &front, id).await.version;
+            let (status, _, body) = patch(
+                &server,
+                token,
+                id,
+                &format!("\"{version}\""),
+                json!({ "fields": { *field: value } }),
+            )
+            .await;
+            if field_access(*role, Resource::Patient, field).writes() {
+                assert_eq!(status, 200, "{role:?} {field}: {body}");
+            } else {
+                assert_eq!(
+                    (status, body["code"].as_str()),
+                    (403, Some("forbidden")),
+                    "{role:?} {field}"
+                );
+            }
+        }
+    }
+}
+
+/// The history is checked against the trail: a version's content edited, a version
+/// removed, or the current content changed behind the server's back is named by verify.
+#[tokio::test]
+async fn history_changed_behind_the_servers_back_is_named_by_verify() {
+    let server = TestServer::start().await;
+    let SignedIn { device, login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let id = register(&server, token, registration()).await;
+    let (status, _, _) = patch(
+        &server,
+        token,
+        id,
+        "\"1\"",
+        json!({ "fields": { "phone": "555-0151" } }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
+    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+
+    let owner = server.owner_pool().await;
+    if server.store.backend() == Backend::Sqlite {
+        for drop in [
+            "DROP TRIGGER record_versions_no_update",
+            "DROP TRIGGER record_versions_no_delete",
+        ] {
+            sqlx::query(drop).execute(&owner).await.unwrap();
+        }
+    }
+    let run = |sql: &'static str| {
+        let owner = owner.clone();
+        async move {
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .execute(&owner)
+                .await
+                .unwrap();
+        }
+    };
+    let findings = || async {
+        match verify_all(&server.store, &audit_key, &[]).await {
+            Err(VerifyError::Tampered(found)) => crate::tamper::named(&found),
+            other => panic!("went unnoticed: {:?}", other.map(|r| r.events)),
+        }
+    };
+    let version = |v: i64| Location::Version {
+        resource_type: "Patient".into(),
+        record_id: id.to_string(),
+        version: v,
+    };
+
+    // The first version's phone rewritten in the history.
+    run("UPDATE record_versions SET body = replace(body, '555-0142', '555-0000') WHERE record_id = $1 AND version = 1").await;
+    assert_eq!(findings().await, [(version(1), Problem::VersionContent)]);
+
+    // The current content rewritten (the history left alone).
+    run("UPDATE record_versions SET body = replace(body, '555-0000', '555-0142') WHERE record_id = $1 AND version = 1").await;
+    run("UPDATE patients SET record = replace(record, '555-0151', '555-0000') WHERE id = $1").await;
+    let current = Location::Record {
+        resource_type: "Patient".into(),
+        record_id: id.to_string(),
+    };
+    assert_eq!(
+        findings().await,
+        [(current.clone(), Problem::CurrentMismatch)]
+    );
+
+    // The latest version removed: its event names the loss, and the record is no longer
+    // its latest version.
+    run("UPDATE patients SET record = replace(record, '555-0000', '555-0151') WHERE id = $1").await;
+    run("DELETE FROM record_versions WHERE record_id = $1 AND version = 2").await;
+    let found = findings().await;
+    assert!(
+        matches!(found.as_slice(), [(Location::Event { .. }, Problem::VersionMissing), (c, Problem::CurrentMismatch)] if *c == current),
+        "{found:?}"
+    );
+}
+
+/// The history is append-only to the server, exactly like the trail: SQLite's triggers and
+/// PostgreSQL's grants refuse the application role any change or removal of a version.
+#[tokio::test]
+async fn stored_versions_cannot_be_changed_or_deleted() {
+    let server = TestServer::start().await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let id = register(&server, login.session_token.expose(), registration()).await;
+    let app = server.app_role_pool().await;
+    let refusal = match server.store.backend() {
+        Backend::Sqlite => "append-only",
+        Backend::Postgres => "permission denied",
+    };
+    for attack in [
+        "UPDATE record_versions SET body = '{}'",
+        "UPDATE record_versions SET version = version + 1",
+        "DELETE FROM record_versions",
+    ] {
+        let refused = sqlx::query(attack).execute(&app).await.unwrap_err();
+        assert!(refused.to_string().contains(refusal), "{attack}: {refused}");
+    }
+    assert_eq!(stored_versions(&server, id).await.len(), 1);
+}
