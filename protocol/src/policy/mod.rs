@@ -244,6 +244,14 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // A search discloses each patient it returns: one event per match, naming its fields.
+    phi_rule(
+        "GET",
+        "/v1/patients",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
+    ),
     // A registration or change records its own event in its transaction, with the fields
     // it changed and the content hashes of the versions before and after.
     refusals_recorded(

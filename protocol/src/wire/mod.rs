@@ -41,7 +41,8 @@ pub use health::Health;
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
     Address, EmergencyContact, Gender, HumanName, PatientFields, PatientRecord,
-    PatientRegistration, PatientUpdate, RecordHistory, RecordVersion, RecordWritten,
+    PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion,
+    RecordWritten, SEARCH_PAGE_MAX,
 };
 pub use schedule::{Appointment, AppointmentList};
 pub use session::{

@@ -173,6 +173,20 @@ pub struct PatientRecord {
     pub fields: PatientFields,
 }
 
+/// `GET /v1/patients?q=`: one page of an as-you-type search, each match cut to what a
+/// search shows (record number, name, birth date, phone, active) and the reader may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatientSearchPage {
+    pub results: Vec<PatientRecord>,
+    /// The `offset` of the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u32>,
+}
+
+/// The most matches one page of a search holds.
+pub const SEARCH_PAGE_MAX: u32 = 50;
+
 /// `POST /v1/patients`: register a new patient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -37,3 +37,13 @@ CREATE POLICY clinic_rows ON record_versions TO clinicdesk_app
 
 CREATE INDEX patients_by_name_birth ON patients (clinic_id, name, birth_date);
 CREATE INDEX patients_by_phone ON patients (clinic_id, phone);
+
+-- COLLATE "C": byte order, so a prefix is a range scan whatever the database's locale.
+ALTER TABLE patients ADD COLUMN family_key TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE patients ADD COLUMN given_key TEXT COLLATE "C" NOT NULL DEFAULT '';
+UPDATE patients SET
+    family_key = lower(record::json -> 'name' ->> 'family'),
+    given_key = lower(record::json -> 'name' ->> 'given');
+CREATE INDEX patients_by_family ON patients (clinic_id, family_key, given_key);
+CREATE INDEX patients_by_given ON patients (clinic_id, given_key);
+CREATE INDEX patients_by_birth ON patients (clinic_id, birth_date);

@@ -41,3 +41,14 @@ BEGIN SELECT RAISE(ABORT, 'record_versions is append-only'); END;
 -- Possible duplicates: the same name and birth date, or the same phone.
 CREATE INDEX patients_by_name_birth ON patients (clinic_id, name, birth_date);
 CREATE INDEX patients_by_phone ON patients (clinic_id, phone);
+
+-- As-you-type search by the start of a family or given name, lower-cased, derived from the
+-- content like `name`; range scans on these indexes serve prefixes on both stores.
+ALTER TABLE patients ADD COLUMN family_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE patients ADD COLUMN given_key TEXT NOT NULL DEFAULT '';
+UPDATE patients SET
+    family_key = lower(json_extract(record, '$.name.family')),
+    given_key = lower(json_extract(record, '$.name.given'));
+CREATE INDEX patients_by_family ON patients (clinic_id, family_key, given_key);
+CREATE INDEX patients_by_given ON patients (clinic_id, given_key);
+CREATE INDEX patients_by_birth ON patients (clinic_id, birth_date);

@@ -208,6 +208,7 @@ async fn seed_clinic_with(
             let id = Uuid::now_v7();
             let mrn = format!("MRN-{:06}", 100_001 + i);
             let phone = format!("555-01{:02}", 10 + i);
+            let (given, family) = p.name.split_once(' ').unwrap_or(("", p.name));
             store
                 .insert_patient(
                     &scope,
@@ -218,6 +219,8 @@ async fn seed_clinic_with(
                         record: seeded_record(p, i, &mrn, &phone)?,
                         mrn,
                         phone,
+                        given: given.to_owned(),
+                        family: family.to_owned(),
                         allergies: p.allergies.iter().map(|s| (*s).to_owned()).collect(),
                         problems: p.problems.iter().map(|s| (*s).to_owned()).collect(),
                         medications: p.medications.iter().map(|s| (*s).to_owned()).collect(),
@@ -251,6 +254,7 @@ async fn seed_clinic_with(
 /// not exist, in a town with a reserved-looking name, and `.invalid` mail addresses.
 fn seeded_record(p: &Synthetic, i: usize, mrn: &str, phone: &str) -> Result<String, ServerError> {
     let (given, family) = p.name.split_once(' ').unwrap_or(("", p.name));
+    // (The caller splits the same way for the search columns.)
     let genders = [Gender::Female, Gender::Male, Gender::Other, Gender::Unknown];
     records::seeded_content(PatientFields {
         mrn: Some(mrn.to_owned()),

@@ -18,7 +18,9 @@
 
 use clinicdesk_protocol::audit::{BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::policy::PhiAccess;
-use clinicdesk_protocol::wire::{AppointmentList, Patient, PatientRecord, RecordHistory};
+use clinicdesk_protocol::wire::{
+    AppointmentList, Patient, PatientRecord, PatientSearchPage, RecordHistory,
+};
 use uuid::Uuid;
 
 use super::server_chain::{self, ServerEvent};
@@ -63,6 +65,13 @@ impl Discloses for PatientRecord {
                 .map(str::to_owned)
                 .collect(),
         }]
+    }
+}
+
+/// A search discloses each patient it returned, with the fields shown.
+impl Discloses for PatientSearchPage {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        self.results.iter().flat_map(Discloses::disclosed).collect()
     }
 }
 

@@ -10,8 +10,8 @@
 use clinicdesk_protocol::audit::{AuditAction, Hash32, Outcome, RecordChange, RequestSeen};
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{
-    HumanName, PatientFields, PatientRecord, PatientRegistration, PatientUpdate, RecordHistory,
-    RecordVersion, UserInfo,
+    HumanName, PatientFields, PatientRecord, PatientRegistration, PatientSearchPage, PatientUpdate,
+    RecordHistory, RecordVersion, SEARCH_PAGE_MAX, UserInfo,
 };
 use clinicdesk_protocol::{Phi, policy::Role};
 use uuid::Uuid;
@@ -159,21 +159,28 @@ fn today(now_ms: i64) -> time::Date {
         .unwrap_or(time::Date::MAX)
 }
 
-fn derived(fields: &PatientFields) -> (String, &str, &str, &str) {
-    let name = fields
+fn display_name(fields: &PatientFields) -> String {
+    fields
         .name
         .as_ref()
         .map(HumanName::display)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The columns derived from `fields` (`name` is [`display_name`]'s).
+fn derived<'a>(fields: &'a PatientFields, name: &'a str) -> Derived<'a> {
     fn text(v: &Option<String>) -> &str {
         v.as_deref().unwrap_or_default()
     }
-    (
+    let parts = fields.name.as_ref();
+    Derived {
         name,
-        text(&fields.birth_date),
-        text(&fields.phone),
-        text(&fields.mrn),
-    )
+        given: parts.map_or("", |n| n.given.as_str()),
+        family: parts.map_or("", |n| n.family.as_str()),
+        birth_date: text(&fields.birth_date),
+        phone: text(&fields.phone),
+        mrn: text(&fields.mrn),
+    }
 }
 
 /// The next free record number of the clinic. Call with the clinic locked.
@@ -284,21 +291,17 @@ pub async fn register(
         }
         Some(_) => {}
     }
-    let (name, birth_date, phone, mrn) = derived(&content);
+    let name = display_name(&content);
+    let derived = derived(&content, &name);
     if !confirm_new_person {
-        let candidates = stored::possible_duplicates(&mut tx, &name, birth_date, phone).await?;
+        let candidates =
+            stored::possible_duplicates(&mut tx, &name, derived.birth_date, derived.phone).await?;
         if !candidates.is_empty() {
             return Err(ServerError::PossibleDuplicate { candidates });
         }
     }
     let body = encode(&content)?;
     let id = Uuid::now_v7();
-    let derived = Derived {
-        name: &name,
-        birth_date,
-        phone,
-        mrn,
-    };
     stored::insert_patient_record(&mut tx, id, &body, &derived).await?;
     let change = RecordChange {
         version: 1,
@@ -371,13 +374,8 @@ pub async fn update(
         }
     }
     let body = encode(&after)?;
-    let (name, birth_date, phone, mrn) = derived(&after);
-    let derived = Derived {
-        name: &name,
-        birth_date,
-        phone,
-        mrn,
-    };
+    let name = display_name(&after);
+    let derived = derived(&after, &name);
     if !stored::update_patient_record(&mut tx, patient_id, based_on, &body, &derived).await? {
         return Err(ServerError::Internal(
             "record changed under the clinic lock",
@@ -424,6 +422,96 @@ async fn changed_since(
         .copied()
         .filter(|name| changed.contains(name) && field_access(role, RESOURCE, name).reads())
         .collect())
+}
+
+/// The fields a search result shows (if the reader may see them).
+const SEARCH_SHOWS: [&str; 5] = ["mrn", "name", "birth_date", "phone", "active"];
+
+/// Longest accepted search text.
+const QUERY_MAX: usize = 100;
+
+/// What a typed search means: a birth date, the start of a record or phone number (digits
+/// and separators), or the start of a name (one or two words). `None`: nothing to search.
+fn understand(q: &str) -> Option<(String, Option<String>, Kind)> {
+    let q = q.trim();
+    if q.is_empty() || q.chars().count() > QUERY_MAX || q.chars().any(char::is_control) {
+        return None;
+    }
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    if time::Date::parse(q, date).is_ok() {
+        return Some((q.to_owned(), None, Kind::BirthDate));
+    }
+    if q.chars().any(|c| c.is_ascii_digit())
+        && q.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-+() ".contains(c))
+        && !q.contains(' ')
+    {
+        return Some((q.to_owned(), None, Kind::Number));
+    }
+    let mut words = q.split_whitespace().map(stored::search_key);
+    let first = words.next()?;
+    let second = words.next();
+    if words.next().is_some() {
+        return None;
+    }
+    Some((first, second, Kind::Name))
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Name,
+    BirthDate,
+    Number,
+}
+
+/// One page of the clinic's patients matching `q`, each cut to what a search shows and
+/// `user` may read. Each match is a disclosure, recorded by the route.
+pub async fn search(
+    store: &Store,
+    scope: &ClinicScope,
+    user: &UserInfo,
+    q: &str,
+    limit: Option<u32>,
+    offset: Option<u32>,
+) -> Result<PatientSearchPage, ServerError> {
+    let limit = limit.unwrap_or(20);
+    if limit == 0 || limit > SEARCH_PAGE_MAX {
+        return Err(ServerError::BadRequest { field: "limit" });
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > 10_000 {
+        return Err(ServerError::BadRequest { field: "offset" });
+    }
+    let Some((first, second, kind)) = understand(q) else {
+        return Err(ServerError::BadRequest { field: "q" });
+    };
+    let search = match kind {
+        Kind::Name => stored::Search::Name(&first, second.as_deref()),
+        Kind::BirthDate => stored::Search::BirthDate(&first),
+        Kind::Number => stored::Search::Number(&first),
+    };
+    let mut tx = store.clinic_tx(scope).await?;
+    // One more than the page: whether there is a next one.
+    let mut rows = stored::search(&mut tx, &search, limit + 1, offset).await?;
+    tx.commit().await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let results = rows
+        .into_iter()
+        .map(|(id, row)| {
+            let mut fields = readable(decode(&row.body)?, user.role);
+            fields.retain(|name| SEARCH_SHOWS.contains(&name));
+            Ok(PatientRecord {
+                id,
+                version: row.version,
+                fields,
+            })
+        })
+        .collect::<Result<_, ServerError>>()?;
+    Ok(PatientSearchPage {
+        results,
+        next_offset: more.then_some(offset + limit),
+    })
 }
 
 /// The patient's record as `user` may read it.

@@ -54,6 +54,7 @@ impl Modify for SessionAuth {
         routes::users::deactivate,
         routes::schedule::today,
         routes::patients::get_patient,
+        routes::records::search,
         routes::records::register,
         routes::records::update,
         routes::records::get_record,

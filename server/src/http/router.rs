@@ -107,6 +107,7 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::mfa::reset),
         ),
         def("GET", "/v1/appointments", get(routes::schedule::today)),
+        def("GET", "/v1/patients", get(routes::records::search)),
         def("POST", "/v1/patients", post(routes::records::register)),
         def(
             "GET",

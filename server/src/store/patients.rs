@@ -15,6 +15,9 @@ pub struct NewPatient {
     pub medications: Vec<String>,
     /// The registration content as stored (JSON text; see `clinical::records`), version 0.
     pub record: String,
+    /// The name's parts, for searches.
+    pub given: String,
+    pub family: String,
 }
 
 impl Store {
@@ -27,8 +30,8 @@ impl Store {
         let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
             "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
-                 medications, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 medications, record, given_key, family_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(p.id.to_string())
         .bind(scope.clinic_id().to_string())
@@ -40,6 +43,8 @@ impl Store {
         .bind(list(&p.problems))
         .bind(list(&p.medications))
         .bind(&p.record)
+        .bind(super::records::search_key(&p.given))
+        .bind(super::records::search_key(&p.family))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -13,7 +13,10 @@ pub struct StoredRecord {
 
 /// The columns derived from a patient's content, for the schedule, the chart and searches.
 pub struct Derived<'a> {
+    /// As the schedule and chart show it.
     pub name: &'a str,
+    pub given: &'a str,
+    pub family: &'a str,
     pub birth_date: &'a str,
     pub phone: &'a str,
     pub mrn: &'a str,
@@ -73,8 +76,8 @@ pub async fn insert_patient_record(
     let clinic = tx.clinic_id().to_string();
     sqlx::query(
         "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
-             medications, record, version)
-         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1)",
+             medications, record, version, given_key, family_key)
+         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1, $8, $9)",
     )
     .bind(patient_id.to_string())
     .bind(clinic)
@@ -83,6 +86,8 @@ pub async fn insert_patient_record(
     .bind(derived.mrn)
     .bind(derived.phone)
     .bind(body)
+    .bind(search_key(derived.given))
+    .bind(search_key(derived.family))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -100,7 +105,7 @@ pub async fn update_patient_record(
     let clinic = tx.clinic_id().to_string();
     let done = sqlx::query(
         "UPDATE patients SET record = $1, version = version + 1, name = $2, birth_date = $3,
-             mrn = $4, phone = $5
+             mrn = $4, phone = $5, given_key = $9, family_key = $10
          WHERE id = $6 AND clinic_id = $7 AND version = $8",
     )
     .bind(body)
@@ -111,9 +116,90 @@ pub async fn update_patient_record(
     .bind(patient_id.to_string())
     .bind(clinic)
     .bind(db_version(based_on)?)
+    .bind(search_key(derived.given))
+    .bind(search_key(derived.family))
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// A name part as the search columns hold it, and as a search's prefix is compared.
+pub fn search_key(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// The end of the range of keys that start with `prefix` (byte order on both stores).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// What an as-you-type search looks for.
+pub enum Search<'a> {
+    /// The start of a family or given name (one word), or of given and family name in
+    /// either order (two words). Lower-cased with [`search_key`].
+    Name(&'a str, Option<&'a str>),
+    /// Exactly this birth date (`YYYY-MM-DD`).
+    BirthDate(&'a str),
+    /// The start of a record number or a phone number.
+    Number(&'a str),
+}
+
+/// One page of the clinic's patients matching `search`, by family then given name:
+/// each one's id, version and stored content.
+pub async fn search(
+    tx: &mut ClinicTx,
+    search: &Search<'_>,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<(Uuid, StoredRecord)>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let (condition, binds): (&str, Vec<String>) = match search {
+        Search::Name(word, None) => (
+            "((family_key >= $2 AND family_key < $3) OR (given_key >= $2 AND given_key < $3))",
+            vec![(*word).to_owned(), prefix_end(word)],
+        ),
+        Search::Name(first, Some(second)) => (
+            "((given_key >= $2 AND given_key < $3 AND family_key >= $4 AND family_key < $5)
+              OR (family_key >= $2 AND family_key < $3 AND given_key >= $4 AND given_key < $5))",
+            vec![
+                (*first).to_owned(),
+                prefix_end(first),
+                (*second).to_owned(),
+                prefix_end(second),
+            ],
+        ),
+        Search::BirthDate(date) => ("birth_date = $2", vec![(*date).to_owned()]),
+        Search::Number(digits) => (
+            "((mrn >= $2 AND mrn < $3) OR (phone >= $2 AND phone < $3))",
+            vec![(*digits).to_owned(), prefix_end(digits)],
+        ),
+    };
+    let limit_at = binds.len() + 2;
+    let sql = format!(
+        "SELECT id, version, record FROM patients WHERE clinic_id = $1 AND {condition}
+         ORDER BY family_key, given_key, id LIMIT ${limit_at} OFFSET ${}",
+        limit_at + 1
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(clinic);
+    for b in binds {
+        query = query.bind(b);
+    }
+    let rows = query
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                parse_uuid(&row.get::<String, _>(0))?,
+                StoredRecord {
+                    version: version_of(row.get(1))?,
+                    body: row.get(2),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Patients of the clinic already on file that a new registration may be: the same name

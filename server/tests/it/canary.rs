@@ -84,7 +84,8 @@ fn canary_body() -> Value {
 }
 
 const CANARY_QUERY: &str = "?patient_id=CANARY-7c1f&user_id=CANARY-7c1f&from_ms=CANARY-7c1f\
-&format=CANARY-7c1f&cursor=CANARY-7c1f&tree_size=CANARY-7c1f&old_size=CANARY-7c1f&action=CANARY-7c1f";
+&format=CANARY-7c1f&cursor=CANARY-7c1f&tree_size=CANARY-7c1f&old_size=CANARY-7c1f&action=CANARY-7c1f\
+&q=CANARY-7c1f";
 
 async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let url = format!("{}{path}", server.url);

@@ -91,6 +91,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             "/v1/patients/{patient_id}/care-team",
             (format!("/v1/patients/{patient}/care-team"), &front),
         ),
+        ("/v1/patients", ("/v1/patients?q=ivy".to_owned(), &front)),
         (
             "/v1/patients/{patient_id}/record",
             (format!("/v1/patients/{patient}/record"), &login),

@@ -20,6 +20,8 @@ fn patient(name: &str) -> NewPatient {
         problems: vec![],
         medications: vec![],
         record: "{}".into(),
+        given: String::new(),
+        family: name.into(),
     }
 }
 

@@ -535,3 +535,107 @@ async fn stored_versions_cannot_be_changed_or_deleted() {
     }
     assert_eq!(stored_versions(&server, id).await.len(), 1);
 }
+
+/// `GET /v1/patients?q=` on a page: the matches' ids in order, and the next offset.
+async fn search(server: &TestServer, token: &str, query: &str) -> (Vec<Uuid>, Value) {
+    let (status, body) = server.get(&format!("/v1/patients?{query}"), token).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    let ids = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    (ids, body)
+}
+
+/// The front desk finds patients clinic-wide as they type: by the start of a family or
+/// given name (or both), a birth date, or the start of a record or phone number. Each
+/// patient a search returns is a disclosure in the trail, with the fields it showed; the
+/// query itself never is.
+#[tokio::test]
+async fn an_as_you_type_search_finds_patients_and_records_each_one_it_shows() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let wren = register(&server, token, registration()).await;
+    let mut other = registration();
+    other["fields"]["name"] = json!({ "given": "Rowan", "family": "Synthwood" });
+    other["fields"]["birth_date"] = json!("1990-03-04");
+    other["fields"]["phone"] = json!("555-0177");
+    let rowan = register(&server, token, other).await;
+    let wren_mrn = record(&server, token, wren).await.fields.mrn.unwrap();
+
+    let by = |q: &'static str| search(&server, token, q);
+    assert_eq!(by("q=syn").await.0, [wren, rowan], "family names in order");
+    assert_eq!(by("q=SYNTHW").await.0, [rowan], "case does not matter");
+    assert_eq!(by("q=wren%20synth").await.0, [wren], "given then family");
+    assert_eq!(by("q=synth%20wr").await.0, [wren], "family then given");
+    assert_eq!(by("q=ro").await.0, [rowan], "a given name alone");
+    assert_eq!(by("q=1990-03-04").await.0, [rowan]);
+    assert_eq!(
+        by("q=555-017").await.0,
+        [rowan],
+        "the start of a phone number"
+    );
+    let (found, _) = search(&server, token, &format!("q={wren_mrn}")).await;
+    assert_eq!(found, [wren]);
+    assert!(by("q=zzz").await.0.is_empty());
+
+    // Pages: one at a time, the next offset until the last.
+    let (first, page) = by("q=syn&limit=1").await;
+    assert_eq!((first, page["next_offset"].clone()), (vec![wren], json!(1)));
+    let (second, page) = by("q=syn&limit=1&offset=1").await;
+    assert_eq!(second, [rowan]);
+    assert!(page.get("next_offset").is_none(), "{page}");
+    for bad in [
+        "q=",
+        "q=%20",
+        "q=syn&limit=0",
+        "q=syn&limit=51",
+        "q=a%20b%20c",
+    ] {
+        let (status, body) = server.get(&format!("/v1/patients?{bad}"), token).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // What a result shows: the search's fields, no more.
+    let (_, page) = by("q=wren").await;
+    let mut keys: Vec<&str> = page["results"][0]["fields"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["active", "birth_date", "mrn", "name", "phone"]);
+
+    // Each shown patient is one event of the search route; no event holds the query.
+    let views: Vec<AuditEvent> = server
+        .events_of("view")
+        .await
+        .into_iter()
+        .filter(|e| e.route == "/v1/patients")
+        .collect();
+    let about = |id: Uuid| views.iter().filter(|e| e.patient_id == Some(id)).count();
+    // Wren: syn, wren synth, synth wr, the record number, the first page, wren. Rowan: syn,
+    // SYNTHW, ro, the birth date, the phone, the second page.
+    assert_eq!((about(wren), about(rowan)), (6, 6));
+    assert!(views.iter().all(|e| e.actor_user_id == login.user.user_id));
+    for e in &views {
+        let json = serde_json::to_string(e).unwrap();
+        assert!(!json.to_lowercase().contains("syn"), "{json}");
+    }
+
+    // Admins see no patients; another clinic's front desk finds none of these.
+    let sessions = every_role(&server, &report, &device).await;
+    let (_, admin) = sessions.iter().find(|(r, _)| *r == Role::Admin).unwrap();
+    assert_eq!(server.get("/v1/patients?q=syn", admin).await.0, 403);
+    let other_clinic = server.signed_in(0xB, "frontdesk").await;
+    let (found, _) = search(&server, other_clinic.login.session_token.expose(), "q=syn").await;
+    assert!(found.is_empty());
+}

@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::{
-    PatientRecord, PatientRegistration, PatientUpdate, RecordHistory, RecordWritten,
+    PatientRecord, PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory,
+    RecordWritten,
 };
 use uuid::Uuid;
 
@@ -16,7 +17,7 @@ use crate::audit::access::{Seen, Served};
 use crate::clinical::records::{self, Writer, Written};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::{Body, Id, IfMatch, etag};
+use crate::http::extract::{Body, Id, IfMatch, Params, etag};
 use crate::state::AppState;
 
 fn writer(auth: &Authenticated, seen: Seen) -> Writer<'_> {
@@ -87,6 +88,40 @@ pub async fn update(
     )
     .await?;
     Ok(answer(written))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The start of a family or given name (or both, two words), a birth date
+    /// (`YYYY-MM-DD`), or the start of a record number or phone number.
+    pub q: String,
+    /// At most 50; 20 when absent.
+    pub limit: Option<u32>,
+    /// Where the page starts (a previous page's `next_offset`).
+    pub offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/patients", params(SearchQuery),
+    responses((status = 200, body = PatientSearchPage),
+        (status = 400, body = ApiError, description = "`q`, `limit` or `offset` not usable")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn search(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Params(query): Params<SearchQuery>,
+) -> Result<Served<PatientSearchPage>, ServerError> {
+    let page = records::search(
+        &state.store,
+        auth.scope(),
+        &auth.principal.user,
+        &query.q,
+        query.limit,
+        query.offset,
+    )
+    .await?;
+    Ok(Served::new(page))
 }
 
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/record",
