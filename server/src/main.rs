@@ -129,6 +129,9 @@ enum Command {
         admin_username: String,
         #[arg(long)]
         admin_display_name: String,
+        /// The clinic's IANA time zone, e.g. America/Chicago (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
         /// 8 to 64 letters, digits, '-' or '_' (default: a new random key).
         #[arg(long)]
         idempotency_key: Option<String>,
@@ -408,6 +411,7 @@ async fn main() -> anyhow::Result<()> {
             name,
             admin_username,
             admin_display_name,
+            time_zone,
             idempotency_key,
             json,
         } => {
@@ -420,6 +424,7 @@ async fn main() -> anyhow::Result<()> {
                 clinic_name: name,
                 admin_username,
                 admin_display_name,
+                time_zone,
             };
             let console = clinicdesk_protocol::audit::RequestSeen {
                 client_ip: "console".into(),

@@ -63,6 +63,8 @@ pub enum Permission {
     /// Register patients and change their registration and contact details: which fields,
     /// [`fields::FIELDS`] says.
     RegisterPatients,
+    /// Change the clinic's own settings (its time zone).
+    ManageClinic,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
@@ -78,7 +80,10 @@ pub fn allows(role: Role, permission: Permission) -> bool {
             ReadSchedule | ReadDemographics | ReadClinical | BreakGlass
         ),
         Role::Billing => matches!(permission, ReadDemographics),
-        Role::Admin => matches!(permission, ManageDevices | ManageUsers | ReviewAudit),
+        Role::Admin => matches!(
+            permission,
+            ManageDevices | ManageUsers | ReviewAudit | ManageClinic
+        ),
     }
 }
 
@@ -209,6 +214,13 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/auth/mfa/setup/webauthn", Access::MfaTicket),
     rule("POST", "/v1/auth/logout", Access::AnySession),
     rule("POST", "/v1/auth/password", Access::AnySession),
+    // The clinic's name, time zone and today's date there: every workstation needs them.
+    rule("GET", "/v1/clinic", Access::AnySession),
+    rule(
+        "POST",
+        "/v1/clinic/time-zone",
+        Access::Session(Permission::ManageClinic),
+    ),
     rule("GET", "/v1/users", Access::Session(Permission::ManageUsers)),
     rule(
         "POST",

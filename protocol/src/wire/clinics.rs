@@ -16,6 +16,30 @@ pub struct NewClinic {
     pub clinic_name: String,
     pub admin_username: String,
     pub admin_display_name: String,
+    /// The clinic's IANA time zone, e.g. `America/Chicago` (UTC when absent): its days,
+    /// and the times on its schedule, are in it. Its admin can change it later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// `GET /v1/clinic`: the caller's clinic as every workstation needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClinicSettings {
+    pub clinic_id: Uuid,
+    pub name: String,
+    /// IANA name, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+    /// Today's date in the clinic's time zone, `YYYY-MM-DD`.
+    pub today: String,
+}
+
+/// `POST /v1/clinic/time-zone`: the admin moves the clinic's days to another time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TimeZoneChange {
+    pub time_zone: String,
 }
 
 /// A provisioned clinic: what its first admin needs to start, shown once.

@@ -32,7 +32,7 @@ pub use break_glass::{
     BreakGlassRequest, BreakGlassReview, REVIEW_NOTE_MAX, ReviewNote, ReviewRequest,
 };
 pub use care_team::{CareTeam, CareTeamAddition, StaffMember};
-pub use clinics::{ClinicProvisioned, NewClinic};
+pub use clinics::{ClinicProvisioned, ClinicSettings, NewClinic, TimeZoneChange};
 pub use devices::{
     DeviceList, DeviceSummary, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease,
     EscrowedSecret,

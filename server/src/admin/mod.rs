@@ -1,6 +1,7 @@
-//! Administration: users and their passwords, clinic provisioning, operator tokens and the
+//! Administration: users and their passwords, the clinic's settings, clinic provisioning, operator tokens and the
 //! synthetic seed. Domain code: no axum (it must not import `crate::http`).
 
+pub mod clinic;
 pub mod operator;
 pub mod provisioning;
 pub mod seed;

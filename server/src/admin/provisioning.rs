@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::admin::users::{FIRST_PASSWORD_TTL_MS, validate_display_name, validate_username};
 use crate::audit::server_chain::{self, security_event};
+use crate::clinical::days;
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::secrets::passwords;
@@ -51,16 +52,30 @@ pub fn validate(new: &NewClinic) -> Result<(), ServerError> {
         });
     }
     validate_username(&new.admin_username, "admin_username")?;
-    validate_display_name(&new.admin_display_name, "admin_display_name")
+    validate_display_name(&new.admin_display_name, "admin_display_name")?;
+    if let Some(tz) = &new.time_zone {
+        days::zone(tz, "time_zone")?;
+    }
+    Ok(())
 }
 
 /// What makes two requests with one key the same request.
 fn request_hash(new: &NewClinic) -> String {
-    let canonical = serde_json::json!([
-        new.clinic_name.trim(),
-        new.admin_username,
-        new.admin_display_name.trim()
-    ]);
+    // A time zone joins the hash only when given, so keys used before it existed still
+    // answer for their clinics.
+    let canonical = match &new.time_zone {
+        None => serde_json::json!([
+            new.clinic_name.trim(),
+            new.admin_username,
+            new.admin_display_name.trim()
+        ]),
+        Some(tz) => serde_json::json!([
+            new.clinic_name.trim(),
+            new.admin_username,
+            new.admin_display_name.trim(),
+            tz
+        ]),
+    };
     hash_secret(&canonical.to_string())
 }
 
@@ -120,6 +135,7 @@ async fn create(
         clinic_id,
         new.clinic_name.trim(),
         IDLE_TIMEOUT_SECS,
+        new.time_zone.as_deref().unwrap_or("UTC"),
         now,
     )
     .await?;

@@ -180,7 +180,7 @@ async fn seed_clinic_with(
     let fresh = store.clinic_name(clinic_id).await?.is_none();
     if fresh {
         store
-            .create_clinic(clinic_id, clinic_name, 15 * 60, now)
+            .create_clinic(clinic_id, clinic_name, 15 * 60, "UTC", now)
             .await?;
     }
 

@@ -4,6 +4,7 @@
 
 pub mod break_glass;
 pub mod care_team;
+pub mod days;
 pub mod patients;
 pub mod records;
 pub mod schedule;

@@ -1,31 +1,39 @@
-//! The clinic's schedule: today's appointments (UTC day).
+//! The clinic's schedule: a day's appointments, the day and its times in the clinic's time
+//! zone.
 
 use clinicdesk_protocol::wire::AppointmentList;
 
+use crate::clinical::days;
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::store::Store;
-use crate::time::rfc3339;
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// The clinic's appointments on the UTC day of `now_ms`, earliest first.
-pub async fn today(
+/// The clinic's appointments on `date` (`YYYY-MM-DD`, its own day), or on its today at
+/// `now_ms`, earliest first.
+pub async fn day(
     store: &Store,
     scope: &ClinicScope,
+    date: Option<&str>,
     now_ms: i64,
 ) -> Result<AppointmentList, ServerError> {
-    let day_start = now_ms - now_ms.rem_euclid(DAY_MS);
-    let rows = store
-        .appointments(scope, day_start, day_start + DAY_MS)
-        .await?;
+    let time_zone = store.clinic_time_zone(scope).await?;
+    let tz = days::stored_zone(&time_zone);
+    let date = match date {
+        Some(d) => days::parse_date(d, "date")?,
+        None => days::local_date(&tz, now_ms)?,
+    };
+    let (start, end) = days::day_bounds(&tz, date)?;
+    let rows = store.appointments(scope, start, end).await?;
     let appointments = rows
         .into_iter()
         .map(|(mut a, starts_at_ms)| {
-            a.starts_at = rfc3339(starts_at_ms)?;
+            a.starts_at = days::local_rfc3339(&tz, starts_at_ms)?;
             Ok(a)
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
-    let date = rfc3339(day_start)?.get(..10).unwrap_or_default().to_owned();
-    Ok(AppointmentList { date, appointments })
+    Ok(AppointmentList {
+        date: date.to_string(),
+        time_zone,
+        appointments,
+    })
 }

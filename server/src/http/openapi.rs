@@ -48,6 +48,8 @@ impl Modify for SessionAuth {
         routes::mfa::setup_webauthn_challenge,
         routes::mfa::setup_webauthn,
         routes::mfa::reset,
+        routes::clinic::get_settings,
+        routes::clinic::set_time_zone,
         routes::users::list,
         routes::users::create,
         routes::users::change_role,

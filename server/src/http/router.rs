@@ -83,6 +83,12 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/auth/password",
             post(routes::session::change_password),
         ),
+        def("GET", "/v1/clinic", get(routes::clinic::get_settings)),
+        def(
+            "POST",
+            "/v1/clinic/time-zone",
+            post(routes::clinic::set_time_zone),
+        ),
         def("GET", "/v1/users", get(routes::users::list)),
         def("POST", "/v1/clinics", post(routes::clinics::provision)),
         def(

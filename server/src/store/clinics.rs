@@ -16,15 +16,18 @@ pub async fn insert_clinic(
     id: Uuid,
     name: &str,
     idle_timeout_secs: u64,
+    time_zone: &str,
     now_ms: i64,
 ) -> Result<NewClinic, ServerError> {
     sqlx::query(
-        "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO clinics (id, name, idle_timeout_secs, created_at_ms, time_zone)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id.to_string())
     .bind(name)
     .bind(i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX))
     .bind(now_ms)
+    .bind(time_zone)
     .execute(conn)
     .await?;
     Ok(NewClinic { id })
@@ -37,11 +40,21 @@ impl Store {
         id: Uuid,
         name: &str,
         idle_timeout_secs: u64,
+        time_zone: &str,
         now_ms: i64,
     ) -> Result<(), ServerError> {
         let mut conn = self.pool.acquire().await?;
-        insert_clinic(&mut conn, id, name, idle_timeout_secs, now_ms).await?;
+        insert_clinic(&mut conn, id, name, idle_timeout_secs, time_zone, now_ms).await?;
         Ok(())
+    }
+
+    /// The clinic's IANA time zone name, as stored.
+    pub async fn clinic_time_zone(&self, scope: &ClinicScope) -> Result<String, ServerError> {
+        let tz: Option<String> = sqlx::query_scalar("SELECT time_zone FROM clinics WHERE id = $1")
+            .bind(scope.clinic_id().to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        tz.ok_or(ServerError::NotFound)
     }
 
     pub async fn clinic_name(&self, clinic_id: Uuid) -> Result<Option<String>, ServerError> {
@@ -91,4 +104,15 @@ impl Store {
             _ => Ok(None),
         }
     }
+}
+
+/// Sets the clinic's time zone in the caller's transaction (with its audit event).
+pub async fn set_time_zone(tx: &mut ClinicTx, time_zone: &str) -> Result<(), ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    sqlx::query("UPDATE clinics SET time_zone = $1 WHERE id = $2")
+        .bind(time_zone)
+        .bind(clinic)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

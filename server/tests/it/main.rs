@@ -8,6 +8,7 @@ mod authz_matrix;
 mod break_glass;
 mod canary;
 mod care_team;
+mod clinic_days;
 mod contract_fuzz;
 mod devices;
 mod escrow;

@@ -43,7 +43,10 @@ async fn row_level_security_confines_an_unfiltered_query_to_the_scopes_clinic() 
     let console = Console::operator();
     let (a, b) = (Uuid::from_u128(0xA), Uuid::from_u128(0xB));
     for clinic in [a, b] {
-        store.create_clinic(clinic, "Clinic", 900, 0).await.unwrap();
+        store
+            .create_clinic(clinic, "Clinic", 900, "UTC", 0)
+            .await
+            .unwrap();
         let scope = ClinicScope::of_console(&console, clinic);
         for i in 0..3 {
             store

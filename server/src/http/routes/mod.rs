@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod break_glass;
 pub mod care_team;
+pub mod clinic;
 pub mod clinics;
 pub mod devices;
 pub mod health;
