@@ -80,16 +80,17 @@ pub async fn log_in(
         });
     }
 
-    let attempts = [
-        throttle::Key::account(device.clinic_id, &req.username),
-        throttle::Key::address(&seen.client_ip),
-    ];
-    throttle::check(state, &attempts).await?;
     let app_version = req
         .app_version
         .as_deref()
         .map(crate::devices::registry::valid_app_version)
         .transpose()?;
+    let attempts = [
+        throttle::Key::account(device.clinic_id, &req.username),
+        throttle::Key::address(&seen.client_ip),
+    ];
+    // Counted before the password is checked, so that concurrent guesses cannot all pass.
+    let attempt = throttle::reserve(state, &attempts).await?;
     crate::devices::registry::seen(&state.store, device.id, now, app_version).await?;
     let credentials = state
         .store
@@ -107,10 +108,11 @@ pub async fn log_in(
     let attempted = credentials.as_ref().map(|c| c.info.clone());
     let (user, must_change_password) = match credentials {
         Some(c) if password_ok && c.active && first_password_live(&c) => {
+            attempt.succeeded(state).await?;
             (c.info, c.must_change_password)
         }
         _ => {
-            let locked_out = throttle::fail(state, &attempts).await?;
+            let locked_out = attempt.failed(state).await?;
             if let Some(account) = &attempted {
                 crate::audit::sign_in::record_failure(state, account, seen, device.id, locked_out);
             }
@@ -155,10 +157,12 @@ pub async fn change(
     let user = &principal.user;
     // A stolen session must not become a way to guess the password.
     let attempts = [throttle::Key::account(user.clinic_id, &user.username)];
-    throttle::check(state, &attempts).await?;
+    let attempt = throttle::reserve(state, &attempts).await?;
     let current_ok = matches_stored(state, user, req.current_password.expose()).await?;
-    if !current_ok {
-        let locked_out = throttle::fail(state, &attempts).await?;
+    if current_ok {
+        attempt.succeeded(state).await?;
+    } else {
+        let locked_out = attempt.failed(state).await?;
         crate::audit::sign_in::record_failure(state, user, &seen, principal.device_id, locked_out);
         return Err(ServerError::InvalidCredentials);
     }

@@ -140,12 +140,30 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a wrong answer; the ticket dies once it has `max_failures` of them.
-    pub async fn fail_ticket(&self, hash: &str, max_failures: i64) -> Result<(), ServerError> {
-        sqlx::query("UPDATE mfa_tickets SET failures = failures + 1 WHERE ticket_hash = $1")
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
+    /// Counts an answer against the ticket before it is checked; `false` once the ticket
+    /// has had `max_failures` (the answers still being checked count too).
+    pub async fn reserve_ticket_answer(
+        &self,
+        hash: &str,
+        max_failures: i64,
+    ) -> Result<bool, ServerError> {
+        let done = sqlx::query(
+            "UPDATE mfa_tickets SET failures = failures + 1
+             WHERE ticket_hash = $1 AND failures < $2",
+        )
+        .bind(hash)
+        .bind(max_failures)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the ticket if its answers have reached `max_failures` (the last was wrong).
+    pub async fn burn_spent_ticket(
+        &self,
+        hash: &str,
+        max_failures: i64,
+    ) -> Result<(), ServerError> {
         sqlx::query("DELETE FROM mfa_tickets WHERE ticket_hash = $1 AND failures >= $2")
             .bind(hash)
             .bind(max_failures)

@@ -236,3 +236,74 @@ async fn failed_sign_ins_and_lockouts_of_real_accounts_are_in_the_trail() {
     assert_eq!(new.len(), 1, "only the marker was recorded: {new:?}");
     assert_ne!(new[0].0, clinician, "nothing of the locked-out attempt");
 }
+
+/// Concurrent guesses cannot outrun the count: each attempt is reserved before its answer
+/// is checked, so of 60 wrong passwords for one account sent at once at most the account's
+/// limit are evaluated (the rest are refused as too many before any password is checked),
+/// and of 30 wrong codes sent at once on one ticket at most the ticket's limit are.
+/// (Workstations hold a few live login nonces each, so the 60 come from ten of them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_are_counted_before_they_are_checked() {
+    use clinicdesk_server::sign_in::mfa::MAX_TICKET_FAILURES;
+    use futures_util::future::join_all;
+
+    let server = TestServer::start().await;
+    let SignedIn { report, device, .. } = server.signed_in(CLINIC, "clinician").await;
+    let mut devices = vec![device];
+    for _ in 1..10 {
+        devices.push(server.enroll_another(report.clinic_id).await);
+    }
+
+    // 30 wrong codes on one ticket, all at once.
+    let (status, body) = devices[0]
+        .try_login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let LoginStep::SecondFactor(ticket) = serde_json::from_value(body).unwrap() else {
+        panic!("expected a second-factor step");
+    };
+    let guesses = (0..30).map(|_| {
+        server.post(
+            "/v1/auth/mfa/totp",
+            None,
+            json!({ "ticket": ticket.ticket, "code": "000000" }),
+        )
+    });
+    let answers = join_all(guesses).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| [401, 429].contains(status))
+    );
+    // Each evaluated code is a failure in the trail; a refused one proves nothing.
+    let evaluated = logins_at_least(&server, 1)
+        .await
+        .iter()
+        .filter(|e| e.resource_type == "Account" && e.route == "/v1/auth/mfa/totp")
+        .count();
+    assert!(
+        evaluated <= usize::try_from(MAX_TICKET_FAILURES).unwrap(),
+        "{evaluated} of 30 concurrent codes were checked"
+    );
+
+    // 60 wrong passwords for another account, all at once.
+    let before = server.events_of("login").await.len();
+    let attempts = devices
+        .iter()
+        .flat_map(|d| (0..6).map(|_| d.try_login(&server, "frontdesk", "CANARY-wrong")));
+    let answers = join_all(attempts).await;
+    let checked = answers.iter().filter(|(status, _)| *status == 401).count();
+    let refused = answers.iter().filter(|a| locked_out(a)).count();
+    assert_eq!(checked + refused, 60, "{answers:?}");
+    assert!(
+        (1..=usize::try_from(ACCOUNT_LIMIT).unwrap()).contains(&checked),
+        "{checked} of 60 concurrent passwords were checked"
+    );
+    // As many failures in the trail as were checked, and the lockout.
+    let events = logins_at_least(&server, before + checked + 1).await;
+    let failures = events[before..]
+        .iter()
+        .filter(|e| e.resource_type == "Account")
+        .count();
+    assert_eq!(failures, checked);
+}

@@ -131,22 +131,45 @@ pub async fn live_ticket(
     Ok(ticket)
 }
 
+/// The live ticket for `purpose`, with this answer counted against the ticket and the
+/// account before it is checked (see [`throttle::reserve`]): a ticket with its limit of
+/// answers (wrong, or still being checked) is spent. A right answer then redeems the ticket
+/// and clears the account's count; a wrong one goes to [`refuse`].
+pub async fn answering(
+    state: &AppState,
+    ticket: &str,
+    purpose: Purpose,
+) -> Result<Ticket, ServerError> {
+    let ticket = live_ticket(state, ticket, purpose).await?;
+    if !state
+        .store
+        .reserve_ticket_answer(&ticket.hash, MAX_TICKET_FAILURES)
+        .await?
+    {
+        return Err(ServerError::InvalidSecondFactor);
+    }
+    // Settled by the sign-in (which clears the account) or by `refuse`.
+    let _counted = throttle::reserve(state, &[account_key(&ticket)]).await?;
+    Ok(ticket)
+}
+
 fn account_key(ticket: &Ticket) -> throttle::Key {
     throttle::Key::account(ticket.user.clinic_id, &ticket.user.username)
 }
 
-/// A wrong answer: counted against the ticket, then `invalid_second_factor`.
-/// Wrong answers count against the account too, so fresh tickets do not buy more guesses.
-/// The attempt goes into the trail too ([`crate::audit::sign_in`]).
+/// A wrong answer (already counted against the ticket and the account by [`answering`]),
+/// then `invalid_second_factor`. Wrong answers count against the account too, so fresh
+/// tickets do not buy more guesses. The attempt goes into the trail too
+/// ([`crate::audit::sign_in`]).
 pub async fn refuse(state: &AppState, ticket: &Ticket, seen: &Seen) -> ServerError {
     let counted = async {
         // The ticket dies at the limit and the user starts over with the password, which
         // is throttled on its own.
         state
             .store
-            .fail_ticket(&ticket.hash, MAX_TICKET_FAILURES)
+            .burn_spent_ticket(&ticket.hash, MAX_TICKET_FAILURES)
             .await?;
-        throttle::fail(state, &[account_key(ticket)]).await
+        throttle::failed(state, &[account_key(ticket)]).await
     };
     match counted.await {
         Ok(locked_out) => {

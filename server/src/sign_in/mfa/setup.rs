@@ -8,7 +8,8 @@ use clinicdesk_protocol::mfa::{MfaEnrolled, TotpSetup, WebauthnChallenge};
 use super::totp::TotpSecret;
 use super::webauthn::credential_id;
 use super::{
-    Purpose, Ticket, counted, enrolled, live_ticket, recovery, redeem, refuse, webauthn_ceremony,
+    Purpose, Ticket, answering, counted, enrolled, live_ticket, recovery, redeem, refuse,
+    webauthn_ceremony,
 };
 use crate::audit::access::Seen;
 use crate::audit::server_chain::{self, security_event};
@@ -46,7 +47,7 @@ pub async fn confirm_totp(
     ticket: &str,
     code: &str,
 ) -> Result<MfaEnrolled, ServerError> {
-    let ticket = live_ticket(state, ticket, Purpose::Setup).await?;
+    let ticket = answering(state, ticket, Purpose::Setup).await?;
     let Some(sealed) = ticket
         .pending
         .as_deref()
@@ -87,7 +88,7 @@ pub async fn setup_webauthn(
     ticket: &str,
     credential: serde_json::Value,
 ) -> Result<MfaEnrolled, ServerError> {
-    let ticket = live_ticket(state, ticket, Purpose::Setup).await?;
+    let ticket = answering(state, ticket, Purpose::Setup).await?;
     let finished = state
         .relying_party
         .finish_registration(ticket.pending.as_deref(), credential);

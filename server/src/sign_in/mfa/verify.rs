@@ -8,7 +8,8 @@ use clinicdesk_protocol::wire::LoginResponse;
 use super::totp::TotpSecret;
 use super::webauthn::{credential_id, parse_passkeys};
 use super::{
-    Proof, Purpose, counted, live_ticket, recovery, refuse, sign_in_with, webauthn_ceremony,
+    Proof, Purpose, answering, counted, live_ticket, recovery, refuse, sign_in_with,
+    webauthn_ceremony,
 };
 use crate::audit::access::Seen;
 use crate::error::ServerError;
@@ -21,7 +22,7 @@ pub async fn verify_totp(
     ticket: &str,
     code: &str,
 ) -> Result<LoginResponse, ServerError> {
-    let ticket = live_ticket(state, ticket, Purpose::Verify).await?;
+    let ticket = answering(state, ticket, Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
     let Some(stored) = state.store.totp(user_id).await? else {
         return Err(refuse(state, &ticket, seen).await);
@@ -40,7 +41,7 @@ pub async fn verify_recovery_code(
     ticket: &str,
     code: &str,
 ) -> Result<LoginResponse, ServerError> {
-    let ticket = live_ticket(state, ticket, Purpose::Verify).await?;
+    let ticket = answering(state, ticket, Purpose::Verify).await?;
     let hash = recovery::hash_of(code);
     let login = sign_in_with(state, &ticket, seen, Proof::RecoveryCode(&hash)).await?;
     tracing::info!(user_id = %ticket.user.user_id, "recovery code used");
@@ -68,7 +69,7 @@ pub async fn verify_webauthn(
     ticket: &str,
     credential: serde_json::Value,
 ) -> Result<LoginResponse, ServerError> {
-    let ticket = live_ticket(state, ticket, Purpose::Verify).await?;
+    let ticket = answering(state, ticket, Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
     let passkeys = parse_passkeys(&state.store.passkeys(user_id).await?)?;
     let finished =
