@@ -109,6 +109,22 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         ttl_mins: i64,
     },
+    /// Import a clinic's patients from its old system: the Patient resources of a FHIR R4
+    /// Bulk Data export (NDJSON files in a directory). Each becomes a record with its first
+    /// version and audit event; running it again changes nothing. Prints what was imported
+    /// and what was skipped and why (by resource id, never a value).
+    Import {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        clinic: uuid::Uuid,
+        /// The directory holding `Patient.ndjson` (or `Patient.000.ndjson`, ...).
+        #[arg(long)]
+        fhir_ndjson: PathBuf,
+        /// Print the report as JSON (for scripts and tests).
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a device: its sessions end, and the app wipes itself on its next contact.
     RevokeDevice {
         #[arg(long, env = "CLINICDESK_DATA_DIR")]
@@ -393,6 +409,54 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("issuing an enrollment code (is the clinic id right?)")?;
             writeln!(std::io::stdout(), "{code}")?;
+            Ok(())
+        }
+        Command::Import {
+            data_dir,
+            clinic,
+            fhir_ndjson,
+            json,
+        } => {
+            let state = open_state(&db, &data_dir).await?;
+            let console = clinicdesk_server::scope::Console::operator();
+            let scope = clinicdesk_server::scope::ClinicScope::of_console(&console, clinic);
+            if state.store.clinic_name(clinic).await?.is_none() {
+                anyhow::bail!("no clinic {clinic} on this server");
+            }
+            let mut progress = |done: u64, total: u64| {
+                if done == total || done.is_multiple_of(50) {
+                    eprint!("\rimporting patients: {done} of {total}");
+                    if done == total {
+                        eprintln!();
+                    }
+                }
+            };
+            let report = clinicdesk_server::admin::import::import_ndjson(
+                &state,
+                &scope,
+                &fhir_ndjson,
+                &mut progress,
+            )
+            .await
+            .with_context(|| format!("importing from {}", fhir_ndjson.display()))?;
+            let mut out = std::io::stdout();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "imported {} patients; {} already imported, left unchanged; {} skipped",
+                    report.imported,
+                    report.unchanged,
+                    report.skipped.len()
+                )?;
+                for s in &report.skipped {
+                    writeln!(out, "  skipped {}: {}", s.resource, s.reason)?;
+                }
+                for (kind, count) in &report.not_imported {
+                    writeln!(out, "  not imported (not supported yet): {count} {kind}")?;
+                }
+            }
             Ok(())
         }
         Command::RevokeDevice { data_dir, device } => {

@@ -102,6 +102,13 @@ const fn clinical(resource: Resource, field: &'static str) -> FieldRule {
 /// The table. Rows are in the order the fields appear in the JSON.
 pub const FIELDS: &[FieldRule] = &[
     front_desk_keeps(Resource::Patient, "mrn"),
+    // Kept from the system a clinic moved from; an import writes them, nobody edits them.
+    FieldRule {
+        resource: Resource::Patient,
+        field: "identifiers",
+        clinical: false,
+        access: [R, R, R, NO],
+    },
     front_desk_keeps(Resource::Patient, "name"),
     front_desk_keeps(Resource::Patient, "birth_date"),
     front_desk_keeps(Resource::Patient, "gender"),

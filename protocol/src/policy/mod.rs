@@ -291,6 +291,14 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // The same record as a FHIR R4 Patient: the exchange format other systems speak.
+    phi_rule(
+        "GET",
+        "/v1/fhir/Patient/{patient_id}",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
+    ),
     phi_rule(
         "GET",
         "/v1/patients/{patient_id}/history",

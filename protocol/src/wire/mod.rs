@@ -40,7 +40,7 @@ pub use devices::{
 pub use health::Health;
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
-    Address, EmergencyContact, Gender, HumanName, PatientFields, PatientRecord,
+    Address, EmergencyContact, Gender, HumanName, Identifier, PatientFields, PatientRecord,
     PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion,
     RecordWritten, SEARCH_PAGE_MAX,
 };

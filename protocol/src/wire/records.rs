@@ -68,6 +68,18 @@ pub struct EmergencyContact {
     pub phone: String,
 }
 
+/// An identifier another system gave the patient (FHIR `Identifier`), kept from an import:
+/// the system that issued it, its value, and its kind (HL7 v2 table 0203, e.g. `MR`).
+/// Identifiers that need encryption (SSN, driver's licence, passport) are not kept.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct Identifier {
+    pub system: String,
+    pub value: String,
+    pub kind: String,
+}
+
 /// PHI prints as its type's name only.
 macro_rules! redacted_debug {
     ($($t:ty),*) => {$(
@@ -78,7 +90,7 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(HumanName, Address, EmergencyContact);
+redacted_debug!(HumanName, Address, EmergencyContact, Identifier);
 
 macro_rules! patient_fields {
     ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
@@ -140,6 +152,8 @@ patient_fields! {
     /// The clinic's medical record number, unique within the clinic; the server assigns one
     /// at registration when none is given.
     mrn: String,
+    /// Identifiers from the system the patient was imported from (read-only).
+    identifiers: Vec<Identifier>,
     name: HumanName,
     /// `YYYY-MM-DD`.
     birth_date: String,

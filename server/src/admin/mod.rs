@@ -1,7 +1,9 @@
-//! Administration: users and their passwords, the clinic's settings, clinic provisioning, operator tokens and the
+//! Administration: users and their passwords, the clinic's settings, importing patients,
+//! clinic provisioning, operator tokens and the
 //! synthetic seed. Domain code: no axum (it must not import `crate::http`).
 
 pub mod clinic;
+pub mod import;
 pub mod operator;
 pub mod provisioning;
 pub mod seed;

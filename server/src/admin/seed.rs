@@ -258,6 +258,7 @@ fn seeded_record(p: &Synthetic, i: usize, mrn: &str, phone: &str) -> Result<Stri
     let genders = [Gender::Female, Gender::Male, Gender::Other, Gender::Unknown];
     records::seeded_content(PatientFields {
         mrn: Some(mrn.to_owned()),
+        identifiers: Some(Vec::new()),
         name: Some(HumanName {
             given: given.to_owned(),
             family: family.to_owned(),

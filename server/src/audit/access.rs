@@ -68,6 +68,16 @@ impl Discloses for PatientRecord {
     }
 }
 
+impl Discloses for crate::clinical::fhir_patient::FhirPatient {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        vec![Disclosed {
+            resource_id: self.id.to_string(),
+            patient_id: Some(self.id),
+            fields: self.fields.iter().map(|f| (*f).to_owned()).collect(),
+        }]
+    }
+}
+
 /// A search discloses each patient it returned, with the fields shown.
 impl Discloses for PatientSearchPage {
     fn disclosed(&self) -> Vec<Disclosed> {

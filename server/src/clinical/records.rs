@@ -26,14 +26,16 @@ use crate::store::{ClinicTx, Store, clinics};
 const RESOURCE: Resource = Resource::Patient;
 const REGISTER_ROUTE: &str = "/v1/patients";
 const UPDATE_ROUTE: &str = "/v1/patients/{patient_id}";
+/// The route of an imported record's `create` event: the console command.
+const IMPORT_ROUTE: &str = "import";
 
 /// Longest accepted text of any one field (a name part, a line of an address).
 const TEXT_MAX: usize = 200;
 
-/// Who is writing, from where.
+/// Who is writing, from where (no workstation: the operator's console).
 pub struct Writer<'a> {
     pub user: &'a UserInfo,
-    pub device_id: Uuid,
+    pub device_id: Option<Uuid>,
     pub seen: RequestSeen,
 }
 
@@ -150,6 +152,14 @@ fn validate(fields: &PatientFields, today: time::Date) -> Result<(), ServerError
     {
         return bad("emergency_contact");
     }
+    if let Some(ids) = &fields.identifiers
+        && (ids.len() > 20
+            || !ids
+                .iter()
+                .all(|i| text_ok(&i.system) && text_ok(&i.value) && text_ok(&i.kind)))
+    {
+        return bad("identifiers");
+    }
     Ok(())
 }
 
@@ -248,7 +258,7 @@ async fn store_version(
         changed_fields,
         actor_user_id: by.user.user_id,
         actor_role: by.user.role,
-        device_id: Some(by.device_id),
+        device_id: by.device_id,
         recorded_at_ms: state.clock.now_ms(),
         reason,
         audit_event_id,
@@ -270,6 +280,88 @@ pub async fn register(
     } = registration;
     check_writable(&fields, by.user.role)?;
     validate(&fields, today(state.clock.now_ms()))?;
+    let duplicates = if confirm_new_person {
+        Duplicates::Allowed
+    } else {
+        Duplicates::Refused
+    };
+    let created = create(state, scope, &by, fields, duplicates, None).await?;
+    Ok(Written {
+        id: created.id(),
+        version: 1,
+    })
+}
+
+/// Whether a new record matching patients on file is refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Duplicates {
+    Refused,
+    Allowed,
+}
+
+/// What an import did with one source record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New(Uuid),
+    /// Imported before (the same source id): nothing changed.
+    AlreadyImported(Uuid),
+}
+
+impl Created {
+    pub fn id(self) -> Uuid {
+        match self {
+            Created::New(id) | Created::AlreadyImported(id) => id,
+        }
+    }
+}
+
+/// Brings one patient in from another system, as the operator's console: version 1 with
+/// its event and history like a registration, its record number assigned here, its source
+/// id kept so that importing it again changes nothing. Values are checked as a
+/// registration's are (refused by field name).
+pub async fn import(
+    state: &AppState,
+    scope: &ClinicScope,
+    source_key: &str,
+    fields: PatientFields,
+) -> Result<Created, ServerError> {
+    let console = UserInfo {
+        user_id: crate::admin::provisioning::OPERATOR,
+        username: String::new(),
+        display_name: String::new(),
+        role: Role::Admin,
+        clinic_id: scope.clinic_id(),
+    };
+    let by = Writer {
+        user: &console,
+        device_id: None,
+        seen: RequestSeen {
+            client_ip: "console".into(),
+            user_agent: "clinicdesk-server import".into(),
+            session_device_id: None,
+        },
+    };
+    validate(&fields, today(state.clock.now_ms()))?;
+    create(
+        state,
+        scope,
+        &by,
+        fields,
+        Duplicates::Allowed,
+        Some(source_key),
+    )
+    .await
+}
+
+/// A new record: version 1, its `create` event and its history, in one transaction.
+async fn create(
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    fields: PatientFields,
+    duplicates: Duplicates,
+    source_key: Option<&str>,
+) -> Result<Created, ServerError> {
     if fields.name.is_none() {
         return Err(ServerError::BadRequest { field: "name" });
     }
@@ -284,6 +376,11 @@ pub async fn register(
     // One registration at a time per clinic: record numbers and duplicate checks see
     // every earlier one.
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(key) = source_key
+        && let Some(id) = stored::imported(&mut tx, key).await?
+    {
+        return Ok(Created::AlreadyImported(id));
+    }
     match content.mrn.as_deref() {
         Some("") | None => content.mrn = Some(assign_mrn(&mut tx).await?),
         Some(mrn) if stored::mrn_taken(&mut tx, mrn).await? => {
@@ -293,7 +390,7 @@ pub async fn register(
     }
     let name = display_name(&content);
     let derived = derived(&content, &name);
-    if !confirm_new_person {
+    if duplicates == Duplicates::Refused {
         let candidates =
             stored::possible_duplicates(&mut tx, &name, derived.birth_date, derived.phone).await?;
         if !candidates.is_empty() {
@@ -302,23 +399,28 @@ pub async fn register(
     }
     let body = encode(&content)?;
     let id = Uuid::now_v7();
-    stored::insert_patient_record(&mut tx, id, &body, &derived).await?;
+    stored::insert_patient_record(&mut tx, id, &body, &derived, source_key).await?;
     let change = RecordChange {
         version: 1,
         before: None,
         after: content_hash(&body),
     };
+    let route = if source_key.is_some() {
+        IMPORT_ROUTE
+    } else {
+        REGISTER_ROUTE
+    };
     let event = change_event(
-        &by,
+        by,
         AuditAction::Create,
         id,
         &content.present(),
         change,
-        REGISTER_ROUTE,
+        route,
     );
-    store_version(&mut tx, state, scope, &by, event, body, String::new()).await?;
+    store_version(&mut tx, state, scope, by, event, body, String::new()).await?;
     tx.commit().await?;
-    Ok(Written { id, version: 1 })
+    Ok(Created::New(id))
 }
 
 /// Changes the fields `update` carries, if the record is still at `based_on`; otherwise a

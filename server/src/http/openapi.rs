@@ -60,6 +60,7 @@ impl Modify for SessionAuth {
         routes::records::register,
         routes::records::update,
         routes::records::get_record,
+        routes::records::get_fhir_patient,
         routes::records::get_history,
         routes::break_glass::open,
         routes::care_team::get_team,

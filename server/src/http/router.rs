@@ -132,6 +132,11 @@ pub fn route_defs() -> Vec<RouteDef> {
         ),
         def(
             "GET",
+            "/v1/fhir/Patient/{patient_id}",
+            get(routes::records::get_fhir_patient),
+        ),
+        def(
+            "GET",
             "/v1/patients/{patient_id}/history",
             get(routes::records::get_history),
         ),

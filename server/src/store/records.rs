@@ -72,12 +72,13 @@ pub async fn insert_patient_record(
     patient_id: Uuid,
     body: &str,
     derived: &Derived<'_>,
+    import_key: Option<&str>,
 ) -> Result<(), ServerError> {
     let clinic = tx.clinic_id().to_string();
     sqlx::query(
         "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
-             medications, record, version, given_key, family_key)
-         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1, $8, $9)",
+             medications, record, version, given_key, family_key, import_key)
+         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1, $8, $9, $10)",
     )
     .bind(patient_id.to_string())
     .bind(clinic)
@@ -88,9 +89,22 @@ pub async fn insert_patient_record(
     .bind(body)
     .bind(search_key(derived.given))
     .bind(search_key(derived.family))
+    .bind(import_key)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The patient imported from the source record `import_key`, if there is one.
+pub async fn imported(tx: &mut ClinicTx, import_key: &str) -> Result<Option<Uuid>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT id FROM patients WHERE clinic_id = $1 AND import_key = $2")
+            .bind(clinic)
+            .bind(import_key)
+            .fetch_optional(&mut **tx)
+            .await?;
+    id.as_deref().map(parse_uuid).transpose()
 }
 
 /// Replaces the patient's content if it is still at `based_on`; `false` if another write

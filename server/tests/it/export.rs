@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit_log::{event, sign};
-use crate::harness::{SignedIn, TestDevice, TestServer, cli, password_of};
+use crate::harness::{SignedIn, TestDevice, TestServer, cli, fhir_validate, password_of};
 
 const FORMULA_AGENT: &str = "=HYPERLINK(\"http://example.invalid\")";
 
@@ -317,9 +317,6 @@ async fn csv_has_a_row_per_event_and_defuses_formulas() {
 /// package (R4B models) that `cargo xtask test` installs in its own virtualenv.
 #[tokio::test]
 async fn fhir_export_validates_as_r4_audit_events_with_an_independent_validator() {
-    let python = std::env::var("CLINICDESK_FHIR_PYTHON").expect(
-        "CLINICDESK_FHIR_PYTHON is unset: run under `cargo xtask test`, which installs the validator",
-    );
     let t = trail().await;
     let before = stored_events(&t).await;
     let (status, text) = api_text(&t, "/v1/audit/export?format=fhir").await;
@@ -341,26 +338,7 @@ async fn fhir_export_validates_as_r4_audit_events_with_an_independent_validator(
             .starts_with("Patient/")
     );
 
-    let validate = |json: &str| {
-        let mut child = Command::new(&python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fhir_validate.py"
-            ))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(json.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let validate = |json: &str| fhir_validate("fhir_validate.py", json);
     let out = validate(&text);
     assert!(
         out.status.success(),

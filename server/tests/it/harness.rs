@@ -774,3 +774,26 @@ pub fn password_of<'a>(report: &'a SeedReport, username: &str) -> &'a str {
         .unwrap()
         .password
 }
+
+/// Runs one of the FHIR validator scripts in `server/tests/` under the fhir.resources
+/// virtualenv's Python (`CLINICDESK_FHIR_PYTHON`) with `input` on its stdin.
+pub fn fhir_validate(script: &str, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let python = std::env::var("CLINICDESK_FHIR_PYTHON").expect(
+        "CLINICDESK_FHIR_PYTHON is unset: run under `cargo xtask test`, which installs the validator",
+    );
+    let mut child = std::process::Command::new(python)
+        .arg(format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR")))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

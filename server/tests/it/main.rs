@@ -14,6 +14,7 @@ mod devices;
 mod escrow;
 mod export;
 mod harness;
+mod import;
 mod isolation;
 mod log_proofs;
 mod mfa;

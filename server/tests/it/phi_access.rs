@@ -93,6 +93,10 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         ),
         ("/v1/patients", ("/v1/patients?q=ivy".to_owned(), &front)),
         (
+            "/v1/fhir/Patient/{patient_id}",
+            (format!("/v1/fhir/Patient/{patient}"), &login),
+        ),
+        (
             "/v1/patients/{patient_id}/record",
             (format!("/v1/patients/{patient}/record"), &login),
         ),

@@ -392,6 +392,10 @@ async fn each_role_reads_and_writes_exactly_the_fields_the_table_gives_it() {
     let values = [
         ("mrn", json!("X-1")),
         (
+            "identifiers",
+            json!([{ "system": "urn:example", "value": "1", "kind": "" }]),
+        ),
+        (
             "name",
             json!({ "given": "Wren", "family": "Synthetica-Vale" }),
         ),

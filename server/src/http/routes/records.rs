@@ -14,6 +14,7 @@ use clinicdesk_protocol::wire::{
 use uuid::Uuid;
 
 use crate::audit::access::{Seen, Served};
+use crate::clinical::fhir_patient::FhirPatient;
 use crate::clinical::records::{self, Writer, Written};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
@@ -23,7 +24,7 @@ use crate::state::AppState;
 fn writer(auth: &Authenticated, seen: Seen) -> Writer<'_> {
     Writer {
         user: &auth.principal.user,
-        device_id: auth.principal.device_id,
+        device_id: Some(auth.principal.device_id),
         seen: seen.for_session(auth.principal.device_id),
     }
 }
@@ -138,6 +139,27 @@ pub async fn get_record(
     let record =
         records::record(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
     Ok(([etag(record.version)], Served::new(record)))
+}
+
+#[utoipa::path(get, path = "/v1/fhir/Patient/{patient_id}",
+    params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "The patient's record as a FHIR R4 Patient, cut to \
+            the caller's field policy", content_type = "application/fhir+json"),
+        (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_fhir_patient(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(patient_id): Id<Uuid>,
+) -> Result<impl IntoResponse, ServerError> {
+    let record =
+        records::record(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    let fhir = FhirPatient::new(record.id, record.version, &record.fields);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        Served::new(fhir),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/history",
