@@ -343,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
             code_ttl_mins,
             audit_events,
         } => {
-            std::fs::create_dir_all(&data_dir)
+            clinicdesk_server::store::private_files::private_dir(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
             let state = open_state(&db, &data_dir).await?;
             let report = seed::seed_demo(&state.store, &SystemClock, code_ttl_mins)
@@ -479,7 +479,7 @@ async fn main() -> anyhow::Result<()> {
             idempotency_key,
             json,
         } => {
-            std::fs::create_dir_all(&data_dir)
+            clinicdesk_server::store::private_files::private_dir(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
             let state = open_state(&db, &data_dir).await?;
             let new = clinicdesk_protocol::wire::NewClinic {
@@ -858,7 +858,7 @@ async fn open_existing(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow:
 }
 
 async fn open_store(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(data_dir)
+    clinicdesk_server::store::private_files::private_dir(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     Store::open(&db.location(data_dir)?)
         .await
@@ -871,7 +871,7 @@ async fn serve(
     listen: SocketAddr,
     webauthn_origin: &str,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&data_dir)
+    clinicdesk_server::store::private_files::private_dir(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let files = tls::ensure_local_ca(&data_dir).context("preparing TLS certificates")?;
     let config = tls::server_config(&files)?;

@@ -39,20 +39,34 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), AppError> 
     write_atomic(path, &bytes)
 }
 
+/// Every file the app writes is its user's alone: 0600, in a directory of 0700 (a shared
+/// workstation has other accounts, and a user's `key.json` is the wrapped cache key).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| AppError::Io("data dir", e))?;
+    write_private(path, bytes)
+}
+
+/// `dir`, created if missing, readable by its owner only (0700 on Unix).
+pub(crate) fn private_dir(dir: &Path) -> Result<(), AppError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder
+            .create(dir)
+            .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
+            .map_err(|e| AppError::Io("data dir", e))
     }
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(|e| AppError::Io("temp file", e))?;
-    fs::rename(&tmp, path).map_err(|e| AppError::Io("rename", e))
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(|e| AppError::Io("data dir", e))
 }
 
 /// Writes `bytes` readable by the owner only (0600 on Unix), via a temporary file.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| AppError::Io("data dir", e))?;
+        private_dir(parent)?;
     }
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
@@ -70,4 +84,34 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
         .and_then(|()| file.sync_all())
         .map_err(|e| AppError::Io("key file", e))?;
     fs::rename(&tmp, path).map_err(|e| AppError::Io("rename", e))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> Option<u32> {
+        fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    }
+
+    /// A user's `key.json` (and every other file the app writes) is readable by its owner
+    /// only, in a directory only its owner can list, whatever the umask; a directory an
+    /// older version left open is narrowed.
+    #[test]
+    fn what_the_app_writes_is_its_users_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        let key = data.join("users").join("u1").join("key.json");
+        write_json(&key, &serde_json::json!({ "version": 1 })).unwrap();
+        assert_eq!(mode(&key), Some(0o600));
+        assert_eq!(mode(key.parent().unwrap()), Some(0o700));
+        private_dir(&data).unwrap();
+        assert_eq!(mode(&data), Some(0o700));
+    }
 }

@@ -99,9 +99,10 @@ pub fn ensure_local_ca(data_dir: &Path) -> Result<TlsFiles, TlsError> {
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params()?.self_signed(&ca_key)?;
     let dir = files.ca_cert.parent().ok_or(TlsError::Read("tls dir"))?;
-    fs::create_dir_all(dir).map_err(TlsError::Write)?;
+    crate::store::private_files::private_dir(dir).map_err(TlsError::Write)?;
     write_file(&files.ca_key, ca_key.serialize_pem().as_bytes(), 0o600)?;
-    write_file(&files.ca_cert, ca_cert.pem().as_bytes(), 0o644)?;
+    // Public, but everything under the data directory is its owner's alone.
+    write_file(&files.ca_cert, ca_cert.pem().as_bytes(), 0o600)?;
     Ok(files)
 }
 

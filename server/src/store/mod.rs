@@ -39,6 +39,7 @@ pub mod enrollment;
 pub mod mfa;
 pub mod operators;
 pub mod patients;
+pub mod private_files;
 pub mod provisionings;
 pub mod records;
 pub mod sessions;
@@ -223,6 +224,10 @@ impl Store {
     }
 
     async fn open_sqlite(file: &Path) -> Result<Self, ServerError> {
+        private_files::private_database(file).map_err(|e| {
+            tracing::error!(error = %e, "the data directory cannot be made private");
+            ServerError::Internal("data directory not private")
+        })?;
         let url = SqliteConnectOptions::new()
             .filename(file)
             .create_if_missing(true)

@@ -10,6 +10,7 @@ mod canary;
 mod care_team;
 mod clinic_days;
 mod contract_fuzz;
+mod data_dir;
 mod devices;
 mod escrow;
 mod export;

@@ -58,7 +58,7 @@ struct Wiring {
 
 impl Core {
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| AppError::Io("data dir", e))?;
+        crate::files::private_dir(&config.data_dir)?;
         let device = Device::open(&config.data_dir, &config.keychain_service)?;
         let core = Self {
             config,
