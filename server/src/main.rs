@@ -433,6 +433,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let report = clinicdesk_server::admin::import::import_ndjson(
                 &state,
+                &console,
                 &scope,
                 &fhir_ndjson,
                 &mut progress,
@@ -460,8 +461,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::RevokeDevice { data_dir, device } => {
-            let store = open_store(&db, &data_dir).await?;
-            if !operator::revoke_device(&store, &SystemClock, device)
+            let state = open_state(&db, &data_dir).await?;
+            if !operator::revoke_device(&state, device)
                 .await
                 .context("revoking the device")?
             {

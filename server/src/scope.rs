@@ -82,6 +82,27 @@ impl Console {
     pub fn operator() -> Self {
         Self(())
     }
+
+    /// The console as the actor of an audit event in `clinic_id`: no user (the nil id, as
+    /// `docs/audit-format.md` says), recorded with the admin role.
+    pub fn actor(&self, clinic_id: Uuid) -> UserInfo {
+        UserInfo {
+            user_id: Uuid::nil(),
+            username: String::new(),
+            display_name: String::new(),
+            role: clinicdesk_protocol::policy::Role::Admin,
+            clinic_id,
+        }
+    }
+
+    /// What an audit event records of a console command (`command`, e.g. `import`).
+    pub fn seen(&self, command: &str) -> clinicdesk_protocol::audit::RequestSeen {
+        clinicdesk_protocol::audit::RequestSeen {
+            client_ip: "console".into(),
+            user_agent: format!("clinicdesk-server {command}"),
+            session_device_id: None,
+        }
+    }
 }
 
 /// Who is calling: the session's user, device and the token's hash. Built only by

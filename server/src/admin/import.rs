@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::clinical::fhir_patient::{self, Skip};
 use crate::clinical::records::{self, Created};
 use crate::error::ServerError;
-use crate::scope::ClinicScope;
+use crate::scope::{ClinicScope, Console};
 use crate::state::AppState;
 
 /// One source record that was not taken, and why.
@@ -61,6 +61,7 @@ fn files(dir: &Path) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
 /// `progress(done, total)` as it goes.
 pub async fn import_ndjson(
     state: &AppState,
+    console: &Console,
     scope: &ClinicScope,
     dir: &Path,
     progress: &mut (dyn FnMut(u64, u64) + Send),
@@ -90,7 +91,7 @@ pub async fn import_ndjson(
     }
     let total = u64::try_from(lines.len()).unwrap_or(u64::MAX);
     for (done, (place, line)) in lines.into_iter().enumerate() {
-        let outcome = import_line(state, scope, &line).await;
+        let outcome = import_line(state, console, scope, &line).await;
         match outcome {
             Ok(Created::New(id)) => {
                 report.imported += 1;
@@ -119,6 +120,7 @@ enum LineError {
 
 async fn import_line(
     state: &AppState,
+    console: &Console,
     scope: &ClinicScope,
     line: &str,
 ) -> Result<Created, LineError> {
@@ -135,7 +137,7 @@ async fn import_line(
         .map(|id| format!("Patient/{id}"));
     let (key, fields) = fhir_patient::from_fhir(&resource)
         .map_err(|skip: Skip| LineError::Skip(named.clone(), skip.as_str().to_owned()))?;
-    match records::import(state, scope, &key, fields).await {
+    match records::import(state, console, scope, &key, fields).await {
         Ok(created) => Ok(created),
         Err(ServerError::BadRequest { field }) => {
             Err(LineError::Skip(named, format!("invalid {field}")))

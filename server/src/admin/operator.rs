@@ -5,25 +5,36 @@ use uuid::Uuid;
 
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
+use crate::state::AppState;
 use crate::store::Store;
 use crate::time::Clock;
 
-/// Revokes a device and its sessions; its next request answers `device_revoked`, which
-/// the app obeys by wiping itself. Returns false for an unknown device.
-pub async fn revoke_device(
-    store: &Store,
-    clock: &dyn Clock,
-    device_id: Uuid,
-) -> Result<bool, ServerError> {
-    let Some(device) = store.device(device_id).await? else {
+/// Revokes a device and its sessions, with its `device_revoked` event by the console in
+/// the same transaction; its next request answers `device_revoked`, which the app obeys by
+/// wiping itself. Returns false for an unknown (or already revoked) device.
+pub async fn revoke_device(state: &AppState, device_id: Uuid) -> Result<bool, ServerError> {
+    let Some(device) = state.store.device(device_id).await? else {
         return Ok(false);
     };
-    let scope = ClinicScope::of_console(&Console::operator(), device.clinic_id);
-    let revoked = store
-        .revoke_device(&scope, device_id, clock.now_ms())
-        .await?;
-    tracing::info!(%device_id, "device revoked by the operator");
-    Ok(revoked)
+    let console = Console::operator();
+    let scope = ClinicScope::of_console(&console, device.clinic_id);
+    let actor = console.actor(device.clinic_id);
+    match crate::devices::registry::revoke(
+        state,
+        &scope,
+        &actor,
+        device_id,
+        console.seen("revoke-device"),
+    )
+    .await
+    {
+        Ok(()) => {
+            tracing::info!(%device_id, "device revoked by the operator");
+            Ok(true)
+        }
+        Err(ServerError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The clinic's access review as CSV, for `clinicdesk-server audit access-review`.

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::audit::server_chain::{self, ServerEvent};
 use crate::error::ServerError;
-use crate::scope::ClinicScope;
+use crate::scope::{ClinicScope, Console};
 use crate::state::AppState;
 use crate::store::records::{self as stored, Derived, VersionRow};
 use crate::store::{ClinicTx, Store, clinics};
@@ -321,25 +321,16 @@ impl Created {
 /// registration's are (refused by field name).
 pub async fn import(
     state: &AppState,
+    console: &Console,
     scope: &ClinicScope,
     source_key: &str,
     fields: PatientFields,
 ) -> Result<Created, ServerError> {
-    let console = UserInfo {
-        user_id: crate::admin::provisioning::OPERATOR,
-        username: String::new(),
-        display_name: String::new(),
-        role: Role::Admin,
-        clinic_id: scope.clinic_id(),
-    };
+    let actor = console.actor(scope.clinic_id());
     let by = Writer {
-        user: &console,
+        user: &actor,
         device_id: None,
-        seen: RequestSeen {
-            client_ip: "console".into(),
-            user_agent: "clinicdesk-server import".into(),
-            session_device_id: None,
-        },
+        seen: console.seen("import"),
     };
     validate(&fields, today(state.clock.now_ms()))?;
     create(

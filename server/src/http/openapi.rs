@@ -91,6 +91,56 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 mod tests {
     use super::*;
 
+    /// Each operation's path parameters are exactly the placeholders of its path template
+    /// (a query parameter documented as a path one sends every client the wrong request).
+    #[test]
+    fn path_parameters_are_the_templates_placeholders() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let mut placeholders: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            placeholders.sort_unstable();
+            for (method, operation) in item.as_object().unwrap() {
+                let params = operation["parameters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let mut in_path: Vec<String> = params
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect();
+                in_path.sort_unstable();
+                assert_eq!(in_path, placeholders, "{method} {path}");
+                for p in params.iter().filter(|p| p["in"] == "query") {
+                    assert!(
+                        !placeholders.contains(&p["name"].as_str().unwrap()),
+                        "{method} {path}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "only {checked} operations");
+        // The break-glass queue's filter is an optional query parameter.
+        let pending = &doc["paths"]["/v1/break-glass"]["get"]["parameters"][0];
+        assert_eq!(
+            (
+                &pending["name"],
+                &pending["in"],
+                pending["required"].as_bool()
+            ),
+            (
+                &serde_json::json!("pending"),
+                &serde_json::json!("query"),
+                Some(false)
+            )
+        );
+    }
+
     /// The document describes exactly the routes the policy table knows.
     #[test]
     fn every_route_is_documented() {

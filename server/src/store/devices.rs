@@ -222,22 +222,8 @@ impl Store {
         }))
     }
 
-    /// Revokes a device of the scope's clinic and every session opened from it. Returns
-    /// false when the clinic has no such device (another clinic's device included).
-    pub async fn revoke_device(
-        &self,
-        scope: &ClinicScope,
-        device_id: Uuid,
-        now_ms: i64,
-    ) -> Result<bool, ServerError> {
-        let mut tx = self.clinic_tx(scope).await?;
-        let found = Self::revoke_device_in(&mut tx, device_id, now_ms).await?;
-        tx.commit().await?;
-        Ok(found)
-    }
-
-    /// [`Store::revoke_device`] in the caller's clinic transaction, so the revocation
-    /// commits with its audit event or not at all.
+    /// Revokes a device and ends its sessions, in the caller's clinic transaction, so the
+    /// revocation commits with its audit event or not at all.
     pub async fn revoke_device_in(
         tx: &mut ClinicTx,
         device_id: Uuid,

@@ -243,3 +243,43 @@ async fn a_revocation_without_its_audit_event_does_not_happen() {
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].resource_id, back.id.to_string());
 }
+
+/// A revocation on the operator's console is in the trail like an admin's, by the console
+/// (the nil user), in the same transaction as the revocation.
+#[tokio::test]
+async fn the_operators_revocation_on_the_console_is_in_the_trail() {
+    let server = TestServer::start().await;
+    let report = server.seed(0xA, "Clinic A").await;
+    let device = TestDevice::enroll(&server, &report.enrollment_code).await;
+    let out = crate::harness::cli(&server)
+        .args([
+            "revoke-device",
+            "--device",
+            &device.id.to_string(),
+            "--data-dir",
+        ])
+        .arg(server.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revocations: Vec<_> = server
+        .events_of("device_revoked")
+        .await
+        .into_iter()
+        .filter(|e| e.resource_id == device.id.to_string())
+        .collect();
+    assert_eq!(
+        revocations.len(),
+        1,
+        "the console's revocation is recorded once"
+    );
+    assert_eq!(revocations[0].actor_user_id, uuid::Uuid::nil());
+    assert_eq!(
+        revocations[0].request.as_ref().unwrap().client_ip,
+        "console"
+    );
+}

@@ -44,6 +44,7 @@ pub async fn open(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QueueQuery {
     /// Only grants no admin has acknowledged yet.
     #[serde(default)]
