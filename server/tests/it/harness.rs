@@ -167,6 +167,27 @@ pub fn cli(server: &TestServer) -> std::process::Command {
     cmd
 }
 
+/// `clinicdesk-server ARGS --data-dir <this server's>`: its output.
+pub fn run_cli(server: &TestServer, args: &[&str]) -> std::process::Output {
+    cli(server)
+        .args(args)
+        .arg("--data-dir")
+        .arg(server.dir.path())
+        .output()
+        .unwrap()
+}
+
+/// [`run_cli`], which must succeed (its stderr otherwise): its stdout.
+pub fn cli_ok(server: &TestServer, args: &[&str]) -> Vec<u8> {
+    let out = run_cli(server, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Copies a data directory's files but its SQLite database (keys, TLS files).
 fn copy_keys(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).unwrap() {

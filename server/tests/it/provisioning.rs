@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::harness::{SignedIn, TestDevice, TestServer, password_of};
+use crate::harness::{SignedIn, TestDevice, TestServer, password_of, run_cli};
 
 const OWN_PASSWORD: &str = "copper-meadow-signal-58";
 
@@ -352,15 +352,6 @@ async fn a_first_password_signs_in_once_only_to_choose_ones_own() {
 }
 
 /// Runs the server's CLI on the test server's data directory.
-fn run_cli(server: &TestServer, args: &[&str]) -> std::process::Output {
-    crate::harness::cli(server)
-        .args(args)
-        .arg("--data-dir")
-        .arg(server.dir.path())
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_console_provisions_the_same_way_and_its_tokens_work_over_the_api() {
     let server = TestServer::start().await;

@@ -419,25 +419,14 @@ async fn the_access_review_lists_every_user_with_phi_access() {
     );
     assert_eq!(rows[2][4], "deactivated");
 
-    let out = crate::harness::cli(&server)
-        .args([
+    let stdout = crate::harness::cli_ok(
+        &server,
+        &[
             "audit",
             "access-review",
             "--clinic",
             &report.clinic_id.to_string(),
-            "--data-dir",
-        ])
-        .arg(server.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    assert_eq!(
-        out.stdout,
-        csv_bytes.as_ref(),
-        "the CLI writes the same review"
-    );
+    assert_eq!(stdout, csv_bytes.as_ref(), "the CLI writes the same review");
 }
