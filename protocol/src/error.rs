@@ -15,6 +15,8 @@ pub enum ErrorCode {
     InvalidSecondFactor,
     /// Too many failed sign-in attempts for this account or address; wait and retry.
     TooManyAttempts,
+    /// The request's body is bigger than the server takes.
+    PayloadTooLarge,
     /// A new password is too short, too guessable, or on a breach list.
     WeakPassword,
     SessionExpired,
@@ -41,12 +43,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
         ErrorCode::InvalidSecondFactor,
         ErrorCode::TooManyAttempts,
+        ErrorCode::PayloadTooLarge,
         ErrorCode::WeakPassword,
         ErrorCode::SessionExpired,
         ErrorCode::Forbidden,
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::InvalidSecondFactor => "invalid_second_factor",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::Forbidden => "forbidden",
@@ -173,7 +177,7 @@ mod tests {
         assert_eq!(
             wire.join(","),
             "bad_request,unauthenticated,invalid_credentials,invalid_second_factor,\
-             too_many_attempts,weak_password,session_expired,forbidden,not_found,\
+             too_many_attempts,payload_too_large,weak_password,session_expired,forbidden,not_found,\
              method_not_allowed,invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,possible_duplicate,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,internal"

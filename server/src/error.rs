@@ -18,6 +18,8 @@ pub enum ServerError {
     WeakPassword,
     #[error("too many attempts")]
     TooManyAttempts { retry_after_secs: u64 },
+    #[error("payload too large")]
+    PayloadTooLarge,
     #[error("session expired")]
     SessionExpired,
     #[error("forbidden")]
@@ -71,6 +73,7 @@ impl ServerError {
             ServerError::InvalidCredentials => ErrorCode::InvalidCredentials,
             ServerError::InvalidSecondFactor => ErrorCode::InvalidSecondFactor,
             ServerError::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            ServerError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ServerError::WeakPassword => ErrorCode::WeakPassword,
             ServerError::SessionExpired => ErrorCode::SessionExpired,
             ServerError::Forbidden => ErrorCode::Forbidden,

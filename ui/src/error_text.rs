@@ -11,6 +11,7 @@ pub(crate) fn explain(e: &ApiError) -> String {
             "That password is too easy to guess: use at least 12 characters, not a common password and not the person's name."
         }
         ErrorCode::Conflict => "That already exists (a username can be used once per clinic).",
+        ErrorCode::PayloadTooLarge => "That is more than the server takes at once.",
         ErrorCode::PossibleDuplicate => {
             "A patient with the same name and birth date, or the same phone, is already registered. Check whether this is the same person."
         }

@@ -74,9 +74,7 @@ pub async fn create(
         new.display_name.as_str(),
         &clinic_name,
     ];
-    if !passwords::acceptable(new.password.expose(), &context) {
-        return Err(ServerError::WeakPassword);
-    }
+    passwords::check_new(new.password.expose(), &context, "password").await?;
     let hash = passwords::hash_in_turn(new.password.expose().to_owned()).await?;
     let mut tx = state.store.tx().await?;
     let user = store::users::FirstPasswordUser {

@@ -56,6 +56,7 @@ fn status(error: &ServerError) -> StatusCode {
         ServerError::NotFound => StatusCode::NOT_FOUND,
         ServerError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ServerError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServerError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ServerError::AuditChainBroken
         | ServerError::Conflict { .. }
         | ServerError::StaleVersion { .. }

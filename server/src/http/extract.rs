@@ -21,6 +21,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
+            // A body that outgrew the limit while it was read (no length declared).
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ServerError::PayloadTooLarge)
+            }
             Err(_) => Err(ServerError::BadRequest { field: "body" }),
         }
     }

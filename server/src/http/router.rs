@@ -7,6 +7,7 @@ use axum::middleware;
 use axum::routing::{MethodRouter, get, patch, post};
 use clinicdesk_protocol::policy;
 
+use crate::error::ServerError;
 use crate::http::routes;
 use crate::state::AppState;
 
@@ -245,8 +246,31 @@ pub fn build_router_from(state: AppState, defs: Vec<RouteDef>) -> Result<Router,
             state.clone(),
             crate::http::authorize::authorize,
         ))
+        .layer(middleware::from_fn(refuse_oversized))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::map_response(security_headers))
         .with_state(state))
+}
+
+/// The most a request body may hold: a full audit batch with room to spare.
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A body declared bigger than [`BODY_LIMIT`] is refused before any of it is read (and
+/// before authorization: nothing is learned from it); one that grows past the limit while
+/// it is read is refused by the body extractor.
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return axum::response::IntoResponse::into_response(ServerError::PayloadTooLarge);
+    }
+    next.run(request).await
 }
 
 pub fn build_router(state: AppState) -> Result<Router, RouterError> {

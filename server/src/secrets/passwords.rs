@@ -142,12 +142,43 @@ pub fn verify(password: &str, stored: &str) -> Result<bool, ServerError> {
 /// workstation in the threat model we ask for more).
 pub const MIN_LENGTH: usize = 12;
 
+/// Longest password accepted (NIST SP 800-63B asks for at least 64): a cap, so that
+/// nobody makes the server hash or check a megabyte.
+pub const MAX_LENGTH: usize = 128;
+
+/// A new password's check, refusing an overlong one by `field`'s name and a guessable one
+/// as `weak_password`; the guessability check runs on the blocking pool (it is CPU work
+/// that grows with the password).
+pub async fn check_new(
+    password: &str,
+    context: &[&str],
+    field: &'static str,
+) -> Result<(), ServerError> {
+    if password.chars().count() > MAX_LENGTH {
+        return Err(ServerError::BadRequest { field });
+    }
+    let password = password.to_owned();
+    let context: Vec<String> = context.iter().map(|c| (*c).to_owned()).collect();
+    let ok = tokio::task::spawn_blocking(move || {
+        let context: Vec<&str> = context.iter().map(String::as_str).collect();
+        acceptable(&password, &context)
+    })
+    .await
+    .map_err(|_| ServerError::Internal("password check"))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::WeakPassword)
+    }
+}
+
 /// Whether a new password is acceptable: long enough, and not guessable by `zxcvbn`
 /// (score 3 or more: beyond 10^8 guesses), whose bundled lists hold the most common
 /// passwords from public breaches, words and names; `context` are the user's own words
 /// (username, names, clinic), which a password must not lean on.
 pub fn acceptable(password: &str, context: &[&str]) -> bool {
-    if password.chars().count() < MIN_LENGTH {
+    let length = password.chars().count();
+    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
         return false;
     }
     // Each name whole and word by word: `jo.billing` and `Jo Billing` give jo, billing.

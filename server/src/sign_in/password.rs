@@ -100,8 +100,9 @@ pub async fn log_in(
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-    let password_ok =
-        passwords::verify_in_turn(req.password.expose().to_owned(), stored_hash).await?;
+    // No password is longer than a new one may be: an overlong one is wrong, unhashed.
+    let password_ok = req.password.expose().chars().count() <= passwords::MAX_LENGTH
+        && passwords::verify_in_turn(req.password.expose().to_owned(), stored_hash).await?;
     // An expired first password answers exactly as a wrong one.
     let first_password_live =
         |c: &crate::store::Credentials| c.password_expires_at_ms.is_none_or(|at| now < at);
@@ -247,6 +248,9 @@ async fn matches_stored(
         .await?
         .ok_or(ServerError::Unauthenticated)?
         .password_hash;
+    if password.chars().count() > passwords::MAX_LENGTH {
+        return Ok(false);
+    }
     passwords::verify_in_turn(password.to_owned(), stored).await
 }
 
@@ -269,8 +273,6 @@ async fn new_password_hash(
         clinic_name.as_str(),
     ];
     context.extend_from_slice(also_avoid);
-    if !passwords::acceptable(&new, &context) {
-        return Err(ServerError::WeakPassword);
-    }
+    passwords::check_new(&new, &context, "new_password").await?;
     passwords::hash_in_turn(new).await
 }

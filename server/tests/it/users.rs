@@ -430,3 +430,47 @@ async fn the_access_review_lists_every_user_with_phi_access() {
     );
     assert_eq!(stdout, csv_bytes.as_ref(), "the CLI writes the same review");
 }
+
+/// A new password has a length cap (a megabyte of password is refused by the field's
+/// name, not hashed), a sign-in with an overlong one is a plain wrong password, and a body
+/// declared bigger than the server takes is refused at once as too large.
+#[tokio::test]
+async fn overlong_passwords_and_oversized_bodies_are_refused_early() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "clinician").await;
+    let old = password_of(&report, "clinician").to_owned();
+    let huge = format!("{STRONG}{}", "x".repeat(3 << 20));
+    let token = Some(login.session_token.expose());
+    let (status, body) = server
+        .post(
+            "/v1/auth/password",
+            token,
+            json!({ "current_password": old, "new_password": &huge[..200] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("new_password")),
+        "{body}"
+    );
+    let (status, _) = device.try_login(&server, "clinician", &huge[..4096]).await;
+    assert_eq!(status, 401);
+
+    // Declared too big: 413 with the error body, before the body is read.
+    let resp = server
+        .client()
+        .post(format!("{}/v1/auth/password", server.url))
+        .bearer_auth(login.session_token.expose())
+        .header("content-type", "application/json")
+        .body(json!({ "current_password": old, "new_password": huge }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "payload_too_large");
+}
