@@ -12,14 +12,16 @@ use super::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resource {
     Patient,
+    Appointment,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 1] = [Resource::Patient];
+    pub const ALL: [Resource; 2] = [Resource::Patient, Resource::Appointment];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Patient => "Patient",
+            Resource::Appointment => "Appointment",
         }
     }
 }
@@ -88,6 +90,16 @@ const fn front_desk_keeps(resource: Resource, field: &'static str) -> FieldRule 
     }
 }
 
+/// The schedule: the front desk keeps it, clinicians read it.
+const fn schedule(resource: Resource, field: &'static str) -> FieldRule {
+    FieldRule {
+        resource,
+        field,
+        clinical: false,
+        access: [RW, R, NO, NO],
+    }
+}
+
 /// Clinical content: clinicians read it for patients in their scope; nobody else does.
 /// (Writes come with the clinical records.)
 const fn clinical(resource: Resource, field: &'static str) -> FieldRule {
@@ -127,6 +139,16 @@ pub const FIELDS: &[FieldRule] = &[
     clinical(Resource::Patient, "allergies"),
     clinical(Resource::Patient, "problems"),
     clinical(Resource::Patient, "medications"),
+    // The front desk keeps the schedule and clinicians read it; billing does not hold the
+    // schedule permission (its day of patients comes with its own workspace).
+    schedule(Resource::Appointment, "patient_id"),
+    schedule(Resource::Appointment, "practitioner_id"),
+    schedule(Resource::Appointment, "start"),
+    schedule(Resource::Appointment, "duration_mins"),
+    schedule(Resource::Appointment, "appointment_type"),
+    schedule(Resource::Appointment, "reason"),
+    schedule(Resource::Appointment, "status"),
+    schedule(Resource::Appointment, "cancellation_reason"),
 ];
 
 /// The rule for a resource's field; `None` for a field the table does not know.
@@ -268,15 +290,21 @@ mod tests {
         }
     }
 
-    /// The table and the wire type name the same registration fields, in the same order.
+    /// The table and the wire types name the same fields, in the same order.
     #[test]
-    fn the_table_covers_every_patient_field() {
-        let table: Vec<&str> = FIELDS
-            .iter()
-            .filter(|r| r.resource == Resource::Patient && !r.clinical)
-            .map(|r| r.field)
-            .collect();
-        assert_eq!(table, crate::wire::PatientFields::NAMES);
+    fn the_table_covers_every_field_of_every_record() {
+        let of = |resource: Resource| -> Vec<&str> {
+            FIELDS
+                .iter()
+                .filter(|r| r.resource == resource && !r.clinical)
+                .map(|r| r.field)
+                .collect()
+        };
+        assert_eq!(of(Resource::Patient), crate::wire::PatientFields::NAMES);
+        assert_eq!(
+            of(Resource::Appointment),
+            crate::wire::AppointmentFields::NAMES
+        );
     }
 
     /// `docs/policy.md` is this table; regenerate it with `cargo xtask policy-doc`.

@@ -65,6 +65,9 @@ pub enum Permission {
     RegisterPatients,
     /// Change the clinic's own settings (its time zone).
     ManageClinic,
+    /// Book, reschedule, cancel and check in appointments: which fields, [`fields::FIELDS`]
+    /// says.
+    ManageSchedule,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
@@ -73,7 +76,7 @@ pub fn allows(role: Role, permission: Permission) -> bool {
     match role {
         Role::FrontDesk => matches!(
             permission,
-            ReadSchedule | ReadDemographics | ManageCareTeam | RegisterPatients
+            ReadSchedule | ReadDemographics | ManageCareTeam | RegisterPatients | ManageSchedule
         ),
         Role::Clinician => matches!(
             permission,
@@ -256,6 +259,40 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // Bookings and their changes record their own event in their transaction, like a
+    // patient's; a check-in opens the visit's encounter with its own event.
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/appointments",
+            Access::Session(Permission::ManageSchedule),
+        ),
+        AuditAction::Create,
+        "Appointment",
+    ),
+    refusals_recorded(
+        rule(
+            "PATCH",
+            "/v1/appointments/{appointment_id}",
+            Access::Session(Permission::ManageSchedule),
+        ),
+        AuditAction::Update,
+        "Appointment",
+    ),
+    phi_rule(
+        "GET",
+        "/v1/appointments/{appointment_id}",
+        Permission::ReadSchedule,
+        AuditAction::View,
+        "Appointment",
+    ),
+    phi_rule(
+        "GET",
+        "/v1/appointments/{appointment_id}/history",
+        Permission::ReadSchedule,
+        AuditAction::View,
+        "Appointment",
+    ),
     // A search discloses each patient it returns: one event per match, naming its fields.
     phi_rule(
         "GET",
@@ -428,6 +465,11 @@ mod tests {
     #[test]
     fn only_the_front_desk_manages_care_teams() {
         assert_eq!(holders(Permission::ManageCareTeam), [Role::FrontDesk]);
+    }
+
+    #[test]
+    fn only_the_front_desk_keeps_the_schedule() {
+        assert_eq!(holders(Permission::ManageSchedule), [Role::FrontDesk]);
     }
 
     #[test]

@@ -10,6 +10,66 @@
 //! Every type outside `mfa` is re-exported here, so `wire::Xyz` is its path whatever file
 //! holds it; `mfa` stays a module of its own (`wire::mfa`, and `crate::mfa` as before).
 
+/// A record's fields as the wire carries them: each optional, absent when the reader may
+/// not see it (or, in a change, when it is not changed), with the helpers the record layer
+/// needs. `Debug` names the fields present, never a value.
+macro_rules! record_fields {
+    ($(#[$sdoc:meta])* $name:ident { $($(#[$doc:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$sdoc])*
+        #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[$doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl $name {
+            /// Every field's name, in the order of the JSON and of the policy table.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The names of the fields present.
+            pub fn present(&self) -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(if self.$field.is_some() { names.push(stringify!($field)); })*
+                names
+            }
+
+            /// Drops every field whose name `keep` refuses.
+            pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+                $(if !keep(stringify!($field)) { self.$field = None; })*
+            }
+
+            /// The names of the fields whose values differ between the two.
+            pub fn differing(&self, other: &Self) -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(if self.$field != other.$field { names.push(stringify!($field)); })*
+                names
+            }
+
+            /// Sets every field `change` carries; leaves the others as they are.
+            pub fn apply(&mut self, change: &Self) {
+                $(if let Some(v) = &change.$field { self.$field = Some(v.clone()); })*
+            }
+
+            /// Every field present: an absent one gets its type's empty value.
+            pub fn with_defaults(mut self) -> Self {
+                $(if self.$field.is_none() { self.$field = Some(<$ty>::default()); })*
+                self
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.present()).finish()
+            }
+        }
+    };
+}
+
 mod audit;
 mod break_glass;
 mod care_team;
@@ -44,7 +104,10 @@ pub use records::{
     PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion,
     RecordWritten, SEARCH_PAGE_MAX,
 };
-pub use schedule::{Appointment, AppointmentList};
+pub use schedule::{
+    Appointment, AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord,
+    AppointmentStatus, AppointmentUpdate, AppointmentVersion, NewAppointment,
+};
 pub use session::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,
     UserInfo,

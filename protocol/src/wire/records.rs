@@ -92,63 +92,11 @@ macro_rules! redacted_debug {
 }
 redacted_debug!(HumanName, Address, EmergencyContact, Identifier);
 
-macro_rules! patient_fields {
-    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
-        /// A patient's registration and contact fields. Each is absent when the reader may
-        /// not see it, or (in a change) when it is not changed; its `Debug` names the
-        /// fields present, never a value.
-        #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[serde(deny_unknown_fields)]
-        pub struct PatientFields {
-            $(
-                $(#[$doc])*
-                #[serde(default, skip_serializing_if = "Option::is_none")]
-                pub $field: Option<$ty>,
-            )*
-        }
-
-        impl PatientFields {
-            /// Every field's name, in the order of the JSON and of the policy table.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
-
-            /// The names of the fields present.
-            pub fn present(&self) -> Vec<&'static str> {
-                let mut names = Vec::new();
-                $(if self.$field.is_some() { names.push(stringify!($field)); })*
-                names
-            }
-
-            /// Drops every field whose name `keep` refuses.
-            pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-                $(if !keep(stringify!($field)) { self.$field = None; })*
-            }
-
-            /// The names of the fields whose values differ between the two.
-            pub fn differing(&self, other: &Self) -> Vec<&'static str> {
-                let mut names = Vec::new();
-                $(if self.$field != other.$field { names.push(stringify!($field)); })*
-                names
-            }
-
-            /// Sets every field `change` carries; leaves the others as they are.
-            pub fn apply(&mut self, change: &Self) {
-                $(if let Some(v) = &change.$field { self.$field = Some(v.clone()); })*
-            }
-
-            /// Every field present: an absent one gets its empty value (`active` is true).
-            pub fn filled(mut self) -> Self {
-                if self.active.is_none() {
-                    self.active = Some(true);
-                }
-                $(if self.$field.is_none() { self.$field = Some(<$ty>::default()); })*
-                self
-            }
-        }
-    };
-}
-
-patient_fields! {
+record_fields! {
+    /// A patient's registration and contact fields. Each is absent when the reader may not
+    /// see it, or (in a change) when it is not changed; its `Debug` names the fields
+    /// present, never a value.
+    PatientFields {
     /// The clinic's medical record number, unique within the clinic; the server assigns one
     /// at registration when none is given.
     mrn: String,
@@ -166,13 +114,16 @@ patient_fields! {
     emergency_contact: EmergencyContact,
     /// False once the patient is no longer seen here; a record is never deleted.
     active: bool,
+    }
 }
 
-impl std::fmt::Debug for PatientFields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("PatientFields")
-            .field(&self.present())
-            .finish()
+impl PatientFields {
+    /// Every field present: an absent one gets its empty value (`active` is true).
+    pub fn filled(mut self) -> Self {
+        if self.active.is_none() {
+            self.active = Some(true);
+        }
+        self.with_defaults()
     }
 }
 

@@ -16,6 +16,13 @@ pub struct Appointment {
     pub patient_name: Phi<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub reason: Phi<String>,
+    /// Absent in copies cached before appointments had a status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AppointmentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practitioner_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_mins: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,4 +38,134 @@ pub struct AppointmentList {
 
 fn utc() -> String {
     "UTC".to_owned()
+}
+
+/// An appointment's status, with FHIR R4's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AppointmentStatus {
+    #[default]
+    #[serde(rename = "booked")]
+    Booked,
+    /// The patient is here (in the waiting room).
+    #[serde(rename = "arrived")]
+    Arrived,
+    /// Checked in: the visit (its encounter) has begun.
+    #[serde(rename = "checked-in")]
+    CheckedIn,
+    #[serde(rename = "fulfilled")]
+    Fulfilled,
+    /// Needs a `cancellation_reason`.
+    #[serde(rename = "cancelled")]
+    Cancelled,
+    #[serde(rename = "noshow")]
+    NoShow,
+    /// Booked by mistake: kept, but never counted.
+    #[serde(rename = "entered-in-error")]
+    EnteredInError,
+}
+
+impl AppointmentStatus {
+    /// Whether the appointment still holds its practitioner's time.
+    pub fn holds_time(self) -> bool {
+        matches!(
+            self,
+            AppointmentStatus::Booked | AppointmentStatus::Arrived | AppointmentStatus::CheckedIn
+        )
+    }
+
+    /// Whether a front desk may move an appointment from `self` to `to`.
+    pub fn may_become(self, to: AppointmentStatus) -> bool {
+        use AppointmentStatus::*;
+        match (self, to) {
+            (a, b) if a == b => true,
+            (_, EnteredInError) => self != EnteredInError,
+            (Booked, Arrived | CheckedIn | Cancelled | NoShow) => true,
+            (Arrived, CheckedIn | Cancelled) => true,
+            (CheckedIn, Fulfilled) => true,
+            _ => false,
+        }
+    }
+}
+
+record_fields! {
+    /// An appointment's fields (FHIR `Appointment`), cut like a patient's to what the reader
+    /// may see.
+    AppointmentFields {
+    /// Set at booking; an appointment never moves to another patient.
+    patient_id: Uuid,
+    /// The clinician seen (a clinician user of the clinic).
+    practitioner_id: Uuid,
+    /// RFC 3339; answers carry the clinic's offset at that moment.
+    start: String,
+    /// 5 to 480.
+    duration_mins: u32,
+    /// FHIR's appointment types (v2 0276): `routine`, `walkin`, `checkup`, `followup`,
+    /// `emergency`.
+    appointment_type: String,
+    /// Why the patient comes, in the front desk's words.
+    reason: String,
+    status: AppointmentStatus,
+    /// Why it was cancelled (required with `cancelled`).
+    cancellation_reason: String,
+    }
+}
+
+/// An appointment as the caller may read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppointmentRecord {
+    pub id: Uuid,
+    pub version: u64,
+    pub fields: AppointmentFields,
+    /// The encounter its check-in opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encounter_id: Option<Uuid>,
+}
+
+/// `POST /v1/appointments`: book. `patient_id`, `practitioner_id`, `start` and
+/// `duration_mins` are required; the status is `booked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewAppointment {
+    pub fields: AppointmentFields,
+}
+
+/// `PATCH /v1/appointments/{id}` with `If-Match`: reschedule, change, or move the status
+/// (check in, cancel with a reason, mark a no-show, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentUpdate {
+    pub fields: AppointmentFields,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason_for_change: Phi<String>,
+}
+
+/// `GET /v1/appointments/{id}/history`: every version, oldest first, as a patient record's
+/// history is (who, when, what changed, why), with the appointment as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppointmentHistory {
+    pub id: Uuid,
+    pub versions: Vec<AppointmentVersion>,
+}
+
+/// One version of an appointment, cut to what the reader may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppointmentVersion {
+    pub version: u64,
+    /// UTC, milliseconds since the Unix epoch.
+    pub recorded_at_ms: i64,
+    pub actor_user_id: Uuid,
+    pub actor_role: crate::policy::Role,
+    pub device_id: Option<Uuid>,
+    /// The names of the fields this version changed (all of them for the first).
+    pub changed: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason: Phi<String>,
+    pub fields: AppointmentFields,
 }

@@ -230,7 +230,7 @@ async fn seed_clinic_with(
             // 08:00 UTC onwards, every 30 minutes.
             let starts = day_start + 8 * 3_600_000 + i64::try_from(i).unwrap_or(0) * 1_800_000;
             store
-                .insert_appointment(&scope, id, starts, p.reason)
+                .insert_appointment(&scope, id, clinicians.first().copied(), starts, p.reason)
                 .await?;
             if p.on_care_team {
                 for clinician in &clinicians {

@@ -19,7 +19,8 @@
 use clinicdesk_protocol::audit::{BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::policy::PhiAccess;
 use clinicdesk_protocol::wire::{
-    AppointmentList, Patient, PatientRecord, PatientSearchPage, RecordHistory,
+    AppointmentHistory, AppointmentList, AppointmentRecord, Patient, PatientRecord,
+    PatientSearchPage, RecordHistory,
 };
 use uuid::Uuid;
 
@@ -53,18 +54,35 @@ impl Discloses for Patient {
     }
 }
 
+/// One record, disclosing the fields named.
+fn one_record(id: Uuid, patient_id: Option<Uuid>, fields: Vec<&'static str>) -> Vec<Disclosed> {
+    vec![Disclosed {
+        resource_id: id.to_string(),
+        patient_id,
+        fields: fields.into_iter().map(str::to_owned).collect(),
+    }]
+}
+
+/// A history: one record, disclosing every field any of its versions carries.
+fn a_history(
+    id: Uuid,
+    patient_id: Option<Uuid>,
+    versions: impl Iterator<Item = Vec<&'static str>>,
+) -> Vec<Disclosed> {
+    let mut fields: Vec<&'static str> = Vec::new();
+    for present in versions {
+        for name in present {
+            if !fields.contains(&name) {
+                fields.push(name);
+            }
+        }
+    }
+    one_record(id, patient_id, fields)
+}
+
 impl Discloses for PatientRecord {
     fn disclosed(&self) -> Vec<Disclosed> {
-        vec![Disclosed {
-            resource_id: self.id.to_string(),
-            patient_id: Some(self.id),
-            fields: self
-                .fields
-                .present()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        }]
+        one_record(self.id, Some(self.id), self.fields.present())
     }
 }
 
@@ -85,22 +103,30 @@ impl Discloses for PatientSearchPage {
     }
 }
 
-/// A history discloses every field any of its versions carries.
 impl Discloses for RecordHistory {
     fn disclosed(&self) -> Vec<Disclosed> {
-        let mut fields: Vec<String> = Vec::new();
-        for v in &self.versions {
-            for name in v.fields.present() {
-                if !fields.iter().any(|f| f == name) {
-                    fields.push(name.to_owned());
-                }
-            }
-        }
-        vec![Disclosed {
-            resource_id: self.id.to_string(),
-            patient_id: Some(self.id),
-            fields,
-        }]
+        a_history(
+            self.id,
+            Some(self.id),
+            self.versions.iter().map(|v| v.fields.present()),
+        )
+    }
+}
+
+impl Discloses for AppointmentRecord {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        one_record(self.id, self.fields.patient_id, self.fields.present())
+    }
+}
+
+impl Discloses for AppointmentHistory {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        let patient = self.versions.iter().find_map(|v| v.fields.patient_id);
+        a_history(
+            self.id,
+            patient,
+            self.versions.iter().map(|v| v.fields.present()),
+        )
     }
 }
 
@@ -111,9 +137,16 @@ impl Discloses for AppointmentList {
             .map(|a| Disclosed {
                 resource_id: a.id.to_string(),
                 patient_id: Some(a.patient_id),
-                fields: ["starts_at", "patient_name", "reason"]
-                    .map(str::to_owned)
-                    .to_vec(),
+                fields: [
+                    "starts_at",
+                    "patient_name",
+                    "reason",
+                    "status",
+                    "practitioner_id",
+                    "duration_mins",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
             })
             .collect()
     }

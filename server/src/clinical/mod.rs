@@ -2,6 +2,7 @@
 //! reader may see it, patient records and their history, and the schedule. Domain code: no axum (it must not import
 //! `crate::http`).
 
+pub mod booking;
 pub mod break_glass;
 pub mod care_team;
 pub mod days;

@@ -75,10 +75,19 @@ fn readable(mut fields: PatientFields, role: Role) -> PatientFields {
 
 /// Refuses a change that carries a field the role may not write, naming it.
 fn check_writable(fields: &PatientFields, role: Role) -> Result<(), ServerError> {
-    match fields
-        .present()
+    check_writable_names(RESOURCE, fields.present(), role)
+}
+
+/// Refuses a change of `resource` that carries (`present`) a field the role may not
+/// write, naming it.
+pub(crate) fn check_writable_names(
+    resource: Resource,
+    present: Vec<&'static str>,
+    role: Role,
+) -> Result<(), ServerError> {
+    match present
         .into_iter()
-        .find(|name| !field_access(role, RESOURCE, name).writes())
+        .find(|name| !field_access(role, resource, name).writes())
     {
         Some(field) => Err(ServerError::ForbiddenField { field }),
         None => Ok(()),
@@ -86,7 +95,7 @@ fn check_writable(fields: &PatientFields, role: Role) -> Result<(), ServerError>
 }
 
 /// Text a person typed: bounded, one line, no control characters.
-fn text_ok(s: &str) -> bool {
+pub(crate) fn text_ok(s: &str) -> bool {
     s.chars().count() <= TEXT_MAX && !s.chars().any(char::is_control)
 }
 
@@ -205,11 +214,29 @@ async fn assign_mrn(tx: &mut ClinicTx) -> Result<String, ServerError> {
     }
 }
 
+/// A record of some resource: which one, and whose.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordOf {
+    pub resource: Resource,
+    pub id: Uuid,
+    pub patient_id: Uuid,
+}
+
+impl RecordOf {
+    fn patient(id: Uuid) -> Self {
+        Self {
+            resource: RESOURCE,
+            id,
+            patient_id: id,
+        }
+    }
+}
+
 /// The change's audit event: the fields changed, and the content hashes around it.
-fn change_event(
+pub(crate) fn change_event(
     by: &Writer<'_>,
     action: AuditAction,
-    patient_id: Uuid,
+    record: RecordOf,
     fields: &[&'static str],
     change: RecordChange,
     route: &str,
@@ -218,9 +245,9 @@ fn change_event(
         actor_user_id: by.user.user_id,
         actor_role: by.user.role,
         action,
-        resource_type: RESOURCE.as_str().to_owned(),
-        resource_id: patient_id.to_string(),
-        patient_id: Some(patient_id),
+        resource_type: record.resource.as_str().to_owned(),
+        resource_id: record.id.to_string(),
+        patient_id: Some(record.patient_id),
         fields: fields.iter().map(|f| (*f).to_owned()).collect(),
         outcome: Outcome::Success,
         route: route.to_owned(),
@@ -231,7 +258,7 @@ fn change_event(
 }
 
 /// Records the change's event and its version, in the caller's transaction.
-async fn store_version(
+pub(crate) async fn store_version(
     tx: &mut ClinicTx,
     state: &AppState,
     scope: &ClinicScope,
@@ -244,14 +271,17 @@ async fn store_version(
         .change
         .ok_or(ServerError::Internal("change without version"))?;
     let patient_id = event.patient_id;
+    let resource_type = event.resource_type.clone();
+    let record_id =
+        Uuid::parse_str(&event.resource_id).map_err(|_| ServerError::Internal("record id"))?;
     let changed_fields = event.fields.clone();
     let ids = server_chain::record_in(tx, state, scope, vec![event]).await?;
     let audit_event_id = *ids
         .first()
         .ok_or(ServerError::Internal("no event recorded"))?;
     let row = VersionRow {
-        resource_type: RESOURCE.as_str().to_owned(),
-        record_id: patient_id.ok_or(ServerError::Internal("change without patient"))?,
+        resource_type,
+        record_id,
         version: change.version,
         patient_id,
         body,
@@ -404,7 +434,7 @@ async fn create(
     let event = change_event(
         by,
         AuditAction::Create,
-        id,
+        RecordOf::patient(id),
         &content.present(),
         change,
         route,
@@ -483,7 +513,7 @@ pub async fn update(
     let event = change_event(
         &by,
         AuditAction::Update,
-        patient_id,
+        RecordOf::patient(patient_id),
         &changed,
         change,
         UPDATE_ROUTE,

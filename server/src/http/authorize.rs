@@ -30,6 +30,15 @@ impl Authenticated {
     pub fn scope(&self) -> &ClinicScope {
         &self.scope
     }
+
+    /// The caller as the writer of a record change: who, from which workstation, seen how.
+    pub fn writer(&self, seen: crate::audit::access::Seen) -> crate::clinical::records::Writer<'_> {
+        crate::clinical::records::Writer {
+            user: &self.principal.user,
+            device_id: Some(self.principal.device_id),
+            seen: seen.for_session(self.principal.device_id),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated {

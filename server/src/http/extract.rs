@@ -80,3 +80,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 pub fn etag(version: u64) -> (axum::http::HeaderName, String) {
     (axum::http::header::ETAG, format!("\"{version}\""))
 }
+
+/// What a record write answers: the new version, in the body and as the `ETag`.
+pub fn written(w: crate::clinical::records::Written) -> impl axum::response::IntoResponse {
+    (
+        [etag(w.version)],
+        axum::Json(clinicdesk_protocol::wire::RecordWritten {
+            id: w.id,
+            version: w.version,
+        }),
+    )
+}

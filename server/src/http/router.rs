@@ -114,6 +114,22 @@ pub fn route_defs() -> Vec<RouteDef> {
             post(routes::mfa::reset),
         ),
         def("GET", "/v1/appointments", get(routes::schedule::today)),
+        def("POST", "/v1/appointments", post(routes::schedule::book)),
+        def(
+            "GET",
+            "/v1/appointments/{appointment_id}",
+            get(routes::schedule::get_appointment),
+        ),
+        def(
+            "PATCH",
+            "/v1/appointments/{appointment_id}",
+            patch(routes::schedule::change),
+        ),
+        def(
+            "GET",
+            "/v1/appointments/{appointment_id}/history",
+            get(routes::schedule::get_history),
+        ),
         def("GET", "/v1/patients", get(routes::records::search)),
         def("POST", "/v1/patients", post(routes::records::register)),
         def(

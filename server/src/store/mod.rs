@@ -31,6 +31,7 @@ pub mod audit_events;
 pub mod audit_log;
 pub mod audit_query;
 pub mod audit_verify;
+pub mod bookings;
 pub mod break_glass;
 pub mod care_team;
 pub mod clinics;

@@ -51,17 +51,20 @@ impl Store {
         Ok(())
     }
 
+    /// A seeded appointment (version 0, before it has a history), with `practitioner`.
     pub async fn insert_appointment(
         &self,
         scope: &ClinicScope,
         patient_id: Uuid,
+        practitioner: Option<Uuid>,
         starts_at_ms: i64,
         reason: &str,
     ) -> Result<(), ServerError> {
         let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
-            "INSERT INTO appointments (id, clinic_id, patient_id, starts_at_ms, reason)
-             SELECT $1, $2, id, $3, $4 FROM patients WHERE id = $5 AND clinic_id = $6",
+            "INSERT INTO appointments (id, clinic_id, patient_id, starts_at_ms, reason,
+                 practitioner_id)
+             SELECT $1, $2, id, $3, $4, $7 FROM patients WHERE id = $5 AND clinic_id = $6",
         )
         .bind(Uuid::now_v7().to_string())
         .bind(scope.clinic_id().to_string())
@@ -69,6 +72,7 @@ impl Store {
         .bind(reason)
         .bind(patient_id.to_string())
         .bind(scope.clinic_id().to_string())
+        .bind(practitioner.map(|p| p.to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -84,7 +88,8 @@ impl Store {
     ) -> Result<Vec<(Appointment, i64)>, ServerError> {
         let mut tx = self.clinic_tx(scope).await?;
         let rows = sqlx::query(
-            "SELECT a.id, a.patient_id, a.starts_at_ms, p.name, a.reason
+            "SELECT a.id, a.patient_id, a.starts_at_ms, p.name, a.reason, a.status,
+                 a.practitioner_id, a.duration_mins
              FROM appointments a JOIN patients p ON p.id = a.patient_id AND p.clinic_id = a.clinic_id
              WHERE a.clinic_id = $1 AND a.starts_at_ms >= $2 AND a.starts_at_ms < $3
              ORDER BY a.starts_at_ms, a.id",
@@ -105,6 +110,13 @@ impl Store {
                         starts_at: String::new(),
                         patient_name: Phi::new(row.get(3)),
                         reason: Phi::new(row.get(4)),
+                        status: serde_json::from_value(serde_json::Value::String(row.get(5))).ok(),
+                        practitioner_id: row
+                            .get::<Option<String>, _>(6)
+                            .as_deref()
+                            .map(parse_uuid)
+                            .transpose()?,
+                        duration_mins: u32::try_from(row.get::<i64, _>(7)).ok(),
                     },
                     starts_at_ms,
                 ))

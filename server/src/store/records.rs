@@ -349,8 +349,9 @@ pub struct VersionAsStored {
     pub audit_event_id: Option<String>,
 }
 
-/// A patient's current content as `audit verify` reads it.
+/// A record's current content (a patient's, an appointment's) as `audit verify` reads it.
 pub struct CurrentAsStored {
+    pub resource_type: &'static str,
     pub id: Option<String>,
     pub version: Option<i64>,
     pub record: Option<String>,
@@ -380,17 +381,24 @@ pub async fn record_versions_as_stored(
             audit_event_id: r.try_get(5).ok(),
         })
         .collect();
-    let rows = sqlx::query("SELECT id, version, record FROM patients WHERE clinic_id = $1")
-        .bind(&clinic)
-        .fetch_all(&mut **tx)
-        .await?;
-    let current = rows
-        .iter()
-        .map(|r| CurrentAsStored {
+    let mut current = Vec::new();
+    for (resource_type, sql) in [
+        (
+            "Patient",
+            "SELECT id, version, record FROM patients WHERE clinic_id = $1",
+        ),
+        (
+            "Appointment",
+            "SELECT id, version, record FROM appointments WHERE clinic_id = $1",
+        ),
+    ] {
+        let rows = sqlx::query(sql).bind(&clinic).fetch_all(&mut **tx).await?;
+        current.extend(rows.iter().map(|r| CurrentAsStored {
+            resource_type,
             id: r.try_get(0).ok(),
             version: r.try_get(1).ok(),
             record: r.try_get(2).ok(),
-        })
-        .collect();
+        }));
+    }
     Ok((versions, current))
 }

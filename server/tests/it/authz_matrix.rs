@@ -17,7 +17,14 @@ fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
     for (name, id) in ids {
         out = out.replace(&format!("{{{name}}}"), &id.to_string());
     }
-    for name in ["patient_id", "device_id", "user_id", "event_id", "grant_id"] {
+    for name in [
+        "patient_id",
+        "device_id",
+        "user_id",
+        "event_id",
+        "grant_id",
+        "appointment_id",
+    ] {
         out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
     }
     out
@@ -117,7 +124,14 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
         .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
+    let b_appointment: String =
+        sqlx::query_scalar("SELECT id FROM appointments WHERE clinic_id = $1 LIMIT 1")
+            .bind(b.clinic_id.to_string())
+            .fetch_one(&server.owner_pool().await)
+            .await
+            .unwrap();
     let theirs = [
+        ("appointment_id", b_appointment.parse().unwrap()),
         ("patient_id", b_patient.parse().unwrap()),
         ("device_id", device_b.id),
         ("user_id", b_admin.user.user_id),

@@ -99,7 +99,7 @@ async fn the_schedule_is_the_clinics_own_day_across_both_clock_changes() {
     ] {
         server
             .store
-            .insert_appointment(&scope, patient, ms(at), "Synthetic visit")
+            .insert_appointment(&scope, patient, None, ms(at), "Synthetic visit")
             .await
             .unwrap();
     }

@@ -765,6 +765,8 @@ pub fn acceptable_body(path: &str) -> Value {
     } else if path.starts_with("/v1/patients/") {
         // A record's change (PATCH, with `If-Match: "0"`).
         serde_json::json!({ "fields": { "phone": "555-0199" } })
+    } else if path.starts_with("/v1/appointments/") {
+        serde_json::json!({ "fields": { "reason": "Probe" } })
     } else {
         serde_json::json!({})
     }

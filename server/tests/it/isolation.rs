@@ -35,7 +35,7 @@ struct Owned {
 async fn owners(owner: &sqlx::AnyPool) -> HashMap<Uuid, Owned> {
     let rows = sqlx::query(
         "SELECT id, clinic_id, 'patient_id' FROM patients
-         UNION ALL SELECT id, clinic_id, 'appointment' FROM appointments
+         UNION ALL SELECT id, clinic_id, 'appointment_id' FROM appointments
          UNION ALL SELECT id, clinic_id, 'user_id' FROM users
          UNION ALL SELECT id, clinic_id, 'device_id' FROM devices
          UNION ALL SELECT id, clinic_id, 'event_id' FROM audit_events
@@ -260,10 +260,17 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
         else {
             continue;
         };
-        let names: Vec<&str> = ["patient_id", "device_id", "user_id", "event_id", "grant_id"]
-            .into_iter()
-            .filter(|n| rule.path.contains(&format!("{{{n}}}")))
-            .collect();
+        let names: Vec<&str> = [
+            "patient_id",
+            "device_id",
+            "user_id",
+            "event_id",
+            "grant_id",
+            "appointment_id",
+        ]
+        .into_iter()
+        .filter(|n| rule.path.contains(&format!("{{{n}}}")))
+        .collect();
         let per_clinic = &theirs[names[0]];
         assert_eq!(
             per_clinic.len(),
@@ -300,7 +307,8 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
               + (SELECT count(*) FROM break_glass_grants g JOIN patients p ON p.id = g.patient_id
                   WHERE p.clinic_id <> g.clinic_id)
               + (SELECT count(*) FROM patients WHERE clinic_id <> $1 AND version <> 0)
-              + (SELECT count(*) FROM record_versions WHERE clinic_id <> $1)",
+              + (SELECT count(*) FROM record_versions WHERE clinic_id <> $1)
+              + (SELECT count(*) FROM appointments WHERE clinic_id <> $1 AND version <> 0)",
     )
     .bind(clinic.to_string())
     .fetch_one(&owner)

@@ -5,6 +5,7 @@
 mod api;
 mod audit_log;
 mod authz_matrix;
+mod booking;
 mod break_glass;
 mod canary;
 mod care_team;

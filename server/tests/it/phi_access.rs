@@ -78,6 +78,18 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         .await;
     assert_eq!(status, 201, "{body}");
     let registered = body["id"].as_str().unwrap().to_owned();
+    // A booked appointment, so that its history has a version to disclose.
+    let (status, body) = server
+        .post(
+            "/v1/appointments",
+            Some(front.session_token.expose()),
+            serde_json::json!({ "fields": { "patient_id": patient,
+                "practitioner_id": login.user.user_id, "start": "2026-11-24T15:00:00Z",
+                "duration_mins": 20, "reason": "Follow-up" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let booked = body["id"].as_str().unwrap().to_owned();
 
     // A concrete request for each PHI route template, by a role that may make it; a new PHI
     // route without one fails here.
@@ -92,6 +104,17 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             (format!("/v1/patients/{patient}/care-team"), &front),
         ),
         ("/v1/patients", ("/v1/patients?q=ivy".to_owned(), &front)),
+        (
+            "/v1/appointments/{appointment_id}",
+            (
+                format!("/v1/appointments/{}", list.appointments[0].id),
+                &login,
+            ),
+        ),
+        (
+            "/v1/appointments/{appointment_id}/history",
+            (format!("/v1/appointments/{booked}/history"), &front),
+        ),
         (
             "/v1/fhir/Patient/{patient_id}",
             (format!("/v1/fhir/Patient/{patient}"), &login),

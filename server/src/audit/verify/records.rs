@@ -121,14 +121,14 @@ pub(super) async fn verify_records(
     for row in current {
         let id = row.id.unwrap_or_default();
         let here = Location::Record {
-            resource_type: "Patient".to_owned(),
+            resource_type: row.resource_type.to_owned(),
             record_id: id.clone(),
         };
         let (Some(version), Some(record)) = (row.version, row.record.as_deref()) else {
             walk.note(here, Problem::Unreadable("record"));
             continue;
         };
-        let newest = latest.get(&("Patient".to_owned(), id));
+        let newest = latest.get(&(row.resource_type.to_owned(), id));
         let agrees = match newest {
             // Seeded before it had a history, and never written since.
             None => version == 0,

@@ -2,7 +2,6 @@
 //! version the change was based on), and read its history. Each cut to the caller's field
 //! policy; each change recorded with its audit event in its transaction.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,30 +14,11 @@ use uuid::Uuid;
 
 use crate::audit::access::{Seen, Served};
 use crate::clinical::fhir_patient::FhirPatient;
-use crate::clinical::records::{self, Writer, Written};
+use crate::clinical::records;
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::{Body, Id, IfMatch, Params, etag};
+use crate::http::extract::{Body, Id, IfMatch, Params, etag, written};
 use crate::state::AppState;
-
-fn writer(auth: &Authenticated, seen: Seen) -> Writer<'_> {
-    Writer {
-        user: &auth.principal.user,
-        device_id: Some(auth.principal.device_id),
-        seen: seen.for_session(auth.principal.device_id),
-    }
-}
-
-/// What a write answers: the new version, in the body and as the `ETag`.
-fn answer(written: Written) -> impl IntoResponse {
-    (
-        [etag(written.version)],
-        Json(RecordWritten {
-            id: written.id,
-            version: written.version,
-        }),
-    )
-}
 
 #[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration,
     responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
@@ -54,9 +34,8 @@ pub async fn register(
     seen: Seen,
     Body(registration): Body<PatientRegistration>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let written =
-        records::register(&state, auth.scope(), writer(&auth, seen), registration).await?;
-    Ok((StatusCode::CREATED, answer(written)))
+    let w = records::register(&state, auth.scope(), auth.writer(seen), registration).await?;
+    Ok((StatusCode::CREATED, written(w)))
 }
 
 #[utoipa::path(patch, path = "/v1/patients/{patient_id}",
@@ -79,16 +58,16 @@ pub async fn update(
     IfMatch(based_on): IfMatch,
     Body(update): Body<PatientUpdate>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let written = records::update(
+    let w = records::update(
         &state,
         auth.scope(),
-        writer(&auth, seen),
+        auth.writer(seen),
         patient_id,
         based_on,
         update,
     )
     .await?;
-    Ok(answer(written))
+    Ok(written(w))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

@@ -1,14 +1,20 @@
 //! A day's appointments for the caller's clinic, in its time zone.
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::wire::AppointmentList;
+use clinicdesk_protocol::wire::{
+    AppointmentHistory, AppointmentList, AppointmentRecord, AppointmentUpdate, NewAppointment,
+    RecordWritten,
+};
+use uuid::Uuid;
 
-use crate::audit::access::Served;
-use crate::clinical::schedule;
+use crate::audit::access::{Seen, Served};
+use crate::clinical::{booking, schedule};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::Params;
+use crate::http::extract::{Body, Id, IfMatch, Params, etag, written};
 use crate::state::AppState;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -35,4 +41,81 @@ pub async fn today(
     )
     .await?;
     Ok(Served::new(list))
+}
+
+#[utoipa::path(post, path = "/v1/appointments", request_body = NewAppointment,
+    responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
+        (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
+        (status = 403, body = ApiError, description = "The role may not write the named field"),
+        (status = 409, body = ApiError, description = "`conflict` on `start`: the practitioner is booked then")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn book(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Body(new): Body<NewAppointment>,
+) -> Result<impl IntoResponse, ServerError> {
+    let w = booking::book(&state, auth.scope(), auth.writer(seen), new).await?;
+    Ok((StatusCode::CREATED, written(w)))
+}
+
+#[utoipa::path(patch, path = "/v1/appointments/{appointment_id}",
+    params(("appointment_id" = Uuid, Path),
+        ("If-Match" = String, Header, description = "The version the change is based on, quoted")),
+    request_body = AppointmentUpdate,
+    responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
+        (status = 400, body = ApiError, description = "A malformed field, or a status it cannot move to"),
+        (status = 403, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError,
+            description = "`conflict`: changed since (`current_version`, `fields`), or the new time is booked")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn change(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Id(id): Id<Uuid>,
+    IfMatch(based_on): IfMatch,
+    Body(update): Body<AppointmentUpdate>,
+) -> Result<impl IntoResponse, ServerError> {
+    let w = booking::change(
+        &state,
+        auth.scope(),
+        auth.writer(seen),
+        id,
+        based_on,
+        update,
+    )
+    .await?;
+    Ok(written(w))
+}
+
+#[utoipa::path(get, path = "/v1/appointments/{appointment_id}",
+    params(("appointment_id" = Uuid, Path)),
+    responses((status = 200, body = AppointmentRecord, headers(("ETag" = String))),
+        (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_appointment(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, ServerError> {
+    let record = booking::record(&state.store, auth.scope(), &auth.principal.user, id).await?;
+    Ok(([etag(record.version)], Served::new(record)))
+}
+
+#[utoipa::path(get, path = "/v1/appointments/{appointment_id}/history",
+    params(("appointment_id" = Uuid, Path)),
+    responses((status = 200, body = AppointmentHistory), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_history(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(id): Id<Uuid>,
+) -> Result<Served<AppointmentHistory>, ServerError> {
+    let history = booking::history(&state.store, auth.scope(), &auth.principal.user, id).await?;
+    Ok(Served::new(history))
 }
