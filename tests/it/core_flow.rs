@@ -188,6 +188,16 @@ async fn idle_deadline_locks_and_activity_defers_it() {
     assert!(core.lock_if_idle(), "idle lock never came");
     assert!(locked.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(core.status().phase, Phase::Locked);
+
+    // A suspend with no OS lock signal: the monotonic clock stood still while the machine
+    // slept, the wall clock did not; on resume the session locks.
+    core.unlock(server.seed.password("frontdesk"))
+        .await
+        .unwrap();
+    assert_eq!(core.status().phase, Phase::Unlocked);
+    clock.suspend(Duration::from_secs(3600));
+    assert!(core.lock_if_idle(), "a long sleep did not lock");
+    assert_eq!(core.status().phase, Phase::Locked);
 }
 
 #[tokio::test(flavor = "multi_thread")]

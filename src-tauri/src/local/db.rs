@@ -1,7 +1,9 @@
 //! Opening SQLCipher 4 databases (AES-256, per-page HMAC) in WAL mode with a raw 256-bit
 //! key, and running their schema migrations. The key is passed as `Zeroizing` bytes and
 //! the `PRAGMA key` text that carries it is zeroized too; closing the connection makes
-//! SQLCipher wipe its own copy.
+//! SQLCipher wipe its own copy. SQLCipher's memory security is on: what it allocates (keys,
+//! decrypted pages) is locked in memory and wiped when freed, so a swap file or a later
+//! allocation does not hold cached PHI.
 
 use std::path::Path;
 
@@ -29,6 +31,8 @@ pub fn open_encrypted(
     migrations: &[&str],
 ) -> Result<Connection, DbError> {
     let mut conn = Connection::open(path)?;
+    // Process-wide, and it must come before the key.
+    conn.execute_batch("PRAGMA cipher_memory_security = ON;")?;
     let pragma = Zeroizing::new(format!(
         "PRAGMA key = \"x'{}'\";",
         Zeroizing::new(clinicdesk_protocol::audit::to_hex(key.as_slice())).as_str()
@@ -80,4 +84,29 @@ pub fn remove_files(path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real SQLCipher file, opened as the app opens its caches: memory security is on,
+    /// and the wrong key still does not open it.
+    #[test]
+    fn caches_open_with_memory_security_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        let key = Zeroizing::new([7u8; 32]);
+        let conn = open_encrypted(&path, &key, &["CREATE TABLE t (x INTEGER);"]).unwrap();
+        let on: String = conn
+            .query_row("PRAGMA cipher_memory_security", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(on, "1");
+        drop(conn);
+        let wrong = Zeroizing::new([8u8; 32]);
+        assert!(matches!(
+            open_encrypted(&path, &wrong, &[]),
+            Err(DbError::WrongKey)
+        ));
+    }
 }

@@ -82,6 +82,13 @@ impl ManualClock {
         self.0.advanced_ms.fetch_add(ms, Ordering::SeqCst);
     }
 
+    /// A sleep of `by`: the wall clock runs on, the monotonic clock (like Linux's
+    /// `CLOCK_MONOTONIC` while suspended) does not.
+    pub fn suspend(&self, by: Duration) {
+        let ms = i64::try_from(millis(by)).unwrap_or(i64::MAX);
+        self.0.wall_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
     /// Sets the clock back, as a person changing the workstation's date would.
     pub fn rewind(&self, by: Duration) {
         let ms = i64::try_from(millis(by)).unwrap_or(i64::MAX);

@@ -57,6 +57,11 @@ struct Unlocked {
     idle_timeout: Duration,
     /// On the core's monotonic clock.
     deadline: Instant,
+    /// The same deadline on the wall clock, which (unlike the monotonic one) runs on while
+    /// the machine sleeps: a resume after the deadline locks even when no OS lock signal
+    /// came. (A clock set forward locks too, which is safe; one set back changes nothing,
+    /// as the monotonic deadline still holds.)
+    wall_deadline_ms: i64,
     generation: u64,
 }
 
@@ -258,6 +263,7 @@ impl Core {
             cache,
             idle_timeout,
             deadline: self.clock.monotonic() + idle_timeout,
+            wall_deadline_ms: wall_deadline(self.clock.now_ms(), idle_timeout),
             generation: state.generation,
         }));
         state.pending = None;
@@ -384,20 +390,22 @@ impl Core {
     pub fn activity(&self) {
         if let Session::Unlocked(u) = &mut self.session.lock().session {
             u.deadline = self.clock.monotonic() + u.idle_timeout;
+            u.wall_deadline_ms = wall_deadline(self.clock.now_ms(), u.idle_timeout);
         }
     }
 
-    /// Locks if the idle deadline (on the core's monotonic clock) has passed; returns
-    /// whether it locked.
+    /// Locks if the idle deadline has passed on the core's monotonic clock, or on the wall
+    /// clock (a suspend the OS did not signal); returns whether it locked.
     pub fn lock_if_idle(&self) -> bool {
-        let due = match &self.session.lock().session {
-            Session::Unlocked(u) => self.clock.monotonic() >= u.deadline,
-            _ => false,
+        let cause = match &self.session.lock().session {
+            Session::Unlocked(u) if self.clock.monotonic() >= u.deadline => Some("idle"),
+            Session::Unlocked(u) if self.clock.now_ms() >= u.wall_deadline_ms => Some("suspend"),
+            _ => None,
         };
-        if due {
-            self.lock_because("idle");
+        if let Some(cause) = cause {
+            self.lock_because(cause);
         }
-        due
+        cause.is_some()
     }
 
     /// The server revoked this device: the session ends now, before the outbox is handed
@@ -437,4 +445,9 @@ impl Core {
         );
         self.notify_locked();
     }
+}
+
+/// The wall-clock time `idle_timeout` after `now_ms`.
+fn wall_deadline(now_ms: i64, idle_timeout: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(idle_timeout.as_millis()).unwrap_or(i64::MAX))
 }
