@@ -754,7 +754,23 @@ fn rfc3339(ms: i64) -> String {
     audit::fhir::instant(ms).unwrap_or_else(|| ms.to_string())
 }
 
-/// The report as a table; every proof is checked before it is called verified.
+/// Text from the trail as the terminal may show it: a workstation signs its own strings,
+/// and a control character among them (an escape sequence that clears the screen or hides
+/// a line) is printed escaped, never sent to the terminal.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The report as a table; every proof is checked before it is called verified. Strings
+/// from the trail go through [`shown`].
 fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result<()> {
     let cp = &r.checkpoint.checkpoint;
     writeln!(
@@ -787,23 +803,23 @@ fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result
         )
         .is_ok();
         let place = match &e.request {
-            Some(seen) => format!("server, from {}", seen.client_ip),
+            Some(seen) => format!("server, from {}", shown(&seen.client_ip)),
             None => a
                 .device_name
-                .clone()
-                .unwrap_or_else(|| e.device_id.to_string()),
+                .as_deref()
+                .map_or_else(|| e.device_id.to_string(), shown),
         };
         writeln!(
             out,
             "{:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} {}",
             rfc3339(e.occurred_at_ms),
             a.actor_name
-                .clone()
-                .unwrap_or_else(|| e.actor_user_id.to_string()),
+                .as_deref()
+                .map_or_else(|| e.actor_user_id.to_string(), shown),
             e.actor_role.as_str(),
             e.action.as_str(),
-            e.resource_type,
-            e.fields.join(","),
+            shown(&e.resource_type),
+            shown(&e.fields.join(",")),
             e.outcome.as_str(),
             place,
             if proven {
@@ -816,7 +832,9 @@ fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result
             writeln!(
                 out,
                 "{:<26}break-glass: {}: {}",
-                "", b.reason_code, b.reason_text
+                "",
+                shown(&b.reason_code),
+                shown(&b.reason_text)
             )?;
         }
     }

@@ -760,3 +760,49 @@ async fn a_revoked_device_hands_in_what_it_signed_before_its_revocation_and_noth
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(&server.store, &key, &[]).await.unwrap();
 }
+
+/// What a workstation signed is printed on the operator's terminal by `audit report`: its
+/// strings cannot reach the terminal as escape sequences (clear the screen, retitle the
+/// window, hide lines); control characters are shown escaped.
+#[tokio::test]
+async fn the_console_report_escapes_what_a_workstation_wrote() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(CLINIC_A, "clinician").await;
+    let patient: String = sqlx::query_scalar("SELECT min(id) FROM patients WHERE clinic_id = $1")
+        .bind(report.clinic_id.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    let mut e = event(&device, login.user.user_id, 1, Hash32::GENESIS);
+    e.patient_id = Some(patient.parse().unwrap());
+    e.resource_type = "Patient\u{1b}[2J".into();
+    e.fields = vec!["name\r".into()];
+    e.break_glass = Some(clinicdesk_protocol::audit::BreakGlass {
+        reason_code: "emergency".into(),
+        reason_text: "covering\u{1b}]0;owned\u{7}".into(),
+    });
+    let signed = sign(&device, e);
+    upload(&server, &device, &[&signed]).await;
+    let stdout = crate::harness::cli_ok(
+        &server,
+        &[
+            "audit",
+            "report",
+            "--clinic",
+            &report.clinic_id.to_string(),
+            "--patient",
+            &patient,
+        ],
+    );
+    let text = String::from_utf8(stdout).unwrap();
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("Patient\\u{1b}[2J"), "{text}");
+    assert!(text.contains("covering\\u{1b}]0;owned\\u{7}"), "{text}");
+}
