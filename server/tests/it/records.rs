@@ -15,7 +15,7 @@ use clinicdesk_server::store::Backend;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{SignedIn, TestServer, every_role};
+use crate::harness::{SignedIn, TestServer, every_role, password_of};
 
 fn registration() -> Value {
     json!({ "fields": {
@@ -95,7 +95,11 @@ async fn changes_of(server: &TestServer, id: Uuid) -> Vec<AuditEvent> {
 #[tokio::test]
 async fn a_registered_patient_is_changed_in_versions_each_with_its_audit_event() {
     let server = TestServer::start().await;
-    let SignedIn { device, login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "frontdesk").await;
     let token = login.session_token.expose();
     let id = register(&server, token, registration()).await;
 
@@ -228,6 +232,37 @@ async fn a_registered_patient_is_changed_in_versions_each_with_its_audit_event()
             "{json}"
         );
     }
+    // The patient's access report shows each change with the fields it changed.
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let (status, body) = server
+        .get(
+            &format!("/v1/audit/patients/{id}/report"),
+            admin.session_token.expose(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let changes: Vec<(String, Value)> = body["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["event"]["action"] == "update")
+        .map(|a| {
+            (
+                a["event"]["fields"].to_string(),
+                a["event"]["change"]["version"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (r#"["email"]"#.to_owned(), json!(3)),
+            (r#"["phone","address"]"#.to_owned(), json!(2)),
+        ],
+        "newest first"
+    );
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(&server.store, &audit_key, &[]).await.unwrap();
 }
