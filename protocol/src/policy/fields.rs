@@ -12,15 +12,17 @@ use super::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resource {
     Patient,
+    Coverage,
     Appointment,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 2] = [Resource::Patient, Resource::Appointment];
+    pub const ALL: [Resource; 3] = [Resource::Patient, Resource::Coverage, Resource::Appointment];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Patient => "Patient",
+            Resource::Coverage => "Coverage",
             Resource::Appointment => "Appointment",
         }
     }
@@ -90,6 +92,16 @@ const fn front_desk_keeps(resource: Resource, field: &'static str) -> FieldRule 
     }
 }
 
+/// Coverage: the front desk and billing keep it, clinicians read it.
+const fn coverage(resource: Resource, field: &'static str) -> FieldRule {
+    FieldRule {
+        resource,
+        field,
+        clinical: false,
+        access: [RW, R, RW, NO],
+    }
+}
+
 /// The schedule: the front desk keeps it, clinicians read it.
 const fn schedule(resource: Resource, field: &'static str) -> FieldRule {
     FieldRule {
@@ -139,6 +151,15 @@ pub const FIELDS: &[FieldRule] = &[
     clinical(Resource::Patient, "allergies"),
     clinical(Resource::Patient, "problems"),
     clinical(Resource::Patient, "medications"),
+    // Insurance: the front desk takes it at registration, billing keeps it right,
+    // clinicians may read it.
+    coverage(Resource::Coverage, "payer"),
+    coverage(Resource::Coverage, "member_id"),
+    coverage(Resource::Coverage, "group"),
+    coverage(Resource::Coverage, "subscriber_relationship"),
+    coverage(Resource::Coverage, "period_start"),
+    coverage(Resource::Coverage, "period_end"),
+    coverage(Resource::Coverage, "active"),
     // The front desk keeps the schedule and clinicians read it; billing does not hold the
     // schedule permission (its day of patients comes with its own workspace).
     schedule(Resource::Appointment, "patient_id"),
@@ -305,6 +326,7 @@ mod tests {
             of(Resource::Appointment),
             crate::wire::AppointmentFields::NAMES
         );
+        assert_eq!(of(Resource::Coverage), crate::wire::CoverageFields::NAMES);
     }
 
     /// `docs/policy.md` is this table; regenerate it with `cargo xtask policy-doc`.

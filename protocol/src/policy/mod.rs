@@ -65,6 +65,8 @@ pub enum Permission {
     RegisterPatients,
     /// Change the clinic's own settings (its time zone).
     ManageClinic,
+    /// Add and correct a patient's insurance coverage: the front desk and billing.
+    ManageCoverage,
     /// Book, reschedule, cancel and check in appointments: which fields, [`fields::FIELDS`]
     /// says.
     ManageSchedule,
@@ -76,13 +78,18 @@ pub fn allows(role: Role, permission: Permission) -> bool {
     match role {
         Role::FrontDesk => matches!(
             permission,
-            ReadSchedule | ReadDemographics | ManageCareTeam | RegisterPatients | ManageSchedule
+            ReadSchedule
+                | ReadDemographics
+                | ManageCareTeam
+                | RegisterPatients
+                | ManageSchedule
+                | ManageCoverage
         ),
         Role::Clinician => matches!(
             permission,
             ReadSchedule | ReadDemographics | ReadClinical | BreakGlass
         ),
-        Role::Billing => matches!(permission, ReadDemographics),
+        Role::Billing => matches!(permission, ReadDemographics | ManageCoverage),
         Role::Admin => matches!(
             permission,
             ManageDevices | ManageUsers | ReviewAudit | ManageClinic
@@ -328,6 +335,39 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // A patient's coverages: changes record their own event, like a patient's.
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/patients/{patient_id}/coverages",
+            Access::Session(Permission::ManageCoverage),
+        ),
+        AuditAction::Create,
+        "Coverage",
+    ),
+    phi_rule(
+        "GET",
+        "/v1/patients/{patient_id}/coverages",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Coverage",
+    ),
+    refusals_recorded(
+        rule(
+            "PATCH",
+            "/v1/coverages/{coverage_id}",
+            Access::Session(Permission::ManageCoverage),
+        ),
+        AuditAction::Update,
+        "Coverage",
+    ),
+    phi_rule(
+        "GET",
+        "/v1/coverages/{coverage_id}/history",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Coverage",
+    ),
     // The same record as a FHIR R4 Patient: the exchange format other systems speak.
     phi_rule(
         "GET",
@@ -465,6 +505,14 @@ mod tests {
     #[test]
     fn only_the_front_desk_manages_care_teams() {
         assert_eq!(holders(Permission::ManageCareTeam), [Role::FrontDesk]);
+    }
+
+    #[test]
+    fn the_front_desk_and_billing_keep_coverage() {
+        assert_eq!(
+            holders(Permission::ManageCoverage),
+            [Role::FrontDesk, Role::Billing]
+        );
     }
 
     #[test]

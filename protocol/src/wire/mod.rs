@@ -100,9 +100,10 @@ pub use devices::{
 pub use health::Health;
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
-    Address, EmergencyContact, Gender, HumanName, Identifier, PatientFields, PatientRecord,
+    Address, CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord,
+    CoverageVersion, EmergencyContact, Gender, HumanName, Identifier, PatientFields, PatientRecord,
     PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion,
-    RecordWritten, SEARCH_PAGE_MAX,
+    RecordWritten, SEARCH_PAGE_MAX, SubscriberRelationship,
 };
 pub use schedule::{
     Appointment, AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord,

@@ -138,6 +138,103 @@ pub struct PatientRecord {
     pub fields: PatientFields,
 }
 
+/// How the patient relates to a coverage's subscriber (FHIR's subscriber-relationship
+/// codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriberRelationship {
+    /// The patient is the subscriber.
+    #[default]
+    #[serde(rename = "self")]
+    Own,
+    Spouse,
+    Child,
+    Parent,
+    Other,
+}
+
+record_fields! {
+    /// A patient's insurance coverage (FHIR `Coverage`), cut to what the reader may see.
+    CoverageFields {
+    /// The insurer, by name.
+    payer: String,
+    member_id: String,
+    group: String,
+    subscriber_relationship: SubscriberRelationship,
+    /// `YYYY-MM-DD`, inclusive.
+    period_start: String,
+    /// `YYYY-MM-DD`, inclusive; empty while it runs.
+    period_end: String,
+    /// False once the coverage no longer applies; a coverage is never deleted.
+    active: bool,
+    }
+}
+
+impl CoverageFields {
+    /// Every field present: an absent one gets its empty value (`active` is true).
+    pub fn filled(mut self) -> Self {
+        if self.active.is_none() {
+            self.active = Some(true);
+        }
+        self.with_defaults()
+    }
+}
+
+/// A coverage as the caller may read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CoverageRecord {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub version: u64,
+    pub fields: CoverageFields,
+}
+
+/// `GET /v1/patients/{id}/coverages`: the patient's coverages, active or not, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CoverageList {
+    pub patient_id: Uuid,
+    pub coverages: Vec<CoverageRecord>,
+}
+
+/// `POST /v1/patients/{id}/coverages` (`payer` and `member_id` required), and
+/// `PATCH /v1/coverages/{id}` with `If-Match` (the fields to change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CoverageChange {
+    pub fields: CoverageFields,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason: Phi<String>,
+}
+
+/// `GET /v1/coverages/{id}/history`: every version, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CoverageHistory {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub versions: Vec<CoverageVersion>,
+}
+
+/// One version of a coverage, cut to what the reader may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CoverageVersion {
+    pub version: u64,
+    pub recorded_at_ms: i64,
+    pub actor_user_id: Uuid,
+    pub actor_role: Role,
+    pub device_id: Option<Uuid>,
+    pub changed: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason: Phi<String>,
+    pub fields: CoverageFields,
+}
+
 /// `GET /v1/patients?q=`: one page of an as-you-type search, each match cut to what a
 /// search shows (record number, name, birth date, phone, active) and the reader may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

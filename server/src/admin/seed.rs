@@ -2,11 +2,13 @@
 //! the last on the clinician's care team) and today's appointments. Nothing here resembles a real person's record.
 
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{Address, EmergencyContact, Gender, HumanName, PatientFields};
+use clinicdesk_protocol::wire::{
+    Address, CoverageFields, EmergencyContact, Gender, HumanName, PatientFields,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::clinical::{care_team, records};
+use crate::clinical::{care_team, coverage, records};
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::secrets::passwords;
@@ -226,6 +228,16 @@ async fn seed_clinic_with(
                         medications: p.medications.iter().map(|s| (*s).to_owned()).collect(),
                     },
                 )
+                .await?;
+            let insurance = CoverageFields {
+                payer: Some("Synthetic Mutual (demo)".into()),
+                member_id: Some(format!("SM-{:06}", 500_001 + i)),
+                group: Some("GRP-DEMO".into()),
+                period_start: Some("2026-01-01".into()),
+                ..CoverageFields::default()
+            };
+            store
+                .insert_seeded_coverage(&scope, id, &coverage::seeded_content(insurance)?)
                 .await?;
             // 08:00 UTC onwards, every 30 minutes.
             let starts = day_start + 8 * 3_600_000 + i64::try_from(i).unwrap_or(0) * 1_800_000;

@@ -19,8 +19,8 @@
 use clinicdesk_protocol::audit::{BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::policy::PhiAccess;
 use clinicdesk_protocol::wire::{
-    AppointmentHistory, AppointmentList, AppointmentRecord, Patient, PatientRecord,
-    PatientSearchPage, RecordHistory,
+    AppointmentHistory, AppointmentList, AppointmentRecord, CoverageHistory, CoverageList, Patient,
+    PatientRecord, PatientSearchPage, RecordHistory,
 };
 use uuid::Uuid;
 
@@ -108,6 +108,25 @@ impl Discloses for RecordHistory {
         a_history(
             self.id,
             Some(self.id),
+            self.versions.iter().map(|v| v.fields.present()),
+        )
+    }
+}
+
+impl Discloses for CoverageList {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        self.coverages
+            .iter()
+            .flat_map(|c| one_record(c.id, Some(c.patient_id), c.fields.present()))
+            .collect()
+    }
+}
+
+impl Discloses for CoverageHistory {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        a_history(
+            self.id,
+            Some(self.patient_id),
             self.versions.iter().map(|v| v.fields.present()),
         )
     }

@@ -273,20 +273,14 @@ pub async fn change(
         .await?
         .ok_or(ServerError::NotFound)?;
     if stored.record.version != based_on {
-        let versions = crate::store::records::versions(&mut tx, RESOURCE.as_str(), id).await?;
-        let changed: Vec<&str> = versions
-            .iter()
-            .filter(|v| v.version > based_on)
-            .flat_map(|v| v.changed_fields.iter().map(String::as_str))
-            .collect();
-        return Err(ServerError::StaleVersion {
-            current_version: stored.record.version,
-            fields: AppointmentFields::NAMES
-                .iter()
-                .copied()
-                .filter(|f| changed.contains(f) && field_access(by.user.role, RESOURCE, f).reads())
-                .collect(),
-        });
+        let of = RecordOf {
+            resource: RESOURCE,
+            id,
+            patient_id: stored.patient_id,
+        };
+        let names = AppointmentFields::NAMES;
+        let version = stored.record.version;
+        return Err(records::stale(&mut tx, of, names, based_on, version, by.user.role).await?);
     }
     let before = content(&stored)?;
     if fields

@@ -5,6 +5,7 @@
 pub mod booking;
 pub mod break_glass;
 pub mod care_team;
+pub mod coverage;
 pub mod days;
 pub mod fhir_patient;
 pub mod patients;

@@ -471,11 +471,16 @@ pub async fn update(
         .await?
         .ok_or(ServerError::NotFound)?;
     if current.version != based_on {
-        let fields = changed_since(&mut tx, patient_id, based_on, by.user.role).await?;
-        return Err(ServerError::StaleVersion {
-            current_version: current.version,
-            fields,
-        });
+        let of = RecordOf::patient(patient_id);
+        return Err(stale(
+            &mut tx,
+            of,
+            PatientFields::NAMES,
+            based_on,
+            current.version,
+            by.user.role,
+        )
+        .await?);
     }
     let before = decode(&current.body)?;
     let mut after = before.clone();
@@ -526,25 +531,32 @@ pub async fn update(
     })
 }
 
-/// The names of the fields changed by the versions after `based_on`, as far as `role` may
-/// see them (a caller based on a version that never was gets every field changed since 0).
-async fn changed_since(
+/// The conflict for a change based on `based_on` when the record is at `current_version`:
+/// the names of the fields the versions since changed, as far as `role` may see them (a
+/// caller based on a version that never was gets every field changed since 0).
+pub(crate) async fn stale(
     tx: &mut ClinicTx,
-    patient_id: Uuid,
+    record: RecordOf,
+    names: &'static [&'static str],
     based_on: u64,
+    current_version: u64,
     role: Role,
-) -> Result<Vec<&'static str>, ServerError> {
-    let versions = stored::versions(tx, RESOURCE.as_str(), patient_id).await?;
+) -> Result<ServerError, ServerError> {
+    let versions = stored::versions(tx, record.resource.as_str(), record.id).await?;
     let changed: Vec<&str> = versions
         .iter()
         .filter(|v| v.version > based_on)
         .flat_map(|v| v.changed_fields.iter().map(String::as_str))
         .collect();
-    Ok(PatientFields::NAMES
+    let fields = names
         .iter()
         .copied()
-        .filter(|name| changed.contains(name) && field_access(role, RESOURCE, name).reads())
-        .collect())
+        .filter(|name| changed.contains(name) && field_access(role, record.resource, name).reads())
+        .collect();
+    Ok(ServerError::StaleVersion {
+        current_version,
+        fields,
+    })
 }
 
 /// The fields a search result shows (if the reader may see them).

@@ -148,6 +148,26 @@ pub fn route_defs() -> Vec<RouteDef> {
             get(routes::records::get_record),
         ),
         def(
+            "POST",
+            "/v1/patients/{patient_id}/coverages",
+            post(routes::coverage::add),
+        ),
+        def(
+            "GET",
+            "/v1/patients/{patient_id}/coverages",
+            get(routes::coverage::list),
+        ),
+        def(
+            "PATCH",
+            "/v1/coverages/{coverage_id}",
+            patch(routes::coverage::change),
+        ),
+        def(
+            "GET",
+            "/v1/coverages/{coverage_id}/history",
+            get(routes::coverage::history),
+        ),
+        def(
             "GET",
             "/v1/fhir/Patient/{patient_id}",
             get(routes::records::get_fhir_patient),

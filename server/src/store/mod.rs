@@ -35,6 +35,7 @@ pub mod bookings;
 pub mod break_glass;
 pub mod care_team;
 pub mod clinics;
+pub mod coverages;
 pub mod devices;
 pub mod enrollment;
 pub mod mfa;

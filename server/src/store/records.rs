@@ -391,6 +391,10 @@ pub async fn record_versions_as_stored(
             "Appointment",
             "SELECT id, version, record FROM appointments WHERE clinic_id = $1",
         ),
+        (
+            "Coverage",
+            "SELECT id, version, record FROM coverages WHERE clinic_id = $1",
+        ),
     ] {
         let rows = sqlx::query(sql).bind(&clinic).fetch_all(&mut **tx).await?;
         current.extend(rows.iter().map(|r| CurrentAsStored {

@@ -24,6 +24,7 @@ fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
         "event_id",
         "grant_id",
         "appointment_id",
+        "coverage_id",
     ] {
         out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
     }
@@ -130,7 +131,14 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
             .fetch_one(&server.owner_pool().await)
             .await
             .unwrap();
+    let b_coverage: String =
+        sqlx::query_scalar("SELECT id FROM coverages WHERE clinic_id = $1 LIMIT 1")
+            .bind(b.clinic_id.to_string())
+            .fetch_one(&server.owner_pool().await)
+            .await
+            .unwrap();
     let theirs = [
+        ("coverage_id", b_coverage.parse().unwrap()),
         ("appointment_id", b_appointment.parse().unwrap()),
         ("patient_id", b_patient.parse().unwrap()),
         ("device_id", device_b.id),

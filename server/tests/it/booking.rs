@@ -28,17 +28,9 @@ async fn change(
     version: u64,
     body: Value,
 ) -> (u16, Value) {
-    let resp = server
-        .client()
-        .patch(format!("{}/v1/appointments/{id}", server.url))
-        .bearer_auth(token)
-        .header("If-Match", format!("\"{version}\""))
-        .json(&body)
-        .send()
+    server
+        .patch(&format!("/v1/appointments/{id}"), token, version, body)
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 async fn read(server: &TestServer, token: &str, id: &str) -> AppointmentRecord {

@@ -412,6 +412,21 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `PATCH path` with `If-Match: "<version>"`, as a record change is sent.
+    pub async fn patch(&self, path: &str, token: &str, version: u64, body: Value) -> (u16, Value) {
+        let resp = self
+            .client()
+            .patch(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("If-Match", format!("\"{version}\""))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self
             .client()
@@ -762,6 +777,10 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "note": "probe" })
     } else if path.ends_with("/care-team") {
         serde_json::json!({ "clinician_id": Uuid::now_v7() })
+    } else if path.ends_with("/coverages") {
+        serde_json::json!({ "fields": { "payer": "Probe", "member_id": "P-1" } })
+    } else if path.starts_with("/v1/coverages/") {
+        serde_json::json!({ "fields": { "group": "Probe" } })
     } else if path.starts_with("/v1/patients/") {
         // A record's change (PATCH, with `If-Match: "0"`).
         serde_json::json!({ "fields": { "phone": "555-0199" } })

@@ -36,6 +36,7 @@ async fn owners(owner: &sqlx::AnyPool) -> HashMap<Uuid, Owned> {
     let rows = sqlx::query(
         "SELECT id, clinic_id, 'patient_id' FROM patients
          UNION ALL SELECT id, clinic_id, 'appointment_id' FROM appointments
+         UNION ALL SELECT id, clinic_id, 'coverage_id' FROM coverages
          UNION ALL SELECT id, clinic_id, 'user_id' FROM users
          UNION ALL SELECT id, clinic_id, 'device_id' FROM devices
          UNION ALL SELECT id, clinic_id, 'event_id' FROM audit_events
@@ -267,6 +268,7 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             "event_id",
             "grant_id",
             "appointment_id",
+            "coverage_id",
         ]
         .into_iter()
         .filter(|n| rule.path.contains(&format!("{{{n}}}")))
@@ -308,7 +310,8 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
                   WHERE p.clinic_id <> g.clinic_id)
               + (SELECT count(*) FROM patients WHERE clinic_id <> $1 AND version <> 0)
               + (SELECT count(*) FROM record_versions WHERE clinic_id <> $1)
-              + (SELECT count(*) FROM appointments WHERE clinic_id <> $1 AND version <> 0)",
+              + (SELECT count(*) FROM appointments WHERE clinic_id <> $1 AND version <> 0)
+              + (SELECT count(*) FROM coverages WHERE clinic_id <> $1 AND version <> 0)",
     )
     .bind(clinic.to_string())
     .fetch_one(&owner)

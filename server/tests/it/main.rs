@@ -11,6 +11,7 @@ mod canary;
 mod care_team;
 mod clinic_days;
 mod contract_fuzz;
+mod coverage;
 mod data_dir;
 mod devices;
 mod escrow;

@@ -90,6 +90,16 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         .await;
     assert_eq!(status, 201, "{body}");
     let booked = body["id"].as_str().unwrap().to_owned();
+    // A coverage with a version, for its history.
+    let (status, body) = server
+        .post(
+            &format!("/v1/patients/{registered}/coverages"),
+            Some(front.session_token.expose()),
+            serde_json::json!({ "fields": { "payer": "Synthetic Mutual", "member_id": "M-9" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let insured = body["id"].as_str().unwrap().to_owned();
 
     // A concrete request for each PHI route template, by a role that may make it; a new PHI
     // route without one fails here.
@@ -104,6 +114,14 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             (format!("/v1/patients/{patient}/care-team"), &front),
         ),
         ("/v1/patients", ("/v1/patients?q=ivy".to_owned(), &front)),
+        (
+            "/v1/patients/{patient_id}/coverages",
+            (format!("/v1/patients/{registered}/coverages"), &front),
+        ),
+        (
+            "/v1/coverages/{coverage_id}/history",
+            (format!("/v1/coverages/{insured}/history"), &front),
+        ),
         (
             "/v1/appointments/{appointment_id}",
             (

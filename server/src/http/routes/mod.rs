@@ -10,6 +10,7 @@ pub mod break_glass;
 pub mod care_team;
 pub mod clinic;
 pub mod clinics;
+pub mod coverage;
 pub mod devices;
 pub mod health;
 pub mod mfa;

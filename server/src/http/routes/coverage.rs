@@ -1,0 +1,93 @@
+//! A patient's insurance coverages: add one, list them, correct one (`If-Match`), read its
+//! history. Each cut to the caller's field policy; each change recorded with its audit event
+//! in its transaction.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use clinicdesk_protocol::ApiError;
+use clinicdesk_protocol::wire::{CoverageChange, CoverageHistory, CoverageList, RecordWritten};
+use uuid::Uuid;
+
+use crate::audit::access::{Seen, Served};
+use crate::clinical::coverage;
+use crate::error::ServerError;
+use crate::http::authorize::Authenticated;
+use crate::http::extract::{Body, Id, IfMatch, written};
+use crate::state::AppState;
+
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/coverages",
+    params(("patient_id" = Uuid, Path)), request_body = CoverageChange,
+    responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
+        (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
+        (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn add(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Id(patient_id): Id<Uuid>,
+    Body(change): Body<CoverageChange>,
+) -> Result<impl IntoResponse, ServerError> {
+    let w = coverage::add(&state, auth.scope(), auth.writer(seen), patient_id, change).await?;
+    Ok((StatusCode::CREATED, written(w)))
+}
+
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/coverages",
+    params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = CoverageList), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(patient_id): Id<Uuid>,
+) -> Result<Served<CoverageList>, ServerError> {
+    let list = coverage::list(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    Ok(Served::new(list))
+}
+
+#[utoipa::path(patch, path = "/v1/coverages/{coverage_id}",
+    params(("coverage_id" = Uuid, Path),
+        ("If-Match" = String, Header, description = "The version the change is based on, quoted")),
+    request_body = CoverageChange,
+    responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
+        (status = 400, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "`conflict`: changed since; `current_version` and `fields`")),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn change(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    seen: Seen,
+    Id(id): Id<Uuid>,
+    IfMatch(based_on): IfMatch,
+    Body(change): Body<CoverageChange>,
+) -> Result<impl IntoResponse, ServerError> {
+    let w = coverage::change(
+        &state,
+        auth.scope(),
+        auth.writer(seen),
+        id,
+        based_on,
+        change,
+    )
+    .await?;
+    Ok(written(w))
+}
+
+#[utoipa::path(get, path = "/v1/coverages/{coverage_id}/history",
+    params(("coverage_id" = Uuid, Path)),
+    responses((status = 200, body = CoverageHistory), (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn history(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(id): Id<Uuid>,
+) -> Result<Served<CoverageHistory>, ServerError> {
+    let history = coverage::history(&state.store, auth.scope(), &auth.principal.user, id).await?;
+    Ok(Served::new(history))
+}

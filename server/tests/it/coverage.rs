@@ -1,0 +1,179 @@
+//! A patient's insurance, through the real server: the front desk adds a coverage, billing
+//! corrects it, clinicians read it, admins see none of it; each change a version with its
+//! audit event; a stale change is a conflict naming what changed; never deleted.
+
+use clinicdesk_protocol::policy::fields::{Resource, field_access};
+use clinicdesk_protocol::wire::{CoverageFields, CoverageHistory, CoverageList};
+use clinicdesk_server::audit::key::PublicKey;
+use clinicdesk_server::audit::verify::verify_all;
+use serde_json::{Value, json};
+
+use crate::harness::{SignedIn, TestServer, every_role};
+
+async fn patch(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    version: u64,
+    body: Value,
+) -> (u16, Value) {
+    server
+        .patch(&format!("/v1/coverages/{id}"), token, version, body)
+        .await
+}
+
+#[tokio::test]
+async fn coverage_is_kept_by_the_front_desk_and_billing_as_the_table_says() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "frontdesk").await;
+    let front = login.session_token.expose().to_owned();
+    let sessions = every_role(&server, &report, &device).await;
+    let billing = &sessions[2].1;
+    let patient: String = sqlx::query_scalar("SELECT min(id) FROM patients WHERE clinic_id = $1")
+        .bind(report.clinic_id.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    let path = format!("/v1/patients/{patient}/coverages");
+
+    // Payer and member id are required; dates are dates, and the period runs forwards.
+    for (fields, field) in [
+        (json!({ "member_id": "M-1" }), "payer"),
+        (
+            json!({ "payer": "Synthetic Health", "member_id": "M-1", "period_start": "2026-02-30" }),
+            "period_start",
+        ),
+        (
+            json!({ "payer": "Synthetic Health", "member_id": "M-1", "period_start": "2026-02-01",
+                 "period_end": "2026-01-01" }),
+            "period_end",
+        ),
+    ] {
+        let (status, body) = server
+            .post(&path, Some(&front), json!({ "fields": fields }))
+            .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{body}"
+        );
+    }
+    let (status, body) = server
+        .post(
+            &path,
+            Some(&front),
+            json!({ "fields": { "payer": "Synthetic Health",
+            "member_id": "M-100", "group": "G-7", "subscriber_relationship": "spouse",
+            "period_start": "2026-01-01" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    // Billing corrects the member id; the front desk's change based on version 1 is stale.
+    let (status, _) = patch(
+        &server,
+        billing,
+        &id,
+        1,
+        json!({ "fields": { "member_id": "M-101" },
+        "reason": "card re-read" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = patch(
+        &server,
+        &front,
+        &id,
+        1,
+        json!({ "fields": { "group": "G-8" } }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["fields"].clone()),
+        (409, json!(["member_id"]))
+    );
+    // Ended, not deleted.
+    let (status, _) = patch(
+        &server,
+        &front,
+        &id,
+        2,
+        json!({ "fields": { "active": false,
+        "period_end": "2026-06-30" } }),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Every role reads the fields the table gives it, and writes where it says so.
+    for (role, token) in &sessions {
+        let table: Vec<&str> = CoverageFields::NAMES
+            .iter()
+            .copied()
+            .filter(|f| field_access(*role, Resource::Coverage, f).reads())
+            .collect();
+        let (status, body) = server.get(&path, token).await;
+        if table.is_empty() {
+            assert_eq!(status, 403, "{role:?}");
+        } else {
+            assert_eq!(status, 200, "{role:?}");
+            let list: CoverageList = serde_json::from_value(body.clone()).unwrap();
+            // The seeded one, and this one.
+            assert_eq!(list.coverages.len(), 2);
+            let ours = list
+                .coverages
+                .iter()
+                .position(|c| c.id.to_string() == id)
+                .unwrap();
+            let mut keys: Vec<&str> = body["coverages"][ours]["fields"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort_unstable();
+            let mut want = table.clone();
+            want.sort_unstable();
+            assert_eq!(keys, want, "{role:?}");
+        }
+    }
+    for (n, (role, token)) in sessions.iter().enumerate() {
+        let (_, list) = server.get(&path, &front).await;
+        let version = list["coverages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == json!(id))
+            .unwrap()["version"]
+            .as_u64()
+            .unwrap();
+        let group = format!("G-{n}0");
+        let (status, _) = patch(
+            &server,
+            token,
+            &id,
+            version,
+            json!({ "fields": { "group": group } }),
+        )
+        .await;
+        let writes = field_access(*role, Resource::Coverage, "group").writes();
+        assert_eq!(status, if writes { 200 } else { 403 }, "{role:?}");
+    }
+
+    let (status, body) = server
+        .get(&format!("/v1/coverages/{id}/history"), billing)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history: CoverageHistory = serde_json::from_value(body).unwrap();
+    assert_eq!(history.versions[1].changed, ["member_id"]);
+    assert_eq!(history.versions[1].reason.expose(), "card re-read");
+    assert_eq!(history.versions[2].fields.active, Some(false));
+    // Front desk and billing each changed the group once more.
+    assert_eq!(history.versions.len(), 5);
+    let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
+    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+}
