@@ -286,6 +286,12 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::Update,
         "Appointment",
     ),
+    // Who can be booked: names of staff, no PHI.
+    rule(
+        "GET",
+        "/v1/practitioners",
+        Access::Session(Permission::ManageSchedule),
+    ),
     phi_rule(
         "GET",
         "/v1/appointments/{appointment_id}",

@@ -107,7 +107,7 @@ pub use records::{
 };
 pub use schedule::{
     Appointment, AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord,
-    AppointmentStatus, AppointmentUpdate, AppointmentVersion, NewAppointment,
+    AppointmentStatus, AppointmentUpdate, AppointmentVersion, NewAppointment, PractitionerList,
 };
 pub use session::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,

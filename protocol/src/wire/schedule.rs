@@ -169,3 +169,10 @@ pub struct AppointmentVersion {
     pub reason: Phi<String>,
     pub fields: AppointmentFields,
 }
+
+/// `GET /v1/practitioners`: who can be booked (the clinic's active clinicians). No PHI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PractitionerList {
+    pub practitioners: Vec<crate::wire::StaffMember>,
+}

@@ -9,7 +9,7 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{
     AppointmentFields, AppointmentHistory, AppointmentRecord, AppointmentStatus, AppointmentUpdate,
-    AppointmentVersion, NewAppointment, UserInfo,
+    AppointmentVersion, NewAppointment, PractitionerList, UserInfo,
 };
 use uuid::Uuid;
 
@@ -398,6 +398,17 @@ async fn open_encounter(
     };
     server_chain::record_in(tx, state, scope, vec![event]).await?;
     Ok(())
+}
+
+/// Who can be booked: the clinic's active clinicians.
+pub async fn practitioners(
+    store: &Store,
+    scope: &ClinicScope,
+) -> Result<PractitionerList, ServerError> {
+    let mut tx = store.clinic_tx(scope).await?;
+    let practitioners = care_team::active_clinicians(&mut tx).await?;
+    tx.commit().await?;
+    Ok(PractitionerList { practitioners })
 }
 
 /// Cuts `fields` to what `role` may read, with the start in the clinic's time zone.

@@ -56,6 +56,7 @@ impl Modify for SessionAuth {
         routes::users::deactivate,
         routes::schedule::today,
         routes::schedule::book,
+        routes::schedule::practitioners,
         routes::schedule::change,
         routes::schedule::get_appointment,
         routes::schedule::get_history,

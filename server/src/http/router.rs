@@ -117,6 +117,11 @@ pub fn route_defs() -> Vec<RouteDef> {
         def("POST", "/v1/appointments", post(routes::schedule::book)),
         def(
             "GET",
+            "/v1/practitioners",
+            get(routes::schedule::practitioners),
+        ),
+        def(
+            "GET",
             "/v1/appointments/{appointment_id}",
             get(routes::schedule::get_appointment),
         ),

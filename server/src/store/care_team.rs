@@ -112,3 +112,24 @@ pub async fn remove_member(
     .rows_affected();
     Ok(removed > 0)
 }
+
+/// The clinic's active clinicians by name: who can be booked.
+pub async fn active_clinicians(tx: &mut ClinicTx) -> Result<Vec<StaffMember>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT id, display_name FROM users
+         WHERE clinic_id = $1 AND role = $2 AND active = 1 ORDER BY display_name, id",
+    )
+    .bind(clinic)
+    .bind(Role::Clinician.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StaffMember {
+                user_id: parse_uuid(row.get(0))?,
+                display_name: row.get(1),
+            })
+        })
+        .collect()
+}

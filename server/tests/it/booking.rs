@@ -64,6 +64,17 @@ async fn the_front_desk_books_reschedules_checks_in_and_cancels_each_change_reco
         .await;
     let doctor = clinician.user.user_id;
     let (p1, p2) = patients(&server, report.clinic_id).await;
+    // Who can be booked: the clinic's active clinicians, by name.
+    let (status, body) = server.get("/v1/practitioners", front).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["practitioners"],
+        json!([{ "user_id": doctor, "display_name": clinician.user.display_name }])
+    );
+    let (status, _) = server
+        .get("/v1/practitioners", clinician.session_token.expose())
+        .await;
+    assert_eq!(status, 403, "booking is the front desk's");
 
     let slot = |patient: &str, start: &str| {
         json!({ "patient_id": patient, "practitioner_id": doctor, "start": start,

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::{
     AppointmentHistory, AppointmentList, AppointmentRecord, AppointmentUpdate, NewAppointment,
-    RecordWritten,
+    PractitionerList, RecordWritten,
 };
 use uuid::Uuid;
 
@@ -118,4 +118,16 @@ pub async fn get_history(
 ) -> Result<Served<AppointmentHistory>, ServerError> {
     let history = booking::history(&state.store, auth.scope(), &auth.principal.user, id).await?;
     Ok(Served::new(history))
+}
+
+#[utoipa::path(get, path = "/v1/practitioners",
+    responses((status = 200, body = PractitionerList), (status = 403, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn practitioners(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<axum::Json<PractitionerList>, ServerError> {
+    let list = booking::practitioners(&state.store, auth.scope()).await?;
+    Ok(axum::Json(list))
 }
