@@ -257,6 +257,24 @@ pub(crate) fn change_event(
     }
 }
 
+/// A patient a `possible_duplicate` answer named: a view of the fields the check compared.
+fn duplicate_shown(by: &Writer<'_>, patient_id: Uuid) -> ServerEvent {
+    ServerEvent {
+        actor_user_id: by.user.user_id,
+        actor_role: by.user.role,
+        action: AuditAction::View,
+        resource_type: RESOURCE.as_str().to_owned(),
+        resource_id: patient_id.to_string(),
+        patient_id: Some(patient_id),
+        fields: ["name", "birth_date", "phone"].map(str::to_owned).to_vec(),
+        outcome: Outcome::Success,
+        route: REGISTER_ROUTE.to_owned(),
+        break_glass: None,
+        request: by.seen.clone(),
+        change: None,
+    }
+}
+
 /// Records the change's event and its version, in the caller's transaction.
 pub(crate) async fn store_version(
     tx: &mut ClinicTx,
@@ -415,6 +433,14 @@ async fn create(
         let candidates =
             stored::possible_duplicates(&mut tx, &name, derived.birth_date, derived.phone).await?;
         if !candidates.is_empty() {
+            // The answer tells the caller these patients exist: recorded like a search's
+            // results, before it leaves (no event, no answer).
+            drop(tx);
+            let shown = candidates
+                .iter()
+                .map(|id| duplicate_shown(by, *id))
+                .collect();
+            server_chain::record(state, scope, shown).await?;
             return Err(ServerError::PossibleDuplicate { candidates });
         }
     }

@@ -297,6 +297,16 @@ async fn a_likely_duplicate_is_refused_with_its_candidates_until_confirmed() {
     );
     // Nothing was stored by either refusal.
     assert_eq!(changes_of(&server, first).await.len(), 1);
+    // But each answer told the front desk that this patient exists: a disclosure, in the
+    // trail like a search's, by the same user.
+    let shown: Vec<AuditEvent> = server
+        .events_of("view")
+        .await
+        .into_iter()
+        .filter(|e| e.patient_id == Some(first) && e.route == "/v1/patients")
+        .collect();
+    assert_eq!(shown.len(), 2, "one per possible_duplicate answer");
+    assert!(shown.iter().all(|e| e.actor_user_id == login.user.user_id));
 
     // The user checked: a different person. Registered, with a record number of its own.
     again["confirm_new_person"] = json!(true);
