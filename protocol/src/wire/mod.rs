@@ -10,6 +10,11 @@
 //! Every type outside `mfa` is re-exported here, so `wire::Xyz` is its path whatever file
 //! holds it; `mfa` stays a module of its own (`wire::mfa`, and `crate::mfa` as before).
 
+/// A record's field type: which of its fields a value carries (what a read of it disclosed).
+pub trait FieldSet {
+    fn present(&self) -> Vec<&'static str>;
+}
+
 /// A record's fields as the wire carries them: each optional, absent when the reader may
 /// not see it (or, in a change, when it is not changed), with the helpers the record layer
 /// needs. `Debug` names the fields present, never a value.
@@ -62,6 +67,12 @@ macro_rules! record_fields {
             }
         }
 
+        impl $crate::wire::FieldSet for $name {
+            fn present(&self) -> Vec<&'static str> {
+                $name::present(self)
+            }
+        }
+
         impl std::fmt::Debug for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_tuple(stringify!($name)).field(&self.present()).finish()
@@ -101,13 +112,13 @@ pub use health::Health;
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
     Address, CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord,
-    CoverageVersion, EmergencyContact, Gender, HumanName, Identifier, PatientFields, PatientRecord,
+    EmergencyContact, Gender, HumanName, Identifier, PatientFields, PatientHistory, PatientRecord,
     PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion,
     RecordWritten, SEARCH_PAGE_MAX, SubscriberRelationship,
 };
 pub use schedule::{
     Appointment, AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord,
-    AppointmentStatus, AppointmentUpdate, AppointmentVersion, NewAppointment, PractitionerList,
+    AppointmentStatus, AppointmentUpdate, NewAppointment, PractitionerList,
 };
 pub use session::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,

@@ -211,29 +211,8 @@ pub struct CoverageChange {
     pub reason: Phi<String>,
 }
 
-/// `GET /v1/coverages/{id}/history`: every version, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CoverageHistory {
-    pub id: Uuid,
-    pub patient_id: Uuid,
-    pub versions: Vec<CoverageVersion>,
-}
-
-/// One version of a coverage, cut to what the reader may see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CoverageVersion {
-    pub version: u64,
-    pub recorded_at_ms: i64,
-    pub actor_user_id: Uuid,
-    pub actor_role: Role,
-    pub device_id: Option<Uuid>,
-    pub changed: Vec<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    pub reason: Phi<String>,
-    pub fields: CoverageFields,
-}
+/// `GET /v1/coverages/{id}/history`.
+pub type CoverageHistory = RecordHistory<CoverageFields>;
 
 /// `GET /v1/patients?q=`: one page of an as-you-type search, each match cut to what a
 /// search shows (record number, name, birth date, phone, active) and the reader may see.
@@ -282,11 +261,11 @@ pub struct RecordWritten {
     pub version: u64,
 }
 
-/// One version of a record: who stored it, when, what it changed, and the record as it was
-/// then, all cut to what the reader may see.
+/// One version of a record: who stored it, when, what it changed, and the record (`F`, its
+/// field type) as it was then, all cut to what the reader may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RecordVersion {
+pub struct RecordVersion<F> {
     pub version: u64,
     /// UTC, milliseconds since the Unix epoch.
     pub recorded_at_ms: i64,
@@ -296,18 +275,24 @@ pub struct RecordVersion {
     pub device_id: Option<Uuid>,
     /// The names of the fields this version changed (all of them for the first).
     pub changed: Vec<String>,
+    /// Why, in the writer's words (empty when not given).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub reason: Phi<String>,
-    pub fields: PatientFields,
+    pub fields: F,
 }
 
-/// `GET /v1/patients/{id}/history`: every version, oldest first.
+/// `GET .../history` of a record (a patient, a coverage, an appointment): every version,
+/// oldest first, and whose record it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RecordHistory {
+pub struct RecordHistory<F> {
     pub id: Uuid,
-    pub versions: Vec<RecordVersion>,
+    pub patient_id: Uuid,
+    pub versions: Vec<RecordVersion<F>>,
 }
+
+/// `GET /v1/patients/{id}/history`.
+pub type PatientHistory = RecordHistory<PatientFields>;
 
 #[cfg(test)]
 mod tests {

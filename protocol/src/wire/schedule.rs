@@ -146,29 +146,7 @@ pub struct AppointmentUpdate {
 
 /// `GET /v1/appointments/{id}/history`: every version, oldest first, as a patient record's
 /// history is (who, when, what changed, why), with the appointment as it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AppointmentHistory {
-    pub id: Uuid,
-    pub versions: Vec<AppointmentVersion>,
-}
-
-/// One version of an appointment, cut to what the reader may see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AppointmentVersion {
-    pub version: u64,
-    /// UTC, milliseconds since the Unix epoch.
-    pub recorded_at_ms: i64,
-    pub actor_user_id: Uuid,
-    pub actor_role: crate::policy::Role,
-    pub device_id: Option<Uuid>,
-    /// The names of the fields this version changed (all of them for the first).
-    pub changed: Vec<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    pub reason: Phi<String>,
-    pub fields: AppointmentFields,
-}
+pub type AppointmentHistory = crate::wire::RecordHistory<AppointmentFields>;
 
 /// `GET /v1/practitioners`: who can be booked (the clinic's active clinicians). No PHI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,8 +19,8 @@
 use clinicdesk_protocol::audit::{BreakGlass, Outcome, RequestSeen};
 use clinicdesk_protocol::policy::PhiAccess;
 use clinicdesk_protocol::wire::{
-    AppointmentHistory, AppointmentList, AppointmentRecord, CoverageHistory, CoverageList, Patient,
-    PatientRecord, PatientSearchPage, RecordHistory,
+    AppointmentList, AppointmentRecord, CoverageList, FieldSet, Patient, PatientRecord,
+    PatientSearchPage, RecordHistory,
 };
 use uuid::Uuid;
 
@@ -103,11 +103,12 @@ impl Discloses for PatientSearchPage {
     }
 }
 
-impl Discloses for RecordHistory {
+/// A history discloses every field any of its versions carries.
+impl<F: FieldSet> Discloses for RecordHistory<F> {
     fn disclosed(&self) -> Vec<Disclosed> {
         a_history(
             self.id,
-            Some(self.id),
+            Some(self.patient_id),
             self.versions.iter().map(|v| v.fields.present()),
         )
     }
@@ -122,30 +123,9 @@ impl Discloses for CoverageList {
     }
 }
 
-impl Discloses for CoverageHistory {
-    fn disclosed(&self) -> Vec<Disclosed> {
-        a_history(
-            self.id,
-            Some(self.patient_id),
-            self.versions.iter().map(|v| v.fields.present()),
-        )
-    }
-}
-
 impl Discloses for AppointmentRecord {
     fn disclosed(&self) -> Vec<Disclosed> {
         one_record(self.id, self.fields.patient_id, self.fields.present())
-    }
-}
-
-impl Discloses for AppointmentHistory {
-    fn disclosed(&self) -> Vec<Disclosed> {
-        let patient = self.versions.iter().find_map(|v| v.fields.patient_id);
-        a_history(
-            self.id,
-            patient,
-            self.versions.iter().map(|v| v.fields.present()),
-        )
     }
 }
 

@@ -9,7 +9,7 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{
     AppointmentFields, AppointmentHistory, AppointmentRecord, AppointmentStatus, AppointmentUpdate,
-    AppointmentVersion, NewAppointment, PractitionerList, UserInfo,
+    NewAppointment, PractitionerList, UserInfo,
 };
 use uuid::Uuid;
 
@@ -453,32 +453,20 @@ pub async fn history(
 ) -> Result<AppointmentHistory, ServerError> {
     let tz = days::stored_zone(&store.clinic_time_zone(scope).await?);
     let mut tx = store.clinic_tx(scope).await?;
-    let exists = stored::appointment(&mut tx, id).await?.is_some();
+    let appointment = stored::appointment(&mut tx, id).await?;
     let rows = crate::store::records::versions(&mut tx, RESOURCE.as_str(), id).await?;
     tx.commit().await?;
-    if !exists {
-        return Err(ServerError::NotFound);
-    }
-    let mut versions = Vec::new();
-    for row in rows {
-        let fields: AppointmentFields = serde_json::from_str(&row.body)
+    let patient_id = appointment.ok_or(ServerError::NotFound)?.patient_id;
+    let versions = records::versions_as_read(rows, RESOURCE, user.role, |body| {
+        let fields: AppointmentFields = serde_json::from_str(body)
             .map_err(|_| ServerError::Internal("stored record malformed"))?;
-        versions.push(AppointmentVersion {
-            version: row.version,
-            recorded_at_ms: row.recorded_at_ms,
-            actor_user_id: row.actor_user_id,
-            actor_role: row.actor_role,
-            device_id: row.device_id,
-            changed: row
-                .changed_fields
-                .into_iter()
-                .filter(|f| field_access(user.role, RESOURCE, f).reads())
-                .collect(),
-            reason: clinicdesk_protocol::Phi::new(row.reason),
-            fields: presented(fields, user.role, &tz)?,
-        });
-    }
-    Ok(AppointmentHistory { id, versions })
+        presented(fields, user.role, &tz)
+    })?;
+    Ok(AppointmentHistory {
+        id,
+        patient_id,
+        versions,
+    })
 }
 
 #[cfg(test)]

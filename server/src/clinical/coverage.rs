@@ -3,13 +3,11 @@
 //! version with its audit event in one transaction, every read and write cut to the field
 //! table.
 
-use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::audit::{AuditAction, RecordChange};
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{
-    CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord, CoverageVersion,
-    UserInfo,
+    CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord, UserInfo,
 };
 use uuid::Uuid;
 
@@ -255,25 +253,9 @@ pub async fn history(
     tx.commit().await?;
     let patient_id = coverage.ok_or(ServerError::NotFound)?.patient_id;
     let role = user.role;
-    let versions = rows
-        .into_iter()
-        .map(|row| {
-            Ok(CoverageVersion {
-                version: row.version,
-                recorded_at_ms: row.recorded_at_ms,
-                actor_user_id: row.actor_user_id,
-                actor_role: row.actor_role,
-                device_id: row.device_id,
-                changed: row
-                    .changed_fields
-                    .into_iter()
-                    .filter(|f| field_access(role, RESOURCE, f).reads())
-                    .collect(),
-                reason: Phi::new(row.reason),
-                fields: readable(decode(&row.body)?, role),
-            })
-        })
-        .collect::<Result<_, ServerError>>()?;
+    let versions = records::versions_as_read(rows, RESOURCE, role, |body| {
+        Ok(readable(decode(body)?, role))
+    })?;
     Ok(CoverageHistory {
         id,
         patient_id,

@@ -10,8 +10,8 @@
 use clinicdesk_protocol::audit::{AuditAction, Hash32, Outcome, RecordChange, RequestSeen};
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{
-    HumanName, PatientFields, PatientRecord, PatientRegistration, PatientSearchPage, PatientUpdate,
-    RecordHistory, RecordVersion, SEARCH_PAGE_MAX, UserInfo,
+    HumanName, PatientFields, PatientHistory, PatientRecord, PatientRegistration,
+    PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion, SEARCH_PAGE_MAX, UserInfo,
 };
 use clinicdesk_protocol::{Phi, policy::Role};
 use uuid::Uuid;
@@ -699,7 +699,7 @@ pub async fn history(
     scope: &ClinicScope,
     user: &UserInfo,
     patient_id: Uuid,
-) -> Result<RecordHistory, ServerError> {
+) -> Result<PatientHistory, ServerError> {
     let mut tx = store.clinic_tx(scope).await?;
     let exists = stored::patient_record(&mut tx, patient_id).await?.is_some();
     let rows = stored::versions(&mut tx, RESOURCE.as_str(), patient_id).await?;
@@ -708,8 +708,25 @@ pub async fn history(
         return Err(ServerError::NotFound);
     }
     let role = user.role;
-    let versions = rows
-        .into_iter()
+    let versions = versions_as_read(rows, RESOURCE, role, |body| {
+        Ok(readable(decode(body)?, role))
+    })?;
+    Ok(RecordHistory {
+        id: patient_id,
+        patient_id,
+        versions,
+    })
+}
+
+/// A record's stored versions as `role` may read them: the names of the fields each
+/// changed cut to the table, and each version's content as `fields` reads and cuts it.
+pub(crate) fn versions_as_read<F>(
+    rows: Vec<VersionRow>,
+    resource: Resource,
+    role: Role,
+    fields: impl Fn(&str) -> Result<F, ServerError>,
+) -> Result<Vec<RecordVersion<F>>, ServerError> {
+    rows.into_iter()
         .map(|row| {
             Ok(RecordVersion {
                 version: row.version,
@@ -720,17 +737,13 @@ pub async fn history(
                 changed: row
                     .changed_fields
                     .into_iter()
-                    .filter(|f| field_access(role, RESOURCE, f).reads())
+                    .filter(|f| field_access(role, resource, f).reads())
                     .collect(),
                 reason: Phi::new(row.reason),
-                fields: readable(decode(&row.body)?, role),
+                fields: fields(&row.body)?,
             })
         })
-        .collect::<Result<_, ServerError>>()?;
-    Ok(RecordHistory {
-        id: patient_id,
-        versions,
-    })
+        .collect()
 }
 
 #[cfg(test)]

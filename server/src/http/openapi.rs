@@ -150,6 +150,28 @@ mod tests {
         );
     }
 
+    /// Each history's answer names its schema, with the field type it carries.
+    #[test]
+    fn every_history_names_its_schema() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for path in [
+            "/v1/patients/{patient_id}/history",
+            "/v1/coverages/{coverage_id}/history",
+            "/v1/appointments/{appointment_id}/history",
+        ] {
+            let body = &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+                ["schema"];
+            let text = body.to_string();
+            let named = body["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .map(|name| schemas.contains_key(name))
+                .unwrap_or(false);
+            assert!(named || text.contains("versions"), "{path}: {text}");
+        }
+    }
+
     /// The document describes exactly the routes the policy table knows.
     #[test]
     fn every_route_is_documented() {

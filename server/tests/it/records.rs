@@ -8,7 +8,7 @@
 use clinicdesk_protocol::audit::{AuditEvent, Hash32};
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::policy::{Role, allows};
-use clinicdesk_protocol::wire::{PatientFields, PatientRecord, RecordHistory};
+use clinicdesk_protocol::wire::{PatientFields, PatientHistory, PatientRecord};
 use clinicdesk_server::audit::key::PublicKey;
 use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
 use clinicdesk_server::store::Backend;
@@ -162,7 +162,7 @@ async fn a_registered_patient_is_changed_in_versions_each_with_its_audit_event()
         .get(&format!("/v1/patients/{id}/history"), token)
         .await;
     assert_eq!(status, 200, "{body}");
-    let history: RecordHistory = serde_json::from_value(body).unwrap();
+    let history: PatientHistory = serde_json::from_value(body).unwrap();
     let versions: Vec<(u64, Vec<String>)> = history
         .versions
         .iter()

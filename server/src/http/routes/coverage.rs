@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::wire::{CoverageChange, CoverageHistory, CoverageList, RecordWritten};
+use clinicdesk_protocol::wire::{
+    CoverageChange, CoverageFields, CoverageHistory, CoverageList, RecordHistory, RecordWritten,
+};
 use uuid::Uuid;
 
 use crate::audit::access::{Seen, Served};
@@ -80,7 +82,7 @@ pub async fn change(
 
 #[utoipa::path(get, path = "/v1/coverages/{coverage_id}/history",
     params(("coverage_id" = Uuid, Path)),
-    responses((status = 200, body = CoverageHistory), (status = 404, body = ApiError)),
+    responses((status = 200, body = RecordHistory<CoverageFields>), (status = 404, body = ApiError)),
     security(("session" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
 pub async fn history(

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::{
-    PatientRecord, PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory,
-    RecordWritten,
+    PatientFields, PatientHistory, PatientRecord, PatientRegistration, PatientSearchPage,
+    PatientUpdate, RecordHistory, RecordWritten,
 };
 use uuid::Uuid;
 
@@ -143,14 +143,14 @@ pub async fn get_fhir_patient(
 
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/history",
     params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = RecordHistory), (status = 404, body = ApiError)),
+    responses((status = 200, body = RecordHistory<PatientFields>), (status = 404, body = ApiError)),
     security(("session" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
 pub async fn get_history(
     State(state): State<AppState>,
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
-) -> Result<Served<RecordHistory>, ServerError> {
+) -> Result<Served<PatientHistory>, ServerError> {
     let history =
         records::history(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
     Ok(Served::new(history))

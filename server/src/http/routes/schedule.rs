@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::{
-    AppointmentHistory, AppointmentList, AppointmentRecord, AppointmentUpdate, NewAppointment,
-    PractitionerList, RecordWritten,
+    AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord, AppointmentUpdate,
+    NewAppointment, PractitionerList, RecordHistory, RecordWritten,
 };
 use uuid::Uuid;
 
@@ -108,7 +108,7 @@ pub async fn get_appointment(
 
 #[utoipa::path(get, path = "/v1/appointments/{appointment_id}/history",
     params(("appointment_id" = Uuid, Path)),
-    responses((status = 200, body = AppointmentHistory), (status = 404, body = ApiError)),
+    responses((status = 200, body = RecordHistory<AppointmentFields>), (status = 404, body = ApiError)),
     security(("session" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
 pub async fn get_history(
