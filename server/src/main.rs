@@ -19,6 +19,7 @@ use clinicdesk_server::audit::key::AuditKey;
 use clinicdesk_server::audit::query::AuditQuery;
 use clinicdesk_server::audit::verify::{VerifyError, verify_all};
 use clinicdesk_server::http::tls;
+use clinicdesk_server::secrets::kek::KeyFileProvider;
 use clinicdesk_server::store::{DatabaseUrls, Store, StoreLocation};
 use clinicdesk_server::time::SystemClock;
 use clinicdesk_server::{AppState, build_router};
@@ -39,14 +40,28 @@ struct Cli {
         hide_env_values = true
     )]
     migration_database_url: Option<String>,
+    /// Where the key-encryption keys are kept (default: `DATA_DIR.keys`, beside the data
+    /// directory and not in it; see the README). Every instance of a deployment, and every
+    /// command run on its data, must be given the same keys.
+    #[arg(long, global = true, env = "CLINICDESK_KEY_DIR")]
+    key_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// `--key-dir`, once parsed.
+static KEY_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 async fn open_state(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<AppState> {
-    AppState::open_at(&db.location(data_dir)?, data_dir, Arc::new(SystemClock))
+    let key_dir = KEY_DIR
+        .get()
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| KeyFileProvider::default_dir(data_dir));
+    let state = AppState::open_at(&db.location(data_dir)?, data_dir, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("opening the data directory {}", data_dir.display()))
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    Ok(state.with_key_provider(Arc::new(KeyFileProvider::new(key_dir))))
 }
 
 #[derive(Subcommand)]
@@ -164,6 +179,45 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The keys of sensitive fields: rotate the key-encryption key, re-encrypt, retire.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new key-encryption key version and rewrap every clinic's keys under it, while
+    /// the server keeps serving. Killed half-way, run it again: it finishes that rotation.
+    Rotate {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Also move every encrypted field to a new data key per clinic (in batches), and
+        /// destroy the old data keys.
+        #[arg(long)]
+        reencrypt: bool,
+        /// Values re-encrypted per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+        /// Print the report as JSON (for scripts and tests).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The key-encryption key versions on file and how many clinic keys each wraps.
+    Status {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy an old key-encryption key version once no clinic key is wrapped under it.
+    Retire {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        version: u32,
     },
 }
 
@@ -330,6 +384,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    KEY_DIR.get_or_init(|| cli.key_dir.clone());
     let db = DatabaseUrls::new(cli.database_url, cli.migration_database_url);
     match cli.command {
         Command::Serve {
@@ -558,7 +613,92 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Command::Audit { command } => audit_command(&db, command).await,
+        Command::Keys { command } => keys_command(&db, command).await,
     }
+}
+
+/// For tests of a rotation killed half-way: the process aborts (as a kill would: nothing
+/// flushed, the open transaction lost) just before batch N commits.
+const FAULT_ABORT_AT_BATCH: &str = "CLINICDESK_FAULT_ABORT_AT_BATCH";
+
+async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result<()> {
+    use clinicdesk_server::admin::keys::{self, Step};
+    let console = clinicdesk_server::scope::Console::operator();
+    let mut out = std::io::stdout();
+    match command {
+        KeysCommand::Rotate {
+            data_dir,
+            reencrypt,
+            batch_size,
+            json,
+        } => {
+            let state = open_existing_state(db, &data_dir).await?;
+            let abort_at: Option<u64> = std::env::var(FAULT_ABORT_AT_BATCH)
+                .ok()
+                .and_then(|v| v.parse().ok());
+            let mut progress = |step: Step| match step {
+                Step::Clinic { index, of } => eprintln!("rotating keys: clinic {index} of {of}"),
+                Step::BatchReady { batch } => {
+                    if abort_at == Some(batch) {
+                        std::process::abort();
+                    }
+                }
+                Step::Moved { moved, total } => {
+                    eprint!("\r  re-encrypted {moved} of {total} values");
+                    if moved == total {
+                        eprintln!();
+                    }
+                }
+            };
+            let report = keys::rotate(&state, &console, reencrypt, batch_size, &mut progress)
+                .await
+                .context("rotating keys")?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} clinic keys of {} clinics rewrapped under key-encryption key v{}{}; \
+                     {} values re-encrypted, {} old data keys destroyed",
+                    report.keys_rewrapped,
+                    report.clinics,
+                    report.kek_version,
+                    if report.resumed {
+                        " (an interrupted rotation, finished)"
+                    } else {
+                        ""
+                    },
+                    report.values_reencrypted,
+                    report.data_keys_destroyed
+                )?;
+            }
+        }
+        KeysCommand::Status { data_dir, json } => {
+            let state = open_existing_state(db, &data_dir).await?;
+            let status = keys::status(&state, &console).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&status)?)?;
+            } else {
+                for (version, n) in &status.versions {
+                    let current = if *version == status.current {
+                        " (current)"
+                    } else {
+                        ""
+                    };
+                    writeln!(out, "v{version}{current}: wraps {n} clinic keys")?;
+                }
+                if status.rotation_unfinished {
+                    writeln!(out, "a rotation has not finished: run `keys rotate` again")?;
+                }
+            }
+        }
+        KeysCommand::Retire { data_dir, version } => {
+            let state = open_existing_state(db, &data_dir).await?;
+            keys::retire(&state, &console, version).await?;
+            writeln!(out, "key-encryption key v{version} destroyed")?;
+        }
+    }
+    Ok(())
 }
 
 async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Result<()> {
@@ -898,6 +1038,11 @@ async fn serve(
         .await?
         .with_webauthn_origin(webauthn_origin)
         .context("--webauthn-origin")?;
+    // Fail at start, not at the first registration, if the keys cannot be reached.
+    state
+        .keys
+        .current()
+        .context("reaching the key-encryption keys (--key-dir)")?;
     tokio::spawn(audit::publisher::publish_checkpoints(
         state.clone(),
         audit::publisher::CHECKPOINT_INTERVAL,

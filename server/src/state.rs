@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::audit::key::AuditKey;
+use crate::secrets::kek::{KeyFileProvider, KeyProvider};
 use crate::secrets::key_file::KeyFileError;
 use crate::secrets::seal::SealKey;
 use crate::sign_in::mfa::webauthn::{DEFAULT_ORIGIN, RelyingParty, WebauthnConfigError};
@@ -23,6 +24,9 @@ pub struct AppState {
     pub escrow: Arc<SealKey>,
     /// WebAuthn relying party (origin `https://localhost` unless configured).
     pub relying_party: Arc<RelyingParty>,
+    /// Wraps each clinic's keys for sensitive fields: key files in `DATA_DIR.keys` unless
+    /// [`AppState::with_key_provider`] says otherwise.
+    pub keys: Arc<dyn KeyProvider>,
     /// Where each clinic's server chain and log ended at this process's last event.
     pub chain_tips: Arc<crate::audit::server_chain::Tips>,
 }
@@ -59,8 +63,16 @@ impl AppState {
             seal,
             escrow,
             relying_party,
+            keys: Arc::new(KeyFileProvider::new(KeyFileProvider::default_dir(data_dir))),
             chain_tips: Arc::default(),
         })
+    }
+
+    /// Wraps the clinics' keys with `keys` (a key directory given on the command line, a
+    /// KMS) instead of the default key files beside the data directory.
+    pub fn with_key_provider(mut self, keys: Arc<dyn KeyProvider>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Serves WebAuthn for `origin` (an https URL whose host is the relying party id).

@@ -60,6 +60,8 @@ impl Seed {
 pub struct ServerProcess {
     pub url: String,
     pub data_dir: tempfile::TempDir,
+    /// The key-encryption keys, apart from the data directory as a deployment keeps them.
+    pub key_dir: tempfile::TempDir,
     pub seed: Seed,
     /// The seeded users' authenticator app (TOTP secrets they set up).
     pub authenticator: authenticator::Authenticator,
@@ -77,10 +79,12 @@ fn server_binary() -> PathBuf {
 }
 
 /// Starts `serve` on `listen` and returns the child and its `https://` URL.
-fn serve(data_dir: &Path, listen: &str) -> (Child, String) {
+fn serve(data_dir: &Path, key_dir: &Path, listen: &str) -> (Child, String) {
     let mut child = Command::new(server_binary())
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .arg("--key-dir")
+        .arg(key_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -112,10 +116,12 @@ impl ServerProcess {
             String::from_utf8_lossy(&out.stderr)
         );
         let seed: Seed = serde_json::from_slice(&out.stdout).unwrap();
-        let (child, url) = serve(data_dir.path(), "127.0.0.1:0");
+        let key_dir = tempfile::tempdir().unwrap();
+        let (child, url) = serve(data_dir.path(), key_dir.path(), "127.0.0.1:0");
         ServerProcess {
             url,
             data_dir,
+            key_dir,
             seed,
             authenticator: Default::default(),
             child,
@@ -156,7 +162,7 @@ impl ServerProcess {
     pub fn restart(&mut self) {
         self.stop();
         let listen = self.url.trim_start_matches("https://").to_owned();
-        let (child, url) = serve(self.data_dir.path(), &listen);
+        let (child, url) = serve(self.data_dir.path(), self.key_dir.path(), &listen);
         assert_eq!(url, self.url);
         self.child = child;
     }

@@ -63,6 +63,10 @@ pub struct FieldRule {
     /// Clinical content: besides the role, the reader needs the patient in scope (on their
     /// care team, or under a break-glass grant).
     pub clinical: bool,
+    /// Sensitive beyond the rest (an SSN; later, note text): the server encrypts it before
+    /// it reaches the database, under the clinic's data key, and finds it only by a keyed
+    /// blind index.
+    pub sensitive: bool,
     /// Access for front desk, clinician, billing and admin, in [`Role::ALL`] order.
     access: [FieldAccess; 4],
 }
@@ -88,6 +92,7 @@ const fn front_desk_keeps(resource: Resource, field: &'static str) -> FieldRule 
         resource,
         field,
         clinical: false,
+        sensitive: false,
         access: [RW, R, R, NO],
     }
 }
@@ -98,6 +103,7 @@ const fn coverage(resource: Resource, field: &'static str) -> FieldRule {
         resource,
         field,
         clinical: false,
+        sensitive: false,
         access: [RW, R, RW, NO],
     }
 }
@@ -108,6 +114,7 @@ const fn schedule(resource: Resource, field: &'static str) -> FieldRule {
         resource,
         field,
         clinical: false,
+        sensitive: false,
         access: [RW, R, NO, NO],
     }
 }
@@ -119,6 +126,7 @@ const fn clinical(resource: Resource, field: &'static str) -> FieldRule {
         resource,
         field,
         clinical: true,
+        sensitive: false,
         access: [NO, R, NO, NO],
     }
 }
@@ -131,7 +139,16 @@ pub const FIELDS: &[FieldRule] = &[
         resource: Resource::Patient,
         field: "identifiers",
         clinical: false,
+        sensitive: false,
         access: [R, R, R, NO],
+    },
+    // The front desk takes it for billing's claims; clinicians have no need of it.
+    FieldRule {
+        resource: Resource::Patient,
+        field: "ssn",
+        clinical: false,
+        sensitive: true,
+        access: [RW, NO, R, NO],
     },
     front_desk_keeps(Resource::Patient, "name"),
     front_desk_keeps(Resource::Patient, "birth_date"),
@@ -145,6 +162,7 @@ pub const FIELDS: &[FieldRule] = &[
         resource: Resource::Patient,
         field: "emergency_contact",
         clinical: false,
+        sensitive: false,
         access: [RW, R, NO, NO],
     },
     front_desk_keeps(Resource::Patient, "active"),
@@ -179,6 +197,14 @@ pub fn field_rule(resource: Resource, field: &str) -> Option<&'static FieldRule>
         .find(|r| r.resource == resource && r.field == field)
 }
 
+/// The fields of `resource` that the server encrypts at rest.
+pub fn sensitive_fields(resource: Resource) -> impl Iterator<Item = &'static str> {
+    FIELDS
+        .iter()
+        .filter(move |r| r.resource == resource && r.sensitive)
+        .map(|r| r.field)
+}
+
 /// What `role` may do with a resource's field; a field the table does not know is `None`.
 pub fn field_access(role: Role, resource: Resource, field: &str) -> FieldAccess {
     field_rule(resource, field).map_or(FieldAccess::None, |r| r.access(role))
@@ -206,7 +232,9 @@ pub fn markdown() -> String {
          server's answers and from the app's cache; a write of a field a role may not write is \
          refused with `403 forbidden` naming the field. Clinical fields are read only for a \
          patient in the clinician's scope (on their care team, or under break-glass). Admins \
-         see no patient fields at all.\n",
+         see no patient fields at all. Sensitive fields are encrypted by the server before they \
+         reach the database (under the clinic's data key, wrapped by a key-encryption key kept \
+         apart from the data) and searched only by a keyed blind index.\n",
     );
     for resource in Resource::ALL {
         out.push_str(&format!("\n## {}\n\n| field |", resource.as_str()));
@@ -219,7 +247,11 @@ pub fn markdown() -> String {
         }
         out.push('\n');
         for rule in FIELDS.iter().filter(|r| r.resource == resource) {
-            let mark = if rule.clinical { " (clinical)" } else { "" };
+            let mark = match (rule.clinical, rule.sensitive) {
+                (true, _) => " (clinical)",
+                (false, true) => " (sensitive)",
+                (false, false) => "",
+            };
             out.push_str(&format!("| `{}`{mark} |", rule.field));
             for role in Role::ALL {
                 out.push_str(&format!(" {} |", rule.access(role).cell()));
@@ -282,6 +314,7 @@ mod tests {
             resource: Resource::Patient,
             field: "probe",
             clinical: false,
+            sensitive: false,
             access: [RW, R, NO, NO],
         };
         let got: Vec<_> = Role::ALL.iter().map(|r| rule.access(*r)).collect();
@@ -305,7 +338,7 @@ mod tests {
     fn an_unknown_field_is_nobodys() {
         for role in Role::ALL {
             assert_eq!(
-                field_access(role, Resource::Patient, "ssn"),
+                field_access(role, Resource::Patient, "passport"),
                 FieldAccess::None
             );
         }

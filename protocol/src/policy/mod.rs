@@ -292,6 +292,22 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/practitioners",
         Access::Session(Permission::ManageSchedule),
     ),
+    // When they can be booked, and where a booking fits: times, never who holds them.
+    rule(
+        "GET",
+        "/v1/practitioners/{practitioner_id}/working-hours",
+        Access::Session(Permission::ReadSchedule),
+    ),
+    rule(
+        "PUT",
+        "/v1/practitioners/{practitioner_id}/working-hours",
+        Access::Session(Permission::ManageSchedule),
+    ),
+    rule(
+        "GET",
+        "/v1/practitioners/{practitioner_id}/free-slots",
+        Access::Session(Permission::ReadSchedule),
+    ),
     phi_rule(
         "GET",
         "/v1/appointments/{appointment_id}",

@@ -118,7 +118,8 @@ pub use records::{
 };
 pub use schedule::{
     Appointment, AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord,
-    AppointmentStatus, AppointmentUpdate, NewAppointment, PractitionerList,
+    AppointmentStatus, AppointmentUpdate, FreeSlots, NewAppointment, PractitionerList, Weekday,
+    WorkingHours, WorkingHoursChange, WorkingPeriod,
 };
 pub use session::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,

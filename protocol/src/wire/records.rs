@@ -70,7 +70,9 @@ pub struct EmergencyContact {
 
 /// An identifier another system gave the patient (FHIR `Identifier`), kept from an import:
 /// the system that issued it, its value, and its kind (HL7 v2 table 0203, e.g. `MR`).
-/// Identifiers that need encryption (SSN, driver's licence, passport) are not kept.
+/// A US social security number is not one of these: it is the patient's `ssn`, encrypted
+/// at rest. Other identifiers that would need encryption (driver's licence, passport) are
+/// not kept.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
@@ -102,6 +104,9 @@ record_fields! {
     mrn: String,
     /// Identifiers from the system the patient was imported from (read-only).
     identifiers: Vec<Identifier>,
+    /// The US social security number, `NNN-NN-NNNN` (empty: none on file). Sensitive: the
+    /// server stores it encrypted, and finds a patient by it only through a keyed index.
+    ssn: String,
     name: HumanName,
     /// `YYYY-MM-DD`.
     birth_date: String,
@@ -357,7 +362,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<PatientFields>(r#"{"ssn":"x"}"#);
+        let err = serde_json::from_str::<PatientFields>(r#"{"passport":"x"}"#);
         assert!(err.is_err());
     }
 }

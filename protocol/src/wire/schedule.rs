@@ -154,3 +154,60 @@ pub type AppointmentHistory = crate::wire::RecordHistory<AppointmentFields>;
 pub struct PractitionerList {
     pub practitioners: Vec<crate::wire::StaffMember>,
 }
+
+/// A day of the week, as working hours name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// One stretch of a practitioner's week in the clinic's local time: from `start` to `end`
+/// (`HH:MM`, 24-hour; `end` after `start`, `24:00` for midnight at the end of the day).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WorkingPeriod {
+    pub weekday: Weekday,
+    pub start: String,
+    pub end: String,
+}
+
+/// `GET /v1/practitioners/{id}/working-hours`: when the practitioner can be booked. No PHI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkingHours {
+    pub practitioner_id: Uuid,
+    pub periods: Vec<WorkingPeriod>,
+    /// True until someone sets them: Monday to Friday, 09:00 to 17:00.
+    pub default: bool,
+}
+
+/// `PUT /v1/practitioners/{id}/working-hours`: the practitioner's whole week (at most 28
+/// periods; on one day they may not overlap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHoursChange {
+    pub periods: Vec<WorkingPeriod>,
+}
+
+/// `GET /v1/practitioners/{id}/free-slots?date=&duration_mins=`: where an appointment of
+/// `duration_mins` fits on `date` (in the clinic's time zone) within the practitioner's hours,
+/// holding no one else's time and not already past. No PHI: it says when, never who.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FreeSlots {
+    pub practitioner_id: Uuid,
+    pub date: String,
+    pub duration_mins: u32,
+    /// Start times every 15 minutes, RFC 3339 with the clinic's offset at that instant.
+    pub slots: Vec<String>,
+}

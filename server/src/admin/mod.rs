@@ -4,6 +4,7 @@
 
 pub mod clinic;
 pub mod import;
+pub mod keys;
 pub mod operator;
 pub mod provisioning;
 pub mod seed;

@@ -271,6 +271,7 @@ fn seeded_record(p: &Synthetic, i: usize, mrn: &str, phone: &str) -> Result<Stri
     records::seeded_content(PatientFields {
         mrn: Some(mrn.to_owned()),
         identifiers: Some(Vec::new()),
+        ssn: Some(String::new()),
         name: Some(HumanName {
             given: given.to_owned(),
             family: family.to_owned(),

@@ -14,7 +14,10 @@ pub const MRN_SYSTEM: &str = "urn:clinicdesk:mrn";
 const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 const BCP47: &str = "urn:ietf:bcp:47";
 
-/// Identifier kinds that are not kept on import: they need field encryption first.
+/// The system of US social security numbers: kept as the patient's `ssn` (encrypted).
+pub const SSN_SYSTEM: &str = "http://hl7.org/fhir/sid/us-ssn";
+/// Identifier kinds that are not kept on import: a driver's licence or passport number has
+/// no encrypted field to go to. (An SSN, `SS`, becomes the patient's `ssn`.)
 const SENSITIVE_KINDS: [&str; 3] = ["SS", "DL", "PPN"];
 
 fn text(s: &str) -> Option<Value> {
@@ -111,6 +114,13 @@ pub fn to_fhir(id: Uuid, version: u64, fields: &PatientFields) -> Value {
             "type": { "coding": [{ "system": V2_0203, "code": "MR" }] },
             "system": MRN_SYSTEM,
             "value": mrn,
+        }));
+    }
+    if let Some(ssn) = fields.ssn.as_deref().and_then(text) {
+        identifiers.push(json!({
+            "type": { "coding": [{ "system": V2_0203, "code": "SS" }] },
+            "system": SSN_SYSTEM,
+            "value": ssn,
         }));
     }
     identifiers.extend(
@@ -285,10 +295,16 @@ pub fn from_fhir(resource: &Value) -> Result<(String, PatientFields), Skip> {
                 .unwrap_or_default(),
         })
         .unwrap_or_default();
-    let identifiers = resource["identifier"]
+    let all_identifiers = resource["identifier"]
         .as_array()
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let ssn = all_identifiers
+        .iter()
+        .find(|i| i["system"] == SSN_SYSTEM)
+        .map(|i| str_of(&i["value"]))
+        .unwrap_or_default();
+    let identifiers = all_identifiers
         .iter()
         .map(|i| Identifier {
             system: str_of(&i["system"]),
@@ -300,6 +316,7 @@ pub fn from_fhir(resource: &Value) -> Result<(String, PatientFields), Skip> {
     let fields = PatientFields {
         mrn: None,
         identifiers: Some(identifiers),
+        ssn: Some(ssn),
         name: Some(name),
         birth_date: Some(birth_date),
         gender: Some(gender),
@@ -318,13 +335,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_patient_round_trips_and_sensitive_identifiers_stay_behind() {
+    fn a_patient_round_trips_its_ssn_goes_to_its_field_and_other_sensitive_ids_stay_behind() {
         let source = json!({
             "resourceType": "Patient", "id": "abc",
             "identifier": [
                 { "system": "https://example.invalid/ids", "value": "abc" },
                 { "type": { "coding": [{ "system": V2_0203, "code": "SS" }] },
-                  "system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-00-0000" }
+                  "system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-00-0000" },
+                { "type": { "coding": [{ "system": V2_0203, "code": "DL" }] },
+                  "system": "urn:oid:2.16.840.1.113883.4.3.25", "value": "S99900001" }
             ],
             "name": [{ "use": "official", "family": "Quill1", "given": ["Testa2", "Mae3"] }],
             "telecom": [{ "system": "phone", "value": "555-907-9875", "use": "home" }],
@@ -336,8 +355,19 @@ mod tests {
         let (key, fields) = from_fhir(&source).unwrap();
         assert_eq!(key, "Patient/abc");
         let ids = fields.identifiers.clone().unwrap();
-        assert_eq!(ids.len(), 1, "the SSN is not kept");
+        assert_eq!(
+            ids.len(),
+            1,
+            "neither the SSN nor the licence is an identifier kept"
+        );
+        assert_eq!(fields.ssn.as_deref(), Some("999-00-0000"));
         let back = to_fhir(Uuid::nil(), 1, &fields);
+        assert_eq!(back["identifier"][0]["system"], SSN_SYSTEM);
+        assert_eq!(back["identifier"][0]["value"], "999-00-0000");
+        assert!(!back.to_string().contains("S99900001"));
+        let mut without = fields.clone();
+        without.ssn = None;
+        let back = to_fhir(Uuid::nil(), 1, &without);
         assert_eq!(back["name"][0]["given"], json!(["Testa2", "Mae3"]));
         assert_eq!(back["name"][0]["family"], "Quill1");
         assert_eq!(back["birthDate"], "1949-11-14");

@@ -8,6 +8,8 @@ pub mod care_team;
 pub mod coverage;
 pub mod days;
 pub mod fhir_patient;
+pub mod hours;
 pub mod patients;
 pub mod records;
 pub mod schedule;
+pub mod sensitive;

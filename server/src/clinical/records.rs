@@ -17,11 +17,12 @@ use clinicdesk_protocol::{Phi, policy::Role};
 use uuid::Uuid;
 
 use crate::audit::server_chain::{self, ServerEvent};
+use crate::clinical::sensitive::{self, SsnIndex, SsnQuery, normalize_ssn};
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::state::AppState;
 use crate::store::records::{self as stored, Derived, VersionRow};
-use crate::store::{ClinicTx, Store, clinics};
+use crate::store::{ClinicTx, clinics, field_keys};
 
 const RESOURCE: Resource = Resource::Patient;
 const REGISTER_ROUTE: &str = "/v1/patients";
@@ -99,6 +100,15 @@ pub(crate) fn text_ok(s: &str) -> bool {
     s.chars().count() <= TEXT_MAX && !s.chars().any(char::is_control)
 }
 
+/// Puts what a person typed into the one form the server stores (an SSN as `NNN-NN-NNNN`).
+fn normalize(fields: &mut PatientFields) {
+    if let Some(ssn) = fields.ssn.as_mut()
+        && let Some(normal) = normalize_ssn(ssn)
+    {
+        *ssn = normal;
+    }
+}
+
 /// Refuses a value no clinic would store, naming the field (never the value).
 fn validate(fields: &PatientFields, today: time::Date) -> Result<(), ServerError> {
     let bad = |field: &'static str| Err(ServerError::BadRequest { field });
@@ -106,6 +116,12 @@ fn validate(fields: &PatientFields, today: time::Date) -> Result<(), ServerError
         && (mrn.len() > 32 || !mrn.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     {
         return bad("mrn");
+    }
+    if let Some(ssn) = &fields.ssn
+        && !ssn.is_empty()
+        && normalize_ssn(ssn).as_deref() != Some(ssn.as_str())
+    {
+        return bad("ssn");
     }
     if let Some(HumanName {
         given,
@@ -212,6 +228,50 @@ async fn assign_mrn(tx: &mut ClinicTx) -> Result<String, ServerError> {
         }
         n += 1;
     }
+}
+
+/// Seals the SSN `content` carries in plaintext, putting its reference in its place: the
+/// blind indexes to store beside the record, or `None` if it carries none.
+async fn seal_ssn(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    content: &mut PatientFields,
+) -> Result<Option<SsnIndex>, ServerError> {
+    let Some(ssn) = content.ssn.take() else {
+        return Ok(None);
+    };
+    let now = state.clock.now_ms();
+    let index = sensitive::ssn_index(tx, &*state.keys, now, &ssn).await?;
+    content.ssn = Some(if ssn.is_empty() {
+        ssn
+    } else {
+        sensitive::seal(tx, &*state.keys, now, "ssn", &ssn).await?
+    });
+    Ok(Some(index))
+}
+
+/// The SSN a stored reference names ('' for none).
+async fn reveal_ssn(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    stored: Option<&str>,
+) -> Result<zeroize::Zeroizing<String>, ServerError> {
+    sensitive::open(tx, &*state.keys, "ssn", stored.unwrap_or_default()).await
+}
+
+/// Stored content as `role` may read it: what it may not see dropped, and what is sealed
+/// (and it may see) opened.
+async fn as_read(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    body: &str,
+    role: Role,
+) -> Result<PatientFields, ServerError> {
+    let mut fields = readable(decode(body)?, role);
+    if let Some(ssn) = fields.ssn.as_mut() {
+        *ssn = reveal_ssn(tx, state, Some(ssn)).await?.to_string();
+    }
+    Ok(fields)
 }
 
 /// A record of some resource: which one, and whose.
@@ -323,10 +383,11 @@ pub async fn register(
     registration: PatientRegistration,
 ) -> Result<Written, ServerError> {
     let PatientRegistration {
-        fields,
+        mut fields,
         confirm_new_person,
     } = registration;
     check_writable(&fields, by.user.role)?;
+    normalize(&mut fields);
     validate(&fields, today(state.clock.now_ms()))?;
     let duplicates = if confirm_new_person {
         Duplicates::Allowed
@@ -372,8 +433,9 @@ pub async fn import(
     console: &Console,
     scope: &ClinicScope,
     source_key: &str,
-    fields: PatientFields,
+    mut fields: PatientFields,
 ) -> Result<Created, ServerError> {
+    normalize(&mut fields);
     let actor = console.actor(scope.clinic_id());
     let by = Writer {
         user: &actor,
@@ -427,6 +489,8 @@ async fn create(
         }
         Some(_) => {}
     }
+    // Sealed before the duplicate check reads the content; a refusal rolls it back.
+    let ssn = seal_ssn(&mut tx, state, &mut content).await?;
     let name = display_name(&content);
     let derived = derived(&content, &name);
     if duplicates == Duplicates::Refused {
@@ -447,6 +511,9 @@ async fn create(
     let body = encode(&content)?;
     let id = Uuid::now_v7();
     stored::insert_patient_record(&mut tx, id, &body, &derived, source_key).await?;
+    if let Some(index) = ssn {
+        field_keys::set_ssn_index(&mut tx, id, &index.whole, &index.last4).await?;
+    }
     let change = RecordChange {
         version: 1,
         before: None,
@@ -480,8 +547,9 @@ pub async fn update(
     based_on: u64,
     update: PatientUpdate,
 ) -> Result<Written, ServerError> {
-    let PatientUpdate { fields, reason } = update;
+    let PatientUpdate { mut fields, reason } = update;
     check_writable(&fields, by.user.role)?;
+    normalize(&mut fields);
     validate(&fields, today(state.clock.now_ms()))?;
     if fields.present().is_empty() {
         return Err(ServerError::BadRequest { field: "fields" });
@@ -510,7 +578,17 @@ pub async fn update(
     }
     let before = decode(&current.body)?;
     let mut after = before.clone();
+    // The stored SSN is a reference: compared by its value, sealed anew only if it changed.
+    let typed_ssn = fields.ssn.take();
     after.apply(&fields);
+    let mut ssn = None;
+    if let Some(typed) = typed_ssn {
+        let on_file = reveal_ssn(&mut tx, state, before.ssn.as_deref()).await?;
+        if typed != *on_file {
+            after.ssn = Some(typed);
+            ssn = seal_ssn(&mut tx, state, &mut after).await?;
+        }
+    }
     let changed = before.differing(&after);
     if changed.is_empty() {
         return Ok(Written {
@@ -534,6 +612,9 @@ pub async fn update(
         return Err(ServerError::Internal(
             "record changed under the clinic lock",
         ));
+    }
+    if let Some(index) = ssn {
+        field_keys::set_ssn_index(&mut tx, patient_id, &index.whole, &index.last4).await?;
     }
     let version = based_on + 1;
     let change = RecordChange {
@@ -602,6 +683,9 @@ fn understand(q: &str) -> Option<(String, Option<String>, Kind)> {
     if time::Date::parse(q, date).is_ok() {
         return Some((q.to_owned(), None, Kind::BirthDate));
     }
+    if let Some(kind) = ssn_typed(q) {
+        return Some((q.to_owned(), None, kind));
+    }
     if q.chars().any(|c| c.is_ascii_digit())
         && q.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-+() ".contains(c))
@@ -623,12 +707,36 @@ enum Kind {
     Name,
     BirthDate,
     Number,
+    /// A whole SSN, `NNN-NN-NNNN`.
+    Ssn,
+    /// The last four digits of an SSN, typed as paper forms mask the rest: `XXX-XX-NNNN`
+    /// (or with `*`).
+    SsnLast4,
+}
+
+/// Whether `q` is an SSN, whole or masked to its last four digits. Only the dashed form is:
+/// nine bare digits are the start of a record or phone number.
+fn ssn_typed(q: &str) -> Option<Kind> {
+    let b = q.as_bytes();
+    if b.len() != 11 || b[3] != b'-' || b[6] != b'-' || !b[7..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let head = [&b[..3], &b[4..6]].concat();
+    if head.iter().all(u8::is_ascii_digit) {
+        Some(Kind::Ssn)
+    } else if head.iter().all(|c| matches!(c, b'x' | b'X' | b'*')) {
+        Some(Kind::SsnLast4)
+    } else {
+        None
+    }
 }
 
 /// One page of the clinic's patients matching `q`, each cut to what a search shows and
-/// `user` may read. Each match is a disclosure, recorded by the route.
+/// `user` may read. Each match is a disclosure, recorded by the route. A search by SSN is
+/// open only to roles that may read it (it would otherwise tell them whose it is), and looks
+/// up a blind index.
 pub async fn search(
-    store: &Store,
+    state: &AppState,
     scope: &ClinicScope,
     user: &UserInfo,
     q: &str,
@@ -647,13 +755,31 @@ pub async fn search(
         return Err(ServerError::BadRequest { field: "q" });
     };
     let search = match kind {
-        Kind::Name => stored::Search::Name(&first, second.as_deref()),
-        Kind::BirthDate => stored::Search::BirthDate(&first),
-        Kind::Number => stored::Search::Number(&first),
+        Kind::Name => Some(stored::Search::Name(&first, second.as_deref())),
+        Kind::BirthDate => Some(stored::Search::BirthDate(&first)),
+        Kind::Number => Some(stored::Search::Number(&first)),
+        Kind::Ssn | Kind::SsnLast4 => None,
     };
-    let mut tx = store.clinic_tx(scope).await?;
+    if search.is_none() && !field_access(user.role, RESOURCE, "ssn").reads() {
+        return Err(ServerError::ForbiddenField { field: "ssn" });
+    }
+    let mut tx = state.store.clinic_tx(scope).await?;
     // One more than the page: whether there is a next one.
-    let mut rows = stored::search(&mut tx, &search, limit + 1, offset).await?;
+    let mut rows = match search {
+        Some(search) => stored::search(&mut tx, &search, limit + 1, offset).await?,
+        None => {
+            let query = match kind {
+                Kind::SsnLast4 => SsnQuery::Last4(first.get(7..).unwrap_or_default()),
+                _ => SsnQuery::Whole(&first),
+            };
+            match sensitive::ssn_lookup(&mut tx, &*state.keys, &query).await? {
+                Some((column, index)) => {
+                    field_keys::by_index(&mut tx, column, &index, limit + 1, offset).await?
+                }
+                None => Vec::new(),
+            }
+        }
+    };
     tx.commit().await?;
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -677,39 +803,47 @@ pub async fn search(
 
 /// The patient's record as `user` may read it.
 pub async fn record(
-    store: &Store,
+    state: &AppState,
     scope: &ClinicScope,
     user: &UserInfo,
     patient_id: Uuid,
 ) -> Result<PatientRecord, ServerError> {
-    let mut tx = store.clinic_tx(scope).await?;
-    let stored = stored::patient_record(&mut tx, patient_id).await?;
+    let mut tx = state.store.clinic_tx(scope).await?;
+    let stored = stored::patient_record(&mut tx, patient_id)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    let fields = as_read(&mut tx, state, &stored.body, user.role).await?;
     tx.commit().await?;
-    let stored = stored.ok_or(ServerError::NotFound)?;
     Ok(PatientRecord {
         id: patient_id,
         version: stored.version,
-        fields: readable(decode(&stored.body)?, user.role),
+        fields,
     })
 }
 
 /// Every version of the patient's record, oldest first, each cut to what `user` may read.
 pub async fn history(
-    store: &Store,
+    state: &AppState,
     scope: &ClinicScope,
     user: &UserInfo,
     patient_id: Uuid,
 ) -> Result<PatientHistory, ServerError> {
-    let mut tx = store.clinic_tx(scope).await?;
+    let mut tx = state.store.clinic_tx(scope).await?;
     let exists = stored::patient_record(&mut tx, patient_id).await?.is_some();
     let rows = stored::versions(&mut tx, RESOURCE.as_str(), patient_id).await?;
-    tx.commit().await?;
     if !exists {
         return Err(ServerError::NotFound);
     }
     let role = user.role;
-    let versions = versions_as_read(rows, RESOURCE, role, |body| {
-        Ok(readable(decode(body)?, role))
+    let mut read = Vec::with_capacity(rows.len());
+    for row in &rows {
+        read.push(as_read(&mut tx, state, &row.body, role).await?);
+    }
+    tx.commit().await?;
+    let mut read = read.into_iter();
+    let versions = versions_as_read(rows, RESOURCE, role, |_| {
+        read.next()
+            .ok_or(ServerError::Internal("history read short"))
     })?;
     Ok(RecordHistory {
         id: patient_id,
@@ -724,7 +858,7 @@ pub(crate) fn versions_as_read<F>(
     rows: Vec<VersionRow>,
     resource: Resource,
     role: Role,
-    fields: impl Fn(&str) -> Result<F, ServerError>,
+    mut fields: impl FnMut(&str) -> Result<F, ServerError>,
 ) -> Result<Vec<RecordVersion<F>>, ServerError> {
     rows.into_iter()
         .map(|row| {

@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
-use axum::routing::{MethodRouter, get, patch, post};
+use axum::routing::{MethodRouter, get, patch, post, put};
 use clinicdesk_protocol::policy;
 
 use crate::error::ServerError;
@@ -119,6 +119,21 @@ pub fn route_defs() -> Vec<RouteDef> {
             "GET",
             "/v1/practitioners",
             get(routes::schedule::practitioners),
+        ),
+        def(
+            "GET",
+            "/v1/practitioners/{practitioner_id}/working-hours",
+            get(routes::hours::get_hours),
+        ),
+        def(
+            "PUT",
+            "/v1/practitioners/{practitioner_id}/working-hours",
+            put(routes::hours::set_hours),
+        ),
+        def(
+            "GET",
+            "/v1/practitioners/{practitioner_id}/free-slots",
+            get(routes::hours::free_slots),
         ),
         def(
             "GET",

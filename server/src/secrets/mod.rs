@@ -1,6 +1,8 @@
 //! Secret material: random tokens and their hashes, the data directory's key files, sealing
 //! at rest, and password hashing. Imports nothing of the server but its errors and clock.
 
+pub mod field_cipher;
+pub mod kek;
 pub mod key_file;
 pub mod passwords;
 pub mod random;

@@ -38,6 +38,7 @@ pub mod clinics;
 pub mod coverages;
 pub mod devices;
 pub mod enrollment;
+pub mod field_keys;
 pub mod mfa;
 pub mod operators;
 pub mod patients;
@@ -49,6 +50,7 @@ pub mod sql;
 pub mod throttle;
 pub mod tx;
 pub mod users;
+pub mod working_hours;
 
 pub use audit_events::{Alert, EventRow, Written};
 pub use audit_log::NodeRows;

@@ -203,17 +203,18 @@ pub async fn search(
         .bind(i64::from(offset))
         .fetch_all(&mut **tx)
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                parse_uuid(&row.get::<String, _>(0))?,
-                StoredRecord {
-                    version: version_of(row.get(1))?,
-                    body: row.get(2),
-                },
-            ))
-        })
-        .collect()
+    rows.iter().map(id_and_record).collect()
+}
+
+/// A row of `id, version, record` of `patients`.
+pub(super) fn id_and_record(row: &AnyRow) -> Result<(Uuid, StoredRecord), ServerError> {
+    Ok((
+        parse_uuid(&row.get::<String, _>(0))?,
+        StoredRecord {
+            version: version_of(row.get(1))?,
+            body: row.get(2),
+        },
+    ))
 }
 
 /// Patients of the clinic already on file that a new registration may be: the same name

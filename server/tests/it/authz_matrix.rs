@@ -25,6 +25,7 @@ fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
         "grant_id",
         "appointment_id",
         "coverage_id",
+        "practitioner_id",
     ] {
         out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
     }
@@ -42,6 +43,7 @@ async fn call(server: &TestServer, method: &str, path: &str, token: Option<&str>
         "POST" => client.post(url).json(&body),
         // A record's change names the version it is based on.
         "PATCH" => client.patch(url).header("If-Match", "\"0\"").json(&body),
+        "PUT" => client.put(url).json(&body),
         other => panic!("method {other} not in the matrix"),
     };
     if let Some(t) = token {
@@ -137,7 +139,15 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
             .fetch_one(&server.owner_pool().await)
             .await
             .unwrap();
+    let b_clinician: String = sqlx::query_scalar(
+        "SELECT id FROM users WHERE clinic_id = $1 AND role = 'clinician' LIMIT 1",
+    )
+    .bind(b.clinic_id.to_string())
+    .fetch_one(&server.owner_pool().await)
+    .await
+    .unwrap();
     let theirs = [
+        ("practitioner_id", b_clinician.parse().unwrap()),
         ("coverage_id", b_coverage.parse().unwrap()),
         ("appointment_id", b_appointment.parse().unwrap()),
         ("patient_id", b_patient.parse().unwrap()),

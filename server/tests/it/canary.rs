@@ -97,6 +97,7 @@ async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>
             .patch(url)
             .header("If-Match", CANARY)
             .json(&canary_body()),
+        "PUT" => client.put(url).json(&canary_body()),
         other => panic!("method {other}"),
     };
     if let Some(t) = token {

@@ -12,6 +12,7 @@ use clinicdesk_protocol::wire::{
 };
 use clinicdesk_server::admin::seed::{SeedReport, seed_clinic};
 use clinicdesk_server::http::tls;
+use clinicdesk_server::secrets::kek::KeyFileProvider;
 use clinicdesk_server::sign_in::mfa::totp::{STEP_SECS, TotpSecret};
 use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::time::{Clock, ManualClock};
@@ -39,6 +40,9 @@ pub struct TestServer {
     own: tokio::sync::OnceCell<sqlx::AnyPool>,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
+    /// The key-encryption keys, kept apart from `dir` as a deployment keeps them (shared
+    /// by every instance of this server).
+    pub key_dir: Arc<tempfile::TempDir>,
     /// The authenticator app of every user who set up TOTP here: (clinic, username) to
     /// (base32 secret, last step used).
     pub authenticator: Shared<(String, u64)>,
@@ -164,6 +168,7 @@ pub fn cli(server: &TestServer) -> std::process::Command {
             .env_remove("DATABASE_URL")
             .env_remove("DATABASE_MIGRATION_URL"),
     };
+    cmd.env("CLINICDESK_KEY_DIR", server.key_dir.path());
     cmd
 }
 
@@ -218,7 +223,16 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let database = fresh_postgres_database().await;
         let location = location_of(database.as_ref(), dir.path());
-        Self::serve(dir, location, database, ManualClock::new(START_MS), make).await
+        let key_dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::serve(
+            dir,
+            key_dir,
+            location,
+            database,
+            ManualClock::new(START_MS),
+            make,
+        )
+        .await
     }
 
     /// A second server instance on this one's database, as behind a load balancer: its own
@@ -230,6 +244,7 @@ impl TestServer {
         let location = location_of(self.database.as_ref(), self.dir.path());
         let mut other = Self::serve(
             dir,
+            Arc::clone(&self.key_dir),
             location,
             self.database.clone(),
             self.clock.clone(),
@@ -243,6 +258,7 @@ impl TestServer {
 
     async fn serve(
         dir: tempfile::TempDir,
+        key_dir: Arc<tempfile::TempDir>,
         location: StoreLocation,
         database: Option<PostgresUrls>,
         clock: ManualClock,
@@ -250,7 +266,8 @@ impl TestServer {
     ) -> TestServer {
         let state = AppState::open_at(&location, dir.path(), Arc::new(clock.clone()))
             .await
-            .unwrap();
+            .unwrap()
+            .with_key_provider(Arc::new(KeyFileProvider::new(key_dir.path())));
         let store = state.store.clone();
         let files = tls::ensure_local_ca(dir.path()).unwrap();
         let config = tls::server_config(&files).unwrap();
@@ -274,6 +291,7 @@ impl TestServer {
             own: tokio::sync::OnceCell::new(),
             clock,
             dir,
+            key_dir,
             authenticator: Arc::default(),
             recovery_codes: Arc::default(),
         }
@@ -777,6 +795,8 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "note": "probe" })
     } else if path.ends_with("/care-team") {
         serde_json::json!({ "clinician_id": Uuid::now_v7() })
+    } else if path.ends_with("/working-hours") {
+        serde_json::json!({ "periods": [{ "weekday": "mon", "start": "09:00", "end": "12:00" }] })
     } else if path.ends_with("/coverages") {
         serde_json::json!({ "fields": { "payer": "Probe", "member_id": "P-1" } })
     } else if path.starts_with("/v1/coverages/") {

@@ -37,7 +37,8 @@ async fn owners(owner: &sqlx::AnyPool) -> HashMap<Uuid, Owned> {
         "SELECT id, clinic_id, 'patient_id' FROM patients
          UNION ALL SELECT id, clinic_id, 'appointment_id' FROM appointments
          UNION ALL SELECT id, clinic_id, 'coverage_id' FROM coverages
-         UNION ALL SELECT id, clinic_id, 'user_id' FROM users
+         UNION ALL SELECT id, clinic_id, 'user_id' FROM users WHERE role <> 'clinician'
+         UNION ALL SELECT id, clinic_id, 'practitioner_id' FROM users WHERE role = 'clinician'
          UNION ALL SELECT id, clinic_id, 'device_id' FROM devices
          UNION ALL SELECT id, clinic_id, 'event_id' FROM audit_events
          UNION ALL SELECT id, clinic_id, 'grant_id' FROM break_glass_grants
@@ -80,6 +81,7 @@ async fn call(
             .patch(url)
             .header("If-Match", "\"0\"")
             .json(&acceptable_body(path)),
+        "PUT" => client.put(url).json(&acceptable_body(path)),
         other => panic!("method {other}"),
     };
     let resp = rb.bearer_auth(token).send().await.unwrap();
@@ -269,6 +271,7 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             "grant_id",
             "appointment_id",
             "coverage_id",
+            "practitioner_id",
         ]
         .into_iter()
         .filter(|n| rule.path.contains(&format!("{{{n}}}")))

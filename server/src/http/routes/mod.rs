@@ -13,6 +13,7 @@ pub mod clinics;
 pub mod coverage;
 pub mod devices;
 pub mod health;
+pub mod hours;
 pub mod mfa;
 pub mod patients;
 pub mod records;

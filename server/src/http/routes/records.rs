@@ -74,7 +74,9 @@ pub async fn update(
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The start of a family or given name (or both, two words), a birth date
-    /// (`YYYY-MM-DD`), or the start of a record number or phone number.
+    /// (`YYYY-MM-DD`), the start of a record number or phone number, or (for roles that may
+    /// read it) a social security number, whole (`NNN-NN-NNNN`) or its last four digits
+    /// (`XXX-XX-NNNN`).
     pub q: String,
     /// At most 50; 20 when absent.
     pub limit: Option<u32>,
@@ -93,7 +95,7 @@ pub async fn search(
     Params(query): Params<SearchQuery>,
 ) -> Result<Served<PatientSearchPage>, ServerError> {
     let page = records::search(
-        &state.store,
+        &state,
         auth.scope(),
         &auth.principal.user,
         &query.q,
@@ -115,8 +117,7 @@ pub async fn get_record(
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let record =
-        records::record(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    let record = records::record(&state, auth.scope(), &auth.principal.user, patient_id).await?;
     Ok(([etag(record.version)], Served::new(record)))
 }
 
@@ -132,8 +133,7 @@ pub async fn get_fhir_patient(
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let record =
-        records::record(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    let record = records::record(&state, auth.scope(), &auth.principal.user, patient_id).await?;
     let fhir = FhirPatient::new(record.id, record.version, &record.fields);
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
@@ -151,7 +151,6 @@ pub async fn get_history(
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
 ) -> Result<Served<PatientHistory>, ServerError> {
-    let history =
-        records::history(&state.store, auth.scope(), &auth.principal.user, patient_id).await?;
+    let history = records::history(&state, auth.scope(), &auth.principal.user, patient_id).await?;
     Ok(Served::new(history))
 }

@@ -1,0 +1,341 @@
+//! `clinicdesk-server keys`: rotating the key-encryption key (every clinic's keys rewrapped
+//! under a new version), re-encrypting every sealed value under a new data key
+//! (`--reencrypt`), and retiring an old version once nothing needs it.
+//!
+//! A rotation runs beside the serving server: each batch is its own short transaction that
+//! holds the clinic's lock, so registrations wait at most one batch, and new values are
+//! sealed under the new data key as soon as it exists. A run killed at any point is resumed
+//! by running the command again: the unfinished rotation is kept in `key_rotations`, its new
+//! data keys are marked with its id, and a value is moved only if it is still under an old
+//! key. Each clinic's trail records its key change (an `update` of `ClinicKeys`).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use clinicdesk_protocol::audit::{AuditAction, from_hex, to_hex};
+
+use crate::audit::server_chain::{self, security_event};
+use crate::clinical::sensitive;
+use crate::error::ServerError;
+use crate::scope::{ClinicScope, Console};
+use crate::secrets::field_cipher::{DataKey, SealedOf};
+use crate::secrets::kek::{KekError, KekVersion};
+use crate::state::AppState;
+use crate::store::field_keys::{self as stored, Purpose, Rotation};
+use crate::store::{ClinicTx, clinics};
+
+/// How far a rotation is, for the console's progress line.
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    /// Starting on clinic `index` (from 1) of `of`.
+    Clinic { index: usize, of: usize },
+    /// A batch of re-encrypted values is about to commit (the command's fault point for
+    /// tests: a kill here loses the batch's transaction and nothing else).
+    BatchReady { batch: u64 },
+    /// `moved` of the clinic's `total` values are under the new data key.
+    Moved { moved: u64, total: u64 },
+}
+
+/// What a run of `keys rotate` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RotationReport {
+    /// The key-encryption key version every clinic key is now wrapped under.
+    pub kek_version: u32,
+    /// Whether this run finished a rotation an earlier run started.
+    pub resumed: bool,
+    pub clinics: u64,
+    pub keys_rewrapped: u64,
+    pub values_reencrypted: u64,
+    /// Old data keys deleted once nothing was sealed under them.
+    pub data_keys_destroyed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Provider(#[from] KekError),
+    #[error("key-encryption key {0} is the current one; rotate first")]
+    RetireCurrent(KekVersion),
+    #[error("a key rotation has not finished; run `keys rotate` again to finish it first")]
+    RotationUnfinished,
+    #[error("{keys} clinic keys are still wrapped under {version}; run `keys rotate` first")]
+    StillInUse { version: KekVersion, keys: u64 },
+}
+
+const ROUTE: &str = "keys rotate";
+
+/// Rewraps every clinic's keys under a new key-encryption key version (or finishes the
+/// rotation an earlier run left), re-encrypting every sealed value under a new data key
+/// first when `reencrypt` is set, `batch_size` values per transaction.
+pub async fn rotate(
+    state: &AppState,
+    console: &Console,
+    reencrypt: bool,
+    batch_size: u32,
+    progress: &mut dyn FnMut(Step),
+) -> Result<RotationReport, KeysError> {
+    let store = &state.store;
+    let now = state.clock.now_ms();
+    let (rotation, resumed) = match stored::unfinished_rotation(store).await? {
+        Some(mut r) => {
+            if reencrypt && !r.reencrypt {
+                stored::also_reencrypt(store, r.id).await?;
+                r.reencrypt = true;
+            }
+            (r, true)
+        }
+        None => {
+            let version = state.keys.rotate()?;
+            (
+                stored::start_rotation(store, version.0, reencrypt, now).await?,
+                false,
+            )
+        }
+    };
+    let kek = KekVersion(rotation.kek_version);
+    if !state.keys.versions()?.contains(&kek) {
+        return Err(KekError::Unknown(kek).into());
+    }
+    let mut report = RotationReport {
+        kek_version: kek.0,
+        resumed,
+        ..RotationReport::default()
+    };
+    let ids = stored::clinic_ids(store).await?;
+    for (i, clinic) in ids.iter().enumerate() {
+        progress(Step::Clinic {
+            index: i + 1,
+            of: ids.len(),
+        });
+        let scope = ClinicScope::of_console(console, *clinic);
+        let mut changed = Vec::new();
+        if rotation.reencrypt {
+            let (moved, destroyed, new_key) =
+                reencrypt_clinic(state, &scope, &rotation, batch_size.max(1), progress).await?;
+            report.values_reencrypted += moved;
+            report.data_keys_destroyed += destroyed;
+            if new_key {
+                changed.push("data_key");
+            }
+        }
+        let rewrapped = rewrap_clinic(state, &scope, kek).await?;
+        report.keys_rewrapped += rewrapped;
+        if rewrapped > 0 {
+            changed.push("key_encryption_key");
+        }
+        if !changed.is_empty() {
+            record_change(state, console, &scope, &changed).await?;
+        }
+        report.clinics += 1;
+    }
+    stored::finish_rotation(store, rotation.id, state.clock.now_ms()).await?;
+    Ok(report)
+}
+
+/// The clinic's trail records that its keys changed (which ones; never a key).
+async fn record_change(
+    state: &AppState,
+    console: &Console,
+    scope: &ClinicScope,
+    changed: &[&str],
+) -> Result<(), ServerError> {
+    let actor = console.actor(scope.clinic_id());
+    let mut event = security_event(
+        &actor,
+        AuditAction::Update,
+        "ClinicKeys",
+        scope.clinic_id().to_string(),
+        ROUTE,
+        console.seen(ROUTE),
+    );
+    event.fields = changed.iter().map(|f| (*f).to_owned()).collect();
+    server_chain::record(state, scope, vec![event]).await?;
+    Ok(())
+}
+
+async fn locked_tx(state: &AppState, scope: &ClinicScope) -> Result<ClinicTx, ServerError> {
+    let mut tx = state.store.clinic_tx(scope).await?;
+    clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    Ok(tx)
+}
+
+/// Moves every value of the clinic under this rotation's data key (made here if an
+/// earlier run did not), then deletes the old data keys: how many values moved, how many
+/// keys were destroyed, and whether a key was made.
+async fn reencrypt_clinic(
+    state: &AppState,
+    scope: &ClinicScope,
+    rotation: &Rotation,
+    batch_size: u32,
+    progress: &mut dyn FnMut(Step),
+) -> Result<(u64, u64, bool), ServerError> {
+    let keys = &*state.keys;
+    let clinic = scope.clinic_id();
+    let mut tx = locked_tx(state, scope).await?;
+    let data = stored::keys(&mut tx, Purpose::Data).await?;
+    let Some(newest) = data.last() else {
+        // Nothing was ever sealed here.
+        return Ok((0, 0, false));
+    };
+    let (target, made) = match data.iter().find(|k| k.rotation_id == Some(rotation.id)) {
+        Some(k) => (
+            DataKey::new(
+                k.key_id,
+                &*sensitive::unwrap(keys, clinic, Purpose::Data, k)?,
+            ),
+            false,
+        ),
+        None => {
+            let id = newest.key_id + 1;
+            let key = sensitive::make_key(
+                &mut tx,
+                keys,
+                Purpose::Data,
+                id,
+                Some(rotation.id),
+                state.clock.now_ms(),
+            )
+            .await?;
+            (DataKey::new(id, &key), true)
+        }
+    };
+    let total = stored::count_not_under(&mut tx, target.id()).await?;
+    tx.commit().await?;
+
+    let mut old: HashMap<u32, DataKey> = HashMap::new();
+    let (mut moved, mut batch) = (0u64, 0u64);
+    loop {
+        let mut tx = locked_tx(state, scope).await?;
+        let rows = stored::sealed_not_under(&mut tx, target.id(), batch_size).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let from = match old.entry(row.key_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let wrapped = stored::key(&mut tx, Purpose::Data, row.key_id)
+                        .await?
+                        .ok_or(ServerError::Internal("data key missing"))?;
+                    let key = sensitive::unwrap(keys, clinic, Purpose::Data, &wrapped)?;
+                    e.insert(DataKey::new(row.key_id, &key))
+                }
+            };
+            let of = SealedOf {
+                clinic,
+                value_id: row.id,
+                field: &row.field,
+            };
+            let sealed =
+                from_hex(&row.sealed).ok_or(ServerError::Internal("sealed value malformed"))?;
+            let plain = from.open(&of, &sealed)?;
+            let resealed = to_hex(&target.seal(&of, &plain)?);
+            stored::reseal(&mut tx, row.id, row.key_id, target.id(), &resealed).await?;
+        }
+        batch += 1;
+        progress(Step::BatchReady { batch });
+        tx.commit().await?;
+        moved += rows.len() as u64;
+        progress(Step::Moved {
+            moved,
+            total: total.max(moved),
+        });
+    }
+
+    let mut tx = locked_tx(state, scope).await?;
+    let mut destroyed = 0;
+    for k in stored::keys(&mut tx, Purpose::Data).await? {
+        if k.key_id != target.id() && stored::delete_unused_data_key(&mut tx, k.key_id).await? {
+            destroyed += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok((moved, destroyed, made))
+}
+
+/// Rewraps each of the clinic's keys that is not under `kek`: how many.
+async fn rewrap_clinic(
+    state: &AppState,
+    scope: &ClinicScope,
+    kek: KekVersion,
+) -> Result<u64, ServerError> {
+    let keys = &*state.keys;
+    let clinic = scope.clinic_id();
+    let mut tx = locked_tx(state, scope).await?;
+    let mut n = 0;
+    for purpose in [Purpose::Data, Purpose::Index] {
+        for k in stored::keys(&mut tx, purpose).await? {
+            if k.kek_version == kek.0 {
+                continue;
+            }
+            let key = sensitive::unwrap(keys, clinic, purpose, &k)?;
+            let wrapped = sensitive::wrap(keys, clinic, purpose, k.key_id, &key, kek)?;
+            stored::rewrap(&mut tx, purpose, k.key_id, kek.0, &wrapped).await?;
+            n += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// How many clinic keys each key-encryption key version on file wraps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyStatus {
+    pub current: u32,
+    /// (version, clinic keys it wraps), every version on file.
+    pub versions: Vec<(u32, u64)>,
+    pub rotation_unfinished: bool,
+}
+
+pub async fn status(state: &AppState, console: &Console) -> Result<KeyStatus, KeysError> {
+    let current = state.keys.current()?;
+    let mut counts: HashMap<u32, u64> = HashMap::new();
+    for clinic in stored::clinic_ids(&state.store).await? {
+        let scope = ClinicScope::of_console(console, clinic);
+        let mut tx = state.store.clinic_tx(&scope).await?;
+        for purpose in [Purpose::Data, Purpose::Index] {
+            for k in stored::keys(&mut tx, purpose).await? {
+                *counts.entry(k.kek_version).or_default() += 1;
+            }
+        }
+        tx.commit().await.map_err(ServerError::from)?;
+    }
+    Ok(KeyStatus {
+        current: current.0,
+        versions: state
+            .keys
+            .versions()?
+            .into_iter()
+            .map(|v| (v.0, counts.get(&v.0).copied().unwrap_or(0)))
+            .collect(),
+        rotation_unfinished: stored::unfinished_rotation(&state.store).await?.is_some(),
+    })
+}
+
+/// Destroys key-encryption key `version`, once no clinic key is wrapped under it and it is
+/// not the current one.
+pub async fn retire(state: &AppState, console: &Console, version: u32) -> Result<(), KeysError> {
+    let version = KekVersion(version);
+    if state.keys.current()? == version {
+        return Err(KeysError::RetireCurrent(version));
+    }
+    let status = status(state, console).await?;
+    if status.rotation_unfinished {
+        return Err(KeysError::RotationUnfinished);
+    }
+    let in_use = status
+        .versions
+        .iter()
+        .find(|(v, _)| *v == version.0)
+        .map_or(0, |(_, n)| *n);
+    if in_use > 0 {
+        return Err(KeysError::StillInUse {
+            version,
+            keys: in_use,
+        });
+    }
+    state.keys.retire(version)?;
+    Ok(())
+}
