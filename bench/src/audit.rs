@@ -22,6 +22,7 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{EnrollResponse, login_proof_bytes};
 use clinicdesk_server::admin::seed;
 use clinicdesk_server::http::tls;
+use clinicdesk_server::secrets::kek::KeyFileProvider;
 use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
 use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::time::SystemClock;
@@ -119,7 +120,11 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
         None => StoreLocation::in_data_dir(dir.path()),
         Some(url) => StoreLocation::postgres_as_owner(url),
     };
-    let state = AppState::open_at(&location, dir.path(), Arc::new(SystemClock)).await?;
+    // The key-encryption keys in their own directory, apart from the data, and removed
+    // with it.
+    let state = AppState::open_at(&location, dir.path(), Arc::new(SystemClock))
+        .await?
+        .with_key_provider(Arc::new(KeyFileProvider::new(dir.path().join("keys"))));
     let db = own_pool(&location).await?;
     let clinic_id = Uuid::now_v7();
     let report =
@@ -683,7 +688,7 @@ pub fn audit_overhead_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
     })
 }
 
-async fn login(s: &Served) -> anyhow::Result<String> {
+pub(crate) async fn login(s: &Served) -> anyhow::Result<String> {
     let challenge: serde_json::Value = s
         .client
         .post(format!("{}/v1/auth/challenge", s.url))

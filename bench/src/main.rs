@@ -10,6 +10,7 @@ mod cache_search;
 mod lock_latency;
 mod metrics;
 mod provisioning;
+mod records;
 mod report;
 
 use std::path::PathBuf;

@@ -55,6 +55,15 @@ pub const ALL: &[(&str, Run)] = &[
         "provision_50_concurrent_ms",
         crate::provisioning::provision_50_concurrent_ms,
     ),
+    ("patient_write_us", crate::records::patient_write_us),
+    (
+        "key_rotation_rows_per_s",
+        crate::records::key_rotation_rows_per_s,
+    ),
+    (
+        "patient_search_p99_ms",
+        crate::records::patient_search_p99_ms,
+    ),
 ];
 
 fn user() -> UserInfo {

@@ -398,6 +398,15 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // The patient's whole record as a Bundle: one disclosure of the patient, naming every
+    // field sent, theirs and their coverages' and appointments'.
+    phi_rule(
+        "GET",
+        "/v1/fhir/Patient/{patient_id}/$everything",
+        Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
+    ),
     phi_rule(
         "GET",
         "/v1/patients/{patient_id}/history",

@@ -96,6 +96,18 @@ impl Discloses for crate::clinical::fhir_patient::FhirPatient {
     }
 }
 
+/// The patient's whole record: one disclosure of the patient, naming their own fields and
+/// those of their other resources (`Coverage.payer`, `Appointment.start`, ...).
+impl Discloses for crate::clinical::fhir_everything::FhirEverything {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        vec![Disclosed {
+            resource_id: self.patient_id.to_string(),
+            patient_id: Some(self.patient_id),
+            fields: self.fields.clone(),
+        }]
+    }
+}
+
 /// A search discloses each patient it returned, with the fields shown.
 impl Discloses for PatientSearchPage {
     fn disclosed(&self) -> Vec<Disclosed> {

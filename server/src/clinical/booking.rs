@@ -444,6 +444,29 @@ pub async fn record(
     })
 }
 
+/// The patient's appointments, earliest first, as `user` may read them.
+pub async fn of_patient(
+    store: &Store,
+    scope: &ClinicScope,
+    user: &UserInfo,
+    patient_id: Uuid,
+) -> Result<Vec<AppointmentRecord>, ServerError> {
+    let tz = days::stored_zone(&store.clinic_time_zone(scope).await?);
+    let mut tx = store.clinic_tx(scope).await?;
+    let rows = stored::of_patient(&mut tx, patient_id).await?;
+    tx.commit().await?;
+    rows.into_iter()
+        .map(|(id, stored)| {
+            Ok(AppointmentRecord {
+                id,
+                version: stored.record.version,
+                fields: presented(content(&stored)?, user.role, &tz)?,
+                encounter_id: stored.encounter_id,
+            })
+        })
+        .collect()
+}
+
 /// Every version of the appointment, oldest first, each cut to what `user` may read.
 pub async fn history(
     store: &Store,

@@ -7,6 +7,7 @@ pub mod break_glass;
 pub mod care_team;
 pub mod coverage;
 pub mod days;
+pub mod fhir_everything;
 pub mod fhir_patient;
 pub mod hours;
 pub mod patients;

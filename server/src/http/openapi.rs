@@ -69,6 +69,7 @@ impl Modify for SessionAuth {
         routes::records::update,
         routes::records::get_record,
         routes::records::get_fhir_patient,
+        routes::records::get_fhir_everything,
         routes::coverage::add,
         routes::coverage::list,
         routes::coverage::change,

@@ -194,6 +194,11 @@ pub fn route_defs() -> Vec<RouteDef> {
         ),
         def(
             "GET",
+            "/v1/fhir/Patient/{patient_id}/$everything",
+            get(routes::records::get_fhir_everything),
+        ),
+        def(
+            "GET",
             "/v1/patients/{patient_id}/history",
             get(routes::records::get_history),
         ),

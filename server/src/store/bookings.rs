@@ -45,27 +45,59 @@ pub async fn appointment(
     .bind(clinic)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else { return Ok(None) };
+    row.as_ref().map(|r| stored_appointment(r, 0)).transpose()
+}
+
+/// An appointment from the columns of [`appointment`]'s query, starting at `first`.
+fn stored_appointment(row: &AnyRow, first: usize) -> Result<StoredAppointment, ServerError> {
     let opt_uuid = |i: usize| {
-        row.get::<Option<String>, _>(i)
+        row.get::<Option<String>, _>(first + i)
             .as_deref()
             .map(parse_uuid)
             .transpose()
     };
-    Ok(Some(StoredAppointment {
+    Ok(StoredAppointment {
         record: StoredRecord {
-            version: u64::try_from(row.get::<i64, _>(0))
+            version: u64::try_from(row.get::<i64, _>(first))
                 .map_err(|_| ServerError::Internal("stored version negative"))?,
-            body: row.get(1),
+            body: row.get(first + 1),
         },
-        patient_id: parse_uuid(&row.get::<String, _>(2))?,
+        patient_id: parse_uuid(&row.get::<String, _>(first + 2))?,
         practitioner_id: opt_uuid(3)?,
-        starts_at_ms: row.get(4),
-        duration_mins: row.get(5),
-        reason: row.get(6),
-        status: row.get(7),
+        starts_at_ms: row.get(first + 4),
+        duration_mins: row.get(first + 5),
+        reason: row.get(first + 6),
+        status: row.get(first + 7),
         encounter_id: opt_uuid(8)?,
-    }))
+    })
+}
+
+/// The patient's appointments, earliest first: each one's id and content.
+pub async fn of_patient(
+    tx: &mut ClinicTx,
+    patient_id: Uuid,
+) -> Result<Vec<(Uuid, StoredAppointment)>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT a.id, a.version, a.record, a.patient_id, a.practitioner_id, a.starts_at_ms,
+             a.duration_mins, a.reason, a.status, e.id
+         FROM appointments a
+         LEFT JOIN encounters e ON e.appointment_id = a.id AND e.clinic_id = a.clinic_id
+         WHERE a.patient_id = $1 AND a.clinic_id = $2
+         ORDER BY a.starts_at_ms, a.id",
+    )
+    .bind(patient_id.to_string())
+    .bind(clinic)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                parse_uuid(&r.get::<String, _>(0))?,
+                stored_appointment(r, 1)?,
+            ))
+        })
+        .collect()
 }
 
 /// Stores a new appointment at version 1.

@@ -103,12 +103,18 @@ async fn synthea_patients_arrive_intact_once_and_read_back_as_valid_r4() {
         120
     );
 
-    // Every patient, read back as FHIR, carries what the source said.
+    // Every patient, read back as FHIR (its `$everything` Bundle), carries what the source
+    // said.
     let mut served = String::new();
     for event in &creates {
         let id = event.patient_id.unwrap();
-        let (status, fhir) = server.get(&format!("/v1/fhir/Patient/{id}"), token).await;
-        assert_eq!(status, 200, "{fhir}");
+        let (status, bundle) = server
+            .get(&format!("/v1/fhir/Patient/{id}/$everything"), token)
+            .await;
+        assert_eq!(status, 200, "{bundle}");
+        let (_, alone) = server.get(&format!("/v1/fhir/Patient/{id}"), token).await;
+        let fhir = bundle["entry"][0]["resource"].clone();
+        assert_eq!(fhir, alone, "the Bundle's Patient is the Patient read");
         let source_id = fhir["identifier"]
             .as_array()
             .unwrap()
@@ -158,7 +164,7 @@ async fn synthea_patients_arrive_intact_once_and_read_back_as_valid_r4() {
         };
         assert!(ssn(source).is_some());
         assert_eq!(ssn(&fhir), ssn(source));
-        served.push_str(&fhir.to_string());
+        served.push_str(&bundle.to_string());
         served.push('\n');
     }
     let out = validate(&served);
@@ -169,11 +175,11 @@ async fn synthea_patients_arrive_intact_once_and_read_back_as_valid_r4() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "valid R4 Patient(s): 120"
+        "valid R4: 120 Bundle, 120 Patient"
     );
     // The validator is not a rubber stamp: a birth date that is no FHIR date fails.
     let mut broken: Value = serde_json::from_str(served.lines().next().unwrap()).unwrap();
-    broken["birthDate"] = "last tuesday".into();
+    broken["entry"][0]["resource"]["birthDate"] = "last tuesday".into();
     assert!(!validate(&broken.to_string()).status.success());
 
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
@@ -210,4 +216,102 @@ async fn unusable_lines_are_reported_by_id_and_reason_never_by_value() {
     );
     let all = format!("{text}{stderr}");
     assert!(!all.contains("CANARY"), "{all}");
+}
+
+/// A seeded patient's `$everything`: the Patient, their coverage and appointments, valid R4,
+/// each cut to the reader's field policy, and one disclosure event naming every field sent.
+#[tokio::test]
+async fn everything_bundles_a_patients_coverage_and_appointments_as_each_role_may_read() {
+    use clinicdesk_protocol::policy::Role;
+    let server = TestServer::start().await;
+    let s = server.signed_in(0xE7, "frontdesk").await;
+    let roles = crate::harness::every_role(&server, &s.report, &s.device).await;
+    let token = |role: Role| roles.iter().find(|(r, _)| *r == role).unwrap().1.clone();
+    // A patient on today's schedule (the seed books them, and gives them a coverage).
+    let patient: String = sqlx::query_scalar(
+        "SELECT patient_id FROM appointments WHERE clinic_id = $1 ORDER BY starts_at_ms LIMIT 1",
+    )
+    .bind(s.report.clinic_id.to_string())
+    .fetch_one(&server.owner_pool().await)
+    .await
+    .unwrap();
+    let path = format!("/v1/fhir/Patient/{patient}/$everything");
+    let kinds = |bundle: &Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (status, front) = server.get(&path, &token(Role::FrontDesk)).await;
+    assert_eq!(status, 200, "{front}");
+    let front_kinds = kinds(&front);
+    assert_eq!(front_kinds[0], "Patient");
+    assert!(
+        front_kinds.contains(&"Coverage".to_owned()),
+        "{front_kinds:?}"
+    );
+    assert!(
+        front_kinds.contains(&"Appointment".to_owned()),
+        "{front_kinds:?}"
+    );
+    let appointment = front["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Appointment")
+        .unwrap();
+    assert_eq!(
+        appointment["resource"]["participant"][0]["actor"]["reference"],
+        format!("Patient/{patient}")
+    );
+    // Billing reads demographics and coverage, not the schedule or the emergency contact.
+    let (status, billing) = server.get(&path, &token(Role::Billing)).await;
+    assert_eq!(status, 200);
+    assert!(!kinds(&billing).contains(&"Appointment".to_owned()));
+    assert!(kinds(&billing).contains(&"Coverage".to_owned()));
+    assert!(billing["entry"][0]["resource"].get("contact").is_none());
+    let (status, _) = server.get(&path, &token(Role::Admin)).await;
+    assert_eq!(status, 403, "admins see no patient fields");
+
+    let out = validate(&format!("{front}\n{billing}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        counts.contains("2 Bundle") && counts.contains("2 Patient"),
+        "{counts}"
+    );
+
+    // One view of the patient per read, naming the fields of every resource sent.
+    let views: Vec<_> = server
+        .events_of("view")
+        .await
+        .into_iter()
+        .filter(|e| e.route.ends_with("$everything"))
+        .collect();
+    // The admin's refusal is recorded too, as denied.
+    assert_eq!(views.len(), 3);
+    assert_eq!(
+        views[2].outcome,
+        clinicdesk_protocol::audit::Outcome::Denied
+    );
+    let fields = &views[0].fields;
+    assert!(fields.contains(&"name".to_owned()), "{fields:?}");
+    assert!(fields.contains(&"Coverage.payer".to_owned()), "{fields:?}");
+    assert!(
+        fields.contains(&"Appointment.start".to_owned()),
+        "{fields:?}"
+    );
+    assert!(
+        !views[1]
+            .fields
+            .iter()
+            .any(|f| f.starts_with("Appointment."))
+    );
 }

@@ -138,6 +138,10 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             (format!("/v1/fhir/Patient/{patient}"), &login),
         ),
         (
+            "/v1/fhir/Patient/{patient_id}/$everything",
+            (format!("/v1/fhir/Patient/{patient}/$everything"), &login),
+        ),
+        (
             "/v1/patients/{patient_id}/record",
             (format!("/v1/patients/{patient}/record"), &login),
         ),

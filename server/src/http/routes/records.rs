@@ -13,6 +13,7 @@ use clinicdesk_protocol::wire::{
 use uuid::Uuid;
 
 use crate::audit::access::{Seen, Served};
+use crate::clinical::fhir_everything;
 use crate::clinical::fhir_patient::FhirPatient;
 use crate::clinical::records;
 use crate::error::ServerError;
@@ -138,6 +139,27 @@ pub async fn get_fhir_patient(
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
         Served::new(fhir),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/fhir/Patient/{patient_id}/$everything",
+    params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "The patient's record as a FHIR R4 Bundle (searchset): \
+            the Patient, their Coverages and Appointments, each cut to the caller's field \
+            policy", content_type = "application/fhir+json"),
+        (status = 404, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn get_fhir_everything(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Id(patient_id): Id<Uuid>,
+) -> Result<impl IntoResponse, ServerError> {
+    let bundle =
+        fhir_everything::everything(&state, auth.scope(), &auth.principal.user, patient_id).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        Served::new(bundle),
     ))
 }
 

@@ -1,0 +1,338 @@
+//! The record layer's metrics, each against a baseline measured in the same run:
+//! - `patient_write_us`: the median of an audited, versioned, field-encrypted patient update
+//!   (a new phone and SSN each time: the SSN sealed anew and indexed, the version stored,
+//!   the `update` event chained, one transaction), called as the route calls it, against the
+//!   same change as one bare `UPDATE` of the row in a transaction.
+//! - `key_rotation_rows_per_s`: sealed values moved to a new data key by
+//!   `keys rotate --reencrypt` (open, seal, rewrite, batches of 500), against rewriting the
+//!   same rows unchanged in the same batches.
+//! - `patient_search_p99_ms`: as-you-type name searches through the API in a clinic of
+//!   10,000 patients among 100,000 (`--quick`: 1,000 among 10,000), each answer's
+//!   disclosure events stored before it leaves, against reading one record by id.
+//!
+//! Embedded SQLite store only for now (the PostgreSQL legs are future work).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clinicdesk_protocol::Phi;
+use clinicdesk_protocol::audit::RequestSeen;
+use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::{
+    HumanName, PatientFields, PatientRegistration, PatientUpdate, UserInfo,
+};
+use clinicdesk_server::admin::keys;
+use clinicdesk_server::build_router;
+use clinicdesk_server::clinical::records::{self, Writer};
+use clinicdesk_server::scope::{ClinicScope, Console};
+use sqlx::Row;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::audit::{Served, login, runtime, served};
+use crate::metrics::Scale;
+use crate::report::Metric;
+
+async fn front_desk(s: &Served) -> anyhow::Result<UserInfo> {
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 AND username = 'frontdesk'")
+            .bind(s.clinic_id.to_string())
+            .fetch_one(&s.db)
+            .await?;
+    Ok(UserInfo {
+        user_id: Uuid::parse_str(&id)?,
+        username: "frontdesk".into(),
+        display_name: "Bench front desk".into(),
+        role: Role::FrontDesk,
+        clinic_id: s.clinic_id,
+    })
+}
+
+fn writer(user: &UserInfo) -> Writer<'_> {
+    Writer {
+        user,
+        device_id: None,
+        seen: RequestSeen {
+            client_ip: "127.0.0.1".into(),
+            user_agent: "clinicdesk-bench".into(),
+            session_device_id: None,
+        },
+    }
+}
+
+/// Synthetic SSNs: the 999 area is never issued.
+fn ssn(i: usize) -> String {
+    format!("999-{:02}-{:04}", (i / 10_000) % 100, i % 10_000)
+}
+
+fn registration(i: usize) -> PatientRegistration {
+    PatientRegistration {
+        fields: PatientFields {
+            name: Some(HumanName {
+                given: format!("Bench{i}"),
+                family: "Synthetica".into(),
+                preferred: String::new(),
+            }),
+            birth_date: Some("1970-01-01".into()),
+            ssn: Some(ssn(i)),
+            ..PatientFields::default()
+        },
+        confirm_new_person: true,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn p99(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() * 99 / 100).copied().unwrap_or_default()
+}
+
+pub fn patient_write_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let rounds = scale.pick(300, 2_000);
+    runtime()?.block_on(async {
+        let s = served().await?;
+        let scope = ClinicScope::of_console(&Console::operator(), s.clinic_id);
+        let front = front_desk(&s).await?;
+        let audited = records::register(&s.state, &scope, writer(&front), registration(0)).await?;
+        let bare = records::register(&s.state, &scope, writer(&front), registration(1)).await?;
+        let bare_body = serde_json::to_string(&registration(1).fields.filled())?;
+        let mut version = audited.version;
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for i in 0..rounds {
+            let change = PatientUpdate {
+                fields: PatientFields {
+                    phone: Some(format!("555-{:04}", i % 10_000)),
+                    ssn: Some(ssn(i + 2)),
+                    ..PatientFields::default()
+                },
+                reason: Phi::new(String::new()),
+            };
+            let started = Instant::now();
+            let written = records::update(
+                &s.state,
+                &scope,
+                writer(&front),
+                audited.id,
+                version,
+                change,
+            )
+            .await?;
+            with.push(started.elapsed().as_secs_f64() * 1e6);
+            version = written.version;
+
+            let started = Instant::now();
+            let mut tx = s.db.begin().await?;
+            sqlx::query(
+                "UPDATE patients SET record = $1, phone = $2 WHERE id = $3 AND clinic_id = $4",
+            )
+            .bind(&bare_body)
+            .bind(format!("555-{:04}", i % 10_000))
+            .bind(bare.id.to_string())
+            .bind(s.clinic_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            without.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        anyhow::ensure!(
+            version == 1 + rounds as u64,
+            "every update stored a version"
+        );
+        let (with, without) = (median(&mut with), median(&mut without));
+        Ok(vec![Metric::new(
+            "patient_write_us",
+            with,
+            "us",
+            "bare_row_update_median_us",
+            without,
+            "<= 2x the bare update",
+            with <= 2.0 * without,
+        )])
+    })
+}
+
+pub fn key_rotation_rows_per_s(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let n = scale.pick(1_000, 10_000);
+    runtime()?.block_on(async {
+        let s = served().await?;
+        let scope = ClinicScope::of_console(&Console::operator(), s.clinic_id);
+        let front = front_desk(&s).await?;
+        for i in 0..n {
+            records::register(&s.state, &scope, writer(&front), registration(i)).await?;
+        }
+        // The baseline: the same rows rewritten unchanged, 500 to a transaction.
+        let started = Instant::now();
+        let mut offset = 0i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, sealed FROM sealed_values WHERE clinic_id = $1
+                 ORDER BY id LIMIT 500 OFFSET $2",
+            )
+            .bind(s.clinic_id.to_string())
+            .bind(offset)
+            .fetch_all(&s.db)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut tx = s.db.begin().await?;
+            for row in &rows {
+                sqlx::query(
+                    "UPDATE sealed_values SET sealed = $1 WHERE clinic_id = $2 AND id = $3",
+                )
+                .bind(row.get::<String, _>(1))
+                .bind(s.clinic_id.to_string())
+                .bind(row.get::<String, _>(0))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            offset += 500;
+        }
+        let bare = n as f64 / started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        let report = keys::rotate(&s.state, &Console::operator(), true, 500, &mut |_| {}).await?;
+        let secs = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.values_reencrypted == n as u64,
+            "every value moved: {report:?}"
+        );
+        let rate = n as f64 / secs;
+        Ok(vec![Metric::new(
+            "key_rotation_rows_per_s",
+            rate,
+            "rows/s",
+            "bare_row_rewrite_rows_per_s",
+            bare,
+            "reported",
+            true,
+        )])
+    })
+}
+
+const SYLLABLES: [&str; 16] = [
+    "ka", "lo", "mi", "ren", "sa", "tov", "ul", "ve", "nor", "bel", "dra", "qui", "zan", "har",
+    "pel", "ost",
+];
+
+/// A deterministic synthetic name part from `n`.
+fn name_part(mut n: usize) -> String {
+    let mut out = String::new();
+    for _ in 0..3 {
+        out.push_str(SYLLABLES[n % SYLLABLES.len()]);
+        n /= SYLLABLES.len();
+    }
+    let mut chars = out.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// `per_clinic` synthetic patients in the benchmark's clinic and in each of `others` more
+/// clinics, inserted as rows (the seed of a big store, not what is measured).
+async fn fill(s: &Served, per_clinic: usize, others: usize) -> anyhow::Result<()> {
+    let mut clinics = vec![s.clinic_id];
+    for _ in 0..others {
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO clinics (id, name, created_at_ms) VALUES ($1, 'Bench other', 0)")
+            .bind(id.to_string())
+            .execute(&s.db)
+            .await?;
+        clinics.push(id);
+    }
+    for clinic in clinics {
+        for chunk in (0..per_clinic).collect::<Vec<_>>().chunks(1_000) {
+            let mut tx = s.db.begin().await?;
+            for i in chunk {
+                let (given, family) = (name_part(i * 7 + 3), name_part(*i));
+                let record = serde_json::json!({
+                    "mrn": format!("{i:08}"),
+                    "name": { "given": given, "family": family },
+                    "birth_date": "1980-05-05",
+                    "phone": format!("555-{:04}", i % 10_000),
+                })
+                .to_string();
+                sqlx::query(
+                    "INSERT INTO patients (id, clinic_id, name, birth_date, phone, allergies,
+                         problems, medications, mrn, record, version, family_key, given_key)
+                     VALUES ($1, $2, $3, '1980-05-05', $4, '[]', '[]', '[]', $5, $6, 0, $7, $8)",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(clinic.to_string())
+                .bind(format!("{given} {family}"))
+                .bind(format!("555-{:04}", i % 10_000))
+                .bind(format!("{i:08}"))
+                .bind(record)
+                .bind(family.to_lowercase())
+                .bind(given.to_lowercase())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    sqlx::query("ANALYZE").execute(&s.db).await?;
+    Ok(())
+}
+
+pub fn patient_search_p99_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let per_clinic = scale.pick(1_000, 10_000);
+    let searches = scale.pick(200, 1_000);
+    runtime()?
+        .block_on(async {
+            let s = served().await?;
+            fill(&s, per_clinic, 9).await?;
+            let token = login(&s).await?;
+            let router = build_router(s.state.clone())?;
+            let patient: String = sqlx::query_scalar(
+                "SELECT id FROM patients WHERE clinic_id = $1 ORDER BY id LIMIT 1",
+            )
+            .bind(s.clinic_id.to_string())
+            .fetch_one(&s.db)
+            .await?;
+            let get =
+                |path: String| {
+                    let mut r = axum::http::Request::get(path)
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("user-agent", "clinicdesk-bench")
+                        .body(axum::body::Body::empty())
+                        .unwrap_or_default();
+                    r.extensions_mut().insert(axum::extract::ConnectInfo(
+                        std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+                    ));
+                    r
+                };
+            let timed = async |path: String| -> anyhow::Result<f64> {
+                let started = Instant::now();
+                let resp = router.clone().oneshot(get(path)).await?;
+                anyhow::ensure!(resp.status() == 200, "read failed: {}", resp.status());
+                axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+                Ok(started.elapsed().as_secs_f64() * 1e3)
+            };
+            let (mut search, mut by_id) = (Vec::new(), Vec::new());
+            for i in 0..searches {
+                // As a person types a family name: two, three, then four letters.
+                let family = name_part((i * 7_919) % per_clinic).to_lowercase();
+                let typed = &family[..2 + i % 3];
+                search.push(timed(format!("/v1/patients?q={typed}")).await?);
+                by_id.push(timed(format!("/v1/patients/{patient}/record")).await?);
+            }
+            let (search, by_id) = (p99(&mut search), p99(&mut by_id));
+            Ok::<_, anyhow::Error>(vec![Metric::new(
+                "patient_search_p99_ms",
+                search,
+                "ms",
+                "patient_read_by_id_p99_ms",
+                by_id,
+                "<= 5",
+                search <= 5.0,
+            )])
+        })
+        .context("patient search")
+}
