@@ -8,9 +8,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rcgen::{
@@ -26,6 +27,7 @@ use rustls::sign::CertifiedKey;
 use std::sync::RwLock;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
@@ -232,13 +234,76 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 
 /// Accepts TLS connections forever, serving `router` on each. A failed handshake (an old
 /// protocol version, a plain-HTTP client) closes that connection and nothing else.
+/// What one connection may take of the server: a client that does not finish its TLS
+/// handshake, or send a request's headers, in time is closed; at most `max_connections` are
+/// open at once (further clients wait in the listen backlog until one closes).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake: Duration,
+    pub headers: Duration,
+}
+
+/// Connections held open at most, whatever the descriptor limit allows.
+pub const MAX_CONNECTIONS: usize = 4_096;
+/// Descriptors kept back from connections: the database's, the key files', the log's.
+const RESERVED_DESCRIPTORS: u64 = 64;
+/// The longest pause between tries when `accept` fails (out of descriptors, mostly).
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Limits {
+    /// Ten seconds for a handshake and for a request's headers; connections capped below
+    /// this process's descriptor limit, so that the database and the log can still open
+    /// files when every connection is taken.
+    pub fn for_this_process() -> Self {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let room = soft.map_or(MAX_CONNECTIONS as u64, |n| {
+            n.saturating_sub(RESERVED_DESCRIPTORS).max(16)
+        });
+        Self {
+            max_connections: usize::try_from(room)
+                .unwrap_or(MAX_CONNECTIONS)
+                .min(MAX_CONNECTIONS),
+            handshake: Duration::from_secs(10),
+            headers: Duration::from_secs(10),
+        }
+    }
+}
+
 pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Router) {
+    serve_within(listener, config, router, Limits::for_this_process()).await;
+}
+
+/// The accept loop. A connection holds one of `limits.max_connections` permits from accept
+/// to close; when none is free the loop stops accepting, so an idle crowd waits in the
+/// kernel's backlog instead of using up descriptors. When `accept` fails (out of
+/// descriptors, mostly), the loop waits, longer each time up to a second, instead of
+/// spinning, and logs the first failure of a run only.
+pub async fn serve_within(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    router: Router,
+    limits: Limits,
+) {
     let acceptor = TlsAcceptor::from(config);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = Duration::ZERO;
     loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
         let (tcp, peer) = match listener.accept().await {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                backoff = Duration::ZERO;
+                pair
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                if backoff.is_zero() {
+                    tracing::warn!(error = %e, "accept failed; backing off until it succeeds");
+                }
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), ACCEPT_BACKOFF_MAX);
+                drop(permit);
+                tokio::time::sleep(backoff).await;
                 continue;
             }
         };
@@ -249,7 +314,10 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
         }
         let acceptor = acceptor.clone();
         let router = router.clone();
-        tokio::spawn(async move { serve_connection(acceptor, tcp, peer, router).await });
+        tokio::spawn(async move {
+            serve_connection(acceptor, tcp, peer, router, limits).await;
+            drop(permit);
+        });
     }
 }
 
@@ -258,11 +326,16 @@ async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     router: Router,
+    limits: Limits,
 ) {
-    let tls = match acceptor.accept(tcp).await {
-        Ok(tls) => tls,
-        Err(e) => {
+    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "tls handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "tls handshake timed out");
             return;
         }
     };
@@ -271,7 +344,12 @@ async fn serve_connection(
         &axum::Extension(axum::extract::ConnectInfo(peer)),
         router,
     ));
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.headers);
+    if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await
     {

@@ -10,6 +10,7 @@ mod break_glass;
 mod canary;
 mod care_team;
 mod clinic_days;
+mod connections;
 mod contract_fuzz;
 mod coverage;
 mod data_dir;
