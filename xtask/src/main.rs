@@ -135,9 +135,15 @@ fn tidy(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The workspace root (the parent of this crate).
+/// The workspace root (the parent of this crate), from the manifest directory `cargo run`
+/// gives at run time. The one compiled in is only the fallback: checkouts at different
+/// paths that share a target directory (CI's cache) run whichever `target/debug/xtask` was
+/// linked last, so a compiled-in path can name another checkout, or none on this machine.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
