@@ -292,11 +292,12 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/practitioners",
         Access::Session(Permission::ManageSchedule),
     ),
-    // When they can be booked, and where a booking fits: times, never who holds them.
+    // When they can be booked, and where a booking fits: times, never who holds them (no
+    // PHI, so not under a PHI-reading permission); the front desk's, like the list.
     rule(
         "GET",
         "/v1/practitioners/{practitioner_id}/working-hours",
-        Access::Session(Permission::ReadSchedule),
+        Access::Session(Permission::ManageSchedule),
     ),
     rule(
         "PUT",
@@ -306,7 +307,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule(
         "GET",
         "/v1/practitioners/{practitioner_id}/free-slots",
-        Access::Session(Permission::ReadSchedule),
+        Access::Session(Permission::ManageSchedule),
     ),
     phi_rule(
         "GET",
