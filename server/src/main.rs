@@ -52,12 +52,17 @@ struct Cli {
 /// `--key-dir`, once parsed.
 static KEY_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
-async fn open_state(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<AppState> {
-    let key_dir = KEY_DIR
+/// The key-encryption keys' directory: `--key-dir`, or the default beside `data_dir`.
+fn key_dir_for(data_dir: &std::path::Path) -> PathBuf {
+    KEY_DIR
         .get()
         .cloned()
         .flatten()
-        .unwrap_or_else(|| KeyFileProvider::default_dir(data_dir));
+        .unwrap_or_else(|| KeyFileProvider::default_dir(data_dir))
+}
+
+async fn open_state(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<AppState> {
+    let key_dir = key_dir_for(data_dir);
     let state = AppState::open_at(&db.location(data_dir)?, data_dir, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -720,7 +725,32 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                 Some(path) => read_checkpoints(&path)?,
                 None => Vec::new(),
             };
+            // The columns beside each patient's content, checked with the keys that open
+            // their sealed fields.
+            let keys = KeyFileProvider::new(key_dir_for(&data_dir));
+            let console = clinicdesk_server::scope::Console::operator();
+            let columns =
+                clinicdesk_server::clinical::records::check_derived(&store, &console, &keys)
+                    .await
+                    .context("checking the patients' columns")?;
+            let report_columns = |err: &mut dyn Write| -> std::io::Result<()> {
+                for d in &columns {
+                    writeln!(err, "{d}")?;
+                }
+                Ok(())
+            };
             match verify_all(&store, &key.public_key(), &trusted).await {
+                Ok(_) if !columns.is_empty() => {
+                    let mut err = std::io::stderr().lock();
+                    report_columns(&mut err)?;
+                    writeln!(
+                        err,
+                        "audit trail does NOT verify: {} problem(s)",
+                        columns.len()
+                    )?;
+                    drop(err);
+                    std::process::exit(1)
+                }
                 Ok(report) => {
                     let mut out = std::io::stdout().lock();
                     writeln!(
@@ -741,10 +771,11 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                     for t in findings.all() {
                         writeln!(err, "{t}")?;
                     }
+                    report_columns(&mut err)?;
                     writeln!(
                         err,
                         "audit trail does NOT verify: {} problem(s)",
-                        findings.all().len()
+                        findings.all().len() + columns.len()
                     )?;
                     // A finding is the command's answer, not a failure of the program: exit 1
                     // without an error chain (or a backtrace) around it.

@@ -209,6 +209,22 @@ pub(crate) async fn ssn_index(
     })
 }
 
+/// The blind indexes an SSN should have, if the clinic has an index key (`None`: it has
+/// none, so no SSN can have been indexed). Makes no key: for checking, not writing.
+pub(crate) async fn ssn_index_if_keyed(
+    tx: &mut ClinicTx,
+    keys: &dyn KeyProvider,
+    ssn: &str,
+) -> Result<Option<SsnIndex>, ServerError> {
+    if ssn.is_empty() {
+        return Ok(Some(SsnIndex::default()));
+    }
+    Ok(index_key(tx, keys, 0, false).await?.map(|key| SsnIndex {
+        whole: key.index(SSN_KIND, ssn),
+        last4: key.index(SSN_LAST4_KIND, last4(ssn)),
+    }))
+}
+
 /// What a search by SSN looks for.
 pub(crate) enum SsnQuery<'a> {
     Whole(&'a str),

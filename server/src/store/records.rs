@@ -358,6 +358,51 @@ pub struct CurrentAsStored {
     pub record: Option<String>,
 }
 
+/// A patient's content and the columns derived from it, as `audit verify` reads them: each
+/// as text whatever it holds (`None`: not readable as text).
+pub struct PatientColumns {
+    pub id: String,
+    pub record: Option<String>,
+    /// (column, value) for `name`, `birth_date`, `phone`, `mrn`, `given_key`, `family_key`,
+    /// `ssn_index`, `ssn_last4_index`.
+    pub derived: Vec<(&'static str, Option<String>)>,
+}
+
+/// Every patient of the clinic with its derived columns, for `audit verify`.
+pub async fn patient_columns(tx: &mut ClinicTx) -> Result<Vec<PatientColumns>, ServerError> {
+    const DERIVED: [&str; 8] = [
+        "name",
+        "birth_date",
+        "phone",
+        "mrn",
+        "given_key",
+        "family_key",
+        "ssn_index",
+        "ssn_last4_index",
+    ];
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT id, record, name, birth_date, phone, mrn, given_key, family_key, ssn_index,
+             ssn_last4_index
+         FROM patients WHERE clinic_id = $1 ORDER BY id",
+    )
+    .bind(clinic)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PatientColumns {
+            id: r.try_get(0).unwrap_or_default(),
+            record: r.try_get(1).ok(),
+            derived: DERIVED
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (*name, r.try_get(i + 2).ok()))
+                .collect(),
+        })
+        .collect())
+}
+
 /// Every stored version of the clinic's records, and every patient's current content, for
 /// `audit verify`.
 pub async fn record_versions_as_stored(

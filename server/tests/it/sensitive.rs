@@ -341,3 +341,73 @@ async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_s
     );
     cli_ok(&server, &["audit", "verify"]);
 }
+
+/// The columns searches read beside a patient's content (the name, phone and record-number
+/// columns, the SSN's blind indexes) are checked against it by `audit verify`, like the
+/// audit trail's own columns: an insider who points an SSN's index at another patient, or
+/// renames a patient in the search columns, or swaps a sealed value, is named.
+#[tokio::test]
+async fn audit_verify_names_a_patients_columns_edited_behind_the_servers_back() {
+    let server = TestServer::start().await;
+    let s = server.signed_in(0x5E3, "frontdesk").await;
+    let front = s.login.session_token.expose().to_owned();
+    let a = register(&server, &front, registration(1, &ssn(1))).await;
+    let b = register(&server, &front, registration(2, &ssn(2))).await;
+    let c = register(&server, &front, registration(3, &ssn(3))).await;
+    cli_ok(&server, &["audit", "verify"]);
+
+    let owner = server.owner_pool().await;
+    if server.database.is_none() {
+        // As an insider with the file: the triggers do not guard these tables anyway.
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&owner)
+            .await
+            .unwrap();
+    }
+    // A's SSN index now says B's number: a search for B's SSN would find A.
+    sqlx::query(
+        "UPDATE patients SET ssn_index = (SELECT ssn_index FROM patients WHERE id = $1)
+         WHERE id = $2",
+    )
+    .bind(b.to_string())
+    .bind(a.to_string())
+    .execute(&owner)
+    .await
+    .unwrap();
+    // B is renamed in the columns the schedule and searches read.
+    sqlx::query("UPDATE patients SET name = 'Someone Else', family_key = 'else' WHERE id = $1")
+        .bind(b.to_string())
+        .execute(&owner)
+        .await
+        .unwrap();
+    // C's sealed SSN is replaced by B's ciphertext (another value's row: it does not open).
+    sqlx::query(
+        "UPDATE sealed_values SET sealed = (
+             SELECT v.sealed FROM sealed_values v JOIN patients p
+               ON p.record LIKE '%' || v.id || '%' WHERE p.id = $1)
+         WHERE $2 LIKE '%' || id || '%'",
+    )
+    .bind(b.to_string())
+    .bind(
+        sqlx::query_scalar::<_, String>("SELECT record FROM patients WHERE id = $1")
+            .bind(c.to_string())
+            .fetch_one(&owner)
+            .await
+            .unwrap(),
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+
+    let out = run_cli(&server, &["audit", "verify"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "verify passed an edited store");
+    for (patient, column) in [(a, "ssn_index"), (b, "name"), (b, "family_key"), (c, "ssn")] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(&patient.to_string()) && l.contains(column)),
+            "{patient} {column} not named: {said}"
+        );
+    }
+    assert!(!said.contains("999-41"), "no value is printed: {said}");
+}
