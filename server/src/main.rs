@@ -729,10 +729,15 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             // their sealed fields.
             let keys = KeyFileProvider::new(key_dir_for(&data_dir));
             let console = clinicdesk_server::scope::Console::operator();
-            let columns =
+            let mut columns =
                 clinicdesk_server::clinical::records::check_derived(&store, &console, &keys)
                     .await
                     .context("checking the patients' columns")?;
+            columns.extend(
+                clinicdesk_server::clinical::booking::check_derived(&store, &console)
+                    .await
+                    .context("checking the appointments' columns")?,
+            );
             let report_columns = |err: &mut dyn Write| -> std::io::Result<()> {
                 for d in &columns {
                     writeln!(err, "{d}")?;

@@ -643,7 +643,9 @@ pub async fn update(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disagreement {
     pub clinic_id: Uuid,
-    pub patient_id: String,
+    /// `patient` or `appointment`.
+    pub resource: &'static str,
+    pub id: String,
     /// The column, or `record` (the content does not read) or `ssn` (its sealed value does
     /// not open).
     pub column: &'static str,
@@ -658,8 +660,8 @@ impl std::fmt::Display for Disagreement {
         };
         write!(
             f,
-            "clinic {} patient {}: {what}",
-            self.clinic_id, self.patient_id
+            "clinic {} {} {}: {what}",
+            self.clinic_id, self.resource, self.id
         )
     }
 }
@@ -681,7 +683,8 @@ pub async fn check_derived(
             let mut disagree = |column: &'static str| {
                 found.push(Disagreement {
                     clinic_id: clinic,
-                    patient_id: row.id.clone(),
+                    resource: "patient",
+                    id: row.id.clone(),
                     column,
                 });
             };

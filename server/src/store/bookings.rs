@@ -72,24 +72,41 @@ fn stored_appointment(row: &AnyRow, first: usize) -> Result<StoredAppointment, S
     })
 }
 
+/// Every appointment of the clinic, by id: each one's id and content (for `audit verify`).
+pub async fn of_clinic(tx: &mut ClinicTx) -> Result<Vec<(Uuid, StoredAppointment)>, ServerError> {
+    listed(tx, None).await
+}
+
 /// The patient's appointments, earliest first: each one's id and content.
 pub async fn of_patient(
     tx: &mut ClinicTx,
     patient_id: Uuid,
 ) -> Result<Vec<(Uuid, StoredAppointment)>, ServerError> {
+    listed(tx, Some(patient_id)).await
+}
+
+/// The clinic's appointments, or one patient's, with their encounters.
+async fn listed(
+    tx: &mut ClinicTx,
+    patient_id: Option<Uuid>,
+) -> Result<Vec<(Uuid, StoredAppointment)>, ServerError> {
     let clinic = tx.clinic_id().to_string();
-    let rows = sqlx::query(
+    let which = match patient_id {
+        Some(_) => "AND a.patient_id = $2 ORDER BY a.starts_at_ms, a.id",
+        None => "ORDER BY a.id",
+    };
+    let sql = format!(
         "SELECT a.id, a.version, a.record, a.patient_id, a.practitioner_id, a.starts_at_ms,
              a.duration_mins, a.reason, a.status, e.id
          FROM appointments a
          LEFT JOIN encounters e ON e.appointment_id = a.id AND e.clinic_id = a.clinic_id
-         WHERE a.patient_id = $1 AND a.clinic_id = $2
-         ORDER BY a.starts_at_ms, a.id",
-    )
-    .bind(patient_id.to_string())
-    .bind(clinic)
-    .fetch_all(&mut **tx)
-    .await?;
+         WHERE a.clinic_id = $1 {which}"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(clinic);
+    if let Some(p) = patient_id {
+        query = query.bind(p.to_string());
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
     rows.iter()
         .map(|r| {
             Ok((

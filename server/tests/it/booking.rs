@@ -214,6 +214,9 @@ async fn the_front_desk_books_reschedules_checks_in_and_cancels_each_change_reco
 
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    // The operator's verify too, which also checks every appointment's columns against its
+    // content after each kind of change.
+    crate::harness::cli_ok(&server, &["audit", "verify"]);
 }
 
 #[tokio::test]
@@ -295,4 +298,54 @@ async fn each_role_sees_and_changes_the_schedule_as_the_table_says() {
             "{body}"
         );
     }
+}
+
+/// The columns the day list and the double-booking check read are checked against each
+/// appointment's content by `audit verify`: an appointment cancelled or moved in its columns
+/// alone (so the day list shows a free slot that is not) is named.
+#[tokio::test]
+async fn audit_verify_names_an_appointment_whose_columns_were_edited() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xA, "frontdesk").await;
+    let front = login.session_token.expose();
+    let doctor = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await
+        .user
+        .user_id;
+    let (p1, _) = patients(&server, report.clinic_id).await;
+    let (status, body) = book(
+        &server,
+        front,
+        json!({ "patient_id": p1, "practitioner_id": doctor, "start": "2026-11-25T15:00:00Z",
+                "duration_mins": 30, "appointment_type": "followup", "reason": "Synthetic check" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    crate::harness::cli_ok(&server, &["audit", "verify"]);
+
+    sqlx::query(
+        "UPDATE appointments SET status = 'cancelled', starts_at_ms = starts_at_ms + 3600000
+         WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&server.owner_pool().await)
+    .await
+    .unwrap();
+    let out = crate::harness::run_cli(&server, &["audit", "verify"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "verify passed an edited appointment");
+    for column in ["status", "starts_at_ms"] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(&format!("appointment {id}")) && l.contains(column)),
+            "{column} not named: {said}"
+        );
+    }
+    assert!(!said.contains("Synthetic check"), "no value is printed");
 }
