@@ -18,6 +18,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
+    if let Ok(mode) = std::env::var(metrics::MEMORY_SECURITY_CHILD) {
+        return metrics::memory_security_child(&mode);
+    }
     let mut quick = false;
     let mut only: Option<String> = None;
     let mut out = PathBuf::from("target/bench");

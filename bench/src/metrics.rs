@@ -42,6 +42,9 @@ pub const ALL: &[(&str, Run)] = &[
     ("sqlcipher_overhead_ratio", |s| {
         sqlcipher_overhead_ratio(s).map(|m| vec![m])
     }),
+    ("cipher_memory_security_s", |s| {
+        cipher_memory_security_s(s).map(|m| vec![m])
+    }),
     ("unlock_ms", |s| unlock_ms(s).map(|m| vec![m])),
     (
         "cache_search_p99_ms",
@@ -208,6 +211,68 @@ fn workload(conn: Connection, n: usize) -> anyhow::Result<Duration> {
         "the lookups found nothing: the workload is wrong"
     );
     Ok(started.elapsed())
+}
+
+/// Set in a child run of this program: the cache workload under SQLCipher with
+/// `cipher_memory_security` ON or OFF (the setting is process-wide, so each side gets a
+/// process of its own), its seconds printed on stdout.
+pub const MEMORY_SECURITY_CHILD: &str = "CLINICDESK_BENCH_MEMORY_SECURITY";
+const MEMORY_SECURITY_ROWS: &str = "CLINICDESK_BENCH_MEMORY_SECURITY_ROWS";
+
+/// What `cipher_memory_security = ON` (the app's setting: SQLCipher wipes every buffer it
+/// frees and locks its key material in memory) costs the cache workload, against the same
+/// workload with it OFF, each in a fresh process, median of three.
+fn cipher_memory_security_s(scale: Scale) -> anyhow::Result<Metric> {
+    let n = scale.pick(20_000, 100_000);
+    let run = |mode: &str| -> anyhow::Result<f64> {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .env(MEMORY_SECURITY_CHILD, mode)
+            .env(MEMORY_SECURITY_ROWS, n.to_string())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "the {mode} run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+    };
+    let median = |mode: &str| -> anyhow::Result<f64> {
+        let mut times = [run(mode)?, run(mode)?, run(mode)?];
+        times.sort_by(f64::total_cmp);
+        Ok(times[1])
+    };
+    let (on, off) = (median("ON")?, median("OFF")?);
+    Ok(Metric::new(
+        "cipher_memory_security_s",
+        on,
+        "s",
+        "cipher_memory_security_off_s",
+        off,
+        "reported",
+        true,
+    ))
+}
+
+/// The child side of [`cipher_memory_security_s`]: opens a SQLCipher cache as the app does
+/// but with the setting `mode`, runs the workload, prints its seconds.
+pub fn memory_security_child(mode: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(mode == "ON" || mode == "OFF", "mode is ON or OFF");
+    let n: usize = std::env::var(MEMORY_SECURITY_ROWS)?.parse()?;
+    let dir = tempfile::tempdir()?;
+    let conn = Connection::open(dir.path().join("cache.sqlite3"))?;
+    conn.execute_batch(&format!("PRAGMA cipher_memory_security = {mode};"))?;
+    let key = clinicdesk_protocol::audit::to_hex(random_key()?.as_slice());
+    conn.execute_batch(&format!("PRAGMA key = \"x'{key}'\";"))?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA cache_size = -{};",
+        db::CACHE_KIB
+    ))?;
+    // SQLCipher answers the setting as text, "1" or "0".
+    let on: String = conn.query_row("PRAGMA cipher_memory_security", [], |r| r.get(0))?;
+    anyhow::ensure!((on == "1") == (mode == "ON"), "the setting did not take");
+    let took = workload(conn, n)?;
+    println!("{}", took.as_secs_f64());
+    Ok(())
 }
 
 /// Password to an open cache: argon2id (OWASP parameters) + HKDF + unwrap + SQLCipher open,
