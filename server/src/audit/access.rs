@@ -115,6 +115,19 @@ impl Discloses for PatientSearchPage {
     }
 }
 
+/// A search by SSN discloses, besides what each result shows, that the number is theirs.
+impl Discloses for crate::clinical::records::SearchAnswer {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        let mut all = self.page.disclosed();
+        if self.by_ssn {
+            for d in &mut all {
+                d.fields.push("ssn".to_owned());
+            }
+        }
+        all
+    }
+}
+
 /// A history discloses every field any of its versions carries.
 impl<F: FieldSet> Discloses for RecordHistory<F> {
     fn disclosed(&self) -> Vec<Disclosed> {

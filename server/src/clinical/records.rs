@@ -754,6 +754,17 @@ pub(crate) async fn stale(
     })
 }
 
+/// A search's page as served, and whether it matched on the SSN: a match by SSN tells the
+/// searcher whose number it is, so each result's disclosure names `ssn` too (the number is
+/// not sent back, and the query is never recorded).
+#[derive(Debug, serde::Serialize)]
+#[serde(transparent)]
+pub struct SearchAnswer {
+    pub page: PatientSearchPage,
+    #[serde(skip)]
+    pub by_ssn: bool,
+}
+
 /// The fields a search result shows (if the reader may see them).
 const SEARCH_SHOWS: [&str; 5] = ["mrn", "name", "birth_date", "phone", "active"];
 
@@ -830,7 +841,7 @@ pub async fn search(
     q: &str,
     limit: Option<u32>,
     offset: Option<u32>,
-) -> Result<PatientSearchPage, ServerError> {
+) -> Result<SearchAnswer, ServerError> {
     let limit = limit.unwrap_or(20);
     if limit == 0 || limit > SEARCH_PAGE_MAX {
         return Err(ServerError::BadRequest { field: "limit" });
@@ -883,9 +894,12 @@ pub async fn search(
             })
         })
         .collect::<Result<_, ServerError>>()?;
-    Ok(PatientSearchPage {
-        results,
-        next_offset: more.then_some(offset + limit),
+    Ok(SearchAnswer {
+        page: PatientSearchPage {
+            results,
+            next_offset: more.then_some(offset + limit),
+        },
+        by_ssn: matches!(kind, Kind::Ssn | Kind::SsnLast4),
     })
 }
 

@@ -158,6 +158,20 @@ async fn an_ssn_is_sealed_at_rest_found_by_blind_index_and_read_only_by_roles_al
         search_ids(&server, &front, "999-41-2099").await,
         (200, vec![])
     );
+    // A match by SSN tells the searcher whose number it is: its disclosure names the field
+    // (the query itself is never recorded).
+    let by_ssn: Vec<_> = server
+        .events_of("view")
+        .await
+        .into_iter()
+        .filter(|e| e.route == "/v1/patients" && e.patient_id == Some(other))
+        .collect();
+    assert_eq!(by_ssn.len(), 1);
+    assert!(
+        by_ssn[0].fields.contains(&"ssn".to_owned()),
+        "{:?}",
+        by_ssn[0].fields
+    );
     // A role that may not read it may not look a patient up by it either.
     let (status, body) = server
         .get("/v1/patients?q=999-41-2001", &token(Role::Clinician))

@@ -94,7 +94,7 @@ pub async fn search(
     State(state): State<AppState>,
     auth: Authenticated,
     Params(query): Params<SearchQuery>,
-) -> Result<Served<PatientSearchPage>, ServerError> {
+) -> Result<Served<records::SearchAnswer>, ServerError> {
     let page = records::search(
         &state,
         auth.scope(),
