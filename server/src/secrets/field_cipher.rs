@@ -4,8 +4,8 @@
 //! plaintext in the database. Both are random 32-byte keys, stored only wrapped by a
 //! key-encryption key (`secrets::kek`).
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
 use clinicdesk_protocol::audit::to_hex;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -13,9 +13,9 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::ServerError;
+use crate::secrets::aead;
 
 const SEAL_TAG: &[u8] = b"clinicdesk-field-v1\0";
-const NONCE_LEN: usize = 24;
 
 /// A fresh random key.
 pub fn new_key() -> Result<Zeroizing<[u8; 32]>, ServerError> {
@@ -81,45 +81,18 @@ impl DataKey {
 
     /// `nonce ‖ ciphertext`.
     pub fn seal(&self, of: &SealedOf<'_>, plaintext: &str) -> Result<Vec<u8>, ServerError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)
-            .map_err(|_| ServerError::Internal("os random source failed"))?;
-        let aad = of.aad();
-        let sealed = self
-            .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| ServerError::Internal("seal"))?;
-        Ok([nonce.as_slice(), &sealed].concat())
+        aead::seal(&self.cipher, &of.aad(), plaintext.as_bytes())
+            .ok_or(ServerError::Internal("seal"))
     }
 
     /// The plaintext of a value this key sealed for `of`; an error for anything else (another
     /// key, another value's or clinic's ciphertext, a flipped bit).
     pub fn open(&self, of: &SealedOf<'_>, sealed: &[u8]) -> Result<Zeroizing<String>, ServerError> {
-        let refused = ServerError::Internal("sealed field does not open");
-        if sealed.len() < NONCE_LEN {
-            return Err(refused);
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let aad = of.aad();
-        let plain = self
-            .cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| ServerError::Internal("sealed field does not open"))?;
+        let refused = || ServerError::Internal("sealed field does not open");
+        let plain = aead::open(&self.cipher, &of.aad(), sealed).ok_or_else(refused)?;
         String::from_utf8(plain)
             .map(Zeroizing::new)
-            .map_err(|_| refused)
+            .map_err(|_| refused())
     }
 }
 

@@ -10,10 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
 use zeroize::Zeroizing;
 
+use crate::secrets::aead;
 use crate::secrets::key_file::{self, KeyFileError};
 
 /// A version of the key-encryption key (1, 2, ...).
@@ -70,7 +71,6 @@ pub trait KeyProvider: Send + Sync {
 }
 
 const WRAP_TAG: &[u8] = b"clinicdesk-kek-wrap-v1\0";
-const NONCE_LEN: usize = 24;
 
 /// Key-encryption keys as files `kek-000001.key`, ... (64 hex digits, 0600) in a directory
 /// (0700) of their own.
@@ -163,19 +163,7 @@ impl KeyProvider for KeyFileProvider {
         context: &[u8],
     ) -> Result<Vec<u8>, KekError> {
         let cipher = self.cipher(version)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|_| KekError::Random)?;
-        let aad = Self::aad(version, context);
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: key,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| KekError::Random)?;
-        Ok([nonce.as_slice(), &sealed].concat())
+        aead::seal(&cipher, &Self::aad(version, context), key).ok_or(KekError::Random)
     }
 
     fn unwrap(
@@ -185,21 +173,9 @@ impl KeyProvider for KeyFileProvider {
         context: &[u8],
     ) -> Result<Zeroizing<[u8; 32]>, KekError> {
         let cipher = self.cipher(version)?;
-        if wrapped.len() < NONCE_LEN {
-            return Err(KekError::DoesNotOpen(version));
-        }
-        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
-        let aad = Self::aad(version, context);
         let opened = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| KekError::DoesNotOpen(version))?,
+            aead::open(&cipher, &Self::aad(version, context), wrapped)
+                .ok_or(KekError::DoesNotOpen(version))?,
         );
         let mut key = Zeroizing::new([0u8; 32]);
         if opened.len() != key.len() {

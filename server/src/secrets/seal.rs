@@ -7,13 +7,14 @@
 
 use std::path::Path;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
 use clinicdesk_protocol::audit::{from_hex, to_hex};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::ServerError;
+use crate::secrets::aead;
 use crate::secrets::key_file::{self, KeyFileError};
 
 pub const MFA_KEY_FILE: &str = "mfa-seal.key";
@@ -59,38 +60,16 @@ impl SealKey {
 
     /// `nonce ‖ ciphertext` as hex.
     pub fn seal(&self, owner: Uuid, plaintext: &[u8]) -> Result<String, ServerError> {
-        let nonce = crate::secrets::random::bytes::<24>()?;
-        let aad = self.aad(owner);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| ServerError::Internal("seal"))?;
-        Ok(to_hex(&[nonce.as_slice(), &ciphertext].concat()))
+        aead::seal(&self.cipher, &self.aad(owner), plaintext)
+            .map(|sealed| to_hex(&sealed))
+            .ok_or(ServerError::Internal("seal"))
     }
 
     pub fn open(&self, owner: Uuid, sealed: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
         let bytes = from_hex(sealed).ok_or(ServerError::Internal("sealed value malformed"))?;
-        if bytes.len() < 24 {
-            return Err(ServerError::Internal("sealed value malformed"));
-        }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        let aad = self.aad(owner);
-        self.cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+        aead::open(&self.cipher, &self.aad(owner), &bytes)
             .map(Zeroizing::new)
-            .map_err(|_| ServerError::Internal("sealed value does not open"))
+            .ok_or(ServerError::Internal("sealed value does not open"))
     }
 }
 
