@@ -95,10 +95,9 @@ async fn enroll(
 pub(crate) async fn own_pool(location: &StoreLocation) -> anyhow::Result<sqlx::AnyPool> {
     use sqlx::ConnectOptions;
     let url = match location {
-        StoreLocation::Embedded(file) => sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(file)
-            .to_url_lossy()
-            .to_string(),
+        StoreLocation::Embedded(file) => {
+            clinicdesk_server::store::at_rest::any_url(file)?.to_string()
+        }
         StoreLocation::Postgres { url, migration_url } => {
             migration_url.as_ref().unwrap_or(url).clone()
         }
@@ -113,18 +112,33 @@ pub(crate) async fn own_pool(location: &StoreLocation) -> anyhow::Result<sqlx::A
         .await?)
 }
 
+/// The key-encryption keys of a bench's data directory: in their own folder, removed with it.
+pub(crate) fn keys_in(dir: &std::path::Path) -> Arc<KeyFileProvider> {
+    Arc::new(KeyFileProvider::new(dir.join("keys")))
+}
+
+/// The embedded (encrypted) store of a bench's data directory.
+pub(crate) fn embedded_in(dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
+    Ok(clinicdesk_server::state::embedded_location(
+        dir,
+        keys_in(dir).as_ref(),
+    )?)
+}
+
 /// A served clinic on the embedded SQLite store, or on the PostgreSQL database at `database`.
 pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let location = match database {
-        None => StoreLocation::in_data_dir(dir.path()),
+        None => embedded_in(dir.path())?,
         Some(url) => StoreLocation::postgres_as_owner(url),
     };
-    // The key-encryption keys in their own directory, apart from the data, and removed
-    // with it.
-    let state = AppState::open_at(&location, dir.path(), Arc::new(SystemClock))
-        .await?
-        .with_key_provider(Arc::new(KeyFileProvider::new(dir.path().join("keys"))));
+    let state = AppState::open_at(
+        &location,
+        dir.path(),
+        Arc::new(SystemClock),
+        keys_in(dir.path()),
+    )
+    .await?;
     let db = own_pool(&location).await?;
     let clinic_id = Uuid::now_v7();
     let report =
@@ -329,7 +343,8 @@ async fn ingest_run(n: usize) -> anyhow::Result<IngestRun> {
         // Baseline: the same rows, unverified, into an identical table, 500 per transaction
         // in INSERTs of 100 rows (as ingest writes them): the floor of storing them at all.
         let dir = tempfile::tempdir()?;
-        let bare = StoreLocation::in_data_dir(dir.path());
+        // Encrypted like the served store: the floor includes SQLCipher's pages.
+        let bare = embedded_in(dir.path())?;
         // Opening a store makes the schema; the rows go in through the bench's own pool.
         Store::open(&bare).await?;
         let db = own_pool(&bare).await?;

@@ -61,12 +61,38 @@ fn key_dir_for(data_dir: &std::path::Path) -> PathBuf {
         .unwrap_or_else(|| KeyFileProvider::default_dir(data_dir))
 }
 
+/// The key-encryption keys for `data_dir`: `--key-dir`, or the default beside it.
+fn key_provider_for(data_dir: &std::path::Path) -> Arc<KeyFileProvider> {
+    Arc::new(KeyFileProvider::new(key_dir_for(data_dir)))
+}
+
+/// Where `data_dir`'s data lives under `db`: PostgreSQL, or the embedded store, encrypted
+/// under its key (unwrapped with the key-encryption keys).
+fn location_of(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
+    if let Some(postgres) = db.postgres()? {
+        return Ok(postgres);
+    }
+    clinicdesk_server::store::private_files::private_dir(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    clinicdesk_server::state::embedded_location(data_dir, key_provider_for(data_dir).as_ref())
+        .with_context(|| format!("opening the database key of {}", data_dir.display()))
+}
+
+/// The exit status a command chose without failing (1: `audit verify` found a problem,
+/// which it has said), taken once `run` has returned: `process::exit` runs no destructors,
+/// and a store's closes its connections ([`Store`]).
+static EXIT_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 async fn open_state(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<AppState> {
-    let key_dir = key_dir_for(data_dir);
-    let state = AppState::open_at(&db.location(data_dir)?, data_dir, Arc::new(SystemClock))
-        .await
-        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
-    Ok(state.with_key_provider(Arc::new(KeyFileProvider::new(key_dir))))
+    let location = location_of(db, data_dir)?;
+    AppState::open_at(
+        &location,
+        data_dir,
+        Arc::new(SystemClock),
+        key_provider_for(data_dir),
+    )
+    .await
+    .with_context(|| format!("opening the data directory {}", data_dir.display()))
 }
 
 #[derive(Subcommand)]
@@ -382,6 +408,14 @@ async fn open_existing_state(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let result = run().await;
+    match EXIT_STATUS.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => result,
+        status => std::process::exit(status),
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -663,10 +697,15 @@ async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result
             } else {
                 writeln!(
                     out,
-                    "{} clinic keys of {} clinics rewrapped under key-encryption key v{}{}; \
+                    "{} clinic keys of {} clinics{} rewrapped under key-encryption key v{}{}; \
                      {} values re-encrypted, {} old data keys destroyed",
                     report.keys_rewrapped,
                     report.clinics,
+                    if report.store_key_rewrapped {
+                        " and the database key"
+                    } else {
+                        ""
+                    },
                     report.kek_version,
                     if report.resumed {
                         " (an interrupted rotation, finished)"
@@ -690,7 +729,12 @@ async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result
                     } else {
                         ""
                     };
-                    writeln!(out, "v{version}{current}: wraps {n} clinic keys")?;
+                    let store = if status.store_key == Some(*version) {
+                        " and the database key"
+                    } else {
+                        ""
+                    };
+                    writeln!(out, "v{version}{current}: wraps {n} clinic keys{store}")?;
                 }
                 if status.rotation_unfinished {
                     writeln!(out, "a rotation has not finished: run `keys rotate` again")?;
@@ -754,7 +798,8 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                         columns.len()
                     )?;
                     drop(err);
-                    std::process::exit(1)
+                    EXIT_STATUS.store(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
                 }
                 Ok(report) => {
                     let mut out = std::io::stdout().lock();
@@ -785,7 +830,8 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                     // A finding is the command's answer, not a failure of the program: exit 1
                     // without an error chain (or a backtrace) around it.
                     drop(err);
-                    std::process::exit(1)
+                    EXIT_STATUS.store(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
                 }
                 Err(VerifyError::Store(e)) => {
                     Err(anyhow::Error::new(e).context("reading the audit trail"))
@@ -1044,8 +1090,10 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<SignedCheckpoi
 /// Opens the store of a data directory that must already exist (verify and search never
 /// create an empty one by mistake).
 async fn open_existing(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<Store> {
-    if let StoreLocation::Embedded(file) = db.location(data_dir)?
-        && !file.exists()
+    if db.postgres()?.is_none()
+        && !data_dir
+            .join(clinicdesk_server::store::EMBEDDED_FILE)
+            .exists()
     {
         anyhow::bail!("no ClinicDesk database under {}", data_dir.display());
     }
@@ -1053,9 +1101,7 @@ async fn open_existing(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow:
 }
 
 async fn open_store(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<Store> {
-    clinicdesk_server::store::private_files::private_dir(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    Store::open(&db.location(data_dir)?)
+    Store::open(&location_of(db, data_dir)?)
         .await
         .with_context(|| format!("opening the database of {}", data_dir.display()))
 }

@@ -8,8 +8,9 @@ use crate::audit::key::AuditKey;
 use crate::secrets::kek::{KeyFileProvider, KeyProvider};
 use crate::secrets::key_file::KeyFileError;
 use crate::secrets::seal::SealKey;
+use crate::secrets::store_key::{self, StoreKeyError};
 use crate::sign_in::mfa::webauthn::{DEFAULT_ORIGIN, RelyingParty, WebauthnConfigError};
-use crate::store::{Store, StoreLocation};
+use crate::store::{DatabaseKey, Store, StoreLocation, at_rest};
 use crate::time::Clock;
 
 #[derive(Clone)]
@@ -24,29 +25,61 @@ pub struct AppState {
     pub escrow: Arc<SealKey>,
     /// WebAuthn relying party (origin `https://localhost` unless configured).
     pub relying_party: Arc<RelyingParty>,
-    /// Wraps each clinic's keys for sensitive fields: key files in `DATA_DIR.keys` unless
-    /// [`AppState::with_key_provider`] says otherwise.
+    /// Wraps each clinic's keys for sensitive fields and the embedded store's key.
     pub keys: Arc<dyn KeyProvider>,
+    /// The data directory: the key files, the TLS files, the embedded store's wrapped key.
+    pub data_dir: std::path::PathBuf,
     /// Where each clinic's server chain and log ended at this process's last event.
     pub chain_tips: Arc<crate::audit::server_chain::Tips>,
 }
 
+/// The embedded store of `data_dir`, under its database key (made on first open, unwrapped
+/// by `keys` after that).
+pub fn embedded_location(
+    data_dir: &std::path::Path,
+    keys: &dyn KeyProvider,
+) -> Result<StoreLocation, OpenError> {
+    let file = data_dir.join(crate::store::EMBEDDED_FILE);
+    let encrypted = at_rest::is_encrypted(&file).map_err(|source| {
+        OpenError::StoreKey(StoreKeyError::Io {
+            path: file.clone(),
+            source,
+        })
+    })?;
+    let key = store_key::load_or_create(data_dir, keys, encrypted)?;
+    Ok(StoreLocation::in_data_dir(
+        data_dir,
+        DatabaseKey::from_bytes(key),
+    ))
+}
+
 impl AppState {
-    /// The store and audit key under a data directory (created if missing).
-    /// A server whose database is the data directory's embedded SQLite file.
+    /// The data directory's embedded store, with the default key-encryption keys in
+    /// `DATA_DIR.keys` beside it (created if missing).
     pub async fn open(
         data_dir: &std::path::Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
-        Self::open_at(&StoreLocation::in_data_dir(data_dir), data_dir, clock).await
+        crate::store::private_files::private_dir(data_dir).map_err(|source| {
+            OpenError::StoreKey(StoreKeyError::Io {
+                path: data_dir.to_owned(),
+                source,
+            })
+        })?;
+        let keys: Arc<dyn KeyProvider> =
+            Arc::new(KeyFileProvider::new(KeyFileProvider::default_dir(data_dir)));
+        let location = embedded_location(data_dir, keys.as_ref())?;
+        Self::open_at(&location, data_dir, clock, keys).await
     }
 
-    /// A server on the database at `location`; keys and TLS files stay in `data_dir`
-    /// (instances that share a database must share these files too).
+    /// A server on the database at `location`, with `keys` for the clinics' keys (and the
+    /// embedded store's, which `location` already carries); the other key files and the TLS
+    /// files stay in `data_dir` (instances that share a database must share these too).
     pub async fn open_at(
         location: &StoreLocation,
         data_dir: &std::path::Path,
         clock: Arc<dyn Clock>,
+        keys: Arc<dyn KeyProvider>,
     ) -> Result<Self, OpenError> {
         let store = Store::open(location).await.map_err(OpenError::Store)?;
         let audit_key = Arc::new(AuditKey::load_or_create(data_dir)?);
@@ -63,16 +96,10 @@ impl AppState {
             seal,
             escrow,
             relying_party,
-            keys: Arc::new(KeyFileProvider::new(KeyFileProvider::default_dir(data_dir))),
+            keys,
+            data_dir: data_dir.to_owned(),
             chain_tips: Arc::default(),
         })
-    }
-
-    /// Wraps the clinics' keys with `keys` (a key directory given on the command line, a
-    /// KMS) instead of the default key files beside the data directory.
-    pub fn with_key_provider(mut self, keys: Arc<dyn KeyProvider>) -> Self {
-        self.keys = keys;
-        self
     }
 
     /// Serves WebAuthn for `origin` (an https URL whose host is the relying party id).
@@ -88,6 +115,8 @@ pub enum OpenError {
     Store(#[source] crate::error::ServerError),
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    #[error(transparent)]
+    StoreKey(#[from] StoreKeyError),
     #[error(transparent)]
     Webauthn(#[from] WebauthnConfigError),
 }

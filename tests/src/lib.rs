@@ -104,9 +104,12 @@ fn serve(data_dir: &Path, key_dir: &Path, listen: &str) -> (Child, String) {
 impl ServerProcess {
     pub fn start() -> ServerProcess {
         let data_dir = tempfile::tempdir().unwrap();
+        let key_dir = tempfile::tempdir().unwrap();
         let out = Command::new(server_binary())
             .args(["seed", "--json", "--data-dir"])
             .arg(data_dir.path())
+            .arg("--key-dir")
+            .arg(key_dir.path())
             .output()
             .unwrap();
         // Its stderr is the server's error chain (synthetic data only): say why.
@@ -116,7 +119,6 @@ impl ServerProcess {
             String::from_utf8_lossy(&out.stderr)
         );
         let seed: Seed = serde_json::from_slice(&out.stdout).unwrap();
-        let key_dir = tempfile::tempdir().unwrap();
         let (child, url) = serve(data_dir.path(), key_dir.path(), "127.0.0.1:0");
         ServerProcess {
             url,
@@ -177,6 +179,8 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(self.data_dir.path())
+            .arg("--key-dir")
+            .arg(self.key_dir.path())
             .output()
             .unwrap();
         assert!(out.status.success(), "revoke-device failed");
@@ -188,6 +192,8 @@ impl ServerProcess {
         let out = Command::new(server_binary())
             .args(["audit", "verify", "--data-dir"])
             .arg(self.data_dir.path())
+            .arg("--key-dir")
+            .arg(self.key_dir.path())
             .output()
             .unwrap();
         assert!(
@@ -202,11 +208,22 @@ impl ServerProcess {
         self.data_dir.path().join("tls/ca.pem")
     }
 
-    /// A read-only connection to the server's SQLite database.
+    /// A read-only connection to the server's SQLite database, opened with its key (the
+    /// file is encrypted at rest).
     pub fn db(&self) -> rusqlite::Connection {
+        let location = clinicdesk_server::state::embedded_location(
+            self.data_dir.path(),
+            &clinicdesk_server::secrets::kek::KeyFileProvider::new(self.key_dir.path()),
+        )
+        .unwrap();
+        let clinicdesk_server::store::StoreLocation::Embedded(file) = location else {
+            unreachable!("embedded_location is the embedded store")
+        };
         rusqlite::Connection::open_with_flags(
-            self.data_dir.path().join("clinicdesk.sqlite3"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            clinicdesk_server::store::at_rest::uri_filename(&file)
+                .unwrap()
+                .as_str(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
         )
         .unwrap()
     }

@@ -2,7 +2,9 @@
 //! with initdb in a fresh directory under the system temp dir (which the `postgres` user
 //! can reach when we run as root), started with pg_ctl on a free port, stopped and removed when
 //! dropped. Durability is switched off (fsync, synchronous commit): nothing here outlives
-//! the run.
+//! the run. It speaks TLS too, with a certificate for `localhost` and `127.0.0.1` from a CA
+//! of its own ([`Cluster::ca_file`]), for the test of the server's verified TLS to its
+//! database; the admin URL the suite gets asks for no TLS, as before.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,10 +55,14 @@ impl Cluster {
                     .arg(&data),
             )
             .context("initdb")?;
+        cluster
+            .make_certificates()
+            .context("making the cluster's TLS certificates")?;
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            cluster.dir.display()
+            "-c listen_addresses=127.0.0.1 -p {port} -k {dir} -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+             -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+            dir = cluster.dir.display()
         );
         cluster
             .run(
@@ -71,9 +77,75 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The superuser's URL (trust authentication on loopback, throwaway cluster).
+    /// The superuser's URL (trust authentication on loopback, throwaway cluster), without
+    /// TLS: the suite's traffic stays as it was; the TLS test asks for it itself.
     pub fn admin_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// The CA that signed the cluster's TLS certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A CA and a server certificate it signs for `localhost` and `127.0.0.1` (P-256, two
+    /// days), made by the user the cluster runs as, so the key is theirs and private.
+    fn make_certificates(&self) -> Result<()> {
+        let dir = &self.dir;
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )?;
+        let openssl = |args: &[&str]| -> Result<()> {
+            let mut cmd = Command::new("openssl");
+            cmd.args(args).current_dir(dir);
+            self.run(&mut cmd)
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", "/CN=ClinicDesk test database CA"],
+            ]
+            .concat(),
+        )?;
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+                &["-subj", "/CN=localhost"],
+            ]
+            .concat(),
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ])
     }
 
     fn run(&self, cmd: &mut Command) -> Result<()> {

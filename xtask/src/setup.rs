@@ -40,6 +40,8 @@ const TEST_PACKAGES: &[&str] = &[
     "webkit2gtk-driver",
     "libsecret-tools",
     POSTGRES_PACKAGE,
+    // The PostgreSQL leg's TLS certificates.
+    "openssl",
     "testssl.sh",
 ];
 

@@ -20,6 +20,7 @@ use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::secrets::field_cipher::{DataKey, SealedOf};
 use crate::secrets::kek::{KekError, KekVersion};
+use crate::secrets::store_key::{self, StoreKeyError};
 use crate::state::AppState;
 use crate::store::field_keys::{self as stored, Purpose, Rotation};
 use crate::store::{ClinicTx, clinics};
@@ -45,6 +46,8 @@ pub struct RotationReport {
     pub resumed: bool,
     pub clinics: u64,
     pub keys_rewrapped: u64,
+    /// Whether the embedded store's database key was rewrapped too.
+    pub store_key_rewrapped: bool,
     pub values_reencrypted: u64,
     /// Old data keys deleted once nothing was sealed under them.
     pub data_keys_destroyed: u64,
@@ -56,6 +59,10 @@ pub enum KeysError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Provider(#[from] KekError),
+    #[error(transparent)]
+    StoreKey(#[from] StoreKeyError),
+    #[error("the embedded database's key is still wrapped under {0}; run `keys rotate` first")]
+    StoreKeyStillWrapped(KekVersion),
     #[error("key-encryption key {0} is the current one; rotate first")]
     RetireCurrent(KekVersion),
     #[error("a key rotation has not finished; run `keys rotate` again to finish it first")]
@@ -130,6 +137,8 @@ pub async fn rotate(
         }
         report.clinics += 1;
     }
+    // The database key is the store's, not a clinic's: no clinic's trail records it.
+    report.store_key_rewrapped = store_key::rewrap(&state.data_dir, state.keys.as_ref(), kek)?;
     stored::finish_rotation(store, rotation.id, state.clock.now_ms()).await?;
     Ok(report)
 }
@@ -286,6 +295,8 @@ pub struct KeyStatus {
     pub current: u32,
     /// (version, clinic keys it wraps), every version on file.
     pub versions: Vec<(u32, u64)>,
+    /// The version the embedded store's database key is wrapped under (none on PostgreSQL).
+    pub store_key: Option<u32>,
     pub rotation_unfinished: bool,
 }
 
@@ -310,6 +321,7 @@ pub async fn status(state: &AppState, console: &Console) -> Result<KeyStatus, Ke
             .into_iter()
             .map(|v| (v.0, counts.get(&v.0).copied().unwrap_or(0)))
             .collect(),
+        store_key: store_key::wrapped_under(&state.data_dir)?.map(|v| v.0),
         rotation_unfinished: stored::unfinished_rotation(&state.store).await?.is_some(),
     })
 }
@@ -335,6 +347,9 @@ pub async fn retire(state: &AppState, console: &Console, version: u32) -> Result
             version,
             keys: in_use,
         });
+    }
+    if status.store_key == Some(version.0) {
+        return Err(KeysError::StoreKeyStillWrapped(version));
     }
     state.keys.retire(version)?;
     Ok(())

@@ -8,3 +8,4 @@ pub mod key_file;
 pub mod passwords;
 pub mod random;
 pub mod seal;
+pub mod store_key;

@@ -10,7 +10,7 @@
 //! `time` and itself, so it holds no rule about content (`cargo xtask tidy`,
 //! `store-imports`). Nothing outside it writes SQL, and nothing gets its pool.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -19,7 +19,6 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{Appointment, ClinicalSummary, Patient, UserInfo};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
 use uuid::Uuid;
 
@@ -27,6 +26,7 @@ use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use sql::Script;
 
+pub mod at_rest;
 pub mod audit_events;
 pub mod audit_log;
 pub mod audit_query;
@@ -42,6 +42,7 @@ pub mod field_keys;
 pub mod mfa;
 pub mod operators;
 pub mod patients;
+pub mod postgres_tls;
 pub mod private_files;
 pub mod provisionings;
 pub mod records;
@@ -52,6 +53,7 @@ pub mod tx;
 pub mod users;
 pub mod working_hours;
 
+pub use at_rest::{DatabaseKey, EmbeddedFile};
 pub use audit_events::{Alert, EventRow, Written};
 pub use audit_log::NodeRows;
 pub use clinics::NewClinic;
@@ -74,8 +76,8 @@ pub const MAX_SESSIONS_PER_USER: i64 = 2;
 /// Where the server keeps its data.
 #[derive(Clone)]
 pub enum StoreLocation {
-    /// `clinicdesk.sqlite3` in the data directory: no service to run.
-    Embedded(PathBuf),
+    /// `clinicdesk.sqlite3` in the data directory, encrypted under its key: no service to run.
+    Embedded(EmbeddedFile),
     /// A PostgreSQL database (the URLs may carry passwords, so they are never printed).
     Postgres {
         /// What the server works through: best a login role that is only a member of
@@ -90,7 +92,7 @@ pub enum StoreLocation {
 impl std::fmt::Debug for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Embedded(path) => f.debug_tuple("Embedded").field(path).finish(),
+            Self::Embedded(file) => f.debug_tuple("Embedded").field(&file.path).finish(),
             Self::Postgres { .. } => f.write_str("Postgres(..)"),
         }
     }
@@ -112,10 +114,16 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// The embedded store's file in a data directory.
+pub const EMBEDDED_FILE: &str = "clinicdesk.sqlite3";
+
 impl StoreLocation {
-    /// The embedded store of a data directory.
-    pub fn in_data_dir(data_dir: &Path) -> Self {
-        Self::Embedded(data_dir.join("clinicdesk.sqlite3"))
+    /// The embedded store of a data directory, under its key.
+    pub fn in_data_dir(data_dir: &Path, key: DatabaseKey) -> Self {
+        Self::Embedded(EmbeddedFile {
+            path: data_dir.join(EMBEDDED_FILE),
+            key,
+        })
     }
 
     /// A PostgreSQL database whose URL's role owns the schema (migrations run through it).
@@ -126,24 +134,24 @@ impl StoreLocation {
         }
     }
 
-    /// PostgreSQL when `database_url` is given, else the data directory's SQLite file.
-    pub fn choose(
+    /// PostgreSQL when `database_url` is given; `None` means the data directory's embedded
+    /// store (whose key the caller brings).
+    pub fn postgres(
         database_url: Option<&str>,
         migration_url: Option<&str>,
-        data_dir: &Path,
-    ) -> Result<Self, UnsupportedDatabaseUrl> {
+    ) -> Result<Option<Self>, UnsupportedDatabaseUrl> {
         let migration_url = migration_url.filter(|u| !u.is_empty());
         match database_url.filter(|u| !u.is_empty()) {
             None if migration_url.is_some() => Err(UnsupportedDatabaseUrl::Migration),
-            None => Ok(Self::in_data_dir(data_dir)),
+            None => Ok(None),
             Some(url) if !is_postgres(url) => Err(UnsupportedDatabaseUrl::NotPostgres),
             Some(_) if migration_url.is_some_and(|m| !is_postgres(m)) => {
                 Err(UnsupportedDatabaseUrl::Migration)
             }
-            Some(url) => Ok(Self::Postgres {
+            Some(url) => Ok(Some(Self::Postgres {
                 url: url.to_owned(),
                 migration_url: migration_url.map(str::to_owned),
-            }),
+            })),
         }
     }
 }
@@ -168,9 +176,10 @@ impl DatabaseUrls {
         Self { url, migration_url }
     }
 
-    /// Where the data of `data_dir` lives under these settings.
-    pub fn location(&self, data_dir: &Path) -> Result<StoreLocation, UnsupportedDatabaseUrl> {
-        StoreLocation::choose(self.url.as_deref(), self.migration_url.as_deref(), data_dir)
+    /// The PostgreSQL database these settings name, or `None` for the data directory's
+    /// embedded store.
+    pub fn postgres(&self) -> Result<Option<StoreLocation>, UnsupportedDatabaseUrl> {
+        StoreLocation::postgres(self.url.as_deref(), self.migration_url.as_deref())
     }
 }
 
@@ -198,6 +207,52 @@ pub struct Store {
     backend: Backend,
     /// On SQLite, writers of the busy paths take turns here (see [`Store::begin_write`]).
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Closes the pool when the last clone of the store goes.
+    _closer: Arc<CloseOnDrop>,
+}
+
+/// Closes a pool's connections, and waits until each is closed, when dropped. sqlx closes
+/// a dropped pool's SQLite connections later, on their worker threads; SQLCipher frees its
+/// private heap in an `atexit` handler, so a process that exits while such a close is under
+/// way can crash in it (seen: about one exit in fifty). When the last clone of a [`Store`]
+/// goes, nothing holds a connection any more (each is taken by a method of the store, which
+/// borrows it), so this wait is only for the idle ones.
+#[derive(Debug)]
+struct CloseOnDrop(AnyPool);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let pool = self.0.clone();
+        if pool.is_closed() {
+            return;
+        }
+        // On a thread and runtime of its own: this may run inside a runtime, where blocking
+        // on a future is not allowed.
+        let closing = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), pool.close()).await;
+            });
+        });
+        let _ = closing.join();
+    }
+}
+
+impl Store {
+    fn new(pool: AnyPool, backend: Backend) -> Self {
+        Self {
+            _closer: Arc::new(CloseOnDrop(pool.clone())),
+            pool,
+            backend,
+            writer: Arc::default(),
+        }
+    }
 }
 
 /// A boolean expression's value: PostgreSQL answers a boolean, SQLite an integer.
@@ -227,18 +282,24 @@ impl Store {
         }
     }
 
-    async fn open_sqlite(file: &Path) -> Result<Self, ServerError> {
-        private_files::private_database(file).map_err(|e| {
+    async fn open_sqlite(file: &EmbeddedFile) -> Result<Self, ServerError> {
+        let private = |e: std::io::Error| {
             tracing::error!(error = %e, "the data directory cannot be made private");
             ServerError::Internal("data directory not private")
-        })?;
-        let url = SqliteConnectOptions::new()
-            .filename(file)
-            .create_if_missing(true)
-            .to_url_lossy();
+        };
+        if at_rest::encrypt_plaintext(file).await? {
+            tracing::info!("the embedded store was plaintext (an older version's): now encrypted");
+        }
+        private_files::private_database(&file.path).map_err(private)?;
+        let url = at_rest::any_url(file)?;
         // Streaming reads (the verifier walks millions of rows) are slow by design; the
         // slow-statement warning would only alarm operators.
-        let options = AnyConnectOptions::from_url(&url)?.disable_statement_logging();
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        {
+            let mut first = at_rest::sqlite_options(file)?.connect().await?;
+            at_rest::check_keyed(&mut first).await?;
+            first.close().await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .after_connect(|conn, _| {
@@ -253,15 +314,14 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|_| ServerError::Internal("migration failed"))?;
-        Ok(Self {
-            pool,
-            backend: Backend::Sqlite,
-            writer: Arc::default(),
-        })
+        Ok(Self::new(pool, Backend::Sqlite))
     }
 
     async fn open_postgres(url: &str, migration_url: Option<&str>) -> Result<Self, ServerError> {
-        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        let url = postgres_tls::verified(url)?;
+        let migration_url = migration_url.map(postgres_tls::verified).transpose()?;
+        let migration_url = migration_url.as_deref();
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         // Migrations run as the schema owner, on a connection of their own.
         let owner_options = match migration_url {
             Some(m) => AnyConnectOptions::from_str(m)?.disable_statement_logging(),
@@ -286,11 +346,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Self {
-            pool,
-            backend: Backend::Postgres,
-            writer: Arc::default(),
-        };
+        let store = Self::new(pool, Backend::Postgres);
         if store.owner_reachable().await? {
             tracing::warn!(
                 "the server's database role can act as the schema owner: a session could RESET ROLE \
@@ -349,7 +405,8 @@ mod tests {
     }
 
     async fn scratch_store(dir: &std::path::Path) -> Store {
-        let store = Store::open(&StoreLocation::Embedded(dir.join("t.db")))
+        let key = DatabaseKey::from_bytes(zeroize::Zeroizing::new([1; 32]));
+        let store = Store::open(&StoreLocation::in_data_dir(dir, key))
             .await
             .unwrap();
         sqlx::query("CREATE TABLE scratch (a INTEGER PRIMARY KEY)")

@@ -506,12 +506,10 @@ fn a_route_without_a_policy_rule_cannot_be_served() {
     use clinicdesk_server::http::router::{RouteDef, RouterError, build_router_from, route_defs};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state = rt
-        .block_on(clinicdesk_server::AppState::open(
-            dir.path(),
-            std::sync::Arc::new(clinicdesk_server::time::SystemClock),
-        ))
-        .unwrap();
+    let state = rt.block_on(crate::harness::state_in(
+        dir.path(),
+        std::sync::Arc::new(clinicdesk_server::time::SystemClock),
+    ));
     let mut defs = route_defs();
     defs.push(RouteDef {
         method: "GET",

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use clinicdesk_server::http::tls;
+use clinicdesk_server::secrets::kek::KeyFileProvider;
 use clinicdesk_server::store::{Store, StoreLocation};
 
 fn mode(path: &Path) -> u32 {
@@ -25,6 +26,13 @@ fn modes(dir: &Path) -> Vec<(String, u32)> {
         }
     }
     out
+}
+
+/// The embedded store of `data` as the CLI opens it: its key wrapped by the key files in
+/// their default place beside it.
+fn default_location(data: &Path) -> StoreLocation {
+    let keys = KeyFileProvider::new(KeyFileProvider::default_dir(data));
+    clinicdesk_server::state::embedded_location(data, &keys).unwrap()
 }
 
 #[tokio::test]
@@ -47,9 +55,7 @@ async fn the_data_directory_and_every_file_in_it_are_the_servers_alone() {
     );
     tls::ensure_local_ca(&data).unwrap();
     // An open store has its WAL and shared-memory files beside the database.
-    let store = Store::open(&StoreLocation::in_data_dir(&data))
-        .await
-        .unwrap();
+    let store = Store::open(&default_location(&data)).await.unwrap();
     store
         .create_clinic(uuid::Uuid::now_v7(), "Clinic", 900, "UTC", 0)
         .await
@@ -74,9 +80,7 @@ async fn the_data_directory_and_every_file_in_it_are_the_servers_alone() {
     let db = data.join("clinicdesk.sqlite3");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let store = Store::open(&StoreLocation::in_data_dir(&data))
-        .await
-        .unwrap();
+    let store = Store::open(&default_location(&data)).await.unwrap();
     assert_eq!((mode(&data), mode(&db)), (0o700, 0o600));
     drop(store);
 }

@@ -14,14 +14,14 @@ use clinicdesk_server::admin::seed::{SeedReport, seed_clinic};
 use clinicdesk_server::http::tls;
 use clinicdesk_server::secrets::kek::KeyFileProvider;
 use clinicdesk_server::sign_in::mfa::totp::{STEP_SECS, TotpSecret};
-use clinicdesk_server::store::{Store, StoreLocation};
+use clinicdesk_server::state::embedded_location;
+use clinicdesk_server::store::{Store, StoreLocation, at_rest};
 use clinicdesk_server::time::{Clock, ManualClock};
 use clinicdesk_server::{AppState, build_router};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use sqlx::any::AnyPoolOptions;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Executor, Row};
+use sqlx::{Executor, Row};
 use uuid::Uuid;
 
 /// Per (clinic, username), shared by the instances of one deployment.
@@ -60,7 +60,7 @@ pub struct PostgresUrls {
 }
 
 /// The login role test servers use on the PostgreSQL leg.
-const SERVER_LOGIN: &str = "clinicdesk_test_server";
+pub const SERVER_LOGIN: &str = "clinicdesk_test_server";
 
 /// Creates the server's login role once per test process: roles are cluster-wide, and the
 /// application role may not exist yet (the first migration makes it too, and tolerates this).
@@ -120,16 +120,29 @@ impl PostgresUrls {
 /// SQLite the same file (sqlx's 5 s busy timeout waits out the server's writers).
 pub async fn own_pool(location: &StoreLocation) -> sqlx::AnyPool {
     let url = match location {
-        StoreLocation::Embedded(file) => SqliteConnectOptions::new()
-            .filename(file)
-            .to_url_lossy()
-            .to_string(),
+        StoreLocation::Embedded(file) => at_rest::any_url(file).unwrap().to_string(),
         StoreLocation::Postgres { url, migration_url } => {
             migration_url.as_ref().unwrap_or(url).clone()
         }
     };
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new().connect(&url).await.unwrap()
+}
+
+/// Writes a plaintext copy of the SQLCipher store that `pool` opens to `to` (SQLCipher's
+/// export into a database attached with an empty key).
+pub async fn export_plaintext(pool: &sqlx::AnyPool, to: &std::path::Path) {
+    let mut conn = pool.acquire().await.unwrap();
+    let attach = format!(
+        "ATTACH DATABASE '{}' AS plaintext KEY ''",
+        to.to_str().unwrap()
+    );
+    conn.execute(sqlx::AssertSqlSafe(attach)).await.unwrap();
+    sqlx::query("SELECT sqlcipher_export('plaintext')")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    conn.execute("DETACH DATABASE plaintext").await.unwrap();
 }
 
 /// The test's own pool on the database at `location` as the server's role has it: on
@@ -152,9 +165,35 @@ pub async fn app_role_pool(location: &StoreLocation) -> sqlx::AnyPool {
         .unwrap()
 }
 
-/// Where a test server's data lives: its PostgreSQL database, or `dir`'s SQLite file.
-fn location_of(database: Option<&PostgresUrls>, dir: &std::path::Path) -> StoreLocation {
-    database.map_or_else(|| StoreLocation::in_data_dir(dir), PostgresUrls::location)
+/// Where a test server's data lives: its PostgreSQL database, or `dir`'s SQLite file under
+/// its database key (wrapped by the keys in `key_dir`).
+fn location_of(
+    database: Option<&PostgresUrls>,
+    dir: &std::path::Path,
+    key_dir: &std::path::Path,
+) -> StoreLocation {
+    database.map_or_else(
+        || embedded_location(dir, &KeyFileProvider::new(key_dir)).unwrap(),
+        PostgresUrls::location,
+    )
+}
+
+/// The key-encryption keys of a test's own data directory (not a [`TestServer`]'s): in a
+/// `kek` folder inside it, so they go with it.
+pub fn keys_in(dir: &std::path::Path) -> Arc<KeyFileProvider> {
+    Arc::new(KeyFileProvider::new(dir.join("kek")))
+}
+
+/// The embedded store of a test's own data directory, under its key ([`keys_in`]).
+pub fn embedded_in(dir: &std::path::Path) -> StoreLocation {
+    embedded_location(dir, keys_in(dir).as_ref()).unwrap()
+}
+
+/// A server's state on a test's own data directory ([`embedded_in`]).
+pub async fn state_in(dir: &std::path::Path, clock: Arc<dyn Clock>) -> AppState {
+    AppState::open_at(&embedded_in(dir), dir, clock, keys_in(dir))
+        .await
+        .unwrap()
 }
 
 /// A command of the server's CLI on this test server's database.
@@ -222,8 +261,8 @@ impl TestServer {
     pub async fn start_with(make: impl FnOnce(AppState) -> axum::Router) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let database = fresh_postgres_database().await;
-        let location = location_of(database.as_ref(), dir.path());
         let key_dir = Arc::new(tempfile::tempdir().unwrap());
+        let location = location_of(database.as_ref(), dir.path(), key_dir.path());
         Self::serve(
             dir,
             key_dir,
@@ -241,7 +280,7 @@ impl TestServer {
     pub async fn another_instance(&self) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         copy_keys(self.dir.path(), dir.path());
-        let location = location_of(self.database.as_ref(), self.dir.path());
+        let location = location_of(self.database.as_ref(), self.dir.path(), self.key_dir.path());
         let mut other = Self::serve(
             dir,
             Arc::clone(&self.key_dir),
@@ -264,10 +303,14 @@ impl TestServer {
         clock: ManualClock,
         make: impl FnOnce(AppState) -> axum::Router,
     ) -> TestServer {
-        let state = AppState::open_at(&location, dir.path(), Arc::new(clock.clone()))
-            .await
-            .unwrap()
-            .with_key_provider(Arc::new(KeyFileProvider::new(key_dir.path())));
+        let state = AppState::open_at(
+            &location,
+            dir.path(),
+            Arc::new(clock.clone()),
+            Arc::new(KeyFileProvider::new(key_dir.path())),
+        )
+        .await
+        .unwrap();
         let store = state.store.clone();
         let files = tls::ensure_local_ca(dir.path()).unwrap();
         let config = tls::server_config(&files).unwrap();
@@ -361,6 +404,19 @@ impl TestServer {
             .get_or_init(|| own_pool(&self.location))
             .await
             .clone()
+    }
+
+    /// Every page of the embedded store as the key opens it: a plaintext copy made with
+    /// SQLCipher's export (the live file is encrypted whole, so reading its bytes proves
+    /// nothing about what the server put in it).
+    pub async fn decrypted_image(&self) -> Vec<u8> {
+        assert!(self.database.is_none(), "the embedded store only");
+        let out = tempfile::tempdir().unwrap();
+        let plain = out.path().join("plain.sqlite3");
+        export_plaintext(&self.owner_pool().await, &plain).await;
+        let bytes = std::fs::read(&plain).unwrap();
+        assert!(bytes.starts_with(b"SQLite format 3\0"), "a plaintext image");
+        bytes
     }
 
     /// A pool of the test's own as the server's role ([`app_role_pool`]), for tests of what

@@ -7,11 +7,11 @@
 use clinicdesk_protocol::audit::{Hash32, SignedAuditEvent};
 use clinicdesk_protocol::merkle::{Frontier, verify_consistency, verify_inclusion};
 use clinicdesk_server::audit::log;
-use clinicdesk_server::store::StoreLocation;
+use clinicdesk_server::store::{StoreLocation, at_rest};
 use sqlx::Row;
 
 use crate::audit_log::event;
-use crate::harness::own_pool;
+use crate::harness::{embedded_in, own_pool, state_in};
 use crate::tamper::{enroll, seeded_store, sign, upload};
 
 #[tokio::test]
@@ -33,7 +33,7 @@ async fn every_proof_of_every_size_verifies_against_the_events() {
         clock.advance_ms(1000);
         upload(&state, &device, batch).await;
     }
-    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
+    let db = own_pool(&embedded_in(dir.path())).await;
     let mut conn = db.acquire().await.unwrap();
     let hashes: Vec<Hash32> =
         sqlx::query("SELECT hash FROM audit_events WHERE clinic_id = $1 ORDER BY leaf_index")
@@ -97,7 +97,7 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
         clock.advance_ms(1000);
         upload(&state, &device, vec![sign(&device, e)]).await;
     }
-    let location = StoreLocation::in_data_dir(dir.path());
+    let location = embedded_in(dir.path());
     let db = own_pool(&location).await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
         .fetch_one(&db)
@@ -109,11 +109,12 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
 
     // Back to a data directory from before the log: no places, no subtrees, no
     // checkpoints, no upload progress (triggers set aside to get there, then restored).
-    let file = dir.path().join("clinicdesk.sqlite3");
-    let raw =
-        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&file))
-            .await
-            .unwrap();
+    let StoreLocation::Embedded(file) = &location else {
+        unreachable!("embedded_in is the embedded store")
+    };
+    let raw = sqlx::SqlitePool::connect_with(at_rest::sqlite_options(file).unwrap())
+        .await
+        .unwrap();
     let triggers: Vec<(String, String)> =
         sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
             .fetch_all(&raw)
@@ -141,9 +142,7 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
     }
     raw.close().await;
 
-    let state = clinicdesk_server::AppState::open(dir.path(), std::sync::Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let state = state_in(dir.path(), std::sync::Arc::new(clock.clone())).await;
     let db = own_pool(&location).await;
     let unplaced: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE leaf_index IS NULL")

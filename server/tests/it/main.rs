@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod at_rest;
 mod audit_log;
 mod authz_matrix;
 mod booking;

@@ -4,10 +4,10 @@
 //! having tested nothing.
 
 use clinicdesk_server::scope::{ClinicScope, Console};
-use clinicdesk_server::store::{Backend, NewPatient, Store};
+use clinicdesk_server::store::{Backend, NewPatient, Store, StoreLocation};
 use uuid::Uuid;
 
-use crate::harness::fresh_postgres_database;
+use crate::harness::{SERVER_LOGIN, fresh_postgres_database};
 
 fn patient(name: &str) -> NewPatient {
     NewPatient {
@@ -109,4 +109,84 @@ async fn row_level_security_confines_an_unfiltered_query_to_the_scopes_clinic() 
         .await
         .unwrap();
     assert_eq!(all, 6);
+}
+
+/// The server reaches PostgreSQL over TLS when its URL asks for `verify-full` (each of its
+/// connections is TLS, as the database itself reports), checks the database's certificate
+/// against the root it was given (another CA's root is refused), and refuses a database off
+/// loopback whose URL asks for less before connecting at all. This test reaches the
+/// throwaway cluster on 127.0.0.1 only (tests stay on loopback), so the rule that adds
+/// `verify-full` to a URL naming a host elsewhere is checked on the URLs themselves
+/// (`store::postgres_tls`'s unit test), not against a remote server.
+#[tokio::test]
+async fn the_server_speaks_verified_tls_to_postgres_and_refuses_less_off_loopback() {
+    use sqlx::Connection;
+    let (Some(database), Ok(ca)) = (
+        fresh_postgres_database().await,
+        std::env::var("CLINICDESK_TEST_POSTGRES_CA"),
+    ) else {
+        panic!(
+            "this test needs PostgreSQL with TLS: CLINICDESK_TEST_POSTGRES_URL and \
+             CLINICDESK_TEST_POSTGRES_CA (`cargo xtask test` sets both on its PostgreSQL leg)"
+        );
+    };
+    let with_root = |url: &str, root: &str| {
+        assert!(
+            url.contains("sslmode=disable"),
+            "the leg's URLs ask for no TLS"
+        );
+        url.replace(
+            "sslmode=disable",
+            &format!("sslmode=verify-full&sslrootcert={root}"),
+        )
+    };
+    let store = Store::open(&StoreLocation::Postgres {
+        url: with_root(&database.server, &ca),
+        migration_url: Some(with_root(&database.owner, &ca)),
+    })
+    .await
+    .unwrap();
+    store
+        .create_clinic(Uuid::now_v7(), "Clinic", 900, "UTC", 0)
+        .await
+        .unwrap();
+    let mut owner = sqlx::PgConnection::connect(&database.owner).await.unwrap();
+    let (over_tls, all): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_activity a
+         JOIN pg_stat_ssl s USING (pid)
+         WHERE a.datname = current_database() AND a.usename = $1",
+    )
+    .bind(SERVER_LOGIN)
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert!(all > 0, "the server has connections open");
+    assert_eq!(over_tls, all, "every one of them over TLS");
+    drop(store);
+
+    // A root the database's certificate does not chain to: no connection.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(&other, stranger.cert.pem()).unwrap();
+    let other = other.to_str().unwrap();
+    assert!(
+        Store::open(&StoreLocation::Postgres {
+            url: with_root(&database.server, other),
+            migration_url: Some(with_root(&database.owner, other)),
+        })
+        .await
+        .is_err(),
+        "a certificate from another root is refused"
+    );
+
+    // Off loopback and asking for less than verify-full: refused, naming what to give.
+    // (`.invalid` never resolves: nothing is looked up or contacted.)
+    let err = Store::open(&StoreLocation::postgres_as_owner(
+        "postgres://clinicdesk@db.clinicdesk.invalid/clinicdesk?sslmode=require",
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("verify-full"), "{err}");
+    owner.close().await.unwrap();
 }

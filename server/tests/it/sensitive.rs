@@ -53,25 +53,12 @@ async fn search_ids(server: &TestServer, token: &str, q: &str) -> (u16, Vec<Stri
     (status, ids)
 }
 
-/// Every byte the database holds, as text: the SQLite file and its WAL, or (PostgreSQL)
-/// every row of every table as the schema owner reads it.
+/// Every byte the database holds, as text, as someone with its key reads it: the SQLite
+/// store decrypted whole, or (PostgreSQL) every row of every table as the schema owner
+/// reads it.
 async fn everything_stored(server: &TestServer) -> String {
     match &server.database {
-        None => {
-            let mut all = Vec::new();
-            for entry in std::fs::read_dir(server.dir.path()).unwrap() {
-                let path = entry.unwrap().path();
-                if path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("clinicdesk.sqlite3")
-                {
-                    all.extend(std::fs::read(&path).unwrap());
-                }
-            }
-            String::from_utf8_lossy(&all).into_owned()
-        }
+        None => String::from_utf8_lossy(&server.decrypted_image().await).into_owned(),
         Some(_) => {
             let owner = server.owner_pool().await;
             let tables: Vec<String> = sqlx::query_scalar(
@@ -325,6 +312,12 @@ async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_s
         serde_json::from_slice(&cli_ok(&server, &["keys", "status", "--json"])).unwrap();
     assert_eq!(status["current"], 2);
     assert_eq!(status["versions"], json!([[1, 0], [2, 2]]), "{status}");
+    // The embedded store's database key moved with them (PostgreSQL has none).
+    let embedded = server.database.is_none();
+    assert_eq!(
+        status["store_key"],
+        if embedded { json!(2) } else { json!(null) }
+    );
     cli_ok(&server, &["keys", "retire", "--version", "1"]);
     assert!(!server.key_dir.path().join("kek-000001.key").exists());
     let out = run_cli(&server, &["keys", "retire", "--version", "2"]);
@@ -349,6 +342,9 @@ async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_s
         ),
         (&json!(3), &json!(2), &json!(0))
     );
+    assert_eq!(report["store_key_rewrapped"], json!(embedded));
+    // v2 wraps nothing now: retired, and the store still opens (the verify below) under v3.
+    cli_ok(&server, &["keys", "retire", "--version", "2"]);
     assert_eq!(
         search_ids(&server, &front, &ssn(20)).await,
         (200, vec![patients[12].0.to_string()])

@@ -3,7 +3,7 @@
 //! checkpoints (triggers dropped first, as such an attacker would) are all caught, and a
 //! changed event is named. The pristine log is built through the real ingest code.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, RequestSeen, SignedAuditEvent, to_hex};
@@ -13,16 +13,16 @@ use clinicdesk_server::admin::seed::seed_clinic;
 use clinicdesk_server::audit::ingest::ingest;
 use clinicdesk_server::audit::verify::{Findings, Location, Problem, VerifyError, verify_all};
 use clinicdesk_server::secrets::random::{hash_secret, normalize_code};
-use clinicdesk_server::store::{Store, StoreLocation};
+use clinicdesk_server::secrets::store_key;
+use clinicdesk_server::store::{Store, StoreLocation, at_rest};
 use clinicdesk_server::time::ManualClock;
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::audit_log::event;
-use crate::harness::{START_MS, TestDevice, own_pool, rand32};
+use crate::harness::{START_MS, TestDevice, embedded_in, own_pool, rand32, state_in};
 
 const EVENTS_PER_DEVICE: u64 = 12;
 
@@ -108,13 +108,11 @@ pub(crate) async fn upload(state: &AppState, device: &TestDevice, events: Vec<Si
 pub(crate) async fn seeded_store() -> (tempfile::TempDir, ManualClock, AppState, Uuid, Uuid) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);
-    let state = AppState::open(dir.path(), Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let state = state_in(dir.path(), Arc::new(clock.clone())).await;
     let report = seed_clinic(&state.store, &clock, Uuid::from_u128(0xA), "Clinic A", 15)
         .await
         .unwrap();
-    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
+    let db = own_pool(&embedded_in(dir.path())).await;
     let user: String = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
         .fetch_one(&db)
         .await
@@ -152,7 +150,7 @@ async fn build() -> Pristine {
         }
         round += 1;
     }
-    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
+    let db = own_pool(&embedded_in(dir.path())).await;
     let leaves: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events ORDER BY leaf_index")
         .fetch_all(&db)
         .await
@@ -179,7 +177,23 @@ fn pristine() -> &'static Pristine {
 
 /// The tampered copy in `dir` as the verifier reads it (opened as `audit verify` does).
 async fn verifier_store(dir: &Path) -> Store {
-    Store::open(&StoreLocation::in_data_dir(dir)).await.unwrap()
+    Store::open(&embedded_in(dir)).await.unwrap()
+}
+
+/// Copies a test data directory's database with what opens it: its wrapped key and the
+/// key-encryption keys beside it.
+pub(crate) fn copy_store(from: &Path, into: &Path) {
+    std::fs::copy(
+        from.join("clinicdesk.sqlite3"),
+        into.join("clinicdesk.sqlite3"),
+    )
+    .unwrap();
+    std::fs::copy(from.join(store_key::FILE), into.join(store_key::FILE)).unwrap();
+    std::fs::create_dir_all(into.join("kek")).unwrap();
+    for entry in std::fs::read_dir(from.join("kek")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, into.join("kek").join(path.file_name().unwrap())).unwrap();
+    }
 }
 
 /// A copy of the pristine database, opened the way an attacker would: no migrations, no
@@ -188,17 +202,17 @@ async fn attacker_copy(into: &Path) -> SqlitePool {
     attacker_copy_of(pristine().dir.path(), into).await
 }
 
-/// A copy of the database in `from`, opened without triggers.
+/// A copy of the database in `from`, opened without triggers: by an insider who has the
+/// database key too (the file alone opens nothing; `at_rest` tests that).
 async fn attacker_copy_of(from: &Path, into: &Path) -> SqlitePool {
-    let file: PathBuf = into.join("clinicdesk.sqlite3");
-    std::fs::copy(from.join("clinicdesk.sqlite3"), &file).unwrap();
-    let pool = SqlitePool::connect_with(
-        SqliteConnectOptions::new()
-            .filename(&file)
-            .foreign_keys(false),
-    )
-    .await
-    .unwrap();
+    copy_store(from, into);
+    let StoreLocation::Embedded(file) = embedded_in(into) else {
+        unreachable!("embedded_in is the embedded store")
+    };
+    let pool =
+        SqlitePool::connect_with(at_rest::sqlite_options(&file).unwrap().foreign_keys(false))
+            .await
+            .unwrap();
     let triggers: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'")
             .fetch_all(&pool)
@@ -637,6 +651,8 @@ fn the_cli_exits_non_zero_and_names_the_event() {
         let ok = std::process::Command::new(env!("CARGO_BIN_EXE_clinicdesk-server"))
             .args(["audit", "verify", "--data-dir"])
             .arg(dir.path())
+            .arg("--key-dir")
+            .arg(dir.path().join("kek"))
             .output()
             .unwrap();
         assert!(
@@ -658,6 +674,8 @@ fn the_cli_exits_non_zero_and_names_the_event() {
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_clinicdesk-server"))
         .args(["audit", "verify", "--data-dir"])
         .arg(dir.path())
+        .arg("--key-dir")
+        .arg(dir.path().join("kek"))
         .output()
         .unwrap();
     assert!(!bad.status.success());
@@ -734,7 +752,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
     let key = state.audit_key.public_key();
     let clean = verify_all(&state.store, &key, &[]).await.unwrap();
     assert_eq!(clean.alerts, 1);
-    let db = own_pool(&StoreLocation::in_data_dir(dir.path())).await;
+    let db = own_pool(&embedded_in(dir.path())).await;
     let row = sqlx::query(
         "SELECT id, leaf_index, event_json FROM audit_events WHERE action = 'tamper_alert'",
     )
