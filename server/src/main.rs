@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::export::{ClinicKeys, ExportFilters, PatientAccessReport};
 use clinicdesk_protocol::merkle::{SignedCheckpoint, verify_inclusion};
-use clinicdesk_server::admin::{operator, seed};
+use clinicdesk_server::admin::{operator, seed, seed_scale};
 use clinicdesk_server::audit;
 use clinicdesk_server::audit::key::AuditKey;
 use clinicdesk_server::audit::query::AuditQuery;
@@ -145,6 +145,17 @@ enum Command {
         /// workstations (for demos, tests and benchmarks), with progress on stderr.
         #[arg(long, default_value_t = 0)]
         audit_events: u64,
+        /// Instead of the demo clinic, make this many synthetic clinics (each with its
+        /// staff, `--patients` patients, their coverage and a week of appointments), the
+        /// same for the same `--seed` on the same day; clinics already made are left.
+        #[arg(long, conflicts_with = "audit_events")]
+        clinics: Option<u32>,
+        /// Patients in each clinic of `--clinics`.
+        #[arg(long, default_value_t = 500, requires = "clinics")]
+        patients: u32,
+        /// The seed of `--clinics`.
+        #[arg(long, default_value_t = 1, requires = "clinics")]
+        seed: u64,
     },
     /// Issue a one-time device enrollment code for a clinic.
     EnrollmentCode {
@@ -434,8 +445,67 @@ async fn run() -> anyhow::Result<()> {
         Command::Seed {
             data_dir,
             json,
+            clinics: Some(clinics),
+            patients,
+            seed,
+            ..
+        } => {
+            let state = open_state(&db, &data_dir).await?;
+            let spec = seed_scale::ScaleSeed {
+                clinics,
+                patients_per_clinic: patients,
+                seed,
+            };
+            let started = std::time::Instant::now();
+            let mut progress = |done: u32, of: u32| {
+                if done == of || done.is_multiple_of((of / 20).max(1)) {
+                    eprintln!("clinics: {done} / {of}");
+                }
+            };
+            let report = seed_scale::seed_clinics(
+                &state.store,
+                &clinicdesk_server::scope::Console::operator(),
+                &SystemClock,
+                spec,
+                &mut progress,
+            )
+            .await
+            .context("seeding synthetic clinics")?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} clinics made ({} there already), {} patients, {} coverages, {} \
+                     appointments in {:.1} s",
+                    report.clinics_created,
+                    report.clinics_existing,
+                    report.patients,
+                    report.coverages,
+                    report.appointments,
+                    started.elapsed().as_secs_f64()
+                )?;
+                if let Some(first) = report.first_clinic_id {
+                    writeln!(out, "First clinic: {first}")?;
+                }
+                writeln!(
+                    out,
+                    "Users in each clinic: {}; password (synthetic, every user) {}",
+                    report.usernames.join(", "),
+                    report.password
+                )?;
+            }
+            Ok(())
+        }
+        Command::Seed {
+            data_dir,
+            json,
             code_ttl_mins,
             audit_events,
+            clinics: None,
+            ..
         } => {
             clinicdesk_server::store::private_files::private_dir(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;

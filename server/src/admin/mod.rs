@@ -8,4 +8,5 @@ pub mod keys;
 pub mod operator;
 pub mod provisioning;
 pub mod seed;
+pub mod seed_scale;
 pub mod users;

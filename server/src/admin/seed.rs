@@ -155,6 +155,11 @@ impl SharedPassword {
         let hash = passwords::hash(&password)?;
         Ok(Self { password, hash })
     }
+
+    /// The password's argon2id hash, as stored for each user.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
 }
 
 /// [`seed_clinic`] whose staff all get `password`: for making hundreds of synthetic clinics

@@ -48,6 +48,7 @@ pub mod provisionings;
 pub mod records;
 pub mod sessions;
 pub mod sql;
+pub mod synthetic;
 pub mod throttle;
 pub mod tx;
 pub mod users;

@@ -29,6 +29,7 @@ mod postgres_only;
 mod provisioning;
 mod records;
 mod scale_out;
+mod seed_scale;
 mod sensitive;
 mod tamper;
 mod throttle;
