@@ -67,6 +67,10 @@ pub const ALL: &[(&str, Run)] = &[
         "patient_search_p99_ms",
         crate::records::patient_search_p99_ms,
     ),
+    (
+        "import_patients_per_s",
+        crate::records::import_patients_per_s,
+    ),
 ];
 
 fn user() -> UserInfo {

@@ -10,6 +10,12 @@
 //!   10,000 patients among 100,000 (`--quick`: 1,000 among 10,000), each answer's
 //!   disclosure events stored before it leaves, against reading one record by id.
 //!
+//! - `import_patients_per_s`: Synthea patients (the 100 of the server's test export, copied
+//!   under new ids up to 5,000, `--quick` 500) imported by `import --fhir-ndjson` as the CLI
+//!   runs it (read, parsed, validated, each a record with its first version and `create`
+//!   event in its own transaction), against the same stored rows inserted bare, one
+//!   transaction each.
+//!
 //! Embedded SQLite store only for now (the PostgreSQL legs are future work).
 
 use std::time::Instant;
@@ -335,4 +341,114 @@ pub fn patient_search_p99_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             )])
         })
         .context("patient search")
+}
+
+/// The server's Synthea test export (100 patients).
+const SYNTHEA_PATIENTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../server/tests/data/synthea-100-patients/Patient.000.ndjson"
+);
+
+/// `n` Synthea patients: the export's, copied under new resource ids (and the Synthea
+/// identifier that repeats the id) as often as needed, so each is a new source record.
+fn synthea_lines(n: usize) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(SYNTHEA_PATIENTS).context("the Synthea test export")?;
+    let originals: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let mut out = String::new();
+    for i in 0..n {
+        let mut p = originals[i % originals.len()].clone();
+        let id = p["id"].as_str().unwrap_or_default().to_owned();
+        let copy = format!("{id}-{}", i / originals.len());
+        p["id"] = serde_json::Value::String(copy.clone());
+        if let Some(ids) = p["identifier"].as_array_mut() {
+            for ident in ids.iter_mut().filter(|x| x["value"] == id.as_str()) {
+                ident["value"] = serde_json::Value::String(copy.clone());
+            }
+        }
+        out.push_str(&serde_json::to_string(&p)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+pub fn import_patients_per_s(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let n = scale.pick(500, 5_000);
+    runtime()?.block_on(async {
+        let s = served().await?;
+        let console = Console::operator();
+        let export = tempfile::tempdir()?;
+        std::fs::write(export.path().join("Patient.000.ndjson"), synthea_lines(n)?)?;
+        let into = Uuid::now_v7();
+        s.state
+            .store
+            .create_clinic(into, "Import bench", 900, "UTC", 0)
+            .await?;
+        let scope = ClinicScope::of_console(&console, into);
+        let started = Instant::now();
+        let report = clinicdesk_server::admin::import::import_ndjson(
+            &s.state,
+            &console,
+            &scope,
+            export.path(),
+            &mut |_, _| {},
+        )
+        .await?;
+        let imported_per_s = n as f64 / started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.imported == n as u64 && report.skipped.is_empty(),
+            "imported {} of {n}, skipped {}",
+            report.imported,
+            report.skipped.len()
+        );
+
+        // The baseline: the same stored rows (content, name, record number, search keys),
+        // inserted bare into another clinic, one transaction each as the import does.
+        let rows = sqlx::query(
+            "SELECT name, birth_date, mrn, phone, record, given_key, family_key FROM patients
+             WHERE clinic_id = $1",
+        )
+        .bind(into.to_string())
+        .fetch_all(&s.db)
+        .await?;
+        let bare_clinic = Uuid::now_v7();
+        s.state
+            .store
+            .create_clinic(bare_clinic, "Bare bench", 900, "UTC", 0)
+            .await?;
+        let bare_scope = ClinicScope::of_console(&console, bare_clinic);
+        let bare: Vec<clinicdesk_server::store::NewPatient> = rows
+            .iter()
+            .map(|r| clinicdesk_server::store::NewPatient {
+                id: Uuid::now_v7(),
+                name: r.get(0),
+                birth_date: r.get(1),
+                mrn: r.get(2),
+                phone: r.get(3),
+                allergies: Vec::new(),
+                problems: Vec::new(),
+                medications: Vec::new(),
+                record: r.get(4),
+                given: r.get(5),
+                family: r.get(6),
+            })
+            .collect();
+        let started = Instant::now();
+        for p in &bare {
+            s.state.store.insert_patient(&bare_scope, p).await?;
+        }
+        let bare_per_s = bare.len() as f64 / started.elapsed().as_secs_f64();
+        Ok(vec![Metric::new(
+            "import_patients_per_s",
+            imported_per_s,
+            "patients/s",
+            "bare_patient_inserts_per_s",
+            bare_per_s,
+            ">= 5000/s, and at least a third of the bare inserts' rate",
+            imported_per_s >= 5_000.0 && imported_per_s * 3.0 >= bare_per_s,
+        )])
+    })
 }
