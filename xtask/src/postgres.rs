@@ -94,16 +94,14 @@ impl Cluster {
     /// A CA and a server certificate it signs for `localhost` and `127.0.0.1` (P-256, two
     /// days), made by the user the cluster runs as, so the key is theirs and private.
     fn make_certificates(&self) -> Result<()> {
-        let dir = &self.dir;
+        // Absolute paths: as root, `run` goes through runuser, which keeps no working directory.
+        let at = |name: &str| self.dir.join(name).display().to_string();
         std::fs::write(
-            dir.join("server.ext"),
+            at("server.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
         )?;
-        let openssl = |args: &[&str]| -> Result<()> {
-            let mut cmd = Command::new("openssl");
-            cmd.args(args).current_dir(dir);
-            self.run(&mut cmd)
-        };
+        let openssl =
+            |args: &[&str]| -> Result<()> { self.run(Command::new("openssl").args(args)) };
         let ec = [
             "-newkey",
             "ec",
@@ -111,11 +109,19 @@ impl Cluster {
             "ec_paramgen_curve:P-256",
             "-nodes",
         ];
+        let (ca_key, ca, key, csr, crt, ext) = (
+            at("ca.key"),
+            at("ca.pem"),
+            at("server.key"),
+            at("server.csr"),
+            at("server.crt"),
+            at("server.ext"),
+        );
         openssl(
             &[
                 &["req", "-x509"][..],
                 &ec,
-                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-keyout", &ca_key, "-out", &ca, "-days", "2"],
                 &["-subj", "/CN=ClinicDesk test database CA"],
             ]
             .concat(),
@@ -124,8 +130,7 @@ impl Cluster {
             &[
                 &["req"][..],
                 &ec,
-                &["-keyout", "server.key", "-out", "server.csr"],
-                &["-subj", "/CN=localhost"],
+                &["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"],
             ]
             .concat(),
         )?;
@@ -133,18 +138,18 @@ impl Cluster {
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
-            "ca.pem",
+            &ca,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            "server.crt",
+            &crt,
             "-days",
             "2",
             "-extfile",
-            "server.ext",
+            &ext,
         ])
     }
 

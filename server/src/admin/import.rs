@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use clinicdesk_protocol::wire::PatientFields;
 use uuid::Uuid;
 
 use crate::clinical::fhir_patient::{self, Skip};
@@ -90,42 +91,65 @@ pub async fn import_ndjson(
         }
     }
     let total = u64::try_from(lines.len()).unwrap_or(u64::MAX);
-    for (done, (place, line)) in lines.into_iter().enumerate() {
-        let outcome = import_line(state, console, scope, &line).await;
-        match outcome {
-            Ok(Created::New(id)) => {
-                report.imported += 1;
-                report.patients.push(id);
+    let mut done = 0u64;
+    for batch in lines.chunks(BATCH) {
+        // Parsed first; what parses goes in as one transaction.
+        let mut items = Vec::new();
+        let mut named = Vec::new();
+        for (place, line) in batch {
+            match parse_line(line) {
+                Ok((resource, key, fields)) => {
+                    items.push((key, fields));
+                    named.push(resource.unwrap_or_else(|| place.clone()));
+                }
+                Err((resource, reason)) => report.skipped.push(Skipped {
+                    resource: resource.unwrap_or_else(|| place.clone()),
+                    reason,
+                }),
             }
-            Ok(Created::AlreadyImported(id)) => {
-                report.unchanged += 1;
-                report.patients.push(id);
-            }
-            Err(LineError::Skip(resource, reason)) => report.skipped.push(Skipped {
-                resource: resource.unwrap_or(place),
-                reason,
-            }),
-            Err(LineError::Server(e)) => return Err(ImportError::Server(e)),
         }
-        progress(u64::try_from(done + 1).unwrap_or(u64::MAX), total);
+        let answers = records::import_batch(state, console, scope, items)
+            .await
+            .map_err(ImportError::Server)?;
+        for (answer, resource) in answers.into_iter().zip(named) {
+            match answer {
+                Ok(Created::New(id)) => {
+                    report.imported += 1;
+                    report.patients.push(id);
+                }
+                Ok(Created::AlreadyImported(id)) => {
+                    report.unchanged += 1;
+                    report.patients.push(id);
+                }
+                Err(ServerError::BadRequest { field } | ServerError::Conflict { field }) => {
+                    report.skipped.push(Skipped {
+                        resource,
+                        reason: format!("invalid {field}"),
+                    })
+                }
+                Err(e) => return Err(ImportError::Server(e)),
+            }
+        }
+        done += u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        progress(done, total);
     }
     Ok(report)
 }
 
-enum LineError {
-    /// Not taken: the resource (if it names one) and why.
-    Skip(Option<String>, String),
-    Server(ServerError),
-}
+/// Source records per transaction: big enough that a commit and the chain's tip are paid
+/// once for many records, small enough that registrations wait little for the clinic's lock.
+const BATCH: usize = 200;
 
-async fn import_line(
-    state: &AppState,
-    console: &Console,
-    scope: &ClinicScope,
-    line: &str,
-) -> Result<Created, LineError> {
-    let resource: serde_json::Value = serde_json::from_str(line)
-        .map_err(|_| LineError::Skip(None, "not a JSON resource".to_owned()))?;
+/// A source line taken: its resource (as `Patient/<id>`, when it names a usable id), its
+/// source key and its fields.
+type Parsed = (Option<String>, String, PatientFields);
+
+/// A source line not taken: its resource, if named, and why (never a value).
+type NotTaken = (Option<String>, String);
+
+fn parse_line(line: &str) -> Result<Parsed, NotTaken> {
+    let resource: serde_json::Value =
+        serde_json::from_str(line).map_err(|_| (None, "not a JSON resource".to_owned()))?;
     let named = resource["id"]
         .as_str()
         .filter(|id| {
@@ -136,14 +160,8 @@ async fn import_line(
         })
         .map(|id| format!("Patient/{id}"));
     let (key, fields) = fhir_patient::from_fhir(&resource)
-        .map_err(|skip: Skip| LineError::Skip(named.clone(), skip.as_str().to_owned()))?;
-    match records::import(state, console, scope, &key, fields).await {
-        Ok(created) => Ok(created),
-        Err(ServerError::BadRequest { field }) => {
-            Err(LineError::Skip(named, format!("invalid {field}")))
-        }
-        Err(e) => Err(LineError::Server(e)),
-    }
+        .map_err(|skip: Skip| (named.clone(), skip.as_str().to_owned()))?;
+    Ok((named, key, fields))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -345,33 +345,116 @@ pub(crate) async fn store_version(
     body: String,
     reason: String,
 ) -> Result<(), ServerError> {
-    let change = event
-        .change
-        .ok_or(ServerError::Internal("change without version"))?;
-    let patient_id = event.patient_id;
-    let resource_type = event.resource_type.clone();
-    let record_id =
-        Uuid::parse_str(&event.resource_id).map_err(|_| ServerError::Internal("record id"))?;
-    let changed_fields = event.fields.clone();
+    let mut row = version_row(&event, body, reason, by, state.clock.now_ms())?;
     let ids = server_chain::record_in(tx, state, scope, vec![event]).await?;
-    let audit_event_id = *ids
+    row.audit_event_id = *ids
         .first()
         .ok_or(ServerError::Internal("no event recorded"))?;
-    let row = VersionRow {
-        resource_type,
-        record_id,
+    stored::insert_version(tx, &row).await
+}
+
+/// The version a change `event` stores, before its event has its id (nil until then).
+fn version_row(
+    event: &ServerEvent,
+    body: String,
+    reason: String,
+    by: &Writer<'_>,
+    now_ms: i64,
+) -> Result<VersionRow, ServerError> {
+    let change = event
+        .change
+        .as_ref()
+        .ok_or(ServerError::Internal("change without version"))?;
+    Ok(VersionRow {
+        resource_type: event.resource_type.clone(),
+        record_id: Uuid::parse_str(&event.resource_id)
+            .map_err(|_| ServerError::Internal("record id"))?,
         version: change.version,
-        patient_id,
+        patient_id: event.patient_id,
         body,
-        changed_fields,
+        changed_fields: event.fields.clone(),
         actor_user_id: by.user.user_id,
         actor_role: by.user.role,
         device_id: by.device_id,
-        recorded_at_ms: state.clock.now_ms(),
+        recorded_at_ms: now_ms,
         reason,
-        audit_event_id,
+        audit_event_id: Uuid::nil(),
+    })
+}
+
+/// What a new record must have.
+fn required(fields: &PatientFields) -> Result<(), ServerError> {
+    if fields.name.is_none() {
+        return Err(ServerError::BadRequest { field: "name" });
+    }
+    if fields.birth_date.is_none() {
+        return Err(ServerError::BadRequest {
+            field: "birth_date",
+        });
+    }
+    Ok(())
+}
+
+/// A new patient's first version, made ready in the caller's transaction (record number
+/// assigned, SSN sealed) but not yet stored.
+struct NewRecord {
+    content: PatientFields,
+    ssn: Option<SsnIndex>,
+    name: String,
+}
+
+async fn prepare_new(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    mut content: PatientFields,
+) -> Result<NewRecord, ServerError> {
+    match content.mrn.as_deref() {
+        Some("") | None => content.mrn = Some(assign_mrn(tx).await?),
+        Some(mrn) if stored::mrn_taken(tx, mrn).await? => {
+            return Err(ServerError::Conflict { field: "mrn" });
+        }
+        Some(_) => {}
+    }
+    // Sealed before a duplicate check reads the content; a refusal rolls it back.
+    let ssn = seal_ssn(tx, state, &mut content).await?;
+    let name = display_name(&content);
+    Ok(NewRecord { content, ssn, name })
+}
+
+/// Stores `new` as version 1 of a new patient: its row and blind indexes. Answers its id,
+/// its stored content and its `create` event (which the caller records with the version).
+async fn insert_new(
+    tx: &mut ClinicTx,
+    by: &Writer<'_>,
+    new: NewRecord,
+    source_key: Option<&str>,
+) -> Result<(Uuid, String, ServerEvent), ServerError> {
+    let derived = derived(&new.content, &new.name);
+    let body = encode(&new.content)?;
+    let id = Uuid::now_v7();
+    stored::insert_patient_record(tx, id, &body, &derived, source_key).await?;
+    if let Some(index) = new.ssn {
+        field_keys::set_ssn_index(tx, id, &index.whole, &index.last4).await?;
+    }
+    let change = RecordChange {
+        version: 1,
+        before: None,
+        after: content_hash(&body),
     };
-    stored::insert_version(tx, &row).await
+    let route = if source_key.is_some() {
+        IMPORT_ROUTE
+    } else {
+        REGISTER_ROUTE
+    };
+    let event = change_event(
+        by,
+        AuditAction::Create,
+        RecordOf::patient(id),
+        &new.content.present(),
+        change,
+        route,
+    );
+    Ok((id, body, event))
 }
 
 /// Registers a new patient: version 1, its event, its history. A registration that matches
@@ -424,34 +507,62 @@ impl Created {
     }
 }
 
-/// Brings one patient in from another system, as the operator's console: version 1 with
-/// its event and history like a registration, its record number assigned here, its source
-/// id kept so that importing it again changes nothing. Values are checked as a
-/// registration's are (refused by field name).
-pub async fn import(
+/// Brings patients in from another system, as the operator's console, in one transaction
+/// for the batch: each a record with version 1 and its `create` event and history like a
+/// registration, its record number assigned here, its source id kept so that importing it
+/// again changes nothing; the batch's events join the clinic's chain together. Values are
+/// checked as a registration's are: an item refused (by field name) is answered so, and the
+/// others still go in. A failure of the database fails the batch, and none of it is stored.
+pub async fn import_batch(
     state: &AppState,
     console: &Console,
     scope: &ClinicScope,
-    source_key: &str,
-    mut fields: PatientFields,
-) -> Result<Created, ServerError> {
-    normalize(&mut fields);
+    items: Vec<(String, PatientFields)>,
+) -> Result<Vec<Result<Created, ServerError>>, ServerError> {
     let actor = console.actor(scope.clinic_id());
     let by = Writer {
         user: &actor,
         device_id: None,
         seen: console.seen("import"),
     };
-    validate(&fields, today(state.clock.now_ms()))?;
-    create(
-        state,
-        scope,
-        &by,
-        fields,
-        Duplicates::Allowed,
-        Some(source_key),
-    )
-    .await
+    let now = state.clock.now_ms();
+    let mut answers = Vec::with_capacity(items.len());
+    let (mut rows, mut events) = (Vec::new(), Vec::new());
+    let mut tx = state.store.clinic_tx(scope).await?;
+    clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    for (key, mut fields) in items {
+        normalize(&mut fields);
+        if let Err(refused) = validate(&fields, today(now)).and_then(|()| required(&fields)) {
+            answers.push(Err(refused));
+            continue;
+        }
+        if let Some(id) = stored::imported(&mut tx, &key).await? {
+            answers.push(Ok(Created::AlreadyImported(id)));
+            continue;
+        }
+        let new = match prepare_new(&mut tx, state, fields.filled()).await {
+            Ok(new) => new,
+            Err(refused @ (ServerError::BadRequest { .. } | ServerError::Conflict { .. })) => {
+                answers.push(Err(refused));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let (id, body, event) = insert_new(&mut tx, &by, new, Some(&key)).await?;
+        rows.push(version_row(&event, body, String::new(), &by, now)?);
+        events.push(event);
+        answers.push(Ok(Created::New(id)));
+    }
+    let ids = server_chain::record_in(&mut tx, state, scope, events).await?;
+    if ids.len() != rows.len() {
+        return Err(ServerError::Internal("an import event was not recorded"));
+    }
+    for (mut row, audit_event_id) in rows.into_iter().zip(ids) {
+        row.audit_event_id = audit_event_id;
+        stored::insert_version(&mut tx, &row).await?;
+    }
+    tx.commit().await?;
+    Ok(answers)
 }
 
 /// A new record: version 1, its `create` event and its history, in one transaction.
@@ -463,16 +574,7 @@ async fn create(
     duplicates: Duplicates,
     source_key: Option<&str>,
 ) -> Result<Created, ServerError> {
-    if fields.name.is_none() {
-        return Err(ServerError::BadRequest { field: "name" });
-    }
-    if fields.birth_date.is_none() {
-        return Err(ServerError::BadRequest {
-            field: "birth_date",
-        });
-    }
-    let mut content = fields.filled();
-
+    required(&fields)?;
     let mut tx = state.store.clinic_tx(scope).await?;
     // One registration at a time per clinic: record numbers and duplicate checks see
     // every earlier one.
@@ -482,20 +584,12 @@ async fn create(
     {
         return Ok(Created::AlreadyImported(id));
     }
-    match content.mrn.as_deref() {
-        Some("") | None => content.mrn = Some(assign_mrn(&mut tx).await?),
-        Some(mrn) if stored::mrn_taken(&mut tx, mrn).await? => {
-            return Err(ServerError::Conflict { field: "mrn" });
-        }
-        Some(_) => {}
-    }
-    // Sealed before the duplicate check reads the content; a refusal rolls it back.
-    let ssn = seal_ssn(&mut tx, state, &mut content).await?;
-    let name = display_name(&content);
-    let derived = derived(&content, &name);
+    let new = prepare_new(&mut tx, state, fields.filled()).await?;
     if duplicates == Duplicates::Refused {
+        let derived = derived(&new.content, &new.name);
         let candidates =
-            stored::possible_duplicates(&mut tx, &name, derived.birth_date, derived.phone).await?;
+            stored::possible_duplicates(&mut tx, &new.name, derived.birth_date, derived.phone)
+                .await?;
         if !candidates.is_empty() {
             // The answer tells the caller these patients exist: recorded like a search's
             // results, before it leaves (no event, no answer).
@@ -508,30 +602,7 @@ async fn create(
             return Err(ServerError::PossibleDuplicate { candidates });
         }
     }
-    let body = encode(&content)?;
-    let id = Uuid::now_v7();
-    stored::insert_patient_record(&mut tx, id, &body, &derived, source_key).await?;
-    if let Some(index) = ssn {
-        field_keys::set_ssn_index(&mut tx, id, &index.whole, &index.last4).await?;
-    }
-    let change = RecordChange {
-        version: 1,
-        before: None,
-        after: content_hash(&body),
-    };
-    let route = if source_key.is_some() {
-        IMPORT_ROUTE
-    } else {
-        REGISTER_ROUTE
-    };
-    let event = change_event(
-        by,
-        AuditAction::Create,
-        RecordOf::patient(id),
-        &content.present(),
-        change,
-        route,
-    );
+    let (id, body, event) = insert_new(&mut tx, by, new, source_key).await?;
     store_version(&mut tx, state, scope, by, event, body, String::new()).await?;
     tx.commit().await?;
     Ok(Created::New(id))
