@@ -70,6 +70,9 @@ pub enum Permission {
     /// Book, reschedule, cancel and check in appointments: which fields, [`fields::FIELDS`]
     /// says.
     ManageSchedule,
+    /// Bring the clinic's patients in from its old system (a FHIR export) and follow the
+    /// job: writes records and reads none of them back (the job names source ids only).
+    ImportRecords,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
@@ -92,7 +95,7 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         Role::Billing => matches!(permission, ReadDemographics | ManageCoverage),
         Role::Admin => matches!(
             permission,
-            ManageDevices | ManageUsers | ReviewAudit | ManageClinic
+            ManageDevices | ManageUsers | ReviewAudit | ManageClinic | ImportRecords
         ),
     }
 }
@@ -230,6 +233,21 @@ pub const ROUTES: &[RouteRule] = &[
         "POST",
         "/v1/clinic/time-zone",
         Access::Session(Permission::ManageClinic),
+    ),
+    // An import records each record's `create` event in the transaction that writes it.
+    refusals_recorded(
+        rule(
+            "POST",
+            "/v1/imports",
+            Access::Session(Permission::ImportRecords),
+        ),
+        AuditAction::Create,
+        "Patient",
+    ),
+    rule(
+        "GET",
+        "/v1/imports/{import_id}",
+        Access::Session(Permission::ImportRecords),
     ),
     rule("GET", "/v1/users", Access::Session(Permission::ManageUsers)),
     rule(

@@ -87,6 +87,7 @@ mod care_team;
 mod clinics;
 mod devices;
 mod health;
+mod imports;
 pub mod mfa;
 mod patients;
 mod records;
@@ -109,6 +110,7 @@ pub use devices::{
     EscrowedSecret,
 };
 pub use health::Health;
+pub use imports::{ImportJob, ImportSkip, ImportStatus};
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
     Address, CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord,

@@ -6,17 +6,19 @@
 
 use std::path::Path;
 
-use clinicdesk_protocol::wire::PatientFields;
+use clinicdesk_protocol::audit::RequestSeen;
+use clinicdesk_protocol::wire::{ImportJob, ImportSkip, ImportStatus, PatientFields, UserInfo};
 use uuid::Uuid;
 
 use crate::clinical::fhir_patient::{self, Skip};
-use crate::clinical::records::{self, Created};
+use crate::clinical::records::{self, Created, Writer};
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::state::AppState;
+use crate::store::import_jobs as jobs;
 
 /// One source record that was not taken, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Skipped {
     /// `Patient/<id>`, or `<file>:<line>` when the line names no resource.
     pub resource: String,
@@ -24,7 +26,7 @@ pub struct Skipped {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportReport {
     pub imported: u64,
     /// Already imported by an earlier run: left as they are.
@@ -90,9 +92,54 @@ pub async fn import_ndjson(
             }
         }
     }
+    let actor = console.actor(scope.clinic_id());
+    let by = Writer {
+        user: &actor,
+        device_id: None,
+        seen: console.seen("import"),
+    };
     let total = u64::try_from(lines.len()).unwrap_or(u64::MAX);
-    let mut done = 0u64;
-    for batch in lines.chunks(BATCH) {
+    let mut run = Run {
+        lines,
+        next: 0,
+        report,
+    };
+    while run.step(state, &by, scope).await? {
+        progress(run.done(), total);
+    }
+    Ok(run.report)
+}
+
+/// An import under way: its source lines, how far it is, what it has done.
+struct Run {
+    /// (where the line is, for a report that names no resource; the line).
+    lines: Vec<(String, String)>,
+    next: usize,
+    report: ImportReport,
+}
+
+impl Run {
+    fn done(&self) -> u64 {
+        u64::try_from(self.next).unwrap_or(u64::MAX)
+    }
+
+    /// Imports the next batch, as `by`; answers whether there was one.
+    async fn step(
+        &mut self,
+        state: &AppState,
+        by: &Writer<'_>,
+        scope: &ClinicScope,
+    ) -> Result<bool, ImportError> {
+        let Some(batch) = self
+            .lines
+            .get(self.next..(self.next + BATCH).min(self.lines.len()))
+        else {
+            return Ok(false);
+        };
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let report = &mut self.report;
         // Parsed first; what parses goes in as one transaction.
         let mut items = Vec::new();
         let mut named = Vec::new();
@@ -108,7 +155,7 @@ pub async fn import_ndjson(
                 }),
             }
         }
-        let answers = records::import_batch(state, console, scope, items)
+        let answers = records::import_batch(state, by, scope, items)
             .await
             .map_err(ImportError::Server)?;
         for (answer, resource) in answers.into_iter().zip(named) {
@@ -130,10 +177,152 @@ pub async fn import_ndjson(
                 Err(e) => return Err(ImportError::Server(e)),
             }
         }
-        done += u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        progress(done, total);
+        self.next += batch.len();
+        Ok(true)
     }
-    Ok(report)
+}
+
+/// Starts importing the `Patient` lines of `ndjson` (a FHIR Bulk Data file an admin
+/// uploaded) into the scope's clinic, as `admin`: the job is stored, answered at once, and
+/// runs on (its progress stored after each batch, so any instance answers for it).
+pub async fn start(
+    state: &AppState,
+    scope: &ClinicScope,
+    admin: &UserInfo,
+    seen: RequestSeen,
+    ndjson: &str,
+) -> Result<ImportJob, ServerError> {
+    let lines: Vec<(String, String)> = ndjson
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| (format!("line {}", n + 1), l.to_owned()))
+        .collect();
+    let id = Uuid::now_v7();
+    let now = state.clock.now_ms();
+    let total = i64::try_from(lines.len()).map_err(|_| ServerError::PayloadTooLarge)?;
+    let mut tx = state.store.clinic_tx(scope).await?;
+    jobs::insert(
+        &mut tx,
+        id,
+        admin.user_id,
+        total,
+        &report_text(&ImportReport::default())?,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let started = job_of(id, &stored_job(state, scope, id).await?)?;
+    let (state, scope, admin) = (state.clone(), scope.clone(), admin.clone());
+    tokio::spawn(async move {
+        let by = Writer {
+            user: &admin,
+            device_id: seen.session_device_id,
+            seen: seen.clone(),
+        };
+        let mut run = Run {
+            lines,
+            next: 0,
+            report: ImportReport::default(),
+        };
+        let outcome = loop {
+            match run.step(&state, &by, &scope).await {
+                Ok(true) => {
+                    if let Err(e) = record(&state, &scope, id, "running", &run, None).await {
+                        break Err(e);
+                    }
+                }
+                Ok(false) => break Ok(()),
+                Err(ImportError::Server(e)) => break Err(e),
+                Err(ImportError::Read(_)) => break Err(ServerError::Internal("import read")),
+            }
+        };
+        let finished = Some(state.clock.now_ms());
+        let status = if outcome.is_ok() { "done" } else { "failed" };
+        if let Err(e) = &outcome {
+            tracing::error!(import_id = %id, error = %e, "an import job failed");
+        }
+        if let Err(e) = record(&state, &scope, id, status, &run, finished).await {
+            tracing::error!(import_id = %id, error = %e, "an import job's end was not stored");
+        }
+    });
+    Ok(started)
+}
+
+/// Stores how far `run` is.
+async fn record(
+    state: &AppState,
+    scope: &ClinicScope,
+    id: Uuid,
+    status: &str,
+    run: &Run,
+    finished_at_ms: Option<i64>,
+) -> Result<(), ServerError> {
+    let done = i64::try_from(run.next).unwrap_or(i64::MAX);
+    let mut tx = state.store.clinic_tx(scope).await?;
+    jobs::progress(
+        &mut tx,
+        id,
+        status,
+        done,
+        &report_text(&run.report)?,
+        finished_at_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn report_text(report: &ImportReport) -> Result<String, ServerError> {
+    serde_json::to_string(report).map_err(|_| ServerError::Internal("import report"))
+}
+
+async fn stored_job(
+    state: &AppState,
+    scope: &ClinicScope,
+    id: Uuid,
+) -> Result<jobs::JobRow, ServerError> {
+    let mut tx = state.store.clinic_tx(scope).await?;
+    let row = jobs::get(&mut tx, id).await?.ok_or(ServerError::NotFound)?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// The job `id` of the scope's clinic, as far as it is.
+pub async fn job(
+    state: &AppState,
+    scope: &ClinicScope,
+    id: Uuid,
+) -> Result<ImportJob, ServerError> {
+    job_of(id, &stored_job(state, scope, id).await?)
+}
+
+fn job_of(id: Uuid, row: &jobs::JobRow) -> Result<ImportJob, ServerError> {
+    let report: ImportReport = serde_json::from_str(&row.report)
+        .map_err(|_| ServerError::Internal("stored import report malformed"))?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(ImportJob {
+        id,
+        status: match row.status.as_str() {
+            "running" => ImportStatus::Running,
+            "done" => ImportStatus::Done,
+            _ => ImportStatus::Failed,
+        },
+        total: count(row.total),
+        done: count(row.done),
+        imported: report.imported,
+        unchanged: report.unchanged,
+        skipped: report
+            .skipped
+            .into_iter()
+            .map(|s| ImportSkip {
+                resource: s.resource,
+                reason: s.reason,
+            })
+            .collect(),
+        started_at: crate::time::rfc3339(row.started_at_ms)?,
+        finished_at: row.finished_at_ms.map(crate::time::rfc3339).transpose()?,
+    })
 }
 
 /// Source records per transaction: big enough that a commit and the chain's tip are paid

@@ -507,7 +507,7 @@ impl Created {
     }
 }
 
-/// Brings patients in from another system, as the operator's console, in one transaction
+/// Brings patients in from another system, as `by` (the operator's console or an admin), in one transaction
 /// for the batch: each a record with version 1 and its `create` event and history like a
 /// registration, its record number assigned here, its source id kept so that importing it
 /// again changes nothing; the batch's events join the clinic's chain together. Values are
@@ -515,16 +515,10 @@ impl Created {
 /// others still go in. A failure of the database fails the batch, and none of it is stored.
 pub async fn import_batch(
     state: &AppState,
-    console: &Console,
+    by: &Writer<'_>,
     scope: &ClinicScope,
     items: Vec<(String, PatientFields)>,
 ) -> Result<Vec<Result<Created, ServerError>>, ServerError> {
-    let actor = console.actor(scope.clinic_id());
-    let by = Writer {
-        user: &actor,
-        device_id: None,
-        seen: console.seen("import"),
-    };
     let now = state.clock.now_ms();
     let mut answers = Vec::with_capacity(items.len());
     let (mut rows, mut events) = (Vec::new(), Vec::new());
@@ -548,8 +542,8 @@ pub async fn import_batch(
             }
             Err(e) => return Err(e),
         };
-        let (id, body, event) = insert_new(&mut tx, &by, new, Some(&key)).await?;
-        rows.push(version_row(&event, body, String::new(), &by, now)?);
+        let (id, body, event) = insert_new(&mut tx, by, new, Some(&key)).await?;
+        rows.push(version_row(&event, body, String::new(), by, now)?);
         events.push(event);
         answers.push(Ok(Created::New(id)));
     }

@@ -50,6 +50,8 @@ impl Modify for SessionAuth {
         routes::mfa::reset,
         routes::clinic::get_settings,
         routes::clinic::set_time_zone,
+        routes::imports::start,
+        routes::imports::progress,
         routes::users::list,
         routes::users::create,
         routes::users::change_role,

@@ -90,6 +90,12 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/clinic/time-zone",
             post(routes::clinic::set_time_zone),
         ),
+        def("POST", "/v1/imports", post(routes::imports::start)),
+        def(
+            "GET",
+            "/v1/imports/{import_id}",
+            get(routes::imports::progress),
+        ),
         def("GET", "/v1/users", get(routes::users::list)),
         def("POST", "/v1/clinics", post(routes::clinics::provision)),
         def(

@@ -39,6 +39,7 @@ pub mod coverages;
 pub mod devices;
 pub mod enrollment;
 pub mod field_keys;
+pub mod import_jobs;
 pub mod mfa;
 pub mod operators;
 pub mod patients;

@@ -26,6 +26,7 @@ fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
         "appointment_id",
         "coverage_id",
         "practitioner_id",
+        "import_id",
     ] {
         out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
     }
@@ -146,7 +147,23 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
     .fetch_one(&server.owner_pool().await)
     .await
     .unwrap();
+    // An import job of clinic B's (an empty upload: it imports nothing).
+    let b_import = server
+        .client()
+        .post(format!("{}/v1/imports", server.url))
+        .bearer_auth(b_admin.session_token.expose())
+        .body("")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
     let theirs = [
+        (
+            "import_id",
+            b_import["id"].as_str().unwrap().parse().unwrap(),
+        ),
         ("practitioner_id", b_clinician.parse().unwrap()),
         ("coverage_id", b_coverage.parse().unwrap()),
         ("appointment_id", b_appointment.parse().unwrap()),

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use clinicdesk_server::audit::key::PublicKey;
 use clinicdesk_server::audit::verify::verify_all;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{SignedIn, TestServer, cli, fhir_validate};
+use crate::harness::{SignedIn, TestServer, cli, fhir_validate, password_of};
 
 const EXPORT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -314,4 +314,116 @@ async fn everything_bundles_a_patients_coverage_and_appointments_as_each_role_ma
             .iter()
             .any(|f| f.starts_with("Appointment."))
     );
+}
+
+/// `POST /v1/imports` with `body` as the admin `token`: (status, answer).
+async fn post_import(server: &TestServer, token: &str, body: &str) -> (u16, Value) {
+    let resp = server
+        .client()
+        .post(format!("{}/v1/imports", server.url))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+ndjson")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The job `id` once it has ended, read from `server` (at most about 30 s).
+async fn finished_job(server: &TestServer, token: &str, id: &str) -> Value {
+    for _ in 0..600 {
+        let (status, job) = server.get(&format!("/v1/imports/{id}"), token).await;
+        assert_eq!(status, 200, "{job}");
+        if job["status"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the import job did not end");
+}
+
+/// An admin brings the clinic's patients in through the API, as the CLI would: the job
+/// answers at once (202) and any instance reports its progress; each record's `create`
+/// event names the admin; a line that cannot be taken is named by its id and reason only;
+/// a second upload changes nothing; no other role may start or read an import, and another
+/// clinic's admin cannot find it.
+#[tokio::test]
+async fn an_admin_imports_through_the_api_and_any_instance_follows_the_job() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0x1A, "admin").await;
+    let token = login.session_token.expose().to_owned();
+    let mut ndjson = std::fs::read_to_string(format!("{EXPORT}/Patient.000.ndjson")).unwrap();
+    ndjson.push_str(
+        "{\"resourceType\":\"Patient\",\"id\":\"bad-date\",\"name\":[{\"family\":\"CANARY-Fam\"}],\
+         \"birthDate\":\"1970-13-45\"}\n",
+    );
+
+    let (status, started) = post_import(&server, &token, &ndjson).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["total"], 121, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let other = server.another_instance().await;
+    let job = finished_job(&other, &token, &id).await;
+    assert_eq!(
+        (
+            &job["status"],
+            &job["done"],
+            &job["imported"],
+            &job["unchanged"]
+        ),
+        (&json!("done"), &json!(121), &json!(120), &json!(0)),
+        "{job}"
+    );
+    assert_eq!(
+        job["skipped"],
+        json!([{ "resource": "Patient/bad-date", "reason": "invalid birth_date" }])
+    );
+    assert!(!job.to_string().contains("CANARY"), "{job}");
+    let creates: Vec<_> = server
+        .events_of("create")
+        .await
+        .into_iter()
+        .filter(|e| e.resource_type == "Patient" && e.route == "import")
+        .collect();
+    assert_eq!(creates.len(), 120);
+    assert!(
+        creates
+            .iter()
+            .all(|e| e.actor_user_id == login.user.user_id)
+    );
+
+    // Again: nothing changes.
+    let (_, again) = post_import(&server, &token, &ndjson).await;
+    let again = finished_job(&server, &token, again["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&again["imported"], &again["unchanged"]),
+        (&json!(0), &json!(120))
+    );
+
+    // Only admins import; another clinic's admin does not find this clinic's job.
+    let front = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let front_token = front.session_token.expose().to_owned();
+    assert_eq!(post_import(&server, &front_token, &ndjson).await.0, 403);
+    let (status, _) = server.get(&format!("/v1/imports/{id}"), &front_token).await;
+    assert_eq!(status, 403);
+    let b = server.signed_in(0x1B, "admin").await;
+    let (status, _) = server
+        .get(&format!("/v1/imports/{id}"), b.login.session_token.expose())
+        .await;
+    assert_eq!(status, 404);
+    // Every imported patient has its record, in the admin's clinic.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM patients WHERE clinic_id = $1")
+        .bind(report.clinic_id.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    assert!(stored >= 120, "{stored}");
 }

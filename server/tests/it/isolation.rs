@@ -42,6 +42,7 @@ async fn owners(owner: &sqlx::AnyPool) -> HashMap<Uuid, Owned> {
          UNION ALL SELECT id, clinic_id, 'device_id' FROM devices
          UNION ALL SELECT id, clinic_id, 'event_id' FROM audit_events
          UNION ALL SELECT id, clinic_id, 'grant_id' FROM break_glass_grants
+         UNION ALL SELECT id, clinic_id, 'import_id' FROM import_jobs
          UNION ALL SELECT id, id, 'clinic' FROM clinics",
     )
     .fetch_all(owner)
@@ -164,9 +165,21 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    // A break-glass grant waiting for review in each clinic.
+    // A break-glass grant waiting for review, and a finished import job, in each clinic.
     for (report, _) in &clinics {
         server.insert_grant(report.clinic_id).await;
+        sqlx::query(
+            "INSERT INTO import_jobs (id, clinic_id, started_by, status, total, done, report,
+                 started_at_ms)
+             SELECT $1, $2, id, 'done', 0, 0,
+                 '{\"imported\":0,\"unchanged\":0,\"skipped\":[],\"not_imported\":[]}', 0
+             FROM users WHERE clinic_id = $2 AND username = 'admin'",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(report.clinic_id.to_string())
+        .execute(&owner)
+        .await
+        .unwrap();
     }
     let owner_of = owners(&owner).await;
     let count = |clinic: Uuid| owner_of.values().filter(|o| o.clinic == clinic).count();
@@ -272,6 +285,7 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             "appointment_id",
             "coverage_id",
             "practitioner_id",
+            "import_id",
         ]
         .into_iter()
         .filter(|n| rule.path.contains(&format!("{{{n}}}")))

@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod devices;
 pub mod health;
 pub mod hours;
+pub mod imports;
 pub mod mfa;
 pub mod patients;
 pub mod records;
