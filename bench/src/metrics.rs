@@ -71,6 +71,7 @@ pub const ALL: &[(&str, Run)] = &[
         "import_patients_per_s",
         crate::records::import_patients_per_s,
     ),
+    ("seed_patients_per_s", crate::records::seed_patients_per_s),
 ];
 
 fn user() -> UserInfo {

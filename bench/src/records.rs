@@ -16,6 +16,11 @@
 //!   event in its own transaction), against the same stored rows inserted bare, one
 //!   transaction each.
 //!
+//! - `seed_patients_per_s`: `seed --clinics` (200 clinics of 500 patients, `--quick` 20),
+//!   staff, patients, coverages and a week of appointments each, against the same patient
+//!   rows copied bare into one table by one `INSERT ... SELECT`, the floor of writing them.
+//!   Target: 200 clinics of 500 in under a minute, 1,667 patients per second.
+//!
 //! Embedded SQLite store only for now (the PostgreSQL legs are future work).
 
 use std::time::Instant;
@@ -449,6 +454,53 @@ pub fn import_patients_per_s(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             bare_per_s,
             ">= 5000/s, and at least a third of the bare inserts' rate",
             imported_per_s >= 5_000.0 && imported_per_s * 3.0 >= bare_per_s,
+        )])
+    })
+}
+
+pub fn seed_patients_per_s(scale: Scale) -> anyhow::Result<Vec<Metric>> {
+    let clinics = u32::try_from(scale.pick(20, 200))?;
+    runtime()?.block_on(async {
+        let s = served().await?;
+        let spec = clinicdesk_server::admin::seed_scale::ScaleSeed {
+            clinics,
+            patients_per_clinic: 500,
+            seed: 7,
+        };
+        let started = Instant::now();
+        let report = clinicdesk_server::admin::seed_scale::seed_clinics(
+            &s.state.store,
+            &Console::operator(),
+            &clinicdesk_server::time::SystemClock,
+            spec,
+            &mut |_, _| {},
+        )
+        .await?;
+        let seeded_per_s = report.patients as f64 / started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.patients == u64::from(clinics) * 500,
+            "seeded {} patients",
+            report.patients
+        );
+        // The floor: the same rows copied bare, in one statement, into a table of the same
+        // shape without its indexes.
+        sqlx::query("CREATE TABLE bench_patients AS SELECT * FROM patients WHERE 0 = 1")
+            .execute(&s.db)
+            .await?;
+        let started = Instant::now();
+        let copied = sqlx::query("INSERT INTO bench_patients SELECT * FROM patients")
+            .execute(&s.db)
+            .await?
+            .rows_affected();
+        let bare_per_s = copied as f64 / started.elapsed().as_secs_f64();
+        Ok(vec![Metric::new(
+            "seed_patients_per_s",
+            seeded_per_s,
+            "patients/s",
+            "bare_row_copy_per_s",
+            bare_per_s,
+            ">= 1667/s (200 clinics of 500 within a minute)",
+            seeded_per_s >= 1_667.0,
         )])
     })
 }
