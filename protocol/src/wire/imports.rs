@@ -15,6 +15,9 @@ pub enum ImportStatus {
     /// Stopped by a failure of the server or its database: what was imported before it
     /// stays, and posting the same lines again imports the rest.
     Failed,
+    /// Running, but no progress for five minutes: the server instance that ran it stopped.
+    /// Post the same lines again to import the rest.
+    Stalled,
 }
 
 /// A source line that was not imported.

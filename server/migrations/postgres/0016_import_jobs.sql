@@ -8,6 +8,8 @@ CREATE TABLE import_jobs (
     done BIGINT NOT NULL,
     report TEXT NOT NULL,
     started_at_ms BIGINT NOT NULL,
+    -- When it last stored progress: a running job silent for long lost its instance.
+    updated_at_ms BIGINT NOT NULL,
     finished_at_ms BIGINT
 );
 CREATE INDEX import_jobs_by_clinic ON import_jobs (clinic_id, started_at_ms);

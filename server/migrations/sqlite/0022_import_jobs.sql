@@ -9,6 +9,8 @@ CREATE TABLE import_jobs (
     done INTEGER NOT NULL,
     report TEXT NOT NULL,
     started_at_ms INTEGER NOT NULL,
+    -- When it last stored progress: a running job silent for long lost its instance.
+    updated_at_ms INTEGER NOT NULL,
     finished_at_ms INTEGER
 );
 CREATE INDEX import_jobs_by_clinic ON import_jobs (clinic_id, started_at_ms);

@@ -212,7 +212,7 @@ pub async fn start(
     )
     .await?;
     tx.commit().await?;
-    let started = job_of(id, &stored_job(state, scope, id).await?)?;
+    let started = job_of(id, &stored_job(state, scope, id).await?, now)?;
     let (state, scope, admin) = (state.clone(), scope.clone(), admin.clone());
     tokio::spawn(async move {
         let by = Writer {
@@ -228,7 +228,7 @@ pub async fn start(
         let outcome = loop {
             match run.step(&state, &by, &scope).await {
                 Ok(true) => {
-                    if let Err(e) = record(&state, &scope, id, "running", &run, None).await {
+                    if let Err(e) = record(&state, &scope, id, "running", &run, false).await {
                         break Err(e);
                     }
                 }
@@ -237,38 +237,31 @@ pub async fn start(
                 Err(ImportError::Read(_)) => break Err(ServerError::Internal("import read")),
             }
         };
-        let finished = Some(state.clock.now_ms());
         let status = if outcome.is_ok() { "done" } else { "failed" };
         if let Err(e) = &outcome {
             tracing::error!(import_id = %id, error = %e, "an import job failed");
         }
-        if let Err(e) = record(&state, &scope, id, status, &run, finished).await {
+        if let Err(e) = record(&state, &scope, id, status, &run, true).await {
             tracing::error!(import_id = %id, error = %e, "an import job's end was not stored");
         }
     });
     Ok(started)
 }
 
-/// Stores how far `run` is.
+/// Stores how far `run` is (and, when `finished`, that it has ended).
 async fn record(
     state: &AppState,
     scope: &ClinicScope,
     id: Uuid,
     status: &str,
     run: &Run,
-    finished_at_ms: Option<i64>,
+    finished: bool,
 ) -> Result<(), ServerError> {
     let done = i64::try_from(run.next).unwrap_or(i64::MAX);
+    let report = report_text(&run.report)?;
+    let now = state.clock.now_ms();
     let mut tx = state.store.clinic_tx(scope).await?;
-    jobs::progress(
-        &mut tx,
-        id,
-        status,
-        done,
-        &report_text(&run.report)?,
-        finished_at_ms,
-    )
-    .await?;
+    jobs::progress(&mut tx, id, status, done, &report, now, finished).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -294,16 +287,25 @@ pub async fn job(
     scope: &ClinicScope,
     id: Uuid,
 ) -> Result<ImportJob, ServerError> {
-    job_of(id, &stored_job(state, scope, id).await?)
+    job_of(
+        id,
+        &stored_job(state, scope, id).await?,
+        state.clock.now_ms(),
+    )
 }
 
-fn job_of(id: Uuid, row: &jobs::JobRow) -> Result<ImportJob, ServerError> {
+/// A running job that stored no progress for this long lost the instance that ran it (a
+/// batch takes well under a second).
+const STALLED_AFTER_MS: i64 = 5 * 60_000;
+
+fn job_of(id: Uuid, row: &jobs::JobRow, now_ms: i64) -> Result<ImportJob, ServerError> {
     let report: ImportReport = serde_json::from_str(&row.report)
         .map_err(|_| ServerError::Internal("stored import report malformed"))?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(ImportJob {
         id,
         status: match row.status.as_str() {
+            "running" if now_ms - row.updated_at_ms > STALLED_AFTER_MS => ImportStatus::Stalled,
             "running" => ImportStatus::Running,
             "done" => ImportStatus::Done,
             _ => ImportStatus::Failed,

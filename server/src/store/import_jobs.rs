@@ -10,6 +10,7 @@ pub struct JobRow {
     pub done: i64,
     pub report: String,
     pub started_at_ms: i64,
+    pub updated_at_ms: i64,
     pub finished_at_ms: Option<i64>,
 }
 
@@ -24,8 +25,8 @@ pub async fn insert(
     let clinic = tx.clinic_id().to_string();
     sqlx::query(
         "INSERT INTO import_jobs (id, clinic_id, started_by, status, total, done, report,
-             started_at_ms)
-         VALUES ($1, $2, $3, 'running', $4, 0, $5, $6)",
+             started_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, 'running', $4, 0, $5, $6, $6)",
     )
     .bind(id.to_string())
     .bind(clinic)
@@ -38,24 +39,27 @@ pub async fn insert(
     Ok(())
 }
 
-/// Records how far the job is; `finished_at_ms` with its last status.
+/// Records how far the job is at `now_ms`; `finished` with its last status.
 pub async fn progress(
     tx: &mut ClinicTx,
     id: Uuid,
     status: &str,
     done: i64,
     report: &str,
-    finished_at_ms: Option<i64>,
+    now_ms: i64,
+    finished: bool,
 ) -> Result<(), ServerError> {
     let clinic = tx.clinic_id().to_string();
     sqlx::query(
-        "UPDATE import_jobs SET status = $1, done = $2, report = $3, finished_at_ms = $4
-         WHERE clinic_id = $5 AND id = $6",
+        "UPDATE import_jobs SET status = $1, done = $2, report = $3, updated_at_ms = $4,
+             finished_at_ms = $5
+         WHERE clinic_id = $6 AND id = $7",
     )
     .bind(status)
     .bind(done)
     .bind(report)
-    .bind(finished_at_ms)
+    .bind(now_ms)
+    .bind(finished.then_some(now_ms))
     .bind(clinic)
     .bind(id.to_string())
     .execute(&mut **tx)
@@ -66,7 +70,8 @@ pub async fn progress(
 pub async fn get(tx: &mut ClinicTx, id: Uuid) -> Result<Option<JobRow>, ServerError> {
     let clinic = tx.clinic_id().to_string();
     let row = sqlx::query(
-        "SELECT status, total, done, report, started_at_ms, finished_at_ms FROM import_jobs
+        "SELECT status, total, done, report, started_at_ms, finished_at_ms, updated_at_ms
+         FROM import_jobs
          WHERE clinic_id = $1 AND id = $2",
     )
     .bind(clinic)
@@ -80,5 +85,6 @@ pub async fn get(tx: &mut ClinicTx, id: Uuid) -> Result<Option<JobRow>, ServerEr
         report: r.get(3),
         started_at_ms: r.get(4),
         finished_at_ms: r.get(5),
+        updated_at_ms: r.get(6),
     }))
 }

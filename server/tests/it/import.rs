@@ -9,6 +9,7 @@ use std::path::Path;
 
 use clinicdesk_server::audit::key::PublicKey;
 use clinicdesk_server::audit::verify::verify_all;
+use clinicdesk_server::time::Clock;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -426,4 +427,39 @@ async fn an_admin_imports_through_the_api_and_any_instance_follows_the_job() {
         .await
         .unwrap();
     assert!(stored >= 120, "{stored}");
+}
+
+/// A job whose server instance stopped (it stores no more progress) is shown as stalled
+/// after five minutes, not as running for ever.
+#[tokio::test]
+async fn a_job_that_stops_storing_progress_is_shown_stalled() {
+    let server = TestServer::start().await;
+    let s = server.signed_in(0x1C, "admin").await;
+    let token = s.login.session_token.expose().to_owned();
+    // A job as an instance left it when it died: running, part done.
+    let id = Uuid::now_v7();
+    let now = server.clock.now_ms();
+    sqlx::query(
+        "INSERT INTO import_jobs (id, clinic_id, started_by, status, total, done, report,
+             started_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, 'running', 400, 200,
+             '{\"imported\":200,\"unchanged\":0,\"skipped\":[],\"not_imported\":[]}', $4, $4)",
+    )
+    .bind(id.to_string())
+    .bind(s.report.clinic_id.to_string())
+    .bind(s.login.user.user_id.to_string())
+    .bind(now)
+    .execute(&server.owner_pool().await)
+    .await
+    .unwrap();
+    let path = format!("/v1/imports/{id}");
+    let (_, job) = server.get(&path, &token).await;
+    assert_eq!(
+        (&job["status"], &job["done"]),
+        (&json!("running"), &json!(200))
+    );
+    server.clock.advance_ms(4 * 60_000);
+    assert_eq!(server.get(&path, &token).await.1["status"], "running");
+    server.clock.advance_ms(2 * 60_000);
+    assert_eq!(server.get(&path, &token).await.1["status"], "stalled");
 }

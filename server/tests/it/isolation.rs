@@ -170,9 +170,9 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
         server.insert_grant(report.clinic_id).await;
         sqlx::query(
             "INSERT INTO import_jobs (id, clinic_id, started_by, status, total, done, report,
-                 started_at_ms)
+                 started_at_ms, updated_at_ms)
              SELECT $1, $2, id, 'done', 0, 0,
-                 '{\"imported\":0,\"unchanged\":0,\"skipped\":[],\"not_imported\":[]}', 0
+                 '{\"imported\":0,\"unchanged\":0,\"skipped\":[],\"not_imported\":[]}', 0, 0
              FROM users WHERE clinic_id = $2 AND username = 'admin'",
         )
         .bind(Uuid::now_v7().to_string())
