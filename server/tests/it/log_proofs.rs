@@ -80,6 +80,8 @@ async fn every_proof_of_every_size_verifies_against_the_events() {
                 .unwrap_or_else(|e| panic!("{old} to {size}: {e}"));
         }
     }
+    drop(conn);
+    db.close().await;
 }
 
 /// A data directory older than the log holds events that have no place in it. At start,
@@ -175,4 +177,5 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
         .execute(&db)
         .await;
     assert!(replaced.unwrap_err().to_string().contains("append-only"));
+    db.close().await;
 }

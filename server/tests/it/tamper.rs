@@ -452,7 +452,7 @@ fn the_pristine_log_verifies() {
     let p = pristine();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let _pool = attacker_copy(dir.path()).await;
+        attacker_copy(dir.path()).await.close().await;
         let report = verify_all(&verifier_store(dir.path()).await, &p.server_key, &[])
             .await
             .unwrap();
