@@ -38,6 +38,8 @@ pub struct TestServer {
     location: StoreLocation,
     /// [`TestServer::owner_pool`], opened on first use.
     own: tokio::sync::OnceCell<sqlx::AnyPool>,
+    /// The pools [`TestServer::app_role_pool`] handed out, closed with the server.
+    handed_out: Mutex<Vec<sqlx::AnyPool>>,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
     /// The key-encryption keys, kept apart from `dir` as a deployment keeps them (shared
@@ -271,8 +273,9 @@ pub fn close_blocking(pool: sqlx::AnyPool) {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(pool) = self.own.get() {
-            close_blocking(pool.clone());
+        let handed_out = std::mem::take(&mut *self.handed_out.lock().unwrap());
+        for pool in self.own.get().cloned().into_iter().chain(handed_out) {
+            close_blocking(pool);
         }
     }
 }
@@ -357,6 +360,7 @@ impl TestServer {
             store,
             location,
             own: tokio::sync::OnceCell::new(),
+            handed_out: Mutex::default(),
             clock,
             dir,
             key_dir,
@@ -447,7 +451,9 @@ impl TestServer {
     /// A pool of the test's own as the server's role ([`app_role_pool`]), for tests of what
     /// that role may do.
     pub async fn app_role_pool(&self) -> sqlx::AnyPool {
-        app_role_pool(&self.location).await
+        let pool = app_role_pool(&self.location).await;
+        self.handed_out.lock().unwrap().push(pool.clone());
+        pool
     }
 
     /// A break-glass grant stored for the clinic's clinician on one of its patients, as
