@@ -125,24 +125,11 @@ pub(crate) fn embedded_in(dir: &std::path::Path) -> anyhow::Result<StoreLocation
     )?)
 }
 
-/// Closes the bench's own pool, and waits for it, when the served clinic goes: a keyed
-/// SQLite connection still closing on sqlx's worker thread when the process exits can crash
-/// it in SQLCipher's exit handler (the server's `Store` does the same for its own pool).
+/// Closes the bench's own pool, and waits for it, when the served clinic goes (as the
+/// server's `Store` does for its own: `store::at_rest::close_and_wait` says why).
 impl Drop for Served {
     fn drop(&mut self) {
-        let pool = self.db.clone();
-        let closing = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-            {
-                runtime.block_on(async {
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), pool.close())
-                        .await;
-                });
-            }
-        });
-        let _ = closing.join();
+        clinicdesk_server::store::at_rest::close_and_wait(self.db.clone());
     }
 }
 

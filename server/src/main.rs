@@ -78,21 +78,42 @@ fn location_of(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<
         .with_context(|| format!("opening the database key of {}", data_dir.display()))
 }
 
+/// Every store this process opened: closed, from the async context, before it exits (a
+/// store dropped inside a runtime can only wait a bounded time for its connections; see
+/// `store::at_rest::close_and_wait`).
+static OPENED: std::sync::Mutex<Vec<Store>> = std::sync::Mutex::new(Vec::new());
+
+fn opened(store: &Store) {
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(store.clone());
+}
+
+async fn close_opened() {
+    let stores = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|e| e.into_inner()));
+    for store in stores {
+        store.close().await;
+    }
+}
+
 /// The exit status a command chose without failing (1: `audit verify` found a problem,
-/// which it has said), taken once `run` has returned: `process::exit` runs no destructors,
-/// and a store's closes its connections ([`Store`]).
+/// which it has said), taken once `run` has returned and the stores are closed:
+/// `process::exit` runs no destructors.
 static EXIT_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 async fn open_state(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<AppState> {
     let location = location_of(db, data_dir)?;
-    AppState::open_at(
+    let state = AppState::open_at(
         &location,
         data_dir,
         Arc::new(SystemClock),
         key_provider_for(data_dir),
     )
     .await
-    .with_context(|| format!("opening the data directory {}", data_dir.display()))
+    .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    opened(&state.store);
+    Ok(state)
 }
 
 #[derive(Subcommand)]
@@ -420,6 +441,7 @@ async fn open_existing_state(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let result = run().await;
+    close_opened().await;
     match EXIT_STATUS.load(std::sync::atomic::Ordering::SeqCst) {
         0 => result,
         status => std::process::exit(status),
@@ -1173,6 +1195,7 @@ async fn open_existing(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow:
 async fn open_store(db: &DatabaseUrls, data_dir: &std::path::Path) -> anyhow::Result<Store> {
     Store::open(&location_of(db, data_dir)?)
         .await
+        .inspect(opened)
         .with_context(|| format!("opening the database of {}", data_dir.display()))
 }
 

@@ -130,15 +130,10 @@ impl Run {
         by: &Writer<'_>,
         scope: &ClinicScope,
     ) -> Result<bool, ImportError> {
-        let Some(batch) = self
-            .lines
-            .get(self.next..(self.next + BATCH).min(self.lines.len()))
-        else {
-            return Ok(false);
-        };
-        if batch.is_empty() {
+        if self.next >= self.lines.len() {
             return Ok(false);
         }
+        let batch = &self.lines[self.next..(self.next + BATCH).min(self.lines.len())];
         let report = &mut self.report;
         // Parsed first; what parses goes in as one transaction.
         let mut items = Vec::new();
@@ -168,12 +163,14 @@ impl Run {
                     report.unchanged += 1;
                     report.patients.push(id);
                 }
-                Err(ServerError::BadRequest { field } | ServerError::Conflict { field }) => {
-                    report.skipped.push(Skipped {
-                        resource,
-                        reason: format!("invalid {field}"),
-                    })
-                }
+                Err(ServerError::BadRequest { field }) => report.skipped.push(Skipped {
+                    resource,
+                    reason: format!("invalid {field}"),
+                }),
+                Err(ServerError::Conflict { field }) => report.skipped.push(Skipped {
+                    resource,
+                    reason: format!("{field} already in use"),
+                }),
                 Err(e) => return Err(ImportError::Server(e)),
             }
         }

@@ -213,36 +213,15 @@ pub struct Store {
     _closer: Arc<CloseOnDrop>,
 }
 
-/// Closes a pool's connections, and waits until each is closed, when dropped. sqlx closes
-/// a dropped pool's SQLite connections later, on their worker threads; SQLCipher frees its
-/// private heap in an `atexit` handler, so a process that exits while such a close is under
-/// way can crash in it (seen: about one exit in fifty). When the last clone of a [`Store`]
-/// goes, nothing holds a connection any more (each is taken by a method of the store, which
-/// borrows it), so this wait is only for the idle ones.
+/// Closes the store's pool, and waits, when the last clone of the [`Store`] goes
+/// ([`at_rest::close_and_wait`] says why). Nothing holds a connection by then (each is taken
+/// by a method of the store, which borrows it), so the wait is only for the idle ones.
 #[derive(Debug)]
 struct CloseOnDrop(AnyPool);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        let pool = self.0.clone();
-        if pool.is_closed() {
-            return;
-        }
-        // On a thread and runtime of its own: this may run inside a runtime, where blocking
-        // on a future is not allowed.
-        let closing = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(10), pool.close()).await;
-            });
-        });
-        let _ = closing.join();
+        at_rest::close_and_wait(self.0.clone());
     }
 }
 
@@ -379,6 +358,12 @@ impl Store {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+
+    /// Closes every connection, waiting for those in use to come back: what a process does
+    /// before it exits, from an async context ([`at_rest::close_and_wait`] says why).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +439,45 @@ mod tests {
         let mut expected = vec![1];
         expected.extend(10..26);
         assert_eq!(stored(&store).await, expected);
+    }
+
+    /// When the last clone of a store goes, every connection of it is closed before the drop
+    /// returns (SQLite removes the WAL with the database's last connection), so no close is
+    /// still under way on sqlx's worker threads when the process exits, where SQLCipher's exit
+    /// handler can crash it (`at_rest::close_and_wait`).
+    #[tokio::test]
+    async fn dropping_the_last_store_closes_every_connection_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = scratch_store(dir.path()).await;
+        // Several connections open at once, each having written or read.
+        let writes = (0..4).map(|a| store.write_locked(Uuid::from_u128(1), insert(a)));
+        for w in futures_util::future::join_all(writes).await {
+            w.unwrap();
+        }
+        let reads = (0..4).map(|_| stored(&store));
+        assert!(
+            futures_util::future::join_all(reads)
+                .await
+                .iter()
+                .all(|r| r.len() == 4)
+        );
+        // The connections those queries used go back to the pool in tasks of this runtime:
+        // let them get there (the drop below blocks this runtime; see `close_and_wait`).
+        for _ in 0..500 {
+            if store.pool.num_idle() == store.pool.size() as usize {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let wal = dir.path().join("clinicdesk.sqlite3-wal");
+        let other = store.clone();
+        drop(store);
+        assert!(wal.exists(), "a clone is left: the store is open");
+        drop(other);
+        assert!(
+            !wal.exists(),
+            "the last connection was closed before drop returned"
+        );
     }
 
     /// The guard itself, at the moment the test above can only hit by chance: a connection

@@ -254,28 +254,12 @@ pub const HARNESS_APP_VERSION: &str = "0.0.0-harness";
 /// 2026-11-23 12:00 UTC, so "today" has the seeded appointments.
 pub const START_MS: i64 = 1_795_435_200_000;
 
-/// Closes `pool` and waits until every connection of it is closed, on a thread and runtime
-/// of its own (this may run inside a runtime). A keyed SQLite connection still closing on
-/// sqlx's worker thread when the test process exits can crash it in SQLCipher's exit
-/// handler (see the server's `store::CloseOnDrop`), so the test's own pools are closed so.
-pub fn close_blocking(pool: sqlx::AnyPool) {
-    let closing = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), pool.close()).await;
-        });
-    });
-    let _ = closing.join();
-}
-
 impl Drop for TestServer {
     fn drop(&mut self) {
         let handed_out = std::mem::take(&mut *self.handed_out.lock().unwrap());
+        // Keyed pools are closed, and waited for, before the test process can exit.
         for pool in self.own.get().cloned().into_iter().chain(handed_out) {
-            close_blocking(pool);
+            at_rest::close_and_wait(pool);
         }
     }
 }

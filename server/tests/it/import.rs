@@ -426,7 +426,7 @@ async fn an_admin_imports_through_the_api_and_any_instance_follows_the_job() {
         .fetch_one(&server.owner_pool().await)
         .await
         .unwrap();
-    assert!(stored >= 120, "{stored}");
+    assert_eq!(stored, 5 + 120, "the seed's five and the 120 imported");
 }
 
 /// A job whose server instance stopped (it stores no more progress) is shown as stalled
