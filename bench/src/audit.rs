@@ -171,6 +171,8 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
             .bind(clinic_id.to_string())
             .fetch_one(&db)
             .await?;
+    let clinician = Uuid::parse_str(&clinician)?;
+    signed_in_on(&state, clinic_id, device_id, clinician).await?;
     let password = report
         .users
         .iter()
@@ -188,9 +190,32 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
         key,
         device_id,
         clinic_id,
-        clinician: Uuid::parse_str(&clinician)?,
+        clinician,
         password,
     })
+}
+
+/// Records the clinician's sign-in on a workstation, as the app has one before it signs
+/// events for them: ingest checks each event's actor against the sign-ins on its device.
+async fn signed_in_on(
+    state: &AppState,
+    clinic: Uuid,
+    device: Uuid,
+    clinician: Uuid,
+) -> anyhow::Result<()> {
+    let user = clinicdesk_protocol::wire::UserInfo {
+        user_id: clinician,
+        username: "clinician".into(),
+        display_name: String::new(),
+        role: Role::Clinician,
+        clinic_id: clinic,
+    };
+    let token_hash = Uuid::now_v7().simple().to_string();
+    state
+        .store
+        .insert_session(&token_hash, &user, device, now_ms(), false)
+        .await?;
+    Ok(())
 }
 
 fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> AuditEvent {
@@ -285,7 +310,9 @@ async fn ingest_run(n: usize) -> anyhow::Result<IngestRun> {
             let code =
                 seed::issue_enrollment_code(&s.state.store, &SystemClock, s.clinic_id, 15, None)
                     .await?;
-            stations.push(enroll(&s.client, &s.url, &code).await?);
+            let station = enroll(&s.client, &s.url, &code).await?;
+            signed_in_on(&s.state, s.clinic_id, station.1, s.clinician).await?;
+            stations.push(station);
         }
         let now = now_ms();
         let per_station = n / UPLOADING_WORKSTATIONS;

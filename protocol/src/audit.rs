@@ -61,6 +61,12 @@ pub enum AuditAction {
     /// handed in after it; `resource_id` is that event's id. Admins see these with the
     /// alerts: a key used after its device was revoked shows here.
     ReceivedAfterRevocation,
+    /// The server stored a workstation's event whose claims it doubts: the role it names is
+    /// not the one the actor signed in with on that workstation, or its time lies before
+    /// the workstation's enrollment (or the actor's first sign-in there) or ahead of the
+    /// server's clock. `resource_id` is that event's id and `fields` names the claims in
+    /// doubt (`actor_role`, `occurred_at_ms`). Admins see these with the alerts.
+    ClaimFlagged,
 }
 
 impl AuditAction {
@@ -89,6 +95,7 @@ impl AuditAction {
             AuditAction::DeviceSecretReleased => "device_secret_released",
             AuditAction::TamperAlert => "tamper_alert",
             AuditAction::ReceivedAfterRevocation => "received_after_revocation",
+            AuditAction::ClaimFlagged => "claim_flagged",
         }
     }
 }
@@ -256,6 +263,30 @@ pub struct RecordChange {
 }
 
 impl AuditEvent {
+    /// The first free-text field that holds a control character, if any. A workstation signs
+    /// its own strings; none of them is a person's multi-line text (a break-glass reason is
+    /// stored on one line), so a control character in any is refused at ingest rather than
+    /// carried to a terminal or a report.
+    pub fn control_text_field(&self) -> Option<&'static str> {
+        let has = |s: &str| s.chars().any(char::is_control);
+        if has(&self.resource_type) {
+            return Some("resource_type");
+        }
+        if has(&self.resource_id) {
+            return Some("resource_id");
+        }
+        if self.fields.iter().any(|f| has(f)) {
+            return Some("fields");
+        }
+        if has(&self.route) {
+            return Some("route");
+        }
+        match &self.break_glass {
+            Some(b) if has(&b.reason_code) || has(&b.reason_text) => Some("break_glass"),
+            _ => None,
+        }
+    }
+
     /// The canonical bytes that are hashed and signed.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);

@@ -116,6 +116,23 @@ pub struct PatientAccess {
     pub leaf_index: u64,
     /// Inclusion proof of the event in the report's checkpoint.
     pub inclusion: Vec<Hash32>,
+    /// When the server received the event, beside the time the workstation signed
+    /// (`event.occurred_at_ms`): a workstation's clock, or an insider holding its key, may
+    /// date an event into the past; its arrival cannot be.
+    #[serde(default)]
+    pub received_at_ms: Option<i64>,
+}
+
+/// How a patient access report is ordered, newest first: by the time each event says it
+/// happened (the workstation's clock for its own events), or by when the server received
+/// it, so an event dated into the past still shows among the newest arrivals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportOrder {
+    #[default]
+    Occurred,
+    Received,
 }
 
 /// Every access to one patient's record in a period, newest first, each provably in the
@@ -129,6 +146,8 @@ pub struct PatientAccessReport {
     pub to_ms: Option<i64>,
     pub generated_at_ms: i64,
     pub checkpoint: SignedCheckpoint,
+    #[serde(default)]
+    pub order: ReportOrder,
     pub accesses: Vec<PatientAccess>,
 }
 

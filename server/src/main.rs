@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_protocol::export::{ClinicKeys, ExportFilters, PatientAccessReport};
+use clinicdesk_protocol::export::{ClinicKeys, ExportFilters, PatientAccessReport, ReportOrder};
 use clinicdesk_protocol::merkle::{SignedCheckpoint, verify_inclusion};
 use clinicdesk_server::admin::{operator, seed, seed_scale};
 use clinicdesk_server::audit;
@@ -360,6 +360,11 @@ enum AuditCommand {
         /// Print the report as JSON (with every proof) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Newest first by when the server received each event, instead of by the time
+        /// the event says (a workstation's clock, or someone holding its key, may date an
+        /// event into the past).
+        #[arg(long)]
+        by_receipt: bool,
     },
 }
 
@@ -1040,6 +1045,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             from,
             to,
             json,
+            by_receipt,
         } => {
             let state = open_existing_state(db, &data_dir).await?;
             let clinic = clinic_or_only(&state.store, clinic).await?;
@@ -1049,6 +1055,11 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                 patient,
                 parse_opt_time(from.as_deref(), "--from")?,
                 parse_opt_time(to.as_deref(), "--to")?,
+                if by_receipt {
+                    ReportOrder::Received
+                } else {
+                    ReportOrder::Occurred
+                },
             )
             .await
             .context("building the report")?;
@@ -1103,8 +1114,24 @@ fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result
     )?;
     writeln!(
         out,
-        "{:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} proof",
-        "when (UTC)", "who", "role", "action", "resource", "fields", "outcome", "where"
+        "Newest first by {}.",
+        match r.order {
+            ReportOrder::Occurred => "the time each event says",
+            ReportOrder::Received => "when the server received each event",
+        }
+    )?;
+    writeln!(
+        out,
+        "{:<24}  {:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} proof",
+        "when (UTC)",
+        "received (UTC)",
+        "who",
+        "role",
+        "action",
+        "resource",
+        "fields",
+        "outcome",
+        "where"
     )?;
     for a in &r.accesses {
         let e = &a.event;
@@ -1125,8 +1152,9 @@ fn print_report(out: &mut impl Write, r: &PatientAccessReport) -> anyhow::Result
         };
         writeln!(
             out,
-            "{:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} {}",
+            "{:<24}  {:<24}  {:<20} {:<10}  {:<7} {:<11} {:<28} {:<8} {:<26} {}",
             rfc3339(e.occurred_at_ms),
+            a.received_at_ms.map_or_else(|| "-".to_owned(), rfc3339),
             a.actor_name
                 .as_deref()
                 .map_or_else(|| e.actor_user_id.to_string(), shown),
@@ -1240,5 +1268,95 @@ async fn serve(
     tokio::select! {
         () = tls::serve(listener, config, router) => Ok(()),
         r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clinicdesk_protocol::audit::{
+        AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, Recorder,
+    };
+    use clinicdesk_protocol::export::PatientAccess;
+    use clinicdesk_protocol::merkle::Checkpoint;
+    use clinicdesk_protocol::policy::Role;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// Ingest refuses control characters in a workstation's text, but a trail stored before
+    /// it did may hold them: the terminal still never receives one.
+    #[test]
+    fn the_report_table_escapes_what_a_workstation_wrote_and_shows_both_times() {
+        let event = AuditEvent {
+            id: Uuid::from_u128(1),
+            clinic_id: Uuid::from_u128(2),
+            actor_user_id: Uuid::from_u128(3),
+            actor_role: Role::Clinician,
+            recorded_by: Recorder::Device,
+            device_id: Uuid::from_u128(4),
+            device_seq: 1,
+            action: AuditAction::View,
+            resource_type: "Patient\u{1b}[2J".into(),
+            resource_id: "p".into(),
+            patient_id: Some(Uuid::from_u128(5)),
+            fields: vec!["name\r".into()],
+            outcome: Outcome::Success,
+            occurred_at_ms: 1_700_000_000_000,
+            offline: false,
+            route: "patient".into(),
+            break_glass: Some(BreakGlass {
+                reason_code: "emergency".into(),
+                reason_text: "covering\u{1b}]0;owned\u{7}".into(),
+            }),
+            request: None,
+            prev_hash: Hash32::GENESIS,
+            change: None,
+        };
+        let report = PatientAccessReport {
+            clinic_id: event.clinic_id,
+            patient_id: Uuid::from_u128(5),
+            from_ms: None,
+            to_ms: None,
+            generated_at_ms: 1_800_000_000_000,
+            checkpoint: SignedCheckpoint {
+                checkpoint: Checkpoint {
+                    clinic_id: event.clinic_id,
+                    tree_size: 1,
+                    root_hash: event.hash(),
+                    issued_at_ms: 1_800_000_000_000,
+                },
+                signature: String::new(),
+            },
+            order: ReportOrder::Received,
+            accesses: vec![PatientAccess {
+                event,
+                signature: String::new(),
+                actor_name: Some("Synthetic\u{1b}[31m clinician".into()),
+                device_name: None,
+                leaf_index: 0,
+                inclusion: vec![],
+                received_at_ms: Some(1_750_000_000_000),
+            }],
+        };
+        let mut out = Vec::new();
+        print_report(&mut out, &report).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        for escaped in [
+            "Patient\\u{1b}[2J",
+            "covering\\u{1b}]0;owned\\u{7}",
+            "Synthetic\\u{1b}[31m clinician",
+        ] {
+            assert!(text.contains(escaped), "{text}");
+        }
+        assert!(
+            text.contains("2023-11-14T22:13:20"),
+            "the event's time: {text}"
+        );
+        assert!(text.contains("2025-06-15T15:06:40"), "its receipt: {text}");
+        assert!(text.contains("when the server received"), "{text}");
     }
 }

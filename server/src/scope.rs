@@ -112,4 +112,7 @@ pub struct Principal {
     pub user: UserInfo,
     pub device_id: Uuid,
     pub token_hash: String,
+    /// The session was opened by a recovery sign-in (recovery key, then a second factor
+    /// proven afresh): the only one that may have the escrowed device secret released.
+    pub recovery_sign_in: bool,
 }

@@ -99,6 +99,7 @@ pub async fn session_principal(
         user: session.user,
         device_id: session.device_id,
         token_hash,
+        recovery_sign_in: session.recovery,
     })
 }
 

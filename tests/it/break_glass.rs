@@ -1,7 +1,8 @@
 //! Break-glass from the app core against the real server process: a clinician opens a
 //! chart outside their care team with a reason, the workstation's own view event carries
 //! the flag, the offline cache does not keep what the grant opened, and an admin
-//! acknowledges the grant from the app.
+//! acknowledges the grant from the app (one of the two acknowledgements a grant needs by
+//! default).
 
 use clinicdesk_app::core::Core;
 use clinicdesk_protocol::ErrorCode;
@@ -104,16 +105,21 @@ async fn a_clinician_breaks_the_glass_and_an_admin_acknowledges_it() {
     assert_eq!(waiting.grants.len(), 1);
     assert_eq!(waiting.grants[0].grant.grant_id, grant.grant_id);
     assert_eq!(waiting.grants[0].username, "clinician");
+    assert_eq!(
+        (
+            waiting.grants[0].reviews_required,
+            waiting.grants[0].short_of_reviewers
+        ),
+        (2, true),
+        "two admins review a grant by default, and the demo clinic has one"
+    );
     core.review_break_glass(grant.grant_id, "Checked the rota: covering".into())
         .await
         .unwrap();
-    assert!(
-        core.break_glass_queue(true)
-            .await
-            .unwrap()
-            .grants
-            .is_empty()
-    );
+    let still = core.break_glass_queue(true).await.unwrap();
+    assert_eq!(still.grants.len(), 1);
+    assert_eq!(still.grants[0].reviews.len(), 1);
+    assert!(still.grants[0].reviewed.is_none());
     let again = core
         .review_break_glass(grant.grant_id, "twice".into())
         .await

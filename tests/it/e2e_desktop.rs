@@ -665,7 +665,8 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     assert!(csv.lines().any(|l| l.starts_with("jo.billing,")), "{csv}");
     shots.take(&client, "admin-users").await;
 
-    // 10. The clinician's break-glass waits for review; the admin acknowledges it.
+    // 10. The clinician's break-glass waits for review; the admin acknowledges it (one of
+    //     the two acknowledgements a grant needs by default; the demo has one admin).
     click(&client, "tab-break-glass").await;
     wait_for(
         &client,
@@ -688,11 +689,39 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     .click()
     .await
     .unwrap();
+    let standing = wait_for(
+        &client,
+        Locator::Css("#break-glass-list li.review-done"),
+        20,
+        "the acknowledgement listed",
+    )
+    .await;
+    assert!(
+        standing
+            .text()
+            .await
+            .unwrap()
+            .contains("Checked the rota: covering")
+    );
+    let progress = wait_for(
+        &client,
+        Locator::Css("#break-glass-list .review-standing"),
+        20,
+        "the acknowledgements still needed",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        progress.starts_with("1 of 2 acknowledgements; yours is given"),
+        "{progress}"
+    );
     wait_for(
         &client,
-        Locator::Id("break-glass-empty"),
+        Locator::Css("#break-glass-list .short-of-reviewers"),
         20,
-        "the empty queue",
+        "the flag: not enough admins to review",
     )
     .await;
     assert_eq!(

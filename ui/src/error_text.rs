@@ -86,7 +86,16 @@ pub(crate) fn explain(e: &ApiError) -> String {
             "Your security key did not answer, or is not the one registered for you. Insert it, touch it when it blinks, and try again; or enter a code.".to_owned()
         }
         (ErrorCode::Conflict, Some("grant_id")) => {
-            "Another admin has already acknowledged this access.".to_owned()
+            "This access has already been acknowledged by the admins it needed.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("reviewer")) => {
+            "You have already acknowledged this access; it needs another admin.".to_owned()
+        }
+        (ErrorCode::Forbidden, Some("grantee")) => {
+            "This access was opened for your own account: another admin reviews it.".to_owned()
+        }
+        (ErrorCode::Forbidden, Some("account_changed")) => {
+            "You created or changed this clinician's account within 30 days of this access: another admin reviews it.".to_owned()
         }
         (ErrorCode::BadRequest, Some("query")) => {
             "Type the start of a name, a date of birth (MM/DD/YYYY) or an MRN.".to_owned()

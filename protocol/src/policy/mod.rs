@@ -234,6 +234,11 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/clinic/time-zone",
         Access::Session(Permission::ManageClinic),
     ),
+    rule(
+        "POST",
+        "/v1/clinic/break-glass-reviewers",
+        Access::Session(Permission::ManageClinic),
+    ),
     // An import records each record's `create` event in the transaction that writes it.
     refusals_recorded(
         rule(

@@ -143,6 +143,24 @@ pub struct ReceivedAfterRevocation {
     pub to_seq: u64,
 }
 
+/// A workstation's stored event whose claims the server doubts (each also flagged in the
+/// log by a `claim_flagged` server event): the role it names is not the one its actor
+/// signed in with there, or its time is before the workstation's enrollment (or the
+/// actor's first sign-in there) or ahead of the server's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlaggedClaim {
+    pub device_id: Uuid,
+    pub device_seq: u64,
+    pub event_id: Uuid,
+    pub actor_user_id: Uuid,
+    /// The claims in doubt: `actor_role`, `occurred_at_ms`.
+    pub doubted: Vec<String>,
+    /// The time the workstation signed, and when the server received the event.
+    pub occurred_at_ms: i64,
+    pub received_at_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditAlerts {
@@ -150,4 +168,10 @@ pub struct AuditAlerts {
     pub outstanding: Vec<OutstandingRange>,
     #[serde(default)]
     pub received_after_revocation: Vec<ReceivedAfterRevocation>,
+    /// The newest [`MAX_FLAGGED_CLAIMS`] flagged events, newest first.
+    #[serde(default)]
+    pub flagged_claims: Vec<FlaggedClaim>,
 }
+
+/// Most flagged claims the alerts list.
+pub const MAX_FLAGGED_CLAIMS: usize = 200;

@@ -92,10 +92,31 @@ pub struct BreakGlassReview {
     pub display_name: String,
     /// Audit events the clinic holds for this user and patient while the grant lasted.
     pub events_during: u64,
-    /// Absent while the grant waits for review.
+    /// The review that completed it (the last of `reviews_required`); absent while the
+    /// grant waits for review.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed: Option<ReviewNote>,
+    /// How many different admins must review it (the clinic's policy when it was opened).
+    #[serde(default = "one_review")]
+    pub reviews_required: u8,
+    /// Every review so far, oldest first.
+    #[serde(default)]
+    pub reviews: Vec<ReviewNote>,
+    /// Still pending, and the clinic has fewer admins who may review it (active, not the
+    /// grantee, not one who created or changed the grantee's account in the 30 days before
+    /// the grant, not one who reviewed it already) than reviews it still needs.
+    #[serde(default)]
+    pub short_of_reviewers: bool,
 }
+
+fn one_review() -> u8 {
+    1
+}
+
+/// How long before a grant an admin's change to the grantee's account (creating it,
+/// changing its role, deactivating it, resetting its second factors) bars them from
+/// reviewing it.
+pub const REVIEWER_COOLING_OFF_DAYS: i64 = 30;
 
 /// An admin's acknowledgement of a break-glass grant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

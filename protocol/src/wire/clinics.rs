@@ -32,6 +32,23 @@ pub struct ClinicSettings {
     pub time_zone: String,
     /// Today's date in the clinic's time zone, `YYYY-MM-DD`.
     pub today: String,
+    /// How many different admins review each break-glass grant opened from now on: 1 or 2
+    /// (the default: one admin alone cannot open and close a grant's review).
+    #[serde(default = "two_reviewers")]
+    pub break_glass_reviewers: u8,
+}
+
+fn two_reviewers() -> u8 {
+    2
+}
+
+/// `POST /v1/clinic/break-glass-reviewers`: the admin sets how many different admins review
+/// each break-glass grant opened from now on (1 or 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReviewersChange {
+    pub reviewers: u8,
 }
 
 /// `POST /v1/clinic/time-zone`: the admin moves the clinic's days to another time zone.

@@ -96,15 +96,16 @@ mod session;
 mod users;
 
 pub use audit::{
-    AuditAlerts, AuditPage, AuditReceipt, AuditRecord, AuditUpload, OutstandingRange,
-    ReceivedAfterRevocation, TamperAlert,
+    AuditAlerts, AuditPage, AuditReceipt, AuditRecord, AuditUpload, FlaggedClaim,
+    MAX_FLAGGED_CLAIMS, OutstandingRange, ReceivedAfterRevocation, TamperAlert,
 };
 pub use break_glass::{
     BREAK_GLASS_MINUTES, BREAK_GLASS_TEXT_MAX, BreakGlassGrant, BreakGlassQueue, BreakGlassReason,
-    BreakGlassRequest, BreakGlassReview, REVIEW_NOTE_MAX, ReviewNote, ReviewRequest,
+    BreakGlassRequest, BreakGlassReview, REVIEW_NOTE_MAX, REVIEWER_COOLING_OFF_DAYS, ReviewNote,
+    ReviewRequest,
 };
 pub use care_team::{CareTeam, CareTeamAddition, StaffMember};
-pub use clinics::{ClinicProvisioned, ClinicSettings, NewClinic, TimeZoneChange};
+pub use clinics::{ClinicProvisioned, ClinicSettings, NewClinic, ReviewersChange, TimeZoneChange};
 pub use devices::{
     DeviceList, DeviceSummary, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease,
     EscrowedSecret,

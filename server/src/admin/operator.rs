@@ -87,9 +87,11 @@ pub async fn patient_access_report(
     patient_id: Uuid,
     from_ms: Option<i64>,
     to_ms: Option<i64>,
+    order: clinicdesk_protocol::export::ReportOrder,
 ) -> Result<clinicdesk_protocol::export::PatientAccessReport, ServerError> {
     let scope = ClinicScope::of_console(&Console::operator(), clinic_id);
-    crate::audit::report::patient_access_report(state, &scope, patient_id, from_ms, to_ms).await
+    crate::audit::report::patient_access_report(state, &scope, patient_id, from_ms, to_ms, order)
+        .await
 }
 
 /// A new operator credential for `POST /v1/clinics`, shown once: the server keeps only its

@@ -42,7 +42,7 @@ fn event_type(action: AuditAction) -> Value {
         View | Create | Update | Delete => coding(EVENT_TYPE, "rest", "RESTful Operation"),
         Export | Print => coding(DCM, "110106", "Export"),
         Login | Logout | Lock | Unlock => coding(DCM, "110114", "User Authentication"),
-        BreakGlass | BreakGlassReviewed | TamperAlert | ReceivedAfterRevocation => {
+        BreakGlass | BreakGlassReviewed | TamperAlert | ReceivedAfterRevocation | ClaimFlagged => {
             coding(DCM, "110113", "Security Alert")
         }
         DeviceEnrolled | DeviceRevoked | DeviceSecretReleased | MfaEnrolled | MfaReset => {

@@ -11,14 +11,21 @@
 //! - A revoked device's events signed before its revocation are stored, each flagged by a
 //!   `received_after_revocation` event of the server chain in the same transaction; the
 //!   rest of its batch is not, and the receipt tells it that it is revoked.
+//! - What an event claims is checked against the sign-ins on the workstation ([`super::claims`]):
+//!   an actor who never signed in there is refused as a tamper alert; a role or a time in
+//!   doubt is stored and flagged by a `claim_flagged` server event. Free text with a control
+//!   character refuses the batch.
 
 use std::collections::{HashMap, HashSet};
 
-use clinicdesk_protocol::audit::{AuditAction, Hash32, Outcome, RequestSeen, SignedAuditEvent};
+use clinicdesk_protocol::audit::{
+    AuditAction, AuditEvent, Hash32, Outcome, RequestSeen, SignedAuditEvent,
+};
 use clinicdesk_protocol::wire::{AuditReceipt, AuditUpload};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use super::claims::{Claims, Verdict};
 use super::log;
 use super::server_chain::{self, ServerEvent};
 use crate::audit::batch::verify_device_batch;
@@ -66,6 +73,8 @@ pub enum AlertKind {
     Fork,
     /// An event whose link disagrees with a stored neighbour.
     ChainBreak,
+    /// An event naming an actor who never signed in on the workstation ([`super::claims`]).
+    UnknownActor,
 }
 
 impl AlertKind {
@@ -73,6 +82,7 @@ impl AlertKind {
         match self {
             AlertKind::Fork => "fork",
             AlertKind::ChainBreak => "chain_break",
+            AlertKind::UnknownActor => "unknown_actor",
         }
     }
 }
@@ -187,6 +197,13 @@ pub async fn ingest(
         .filter(|(signed, _)| verified.admits(&signed.event))
         .collect();
     let (device, scope) = (verified.device, verified.scope);
+    if let Some(field) = upload
+        .events
+        .iter()
+        .find_map(|s| s.event.control_text_field())
+    {
+        return Err(ServerError::BadRequest { field });
+    }
     let mut actors = HashSet::new();
     for (signed, _) in &admitted {
         let actor = signed.event.actor_user_id;
@@ -197,6 +214,8 @@ pub async fn ingest(
         }
     }
     let now = state.clock.now_ms();
+    let judged: Vec<&AuditEvent> = admitted.iter().map(|(s, _)| &s.event).collect();
+    let claims = Claims::load(&state.store, &device, &judged, now).await?;
     // Rows are built before the write turn: only their leaf indices need the log.
     let mut events = admitted
         .into_iter()
@@ -232,6 +251,7 @@ pub async fn ingest(
     // them (a batch may carry the same event twice).
     let mut fresh: Vec<(u64, Hash32, EventRow)> = Vec::with_capacity(events.len());
     let mut received_late: Vec<&SignedAuditEvent> = Vec::new();
+    let mut flagged: Vec<(&SignedAuditEvent, Vec<&'static str>)> = Vec::new();
     let mut accepted: HashMap<u64, (Hash32, Hash32)> = HashMap::new();
     for (signed, hash, row) in events {
         let e = &signed.event;
@@ -248,6 +268,18 @@ pub async fn ingest(
             }
             continue;
         }
+        let doubted = match claims.judge(e) {
+            Verdict::UnknownActor => {
+                refused.push(Refused {
+                    signed,
+                    hash,
+                    kind: AlertKind::UnknownActor,
+                });
+                forked.push(seq);
+                continue;
+            }
+            Verdict::Stored(doubted) => doubted,
+        };
         let prev = match (seq, last_stored) {
             (1, _) => Some(Hash32::GENESIS),
             (_, Some((s, h))) if s + 1 == seq => Some(h),
@@ -278,12 +310,16 @@ pub async fn ingest(
         if late {
             received_late.push(signed);
         }
+        if !doubted.is_empty() {
+            flagged.push((signed, doubted));
+        }
         last_stored = Some((seq, hash));
         max_seq = max_seq.max(seq);
     }
     // The alerts' and flags' server events go into the log first, then this batch's events.
     record_alerts(&mut tx, state, &scope, refused, seen).await?;
     flag_received_late(&mut tx, state, &scope, &received_late, seen).await?;
+    flag_claims(&mut tx, state, &scope, flagged, seen).await?;
     // The log as this process last committed it, if that is still the stored one.
     let size = Store::tree_size(&mut tx, clinic).await?;
     let mut tree = match state.chain_tips.log(clinic) {
@@ -386,23 +422,68 @@ async fn flag_received_late(
     }
     let drafts = events
         .iter()
-        .map(|signed| ServerEvent {
-            actor_user_id: signed.event.actor_user_id,
-            actor_role: signed.event.actor_role,
-            action: AuditAction::ReceivedAfterRevocation,
-            resource_type: "audit_event".to_owned(),
-            resource_id: signed.event.id.to_string(),
-            patient_id: None,
-            fields: Vec::new(),
-            outcome: Outcome::Success,
-            route: UPLOAD_ROUTE.to_owned(),
-            break_glass: None,
-            request: seen.clone(),
-            change: None,
+        .map(|signed| {
+            flag(
+                signed,
+                AuditAction::ReceivedAfterRevocation,
+                Vec::new(),
+                seen,
+            )
         })
         .collect();
     server_chain::record_in(&mut *tx, state, scope, drafts).await?;
     tracing::warn!(device_id = %events[0].event.device_id, count = events.len(),
         "audit events received from a revoked device");
     Ok(())
+}
+
+/// Flags each stored event whose claims are in doubt ([`super::claims`]): a `claim_flagged` event
+/// of the clinic's server chain names it (`resource_id`) and the claims (`fields`), in the
+/// same transaction, so the flag is a leaf of the log like the event.
+async fn flag_claims(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    scope: &ClinicScope,
+    flagged: Vec<(&SignedAuditEvent, Vec<&'static str>)>,
+    seen: &RequestSeen,
+) -> Result<(), ServerError> {
+    if flagged.is_empty() {
+        return Ok(());
+    }
+    let drafts = flagged
+        .iter()
+        .map(|(signed, doubted)| {
+            let fields = doubted.iter().map(|f| (*f).to_owned()).collect();
+            flag(signed, AuditAction::ClaimFlagged, fields, seen)
+        })
+        .collect();
+    server_chain::record_in(&mut *tx, state, scope, drafts).await?;
+    tracing::warn!(device_id = %flagged[0].0.event.device_id, count = flagged.len(),
+        "audit events stored with claims in doubt");
+    Ok(())
+}
+
+/// The server chain's event flagging a stored device event: it names the event
+/// (`resource_id`), and its actor as the event does; no patient id, since the flag is about
+/// the workstation, not another access to a record.
+fn flag(
+    signed: &SignedAuditEvent,
+    action: AuditAction,
+    fields: Vec<String>,
+    seen: &RequestSeen,
+) -> ServerEvent {
+    ServerEvent {
+        actor_user_id: signed.event.actor_user_id,
+        actor_role: signed.event.actor_role,
+        action,
+        resource_type: "audit_event".to_owned(),
+        resource_id: signed.event.id.to_string(),
+        patient_id: None,
+        fields,
+        outcome: Outcome::Success,
+        route: UPLOAD_ROUTE.to_owned(),
+        break_glass: None,
+        request: seen.clone(),
+        change: None,
+    }
 }

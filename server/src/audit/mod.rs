@@ -8,6 +8,7 @@
 pub mod access;
 pub mod access_review;
 pub mod batch;
+pub mod claims;
 pub mod export;
 pub mod fhir;
 pub mod ingest;

@@ -93,7 +93,8 @@ pub async fn search(
     })
 }
 
-/// Tamper alerts and outstanding sequences of the scope's clinic.
+/// Tamper alerts, outstanding sequences, events received after a revocation and flagged
+/// claims of the scope's clinic.
 pub async fn alerts(store: &Store, scope: &ClinicScope) -> Result<AuditAlerts, ServerError> {
     let mut tx = store.clinic_tx(scope).await?;
     let tamper = audit_query::tamper_alerts(&mut tx).await?;
@@ -115,10 +116,12 @@ pub async fn alerts(store: &Store, scope: &ClinicScope) -> Result<AuditAlerts, S
         }
     }
     let received_after_revocation = audit_query::received_after_revocation(&mut tx).await?;
+    let flagged_claims = audit_query::flagged_claims(&mut tx).await?;
     tx.commit().await?;
     Ok(AuditAlerts {
         tamper,
         outstanding,
         received_after_revocation,
+        flagged_claims,
     })
 }

@@ -1,8 +1,8 @@
-//! The patient access report: every event naming one patient in a period, newest first,
-//! with the actor's and device's names and each event's inclusion proof against a freshly
-//! signed checkpoint.
+//! The patient access report: every event naming one patient in a period, newest first (by
+//! the event's time, or by when the server received it), with the actor's and device's
+//! names, both times, and each event's inclusion proof against a freshly signed checkpoint.
 
-use clinicdesk_protocol::export::{ExportFilters, PatientAccess, PatientAccessReport};
+use clinicdesk_protocol::export::{ExportFilters, PatientAccess, PatientAccessReport, ReportOrder};
 use uuid::Uuid;
 
 use super::export::{Records, fresh_checkpoint};
@@ -20,6 +20,7 @@ pub async fn patient_access_report(
     patient_id: Uuid,
     from_ms: Option<i64>,
     to_ms: Option<i64>,
+    order: ReportOrder,
 ) -> Result<PatientAccessReport, ServerError> {
     // Another clinic's patient answers exactly like one that does not exist.
     if !state.store.is_clinic_patient(scope, patient_id).await? {
@@ -57,10 +58,15 @@ pub async fn patient_access_report(
                 signature: r.signature,
                 leaf_index: r.leaf_index,
                 inclusion: proof.hashes,
+                received_at_ms: Some(r.received_at_ms),
             });
         }
     }
     proofs.commit().await?;
+    if order == ReportOrder::Received {
+        // Stable: events received together keep their order by time.
+        accesses.sort_by_key(|a| std::cmp::Reverse(a.received_at_ms));
+    }
     Ok(PatientAccessReport {
         clinic_id: scope.clinic_id(),
         patient_id,
@@ -68,6 +74,7 @@ pub async fn patient_access_report(
         to_ms,
         generated_at_ms: state.clock.now_ms(),
         checkpoint,
+        order,
         accesses,
     })
 }

@@ -1,7 +1,9 @@
 //! Synthetic audit trails for tests, the demo and benchmarks: a few enrolled synthetic
 //! workstations sign chained `view` events by the clinic's users about its synthetic
 //! patients, and every batch goes through the real ingest (signatures, chains, log,
-//! checkpoints). No real person's data is involved.
+//! checkpoints, the claims checked against the sign-ins). The workstations are given a past
+//! (enrolled a month ago, each user signed in on them then). No real person's data is
+//! involved.
 
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, Hash32, Outcome, RequestSeen, SignedAuditEvent, to_hex,
@@ -16,6 +18,9 @@ use crate::admin::seed::issue_enrollment_code;
 use crate::error::ServerError;
 use crate::secrets::random::{bytes, hash_secret, normalize_code};
 use crate::state::AppState;
+
+/// How far back the synthetic trail reaches.
+const WINDOW_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
 /// Workstations that share the synthetic trail.
 pub const DEVICES: usize = 4;
@@ -79,6 +84,10 @@ pub async fn seed_audit_events(
             },
         )
         .await?;
+        state
+            .store
+            .backdate_synthetic_workstation(&scope, id, &users, now - WINDOW_MS)
+            .await?;
         stations.push(Workstation {
             key,
             id,
@@ -86,7 +95,6 @@ pub async fn seed_audit_events(
             tip: Hash32::GENESIS,
         });
     }
-    const WINDOW_MS: i64 = 30 * 24 * 60 * 60 * 1000;
     let step = (WINDOW_MS / i64::try_from(n.max(1)).unwrap_or(i64::MAX)).max(1);
     let mut done = 0u64;
     while done < n {

@@ -1,15 +1,17 @@
 //! `clinicdesk-server audit verify-export FILE`: checks a JSON Lines export offline, with
 //! only the clinic's public keys: the checkpoint's signature, every event's hash, signature
 //! (by the key of its chain, of the right recorder) and inclusion proof against that
-//! checkpoint, the links between consecutive events of a chain present in the file, and the
-//! server's signed end line over the header, the count and every event hash in order.
+//! checkpoint, the links between consecutive events of a chain present in the file, the
+//! server's signed end line over the header, the count and every event hash in order, that
+//! nothing follows that end, and, for an unfiltered export, that it holds every leaf of the
+//! checkpoint's log (each leaf is checked once and in the log, so the count says it).
 
 use std::collections::HashMap;
 use std::io::BufRead;
 
 use clinicdesk_protocol::audit::Hash32;
 use clinicdesk_protocol::export::{
-    ClinicKeys, EXPORT_FORMAT, EventDigest, ExportEnd, ExportHeader, ExportLine,
+    ClinicKeys, EXPORT_FORMAT, EventDigest, ExportEnd, ExportFilters, ExportHeader, ExportLine,
 };
 use clinicdesk_protocol::merkle::verify_inclusion;
 use uuid::Uuid;
@@ -84,7 +86,7 @@ pub fn verify_export(
     // an event at seq-1 must have the hash that one names.
     let mut later: HashMap<Uuid, (u64, Hash32)> = HashMap::new();
     let mut leaves = std::collections::HashSet::new();
-    for (i, raw) in lines {
+    while let Some((i, raw)) = lines.next() {
         let n = i as u64 + 1;
         let raw = raw.map_err(|_| problem(n, None, "unreadable"))?;
         if raw.is_empty() {
@@ -148,6 +150,22 @@ pub fn verify_export(
                         n,
                         None,
                         "the signed end does not match the lines before it (lines added, removed or reordered)",
+                    ));
+                }
+                // What the end signs is all there is: a line after it is not part of it.
+                for (j, rest) in lines.by_ref() {
+                    let rest = rest.map_err(|_| problem(j as u64 + 1, None, "unreadable"))?;
+                    if !rest.is_empty() {
+                        return Err(problem(j as u64 + 1, None, "a line follows the signed end"));
+                    }
+                }
+                // Unfiltered, the export is the whole log at the checkpoint: the end line's
+                // signature alone cannot promise that (the key's holder signs any subset).
+                if header.filters == ExportFilters::default() && count != cp.checkpoint.tree_size {
+                    return Err(problem(
+                        n,
+                        None,
+                        "an unfiltered export must hold every leaf of the signed log, and some are missing",
                     ));
                 }
                 return Ok(ExportSummary {

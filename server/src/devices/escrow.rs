@@ -1,32 +1,39 @@
 //! Escrowed device secrets: a workstation whose OS keychain lost its device secret gets the
-//! copy it left at enrollment back, and only it: from a session on that device (password and
-//! a fresh second factor) proving the device's recovery key over a fresh nonce. No audit, no
-//! release: `device_secret_released` commits before the secret leaves.
+//! copy it left at enrollment back, and only it: from a recovery sign-in on that device (the
+//! password, the device proof signed by the recovery key, and a second factor proven afresh,
+//! never a grant), proving the recovery key again over a fresh nonce. Any other session is
+//! refused (`403`, field `session`). No audit, no release: `device_secret_released` commits
+//! before the secret leaves.
 
 use clinicdesk_protocol::audit::{AuditAction, RequestSeen};
-use clinicdesk_protocol::wire::{EscrowRelease, UserInfo, escrow_proof_bytes};
+use clinicdesk_protocol::wire::{EscrowRelease, escrow_proof_bytes};
 use ed25519_dalek::VerifyingKey;
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::audit::key::verify_strict_hex;
 use crate::audit::server_chain::{self, security_event};
 use crate::error::ServerError;
-use crate::scope::ClinicScope;
+use crate::scope::{ClinicScope, Principal};
 use crate::session::live_device;
 use crate::state::AppState;
 
-/// Releases the escrowed device secret of `device_id`, the device of `user`'s session, once
-/// `req` proves its recovery key; `NotFound` if the clinic holds no escrow for it.
+/// Releases the escrowed device secret of the caller's device, when the caller's session is
+/// a recovery sign-in and `req` proves the recovery key; `NotFound` if the clinic holds no
+/// escrow for it.
 pub async fn release(
     state: &AppState,
     scope: &ClinicScope,
-    user: &UserInfo,
-    device_id: Uuid,
+    caller: &Principal,
     req: &EscrowRelease,
     seen: RequestSeen,
 ) -> Result<Zeroizing<Vec<u8>>, ServerError> {
-    let device = live_device(state, device_id).await?;
+    // A session from the device key (with or without a grant) proves only what the disk
+    // holds; the secret comes back only after the recovery key and a fresh second factor.
+    if !caller.recovery_sign_in {
+        return Err(ServerError::ForbiddenField { field: "session" });
+    }
+    let user = &caller.user;
+    let device = live_device(state, caller.device_id).await?;
     let now = state.clock.now_ms();
     if !state.store.take_nonce(&req.nonce, device.id, now).await? {
         return Err(ServerError::InvalidSignature { field: "nonce" });

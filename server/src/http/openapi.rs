@@ -50,6 +50,7 @@ impl Modify for SessionAuth {
         routes::mfa::reset,
         routes::clinic::get_settings,
         routes::clinic::set_time_zone,
+        routes::clinic::set_break_glass_reviewers,
         routes::imports::start,
         routes::imports::progress,
         routes::users::list,

@@ -90,6 +90,11 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/clinic/time-zone",
             post(routes::clinic::set_time_zone),
         ),
+        def(
+            "POST",
+            "/v1/clinic/break-glass-reviewers",
+            post(routes::clinic::set_break_glass_reviewers),
+        ),
         def("POST", "/v1/imports", post(routes::imports::start)),
         def(
             "GET",

@@ -59,6 +59,7 @@ pub async fn log_in(
     if !state.store.take_nonce(&req.nonce, device.id, now).await? {
         return Err(ServerError::InvalidSignature { field: "nonce" });
     }
+    let recovery = req.proof_key == ProofKey::Recovery;
     let proof_key = match req.proof_key {
         ProofKey::Device => device.public_key,
         ProofKey::Recovery => {
@@ -122,7 +123,7 @@ pub async fn log_in(
     };
     if must_change_password {
         tracing::info!(user_id = %user.user_id, "first password accepted; own password next");
-        return mfa::password_ticket(state, &user, device.id).await;
+        return mfa::password_ticket(state, &user, device.id, recovery).await;
     }
 
     // A recovery login proves the second factor afresh: the grant lives in the cache the
@@ -138,11 +139,11 @@ pub async fn log_in(
     {
         tracing::info!(user_id = %user.user_id, "login within a second-factor grant");
         return Ok(LoginStep::SignedIn(
-            issue_session(state, &user, device.id).await?,
+            issue_session(state, &user, device.id, false).await?,
         ));
     }
     tracing::info!(user_id = %user.user_id, "password accepted; second factor next");
-    mfa::ticket_for(state, &user, device.id).await
+    mfa::ticket_for(state, &user, device.id, recovery).await
 }
 
 /// A signed-in user's change of their own password: the current one first (throttled, so
@@ -209,7 +210,7 @@ pub async fn choose_first(
     store_password(&mut tx, state, user, &hash, "first_password", seen).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.user_id, "first password replaced; second factor next");
-    mfa::ticket_for(state, user, ticket.device_id).await
+    mfa::ticket_for(state, user, ticket.device_id, ticket.recovery).await
 }
 
 /// In the caller's transaction: the user's new password hash, which ends their sessions and

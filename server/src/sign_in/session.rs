@@ -11,11 +11,13 @@ use crate::state::AppState;
 
 /// A new session for a user who proved every factor, under the clinic's lock policy. The
 /// user's sessions beyond the newest two are revoked, and the account's failed attempts
-/// are forgotten.
+/// are forgotten. `recovery`: a recovery sign-in with a second factor proven just now, the
+/// only session that may have the device's escrowed secret released.
 pub(crate) async fn issue_session(
     state: &AppState,
     user: &UserInfo,
     device_id: Uuid,
+    recovery: bool,
 ) -> Result<LoginResponse, ServerError> {
     let session_token = token()?;
     state
@@ -25,6 +27,7 @@ pub(crate) async fn issue_session(
             user,
             device_id,
             state.clock.now_ms(),
+            recovery,
         )
         .await?;
     let (idle_timeout_secs, max_offline_secs) = state.store.lock_policy(user.clinic_id).await?;

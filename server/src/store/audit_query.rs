@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 
-use clinicdesk_protocol::audit::{AuditEvent, Hash32};
+use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32};
 use clinicdesk_protocol::export::ExportFilters;
-use clinicdesk_protocol::wire::{AuditRecord, ReceivedAfterRevocation, TamperAlert};
+use clinicdesk_protocol::wire::{
+    AuditRecord, FlaggedClaim, MAX_FLAGGED_CLAIMS, ReceivedAfterRevocation, TamperAlert,
+};
 
 use super::sql::Statement;
 use super::*;
@@ -247,6 +249,50 @@ pub async fn received_after_revocation(
             })
         })
         .collect()
+}
+
+/// The clinic's newest flagged claims, newest first: each `claim_flagged` server event
+/// with the workstation's event it names.
+pub async fn flagged_claims(tx: &mut ClinicTx) -> Result<Vec<FlaggedClaim>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let flags = sqlx::query(
+        "SELECT event_json FROM audit_events
+         WHERE clinic_id = $1 AND action = $2 AND leaf_index IS NOT NULL
+         ORDER BY occurred_at_ms DESC, id DESC LIMIT $3",
+    )
+    .bind(&clinic)
+    .bind(AuditAction::ClaimFlagged.as_str())
+    .bind(i64::try_from(MAX_FLAGGED_CLAIMS).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut claims = Vec::with_capacity(flags.len());
+    for flag in flags {
+        let flag: AuditEvent = serde_json::from_str(flag.get::<&str, _>(0))
+            .map_err(|_| ServerError::Internal("stored event malformed"))?;
+        let Some(r) = sqlx::query(
+            "SELECT device_id, device_seq, actor_user_id, occurred_at_ms, received_at_ms
+             FROM audit_events WHERE id = $1 AND clinic_id = $2",
+        )
+        .bind(&flag.resource_id)
+        .bind(&clinic)
+        .fetch_optional(&mut **tx)
+        .await?
+        else {
+            // The flag and its event are stored in one transaction; `audit verify` reports
+            // the trail if one is missing.
+            continue;
+        };
+        claims.push(FlaggedClaim {
+            device_id: stored_id(r.get::<&str, _>(0))?,
+            device_seq: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+            event_id: stored_id(&flag.resource_id)?,
+            actor_user_id: stored_id(r.get::<&str, _>(2))?,
+            doubted: flag.fields,
+            occurred_at_ms: r.get(3),
+            received_at_ms: r.get(4),
+        });
+    }
+    Ok(claims)
 }
 
 /// The clinic's devices with events stored past a gap in their chain, by device id.

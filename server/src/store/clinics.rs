@@ -57,6 +57,17 @@ impl Store {
         tz.ok_or(ServerError::NotFound)
     }
 
+    /// How many different admins review each break-glass grant opened from now on.
+    pub async fn break_glass_reviewers(&self, scope: &ClinicScope) -> Result<u8, ServerError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT break_glass_reviewers FROM clinics WHERE id = $1")
+                .bind(scope.clinic_id().to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let n = n.ok_or(ServerError::NotFound)?;
+        u8::try_from(n).map_err(|_| ServerError::Internal("stored reviewer count malformed"))
+    }
+
     pub async fn clinic_name(&self, clinic_id: Uuid) -> Result<Option<String>, ServerError> {
         let row = sqlx::query("SELECT name FROM clinics WHERE id = $1")
             .bind(clinic_id.to_string())
@@ -111,6 +122,21 @@ pub async fn set_time_zone(tx: &mut ClinicTx, time_zone: &str) -> Result<(), Ser
     let clinic = tx.clinic_id().to_string();
     sqlx::query("UPDATE clinics SET time_zone = $1 WHERE id = $2")
         .bind(time_zone)
+        .bind(clinic)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sets how many admins review each break-glass grant opened from now on, in the caller's
+/// transaction (with its audit event). The table allows 1 or 2.
+pub async fn set_break_glass_reviewers(
+    tx: &mut ClinicTx,
+    reviewers: u8,
+) -> Result<(), ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    sqlx::query("UPDATE clinics SET break_glass_reviewers = $1 WHERE id = $2")
+        .bind(i64::from(reviewers))
         .bind(clinic)
         .execute(&mut **tx)
         .await?;

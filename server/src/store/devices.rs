@@ -20,6 +20,8 @@ pub struct DeviceRecord {
     pub public_key: [u8; 32],
     /// When the device was revoked (`None`: it is live).
     pub revoked_at_ms: Option<i64>,
+    /// When it was enrolled: nothing it signed can be older (within a clock's skew).
+    pub enrolled_at_ms: i64,
 }
 
 impl DeviceRecord {
@@ -203,7 +205,7 @@ impl Store {
 
     pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {
         let row = sqlx::query(
-            "SELECT clinic_id, public_key, revoked_at_ms FROM devices
+            "SELECT clinic_id, public_key, revoked_at_ms, enrolled_at_ms FROM devices
              WHERE id = $1 AND kind = 'workstation'",
         )
         .bind(device_id.to_string())
@@ -219,6 +221,7 @@ impl Store {
             clinic_id: parse_uuid(&row.get::<String, _>(0))?,
             public_key,
             revoked_at_ms: row.get(2),
+            enrolled_at_ms: row.get(3),
         }))
     }
 

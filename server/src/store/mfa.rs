@@ -31,6 +31,9 @@ pub struct Ticket {
     pub user: UserInfo,
     pub device_id: Uuid,
     pub purpose: Purpose,
+    /// Opened by a recovery sign-in (the device proof signed by the recovery key): the
+    /// session it leads to may have the escrowed device secret released.
+    pub recovery: bool,
     /// Ceremony state: `totp:<sealed secret>` or `webauthn-reg:`/`webauthn-auth:<json>`.
     pub pending: Option<String>,
 }
@@ -76,11 +79,12 @@ impl Store {
         user: &UserInfo,
         device_id: Uuid,
         purpose: Purpose,
+        recovery: bool,
         expires_at_ms: i64,
     ) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO mfa_tickets (ticket_hash, user_id, clinic_id, device_id, purpose, expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO mfa_tickets (ticket_hash, user_id, clinic_id, device_id, purpose, expires_at_ms, recovery)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(hash)
         .bind(user.user_id.to_string())
@@ -88,6 +92,7 @@ impl Store {
         .bind(device_id.to_string())
         .bind(purpose.as_str())
         .bind(expires_at_ms)
+        .bind(i64::from(recovery))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -97,7 +102,7 @@ impl Store {
     pub async fn ticket(&self, hash: &str, now_ms: i64) -> Result<Option<Ticket>, ServerError> {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.display_name, u.role, t.clinic_id, t.device_id, t.purpose,
-                t.pending
+                t.pending, t.recovery
          FROM mfa_tickets t
          JOIN users u ON u.id = t.user_id AND u.clinic_id = t.clinic_id
          JOIN devices d ON d.id = t.device_id AND d.clinic_id = t.clinic_id
@@ -127,6 +132,7 @@ impl Store {
             device_id: parse_uuid(row.get(5))?,
             purpose,
             pending: row.get(7),
+            recovery: row.get::<i64, _>(8) != 0,
         }))
     }
 

@@ -63,6 +63,7 @@ pub use devices::{DeviceRecord, Escrow};
 pub use enrollment::RedeemedCode;
 pub use patients::NewPatient;
 pub use sessions::SessionRecord;
+pub use sessions::SignIn;
 pub use tx::{ClinicTx, WriteTx};
 pub use users::Credentials;
 

@@ -15,9 +15,89 @@ pub struct SessionRecord {
     pub revoked: bool,
     pub device_revoked: bool,
     pub idle_timeout_secs: u64,
+    /// Opened by a recovery sign-in with a fresh second factor.
+    pub recovery: bool,
+}
+
+/// One sign-in of a user on a workstation: when, and the role it was granted (`None` only
+/// for a session of a user whose role was unknown when the column was added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignIn {
+    pub at_ms: i64,
+    pub role: Option<Role>,
 }
 
 impl Store {
+    /// The sign-ins of `user` on `device` that tell what the workstation could claim for
+    /// them between `from_ms` and `to_ms`: the latest at or before `from_ms`, every one
+    /// after it up to `to_ms`, and, when there is none up to `to_ms`, the first one after
+    /// (so an actor who signed in there only later is told apart from one who never did).
+    /// Oldest first; empty when the user never signed in on the device.
+    pub async fn sign_ins_around(
+        &self,
+        device: Uuid,
+        user: Uuid,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SignIn>, ServerError> {
+        let (device, user) = (device.to_string(), user.to_string());
+        let select = |condition: &str, order: &str, limit: &str| {
+            format!(
+                "SELECT created_at_ms, role FROM sessions
+                 WHERE device_id = $1 AND user_id = $2 AND {condition}
+                 ORDER BY created_at_ms {order}{limit}"
+            )
+        };
+        let read = |rows: Vec<sqlx::any::AnyRow>| -> Result<Vec<SignIn>, ServerError> {
+            rows.iter()
+                .map(|r| {
+                    Ok(SignIn {
+                        at_ms: r.get(0),
+                        role: r.get::<Option<&str>, _>(1).map(parse_role).transpose()?,
+                    })
+                })
+                .collect()
+        };
+        // The SQL text is one of the fixed strings above; every value is bound.
+        let latest = sqlx::query(sqlx::AssertSqlSafe(select(
+            "created_at_ms <= $3",
+            "DESC",
+            " LIMIT 1",
+        )))
+        .bind(&device)
+        .bind(&user)
+        .bind(from_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let during = sqlx::query(sqlx::AssertSqlSafe(select(
+            "created_at_ms > $3 AND created_at_ms <= $4",
+            "ASC",
+            "",
+        )))
+        .bind(&device)
+        .bind(&user)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = read(latest)?;
+        found.extend(read(during)?);
+        if found.is_empty() {
+            let first = sqlx::query(sqlx::AssertSqlSafe(select(
+                "created_at_ms > $3",
+                "ASC",
+                " LIMIT 1",
+            )))
+            .bind(&device)
+            .bind(&user)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+            found = read(first)?;
+        }
+        Ok(found)
+    }
+
     /// Stores a login nonce for the device. In the same transaction, expired nonces (of
     /// every device) go, and of this device's live ones only the newest `keep - 1` stay, so
     /// the public challenge route cannot grow the table without bound.
@@ -80,10 +160,11 @@ impl Store {
         user: &UserInfo,
         device_id: Uuid,
         now_ms: i64,
+        recovery: bool,
     ) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, clinic_id, device_id, created_at_ms, last_seen_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO sessions (token_hash, user_id, clinic_id, device_id, created_at_ms, last_seen_at_ms, role, recovery)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(token_hash)
         .bind(user.user_id.to_string())
@@ -91,6 +172,8 @@ impl Store {
         .bind(device_id.to_string())
         .bind(now_ms)
         .bind(now_ms)
+        .bind(user.role.as_str())
+        .bind(i64::from(recovery))
         .execute(&self.pool)
         .await?;
         // At most MAX_SESSIONS_PER_USER live sessions: the oldest go. Sessions opened in the
@@ -123,7 +206,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.display_name, u.role, s.clinic_id, s.device_id,
                     s.created_at_ms, s.last_seen_at_ms, s.revoked_at_ms IS NOT NULL OR u.active = 0,
-                    d.revoked_at_ms IS NOT NULL, c.idle_timeout_secs
+                    d.revoked_at_ms IS NOT NULL, c.idle_timeout_secs, s.recovery
              FROM sessions s
              JOIN users u ON u.id = s.user_id AND u.clinic_id = s.clinic_id
              JOIN devices d ON d.id = s.device_id AND d.clinic_id = s.clinic_id
@@ -148,6 +231,7 @@ impl Store {
             revoked: flag(&row, 8)?,
             device_revoked: flag(&row, 9)?,
             idle_timeout_secs: u64::try_from(row.get::<i64, _>(10)).unwrap_or(0),
+            recovery: row.get::<i64, _>(11) != 0,
         }))
     }
 

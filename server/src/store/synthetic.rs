@@ -134,3 +134,44 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Gives a synthetic workstation a past: enrolled at `at_ms`, and each of `users` signed
+    /// in on it then (as a session that is already over, so no token of it works), with
+    /// the role they hold. A synthetic trail that spans the last month is then what such a
+    /// workstation could have signed ([`crate::audit::claims`]).
+    pub async fn backdate_synthetic_workstation(
+        &self,
+        scope: &ClinicScope,
+        device: Uuid,
+        users: &[(Uuid, Role)],
+        at_ms: i64,
+    ) -> Result<(), ServerError> {
+        let clinic = scope.clinic_id().to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE devices SET enrolled_at_ms = $1 WHERE id = $2 AND clinic_id = $3")
+            .bind(at_ms)
+            .bind(device.to_string())
+            .bind(&clinic)
+            .execute(&mut *tx)
+            .await?;
+        for (user, role) in users {
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, user_id, clinic_id, device_id, created_at_ms,
+                     last_seen_at_ms, revoked_at_ms, role)
+                 VALUES ($1, $2, $3, $4, $5, $5, $5, $6)",
+            )
+            // No token hashes to this (a hash is hex): the session is a record, never a key.
+            .bind(format!("synthetic-{}", Uuid::now_v7().simple()))
+            .bind(user.to_string())
+            .bind(&clinic)
+            .bind(device.to_string())
+            .bind(at_ms)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -252,14 +252,25 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
         login,
     } = server.signed_in(0xB8, "clinician").await;
     let clinician = login.session_token.expose();
-    let target = outside_patient(&server, clinician).await;
-    let grant = break_glass(&server, clinician, target).await;
-    patient(&server, clinician, target).await;
-
     let admin = device
         .login(&server, "admin", password_of(&report, "admin"))
         .await;
     let admin_token = admin.session_token.expose();
+    // A clinic with one admin asks for one review per grant (the default is two).
+    let (status, body) = server
+        .post(
+            "/v1/clinic/break-glass-reviewers",
+            Some(admin_token),
+            json!({ "reviewers": 1 }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["break_glass_reviewers"].as_u64()),
+        (200, Some(1))
+    );
+    let target = outside_patient(&server, clinician).await;
+    let grant = break_glass(&server, clinician, target).await;
+    patient(&server, clinician, target).await;
     let queue = |pending: bool, token: String| {
         let server = &server;
         async move {
@@ -277,6 +288,14 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
     assert_eq!(item.user_id, login.user.user_id);
     assert_eq!(item.username, "clinician");
     assert!(item.reviewed.is_none());
+    assert_eq!(
+        (
+            item.reviews_required,
+            item.reviews.len(),
+            item.short_of_reviewers
+        ),
+        (1, 0, false)
+    );
     // The grant's own event and the chart read under it (and the outside-care-team read
     // just before it, in the same millisecond, as the window starts at the grant).
     assert!(item.events_during >= 2, "{}", item.events_during);
@@ -333,6 +352,7 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
         "Confirmed with the ED log: emergency visit"
     );
 
+    assert_eq!(all.grants[0].reviews, vec![note.clone()]);
     let reviewed = server.events_of("break_glass_reviewed").await;
     assert_eq!(reviewed.len(), 1);
     let e = &reviewed[0];
@@ -381,4 +401,165 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
     }
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     verify_all(&server.store, &key, &[]).await.unwrap();
+}
+
+/// A new admin's account, created by `by` (an admin's token), signed in on `device` with a
+/// password of their own.
+async fn new_admin(
+    server: &TestServer,
+    device: &crate::harness::TestDevice,
+    by: &str,
+    username: &str,
+) -> clinicdesk_protocol::wire::LoginResponse {
+    let (status, body) = server
+        .post(
+            "/v1/users",
+            Some(by),
+            json!({
+                "username": username,
+                "display_name": "Second Admin (synthetic)",
+                "role": "admin",
+                "password": "Lantern-Quillfeather-Orbit-4821",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    device
+        .first_login(
+            server,
+            username,
+            "Lantern-Quillfeather-Orbit-4821",
+            "Harbor-Mosaic-Tundra-Velvet-77",
+        )
+        .await
+}
+
+/// The review of a grant by two different admins (issue 22, "Review and the second wall").
+/// Before, one admin could create a clinician's account (or change it), break the glass as
+/// that clinician and acknowledge the grant alone: one review closed every grant.
+#[tokio::test]
+async fn a_grant_needs_two_admins_and_neither_may_have_changed_the_grantees_account() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: first,
+    } = server.signed_in(0xBA, "admin").await;
+    let first_token = first.session_token.expose();
+    let (_, settings) = server.get("/v1/clinic", first_token).await;
+    assert_eq!(settings["break_glass_reviewers"].as_u64(), Some(2));
+    let clinician_id: String =
+        sqlx::query_scalar("SELECT id FROM users WHERE clinic_id = $1 AND username = 'clinician'")
+            .bind(report.clinic_id.to_string())
+            .fetch_one(&server.owner_pool().await)
+            .await
+            .unwrap();
+    // The first admin changes the clinician's account (and changes it back).
+    for role in ["billing", "clinician"] {
+        let (status, body) = server
+            .post(
+                &format!("/v1/users/{clinician_id}/role"),
+                Some(first_token),
+                json!({ "role": role }),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let second = new_admin(&server, &device, first_token, "second.admin").await;
+    let second_token = second.session_token.expose();
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let clinician_token = clinician.session_token.expose();
+    let target = outside_patient(&server, clinician_token).await;
+    let grant = break_glass(&server, clinician_token, target).await;
+    let review_path = format!("/v1/break-glass/{}/review", grant.grant_id);
+    let review = |token: String, note: &'static str| {
+        let server = &server;
+        let path = review_path.clone();
+        async move {
+            server
+                .post(&path, Some(&token), json!({ "note": note }))
+                .await
+        }
+    };
+    let pending = |token: String| {
+        let server = &server;
+        async move {
+            let (status, body) = server.get("/v1/break-glass?pending=true", &token).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_value::<BreakGlassQueue>(body)
+                .unwrap()
+                .grants
+        }
+    };
+
+    // Two reviews needed; the first admin is barred, so only one admin may review: flagged.
+    let waiting = pending(first_token.to_owned()).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (waiting[0].reviews_required, waiting[0].short_of_reviewers),
+        (2, true)
+    );
+    let (status, body) = review(first_token.to_owned(), "Checked the ED log").await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (403, Some("forbidden"), Some("account_changed")),
+        "{body}"
+    );
+
+    // The second admin reviews: one of two, still pending and still short.
+    let (status, body) = review(second_token.to_owned(), "Confirmed with the ED log").await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = review(second_token.to_owned(), "Again").await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (409, Some("reviewer")),
+        "{body}"
+    );
+    let waiting = pending(second_token.to_owned()).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].reviews.len(), 1);
+    assert_eq!(waiting[0].reviews[0].reviewed_by, second.user.user_id);
+    assert!(waiting[0].reviewed.is_none() && waiting[0].short_of_reviewers);
+
+    // A third admin, who never touched the clinician's account, completes it.
+    let third = new_admin(&server, &device, second_token, "third.admin").await;
+    let third_token = third.session_token.expose();
+    assert!(!pending(third_token.to_owned()).await[0].short_of_reviewers);
+    let (status, body) = review(third_token.to_owned(), "Agreed: emergency").await;
+    assert_eq!(status, 204, "{body}");
+    assert!(pending(third_token.to_owned()).await.is_empty());
+    let (_, body) = server.get("/v1/break-glass", third_token).await;
+    let done = &serde_json::from_value::<BreakGlassQueue>(body)
+        .unwrap()
+        .grants[0];
+    assert_eq!(
+        done.reviewed.as_ref().map(|r| r.reviewed_by),
+        Some(third.user.user_id)
+    );
+    let reviewers: Vec<Uuid> = done.reviews.iter().map(|r| r.reviewed_by).collect();
+    assert_eq!(reviewers, vec![second.user.user_id, third.user.user_id]);
+    let (status, body) = review(first_token.to_owned(), "Late").await;
+    assert_eq!((status, body["field"].as_str()), (409, Some("grant_id")));
+
+    // Each review is its own event in the trail; the reviews cannot be rewritten.
+    let events = server.events_of("break_glass_reviewed").await;
+    let actors: Vec<Uuid> = events.iter().map(|e| e.actor_user_id).collect();
+    assert_eq!(actors, vec![second.user.user_id, third.user.user_id]);
+    let postgres = server.store.backend() == Backend::Postgres;
+    let scope = ClinicScope::of_console(&Console::operator(), report.clinic_id);
+    let mut tx = server.store.clinic_tx(&scope).await.unwrap();
+    let rewritten = sqlx::query("UPDATE break_glass_reviews SET note = 'rewritten'")
+        .execute(&mut *tx)
+        .await;
+    let refusal = if postgres {
+        "permission denied for table break_glass_reviews"
+    } else {
+        "break_glass_reviews is append-only"
+    };
+    match rewritten {
+        Err(sqlx::Error::Database(e)) => assert!(e.message().contains(refusal), "{}", e.message()),
+        other => panic!("a review was rewritten: {other:?}"),
+    }
 }

@@ -217,3 +217,58 @@ async fn only_the_sessions_own_device_and_never_a_revoked_one_gets_a_secret() {
     assert_eq!(left, 0, "a revoked device's escrow must be destroyed");
     assert_eq!(server.events_of("device_secret_released").await.len(), 1);
 }
+
+/// ARCHITECTURE.md has the escrowed secret come back only to a recovery sign-in (the device
+/// proof signed by the recovery key, then a fresh second factor). Before, any session on the
+/// device would do, beside the recovery key's signature: one opened by the device key and a
+/// second-factor grant from the disk got the secret (`200`), as did one whose second factor
+/// was proven with the device key rather than the recovery key.
+#[tokio::test]
+async fn only_a_recovery_sign_in_gets_the_escrowed_secret() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: first,
+    } = server.signed_in(0xA, "clinician").await;
+    let password = password_of(&report, "clinician");
+    let grant = first.mfa_grant.clone().expect("a second factor grants");
+    let (status, body) = step(
+        device
+            .proven_login(
+                &server,
+                "clinician",
+                password,
+                Some(grant.expose()),
+                ProofKey::Device,
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let LoginStep::SignedIn(by_grant) = serde_json::from_value(body).unwrap() else {
+        panic!("the grant signs in");
+    };
+    // The first sign-in proved a fresh factor, but with the device key; the grant's did
+    // not prove one at all. Both hold the recovery key's signature here, and neither is a
+    // recovery sign-in.
+    for token in [
+        first.session_token.expose(),
+        by_grant.session_token.expose(),
+    ] {
+        let (status, body) = device.release_escrow(&server, token, None).await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["field"].as_str()),
+            (403, Some("forbidden"), Some("session")),
+            "{body}"
+        );
+        assert!(body.get("device_secret").is_none());
+    }
+    assert!(server.events_of("device_secret_released").await.is_empty());
+    let recovered = device.recovery_login(&server, "clinician", password).await;
+    let (status, body) = device
+        .release_escrow(&server, recovered.session_token.expose(), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["device_secret"], to_hex(&device.secret));
+}

@@ -4,7 +4,9 @@
 use std::process::Command;
 
 use clinicdesk_protocol::audit::{Hash32, Recorder};
-use clinicdesk_protocol::export::{ChainKey, ClinicKeys, ExportLine, PatientAccessReport};
+use clinicdesk_protocol::export::{
+    ChainKey, ClinicKeys, EventDigest, ExportEnd, ExportLine, PatientAccessReport,
+};
 use clinicdesk_protocol::merkle::verify_inclusion;
 use clinicdesk_protocol::wire::AppointmentList;
 use clinicdesk_server::audit::verify_export::verify_export;
@@ -209,6 +211,82 @@ async fn a_jsonl_export_verifies_offline_and_any_change_is_named() {
             assert_eq!(e.event.device_id, t.device.id);
         }
     }
+}
+
+/// The lines of `lines` (header first) with a new end line signed by `key`, as the holder
+/// of the server's audit key could write it.
+fn resigned(lines: &[String], key: &clinicdesk_server::audit::key::AuditKey) -> String {
+    let mut digest = EventDigest::default();
+    let mut events = 0u64;
+    for l in &lines[1..] {
+        if let Ok(ExportLine::Event(e)) = serde_json::from_str::<ExportLine>(l) {
+            digest.push(&e.event.hash());
+            events += 1;
+        }
+    }
+    let digest = digest.finish();
+    let end = ExportLine::End(ExportEnd {
+        events,
+        digest,
+        signature: key.sign_hex(&ExportEnd::signed_bytes(
+            lines[0].as_bytes(),
+            events,
+            &digest,
+        )),
+    });
+    let mut out: Vec<String> = lines
+        .iter()
+        .filter(|l| {
+            !matches!(
+                serde_json::from_str::<ExportLine>(l),
+                Ok(ExportLine::End(_))
+            )
+        })
+        .cloned()
+        .collect();
+    out.push(serde_json::to_string(&end).unwrap());
+    out.join("\n") + "\n"
+}
+
+/// The audit format promises that an unfiltered export holds every leaf of the signed log,
+/// 0 to the checkpoint's size, and that nothing follows its signed end. Before,
+/// `verify-export` took the end line's word for the first: whoever holds the server's key
+/// could leave an event out, sign a new end line over the rest, and the file verified; and
+/// it stopped reading at the end line, so whatever followed went unread.
+#[tokio::test]
+async fn an_unfiltered_export_must_hold_every_leaf_and_nothing_after_its_end() {
+    let t = trail().await;
+    let (status, text) = api_text(&t, "/v1/audit/export?format=jsonl").await;
+    assert_eq!(status, 200);
+    let keys = trusted_keys(&t).await;
+    let total = verify(&text, Some(&keys)).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let key = clinicdesk_server::audit::key::AuditKey::load_or_create(t.server.dir.path()).unwrap();
+    assert_eq!(
+        verify(&resigned(&lines, &key), Some(&keys)),
+        Ok(total),
+        "the server's own key signs an end line that verifies"
+    );
+    let mut left_out = lines.clone();
+    left_out.remove(2);
+    let err = verify(&resigned(&left_out, &key), Some(&keys)).unwrap_err();
+    assert!(err.contains("every leaf"), "{err}");
+
+    let mut trailing = lines.clone();
+    trailing.push(lines[2].clone());
+    let err = verify(&(trailing.join("\n") + "\n"), Some(&keys)).unwrap_err();
+    assert!(
+        err.starts_with(&format!("line {}", lines.len() + 1)) && err.contains("follows"),
+        "{err}"
+    );
+
+    // A filtered export holds what its filters select, not every leaf.
+    let (_, one) = api_text(
+        &t,
+        &format!("/v1/audit/export?format=jsonl&device_id={}", t.device.id),
+    )
+    .await;
+    assert_eq!(verify(&one, Some(&keys)), Ok(5));
 }
 
 #[tokio::test]

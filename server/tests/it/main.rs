@@ -10,6 +10,7 @@ mod booking;
 mod break_glass;
 mod canary;
 mod care_team;
+mod claims;
 mod clinic_days;
 mod connections;
 mod contract_fuzz;

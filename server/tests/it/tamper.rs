@@ -7,15 +7,16 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, RequestSeen, SignedAuditEvent, to_hex};
-use clinicdesk_protocol::wire::AuditUpload;
+use clinicdesk_protocol::wire::{AuditUpload, UserInfo};
 use clinicdesk_server::AppState;
 use clinicdesk_server::admin::seed::seed_clinic;
 use clinicdesk_server::audit::ingest::ingest;
 use clinicdesk_server::audit::verify::{Findings, Location, Problem, VerifyError, verify_all};
+use clinicdesk_server::scope::{ClinicScope, Console};
 use clinicdesk_server::secrets::random::{hash_secret, normalize_code};
 use clinicdesk_server::secrets::store_key;
 use clinicdesk_server::store::{Store, StoreLocation, at_rest};
-use clinicdesk_server::time::ManualClock;
+use clinicdesk_server::time::{Clock, ManualClock};
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use sqlx::{Row, SqlitePool};
@@ -78,6 +79,23 @@ pub(crate) async fn enroll(state: &AppState, clock: &ManualClock, clinic: Uuid) 
     )
     .await
     .unwrap();
+    // Everyone of the clinic signs in on it once, as the app has them do before it records
+    // anything they do: ingest checks each event's actor against the sign-ins.
+    let scope = ClinicScope::of_console(&Console::operator(), clinic);
+    for (user_id, role) in state.store.users_and_roles(&scope).await.unwrap() {
+        let user = UserInfo {
+            user_id,
+            username: String::new(),
+            display_name: String::new(),
+            role,
+            clinic_id: clinic,
+        };
+        state
+            .store
+            .insert_session(&to_hex(&rand32()), &user, id, clock.now_ms(), false)
+            .await
+            .unwrap();
+    }
     TestDevice {
         key,
         recovery,
@@ -113,7 +131,8 @@ pub(crate) async fn seeded_store() -> (tempfile::TempDir, ManualClock, AppState,
         .await
         .unwrap();
     let db = own_pool(&embedded_in(dir.path())).await;
-    let user: String = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
+    // A clinician: the role the test events claim.
+    let user: String = sqlx::query_scalar("SELECT id FROM users WHERE role = 'clinician' LIMIT 1")
         .fetch_one(&db)
         .await
         .unwrap();

@@ -221,6 +221,10 @@ pub struct Period {
     pub from_ms: Option<i64>,
     /// Exclusive.
     pub to_ms: Option<i64>,
+    /// `occurred` (the default) or `received`.
+    #[serde(default)]
+    #[param(inline)]
+    pub order: clinicdesk_protocol::export::ReportOrder,
 }
 
 /// Who accessed a patient's record in a period, each access with its inclusion proof.
@@ -233,7 +237,11 @@ pub async fn patient_report(
     State(state): State<AppState>,
     auth: Authenticated,
     Id(patient_id): Id<Uuid>,
-    Params(Period { from_ms, to_ms }): Params<Period>,
+    Params(Period {
+        from_ms,
+        to_ms,
+        order,
+    }): Params<Period>,
 ) -> Result<Json<clinicdesk_protocol::export::PatientAccessReport>, ServerError> {
     Ok(Json(
         crate::audit::report::patient_access_report(
@@ -242,6 +250,7 @@ pub async fn patient_report(
             patient_id,
             from_ms,
             to_ms,
+            order,
         )
         .await?,
     ))

@@ -103,6 +103,8 @@ pub async fn issue_code(
 
 #[utoipa::path(post, path = "/v1/devices/escrow/release", request_body = EscrowRelease,
     responses((status = 200, body = EscrowedSecret), (status = 401, body = ApiError),
+        (status = 403, body = ApiError,
+            description = "The session is not a recovery sign-in (field `session`)"),
         (status = 404, body = ApiError, description = "No escrow for the session's device")),
     security(("session" = [])))]
 #[tracing::instrument(skip_all)]
@@ -116,8 +118,7 @@ pub async fn release_escrow(
     let secret = escrow::release(
         &state,
         auth.scope(),
-        &auth.principal.user,
-        device_id,
+        &auth.principal,
         &req,
         seen.for_session(device_id),
     )

@@ -43,11 +43,13 @@ pub const MAX_TICKET_FAILURES: i64 = 3;
 /// working day, the absolute session lifetime.
 pub const GRANT_TTL_MS: i64 = crate::session::SESSION_MAX_AGE_MS;
 
-/// After the password and device proof: a ticket for the factor step.
+/// After the password and device proof: a ticket for the factor step. `recovery`: the
+/// device proof was the recovery key's.
 pub async fn ticket_for(
     state: &AppState,
     user: &UserInfo,
     device_id: Uuid,
+    recovery: bool,
 ) -> Result<LoginStep, ServerError> {
     let methods = methods(state, user.user_id).await?;
     let purpose = if methods.is_empty() {
@@ -55,7 +57,7 @@ pub async fn ticket_for(
     } else {
         Purpose::Verify
     };
-    issue_ticket(state, user, device_id, purpose, methods).await
+    issue_ticket(state, user, device_id, purpose, recovery, methods).await
 }
 
 /// The step before any second factor for a user whose password someone else chose: a
@@ -64,8 +66,17 @@ pub async fn password_ticket(
     state: &AppState,
     user: &UserInfo,
     device_id: Uuid,
+    recovery: bool,
 ) -> Result<LoginStep, ServerError> {
-    issue_ticket(state, user, device_id, Purpose::Password, Vec::new()).await
+    issue_ticket(
+        state,
+        user,
+        device_id,
+        Purpose::Password,
+        recovery,
+        Vec::new(),
+    )
+    .await
 }
 
 /// The factors a user can prove. Recovery codes count only beside a real factor.
@@ -89,6 +100,7 @@ async fn issue_ticket(
     user: &UserInfo,
     device_id: Uuid,
     purpose: Purpose,
+    recovery: bool,
     methods: Vec<MfaMethod>,
 ) -> Result<LoginStep, ServerError> {
     let ticket = token()?;
@@ -100,6 +112,7 @@ async fn issue_ticket(
             user,
             device_id,
             purpose,
+            recovery,
             now + TICKET_TTL_MS,
         )
         .await?;
@@ -284,7 +297,9 @@ pub async fn session_for(
     ticket: &Ticket,
     grant: String,
 ) -> Result<LoginResponse, ServerError> {
-    let mut login = issue_session(state, &ticket.user, ticket.device_id).await?;
+    // Every ticket ends in a factor proven now, so a recovery ticket's session is a
+    // recovery sign-in with a fresh second factor.
+    let mut login = issue_session(state, &ticket.user, ticket.device_id, ticket.recovery).await?;
     login.mfa_grant = Some(grant.into());
     Ok(login)
 }

@@ -1,6 +1,9 @@
 //! The admin's break-glass tab: every grant a clinician opened, newest first, with who,
 //! which patient (by id: admins see no clinical content), why, when and how many audit
-//! events were recorded under it; each waits until an admin acknowledges it with a note.
+//! events were recorded under it; each waits until as many different admins as the clinic's
+//! policy asks (two by default) acknowledge it with a note each. A grant the clinic lacks
+//! admins to review (none may review their own, or one for an account they changed within
+//! 30 days) is flagged.
 
 use clinicdesk_protocol::wire::{BreakGlassQueue, BreakGlassReview, REVIEW_NOTE_MAX};
 use leptos::prelude::*;
@@ -110,19 +113,50 @@ fn GrantRow(
         });
     };
     let reviewed = g.reviewed.is_some();
-    let review = match g.reviewed {
-        Some(r) => view! {
-            <span>{format!("Acknowledged {}: {}", local_date_time_ms(r.reviewed_at_ms), r.note.expose())}</span>
-        }
-        .into_any(),
-        None => view! {
-            <form class="review-form" on:submit=submit>
-                <input class="review-note" placeholder="What you checked" maxlength=REVIEW_NOTE_MAX.to_string()
-                    prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
-                <button type="submit" class="acknowledge" disabled=move || busy.get()>"Acknowledge"</button>
-            </form>
-        }
-        .into_any(),
+    let required = g.reviews_required;
+    let done = g.reviews.len();
+    let earlier = g
+        .reviews
+        .iter()
+        .map(|r| {
+            view! {
+                <li class="review-done">{format!("Acknowledged {}: {}", local_date_time_ms(r.reviewed_at_ms), r.note.expose())}</li>
+            }
+        })
+        .collect_view();
+    let me = ui
+        .status
+        .get_untracked()
+        .and_then(|s| s.user)
+        .map(|u| u.user_id);
+    // Each admin acknowledges a grant once: after theirs, the next is another admin's.
+    let mine = g.reviews.iter().any(|r| Some(r.reviewed_by) == me);
+    let standing = match (reviewed, mine) {
+        (true, _) => None,
+        (false, false) => Some(format!("{done} of {required} acknowledgements")),
+        (false, true) => Some(format!(
+            "{done} of {required} acknowledgements; yours is given, another admin gives the next"
+        )),
+    };
+    let short = g.short_of_reviewers.then(|| view! {
+        <p class="warn short-of-reviewers">
+            "Not enough admins may review this: none reviews their own access, or one for an account they created or changed within 30 days. Add or ask another admin."
+        </p>
+    });
+    let form = (!reviewed && !mine).then(|| view! {
+        <form class="review-form" on:submit=submit>
+            <label class="sr-only" for=format!("note-{grant_id}")>"What you checked"</label>
+            <input class="review-note" id=format!("note-{grant_id}") placeholder="What you checked"
+                maxlength=REVIEW_NOTE_MAX.to_string()
+                prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
+            <button type="submit" class="acknowledge" disabled=move || busy.get()>"Acknowledge"</button>
+        </form>
+    });
+    let review = view! {
+        <ul class="reviews">{earlier}</ul>
+        {standing.map(|s| view! { <p class="muted review-standing">{s}</p> })}
+        {short}
+        {form}
     };
     view! {
         <tr class:reviewed=reviewed data-grant-id=grant_id.to_string()>

@@ -101,6 +101,7 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
     if alerts.tamper.is_empty()
         && alerts.outstanding.is_empty()
         && alerts.received_after_revocation.is_empty()
+        && alerts.flagged_claims.is_empty()
     {
         return view! {
             <p class="ok" id="audit-integrity">
@@ -117,6 +118,7 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
                     let what = match t.kind.as_str() {
                         "fork" => "sent a different record for a position it had already sent",
                         "chain_break" => "sent a record that does not link to the one before it",
+                        "unknown_actor" => "sent a record naming a user who never signed in on it",
                         _ => "sent a record the server kept aside",
                     };
                     view! {
@@ -139,6 +141,22 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
                         {format!(" handed in {} record{} (#{} to #{}) after it was revoked on {}, signed before that. They are in the trail; if the workstation was lost or taken, check who was signed in.",
                             r.events, if r.events == 1 { "" } else { "s" }, r.from_seq, r.to_seq, local_date_time_ms(r.revoked_at_ms))}
                     </li>
+                }).collect_view()}
+                {alerts.flagged_claims.into_iter().map(|c| {
+                    let role = c.doubted.iter().any(|d| d == "actor_role");
+                    let time = c.doubted.iter().any(|d| d == "occurred_at_ms");
+                    let what = match (role, time) {
+                        (true, true) => "a role its user did not sign in with there, and a time it could not have signed",
+                        (true, false) => "a role its user did not sign in with there",
+                        _ => "a time it could not have signed (before it was enrolled or its user signed in there, or ahead of the server's clock)",
+                    };
+                    view! {
+                        <li class="flagged">
+                            <strong>{move || name(c.device_id)}</strong>
+                            {format!(" sent record #{} with {what}. Dated {} by the workstation, received {}. It is in the trail, flagged; check the workstation's clock and who holds its key.",
+                                c.device_seq, local_date_time_ms(c.occurred_at_ms), local_date_time_ms(c.received_at_ms))}
+                        </li>
+                    }
                 }).collect_view()}
             </ul>
         </div>
