@@ -73,6 +73,10 @@ pub enum Permission {
     /// Bring the clinic's patients in from its old system (a FHIR export) and follow the
     /// job: writes records and reads none of them back (the job names source ids only).
     ImportRecords,
+    /// Read when a practitioner can be booked: their weekly working hours, times only (no
+    /// PHI). The front desk reads every practitioner's (it also holds `ManageSchedule`); a
+    /// clinician only their own, which the handler checks.
+    ReadWorkingHours,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
@@ -87,10 +91,11 @@ pub fn allows(role: Role, permission: Permission) -> bool {
                 | RegisterPatients
                 | ManageSchedule
                 | ManageCoverage
+                | ReadWorkingHours
         ),
         Role::Clinician => matches!(
             permission,
-            ReadSchedule | ReadDemographics | ReadClinical | BreakGlass
+            ReadSchedule | ReadDemographics | ReadClinical | BreakGlass | ReadWorkingHours
         ),
         Role::Billing => matches!(permission, ReadDemographics | ManageCoverage),
         Role::Admin => matches!(
@@ -320,7 +325,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule(
         "GET",
         "/v1/practitioners/{practitioner_id}/working-hours",
-        Access::Session(Permission::ManageSchedule),
+        Access::Session(Permission::ReadWorkingHours),
     ),
     rule(
         "PUT",

@@ -5,6 +5,7 @@
 //! of slots, never a slot at a time that does not exist.
 
 use clinicdesk_protocol::audit::{AuditAction, RequestSeen};
+use clinicdesk_protocol::policy::{self, Permission};
 use clinicdesk_protocol::wire::{
     FreeSlots, UserInfo, Weekday, WorkingHours, WorkingHoursChange, WorkingPeriod,
 };
@@ -113,11 +114,18 @@ async fn week(tx: &mut ClinicTx, id: Uuid) -> Result<(Vec<WorkingPeriod>, bool),
     }
 }
 
+/// The practitioner's week, for the front desk (any practitioner) or a clinician (their
+/// own: another's answers like one that does not exist).
 pub async fn working_hours(
     state: &AppState,
     scope: &ClinicScope,
+    caller: &UserInfo,
     practitioner_id: Uuid,
 ) -> Result<WorkingHours, ServerError> {
+    if !policy::allows(caller.role, Permission::ManageSchedule) && caller.user_id != practitioner_id
+    {
+        return Err(ServerError::NotFound);
+    }
     let mut tx = state.store.clinic_tx(scope).await?;
     require_practitioner(&mut tx, practitioner_id).await?;
     let (periods, default) = week(&mut tx, practitioner_id).await?;

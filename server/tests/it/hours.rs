@@ -172,3 +172,97 @@ async fn working_hours_give_free_slots_in_the_clinics_time_across_both_clock_cha
         .await;
     assert_eq!(status, 404);
 }
+
+/// A clinician reads their own working hours (the front desk sets them; the clinician
+/// should see the week they will be booked in), and no other practitioner's: another's
+/// answers like one that does not exist. Before, the route needed ManageSchedule, so a
+/// clinician's read of their own week was refused (`403`).
+#[tokio::test]
+async fn a_clinician_reads_their_own_working_hours_and_only_theirs() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: clinician,
+    } = server.signed_in(0x40, "clinician").await;
+    let own = clinician.user.user_id;
+    let admin = device
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let (status, body) = server
+        .post(
+            "/v1/users",
+            Some(admin.session_token.expose()),
+            json!({
+                "username": "second.doctor",
+                "display_name": "Dr. Second (synthetic)",
+                "role": "clinician",
+                "password": "Lantern-Quillfeather-Orbit-4821",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let colleague: Uuid = body["user_id"].as_str().unwrap().parse().unwrap();
+    let desk = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let week = json!({ "periods": [{ "weekday": "tue", "start": "08:00", "end": "12:30" }] });
+    let (status, body) = put(
+        &server,
+        desk.session_token.expose(),
+        &format!("/v1/practitioners/{own}/working-hours"),
+        week,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let hours_of = |token: String, id: Uuid| {
+        let server = &server;
+        async move {
+            server
+                .get(&format!("/v1/practitioners/{id}/working-hours"), &token)
+                .await
+        }
+    };
+    let clinician_token = clinician.session_token.expose().to_owned();
+    let (status, body) = hours_of(clinician_token.clone(), own).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["periods"][0]["start"], "08:00");
+    assert_eq!(body["default"], false);
+    let (status, body) = hours_of(clinician_token.clone(), colleague).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    // The front desk reads every practitioner's; billing none; a clinician writes none.
+    let (status, _) = hours_of(desk.session_token.expose().to_owned(), colleague).await;
+    assert_eq!(status, 200);
+    let billing = server
+        .post(
+            "/v1/users",
+            Some(admin.session_token.expose()),
+            json!({
+                "username": "jo.billing",
+                "display_name": "Jo Billing (synthetic)",
+                "role": "billing",
+                "password": "Harbor-Mosaic-Tundra-Velvet-77",
+            }),
+        )
+        .await;
+    assert_eq!(billing.0, 201);
+    let billing = device
+        .first_login(
+            &server,
+            "jo.billing",
+            "Harbor-Mosaic-Tundra-Velvet-77",
+            "Quiet-Meadow-Lantern-Frost-58",
+        )
+        .await;
+    let (status, _) = hours_of(billing.session_token.expose().to_owned(), own).await;
+    assert_eq!(status, 403);
+    let (status, _) = put(
+        &server,
+        &clinician_token,
+        &format!("/v1/practitioners/{own}/working-hours"),
+        json!({ "periods": [] }),
+    )
+    .await;
+    assert_eq!(status, 403);
+}

@@ -16,7 +16,8 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/v1/practitioners/{practitioner_id}/working-hours",
     params(("practitioner_id" = Uuid, Path)),
     responses((status = 200, body = WorkingHours), (status = 403, body = ApiError),
-        (status = 404, body = ApiError, description = "No active clinician of the clinic")),
+        (status = 404, body = ApiError,
+            description = "No active clinician of the clinic, or (to a clinician) another's")),
     security(("session" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
 pub async fn get_hours(
@@ -24,7 +25,10 @@ pub async fn get_hours(
     auth: Authenticated,
     Id(id): Id<Uuid>,
 ) -> Result<Json<WorkingHours>, ServerError> {
-    Ok(Json(hours::working_hours(&state, auth.scope(), id).await?))
+    let user = &auth.principal.user;
+    Ok(Json(
+        hours::working_hours(&state, auth.scope(), user, id).await?,
+    ))
 }
 
 #[utoipa::path(put, path = "/v1/practitioners/{practitioner_id}/working-hours",
