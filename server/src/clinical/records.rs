@@ -763,6 +763,7 @@ pub async fn check_derived(
                 ("name", d.name.to_owned()),
                 ("birth_date", d.birth_date.to_owned()),
                 ("phone", d.phone.to_owned()),
+                ("phone_key", stored::phone_key(d.phone)),
                 ("mrn", d.mrn.to_owned()),
                 ("given_key", stored::search_key(d.given)),
                 ("family_key", stored::search_key(d.family)),
@@ -852,7 +853,7 @@ fn understand(q: &str) -> Option<(String, Option<String>, Kind)> {
     }
     if q.chars().any(|c| c.is_ascii_digit())
         && q.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-+() ".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "-+(). ".contains(c))
         && !q.contains(' ')
     {
         return Some((q.to_owned(), None, Kind::Number));

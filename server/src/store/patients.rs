@@ -30,8 +30,8 @@ impl Store {
         let mut tx = self.clinic_tx(scope).await?;
         sqlx::query(
             "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
-                 medications, record, given_key, family_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 medications, record, given_key, family_key, phone_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(p.id.to_string())
         .bind(scope.clinic_id().to_string())
@@ -45,6 +45,7 @@ impl Store {
         .bind(&p.record)
         .bind(super::records::search_key(&p.given))
         .bind(super::records::search_key(&p.family))
+        .bind(super::records::phone_key(&p.phone))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

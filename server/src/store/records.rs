@@ -77,8 +77,8 @@ pub async fn insert_patient_record(
     let clinic = tx.clinic_id().to_string();
     sqlx::query(
         "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies, problems,
-             medications, record, version, given_key, family_key, import_key)
-         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1, $8, $9, $10)",
+             medications, record, version, given_key, family_key, import_key, phone_key)
+         VALUES ($1, $2, $3, $4, $5, $6, '[]', '[]', '[]', $7, 1, $8, $9, $10, $11)",
     )
     .bind(patient_id.to_string())
     .bind(clinic)
@@ -90,6 +90,7 @@ pub async fn insert_patient_record(
     .bind(search_key(derived.given))
     .bind(search_key(derived.family))
     .bind(import_key)
+    .bind(phone_key(derived.phone))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -119,7 +120,7 @@ pub async fn update_patient_record(
     let clinic = tx.clinic_id().to_string();
     let done = sqlx::query(
         "UPDATE patients SET record = $1, version = version + 1, name = $2, birth_date = $3,
-             mrn = $4, phone = $5, given_key = $9, family_key = $10
+             mrn = $4, phone = $5, given_key = $9, family_key = $10, phone_key = $11
          WHERE id = $6 AND clinic_id = $7 AND version = $8",
     )
     .bind(body)
@@ -132,9 +133,16 @@ pub async fn update_patient_record(
     .bind(db_version(based_on)?)
     .bind(search_key(derived.given))
     .bind(search_key(derived.family))
+    .bind(phone_key(derived.phone))
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// A phone number as its search column holds it, and as a search or the duplicate check
+/// compares it: its digits, whatever separators were typed.
+pub fn phone_key(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// A name part as the search columns hold it, and as a search's prefix is compared.
@@ -154,7 +162,7 @@ pub enum Search<'a> {
     Name(&'a str, Option<&'a str>),
     /// Exactly this birth date (`YYYY-MM-DD`).
     BirthDate(&'a str),
-    /// The start of a record number or a phone number.
+    /// The start of a record number, or of a phone number (compared by its digits).
     Number(&'a str),
 }
 
@@ -183,10 +191,21 @@ pub async fn search(
             ],
         ),
         Search::BirthDate(date) => ("birth_date = $2", vec![(*date).to_owned()]),
-        Search::Number(digits) => (
-            "((mrn >= $2 AND mrn < $3) OR (phone >= $2 AND phone < $3))",
-            vec![(*digits).to_owned(), prefix_end(digits)],
-        ),
+        Search::Number(typed) => {
+            // A record number as typed; a phone number by its digits, however either was
+            // written. Without a digit the phone side matches nothing (an empty key would
+            // match every row).
+            let digits = phone_key(typed);
+            let phone_end = if digits.is_empty() {
+                String::new()
+            } else {
+                prefix_end(&digits)
+            };
+            (
+                "((mrn >= $2 AND mrn < $3) OR (phone_key >= $4 AND phone_key < $5))",
+                vec![(*typed).to_owned(), prefix_end(typed), digits, phone_end],
+            )
+        }
     };
     let limit_at = binds.len() + 2;
     let sql = format!(
@@ -218,7 +237,8 @@ pub(super) fn id_and_record(row: &AnyRow) -> Result<(Uuid, StoredRecord), Server
 }
 
 /// Patients of the clinic already on file that a new registration may be: the same name
-/// (ignoring case) and birth date, or the same phone. At most ten, by id.
+/// (ignoring case) and birth date, or the same phone number (by its digits). At most ten, by
+/// id.
 pub async fn possible_duplicates(
     tx: &mut ClinicTx,
     name: &str,
@@ -229,13 +249,13 @@ pub async fn possible_duplicates(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM patients
          WHERE clinic_id = $1
-           AND ((lower(name) = lower($2) AND birth_date = $3) OR ($4 <> '' AND phone = $4))
+           AND ((lower(name) = lower($2) AND birth_date = $3) OR ($4 <> '' AND phone_key = $4))
          ORDER BY id LIMIT 10",
     )
     .bind(clinic)
     .bind(name)
     .bind(birth_date)
-    .bind(phone)
+    .bind(phone_key(phone))
     .fetch_all(&mut **tx)
     .await?;
     ids.iter().map(|s| parse_uuid(s)).collect()
@@ -363,17 +383,18 @@ pub struct CurrentAsStored {
 pub struct PatientColumns {
     pub id: String,
     pub record: Option<String>,
-    /// (column, value) for `name`, `birth_date`, `phone`, `mrn`, `given_key`, `family_key`,
-    /// `ssn_index`, `ssn_last4_index`.
+    /// (column, value) for `name`, `birth_date`, `phone`, `phone_key`, `mrn`, `given_key`,
+    /// `family_key`, `ssn_index`, `ssn_last4_index`.
     pub derived: Vec<(&'static str, Option<String>)>,
 }
 
 /// Every patient of the clinic with its derived columns, for `audit verify`.
 pub async fn patient_columns(tx: &mut ClinicTx) -> Result<Vec<PatientColumns>, ServerError> {
-    const DERIVED: [&str; 8] = [
+    const DERIVED: [&str; 9] = [
         "name",
         "birth_date",
         "phone",
+        "phone_key",
         "mrn",
         "given_key",
         "family_key",
@@ -382,8 +403,8 @@ pub async fn patient_columns(tx: &mut ClinicTx) -> Result<Vec<PatientColumns>, S
     ];
     let clinic = tx.clinic_id().to_string();
     let rows = sqlx::query(
-        "SELECT id, record, name, birth_date, phone, mrn, given_key, family_key, ssn_index,
-             ssn_last4_index
+        "SELECT id, record, name, birth_date, phone, phone_key, mrn, given_key, family_key,
+             ssn_index, ssn_last4_index
          FROM patients WHERE clinic_id = $1 ORDER BY id",
     )
     .bind(clinic)

@@ -65,7 +65,7 @@ impl Store {
             &mut tx,
             backend,
             "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, allergies,
-                 problems, medications, record, given_key, family_key) VALUES ",
+                 problems, medications, record, given_key, family_key, phone_key) VALUES ",
             patients,
             |st, p| {
                 st.bind(p.id.to_string())
@@ -84,7 +84,9 @@ impl Store {
                     .push(", ")
                     .bind(records::search_key(&p.given))
                     .push(", ")
-                    .bind(records::search_key(&p.family));
+                    .bind(records::search_key(&p.family))
+                    .push(", ")
+                    .bind(records::phone_key(&p.phone));
             },
         )
         .await?;

@@ -690,3 +690,58 @@ async fn an_as_you_type_search_finds_patients_and_records_each_one_it_shows() {
     let (found, _) = search(&server, other_clinic.login.session_token.expose(), "q=syn").await;
     assert!(found.is_empty());
 }
+
+/// A phone number is one number however it was typed: a search by its digits, or by any
+/// way of writing its start, finds the patient, and a registration with the same number
+/// written otherwise is a possible duplicate. Before, the phone was compared as typed:
+/// "5550104477" and "555.010.4477" found nothing of "(555) 010-4477", and the same walk-in
+/// registered twice with the number written two ways made two charts.
+#[tokio::test]
+async fn a_phone_number_is_compared_by_its_digits_however_it_was_typed() {
+    let server = TestServer::start().await;
+    let SignedIn { login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let mut first = registration();
+    first["fields"]["phone"] = json!("(555) 010-4477");
+    let id = register(&server, token, first).await;
+    for typed in [
+        "5550104477",
+        "555-010",
+        "(555)010",
+        "555.010.4477",
+        "+5550104",
+    ] {
+        let query = format!("q={}", urlencode(typed));
+        let (ids, body) = search(&server, token, &query).await;
+        assert_eq!(ids, vec![id], "{typed}: {body}");
+    }
+    // As the chart shows it: as typed.
+    assert_eq!(
+        record(&server, token, id).await.fields.phone.as_deref(),
+        Some("(555) 010-4477")
+    );
+    // The same number written otherwise, by another name and birth date: a possible
+    // duplicate of the first.
+    let mut again = registration();
+    again["fields"]["name"]["given"] = json!("Rowan");
+    again["fields"]["birth_date"] = json!("2001-02-03");
+    again["fields"]["phone"] = json!("555.010.4477");
+    let (status, body) = server.post("/v1/patients", Some(token), again).await;
+    assert_eq!(
+        (status, body["candidates"].clone()),
+        (409, json!([id.to_string()])),
+        "{body}"
+    );
+    // Another number is not.
+    let (ids, _) = search(&server, token, "q=5550104478").await;
+    assert!(ids.is_empty());
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
