@@ -37,6 +37,14 @@ impl ClinicScope {
         }
     }
 
+    /// The clinic of a registered, live workstation proving itself at a sign-in, for its
+    /// own rows (its recovery key) before any session exists.
+    pub(crate) fn of_workstation(device: &crate::store::DeviceRecord) -> Self {
+        Self {
+            clinic_id: device.clinic_id,
+        }
+    }
+
     /// The clinic of a one-time enrollment code the new workstation just redeemed.
     pub(crate) fn of_enrollment(redeemed: &crate::store::RedeemedCode) -> Self {
         Self {

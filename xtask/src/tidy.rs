@@ -36,6 +36,12 @@ const CONSTRUCTORS: &[(&str, &str, &[&str])] = &[
         &["server/src/audit/batch.rs"],
     ),
     ("ClinicScope", "of_enrollment", &["server/src/devices/"]),
+    // A live workstation's own clinic, for its recovery key while it signs in.
+    (
+        "ClinicScope",
+        "of_workstation",
+        &["server/src/sign_in/password.rs"],
+    ),
     ("ClinicScope", "of_mfa_ticket", &["server/src/sign_in/"]),
     (
         "ClinicScope",

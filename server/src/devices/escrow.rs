@@ -40,7 +40,7 @@ pub async fn release(
     }
     let recovery_key = state
         .store
-        .recovery_key(device.id)
+        .recovery_key(scope, device.id)
         .await?
         .ok_or(ServerError::NotFound)?;
     let key = VerifyingKey::from_bytes(&recovery_key)

@@ -191,6 +191,11 @@ pub async fn enroll(
         .await?
         .ok_or(ServerError::InvalidEnrollmentCode)?;
     let clinic_id = redeemed.clinic_id;
+    // The code named the clinic: the escrow row below is behind its wall.
+    state
+        .store
+        .enter_clinic(&mut tx, &ClinicScope::of_enrollment(&redeemed))
+        .await?;
     store::devices::insert_workstation(
         &mut tx,
         clinic_id,

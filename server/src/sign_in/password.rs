@@ -62,15 +62,13 @@ pub async fn log_in(
     let recovery = req.proof_key == ProofKey::Recovery;
     let proof_key = match req.proof_key {
         ProofKey::Device => device.public_key,
-        ProofKey::Recovery => {
-            state
-                .store
-                .recovery_key(device.id)
-                .await?
-                .ok_or(ServerError::InvalidSignature {
-                    field: "device_signature",
-                })?
-        }
+        ProofKey::Recovery => state
+            .store
+            .recovery_key(&ClinicScope::of_workstation(&device), device.id)
+            .await?
+            .ok_or(ServerError::InvalidSignature {
+                field: "device_signature",
+            })?,
     };
     let key = VerifyingKey::from_bytes(&proof_key)
         .map_err(|_| ServerError::Internal("stored device key invalid"))?;

@@ -172,14 +172,22 @@ impl Store {
             .collect()
     }
 
-    /// The public recovery key of a workstation (before any session: login proofs).
-    pub async fn recovery_key(&self, device_id: Uuid) -> Result<Option<[u8; 32]>, ServerError> {
+    /// The public recovery key of a workstation of the scope's clinic (before any session:
+    /// login proofs).
+    pub async fn recovery_key(
+        &self,
+        scope: &ClinicScope,
+        device_id: Uuid,
+    ) -> Result<Option<[u8; 32]>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
         let hex: Option<String> = sqlx::query_scalar(
-            "SELECT recovery_public_key FROM device_escrow WHERE device_id = $1",
+            "SELECT recovery_public_key FROM device_escrow WHERE device_id = $1 AND clinic_id = $2",
         )
         .bind(device_id.to_string())
-        .fetch_optional(&self.pool)
+        .bind(scope.clinic_id().to_string())
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         hex.map(|h| {
             clinicdesk_protocol::audit::from_hex(&h)
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -194,13 +202,16 @@ impl Store {
         scope: &ClinicScope,
         device_id: Uuid,
     ) -> Result<Option<String>, ServerError> {
-        Ok(sqlx::query_scalar(
+        let mut tx = self.clinic_tx(scope).await?;
+        let sealed = sqlx::query_scalar(
             "SELECT sealed_secret FROM device_escrow WHERE device_id = $1 AND clinic_id = $2",
         )
         .bind(device_id.to_string())
         .bind(scope.clinic_id().to_string())
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(sealed)
     }
 
     pub async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, ServerError> {

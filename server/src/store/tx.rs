@@ -191,6 +191,23 @@ impl Store {
         })
     }
 
+    /// Names the scope's clinic for row-level security in `tx`, a transaction begun with
+    /// [`Store::tx`] before the clinic was known (an enrollment learns it from the code it
+    /// redeems in the same transaction). From then on it is a clinic's transaction.
+    pub async fn enter_clinic(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        scope: &ClinicScope,
+    ) -> Result<(), ServerError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT set_config('clinicdesk.clinic_id', $1, true)")
+                .bind(scope.clinic_id().to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A transaction for rows that are not a clinic's data (see the module's rule).
     pub async fn tx(&self) -> Result<Transaction<'static, Any>, ServerError> {
         Ok(self.pool.begin().await?)
