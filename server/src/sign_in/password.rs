@@ -141,7 +141,8 @@ pub async fn log_in(
         ));
     }
     tracing::info!(user_id = %user.user_id, "password accepted; second factor next");
-    mfa::ticket_for(state, &user, device.id, recovery).await
+    let scope = ClinicScope::of_workstation(&device);
+    mfa::ticket_for(state, &scope, &user, device.id, recovery).await
 }
 
 /// A signed-in user's change of their own password: the current one first (throttled, so
@@ -208,7 +209,8 @@ pub async fn choose_first(
     store_password(&mut tx, state, user, &hash, "first_password", seen).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.user_id, "first password replaced; second factor next");
-    mfa::ticket_for(state, user, ticket.device_id, ticket.recovery).await
+    let scope = ClinicScope::of_mfa_ticket(&ticket);
+    mfa::ticket_for(state, &scope, user, ticket.device_id, ticket.recovery).await
 }
 
 /// In the caller's transaction: the user's new password hash, which ends their sessions and

@@ -57,15 +57,22 @@ pub struct StoredTotp {
 }
 
 impl Store {
-    pub async fn factors(&self, user_id: Uuid) -> Result<Factors, ServerError> {
+    /// Which kinds of factor the user (of the scope's clinic) has stored.
+    pub async fn factors(
+        &self,
+        scope: &ClinicScope,
+        user_id: Uuid,
+    ) -> Result<Factors, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1),
                 EXISTS (SELECT 1 FROM mfa_webauthn WHERE user_id = $1),
                 EXISTS (SELECT 1 FROM mfa_recovery_codes WHERE user_id = $1 AND used_at_ms IS NULL)",
         )
         .bind(user_id.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(Factors {
             totp: flag(&row, 0)?,
             webauthn: flag(&row, 1)?,
@@ -179,11 +186,17 @@ impl Store {
     }
 
     /// The user's sealed TOTP secret and the last step accepted.
-    pub async fn totp(&self, user_id: Uuid) -> Result<Option<StoredTotp>, ServerError> {
+    pub async fn totp(
+        &self,
+        scope: &ClinicScope,
+        user_id: Uuid,
+    ) -> Result<Option<StoredTotp>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
         let row = sqlx::query("SELECT secret_sealed, last_step FROM mfa_totp WHERE user_id = $1")
             .bind(user_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(row.map(|r| StoredTotp {
             sealed: r.get(0),
             last_step: r.get(1),
@@ -191,13 +204,20 @@ impl Store {
     }
 
     /// The user's WebAuthn credentials as stored (JSON).
-    pub async fn passkeys(&self, user_id: Uuid) -> Result<Vec<String>, ServerError> {
-        Ok(sqlx::query_scalar(
+    pub async fn passkeys(
+        &self,
+        scope: &ClinicScope,
+        user_id: Uuid,
+    ) -> Result<Vec<String>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
+        let passkeys = sqlx::query_scalar(
             "SELECT passkey_json FROM mfa_webauthn WHERE user_id = $1 ORDER BY created_at_ms",
         )
         .bind(user_id.to_string())
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(passkeys)
     }
 
     /// Whether the grant is live for this user on this device.

@@ -36,6 +36,8 @@ pub struct FirstPasswordUser<'a> {
 impl Store {
     /// The clinic's users, active first, then by username.
     pub async fn clinic_users(&self, scope: &ClinicScope) -> Result<Vec<UserSummary>, ServerError> {
+        // In the clinic's transaction: the second factors are behind its wall.
+        let mut tx = self.clinic_tx(scope).await?;
         let rows = sqlx::query(
             "SELECT u.id, u.username, u.display_name, u.role, u.active,
                 EXISTS (SELECT 1 FROM mfa_totp t WHERE t.user_id = u.id),
@@ -45,8 +47,9 @@ impl Store {
          ORDER BY u.active DESC, u.username",
         )
         .bind(scope.clinic_id().to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 let mut mfa = Vec::new();

@@ -232,19 +232,13 @@ const NOT_BEHIND_THE_WALL: &[(&str, &str)] = &[
     ("audit_device_heads", "not yet: as audit_events"),
     ("audit_nodes", "not yet: as audit_events"),
     ("audit_checkpoints", "not yet: as audit_events"),
-    // Not yet: the second-factor step reads and spends them outside a clinic transaction.
-    (
-        "mfa_totp",
-        "not yet: the second-factor step is not clinic-scoped",
-    ),
-    ("mfa_webauthn", "not yet: as mfa_totp"),
-    ("mfa_recovery_codes", "not yet: as mfa_totp"),
 ];
 
 /// Every table that holds a clinic's rows (it has a `clinic_id`) is behind row-level
 /// security with a policy, or named in [`NOT_BEHIND_THE_WALL`] with its reason (issue 22,
 /// "the second wall"). Before, the device escrow (the workstations' sealed secrets and
-/// recovery keys) had no policy, and nothing would have noticed the next table without one.
+/// recovery keys) and the second factors (TOTP secrets, security keys, recovery codes) had
+/// no policy, and nothing would have noticed the next table without one.
 #[tokio::test]
 async fn every_clinic_table_is_behind_row_level_security_or_named_with_its_reason() {
     use sqlx::Connection;

@@ -44,14 +44,16 @@ pub const MAX_TICKET_FAILURES: i64 = 3;
 pub const GRANT_TTL_MS: i64 = crate::session::SESSION_MAX_AGE_MS;
 
 /// After the password and device proof: a ticket for the factor step. `recovery`: the
-/// device proof was the recovery key's.
+/// device proof was the recovery key's. `scope`: the clinic of the device the password was
+/// proven on, where the user's factors are read.
 pub async fn ticket_for(
     state: &AppState,
+    scope: &ClinicScope,
     user: &UserInfo,
     device_id: Uuid,
     recovery: bool,
 ) -> Result<LoginStep, ServerError> {
-    let methods = methods(state, user.user_id).await?;
+    let methods = methods(state, scope, user.user_id).await?;
     let purpose = if methods.is_empty() {
         Purpose::Setup
     } else {
@@ -80,8 +82,12 @@ pub async fn password_ticket(
 }
 
 /// The factors a user can prove. Recovery codes count only beside a real factor.
-async fn methods(state: &AppState, user_id: Uuid) -> Result<Vec<MfaMethod>, ServerError> {
-    let factors = state.store.factors(user_id).await?;
+async fn methods(
+    state: &AppState,
+    scope: &ClinicScope,
+    user_id: Uuid,
+) -> Result<Vec<MfaMethod>, ServerError> {
+    let factors = state.store.factors(scope, user_id).await?;
     let mut out = Vec::new();
     if factors.totp {
         out.push(MfaMethod::Totp);
@@ -250,6 +256,11 @@ pub async fn sign_in_with(
 ) -> Result<LoginResponse, ServerError> {
     let user_id = ticket.user.user_id;
     let mut tx = state.store.tx().await?;
+    // The factor's rows are behind the clinic's wall; the ticket names the clinic.
+    state
+        .store
+        .enter_clinic(&mut tx, &ClinicScope::of_mfa_ticket(ticket))
+        .await?;
     let spent = match proof {
         Proof::TotpStep(step) => store::advance_totp_step(&mut tx, user_id, step).await?,
         Proof::RecoveryCode(hash) => {

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::audit::access::Seen;
 use crate::error::ServerError;
+use crate::scope::ClinicScope;
 use crate::state::AppState;
 
 /// A TOTP code for the ticket's user: a step later than the last one accepted.
@@ -24,7 +25,8 @@ pub async fn verify_totp(
 ) -> Result<LoginResponse, ServerError> {
     let ticket = answering(state, ticket, Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
-    let Some(stored) = state.store.totp(user_id).await? else {
+    let scope = ClinicScope::of_mfa_ticket(&ticket);
+    let Some(stored) = state.store.totp(&scope, user_id).await? else {
         return Err(refuse(state, &ticket, seen).await);
     };
     let secret = TotpSecret::from_bytes(state.seal.open(user_id, &stored.sealed)?)?;
@@ -54,7 +56,8 @@ pub async fn webauthn_challenge(
     ticket: &str,
 ) -> Result<WebauthnChallenge, ServerError> {
     let ticket = live_ticket(state, ticket, Purpose::Verify).await?;
-    let passkeys = parse_passkeys(&state.store.passkeys(ticket.user.user_id).await?)?;
+    let scope = ClinicScope::of_mfa_ticket(&ticket);
+    let passkeys = parse_passkeys(&state.store.passkeys(&scope, ticket.user.user_id).await?)?;
     if passkeys.is_empty() {
         return Err(ServerError::InvalidSecondFactor);
     }
@@ -71,7 +74,8 @@ pub async fn verify_webauthn(
 ) -> Result<LoginResponse, ServerError> {
     let ticket = answering(state, ticket, Purpose::Verify).await?;
     let user_id = ticket.user.user_id;
-    let passkeys = parse_passkeys(&state.store.passkeys(user_id).await?)?;
+    let scope = ClinicScope::of_mfa_ticket(&ticket);
+    let passkeys = parse_passkeys(&state.store.passkeys(&scope, user_id).await?)?;
     let finished =
         state
             .relying_party
