@@ -218,15 +218,29 @@ fn derived<'a>(fields: &'a PatientFields, name: &'a str) -> Derived<'a> {
     }
 }
 
-/// The next free record number of the clinic. Call with the clinic locked.
-async fn assign_mrn(tx: &mut ClinicTx) -> Result<String, ServerError> {
-    let mut n = stored::patient_count(tx).await? + 1;
-    loop {
-        let mrn = format!("{n:08}");
-        if !stored::mrn_taken(tx, &mrn).await? {
-            return Ok(mrn);
+/// Record numbers handed out in one transaction (hold the clinic's lock): the clinic's
+/// patients are counted once, for the first, and each next one starts after the last. (A
+/// count per patient made an import's every record slower than the one before.)
+#[derive(Default)]
+struct RecordNumbers {
+    next: Option<u64>,
+}
+
+impl RecordNumbers {
+    /// The next free record number of the clinic.
+    async fn assign(&mut self, tx: &mut ClinicTx) -> Result<String, ServerError> {
+        let mut n = match self.next {
+            Some(n) => n,
+            None => stored::patient_count(tx).await? + 1,
+        };
+        loop {
+            let mrn = format!("{n:08}");
+            n += 1;
+            if !stored::mrn_taken(tx, &mrn).await? {
+                self.next = Some(n);
+                return Ok(mrn);
+            }
         }
-        n += 1;
     }
 }
 
@@ -406,10 +420,11 @@ struct NewRecord {
 async fn prepare_new(
     tx: &mut ClinicTx,
     state: &AppState,
+    numbers: &mut RecordNumbers,
     mut content: PatientFields,
 ) -> Result<NewRecord, ServerError> {
     match content.mrn.as_deref() {
-        Some("") | None => content.mrn = Some(assign_mrn(tx).await?),
+        Some("") | None => content.mrn = Some(numbers.assign(tx).await?),
         Some(mrn) if stored::mrn_taken(tx, mrn).await? => {
             return Err(ServerError::Conflict { field: "mrn" });
         }
@@ -524,6 +539,7 @@ pub async fn import_batch(
     let (mut rows, mut events) = (Vec::new(), Vec::new());
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    let mut numbers = RecordNumbers::default();
     for (key, mut fields) in items {
         normalize(&mut fields);
         if let Err(refused) = validate(&fields, today(now)).and_then(|()| required(&fields)) {
@@ -534,7 +550,7 @@ pub async fn import_batch(
             answers.push(Ok(Created::AlreadyImported(id)));
             continue;
         }
-        let new = match prepare_new(&mut tx, state, fields.filled()).await {
+        let new = match prepare_new(&mut tx, state, &mut numbers, fields.filled()).await {
             Ok(new) => new,
             Err(refused @ (ServerError::BadRequest { .. } | ServerError::Conflict { .. })) => {
                 answers.push(Err(refused));
@@ -578,7 +594,13 @@ async fn create(
     {
         return Ok(Created::AlreadyImported(id));
     }
-    let new = prepare_new(&mut tx, state, fields.filled()).await?;
+    let new = prepare_new(
+        &mut tx,
+        state,
+        &mut RecordNumbers::default(),
+        fields.filled(),
+    )
+    .await?;
     if duplicates == Duplicates::Refused {
         let derived = derived(&new.content, &new.name);
         let candidates =

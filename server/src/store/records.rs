@@ -166,6 +166,11 @@ pub enum Search<'a> {
     Number(&'a str),
 }
 
+/// A search by the start of a record number or a phone number's digits (`mrn <> ''`: see
+/// [`MRN_TAKEN`]).
+const NUMBER_SEARCH: &str =
+    "((mrn >= $2 AND mrn < $3 AND mrn <> '') OR (phone_key >= $4 AND phone_key < $5))";
+
 /// One page of the clinic's patients matching `search`, by family then given name:
 /// each one's id, version and stored content.
 pub async fn search(
@@ -202,7 +207,7 @@ pub async fn search(
                 prefix_end(&digits)
             };
             (
-                "((mrn >= $2 AND mrn < $3) OR (phone_key >= $4 AND phone_key < $5))",
+                NUMBER_SEARCH,
                 vec![(*typed).to_owned(), prefix_end(typed), digits, phone_end],
             )
         }
@@ -262,14 +267,17 @@ pub async fn possible_duplicates(
 }
 
 /// Whether the clinic already has a patient with this record number.
+/// Whether a record number is taken in the clinic. The record-number index is partial
+/// (`WHERE mrn <> ''`): a query uses it only if it says so itself.
+const MRN_TAKEN: &str = "SELECT 1 FROM patients WHERE clinic_id = $1 AND mrn = $2 AND mrn <> ''";
+
 pub async fn mrn_taken(tx: &mut ClinicTx, mrn: &str) -> Result<bool, ServerError> {
     let clinic = tx.clinic_id().to_string();
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM patients WHERE clinic_id = $1 AND mrn = $2")
-            .bind(clinic)
-            .bind(mrn)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let found: Option<i64> = sqlx::query_scalar(MRN_TAKEN)
+        .bind(clinic)
+        .bind(mrn)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(found.is_some())
 }
 
@@ -472,4 +480,52 @@ pub async fn record_versions_as_stored(
         }));
     }
     Ok((versions, current))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::{DatabaseKey, StoreLocation};
+
+    /// How SQLite runs `sql` (with every parameter bound) on the real schema.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let params = sql.matches('$').count();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..params {
+            q = q.bind("x");
+        }
+        let rows = q.fetch_all(&store.pool).await.unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The record-number index is partial (`WHERE mrn <> ''`): SQLite uses it only for a
+    /// query that states that term, since it cannot prove it of a bound value. Without it,
+    /// the record-number lookup of every registration and import, and every search by
+    /// number, read all of the clinic's patients: measured, an import of 5,000 patients
+    /// ran at 33 a second, each slower than the last.
+    #[tokio::test]
+    async fn record_number_lookups_use_the_record_number_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DatabaseKey::from_bytes(zeroize::Zeroizing::new([1; 32]));
+        let store = Store::open(&StoreLocation::in_data_dir(dir.path(), key))
+            .await
+            .unwrap();
+        let taken = plan(&store, MRN_TAKEN).await;
+        assert!(taken.contains("patients_clinic_mrn"), "{taken}");
+        let search = plan(
+            &store,
+            &format!("SELECT id FROM patients WHERE clinic_id = $1 AND {NUMBER_SEARCH}"),
+        )
+        .await;
+        assert!(
+            search.contains("patients_clinic_mrn") && search.contains("patients_by_phone_key"),
+            "{search}"
+        );
+        store.close().await;
+    }
 }
