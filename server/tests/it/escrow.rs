@@ -18,6 +18,23 @@ async fn step(resp: reqwest::Response) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The clinician's sign-in on `device` with their password and second-factor `grant`, the
+/// device proof signed by `key`: the first step's status and answer.
+async fn grant_login(
+    server: &TestServer,
+    device: &TestDevice,
+    password: &str,
+    grant: &str,
+    key: ProofKey,
+) -> (u16, Value) {
+    step(
+        device
+            .proven_login(server, "clinician", password, Some(grant), key)
+            .await,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_workstation_gets_its_escrowed_secret_back_only_with_its_recovery_key_and_a_fresh_second_factor()
  {
@@ -46,33 +63,19 @@ async fn a_workstation_gets_its_escrowed_secret_back_only_with_its_recovery_key_
     );
 
     // The grant signs in directly with the device key, never with the recovery key.
-    let (status, body) = step(
-        device
-            .proven_login(
-                &server,
-                "clinician",
-                password,
-                Some(grant.expose()),
-                ProofKey::Device,
-            )
-            .await,
-    )
-    .await;
+    let (status, body) =
+        grant_login(&server, &device, password, grant.expose(), ProofKey::Device).await;
     assert_eq!(status, 200);
     assert!(matches!(
         serde_json::from_value(body).unwrap(),
         LoginStep::SignedIn(_)
     ));
-    let (status, body) = step(
-        device
-            .proven_login(
-                &server,
-                "clinician",
-                password,
-                Some(grant.expose()),
-                ProofKey::Recovery,
-            )
-            .await,
+    let (status, body) = grant_login(
+        &server,
+        &device,
+        password,
+        grant.expose(),
+        ProofKey::Recovery,
     )
     .await;
     assert_eq!(status, 200);
@@ -233,18 +236,8 @@ async fn only_a_recovery_sign_in_gets_the_escrowed_secret() {
     } = server.signed_in(0xA, "clinician").await;
     let password = password_of(&report, "clinician");
     let grant = first.mfa_grant.clone().expect("a second factor grants");
-    let (status, body) = step(
-        device
-            .proven_login(
-                &server,
-                "clinician",
-                password,
-                Some(grant.expose()),
-                ProofKey::Device,
-            )
-            .await,
-    )
-    .await;
+    let (status, body) =
+        grant_login(&server, &device, password, grant.expose(), ProofKey::Device).await;
     assert_eq!(status, 200, "{body}");
     let LoginStep::SignedIn(by_grant) = serde_json::from_value(body).unwrap() else {
         panic!("the grant signs in");

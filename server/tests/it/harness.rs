@@ -862,6 +862,9 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "role": "front_desk" })
     } else if path.ends_with("/break-glass") {
         serde_json::json!({ "reason_code": "emergency", "reason_text": "probe" })
+    } else if path.ends_with("/break-glass-reviewers") {
+        // The default: an allowed call changes nothing.
+        serde_json::json!({ "reviewers": 2 })
     } else if path.ends_with("/review") {
         serde_json::json!({ "note": "probe" })
     } else if path.ends_with("/care-team") {
