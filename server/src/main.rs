@@ -885,7 +885,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                 }
                 Ok(())
             };
-            match verify_all(&store, &key.public_key(), &trusted).await {
+            match verify_all(&console, &store, &key.public_key(), &trusted).await {
                 Ok(_) if !columns.is_empty() => {
                     let mut err = std::io::stderr().lock();
                     report_columns(&mut err)?;

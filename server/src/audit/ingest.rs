@@ -388,7 +388,7 @@ pub async fn ingest(
         Some(leaf) => {
             let leaf = u64::try_from(leaf)
                 .map_err(|_| ServerError::Internal("stored event not in the log"))?;
-            Some(log::inclusion_alone(&state.store, clinic, leaf, tree.size()).await?)
+            Some(log::inclusion_alone(&state.store, &scope, leaf, tree.size()).await?)
         }
     };
 

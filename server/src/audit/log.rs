@@ -52,7 +52,7 @@ pub async fn leaf_of(
 /// the store takes for this read alone.
 enum Reader<'a> {
     On(&'a mut AnyConnection),
-    Alone(&'a Store),
+    Alone(&'a Store, &'a ClinicScope),
 }
 
 impl Reader<'_> {
@@ -70,7 +70,7 @@ impl Reader<'_> {
             .collect();
         let (mut out, events) = match self {
             Reader::On(conn) => Store::log_nodes(conn, clinic, &stored, &spans).await?,
-            Reader::Alone(store) => store.log_nodes_alone(clinic, &stored, &spans).await?,
+            Reader::Alone(store, scope) => store.log_nodes_alone(scope, &stored, &spans).await?,
         };
         for (id, (start, end)) in computed.into_iter().zip(spans) {
             let mut subtree = Frontier::default();
@@ -226,12 +226,12 @@ pub async fn inclusion(
 /// tree size whose checkpoint is committed, which never changes.
 pub(crate) async fn inclusion_alone(
     store: &Store,
-    clinic: Uuid,
+    scope: &ClinicScope,
     leaf_index: u64,
     tree_size: u64,
 ) -> Result<InclusionEvidence, ServerError> {
-    Reader::Alone(store)
-        .inclusion(clinic, leaf_index, tree_size)
+    Reader::Alone(store, scope)
+        .inclusion(scope.clinic_id(), leaf_index, tree_size)
         .await
 }
 
@@ -266,7 +266,11 @@ pub async fn adopt_unlogged(
     now_ms: i64,
 ) -> Result<u64, ServerError> {
     let mut adopted = 0u64;
-    for clinic in store.unlogged_clinics().await? {
+    for clinic in store.log_clinics().await? {
+        let scope = ClinicScope::of_console(&Console::operator(), clinic);
+        if !store.unlogged(&scope).await? {
+            continue;
+        }
         let mut tx = store.begin_write().await?;
         tx.lock_clinic(clinic).await?;
         let events = Store::unlogged_events(&mut tx, clinic).await?;
@@ -280,7 +284,6 @@ pub async fn adopt_unlogged(
         script.extend(growth.into_statements());
         script.execute(&mut tx).await?;
         // Workstations' upload progress; the server chain's tip is its last event.
-        let scope = ClinicScope::of_console(&Console::operator(), clinic);
         for device in Store::workstation_chains(&mut tx, clinic).await? {
             super::ingest::advance_head(&mut tx, &scope, device).await?;
         }
@@ -318,7 +321,10 @@ pub async fn checkpoint_grown(
 ) -> Result<usize, ServerError> {
     let mut signed = 0;
     for clinic in store.log_clinics().await? {
-        let (size, latest) = store.log_progress(clinic).await?;
+        // The server's own publication, as at start-up: the console's authority, one
+        // clinic at a time (each clinic's log is behind its wall).
+        let scope = ClinicScope::of_console(&Console::operator(), clinic);
+        let (size, latest) = store.log_progress(&scope).await?;
         let published = latest.map_or(0, |c| c.checkpoint.tree_size);
         if size <= published {
             continue;

@@ -28,8 +28,9 @@ use uuid::Uuid;
 use super::key::{PublicKey, verify_hex};
 use super::log::LOWEST_STORED_LEVEL;
 use crate::error::ServerError;
-use crate::store::Store;
-use crate::store::audit_verify::{LoggedEventRow, NodeRow};
+use crate::scope::{ClinicScope, Console};
+use crate::store::audit_verify::{self, LoggedEventRow, NodeRow};
+use crate::store::{ClinicTx, Store};
 
 /// What is wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,10 +225,12 @@ impl Walk<'_> {
     }
 }
 
-/// Verifies every clinic's log. `trusted` checkpoints (from receipts or exports) must
-/// each match the log too. Reads the events and the stored subtrees side by side: the
+/// Verifies every clinic's log, one clinic at a time with the console's authority (each
+/// clinic's trail is behind its wall). `trusted` checkpoints (from receipts or exports)
+/// must each match the log too. Reads the events and the stored subtrees side by side: the
 /// store's pool must allow two connections at once.
 pub async fn verify_all(
+    console: &Console,
     store: &Store,
     server_key: &PublicKey,
     trusted: &[SignedCheckpoint],
@@ -246,10 +249,10 @@ pub async fn verify_all(
             clinic,
             found: &mut found,
         };
-        verify_clinic(store, server_key, &mut walk, &mine, &mut report).await?;
+        let scope = ClinicScope::of_console(console, clinic);
+        verify_clinic(store, &scope, server_key, &mut walk, &mine, &mut report).await?;
         report.clinics += 1;
     }
-    report.alerts = u64::try_from(store.alert_count().await?).unwrap_or(0);
     if found.is_empty() {
         Ok(report)
     } else {
@@ -260,11 +263,10 @@ pub async fn verify_all(
 /// The key each chain of the clinic is signed with: a workstation's enrolled key, or the
 /// server's audit key for the clinic's server chain, with who that recorder is.
 async fn chain_keys(
-    store: &Store,
+    tx: &mut ClinicTx,
     server_key: &PublicKey,
-    clinic: Uuid,
 ) -> Result<HashMap<Uuid, (Recorder, PublicKey)>, VerifyError> {
-    let rows = store.device_keys_as_stored(clinic).await?;
+    let rows = audit_verify::device_keys_as_stored(tx).await?;
     let mut keys = HashMap::new();
     for row in rows {
         let id = uuid(&row.id)?;
@@ -277,8 +279,9 @@ async fn chain_keys(
     Ok(keys)
 }
 
-async fn checkpoints(store: &Store, clinic: Uuid) -> Result<Vec<SignedCheckpoint>, VerifyError> {
-    let rows = store.checkpoints_as_stored(clinic).await?;
+async fn checkpoints(tx: &mut ClinicTx) -> Result<Vec<SignedCheckpoint>, VerifyError> {
+    let clinic = tx.clinic_id();
+    let rows = audit_verify::checkpoints_as_stored(tx).await?;
     Ok(rows
         .into_iter()
         .map(|r| SignedCheckpoint {
@@ -312,14 +315,16 @@ fn check_due(walk: &mut Walk<'_>, tree: &Frontier, pending: &mut Vec<SignedCheck
 
 async fn verify_clinic(
     store: &Store,
+    scope: &ClinicScope,
     server_key: &PublicKey,
     walk: &mut Walk<'_>,
     trusted: &[SignedCheckpoint],
     report: &mut Report,
 ) -> Result<(), VerifyError> {
-    let clinic = walk.clinic;
-    let keys = chain_keys(store, server_key, clinic).await?;
-    let mut pending: Vec<SignedCheckpoint> = checkpoints(store, clinic).await?;
+    let mut tx = store.clinic_tx(scope).await?;
+    report.alerts += u64::try_from(audit_verify::alert_count(&mut tx).await?).unwrap_or(0);
+    let keys = chain_keys(&mut tx, server_key).await?;
+    let mut pending: Vec<SignedCheckpoint> = checkpoints(&mut tx).await?;
     let mut last_issued = i64::MIN;
     for c in &pending {
         let at = Location::Checkpoint(c.checkpoint.tree_size);
@@ -339,10 +344,11 @@ async fn verify_clinic(
     let mut changes = records::Changes::default();
     check_due(walk, &tree, &mut pending);
 
-    let mut rows = store.logged_events(clinic);
+    let mut rows = audit_verify::logged_events(&mut tx);
     // The stored subtrees in the order the walk completes them: by the leaf that
-    // completes each, then upwards.
-    let mut nodes = store.log_nodes_in_walk_order(clinic);
+    // completes each, then upwards. Read beside the events, in a transaction of their own.
+    let mut nodes_tx = store.clinic_tx(scope).await?;
+    let mut nodes = audit_verify::log_nodes_in_walk_order(&mut nodes_tx);
     while let Some(row) = rows.try_next().await? {
         let index = row.leaf_index.and_then(|i| u64::try_from(i).ok());
         if index != Some(tree.size()) {
@@ -376,8 +382,9 @@ async fn verify_clinic(
         return Ok(());
     }
     drop(nodes);
+    drop(nodes_tx);
 
-    let unlogged = store.first_unlogged_event(clinic).await?;
+    let unlogged = audit_verify::first_unlogged_event(&mut tx).await?;
     if let Some(id) = unlogged {
         walk.note(Location::Unlogged(uuid(&id)?), Problem::NotInLog);
     }
@@ -388,10 +395,12 @@ async fn verify_clinic(
             Problem::CheckpointBeyondLog,
         );
     }
-    report.checkpoints += u64::try_from(checkpoints(store, clinic).await?.len()).unwrap_or(0);
-    verify_chains(store, walk, report).await?;
-    verify_alerts(store, walk, &keys, logged_alerts).await?;
-    records::verify_records(store, walk, changes).await
+    report.checkpoints += u64::try_from(checkpoints(&mut tx).await?.len()).unwrap_or(0);
+    verify_chains(&mut tx, walk, report).await?;
+    verify_alerts(&mut tx, walk, &keys, logged_alerts).await?;
+    // Read only: ending it either way leaves nothing behind.
+    drop(tx);
+    records::verify_records(store, scope, walk, changes).await
 }
 
 /// Checks one logged event: that it parses, agrees with every column derived from it, and
@@ -548,13 +557,13 @@ type LoggedAlerts = HashMap<String, (Uuid, u64, Vec<String>)>;
 /// check out) and is recorded in the log with the same hash and kind; every alert the log
 /// records is stored. So an alert cannot be removed, altered or made up unseen.
 async fn verify_alerts(
-    store: &Store,
+    tx: &mut ClinicTx,
     walk: &mut Walk<'_>,
     keys: &HashMap<Uuid, (Recorder, PublicKey)>,
     mut logged: LoggedAlerts,
 ) -> Result<(), VerifyError> {
     let clinic = walk.clinic;
-    let rows = store.alerts_as_stored(clinic).await?;
+    let rows = audit_verify::alerts_as_stored(tx).await?;
     for row in rows {
         let device_id = uuid(&row.device_id)?;
         let device_seq = u64::try_from(row.device_seq).unwrap_or(u64::MAX);
@@ -618,11 +627,11 @@ async fn verify_alerts(
 /// missing sequence is a gap (reported), not tampering, and the link across it is unchecked.
 /// A row the log walk could not read is passed over here (it is already named).
 async fn verify_chains(
-    store: &Store,
+    tx: &mut ClinicTx,
     walk: &mut Walk<'_>,
     report: &mut Report,
 ) -> Result<(), VerifyError> {
-    let mut rows = store.chain_events(walk.clinic);
+    let mut rows = audit_verify::chain_events(tx);
     let mut last: Option<(Uuid, u64, Hash32)> = None;
     while let Some(row) = rows.try_next().await? {
         let device = row

@@ -91,16 +91,29 @@ impl Store {
         Ok((nodes, events))
     }
 
-    /// [`Store::log_nodes`] on a connection of its own, outside any transaction: for a tree
-    /// size whose events are committed, which never changes.
+    /// [`Store::log_nodes`] on a connection of its own, outside the caller's transaction:
+    /// for a tree size whose events are committed, which never changes. On PostgreSQL in a
+    /// transaction that names the scope's clinic (the rows are behind the wall); SQLite has
+    /// no wall, and a bare connection saves beginning and ending one on the upload path.
     pub async fn log_nodes_alone(
         &self,
-        clinic: Uuid,
+        scope: &ClinicScope,
         stored: &[NodeId],
         spans: &[(u64, u64)],
     ) -> Result<LogNodes, ServerError> {
-        let mut conn = self.pool.acquire().await?;
-        Self::log_nodes(&mut conn, clinic, stored, spans).await
+        let clinic = scope.clinic_id();
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.pool.acquire().await?;
+                Self::log_nodes(&mut conn, clinic, stored, spans).await
+            }
+            Backend::Postgres => {
+                let mut tx = self.clinic_tx(scope).await?;
+                let nodes = Self::log_nodes(&mut tx, clinic, stored, spans).await?;
+                tx.commit().await?;
+                Ok(nodes)
+            }
+        }
     }
 
     /// The checkpoint of exactly `tree_size`, if one was issued.
@@ -135,15 +148,17 @@ impl Store {
         row.map(|r| checkpoint_of(&r, clinic)).transpose()
     }
 
-    /// The size of the clinic's log and its newest checkpoint, read on one connection
-    /// outside any transaction.
+    /// The size of the scope's clinic's log and its newest checkpoint, read in one
+    /// transaction.
     pub async fn log_progress(
         &self,
-        clinic: Uuid,
+        scope: &ClinicScope,
     ) -> Result<(u64, Option<SignedCheckpoint>), ServerError> {
-        let mut conn = self.pool.acquire().await?;
-        let size = Self::tree_size(&mut conn, clinic).await?;
-        let latest = Self::latest_checkpoint(&mut conn, clinic).await?;
+        let clinic = scope.clinic_id();
+        let mut tx = self.clinic_tx(scope).await?;
+        let size = Self::tree_size(&mut tx, clinic).await?;
+        let latest = Self::latest_checkpoint(&mut tx, clinic).await?;
+        tx.commit().await?;
         Ok((size, latest))
     }
 
@@ -196,17 +211,22 @@ impl Store {
         leaf.flatten().map(to_u64).transpose()
     }
 
-    /// The clinics with events but no log: their events were stored before the log
-    /// existed. Per clinic, two seeks in the leaf index, where unplaced events sort first.
-    pub async fn unlogged_clinics(&self) -> Result<Vec<Uuid>, ServerError> {
-        let clinics: Vec<String> = sqlx::query_scalar(
-            "SELECT c.id FROM clinics c
-         WHERE EXISTS (SELECT 1 FROM audit_events e WHERE e.clinic_id = c.id AND e.leaf_index IS NULL)
-           AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.clinic_id = c.id AND e.leaf_index IS NOT NULL)",
+    /// Whether the scope's clinic has events but no log: they were stored before the log
+    /// existed. Two seeks in the leaf index, where unplaced events sort first.
+    pub async fn unlogged(&self, scope: &ClinicScope) -> Result<bool, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
+        let (unplaced, placed): (i64, i64) = sqlx::query_as(
+            "SELECT
+               (SELECT count(*) FROM (SELECT 1 FROM audit_events
+                                      WHERE clinic_id = $1 AND leaf_index IS NULL LIMIT 1) u),
+               (SELECT count(*) FROM (SELECT 1 FROM audit_events
+                                      WHERE clinic_id = $1 AND leaf_index IS NOT NULL LIMIT 1) p)",
         )
-        .fetch_all(&self.pool)
+        .bind(scope.clinic_id().to_string())
+        .fetch_one(&mut *tx)
         .await?;
-        clinics.iter().map(|c| stored_id(c)).collect()
+        tx.commit().await?;
+        Ok(unplaced > 0 && placed == 0)
     }
 
     /// Every event of a clinic whose log is empty, as (id, hash), in the order stored.

@@ -103,7 +103,9 @@ impl Store {
         }
         qb.push(" ORDER BY e.occurred_at_ms DESC, e.id DESC LIMIT ")
             .bind(limit);
-        let rows = qb.query().fetch_all(&self.pool).await?;
+        let mut tx = self.clinic_tx(scope).await?;
+        let rows = qb.query().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 let event: AuditEvent = serde_json::from_str(r.get::<&str, _>(0))

@@ -1,10 +1,10 @@
 //! The reads of `clinicdesk-server audit verify` (`crate::audit::verify`), which walks every
-//! clinic's trail as an operator's command, outside any request's scope: so these take the
-//! clinic's id.
+//! clinic's trail as an operator's command: clinic by clinic, each in transactions scoped
+//! by the console (the trail is behind each clinic's wall on PostgreSQL).
 //!
 //! A clinic's logged events, its device chains and its stored log nodes are streamed (the
 //! trail runs to millions of rows, never all in memory); the verifier reads the events and
-//! the nodes side by side, each stream on a connection of its own. Rows come back as their
+//! the nodes side by side, each stream in a transaction of its own. Rows come back as their
 //! columns hold them, and a column that cannot be read as its type comes back as `None`
 //! rather than failing the walk: telling a malformed value from tampering, and in which
 //! order, is the verifier's job.
@@ -89,163 +89,162 @@ impl Store {
             .fetch_all(&self.pool)
             .await?)
     }
+}
 
-    /// How many tamper alerts are stored, over all clinics.
-    pub async fn alert_count(&self) -> Result<i64, ServerError> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_alerts")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
+/// How many tamper alerts the clinic has stored.
+pub async fn alert_count(tx: &mut ClinicTx) -> Result<i64, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_alerts WHERE clinic_id = $1")
+            .bind(clinic)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
+}
 
-    /// The clinic's devices' keys.
-    pub async fn device_keys_as_stored(
-        &self,
-        clinic: Uuid,
-    ) -> Result<Vec<StoredDeviceKey>, ServerError> {
-        let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1")
-            .bind(clinic.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| StoredDeviceKey {
-                id: row.get(0),
-                public_key: row.get(1),
-                kind: row.get(2),
-            })
-            .collect())
-    }
-
-    /// The clinic's checkpoints, smallest first.
-    pub async fn checkpoints_as_stored(
-        &self,
-        clinic: Uuid,
-    ) -> Result<Vec<StoredCheckpoint>, ServerError> {
-        let rows = sqlx::query(
-            "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
-         WHERE clinic_id = $1 ORDER BY tree_size",
-        )
-        .bind(clinic.to_string())
-        .fetch_all(&self.pool)
+/// The clinic's devices' keys.
+pub async fn device_keys_as_stored(tx: &mut ClinicTx) -> Result<Vec<StoredDeviceKey>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query("SELECT id, public_key, kind FROM devices WHERE clinic_id = $1")
+        .bind(clinic)
+        .fetch_all(&mut **tx)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredCheckpoint {
-                tree_size: r.get(0),
-                root_hash: r.get(1),
-                issued_at_ms: r.get(2),
-                signature: r.get(3),
-            })
-            .collect())
-    }
+    Ok(rows
+        .iter()
+        .map(|row| StoredDeviceKey {
+            id: row.get(0),
+            public_key: row.get(1),
+            kind: row.get(2),
+        })
+        .collect())
+}
 
-    /// The clinic's logged events in log order, streamed.
-    pub fn logged_events(
-        &self,
-        clinic: Uuid,
-    ) -> BoxStream<'_, Result<LoggedEventRow, ServerError>> {
-        sqlx::query(
-            "SELECT leaf_index, id, device_id, device_seq, actor_user_id, patient_id, action,
+/// The clinic's checkpoints, smallest first.
+pub async fn checkpoints_as_stored(
+    tx: &mut ClinicTx,
+) -> Result<Vec<StoredCheckpoint>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT tree_size, root_hash, issued_at_ms, signature FROM audit_checkpoints
+         WHERE clinic_id = $1 ORDER BY tree_size",
+    )
+    .bind(clinic)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredCheckpoint {
+            tree_size: r.get(0),
+            root_hash: r.get(1),
+            issued_at_ms: r.get(2),
+            signature: r.get(3),
+        })
+        .collect())
+}
+
+/// The clinic's logged events in log order, streamed.
+pub fn logged_events(tx: &mut ClinicTx) -> BoxStream<'_, Result<LoggedEventRow, ServerError>> {
+    let clinic = tx.clinic_id().to_string();
+    sqlx::query(
+        "SELECT leaf_index, id, device_id, device_seq, actor_user_id, patient_id, action,
                 occurred_at_ms, event_json, hash, signature
          FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NOT NULL ORDER BY leaf_index",
-        )
-        .bind(clinic.to_string())
-        .fetch(&self.pool)
-        .map(|row| {
-            let row = row?;
-            Ok(LoggedEventRow {
-                leaf_index: row.try_get(0).ok(),
-                id: row.try_get(1).ok(),
-                device_id: row.try_get(2).ok(),
-                device_seq: row.try_get(3).ok(),
-                actor_user_id: row.try_get(4).ok(),
-                patient_id: row.try_get(5).ok(),
-                action: row.try_get(6).ok(),
-                occurred_at_ms: row.try_get(7).ok(),
-                event_json: row.try_get(8).ok(),
-                hash: row.try_get(9).ok(),
-                signature: row.try_get(10).ok(),
-            })
+    )
+    .bind(clinic)
+    .fetch(&mut **tx)
+    .map(|row| {
+        let row = row?;
+        Ok(LoggedEventRow {
+            leaf_index: row.try_get(0).ok(),
+            id: row.try_get(1).ok(),
+            device_id: row.try_get(2).ok(),
+            device_seq: row.try_get(3).ok(),
+            actor_user_id: row.try_get(4).ok(),
+            patient_id: row.try_get(5).ok(),
+            action: row.try_get(6).ok(),
+            occurred_at_ms: row.try_get(7).ok(),
+            event_json: row.try_get(8).ok(),
+            hash: row.try_get(9).ok(),
+            signature: row.try_get(10).ok(),
         })
-        .boxed()
-    }
+    })
+    .boxed()
+}
 
-    /// The clinic's stored log nodes in the order a walk of the log completes them: by the
-    /// leaf that completes each, then upwards. Streamed.
-    pub fn log_nodes_in_walk_order(
-        &self,
-        clinic: Uuid,
-    ) -> BoxStream<'_, Result<NodeRow, ServerError>> {
-        sqlx::query(
-            "SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = $1
+/// The clinic's stored log nodes in the order a walk of the log completes them: by the
+/// leaf that completes each, then upwards. Streamed.
+pub fn log_nodes_in_walk_order(tx: &mut ClinicTx) -> BoxStream<'_, Result<NodeRow, ServerError>> {
+    let clinic = tx.clinic_id().to_string();
+    sqlx::query(
+        "SELECT level, idx, hash FROM audit_nodes WHERE clinic_id = $1
          ORDER BY (idx + 1) << CAST(level AS INTEGER), level",
-        )
-        .bind(clinic.to_string())
-        .fetch(&self.pool)
-        .map(|row| {
-            let row = row?;
-            Ok(NodeRow {
-                level: row.get(0),
-                index: row.get(1),
-                hash: row.get(2),
-            })
+    )
+    .bind(clinic)
+    .fetch(&mut **tx)
+    .map(|row| {
+        let row = row?;
+        Ok(NodeRow {
+            level: row.get(0),
+            index: row.get(1),
+            hash: row.get(2),
         })
-        .boxed()
-    }
+    })
+    .boxed()
+}
 
-    /// The id of one of the clinic's events that is not in its log, if any.
-    pub async fn first_unlogged_event(&self, clinic: Uuid) -> Result<Option<String>, ServerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NULL LIMIT 1",
-        )
-        .bind(clinic.to_string())
-        .fetch_optional(&self.pool)
-        .await?)
-    }
+/// The id of one of the clinic's events that is not in its log, if any.
+pub async fn first_unlogged_event(tx: &mut ClinicTx) -> Result<Option<String>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM audit_events WHERE clinic_id = $1 AND leaf_index IS NULL LIMIT 1",
+    )
+    .bind(clinic)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
 
-    /// The clinic's tamper alerts, in the order they were raised.
-    pub async fn alerts_as_stored(&self, clinic: Uuid) -> Result<Vec<AlertRow>, ServerError> {
-        let rows = sqlx::query(
-            "SELECT device_id, device_seq, kind, hash, event_json, signature, logged_event_id
+/// The clinic's tamper alerts, in the order they were raised.
+pub async fn alerts_as_stored(tx: &mut ClinicTx) -> Result<Vec<AlertRow>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT device_id, device_seq, kind, hash, event_json, signature, logged_event_id
          FROM audit_alerts WHERE clinic_id = $1 ORDER BY id",
-        )
-        .bind(clinic.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| AlertRow {
-                device_id: row.get(0),
-                device_seq: row.get(1),
-                kind: row.get(2),
-                hash: row.get(3),
-                event_json: row.get(4),
-                signature: row.get(5),
-                logged_event_id: row.get(6),
-            })
-            .collect())
-    }
-
-    /// Every event of the clinic, logged or not, chain by chain in sequence order. Streamed.
-    pub fn chain_events(&self, clinic: Uuid) -> BoxStream<'_, Result<ChainEventRow, ServerError>> {
-        sqlx::query(
-            "SELECT device_id, device_seq, event_json, hash, leaf_index FROM audit_events
-         WHERE clinic_id = $1 ORDER BY device_id, device_seq",
-        )
-        .bind(clinic.to_string())
-        .fetch(&self.pool)
-        .map(|row| {
-            let row = row?;
-            Ok(ChainEventRow {
-                device_id: row.try_get(0).ok(),
-                device_seq: row.try_get(1).ok(),
-                event_json: row.try_get(2).ok(),
-                hash: row.try_get(3).ok(),
-                leaf_index: row.try_get(4).ok().flatten(),
-            })
+    )
+    .bind(clinic)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| AlertRow {
+            device_id: row.get(0),
+            device_seq: row.get(1),
+            kind: row.get(2),
+            hash: row.get(3),
+            event_json: row.get(4),
+            signature: row.get(5),
+            logged_event_id: row.get(6),
         })
-        .boxed()
-    }
+        .collect())
+}
+
+/// Every event of the clinic, logged or not, chain by chain in sequence order. Streamed.
+pub fn chain_events(tx: &mut ClinicTx) -> BoxStream<'_, Result<ChainEventRow, ServerError>> {
+    let clinic = tx.clinic_id().to_string();
+    sqlx::query(
+        "SELECT device_id, device_seq, event_json, hash, leaf_index FROM audit_events
+         WHERE clinic_id = $1 ORDER BY device_id, device_seq",
+    )
+    .bind(clinic)
+    .fetch(&mut **tx)
+    .map(|row| {
+        let row = row?;
+        Ok(ChainEventRow {
+            device_id: row.try_get(0).ok(),
+            device_seq: row.try_get(1).ok(),
+            event_json: row.try_get(2).ok(),
+            hash: row.try_get(3).ok(),
+            leaf_index: row.try_get(4).ok().flatten(),
+        })
+    })
+    .boxed()
 }

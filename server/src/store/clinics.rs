@@ -88,11 +88,20 @@ impl Store {
     }
 }
 
-/// Takes SQLite's write lock before anything is read, so that concurrent writers of a
-/// clinic's log queue (busy timeout) instead of failing on a stale read snapshot. Every
-/// transaction that appends leaves or signs a checkpoint starts with it.
+/// Takes the clinic's write lock before anything is read, so that concurrent writers of a
+/// clinic's log queue (SQLite's busy timeout, PostgreSQL's row lock) instead of failing on
+/// a stale read snapshot. Every transaction that appends leaves or signs a checkpoint
+/// starts with it. On PostgreSQL the same statement names the clinic for row-level
+/// security in this transaction, as [`Store::clinic_tx`] does: the audit rows it then
+/// reads and writes are behind the wall.
 pub async fn lock_clinic(conn: &mut AnyConnection, clinic: Uuid) -> Result<(), ServerError> {
-    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
+    let sql = if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        "UPDATE clinics SET name = name WHERE id = $1
+         RETURNING set_config('clinicdesk.clinic_id', $1, true)"
+    } else {
+        "UPDATE clinics SET name = name WHERE id = $1"
+    };
+    sqlx::query(sql)
         .bind(clinic.to_string())
         .execute(conn)
         .await?;

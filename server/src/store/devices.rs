@@ -139,6 +139,8 @@ impl Store {
         &self,
         scope: &ClinicScope,
     ) -> Result<Vec<WorkstationRow>, ServerError> {
+        // In the clinic's transaction: the upload progress it counts is behind the wall.
+        let mut tx = self.clinic_tx(scope).await?;
         let rows = sqlx::query(
             "SELECT d.id, d.name, d.enrolled_at_ms, u.display_name, d.last_seen_at_ms,
                 d.app_version, d.revoked_at_ms, coalesce(h.contiguous_seq, 0),
@@ -152,8 +154,9 @@ impl Store {
          ORDER BY d.revoked_at_ms IS NOT NULL, d.name, d.enrolled_at_ms",
         )
         .bind(scope.clinic_id().to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(WorkstationRow {

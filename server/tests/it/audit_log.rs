@@ -11,7 +11,6 @@ use clinicdesk_protocol::merkle::{
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{AuditAlerts, AuditPage, AuditReceipt, ReceivedAfterRevocation};
 use clinicdesk_server::audit::key::{PublicKey, verify_hex};
-use clinicdesk_server::audit::verify::verify_all;
 use ed25519_dalek::Signer;
 use serde_json::json;
 use uuid::Uuid;
@@ -437,7 +436,9 @@ async fn ingest_answers_signed_receipts_and_keeps_forks_and_gaps_as_alerts() {
 
     // The whole store verifies, and reports the two alerts.
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    let report = verify_all(&server.store, &key, &[latest]).await.unwrap();
+    let report = crate::harness::verify_trail(&server.store, &key, &[latest])
+        .await
+        .unwrap();
     // Six of the workstation; of the server, the two enrollments, three second factors set
     // up at sign-in, the two tamper alerts, and each read of the trail above (both
     // clinics').
@@ -628,7 +629,9 @@ async fn server_events_stay_one_chain_when_uploads_and_another_instance_write_be
         .unwrap();
     assert_eq!(leaves(&a, clinic).await, u64::try_from(stored).unwrap());
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    let report = verify_all(&a.store, &key, &[]).await.unwrap();
+    let report = crate::harness::verify_trail(&a.store, &key, &[])
+        .await
+        .unwrap();
     assert_eq!(report.events, u64::try_from(stored).unwrap());
 
     let last_seen = session_last_seen(&a, login.user.user_id).await;
@@ -758,7 +761,9 @@ async fn a_revoked_device_hands_in_what_it_signed_before_its_revocation_and_noth
         .await;
     assert_eq!(body["code"], "device_revoked");
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &key, &[])
+        .await
+        .unwrap();
 }
 
 /// What a workstation signs reaches the operator's terminal (`audit report`) and the admins'

@@ -9,7 +9,6 @@ use clinicdesk_protocol::wire::{
     AppointmentFields, AppointmentHistory, AppointmentRecord, AppointmentStatus,
 };
 use clinicdesk_server::audit::key::PublicKey;
-use clinicdesk_server::audit::verify::verify_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -213,7 +212,9 @@ async fn the_front_desk_books_reschedules_checks_in_and_cancels_each_change_reco
     assert_eq!(statuses, ["cancelled", "booked", "checked-in"]);
 
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
     // The operator's verify too, which also checks every appointment's columns against its
     // content after each kind of change.
     crate::harness::cli_ok(&server, &["audit", "verify"]);

@@ -7,7 +7,6 @@ use clinicdesk_protocol::wire::{
     AppointmentList, BreakGlassGrant, BreakGlassQueue, BreakGlassReason, ClinicalAccess, Patient,
 };
 use clinicdesk_server::audit::key::PublicKey;
-use clinicdesk_server::audit::verify::verify_all;
 use clinicdesk_server::scope::{ClinicScope, Console};
 use clinicdesk_server::store::Backend;
 use clinicdesk_server::time::Clock;
@@ -240,7 +239,9 @@ async fn break_glass_opens_one_chart_for_an_hour_and_flags_every_read() {
     );
 
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &key, &[])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -400,7 +401,9 @@ async fn admins_acknowledge_each_grant_once_and_the_review_is_audited() {
         }
     }
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &key, &[])
+        .await
+        .unwrap();
 }
 
 /// A new admin's account, created by `by` (an admin's token), signed in on `device` with a

@@ -10,7 +10,6 @@ use clinicdesk_protocol::export::PatientAccessReport;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::AuditAlerts;
 use clinicdesk_server::audit::key::PublicKey;
-use clinicdesk_server::audit::verify::verify_all;
 use clinicdesk_server::time::Clock;
 use uuid::Uuid;
 
@@ -175,7 +174,9 @@ async fn a_workstation_speaks_only_for_who_signed_in_on_it_and_doubtful_claims_a
 
     // Flags and the alert are leaves of the log: the trail still verifies.
     let key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &key, &[])
+        .await
+        .unwrap();
 
     // The same checks on a later batch: a re-sent forged event is refused again, once.
     let r = upload(&server, &device, &[&forged]).await;

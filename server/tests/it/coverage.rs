@@ -5,7 +5,6 @@
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{CoverageFields, CoverageHistory, CoverageList};
 use clinicdesk_server::audit::key::PublicKey;
-use clinicdesk_server::audit::verify::verify_all;
 use serde_json::{Value, json};
 
 use crate::harness::{SignedIn, TestServer, every_role};
@@ -175,5 +174,7 @@ async fn coverage_is_kept_by_the_front_desk_and_billing_as_the_table_says() {
     // Front desk and billing each changed the group once more.
     assert_eq!(history.versions.len(), 5);
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
 }

@@ -933,3 +933,14 @@ pub fn fhir_validate(script: &str, input: &str) -> std::process::Output {
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// `audit verify` as the operator runs it: every clinic of `store`, each behind its wall.
+pub async fn verify_trail(
+    store: &Store,
+    key: &clinicdesk_server::audit::key::PublicKey,
+    trusted: &[clinicdesk_protocol::merkle::SignedCheckpoint],
+) -> Result<clinicdesk_server::audit::verify::Report, clinicdesk_server::audit::verify::VerifyError>
+{
+    let console = clinicdesk_server::scope::Console::operator();
+    clinicdesk_server::audit::verify::verify_all(&console, store, key, trusted).await
+}

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use clinicdesk_server::audit::key::PublicKey;
-use clinicdesk_server::audit::verify::verify_all;
 use clinicdesk_server::time::Clock;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -184,7 +183,9 @@ async fn synthea_patients_arrive_intact_once_and_read_back_as_valid_r4() {
     assert!(!validate(&broken.to_string()).status.success());
 
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
 }
 
 /// A line that is not a usable Patient is skipped by resource id (or file and line) and

@@ -152,13 +152,9 @@ async fn events_stored_before_the_log_are_adopted_at_start() {
             .await
             .unwrap();
     assert_eq!(unplaced, 0);
-    let report = clinicdesk_server::audit::verify::verify_all(
-        &state.store,
-        &state.audit_key.public_key(),
-        &[],
-    )
-    .await
-    .unwrap();
+    let report = crate::harness::verify_trail(&state.store, &state.audit_key.public_key(), &[])
+        .await
+        .unwrap();
     assert_eq!(report.events, u64::try_from(stored).unwrap());
     assert_eq!(report.checkpoints, 1, "one checkpoint of the adopted log");
     let nodes: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_nodes WHERE level >= 4")

@@ -10,7 +10,7 @@ use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Outcome, Recorder, Sig
 use clinicdesk_protocol::policy::{self, Role};
 use clinicdesk_protocol::wire::AppointmentList;
 use clinicdesk_server::audit::key::{PublicKey, verify_hex};
-use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
+use clinicdesk_server::audit::verify::{Location, Problem, VerifyError};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -215,7 +215,9 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         assert_eq!(pair[1].event.prev_hash, pair[0].event.hash(), "link {i}");
         assert_eq!(pair[1].event.device_seq, pair[0].event.device_seq + 1);
     }
-    let verified = verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    let verified = crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
     let account_events: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_events WHERE action IN ('mfa_enrolled', 'mfa_reset', 'device_enrolled')",
     )
@@ -521,7 +523,9 @@ async fn a_report_column_changed_behind_the_servers_back_is_named_by_verify() {
     let (status, _) = get_as(&server, &format!("/v1/patients/{patient}"), token).await;
     assert_eq!(status, 200);
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
     let view = events_about(&server_events(&server).await, patient)
         .into_iter()
         .find(|e| e.resource_type == "Patient")
@@ -548,7 +552,7 @@ async fn a_report_column_changed_behind_the_servers_back_is_named_by_verify() {
         .fetch_one(&owner)
         .await
         .unwrap();
-    let found = verify_all(&server.store, &audit_key, &[]).await;
+    let found = crate::harness::verify_trail(&server.store, &audit_key, &[]).await;
     let Err(VerifyError::Tampered(found)) = found else {
         panic!("a changed patient_id went unnoticed: {found:?}");
     };

@@ -223,15 +223,6 @@ const NOT_BEHIND_THE_WALL: &[(&str, &str)] = &[
         "provisionings",
         "the operator's record of provisioning a clinic",
     ),
-    // Not yet: their reads and the verifier run outside a clinic transaction (issue 22).
-    (
-        "audit_events",
-        "not yet: audit reads and `audit verify` are not clinic-scoped",
-    ),
-    ("audit_alerts", "not yet: as audit_events"),
-    ("audit_device_heads", "not yet: as audit_events"),
-    ("audit_nodes", "not yet: as audit_events"),
-    ("audit_checkpoints", "not yet: as audit_events"),
 ];
 
 /// Every table that holds a clinic's rows (it has a `clinic_id`) is behind row-level
@@ -286,4 +277,125 @@ async fn every_clinic_table_is_behind_row_level_security_or_named_with_its_reaso
     );
     owner.close().await.unwrap();
     store.close().await;
+}
+
+/// The audit trail is behind the wall like the charts it records (issue 22, "the second
+/// wall"): its rows name patients, users and break-glass reasons. In a transaction of
+/// clinic A the server's role sees only A's events, alerts, upload progress, log nodes and
+/// checkpoints; outside any clinic it sees none of them. And everything that reads the
+/// trail still finds all of it: the upload receipts' proofs (checked in `upload`), the
+/// workstation list's upload progress, the checkpoint publisher and `audit verify`, which
+/// walk the clinics one by one. Before, the five tables had no policy: the unscoped count
+/// saw both clinics' rows.
+#[tokio::test]
+async fn the_audit_trail_is_behind_the_wall_and_still_read_in_full() {
+    use crate::audit_log::{chain, event, sign, upload};
+    use clinicdesk_server::audit::key::AuditKey;
+    use clinicdesk_server::audit::verify::verify_all;
+    use clinicdesk_server::time::Clock;
+    use sqlx::Row;
+
+    let server = crate::harness::TestServer::start().await;
+    assert!(server.database.is_some(), "the PostgreSQL leg");
+    let console = Console::operator();
+    let a = server.signed_in(0xA, "clinician").await;
+    let b = server.signed_in(0xB, "clinician").await;
+    let clinic_a = Uuid::from_u128(0xA);
+
+    // Twenty events each (enough for stored log nodes), with a gap in A's chain at 19.
+    let events_a = chain(&a.device, a.login.user.user_id, 20);
+    let first_a: Vec<_> = events_a[..18].iter().collect();
+    upload(&server, &a.device, &first_a).await;
+    upload(&server, &a.device, &[&events_a[19]]).await;
+    let events_b = chain(&b.device, b.login.user.user_id, 20);
+    upload(&server, &b.device, &events_b.iter().collect::<Vec<_>>()).await;
+    // A different event at A's stored sequence 2: a fork, kept as A's tamper alert.
+    let fork = sign(
+        &a.device,
+        event(&a.device, a.login.user.user_id, 2, events_a[0].event.hash()),
+    );
+    upload(&server, &a.device, &[&fork]).await;
+
+    let tables = [
+        "audit_events",
+        "audit_alerts",
+        "audit_device_heads",
+        "audit_nodes",
+        "audit_checkpoints",
+    ];
+    let role = server.app_role_pool().await;
+    let owner = server.owner_pool().await;
+    for table in tables {
+        let mut tx = role.begin().await.unwrap();
+        sqlx::query("SELECT set_config('clinicdesk.clinic_id', $1, true)")
+            .bind(clinic_a.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let seen: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT clinic_id FROM {table}"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(seen, vec![clinic_a.to_string()], "{table}: A's rows only");
+        drop(tx);
+        let unscoped: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&role)
+                .await
+                .unwrap();
+        assert_eq!(unscoped, 0, "{table}: nothing outside a clinic");
+        let clinics: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(DISTINCT clinic_id) FROM {table}"
+        )))
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+        let expected = if table == "audit_alerts" { 1 } else { 2 };
+        assert_eq!(
+            clinics, expected,
+            "{table}: the rows are there, the wall hides them"
+        );
+    }
+
+    // The workstation list counts A's upload progress through the wall.
+    let listed = server
+        .store
+        .workstations(&ClinicScope::of_console(&console, clinic_a))
+        .await
+        .unwrap();
+    let progress: Vec<(i64, i64, i64)> = listed
+        .iter()
+        .map(|w| (w.contiguous_seq, w.max_seq, w.stored_above_contiguous))
+        .collect();
+    assert_eq!(progress, vec![(18, 20, 1)]);
+
+    // A server event grows B's log past its last checkpoint: the publisher finds it.
+    let key = AuditKey::load_or_create(server.dir.path()).unwrap();
+    b.device
+        .login(
+            &server,
+            "frontdesk",
+            crate::harness::password_of(&b.report, "frontdesk"),
+        )
+        .await;
+    let signed =
+        clinicdesk_server::audit::log::checkpoint_grown(&server.store, &key, server.clock.now_ms())
+            .await
+            .unwrap();
+    assert_eq!(signed, 1, "B's log grew by the sign-in");
+
+    // `audit verify` walks both clinics and every event, and finds A's alert.
+    let report = verify_all(&console, &server.store, &key.public_key(), &[])
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query("SELECT count(*) FROM audit_events")
+        .fetch_one(&owner)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(report.clinics, 2);
+    assert_eq!(report.events, u64::try_from(stored).unwrap());
+    assert_eq!(report.alerts, 1);
 }

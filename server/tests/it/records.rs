@@ -10,7 +10,7 @@ use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::policy::{Role, allows};
 use clinicdesk_protocol::wire::{PatientFields, PatientHistory, PatientRecord};
 use clinicdesk_server::audit::key::PublicKey;
-use clinicdesk_server::audit::verify::{Location, Problem, VerifyError, verify_all};
+use clinicdesk_server::audit::verify::{Location, Problem, VerifyError};
 use clinicdesk_server::store::Backend;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -264,7 +264,9 @@ async fn a_registered_patient_is_changed_in_versions_each_with_its_audit_event()
         "newest first"
     );
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -504,7 +506,9 @@ async fn history_changed_behind_the_servers_back_is_named_by_verify() {
     .await;
     assert_eq!(status, 200);
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
-    verify_all(&server.store, &audit_key, &[]).await.unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
 
     let owner = server.owner_pool().await;
     if server.store.backend() == Backend::Sqlite {
@@ -526,7 +530,7 @@ async fn history_changed_behind_the_servers_back_is_named_by_verify() {
         }
     };
     let findings = || async {
-        match verify_all(&server.store, &audit_key, &[]).await {
+        match crate::harness::verify_trail(&server.store, &audit_key, &[]).await {
             Err(VerifyError::Tampered(found)) => crate::tamper::named(&found),
             other => panic!("went unnoticed: {:?}", other.map(|r| r.events)),
         }

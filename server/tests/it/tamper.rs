@@ -11,7 +11,7 @@ use clinicdesk_protocol::wire::{AuditUpload, UserInfo};
 use clinicdesk_server::AppState;
 use clinicdesk_server::admin::seed::seed_clinic;
 use clinicdesk_server::audit::ingest::ingest;
-use clinicdesk_server::audit::verify::{Findings, Location, Problem, VerifyError, verify_all};
+use clinicdesk_server::audit::verify::{Findings, Location, Problem, VerifyError};
 use clinicdesk_server::scope::{ClinicScope, Console};
 use clinicdesk_server::secrets::random::{hash_secret, normalize_code};
 use clinicdesk_server::secrets::store_key;
@@ -472,9 +472,10 @@ fn the_pristine_log_verifies() {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         attacker_copy(dir.path()).await.close().await;
-        let report = verify_all(&verifier_store(dir.path()).await, &p.server_key, &[])
-            .await
-            .unwrap();
+        let report =
+            crate::harness::verify_trail(&verifier_store(dir.path()).await, &p.server_key, &[])
+                .await
+                .unwrap();
         assert_eq!(
             report.events,
             EVENTS_PER_DEVICE * 2 + 2,
@@ -495,7 +496,7 @@ proptest! {
             let pool = attacker_copy(dir.path()).await;
             let named = apply(&pool, &t).await;
             pool.close().await;
-            (verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await, named)
+            (crate::harness::verify_trail(&verifier_store(dir.path()).await, &p.server_key, &[]).await, named)
         });
         match outcome {
             (Err(VerifyError::Tampered(found)), named) => {
@@ -545,7 +546,12 @@ fn every_search_column_is_checked_against_its_signed_event() {
                     let pool = attacker_copy(dir.path()).await;
                     apply(&pool, &t).await;
                     pool.close().await;
-                    verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await
+                    crate::harness::verify_trail(
+                        &verifier_store(dir.path()).await,
+                        &p.server_key,
+                        &[],
+                    )
+                    .await
                 });
                 let Err(VerifyError::Tampered(found)) = found else {
                     panic!("{t:?} ({name}) went unnoticed: {found:?}");
@@ -586,7 +592,7 @@ fn every_search_column_is_checked_against_its_signed_event() {
             apply(&pool, &t).await;
         }
         pool.close().await;
-        verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await
+        crate::harness::verify_trail(&verifier_store(dir.path()).await, &p.server_key, &[]).await
     });
     let Err(VerifyError::Tampered(found)) = found else {
         panic!("two changed rows went unnoticed: {found:?}");
@@ -643,7 +649,8 @@ fn a_stored_subtree_changed_removed_or_made_up_is_named() {
             assert_eq!(stored, 1, "leaves 0..16, and nothing below level 4");
             sqlx::query(attack).execute(&pool).await.unwrap();
             pool.close().await;
-            verify_all(&verifier_store(dir.path()).await, &p.server_key, &[]).await
+            crate::harness::verify_trail(&verifier_store(dir.path()).await, &p.server_key, &[])
+                .await
         });
         match found {
             Err(VerifyError::Tampered(t)) => {
@@ -719,7 +726,7 @@ async fn seeded_synthetic_trails_go_through_ingest_and_verify() {
     .unwrap();
     assert_eq!(n, 1203);
     assert_eq!(shown, vec![500, 1000, 1203]);
-    let verified = verify_all(&state.store, &state.audit_key.public_key(), &[])
+    let verified = crate::harness::verify_trail(&state.store, &state.audit_key.public_key(), &[])
         .await
         .unwrap();
     // And the server chain's `device_enrolled` of each synthetic workstation.
@@ -769,7 +776,9 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
         .unwrap();
     assert_eq!(receipt.forked, vec![2]);
     let key = state.audit_key.public_key();
-    let clean = verify_all(&state.store, &key, &[]).await.unwrap();
+    let clean = crate::harness::verify_trail(&state.store, &key, &[])
+        .await
+        .unwrap();
     assert_eq!(clean.alerts, 1);
     let db = own_pool(&embedded_in(dir.path())).await;
     let row = sqlx::query(
@@ -853,7 +862,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
         }
         pool.close().await;
         let verifier = verifier_store(copy.path()).await;
-        match verify_all(&verifier, &key, &[]).await {
+        match crate::harness::verify_trail(&verifier, &key, &[]).await {
             Err(VerifyError::Tampered(t)) => {
                 let t = t.first().clone();
                 assert_eq!((t.location, t.problem), (location, problem), "{attack:?}");

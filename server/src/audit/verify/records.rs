@@ -10,7 +10,7 @@ use clinicdesk_protocol::audit::{AuditEvent, Hash32, RecordChange};
 use uuid::Uuid;
 
 use super::{Location, Problem, VerifyError, Walk};
-use crate::scope::{ClinicScope, Console};
+use crate::scope::ClinicScope;
 use crate::store::{Store, records};
 
 /// What one logged change committed to.
@@ -49,11 +49,11 @@ fn content_hash(body: &str) -> Hash32 {
 
 pub(super) async fn verify_records(
     store: &Store,
+    scope: &ClinicScope,
     walk: &mut Walk<'_>,
     mut changes: Changes,
 ) -> Result<(), VerifyError> {
-    let scope = ClinicScope::of_console(&Console::operator(), walk.clinic);
-    let mut tx = store.clinic_tx(&scope).await?;
+    let mut tx = store.clinic_tx(scope).await?;
     let (versions, current) = records::record_versions_as_stored(&mut tx).await?;
     tx.commit().await.map_err(crate::error::ServerError::from)?;
 
