@@ -2,11 +2,16 @@
 """A second implementation of ClinicDesk's audit encoding, written from docs/audit-format.md
 alone (Python standard library only), checked against audit-v2.json: every canonical
 encoding and hash, the chain links, every Merkle root, inclusion and consistency proof, and
-the checkpoint's signed bytes. Ed25519 signatures are not checked here (the standard library
-has no Ed25519); the Rust test checks them.
+the checkpoint's signed bytes, a receipt's signed bytes, and a whole export bundle
+(export-v1.jsonl, beside it): its header, every event's proof against the header's
+checkpoint, the chain links, the completeness of an unfiltered export, the digest and the
+bytes its end line signs. Ed25519 signatures are not checked here (the standard library has
+no Ed25519); the Rust test checks them.
 
 usage: verify_vectors.py audit-v2.json
 """
+
+import os
 
 import hashlib
 import json
@@ -126,6 +131,85 @@ def verify_consistency(first, second, first_root, second_root, proof):
     return fr == first_root and sr == second_root and sn == 0
 
 
+def checkpoint_bytes(cp):
+    return (
+        b"clinicdesk-checkpoint-v1\x00" + uuid_bytes(cp["clinic_id"])
+        + struct.pack(">Q", cp["tree_size"]) + bytes.fromhex(cp["root_hash"])
+        + struct.pack(">q", cp["issued_at_ms"])
+    )
+
+
+def receipt_bytes(r):
+    forked = r["forked"]
+    return (
+        b"clinicdesk-receipt-v1\x00" + uuid_bytes(r["device_id"])
+        + struct.pack(">Q", r["highest_contiguous_seq"]) + bytes.fromhex(r["contiguous_hash"])
+        + struct.pack(">I", len(forked)) + b"".join(struct.pack(">Q", s) for s in forked)
+        + checkpoint_bytes(r["checkpoint"]["checkpoint"])
+    )
+
+
+def check_receipt(v):
+    r = v["receipt"]["receipt"]
+    assert receipt_bytes(r).hex() == v["receipt"]["canonical_hex"], "receipt bytes differ"
+    cp = r["checkpoint"]["checkpoint"]
+    p = r["inclusion"]
+    assert p["tree_size"] == cp["tree_size"], "receipt proof against another size"
+    proof = [bytes.fromhex(h) for h in p["hashes"]]
+    contiguous = leaf(bytes.fromhex(r["contiguous_hash"]))
+    top = bytes.fromhex(cp["root_hash"])
+    assert verify_inclusion(p["leaf_index"], p["tree_size"], contiguous, proof, top), "receipt proof"
+    print("receipt: matches")
+
+
+def check_bundle(v, path):
+    """The export bundle, as docs/audit-format.md's "To verify" says (but the signatures)."""
+    raw = open(path, "rb").read()
+    assert raw.endswith(b"\n"), "the bundle ends with a newline"
+    lines = raw[:-1].split(b"\n")
+    header = json.loads(lines[0])["header"]
+    assert header["format"] == "clinicdesk-audit-export-v1", "format"
+    assert header["keys"] == v["keys"], "the header's keys are what `audit keys` prints"
+    cp = header["checkpoint"]["checkpoint"]
+    top = bytes.fromhex(cp["root_hash"])
+    chains = header["keys"]["chains"]
+    seen_leaves, digest, by_chain = set(), hashlib.sha256(), {}
+    end = None
+    for n, line in enumerate(lines[1:], start=2):
+        obj = json.loads(line)
+        assert end is None, f"line {n} follows the end line"
+        if "end" in obj:
+            end = obj["end"]
+            continue
+        x = obj["event"]
+        e = x["event"]
+        h = sha256(canonical(e))
+        assert e["clinic_id"] == header["clinic_id"], f"line {n}: another clinic"
+        assert chains[e["device_id"]]["recorded_by"] == e["recorded_by"], f"line {n}: recorder"
+        assert x["leaf_index"] not in seen_leaves, f"line {n}: leaf repeats"
+        seen_leaves.add(x["leaf_index"])
+        proof = [bytes.fromhex(p) for p in x["inclusion"]]
+        assert verify_inclusion(x["leaf_index"], cp["tree_size"], leaf(h), proof, top), f"line {n}: proof"
+        digest.update(h)
+        by_chain.setdefault(e["device_id"], {})[e["device_seq"]] = (h, bytes.fromhex(e["prev_hash"]))
+    assert end is not None, "no end line"
+    for chain in by_chain.values():
+        for seq, (_, prev) in chain.items():
+            if seq - 1 in chain:
+                assert chain[seq - 1][0] == prev, f"chain link at {seq}"
+    count = len(seen_leaves)
+    assert end["events"] == count, "end count"
+    assert end["digest"] == digest.hexdigest(), "end digest"
+    if all(f is None for f in header["filters"].values()):
+        assert count == cp["tree_size"], "an unfiltered export holds every leaf"
+    signed = (
+        b"clinicdesk-export-end-v1\x00" + sha256(lines[0])
+        + struct.pack(">Q", end["events"]) + bytes.fromhex(end["digest"])
+    )
+    assert signed.hex() == v["export_bundle"]["end_signed_hex"], "end line's signed bytes"
+    print(f"export bundle: {count} events, whole")
+
+
 def main(path):
     v = json.load(open(path, encoding="utf-8"))
     hashes, tips = [], {}
@@ -143,11 +227,7 @@ def main(path):
     for n, r in enumerate(log["roots_by_size"], start=1):
         assert root(leaves[:n]).hex() == r, f"root of size {n} differs"
     cp = log["checkpoint"]["checkpoint"]
-    cp_bytes = (
-        b"clinicdesk-checkpoint-v1\x00" + uuid_bytes(cp["clinic_id"])
-        + struct.pack(">Q", cp["tree_size"]) + bytes.fromhex(cp["root_hash"])
-        + struct.pack(">q", cp["issued_at_ms"])
-    )
+    cp_bytes = checkpoint_bytes(cp)
     assert cp_bytes.hex() == log["checkpoint"]["canonical_hex"], "checkpoint bytes differ"
     top = bytes.fromhex(cp["root_hash"])
     assert top == root(leaves), "checkpoint root differs"
@@ -167,6 +247,8 @@ def main(path):
         f"{len(hashes)} events, {len(log['inclusion'])} inclusion proofs, "
         f"{len(log['consistency'])} consistency proofs: all match"
     )
+    check_receipt(v)
+    check_bundle(v, os.path.join(os.path.dirname(path), v["export_bundle"]["file"]))
 
 
 if __name__ == "__main__":

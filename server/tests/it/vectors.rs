@@ -10,11 +10,18 @@ use std::collections::HashMap;
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, BreakGlass, Hash32, Outcome, Recorder, RequestSeen, to_hex,
 };
+use clinicdesk_protocol::export::{
+    ChainKey, ClinicKeys, EXPORT_FORMAT, EventDigest, ExportEnd, ExportFilters, ExportHeader,
+    ExportLine, ExportedEvent,
+};
 use clinicdesk_protocol::merkle::{
-    Checkpoint, Frontier, NodeId, assemble, consistency_plan, inclusion_plan, verify_consistency,
-    verify_inclusion,
+    Checkpoint, Frontier, InclusionEvidence, NodeId, SignedCheckpoint, assemble, consistency_plan,
+    inclusion_plan, verify_consistency, verify_inclusion,
 };
 use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::wire::AuditReceipt;
+use clinicdesk_server::audit::key::{PublicKey, verify_hex};
+use clinicdesk_server::audit::verify_export::verify_export;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -22,6 +29,10 @@ use uuid::Uuid;
 const FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../docs/test-vectors/audit-v2.json"
+);
+const BUNDLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../docs/test-vectors/export-v1.jsonl"
 );
 const PY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -123,7 +134,8 @@ fn hexes(hashes: &[Hash32]) -> Vec<String> {
     hashes.iter().map(Hash32::to_hex).collect()
 }
 
-fn build() -> Value {
+/// The vectors file and the export bundle built from the same events and log.
+fn build() -> (Value, String) {
     let (device_key, server_key) = keys();
     let events = events();
     let mut tree = Frontier::default();
@@ -168,6 +180,13 @@ fn build() -> Value {
             json!({ "leaf_index": i, "tree_size": size, "hashes": hexes(&proof) })
         })
         .collect();
+    let signed = SignedCheckpoint {
+        checkpoint: checkpoint.clone(),
+        signature: to_hex(&server_key.sign(&cp_bytes).to_bytes()),
+    };
+    let keys = clinic_keys(&events, &device_key, &server_key);
+    let receipt = receipt(&events, &server_key, &signed, &nodes);
+    let bundle = bundle(&events, (&device_key, &server_key), &signed, &keys, &nodes);
     let consistency: Vec<Value> = (1..size)
         .map(|old| {
             let proof = assemble(&consistency_plan(old, size).unwrap(), node).unwrap();
@@ -187,7 +206,7 @@ fn build() -> Value {
             })
         })
         .collect();
-    json!({
+    let vectors = json!({
         "about": "ClinicDesk audit test vectors, encoding v2 (docs/audit-format.md). The keys are \
                   published test keys: never trust them for anything else.",
         "device_public_key": to_hex(device_key.verifying_key().as_bytes()),
@@ -205,14 +224,152 @@ fn build() -> Value {
             "inclusion": inclusion,
             "consistency": consistency,
         },
+        "receipt": {
+            "receipt": receipt,
+            "canonical_hex": to_hex(&receipt.canonical_bytes()),
+        },
+        "keys": keys,
+        "export_bundle": {
+            "file": "export-v1.jsonl",
+            "end_signed_hex": to_hex(&end_signed_bytes(&bundle)),
+        },
+    });
+    (vectors, bundle)
+}
+
+/// What `audit keys` prints for the vectors' clinic.
+fn clinic_keys(events: &[AuditEvent], device: &SigningKey, server: &SigningKey) -> ClinicKeys {
+    let chains = events
+        .iter()
+        .map(|e| {
+            let key = match e.recorded_by {
+                Recorder::Device => device,
+                Recorder::Server => server,
+            };
+            let chain = ChainKey {
+                recorded_by: e.recorded_by,
+                public_key: to_hex(key.verifying_key().as_bytes()),
+            };
+            (e.device_id, chain)
+        })
+        .collect();
+    ClinicKeys {
+        clinic_id: events[0].clinic_id,
+        server: to_hex(server.verifying_key().as_bytes()),
+        chains,
+    }
+}
+
+fn proof_of(nodes: &HashMap<NodeId, Hash32>, size: u64, leaf: u64) -> Vec<Hash32> {
+    assemble(&inclusion_plan(size, leaf).unwrap(), |id| {
+        nodes.get(&id).copied()
     })
+    .unwrap()
+}
+
+/// The workstation's receipt after uploading its three events, with a fork at sequence 4
+/// (a different event the server already held there, in this made-up case).
+fn receipt(
+    events: &[AuditEvent],
+    server: &SigningKey,
+    checkpoint: &SignedCheckpoint,
+    nodes: &HashMap<NodeId, Hash32>,
+) -> AuditReceipt {
+    let (leaf, last) = events
+        .iter()
+        .enumerate()
+        .rfind(|(_, e)| e.recorded_by == Recorder::Device)
+        .unwrap();
+    let size = checkpoint.checkpoint.tree_size;
+    let leaf = u64::try_from(leaf).unwrap();
+    let mut receipt = AuditReceipt {
+        device_id: last.device_id,
+        highest_contiguous_seq: last.device_seq,
+        contiguous_hash: last.hash(),
+        forked: vec![4],
+        checkpoint: checkpoint.clone(),
+        inclusion: Some(InclusionEvidence {
+            leaf_index: leaf,
+            tree_size: size,
+            hashes: proof_of(nodes, size, leaf),
+        }),
+        signature: String::new(),
+        device_revoked: false,
+    };
+    receipt.signature = to_hex(&server.sign(&receipt.canonical_bytes()).to_bytes());
+    receipt
+}
+
+/// The unfiltered export of the vectors' log: header, every event newest first with its
+/// proof, and the signed end line.
+fn bundle(
+    events: &[AuditEvent],
+    (device, server): (&SigningKey, &SigningKey),
+    checkpoint: &SignedCheckpoint,
+    keys: &ClinicKeys,
+    nodes: &HashMap<NodeId, Hash32>,
+) -> String {
+    let line = |l: &ExportLine| serde_json::to_string(l).unwrap();
+    let header = line(&ExportLine::Header(ExportHeader {
+        format: EXPORT_FORMAT.to_owned(),
+        clinic_id: checkpoint.checkpoint.clinic_id,
+        exported_at_ms: 1_795_435_600_000,
+        filters: ExportFilters::default(),
+        checkpoint: checkpoint.clone(),
+        keys: keys.clone(),
+    }));
+    let size = checkpoint.checkpoint.tree_size;
+    let mut newest_first: Vec<(u64, &AuditEvent)> = (0..).zip(events).collect();
+    newest_first.sort_by(|(_, a), (_, b)| {
+        (b.occurred_at_ms, b.id.to_string()).cmp(&(a.occurred_at_ms, a.id.to_string()))
+    });
+    let mut out = header.clone() + "\n";
+    let mut digest = EventDigest::default();
+    for (leaf, e) in &newest_first {
+        let key = match e.recorded_by {
+            Recorder::Device => device,
+            Recorder::Server => server,
+        };
+        digest.push(&e.hash());
+        out += &line(&ExportLine::Event(ExportedEvent {
+            event: (*e).clone(),
+            signature: to_hex(&key.sign(&e.canonical_bytes()).to_bytes()),
+            leaf_index: *leaf,
+            inclusion: proof_of(nodes, size, *leaf),
+        }));
+        out += "\n";
+    }
+    let n = u64::try_from(newest_first.len()).unwrap();
+    let digest = digest.finish();
+    let signature = to_hex(
+        &server
+            .sign(&ExportEnd::signed_bytes(header.as_bytes(), n, &digest))
+            .to_bytes(),
+    );
+    out += &line(&ExportLine::End(ExportEnd {
+        events: n,
+        digest,
+        signature,
+    }));
+    out + "\n"
+}
+
+/// The bytes the bundle's end line signs, rebuilt from the bundle's own lines.
+fn end_signed_bytes(bundle: &str) -> Vec<u8> {
+    let lines: Vec<&str> = bundle.lines().collect();
+    let Ok(ExportLine::End(end)) = serde_json::from_str(lines[lines.len() - 1]) else {
+        panic!("the last line is the end line");
+    };
+    ExportEnd::signed_bytes(lines[0].as_bytes(), end.events, &end.digest)
 }
 
 #[test]
 fn committed_vectors_match_the_code_and_a_second_implementation() {
-    let built = serde_json::to_string_pretty(&build()).unwrap() + "\n";
+    let (vectors, bundle) = build();
+    let built = serde_json::to_string_pretty(&vectors).unwrap() + "\n";
     if std::env::var_os("CLINICDESK_BLESS_VECTORS").is_some() {
         std::fs::write(FILE, &built).unwrap();
+        std::fs::write(BUNDLE, &bundle).unwrap();
     }
     let committed = std::fs::read_to_string(FILE).unwrap();
     assert!(
@@ -220,6 +377,32 @@ fn committed_vectors_match_the_code_and_a_second_implementation() {
         "docs/test-vectors/audit-v2.json differs from what the code produces; if the encoding \
          change is deliberate, rerun with CLINICDESK_BLESS_VECTORS=1 and bump the version"
     );
+    let committed_bundle = std::fs::read_to_string(BUNDLE).unwrap();
+    assert!(
+        committed_bundle == bundle,
+        "docs/test-vectors/export-v1.jsonl differs from what the code produces (bless as above)"
+    );
+
+    // Our verifiers accept them: the receipt as the app checks it, the bundle as
+    // `audit verify-export --keys` does, with the keys `audit keys` would print.
+    let receipt: AuditReceipt =
+        serde_json::from_value(vectors["receipt"]["receipt"].clone()).unwrap();
+    let server_key = PublicKey::from_hex(vectors["server_public_key"].as_str().unwrap()).unwrap();
+    assert!(verify_hex(
+        &server_key,
+        &receipt.canonical_bytes(),
+        &receipt.signature
+    ));
+    receipt.check_inclusion().unwrap();
+    let keys: ClinicKeys = serde_json::from_value(vectors["keys"].clone()).unwrap();
+    let summary = verify_export(bundle.as_bytes(), Some(&keys)).unwrap();
+    assert_eq!((summary.events, summary.tree_size), (5, 5));
+    // One event line fewer, and the bundle is no longer whole.
+    let mut lines: Vec<&str> = bundle.lines().collect();
+    lines.remove(2);
+    let short = lines.join("\n") + "\n";
+    assert!(verify_export(short.as_bytes(), Some(&keys)).is_err());
+
     let out = std::process::Command::new("python3")
         .arg(PY)
         .arg(FILE)
@@ -233,6 +416,10 @@ fn committed_vectors_match_the_code_and_a_second_implementation() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("5 events, 5 inclusion proofs, 4 consistency proofs: all match"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("receipt: matches") && stdout.contains("export bundle: 5 events, whole"),
         "{stdout}"
     );
 }
