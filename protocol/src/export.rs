@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditEvent, Hash32, Recorder};
 use crate::merkle::SignedCheckpoint;
+use crate::rotation::KeyRotation;
 
 pub const EXPORT_FORMAT: &str = "clinicdesk-audit-export-v1";
 const END_TAG: &[u8] = b"clinicdesk-export-end-v1\0";
@@ -46,6 +47,19 @@ pub struct ClinicKeys {
     /// The server's audit key: signs checkpoints, receipts, export ends, the server chain.
     pub server: String,
     pub chains: BTreeMap<Uuid, ChainKey>,
+    /// The rotations that led to `server`, oldest first: each earlier key signed what is
+    /// dated in its own period. Absent when the key was never rotated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<KeyRotation>,
+}
+
+#[cfg(feature = "signatures")]
+impl ClinicKeys {
+    /// The server's keys over time, if the rotations lead to `server`.
+    pub fn server_keys(&self) -> Option<crate::rotation::ServerKeys> {
+        let current = crate::signature::PublicKey::from_hex(&self.server)?;
+        crate::rotation::ServerKeys::from_rotations(current, &self.rotations).ok()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ pub mod merkle;
 pub mod phi;
 pub mod policy;
 pub mod proof;
+pub mod rotation;
 pub mod secret;
 #[cfg(feature = "signatures")]
 pub mod signature;

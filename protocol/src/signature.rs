@@ -42,7 +42,24 @@ impl PublicKey {
         let bytes: [u8; 32] = crate::audit::from_hex(hex)?.try_into().ok()?;
         Self::from_bytes(&bytes)
     }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::audit::to_hex(&self.bytes)
+    }
 }
+
+/// Two keys are the same key when their encodings are.
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for PublicKey {}
 
 /// The parts of one signature the equation uses.
 struct Parts {

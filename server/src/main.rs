@@ -342,6 +342,14 @@ enum AuditCommand {
         #[arg(long)]
         clinic: Option<uuid::Uuid>,
     },
+    /// Replace the server's audit key with a new one (run with the server stopped): the
+    /// old key signs its successor, and the record stays in the data directory, so what
+    /// the old key signed still verifies and workstations that pinned it follow the record
+    /// to the new key. Print the record as JSON.
+    RotateKey {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Who accessed one patient's record in a period: who, role, when, what, why, from
     /// where, each with its inclusion proof against a signed checkpoint.
     Report {
@@ -885,7 +893,7 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                 }
                 Ok(())
             };
-            match verify_all(&console, &store, &key.public_key(), &trusted).await {
+            match verify_all(&console, &store, key.server_keys(), &trusted).await {
                 Ok(_) if !columns.is_empty() => {
                     let mut err = std::io::stderr().lock();
                     report_columns(&mut err)?;
@@ -1027,6 +1035,27 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             let clinic = clinic_or_only(&store, clinic).await?;
             let csv = operator::access_review(&store, clinic).await?;
             std::io::stdout().lock().write_all(&csv)?;
+            Ok(())
+        }
+        AuditCommand::RotateKey { data_dir } => {
+            if !data_dir.join(audit::key::KEY_FILE).exists() {
+                anyhow::bail!(
+                    "no audit key {} under {}: nothing to rotate",
+                    audit::key::KEY_FILE,
+                    data_dir.display()
+                );
+            }
+            let now = clinicdesk_server::time::Clock::now_ms(&SystemClock);
+            let rotation = AuditKey::rotate(&data_dir, now).context("rotating the audit key")?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &rotation)?;
+            writeln!(out)?;
+            eprintln!(
+                "audit key rotated: the new key signs from now on; start the server again (every \
+                 instance, with a copy of {} and {})",
+                audit::key::KEY_FILE,
+                audit::key::ROTATIONS_FILE
+            );
             Ok(())
         }
         AuditCommand::Keys { data_dir, clinic } => {

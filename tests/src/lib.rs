@@ -189,8 +189,15 @@ impl ServerProcess {
     /// `clinicdesk-server audit verify`: every hash, signature, chain, the Merkle log and
     /// each checkpoint recomputed by the operator's tool. Returns its report line.
     pub fn audit_verify(&self) -> String {
+        String::from_utf8_lossy(&self.operator(&["audit", "verify"])).into_owned()
+    }
+
+    /// An operator's command on this server's data (`--data-dir` and `--key-dir` added),
+    /// which must succeed; returns its standard output.
+    pub fn operator(&self, args: &[&str]) -> Vec<u8> {
         let out = Command::new(server_binary())
-            .args(["audit", "verify", "--data-dir"])
+            .args(args)
+            .arg("--data-dir")
             .arg(self.data_dir.path())
             .arg("--key-dir")
             .arg(self.key_dir.path())
@@ -198,10 +205,24 @@ impl ServerProcess {
             .unwrap();
         assert!(
             out.status.success(),
-            "audit verify failed: {}",
+            "{args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        out.stdout
+    }
+
+    /// `clinicdesk-server audit verify-export --keys KEYS FILE`, offline: whether it passes,
+    /// and what it said.
+    pub fn verify_export(keys: &Path, file: &Path) -> (bool, String) {
+        let out = Command::new(server_binary())
+            .args(["audit", "verify-export", "--keys"])
+            .arg(keys)
+            .arg(file)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), said)
     }
 
     pub fn ca_path(&self) -> PathBuf {

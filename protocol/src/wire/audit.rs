@@ -43,6 +43,12 @@ pub struct AuditReceipt {
     /// bytes: like a `device_revoked` refusal, it is the pinned TLS channel's word.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub device_revoked: bool,
+    /// The rotations of the server's audit key, oldest first, when it was ever rotated:
+    /// a device whose pinned key is an older one follows them (each signed by the key
+    /// before it) to the key that signed this receipt. Outside the signed bytes: the
+    /// records carry their own signatures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<crate::rotation::KeyRotation>,
 }
 
 impl AuditReceipt {

@@ -86,6 +86,7 @@ pub async fn clinic_keys(state: &AppState, scope: &ClinicScope) -> Result<Clinic
         clinic_id: scope.clinic_id(),
         server,
         chains,
+        rotations: state.audit_key.rotations().to_vec(),
     })
 }
 

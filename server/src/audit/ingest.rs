@@ -401,6 +401,7 @@ pub async fn ingest(
         inclusion,
         signature: String::new(),
         device_revoked: late,
+        rotations: state.audit_key.rotations().to_vec(),
     };
     receipt.signature = state.audit_key.sign_hex(&receipt.canonical_bytes());
     Ok(receipt)

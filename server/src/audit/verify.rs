@@ -31,6 +31,7 @@ use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::store::audit_verify::{self, LoggedEventRow, NodeRow};
 use crate::store::{ClinicTx, Store};
+use clinicdesk_protocol::rotation::ServerKeys;
 
 /// What is wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -232,7 +233,7 @@ impl Walk<'_> {
 pub async fn verify_all(
     console: &Console,
     store: &Store,
-    server_key: &PublicKey,
+    server_keys: &ServerKeys,
     trusted: &[SignedCheckpoint],
 ) -> Result<Report, VerifyError> {
     let mut report = Report::default();
@@ -250,7 +251,7 @@ pub async fn verify_all(
             found: &mut found,
         };
         let scope = ClinicScope::of_console(console, clinic);
-        verify_clinic(store, &scope, server_key, &mut walk, &mine, &mut report).await?;
+        verify_clinic(store, &scope, server_keys, &mut walk, &mine, &mut report).await?;
         report.clinics += 1;
     }
     if found.is_empty() {
@@ -262,16 +263,18 @@ pub async fn verify_all(
 
 /// The key each chain of the clinic is signed with: a workstation's enrolled key, or the
 /// server's audit key for the clinic's server chain, with who that recorder is.
+/// The server chain's entry holds the current key; its events are checked against the key
+/// of their time ([`ServerKeys::at`]).
 async fn chain_keys(
     tx: &mut ClinicTx,
-    server_key: &PublicKey,
+    server_keys: &ServerKeys,
 ) -> Result<HashMap<Uuid, (Recorder, PublicKey)>, VerifyError> {
     let rows = audit_verify::device_keys_as_stored(tx).await?;
     let mut keys = HashMap::new();
     for row in rows {
         let id = uuid(&row.id)?;
         if row.kind == "server" {
-            keys.insert(id, (Recorder::Server, *server_key));
+            keys.insert(id, (Recorder::Server, *server_keys.current()));
         } else if let Some(key) = PublicKey::from_hex(&row.public_key) {
             keys.insert(id, (Recorder::Device, key));
         }
@@ -316,19 +319,20 @@ fn check_due(walk: &mut Walk<'_>, tree: &Frontier, pending: &mut Vec<SignedCheck
 async fn verify_clinic(
     store: &Store,
     scope: &ClinicScope,
-    server_key: &PublicKey,
+    server_keys: &ServerKeys,
     walk: &mut Walk<'_>,
     trusted: &[SignedCheckpoint],
     report: &mut Report,
 ) -> Result<(), VerifyError> {
     let mut tx = store.clinic_tx(scope).await?;
     report.alerts += u64::try_from(audit_verify::alert_count(&mut tx).await?).unwrap_or(0);
-    let keys = chain_keys(&mut tx, server_key).await?;
+    let keys = chain_keys(&mut tx, server_keys).await?;
     let mut pending: Vec<SignedCheckpoint> = checkpoints(&mut tx).await?;
     let mut last_issued = i64::MIN;
     for c in &pending {
         let at = Location::Checkpoint(c.checkpoint.tree_size);
-        if !verify_hex(server_key, &c.checkpoint.canonical_bytes(), &c.signature) {
+        let key = server_keys.at(c.checkpoint.issued_at_ms);
+        if !verify_hex(key, &c.checkpoint.canonical_bytes(), &c.signature) {
             walk.note(at.clone(), Problem::CheckpointSignature);
         }
         if c.checkpoint.issued_at_ms < last_issued {
@@ -357,8 +361,15 @@ async fn verify_clinic(
             return Ok(());
         }
         let index = tree.size();
-        let Some(hash) = check_event(walk, &keys, &row, index, &mut logged_alerts, &mut changes)
-        else {
+        let checked = check_event(
+            walk,
+            (&keys, server_keys),
+            &row,
+            index,
+            &mut logged_alerts,
+            &mut changes,
+        );
+        let Some(hash) = checked else {
             // Unreadable: the walk goes on with the hash the row claims, so the leaves
             // and checkpoints after it are still checked.
             let claimed = row.hash.as_deref().and_then(Hash32::from_hex);
@@ -408,7 +419,7 @@ async fn verify_clinic(
 /// hash (the leaf), or `None` when the stored event cannot be read at all.
 fn check_event(
     walk: &mut Walk<'_>,
-    keys: &HashMap<Uuid, (Recorder, PublicKey)>,
+    (keys, server_keys): (&HashMap<Uuid, (Recorder, PublicKey)>, &ServerKeys),
     row: &LoggedEventRow,
     index: u64,
     logged_alerts: &mut LoggedAlerts,
@@ -455,7 +466,12 @@ fn check_event(
         Some((recorder, _)) if *recorder != event.recorded_by => {
             walk.note(here.clone(), Problem::Malformed);
         }
-        Some((_, key)) => {
+        Some((recorder, key)) => {
+            // The server chain: the audit key in force when the event was recorded.
+            let key = match recorder {
+                Recorder::Server => server_keys.at(event.occurred_at_ms),
+                Recorder::Device => key,
+            };
             let signature = row.signature.as_deref().unwrap_or_default();
             if !verify_hex(key, &event.canonical_bytes(), signature) {
                 walk.note(here.clone(), Problem::BadSignature);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 
-use clinicdesk_protocol::audit::Hash32;
+use clinicdesk_protocol::audit::{Hash32, Recorder};
 use clinicdesk_protocol::export::{
     ClinicKeys, EXPORT_FORMAT, EventDigest, ExportEnd, ExportFilters, ExportHeader, ExportLine,
 };
@@ -68,11 +68,20 @@ pub fn verify_export(
     if keys.clinic_id != header.clinic_id {
         return Err(problem(1, None, "the keys are another clinic's"));
     }
-    let server_key =
-        PublicKey::from_hex(&keys.server).ok_or(problem(1, None, "the server key is malformed"))?;
+    // The server's keys over time: each signed what is dated in its period.
+    let server_keys = keys.server_keys().ok_or(problem(
+        1,
+        None,
+        "the server key is malformed or its rotations do not lead to it",
+    ))?;
     let cp = &header.checkpoint;
+    let checkpoint_key = server_keys.at(cp.checkpoint.issued_at_ms);
     if cp.checkpoint.clinic_id != header.clinic_id
-        || !verify_hex(&server_key, &cp.checkpoint.canonical_bytes(), &cp.signature)
+        || !verify_hex(
+            checkpoint_key,
+            &cp.checkpoint.canonical_bytes(),
+            &cp.signature,
+        )
     {
         return Err(problem(
             1,
@@ -105,11 +114,13 @@ pub fn verify_export(
                 if chain.recorded_by != e.recorded_by {
                     return Err(problem(n, here, "the event claims another recorder"));
                 }
-                let key = PublicKey::from_hex(&chain.public_key).ok_or(problem(
-                    n,
-                    here,
-                    "the chain's key is malformed",
-                ))?;
+                // The server chain's events: the server key of the event's time.
+                let key =
+                    match e.recorded_by {
+                        Recorder::Server => *server_keys.at(e.occurred_at_ms),
+                        Recorder::Device => PublicKey::from_hex(&chain.public_key)
+                            .ok_or(problem(n, here, "the chain's key is malformed"))?,
+                    };
                 let bytes = e.canonical_bytes();
                 if !verify_hex(&key, &bytes, &x.signature) {
                     return Err(problem(n, here, "the signature does not verify"));
@@ -145,7 +156,8 @@ pub fn verify_export(
             }
             Ok(ExportLine::End(end)) => {
                 let signed = ExportEnd::signed_bytes(&header_line, count, &digest.finish());
-                if end.events != count || !verify_hex(&server_key, &signed, &end.signature) {
+                let end_key = server_keys.at(header.exported_at_ms);
+                if end.events != count || !verify_hex(end_key, &signed, &end.signature) {
                     return Err(problem(
                         n,
                         None,

@@ -130,6 +130,7 @@ async fn trusted_keys(t: &Trail) -> ClinicKeys {
         clinic_id: t.device.clinic_id,
         server: t.device.audit_public_key.clone(),
         chains,
+        rotations: Vec::new(),
     }
 }
 

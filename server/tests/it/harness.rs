@@ -942,5 +942,6 @@ pub async fn verify_trail(
 ) -> Result<clinicdesk_server::audit::verify::Report, clinicdesk_server::audit::verify::VerifyError>
 {
     let console = clinicdesk_server::scope::Console::operator();
-    clinicdesk_server::audit::verify::verify_all(&console, store, key, trusted).await
+    let keys = clinicdesk_protocol::rotation::ServerKeys::single(*key);
+    clinicdesk_server::audit::verify::verify_all(&console, store, &keys, trusted).await
 }

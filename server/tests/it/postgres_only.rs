@@ -387,7 +387,7 @@ async fn the_audit_trail_is_behind_the_wall_and_still_read_in_full() {
     assert_eq!(signed, 1, "B's log grew by the sign-in");
 
     // `audit verify` walks both clinics and every event, and finds A's alert.
-    let report = verify_all(&console, &server.store, &key.public_key(), &[])
+    let report = verify_all(&console, &server.store, key.server_keys(), &[])
         .await
         .unwrap();
     let stored: i64 = sqlx::query("SELECT count(*) FROM audit_events")

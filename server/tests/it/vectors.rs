@@ -257,6 +257,7 @@ fn clinic_keys(events: &[AuditEvent], device: &SigningKey, server: &SigningKey) 
         clinic_id: events[0].clinic_id,
         server: to_hex(server.verifying_key().as_bytes()),
         chains,
+        rotations: Vec::new(),
     }
 }
 
@@ -295,6 +296,7 @@ fn receipt(
         }),
         signature: String::new(),
         device_revoked: false,
+        rotations: Vec::new(),
     };
     receipt.signature = to_hex(&server.sign(&receipt.canonical_bytes()).to_bytes());
     receipt

@@ -6,6 +6,7 @@ use clinicdesk_protocol::wire::AuditUpload;
 
 use super::Device;
 use crate::error::AppError;
+use crate::net::enrollment::save_enrollment;
 use crate::net::receipt;
 use crate::os::clock::Clock;
 
@@ -55,7 +56,9 @@ impl Device {
             .await;
         self.note_network(&receipt);
         let receipt = receipt?;
-        receipt::check(&receipt, &enrollment)?;
+        if let Some(successor) = receipt::check(&receipt, &enrollment)? {
+            self.repin_audit_key(successor)?;
+        }
         let head = receipt.highest_contiguous_seq;
         if !receipt.forked.is_empty() {
             // Not PHI: sequence numbers. The server keeps the conflicting events as alerts.
@@ -96,6 +99,21 @@ impl Device {
             settled: removed,
             revoked: receipt.device_revoked,
         })
+    }
+
+    /// Pins the server's new audit key, reached from the pinned one through rotation
+    /// records it signed: later receipts are checked against it.
+    fn repin_audit_key(&self, key: String) -> Result<(), AppError> {
+        let mut state = self.lock();
+        let Some(enrolled) = &mut state.enrolled else {
+            return Err(AppError::Internal("not enrolled"));
+        };
+        let mut enrollment = enrolled.enrollment.clone();
+        enrollment.audit_public_key = key;
+        save_enrollment(&self.paths, &enrollment)?;
+        enrolled.enrollment = enrollment;
+        tracing::info!("the server's audit key was rotated: following it");
+        Ok(())
     }
 
     /// How many events wait in the outbox (0 when it cannot be read).
