@@ -135,6 +135,9 @@ pub async fn change(
         Change::Deactivate => (AuditAction::UserDeactivated, "deactivate_user".to_owned()),
     };
     let mut tx = state.store.tx().await?;
+    // The role history is behind the clinic's wall.
+    state.store.enter_clinic(&mut tx, scope).await?;
+    let now = state.clock.now_ms();
     let found = match change {
         Change::Role(role) => store::users::set_role(&mut tx, scope, user_id, role).await?,
         Change::Deactivate => store::users::deactivate(&mut tx, scope, user_id).await?,
@@ -142,7 +145,11 @@ pub async fn change(
     if !found {
         return Err(ServerError::NotFound);
     }
-    store::sessions::end_user_sessions(&mut tx, user_id, state.clock.now_ms()).await?;
+    if let Change::Role(role) = change {
+        // What ingest judges a workstation's claimed role against (`audit::claims`).
+        store::users::record_role_change(&mut tx, scope, user_id, role, now).await?;
+    }
+    store::sessions::end_user_sessions(&mut tx, user_id, now).await?;
     let event = security_event(admin, action, "User", user_id.to_string(), &route, seen);
     server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
     tx.commit().await?;

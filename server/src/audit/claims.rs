@@ -7,8 +7,10 @@
 //! - The actor must have signed in on that workstation. An event naming anyone else is
 //!   refused from the chain and kept as a tamper alert (`unknown_actor`); the app only ever
 //!   records events for users who signed in on it.
-//! - The role must be the one the actor's latest sign-in there (at the event's time) was
-//!   granted, and the time must lie after the enrollment (and the actor's first sign-in)
+//! - The role must be the one in force at the event's time: the one the actor's latest
+//!   sign-in there was granted, unless an admin changed it after that sign-in (`role_changes`,
+//!   counted from [`CLOCK_SKEW_MS`] after the change: the workstation may not have known, as
+//!   when it worked offline, and its events then are exactly what admins need to see). The time must lie after the enrollment (and the actor's first sign-in)
 //!   and not ahead of the server's clock, each within [`CLOCK_SKEW_MS`]. An event that fails
 //!   these is stored, never dropped (a workstation with a wrong clock must not lose its
 //!   trail), and flagged by a `claim_flagged` server event naming the claims in doubt, which
@@ -20,6 +22,8 @@ use clinicdesk_protocol::audit::AuditEvent;
 use uuid::Uuid;
 
 use crate::error::ServerError;
+use crate::scope::ClinicScope;
+use crate::store::users::RoleChange;
 use crate::store::{DeviceRecord, SignIn, Store};
 
 /// How far a workstation's clock may be from the server's before its times are doubted.
@@ -37,14 +41,18 @@ pub enum Verdict {
 /// The sign-ins and enrollment one batch's events are judged against.
 pub struct Claims {
     sign_ins: HashMap<Uuid, Vec<SignIn>>,
+    /// Each actor's role changes since the first of those sign-ins, oldest first.
+    role_changes: HashMap<Uuid, Vec<RoleChange>>,
     enrolled_at_ms: i64,
     now_ms: i64,
 }
 
 impl Claims {
-    /// Reads, for each actor of `events`, the sign-ins on `device` around the events' times.
+    /// Reads, for each actor of `events`, the sign-ins on `device` around the events' times
+    /// and the changes of their role since the first of those.
     pub async fn load(
         store: &Store,
+        scope: &ClinicScope,
         device: &DeviceRecord,
         events: &[&AuditEvent],
         now_ms: i64,
@@ -60,6 +68,7 @@ impl Claims {
                 .or_insert((t, t));
         }
         let mut sign_ins = HashMap::with_capacity(span.len());
+        let mut role_changes = HashMap::with_capacity(span.len());
         for (actor, (lo, hi)) in span {
             let found = store
                 .sign_ins_around(
@@ -69,10 +78,15 @@ impl Claims {
                     hi.saturating_add(CLOCK_SKEW_MS),
                 )
                 .await?;
+            if let Some(first) = found.first() {
+                let changes = store.role_changes(scope, actor, first.at_ms, hi).await?;
+                role_changes.insert(actor, changes);
+            }
             sign_ins.insert(actor, found);
         }
         Ok(Claims {
             sign_ins,
+            role_changes,
             enrolled_at_ms: device.enrolled_at_ms,
             now_ms,
         })
@@ -97,7 +111,16 @@ impl Claims {
         {
             doubted.push("occurred_at_ms");
         }
-        if granted.role != Some(e.actor_role) {
+        // An admin's change after that sign-in, once the workstation's clock is past it.
+        let changed = self
+            .role_changes
+            .get(&e.actor_user_id)
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|c| c.at_ms > granted.at_ms && c.at_ms.saturating_add(CLOCK_SKEW_MS) < t);
+        let in_force = changed.map_or(granted.role, |c| Some(c.role));
+        if in_force != Some(e.actor_role) {
             doubted.push("actor_role");
         }
         Verdict::Stored(doubted)
@@ -149,6 +172,7 @@ mod tests {
             .collect();
         Claims {
             sign_ins: HashMap::from([(actor, list)]),
+            role_changes: HashMap::new(),
             enrolled_at_ms: ENROLLED,
             now_ms: NOW,
         }
@@ -216,5 +240,34 @@ mod tests {
             fine,
             "within the skew"
         );
+    }
+
+    #[test]
+    fn an_admins_role_change_after_the_sign_in_sets_the_role_in_force() {
+        let dr = Uuid::from_u128(7);
+        let hour = 3_600_000;
+        let mut c = claims(dr, &[(ENROLLED + hour, Role::Clinician)]);
+        let changed_at = ENROLLED + 2 * hour;
+        c.role_changes.insert(
+            dr,
+            vec![RoleChange {
+                at_ms: changed_at,
+                role: Role::Billing,
+            }],
+        );
+        let judged = |role, at| c.judge(&event(dr, role, at));
+        let fine = Verdict::Stored(vec![]);
+        let doubted = Verdict::Stored(vec!["actor_role"]);
+        assert_eq!(judged(Role::Clinician, changed_at - 1), fine, "before it");
+        assert_eq!(
+            judged(Role::Clinician, changed_at + CLOCK_SKEW_MS - 1),
+            fine,
+            "within the clock skew"
+        );
+        assert_eq!(
+            judged(Role::Clinician, changed_at + CLOCK_SKEW_MS + 1),
+            doubted
+        );
+        assert_eq!(judged(Role::Billing, changed_at + CLOCK_SKEW_MS + 1), fine);
     }
 }

@@ -215,7 +215,7 @@ pub async fn ingest(
     }
     let now = state.clock.now_ms();
     let judged: Vec<&AuditEvent> = admitted.iter().map(|(s, _)| &s.event).collect();
-    let claims = Claims::load(&state.store, &device, &judged, now).await?;
+    let claims = Claims::load(&state.store, &scope, &device, &judged, now).await?;
     // Rows are built before the write turn: only their leaf indices need the log.
     let mut events = admitted
         .into_iter()

@@ -118,6 +118,68 @@ pub async fn set_role(
     Ok(done.rows_affected() == 1)
 }
 
+/// Records that the scope's admin gave `user_id` the role `role` at `at_ms`, in the caller's
+/// transaction (which must name the clinic: the table is behind the wall on PostgreSQL).
+pub async fn record_role_change(
+    conn: &mut AnyConnection,
+    scope: &ClinicScope,
+    user_id: Uuid,
+    role: Role,
+    at_ms: i64,
+) -> Result<(), ServerError> {
+    sqlx::query(
+        "INSERT INTO role_changes (clinic_id, user_id, role, changed_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(scope.clinic_id().to_string())
+    .bind(user_id.to_string())
+    .bind(role.as_str())
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A user's role as an admin set it, from `at_ms` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleChange {
+    pub at_ms: i64,
+    pub role: Role,
+}
+
+impl Store {
+    /// The role changes of `user` in the scope's clinic made from `from_ms` to `to_ms`,
+    /// oldest first.
+    pub async fn role_changes(
+        &self,
+        scope: &ClinicScope,
+        user: Uuid,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<RoleChange>, ServerError> {
+        let mut tx = self.clinic_tx(scope).await?;
+        let rows = sqlx::query(
+            "SELECT changed_at_ms, role FROM role_changes
+             WHERE user_id = $1 AND clinic_id = $2 AND changed_at_ms >= $3 AND changed_at_ms <= $4
+             ORDER BY changed_at_ms",
+        )
+        .bind(user.to_string())
+        .bind(scope.clinic_id().to_string())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RoleChange {
+                    at_ms: r.get(0),
+                    role: parse_role(r.get(1))?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Deactivates a user of the scope's clinic; false if the clinic has no such user.
 pub async fn deactivate(
     conn: &mut AnyConnection,

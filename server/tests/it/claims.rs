@@ -187,3 +187,73 @@ async fn a_workstation_speaks_only_for_who_signed_in_on_it_and_doubtful_claims_a
     let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
     assert_eq!(alerts.tamper.len(), 1);
 }
+
+/// The role a workstation claims is judged against the role in force at the event's time,
+/// not only the role the actor signed in with (issue 22: "its role must be the user's role
+/// at that time"). A clinician reads cached charts offline; meanwhile an admin makes them
+/// billing (their sessions end, but the offline workstation cannot know). Their later views,
+/// signed as clinician, are flagged; the ones before the change are not, and a view after
+/// they sign in again as billing, with that role, is not either. Before, only the sign-in
+/// was consulted, and the views after the demotion were stored unflagged.
+#[tokio::test]
+async fn a_role_claimed_after_an_admin_changed_it_is_flagged() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(CLINIC, "clinician").await;
+    let clinician = login.user.user_id;
+    let desk = server.enroll_another(report.clinic_id).await;
+    let admin = desk
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let view = |seq: u64, prev: Hash32, role: Role, at: i64| {
+        let mut e = event(&device, clinician, seq, prev);
+        e.actor_role = role;
+        e.occurred_at_ms = at;
+        e.offline = true;
+        sign(&device, e)
+    };
+    let minute = 60_000;
+    let start = server.clock.now_ms();
+    let before = view(1, Hash32::GENESIS, Role::Clinician, start + minute);
+
+    server.clock.advance_ms(10 * minute);
+    let (status, body) = server
+        .post(
+            &format!("/v1/users/{clinician}/role"),
+            Some(admin.session_token.expose()),
+            serde_json::json!({ "role": "billing" }),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // Well past the change and its clock skew.
+    let after = view(2, before.event.hash(), Role::Clinician, start + 20 * minute);
+    server.clock.advance_ms(20 * minute);
+    // Back online, signed in again: as billing now.
+    device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let as_billing = view(3, after.event.hash(), Role::Billing, server.clock.now_ms());
+    let r = upload(&server, &device, &[&before, &after, &as_billing]).await;
+    assert_eq!((r.highest_contiguous_seq, r.forked.clone()), (3, vec![]));
+
+    let admin = desk
+        .login(&server, "admin", password_of(&report, "admin"))
+        .await;
+    let (_, body) = server
+        .get("/v1/audit/alerts", admin.session_token.expose())
+        .await;
+    let alerts: AuditAlerts = serde_json::from_value(body).unwrap();
+    let flagged: Vec<_> = alerts
+        .flagged_claims
+        .iter()
+        .filter(|c| c.device_id == device.id)
+        .map(|c| (c.event_id, c.doubted.clone()))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![(after.event.id, vec!["actor_role".to_owned()])]
+    );
+}
