@@ -2,7 +2,7 @@
 """A second implementation of ClinicDesk's audit encoding, written from docs/audit-format.md
 alone (Python standard library only), checked against audit-v2.json: every canonical
 encoding and hash, the chain links, every Merkle root, inclusion and consistency proof, and
-the checkpoint's signed bytes, a receipt's signed bytes, and a whole export bundle
+the checkpoint's signed bytes, a receipt's and a key rotation's signed bytes, and a whole export bundle
 (export-v1.jsonl, beside it): its header, every event's proof against the header's
 checkpoint, the chain links, the completeness of an unfiltered export, the digest and the
 bytes its end line signs. Ed25519 signatures are not checked here (the standard library has
@@ -162,6 +162,17 @@ def check_receipt(v):
     print("receipt: matches")
 
 
+def check_rotation(v):
+    r = v["rotation"]["record"]
+    signed = (
+        b"clinicdesk-key-rotation-v1\x00" + bytes.fromhex(r["old_key"])
+        + bytes.fromhex(r["new_key"]) + struct.pack(">q", r["at_ms"])
+    )
+    assert signed.hex() == v["rotation"]["signed_hex"], "rotation bytes differ"
+    assert r["old_key"] == v["server_public_key"], "the rotation starts at the server key"
+    print("rotation: matches")
+
+
 def check_bundle(v, path):
     """The export bundle, as docs/audit-format.md's "To verify" says (but the signatures)."""
     raw = open(path, "rb").read()
@@ -248,6 +259,7 @@ def main(path):
         f"{len(log['consistency'])} consistency proofs: all match"
     )
     check_receipt(v)
+    check_rotation(v)
     check_bundle(v, os.path.join(os.path.dirname(path), v["export_bundle"]["file"]))
 
 

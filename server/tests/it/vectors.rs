@@ -19,6 +19,7 @@ use clinicdesk_protocol::merkle::{
     inclusion_plan, verify_consistency, verify_inclusion,
 };
 use clinicdesk_protocol::policy::Role;
+use clinicdesk_protocol::rotation::{KeyRotation, ServerKeys};
 use clinicdesk_protocol::wire::AuditReceipt;
 use clinicdesk_server::audit::key::{PublicKey, verify_hex};
 use clinicdesk_server::audit::verify_export::verify_export;
@@ -229,12 +230,35 @@ fn build() -> (Value, String) {
             "canonical_hex": to_hex(&receipt.canonical_bytes()),
         },
         "keys": keys,
+        "rotation": rotation(&server_key),
         "export_bundle": {
             "file": "export-v1.jsonl",
             "end_signed_hex": to_hex(&end_signed_bytes(&bundle)),
         },
     });
     (vectors, bundle)
+}
+
+/// The vectors' server key handing over to a successor (published seed 0x03..), with the
+/// bytes it signs.
+fn rotation(server: &SigningKey) -> Value {
+    let successor = SigningKey::from_bytes(&[3; 32]);
+    let key = |k: &SigningKey| PublicKey::from_hex(&to_hex(k.verifying_key().as_bytes())).unwrap();
+    let (old, new) = (key(server), key(&successor));
+    let at_ms = 1_795_521_600_000;
+    let bytes = KeyRotation::signed_bytes(&old, &new, at_ms);
+    let record = KeyRotation {
+        old_key: old.to_hex(),
+        new_key: new.to_hex(),
+        at_ms,
+        signature: to_hex(&server.sign(&bytes).to_bytes()),
+    };
+    ServerKeys::from_rotations(new, std::slice::from_ref(&record)).unwrap();
+    json!({
+        "successor_private_seed": to_hex(&[3; 32]),
+        "record": record,
+        "signed_hex": to_hex(&bytes),
+    })
 }
 
 /// What `audit keys` prints for the vectors' clinic.
@@ -421,7 +445,9 @@ fn committed_vectors_match_the_code_and_a_second_implementation() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("receipt: matches") && stdout.contains("export bundle: 5 events, whole"),
+        stdout.contains("receipt: matches")
+            && stdout.contains("rotation: matches")
+            && stdout.contains("export bundle: 5 events, whole"),
         "{stdout}"
     );
 }
