@@ -39,11 +39,17 @@ pub enum ErrorCode {
     CacheUnavailable,
     ServerUnreachable,
     OfflineTooLong,
+    /// Offline past the 12 hours a second factor counts for: the password alone does not
+    /// unlock; the server must be reached (and asks for the second factor).
+    OfflineNeedsSecondFactor,
+    /// The server's certificate is not one this workstation trusts (not the pinned CA's, or
+    /// no TLS at all): never taken as "offline".
+    ServerNotTrusted,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
@@ -68,6 +74,8 @@ impl ErrorCode {
         ErrorCode::CacheUnavailable,
         ErrorCode::ServerUnreachable,
         ErrorCode::OfflineTooLong,
+        ErrorCode::OfflineNeedsSecondFactor,
+        ErrorCode::ServerNotTrusted,
         ErrorCode::Internal,
     ];
 
@@ -97,6 +105,8 @@ impl ErrorCode {
             ErrorCode::CacheUnavailable => "cache_unavailable",
             ErrorCode::ServerUnreachable => "server_unreachable",
             ErrorCode::OfflineTooLong => "offline_too_long",
+            ErrorCode::OfflineNeedsSecondFactor => "offline_needs_second_factor",
+            ErrorCode::ServerNotTrusted => "server_not_trusted",
             ErrorCode::Internal => "internal",
         }
     }
@@ -180,7 +190,8 @@ mod tests {
              too_many_attempts,payload_too_large,weak_password,session_expired,forbidden,not_found,\
              method_not_allowed,invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,possible_duplicate,locked,not_enrolled,keychain_unavailable,\
-             cache_unavailable,server_unreachable,offline_too_long,internal"
+             cache_unavailable,server_unreachable,offline_too_long,offline_needs_second_factor,\
+             server_not_trusted,internal"
         );
         for code in ErrorCode::ALL {
             assert_eq!(wire_of(code), code.as_str());

@@ -25,8 +25,14 @@ pub enum AppError {
     DeviceRevoked,
     #[error("offline longer than the clinic allows")]
     OfflineTooLong,
+    #[error("offline past the second factor's 12 hours")]
+    OfflineNeedsSecondFactor,
     #[error("server unreachable")]
     Unreachable,
+    /// The connection reached something whose certificate the pinned CA did not sign (or
+    /// that spoke no TLS): an error in its own right, never a reason to work offline.
+    #[error("server not trusted")]
+    NotTrusted,
     #[error("server refused: {0}")]
     Server(ApiError),
     #[error("configuration: {0}")]
@@ -58,7 +64,11 @@ impl AppError {
             AppError::WrongPassword => ApiError::new(ErrorCode::InvalidCredentials),
             AppError::DeviceRevoked => ApiError::new(ErrorCode::DeviceRevoked),
             AppError::OfflineTooLong => ApiError::new(ErrorCode::OfflineTooLong),
+            AppError::OfflineNeedsSecondFactor => {
+                ApiError::new(ErrorCode::OfflineNeedsSecondFactor)
+            }
             AppError::Unreachable => ApiError::new(ErrorCode::ServerUnreachable),
+            AppError::NotTrusted => ApiError::new(ErrorCode::ServerNotTrusted),
             AppError::Server(e) => e.clone(),
             AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),

@@ -130,6 +130,19 @@ async fn offline_unlock_within_the_clinics_limit_then_switch_user_and_sign_out()
     );
     clock.advance(Duration::from_secs(2 * 3600));
 
+    // The password alone opens the cache offline only within the 12 hours the sign-in's
+    // second factor counts for (issue 22: someone who saw the password cannot unplug the
+    // network and read the cache later without the second factor); the clinic's 72 hours
+    // are the outer limit. Five hours in, it opens; past twelve, it does not.
+    assert_eq!(core.unlock(&password).await.unwrap().phase, Phase::Unlocked);
+    core.lock();
+    clock.advance(Duration::from_secs(7 * 3600 + 60));
+    assert_eq!(
+        code_of(core.unlock(&password).await.unwrap_err()),
+        ErrorCode::OfflineNeedsSecondFactor
+    );
+    assert_eq!(core.status().phase, Phase::Locked);
+
     // Past the clinic's maximum offline time (72 hours) the cache stays shut.
     clock.advance(Duration::from_secs(72 * 3600 + 60));
     assert_eq!(
@@ -309,6 +322,37 @@ async fn a_revoked_workstation_hands_in_its_offline_reads_before_it_wipes_itself
     drop(core);
     let core = Core::new(config, clinicdesk_app::os::clock::system()).unwrap();
     assert_eq!(core.status().revocation.map(|r| r.handed_in), Some(waiting));
+}
+
+/// A server the workstation does not trust is an error, never "offline" (issue 22: "a TLS or
+/// pinning failure is an error shown as such"). Before, every transport error counted as
+/// unreachable, so whoever could intercept the connection with another certificate turned
+/// any unlock into an offline one. Here an impostor with a CA of its own answers on the
+/// server's address: the unlock is refused as `server_not_trusted` and the app stays locked;
+/// with the address silent (really unreachable) the offline unlock works as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_the_workstation_does_not_trust_is_an_error_not_a_way_offline() {
+    let mut server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let config = app_config(&server, app_dir.path(), None);
+    let core = enrolled(&server, config, ManualClock::new(START_MS)).await;
+    let password = server.seed.password("clinician").to_owned();
+    server.sign_in(&core, "clinician", &password).await.unwrap();
+    core.lock();
+
+    let _impostor = server.replace_with_impostor();
+    let refused = core.unlock(&password).await.unwrap_err();
+    assert_eq!(code_of(refused), ErrorCode::ServerNotTrusted);
+    assert_eq!(core.status().phase, Phase::Locked);
+    assert_eq!(core.status().online, Some(false), "not our server");
+    assert_eq!(
+        code_of(core.upload_once().await.unwrap_err()),
+        ErrorCode::ServerNotTrusted
+    );
+
+    server.stop();
+    let status = core.unlock(&password).await.unwrap();
+    assert!(status.offline_session);
 }
 
 /// A sign-in waiting for its second factor holds the password (it opens the user's cache

@@ -169,6 +169,28 @@ impl ServerProcess {
         self.child = child;
     }
 
+    /// Stops this server and starts another on its address, with data and a CA of its own:
+    /// what a workstation meets when its connection is intercepted. The impostor's
+    /// directories are returned (keep them while it runs); [`ServerProcess::restart`] brings
+    /// the real server back.
+    pub fn replace_with_impostor(&mut self) -> (tempfile::TempDir, tempfile::TempDir) {
+        self.stop();
+        let (data_dir, key_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let out = Command::new(server_binary())
+            .args(["seed", "--data-dir"])
+            .arg(data_dir.path())
+            .arg("--key-dir")
+            .arg(key_dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the impostor's seed failed");
+        let listen = self.url.trim_start_matches("https://").to_owned();
+        let (child, url) = serve(data_dir.path(), key_dir.path(), &listen);
+        assert_eq!(url, self.url);
+        self.child = child;
+        (data_dir, key_dir)
+    }
+
     /// `clinicdesk-server revoke-device`, as the clinic's operator runs it.
     pub fn revoke_device(&self, device_id: Uuid) {
         let out = Command::new(server_binary())

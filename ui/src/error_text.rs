@@ -40,6 +40,12 @@ pub(crate) fn explain(e: &ApiError) -> String {
         ErrorCode::OfflineTooLong => {
             "This workstation has been offline longer than your clinic allows. Connect to the network and sign in again."
         }
+        ErrorCode::ServerNotTrusted => {
+            "The server could not prove it is your clinic's server: its certificate is not the one this workstation trusts. Nothing was sent and nothing opened. Tell your admin."
+        }
+        ErrorCode::OfflineNeedsSecondFactor => {
+            "Offline, your password alone opens this workstation for 12 hours after you last confirmed a sign-in with your code or security key. Connect to the network and sign in again."
+        }
         ErrorCode::Locked => "The session is locked.",
         ErrorCode::SessionExpired => "Your session ended. Sign in again.",
         ErrorCode::Forbidden => "Your role does not allow this.",

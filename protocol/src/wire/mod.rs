@@ -125,8 +125,8 @@ pub use schedule::{
     WorkingHours, WorkingHoursChange, WorkingPeriod,
 };
 pub use session::{
-    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, PasswordChange, ProofKey,
-    UserInfo,
+    ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, MFA_GRANT_MS, PasswordChange,
+    ProofKey, UserInfo,
 };
 pub use users::{NewUser, RoleChange, UserList, UserSummary};
 

@@ -77,6 +77,11 @@ pub struct UserInfo {
     pub clinic_id: Uuid,
 }
 
+/// How long a second factor counts for the same user on the same workstation (the server's
+/// grant, [`LoginResponse::mfa_grant`]): online, the password alone signs in within it;
+/// offline, the app unlocks with the password alone only within it (issue 22).
+pub const MFA_GRANT_MS: i64 = 12 * 60 * 60 * 1000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {

@@ -49,6 +49,12 @@ CREATE TABLE mfa_grant (
 ALTER TABLE meta ADD COLUMN latest_seen_ms INTEGER NOT NULL DEFAULT 0;
 ",
     super::patient_search::MIGRATION,
+    "
+-- When the grant was earned, that is when this user last proved a second factor here
+-- online: offline, the password alone unlocks only within the grant's 12 hours (0, for a
+-- grant kept before this column: none counts until the next second factor).
+ALTER TABLE mfa_grant ADD COLUMN granted_at_ms INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// What an offline unlock needs to know, as of the last contact with the server.
@@ -154,14 +160,30 @@ impl Cache {
         Ok(())
     }
 
-    /// Keeps the grant a second factor earned (inside this encrypted cache only).
-    pub fn put_mfa_grant(&mut self, token: &str) -> Result<(), DbError> {
+    /// Keeps the grant a second factor earned at `now_ms` (inside this encrypted cache
+    /// only).
+    pub fn put_mfa_grant(&mut self, token: &str, now_ms: i64) -> Result<(), DbError> {
         self.conn.execute(
-            "INSERT INTO mfa_grant (one, token) VALUES (1, ?1)
-             ON CONFLICT (one) DO UPDATE SET token = excluded.token",
-            params![token],
+            "INSERT INTO mfa_grant (one, token, granted_at_ms) VALUES (1, ?1, ?2)
+             ON CONFLICT (one) DO UPDATE
+             SET token = excluded.token, granted_at_ms = excluded.granted_at_ms",
+            params![token, now_ms],
         )?;
         Ok(())
+    }
+
+    /// When this user last proved a second factor here online (0: never, as far as this
+    /// cache knows).
+    pub fn second_factor_at_ms(&self) -> Result<i64, DbError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT granted_at_ms FROM mfa_grant WHERE one = 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0))
     }
 
     pub fn mfa_grant(&self) -> Result<Option<Zeroizing<String>>, DbError> {

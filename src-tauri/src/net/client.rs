@@ -82,7 +82,7 @@ impl ServerClient {
 
     /// The response if it is a success, else the server's error.
     async fn succeeded(rb: RequestBuilder) -> Result<reqwest::Response, AppError> {
-        let response = rb.send().await.map_err(|_| AppError::Unreachable)?;
+        let response = rb.send().await.map_err(transport)?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -171,7 +171,7 @@ impl ServerClient {
             .request(Method::POST, "/v1/auth/logout", Some(token))
             .send()
             .await
-            .map_err(|_| AppError::Unreachable)?;
+            .map_err(transport)?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -364,4 +364,26 @@ impl ServerClient {
     pub async fn upload_audit(&self, upload: &AuditUpload) -> Result<AuditReceipt, AppError> {
         self.post("/v1/audit/batches", None, upload).await
     }
+}
+
+/// What a failed request means: a TLS failure (a certificate the pinned CA did not sign, a
+/// handshake gone wrong) is [`AppError::NotTrusted`]; anything else on the way (refused,
+/// reset, timed out, no route) is [`AppError::Unreachable`], where offline work may begin.
+fn transport(error: reqwest::Error) -> AppError {
+    // The TLS error sits inside I/O errors (hyper-rustls wraps rustls's in one, hyper-util
+    // in another), and an I/O error's `source` skips what it wraps: look inside each too.
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![&error];
+    while let Some(e) = pending.pop() {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return AppError::NotTrusted;
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            pending.push(inner);
+        }
+        pending.extend(e.source());
+    }
+    AppError::Unreachable
 }

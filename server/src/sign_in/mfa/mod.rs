@@ -41,7 +41,7 @@ pub const TICKET_TTL_MS: i64 = 5 * 60 * 1000;
 pub const MAX_TICKET_FAILURES: i64 = 3;
 /// How long a second factor spares the same user on the same device another one: a
 /// working day, the absolute session lifetime.
-pub const GRANT_TTL_MS: i64 = crate::session::SESSION_MAX_AGE_MS;
+pub const GRANT_TTL_MS: i64 = clinicdesk_protocol::wire::MFA_GRANT_MS;
 
 /// After the password and device proof: a ticket for the factor step. `recovery`: the
 /// device proof was the recovery key's. `scope`: the clinic of the device the password was

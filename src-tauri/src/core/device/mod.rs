@@ -230,9 +230,10 @@ impl Device {
         self.lock().device_id()
     }
 
-    /// Remembers whether the server answered (`Unreachable` is the only "no").
+    /// Remembers whether the server answered (`Unreachable`, and an answer from something
+    /// the pinned CA does not vouch for, are the only "no"s).
     pub(super) fn note_network<T>(&self, result: &Result<T, AppError>) {
-        let reached = !matches!(result, Err(AppError::Unreachable));
+        let reached = !matches!(result, Err(AppError::Unreachable | AppError::NotTrusted));
         self.lock().net.online = Some(reached);
     }
 

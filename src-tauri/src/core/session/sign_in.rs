@@ -6,7 +6,7 @@ use clinicdesk_protocol::app::AppStatus;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::LoginStep;
 use clinicdesk_protocol::wire::{
-    LoginRequest, LoginResponse, ProofKey, UserInfo, login_proof_bytes,
+    LoginRequest, LoginResponse, MFA_GRANT_MS, ProofKey, UserInfo, login_proof_bytes,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -212,7 +212,7 @@ impl Core {
         now: i64,
     ) -> Result<AppStatus, AppError> {
         if let Some(grant) = &login.mfa_grant {
-            cache.put_mfa_grant(grant.expose())?;
+            cache.put_mfa_grant(grant.expose(), now)?;
         }
         self.open_unlocked(
             key,
@@ -297,9 +297,13 @@ impl Core {
     }
 
     /// The server cannot be reached: the cache opens within the clinic's maximum offline
-    /// time since the last online sign-in. The workstation's clock could be set back to
-    /// stretch that time, so the cache remembers the latest time it has seen: a clock more
-    /// than a few minutes behind it proves nothing, and the unlock waits for the server.
+    /// time since the last online sign-in, and with the password alone only within the 12
+    /// hours a second factor counts for ([`MFA_GRANT_MS`]) since this user last proved one
+    /// here online: someone who saw a colleague's password cannot unplug the network and
+    /// read their cache days later without the second factor. The workstation's clock could
+    /// be set back to stretch either time, so the cache remembers the latest time it has
+    /// seen: a clock more than a few minutes behind it proves nothing, and the unlock waits
+    /// for the server.
     fn check_offline_limit(&self, cache: &mut Cache, now: i64) -> Result<Meta, AppError> {
         let meta = cache.meta()?.ok_or(DbError::Malformed)?;
         let latest = cache.latest_seen_ms()?;
@@ -311,6 +315,9 @@ impl Core {
             i64::try_from(meta.max_offline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         if now.max(latest).saturating_sub(meta.last_online_ms) > limit_ms {
             return Err(AppError::OfflineTooLong);
+        }
+        if now.max(latest).saturating_sub(cache.second_factor_at_ms()?) > MFA_GRANT_MS {
+            return Err(AppError::OfflineNeedsSecondFactor);
         }
         cache.note_time(now)?;
         Ok(meta)
