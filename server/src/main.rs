@@ -1047,6 +1047,16 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             }
             let now = clinicdesk_server::time::Clock::now_ms(&SystemClock);
             let rotation = AuditKey::rotate(&data_dir, now).context("rotating the audit key")?;
+            // Each clinic's trail says so, signed by the new key.
+            let state = open_existing_state(db, &data_dir).await?;
+            let console = clinicdesk_server::scope::Console::operator();
+            clinicdesk_server::admin::keys::record_audit_key_rotation(
+                &state,
+                &console,
+                &rotation.new_key,
+            )
+            .await
+            .context("recording the rotation in each clinic's trail")?;
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &rotation)?;
             writeln!(out)?;

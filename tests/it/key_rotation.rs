@@ -2,6 +2,7 @@
 //! process, its operator's commands, and the app core with the real keychain and SQLCipher
 //! files.
 
+use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::export::ClinicKeys;
 use clinicdesk_protocol::rotation::KeyRotation;
 use clinicdesk_tests::{ServerProcess, enrolled_core};
@@ -18,7 +19,7 @@ fn pinned(app_dir: &std::path::Path) -> String {
 /// the app follows the record the old key signed for it, forgets its sent events as usual
 /// and pins the new key. The trail that spans both keys still verifies in full (`audit
 /// verify`), and so does an export of it against the keys `audit keys` prints, which list
-/// the rotation. Without the record, the new key's receipts would be refused and the
+/// the rotation; the clinic's own trail records the rotation too. Without the record, the new key's receipts would be refused and the
 /// workstation's outbox would never empty.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_app_follows_a_rotated_audit_key_and_the_trail_across_it_verifies() {
@@ -36,6 +37,19 @@ async fn the_app_follows_a_rotated_audit_key_and_the_trail_across_it_verifies() 
         serde_json::from_slice(&server.operator(&["audit", "rotate-key"])).unwrap();
     assert_eq!(rotation.old_key, first_key);
     assert_ne!(rotation.new_key, first_key);
+    // The clinic's trail says where the old key's period ended.
+    let noted: Vec<_> = server
+        .server_events()
+        .into_iter()
+        .filter(|e| e.event.action == AuditAction::Update && e.event.resource_type == "AuditKey")
+        .map(|e| {
+            (
+                e.event.resource_id,
+                e.event.occurred_at_ms >= rotation.at_ms,
+            )
+        })
+        .collect();
+    assert_eq!(noted, [(rotation.new_key.clone(), true)]);
     server.restart();
 
     // More work after the rotation: its receipts come signed by the new key.

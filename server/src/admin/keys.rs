@@ -164,6 +164,32 @@ async fn record_change(
     Ok(())
 }
 
+/// Every clinic's trail records that the server's audit key was rotated (`update` of
+/// `AuditKey`, its `resource_id` the new public key), signed by the new key: an auditor
+/// reading the trail sees where one key's period ends. Answers how many clinics recorded it.
+pub async fn record_audit_key_rotation(
+    state: &AppState,
+    console: &Console,
+    new_key: &str,
+) -> Result<u64, ServerError> {
+    const ROUTE: &str = "audit rotate-key";
+    let mut recorded = 0;
+    for clinic in stored::clinic_ids(&state.store).await? {
+        let scope = ClinicScope::of_console(console, clinic);
+        let event = security_event(
+            &console.actor(clinic),
+            AuditAction::Update,
+            "AuditKey",
+            new_key.to_owned(),
+            ROUTE,
+            console.seen(ROUTE),
+        );
+        server_chain::record(state, &scope, vec![event]).await?;
+        recorded += 1;
+    }
+    Ok(recorded)
+}
+
 async fn locked_tx(state: &AppState, scope: &ClinicScope) -> Result<ClinicTx, ServerError> {
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
