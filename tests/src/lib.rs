@@ -101,24 +101,30 @@ fn serve(data_dir: &Path, key_dir: &Path, listen: &str) -> (Child, String) {
     (child, url)
 }
 
+/// `seed --json` into fresh directories: the demo clinic, its users' passwords.
+fn seeded() -> (tempfile::TempDir, tempfile::TempDir, Seed) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let key_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(server_binary())
+        .args(["seed", "--json", "--data-dir"])
+        .arg(data_dir.path())
+        .arg("--key-dir")
+        .arg(key_dir.path())
+        .output()
+        .unwrap();
+    // Its stderr is the server's error chain (synthetic data only): say why.
+    assert!(
+        out.status.success(),
+        "seed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seed = serde_json::from_slice(&out.stdout).unwrap();
+    (data_dir, key_dir, seed)
+}
+
 impl ServerProcess {
     pub fn start() -> ServerProcess {
-        let data_dir = tempfile::tempdir().unwrap();
-        let key_dir = tempfile::tempdir().unwrap();
-        let out = Command::new(server_binary())
-            .args(["seed", "--json", "--data-dir"])
-            .arg(data_dir.path())
-            .arg("--key-dir")
-            .arg(key_dir.path())
-            .output()
-            .unwrap();
-        // Its stderr is the server's error chain (synthetic data only): say why.
-        assert!(
-            out.status.success(),
-            "seed failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seed: Seed = serde_json::from_slice(&out.stdout).unwrap();
+        let (data_dir, key_dir, seed) = seeded();
         let (child, url) = serve(data_dir.path(), key_dir.path(), "127.0.0.1:0");
         ServerProcess {
             url,
@@ -175,15 +181,7 @@ impl ServerProcess {
     /// the real server back.
     pub fn replace_with_impostor(&mut self) -> (tempfile::TempDir, tempfile::TempDir) {
         self.stop();
-        let (data_dir, key_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let out = Command::new(server_binary())
-            .args(["seed", "--data-dir"])
-            .arg(data_dir.path())
-            .arg("--key-dir")
-            .arg(key_dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "the impostor's seed failed");
+        let (data_dir, key_dir, _) = seeded();
         let listen = self.url.trim_start_matches("https://").to_owned();
         let (child, url) = serve(data_dir.path(), key_dir.path(), &listen);
         assert_eq!(url, self.url);

@@ -100,6 +100,10 @@ impl AuditKey {
             });
         }
         let old = Self::load_or_create(data_dir)?;
+        // Refused before a successor file exists: nothing is left behind.
+        if old.rotations.last().is_some_and(|r| r.at_ms >= at_ms) {
+            return Err(KeyFileError::RotationOutOfOrder);
+        }
         let new = Self::from_seed(data_dir, NEXT_FILE, Vec::new())?;
         let bytes = KeyRotation::signed_bytes(&old.public, &new.public, at_ms);
         let rotation = KeyRotation {
@@ -234,7 +238,14 @@ mod tests {
         assert_eq!(third.rotations().len(), 2);
         assert_eq!(*third.server_keys().at(1_500), second.public_key());
         // Not back in time: the records would no longer say which key signed when.
-        assert!(AuditKey::rotate(dir.path(), 1_500).is_err());
+        assert!(matches!(
+            AuditKey::rotate(dir.path(), 1_500),
+            Err(KeyFileError::RotationOutOfOrder)
+        ));
+        assert!(
+            !dir.path().join(NEXT_FILE).exists(),
+            "no successor left behind"
+        );
         assert_eq!(
             AuditKey::load_or_create(dir.path()).unwrap().public_hex(),
             third.public_hex()

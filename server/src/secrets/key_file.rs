@@ -20,6 +20,8 @@ pub enum KeyFileError {
     Malformed { path: PathBuf },
     #[error("the OS random source failed")]
     Random,
+    #[error("a new audit key must take over after the last rotation, not at or before it")]
+    RotationOutOfOrder,
 }
 
 /// The 32 bytes in `DIR/NAME`, created from the OS random source if the file is missing.
