@@ -86,8 +86,10 @@ pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
                 let (core, stop) = (core.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        // Locked answers `locked` at once; the thread keeps trying.
-                        let _ = core.search_patients("MRN-100001");
+                        // A read of the user's cache under the session's lock (its queue of
+                        // changes); locked answers `locked` at once and the thread keeps
+                        // trying.
+                        let _ = core.unsent_changes();
                     }
                 })
             })

@@ -68,6 +68,7 @@ fn writer(user: &UserInfo) -> Writer<'_> {
             user_agent: "clinicdesk-bench".into(),
             session_device_id: None,
         },
+        change_id: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn ssn(i: usize) -> String {
 
 fn registration(i: usize) -> PatientRegistration {
     PatientRegistration {
+        id: None,
         fields: PatientFields {
             name: Some(HumanName {
                 given: format!("Bench{i}"),

@@ -67,6 +67,10 @@ pub struct AppStatus {
     /// before it wiped itself, and those it could not.
     #[serde(default)]
     pub revocation: Option<Revocation>,
+    /// While unlocked: the user's changes not yet on the server (waiting, refused or in
+    /// conflict).
+    #[serde(default)]
+    pub unsent_changes: Option<u64>,
 }
 
 /// What a security key waits for while the core runs a ceremony with it.
@@ -101,10 +105,88 @@ pub struct PatientHit {
     pub mrn: crate::phi::Phi<String>,
 }
 
-/// What a search of the user's cache found, by name (at most 20).
+/// What a patient search found (at most 20), and where it looked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientSearchResults {
     pub patients: Vec<PatientHit>,
+    #[serde(default)]
+    pub source: SearchSource,
+}
+
+/// Where a patient search looked: the server's whole clinic (online), or only the patients
+/// this user's copy on this workstation holds (offline).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchSource {
+    Clinic,
+    #[default]
+    ThisWorkstation,
+}
+
+/// The kinds of change the front desk makes from the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    RegisterPatient,
+    UpdatePatient,
+    Book,
+    ChangeAppointment,
+}
+
+/// Where a change made in the app stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ChangeState {
+    /// The server stored it (`version` is the record's version it made).
+    Sent { version: u64 },
+    /// In this user's queue, waiting for the server (offline, or not tried yet).
+    Waiting,
+    /// The server refused it for good: `code` and `field` say why (never a value). It stays
+    /// until the user discards it.
+    Refused {
+        code: crate::ErrorCode,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+    },
+    /// Someone changed the record since the version the change was based on: the server's
+    /// version now, and the fields changed since. The user picks, field by field.
+    Conflict {
+        current_version: u64,
+        fields: Vec<String>,
+    },
+    /// A registration that matches patients on file: the user checks the candidates and
+    /// says whether it is a new person.
+    PossibleDuplicate { candidates: Vec<uuid::Uuid> },
+}
+
+/// A change made in the app: what it changes and where it stands. Its values stay in the
+/// encrypted queue; this names them only by field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    pub change_id: uuid::Uuid,
+    pub kind: ChangeKind,
+    pub record_id: uuid::Uuid,
+    pub patient_id: uuid::Uuid,
+    /// The fields it changes.
+    pub fields: Vec<String>,
+    /// RFC 3339, when it was made.
+    pub made_at: String,
+    #[serde(flatten)]
+    pub state: ChangeState,
+}
+
+/// One field of a change in conflict: the user's value and the server's now, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldConflict {
+    pub field: String,
+    pub mine: String,
+    pub theirs: String,
+}
+
+/// The user's changes not yet on the server, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsentChanges {
+    pub changes: Vec<ChangeSummary>,
 }
 
 /// What a revoked workstation did with its outbox before it wiped itself.

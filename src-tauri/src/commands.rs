@@ -4,18 +4,22 @@
 use std::sync::Arc;
 
 use clinicdesk_protocol::ApiError;
-use clinicdesk_protocol::app::{AppStatus, PatientSearchResults, SecondFactorSetUp};
+use clinicdesk_protocol::Phi;
+use clinicdesk_protocol::app::{
+    AppStatus, ChangeSummary, FieldConflict, PatientSearchResults, SecondFactorSetUp, UnsentChanges,
+};
 use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, DeviceList,
-    EnrollmentCodeIssued, NewUser, Patient, UserList, UserSummary,
+    EnrollmentCodeIssued, FreeSlots, NewUser, Patient, PatientFields, PatientRecord,
+    PractitionerList, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::core::{Core, uploader};
+use crate::core::{AppointmentAction, Booking, Core, uploader};
 use crate::error::AppError;
 use crate::net::client::CodeMethod;
 use crate::os::{idle, lock_signals};
@@ -160,8 +164,135 @@ async fn appointments(core: State<'_, AppCore>) -> CommandResult<AppointmentList
 }
 
 #[tauri::command(rename_all = "snake_case")]
-fn search_patients(core: State<'_, AppCore>, query: String) -> CommandResult<PatientSearchResults> {
-    core.0.search_patients(&query).map_err(api)
+async fn schedule(
+    core: State<'_, AppCore>,
+    date: Option<String>,
+) -> CommandResult<AppointmentList> {
+    core.0.schedule(date).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn patient_record(
+    core: State<'_, AppCore>,
+    patient_id: String,
+) -> CommandResult<PatientRecord> {
+    let id = uuid_arg(&patient_id, "patient_id")?;
+    core.0.patient_record(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn practitioners(core: State<'_, AppCore>) -> CommandResult<PractitionerList> {
+    core.0.practitioners().await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn free_slots(
+    core: State<'_, AppCore>,
+    practitioner_id: String,
+    date: String,
+    duration_mins: u32,
+) -> CommandResult<FreeSlots> {
+    let id = uuid_arg(&practitioner_id, "practitioner_id")?;
+    core.0
+        .free_slots(id, date, duration_mins)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn register_patient(
+    core: State<'_, AppCore>,
+    fields: PatientFields,
+) -> CommandResult<ChangeSummary> {
+    core.0.register_patient(fields).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn update_patient(
+    core: State<'_, AppCore>,
+    patient_id: String,
+    based_on: u64,
+    fields: PatientFields,
+    reason: Phi<String>,
+) -> CommandResult<ChangeSummary> {
+    let id = uuid_arg(&patient_id, "patient_id")?;
+    core.0
+        .update_patient(id, based_on, fields, reason)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn book(core: State<'_, AppCore>, booking: Booking) -> CommandResult<ChangeSummary> {
+    core.0.book(booking).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn change_appointment(
+    core: State<'_, AppCore>,
+    appointment_id: String,
+    based_on: u64,
+    action: AppointmentAction,
+) -> CommandResult<ChangeSummary> {
+    let id = uuid_arg(&appointment_id, "appointment_id")?;
+    core.0
+        .change_appointment(id, based_on, action)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn unsent_changes(core: State<'_, AppCore>) -> CommandResult<UnsentChanges> {
+    core.0.unsent_changes().map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn confirm_new_person(
+    core: State<'_, AppCore>,
+    change_id: String,
+) -> CommandResult<ChangeSummary> {
+    let id = uuid_arg(&change_id, "change_id")?;
+    core.0.confirm_new_person(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn discard_change(
+    core: State<'_, AppCore>,
+    change_id: String,
+) -> CommandResult<UnsentChanges> {
+    let id = uuid_arg(&change_id, "change_id")?;
+    core.0.discard_change(id).map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn conflict_detail(
+    core: State<'_, AppCore>,
+    change_id: String,
+) -> CommandResult<Vec<FieldConflict>> {
+    let id = uuid_arg(&change_id, "change_id")?;
+    core.0.conflict_detail(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn resolve_conflict(
+    core: State<'_, AppCore>,
+    change_id: String,
+    keep_mine: Vec<String>,
+) -> CommandResult<ChangeSummary> {
+    let id = uuid_arg(&change_id, "change_id")?;
+    core.0.resolve_conflict(id, keep_mine).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn search_patients(
+    core: State<'_, AppCore>,
+    query: String,
+) -> CommandResult<PatientSearchResults> {
+    core.0.search_patients(&query).await.map_err(api)
+}
+
+fn uuid_arg(text: &str, field: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| api(AppError::BadInput(field)))
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -396,6 +527,10 @@ pub fn run() -> Result<(), tauri::Error> {
             });
             tauri::async_runtime::spawn(idle::run_idle_watch(core.clone()));
             tauri::async_runtime::spawn(uploader::run_uploader(core.clone(), upload_interval));
+            tauri::async_runtime::spawn(uploader::run_change_sender(
+                core.clone(),
+                std::time::Duration::from_secs(5),
+            ));
             let watched = core.clone();
             tauri::async_runtime::spawn(async move {
                 match lock_signals::watch(watched, lock_signals::Buses::connect().await).await {
@@ -428,6 +563,19 @@ pub fn run() -> Result<(), tauri::Error> {
             retry_keychain,
             activity,
             appointments,
+            schedule,
+            practitioners,
+            patient_record,
+            free_slots,
+            register_patient,
+            update_patient,
+            book,
+            change_appointment,
+            unsent_changes,
+            confirm_new_person,
+            discard_change,
+            conflict_detail,
+            resolve_conflict,
             open_patient,
             search_patients,
             break_glass,

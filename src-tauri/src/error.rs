@@ -45,6 +45,9 @@ pub enum AppError {
     /// it claims: nothing is forgotten from the outbox.
     #[error("audit receipt rejected: {0}")]
     BadReceipt(&'static str),
+    /// Sign out would remove the user's cache with changes the server does not have yet.
+    #[error("changes not yet sent")]
+    UnsentChanges,
     #[error("security key: {0}")]
     SecurityKey(#[from] crate::os::security_key::SecurityKeyError),
 }
@@ -73,6 +76,7 @@ impl AppError {
             AppError::Config(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Io(..) | AppError::Internal(_) => ApiError::new(ErrorCode::Internal),
             AppError::BadReceipt(_) => ApiError::with_field(ErrorCode::Internal, "receipt"),
+            AppError::UnsentChanges => ApiError::with_field(ErrorCode::Conflict, "unsent_changes"),
             AppError::SecurityKey(e) => {
                 use crate::os::security_key::SecurityKeyError as K;
                 let field = match e {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clinicdesk_app::core::Core;
 use clinicdesk_app::os::clock::ManualClock;
 use clinicdesk_protocol::ErrorCode;
-use clinicdesk_protocol::app::Phase;
+use clinicdesk_protocol::app::{Phase, SearchSource};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_tests::authenticator::pass_second_factor;
 use clinicdesk_tests::{ServerProcess, app_config, code_of, files_contain, signature_valid};
@@ -201,7 +201,8 @@ async fn idle_deadline_locks_and_activity_defers_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_patient_found_in_the_cache_is_audited_per_patient_shown_online_and_offline() {
+async fn a_patient_search_is_clinic_wide_online_from_the_cache_offline_and_audited_per_patient_shown()
+ {
     let mut server = ServerProcess::start();
     let app_dir = tempfile::tempdir().unwrap();
     let core = clinicdesk_tests::enrolled_core(&server, app_dir.path(), "Front desk 2").await;
@@ -221,17 +222,25 @@ async fn a_patient_found_in_the_cache_is_audited_per_patient_shown_online_and_of
     assert!(!first.mrn.expose().is_empty(), "the server sends the MRN");
     while core.upload_once().await.unwrap() > 0 {}
 
-    let by_mrn = core.search_patients(first.mrn.expose()).unwrap();
+    let by_mrn = core.search_patients(first.mrn.expose()).await.unwrap();
+    // Online, the server searched the whole clinic, and the screen is told so.
+    assert_eq!(by_mrn.source, SearchSource::Clinic);
     assert_eq!(by_mrn.patients.len(), 1);
     assert_eq!(by_mrn.patients[0].id, first.id);
     let word = first.name.expose().split(' ').next_back().unwrap()[..3].to_owned();
-    let by_name = core.search_patients(&word).unwrap();
+    let by_name = core.search_patients(&word).await.unwrap();
     assert!(by_name.patients.iter().any(|p| p.id == first.id));
     let shown = by_mrn.patients.len() + by_name.patients.len();
     // Nothing shown, nothing recorded; not a search, refused by name.
-    assert!(core.search_patients("zzzz").unwrap().patients.is_empty());
+    assert!(
+        core.search_patients("zzzz")
+            .await
+            .unwrap()
+            .patients
+            .is_empty()
+    );
     assert_eq!(
-        code_of(core.search_patients("  ").unwrap_err()),
+        code_of(core.search_patients("  ").await.unwrap_err()),
         ErrorCode::BadRequest
     );
     assert_eq!(
@@ -252,12 +261,16 @@ async fn a_patient_found_in_the_cache_is_audited_per_patient_shown_online_and_of
 
     // With the server gone the cache still finds the patient.
     server.stop();
-    let offline = core.search_patients(first.birth_date.expose()).unwrap();
+    let offline = core
+        .search_patients(first.birth_date.expose())
+        .await
+        .unwrap();
+    assert_eq!(offline.source, SearchSource::ThisWorkstation);
     assert!(offline.patients.iter().any(|p| p.id == first.id));
     // Locked: no search at all.
     core.lock();
     assert_eq!(
-        code_of(core.search_patients(first.mrn.expose()).unwrap_err()),
+        code_of(core.search_patients(first.mrn.expose()).await.unwrap_err()),
         ErrorCode::Locked
     );
 }

@@ -2,7 +2,9 @@
 //! under the Xvfb display and D-Bus keyring session that `cargo xtask test` provides:
 //! enroll, sign in, open a patient, check the server holds the signed audit event, then
 //! wait for the idle lock and check the patient's data has left the page; and a workstation
-//! whose keyring lost its key restoring it from the server's escrow through its screens.
+//! whose keyring lost its key restoring it from the server's escrow through its screens; and
+//! the front desk registering, booking and checking in a walk-in with the server stopped,
+//! whose changes arrive on the server once each when it is back.
 //! Screenshots of each step go to `target/e2e-screenshots/<walk-through>/`.
 
 use std::net::TcpListener;
@@ -163,6 +165,16 @@ async fn launch(
     app_dir: &std::path::Path,
     keychain_service: &str,
 ) -> (Driver, Client) {
+    launch_idle(server, app_dir, keychain_service, IDLE_SECS).await
+}
+
+/// [`launch`] with the idle lock after `idle_secs`.
+async fn launch_idle(
+    server: &ServerProcess,
+    app_dir: &std::path::Path,
+    keychain_service: &str,
+    idle_secs: u64,
+) -> (Driver, Client) {
     let app = bin_dir().join("clinicdesk-app");
     assert!(
         app.exists(),
@@ -184,7 +196,7 @@ async fn launch(
             .env("CLINICDESK_DATA_DIR", app_dir)
             .env("CLINICDESK_SERVER_URL", &server.url)
             .env("CLINICDESK_SERVER_CA", server.ca_path())
-            .env("CLINICDESK_IDLE_SECS", IDLE_SECS.to_string())
+            .env("CLINICDESK_IDLE_SECS", idle_secs.to_string())
             .env("CLINICDESK_KEYCHAIN_SERVICE", keychain_service)
             // The software CTAP2 key with a PIN of test builds (no USB key can be plugged in
             // here): the same CTAP2 path and prompts as a USB key.
@@ -856,5 +868,204 @@ async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_e
             .iter()
             .any(|e| e.event.action == AuditAction::DeviceSecretReleased)
     );
+    client.close().await.unwrap();
+}
+
+/// The schedule row of the appointment whose patient's name contains `name`.
+async fn row_of(client: &Client, name: &str) -> Element {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for row in client
+            .find_all(Locator::Css("tr.appointment-row"))
+            .await
+            .unwrap()
+        {
+            if row.text().await.unwrap_or_default().contains(name) {
+                return row;
+            }
+        }
+        assert!(Instant::now() < deadline, "no schedule row for the patient");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Clicks the button `css` within the schedule row of `name`, waiting for the row to show
+/// `status` afterwards.
+async fn act_on_row(client: &Client, name: &str, css: &str, status: &str) {
+    row_of(client, name)
+        .await
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = row_of(client, name).await;
+        let shown = row
+            .find(Locator::Css(".appointment-status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap_or_default();
+        if shown == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the row never showed {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_arrives_once() {
+    let _one = ONE_APP.lock().await;
+    let mut server = ServerProcess::start();
+    let app_dir = tempfile::tempdir().unwrap();
+    let (_driver, client) = launch_idle(
+        &server,
+        app_dir.path(),
+        &format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
+        600,
+    )
+    .await;
+    let mut shots = Shots::new("front-desk");
+    let password = server.seed.password("frontdesk").to_owned();
+
+    type_into(&client, "enroll-code", &server.seed.enrollment_code).await;
+    type_into(&client, "enroll-device-name", "E2E front desk").await;
+    click(&client, "enroll-submit").await;
+    type_into(&client, "login-username", "frontdesk").await;
+    type_into(&client, "login-password", &password).await;
+    click(&client, "login-submit").await;
+    set_up_authenticator(&client, &server, "frontdesk", None).await;
+    wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
+    shots.take(&client, "day").await;
+
+    // The network goes: lock, and unlock from this workstation's offline copy.
+    click(&client, "lock-now").await;
+    server.stop();
+    type_into(&client, "unlock-password", &password).await;
+    click(&client, "unlock-submit").await;
+    wait_for(
+        &client,
+        Locator::Id("offline-session"),
+        20,
+        "the offline session",
+    )
+    .await;
+
+    // A walk-in: registered, booked and checked in, all offline.
+    click(&client, "register-open").await;
+    type_into(&client, "reg-given", "Quinby").await;
+    type_into(&client, "reg-family", "Synthwell").await;
+    type_into(&client, "reg-birth-date", "1979-05-14").await;
+    type_into(&client, "reg-phone", "555-0199").await;
+    shots.take(&client, "register").await;
+    click(&client, "register-submit").await;
+    // Registered here; the booking form opens for them, and offline the time is typed.
+    let chosen = wait_for(
+        &client,
+        Locator::Id("booking-patient"),
+        20,
+        "the booking form",
+    )
+    .await;
+    assert_eq!(chosen.text().await.unwrap(), "Quinby Synthwell");
+    type_into(&client, "booking-time", "21:40").await;
+    type_into(&client, "booking-reason", "Synthetic walk-in").await;
+    shots.take(&client, "book-offline").await;
+    click(&client, "booking-submit").await;
+    act_on_row(&client, "Synthwell", "button.arrive", "Arrived").await;
+    act_on_row(&client, "Synthwell", "button.check-in", "Checked in").await;
+    // The status bar counts them (it polls the core each second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted = match client.find(Locator::Id("unsent-changes-open")).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if counted == "Unsent changes: 4" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status bar shows {counted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = row_of(&client, "Synthwell").await;
+    client
+        .execute(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![serde_json::to_value(&row).unwrap()],
+        )
+        .await
+        .unwrap();
+    shots.take(&client, "checked-in-offline").await;
+    // Signing out now would delete them: refused, with the reason.
+    click(&client, "sign-out").await;
+    let refused = wait_for(&client, Locator::Id("error"), 20, "the refusal").await;
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("not reached the server")
+    );
+    // Still signed in, and the day comes back.
+    row_of(&client, "Synthwell").await;
+    shots.take(&client, "sign-out-refused").await;
+
+    // The server is back; the next unlock is online and the queue goes out by itself.
+    server.restart();
+    click(&client, "lock-now").await;
+    type_into(&client, "unlock-password", &password).await;
+    click(&client, "unlock-submit").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let row: Option<(String, i64)> = server
+            .db()
+            .query_row(
+                "SELECT a.status, a.version FROM appointments a JOIN patients p ON p.id = a.patient_id
+                 WHERE p.name = 'Quinby Synthwell'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        if let Some(row) = row.filter(|(status, _)| status == "checked-in") {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the changes never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(stored, ("checked-in".to_owned(), 3));
+    let patients: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM patients WHERE name = 'Quinby Synthwell'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(patients, 1, "registered once");
+    // The status bar's count goes with them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .find(Locator::Id("unsent-changes-open"))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the status bar still counts unsent changes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    shots.take(&client, "sent").await;
     client.close().await.unwrap();
 }

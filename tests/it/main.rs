@@ -8,6 +8,7 @@ mod break_glass;
 mod core_flow;
 mod e2e_desktop;
 mod first_password;
+mod front_desk;
 mod key_rotation;
 mod keys_at_rest;
 mod lifecycle;

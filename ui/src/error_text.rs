@@ -103,8 +103,26 @@ pub(crate) fn explain(e: &ApiError) -> String {
         (ErrorCode::Forbidden, Some("account_changed")) => {
             "You created or changed this clinician's account within 30 days of this access: another admin reviews it.".to_owned()
         }
+        (ErrorCode::Conflict, Some("unsent_changes")) => {
+            "Some of your changes have not reached the server yet, and signing out would delete them. Connect and let them send (see Unsent changes), or lock instead: your changes stay on this workstation.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("start")) => {
+            "That practitioner is already booked at that time. Choose another time.".to_owned()
+        }
+        (ErrorCode::Conflict, Some("mrn")) => {
+            "That MRN belongs to another patient.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("status")) => {
+            "The appointment cannot move to that status from where it is now.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("cancellation_reason")) => {
+            "Say why the appointment is cancelled.".to_owned()
+        }
+        (ErrorCode::Forbidden, Some(field)) => {
+            format!("Your role may not change {}.", field.replace('_', " "))
+        }
         (ErrorCode::BadRequest, Some("query")) => {
-            "Type the start of a name, a date of birth (MM/DD/YYYY) or an MRN.".to_owned()
+            "Type the start of a name, a date of birth (YYYY-MM-DD), an MRN or a phone number.".to_owned()
         }
         (ErrorCode::BadRequest, Some(field)) => {
             format!("Please fill in {}.", field.replace('_', " "))

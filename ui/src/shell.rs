@@ -167,6 +167,12 @@ fn StatusBar() -> impl IntoView {
                     None => view! { <span>"○ Not connected yet"</span> }.into_any(),
                 };
                 let pending = s.outbox_pending.map(|n| format!("Audit events waiting: {n}"));
+                let unsent = s.unsent_changes.filter(|n| *n > 0).map(|n| view! {
+                    <button class="link unsent" id="unsent-changes-open" title="Changes the server does not have yet (Alt+U)"
+                        on:click=move |_| ui.show_changes.set(true)>
+                        {format!("Unsent changes: {n}")}
+                    </button>
+                });
                 let offline_session = s.offline_session.then(|| view! {
                     <span class="offline" id="offline-session">"Working from this workstation's offline copy"</span>
                 });
@@ -174,7 +180,7 @@ fn StatusBar() -> impl IntoView {
                 let countdown = s.idle_seconds_left.filter(|left| *left < 60).map(|left| {
                     view! { <span class="countdown" id="idle-countdown">{format!("Locking in {left} s")}</span> }
                 });
-                view! { {online} {offline_session} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
+                view! { {online} {offline_session} {unsent} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
             })}
         </footer>
     }

@@ -18,7 +18,7 @@ pub(crate) struct Ui {
     /// Bumped whenever the page asks the core to change phase; a status poll that was in
     /// flight across a bump is stale and dropped, so it cannot undo the change.
     epoch: StoredValue<u64>,
-    /// Today's appointments (PHI).
+    /// The day's appointments in view (PHI).
     pub(crate) schedule: RwSignal<Option<AppointmentList>>,
     /// The open chart (PHI); while there is one it replaces the schedule.
     pub(crate) patient: RwSignal<Option<Patient>>,
@@ -27,6 +27,8 @@ pub(crate) struct Ui {
     pub(crate) recovery_codes: RwSignal<Option<Vec<String>>>,
     /// The signed-in user is changing their password (the form replaces the workspace).
     pub(crate) changing_password: RwSignal<bool>,
+    /// The status bar asked the workspace to show the unsent changes.
+    pub(crate) show_changes: RwSignal<bool>,
 }
 
 impl Ui {
@@ -40,6 +42,7 @@ impl Ui {
             error: RwSignal::new(None),
             recovery_codes: RwSignal::new(None),
             changing_password: RwSignal::new(false),
+            show_changes: RwSignal::new(false),
         }
     }
 

@@ -238,6 +238,11 @@ pub const SEARCH_PAGE_MAX: u32 = 50;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PatientRegistration {
+    /// The new patient's id, when the workstation chose it (a registration made offline, so
+    /// that a booking queued after it can name the patient); the server's otherwise. An id
+    /// already on file is a `conflict` on `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
     /// `name` (given and family) and `birth_date` are required.
     pub fields: PatientFields,
     /// Set after a `possible_duplicate` answer when the user checked the candidates and

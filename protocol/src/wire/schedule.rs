@@ -23,6 +23,10 @@ pub struct Appointment {
     pub practitioner_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_mins: Option<u32>,
+    /// The appointment record's version, for the `If-Match` of a change made from the day's
+    /// list (check in, cancel); absent in copies cached before it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +133,10 @@ pub struct AppointmentRecord {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewAppointment {
+    /// The appointment's id, when the workstation chose it (booked offline); the server's
+    /// otherwise. An id already on file is a `conflict` on `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
     pub fields: AppointmentFields,
 }
 

@@ -97,6 +97,7 @@ pub async fn import_ndjson(
         user: &actor,
         device_id: None,
         seen: console.seen("import"),
+        change_id: None,
     };
     let total = u64::try_from(lines.len()).unwrap_or(u64::MAX);
     let mut run = Run {
@@ -216,6 +217,7 @@ pub async fn start(
             user: &admin,
             device_id: seen.session_device_id,
             seen: seen.clone(),
+            change_id: None,
         };
         let mut run = Run {
             lines,

@@ -174,7 +174,7 @@ pub async fn book(
     by: Writer<'_>,
     new: NewAppointment,
 ) -> Result<Written, ServerError> {
-    let NewAppointment { fields } = new;
+    let NewAppointment { id, fields } = new;
     check_writable(&fields, by.user.role)?;
     for (field, missing) in [
         ("patient_id", fields.patient_id.is_none()),
@@ -208,6 +208,14 @@ pub async fn book(
 
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(w) = records::replayed(&mut tx, &by, RESOURCE, id).await? {
+        return Ok(w);
+    }
+    if let Some(id) = id
+        && (id.is_nil() || stored::appointment(&mut tx, id).await?.is_some())
+    {
+        return Err(ServerError::Conflict { field: "id" });
+    }
     let patient_id = content.patient_id.unwrap_or_default();
     if !patients::patient_exists(&mut tx, patient_id).await? {
         return Err(ServerError::BadRequest {
@@ -216,7 +224,7 @@ pub async fn book(
     }
     require_practitioner(&mut tx, content.practitioner_id.unwrap_or_default()).await?;
     require_free(&mut tx, &content, times, None).await?;
-    let id = Uuid::now_v7();
+    let id = id.unwrap_or_else(Uuid::now_v7);
     let body = encode(&content)?;
     stored::insert(&mut tx, id, &body, &columns(&content, times.0, times.1)).await?;
     let record = RecordOf {
@@ -269,6 +277,9 @@ pub async fn change(
 
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(w) = records::replayed(&mut tx, &by, RESOURCE, Some(id)).await? {
+        return Ok(w);
+    }
     let stored = stored::appointment(&mut tx, id)
         .await?
         .ok_or(ServerError::NotFound)?;

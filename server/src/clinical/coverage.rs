@@ -105,6 +105,9 @@ pub async fn add(
     let content = fields.filled();
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(w) = records::replayed(&mut tx, &by, RESOURCE, None).await? {
+        return Ok(w);
+    }
     require_patient(&mut tx, patient_id).await?;
     let id = Uuid::now_v7();
     let body = encode(&content)?;
@@ -153,6 +156,9 @@ pub async fn change(
     }
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(w) = records::replayed(&mut tx, &by, RESOURCE, Some(id)).await? {
+        return Ok(w);
+    }
     let current = stored::coverage(&mut tx, id)
         .await?
         .ok_or(ServerError::NotFound)?;

@@ -38,6 +38,9 @@ pub struct Writer<'a> {
     pub user: &'a UserInfo,
     pub device_id: Option<Uuid>,
     pub seen: RequestSeen,
+    /// The id the workstation gave this change (`Idempotency-Key`): sent again, it is
+    /// answered with what it stored the first time ([`replayed`]).
+    pub change_id: Option<Uuid>,
 }
 
 /// What a write stored: the record's id and its new version (for the next `If-Match`).
@@ -393,7 +396,37 @@ fn version_row(
         recorded_at_ms: now_ms,
         reason,
         audit_event_id: Uuid::nil(),
+        change_id: by.change_id,
     })
+}
+
+/// The answer to a change sent again: if `by`'s change id already stored a version (its
+/// first answer was lost on the way), what it stored, so the change is neither applied twice
+/// nor refused as stale. The same id on another resource or record (`record`, when the
+/// request names it), or from another user, is a `conflict` on `Idempotency-Key`. Call it
+/// holding the clinic's lock.
+pub(crate) async fn replayed(
+    tx: &mut ClinicTx,
+    by: &Writer<'_>,
+    resource: Resource,
+    record: Option<Uuid>,
+) -> Result<Option<Written>, ServerError> {
+    let Some(change_id) = by.change_id else {
+        return Ok(None);
+    };
+    match stored::version_by_change(tx, change_id).await? {
+        None => Ok(None),
+        Some((kind, id, version, actor))
+            if kind == resource.as_str()
+                && actor == by.user.user_id
+                && record.is_none_or(|r| r == id) =>
+        {
+            Ok(Some(Written { id, version }))
+        }
+        Some(_) => Err(ServerError::Conflict {
+            field: "Idempotency-Key",
+        }),
+    }
 }
 
 /// What a new record must have.
@@ -443,10 +476,11 @@ async fn insert_new(
     by: &Writer<'_>,
     new: NewRecord,
     source_key: Option<&str>,
+    id: Option<Uuid>,
 ) -> Result<(Uuid, String, ServerEvent), ServerError> {
     let derived = derived(&new.content, &new.name);
     let body = encode(&new.content)?;
-    let id = Uuid::now_v7();
+    let id = id.unwrap_or_else(Uuid::now_v7);
     stored::insert_patient_record(tx, id, &body, &derived, source_key).await?;
     if let Some(index) = new.ssn {
         field_keys::set_ssn_index(tx, id, &index.whole, &index.last4).await?;
@@ -481,6 +515,7 @@ pub async fn register(
     registration: PatientRegistration,
 ) -> Result<Written, ServerError> {
     let PatientRegistration {
+        id,
         mut fields,
         confirm_new_person,
     } = registration;
@@ -492,7 +527,7 @@ pub async fn register(
     } else {
         Duplicates::Refused
     };
-    let created = create(state, scope, &by, fields, duplicates, None).await?;
+    let created = create(state, scope, &by, fields, duplicates, None, id).await?;
     Ok(Written {
         id: created.id(),
         version: 1,
@@ -558,7 +593,7 @@ pub async fn import_batch(
             }
             Err(e) => return Err(e),
         };
-        let (id, body, event) = insert_new(&mut tx, by, new, Some(&key)).await?;
+        let (id, body, event) = insert_new(&mut tx, by, new, Some(&key), None).await?;
         rows.push(version_row(&event, body, String::new(), by, now)?);
         events.push(event);
         answers.push(Ok(Created::New(id)));
@@ -583,12 +618,23 @@ async fn create(
     fields: PatientFields,
     duplicates: Duplicates,
     source_key: Option<&str>,
+    id: Option<Uuid>,
 ) -> Result<Created, ServerError> {
     required(&fields)?;
     let mut tx = state.store.clinic_tx(scope).await?;
     // One registration at a time per clinic: record numbers and duplicate checks see
     // every earlier one.
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(w) = replayed(&mut tx, by, RESOURCE, id).await? {
+        return Ok(Created::New(w.id));
+    }
+    // A workstation names the patient it registered offline, so its later changes (a
+    // booking) can name them too; an id already on file is refused.
+    if let Some(id) = id
+        && (id.is_nil() || stored::patient_record(&mut tx, id).await?.is_some())
+    {
+        return Err(ServerError::Conflict { field: "id" });
+    }
     if let Some(key) = source_key
         && let Some(id) = stored::imported(&mut tx, key).await?
     {
@@ -618,7 +664,7 @@ async fn create(
             return Err(ServerError::PossibleDuplicate { candidates });
         }
     }
-    let (id, body, event) = insert_new(&mut tx, by, new, source_key).await?;
+    let (id, body, event) = insert_new(&mut tx, by, new, source_key, id).await?;
     store_version(&mut tx, state, scope, by, event, body, String::new()).await?;
     tx.commit().await?;
     Ok(Created::New(id))
@@ -648,6 +694,9 @@ pub async fn update(
 
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    if let Some(w) = replayed(&mut tx, &by, RESOURCE, Some(patient_id)).await? {
+        return Ok(w);
+    }
     let current = stored::patient_record(&mut tx, patient_id)
         .await?
         .ok_or(ServerError::NotFound)?;

@@ -32,11 +32,17 @@ impl Authenticated {
     }
 
     /// The caller as the writer of a record change: who, from which workstation, seen how.
-    pub fn writer(&self, seen: crate::audit::access::Seen) -> crate::clinical::records::Writer<'_> {
+    /// `change`: the id the workstation gave the change (its `Idempotency-Key`).
+    pub fn writer(
+        &self,
+        seen: crate::audit::access::Seen,
+        change: crate::http::extract::ChangeId,
+    ) -> crate::clinical::records::Writer<'_> {
         crate::clinical::records::Writer {
             user: &self.principal.user,
             device_id: Some(self.principal.device_id),
             seen: seen.for_session(self.principal.device_id),
+            change_id: change.0,
         }
     }
 }

@@ -76,6 +76,32 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// The `Idempotency-Key` of a record write: the id the workstation gave the change, so that
+/// the same change sent again (its answer lost) is answered with what it stored the first
+/// time. Optional; malformed is `bad_request` on `Idempotency-Key`.
+pub struct ChangeId(pub Option<uuid::Uuid>);
+
+/// The header a workstation names its change with.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for ChangeId {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Ok(ChangeId(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+            .map(|id| ChangeId(Some(id)))
+            .ok_or(ServerError::BadRequest {
+                field: "Idempotency-Key",
+            })
+    }
+}
+
 /// The `ETag` of a record at `version`: what the next `If-Match` names.
 pub fn etag(version: u64) -> (axum::http::HeaderName, String) {
     (axum::http::header::ETAG, format!("\"{version}\""))

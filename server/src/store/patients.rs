@@ -90,7 +90,7 @@ impl Store {
         let mut tx = self.clinic_tx(scope).await?;
         let rows = sqlx::query(
             "SELECT a.id, a.patient_id, a.starts_at_ms, p.name, a.reason, a.status,
-                 a.practitioner_id, a.duration_mins
+                 a.practitioner_id, a.duration_mins, a.version
              FROM appointments a JOIN patients p ON p.id = a.patient_id AND p.clinic_id = a.clinic_id
              WHERE a.clinic_id = $1 AND a.starts_at_ms >= $2 AND a.starts_at_ms < $3
              ORDER BY a.starts_at_ms, a.id",
@@ -118,6 +118,7 @@ impl Store {
                             .map(parse_uuid)
                             .transpose()?,
                         duration_mins: u32::try_from(row.get::<i64, _>(7)).ok(),
+                        version: u64::try_from(row.get::<i64, _>(8)).ok(),
                     },
                     starts_at_ms,
                 ))

@@ -36,6 +36,8 @@ pub struct VersionRow {
     pub recorded_at_ms: i64,
     pub reason: String,
     pub audit_event_id: Uuid,
+    /// The id the workstation gave the change, if it gave one.
+    pub change_id: Option<Uuid>,
 }
 
 fn version_of(v: i64) -> Result<u64, ServerError> {
@@ -299,8 +301,8 @@ pub async fn insert_version(tx: &mut ClinicTx, row: &VersionRow) -> Result<(), S
     sqlx::query(
         "INSERT INTO record_versions (clinic_id, resource_type, record_id, version, patient_id,
              body, changed_fields, actor_user_id, actor_role, device_id, recorded_at_ms, reason,
-             audit_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             audit_event_id, change_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(clinic)
     .bind(&row.resource_type)
@@ -315,6 +317,7 @@ pub async fn insert_version(tx: &mut ClinicTx, row: &VersionRow) -> Result<(), S
     .bind(row.recorded_at_ms)
     .bind(&row.reason)
     .bind(row.audit_event_id.to_string())
+    .bind(row.change_id.map(|c| c.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -343,6 +346,7 @@ fn version_row(row: &AnyRow) -> Result<VersionRow, ServerError> {
         recorded_at_ms: row.get(9),
         reason: row.get(10),
         audit_event_id: parse_uuid(&row.get::<String, _>(11))?,
+        change_id: opt_uuid(12)?,
     })
 }
 
@@ -355,7 +359,8 @@ pub async fn versions(
     let clinic = tx.clinic_id().to_string();
     let rows = sqlx::query(
         "SELECT resource_type, record_id, version, patient_id, body, changed_fields,
-             actor_user_id, actor_role, device_id, recorded_at_ms, reason, audit_event_id
+             actor_user_id, actor_role, device_id, recorded_at_ms, reason, audit_event_id,
+             change_id
          FROM record_versions
          WHERE clinic_id = $1 AND resource_type = $2 AND record_id = $3 ORDER BY version",
     )
@@ -365,6 +370,32 @@ pub async fn versions(
     .fetch_all(&mut **tx)
     .await?;
     rows.iter().map(version_row).collect()
+}
+
+/// The version the change `change_id` stored in the clinic, if any: its resource type,
+/// record, version and writer.
+pub async fn version_by_change(
+    tx: &mut ClinicTx,
+    change_id: Uuid,
+) -> Result<Option<(String, Uuid, u64, Uuid)>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let row = sqlx::query(
+        "SELECT resource_type, record_id, version, actor_user_id FROM record_versions
+         WHERE clinic_id = $1 AND change_id = $2",
+    )
+    .bind(clinic)
+    .bind(change_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.get::<String, _>(0),
+            parse_uuid(&r.get::<String, _>(1))?,
+            version_of(r.get(2))?,
+            parse_uuid(&r.get::<String, _>(3))?,
+        ))
+    })
+    .transpose()
 }
 
 /// One stored version as `audit verify` reads it: each column as text or number, whatever

@@ -749,3 +749,173 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// `method path` with an `Idempotency-Key` (and `If-Match` for a change): status and body.
+async fn keyed(
+    server: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    if_match: Option<u64>,
+    body: Value,
+) -> (u16, Value) {
+    let mut rb = server
+        .client()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&body);
+    if let Some(v) = if_match {
+        rb = rb.header("If-Match", format!("\"{v}\""));
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_change_sent_again_is_answered_with_what_it_stored_not_applied_twice() {
+    // A workstation's queue sends a change again when it never heard the answer (the
+    // network dropped, the server was killed): the second send must find the first.
+    let server = TestServer::start().await;
+    let SignedIn { report, login, .. } = server.signed_in(0xA, "frontdesk").await;
+    let token = login.session_token.expose();
+    let (post, patch) = (reqwest::Method::POST, reqwest::Method::PATCH);
+
+    // A registration made offline names its patient; sent twice, it is one patient.
+    let patient = Uuid::new_v4();
+    let (k_register, k_update, k_book) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut body = registration();
+    body["id"] = json!(patient);
+    for _ in 0..2 {
+        let (status, answer) = keyed(
+            &server,
+            token,
+            post.clone(),
+            "/v1/patients",
+            &k_register.to_string(),
+            None,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(
+            (answer["id"].clone(), answer["version"].clone()),
+            (json!(patient), json!(1))
+        );
+    }
+    // Not refused as its own possible duplicate, and stored once.
+    let named: i64 = sqlx::query_scalar("SELECT count(*) FROM patients WHERE name = $1")
+        .bind("Wren Synthetica")
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    assert_eq!(named, 1);
+
+    // A change sent twice based on version 1: the second is answered version 2, not a
+    // conflict, and stores nothing.
+    let phone = json!({ "fields": { "phone": "555-0177" } });
+    let path = format!("/v1/patients/{patient}");
+    for _ in 0..2 {
+        let (status, answer) = keyed(
+            &server,
+            token,
+            patch.clone(),
+            &path,
+            &k_update.to_string(),
+            Some(1),
+            phone.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["version"].clone()),
+            (200, json!(2)),
+            "{answer}"
+        );
+    }
+    assert_eq!(stored_versions(&server, patient).await.len(), 2);
+
+    // A booking made offline for that patient, sent twice: one appointment.
+    let clinician: String = sqlx::query_scalar(
+        "SELECT id FROM users WHERE clinic_id = $1 AND role = 'clinician' LIMIT 1",
+    )
+    .bind(report.clinic_id.to_string())
+    .fetch_one(&server.owner_pool().await)
+    .await
+    .unwrap();
+    let appointment = Uuid::new_v4();
+    let booking = json!({ "id": appointment, "fields": { "patient_id": patient,
+        "practitioner_id": clinician, "start": "2026-11-25T15:00:00Z", "duration_mins": 20 } });
+    for _ in 0..2 {
+        let (status, answer) = keyed(
+            &server,
+            token,
+            post.clone(),
+            "/v1/appointments",
+            &k_book.to_string(),
+            None,
+            booking.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["id"].clone()),
+            (201, json!(appointment)),
+            "{answer}"
+        );
+    }
+    let booked: i64 = sqlx::query_scalar("SELECT count(*) FROM appointments WHERE patient_id = $1")
+        .bind(patient.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    assert_eq!(booked, 1);
+    let creates = server
+        .events_of("create")
+        .await
+        .into_iter()
+        .filter(|e| e.patient_id == Some(patient))
+        .count();
+    assert_eq!(
+        creates, 2,
+        "one create event each for the patient and the booking"
+    );
+
+    // The key of a booking is not a key for a patient change; an id already on file is
+    // not a new patient's; a key that is no UUID is refused by the header.
+    let (status, answer) = keyed(
+        &server,
+        token,
+        patch.clone(),
+        &path,
+        &k_book.to_string(),
+        Some(2),
+        phone.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (409, Some("Idempotency-Key"))
+    );
+    let (status, answer) = keyed(
+        &server,
+        token,
+        post.clone(),
+        "/v1/patients",
+        &Uuid::new_v4().to_string(),
+        None,
+        json!({ "id": patient, "fields": { "name": { "given": "Other", "family": "Person" },
+                "birth_date": "1990-01-01" } }),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (409, Some("id")),
+        "{answer}"
+    );
+    let (status, answer) = keyed(&server, token, patch, &path, "not-a-uuid", Some(2), phone).await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (400, Some("Idempotency-Key"))
+    );
+}

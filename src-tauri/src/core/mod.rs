@@ -34,6 +34,7 @@ use crate::os::security_key::{KeyPrompts, SecurityKey};
 use crate::secrets::keychain::Keychain;
 use device::{Device, KeychainState};
 use session::SessionLock;
+pub use session::{AppointmentAction, Booking};
 
 type LockListener = Arc<dyn Fn() + Send + Sync>;
 
@@ -42,6 +43,12 @@ pub struct Core {
     clock: Arc<dyn Clock>,
     device: Device,
     session: SessionLock,
+    /// Held while the user's queue of changes is being sent: one sender at a time.
+    sending: tokio::sync::Mutex<()>,
+    /// Woken when a session opens: its queue may hold changes made offline.
+    changes_wanted: tokio::sync::Notify,
+    /// The last changes the server stored, for the command that made one to say so.
+    sent: Mutex<std::collections::VecDeque<clinicdesk_protocol::app::ChangeSummary>>,
     /// What the shell plugged in.
     wiring: Mutex<Wiring>,
     /// What the key waits for while a ceremony runs; the UI's PIN goes through it.
@@ -65,6 +72,9 @@ impl Core {
             clock,
             device,
             session: SessionLock::new(),
+            sending: tokio::sync::Mutex::new(()),
+            changes_wanted: tokio::sync::Notify::new(),
+            sent: Mutex::new(std::collections::VecDeque::new()),
             wiring: Mutex::new(Wiring::default()),
             key_prompts: Arc::new(KeyPrompts::default()),
         };
@@ -179,6 +189,7 @@ impl Core {
             security_key: self.security_key().is_some(),
             security_key_prompt: self.key_prompts.current(),
             revocation: device.revoked,
+            unsent_changes: session.unsent_changes,
         }
     }
 

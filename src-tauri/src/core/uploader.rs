@@ -1,5 +1,6 @@
 //! Uploading the outbox: one batch on demand ([`Core::upload_once`]) and the background
-//! loop the Tauri shell (or a test) spawns on its runtime ([`run_uploader`]). The batch
+//! loop the Tauri shell (or a test) spawns on its runtime ([`run_uploader`]); and the
+//! loop that sends the user's queued changes ([`run_change_sender`]). The batch
 //! itself is the device part's; what a refusal means (a revoked device hands in what it
 //! can, then wipes itself) is decided here, where both parts are in reach.
 
@@ -100,6 +101,34 @@ pub async fn run_uploader(core: Arc<Core>, interval: Duration) {
         };
         tokio::select! {
             () = core.upload_wanted(), if failures == 0 => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Sends the signed-in user's queued changes whenever their session is online: at once
+/// when a session opens (changes made offline wait in its queue), then every `interval`,
+/// backing off while the server is unreachable. (A change made in the app is also sent at
+/// once; this picks up what waited.)
+pub async fn run_change_sender(core: Arc<Core>, interval: Duration) {
+    let mut failures: u32 = 0;
+    loop {
+        let delay = match core.send_changes().await {
+            Ok(_) => {
+                failures = 0;
+                interval
+            }
+            // A session unlocked offline has no token: nothing to try until the next one.
+            Err(AppError::Unreachable) if core.status().offline_session => interval,
+            Err(AppError::Unreachable | AppError::NotTrusted) => {
+                failures = failures.saturating_add(1);
+                backoff(failures).max(interval)
+            }
+            // Locked, signed out, or a refusal the core already acted on.
+            Err(_) => interval,
+        };
+        tokio::select! {
+            () = core.changes_wanted.notified() => failures = 0,
             () = tokio::time::sleep(delay) => {}
         }
     }

@@ -6,7 +6,10 @@
 use std::path::Path;
 
 use clinicdesk_protocol::app::PatientHit;
-use clinicdesk_protocol::wire::{AppointmentList, ClinicalAccess, Patient, UserInfo};
+use clinicdesk_protocol::wire::{
+    Appointment, AppointmentList, ClinicalAccess, Patient, PatientRecord, PractitionerList,
+    UserInfo,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -55,7 +58,33 @@ ALTER TABLE meta ADD COLUMN latest_seen_ms INTEGER NOT NULL DEFAULT 0;
 -- grant kept before this column: none counts until the next second factor).
 ALTER TABLE mfa_grant ADD COLUMN granted_at_ms INTEGER NOT NULL DEFAULT 0;
 ",
+    super::changes::MIGRATION,
+    "
+-- Who can be booked (the clinic's clinicians, by name: no PHI), for booking offline.
+CREATE TABLE practitioners (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    json TEXT NOT NULL
+);
+-- Patients' registration records as last read (or changed here), with their version: what
+-- an edit made offline is based on.
+CREATE TABLE patient_records (
+    id TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    fetched_at_ms INTEGER NOT NULL
+);
+",
 ];
+
+/// The JSON value in the first column of the row `sql` finds with `params`, decoded.
+fn json_row<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>, DbError> {
+    let json: Option<String> = conn.query_row(sql, params, |r| r.get(0)).optional()?;
+    json.map(|j| serde_json::from_str(&j).map_err(|_| DbError::Malformed))
+        .transpose()
+}
 
 /// What an offline unlock needs to know, as of the last contact with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,16 +227,38 @@ impl Cache {
 
     /// The most recently fetched schedule, whatever its day (for offline use).
     pub fn latest_appointments(&self) -> Result<Option<AppointmentList>, DbError> {
-        let json: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT json FROM appointments ORDER BY fetched_at_ms DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(|_| DbError::Malformed))
-            .transpose()
+        json_row(
+            &self.conn,
+            "SELECT json FROM appointments ORDER BY fetched_at_ms DESC LIMIT 1",
+            [],
+        )
+    }
+
+    /// The schedule of `day` (`YYYY-MM-DD`, the clinic's), as last fetched or changed here.
+    pub fn appointments_on(&self, day: &str) -> Result<Option<AppointmentList>, DbError> {
+        json_row(
+            &self.conn,
+            "SELECT json FROM appointments WHERE day = ?1",
+            [day],
+        )
+    }
+
+    /// A patient's registration record as last read or changed here.
+    pub fn patient_record(&self, id: Uuid) -> Result<Option<PatientRecord>, DbError> {
+        json_row(
+            &self.conn,
+            "SELECT json FROM patient_records WHERE id = ?1",
+            [id.to_string()],
+        )
+    }
+
+    /// Who could be booked, as last fetched.
+    pub fn practitioners(&self) -> Result<Option<PractitionerList>, DbError> {
+        json_row(
+            &self.conn,
+            "SELECT json FROM practitioners WHERE one = 1",
+            [],
+        )
     }
 
     /// Cached patients matching what the user typed ([`super::patient_search`]).
@@ -216,16 +267,7 @@ impl Cache {
     }
 
     pub fn cached_patient(&self, id: Uuid) -> Result<Option<Patient>, DbError> {
-        let json: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT json FROM patients WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(|_| DbError::Malformed))
-            .transpose()
+        patient_in(&self.conn, id)
     }
 }
 
@@ -272,4 +314,140 @@ pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Resu
         params![patient.id.to_string(), json, now_ms],
     )?;
     super::patient_search::index(tx, patient)
+}
+
+pub fn put_practitioners(
+    tx: &Transaction<'_>,
+    list: &PractitionerList,
+    _now_ms: i64,
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(list).map_err(|_| DbError::Malformed)?;
+    tx.execute(
+        "INSERT INTO practitioners (one, json) VALUES (1, ?1)
+         ON CONFLICT (one) DO UPDATE SET json = excluded.json",
+        [json],
+    )?;
+    Ok(())
+}
+
+/// Every cached day's schedule (the yesterday-to-a-week window a workstation keeps).
+fn cached_days(tx: &Transaction<'_>) -> Result<Vec<AppointmentList>, DbError> {
+    let mut stmt = tx.prepare("SELECT json FROM appointments")?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.iter()
+        .map(|j| serde_json::from_str(j).map_err(|_| DbError::Malformed))
+        .collect()
+}
+
+fn store_day(tx: &Transaction<'_>, list: &AppointmentList, now_ms: i64) -> Result<(), DbError> {
+    put_appointments(tx, list, now_ms)
+}
+
+/// A booking made here: added to its day's cached schedule (`day` in `time_zone`, the
+/// clinic's), so the day shows it before the server has it.
+pub fn add_appointment(
+    tx: &Transaction<'_>,
+    day: &str,
+    time_zone: &str,
+    appointment: Appointment,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let existing = json_row(tx, "SELECT json FROM appointments WHERE day = ?1", [day])?;
+    let mut list = match existing {
+        Some(list) => list,
+        None => AppointmentList {
+            date: day.to_owned(),
+            time_zone: time_zone.to_owned(),
+            appointments: Vec::new(),
+        },
+    };
+    list.appointments.retain(|a| a.id != appointment.id);
+    list.appointments.push(appointment);
+    list.appointments
+        .sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then(a.id.cmp(&b.id)));
+    store_day(tx, &list, now_ms)
+}
+
+/// A change made here to a cached appointment, wherever its day is: `change` edits it in
+/// place. Answers whether it was cached.
+pub fn change_appointment(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    now_ms: i64,
+    change: impl FnOnce(&mut Appointment),
+) -> Result<bool, DbError> {
+    for mut list in cached_days(tx)? {
+        if let Some(a) = list.appointments.iter_mut().find(|a| a.id == id) {
+            change(a);
+            store_day(tx, &list, now_ms)?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The cached appointment `id`, wherever its day is.
+pub fn cached_appointment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<Appointment>, DbError> {
+    Ok(cached_days(tx)?
+        .into_iter()
+        .flat_map(|l| l.appointments)
+        .find(|a| a.id == id))
+}
+
+/// A patient registered here whose registration was discarded: out of the cache and its
+/// search.
+pub fn forget_patient(tx: &Transaction<'_>, id: Uuid) -> Result<(), DbError> {
+    super::patient_search::forget(tx, id)?;
+    tx.execute("DELETE FROM patients WHERE id = ?1", [id.to_string()])?;
+    tx.execute(
+        "DELETE FROM patient_records WHERE id = ?1",
+        [id.to_string()],
+    )?;
+    Ok(())
+}
+
+/// A booking made here that was discarded: out of its day's cached schedule.
+pub fn forget_appointment(tx: &Transaction<'_>, id: Uuid, now_ms: i64) -> Result<(), DbError> {
+    for mut list in cached_days(tx)? {
+        let before = list.appointments.len();
+        list.appointments.retain(|a| a.id != id);
+        if list.appointments.len() != before {
+            store_day(tx, &list, now_ms)?;
+        }
+    }
+    Ok(())
+}
+
+/// The cached patient `id`, read inside a transaction.
+pub fn patient_in(conn: &Connection, id: Uuid) -> Result<Option<Patient>, DbError> {
+    json_row(
+        conn,
+        "SELECT json FROM patients WHERE id = ?1",
+        [id.to_string()],
+    )
+}
+
+pub fn put_patient_record(
+    tx: &Transaction<'_>,
+    record: &PatientRecord,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(record).map_err(|_| DbError::Malformed)?;
+    tx.execute(
+        "INSERT INTO patient_records (id, json, fetched_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET json = excluded.json, fetched_at_ms = excluded.fetched_at_ms",
+        params![record.id.to_string(), json, now_ms],
+    )?;
+    Ok(())
+}
+
+/// The cached registration record `id`, read inside a transaction.
+pub fn patient_record_in(conn: &Connection, id: Uuid) -> Result<Option<PatientRecord>, DbError> {
+    json_row(
+        conn,
+        "SELECT json FROM patient_records WHERE id = ?1",
+        [id.to_string()],
+    )
 }

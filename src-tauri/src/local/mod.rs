@@ -1,5 +1,6 @@
 //! What the workstation keeps on disk in SQLCipher: the opening of an encrypted database
-//! ([`db`]), one user's cache of records ([`cache`]) and its search ([`patient_search`]),
+//! ([`db`]), one user's cache of records ([`cache`]), its search ([`patient_search`]) and
+//! its queue of changes for the server ([`changes`]),
 //! the per-user caches and their wrapped keys ([`users`]), and the device's audit outbox
 //! ([`outbox`]). PHI on disk lives here and nowhere else (BRIEF 4).
 //!
@@ -9,6 +10,7 @@
 //! session, or knows who is signed in.
 
 pub mod cache;
+pub mod changes;
 pub mod db;
 pub mod outbox;
 pub mod patient_search;

@@ -147,6 +147,15 @@ pub fn index(tx: &Transaction<'_>, patient: &Patient) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Drops the search keys of a patient taken out of the cache.
+pub fn forget(tx: &Transaction<'_>, id: uuid::Uuid) -> Result<(), DbError> {
+    tx.execute(
+        "DELETE FROM patient_name_words WHERE patient_id = ?1",
+        [id.to_string()],
+    )?;
+    Ok(())
+}
+
 /// At most [`MAX_HITS`] cached patients matching `query`, listed by name.
 pub fn search(conn: &Connection, query: &PatientQuery) -> Result<Vec<PatientHit>, DbError> {
     // Each kind of search is one indexed lookup; names are then checked word by word.

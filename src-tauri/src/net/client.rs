@@ -8,11 +8,12 @@ use clinicdesk_protocol::mfa::{
     WebauthnResponse,
 };
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant, BreakGlassQueue,
-    BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest, ChallengeResponse, DeviceList,
-    EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret,
-    LoginRequest, LoginResponse, NewUser, PasswordChange, Patient, ReviewRequest, RoleChange,
-    UserList, UserSummary,
+    AppointmentList, AppointmentRecord, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant,
+    BreakGlassQueue, BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest,
+    ChallengeResponse, DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued,
+    EscrowRelease, EscrowedSecret, FreeSlots, LoginRequest, LoginResponse, NewUser, PasswordChange,
+    Patient, PatientRecord, PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest,
+    RoleChange, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -179,8 +180,96 @@ impl ServerClient {
         }
     }
 
-    pub async fn appointments(&self, token: &SecretString) -> Result<AppointmentList, AppError> {
-        Self::send(self.request(Method::GET, "/v1/appointments", Some(token))).await
+    /// The schedule of `date` (`YYYY-MM-DD`, the clinic's); today there when `None`.
+    pub async fn appointments(
+        &self,
+        token: &SecretString,
+        date: Option<&str>,
+    ) -> Result<AppointmentList, AppError> {
+        let mut rb = self.request(Method::GET, "/v1/appointments", Some(token));
+        if let Some(date) = date {
+            rb = rb.query(&[("date", date)]);
+        }
+        Self::send(rb).await
+    }
+
+    /// Who can be booked: the clinic's active clinicians.
+    pub async fn practitioners(&self, token: &SecretString) -> Result<PractitionerList, AppError> {
+        Self::send(self.request(Method::GET, "/v1/practitioners", Some(token))).await
+    }
+
+    /// Where an appointment of `duration_mins` fits on `date` with the practitioner.
+    pub async fn free_slots(
+        &self,
+        token: &SecretString,
+        practitioner_id: Uuid,
+        date: &str,
+        duration_mins: u32,
+    ) -> Result<FreeSlots, AppError> {
+        let path = format!("/v1/practitioners/{practitioner_id}/free-slots");
+        let rb = self.request(Method::GET, &path, Some(token)).query(&[
+            ("date", date),
+            ("duration_mins", &duration_mins.to_string()),
+        ]);
+        Self::send(rb).await
+    }
+
+    /// The clinic's patients matching what the user typed (the server records the
+    /// disclosure of each match).
+    pub async fn search_patients(
+        &self,
+        token: &SecretString,
+        q: &str,
+    ) -> Result<PatientSearchPage, AppError> {
+        let rb = self
+            .request(Method::GET, "/v1/patients", Some(token))
+            .query(&[("q", q)]);
+        Self::send(rb).await
+    }
+
+    /// A patient's registration record as the user's role may read it.
+    pub async fn patient_record(
+        &self,
+        token: &SecretString,
+        id: Uuid,
+    ) -> Result<PatientRecord, AppError> {
+        let path = format!("/v1/patients/{id}/record");
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    /// An appointment's record as the user's role may read it.
+    pub async fn appointment_record(
+        &self,
+        token: &SecretString,
+        id: Uuid,
+    ) -> Result<AppointmentRecord, AppError> {
+        let path = format!("/v1/appointments/{id}");
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    /// A record write (`POST` to create, `PATCH` with `If-Match: based_on` to change), named
+    /// by `change_id` so that sending it again finds what the first send stored.
+    pub async fn write_record<B: Serialize>(
+        &self,
+        token: &SecretString,
+        path: &str,
+        change_id: Uuid,
+        based_on: Option<u64>,
+        body: &B,
+    ) -> Result<RecordWritten, AppError> {
+        let method = if based_on.is_some() {
+            Method::PATCH
+        } else {
+            Method::POST
+        };
+        let mut rb = self
+            .request(method, path, Some(token))
+            .header("Idempotency-Key", change_id.to_string())
+            .json(body);
+        if let Some(version) = based_on {
+            rb = rb.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
+        }
+        Self::send(rb).await
     }
 
     pub async fn patient(&self, token: &SecretString, id: Uuid) -> Result<Patient, AppError> {

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 
 use super::break_glass::BreakGlassPrompt;
 use super::care_team::CareTeamPanel;
+use super::desk::{Desk, Pane};
 use crate::state::Ui;
 use crate::time::local_time_ms;
 use crate::widgets::ErrorLine;
@@ -57,10 +58,28 @@ pub(super) fn PatientView(patient: Patient) -> impl IntoView {
     let care_team = ui
         .user_may(Permission::ManageCareTeam)
         .then(|| view! { <CareTeamPanel patient_id=patient.id/> });
+    // The front desk's work from a chart: its details, and a booking for this patient.
+    let desk = expect_context::<Desk>();
+    let (id, name) = (patient.id, patient.name.expose().clone());
+    let edit = ui.user_may(Permission::RegisterPatients).then(|| view! {
+        <button class="outline" id="edit-patient-open" title="Change this patient's details"
+            on:click=move |_| { ui.patient.set(None); desk.pane.set(Pane::EditPatient(id)) }>"Edit details"</button>
+    });
+    let book = ui.user_may(Permission::ManageSchedule).then(|| view! {
+        <button class="outline" id="book-for-patient" title="Book an appointment for this patient"
+            on:click=move |_| {
+                desk.book_for.set(Some((id, name.clone())));
+                ui.patient.set(None);
+                desk.pane.set(Pane::Book);
+            }>"Book"</button>
+    });
     view! {
         <div class="card" id="patient">
-            <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>"← Today's appointments"</button>
-            <h1 id="patient-name">{patient.name.expose().clone()}</h1>
+            <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>"← Schedule"</button>
+            <div class="title-row">
+                <h1 id="patient-name">{patient.name.expose().clone()}</h1>
+                <span class="actions">{edit}{book}</span>
+            </div>
             {access}
             <h2>"Demographics"</h2>
             <dl class="facts">

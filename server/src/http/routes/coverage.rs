@@ -15,11 +15,11 @@ use crate::audit::access::{Seen, Served};
 use crate::clinical::coverage;
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::{Body, Id, IfMatch, written};
+use crate::http::extract::{Body, ChangeId, Id, IfMatch, written};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/coverages",
-    params(("patient_id" = Uuid, Path)), request_body = CoverageChange,
+    params(("patient_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")), request_body = CoverageChange,
     responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
         (status = 403, body = ApiError), (status = 404, body = ApiError)),
@@ -29,10 +29,18 @@ pub async fn add(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
+    change_id: ChangeId,
     Id(patient_id): Id<Uuid>,
     Body(change): Body<CoverageChange>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let w = coverage::add(&state, auth.scope(), auth.writer(seen), patient_id, change).await?;
+    let w = coverage::add(
+        &state,
+        auth.scope(),
+        auth.writer(seen, change_id),
+        patient_id,
+        change,
+    )
+    .await?;
     Ok((StatusCode::CREATED, written(w)))
 }
 
@@ -52,7 +60,8 @@ pub async fn list(
 
 #[utoipa::path(patch, path = "/v1/coverages/{coverage_id}",
     params(("coverage_id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version the change is based on, quoted")),
+        ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = CoverageChange,
     responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError), (status = 403, body = ApiError),
@@ -64,6 +73,7 @@ pub async fn change(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
+    change_id: ChangeId,
     Id(id): Id<Uuid>,
     IfMatch(based_on): IfMatch,
     Body(change): Body<CoverageChange>,
@@ -71,7 +81,7 @@ pub async fn change(
     let w = coverage::change(
         &state,
         auth.scope(),
-        auth.writer(seen),
+        auth.writer(seen, change_id),
         id,
         based_on,
         change,

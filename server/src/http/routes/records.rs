@@ -18,10 +18,10 @@ use crate::clinical::fhir_patient::FhirPatient;
 use crate::clinical::records;
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::{Body, Id, IfMatch, Params, etag, written};
+use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, etag, written};
 use crate::state::AppState;
 
-#[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration,
+#[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration, params(("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
         (status = 403, body = ApiError, description = "The role may not write the named field"),
@@ -33,15 +33,23 @@ pub async fn register(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
+    change_id: ChangeId,
     Body(registration): Body<PatientRegistration>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let w = records::register(&state, auth.scope(), auth.writer(seen), registration).await?;
+    let w = records::register(
+        &state,
+        auth.scope(),
+        auth.writer(seen, change_id),
+        registration,
+    )
+    .await?;
     Ok((StatusCode::CREATED, written(w)))
 }
 
 #[utoipa::path(patch, path = "/v1/patients/{patient_id}",
     params(("patient_id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version the change is based on, quoted")),
+        ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = PatientUpdate,
     responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError),
@@ -55,6 +63,7 @@ pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
+    change_id: ChangeId,
     Id(patient_id): Id<Uuid>,
     IfMatch(based_on): IfMatch,
     Body(update): Body<PatientUpdate>,
@@ -62,7 +71,7 @@ pub async fn update(
     let w = records::update(
         &state,
         auth.scope(),
-        auth.writer(seen),
+        auth.writer(seen, change_id),
         patient_id,
         based_on,
         update,

@@ -14,7 +14,7 @@ use crate::audit::access::{Seen, Served};
 use crate::clinical::{booking, schedule};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::{Body, Id, IfMatch, Params, etag, written};
+use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, etag, written};
 use crate::state::AppState;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -43,7 +43,7 @@ pub async fn today(
     Ok(Served::new(list))
 }
 
-#[utoipa::path(post, path = "/v1/appointments", request_body = NewAppointment,
+#[utoipa::path(post, path = "/v1/appointments", request_body = NewAppointment, params(("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
         (status = 403, body = ApiError, description = "The role may not write the named field"),
@@ -54,15 +54,17 @@ pub async fn book(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
+    change_id: ChangeId,
     Body(new): Body<NewAppointment>,
 ) -> Result<impl IntoResponse, ServerError> {
-    let w = booking::book(&state, auth.scope(), auth.writer(seen), new).await?;
+    let w = booking::book(&state, auth.scope(), auth.writer(seen, change_id), new).await?;
     Ok((StatusCode::CREATED, written(w)))
 }
 
 #[utoipa::path(patch, path = "/v1/appointments/{appointment_id}",
     params(("appointment_id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version the change is based on, quoted")),
+        ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = AppointmentUpdate,
     responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A malformed field, or a status it cannot move to"),
@@ -75,6 +77,7 @@ pub async fn change(
     State(state): State<AppState>,
     auth: Authenticated,
     seen: Seen,
+    change_id: ChangeId,
     Id(id): Id<Uuid>,
     IfMatch(based_on): IfMatch,
     Body(update): Body<AppointmentUpdate>,
@@ -82,7 +85,7 @@ pub async fn change(
     let w = booking::change(
         &state,
         auth.scope(),
-        auth.writer(seen),
+        auth.writer(seen, change_id),
         id,
         based_on,
         update,

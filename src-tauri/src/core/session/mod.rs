@@ -20,6 +20,8 @@
 mod admin;
 mod break_glass;
 mod care_team;
+mod changes;
+mod front_desk;
 mod password;
 mod phi;
 mod recovery;
@@ -40,10 +42,12 @@ use super::Core;
 use super::device::SessionHeld;
 use crate::error::AppError;
 use crate::local::cache::Cache;
+use crate::local::changes as queue;
 use crate::local::outbox::Draft;
 use crate::net::client::ServerClient;
 use crate::secrets::device_key::DeviceKey;
 
+pub use front_desk::{AppointmentAction, Booking};
 use second_factor::Pending;
 use sign_in::Opening;
 
@@ -126,6 +130,8 @@ pub(super) struct SessionStatus {
     /// A sign-in waiting for its second factor: the phase it shows, and the factors the
     /// user may prove.
     pub waiting: Option<(Phase, Vec<MfaMethod>)>,
+    /// While unlocked: the user's changes not yet on the server.
+    pub unsent_changes: Option<u64>,
 }
 
 impl SessionState {
@@ -146,6 +152,10 @@ impl SessionState {
             idle_seconds_left,
             offline_session,
             waiting: self.pending.as_ref().and_then(|p| p.phase(now)),
+            unsent_changes: match &self.session {
+                Session::Unlocked(u) => queue::count(u.cache.connection()).ok(),
+                _ => None,
+            },
         }
     }
 }
@@ -269,6 +279,7 @@ impl Core {
         state.pending = None;
         drop(held);
         self.device.want_upload();
+        self.changes_wanted.notify_one();
         Ok(self.status())
     }
 
@@ -369,8 +380,15 @@ impl Core {
     }
 
     /// Sign out: records it, ends the server session and removes this user's cache from
-    /// the device. Unsent audit events stay in the device's outbox.
+    /// the device. Unsent audit events stay in the device's outbox. Refused while the
+    /// user's queue holds changes the server does not have (they live in that cache): the
+    /// user sends them first, discards the ones the server refused, or locks instead.
     pub fn sign_out(&self) -> Result<AppStatus, AppError> {
+        if let Session::Unlocked(u) = &self.session.lock().session
+            && queue::count(u.cache.connection())? > 0
+        {
+            return Err(AppError::UnsentChanges);
+        }
         let mut removed = Ok(());
         let (_, token) = self
             .end_unlocked(AuditAction::Logout, "sign_out", |user| {

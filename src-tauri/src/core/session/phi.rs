@@ -4,9 +4,11 @@
 //! committed to the outbox (fail closed, BRIEF 2), and only if the session that asked is
 //! still the unlocked one (a lock during a fetch discards what it fetched).
 
-use clinicdesk_protocol::app::PatientSearchResults;
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::{PatientHit, PatientSearchResults, SearchSource};
 use clinicdesk_protocol::audit::{AuditAction, BreakGlass};
-use clinicdesk_protocol::wire::{AppointmentList, Patient};
+use clinicdesk_protocol::phi::Phi;
+use clinicdesk_protocol::wire::{AppointmentList, Patient, PatientRecord};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -18,13 +20,70 @@ use crate::local::outbox::Draft;
 use crate::local::patient_search::PatientQuery;
 use crate::net::client::ServerClient;
 
+/// A match of the server's search, as the finder lists it.
+fn hit_of(record: PatientRecord) -> PatientHit {
+    let f = record.fields;
+    PatientHit {
+        id: record.id,
+        name: Phi::new(f.name.map(|n| n.display()).unwrap_or_default()),
+        birth_date: Phi::new(f.birth_date.unwrap_or_default()),
+        mrn: Phi::new(f.mrn.unwrap_or_default()),
+    }
+}
+
 impl Core {
     /// Today's schedule, from the server or, offline, from the cache; audited either way
     /// before it is returned.
     pub async fn appointments(&self) -> Result<AppointmentList, AppError> {
+        self.schedule(None).await
+    }
+
+    /// A registration record: `request` to the server, or `from_cache` offline.
+    pub(super) async fn read_record<F, Fut>(
+        &self,
+        request: F,
+        from_cache: impl FnOnce(&Cache) -> Result<Option<PatientRecord>, DbError>,
+    ) -> Result<PatientRecord, AppError>
+    where
+        F: FnOnce(ServerClient, SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<PatientRecord, AppError>>,
+    {
         self.read_phi(
-            |client, token| async move { client.appointments(&token).await },
-            Cache::latest_appointments,
+            request,
+            from_cache,
+            |record, offline| Draft {
+                action: AuditAction::View,
+                resource_type: "Patient",
+                resource_id: record.id.to_string(),
+                patient_id: Some(record.id),
+                fields: record
+                    .fields
+                    .present()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                offline,
+                route: "patient_record",
+                break_glass: None,
+            },
+            cache::put_patient_record,
+        )
+        .await
+    }
+
+    /// A day's schedule: `request` to the server, or `from_cache` offline.
+    pub(super) async fn read_schedule<F, Fut>(
+        &self,
+        request: F,
+        from_cache: impl FnOnce(&Cache) -> Result<Option<AppointmentList>, DbError>,
+    ) -> Result<AppointmentList, AppError>
+    where
+        F: FnOnce(ServerClient, SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<AppointmentList, AppError>>,
+    {
+        self.read_phi(
+            request,
+            from_cache,
             |list, offline| Draft {
                 action: AuditAction::View,
                 resource_type: "Schedule",
@@ -40,17 +99,43 @@ impl Core {
         .await
     }
 
-    /// Patients in this user's encrypted cache matching `text` (words of a name, a date of
-    /// birth or an MRN), online or offline. What is listed is audited first: one view event
-    /// per patient shown (name, date of birth, MRN), committed together before the list is
-    /// returned (fail closed). Not-a-search text is `bad_request` on `query`.
-    pub fn search_patients(&self, text: &str) -> Result<PatientSearchResults, AppError> {
-        let query = PatientQuery::parse(text).ok_or(AppError::BadInput("query"))?;
-        let (_, generation) = self.session_snapshot()?;
+    /// Patients matching `text` (words of a name, a date of birth, an MRN or phone): the
+    /// clinic's, from the server, when online; offline, those in this user's encrypted
+    /// cache. What is listed is audited first: one view event per patient shown (name, date
+    /// of birth, MRN), committed together before the list is returned (fail closed).
+    /// Not-a-search text is `bad_request` on `query`.
+    pub async fn search_patients(&self, text: &str) -> Result<PatientSearchResults, AppError> {
+        let query = PatientQuery::parse(text);
+        let (token, generation) = self.session_snapshot()?;
+        let q = text.trim().to_owned();
+        let online = match self
+            .fetch(token, |c, t| async move { c.search_patients(&t, &q).await })
+            .await
+        {
+            Ok(page) => Some(page),
+            Err(AppError::Unreachable) => None,
+            Err(AppError::Server(api)) if api.code == ErrorCode::BadRequest => {
+                return Err(AppError::BadInput("query"));
+            }
+            Err(e) => return Err(self.on_server_error(e).await),
+        };
+        let source = if online.is_some() {
+            SearchSource::Clinic
+        } else {
+            SearchSource::ThisWorkstation
+        };
+        let query = match (&online, query) {
+            (None, None) => return Err(AppError::BadInput("query")),
+            (_, query) => query,
+        };
         let now = self.clock.now_ms();
         let patients = self.with_unlocked(generation, |u, proof| {
-            let hits = u.cache.search_patients(&query)?;
-            let offline = u.token.is_none();
+            let hits = match (online, &query) {
+                (Some(page), _) => page.results.into_iter().map(hit_of).collect(),
+                (None, Some(query)) => u.cache.search_patients(query)?,
+                (None, None) => Vec::new(),
+            };
+            let offline = u.token.is_none() || source == SearchSource::ThisWorkstation;
             let drafts: Vec<Draft> = hits
                 .iter()
                 .map(|hit| Draft {
@@ -70,7 +155,7 @@ impl Core {
             Ok(hits)
         })?;
         self.device.want_upload();
-        Ok(PatientSearchResults { patients })
+        Ok(PatientSearchResults { patients, source })
     }
 
     /// One patient, from the server or, offline, from the cache. The view's audit event is

@@ -1,0 +1,325 @@
+//! The front desk's day through the app core against the real server process, the real
+//! keychain and real SQLCipher files: changes made with the server stopped are queued with
+//! their audit events, show on the workstation at once, and arrive on the server once each
+//! when it is back; a change sent again after its answer was lost is stored once; two
+//! workstations editing the same patient end in a conflict the user settles field by field,
+//! with both versions in the history; sign-out never drops unsent changes.
+
+use clinicdesk_app::core::{AppointmentAction, Booking, Core};
+use clinicdesk_protocol::ErrorCode;
+use clinicdesk_protocol::app::{ChangeKind, ChangeState, Phase, SearchSource};
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::phi::Phi;
+use clinicdesk_protocol::wire::{AppointmentStatus, HumanName, PatientFields};
+use clinicdesk_tests::{ServerProcess, app_config, code_of, enrolled_core};
+
+fn walk_in() -> PatientFields {
+    PatientFields {
+        name: Some(HumanName {
+            given: "Quinby".into(),
+            family: "Synthwell".into(),
+            preferred: String::new(),
+        }),
+        birth_date: Some("1979-05-14".into()),
+        phone: Some("555-0199".into()),
+        ..PatientFields::default()
+    }
+}
+
+/// Rows of the server's store matching `sql` (one `?1` parameter).
+fn count(server: &ServerProcess, sql: &str, param: &str) -> i64 {
+    server.db().query_row(sql, [param], |r| r.get(0)).unwrap()
+}
+
+async fn drain(core: &Core) {
+    while core.upload_once().await.unwrap() > 0 {}
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_booked_and_checked_in_offline_then_each_change_arrives_once() {
+    let mut server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let core = enrolled_core(&server, dir.path(), "Front desk 1").await;
+    let password = server.seed.password("frontdesk").to_owned();
+    server.sign_in(&core, "frontdesk", &password).await.unwrap();
+    // The morning's sync: today's schedule (and the clinic's time zone), who can be booked.
+    let today = core.schedule(None).await.unwrap();
+    let doctor = core.practitioners().await.unwrap().practitioners[0].user_id;
+    core.lock();
+
+    // The network goes away; the desk unlocks offline and works on.
+    server.stop();
+    let status = core.unlock(&password).await.unwrap();
+    assert!(status.offline_session);
+    let registered = core.register_patient(walk_in()).await.unwrap();
+    assert_eq!(registered.state, ChangeState::Waiting);
+    assert_eq!(registered.kind, ChangeKind::RegisterPatient);
+    let patient = registered.record_id;
+    // Found offline, in this workstation's copy, and the screen is told so.
+    let found = core.search_patients("synthwell").await.unwrap();
+    assert_eq!(found.source, SearchSource::ThisWorkstation);
+    assert_eq!(
+        found.patients.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![patient]
+    );
+    let booked = core
+        .book(Booking {
+            patient_id: patient,
+            practitioner_id: doctor,
+            date: today.date.clone(),
+            time: "23:30".into(),
+            duration_mins: 15,
+            appointment_type: "walkin".into(),
+            reason: Phi::new("Synthetic walk-in".into()),
+        })
+        .await
+        .unwrap();
+    let appointment = booked.record_id;
+    for action in [AppointmentAction::Arrive, AppointmentAction::CheckIn] {
+        let changed = core
+            .change_appointment(appointment, 1, action)
+            .await
+            .unwrap();
+        assert_eq!(changed.state, ChangeState::Waiting);
+    }
+    // The day on this workstation shows the visit, checked in, before the server has it.
+    let day = core.schedule(Some(today.date.clone())).await.unwrap();
+    let shown = day
+        .appointments
+        .iter()
+        .find(|a| a.id == appointment)
+        .unwrap();
+    assert_eq!(shown.status, Some(AppointmentStatus::CheckedIn));
+    assert_eq!(shown.patient_name.expose(), "Quinby Synthwell");
+    assert_eq!(core.status().unsent_changes, Some(4));
+    // Signing out would take the unsent changes with the cache: refused, nothing lost.
+    let refused = core.sign_out().unwrap_err();
+    assert_eq!(refused.to_api().field.as_deref(), Some("unsent_changes"));
+    assert_eq!(core.status().phase, Phase::Unlocked);
+    // A lock keeps them too.
+    core.lock();
+
+    // The server is back; the next online unlock sends the queue in order.
+    server.restart();
+    server.unlock(&core, "frontdesk", &password).await.unwrap();
+    assert_eq!(core.send_changes().await.unwrap(), 4);
+    assert_eq!(core.status().unsent_changes, Some(0));
+    assert!(core.unsent_changes().unwrap().changes.is_empty());
+    // Sending again finds nothing: each change is on the server once.
+    assert_eq!(core.send_changes().await.unwrap(), 0);
+    let id = patient.to_string();
+    assert_eq!(
+        count(&server, "SELECT count(*) FROM patients WHERE id = ?1", &id),
+        1
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) FROM patients WHERE name = ?1",
+            "Quinby Synthwell"
+        ),
+        1
+    );
+    let appt = appointment.to_string();
+    assert_eq!(
+        server
+            .db()
+            .query_row(
+                "SELECT status, version FROM appointments WHERE id = ?1",
+                [&appt],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .unwrap(),
+        ("checked-in".to_owned(), 3)
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) FROM record_versions WHERE record_id = ?1",
+            &appt
+        ),
+        3
+    );
+    // The online schedule agrees, now with the server's version.
+    let day = core.schedule(Some(today.date.clone())).await.unwrap();
+    let shown = day
+        .appointments
+        .iter()
+        .find(|a| a.id == appointment)
+        .unwrap();
+    assert_eq!(
+        (shown.status, shown.version),
+        (Some(AppointmentStatus::CheckedIn), Some(3))
+    );
+
+    // Each change was signed on the workstation when it was made (offline), and the server
+    // recorded its own event when it stored it.
+    drain(&core).await;
+    let device_changes: Vec<(AuditAction, String, bool)> = server
+        .audit_events()
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.patient_id == Some(patient) && e.action != AuditAction::View)
+        .map(|e| (e.action, e.resource_type, e.offline))
+        .collect();
+    assert_eq!(
+        device_changes,
+        vec![
+            (AuditAction::Create, "Patient".to_owned(), true),
+            (AuditAction::Create, "Appointment".to_owned(), true),
+            (AuditAction::Update, "Appointment".to_owned(), true),
+            (AuditAction::Update, "Appointment".to_owned(), true),
+        ]
+    );
+    let mut server_changes: Vec<(AuditAction, String)> = server
+        .server_events()
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| {
+            e.patient_id == Some(patient)
+                && matches!(e.action, AuditAction::Create | AuditAction::Update)
+        })
+        .map(|e| (e.action, e.resource_type))
+        .collect();
+    server_changes.sort_by_key(|(action, kind)| (format!("{action:?}"), kind.clone()));
+    // The check-in opened the visit's encounter.
+    assert_eq!(
+        server_changes,
+        vec![
+            (AuditAction::Create, "Appointment".to_owned()),
+            (AuditAction::Create, "Encounter".to_owned()),
+            (AuditAction::Create, "Patient".to_owned()),
+            (AuditAction::Update, "Appointment".to_owned()),
+            (AuditAction::Update, "Appointment".to_owned()),
+        ]
+    );
+    server.audit_verify();
+
+    // With nothing unsent, sign-out goes ahead.
+    assert_eq!(core.sign_out().unwrap().phase, Phase::SignedOut);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workstations_edit_one_phone_and_the_later_settles_the_conflict_field_by_field() {
+    let mut server = ServerProcess::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = enrolled_core(&server, dir_a.path(), "Front desk A").await;
+    // The seed's enrollment code is spent: the clinic's admin issues B's on A.
+    let admin = server.seed.password("admin").to_owned();
+    server.sign_in(&a, "admin", &admin).await.unwrap();
+    let code = a.issue_enrollment_code().await.unwrap().enrollment_code;
+    a.sign_out().unwrap();
+    let b = std::sync::Arc::new(
+        Core::new(
+            app_config(&server, dir_b.path(), None),
+            clinicdesk_app::os::clock::system(),
+        )
+        .unwrap(),
+    );
+    b.enroll(code.expose(), "Front desk B").await.unwrap();
+    let password = server.seed.password("frontdesk").to_owned();
+    server.sign_in(&a, "frontdesk", &password).await.unwrap();
+    server.sign_in(&b, "frontdesk", &password).await.unwrap();
+    let patient = a.schedule(None).await.unwrap().appointments[0].patient_id;
+    // Both desks open the patient's record (B keeps it for offline).
+    let seen = a.patient_record(patient).await.unwrap();
+    assert_eq!(b.patient_record(patient).await.unwrap(), seen);
+    b.lock();
+
+    // B is offline and changes the phone and the email.
+    server.stop();
+    b.unlock(&password).await.unwrap();
+    let mine = PatientFields {
+        phone: Some("555-0101".into()),
+        email: Some("b-desk@example.invalid".into()),
+        ..PatientFields::default()
+    };
+    let queued = b
+        .update_patient(patient, seen.version, mine, Phi::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(queued.state, ChangeState::Waiting);
+    b.lock();
+
+    // Meanwhile A, online, changes the phone.
+    server.restart();
+    let theirs = PatientFields {
+        phone: Some("555-0202".into()),
+        ..PatientFields::default()
+    };
+    let sent = a
+        .update_patient(patient, seen.version, theirs, Phi::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.state,
+        ChangeState::Sent {
+            version: seen.version + 1
+        }
+    );
+
+    // B comes back online: its change is not applied over A's, and not dropped.
+    server.unlock(&b, "frontdesk", &password).await.unwrap();
+    assert_eq!(b.send_changes().await.unwrap(), 0);
+    let unsent = b.unsent_changes().unwrap().changes;
+    assert_eq!(unsent.len(), 1);
+    assert_eq!(
+        unsent[0].state,
+        ChangeState::Conflict {
+            current_version: seen.version + 1,
+            fields: vec!["phone".into()]
+        }
+    );
+    // Sign-out is refused while it waits for the user.
+    assert_eq!(code_of(b.sign_out().unwrap_err()), ErrorCode::Conflict);
+    // The user sees both values, field by field, and keeps their phone.
+    let detail = b.conflict_detail(queued.change_id).await.unwrap();
+    let phone = detail.iter().find(|f| f.field == "phone").unwrap();
+    assert_eq!(
+        (phone.mine.as_str(), phone.theirs.as_str()),
+        ("555-0101", "555-0202")
+    );
+    let settled = b
+        .resolve_conflict(queued.change_id, vec!["phone".into(), "email".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        settled.state,
+        ChangeState::Sent {
+            version: seen.version + 2
+        }
+    );
+    // (Read on B: A's session was the user's oldest of three, and the server keeps two.)
+    let now = b.patient_record(patient).await.unwrap();
+    assert_eq!(now.fields.phone.as_deref(), Some("555-0101"));
+    assert_eq!(now.fields.email.as_deref(), Some("b-desk@example.invalid"));
+    // Both versions are in the record's history, each from its workstation.
+    let devices: Vec<(i64, Option<String>)> = {
+        let db = server.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT version, json_extract(body, '$.phone') FROM record_versions
+                 WHERE record_id = ?1 ORDER BY version",
+            )
+            .unwrap();
+        stmt.query_map([patient.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let tail: Vec<_> = devices.iter().rev().take(2).rev().cloned().collect();
+    assert_eq!(
+        tail,
+        vec![
+            (
+                i64::try_from(seen.version).unwrap() + 1,
+                Some("555-0202".into())
+            ),
+            (
+                i64::try_from(seen.version).unwrap() + 2,
+                Some("555-0101".into())
+            ),
+        ]
+    );
+    assert_eq!(b.status().unsent_changes, Some(0));
+}
