@@ -71,6 +71,28 @@ pub struct AppStatus {
     /// conflict).
     #[serde(default)]
     pub unsent_changes: Option<u64>,
+    /// While the offline copy of the user's days is being refreshed: how far it is.
+    #[serde(default)]
+    pub sync: Option<SyncProgress>,
+    /// While unlocked: what the user's offline copy on this workstation holds (counts only).
+    #[serde(default)]
+    pub offline_copy: Option<OfflineCopy>,
+}
+
+/// What a user's offline copy holds: how many patients and days, and when it was last
+/// refreshed from the server (RFC 3339; absent before the first time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineCopy {
+    pub patients: u64,
+    pub days: u64,
+    pub refreshed_at: Option<String>,
+}
+
+/// How far a refresh of the offline copy is: days and patients pulled, of those known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    pub done: u64,
+    pub total: u64,
 }
 
 /// What a security key waits for while the core runs a ceremony with it.

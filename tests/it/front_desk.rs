@@ -323,3 +323,97 @@ async fn two_workstations_edit_one_phone_and_the_later_settles_the_conflict_fiel
     );
     assert_eq!(b.status().unsent_changes, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes() {
+    let mut server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let core = enrolled_core(&server, dir.path(), "Exam room 1").await;
+    let clinician = server.seed.password("clinician").to_owned();
+    let frontdesk = server.seed.password("frontdesk").to_owned();
+    let admin = server.seed.password("admin").to_owned();
+    server
+        .sign_in(&core, "clinician", &clinician)
+        .await
+        .unwrap();
+    let me = server.user_id("clinician");
+
+    // The sign-in's pass: nine days, the clinician's own patients, nothing opened by hand.
+    let synced = core.sync_days().await.unwrap();
+    assert_eq!(synced.days, 9);
+    assert!(synced.patients >= 2, "{synced:?}");
+    // The user sees what their copy holds (counts, never names).
+    let copy = core.status().offline_copy.unwrap();
+    assert_eq!((copy.patients, copy.days), (synced.patients, 9));
+    assert!(copy.refreshed_at.is_some());
+    let today = core.schedule(None).await.unwrap();
+    let mine: Vec<_> = today
+        .appointments
+        .iter()
+        .filter(|a| a.practitioner_id == Some(me))
+        .map(|a| a.patient_id)
+        .collect();
+    let (kept, other) = (mine[0], mine[1]);
+    core.lock();
+
+    // Offline, a chart never opened here is there, with what the care team reads.
+    server.stop();
+    core.unlock(&clinician).await.unwrap();
+    let offline = core.open_patient(other).await.unwrap();
+    assert!(
+        offline.clinical.is_some(),
+        "the pass kept the clinical summary"
+    );
+    let chart = core.open_patient(kept).await.unwrap();
+    assert!(chart.clinical.is_some());
+    core.switch_user();
+
+    // The front desk takes the clinician off that patient's care team.
+    server.restart();
+    server
+        .sign_in(&core, "frontdesk", &frontdesk)
+        .await
+        .unwrap();
+    core.remove_from_care_team(kept, me).await.unwrap();
+    core.switch_user();
+
+    // The clinician's next online pass re-reads the chart without it; offline it is gone.
+    server
+        .sign_in(&core, "clinician", &clinician)
+        .await
+        .unwrap();
+    core.sync_days().await.unwrap();
+    core.lock();
+    server.stop();
+    core.unlock(&clinician).await.unwrap();
+    assert!(core.open_patient(kept).await.unwrap().clinical.is_none());
+    assert!(core.open_patient(other).await.unwrap().clinical.is_some());
+    core.switch_user();
+
+    // An admin makes the clinician billing. Their next sign-in deletes the copy made as a
+    // clinician; offline nothing of it can be read.
+    server.restart();
+    server.sign_in(&core, "admin", &admin).await.unwrap();
+    core.change_role(me, clinicdesk_protocol::policy::Role::Billing)
+        .await
+        .unwrap();
+    core.sign_out().unwrap();
+    server
+        .sign_in(&core, "clinician", &clinician)
+        .await
+        .unwrap();
+    core.lock();
+    server.stop();
+    core.unlock(&clinician).await.unwrap();
+    for patient in [kept, other] {
+        assert_eq!(
+            code_of(core.open_patient(patient).await.unwrap_err()),
+            ErrorCode::ServerUnreachable,
+            "nothing of the clinician's copy is left to read"
+        );
+    }
+    assert_eq!(
+        code_of(core.schedule(None).await.unwrap_err()),
+        ErrorCode::ServerUnreachable
+    );
+}

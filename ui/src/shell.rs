@@ -176,11 +176,24 @@ fn StatusBar() -> impl IntoView {
                 let offline_session = s.offline_session.then(|| view! {
                     <span class="offline" id="offline-session">"Working from this workstation's offline copy"</span>
                 });
+                let syncing = s.sync.map(|p| view! {
+                    <span class="syncing" id="sync-progress" role="status">
+                        {format!("Updating this workstation's offline copy: {} of {}", p.done, p.total)}
+                    </span>
+                });
+                let copy = s.offline_copy.map(|c| {
+                    let when = c.refreshed_at.map(|t| format!(", refreshed {}", local_time(&t))).unwrap_or_default();
+                    view! {
+                        <span id="offline-copy" title="What your offline copy on this workstation holds">
+                            {format!("Offline copy: {} patients, {} days{when}", c.patients, c.days)}
+                        </span>
+                    }
+                });
                 let uploaded = s.last_upload_at.map(|t| format!("Last upload: {}", local_time(&t)));
                 let countdown = s.idle_seconds_left.filter(|left| *left < 60).map(|left| {
                     view! { <span class="countdown" id="idle-countdown">{format!("Locking in {left} s")}</span> }
                 });
-                view! { {online} {offline_session} {unsent} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
+                view! { {online} {offline_session} {syncing} {unsent} {copy} <span>{pending}</span> <span>{uploaded}</span> {countdown} }
             })}
         </footer>
     }

@@ -34,7 +34,7 @@ use crate::os::security_key::{KeyPrompts, SecurityKey};
 use crate::secrets::keychain::Keychain;
 use device::{Device, KeychainState};
 use session::SessionLock;
-pub use session::{AppointmentAction, Booking};
+pub use session::{AppointmentAction, Booking, Synced};
 
 type LockListener = Arc<dyn Fn() + Send + Sync>;
 
@@ -47,6 +47,12 @@ pub struct Core {
     sending: tokio::sync::Mutex<()>,
     /// Woken when a session opens: its queue may hold changes made offline.
     changes_wanted: tokio::sync::Notify,
+    /// Held while the offline copy of the user's days is refreshed: one pass at a time.
+    syncing: tokio::sync::Mutex<()>,
+    /// How far that pass is, for the status bar.
+    sync_progress: Mutex<Option<clinicdesk_protocol::app::SyncProgress>>,
+    /// The session (its generation) and the monotonic time of the last complete pass.
+    last_sync: Mutex<Option<(u64, std::time::Instant)>>,
     /// The last changes the server stored, for the command that made one to say so.
     sent: Mutex<std::collections::VecDeque<clinicdesk_protocol::app::ChangeSummary>>,
     /// What the shell plugged in.
@@ -74,6 +80,9 @@ impl Core {
             session: SessionLock::new(),
             sending: tokio::sync::Mutex::new(()),
             changes_wanted: tokio::sync::Notify::new(),
+            syncing: tokio::sync::Mutex::new(()),
+            sync_progress: Mutex::new(None),
+            last_sync: Mutex::new(None),
             sent: Mutex::new(std::collections::VecDeque::new()),
             wiring: Mutex::new(Wiring::default()),
             key_prompts: Arc::new(KeyPrompts::default()),
@@ -190,6 +199,8 @@ impl Core {
             security_key_prompt: self.key_prompts.current(),
             revocation: device.revoked,
             unsent_changes: session.unsent_changes,
+            sync: self.sync_progress(),
+            offline_copy: session.offline_copy,
         }
     }
 

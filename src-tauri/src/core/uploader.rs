@@ -108,12 +108,18 @@ pub async fn run_uploader(core: Arc<Core>, interval: Duration) {
 
 /// Sends the signed-in user's queued changes whenever their session is online: at once
 /// when a session opens (changes made offline wait in its queue), then every `interval`,
-/// backing off while the server is unreachable. (A change made in the app is also sent at
-/// once; this picks up what waited.)
+/// backing off while the server is unreachable (a change made in the app is also sent at
+/// once; this picks up what waited); and after that, refreshes the offline copy of the
+/// user's days when one is due.
 pub async fn run_change_sender(core: Arc<Core>, interval: Duration) {
     let mut failures: u32 = 0;
     loop {
-        let delay = match core.send_changes().await {
+        let sent = core.send_changes().await;
+        if sent.is_ok() {
+            // Changes first, then the copy of the days (which may then show them).
+            let _ = core.sync_if_due().await;
+        }
+        let delay = match sent {
             Ok(_) => {
                 failures = 0;
                 interval

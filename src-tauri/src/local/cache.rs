@@ -149,9 +149,18 @@ impl Cache {
         .transpose()
     }
 
-    /// Records a successful sign-in with the server: who, when, and the clinic's policy.
+    /// Records a successful sign-in with the server: who, when, and the clinic's policy. A
+    /// role other than the one the copy was made under deletes every record in it first
+    /// (the new role may read less; what it may read comes back from the server). The
+    /// queue of changes stays: the server judges each under the new role.
     pub fn put_meta(&mut self, meta: &Meta) -> Result<(), DbError> {
         let json = serde_json::to_string(&meta.user).map_err(|_| DbError::Malformed)?;
+        if self
+            .meta()?
+            .is_some_and(|before| before.user.role != meta.user.role)
+        {
+            self.forget_records()?;
+        }
         self.conn.execute(
             "INSERT INTO meta (one, user_json, last_online_ms, max_offline_secs, idle_timeout_secs)
              VALUES (1, ?1, ?2, ?3, ?4)
@@ -167,6 +176,35 @@ impl Cache {
             ],
         )?;
         Ok(())
+    }
+
+    /// How many patients and days the copy holds, and when a day was last fetched.
+    pub fn holdings(&self) -> Result<(u64, u64, Option<i64>), DbError> {
+        let count = |sql: &str| -> Result<u64, DbError> {
+            let n: i64 = self.conn.query_row(sql, [], |r| r.get(0))?;
+            u64::try_from(n).map_err(|_| DbError::Malformed)
+        };
+        let refreshed: Option<i64> =
+            self.conn
+                .query_row("SELECT max(fetched_at_ms) FROM appointments", [], |r| {
+                    r.get(0)
+                })?;
+        Ok((
+            count("SELECT count(*) FROM patients")?,
+            count("SELECT count(*) FROM appointments")?,
+            refreshed,
+        ))
+    }
+
+    /// Deletes every cached record (days, charts, registration records, search keys).
+    pub fn forget_records(&mut self) -> Result<(), DbError> {
+        self.transaction(|tx| {
+            tx.execute_batch(
+                "DELETE FROM patient_name_words; DELETE FROM patients;
+                 DELETE FROM patient_records; DELETE FROM appointments;",
+            )?;
+            Ok(())
+        })
     }
 
     /// The latest time this cache has seen (0 before the first sign-in).
@@ -450,4 +488,30 @@ pub fn patient_record_in(conn: &Connection, id: Uuid) -> Result<Option<PatientRe
         "SELECT json FROM patient_records WHERE id = ?1",
         [id.to_string()],
     )
+}
+
+/// Keeps only the days in `days` and the patients in `keep` (their charts, records and
+/// search keys): what left the user's window leaves the workstation.
+pub fn evict_outside(
+    tx: &Transaction<'_>,
+    days: &[String],
+    keep: &std::collections::BTreeSet<Uuid>,
+) -> Result<(), DbError> {
+    let cached_days: Vec<String> = tx
+        .prepare("SELECT day FROM appointments")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for day in cached_days.iter().filter(|d| !days.contains(d)) {
+        tx.execute("DELETE FROM appointments WHERE day = ?1", [day])?;
+    }
+    let mut cached: Vec<String> = tx
+        .prepare("SELECT id FROM patients UNION SELECT id FROM patient_records")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    cached.retain(|id| Uuid::parse_str(id).map_or(true, |id| !keep.contains(&id)));
+    for id in cached {
+        let id = Uuid::parse_str(&id).map_err(|_| DbError::Malformed)?;
+        forget_patient(tx, id)?;
+    }
+    Ok(())
 }

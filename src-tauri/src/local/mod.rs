@@ -1,6 +1,7 @@
 //! What the workstation keeps on disk in SQLCipher: the opening of an encrypted database
 //! ([`db`]), one user's cache of records ([`cache`]), its search ([`patient_search`]) and
-//! its queue of changes for the server ([`changes`]),
+//! its queue of changes for the server ([`changes`]), what a role may read of it
+//! ([`minimum`]),
 //! the per-user caches and their wrapped keys ([`users`]), and the device's audit outbox
 //! ([`outbox`]). PHI on disk lives here and nowhere else (BRIEF 4).
 //!
@@ -12,6 +13,7 @@
 pub mod cache;
 pub mod changes;
 pub mod db;
+pub mod minimum;
 pub mod outbox;
 pub mod patient_search;
 pub mod users;

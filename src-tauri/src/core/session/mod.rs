@@ -27,6 +27,7 @@ mod phi;
 mod recovery;
 mod second_factor;
 mod sign_in;
+mod sync;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -50,6 +51,7 @@ use crate::secrets::device_key::DeviceKey;
 pub use front_desk::{AppointmentAction, Booking};
 use second_factor::Pending;
 use sign_in::Opening;
+pub use sync::Synced;
 
 /// A signed-in user's live session. Dropping it is locking it.
 struct Unlocked {
@@ -132,6 +134,8 @@ pub(super) struct SessionStatus {
     pub waiting: Option<(Phase, Vec<MfaMethod>)>,
     /// While unlocked: the user's changes not yet on the server.
     pub unsent_changes: Option<u64>,
+    /// While unlocked: what the user's copy holds.
+    pub offline_copy: Option<clinicdesk_protocol::app::OfflineCopy>,
 }
 
 impl SessionState {
@@ -154,6 +158,16 @@ impl SessionState {
             waiting: self.pending.as_ref().and_then(|p| p.phase(now)),
             unsent_changes: match &self.session {
                 Session::Unlocked(u) => queue::count(u.cache.connection()).ok(),
+                _ => None,
+            },
+            offline_copy: match &self.session {
+                Session::Unlocked(u) => u.cache.holdings().ok().map(|(patients, days, at)| {
+                    clinicdesk_protocol::app::OfflineCopy {
+                        patients,
+                        days,
+                        refreshed_at: at.map(crate::os::clock::rfc3339),
+                    }
+                }),
                 _ => None,
             },
         }

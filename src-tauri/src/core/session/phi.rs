@@ -8,6 +8,7 @@ use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{PatientHit, PatientSearchResults, SearchSource};
 use clinicdesk_protocol::audit::{AuditAction, BreakGlass};
 use clinicdesk_protocol::phi::Phi;
+use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{AppointmentList, Patient, PatientRecord};
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -16,6 +17,7 @@ use crate::core::Core;
 use crate::error::AppError;
 use crate::local::cache::{self, Cache};
 use crate::local::db::DbError;
+use crate::local::minimum;
 use crate::local::outbox::Draft;
 use crate::local::patient_search::PatientQuery;
 use crate::net::client::ServerClient;
@@ -50,7 +52,7 @@ impl Core {
     {
         self.read_phi(
             request,
-            from_cache,
+            move |cache, role| Ok(minimum::record(role, from_cache(cache)?)),
             |record, offline| Draft {
                 action: AuditAction::View,
                 resource_type: "Patient",
@@ -83,7 +85,7 @@ impl Core {
     {
         self.read_phi(
             request,
-            from_cache,
+            move |cache, role| Ok(minimum::schedule(role, from_cache(cache)?)),
             |list, offline| Draft {
                 action: AuditAction::View,
                 resource_type: "Schedule",
@@ -132,7 +134,7 @@ impl Core {
         let patients = self.with_unlocked(generation, |u, proof| {
             let hits = match (online, &query) {
                 (Some(page), _) => page.results.into_iter().map(hit_of).collect(),
-                (None, Some(query)) => u.cache.search_patients(query)?,
+                (None, Some(query)) => minimum::hits(u.user.role, u.cache.search_patients(query)?),
                 (None, None) => Vec::new(),
             };
             let offline = u.token.is_none() || source == SearchSource::ThisWorkstation;
@@ -175,7 +177,7 @@ impl Core {
     {
         self.read_phi(
             request,
-            |cache| cache.cached_patient(patient_id),
+            move |cache, role| Ok(minimum::chart(role, cache.cached_patient(patient_id)?)),
             |patient, offline| Draft {
                 action: AuditAction::View,
                 resource_type: "Patient",
@@ -202,7 +204,7 @@ impl Core {
     async fn read_phi<T, F, Fut>(
         &self,
         request: F,
-        from_cache: impl FnOnce(&Cache) -> Result<Option<T>, DbError>,
+        from_cache: impl FnOnce(&Cache, Role) -> Result<Option<T>, DbError>,
         draft: impl FnOnce(&T, bool) -> Draft,
         store: impl FnOnce(&rusqlite::Transaction<'_>, &T, i64) -> Result<(), DbError>,
     ) -> Result<T, AppError>
@@ -232,7 +234,7 @@ impl Core {
         &self,
         generation: u64,
         fetched: Result<T, AppError>,
-        from_cache: impl FnOnce(&Cache) -> Result<Option<T>, DbError>,
+        from_cache: impl FnOnce(&Cache, Role) -> Result<Option<T>, DbError>,
         draft: impl FnOnce(&T, bool) -> Draft,
         store: impl FnOnce(&rusqlite::Transaction<'_>, &T, i64) -> Result<(), DbError>,
     ) -> Result<T, AppError> {
@@ -245,7 +247,8 @@ impl Core {
         let value = self.with_unlocked(generation, |u, proof| {
             let value = match fetched {
                 Some(value) => value,
-                None => from_cache(&u.cache)?.ok_or(AppError::Unreachable)?,
+                // Offline: what the user's current role may read of the copy.
+                None => from_cache(&u.cache, u.user.role)?.ok_or(AppError::Unreachable)?,
             };
             proof
                 .device()

@@ -1,0 +1,301 @@
+//! The offline copy of the user's days: after an online sign-in (and then every hour), the
+//! schedule from yesterday to a week ahead (a clinician's own appointments only) and the
+//! charts and registration records of those patients, as the server cuts them for the
+//! user's role and care teams. So a workstation opened offline in the morning has the
+//! day's patients. Each day and chart pulled is recorded as a view (route `sync`) before it
+//! is kept. A complete pass then evicts what left the window: other days, and patients no
+//! longer in it (a past appointment, a chart re-read without the clinical summary after the
+//! clinician left the care team), except those with changes still queued. A lock stops it.
+
+use std::collections::BTreeSet;
+
+use clinicdesk_protocol::app::SyncProgress;
+use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::policy::fields::{Resource, field_access};
+use clinicdesk_protocol::policy::{Permission, Role, allows};
+use clinicdesk_protocol::wire::{AppointmentList, Patient, PatientRecord};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::core::Core;
+use crate::error::AppError;
+use crate::local::cache;
+use crate::local::changes;
+use crate::local::outbox::Draft;
+
+/// The window: from this many days before today to this many after.
+const DAYS_BEFORE: i64 = 1;
+const DAYS_AFTER: i64 = 7;
+
+/// What one pass kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub days: u64,
+    pub patients: u64,
+}
+
+fn view(
+    resource_type: &'static str,
+    id: String,
+    patient: Option<Uuid>,
+    fields: Vec<String>,
+) -> Draft {
+    Draft {
+        action: AuditAction::View,
+        resource_type,
+        resource_id: id,
+        patient_id: patient,
+        fields,
+        offline: false,
+        route: "sync",
+        break_glass: None,
+    }
+}
+
+/// The days of the window around `today` (`YYYY-MM-DD`).
+fn window(today: &str) -> Result<Vec<String>, AppError> {
+    let today: jiff::civil::Date = today.parse().map_err(|_| AppError::Internal("day"))?;
+    (-DAYS_BEFORE..=DAYS_AFTER)
+        .map(|n| {
+            today
+                .checked_add(jiff::Span::new().days(n))
+                .map(|d| d.to_string())
+                .map_err(|_| AppError::Internal("day"))
+        })
+        .collect()
+}
+
+/// How often an online session refreshes its copy.
+const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Core {
+    /// A pass if the session is online and has had none yet, or none for [`EVERY`].
+    pub async fn sync_if_due(&self) -> Result<Option<Synced>, AppError> {
+        let (token, generation) = self.session_snapshot()?;
+        if token.is_none() {
+            return Ok(None);
+        }
+        let now = self.clock.monotonic();
+        let due = match *self
+            .last_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((g, at)) => g != generation || now.saturating_duration_since(at) >= EVERY,
+            None => true,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let synced = self.sync_days().await?;
+        *self
+            .last_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((generation, now));
+        Ok(Some(synced))
+    }
+
+    /// Shows how far the pass is (for the status bar), or that none runs.
+    fn note_sync(&self, progress: Option<SyncProgress>) {
+        *self
+            .sync_progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = progress;
+    }
+
+    pub(in crate::core) fn sync_progress(&self) -> Option<SyncProgress> {
+        *self
+            .sync_progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One pass over the window (see the module). Online only (`Unreachable` otherwise);
+    /// roles that read no schedule have nothing to pull.
+    pub async fn sync_days(&self) -> Result<Synced, AppError> {
+        let _one = self.syncing.lock().await;
+        let result = self.sync_pass().await;
+        self.note_sync(None);
+        if let Err(e) = &result {
+            tracing::debug!(code = %e.to_api().code, "offline copy not refreshed");
+        }
+        result
+    }
+
+    async fn sync_pass(&self) -> Result<Synced, AppError> {
+        let (token, generation) = self.session_snapshot()?;
+        let Some(token) = token else {
+            return Err(AppError::Unreachable);
+        };
+        let user = self.with_unlocked(generation, |u, _| Ok(u.user.clone()))?;
+        if !allows(user.role, Permission::ReadSchedule) {
+            return Ok(Synced::default());
+        }
+        let today = self.pull_day(&token, None).await?;
+        let days = window(&today.date)?;
+        let total_days = u64::try_from(days.len()).unwrap_or(u64::MAX);
+        let mut patients = BTreeSet::new();
+        let mut done = 0;
+        for day in &days {
+            self.note_sync(Some(SyncProgress {
+                done,
+                total: total_days,
+            }));
+            let mut list = if *day == today.date {
+                today.clone()
+            } else {
+                self.pull_day(&token, Some(day)).await?
+            };
+            if user.role == Role::Clinician {
+                list.appointments
+                    .retain(|a| a.practitioner_id == Some(user.user_id));
+            }
+            patients.extend(list.appointments.iter().map(|a| a.patient_id));
+            self.keep_day(generation, &list)?;
+            done += 1;
+        }
+        let total = total_days + u64::try_from(patients.len()).unwrap_or(u64::MAX);
+        let reads_record = reads_registration(user.role);
+        for &id in &patients {
+            self.note_sync(Some(SyncProgress { done, total }));
+            let chart = self
+                .answered(
+                    self.fetch(Some(token.clone()), |c, t| async move {
+                        c.patient(&t, id).await
+                    })
+                    .await,
+                )
+                .await;
+            let record = if reads_record {
+                self.answered(
+                    self.fetch(Some(token.clone()), |c, t| async move {
+                        c.patient_record(&t, id).await
+                    })
+                    .await,
+                )
+                .await
+                .ok()
+            } else {
+                None
+            };
+            match chart {
+                Ok(chart) => self.keep_patient(generation, &chart, record.as_ref())?,
+                // Gone from the server's view (another clinic's, not found): not kept.
+                Err(AppError::Server(_)) => {}
+                Err(e) => return Err(e),
+            }
+            done += 1;
+        }
+        self.evict(generation, &days, &patients)?;
+        Ok(Synced {
+            days: total_days,
+            patients: u64::try_from(patients.len()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// A day's schedule from the server (today's when `None`).
+    async fn pull_day(
+        &self,
+        token: &SecretString,
+        day: Option<&str>,
+    ) -> Result<AppointmentList, AppError> {
+        let day = day.map(str::to_owned);
+        let fetched = self
+            .fetch(Some(token.clone()), |c, t| async move {
+                c.appointments(&t, day.as_deref()).await
+            })
+            .await;
+        self.answered(fetched).await
+    }
+
+    /// Records the day's view, then keeps it.
+    fn keep_day(&self, generation: u64, list: &AppointmentList) -> Result<(), AppError> {
+        let now = self.clock.now_ms();
+        self.with_unlocked(generation, |u, proof| {
+            let fields = ["starts_at", "patient_name", "reason"]
+                .map(str::to_owned)
+                .to_vec();
+            proof.device().record(
+                &u.key,
+                &u.user,
+                view("Schedule", list.date.clone(), None, fields),
+                now,
+            )?;
+            u.cache
+                .transaction(|tx| cache::put_appointments(tx, list, now))?;
+            Ok(())
+        })?;
+        self.device.want_upload();
+        Ok(())
+    }
+
+    /// Records the patient's view (the chart's fields and the record's), then keeps both.
+    fn keep_patient(
+        &self,
+        generation: u64,
+        chart: &Patient,
+        record: Option<&PatientRecord>,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now_ms();
+        self.with_unlocked(generation, |u, proof| {
+            let mut fields = chart.field_names();
+            if let Some(r) = record {
+                for name in r.fields.present() {
+                    if !fields.iter().any(|f| f == name) {
+                        fields.push(name.to_owned());
+                    }
+                }
+            }
+            let draft = view("Patient", chart.id.to_string(), Some(chart.id), fields);
+            proof.device().record(&u.key, &u.user, draft, now)?;
+            u.cache.transaction(|tx| {
+                cache::put_patient(tx, chart, now)?;
+                match record {
+                    Some(r) => cache::put_patient_record(tx, r, now),
+                    None => Ok(()),
+                }
+            })?;
+            Ok(())
+        })?;
+        self.device.want_upload();
+        Ok(())
+    }
+
+    /// Drops the days outside the window and the patients not in it (unless a change of
+    /// theirs is still queued here).
+    fn evict(
+        &self,
+        generation: u64,
+        days: &[String],
+        patients: &BTreeSet<Uuid>,
+    ) -> Result<(), AppError> {
+        self.with_unlocked(generation, |u, _| {
+            u.cache.transaction(|tx| {
+                let mut keep = patients.clone();
+                keep.extend(changes::all(tx)?.iter().map(|q| q.change.patient_id()));
+                cache::evict_outside(tx, days, &keep)
+            })?;
+            Ok(())
+        })
+    }
+}
+
+/// Whether the role reads any registration field (whether a record is worth pulling).
+fn reads_registration(role: Role) -> bool {
+    clinicdesk_protocol::wire::PatientFields::NAMES
+        .iter()
+        .any(|name| field_access(role, Resource::Patient, name).reads())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_runs_from_yesterday_to_a_week_ahead_across_a_month() {
+        let days = window("2026-11-29").unwrap();
+        assert_eq!(days.len(), 9);
+        assert_eq!(days.first().map(String::as_str), Some("2026-11-28"));
+        assert_eq!(days.last().map(String::as_str), Some("2026-12-06"));
+    }
+}
