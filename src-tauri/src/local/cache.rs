@@ -290,6 +290,16 @@ impl Cache {
         )
     }
 
+    /// The days whose schedule the copy holds.
+    pub fn cached_days(&self) -> Result<Vec<String>, DbError> {
+        let days = self
+            .conn
+            .prepare("SELECT day FROM appointments")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(days)
+    }
+
     /// Who could be booked, as last fetched.
     pub fn practitioners(&self) -> Result<Option<PractitionerList>, DbError> {
         json_row(

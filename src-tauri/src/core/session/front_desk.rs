@@ -75,6 +75,19 @@ fn clinic_time_zone(cache: &Cache) -> String {
         .map_or_else(|| "UTC".to_owned(), |l| l.time_zone)
 }
 
+/// The day of `days` (`YYYY-MM-DD`) nearest to `to`.
+fn nearest(to: &str, days: Vec<String>) -> Option<String> {
+    let to: jiff::civil::Date = to.parse().ok()?;
+    days.into_iter()
+        .filter_map(|d| {
+            let date: jiff::civil::Date = d.parse().ok()?;
+            let apart = (date - to).get_days().abs();
+            Some((apart, d))
+        })
+        .min()
+        .map(|(_, d)| d)
+}
+
 /// Today in `time_zone` at `now_ms`.
 fn today_in(time_zone: &str, now_ms: i64) -> Option<String> {
     let zone = jiff::tz::TimeZone::get(time_zone).ok()?;
@@ -95,11 +108,21 @@ impl Core {
         let wanted = date.clone();
         self.read_schedule(
             move |client, token| async move { client.appointments(&token, date.as_deref()).await },
-            move |cache| {
-                let day = wanted.or_else(|| today_in(&clinic_time_zone(cache), now));
-                match day {
-                    Some(day) => cache.appointments_on(&day),
-                    None => cache.latest_appointments(),
+            move |cache| match wanted {
+                Some(day) => cache.appointments_on(&day),
+                // Today at the clinic by this workstation's clock; if that day is not in
+                // the copy (the clock is off), the cached day nearest to it.
+                None => {
+                    let Some(today) = today_in(&clinic_time_zone(cache), now) else {
+                        return cache.latest_appointments();
+                    };
+                    match cache.appointments_on(&today)? {
+                        Some(list) => Ok(Some(list)),
+                        None => match nearest(&today, cache.cached_days()?) {
+                            Some(day) => cache.appointments_on(&day),
+                            None => Ok(None),
+                        },
+                    }
                 }
             },
         )
@@ -393,6 +416,17 @@ mod tests {
         );
         assert!(local_start("2026-02-30", "09:00", ny).is_err());
         assert!(local_start("2026-03-07", "9am", ny).is_err());
+    }
+
+    #[test]
+    fn the_nearest_cached_day_stands_in_for_a_today_not_cached() {
+        let days = vec!["2026-12-07".to_owned(), "2026-12-01".to_owned()];
+        assert_eq!(
+            nearest("2026-11-23", days.clone()).as_deref(),
+            Some("2026-12-01")
+        );
+        assert_eq!(nearest("2026-12-06", days).as_deref(), Some("2026-12-07"));
+        assert_eq!(nearest("2026-12-06", Vec::new()), None);
     }
 
     #[test]
