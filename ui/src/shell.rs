@@ -174,18 +174,18 @@ fn StatusBar() -> impl IntoView {
                     </button>
                 });
                 let offline_session = s.offline_session.then(|| view! {
-                    <span class="offline" id="offline-session">"Working from this workstation's offline copy"</span>
+                    <span class="offline" id="offline-session" title="The server cannot be reached: you work from this workstation's offline copy">"Working offline"</span>
                 });
                 let syncing = s.sync.map(|p| view! {
                     <span class="syncing" id="sync-progress" role="status">
-                        {format!("Updating this workstation's offline copy: {} of {}", p.done, p.total)}
+                        {format!("Updating offline copy: {} of {}", p.done, p.total)}
                     </span>
                 });
                 let copy = s.offline_copy.map(|c| {
-                    let when = c.refreshed_at.map(|t| format!(", refreshed {}", local_time(&t))).unwrap_or_default();
+                    let when = c.refreshed_at.map(|t| format!(" ({})", local_time(&t))).unwrap_or_default();
                     view! {
-                        <span id="offline-copy" title="What your offline copy on this workstation holds">
-                            {format!("Offline copy: {} patients, {} days{when}", c.patients, c.days)}
+                        <span id="offline-copy" title="What your offline copy on this workstation holds, and when it was last refreshed">
+                            {format!("Copy: {} patients, {} days{when}", c.patients, c.days)}
                         </span>
                     }
                 });

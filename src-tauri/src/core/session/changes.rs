@@ -278,7 +278,7 @@ impl Core {
                             )?)
                         })?;
                     }
-                    None => return Err(self.on_server_error(e).await),
+                    None => return Err(self.refused_in(generation, e).await),
                 },
             }
         }

@@ -149,7 +149,7 @@ impl Core {
         let fetched = match fetched {
             Ok(list) => Some(list),
             Err(AppError::Unreachable) => None,
-            Err(e) => return Err(self.on_server_error(e).await),
+            Err(e) => return Err(self.refused_in(generation, e).await),
         };
         let now = self.clock.now_ms();
         self.with_unlocked(generation, |u, _| match fetched {

@@ -235,6 +235,30 @@ impl Core {
         fetched
     }
 
+    /// What the server's refusal of a request made for session `generation` means: as for
+    /// any request ([`Core::on_server_error`]) while that session is still the current one.
+    /// Once it is not (locked, switched, signed out meanwhile), an expired session is
+    /// nobody's business: it must not lock, nor drop the sign-in of whoever is at the
+    /// workstation now. A revoked device is everyone's.
+    async fn refused_in(&self, generation: u64, e: AppError) -> AppError {
+        let current = matches!(
+            &self.session.lock().session,
+            Session::Unlocked(u) if u.generation == generation
+        );
+        let session_ended = matches!(
+            &e,
+            AppError::Server(api) if matches!(
+                api.code,
+                clinicdesk_protocol::ErrorCode::SessionExpired
+                    | clinicdesk_protocol::ErrorCode::Unauthenticated
+            )
+        );
+        if !current && session_ended {
+            return AppError::Locked;
+        }
+        self.on_server_error(e).await
+    }
+
     /// Runs `request` with the session's token; a refusal is handled as for any request.
     async fn online_call<T, F, Fut>(&self, request: F) -> Result<T, AppError>
     where

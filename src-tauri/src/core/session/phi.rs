@@ -119,7 +119,7 @@ impl Core {
             Err(AppError::Server(api)) if api.code == ErrorCode::BadRequest => {
                 return Err(AppError::BadInput("query"));
             }
-            Err(e) => return Err(self.on_server_error(e).await),
+            Err(e) => return Err(self.refused_in(generation, e).await),
         };
         let source = if online.is_some() {
             SearchSource::Clinic
@@ -217,7 +217,7 @@ impl Core {
             // Unreachable: the cache answers (below). Any other refusal means what it means
             // for every request (a revoked device hands in its outbox and wipes itself).
             Err(e) if !matches!(e, AppError::Unreachable) => {
-                return Err(self.on_server_error(e).await);
+                return Err(self.refused_in(generation, e).await);
             }
             fetched => fetched,
         };
@@ -496,6 +496,38 @@ mod tests {
                 (AuditAction::Unlock, None),
             ],
             "only the first chart's view is recorded"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_late_refusal_of_an_ended_session_does_not_lock_the_next_one() {
+        // A background pass (the change sender, the offline copy's refresh) still running
+        // when the user locked and unlocked again gets "session expired" for the old
+        // token: that must not lock the new session (nor drop a sign-in waiting for its
+        // second factor). The same refusal for the current session locks it.
+        let ws = Workstation::enrolled();
+        ws.open(Opening::SignIn);
+        let (_, first) = ws.core.session_snapshot().unwrap();
+        ws.core.lock();
+        ws.open(Opening::Unlock);
+        let expired = || {
+            AppError::Server(clinicdesk_protocol::ApiError::new(
+                clinicdesk_protocol::ErrorCode::SessionExpired,
+            ))
+        };
+        let late = ws.core.refused_in(first, expired()).await;
+        assert!(matches!(late, AppError::Locked));
+        assert_eq!(
+            ws.core.status().phase,
+            clinicdesk_protocol::app::Phase::Unlocked,
+            "the old session's refusal locked the new one"
+        );
+        let (_, second) = ws.core.session_snapshot().unwrap();
+        let now = ws.core.refused_in(second, expired()).await;
+        assert!(matches!(now, AppError::Locked));
+        assert_eq!(
+            ws.core.status().phase,
+            clinicdesk_protocol::app::Phase::Locked
         );
     }
 }

@@ -22,6 +22,7 @@ use crate::error::AppError;
 use crate::local::cache;
 use crate::local::changes;
 use crate::local::outbox::Draft;
+use crate::net::client::ServerClient;
 
 /// The window: from this many days before today to this many after.
 const DAYS_BEFORE: i64 = 1;
@@ -131,7 +132,7 @@ impl Core {
         if !allows(user.role, Permission::ReadSchedule) {
             return Ok(Synced::default());
         }
-        let today = self.pull_day(&token, None).await?;
+        let today = self.pull_day(generation, &token, None).await?;
         let days = window(&today.date)?;
         let total_days = u64::try_from(days.len()).unwrap_or(u64::MAX);
         let mut patients = BTreeSet::new();
@@ -144,7 +145,7 @@ impl Core {
             let mut list = if *day == today.date {
                 today.clone()
             } else {
-                self.pull_day(&token, Some(day)).await?
+                self.pull_day(generation, &token, Some(day)).await?
             };
             if user.role == Role::Clinician {
                 list.appointments
@@ -159,20 +160,16 @@ impl Core {
         for &id in &patients {
             self.note_sync(Some(SyncProgress { done, total }));
             let chart = self
-                .answered(
-                    self.fetch(Some(token.clone()), |c, t| async move {
-                        c.patient(&t, id).await
-                    })
-                    .await,
+                .ask(
+                    generation,
+                    &token,
+                    |c, t| async move { c.patient(&t, id).await },
                 )
                 .await;
             let record = if reads_record {
-                self.answered(
-                    self.fetch(Some(token.clone()), |c, t| async move {
-                        c.patient_record(&t, id).await
-                    })
-                    .await,
-                )
+                self.ask(generation, &token, |c, t| async move {
+                    c.patient_record(&t, id).await
+                })
                 .await
                 .ok()
             } else {
@@ -193,19 +190,37 @@ impl Core {
         })
     }
 
+    /// Asks the server with the pass's token. A refusal counts for the session the pass
+    /// belongs to only while it is the current one: a pass still running when the user
+    /// switched must not lock the next user out ([`Core::refused_in`]).
+    async fn ask<T, F, Fut>(
+        &self,
+        generation: u64,
+        token: &SecretString,
+        request: F,
+    ) -> Result<T, AppError>
+    where
+        F: FnOnce(ServerClient, SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AppError>>,
+    {
+        match self.fetch(Some(token.clone()), request).await {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.refused_in(generation, e).await),
+        }
+    }
+
     /// A day's schedule from the server (today's when `None`).
     async fn pull_day(
         &self,
+        generation: u64,
         token: &SecretString,
         day: Option<&str>,
     ) -> Result<AppointmentList, AppError> {
         let day = day.map(str::to_owned);
-        let fetched = self
-            .fetch(Some(token.clone()), |c, t| async move {
-                c.appointments(&t, day.as_deref()).await
-            })
-            .await;
-        self.answered(fetched).await
+        self.ask(generation, token, |c, t| async move {
+            c.appointments(&t, day.as_deref()).await
+        })
+        .await
     }
 
     /// Records the day's view, then keeps it.
