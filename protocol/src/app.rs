@@ -153,6 +153,8 @@ pub enum ChangeKind {
     UpdatePatient,
     Book,
     ChangeAppointment,
+    AddCoverage,
+    UpdateCoverage,
 }
 
 /// Where a change made in the app stands.

@@ -11,9 +11,9 @@ use clinicdesk_protocol::app::{
 use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
-    AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, DeviceList,
-    EnrollmentCodeIssued, FreeSlots, NewUser, Patient, PatientFields, PatientRecord,
-    PractitionerList, UserList, UserSummary,
+    AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, CoverageFields,
+    CoverageList, DeviceList, EnrollmentCodeIssued, FreeSlots, NewUser, Patient, PatientFields,
+    PatientHistory, PatientRecord, PractitionerList, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
@@ -178,6 +178,48 @@ async fn patient_record(
 ) -> CommandResult<PatientRecord> {
     let id = uuid_arg(&patient_id, "patient_id")?;
     core.0.patient_record(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn coverages(core: State<'_, AppCore>, patient_id: String) -> CommandResult<CoverageList> {
+    let id = uuid_arg(&patient_id, "patient_id")?;
+    core.0.coverages(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn patient_history(
+    core: State<'_, AppCore>,
+    patient_id: String,
+) -> CommandResult<PatientHistory> {
+    let id = uuid_arg(&patient_id, "patient_id")?;
+    core.0.patient_history(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn add_coverage(
+    core: State<'_, AppCore>,
+    patient_id: String,
+    fields: CoverageFields,
+) -> CommandResult<ChangeSummary> {
+    let id = uuid_arg(&patient_id, "patient_id")?;
+    core.0.add_coverage(id, fields).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn update_coverage(
+    core: State<'_, AppCore>,
+    coverage_id: String,
+    patient_id: String,
+    based_on: u64,
+    fields: CoverageFields,
+    reason: Phi<String>,
+) -> CommandResult<ChangeSummary> {
+    let coverage = uuid_arg(&coverage_id, "coverage_id")?;
+    let patient = uuid_arg(&patient_id, "patient_id")?;
+    core.0
+        .update_coverage(coverage, patient, based_on, fields, reason)
+        .await
+        .map_err(api)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -565,6 +607,10 @@ pub fn run() -> Result<(), tauri::Error> {
             appointments,
             schedule,
             practitioners,
+            coverages,
+            patient_history,
+            add_coverage,
+            update_coverage,
             patient_record,
             free_slots,
             register_patient,

@@ -1067,5 +1067,46 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     shots.take(&client, "sent").await;
+
+    // The chart, now online: add the walk-in's coverage, and read the record's history.
+    row_of(&client, "Synthwell")
+        .await
+        .find(Locator::Css("button.open-patient"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        Locator::Id("coverage-none"),
+        20,
+        "the empty coverage",
+    )
+    .await;
+    click(&client, "coverage-add").await;
+    type_into(&client, "coverage-payer", "Synthetic Health Plan").await;
+    type_into(&client, "coverage-member", "SYN-0001").await;
+    click(&client, "coverage-submit").await;
+    wait_for(
+        &client,
+        Locator::Css("tr.coverage-row"),
+        20,
+        "the new coverage",
+    )
+    .await;
+    click(&client, "history-open").await;
+    wait_for(&client, Locator::Css("tr.history-row"), 20, "the history").await;
+    shots.take(&client, "chart-coverage-history").await;
+    let payers: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM record_versions WHERE resource_type = 'Coverage'
+             AND json_extract(body, '$.payer') = 'Synthetic Health Plan'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(payers, 1, "the coverage reached the server once");
     client.close().await.unwrap();
 }

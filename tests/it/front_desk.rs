@@ -10,7 +10,7 @@ use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{ChangeKind, ChangeState, Phase, SearchSource};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::phi::Phi;
-use clinicdesk_protocol::wire::{AppointmentStatus, HumanName, PatientFields};
+use clinicdesk_protocol::wire::{AppointmentStatus, CoverageFields, HumanName, PatientFields};
 use clinicdesk_tests::{ServerProcess, app_config, code_of, enrolled_core};
 
 fn walk_in() -> PatientFields {
@@ -416,4 +416,127 @@ async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes(
         code_of(core.schedule(None).await.unwrap_err()),
         ErrorCode::ServerUnreachable
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn billing_finds_a_patient_keeps_their_coverage_and_reads_the_history() {
+    let server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let core = enrolled_core(&server, dir.path(), "Billing office").await;
+    let frontdesk = server.seed.password("frontdesk").to_owned();
+    let admin = server.seed.password("admin").to_owned();
+    let clinician = server.seed.password("clinician").to_owned();
+
+    // The front desk registers a patient and corrects the phone.
+    server
+        .sign_in(&core, "frontdesk", &frontdesk)
+        .await
+        .unwrap();
+    let patient = core.register_patient(walk_in()).await.unwrap().record_id;
+    let phone = PatientFields {
+        phone: Some("555-0177".into()),
+        ..PatientFields::default()
+    };
+    let changed = core
+        .update_patient(patient, 1, phone, Phi::new("new number".into()))
+        .await
+        .unwrap();
+    assert_eq!(changed.state, ChangeState::Sent { version: 2 });
+    core.sign_out().unwrap();
+    // The demo clinic has no billing account: the admin makes the clinician one.
+    server.sign_in(&core, "admin", &admin).await.unwrap();
+    core.change_role(
+        server.user_id("clinician"),
+        clinicdesk_protocol::policy::Role::Billing,
+    )
+    .await
+    .unwrap();
+    core.sign_out().unwrap();
+    server
+        .sign_in(&core, "clinician", &clinician)
+        .await
+        .unwrap();
+
+    // Billing reads no schedule; it finds the patient in the clinic as it types.
+    assert_eq!(
+        code_of(core.schedule(None).await.unwrap_err()),
+        ErrorCode::Forbidden
+    );
+    let found = core.search_patients("synthwell").await.unwrap();
+    assert_eq!(found.source, SearchSource::Clinic);
+    assert_eq!(found.patients[0].id, patient);
+    assert!(core.open_patient(patient).await.unwrap().clinical.is_none());
+
+    // No coverage yet; billing adds one, then corrects its group.
+    assert!(core.coverages(patient).await.unwrap().coverages.is_empty());
+    let added = core
+        .add_coverage(
+            patient,
+            CoverageFields {
+                payer: Some("Synthetic Health Plan".into()),
+                member_id: Some("SYN-0001".into()),
+                ..CoverageFields::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.state, ChangeState::Sent { version: 1 });
+    let list = core.coverages(patient).await.unwrap().coverages;
+    assert_eq!(list.len(), 1);
+    let group = CoverageFields {
+        group: Some("GRP-9".into()),
+        ..CoverageFields::default()
+    };
+    let corrected = core
+        .update_coverage(
+            list[0].id,
+            patient,
+            list[0].version,
+            group,
+            Phi::new(String::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(corrected.state, ChangeState::Sent { version: 2 });
+    assert_eq!(
+        core.coverages(patient).await.unwrap().coverages[0]
+            .fields
+            .group
+            .as_deref(),
+        Some("GRP-9")
+    );
+
+    // The record's history: who changed what, why; cut to what billing reads.
+    let history = core.patient_history(patient).await.unwrap();
+    let changes: Vec<(u64, Vec<String>)> = history
+        .versions
+        .iter()
+        .map(|v| (v.version, v.changed.clone()))
+        .collect();
+    assert_eq!(changes[1], (2, vec!["phone".to_owned()]));
+    assert_eq!(history.versions[1].reason.expose(), "new number");
+    assert!(
+        history
+            .versions
+            .iter()
+            .all(|v| v.fields.emergency_contact.is_none())
+    );
+    drain(&core).await;
+    let routes: Vec<String> = server
+        .audit_events()
+        .into_iter()
+        .filter(|e| e.event.patient_id == Some(patient))
+        .map(|e| e.event.route)
+        .collect();
+    for route in [
+        "coverages",
+        "patient_history",
+        "add_coverage",
+        "update_coverage",
+    ] {
+        assert!(
+            routes.iter().any(|r| r == route),
+            "no {route} event: {routes:?}"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 
 use clinicdesk_protocol::app::{ChangeKind, ChangeState};
 use clinicdesk_protocol::wire::{
-    AppointmentUpdate, NewAppointment, PatientRegistration, PatientUpdate,
+    AppointmentUpdate, CoverageChange, NewAppointment, PatientRegistration, PatientUpdate,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,18 @@ pub enum Change {
         based_on: u64,
         update: AppointmentUpdate,
     },
+    /// A new coverage; `id` names it here only (the server gives it its own).
+    AddCoverage {
+        id: Uuid,
+        patient_id: Uuid,
+        coverage: CoverageChange,
+    },
+    UpdateCoverage {
+        id: Uuid,
+        patient_id: Uuid,
+        based_on: u64,
+        coverage: CoverageChange,
+    },
 }
 
 impl Change {
@@ -64,6 +76,8 @@ impl Change {
             Change::UpdatePatient { .. } => ChangeKind::UpdatePatient,
             Change::Book { .. } => ChangeKind::Book,
             Change::ChangeAppointment { .. } => ChangeKind::ChangeAppointment,
+            Change::AddCoverage { .. } => ChangeKind::AddCoverage,
+            Change::UpdateCoverage { .. } => ChangeKind::UpdateCoverage,
         }
     }
 
@@ -73,7 +87,9 @@ impl Change {
             Change::RegisterPatient { id, .. }
             | Change::UpdatePatient { id, .. }
             | Change::Book { id, .. }
-            | Change::ChangeAppointment { id, .. } => *id,
+            | Change::ChangeAppointment { id, .. }
+            | Change::AddCoverage { id, .. }
+            | Change::UpdateCoverage { id, .. } => *id,
         }
     }
 
@@ -82,7 +98,9 @@ impl Change {
         match self {
             Change::RegisterPatient { id, .. } | Change::UpdatePatient { id, .. } => *id,
             Change::Book { booking, .. } => booking.fields.patient_id.unwrap_or_default(),
-            Change::ChangeAppointment { patient_id, .. } => *patient_id,
+            Change::ChangeAppointment { patient_id, .. }
+            | Change::AddCoverage { patient_id, .. }
+            | Change::UpdateCoverage { patient_id, .. } => *patient_id,
         }
     }
 
@@ -93,6 +111,9 @@ impl Change {
             Change::UpdatePatient { update, .. } => update.fields.present(),
             Change::Book { booking, .. } => booking.fields.present(),
             Change::ChangeAppointment { update, .. } => update.fields.present(),
+            Change::AddCoverage { coverage, .. } | Change::UpdateCoverage { coverage, .. } => {
+                coverage.fields.present()
+            }
         };
         names.into_iter().map(str::to_owned).collect()
     }
@@ -103,6 +124,8 @@ impl Change {
             ChangeKind::UpdatePatient => "update_patient",
             ChangeKind::Book => "book",
             ChangeKind::ChangeAppointment => "change_appointment",
+            ChangeKind::AddCoverage => "add_coverage",
+            ChangeKind::UpdateCoverage => "update_coverage",
         }
     }
 }

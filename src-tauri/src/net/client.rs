@@ -10,10 +10,10 @@ use clinicdesk_protocol::mfa::{
 use clinicdesk_protocol::wire::{
     AppointmentList, AppointmentRecord, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant,
     BreakGlassQueue, BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest,
-    ChallengeResponse, DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued,
-    EscrowRelease, EscrowedSecret, FreeSlots, LoginRequest, LoginResponse, NewUser, PasswordChange,
-    Patient, PatientRecord, PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest,
-    RoleChange, UserList, UserSummary,
+    ChallengeResponse, CoverageList, DeviceList, EnrollRequest, EnrollResponse,
+    EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, LoginRequest, LoginResponse,
+    NewUser, PasswordChange, Patient, PatientHistory, PatientRecord, PatientSearchPage,
+    PractitionerList, RecordWritten, ReviewRequest, RoleChange, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -234,6 +234,26 @@ impl ServerClient {
         id: Uuid,
     ) -> Result<PatientRecord, AppError> {
         let path = format!("/v1/patients/{id}/record");
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    /// A patient's coverages, active or not.
+    pub async fn coverages(
+        &self,
+        token: &SecretString,
+        patient_id: Uuid,
+    ) -> Result<CoverageList, AppError> {
+        let path = format!("/v1/patients/{patient_id}/coverages");
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    /// Every version of a patient's registration record, each cut to the user's role.
+    pub async fn patient_history(
+        &self,
+        token: &SecretString,
+        patient_id: Uuid,
+    ) -> Result<PatientHistory, AppError> {
+        let path = format!("/v1/patients/{patient_id}/history");
         Self::send(self.request(Method::GET, &path, Some(token))).await
     }
 

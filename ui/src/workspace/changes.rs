@@ -29,6 +29,8 @@ fn kind_label(kind: ChangeKind) -> &'static str {
         ChangeKind::UpdatePatient => "Patient details",
         ChangeKind::Book => "Booking",
         ChangeKind::ChangeAppointment => "Appointment change",
+        ChangeKind::AddCoverage => "New coverage",
+        ChangeKind::UpdateCoverage => "Coverage correction",
     }
 }
 

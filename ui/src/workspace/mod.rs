@@ -16,6 +16,7 @@ mod desk;
 mod edit_patient;
 mod finder;
 mod patient;
+mod record;
 mod register;
 mod schedule;
 

@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use super::break_glass::BreakGlassPrompt;
 use super::care_team::CareTeamPanel;
 use super::desk::{Desk, Pane};
+use super::record::{CoveragePanel, HistoryPanel};
 use crate::state::Ui;
 use crate::time::local_time_ms;
 use crate::widgets::ErrorLine;
@@ -65,6 +66,14 @@ pub(super) fn PatientView(patient: Patient) -> impl IntoView {
         <button class="outline" id="edit-patient-open" title="Change this patient's details"
             on:click=move |_| { ui.patient.set(None); desk.pane.set(Pane::EditPatient(id)) }>"Edit details"</button>
     });
+    // Coverage and the record's history: the front desk's and billing's work.
+    let keeps_coverage = ui.user_may(Permission::ManageCoverage);
+    let coverage = keeps_coverage.then(|| {
+        view! {
+            <CoveragePanel patient_id=id may_change=true/>
+            <HistoryPanel patient_id=id/>
+        }
+    });
     let book = ui.user_may(Permission::ManageSchedule).then(|| view! {
         <button class="outline" id="book-for-patient" title="Book an appointment for this patient"
             on:click=move |_| {
@@ -88,6 +97,7 @@ pub(super) fn PatientView(patient: Patient) -> impl IntoView {
                 <dt>"Phone"</dt><dd>{patient.phone.expose().clone()}</dd>
             </dl>
             {clinical}
+            {coverage}
             {care_team}
             <ErrorLine/>
         </div>

@@ -71,7 +71,11 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
     let desk = Desk::new();
     provide_context(desk);
     ui.error.set(None);
-    load_day(ui, desk, None);
+    // Billing reads no schedule: its desk is the finder (below).
+    let reads_schedule = ui.user_may(Permission::ReadSchedule);
+    if reads_schedule {
+        load_day(ui, desk, None);
+    }
     if ui.user_may(Permission::ManageSchedule) {
         spawn_local(async move {
             if let Ok(list) = call::<_, PractitionerList>("practitioners", &NoArgs {}).await {
@@ -82,9 +86,23 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
     // The page dropped the day (a phase change was refused, e.g. a sign-out with unsent
     // changes): fetch it again while the workspace still shows.
     Effect::new(move |first: Option<()>| {
-        if ui.schedule.with(Option::is_none) && first.is_some() {
+        if reads_schedule && ui.schedule.with(Option::is_none) && first.is_some() {
             load_day(ui, desk, desk.date.get_untracked());
         }
+    });
+    // When the last unsent change reaches the server, the day is fetched again: it now
+    // holds what the server made of them.
+    let unsent = Memo::new(move |_| ui.status.get().and_then(|s| s.unsent_changes));
+    Effect::new(move |before: Option<Option<u64>>| {
+        let now = unsent.get();
+        if reads_schedule
+            && before.flatten().is_some_and(|n| n > 0)
+            && now == Some(0)
+            && desk.pane.get_untracked() == Pane::Day
+        {
+            load_day(ui, desk, desk.date.get_untracked());
+        }
+        now
     });
     // The status bar's "unsent changes" opens the list here.
     Effect::new(move |_| {
@@ -142,6 +160,7 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
     view! {
         {move || match (ui.patient.get(), desk.pane.get()) {
             (Some(patient), _) => view! { <PatientView patient/> }.into_any(),
+            (None, Pane::Day) if !reads_schedule => view! { <BillingDesk/> }.into_any(),
             (None, Pane::Day) => view! { <DayView/> }.into_any(),
             (None, Pane::Week) => view! { <WeekView/> }.into_any(),
             (None, Pane::Register) => view! { <RegisterForm/> }.into_any(),
@@ -357,6 +376,24 @@ fn DayView() -> impl IntoView {
             <p class="muted shortcuts">"Alt+← / Alt+→ day · Alt+T today · Alt+W week · Alt+F find · Alt+N new patient · Alt+B book · Alt+U unsent changes · Ctrl+L lock"</p>
             <ErrorLine/>
         </div>
+        </div>
+    }
+}
+
+/// Billing's desk: find the patient whose claim is in hand, then their demographics and
+/// coverage (the chart as billing may read it: no clinical content).
+#[component]
+fn BillingDesk() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    view! {
+        <div class="stack wide">
+            <Notice/>
+            <div class="card" id="billing">
+                <h1>"Billing"</h1>
+                <p class="lead">"Find a patient to see their demographics and insurance coverage, and to add or correct a coverage."</p>
+                <ErrorLine/>
+            </div>
+            <PatientFinder pick=move |id, _| open_patient(ui, id)/>
         </div>
     }
 }

@@ -40,13 +40,18 @@ impl Change {
         match self {
             Change::RegisterPatient { .. } | Change::UpdatePatient { .. } => "Patient",
             Change::Book { .. } | Change::ChangeAppointment { .. } => "Appointment",
+            Change::AddCoverage { .. } | Change::UpdateCoverage { .. } => "Coverage",
         }
     }
 
     fn action(&self) -> AuditAction {
         match self {
-            Change::RegisterPatient { .. } | Change::Book { .. } => AuditAction::Create,
-            Change::UpdatePatient { .. } | Change::ChangeAppointment { .. } => AuditAction::Update,
+            Change::RegisterPatient { .. } | Change::Book { .. } | Change::AddCoverage { .. } => {
+                AuditAction::Create
+            }
+            Change::UpdatePatient { .. }
+            | Change::ChangeAppointment { .. }
+            | Change::UpdateCoverage { .. } => AuditAction::Update,
         }
     }
 
@@ -56,6 +61,8 @@ impl Change {
             Change::UpdatePatient { .. } => "update_patient",
             Change::Book { .. } => "book",
             Change::ChangeAppointment { .. } => "change_appointment",
+            Change::AddCoverage { .. } => "add_coverage",
+            Change::UpdateCoverage { .. } => "update_coverage",
         }
     }
 
@@ -96,6 +103,27 @@ impl Change {
                 let path = format!("/v1/appointments/{id}");
                 client
                     .write_record(token, &path, change_id, Some(*based_on), update)
+                    .await
+            }
+            Change::AddCoverage {
+                patient_id,
+                coverage,
+                ..
+            } => {
+                let path = format!("/v1/patients/{patient_id}/coverages");
+                client
+                    .write_record(token, &path, change_id, None, coverage)
+                    .await
+            }
+            Change::UpdateCoverage {
+                id,
+                based_on,
+                coverage,
+                ..
+            } => {
+                let path = format!("/v1/coverages/{id}");
+                client
+                    .write_record(token, &path, change_id, Some(*based_on), coverage)
                     .await
             }
         }
@@ -450,6 +478,26 @@ impl Core {
                     as_map(serde_json::to_value(&record.fields).unwrap_or_default()),
                 ))
             }
+            Change::UpdateCoverage {
+                id,
+                patient_id,
+                coverage,
+                ..
+            } => {
+                let (id, patient_id) = (*id, *patient_id);
+                let list = self
+                    .online_call(|c, t| async move { c.coverages(&t, patient_id).await })
+                    .await?;
+                let now = list
+                    .coverages
+                    .into_iter()
+                    .find(|c| c.id == id)
+                    .ok_or(AppError::BadInput("change_id"))?;
+                Ok((
+                    as_map(serde_json::to_value(&coverage.fields).unwrap_or_default()),
+                    as_map(serde_json::to_value(&now.fields).unwrap_or_default()),
+                ))
+            }
             _ => Err(AppError::BadInput("change_id")),
         }
     }
@@ -495,6 +543,22 @@ impl Core {
                     patient_id,
                     based_on: current_version,
                     update,
+                }
+            }
+            Change::UpdateCoverage {
+                id,
+                patient_id,
+                mut coverage,
+                ..
+            } => {
+                coverage
+                    .fields
+                    .retain(|name| keep_mine.iter().any(|k| k == name));
+                Change::UpdateCoverage {
+                    id,
+                    patient_id,
+                    based_on: current_version,
+                    coverage,
                 }
             }
             _ => return Err(AppError::BadInput("change_id")),

@@ -21,6 +21,7 @@ mod admin;
 mod break_glass;
 mod care_team;
 mod changes;
+mod coverage;
 mod front_desk;
 mod password;
 mod phi;

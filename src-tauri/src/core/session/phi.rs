@@ -200,8 +200,10 @@ impl Core {
     /// Reads PHI for the unlocked session: `request` to the server with its token, or
     /// `from_cache` when the server cannot be reached; then [`Core::record_view`]. The
     /// session is noted before the request and checked again after it, with no lock held
-    /// in between.
-    async fn read_phi<T, F, Fut>(
+    /// in between. Online, the user's queued changes are sent first, so the server's
+    /// answer includes them (a day read right after an offline session shows the bookings
+    /// made in it, not the server's day before them).
+    pub(super) async fn read_phi<T, F, Fut>(
         &self,
         request: F,
         from_cache: impl FnOnce(&Cache, Role) -> Result<Option<T>, DbError>,
@@ -212,6 +214,11 @@ impl Core {
         F: FnOnce(ServerClient, SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, AppError>>,
     {
+        if self.session_snapshot()?.0.is_some()
+            && let Err(e) = self.send_changes().await
+        {
+            tracing::debug!(code = %e.to_api().code, "queued changes not sent before a read");
+        }
         let (token, generation) = self.session_snapshot()?;
         let fetched = match self.fetch(token, request).await {
             // Unreachable: the cache answers (below). Any other refusal means what it means
