@@ -13,6 +13,14 @@ use clinicdesk_protocol::phi::Phi;
 use clinicdesk_protocol::wire::{AppointmentStatus, CoverageFields, HumanName, PatientFields};
 use clinicdesk_tests::{ServerProcess, app_config, code_of, enrolled_core};
 
+/// `YYYY-MM-DD` `n` days after `date`.
+fn add_days(date: &str, n: i64) -> String {
+    let d: jiff::civil::Date = date.parse().unwrap();
+    d.checked_add(jiff::Span::new().days(n))
+        .unwrap()
+        .to_string()
+}
+
 fn walk_in() -> PatientFields {
     PatientFields {
         name: Some(HumanName {
@@ -91,7 +99,45 @@ async fn registered_booked_and_checked_in_offline_then_each_change_arrives_once(
         .unwrap();
     assert_eq!(shown.status, Some(AppointmentStatus::CheckedIn));
     assert_eq!(shown.patient_name.expose(), "Quinby Synthwell");
-    assert_eq!(core.status().unsent_changes, Some(4));
+    // A follow-up booked for tomorrow, then moved to the day after: offline it leaves
+    // tomorrow's copy for the new day's.
+    let tomorrow = add_days(&today.date, 1);
+    let after = add_days(&today.date, 2);
+    let follow_up = core
+        .book(Booking {
+            patient_id: patient,
+            practitioner_id: doctor,
+            date: tomorrow.clone(),
+            time: "21:10".into(),
+            duration_mins: 20,
+            appointment_type: "followup".into(),
+            reason: Phi::new("Synthetic follow-up".into()),
+        })
+        .await
+        .unwrap()
+        .record_id;
+    core.change_appointment(
+        follow_up,
+        1,
+        AppointmentAction::Reschedule {
+            date: after.clone(),
+            time: "21:20".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let on = |day: &str| {
+        let core = core.clone();
+        let day = day.to_owned();
+        async move {
+            core.schedule(Some(day))
+                .await
+                .map(|l| l.appointments.iter().any(|a| a.id == follow_up))
+                .unwrap_or(false)
+        }
+    };
+    assert!(!on(&tomorrow).await && on(&after).await);
+    assert_eq!(core.status().unsent_changes, Some(6));
     // Signing out would take the unsent changes with the cache: refused, nothing lost.
     let refused = core.sign_out().unwrap_err();
     assert_eq!(refused.to_api().field.as_deref(), Some("unsent_changes"));
@@ -102,7 +148,21 @@ async fn registered_booked_and_checked_in_offline_then_each_change_arrives_once(
     // The server is back; the next online unlock sends the queue in order.
     server.restart();
     server.unlock(&core, "frontdesk", &password).await.unwrap();
-    assert_eq!(core.send_changes().await.unwrap(), 4);
+    assert_eq!(core.send_changes().await.unwrap(), 6);
+    let moved: (i64, i64) = server
+        .db()
+        .query_row(
+            "SELECT starts_at_ms, version FROM appointments WHERE id = ?1",
+            [follow_up.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let want: jiff::Timestamp = format!("{after}T21:20:00Z").parse().unwrap();
+    assert_eq!(
+        moved,
+        (want.as_millisecond(), 2),
+        "moved once, to the new time"
+    );
     assert_eq!(core.status().unsent_changes, Some(0));
     assert!(core.unsent_changes().unwrap().changes.is_empty());
     // Sending again finds nothing: each change is on the server once.
@@ -169,6 +229,8 @@ async fn registered_booked_and_checked_in_offline_then_each_change_arrives_once(
             (AuditAction::Create, "Appointment".to_owned(), true),
             (AuditAction::Update, "Appointment".to_owned(), true),
             (AuditAction::Update, "Appointment".to_owned(), true),
+            (AuditAction::Create, "Appointment".to_owned(), true),
+            (AuditAction::Update, "Appointment".to_owned(), true),
         ]
     );
     let mut server_changes: Vec<(AuditAction, String)> = server
@@ -187,8 +249,10 @@ async fn registered_booked_and_checked_in_offline_then_each_change_arrives_once(
         server_changes,
         vec![
             (AuditAction::Create, "Appointment".to_owned()),
+            (AuditAction::Create, "Appointment".to_owned()),
             (AuditAction::Create, "Encounter".to_owned()),
             (AuditAction::Create, "Patient".to_owned()),
+            (AuditAction::Update, "Appointment".to_owned()),
             (AuditAction::Update, "Appointment".to_owned()),
             (AuditAction::Update, "Appointment".to_owned()),
         ]

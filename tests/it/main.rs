@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod break_glass;
+mod change_kill;
 mod core_flow;
 mod e2e_desktop;
 mod first_password;

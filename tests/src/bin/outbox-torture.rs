@@ -5,8 +5,11 @@
 //! `outbox-torture enroll CODE USER PASSWORD` (enroll, sign in with a second factor set up
 //! then, lock) · `work USER PASSWORD` (sign in within the grant of that second factor, then
 //! view patients and upload until killed; prints `viewed` after each view the core
-//! returned) · `drain USER PASSWORD` (upload until the outbox is empty; prints `last_seq N`).
-//! Configuration comes from the same `CLINICDESK_*` variables as the app.
+//! returned) · `drain USER PASSWORD` (upload until the outbox is empty; prints `last_seq N`)
+//! · `write USER PASSWORD` (sign in, then register patients until killed, each sent at once;
+//! prints `made ID` after each registration the core took) · `send USER PASSWORD` (sign in,
+//! send the queue until it is empty; prints `unsent N`). Configuration comes from the same
+//! `CLINICDESK_*` variables as the app.
 
 #![allow(clippy::print_stdout)] // the test reads this process's stdout
 
@@ -18,6 +21,7 @@ use clinicdesk_app::config::Config;
 use clinicdesk_app::core::Core;
 use clinicdesk_app::core::uploader;
 use clinicdesk_protocol::app::Phase;
+use clinicdesk_protocol::wire::{HumanName, PatientFields};
 use clinicdesk_tests::authenticator::{Authenticator, pass_second_factor};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -63,6 +67,34 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        ["write", user, password] => {
+            signed_in_within_grant(&core, user, password).await?;
+            loop {
+                let family = format!(
+                    "Killtest-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                );
+                let fields = PatientFields {
+                    name: Some(HumanName {
+                        given: "Synthetic".into(),
+                        family,
+                        preferred: String::new(),
+                    }),
+                    birth_date: Some("1990-01-01".into()),
+                    ..PatientFields::default()
+                };
+                let made = core.register_patient(fields).await.map_err(fail)?;
+                println!("made {}", made.record_id);
+            }
+        }
+        ["send", user, password] => {
+            signed_in_within_grant(&core, user, password).await?;
+            core.send_changes().await.map_err(fail)?;
+            let unsent = core.unsent_changes().map_err(fail)?.changes.len();
+            println!("unsent {unsent}");
+            core.lock();
+            while core.upload_once().await.map_err(fail)? > 0 {}
+        }
         ["drain", user, password] => {
             signed_in_within_grant(&core, user, password).await?;
             core.lock();
@@ -74,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
             println!("last_seq {}", core.outbox_last_seq().map_err(fail)?);
         }
         _ => bail!(
-            "usage: outbox-torture enroll CODE USER PASSWORD | work USER PASSWORD | drain USER PASSWORD"
+            "usage: outbox-torture enroll CODE USER PASSWORD | work | drain | write | send USER PASSWORD"
         ),
     }
     Ok(())

@@ -239,6 +239,7 @@ enum Action {
     CheckIn,
     NoShow,
     Cancel { reason: String },
+    Reschedule { date: String, time: String },
 }
 
 #[derive(Serialize)]
@@ -274,6 +275,9 @@ fn RowActions(appointment: Appointment) -> impl IntoView {
     let desk = expect_context::<Desk>();
     let cancelling = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
+    let moving = RwSignal::new(false);
+    let to_date = RwSignal::new(String::new());
+    let to_time = RwSignal::new(String::new());
     let status = appointment.status.unwrap_or_default();
     let a = StoredValue::new(appointment);
     let button =
@@ -290,6 +294,30 @@ fn RowActions(appointment: Appointment) -> impl IntoView {
             {may(AppointmentStatus::Arrived).then(|| button("Arrived", "arrive", Action::Arrive, "Arrival"))}
             {may(AppointmentStatus::CheckedIn).then(|| button("Check in", "check-in", Action::CheckIn, "Check-in"))}
             {may(AppointmentStatus::NoShow).then(|| button("No-show", "no-show", Action::NoShow, "No-show"))}
+            {(status == AppointmentStatus::Booked).then(|| view! {
+                <button class="small outline move" on:click=move |_| {
+                    let a = a.get_value();
+                    to_date.set(a.starts_at.get(..10).unwrap_or_default().to_owned());
+                    to_time.set(clinic_time(&a.starts_at));
+                    moving.update(|m| *m = !*m);
+                }>"Move…"</button>
+            })}
+            <Show when=move || moving.get()>
+                <form class="cancel-form move-form" on:submit=move |ev| {
+                    ev.prevent_default();
+                    let action = Action::Reschedule { date: to_date.get_untracked(), time: to_time.get_untracked() };
+                    act(ui, desk, &a.get_value(), action, "Move");
+                    moving.set(false);
+                }>
+                    <label class="sr-only" for="move-date">"New day"</label>
+                    <input id="move-date" placeholder="YYYY-MM-DD" required
+                        prop:value=move || to_date.get() on:input=move |ev| to_date.set(event_target_value(&ev))/>
+                    <label class="sr-only" for="move-time">"New time"</label>
+                    <input id="move-time" placeholder="HH:MM" required class="short"
+                        prop:value=move || to_time.get() on:input=move |ev| to_time.set(event_target_value(&ev))/>
+                    <button class="small" type="submit">"Move it"</button>
+                </form>
+            </Show>
             {may(AppointmentStatus::Cancelled).then(|| view! {
                 <button class="small outline cancel" on:click=move |_| cancelling.update(|c| *c = !*c)>"Cancel…"</button>
             })}

@@ -342,6 +342,8 @@ impl Core {
         let based_on = cached.version.unwrap_or(based_on);
         let mut fields = AppointmentFields::default();
         let mut reason_for_change = Phi::new(String::new());
+        // A move to another day takes the appointment out of its day's copy into the new one.
+        let mut moved_to: Option<(String, String)> = None;
         let status = |s| Some(s);
         match action {
             AppointmentAction::Arrive => fields.status = status(AppointmentStatus::Arrived),
@@ -362,6 +364,7 @@ impl Core {
                         .map_or_else(|| clinic_time_zone(&u.cache), |l| l.time_zone))
                 })?;
                 fields.start = Some(local_start(&date, &time, &zone)?);
+                moved_to = Some((date, zone));
             }
         }
         if let Some(to) = fields.status
@@ -380,6 +383,13 @@ impl Core {
             },
         };
         self.make_change(change, move |tx, now| {
+            if let (Some((day, zone)), Some(start)) = (moved_to, shown.start.clone()) {
+                let mut moved = cached;
+                moved.starts_at = start;
+                moved.version = Some(based_on + 1);
+                cache::forget_appointment(tx, id, now)?;
+                return cache::add_appointment(tx, &day, &zone, moved, now);
+            }
             cache::change_appointment(tx, id, now, |a| {
                 if let Some(s) = shown.status {
                     a.status = Some(s);
