@@ -5,30 +5,12 @@
 //! chain complete, linked and signed, no event twice, every view the app returned there.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_tests::{ServerProcess, verify_chains};
+use clinicdesk_tests::{ServerProcess, random_ms, torture, verify_chains};
 
 const ROUNDS: usize = 50;
-
-fn torture(server: &ServerProcess, data_dir: &std::path::Path, service: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outbox-torture"));
-    cmd.env("CLINICDESK_DATA_DIR", data_dir)
-        .env("CLINICDESK_SERVER_URL", &server.url)
-        .env("CLINICDESK_SERVER_CA", server.ca_path())
-        .env("CLINICDESK_KEYCHAIN_SERVICE", service)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped());
-    cmd
-}
-
-/// A random duration in `0..max_ms` milliseconds.
-fn random_ms(max_ms: u64) -> Duration {
-    let r = uuid::Uuid::new_v4().as_u128() as u64;
-    Duration::from_millis(r % max_ms)
-}
 
 #[test]
 fn sigkill_at_random_points_loses_and_duplicates_no_audit_event() {

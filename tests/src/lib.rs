@@ -447,3 +447,26 @@ pub async fn enrolled_core(
 pub fn code_of(e: clinicdesk_app::AppError) -> clinicdesk_protocol::ErrorCode {
     e.to_api().code
 }
+
+/// The `outbox-torture` process (the app core without a webview, for the kill tests) on
+/// `data_dir` with `keychain_service`, talking to `server`; its stdout is piped.
+pub fn torture(
+    server: &ServerProcess,
+    data_dir: &Path,
+    keychain_service: &str,
+) -> std::process::Command {
+    let mut cmd = Command::new(bin_dir().join("outbox-torture"));
+    cmd.env("CLINICDESK_DATA_DIR", data_dir)
+        .env("CLINICDESK_SERVER_URL", &server.url)
+        .env("CLINICDESK_SERVER_CA", server.ca_path())
+        .env("CLINICDESK_KEYCHAIN_SERVICE", keychain_service)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped());
+    cmd
+}
+
+/// A random duration in `0..max_ms` milliseconds.
+pub fn random_ms(max_ms: u64) -> std::time::Duration {
+    let r = Uuid::new_v4().as_u128() as u64;
+    std::time::Duration::from_millis(r % max_ms)
+}
