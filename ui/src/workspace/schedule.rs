@@ -3,8 +3,9 @@
 //! does from it (arrived, check in, no-show, cancel); the week; the patient finder; and the
 //! desk's forms. A chart opened from any of them replaces them until the user goes back.
 //!
-//! Keyboard first: Alt+← and Alt+→ move a day, Alt+T is today, Alt+W the week, Alt+N
-//! registers a patient, Alt+B books, Alt+F finds a patient, Alt+U shows unsent changes.
+//! Keyboard first: Alt+← and Alt+→ move a day, Alt+T is today, Alt+W the week, Alt+P the
+//! next practitioner, Alt+N registers a patient, Alt+B books, Alt+F finds a patient, Alt+U
+//! shows unsent changes.
 
 use clinicdesk_protocol::app::ChangeSummary;
 use clinicdesk_protocol::policy::Permission;
@@ -150,6 +151,21 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
                 desk.pane.set(Pane::Changes);
                 true
             }
+            // The next practitioner's appointments (then everyone's again).
+            "p" | "P" => {
+                let next = desk.practitioners.with_untracked(|list| {
+                    let at = desk
+                        .practitioner
+                        .get_untracked()
+                        .and_then(|p| list.iter().position(|x| x.user_id == p));
+                    match at {
+                        None => list.first().map(|p| p.user_id),
+                        Some(i) => list.get(i + 1).map(|p| p.user_id),
+                    }
+                });
+                desk.practitioner.set(next);
+                true
+            }
             _ => false,
         };
         if handled {
@@ -195,7 +211,8 @@ fn Toolbar(week: bool) -> impl IntoView {
             <span class="muted zone">{zone}</span>
             <span class="spacer"></span>
             <label class="sr-only" for="practitioner-filter">"Practitioner"</label>
-            <select id="practitioner-filter" title="Whose appointments"
+            <select id="practitioner-filter" title="Whose appointments (Alt+P: the next practitioner)"
+                prop:value=move || desk.practitioner.get().map(|p| p.to_string()).unwrap_or_default()
                 on:change=move |ev| desk.practitioner.set(event_target_value(&ev).parse().ok())>
                 <option value="">"Everyone"</option>
                 {move || desk.practitioners.get().into_iter().map(|p| view! {
@@ -401,7 +418,7 @@ fn DayView() -> impl IntoView {
                     </table>
                 }.into_any(),
             }}
-            <p class="muted shortcuts">"Alt+← / Alt+→ day · Alt+T today · Alt+W week · Alt+F find · Alt+N new patient · Alt+B book · Alt+U unsent changes · Ctrl+L lock"</p>
+            <p class="muted shortcuts">"Alt+← / Alt+→ day · Alt+T today · Alt+W week · Alt+P practitioner · Alt+F find · Alt+N new patient · Alt+B book · Alt+U unsent changes · Ctrl+L lock"</p>
             <ErrorLine/>
         </div>
         </div>
