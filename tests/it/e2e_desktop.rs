@@ -871,6 +871,18 @@ async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_e
     client.close().await.unwrap();
 }
 
+/// Presses Alt+`key` on the page, as a desk's shortcut is typed.
+async fn alt(client: &Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let alt: char = fantoccini::key::Key::Alt.into();
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: alt })
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key })
+        .then(KeyAction::Up { value: alt });
+    client.perform_actions(keys).await.unwrap();
+}
+
 /// The schedule row of the appointment whose patient's name contains `name`.
 async fn row_of(client: &Client, name: &str) -> Element {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -956,8 +968,44 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     )
     .await;
 
-    // A walk-in: registered, booked and checked in, all offline.
-    click(&client, "register-open").await;
+    // The keyboard: Alt+P shows one practitioner's day, again everyone's after the last.
+    alt(&client, 'p').await;
+    let filter = wait_for(
+        &client,
+        Locator::Id("practitioner-filter"),
+        20,
+        "the filter",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while filter
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "Alt+P chose no practitioner");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    alt(&client, 'p').await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !filter
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Alt+P did not come back to everyone"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A walk-in: registered (Alt+N), booked and checked in, all offline.
+    alt(&client, 'n').await;
     type_into(&client, "reg-given", "Quinby").await;
     type_into(&client, "reg-family", "Synthwell").await;
     type_into(&client, "reg-birth-date", "1979-05-14").await;
