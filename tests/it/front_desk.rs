@@ -604,3 +604,94 @@ async fn billing_finds_a_patient_keeps_their_coverage_and_reads_the_history() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_change_waits_with_its_reason_holds_the_patients_next_and_its_discard_is_recorded()
+ {
+    let server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let core = enrolled_core(&server, dir.path(), "Front desk 3").await;
+    let password = server.seed.password("frontdesk").to_owned();
+    server.sign_in(&core, "frontdesk", &password).await.unwrap();
+    let today = core.schedule(None).await.unwrap();
+    let taken = today.appointments[0].clone();
+    let patient = core.register_patient(walk_in()).await.unwrap().record_id;
+
+    // A booking in a slot the practitioner already gives someone else: the server refuses
+    // it on `start`, and it stays in the queue with that reason.
+    let refused = core
+        .book(Booking {
+            patient_id: patient,
+            practitioner_id: taken.practitioner_id.unwrap(),
+            date: today.date.clone(),
+            time: taken.starts_at[11..16].to_owned(),
+            duration_mins: 15,
+            appointment_type: "walkin".into(),
+            reason: Phi::new("Synthetic walk-in".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.state,
+        ChangeState::Refused {
+            code: ErrorCode::Conflict,
+            field: Some("start".into())
+        }
+    );
+    // The patient's next change waits behind it: the order holds for each patient.
+    let phone = PatientFields {
+        phone: Some("555-0188".into()),
+        ..PatientFields::default()
+    };
+    let held = core
+        .update_patient(patient, 1, phone, Phi::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(held.state, ChangeState::Waiting);
+    assert_eq!(core.send_changes().await.unwrap(), 0);
+    let states: Vec<ChangeState> = core
+        .unsent_changes()
+        .unwrap()
+        .changes
+        .into_iter()
+        .map(|c| c.state)
+        .collect();
+    assert_eq!(states, vec![refused.state.clone(), ChangeState::Waiting]);
+    assert_eq!(code_of(core.sign_out().unwrap_err()), ErrorCode::Conflict);
+    // A waiting change is not the user's to discard; a refused one is, once read.
+    assert_eq!(
+        code_of(core.discard_change(held.change_id).unwrap_err()),
+        ErrorCode::BadRequest
+    );
+    let left = core.discard_change(refused.change_id).unwrap();
+    assert_eq!(left.changes.len(), 1);
+    assert_eq!(core.send_changes().await.unwrap(), 1);
+    let stored_phone: String = server
+        .db()
+        .query_row(
+            "SELECT phone FROM patients WHERE id = ?1",
+            [patient.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored_phone, "555-0188");
+    // The booking never reached the server, and the trail says it was dropped.
+    let booked: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM appointments WHERE patient_id = ?1",
+            [patient.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(booked, 0);
+    drain(&core).await;
+    let discarded = server.audit_events().into_iter().any(|e| {
+        e.event.action == AuditAction::Delete
+            && e.event.resource_type == "QueuedChange"
+            && e.event.resource_id == refused.change_id.to_string()
+            && e.event.patient_id == Some(patient)
+    });
+    assert!(discarded, "the discard is not in the trail");
+    assert_eq!(core.sign_out().unwrap().phase, Phase::SignedOut);
+}

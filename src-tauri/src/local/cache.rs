@@ -292,12 +292,7 @@ impl Cache {
 
     /// The days whose schedule the copy holds.
     pub fn cached_days(&self) -> Result<Vec<String>, DbError> {
-        let days = self
-            .conn
-            .prepare("SELECT day FROM appointments")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(days)
+        days_held(&self.conn)
     }
 
     /// Who could be booked, as last fetched.
@@ -364,11 +359,7 @@ pub fn put_patient(tx: &Transaction<'_>, patient: &Patient, now_ms: i64) -> Resu
     super::patient_search::index(tx, patient)
 }
 
-pub fn put_practitioners(
-    tx: &Transaction<'_>,
-    list: &PractitionerList,
-    _now_ms: i64,
-) -> Result<(), DbError> {
+pub fn put_practitioners(tx: &Transaction<'_>, list: &PractitionerList) -> Result<(), DbError> {
     let json = serde_json::to_string(list).map_err(|_| DbError::Malformed)?;
     tx.execute(
         "INSERT INTO practitioners (one, json) VALUES (1, ?1)
@@ -378,8 +369,17 @@ pub fn put_practitioners(
     Ok(())
 }
 
+/// The days whose schedule is cached.
+fn days_held(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let days = conn
+        .prepare("SELECT day FROM appointments")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(days)
+}
+
 /// Every cached day's schedule (the yesterday-to-a-week window a workstation keeps).
-fn cached_days(tx: &Transaction<'_>) -> Result<Vec<AppointmentList>, DbError> {
+fn cached_lists(tx: &Transaction<'_>) -> Result<Vec<AppointmentList>, DbError> {
     let mut stmt = tx.prepare("SELECT json FROM appointments")?;
     let rows = stmt
         .query_map([], |r| r.get::<_, String>(0))?
@@ -387,10 +387,6 @@ fn cached_days(tx: &Transaction<'_>) -> Result<Vec<AppointmentList>, DbError> {
     rows.iter()
         .map(|j| serde_json::from_str(j).map_err(|_| DbError::Malformed))
         .collect()
-}
-
-fn store_day(tx: &Transaction<'_>, list: &AppointmentList, now_ms: i64) -> Result<(), DbError> {
-    put_appointments(tx, list, now_ms)
 }
 
 /// A booking made here: added to its day's cached schedule (`day` in `time_zone`, the
@@ -415,7 +411,7 @@ pub fn add_appointment(
     list.appointments.push(appointment);
     list.appointments
         .sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then(a.id.cmp(&b.id)));
-    store_day(tx, &list, now_ms)
+    put_appointments(tx, &list, now_ms)
 }
 
 /// A change made here to a cached appointment, wherever its day is: `change` edits it in
@@ -426,10 +422,10 @@ pub fn change_appointment(
     now_ms: i64,
     change: impl FnOnce(&mut Appointment),
 ) -> Result<bool, DbError> {
-    for mut list in cached_days(tx)? {
+    for mut list in cached_lists(tx)? {
         if let Some(a) = list.appointments.iter_mut().find(|a| a.id == id) {
             change(a);
-            store_day(tx, &list, now_ms)?;
+            put_appointments(tx, &list, now_ms)?;
             return Ok(true);
         }
     }
@@ -438,7 +434,7 @@ pub fn change_appointment(
 
 /// The cached appointment `id`, wherever its day is.
 pub fn cached_appointment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<Appointment>, DbError> {
-    Ok(cached_days(tx)?
+    Ok(cached_lists(tx)?
         .into_iter()
         .flat_map(|l| l.appointments)
         .find(|a| a.id == id))
@@ -458,11 +454,11 @@ pub fn forget_patient(tx: &Transaction<'_>, id: Uuid) -> Result<(), DbError> {
 
 /// A booking made here that was discarded: out of its day's cached schedule.
 pub fn forget_appointment(tx: &Transaction<'_>, id: Uuid, now_ms: i64) -> Result<(), DbError> {
-    for mut list in cached_days(tx)? {
+    for mut list in cached_lists(tx)? {
         let before = list.appointments.len();
         list.appointments.retain(|a| a.id != id);
         if list.appointments.len() != before {
-            store_day(tx, &list, now_ms)?;
+            put_appointments(tx, &list, now_ms)?;
         }
     }
     Ok(())
@@ -507,11 +503,7 @@ pub fn evict_outside(
     days: &[String],
     keep: &std::collections::BTreeSet<Uuid>,
 ) -> Result<(), DbError> {
-    let cached_days: Vec<String> = tx
-        .prepare("SELECT day FROM appointments")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for day in cached_days.iter().filter(|d| !days.contains(d)) {
+    for day in days_held(tx)?.iter().filter(|d| !days.contains(d)) {
         tx.execute("DELETE FROM appointments WHERE day = ?1", [day])?;
     }
     let mut cached: Vec<String> = tx

@@ -98,6 +98,20 @@ impl Desk {
     }
 }
 
+/// The arguments of a command about one patient.
+#[derive(serde::Serialize)]
+pub(super) struct PatientArgs {
+    pub(super) patient_id: String,
+}
+
+impl PatientArgs {
+    pub(super) fn of(id: Uuid) -> Self {
+        Self {
+            patient_id: id.to_string(),
+        }
+    }
+}
+
 /// What a refused change's reason says, for the unsent changes list.
 pub(super) fn refusal_text(code: ErrorCode, field: Option<&str>) -> String {
     explain(&ApiError {

@@ -10,17 +10,12 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::desk::{Desk, Pane};
+use super::desk::{Desk, Pane, PatientArgs};
 use super::register::{PatientFieldsForm, PatientForm};
 use super::schedule::open_patient;
 use crate::bridge::call;
 use crate::state::Ui;
 use crate::widgets::ErrorLine;
-
-#[derive(Serialize)]
-struct RecordArgs {
-    patient_id: String,
-}
 
 #[derive(Serialize)]
 struct UpdateArgs {
@@ -49,9 +44,7 @@ pub(super) fn EditPatientForm(patient_id: Uuid) -> impl IntoView {
     let reason = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     spawn_local(async move {
-        let args = RecordArgs {
-            patient_id: patient_id.to_string(),
-        };
+        let args = PatientArgs::of(patient_id);
         match call::<_, PatientRecord>("patient_record", &args).await {
             Ok(r) => record.set(Some(r)),
             Err(e) => ui.fail(&e),

@@ -12,16 +12,11 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::desk::Desk;
+use super::desk::{Desk, PatientArgs};
 use super::register::Field;
 use crate::bridge::call;
 use crate::state::Ui;
 use crate::time::local_date_time_ms;
-
-#[derive(Serialize)]
-struct PatientArgs {
-    patient_id: String,
-}
 
 #[derive(Serialize)]
 struct AddArgs {
@@ -50,9 +45,7 @@ fn relationship(r: Option<SubscriberRelationship>) -> &'static str {
 
 fn load(ui: Ui, patient_id: Uuid, list: RwSignal<Option<CoverageList>>) {
     spawn_local(async move {
-        let args = PatientArgs {
-            patient_id: patient_id.to_string(),
-        };
+        let args = PatientArgs::of(patient_id);
         match call::<_, CoverageList>("coverages", &args).await {
             Ok(l) => list.set(Some(l)),
             Err(e) => ui.fail(&e),
@@ -213,9 +206,7 @@ pub(super) fn HistoryPanel(patient_id: Uuid) -> impl IntoView {
     let open = move |_| {
         shown.set(true);
         spawn_local(async move {
-            let args = PatientArgs {
-                patient_id: patient_id.to_string(),
-            };
+            let args = PatientArgs::of(patient_id);
             match call::<_, PatientHistory>("patient_history", &args).await {
                 Ok(h) => history.set(Some(h)),
                 Err(e) => ui.fail(&e),

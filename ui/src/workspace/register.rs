@@ -11,7 +11,7 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::desk::{Desk, Pane};
+use super::desk::{Desk, Pane, PatientArgs};
 use super::schedule::open_patient;
 use crate::bridge::call;
 use crate::state::Ui;
@@ -25,11 +25,6 @@ struct RegisterArgs {
 #[derive(Serialize)]
 pub(super) struct ChangeIdArgs {
     pub(super) change_id: String,
-}
-
-#[derive(Serialize)]
-struct RecordArgs {
-    patient_id: String,
 }
 
 /// One text field of a form: its signal, bound both ways.
@@ -309,9 +304,7 @@ pub(super) fn SamePerson(change: ChangeSummary) -> impl IntoView {
     spawn_local(async move {
         let mut read = Vec::new();
         for id in candidates {
-            let args = RecordArgs {
-                patient_id: id.to_string(),
-            };
+            let args = PatientArgs::of(id);
             match call::<_, PatientRecord>("patient_record", &args).await {
                 Ok(r) => read.push(r),
                 Err(e) => ui.fail(&e),

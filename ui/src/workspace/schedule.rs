@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::booking::BookingForm;
 use super::changes::ChangesPane;
-use super::desk::{Desk, Notice, Pane};
+use super::desk::{Desk, Notice, Pane, PatientArgs};
 use super::edit_patient::EditPatientForm;
 use super::finder::PatientFinder;
 use super::patient::PatientView;
@@ -32,11 +32,6 @@ use crate::widgets::ErrorLine;
 #[derive(Serialize)]
 struct DateArgs {
     date: Option<String>,
-}
-
-#[derive(Serialize)]
-struct OpenPatientArgs {
-    patient_id: String,
 }
 
 /// Fetches the schedule of `date` (today at the clinic when `None`) into the page.
@@ -56,9 +51,7 @@ pub(super) fn load_day(ui: Ui, desk: Desk, date: Option<String>) {
 pub(super) fn open_patient(ui: Ui, patient_id: Uuid) {
     ui.error.set(None);
     spawn_local(async move {
-        let args = OpenPatientArgs {
-            patient_id: patient_id.to_string(),
-        };
+        let args = PatientArgs::of(patient_id);
         match call::<_, Patient>("open_patient", &args).await {
             Ok(p) => ui.patient.set(Some(p)),
             Err(e) => ui.fail(&e),

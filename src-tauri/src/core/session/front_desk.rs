@@ -19,8 +19,9 @@ use crate::error::AppError;
 use crate::local::cache::{self, Cache};
 use crate::local::changes::Change;
 
-/// What the booking form sends: the clinic-local day and time of the start.
-#[derive(Debug, Clone, Deserialize)]
+/// What the booking form sends: the clinic-local day and time of the start. A patient's
+/// appointment time is PHI: its `Debug` names the type only.
+#[derive(Clone, Deserialize)]
 pub struct Booking {
     pub patient_id: Uuid,
     pub practitioner_id: Uuid,
@@ -35,8 +36,8 @@ pub struct Booking {
     pub reason: Phi<String>,
 }
 
-/// What a change of an appointment from the schedule does.
-#[derive(Debug, Clone, Deserialize)]
+/// What a change of an appointment from the schedule does (`Debug`: the type only).
+#[derive(Clone, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum AppointmentAction {
     /// The patient is here.
@@ -52,6 +53,18 @@ pub enum AppointmentAction {
         date: String,
         time: String,
     },
+}
+
+impl std::fmt::Debug for Booking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Booking(redacted)")
+    }
+}
+
+impl std::fmt::Debug for AppointmentAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppointmentAction(redacted)")
+    }
 }
 
 /// The instant the clinic's wall clock shows `time` on `date`, in RFC 3339 with the clinic's
@@ -151,11 +164,10 @@ impl Core {
             Err(AppError::Unreachable) => None,
             Err(e) => return Err(self.refused_in(generation, e).await),
         };
-        let now = self.clock.now_ms();
         self.with_unlocked(generation, |u, _| match fetched {
             Some(list) => {
                 u.cache
-                    .transaction(|tx| cache::put_practitioners(tx, &list, now))?;
+                    .transaction(|tx| cache::put_practitioners(tx, &list))?;
                 Ok(list)
             }
             None => u.cache.practitioners()?.ok_or(AppError::Unreachable),
