@@ -12,8 +12,8 @@ use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, CoverageFields,
-    CoverageList, DeviceList, EnrollmentCodeIssued, FreeSlots, NewUser, Patient, PatientFields,
-    PatientHistory, PatientRecord, PractitionerList, UserList, UserSummary,
+    CoverageList, DayPatients, DeviceList, EnrollmentCodeIssued, FreeSlots, NewUser, Patient,
+    PatientFields, PatientHistory, PatientRecord, PractitionerList, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
@@ -184,6 +184,14 @@ async fn patient_record(
 async fn coverages(core: State<'_, AppCore>, patient_id: String) -> CommandResult<CoverageList> {
     let id = uuid_arg(&patient_id, "patient_id")?;
     core.0.coverages(id).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn day_patients(
+    core: State<'_, AppCore>,
+    date: Option<String>,
+) -> CommandResult<DayPatients> {
+    core.0.day_patients(date).await.map_err(api)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -608,6 +616,7 @@ pub fn run() -> Result<(), tauri::Error> {
             schedule,
             practitioners,
             coverages,
+            day_patients,
             patient_history,
             add_coverage,
             update_coverage,

@@ -446,7 +446,7 @@ async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes(
         .sign_in(&core, "clinician", &clinician)
         .await
         .unwrap();
-    core.sync_days().await.unwrap();
+    let second = core.sync_days().await.unwrap();
     core.lock();
     server.stop();
     core.unlock(&clinician).await.unwrap();
@@ -458,6 +458,19 @@ async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes(
     // clinician; offline nothing of it can be read.
     server.restart();
     server.sign_in(&core, "admin", &admin).await.unwrap();
+    // The admin's list of workstations says what the copies here hold: the clinician's
+    // (locked, so kept), counted after their last pass; counts only.
+    let held = |list: clinicdesk_protocol::wire::DeviceList| {
+        list.devices
+            .into_iter()
+            .find(|d| d.name == "Exam room 1")
+            .and_then(|d| d.offline_copy)
+            .map(|c| (c.users, c.patients))
+    };
+    assert_eq!(
+        held(core.devices().await.unwrap()),
+        Some((1, second.patients))
+    );
     core.change_role(me, clinicdesk_protocol::policy::Role::Billing)
         .await
         .unwrap();
@@ -506,9 +519,44 @@ async fn billing_finds_a_patient_keeps_their_coverage_and_reads_the_history() {
         .await
         .unwrap();
     assert_eq!(changed.state, ChangeState::Sent { version: 2 });
+    // And books them today, late, so that they are on the day's list.
+    let today = core.schedule(None).await.unwrap().date;
+    let doctor = core.practitioners().await.unwrap().practitioners[0].user_id;
+    let booked = core
+        .book(Booking {
+            patient_id: patient,
+            practitioner_id: doctor,
+            date: today.clone(),
+            time: "23:40".into(),
+            duration_mins: 15,
+            appointment_type: "walkin".into(),
+            reason: Phi::new("Synthetic walk-in".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(booked.state, ChangeState::Sent { version: 1 });
+    // The front desk's copy is refreshed (and reported), then they sign out, which
+    // removes it: the admins' list stops counting it.
+    assert!(core.sync_days().await.unwrap().patients > 0);
     core.sign_out().unwrap();
     // The demo clinic has no billing account: the admin makes the clinician one.
     server.sign_in(&core, "admin", &admin).await.unwrap();
+    let mut copies = Some(());
+    for _ in 0..50 {
+        // The sign-out's report goes out beside it; give it a moment to land.
+        let list = core.devices().await.unwrap();
+        copies = list
+            .devices
+            .into_iter()
+            .find(|d| d.name == "Billing office")
+            .and_then(|d| d.offline_copy)
+            .map(drop);
+        if copies.is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(copies, None, "a signed-out user's copy is not counted");
     core.change_role(
         server.user_id("clinician"),
         clinicdesk_protocol::policy::Role::Billing,
@@ -521,10 +569,24 @@ async fn billing_finds_a_patient_keeps_their_coverage_and_reads_the_history() {
         .await
         .unwrap();
 
-    // Billing reads no schedule; it finds the patient in the clinic as it types.
+    // Billing reads no schedule; its desk lists the day's patients, without a time or a
+    // reason, and finds a patient in the clinic as it types.
     assert_eq!(
         code_of(core.schedule(None).await.unwrap_err()),
         ErrorCode::Forbidden
+    );
+    let day = core.day_patients(None).await.unwrap();
+    assert_eq!(day.date, today);
+    let listed = day
+        .patients
+        .iter()
+        .find(|p| p.record.id == patient)
+        .expect("the patient booked today is on billing's list");
+    assert!(listed.coverages.is_empty());
+    assert!(listed.record.fields.emergency_contact.is_none());
+    assert_eq!(
+        code_of(core.day_patients(Some("7 June".into())).await.unwrap_err()),
+        ErrorCode::BadRequest
     );
     let found = core.search_patients("synthwell").await.unwrap();
     assert_eq!(found.source, SearchSource::Clinic);
@@ -570,6 +632,15 @@ async fn billing_finds_a_patient_keeps_their_coverage_and_reads_the_history() {
         Some("GRP-9")
     );
 
+    // The day's list now shows the coverage.
+    let day = core.day_patients(Some(today.clone())).await.unwrap();
+    let listed = day
+        .patients
+        .iter()
+        .find(|p| p.record.id == patient)
+        .unwrap();
+    assert_eq!(listed.coverages[0].fields.group.as_deref(), Some("GRP-9"));
+
     // The record's history: who changed what, why; cut to what billing reads.
     let history = core.patient_history(patient).await.unwrap();
     let changes: Vec<(u64, Vec<String>)> = history
@@ -593,6 +664,7 @@ async fn billing_finds_a_patient_keeps_their_coverage_and_reads_the_history() {
         .map(|e| e.event.route)
         .collect();
     for route in [
+        "day_patients",
         "coverages",
         "patient_history",
         "add_coverage",

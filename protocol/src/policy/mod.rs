@@ -77,6 +77,11 @@ pub enum Permission {
     /// PHI). The front desk reads every practitioner's (it also holds `ManageSchedule`); a
     /// clinician only their own, which the handler checks.
     ReadWorkingHours,
+    /// Which patients are booked on a day, with their demographics and coverage and no
+    /// detail of the appointment (time, practitioner, reason): billing's working list, which
+    /// it needs without holding the schedule. The front desk holds it too, to check
+    /// coverage before the day's visits.
+    ReadDayPatients,
 }
 
 /// Minimum necessary: the permissions each role holds. Admins see no clinical content.
@@ -92,12 +97,16 @@ pub fn allows(role: Role, permission: Permission) -> bool {
                 | ManageSchedule
                 | ManageCoverage
                 | ReadWorkingHours
+                | ReadDayPatients
         ),
         Role::Clinician => matches!(
             permission,
             ReadSchedule | ReadDemographics | ReadClinical | BreakGlass | ReadWorkingHours
         ),
-        Role::Billing => matches!(permission, ReadDemographics | ManageCoverage),
+        Role::Billing => matches!(
+            permission,
+            ReadDemographics | ManageCoverage | ReadDayPatients
+        ),
         Role::Admin => matches!(
             permission,
             ManageDevices | ManageUsers | ReviewAudit | ManageClinic | ImportRecords
@@ -231,6 +240,8 @@ pub const ROUTES: &[RouteRule] = &[
     ),
     rule("POST", "/v1/auth/mfa/setup/webauthn", Access::MfaTicket),
     rule("POST", "/v1/auth/logout", Access::AnySession),
+    // What the user's offline copy on the session's workstation holds: counts, no PHI.
+    rule("PUT", "/v1/devices/this/offline-copy", Access::AnySession),
     rule("POST", "/v1/auth/password", Access::AnySession),
     // The clinic's name, time zone and today's date there: every workstation needs them.
     rule("GET", "/v1/clinic", Access::AnySession),
@@ -383,6 +394,15 @@ pub const ROUTES: &[RouteRule] = &[
         "GET",
         "/v1/patients/{patient_id}/record",
         Permission::ReadDemographics,
+        AuditAction::View,
+        "Patient",
+    ),
+    // The day's patients with their coverage: one event per patient, naming the patient's
+    // fields and the coverages' (`Coverage.payer`, ...).
+    phi_rule(
+        "GET",
+        "/v1/day/patients",
+        Permission::ReadDayPatients,
         AuditAction::View,
         "Patient",
     ),
@@ -575,6 +595,16 @@ mod tests {
         );
     }
 
+    /// Billing works from the day's patients without the schedule's times and reasons.
+    #[test]
+    fn billing_and_the_front_desk_list_the_days_patients() {
+        assert_eq!(
+            holders(Permission::ReadDayPatients),
+            [Role::FrontDesk, Role::Billing]
+        );
+        assert!(!allows(Role::Billing, Permission::ReadSchedule));
+    }
+
     #[test]
     fn only_the_front_desk_keeps_the_schedule() {
         assert_eq!(holders(Permission::ManageSchedule), [Role::FrontDesk]);
@@ -598,7 +628,10 @@ mod tests {
     fn phi_permissions_imply_audited_routes() {
         for r in ROUTES {
             if let Access::Session(
-                Permission::ReadSchedule | Permission::ReadDemographics | Permission::ReadClinical,
+                Permission::ReadSchedule
+                | Permission::ReadDemographics
+                | Permission::ReadClinical
+                | Permission::ReadDayPatients,
             ) = r.access
             {
                 assert!(

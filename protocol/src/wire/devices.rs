@@ -55,6 +55,31 @@ pub struct DeviceSummary {
     /// Audit events known to be missing: sequence numbers below the highest received that
     /// have not arrived (see the alerts for the ranges).
     pub audit_outstanding: u64,
+    /// What its users' offline copies hold, as it last said (counts only); absent when no
+    /// user on it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_copy: Option<OfflineCopyHeld>,
+}
+
+/// The offline copies on one workstation together: how many users hold one, how many
+/// patients they hold in all (a patient in two users' copies counts twice), and when the
+/// workstation last said so (RFC 3339, UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OfflineCopyHeld {
+    pub users: u64,
+    pub patients: u64,
+    pub reported_at: String,
+}
+
+/// `PUT /v1/devices/this/offline-copy`: what the signed-in user's offline copy on the
+/// session's workstation holds after a refresh. Counts only: no patient is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OfflineCopyReport {
+    pub patients: u64,
+    pub days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -108,16 +108,16 @@ pub use care_team::{CareTeam, CareTeamAddition, StaffMember};
 pub use clinics::{ClinicProvisioned, ClinicSettings, NewClinic, ReviewersChange, TimeZoneChange};
 pub use devices::{
     DeviceList, DeviceSummary, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease,
-    EscrowedSecret,
+    EscrowedSecret, OfflineCopyHeld, OfflineCopyReport,
 };
 pub use health::Health;
 pub use imports::{ImportJob, ImportSkip, ImportStatus};
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
     Address, CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord,
-    EmergencyContact, Gender, HumanName, Identifier, PatientFields, PatientHistory, PatientRecord,
-    PatientRegistration, PatientSearchPage, PatientUpdate, RecordHistory, RecordVersion,
-    RecordWritten, SEARCH_PAGE_MAX, SubscriberRelationship,
+    DayPatient, DayPatients, EmergencyContact, Gender, HumanName, Identifier, PatientFields,
+    PatientHistory, PatientRecord, PatientRegistration, PatientSearchPage, PatientUpdate,
+    RecordHistory, RecordVersion, RecordWritten, SEARCH_PAGE_MAX, SubscriberRelationship,
 };
 pub use schedule::{
     Appointment, AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord,

@@ -204,6 +204,49 @@ pub struct CoverageList {
     pub coverages: Vec<CoverageRecord>,
 }
 
+/// `GET /v1/day/patients?date=`: the patients booked on a day (not cancelled or entered in
+/// error), each with their coverages, as the caller may read them; no appointment detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DayPatients {
+    /// The day listed, `YYYY-MM-DD`, in the clinic's time zone.
+    pub date: String,
+    pub time_zone: String,
+    /// By name, each patient once.
+    pub patients: Vec<DayPatient>,
+}
+
+/// One of a day's patients: their record and their coverages, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DayPatient {
+    pub record: PatientRecord,
+    pub coverages: Vec<CoverageRecord>,
+}
+
+impl DayPatient {
+    /// The names of the fields it discloses, as the server's event and the app's view name
+    /// them: the patient's own, then each coverage field as `Coverage.<name>`, once.
+    pub fn disclosed_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .record
+            .fields
+            .present()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for c in &self.coverages {
+            for name in c.fields.present() {
+                let named = format!("Coverage.{name}");
+                if !fields.contains(&named) {
+                    fields.push(named);
+                }
+            }
+        }
+        fields
+    }
+}
+
 /// `POST /v1/patients/{id}/coverages` (`payer` and `member_id` required), and
 /// `PATCH /v1/coverages/{id}` with `If-Match` (the fields to change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -108,6 +108,21 @@ impl Discloses for crate::clinical::fhir_everything::FhirEverything {
     }
 }
 
+/// The day's patients: one disclosure per patient, naming their own fields and their
+/// coverages' (`Coverage.payer`, ...), like their whole record's.
+impl Discloses for clinicdesk_protocol::wire::DayPatients {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        self.patients
+            .iter()
+            .map(|p| Disclosed {
+                resource_id: p.record.id.to_string(),
+                patient_id: Some(p.record.id),
+                fields: p.disclosed_fields(),
+            })
+            .collect()
+    }
+}
+
 /// A search discloses each patient it returned, with the fields shown.
 impl Discloses for PatientSearchPage {
     fn disclosed(&self) -> Vec<Disclosed> {

@@ -6,6 +6,7 @@ pub mod booking;
 pub mod break_glass;
 pub mod care_team;
 pub mod coverage;
+pub mod day_patients;
 pub mod days;
 pub mod fhir_everything;
 pub mod fhir_patient;

@@ -1,22 +1,25 @@
 //! The clinic's workstations as its admins see them: who let each in, when it was last
-//! seen and with which app, and how its audit trail stands. A workstation enters it by
+//! seen and with which app, how its audit trail stands, and what its users' offline
+//! copies hold (counts). A workstation enters it by
 //! redeeming a one-time code ([`enroll_workstation`]) and leaves it when an admin or the
 //! operator revokes it.
 
 use clinicdesk_protocol::audit::{AuditAction, Outcome, RequestSeen, from_hex};
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{DeviceSummary, EnrollRequest, UserInfo};
+use clinicdesk_protocol::wire::{
+    DeviceSummary, EnrollRequest, OfflineCopyHeld, OfflineCopyReport, UserInfo,
+};
 use ed25519_dalek::VerifyingKey;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::audit::server_chain::{self, ServerEvent, security_event};
 use crate::error::ServerError;
-use crate::scope::ClinicScope;
+use crate::scope::{ClinicScope, Principal};
 use crate::secrets::random::{hash_secret, normalize_code};
 use crate::state::AppState;
 use crate::store::sql::Statement;
-use crate::store::{self, Escrow, Store};
+use crate::store::{self, Escrow, Store, offline_copies};
 use crate::time::rfc3339;
 
 /// Longest app version kept.
@@ -51,15 +54,63 @@ pub(crate) fn seen_statement(device_id: Uuid, now_ms: i64, app_version: Option<&
     store::devices::seen_statement(device_id, now_ms, app_version)
 }
 
-/// The clinic's workstations, active first, then by name.
+/// Most patients one user's copy may say it holds: more than any clinic has, so a number
+/// past it is a broken client, not a big clinic.
+const MAX_REPORTED: u64 = 10_000_000;
+
+/// Keeps what the session's user says their offline copy on the session's workstation
+/// holds (counts only), replacing what they said before. Nothing held (the app signs the
+/// user out, which removes the copy; a lock keeps it) removes them from the count.
+pub async fn report_offline_copy(
+    store: &Store,
+    scope: &ClinicScope,
+    principal: &Principal,
+    report: OfflineCopyReport,
+    now_ms: i64,
+) -> Result<(), ServerError> {
+    let bounded = |n: u64, field| {
+        i64::try_from(n)
+            .ok()
+            .filter(|_| n <= MAX_REPORTED)
+            .ok_or(ServerError::BadRequest { field })
+    };
+    let patients = bounded(report.patients, "patients")?;
+    let days = bounded(report.days, "days")?;
+    let (device, user) = (principal.device_id, principal.user.user_id);
+    let mut tx = store.clinic_tx(scope).await?;
+    if patients == 0 && days == 0 {
+        offline_copies::forget(&mut tx, device, user).await?;
+    } else {
+        offline_copies::report(&mut tx, device, user, patients, days, now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The clinic's workstations, active first, then by name, each with what its users'
+/// offline copies hold.
 pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummary>, ServerError> {
     let time = |ms: Option<i64>| ms.map(rfc3339).transpose();
     let count = |n: i64| u64::try_from(n).map_err(|_| ServerError::Internal("stored count"));
+    let copies: std::collections::HashMap<Uuid, offline_copies::Held> = {
+        let mut tx = store.clinic_tx(scope).await?;
+        let rows = offline_copies::by_workstation(&mut tx).await?;
+        tx.commit().await?;
+        rows.into_iter().collect()
+    };
     store
         .workstations(scope)
         .await?
         .into_iter()
         .map(|w| {
+            let offline_copy = match copies.get(&w.id) {
+                Some(held) => Some(OfflineCopyHeld {
+                    users: count(held.users)?,
+                    patients: count(held.patients)?,
+                    reported_at: rfc3339(held.reported_at_ms)?,
+                }),
+                None => None,
+            };
             let contiguous = count(w.contiguous_seq)?;
             let max = count(w.max_seq)?;
             let stored_above = count(w.stored_above_contiguous)?;
@@ -73,6 +124,7 @@ pub async fn list(store: &Store, scope: &ClinicScope) -> Result<Vec<DeviceSummar
                 revoked_at: time(w.revoked_at_ms)?,
                 audit_contiguous_seq: contiguous,
                 audit_outstanding: max.saturating_sub(contiguous).saturating_sub(stored_above),
+                offline_copy,
             })
         })
         .collect()

@@ -80,6 +80,11 @@ pub fn route_defs() -> Vec<RouteDef> {
         ),
         def("POST", "/v1/auth/logout", post(routes::session::logout)),
         def(
+            "PUT",
+            "/v1/devices/this/offline-copy",
+            put(routes::devices::report_offline_copy),
+        ),
+        def(
             "POST",
             "/v1/auth/password",
             post(routes::session::change_password),
@@ -197,6 +202,11 @@ pub fn route_defs() -> Vec<RouteDef> {
             "GET",
             "/v1/coverages/{coverage_id}/history",
             get(routes::coverage::history),
+        ),
+        def(
+            "GET",
+            "/v1/day/patients",
+            get(routes::coverage::day_patients),
         ),
         def(
             "GET",

@@ -140,7 +140,10 @@ pub async fn insert(
     .bind(c.duration_mins)
     .bind(c.status)
     .execute(&mut **tx)
-    .await?;
+    .await
+    // Its own clinic's ids were looked up first: what clashes here is an id a workstation
+    // chose that another clinic's appointment holds.
+    .map_err(conflict_if_unique("id"))?;
     Ok(())
 }
 

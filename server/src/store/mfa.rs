@@ -411,10 +411,3 @@ pub async fn reset_factors(
     }
     super::sessions::end_user_sessions(conn, user_id, now_ms).await
 }
-
-fn conflict_if_unique(field: &'static str) -> impl Fn(sqlx::Error) -> ServerError {
-    move |e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => ServerError::Conflict { field },
-        _ => ServerError::Database(e),
-    }
-}

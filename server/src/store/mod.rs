@@ -41,6 +41,7 @@ pub mod enrollment;
 pub mod field_keys;
 pub mod import_jobs;
 pub mod mfa;
+pub mod offline_copies;
 pub mod operators;
 pub mod patients;
 pub mod postgres_tls;
@@ -242,6 +243,14 @@ pub(crate) fn flag(row: &AnyRow, index: usize) -> Result<bool, ServerError> {
     row.try_get::<bool, _>(index)
         .or_else(|_| row.try_get::<i64, _>(index).map(|v| v != 0))
         .map_err(|_| ServerError::Internal("stored flag malformed"))
+}
+
+/// A unique key clash on an insert, as `conflict` on `field`; any other error as it is.
+pub(crate) fn conflict_if_unique(field: &'static str) -> impl Fn(sqlx::Error) -> ServerError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => ServerError::Conflict { field },
+        _ => ServerError::Database(e),
+    }
 }
 
 pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, ServerError> {

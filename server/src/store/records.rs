@@ -94,7 +94,11 @@ pub async fn insert_patient_record(
     .bind(import_key)
     .bind(phone_key(derived.phone))
     .execute(&mut **tx)
-    .await?;
+    .await
+    // Under the clinic's lock, its own ids, record numbers and import keys were looked up
+    // first: what clashes here is an id a workstation chose that another clinic's patient
+    // holds (which this clinic cannot see).
+    .map_err(conflict_if_unique("id"))?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! corrects it, clinicians read it, admins see none of it; each change a version with its
 //! audit event; a stale change is a conflict naming what changed; never deleted.
 
+use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::wire::{CoverageFields, CoverageHistory, CoverageList};
 use clinicdesk_server::audit::key::PublicKey;
@@ -177,4 +178,155 @@ async fn coverage_is_kept_by_the_front_desk_and_billing_as_the_table_says() {
     crate::harness::verify_trail(&server.store, &audit_key, &[])
         .await
         .unwrap();
+}
+
+/// Billing's working list: the patients booked on a day with their coverages, as billing
+/// may read them, and nothing of the appointments; a cancelled visit leaves it; each patient
+/// listed is one recorded disclosure naming the coverage fields sent.
+#[tokio::test]
+async fn billing_lists_the_days_patients_with_their_coverage_and_no_appointment_detail() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xD1, "frontdesk").await;
+    let front = login.session_token.expose().to_owned();
+    let sessions = every_role(&server, &report, &device).await;
+    let billing = &sessions[2].1;
+    let (status, day) = server.get("/v1/appointments", &front).await;
+    assert_eq!(status, 200, "{day}");
+    let date = day["date"].as_str().unwrap().to_owned();
+    let appointments = day["appointments"].as_array().unwrap().clone();
+    assert!(appointments.len() >= 2, "the seed books a day");
+    // Cancel the visit of a patient booked once that day: they leave billing's list.
+    let once = |a: &&Value| {
+        appointments
+            .iter()
+            .filter(|b| b["patient_id"] == a["patient_id"])
+            .count()
+            == 1
+    };
+    let called_off = appointments.iter().find(once).unwrap().clone();
+    let (status, body) = server
+        .patch(
+            &format!("/v1/appointments/{}", called_off["id"].as_str().unwrap()),
+            &front,
+            called_off["version"].as_u64().unwrap_or(0),
+            json!({ "fields": { "status": "cancelled", "cancellation_reason": "rebooked" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut expected: Vec<&str> = appointments
+        .iter()
+        .filter(|a| a["id"] != called_off["id"])
+        .map(|a| a["patient_id"].as_str().unwrap())
+        .collect();
+    expected.sort_unstable();
+    expected.dedup();
+    let insured = expected[0];
+    let (status, body) = server
+        .post(
+            &format!("/v1/patients/{insured}/coverages"),
+            Some(&front),
+            json!({ "fields": { "payer": "Synthetic Mutual", "member_id": "M-41" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let before = day_list_events(&server).await.len();
+    let (status, list) = server
+        .get(&format!("/v1/day/patients?date={date}"), billing)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["date"], date.as_str());
+    let patients = list["patients"].as_array().unwrap();
+    let mut listed: Vec<&str> = patients
+        .iter()
+        .map(|p| p["record"]["id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, expected, "each patient booked that day, once");
+    for p in patients {
+        let fields = p["record"]["fields"].as_object().unwrap();
+        assert!(fields.contains_key("name"), "{:?}", fields.keys());
+        for name in fields.keys() {
+            assert!(
+                field_access(Role::Billing, Resource::Patient, name).reads(),
+                "billing may not read {name}"
+            );
+        }
+        assert!(!fields.contains_key("emergency_contact"));
+        for key in ["start", "reason", "practitioner_id", "starts_at", "status"] {
+            assert!(p.get(key).is_none(), "no appointment detail: {key}");
+        }
+    }
+    let theirs = patients
+        .iter()
+        .find(|p| p["record"]["id"] == insured)
+        .unwrap();
+    let coverages = theirs["coverages"].as_array().unwrap();
+    assert!(
+        coverages
+            .iter()
+            .any(|c| c["fields"]["member_id"] == "M-41" && c["patient_id"] == insured),
+        "the coverage just added is listed"
+    );
+    // One disclosure per patient listed, the insured's naming the coverage fields sent.
+    let events = day_list_events(&server).await.split_off(before);
+    assert_eq!(events.len(), expected.len());
+    for (patient_id, fields) in &events {
+        assert!(expected.contains(&patient_id.as_str()));
+        assert!(fields.iter().any(|f| f == "name"));
+        if patient_id == insured {
+            assert!(
+                fields.iter().any(|f| f == "Coverage.member_id"),
+                "{fields:?}"
+            );
+        }
+    }
+
+    // Another day has no one; a malformed day is named; the roles without the list are
+    // refused.
+    let (status, empty) = server
+        .get("/v1/day/patients?date=2031-01-02", billing)
+        .await;
+    assert_eq!(
+        (status, empty["patients"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, body) = server
+        .get("/v1/day/patients?date=02/01/2031", billing)
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("date")));
+    for (role, token) in [&sessions[1], &sessions[3]] {
+        let (status, _) = server.get("/v1/day/patients", token).await;
+        assert_eq!(status, 403, "{role:?}");
+    }
+}
+
+/// The events the server recorded for the day's list: each patient id and field names.
+async fn day_list_events(server: &TestServer) -> Vec<(String, Vec<String>)> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT e.event_json FROM audit_events e JOIN devices d ON d.id = e.device_id
+         WHERE d.kind = 'server' ORDER BY e.device_seq",
+    )
+    .fetch_all(&server.owner_pool().await)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|json| serde_json::from_str::<Value>(json).unwrap())
+        .filter(|e| e["route"] == "/v1/day/patients")
+        .map(|e| {
+            (
+                e["patient_id"].as_str().unwrap().to_owned(),
+                e["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
 }

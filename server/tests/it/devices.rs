@@ -272,3 +272,117 @@ async fn the_operators_revocation_on_the_console_is_in_the_trail() {
         "console"
     );
 }
+
+async fn put_copy(
+    server: &TestServer,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    server
+        .put("/v1/devices/this/offline-copy", token, body)
+        .await
+}
+
+/// "What is on this workstation": each user's session says how many patients and days
+/// their offline copy there holds; the admins' devices list shows each workstation's
+/// copies together (users, patients, when), counts only. A new report replaces the user's
+/// last; a sign-out, which removes the copy, removes it from the count; a lock does not.
+#[tokio::test]
+async fn the_devices_list_counts_what_each_workstations_offline_copies_hold() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login: admin,
+    } = server.signed_in(0xC0, "admin").await;
+    let admin = admin.session_token.expose().to_owned();
+    let front = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let clinician = device
+        .login(&server, "clinician", password_of(&report, "clinician"))
+        .await;
+    let held = |list: Vec<DeviceSummary>| {
+        list.into_iter()
+            .find(|d| d.id == device.id)
+            .unwrap()
+            .offline_copy
+            .map(|c| (c.users, c.patients))
+    };
+    assert_eq!(
+        held(devices(&server, &admin).await),
+        None,
+        "nothing said yet"
+    );
+
+    let (status, body) = put_copy(
+        &server,
+        front.session_token.expose(),
+        json!({ "patients": 12, "days": 9 }),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(held(devices(&server, &admin).await), Some((1, 12)));
+    let (status, _) = put_copy(
+        &server,
+        clinician.session_token.expose(),
+        json!({ "patients": 3, "days": 9 }),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(held(devices(&server, &admin).await), Some((2, 15)));
+    // A later refresh replaces the front desk's count.
+    let (status, _) = put_copy(
+        &server,
+        front.session_token.expose(),
+        json!({ "patients": 10, "days": 9 }),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let list = devices(&server, &admin).await;
+    let copy = list
+        .iter()
+        .find(|d| d.id == device.id)
+        .and_then(|d| d.offline_copy.clone())
+        .unwrap();
+    assert_eq!((copy.users, copy.patients), (2, 13));
+    assert!(copy.reported_at.ends_with('Z'), "{}", copy.reported_at);
+
+    // Nonsense is refused by name and changes nothing.
+    for (body, field) in [
+        (
+            json!({ "patients": 20_000_000, "days": 9 }),
+            Some("patients"),
+        ),
+        (json!({ "patients": 1, "days": -1 }), None),
+        (json!({ "patients": 1, "days": 1, "names": ["x"] }), None),
+    ] {
+        let (status, answer) = put_copy(&server, front.session_token.expose(), body).await;
+        assert_eq!(status, 400, "{answer}");
+        if field.is_some() {
+            assert_eq!(answer["field"].as_str(), field);
+        }
+    }
+    assert_eq!(held(devices(&server, &admin).await), Some((2, 13)));
+
+    // The front desk signs out: the app removes their copy and says it holds nothing,
+    // then ends the session. Only the clinician's copy is counted.
+    let (status, _) = put_copy(
+        &server,
+        front.session_token.expose(),
+        json!({ "patients": 0, "days": 0 }),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(held(devices(&server, &admin).await), Some((1, 3)));
+    // A lock ends the server session and keeps the copy, and its count.
+    let (status, _) = server
+        .post(
+            "/v1/auth/logout",
+            Some(clinician.session_token.expose()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(held(devices(&server, &admin).await), Some((1, 3)));
+}

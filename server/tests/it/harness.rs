@@ -566,6 +566,21 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client()
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self
             .client()
@@ -921,6 +936,8 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "clinician_id": Uuid::now_v7() })
     } else if path.ends_with("/working-hours") {
         serde_json::json!({ "periods": [{ "weekday": "mon", "start": "09:00", "end": "12:00" }] })
+    } else if path.ends_with("/offline-copy") {
+        serde_json::json!({ "patients": 0, "days": 0 })
     } else if path.ends_with("/coverages") {
         serde_json::json!({ "fields": { "payer": "Probe", "member_id": "P-1" } })
     } else if path.starts_with("/v1/coverages/") {

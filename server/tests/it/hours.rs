@@ -3,25 +3,10 @@
 //! fits within it, around the appointments that hold the practitioner's time, in the
 //! clinic's time zone on the day clocks spring forward and the day they fall back.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::harness::{SignedIn, TestServer, password_of};
-
-async fn put(server: &TestServer, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = server
-        .client()
-        .put(format!("{}{path}", server.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 async fn slots(server: &TestServer, token: &str, doctor: Uuid, query: &str) -> Vec<String> {
     let (status, body) = server
@@ -70,21 +55,17 @@ async fn working_hours_give_free_slots_in_the_clinics_time_across_both_clock_cha
         { "weekday": "sun", "start": "00:00", "end": "04:00" },
         { "weekday": "mon", "start": "09:00", "end": "12:00" },
     ]});
-    let (status, _) = put(
-        &server,
-        clinician.session_token.expose(),
-        &hours_path,
-        week.clone(),
-    )
-    .await;
+    let (status, _) = server
+        .put(&hours_path, clinician.session_token.expose(), week.clone())
+        .await;
     assert_eq!(status, 403, "the schedule is the front desk's");
     let overlapping = json!({ "periods": [
         { "weekday": "mon", "start": "09:00", "end": "12:00" },
         { "weekday": "mon", "start": "11:00", "end": "13:00" },
     ]});
-    let (status, body) = put(&server, front, &hours_path, overlapping).await;
+    let (status, body) = server.put(&hours_path, front, overlapping).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("periods")));
-    let (status, body) = put(&server, front, &hours_path, week.clone()).await;
+    let (status, body) = server.put(&hours_path, front, week.clone()).await;
     assert_eq!(status, 200, "{body}");
     let (_, body) = server.get(&hours_path, front).await;
     assert_eq!(
@@ -207,13 +188,13 @@ async fn a_clinician_reads_their_own_working_hours_and_only_theirs() {
         .login(&server, "frontdesk", password_of(&report, "frontdesk"))
         .await;
     let week = json!({ "periods": [{ "weekday": "tue", "start": "08:00", "end": "12:30" }] });
-    let (status, body) = put(
-        &server,
-        desk.session_token.expose(),
-        &format!("/v1/practitioners/{own}/working-hours"),
-        week,
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            &format!("/v1/practitioners/{own}/working-hours"),
+            desk.session_token.expose(),
+            week,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
 
     let hours_of = |token: String, id: Uuid| {
@@ -257,12 +238,12 @@ async fn a_clinician_reads_their_own_working_hours_and_only_theirs() {
         .await;
     let (status, _) = hours_of(billing.session_token.expose().to_owned(), own).await;
     assert_eq!(status, 403);
-    let (status, _) = put(
-        &server,
-        &clinician_token,
-        &format!("/v1/practitioners/{own}/working-hours"),
-        json!({ "periods": [] }),
-    )
-    .await;
+    let (status, _) = server
+        .put(
+            &format!("/v1/practitioners/{own}/working-hours"),
+            &clinician_token,
+            json!({ "periods": [] }),
+        )
+        .await;
     assert_eq!(status, 403);
 }

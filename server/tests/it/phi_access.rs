@@ -115,6 +115,10 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         ),
         ("/v1/patients", ("/v1/patients?q=ivy".to_owned(), &front)),
         (
+            "/v1/day/patients",
+            (format!("/v1/day/patients?date={}", list.date), &front),
+        ),
+        (
             "/v1/patients/{patient_id}/coverages",
             (format!("/v1/patients/{registered}/coverages"), &front),
         ),
@@ -172,6 +176,12 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         let new = &events[before..];
         let expected = if rule.path == "/v1/appointments" {
             list.appointments.len()
+        } else if rule.path == "/v1/day/patients" {
+            // One per patient booked that day.
+            let mut patients: Vec<_> = list.appointments.iter().map(|a| a.patient_id).collect();
+            patients.sort_unstable();
+            patients.dedup();
+            patients.len()
         } else {
             1
         };

@@ -919,3 +919,82 @@ async fn a_change_sent_again_is_answered_with_what_it_stored_not_applied_twice()
         (400, Some("Idempotency-Key"))
     );
 }
+
+/// A workstation chooses the id of a patient or booking it makes offline. One that already
+/// belongs to another clinic's record is refused like one of its own clinic's (`conflict`
+/// on `id`), not a server error, and the other clinic's record is untouched. Before, the
+/// insert hit the primary key and answered 500.
+#[tokio::test]
+async fn an_id_taken_in_another_clinic_is_a_conflict_on_id() {
+    let server = TestServer::start().await;
+    let SignedIn { report: a, .. } = server.signed_in(0xA, "frontdesk").await;
+    let SignedIn {
+        report: b, login, ..
+    } = server.signed_in(0xB, "frontdesk").await;
+    let token = login.session_token.expose();
+    let pool = server.owner_pool().await;
+    let one = |sql: &'static str, clinic: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(sql)
+                .bind(clinic.to_string())
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let their_patient = one(
+        "SELECT id FROM patients WHERE clinic_id = $1 LIMIT 1",
+        a.clinic_id,
+    )
+    .await;
+    let their_appointment = one(
+        "SELECT id FROM appointments WHERE clinic_id = $1 LIMIT 1",
+        a.clinic_id,
+    )
+    .await;
+    let ours = one(
+        "SELECT id FROM patients WHERE clinic_id = $1 LIMIT 1",
+        b.clinic_id,
+    )
+    .await;
+    let clinician = one(
+        "SELECT id FROM users WHERE clinic_id = $1 AND role = 'clinician' LIMIT 1",
+        b.clinic_id,
+    )
+    .await;
+
+    let mut body = registration();
+    body["id"] = json!(their_patient);
+    let (status, answer) = server.post("/v1/patients", Some(token), body).await;
+    assert_eq!(
+        (status, answer["code"].as_str(), answer["field"].as_str()),
+        (409, Some("conflict"), Some("id")),
+        "{answer}"
+    );
+    let booking = json!({ "id": their_appointment, "fields": { "patient_id": ours,
+        "practitioner_id": clinician, "start": "2026-11-25T15:00:00Z", "duration_mins": 20 } });
+    let (status, answer) = server.post("/v1/appointments", Some(token), booking).await;
+    assert_eq!(
+        (status, answer["code"].as_str(), answer["field"].as_str()),
+        (409, Some("conflict"), Some("id")),
+        "{answer}"
+    );
+    // Clinic A's records are as they were: still theirs.
+    let owner_of_patient =
+        sqlx::query_scalar::<_, String>("SELECT clinic_id FROM patients WHERE id = $1")
+            .bind(&their_patient)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let owner_of_appointment =
+        sqlx::query_scalar::<_, String>("SELECT clinic_id FROM appointments WHERE id = $1")
+            .bind(&their_appointment)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        [owner_of_patient, owner_of_appointment],
+        [a.clinic_id.to_string(), a.clinic_id.to_string()]
+    );
+}

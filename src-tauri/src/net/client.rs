@@ -10,10 +10,11 @@ use clinicdesk_protocol::mfa::{
 use clinicdesk_protocol::wire::{
     AppointmentList, AppointmentRecord, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant,
     BreakGlassQueue, BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest,
-    ChallengeResponse, CoverageList, DeviceList, EnrollRequest, EnrollResponse,
+    ChallengeResponse, CoverageList, DayPatients, DeviceList, EnrollRequest, EnrollResponse,
     EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, LoginRequest, LoginResponse,
-    NewUser, PasswordChange, Patient, PatientHistory, PatientRecord, PatientSearchPage,
-    PractitionerList, RecordWritten, ReviewRequest, RoleChange, UserList, UserSummary,
+    NewUser, OfflineCopyReport, PasswordChange, Patient, PatientHistory, PatientRecord,
+    PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest, RoleChange, UserList,
+    UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -247,6 +248,20 @@ impl ServerClient {
         Self::send(self.request(Method::GET, &path, Some(token))).await
     }
 
+    /// The patients booked on `date` (the clinic's day; today there when `None`) with their
+    /// coverages, as the user's role may read them: billing's list.
+    pub async fn day_patients(
+        &self,
+        token: &SecretString,
+        date: Option<&str>,
+    ) -> Result<DayPatients, AppError> {
+        let path = match date {
+            Some(d) => format!("/v1/day/patients?date={d}"),
+            None => "/v1/day/patients".to_owned(),
+        };
+        Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
     /// Every version of a patient's registration record, each cut to the user's role.
     pub async fn patient_history(
         &self,
@@ -419,6 +434,19 @@ impl ServerClient {
     ) -> Result<EnrollmentCodeIssued, AppError> {
         let path = "/v1/devices/enrollment-codes";
         Self::send(self.request(Method::POST, path, Some(token))).await
+    }
+
+    /// Says what the user's offline copy on this workstation holds (counts only), for the
+    /// admins' devices list.
+    pub async fn report_offline_copy(
+        &self,
+        token: &SecretString,
+        report: &OfflineCopyReport,
+    ) -> Result<(), AppError> {
+        let path = "/v1/devices/this/offline-copy";
+        Self::succeeded(self.request(Method::PUT, path, Some(token)).json(report))
+            .await
+            .map(drop)
     }
 
     pub async fn revoke_device(&self, token: &SecretString, id: Uuid) -> Result<(), AppError> {

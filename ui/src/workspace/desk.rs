@@ -4,7 +4,7 @@
 //! workspace when the session locks.
 
 use clinicdesk_protocol::app::{ChangeState, ChangeSummary};
-use clinicdesk_protocol::wire::StaffMember;
+use clinicdesk_protocol::wire::{DayPatients, StaffMember};
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use leptos::prelude::*;
 use uuid::Uuid;
@@ -37,6 +37,8 @@ pub(super) struct Desk {
     pub(super) notice: RwSignal<Option<String>>,
     /// The patient a booking is for, when chosen before the form opened (PHI: a name).
     pub(super) book_for: RwSignal<Option<(Uuid, String)>>,
+    /// Billing's list of the day's patients with their coverage (PHI).
+    pub(super) day_patients: RwSignal<Option<DayPatients>>,
 }
 
 impl Desk {
@@ -48,6 +50,7 @@ impl Desk {
             practitioners: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
             book_for: RwSignal::new(None),
+            day_patients: RwSignal::new(None),
         }
     }
 

@@ -2,6 +2,7 @@
 //! day's appointments in the clinic's time zone, by practitioner, with what the front desk
 //! does from it (arrived, check in, no-show, cancel); the week; the patient finder; and the
 //! desk's forms. A chart opened from any of them replaces them until the user goes back.
+//! Billing, without the schedule, gets its own desk here ([`super::billing`]).
 //!
 //! Keyboard first: Alt+← and Alt+→ move a day, Alt+T is today, Alt+W the week, Alt+P the
 //! next practitioner, Alt+N registers a patient, Alt+B books, Alt+F finds a patient, Alt+U
@@ -17,6 +18,7 @@ use leptos::task::spawn_local;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::billing::{BillingDesk, load_day_patients};
 use super::booking::BookingForm;
 use super::changes::ChangesPane;
 use super::desk::{Desk, Notice, Pane, PatientArgs};
@@ -34,8 +36,12 @@ struct DateArgs {
     date: Option<String>,
 }
 
-/// Fetches the schedule of `date` (today at the clinic when `None`) into the page.
+/// Fetches the schedule of `date` (today at the clinic when `None`) into the page; for a
+/// role without the schedule (billing), that day's patients with their coverage.
 pub(super) fn load_day(ui: Ui, desk: Desk, date: Option<String>) {
+    if !ui.user_may(Permission::ReadSchedule) {
+        return load_day_patients(ui, desk, date);
+    }
     spawn_local(async move {
         match call::<_, AppointmentList>("schedule", &DateArgs { date }).await {
             Ok(list) => {
@@ -65,11 +71,9 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
     let desk = Desk::new();
     provide_context(desk);
     ui.error.set(None);
-    // Billing reads no schedule: its desk is the finder (below).
+    // Billing reads no schedule: its desk is the day's patients and the finder.
     let reads_schedule = ui.user_may(Permission::ReadSchedule);
-    if reads_schedule {
-        load_day(ui, desk, None);
-    }
+    load_day(ui, desk, None);
     if ui.user_may(Permission::ManageSchedule) {
         spawn_local(async move {
             if let Ok(list) = call::<_, PractitionerList>("practitioners", &NoArgs {}).await {
@@ -89,8 +93,7 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
     let unsent = Memo::new(move |_| ui.status.get().and_then(|s| s.unsent_changes));
     Effect::new(move |before: Option<Option<u64>>| {
         let now = unsent.get();
-        if reads_schedule
-            && before.flatten().is_some_and(|n| n > 0)
+        if before.flatten().is_some_and(|n| n > 0)
             && now == Some(0)
             && desk.pane.get_untracked() == Pane::Day
         {
@@ -128,7 +131,7 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
                 go(None);
                 true
             }
-            "w" | "W" => {
+            "w" | "W" if reads_schedule => {
                 desk.pane.set(Pane::Week);
                 true
             }
@@ -414,24 +417,6 @@ fn DayView() -> impl IntoView {
             <p class="muted shortcuts">"Alt+← / Alt+→ day · Alt+T today · Alt+W week · Alt+P practitioner · Alt+F find · Alt+N new patient · Alt+B book · Alt+U unsent changes · Ctrl+L lock"</p>
             <ErrorLine/>
         </div>
-        </div>
-    }
-}
-
-/// Billing's desk: find the patient whose claim is in hand, then their demographics and
-/// coverage (the chart as billing may read it: no clinical content).
-#[component]
-fn BillingDesk() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    view! {
-        <div class="stack wide">
-            <Notice/>
-            <div class="card" id="billing">
-                <h1>"Billing"</h1>
-                <p class="lead">"Find a patient to see their demographics and insurance coverage, and to add or correct a coverage."</p>
-                <ErrorLine/>
-            </div>
-            <PatientFinder pick=move |id, _| open_patient(ui, id)/>
         </div>
     }
 }

@@ -1,5 +1,5 @@
 //! A patient's insurance coverages: add one, list them, correct one (`If-Match`), read its
-//! history. Each cut to the caller's field policy; each change recorded with its audit event
+//! history; the day's patients with their coverages (billing's list). Each cut to the caller's field policy; each change recorded with its audit event
 //! in its transaction.
 
 use axum::extract::State;
@@ -7,15 +7,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::{
-    CoverageChange, CoverageFields, CoverageHistory, CoverageList, RecordHistory, RecordWritten,
+    CoverageChange, CoverageFields, CoverageHistory, CoverageList, DayPatients, RecordHistory,
+    RecordWritten,
 };
 use uuid::Uuid;
 
 use crate::audit::access::{Seen, Served};
-use crate::clinical::coverage;
+use crate::clinical::{coverage, day_patients};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
-use crate::http::extract::{Body, ChangeId, Id, IfMatch, written};
+use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, written};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/coverages",
@@ -102,4 +103,27 @@ pub async fn history(
 ) -> Result<Served<CoverageHistory>, ServerError> {
     let history = coverage::history(&state.store, auth.scope(), &auth.principal.user, id).await?;
     Ok(Served::new(history))
+}
+
+#[utoipa::path(get, path = "/v1/day/patients", params(crate::http::routes::schedule::DayQuery),
+    responses((status = 200, body = DayPatients, description = "The patients booked that day \
+            (not cancelled or entered in error), each with their coverages, cut to the caller's \
+            field policy; no appointment detail"),
+        (status = 400, body = ApiError), (status = 403, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn day_patients(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Params(query): Params<crate::http::routes::schedule::DayQuery>,
+) -> Result<Served<DayPatients>, ServerError> {
+    let list = day_patients::day_patients(
+        &state,
+        auth.scope(),
+        &auth.principal.user,
+        query.date.as_deref(),
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(Served::new(list))
 }

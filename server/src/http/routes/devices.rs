@@ -2,7 +2,8 @@
 //! workstation's Ed25519 public key; admins list the clinic's workstations and revoke them
 //! (recorded on the server chain). A workstation whose OS keychain lost its device secret
 //! gets the escrowed copy back, and only it: from a session on that device (password and a
-//! fresh second factor) proving the device's recovery key again.
+//! fresh second factor) proving the device's recovery key again. Each user's session says
+//! what their offline copy on its workstation holds (counts), for the admins' list.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +11,7 @@ use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::audit::to_hex;
 use clinicdesk_protocol::wire::{
     DeviceList, EnrollRequest, EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret,
+    OfflineCopyReport,
 };
 use uuid::Uuid;
 
@@ -73,6 +75,27 @@ pub async fn list(
     Ok(Json(DeviceList {
         devices: device_registry::list(&state.store, auth.scope()).await?,
     }))
+}
+
+#[utoipa::path(put, path = "/v1/devices/this/offline-copy", request_body = OfflineCopyReport,
+    responses((status = 204, description = "Kept: the admins' devices list shows it"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn report_offline_copy(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Body(report): Body<OfflineCopyReport>,
+) -> Result<axum::http::StatusCode, ServerError> {
+    device_registry::report_offline_copy(
+        &state.store,
+        auth.scope(),
+        &auth.principal,
+        report,
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// How long an admin's enrollment code lives.

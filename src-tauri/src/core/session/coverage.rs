@@ -5,7 +5,9 @@
 use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::app::ChangeSummary;
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_protocol::wire::{CoverageChange, CoverageFields, CoverageList, PatientHistory};
+use clinicdesk_protocol::wire::{
+    CoverageChange, CoverageFields, CoverageList, DayPatients, PatientHistory,
+};
 use uuid::Uuid;
 
 use crate::core::Core;
@@ -33,6 +35,52 @@ fn view(
 }
 
 impl Core {
+    /// The patients booked on `date` (`YYYY-MM-DD`, the clinic's day; today there when
+    /// `None`) with their coverages: billing's working list, and the front desk's check of
+    /// coverage before the day's visits. Online only (nothing of it is kept offline). One
+    /// view per patient listed, committed together before the list is returned.
+    pub async fn day_patients(&self, date: Option<String>) -> Result<DayPatients, AppError> {
+        if let Some(d) = &date
+            && d.parse::<jiff::civil::Date>().is_err()
+        {
+            return Err(AppError::BadInput("date"));
+        }
+        self.send_changes_first().await?;
+        let (token, generation) = self.session_snapshot()?;
+        let list = match self
+            .fetch(token, |c, t| async move {
+                c.day_patients(&t, date.as_deref()).await
+            })
+            .await
+        {
+            Ok(list) => list,
+            Err(AppError::Unreachable) => return Err(AppError::Unreachable),
+            Err(e) => return Err(self.refused_in(generation, e).await),
+        };
+        let now = self.clock.now_ms();
+        self.with_unlocked(generation, |u, proof| {
+            let drafts: Vec<Draft> = list
+                .patients
+                .iter()
+                .map(|p| {
+                    view(
+                        "Patient",
+                        p.record.id,
+                        p.disclosed_fields(),
+                        "day_patients",
+                        false,
+                    )
+                })
+                .collect();
+            if !drafts.is_empty() {
+                proof.device().record_all(&u.key, &u.user, drafts, now)?;
+            }
+            Ok(())
+        })?;
+        self.device.want_upload();
+        Ok(list)
+    }
+
     /// The patient's coverages, active or not (online only: not kept offline).
     pub async fn coverages(&self, patient_id: Uuid) -> Result<CoverageList, AppError> {
         self.read_phi(

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use clinicdesk_protocol::app::{AppStatus, Phase, Revocation};
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::mfa::MfaMethod;
-use clinicdesk_protocol::wire::UserInfo;
+use clinicdesk_protocol::wire::{OfflineCopyReport, UserInfo};
 use secrecy::SecretString;
 
 use super::Core;
@@ -371,11 +371,24 @@ impl Core {
     /// Ends the server session in the background; the server's idle timeout ends it
     /// otherwise.
     fn end_server_session(&self, token: Option<SecretString>) {
+        self.end_server_session_holding(token, None);
+    }
+
+    /// [`Core::end_server_session`]; with `Some(copy)`, first tells the server what the
+    /// user's offline copy now holds (a sign-out: nothing, for the admins' list).
+    fn end_server_session_holding(
+        &self,
+        token: Option<SecretString>,
+        copy: Option<OfflineCopyReport>,
+    ) {
         let (Some(token), Ok((_, client))) = (token, self.device.enrolled()) else {
             return;
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
+                if let Some(copy) = copy {
+                    let _ = client.report_offline_copy(&token, &copy).await;
+                }
                 let _ = client.logout(&token).await;
             });
         }
@@ -436,7 +449,11 @@ impl Core {
                 Session::SignedOut
             })
             .ok_or(AppError::SignedOut)?;
-        self.end_server_session(token);
+        let nothing = OfflineCopyReport {
+            patients: 0,
+            days: 0,
+        };
+        self.end_server_session_holding(token, Some(nothing));
         removed?;
         tracing::info!("signed out; user cache removed");
         self.notify_locked();

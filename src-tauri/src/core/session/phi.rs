@@ -214,11 +214,7 @@ impl Core {
         F: FnOnce(ServerClient, SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, AppError>>,
     {
-        if self.session_snapshot()?.0.is_some()
-            && let Err(e) = self.send_changes().await
-        {
-            tracing::debug!(code = %e.to_api().code, "queued changes not sent before a read");
-        }
+        self.send_changes_first().await?;
         let (token, generation) = self.session_snapshot()?;
         let fetched = match self.fetch(token, request).await {
             // Unreachable: the cache answers (below). Any other refusal means what it means
@@ -229,6 +225,17 @@ impl Core {
             fetched => fetched,
         };
         self.record_view(generation, fetched, from_cache, draft, store)
+    }
+
+    /// Online, sends the user's queued changes before a read, so that the server's answer
+    /// includes them; a change that cannot go now waits in the queue, and the read goes on.
+    pub(super) async fn send_changes_first(&self) -> Result<(), AppError> {
+        if self.session_snapshot()?.0.is_some()
+            && let Err(e) = self.send_changes().await
+        {
+            tracing::debug!(code = %e.to_api().code, "queued changes not sent before a read");
+        }
+        Ok(())
     }
 
     /// The value fetched online, or read from the user's cache when the server cannot be

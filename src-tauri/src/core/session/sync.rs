@@ -6,6 +6,7 @@
 //! is kept. A complete pass then evicts what left the window: other days, and patients no
 //! longer in it (a past appointment, a chart re-read without the clinical summary after the
 //! clinician left the care team), except those with changes still queued. A lock stops it.
+//! After each pass the server is told what the copy holds (counts), for the admins' list.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +14,7 @@ use clinicdesk_protocol::app::SyncProgress;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::policy::{Permission, Role, allows};
-use clinicdesk_protocol::wire::{AppointmentList, Patient, PatientRecord};
+use clinicdesk_protocol::wire::{AppointmentList, OfflineCopyReport, Patient, PatientRecord};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -117,10 +118,33 @@ impl Core {
         let _one = self.syncing.lock().await;
         let result = self.sync_pass().await;
         self.note_sync(None);
-        if let Err(e) = &result {
-            tracing::debug!(code = %e.to_api().code, "offline copy not refreshed");
+        match &result {
+            Ok(_) => {
+                if let Err(e) = self.report_copy().await {
+                    tracing::debug!(code = %e.to_api().code, "offline copy not reported");
+                }
+            }
+            Err(e) => tracing::debug!(code = %e.to_api().code, "offline copy not refreshed"),
         }
         result
+    }
+
+    /// Tells the server what the copy now holds (counts of patients and days, no names),
+    /// for the admins' list of workstations. A failure leaves the last report standing.
+    async fn report_copy(&self) -> Result<(), AppError> {
+        let (token, generation) = self.session_snapshot()?;
+        let Some(token) = token else {
+            return Ok(());
+        };
+        let (patients, days) = self.with_unlocked(generation, |u, _| {
+            let (patients, days, _) = u.cache.holdings()?;
+            Ok((patients, days))
+        })?;
+        let report = OfflineCopyReport { patients, days };
+        self.ask(generation, &token, |c, t| async move {
+            c.report_offline_copy(&t, &report).await
+        })
+        .await
     }
 
     async fn sync_pass(&self) -> Result<Synced, AppError> {

@@ -1,6 +1,7 @@
 //! The admin's workstations tab: every enrolled workstation with its audit trail's standing,
 //! a new enrollment code, revocation (which makes the workstation wipe itself), and the
-//! tamper alerts of the clinic's audit chains.
+//! tamper alerts of the clinic's audit chains; and what the users' offline copies on each
+//! workstation hold (counts of patients and users, never who).
 
 use clinicdesk_protocol::wire::{AuditAlerts, DeviceList, DeviceSummary, EnrollmentCodeIssued};
 use leptos::prelude::*;
@@ -74,7 +75,7 @@ pub(super) fn WorkstationsView() -> impl IntoView {
                     <table class="devices" id="device-list">
                         <thead><tr>
                             <th>"Workstation"</th><th>"Enrolled"</th><th>"Last seen"</th>
-                            <th>"App"</th><th>"Audit trail"</th><th></th>
+                            <th>"App"</th><th>"Audit trail"</th><th>"Offline copies"</th><th></th>
                         </tr></thead>
                         <tbody>
                             {list.devices.into_iter().map(|d| view! { <DeviceRow d devices/> }).collect_view()}
@@ -200,6 +201,18 @@ fn DeviceRow(d: DeviceSummary, devices: RwSignal<Option<DeviceList>>) -> impl In
     } else {
         view! { <span>{format!("#{} received", d.audit_contiguous_seq)}</span> }.into_any()
     };
+    // Counts only: how many users keep a copy here and how many patients those hold.
+    let copies = match &d.offline_copy {
+        None => "None".to_owned(),
+        Some(c) => format!(
+            "{} patient{} · {} user{} · as of {}",
+            c.patients,
+            if c.patients == 1 { "" } else { "s" },
+            c.users,
+            if c.users == 1 { "" } else { "s" },
+            local_date_time(&c.reported_at)
+        ),
+    };
     let revoked = d.revoked_at.is_some();
     let action = match d.revoked_at {
         Some(at) => {
@@ -220,6 +233,7 @@ fn DeviceRow(d: DeviceSummary, devices: RwSignal<Option<DeviceList>>) -> impl In
             <td>{d.last_seen_at.as_deref().map(local_date_time).unwrap_or_else(|| "Never".to_owned())}</td>
             <td>{d.app_version.unwrap_or_else(|| "–".to_owned())}</td>
             <td>{audit}</td>
+            <td class="offline-copies">{copies}</td>
             <td>{action}</td>
         </tr>
     }
