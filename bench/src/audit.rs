@@ -59,6 +59,8 @@ pub(crate) struct Served {
     clinician: Uuid,
     /// The clinician's password.
     pub(crate) password: String,
+    /// The front desk's password.
+    pub(crate) front_desk_password: String,
 }
 
 pub(crate) async fn served() -> anyhow::Result<Served> {
@@ -173,13 +175,16 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
             .await?;
     let clinician = Uuid::parse_str(&clinician)?;
     signed_in_on(&state, clinic_id, device_id, clinician).await?;
-    let password = report
-        .users
-        .iter()
-        .find(|u| u.username == "clinician")
-        .context("no clinician seeded")?
-        .password
-        .clone();
+    let password_of = |username: &str| {
+        report
+            .users
+            .iter()
+            .find(|u| u.username == username)
+            .map(|u| u.password.clone())
+            .with_context(|| format!("no {username} seeded"))
+    };
+    let password = password_of("clinician")?;
+    let front_desk_password = password_of("frontdesk")?;
     Ok(Served {
         state,
         db,
@@ -192,6 +197,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
         clinic_id,
         clinician,
         password,
+        front_desk_password,
     })
 }
 

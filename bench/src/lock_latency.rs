@@ -10,13 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clinicdesk_app::config::Config;
-use clinicdesk_app::core::Core;
 use clinicdesk_protocol::app::Phase;
-use clinicdesk_server::admin::seed;
-use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
-use clinicdesk_server::time::SystemClock;
 
+use crate::app_core::{enroll_and_sign_in, new_core};
 use crate::audit::{runtime, served};
 use crate::metrics::Scale;
 use crate::report::Metric;
@@ -24,28 +20,12 @@ use crate::report::Metric;
 /// The idle lock under test: short, so each round is quick.
 const IDLE: Duration = Duration::from_millis(600);
 
-fn unix_secs() -> u64 {
-    #[allow(clippy::disallowed_methods)] // a TOTP code needs the wall clock, as a phone has
-    let now = std::time::SystemTime::now();
-    now.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
     let rounds = scale.pick(5, 15);
     let rt = runtime()?;
     let s = rt.block_on(served())?;
     let dir = tempfile::tempdir()?;
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        server_url: s.url.clone(),
-        enrollment_ca: Some(s.ca_cert.clone()),
-        idle_override: Some(IDLE),
-        keychain_service: format!("ClinicDesk-bench-{}", uuid::Uuid::new_v4()),
-        upload_interval: Duration::from_millis(200),
-    };
-    let core = Arc::new(Core::new(config, clinicdesk_app::os::clock::system())?);
+    let core = new_core(&s, dir.path(), Some(IDLE))?;
     let locked_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let seen = locked_at.clone();
     core.set_lock_listener(move || {
@@ -54,19 +34,7 @@ pub fn lock_latency_ms(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     });
     rt.block_on(async {
-        let code = seed::issue_enrollment_code(&s.state.store, &SystemClock, s.clinic_id, 15, None)
-            .await?;
-        core.enroll(&code, "Bench workstation")
-            .await
-            .context("enrolling (needs a Secret Service: run `cargo xtask bench`)")?;
-        let status = core.sign_in("clinician", &s.password).await?;
-        anyhow::ensure!(
-            status.phase == Phase::SetUpSecondFactor,
-            "unexpected sign-in step"
-        );
-        let setup = core.start_totp_setup().await?;
-        let totp = TotpSecret::from_base32(setup.secret_base32.expose())?;
-        core.confirm_totp_setup(&totp.code_at(unix_secs())?).await?;
+        enroll_and_sign_in(&core, &s, "clinician", &s.password).await?;
         // A chart in the cache for the busy threads to find.
         let list = core.appointments().await?;
         let first = list.appointments.first().context("no appointments")?;

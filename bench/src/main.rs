@@ -5,10 +5,12 @@
 
 #![allow(clippy::print_stdout)] // the report table is this program's output
 
+mod app_core;
 mod audit;
 mod cache_search;
 mod lock_latency;
 mod metrics;
+mod offline_write;
 mod provisioning;
 mod records;
 mod report;

@@ -51,6 +51,7 @@ pub const ALL: &[(&str, Run)] = &[
         crate::cache_search::cache_search_p99_ms,
     ),
     ("lock_latency_ms", crate::lock_latency::lock_latency_ms),
+    ("offline_write_ms", crate::offline_write::offline_write_ms),
     ("audit_ingest_eps", crate::audit::audit_ingest_eps),
     ("audit_search_p99_ms", crate::audit::audit_search_p99_ms),
     ("audit_overhead_us", crate::audit::audit_overhead_us),
