@@ -560,7 +560,8 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     shots.take(&client, "signed-out").await;
 
     // 8. The admin sees no patients but the clinic's workstations: this one, with its app
-    //    version and its audit trail's standing; a new enrollment code is one click.
+    //    version, its audit trail's standing and what its offline copies hold (counts); a
+    //    new enrollment code is one click.
     type_into(&client, "login-username", "admin").await;
     type_into(&client, "login-password", server.seed.password("admin")).await;
     click(&client, "login-submit").await;
@@ -575,6 +576,19 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     let text = row.text().await.unwrap();
     assert!(text.contains("E2E workstation"), "{text}");
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    // What its offline copies hold, in counts: the clinician's (switch user kept it; the
+    // app reported it after its pass); the front desk's went with their sign-out.
+    let copies = row
+        .find(Locator::Css("td.offline-copies"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        copies.contains("patient") && copies.contains("1 user"),
+        "{copies}"
+    );
     assert!(
         client
             .find(Locator::Css("button.open-patient"))
@@ -1156,5 +1170,159 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
         )
         .unwrap();
     assert_eq!(payers, 1, "the coverage reached the server once");
+    client.close().await.unwrap();
+}
+
+/// Billing's desk through the real app: the day's patients with their coverage (no times,
+/// no reasons, no schedule); a chart opened from the list (no clinical content), a coverage
+/// added there, and the list shows it on return. Each patient listed is a disclosure in the
+/// server's trail.
+#[tokio::test(flavor = "multi_thread")]
+async fn billing_works_from_the_days_patients_and_their_coverage() {
+    let _one = ONE_APP.lock().await;
+    let server = ServerProcess::start();
+    // The demo clinic has no billing account: an admin (on a workstation core of its own)
+    // makes the clinician one before they sign in here.
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = clinicdesk_tests::enrolled_core(&server, admin_dir.path(), "Admin desk").await;
+    server
+        .sign_in(&admin, "admin", server.seed.password("admin"))
+        .await
+        .unwrap();
+    admin
+        .change_role(
+            server.user_id("clinician"),
+            clinicdesk_protocol::policy::Role::Billing,
+        )
+        .await
+        .unwrap();
+    // The seed's code went to the admin's workstation: the billing office gets a new one.
+    let code = admin.issue_enrollment_code().await.unwrap().enrollment_code;
+    admin.sign_out().unwrap();
+    let app_dir = tempfile::tempdir().unwrap();
+    let (_driver, client) = launch(
+        &server,
+        app_dir.path(),
+        &format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
+    )
+    .await;
+    let mut shots = Shots::new("billing");
+    type_into(&client, "enroll-code", code.expose()).await;
+    type_into(&client, "enroll-device-name", "E2E billing office").await;
+    click(&client, "enroll-submit").await;
+    type_into(&client, "login-username", "clinician").await;
+    type_into(&client, "login-password", server.seed.password("clinician")).await;
+    click(&client, "login-submit").await;
+    set_up_authenticator(&client, &server, "clinician", None).await;
+
+    let table = wait_for(
+        &client,
+        Locator::Css("#day-patients tr.day-patient"),
+        20,
+        "the day's patients",
+    )
+    .await;
+    let first = table.text().await.unwrap();
+    let rows = client
+        .find_all(Locator::Css("#day-patients tr.day-patient"))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    // No schedule detail: no time, practitioner or reason column.
+    let mut heads = Vec::new();
+    for th in client
+        .find_all(Locator::Css("#day-patients thead th"))
+        .await
+        .unwrap()
+    {
+        heads.push(th.text().await.unwrap());
+    }
+    assert_eq!(heads, ["Patient", "Born", "MRN", "Coverage"]);
+    assert!(
+        client.find(Locator::Id("schedule-list")).await.is_err(),
+        "billing has no schedule"
+    );
+    shots.take(&client, "day-patients").await;
+    let listed: Vec<String> = {
+        let mut ids = Vec::new();
+        for row in &rows {
+            ids.push(row.attr("data-patient-id").await.unwrap().unwrap());
+        }
+        ids
+    };
+
+    // The first patient: open them, add a coverage, and the list shows it on return.
+    let target = table
+        .find(Locator::Css("button.open-patient"))
+        .await
+        .unwrap();
+    let patient_id = target.attr("data-patient-id").await.unwrap().unwrap();
+    target.click().await.unwrap();
+    wait_for(
+        &client,
+        Locator::Id("coverage-add"),
+        20,
+        "the coverage panel",
+    )
+    .await;
+    assert!(
+        client.find(Locator::Id("patient-allergies")).await.is_err(),
+        "billing reads no clinical content"
+    );
+    click(&client, "coverage-add").await;
+    type_into(&client, "coverage-payer", "Northwind Synthetic Health").await;
+    type_into(&client, "coverage-member", "SYN-4242").await;
+    click(&client, "coverage-submit").await;
+    wait_for(
+        &client,
+        Locator::Css("tr.coverage-row"),
+        20,
+        "the new coverage",
+    )
+    .await;
+    click(&client, "back-to-schedule").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = wait_for(
+            &client,
+            Locator::Css(&format!("#day-patients tr[data-patient-id='{patient_id}']")),
+            20,
+            "the patient's row",
+        )
+        .await;
+        if row
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("member SYN-4242")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the list never showed the coverage"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    shots.take(&client, "day-patients-covered").await;
+    assert!(!first.is_empty());
+
+    // Each patient listed is a disclosure the server recorded for this user.
+    let disclosed: Vec<String> = {
+        let db = server.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT DISTINCT patient_id FROM audit_events
+                 WHERE json_extract(event_json, '$.route') = '/v1/day/patients'",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    for id in &listed {
+        assert!(disclosed.contains(id), "no disclosure of a listed patient");
+    }
     client.close().await.unwrap();
 }

@@ -58,6 +58,9 @@ fn coverage_line(c: &CoverageRecord) -> String {
 pub(super) fn BillingDesk() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let desk = expect_context::<Desk>();
+    // Fetched each time the desk shows (back from a chart, a coverage changed there is
+    // listed), for the day in view.
+    load_day_patients(ui, desk, desk.date.get_untracked());
     let step = move |n: i64| {
         let day = desk.date.get_untracked().map(|d| add_days(&d, n));
         load_day_patients(ui, desk, day);

@@ -82,9 +82,15 @@ pub(super) fn PatientView(patient: Patient) -> impl IntoView {
                 desk.pane.set(Pane::Book);
             }>"Book"</button>
     });
+    // Billing came from the day's patients, not a schedule.
+    let back = if ui.user_may(Permission::ReadSchedule) {
+        "← Schedule"
+    } else {
+        "← The day's patients"
+    };
     view! {
         <div class="card" id="patient">
-            <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>"← Schedule"</button>
+            <button class="link" id="back-to-schedule" on:click=move |_| ui.patient.set(None)>{back}</button>
             <div class="title-row">
                 <h1 id="patient-name">{patient.name.expose().clone()}</h1>
                 <span class="actions">{edit}{book}</span>

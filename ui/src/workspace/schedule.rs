@@ -71,9 +71,12 @@ pub(crate) fn ScheduleWorkspace() -> impl IntoView {
     let desk = Desk::new();
     provide_context(desk);
     ui.error.set(None);
-    // Billing reads no schedule: its desk is the day's patients and the finder.
+    // Billing reads no schedule: its desk (the day's patients and the finder) loads its
+    // list each time it shows.
     let reads_schedule = ui.user_may(Permission::ReadSchedule);
-    load_day(ui, desk, None);
+    if reads_schedule {
+        load_day(ui, desk, None);
+    }
     if ui.user_may(Permission::ManageSchedule) {
         spawn_local(async move {
             if let Ok(list) = call::<_, PractitionerList>("practitioners", &NoArgs {}).await {
