@@ -430,6 +430,10 @@ async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes(
     );
     let chart = core.open_patient(kept).await.unwrap();
     assert!(chart.clinical.is_some());
+    // Their coverage too (the seed gives each patient one), as the pass kept it.
+    let covered = core.coverages(other).await.unwrap();
+    assert_eq!(covered.patient_id, other);
+    assert!(!covered.coverages.is_empty(), "the pass kept the coverage");
     core.switch_user();
 
     // The front desk takes the clinician off that patient's care team.
@@ -487,6 +491,11 @@ async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes(
             code_of(core.open_patient(patient).await.unwrap_err()),
             ErrorCode::ServerUnreachable,
             "nothing of the clinician's copy is left to read"
+        );
+        assert_eq!(
+            code_of(core.coverages(patient).await.unwrap_err()),
+            ErrorCode::ServerUnreachable,
+            "nor of its coverages"
         );
     }
     assert_eq!(

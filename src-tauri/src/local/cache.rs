@@ -7,8 +7,8 @@ use std::path::Path;
 
 use clinicdesk_protocol::app::PatientHit;
 use clinicdesk_protocol::wire::{
-    Appointment, AppointmentList, ClinicalAccess, Patient, PatientRecord, PractitionerList,
-    UserInfo,
+    Appointment, AppointmentList, ClinicalAccess, CoverageList, Patient, PatientRecord,
+    PractitionerList, UserInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
@@ -69,6 +69,15 @@ CREATE TABLE practitioners (
 -- an edit made offline is based on.
 CREATE TABLE patient_records (
     id TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    fetched_at_ms INTEGER NOT NULL
+);
+",
+    "
+-- Patients' coverages as last read (a list per patient), for the front desk and billing
+-- offline.
+CREATE TABLE coverages (
+    patient_id TEXT PRIMARY KEY,
     json TEXT NOT NULL,
     fetched_at_ms INTEGER NOT NULL
 );
@@ -196,12 +205,14 @@ impl Cache {
         ))
     }
 
-    /// Deletes every cached record (days, charts, registration records, search keys).
+    /// Deletes every cached record (days, charts, registration records, coverages, search
+    /// keys).
     pub fn forget_records(&mut self) -> Result<(), DbError> {
         self.transaction(|tx| {
             tx.execute_batch(
                 "DELETE FROM patient_name_words; DELETE FROM patients;
-                 DELETE FROM patient_records; DELETE FROM appointments;",
+                 DELETE FROM patient_records; DELETE FROM appointments;
+                 DELETE FROM coverages;",
             )?;
             Ok(())
         })
@@ -282,6 +293,15 @@ impl Cache {
     }
 
     /// A patient's registration record as last read or changed here.
+    /// The patient's coverages as last read here.
+    pub fn coverages(&self, patient_id: Uuid) -> Result<Option<CoverageList>, DbError> {
+        json_row(
+            &self.conn,
+            "SELECT json FROM coverages WHERE patient_id = ?1",
+            [patient_id.to_string()],
+        )
+    }
+
     pub fn patient_record(&self, id: Uuid) -> Result<Option<PatientRecord>, DbError> {
         json_row(
             &self.conn,
@@ -449,6 +469,26 @@ pub fn forget_patient(tx: &Transaction<'_>, id: Uuid) -> Result<(), DbError> {
         "DELETE FROM patient_records WHERE id = ?1",
         [id.to_string()],
     )?;
+    tx.execute(
+        "DELETE FROM coverages WHERE patient_id = ?1",
+        [id.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Keeps the patient's coverages as read now.
+pub fn put_coverages(
+    tx: &Transaction<'_>,
+    list: &CoverageList,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(list).map_err(|_| DbError::Malformed)?;
+    tx.execute(
+        "INSERT INTO coverages (patient_id, json, fetched_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (patient_id) DO UPDATE SET json = excluded.json,
+             fetched_at_ms = excluded.fetched_at_ms",
+        params![list.patient_id.to_string(), json, now_ms],
+    )?;
     Ok(())
 }
 
@@ -507,7 +547,10 @@ pub fn evict_outside(
         tx.execute("DELETE FROM appointments WHERE day = ?1", [day])?;
     }
     let mut cached: Vec<String> = tx
-        .prepare("SELECT id FROM patients UNION SELECT id FROM patient_records")?
+        .prepare(
+            "SELECT id FROM patients UNION SELECT id FROM patient_records
+             UNION SELECT patient_id FROM coverages",
+        )?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     cached.retain(|id| Uuid::parse_str(id).map_or(true, |id| !keep.contains(&id)));

@@ -6,7 +6,9 @@
 use clinicdesk_protocol::app::PatientHit;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::policy::{Permission, Role, allows};
-use clinicdesk_protocol::wire::{AppointmentList, ClinicalAccess, Patient, PatientRecord};
+use clinicdesk_protocol::wire::{
+    AppointmentList, ClinicalAccess, CoverageList, Patient, PatientRecord,
+};
 
 /// A cached day, if the role reads the schedule.
 pub fn schedule(role: Role, list: Option<AppointmentList>) -> Option<AppointmentList> {
@@ -34,6 +36,16 @@ pub fn record(role: Role, record: Option<PatientRecord>) -> Option<PatientRecord
     Some(record)
 }
 
+/// Cached coverages cut to the fields the role reads; none for a role that reads none.
+pub fn coverages(role: Role, list: Option<CoverageList>) -> Option<CoverageList> {
+    let mut list = list.filter(|_| field_access(role, Resource::Coverage, "payer").reads())?;
+    for c in &mut list.coverages {
+        c.fields
+            .retain(|name| field_access(role, Resource::Coverage, name).reads());
+    }
+    Some(list)
+}
+
 /// Cached search hits (name, birth date, MRN), if the role reads demographics.
 pub fn hits(role: Role, hits: Vec<PatientHit>) -> Vec<PatientHit> {
     if allows(role, Permission::ReadDemographics) {
@@ -46,7 +58,9 @@ pub fn hits(role: Role, hits: Vec<PatientHit>) -> Vec<PatientHit> {
 #[cfg(test)]
 mod tests {
     use clinicdesk_protocol::phi::Phi;
-    use clinicdesk_protocol::wire::{ClinicalSummary, PatientFields};
+    use clinicdesk_protocol::wire::{
+        ClinicalSummary, CoverageFields, CoverageRecord, PatientFields,
+    };
     use uuid::Uuid;
 
     use super::*;
@@ -104,5 +118,33 @@ mod tests {
         };
         assert!(schedule(Role::FrontDesk, Some(list.clone())).is_some());
         assert!(schedule(Role::Admin, Some(list)).is_none());
+
+        let covered = CoverageList {
+            patient_id: Uuid::from_u128(7),
+            coverages: vec![CoverageRecord {
+                id: Uuid::from_u128(8),
+                patient_id: Uuid::from_u128(7),
+                version: 1,
+                fields: CoverageFields::default().filled(),
+            }],
+        };
+        for role in Role::ALL {
+            let reads_any = CoverageFields::NAMES
+                .iter()
+                .any(|name| field_access(role, Resource::Coverage, name).reads());
+            match coverages(role, Some(covered.clone())) {
+                None => assert!(!reads_any, "{role:?} lost coverages it reads"),
+                Some(seen) => {
+                    for name in CoverageFields::NAMES {
+                        assert_eq!(
+                            seen.coverages[0].fields.present().contains(name),
+                            field_access(role, Resource::Coverage, name).reads(),
+                            "{role:?} {name}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(coverages(Role::Admin, Some(covered)).is_none());
     }
 }

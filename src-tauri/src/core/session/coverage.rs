@@ -1,5 +1,6 @@
 //! A patient's insurance coverage and the history of their record, for the front desk and
-//! billing: read online (each read recorded as a view before it is returned), changed
+//! billing: coverages read online and kept for offline, a record's history online (each
+//! read recorded as a view before it is returned), changed
 //! through the queue like every change made in the app ([`super::changes`]).
 
 use clinicdesk_protocol::Phi;
@@ -14,6 +15,7 @@ use crate::core::Core;
 use crate::error::AppError;
 use crate::local::changes::Change;
 use crate::local::outbox::Draft;
+use crate::local::{cache, minimum};
 
 fn view(
     resource_type: &'static str,
@@ -81,11 +83,12 @@ impl Core {
         Ok(list)
     }
 
-    /// The patient's coverages, active or not (online only: not kept offline).
+    /// The patient's coverages, active or not: from the server, kept for offline; offline,
+    /// as last read here (the sync pass keeps those of the user's days), cut to the role.
     pub async fn coverages(&self, patient_id: Uuid) -> Result<CoverageList, AppError> {
         self.read_phi(
             |c, t| async move { c.coverages(&t, patient_id).await },
-            |_, _| Ok(None),
+            move |cache, role| Ok(minimum::coverages(role, cache.coverages(patient_id)?)),
             |list, offline| {
                 let mut fields: Vec<String> = Vec::new();
                 for c in &list.coverages {
@@ -97,7 +100,7 @@ impl Core {
                 }
                 view("Coverage", list.patient_id, fields, "coverages", offline)
             },
-            |_, _, _| Ok(()),
+            cache::put_coverages,
         )
         .await
     }

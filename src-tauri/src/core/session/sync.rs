@@ -1,6 +1,6 @@
 //! The offline copy of the user's days: after an online sign-in (and then every hour), the
 //! schedule from yesterday to a week ahead (a clinician's own appointments only) and the
-//! charts and registration records of those patients, as the server cuts them for the
+//! charts, registration records and coverages of those patients, as the server cuts them for the
 //! user's role and care teams. So a workstation opened offline in the morning has the
 //! day's patients. Each day and chart pulled is recorded as a view (route `sync`) before it
 //! is kept. A complete pass then evicts what left the window: other days, and patients no
@@ -14,7 +14,9 @@ use clinicdesk_protocol::app::SyncProgress;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::policy::{Permission, Role, allows};
-use clinicdesk_protocol::wire::{AppointmentList, OfflineCopyReport, Patient, PatientRecord};
+use clinicdesk_protocol::wire::{
+    AppointmentList, CoverageList, OfflineCopyReport, Patient, PatientRecord,
+};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -181,6 +183,7 @@ impl Core {
         }
         let total = total_days + u64::try_from(patients.len()).unwrap_or(u64::MAX);
         let reads_record = reads_registration(user.role);
+        let reads_coverage = field_access(user.role, Resource::Coverage, "payer").reads();
         for &id in &patients {
             self.note_sync(Some(SyncProgress { done, total }));
             let chart = self
@@ -199,8 +202,19 @@ impl Core {
             } else {
                 None
             };
+            let coverages = if reads_coverage {
+                self.ask(generation, &token, |c, t| async move {
+                    c.coverages(&t, id).await
+                })
+                .await
+                .ok()
+            } else {
+                None
+            };
             match chart {
-                Ok(chart) => self.keep_patient(generation, &chart, record.as_ref())?,
+                Ok(chart) => {
+                    self.keep_patient(generation, &chart, record.as_ref(), coverages.as_ref())?;
+                }
                 // Gone from the server's view (another clinic's, not found): not kept.
                 Err(AppError::Server(_)) => {}
                 Err(e) => return Err(e),
@@ -274,21 +288,33 @@ impl Core {
         generation: u64,
         chart: &Patient,
         record: Option<&PatientRecord>,
+        coverages: Option<&CoverageList>,
     ) -> Result<(), AppError> {
         let now = self.clock.now_ms();
         self.with_unlocked(generation, |u, proof| {
             let mut fields = chart.field_names();
+            let mut note = |name: String| {
+                if !fields.contains(&name) {
+                    fields.push(name);
+                }
+            };
             if let Some(r) = record {
                 for name in r.fields.present() {
-                    if !fields.iter().any(|f| f == name) {
-                        fields.push(name.to_owned());
-                    }
+                    note(name.to_owned());
+                }
+            }
+            for c in coverages.iter().flat_map(|l| &l.coverages) {
+                for name in c.fields.present() {
+                    note(format!("Coverage.{name}"));
                 }
             }
             let draft = view("Patient", chart.id.to_string(), Some(chart.id), fields);
             proof.device().record(&u.key, &u.user, draft, now)?;
             u.cache.transaction(|tx| {
                 cache::put_patient(tx, chart, now)?;
+                if let Some(list) = coverages {
+                    cache::put_coverages(tx, list, now)?;
+                }
                 match record {
                     Some(r) => cache::put_patient_record(tx, r, now),
                     None => Ok(()),
