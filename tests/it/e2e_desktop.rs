@@ -897,6 +897,28 @@ async fn alt(client: &Client, key: char) {
     client.perform_actions(keys).await.unwrap();
 }
 
+/// The day in view, as the toolbar labels it.
+async fn label_of_day(client: &Client) -> String {
+    wait_for(client, Locator::Id("day-label"), 20, "the day's label")
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The day's label once it is no longer `before`.
+async fn label_changes_from(client: &Client, before: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = label_of_day(client).await;
+        if !now.is_empty() && now != before {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the day did not change");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The schedule row of the appointment whose patient's name contains `name`.
 async fn row_of(client: &Client, name: &str) -> Element {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -968,6 +990,36 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     set_up_authenticator(&client, &server, "frontdesk", None).await;
     wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
     shots.take(&client, "day").await;
+
+    // The keyboard moves through the days: Alt+→ the next, Alt+← back, Alt+W the week,
+    // Alt+T today's day again; Alt+F puts the cursor in the finder; Alt+U the unsent changes.
+    let today = label_of_day(&client).await;
+    alt(&client, fantoccini::key::Key::Right.into()).await;
+    let tomorrow = label_changes_from(&client, &today).await;
+    alt(&client, fantoccini::key::Key::Left.into()).await;
+    assert_eq!(label_changes_from(&client, &tomorrow).await, today);
+    alt(&client, 'w').await;
+    wait_for(&client, Locator::Id("week"), 20, "the week (Alt+W)").await;
+    alt(&client, 't').await;
+    wait_for(&client, Locator::Id("schedule"), 20, "the day (Alt+T)").await;
+    assert_eq!(label_of_day(&client).await, today);
+    alt(&client, 'f').await;
+    let focused = client.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("patient-query"),
+        "Alt+F puts the cursor in the finder"
+    );
+    alt(&client, 'u').await;
+    wait_for(
+        &client,
+        Locator::Id("unsent-changes"),
+        20,
+        "unsent changes (Alt+U)",
+    )
+    .await;
+    click(&client, "changes-back").await;
+    wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
 
     // The network goes: lock, and unlock from this workstation's offline copy.
     click(&client, "lock-now").await;
