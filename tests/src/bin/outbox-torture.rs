@@ -6,8 +6,9 @@
 //! then, lock) · `work USER PASSWORD` (sign in within the grant of that second factor, then
 //! view patients and upload until killed; prints `viewed` after each view the core
 //! returned) · `drain USER PASSWORD` (upload until the outbox is empty; prints `last_seq N`)
-//! · `write USER PASSWORD` (sign in, then register patients until killed, each sent at once;
-//! prints `made ID` after each registration the core took) · `send USER PASSWORD` (sign in,
+//! · `write USER PASSWORD` (sign in, then register patients and book each of them, until
+//! killed, each change sent at once; prints `made ID` after each registration and
+//! `booked ID` after each booking the core took) · `send USER PASSWORD` (sign in,
 //! send the queue until it is empty; prints `unsent N`). Configuration comes from the same
 //! `CLINICDESK_*` variables as the app.
 
@@ -18,8 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clinicdesk_app::config::Config;
-use clinicdesk_app::core::Core;
 use clinicdesk_app::core::uploader;
+use clinicdesk_app::core::{Booking, Core};
+use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::app::Phase;
 use clinicdesk_protocol::wire::{HumanName, PatientFields};
 use clinicdesk_tests::authenticator::{Authenticator, pass_second_factor};
@@ -69,6 +71,14 @@ async fn main() -> anyhow::Result<()> {
         }
         ["write", user, password] => {
             signed_in_within_grant(&core, user, password).await?;
+            let doctor = core
+                .practitioners()
+                .await
+                .map_err(fail)?
+                .practitioners
+                .first()
+                .context("no practitioner")?
+                .user_id;
             loop {
                 let family = format!(
                     "Killtest-{}",
@@ -85,13 +95,35 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let made = core.register_patient(fields).await.map_err(fail)?;
                 println!("made {}", made.record_id);
+                // A slot of its own: the wall clock's millisecond (bookings follow each
+                // other, across the killed processes too) picks one of a million working-day
+                // quarter hours from 2040 on, so no two bookings of a run overlap and a
+                // booking refused on `start` can only have met itself, sent twice.
+                let k = slot_index();
+                let day = jiff::civil::date(2040, 1, 1)
+                    .checked_add(jiff::Span::new().days(i64::try_from(k / 32)?))?;
+                let booking = Booking {
+                    patient_id: made.record_id,
+                    practitioner_id: doctor,
+                    date: day.to_string(),
+                    time: format!("{:02}:{:02}", 9 + (k % 32) / 4, 15 * (k % 4)),
+                    duration_mins: 15,
+                    appointment_type: "routine".into(),
+                    reason: Phi::new("Synthetic kill test".into()),
+                };
+                let booked = core.book(booking).await.map_err(fail)?;
+                println!("booked {}", booked.record_id);
             }
         }
         ["send", user, password] => {
             signed_in_within_grant(&core, user, password).await?;
             core.send_changes().await.map_err(fail)?;
-            let unsent = core.unsent_changes().map_err(fail)?.changes.len();
-            println!("unsent {unsent}");
+            let unsent = core.unsent_changes().map_err(fail)?.changes;
+            // What held them, for the test's message: kinds and states, no content.
+            for c in &unsent {
+                eprintln!("unsent: {:?} {:?}", c.kind, c.state);
+            }
+            println!("unsent {}", unsent.len());
             core.lock();
             while core.upload_once().await.map_err(fail)? > 0 {}
         }
@@ -114,6 +146,18 @@ async fn main() -> anyhow::Result<()> {
 
 /// Signs in with the password alone: the grant of the enrollment's second factor is in
 /// the user's cache, so the server asks for no code.
+/// The wall clock's milliseconds, modulo a million: distinct for bookings made one after
+/// another within a run (which lasts well under the 1,000 seconds of a wrap).
+fn slot_index() -> u64 {
+    #[allow(clippy::disallowed_methods)] // a unique, ordered number, not a time of the app
+    let now = std::time::SystemTime::now();
+    let ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    u64::try_from(ms % 1_000_000).unwrap_or(0)
+}
+
 async fn signed_in_within_grant(core: &Core, user: &str, password: &str) -> anyhow::Result<()> {
     let status = core
         .sign_in(user, password)
