@@ -181,7 +181,11 @@ fn StatusBar() -> impl IntoView {
                         {format!("Updating offline copy: {} of {}", p.done, p.total)}
                     </span>
                 });
-                let copy = s.offline_copy.map(|c| {
+                // Admins hold no patients: no copy to speak of.
+                let holds_copy = s.user.as_ref().is_some_and(|u| {
+                    clinicdesk_protocol::policy::allows(u.role, Permission::ReadDemographics)
+                });
+                let copy = s.offline_copy.filter(|_| holds_copy).map(|c| {
                     let when = c.refreshed_at.map(|t| format!(" ({})", local_time(&t))).unwrap_or_default();
                     view! {
                         <span id="offline-copy" title="What your offline copy on this workstation holds, and when it was last refreshed">
