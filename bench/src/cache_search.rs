@@ -71,7 +71,8 @@ fn birth_date(i: usize) -> String {
     )
 }
 
-fn p99_ms(mut samples: Vec<Duration>) -> f64 {
+/// The 99th percentile of `samples`, in milliseconds.
+pub(crate) fn p99_ms(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     let at = (samples.len() * 99).div_ceil(100).saturating_sub(1);
     samples[at].as_secs_f64() * 1000.0

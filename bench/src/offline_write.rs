@@ -6,21 +6,16 @@
 //! commit). The server is gone before the first write: its runtime is dropped, and with it
 //! every connection, so the core unlocks offline as a workstation does when the network is.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clinicdesk_protocol::app::ChangeState;
 use clinicdesk_protocol::wire::{HumanName, PatientFields};
 
 use crate::app_core::{enroll_and_sign_in, new_core};
 use crate::audit::{runtime, served};
+use crate::cache_search::p99_ms;
 use crate::metrics::Scale;
 use crate::report::Metric;
-
-fn p99_ms(mut samples: Vec<Duration>) -> f64 {
-    samples.sort();
-    let at = (samples.len() * 99).div_ceil(100).saturating_sub(1);
-    samples[at].as_secs_f64() * 1000.0
-}
 
 fn walk_in(i: usize) -> PatientFields {
     PatientFields {

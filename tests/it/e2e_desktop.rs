@@ -158,6 +158,24 @@ async fn set_up_authenticator(
     click(client, "recovery-codes-done").await;
 }
 
+/// Enrolls the app as `device_name` with `code`, then signs `user` in for the first time,
+/// setting up their authenticator app.
+async fn enroll_and_first_sign_in(
+    client: &Client,
+    server: &ServerProcess,
+    code: &str,
+    device_name: &str,
+    user: &str,
+) {
+    type_into(client, "enroll-code", code).await;
+    type_into(client, "enroll-device-name", device_name).await;
+    click(client, "enroll-submit").await;
+    type_into(client, "login-username", user).await;
+    type_into(client, "login-password", server.seed.password(user)).await;
+    click(client, "login-submit").await;
+    set_up_authenticator(client, server, user, None).await;
+}
+
 /// Starts the real app through tauri-driver on `app_dir` with `keychain_service`, talking to
 /// `server`, and opens a WebDriver session with it.
 async fn launch(
@@ -981,13 +999,14 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     let mut shots = Shots::new("front-desk");
     let password = server.seed.password("frontdesk").to_owned();
 
-    type_into(&client, "enroll-code", &server.seed.enrollment_code).await;
-    type_into(&client, "enroll-device-name", "E2E front desk").await;
-    click(&client, "enroll-submit").await;
-    type_into(&client, "login-username", "frontdesk").await;
-    type_into(&client, "login-password", &password).await;
-    click(&client, "login-submit").await;
-    set_up_authenticator(&client, &server, "frontdesk", None).await;
+    enroll_and_first_sign_in(
+        &client,
+        &server,
+        &server.seed.enrollment_code,
+        "E2E front desk",
+        "frontdesk",
+    )
+    .await;
     wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
     shots.take(&client, "day").await;
 
@@ -1259,13 +1278,14 @@ async fn billing_works_from_the_days_patients_and_their_coverage() {
     )
     .await;
     let mut shots = Shots::new("billing");
-    type_into(&client, "enroll-code", code.expose()).await;
-    type_into(&client, "enroll-device-name", "E2E billing office").await;
-    click(&client, "enroll-submit").await;
-    type_into(&client, "login-username", "clinician").await;
-    type_into(&client, "login-password", server.seed.password("clinician")).await;
-    click(&client, "login-submit").await;
-    set_up_authenticator(&client, &server, "clinician", None).await;
+    enroll_and_first_sign_in(
+        &client,
+        &server,
+        code.expose(),
+        "E2E billing office",
+        "clinician",
+    )
+    .await;
 
     let table = wait_for(
         &client,

@@ -30,16 +30,10 @@ pub async fn day_patients(
     date: Option<&str>,
     now_ms: i64,
 ) -> Result<DayPatients, ServerError> {
-    let time_zone = state.store.clinic_time_zone(scope).await?;
-    let tz = days::stored_zone(&time_zone);
-    let date = match date {
-        Some(d) => days::parse_date(d, "date")?,
-        None => days::local_date(&tz, now_ms)?,
-    };
-    let (start, end) = days::day_bounds(&tz, date)?;
+    let day = days::requested_day(&state.store, scope, date, now_ms).await?;
     let booked: BTreeSet<Uuid> = state
         .store
-        .appointments(scope, start, end)
+        .appointments(scope, day.start_ms, day.end_ms)
         .await?
         .into_iter()
         .filter(|(a, _)| counts(a.status))
@@ -64,8 +58,8 @@ pub async fn day_patients(
         name(a).cmp(&name(b)).then(a.record.id.cmp(&b.record.id))
     });
     Ok(DayPatients {
-        date: date.to_string(),
-        time_zone,
+        date: day.date.to_string(),
+        time_zone: day.time_zone,
         patients,
     })
 }

@@ -59,6 +59,40 @@ pub fn local_rfc3339(tz: &TimeZone, ms: i64) -> Result<String, ServerError> {
     Ok(zoned(tz, ms)?.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
 }
 
+/// The clinic's day a request asks for, and where it lies in time.
+pub struct RequestedDay {
+    /// The clinic's IANA time zone, by name.
+    pub time_zone: String,
+    pub tz: TimeZone,
+    pub date: Date,
+    /// The day's `[start_ms, end_ms)`, UTC milliseconds.
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// The clinic's day `date` (`YYYY-MM-DD`), or its today at `now_ms`.
+pub async fn requested_day(
+    store: &crate::store::Store,
+    scope: &crate::scope::ClinicScope,
+    date: Option<&str>,
+    now_ms: i64,
+) -> Result<RequestedDay, ServerError> {
+    let time_zone = store.clinic_time_zone(scope).await?;
+    let tz = stored_zone(&time_zone);
+    let date = match date {
+        Some(d) => parse_date(d, "date")?,
+        None => local_date(&tz, now_ms)?,
+    };
+    let (start_ms, end_ms) = day_bounds(&tz, date)?;
+    Ok(RequestedDay {
+        time_zone,
+        tz,
+        date,
+        start_ms,
+        end_ms,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

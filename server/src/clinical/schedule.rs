@@ -16,24 +16,18 @@ pub async fn day(
     date: Option<&str>,
     now_ms: i64,
 ) -> Result<AppointmentList, ServerError> {
-    let time_zone = store.clinic_time_zone(scope).await?;
-    let tz = days::stored_zone(&time_zone);
-    let date = match date {
-        Some(d) => days::parse_date(d, "date")?,
-        None => days::local_date(&tz, now_ms)?,
-    };
-    let (start, end) = days::day_bounds(&tz, date)?;
-    let rows = store.appointments(scope, start, end).await?;
+    let day = days::requested_day(store, scope, date, now_ms).await?;
+    let rows = store.appointments(scope, day.start_ms, day.end_ms).await?;
     let appointments = rows
         .into_iter()
         .map(|(mut a, starts_at_ms)| {
-            a.starts_at = days::local_rfc3339(&tz, starts_at_ms)?;
+            a.starts_at = days::local_rfc3339(&day.tz, starts_at_ms)?;
             Ok(a)
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
     Ok(AppointmentList {
-        date: date.to_string(),
-        time_zone,
+        date: day.date.to_string(),
+        time_zone: day.time_zone,
         appointments,
     })
 }

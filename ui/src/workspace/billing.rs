@@ -6,20 +6,14 @@
 use clinicdesk_protocol::wire::{CoverageRecord, DayPatient, DayPatients};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde::Serialize;
 
 use super::desk::{Desk, Notice};
 use super::finder::PatientFinder;
-use super::schedule::open_patient;
+use super::schedule::{DateArgs, open_patient};
 use crate::bridge::call;
 use crate::state::Ui;
 use crate::time::{add_days, day_label};
 use crate::widgets::ErrorLine;
-
-#[derive(Serialize)]
-struct DateArgs {
-    date: Option<String>,
-}
 
 /// Fetches the patients booked on `date` (today at the clinic when `None`) into the desk.
 pub(super) fn load_day_patients(ui: Ui, desk: Desk, date: Option<String>) {

@@ -31,9 +31,10 @@ use crate::state::Ui;
 use crate::time::{add_days, clinic_time, day_label};
 use crate::widgets::ErrorLine;
 
+/// A command's day (`YYYY-MM-DD`; today at the clinic when `None`).
 #[derive(Serialize)]
-struct DateArgs {
-    date: Option<String>,
+pub(super) struct DateArgs {
+    pub(super) date: Option<String>,
 }
 
 /// Fetches the schedule of `date` (today at the clinic when `None`) into the page; for a
