@@ -374,14 +374,24 @@ async fn enroll_sign_in_open_patient_audit_then_idle_lock() {
     //     MRN, and opening it from there shows the same patient.
     type_into(&client, "patient-query", "MRN-100001").await;
     click(&client, "patient-search").await;
-    let found = wait_for(
-        &client,
-        Locator::Css("button.found-patient"),
-        20,
-        "the search result",
-    )
-    .await;
-    assert_eq!(found.text().await.unwrap(), shown_name);
+    // The finder searches as the MRN is typed: a shorter prefix's answer may show first,
+    // until the answer to the whole number replaces it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let found = wait_for(
+            &client,
+            Locator::Css("button.found-patient"),
+            20,
+            "the search result",
+        )
+        .await;
+        let text = found.text().await.unwrap_or_default();
+        if text == shown_name || Instant::now() >= deadline {
+            assert_eq!(text, shown_name);
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     shots.take(&client, "patient-search").await;
     found.click().await.unwrap();
     let mrn = wait_for(&client, Locator::Id("patient-mrn"), 20, "the chart's MRN").await;
