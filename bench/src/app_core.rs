@@ -52,8 +52,19 @@ pub(crate) async fn enroll_and_sign_in(
     username: &str,
     password: &str,
 ) -> anyhow::Result<()> {
+    enroll_in_and_sign_in(core, s, s.clinic_id, username, password).await
+}
+
+/// [`enroll_and_sign_in`] in another clinic of the same server.
+pub(crate) async fn enroll_in_and_sign_in(
+    core: &Core,
+    s: &Served,
+    clinic_id: uuid::Uuid,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<()> {
     let code =
-        seed::issue_enrollment_code(&s.state.store, &SystemClock, s.clinic_id, 15, None).await?;
+        seed::issue_enrollment_code(&s.state.store, &SystemClock, clinic_id, 15, None).await?;
     core.enroll(&code, "Bench workstation")
         .await
         .context("enrolling (needs a Secret Service: run `cargo xtask bench`)")?;

@@ -8,6 +8,7 @@
 mod app_core;
 mod audit;
 mod cache_search;
+mod initial_sync;
 mod lock_latency;
 mod metrics;
 mod offline_write;

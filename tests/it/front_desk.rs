@@ -8,7 +8,7 @@
 use clinicdesk_app::core::{AppointmentAction, Booking, Core};
 use clinicdesk_protocol::ErrorCode;
 use clinicdesk_protocol::app::{ChangeKind, ChangeState, Phase, SearchSource};
-use clinicdesk_protocol::audit::AuditAction;
+use clinicdesk_protocol::audit::{AuditAction, Recorder};
 use clinicdesk_protocol::phi::Phi;
 use clinicdesk_protocol::wire::{AppointmentStatus, CoverageFields, HumanName, PatientFields};
 use clinicdesk_tests::{ServerProcess, app_config, code_of, enrolled_core};
@@ -406,6 +406,30 @@ async fn the_offline_copy_holds_the_week_and_follows_care_team_and_role_changes(
     let synced = core.sync_days().await.unwrap();
     assert_eq!(synced.days, 9);
     assert!(synced.patients >= 2, "{synced:?}");
+    // Each day and patient kept was recorded here as a view, and the server recorded what
+    // it sent: the same patients, one event each side.
+    drain(&core).await;
+    let (device, sent) = (server.audit_events(), server.server_events());
+    let by = |recorder: Recorder, route: &str, resource: &str| -> Vec<uuid::Uuid> {
+        let events = if recorder == Recorder::Device {
+            &device
+        } else {
+            &sent
+        };
+        let mut ids: Vec<_> = events
+            .iter()
+            .map(|e| &e.event)
+            .filter(|e| e.recorded_by == recorder && e.route == route)
+            .filter(|e| e.resource_type == resource && e.action == AuditAction::View)
+            .map(|e| e.patient_id.unwrap_or_default())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let viewed = by(Recorder::Device, "sync", "Patient");
+    assert_eq!(viewed.len() as u64, synced.patients);
+    assert_eq!(viewed, by(Recorder::Server, "/v1/sync/patients", "Patient"));
+    assert_eq!(by(Recorder::Device, "sync", "Schedule").len(), 9);
     // The user sees what their copy holds (counts, never names).
     let copy = core.status().offline_copy.unwrap();
     assert_eq!((copy.patients, copy.days), (synced.patients, 9));

@@ -406,6 +406,15 @@ pub const ROUTES: &[RouteRule] = &[
         AuditAction::View,
         "Patient",
     ),
+    // The patients of the window a workstation keeps offline, a page at a time: one event
+    // per patient, naming the chart's, the record's and the coverages' fields.
+    phi_rule(
+        "GET",
+        "/v1/sync/patients",
+        Permission::ReadSchedule,
+        AuditAction::View,
+        "Patient",
+    ),
     // A patient's coverages: changes record their own event, like a patient's.
     refusals_recorded(
         rule(

@@ -93,6 +93,7 @@ mod patients;
 mod records;
 mod schedule;
 mod session;
+mod sync;
 mod users;
 
 pub use audit::{
@@ -128,6 +129,7 @@ pub use session::{
     ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, MFA_GRANT_MS, PasswordChange,
     ProofKey, UserInfo,
 };
+pub use sync::{SYNC_PAGE_MAX, SYNC_WINDOW_MAX_DAYS, SyncPage, SyncedPatient};
 pub use users::{NewUser, RoleChange, UserList, UserSummary};
 
 // Their old paths: the server and the app import them from here.

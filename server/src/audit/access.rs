@@ -123,6 +123,21 @@ impl Discloses for clinicdesk_protocol::wire::DayPatients {
     }
 }
 
+/// A page of the offline copy: one disclosure per patient, naming their chart's fields,
+/// their record's and their coverages' (`Coverage.payer`, ...), as the app's view does.
+impl Discloses for clinicdesk_protocol::wire::SyncPage {
+    fn disclosed(&self) -> Vec<Disclosed> {
+        self.patients
+            .iter()
+            .map(|p| Disclosed {
+                resource_id: p.chart.id.to_string(),
+                patient_id: Some(p.chart.id),
+                fields: p.disclosed_fields(),
+            })
+            .collect()
+    }
+}
+
 /// A search discloses each patient it returned, with the fields shown.
 impl Discloses for PatientSearchPage {
     fn disclosed(&self) -> Vec<Disclosed> {

@@ -15,3 +15,4 @@ pub mod patients;
 pub mod records;
 pub mod schedule;
 pub mod sensitive;
+pub mod sync_patients;

@@ -5,7 +5,7 @@ use clinicdesk_protocol::audit::BreakGlass;
 use clinicdesk_protocol::wire::{Patient, UserInfo};
 use uuid::Uuid;
 
-use crate::clinical::break_glass;
+use crate::clinical::break_glass::{self, ChartAccess};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::store::{self, Store};
@@ -30,4 +30,28 @@ pub async fn chart(
     let flag = grant.as_ref().map(break_glass::flag);
     patient.break_glass = grant;
     Ok((patient, flag))
+}
+
+/// The patient's chart as an offline copy keeps it: the clinical summary only for a
+/// clinician of the care team. A live break-glass grant is not honoured here: it is for
+/// one emergency read, flagged for review, and a copy on disk would outlive it. `None` if
+/// the patient is not in the clinic.
+pub async fn offline_chart(
+    store: &Store,
+    scope: &ClinicScope,
+    user: &UserInfo,
+    patient_id: Uuid,
+    now_ms: i64,
+) -> Result<Option<Patient>, ServerError> {
+    let mut tx = store.clinic_tx(scope).await?;
+    let access = match break_glass::clinical_access(&mut tx, user, patient_id, now_ms).await? {
+        ChartAccess::BreakGlass(_) => ChartAccess::OutsideCareTeam,
+        access => access,
+    };
+    let patient = store::patients::patient(&mut tx, patient_id, access.reads_clinical()).await?;
+    tx.commit().await?;
+    Ok(patient.map(|mut p| {
+        p.clinical_access = access.wire();
+        p
+    }))
 }

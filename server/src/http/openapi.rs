@@ -79,6 +79,7 @@ impl Modify for SessionAuth {
         routes::coverage::change,
         routes::coverage::history,
         routes::coverage::day_patients,
+        routes::schedule::sync_patients,
         routes::records::get_history,
         routes::break_glass::open,
         routes::care_team::get_team,

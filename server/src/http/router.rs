@@ -210,6 +210,11 @@ pub fn route_defs() -> Vec<RouteDef> {
         ),
         def(
             "GET",
+            "/v1/sync/patients",
+            get(routes::schedule::sync_patients),
+        ),
+        def(
+            "GET",
             "/v1/fhir/Patient/{patient_id}",
             get(routes::records::get_fhir_patient),
         ),

@@ -8,7 +8,7 @@ use clinicdesk_protocol::wire::{CoverageFields, CoverageHistory, CoverageList};
 use clinicdesk_server::audit::key::PublicKey;
 use serde_json::{Value, json};
 
-use crate::harness::{SignedIn, TestServer, every_role};
+use crate::harness::{SignedIn, TestServer, every_role, route_events};
 
 async fn patch(
     server: &TestServer,
@@ -234,7 +234,7 @@ async fn billing_lists_the_days_patients_with_their_coverage_and_no_appointment_
         .await;
     assert_eq!(status, 201, "{body}");
 
-    let before = day_list_events(&server).await.len();
+    let before = route_events(&server, "/v1/day/patients").await.len();
     let (status, list) = server
         .get(&format!("/v1/day/patients?date={date}"), billing)
         .await;
@@ -273,7 +273,9 @@ async fn billing_lists_the_days_patients_with_their_coverage_and_no_appointment_
         "the coverage just added is listed"
     );
     // One disclosure per patient listed, the insured's naming the coverage fields sent.
-    let events = day_list_events(&server).await.split_off(before);
+    let events = route_events(&server, "/v1/day/patients")
+        .await
+        .split_off(before);
     assert_eq!(events.len(), expected.len());
     for (patient_id, fields) in &events {
         assert!(expected.contains(&patient_id.as_str()));
@@ -303,30 +305,4 @@ async fn billing_lists_the_days_patients_with_their_coverage_and_no_appointment_
         let (status, _) = server.get("/v1/day/patients", token).await;
         assert_eq!(status, 403, "{role:?}");
     }
-}
-
-/// The events the server recorded for the day's list: each patient id and field names.
-async fn day_list_events(server: &TestServer) -> Vec<(String, Vec<String>)> {
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT e.event_json FROM audit_events e JOIN devices d ON d.id = e.device_id
-         WHERE d.kind = 'server' ORDER BY e.device_seq",
-    )
-    .fetch_all(&server.owner_pool().await)
-    .await
-    .unwrap();
-    rows.iter()
-        .map(|json| serde_json::from_str::<Value>(json).unwrap())
-        .filter(|e| e["route"] == "/v1/day/patients")
-        .map(|e| {
-            (
-                e["patient_id"].as_str().unwrap().to_owned(),
-                e["fields"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|f| f.as_str().unwrap().to_owned())
-                    .collect(),
-            )
-        })
-        .collect()
 }

@@ -874,6 +874,28 @@ impl TestDevice {
 
 /// A session of every role in the seeded clinic `report`, on `device`, in [`Role::ALL`]
 /// order. The seed has no billing user: its admin adds one, who then sets their password.
+/// The events the server recorded itself for `route` (a template): each one's patient id
+/// and field names, in chain order.
+pub async fn route_events(server: &TestServer, route: &str) -> Vec<(String, Vec<String>)> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT e.event_json FROM audit_events e JOIN devices d ON d.id = e.device_id
+         WHERE d.kind = 'server' ORDER BY e.device_seq",
+    )
+    .fetch_all(&server.owner_pool().await)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|json| serde_json::from_str::<Value>(json).unwrap())
+        .filter(|e| e["route"] == route)
+        .map(|e| {
+            (
+                e["patient_id"].as_str().unwrap().to_owned(),
+                serde_json::from_value(e["fields"].clone()).unwrap(),
+            )
+        })
+        .collect()
+}
+
 pub async fn every_role(
     server: &TestServer,
     report: &SeedReport,

@@ -32,6 +32,7 @@ mod records;
 mod scale_out;
 mod seed_scale;
 mod sensitive;
+mod sync_patients;
 mod tamper;
 mod throttle;
 mod tls_versions;

@@ -119,6 +119,13 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
             (format!("/v1/day/patients?date={}", list.date), &front),
         ),
         (
+            "/v1/sync/patients",
+            (
+                format!("/v1/sync/patients?from={0}&to={0}", list.date),
+                &front,
+            ),
+        ),
+        (
             "/v1/patients/{patient_id}/coverages",
             (format!("/v1/patients/{registered}/coverages"), &front),
         ),
@@ -176,7 +183,7 @@ async fn every_phi_route_records_a_signed_server_event_with_every_field() {
         let new = &events[before..];
         let expected = if rule.path == "/v1/appointments" {
             list.appointments.len()
-        } else if rule.path == "/v1/day/patients" {
+        } else if rule.path == "/v1/day/patients" || rule.path == "/v1/sync/patients" {
             // One per patient booked that day.
             let mut patients: Vec<_> = list.appointments.iter().map(|a| a.patient_id).collect();
             patients.sort_unstable();

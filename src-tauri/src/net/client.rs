@@ -13,8 +13,8 @@ use clinicdesk_protocol::wire::{
     ChallengeResponse, CoverageList, DayPatients, DeviceList, EnrollRequest, EnrollResponse,
     EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, LoginRequest, LoginResponse,
     NewUser, OfflineCopyReport, PasswordChange, Patient, PatientHistory, PatientRecord,
-    PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest, RoleChange, UserList,
-    UserSummary,
+    PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest, RoleChange, SyncPage,
+    UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -260,6 +260,24 @@ impl ServerClient {
             None => "/v1/day/patients".to_owned(),
         };
         Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    /// One page of the patients booked from `from` to `to` (the clinic's days), after the
+    /// cursor `after`, each with chart, record and coverages as the user may read them.
+    pub async fn sync_patients(
+        &self,
+        token: &SecretString,
+        from: &str,
+        to: &str,
+        after: Option<Uuid>,
+    ) -> Result<SyncPage, AppError> {
+        let mut rb = self
+            .request(Method::GET, "/v1/sync/patients", Some(token))
+            .query(&[("from", from), ("to", to)]);
+        if let Some(after) = after {
+            rb = rb.query(&[("after", after.to_string())]);
+        }
+        Self::send(rb).await
     }
 
     /// Every version of a patient's registration record, each cut to the user's role.

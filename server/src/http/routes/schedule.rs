@@ -6,12 +6,12 @@ use axum::response::IntoResponse;
 use clinicdesk_protocol::ApiError;
 use clinicdesk_protocol::wire::{
     AppointmentFields, AppointmentHistory, AppointmentList, AppointmentRecord, AppointmentUpdate,
-    NewAppointment, PractitionerList, RecordHistory, RecordWritten,
+    NewAppointment, PractitionerList, RecordHistory, RecordWritten, SyncPage,
 };
 use uuid::Uuid;
 
 use crate::audit::access::{Seen, Served};
-use crate::clinical::{booking, schedule};
+use crate::clinical::{booking, schedule, sync_patients};
 use crate::error::ServerError;
 use crate::http::authorize::Authenticated;
 use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, etag, written};
@@ -133,4 +133,48 @@ pub async fn practitioners(
 ) -> Result<axum::Json<PractitionerList>, ServerError> {
     let list = booking::practitioners(&state.store, auth.scope()).await?;
     Ok(axum::Json(list))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// The window's first day, `YYYY-MM-DD` in the clinic's time zone; yesterday when absent.
+    pub from: Option<String>,
+    /// Its last day (at most 30 after `from`); a week from today when absent.
+    pub to: Option<String>,
+    /// The cursor: the `next` of the page before.
+    pub after: Option<Uuid>,
+    /// Patients per page, 1 to 200 (200 when absent).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/sync/patients", params(SyncQuery),
+    responses((status = 200, body = SyncPage, description = "The patients booked in the window \
+            (a clinician's own appointments only), by id after the cursor, each with their \
+            chart, record and coverages as the caller may read them"),
+        (status = 400, body = ApiError, description = "A malformed day, a window backwards \
+            or longer than 31 days, or a limit out of range (named)"),
+        (status = 401, body = ApiError), (status = 403, body = ApiError)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %auth.principal.user.user_id))]
+pub async fn sync_patients(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Params(query): Params<SyncQuery>,
+) -> Result<Served<SyncPage>, ServerError> {
+    let request = sync_patients::PageRequest {
+        from: query.from.as_deref(),
+        to: query.to.as_deref(),
+        after: query.after,
+        limit: query.limit,
+    };
+    let page = sync_patients::page(
+        &state,
+        auth.scope(),
+        &auth.principal.user,
+        &request,
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(Served::new(page))
 }

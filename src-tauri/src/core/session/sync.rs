@@ -2,8 +2,10 @@
 //! schedule from yesterday to a week ahead (a clinician's own appointments only) and the
 //! charts, registration records and coverages of those patients, as the server cuts them for the
 //! user's role and care teams. So a workstation opened offline in the morning has the
-//! day's patients. Each day and chart pulled is recorded as a view (route `sync`) before it
-//! is kept. A complete pass then evicts what left the window: other days, and patients no
+//! day's patients. The patients come a page at a time (`/v1/sync/patients`, a cursor over
+//! the window): a front desk's week is a few requests, not three per patient. Each day and
+//! patient pulled is recorded as a view (route `sync`) before it is kept, a page's views in
+//! one outbox commit and its patients in one cache transaction. A complete pass then evicts what left the window: other days, and patients no
 //! longer in it (a past appointment, a chart re-read without the clinical summary after the
 //! clinician left the care team), except those with changes still queued. A lock stops it.
 //! After each pass the server is told what the copy holds (counts), for the admins' list.
@@ -12,11 +14,8 @@ use std::collections::BTreeSet;
 
 use clinicdesk_protocol::app::SyncProgress;
 use clinicdesk_protocol::audit::AuditAction;
-use clinicdesk_protocol::policy::fields::{Resource, field_access};
 use clinicdesk_protocol::policy::{Permission, Role, allows};
-use clinicdesk_protocol::wire::{
-    AppointmentList, CoverageList, OfflineCopyReport, Patient, PatientRecord,
-};
+use clinicdesk_protocol::wire::{AppointmentList, CoverageList, OfflineCopyReport, SyncedPatient};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -182,44 +181,30 @@ impl Core {
             done += 1;
         }
         let total = total_days + u64::try_from(patients.len()).unwrap_or(u64::MAX);
-        let reads_record = reads_registration(user.role);
-        let reads_coverage = field_access(user.role, Resource::Coverage, "payer").reads();
-        for &id in &patients {
-            self.note_sync(Some(SyncProgress { done, total }));
-            let chart = self
-                .ask(
-                    generation,
-                    &token,
-                    |c, t| async move { c.patient(&t, id).await },
-                )
-                .await;
-            let record = if reads_record {
-                self.ask(generation, &token, |c, t| async move {
-                    c.patient_record(&t, id).await
+        let (from, to) = match (days.first(), days.last()) {
+            (Some(from), Some(to)) => (from.clone(), to.clone()),
+            _ => return Err(AppError::Internal("day")),
+        };
+        let mut after = None;
+        loop {
+            self.note_sync(Some(SyncProgress {
+                done: done.min(total),
+                total,
+            }));
+            let (from, to) = (from.clone(), to.clone());
+            let page = self
+                .ask(generation, &token, |c, t| async move {
+                    c.sync_patients(&t, &from, &to, after).await
                 })
-                .await
-                .ok()
-            } else {
-                None
-            };
-            let coverages = if reads_coverage {
-                self.ask(generation, &token, |c, t| async move {
-                    c.coverages(&t, id).await
-                })
-                .await
-                .ok()
-            } else {
-                None
-            };
-            match chart {
-                Ok(chart) => {
-                    self.keep_patient(generation, &chart, record.as_ref(), coverages.as_ref())?;
-                }
-                // Gone from the server's view (another clinic's, not found): not kept.
-                Err(AppError::Server(_)) => {}
-                Err(e) => return Err(e),
+                .await?;
+            done += u64::try_from(page.patients.len()).unwrap_or(u64::MAX);
+            // Booked since the day lists were read: kept, and not evicted below.
+            patients.extend(page.patients.iter().map(|p| p.chart.id));
+            self.keep_patients(generation, &page.patients)?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
-            done += 1;
         }
         self.evict(generation, &days, &patients)?;
         Ok(Synced {
@@ -282,43 +267,37 @@ impl Core {
         Ok(())
     }
 
-    /// Records the patient's view (the chart's fields and the record's), then keeps both.
-    fn keep_patient(
-        &self,
-        generation: u64,
-        chart: &Patient,
-        record: Option<&PatientRecord>,
-        coverages: Option<&CoverageList>,
-    ) -> Result<(), AppError> {
+    /// Records one view per patient of a page (the chart's fields, the record's and the
+    /// coverages'), in one outbox commit, then keeps them all in one cache transaction.
+    fn keep_patients(&self, generation: u64, page: &[SyncedPatient]) -> Result<(), AppError> {
+        if page.is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now_ms();
         self.with_unlocked(generation, |u, proof| {
-            let mut fields = chart.field_names();
-            let mut note = |name: String| {
-                if !fields.contains(&name) {
-                    fields.push(name);
-                }
-            };
-            if let Some(r) = record {
-                for name in r.fields.present() {
-                    note(name.to_owned());
-                }
-            }
-            for c in coverages.iter().flat_map(|l| &l.coverages) {
-                for name in c.fields.present() {
-                    note(format!("Coverage.{name}"));
-                }
-            }
-            let draft = view("Patient", chart.id.to_string(), Some(chart.id), fields);
-            proof.device().record(&u.key, &u.user, draft, now)?;
+            let drafts = page
+                .iter()
+                .map(|p| {
+                    let id = p.chart.id;
+                    view("Patient", id.to_string(), Some(id), p.disclosed_fields())
+                })
+                .collect();
+            proof.device().record_all(&u.key, &u.user, drafts, now)?;
             u.cache.transaction(|tx| {
-                cache::put_patient(tx, chart, now)?;
-                if let Some(list) = coverages {
-                    cache::put_coverages(tx, list, now)?;
+                for p in page {
+                    cache::put_patient(tx, &p.chart, now)?;
+                    if let Some(coverages) = &p.coverages {
+                        let list = CoverageList {
+                            patient_id: p.chart.id,
+                            coverages: coverages.clone(),
+                        };
+                        cache::put_coverages(tx, &list, now)?;
+                    }
+                    if let Some(record) = &p.record {
+                        cache::put_patient_record(tx, record, now)?;
+                    }
                 }
-                match record {
-                    Some(r) => cache::put_patient_record(tx, r, now),
-                    None => Ok(()),
-                }
+                Ok(())
             })?;
             Ok(())
         })?;
@@ -343,13 +322,6 @@ impl Core {
             Ok(())
         })
     }
-}
-
-/// Whether the role reads any registration field (whether a record is worth pulling).
-fn reads_registration(role: Role) -> bool {
-    clinicdesk_protocol::wire::PatientFields::NAMES
-        .iter()
-        .any(|name| field_access(role, Resource::Patient, name).reads())
 }
 
 #[cfg(test)]
