@@ -176,6 +176,9 @@ pub enum ChangeState {
     /// version now, and the fields changed since. The user picks, field by field.
     Conflict {
         current_version: u64,
+        /// Named apart from the summary's own `fields` (the two sit side by side in its
+        /// JSON); the queue's rows written before read under the old name.
+        #[serde(rename = "changed_since", alias = "fields")]
         fields: Vec<String>,
     },
     /// A registration that matches patients on file: the user checks the candidates and
@@ -221,4 +224,58 @@ pub struct Revocation {
     /// Events left in the outbox and destroyed with it: signed after the revocation, or
     /// not accepted within the attempts.
     pub left_behind: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change's summary crosses to the UI as JSON, its state flattened beside its own
+    /// fields: every state must come back as it went, with no key said twice.
+    #[test]
+    fn a_change_summary_round_trips_in_every_state() {
+        let states = [
+            ChangeState::Waiting,
+            ChangeState::Sent { version: 3 },
+            ChangeState::Refused {
+                code: crate::ErrorCode::Forbidden,
+                field: Some("ssn".into()),
+            },
+            ChangeState::Conflict {
+                current_version: 4,
+                fields: vec!["phone".into()],
+            },
+            ChangeState::PossibleDuplicate {
+                candidates: vec![uuid::Uuid::from_u128(7)],
+            },
+        ];
+        for state in states {
+            let summary = ChangeSummary {
+                change_id: uuid::Uuid::from_u128(1),
+                kind: ChangeKind::UpdatePatient,
+                record_id: uuid::Uuid::from_u128(2),
+                patient_id: uuid::Uuid::from_u128(2),
+                fields: vec!["phone".into(), "email".into()],
+                made_at: "2026-12-07T12:00:00Z".into(),
+                state,
+            };
+            let json = serde_json::to_string(&summary).unwrap();
+            let back: Result<ChangeSummary, _> = serde_json::from_str(&json);
+            assert_eq!(back.ok().as_ref(), Some(&summary), "{json}");
+        }
+    }
+
+    /// A state stored in the queue before the conflict's fields had a name of their own
+    /// still reads.
+    #[test]
+    fn a_conflict_stored_under_the_old_name_still_reads() {
+        let old = r#"{"state":"conflict","current_version":4,"fields":["phone"]}"#;
+        assert_eq!(
+            serde_json::from_str::<ChangeState>(old).unwrap(),
+            ChangeState::Conflict {
+                current_version: 4,
+                fields: vec!["phone".into()],
+            }
+        );
+    }
 }

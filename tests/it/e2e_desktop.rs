@@ -24,9 +24,9 @@ const KEY_PIN: &str = "246810";
 
 /// One app under WebDriver at a time: two WebKit windows on two cores made each slower
 /// than running them in turn.
-static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -68,13 +68,13 @@ async fn wait_for_port(port: u16, within: Duration) {
     }
 }
 
-struct Shots {
+pub(crate) struct Shots {
     dir: PathBuf,
     n: u32,
 }
 
 impl Shots {
-    fn new(walk_through: &str) -> Self {
+    pub(crate) fn new(walk_through: &str) -> Self {
         let dir = workspace_root()
             .join("target/e2e-screenshots")
             .join(walk_through);
@@ -83,7 +83,7 @@ impl Shots {
         Shots { dir, n: 0 }
     }
 
-    async fn take(&mut self, client: &Client, name: &str) {
+    pub(crate) async fn take(&mut self, client: &Client, name: &str) {
         self.n += 1;
         let png = client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
@@ -92,7 +92,12 @@ impl Shots {
 }
 
 /// The element once it appears, within `secs` seconds; `what` names it if it never does.
-async fn wait_for(client: &Client, locator: Locator<'_>, secs: u64, what: &str) -> Element {
+pub(crate) async fn wait_for(
+    client: &Client,
+    locator: Locator<'_>,
+    secs: u64,
+    what: &str,
+) -> Element {
     client
         .wait()
         .at_most(Duration::from_secs(secs))
@@ -101,13 +106,13 @@ async fn wait_for(client: &Client, locator: Locator<'_>, secs: u64, what: &str) 
         .unwrap_or_else(|_| panic!("{what} never appeared"))
 }
 
-async fn type_into(client: &Client, id: &str, text: &str) {
+pub(crate) async fn type_into(client: &Client, id: &str, text: &str) {
     let field = wait_for(client, Locator::Id(id), 20, id).await;
     field.clear().await.unwrap();
     field.send_keys(text).await.unwrap();
 }
 
-async fn click(client: &Client, id: &str) {
+pub(crate) async fn click(client: &Client, id: &str) {
     wait_for(client, Locator::Id(id), 20, id)
         .await
         .click()
@@ -160,7 +165,7 @@ async fn set_up_authenticator(
 
 /// Enrolls the app as `device_name` with `code`, then signs `user` in for the first time,
 /// setting up their authenticator app.
-async fn enroll_and_first_sign_in(
+pub(crate) async fn enroll_and_first_sign_in(
     client: &Client,
     server: &ServerProcess,
     code: &str,
@@ -176,6 +181,51 @@ async fn enroll_and_first_sign_in(
     set_up_authenticator(client, server, user, None).await;
 }
 
+/// Starts the real app on a data directory of its own, its idle lock at `idle_secs`, enrolls
+/// it as `device_name` with `code` and signs `user` in for the first time. The directory
+/// lives as long as the app is used.
+pub(crate) async fn launch_signed_in(
+    server: &ServerProcess,
+    code: &str,
+    device_name: &str,
+    user: &str,
+    idle_secs: u64,
+) -> (Driver, Client, tempfile::TempDir) {
+    let app_dir = tempfile::tempdir().unwrap();
+    let (driver, client) = launch_idle(
+        server,
+        app_dir.path(),
+        &format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
+        idle_secs,
+    )
+    .await;
+    enroll_and_first_sign_in(&client, server, code, device_name, user).await;
+    (driver, client, app_dir)
+}
+
+/// The network goes: the user locks, the server stops, and the password unlocks this
+/// workstation's offline copy.
+pub(crate) async fn unlock_offline(client: &Client, server: &mut ServerProcess, password: &str) {
+    click(client, "lock-now").await;
+    server.stop();
+    type_into(client, "unlock-password", password).await;
+    click(client, "unlock-submit").await;
+    wait_for(
+        client,
+        Locator::Id("offline-session"),
+        20,
+        "the offline session",
+    )
+    .await;
+}
+
+/// Locks and unlocks again (online, if the server can be reached).
+pub(crate) async fn lock_and_unlock(client: &Client, password: &str) {
+    click(client, "lock-now").await;
+    type_into(client, "unlock-password", password).await;
+    click(client, "unlock-submit").await;
+}
+
 /// Starts the real app through tauri-driver on `app_dir` with `keychain_service`, talking to
 /// `server`, and opens a WebDriver session with it.
 async fn launch(
@@ -187,7 +237,7 @@ async fn launch(
 }
 
 /// [`launch`] with the idle lock after `idle_secs`.
-async fn launch_idle(
+pub(crate) async fn launch_idle(
     server: &ServerProcess,
     app_dir: &std::path::Path,
     keychain_service: &str,
@@ -914,7 +964,7 @@ async fn a_workstation_whose_keyring_lost_its_key_restores_it_from_the_servers_e
 }
 
 /// Presses Alt+`key` on the page, as a desk's shortcut is typed.
-async fn alt(client: &Client, key: char) {
+pub(crate) async fn alt(client: &Client, key: char) {
     use fantoccini::actions::{InputSource, KeyAction, KeyActions};
     let alt: char = fantoccini::key::Key::Alt.into();
     let keys = KeyActions::new("keyboard".into())
@@ -948,7 +998,7 @@ async fn label_changes_from(client: &Client, before: &str) -> String {
 }
 
 /// The schedule row of the appointment whose patient's name contains `name`.
-async fn row_of(client: &Client, name: &str) -> Element {
+pub(crate) async fn row_of(client: &Client, name: &str) -> Element {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for row in client
@@ -998,25 +1048,16 @@ async fn act_on_row(client: &Client, name: &str, css: &str, status: &str) {
 async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_arrives_once() {
     let _one = ONE_APP.lock().await;
     let mut server = ServerProcess::start();
-    let app_dir = tempfile::tempdir().unwrap();
-    let (_driver, client) = launch_idle(
+    let (_driver, client, _app_dir) = launch_signed_in(
         &server,
-        app_dir.path(),
-        &format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
+        &server.seed.enrollment_code,
+        "E2E front desk",
+        "frontdesk",
         600,
     )
     .await;
     let mut shots = Shots::new("front-desk");
     let password = server.seed.password("frontdesk").to_owned();
-
-    enroll_and_first_sign_in(
-        &client,
-        &server,
-        &server.seed.enrollment_code,
-        "E2E front desk",
-        "frontdesk",
-    )
-    .await;
     wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
     shots.take(&client, "day").await;
 
@@ -1051,17 +1092,7 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
 
     // The network goes: lock, and unlock from this workstation's offline copy.
-    click(&client, "lock-now").await;
-    server.stop();
-    type_into(&client, "unlock-password", &password).await;
-    click(&client, "unlock-submit").await;
-    wait_for(
-        &client,
-        Locator::Id("offline-session"),
-        20,
-        "the offline session",
-    )
-    .await;
+    unlock_offline(&client, &mut server, &password).await;
 
     // The keyboard: Alt+P shows one practitioner's day, again everyone's after the last.
     alt(&client, 'p').await;
@@ -1163,9 +1194,7 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
 
     // The server is back; the next unlock is online and the queue goes out by itself.
     server.restart();
-    click(&client, "lock-now").await;
-    type_into(&client, "unlock-password", &password).await;
-    click(&client, "unlock-submit").await;
+    lock_and_unlock(&client, &password).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let stored = loop {
         let row: Option<(String, i64)> = server
@@ -1280,22 +1309,15 @@ async fn billing_works_from_the_days_patients_and_their_coverage() {
     // The seed's code went to the admin's workstation: the billing office gets a new one.
     let code = admin.issue_enrollment_code().await.unwrap().enrollment_code;
     admin.sign_out().unwrap();
-    let app_dir = tempfile::tempdir().unwrap();
-    let (_driver, client) = launch(
-        &server,
-        app_dir.path(),
-        &format!("ClinicDesk-e2e-{}", uuid::Uuid::new_v4()),
-    )
-    .await;
-    let mut shots = Shots::new("billing");
-    enroll_and_first_sign_in(
-        &client,
+    let (_driver, client, _app_dir) = launch_signed_in(
         &server,
         code.expose(),
         "E2E billing office",
         "clinician",
+        IDLE_SECS,
     )
     .await;
+    let mut shots = Shots::new("billing");
 
     let table = wait_for(
         &client,

@@ -7,6 +7,7 @@
 mod break_glass;
 mod change_kill;
 mod core_flow;
+mod e2e_conflict;
 mod e2e_desktop;
 mod first_password;
 mod front_desk;

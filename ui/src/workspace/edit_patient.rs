@@ -107,3 +107,73 @@ pub(super) fn EditPatientForm(patient_id: Uuid) -> impl IntoView {
         </div>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clinicdesk_protocol::wire::{Address, EmergencyContact, Gender, HumanName};
+
+    use super::*;
+
+    fn on_file() -> PatientFields {
+        PatientFields {
+            mrn: Some("MRN-100001".into()),
+            name: Some(HumanName {
+                given: "Testa".into(),
+                family: "Quillfeather".into(),
+                preferred: String::new(),
+            }),
+            birth_date: Some("1961-04-12".into()),
+            gender: Some(Gender::Female),
+            phone: Some("555-0110".into()),
+            email: Some("patient1@example.invalid".into()),
+            address: Some(Address {
+                line: vec!["100 Synthetic Lane".into(), "Apt 2".into()],
+                city: "Demoville".into(),
+                state: "ZZ".into(),
+                postal_code: "01000".into(),
+                country: "US".into(),
+            }),
+            language: Some("en".into()),
+            emergency_contact: Some(EmergencyContact {
+                name: "Contact of patient 1".into(),
+                relationship: "spouse".into(),
+                phone: "555-0210".into(),
+            }),
+            ..PatientFields::default()
+        }
+    }
+
+    /// Saved untouched, the form sends nothing: what it does not show of the address (the
+    /// country, the lines its one street field joins) stays as it was.
+    #[test]
+    fn an_untouched_form_changes_nothing() {
+        let before = on_file();
+        let form = PatientForm::of(&before);
+        assert_eq!(
+            changed(&before, form.fields()).present(),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn a_new_phone_sends_the_phone_alone() {
+        let before = on_file();
+        let form = PatientForm::of(&before);
+        form.phone.set("555-0177".into());
+        let change = changed(&before, form.fields());
+        assert_eq!(change.present(), ["phone"]);
+        assert_eq!(change.phone.as_deref(), Some("555-0177"));
+    }
+
+    /// A street typed anew replaces the lines, and the country stays.
+    #[test]
+    fn a_new_street_keeps_the_country() {
+        let before = on_file();
+        let form = PatientForm::of(&before);
+        form.line.set("7 Other Road".into());
+        let change = changed(&before, form.fields());
+        let address = change.address.unwrap();
+        assert_eq!(address.line, ["7 Other Road"]);
+        assert_eq!(address.country, "US");
+    }
+}

@@ -63,6 +63,11 @@ pub(super) struct PatientForm {
     pub(super) contact_name: RwSignal<String>,
     pub(super) contact_relationship: RwSignal<String>,
     pub(super) contact_phone: RwSignal<String>,
+    /// What the form does not show of the address as read (its country, and its lines as
+    /// stored, which the one street field joins): kept as they were, so that saving other
+    /// details does not change the address.
+    country: RwSignal<String>,
+    lines: RwSignal<Vec<String>>,
 }
 
 fn gender_code(g: Gender) -> &'static str {
@@ -93,6 +98,8 @@ impl PatientForm {
             contact_name: s(),
             contact_relationship: s(),
             contact_phone: s(),
+            country: s(),
+            lines: RwSignal::new(Vec::new()),
         }
     }
 
@@ -116,6 +123,8 @@ impl PatientForm {
             form.city.set(a.city.clone());
             form.state.set(a.state.clone());
             form.postal_code.set(a.postal_code.clone());
+            form.country.set(a.country.clone());
+            form.lines.set(a.line.clone());
         }
         if let Some(c) = &f.emergency_contact {
             form.contact_name.set(c.name.clone());
@@ -135,6 +144,14 @@ impl PatientForm {
             _ => Gender::Unknown,
         };
         let line = text(self.line);
+        let read = self.lines.get_untracked();
+        let line = if line == read.join(", ") {
+            read
+        } else if line.is_empty() {
+            Vec::new()
+        } else {
+            vec![line]
+        };
         PatientFields {
             name: Some(HumanName {
                 given: text(self.given),
@@ -146,15 +163,11 @@ impl PatientForm {
             phone: Some(text(self.phone)),
             email: Some(text(self.email)),
             address: Some(Address {
-                line: if line.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![line]
-                },
+                line,
                 city: text(self.city),
                 state: text(self.state),
                 postal_code: text(self.postal_code),
-                country: String::new(),
+                country: self.country.get_untracked(),
             }),
             language: Some(text(self.language)),
             emergency_contact: Some(EmergencyContact {

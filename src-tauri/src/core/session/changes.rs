@@ -168,18 +168,62 @@ fn settled_by(error: &AppError) -> Option<ChangeState> {
     }
 }
 
-/// A field's value as the conflict screen shows it: text as it is, anything else as JSON.
+/// A field's value as the conflict screen shows it: text as it is, a name, an address and an
+/// emergency contact as a person writes them, anything else as JSON.
 fn shown(value: Option<serde_json::Value>) -> String {
+    use serde_json::Value;
+    let text = |map: &serde_json::Map<String, Value>, k: &str| {
+        map.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Parts joined by `sep`, the empty ones left out.
+    let joined = |parts: Vec<String>, sep: &str| {
+        parts
+            .into_iter()
+            .filter(|p| !p.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
     match value {
-        Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Object(map)) if map.contains_key("family") => {
-            let part = |k: &str| map.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-            format!("{} {}", part("given"), part("family"))
-                .trim()
-                .to_owned()
+        Some(Value::String(s)) => s,
+        Some(Value::Object(map)) if map.contains_key("family") => {
+            joined(vec![text(&map, "given"), text(&map, "family")], " ")
         }
+        // An address as a letter has it: its lines, then town, state and code, then country.
+        Some(Value::Object(map)) if map.contains_key("city") => {
+            let mut parts: Vec<String> = map
+                .get("line")
+                .and_then(Value::as_array)
+                .map(|l| {
+                    l.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            parts.push(joined(
+                vec![
+                    text(&map, "city"),
+                    text(&map, "state"),
+                    text(&map, "postal_code"),
+                ],
+                " ",
+            ));
+            parts.push(text(&map, "country"));
+            joined(parts, ", ")
+        }
+        // An emergency contact: who, how related, their phone.
+        Some(Value::Object(map)) if map.contains_key("relationship") => {
+            let who = match text(&map, "relationship") {
+                r if r.is_empty() => text(&map, "name"),
+                r => format!("{} ({r})", text(&map, "name")),
+            };
+            joined(vec![who, text(&map, "phone")], ", ")
+        }
+        Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
-        None => String::new(),
     }
 }
 
@@ -570,5 +614,44 @@ impl Core {
             Ok(changes::replace(u.cache.connection(), change_id, &rebased)?)
         })?;
         self.send_and_tell(change_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::shown;
+
+    /// A conflict shows each value as a person reads it, not as JSON.
+    #[test]
+    fn values_in_conflict_read_as_text() {
+        let cases = [
+            (json!("555-0177"), "555-0177"),
+            (
+                json!({ "given": "Testa", "family": "Quillfeather", "preferred": "" }),
+                "Testa Quillfeather",
+            ),
+            (
+                json!({ "line": ["100 Synthetic Lane", "Apt 2"], "city": "Demoville",
+                        "state": "ZZ", "postal_code": "01000", "country": "US" }),
+                "100 Synthetic Lane, Apt 2, Demoville ZZ 01000, US",
+            ),
+            (
+                json!({ "line": [], "city": "Demoville", "state": "", "postal_code": "",
+                        "country": "" }),
+                "Demoville",
+            ),
+            (
+                json!({ "name": "Contact of patient 1", "relationship": "spouse", "phone": "555-0210" }),
+                "Contact of patient 1 (spouse), 555-0210",
+            ),
+            (json!(true), "true"),
+            (json!(null), ""),
+        ];
+        for (value, text) in cases {
+            assert_eq!(shown(Some(value)), text);
+        }
+        assert_eq!(shown(None), "");
     }
 }
