@@ -13,7 +13,7 @@ use clinicdesk_tests::{ServerProcess, enrolled_core};
 use fantoccini::{Client, Locator};
 
 use crate::e2e_desktop::{
-    ONE_APP, Shots, alt, click, launch_signed_in, lock_and_unlock, row_of, type_into,
+    ONE_APP, Shots, alt, click, launch_signed_in, lock_and_unlock, open_from_day, type_into,
     unlock_offline, wait_for,
 };
 
@@ -22,16 +22,9 @@ const PATIENT: &str = "Testa Quillfeather";
 const MINE: &str = "555-0177";
 const THEIRS: &str = "555-0188";
 
-/// Opens `name`'s chart from the day's schedule.
+/// Opens `name`'s chart from the day's schedule, with the front desk's actions.
 async fn open_chart(client: &Client, name: &str) {
-    row_of(client, name)
-        .await
-        .find(Locator::Css("button.open-patient"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    open_from_day(client, name).await;
     wait_for(client, Locator::Id("edit-patient-open"), 20, "the chart").await;
 }
 

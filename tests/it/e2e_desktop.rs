@@ -1015,6 +1015,19 @@ pub(crate) async fn row_of(client: &Client, name: &str) -> Element {
     }
 }
 
+/// Opens the chart of the patient whose name contains `name` from the day's schedule.
+pub(crate) async fn open_from_day(client: &Client, name: &str) {
+    row_of(client, name)
+        .await
+        .find(Locator::Css("button.open-patient"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, Locator::Id("patient-name"), 20, "the chart").await;
+}
+
 /// Clicks the button `css` within the schedule row of `name`, waiting for the row to show
 /// `status` afterwards.
 async fn act_on_row(client: &Client, name: &str, css: &str, status: &str) {
@@ -1241,14 +1254,7 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     shots.take(&client, "sent").await;
 
     // The chart, now online: add the walk-in's coverage, and read the record's history.
-    row_of(&client, "Synthwell")
-        .await
-        .find(Locator::Css("button.open-patient"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    open_from_day(&client, "Synthwell").await;
     wait_for(
         &client,
         Locator::Id("coverage-none"),

@@ -15,6 +15,17 @@ use crate::state::Ui;
 use crate::time::{add_days, day_label};
 use crate::widgets::ErrorLine;
 
+/// Where billing's list of the day's patients stands. Its own state, not the error line's:
+/// another part of the screen (the finder) clears that line when it works.
+#[derive(Clone, Default)]
+pub(super) enum DayList {
+    #[default]
+    Loading,
+    /// The server could not give it (offline, or refused): the finder is the way.
+    Unavailable,
+    Loaded(DayPatients),
+}
+
 /// Fetches the patients booked on `date` (today at the clinic when `None`) into the desk.
 pub(super) fn load_day_patients(ui: Ui, desk: Desk, date: Option<String>) {
     spawn_local(async move {
@@ -22,10 +33,10 @@ pub(super) fn load_day_patients(ui: Ui, desk: Desk, date: Option<String>) {
             Ok(list) => {
                 ui.error.set(None);
                 desk.date.set(Some(list.date.clone()));
-                desk.day_patients.set(Some(list));
+                desk.day_patients.set(DayList::Loaded(list));
             }
             Err(e) => {
-                desk.day_patients.set(None);
+                desk.day_patients.set(DayList::Unavailable);
                 ui.fail(&e);
             }
         }
@@ -71,21 +82,24 @@ pub(super) fn BillingDesk() -> impl IntoView {
                     on:click=move |_| load_day_patients(ui, desk, None)>"Today"</button>
                 <button class="outline" id="day-next" title="Next day (Alt+→)" on:click=move |_| step(1)>"▶"</button>
                 <span class="day-label" id="day-label">{move || desk.date.get().map(|d| day_label(&d)).unwrap_or_default()}</span>
-                <span class="muted zone">{move || desk.day_patients.get().map(|l| l.time_zone).unwrap_or_default()}</span>
+                <span class="muted zone">{move || desk.day_patients.with(|l| match l {
+                    DayList::Loaded(l) => l.time_zone.clone(),
+                    _ => String::new(),
+                })}</span>
             </div>
             <Notice/>
             <div class="card" id="billing">
                 <h1>{heading}</h1>
                 <p class="lead">"Everyone booked on this day, with their insurance coverage. Open a patient to add or correct a coverage."</p>
                 {move || match desk.day_patients.get() {
-                    None if ui.error.with(Option::is_some) => {
+                    DayList::Unavailable => {
                         view! { <p class="muted" id="day-patients-unavailable">"The day's patients are listed only while the server can be reached. Find a patient below."</p> }.into_any()
                     }
-                    None => view! { <p class="muted">"Loading the day's patients…"</p> }.into_any(),
-                    Some(list) if list.patients.is_empty() => {
+                    DayList::Loading => view! { <p class="muted">"Loading the day's patients…"</p> }.into_any(),
+                    DayList::Loaded(list) if list.patients.is_empty() => {
                         view! { <p class="muted" id="day-patients-empty">"No one is booked on this day."</p> }.into_any()
                     }
-                    Some(list) => view! { <DayPatientTable patients=list.patients/> }.into_any(),
+                    DayList::Loaded(list) => view! { <DayPatientTable patients=list.patients/> }.into_any(),
                 }}
                 <p class="muted shortcuts">"Alt+← / Alt+→ day · Alt+T today · Alt+F find · Alt+U unsent changes · Ctrl+L lock"</p>
                 <ErrorLine/>

@@ -4,11 +4,12 @@
 //! workspace when the session locks.
 
 use clinicdesk_protocol::app::{ChangeState, ChangeSummary};
-use clinicdesk_protocol::wire::{DayPatients, StaffMember};
+use clinicdesk_protocol::wire::StaffMember;
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use leptos::prelude::*;
 use uuid::Uuid;
 
+use super::billing::DayList;
 use crate::error_text::explain;
 
 /// What fills the workspace (a chart, when one is open, goes over all of these).
@@ -38,7 +39,7 @@ pub(super) struct Desk {
     /// The patient a booking is for, when chosen before the form opened (PHI: a name).
     pub(super) book_for: RwSignal<Option<(Uuid, String)>>,
     /// Billing's list of the day's patients with their coverage (PHI).
-    pub(super) day_patients: RwSignal<Option<DayPatients>>,
+    pub(super) day_patients: RwSignal<DayList>,
 }
 
 impl Desk {
@@ -50,7 +51,7 @@ impl Desk {
             practitioners: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
             book_for: RwSignal::new(None),
-            day_patients: RwSignal::new(None),
+            day_patients: RwSignal::new(DayList::Loading),
         }
     }
 
