@@ -30,12 +30,23 @@ pub(crate) fn new_core(
     data_dir: &Path,
     idle: Option<Duration>,
 ) -> anyhow::Result<Arc<Core>> {
+    let service = format!("ClinicDesk-bench-{}", uuid::Uuid::new_v4());
+    new_core_with(s, data_dir, idle, &service)
+}
+
+/// [`new_core`] keeping its keys under the keychain service `service`.
+pub(crate) fn new_core_with(
+    s: &Served,
+    data_dir: &Path,
+    idle: Option<Duration>,
+    service: &str,
+) -> anyhow::Result<Arc<Core>> {
     let config = Config {
         data_dir: data_dir.to_path_buf(),
         server_url: s.url.clone(),
         enrollment_ca: Some(s.ca_cert.clone()),
         idle_override: idle,
-        keychain_service: format!("ClinicDesk-bench-{}", uuid::Uuid::new_v4()),
+        keychain_service: service.to_owned(),
         upload_interval: Duration::from_millis(200),
     };
     Ok(Arc::new(Core::new(

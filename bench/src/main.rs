@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)] // the report table is this program's output
 
 mod app_core;
+mod app_start;
 mod audit;
 mod cache_search;
 mod initial_sync;

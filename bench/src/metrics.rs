@@ -53,6 +53,7 @@ pub const ALL: &[(&str, Run)] = &[
     ("lock_latency_ms", crate::lock_latency::lock_latency_ms),
     ("offline_write_ms", crate::offline_write::offline_write_ms),
     ("initial_sync_s", crate::initial_sync::initial_sync_s),
+    ("app_cold_start_ms", crate::app_start::app_start),
     ("audit_ingest_eps", crate::audit::audit_ingest_eps),
     ("audit_search_p99_ms", crate::audit::audit_search_p99_ms),
     ("audit_overhead_us", crate::audit::audit_overhead_us),

@@ -8,6 +8,7 @@
 //! Screenshots of each step go to `target/e2e-screenshots/<walk-through>/`.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,11 +27,18 @@ const KEY_PIN: &str = "246810";
 /// than running them in turn.
 pub(crate) static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// tauri-driver in a process group of its own, killed with everything it started (the
+/// WebKitWebDriver behind it, which a kill of tauri-driver alone left running).
 pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = i32::try_from(self.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.0.wait();
     }
 }
@@ -273,6 +281,7 @@ pub(crate) async fn launch_idle(
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("tauri-driver: run `cargo xtask test`, which installs it"),
     );

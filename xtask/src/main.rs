@@ -82,6 +82,11 @@ fn bench(args: &[String]) -> Result<()> {
             None
         }
     };
+    // The start-up benchmark launches the app as it ships: release UI, release app. (The
+    // next `cargo xtask test` or `demo` writes the debug UI back.)
+    build_ui_as(Profile::Release)?;
+    stage("building the app (release)");
+    run_cmd(cargo().args(["build", "--release", "--package", "clinicdesk-app"]))?;
     stage("building and running the benchmarks (release)");
     let out = target_dir().join("bench");
     let out = out.to_string_lossy();
@@ -90,8 +95,14 @@ fn bench(args: &[String]) -> Result<()> {
         args.push("--quick");
     }
     args.extend(["--out", &out]);
-    // The lock benchmark runs the real app core, whose keys live in the Secret Service.
-    let mut cmd = testrun::cargo_in_keyring_session("bench-harness", false, &args)?;
+    // The lock benchmark runs the real app core, whose keys live in the Secret Service; the
+    // start-up benchmark, the app on a display (Xvfb).
+    let mut cmd = testrun::cargo_in_keyring_session("bench-harness", true, &args)?;
+    cmd.env(
+        "CLINICDESK_BENCH_APP",
+        target_dir().join("release/clinicdesk-app"),
+    )
+    .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin());
     if let Some(cluster) = &cluster {
         cmd.env("CLINICDESK_BENCH_POSTGRES_URL", cluster.admin_url());
     }
@@ -178,15 +189,38 @@ pub fn cargo() -> Command {
 
 /// Builds the Leptos UI to wasm and writes `ui/dist`.
 pub fn build_ui() -> Result<()> {
+    build_ui_as(Profile::Dev)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Dev,
+    Release,
+}
+
+/// [`build_ui`] in `profile` (the benchmarks measure the app as it ships).
+fn build_ui_as(profile: Profile) -> Result<()> {
     stage("building the UI (wasm32)");
-    run_cmd(cargo().args([
+    let mut cmd = cargo();
+    cmd.args([
         "build",
         "--package",
         "clinicdesk-ui",
         "--target",
         "wasm32-unknown-unknown",
-    ]))?;
-    let wasm = target_dir().join("wasm32-unknown-unknown/debug/clinicdesk-ui.wasm");
+    ]);
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    run_cmd(&mut cmd)?;
+    let wasm = target_dir()
+        .join("wasm32-unknown-unknown")
+        .join(if profile == Profile::Release {
+            "release"
+        } else {
+            "debug"
+        })
+        .join("clinicdesk-ui.wasm");
     let dist = root().join("ui/dist");
     std::fs::create_dir_all(&dist).context("creating ui/dist")?;
     run_cmd(

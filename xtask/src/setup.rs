@@ -13,7 +13,8 @@ use crate::{root, run_cmd, stage};
 pub enum Purpose {
     Demo,
     Test,
-    /// The demo's packages and PostgreSQL (the search benchmark's second backend).
+    /// The demo's packages, PostgreSQL (the search benchmark's second backend), and the
+    /// WebDriver pieces the app's start-up benchmark drives it with.
     Bench,
 }
 
@@ -37,13 +38,17 @@ const DEMO_PACKAGES: &[&str] = &[
 /// Also for the tests: WebKitWebDriver, secret-tool to look into the keychain from outside,
 /// PostgreSQL for the server's database leg, testssl.sh to scan the running server.
 const TEST_PACKAGES: &[&str] = &[
-    "webkit2gtk-driver",
+    WEBDRIVER_PACKAGE,
     "libsecret-tools",
     POSTGRES_PACKAGE,
     // The PostgreSQL leg's TLS certificates.
     "openssl",
     "testssl.sh",
 ];
+
+/// WebKitWebDriver (and WebKit's MiniBrowser), for the WebDriver tests and the start-up
+/// benchmark.
+const WEBDRIVER_PACKAGE: &str = "webkit2gtk-driver";
 
 /// The server's second database, for its test leg and the search benchmark.
 const POSTGRES_PACKAGE: &str = "postgresql-15";
@@ -126,7 +131,7 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
     let mut wanted: Vec<&str> = DEMO_PACKAGES.to_vec();
     match purpose {
         Purpose::Test => wanted.extend_from_slice(TEST_PACKAGES),
-        Purpose::Bench => wanted.push(POSTGRES_PACKAGE),
+        Purpose::Bench => wanted.extend_from_slice(&[POSTGRES_PACKAGE, WEBDRIVER_PACKAGE]),
         Purpose::Demo => {}
     }
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !deb_installed(p)).collect();
@@ -175,6 +180,8 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
 
     if purpose == Purpose::Test {
         ensure_python_tools()?;
+    }
+    if purpose != Purpose::Demo {
         stage("checking tauri-driver");
         let installed = output(Command::new("cargo").args(["install", "--list"]))?;
         // Both the binary and cargo's record of its version: either alone can be stale.
