@@ -1084,7 +1084,8 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     shots.take(&client, "day").await;
 
     // The keyboard moves through the days: Alt+→ the next, Alt+← back, Alt+W the week,
-    // Alt+T today's day again; Alt+F puts the cursor in the finder; Alt+U the unsent changes.
+    // Alt+T today's day again; Alt+F puts the cursor in the finder; Alt+U the unsent
+    // changes; Alt+B the booking form.
     let today = label_of_day(&client).await;
     alt(&client, fantoccini::key::Key::Right.into()).await;
     let tomorrow = label_changes_from(&client, &today).await;
@@ -1111,6 +1112,9 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
     )
     .await;
     click(&client, "changes-back").await;
+    alt(&client, 'b').await;
+    wait_for(&client, Locator::Id("booking-form"), 20, "booking (Alt+B)").await;
+    click(&client, "booking-back").await;
     wait_for(&client, Locator::Css("button.open-patient"), 20, "the day").await;
 
     // The network goes: lock, and unlock from this workstation's offline copy.

@@ -800,3 +800,82 @@ async fn a_refused_change_waits_with_its_reason_holds_the_patients_next_and_its_
     assert!(discarded, "the discard is not in the trail");
     assert_eq!(core.sign_out().unwrap().phase, Phase::SignedOut);
 }
+
+/// A coverage added and another corrected with the server stopped show in the chart at
+/// once (the added one marked as not on the server yet: version 0), and each reaches the
+/// server once when it is back; the next read online has the server's own.
+#[tokio::test(flavor = "multi_thread")]
+async fn coverage_added_and_corrected_offline_shows_at_once_then_arrives_once() {
+    let mut server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let core = enrolled_core(&server, dir.path(), "Front desk 1").await;
+    let password = server.seed.password("frontdesk").to_owned();
+    server.sign_in(&core, "frontdesk", &password).await.unwrap();
+    let patient = core.schedule(None).await.unwrap().appointments[0].patient_id;
+    let on_file = core.coverages(patient).await.unwrap().coverages;
+    assert_eq!(on_file.len(), 1, "the seed gives each patient one");
+    let existing = on_file[0].clone();
+    core.lock();
+
+    server.stop();
+    core.unlock(&password).await.unwrap();
+    let second = CoverageFields {
+        payer: Some("Synthetic Second Plan".into()),
+        member_id: Some("SSP-0001".into()),
+        ..CoverageFields::default()
+    };
+    let added = core.add_coverage(patient, second).await.unwrap();
+    assert_eq!(added.state, ChangeState::Waiting);
+    let regroup = CoverageFields {
+        group: Some("GRP-MOVED".into()),
+        ..CoverageFields::default()
+    };
+    let corrected = core
+        .update_coverage(
+            existing.id,
+            patient,
+            existing.version,
+            regroup,
+            Phi::new(String::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(corrected.state, ChangeState::Waiting);
+    let shown = core.coverages(patient).await.unwrap().coverages;
+    assert_eq!(shown.len(), 2, "the new coverage shows at once");
+    let kept = shown.iter().find(|c| c.id == existing.id).unwrap();
+    assert_eq!(kept.fields.group.as_deref(), Some("GRP-MOVED"));
+    assert_eq!(
+        kept.fields.payer, existing.fields.payer,
+        "the rest as it was"
+    );
+    let new = shown.iter().find(|c| c.id != existing.id).unwrap();
+    assert_eq!(new.fields.member_id.as_deref(), Some("SSP-0001"));
+    assert_eq!(new.version, 0, "not on the server yet");
+    core.lock();
+
+    // Back online: each change once, and the server's own coverage replaces the one shown.
+    server.restart();
+    server.unlock(&core, "frontdesk", &password).await.unwrap();
+    core.send_changes().await.unwrap();
+    assert_eq!(core.status().unsent_changes, Some(0));
+    let stored: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM record_versions WHERE resource_type = 'Coverage'
+             AND json_extract(body, '$.member_id') = 'SSP-0001'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1, "added once");
+    let now = core.coverages(patient).await.unwrap().coverages;
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|c| c.version >= 1));
+    assert_eq!(
+        now.iter()
+            .find(|c| c.id == existing.id)
+            .and_then(|c| c.fields.group.as_deref()),
+        Some("GRP-MOVED")
+    );
+}

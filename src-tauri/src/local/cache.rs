@@ -7,8 +7,8 @@ use std::path::Path;
 
 use clinicdesk_protocol::app::PatientHit;
 use clinicdesk_protocol::wire::{
-    Appointment, AppointmentList, ClinicalAccess, CoverageList, Patient, PatientRecord,
-    PractitionerList, UserInfo,
+    Appointment, AppointmentList, ClinicalAccess, CoverageFields, CoverageList, CoverageRecord,
+    Patient, PatientRecord, PractitionerList, UserInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
@@ -490,6 +490,64 @@ pub fn put_coverages(
         params![list.patient_id.to_string(), json, now_ms],
     )?;
     Ok(())
+}
+
+/// The cached coverages of `patient_id`, read inside a transaction.
+pub fn coverages_in(conn: &Connection, patient_id: Uuid) -> Result<Option<CoverageList>, DbError> {
+    json_row(
+        conn,
+        "SELECT json FROM coverages WHERE patient_id = ?1",
+        [patient_id.to_string()],
+    )
+}
+
+/// A coverage added here, before the server has it: shown at once, at version 0 (the
+/// server gives it an id and version 1 of its own, which the next read brings).
+pub fn add_coverage(
+    tx: &Transaction<'_>,
+    added: CoverageRecord,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let mut list = coverages_in(tx, added.patient_id)?.unwrap_or(CoverageList {
+        patient_id: added.patient_id,
+        coverages: Vec::new(),
+    });
+    list.coverages.retain(|c| c.id != added.id);
+    list.coverages.push(added);
+    put_coverages(tx, &list, now_ms)
+}
+
+/// A correction made here: applied to the cached coverage, at the version it will make.
+pub fn change_coverage(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    id: Uuid,
+    change: &CoverageFields,
+    version: u64,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let Some(mut list) = coverages_in(tx, patient_id)? else {
+        return Ok(());
+    };
+    if let Some(c) = list.coverages.iter_mut().find(|c| c.id == id) {
+        c.fields.apply(change);
+        c.version = version;
+    }
+    put_coverages(tx, &list, now_ms)
+}
+
+/// A coverage added here whose change was discarded: out of the cached list.
+pub fn forget_coverage(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    id: Uuid,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let Some(mut list) = coverages_in(tx, patient_id)? else {
+        return Ok(());
+    };
+    list.coverages.retain(|c| c.id != id);
+    put_coverages(tx, &list, now_ms)
 }
 
 /// A booking made here that was discarded: out of its day's cached schedule.

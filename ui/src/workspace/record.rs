@@ -158,9 +158,15 @@ pub(super) fn CoveragePanel(patient_id: Uuid, may_change: bool) -> impl IntoView
                                         <td>{relationship(f.subscriber_relationship)}</td>
                                         <td>{f.period_start.unwrap_or_default()}</td>
                                         <td>{f.period_end.unwrap_or_default()}</td>
-                                        <td>{may_change.then(|| view! {
-                                            <button class="small outline coverage-edit" on:click=move |_| open_form(Some(record.clone()))>"Correct"</button>
-                                        })}</td>
+                                        <td>{match (may_change, c.version) {
+                                            // Added here and not on the server yet: it has no
+                                            // version there to correct.
+                                            (_, 0) => Some(view! { <span class="muted coverage-unsent">"Not sent yet"</span> }.into_any()),
+                                            (true, _) => Some(view! {
+                                                <button class="small outline coverage-edit" on:click=move |_| open_form(Some(record.clone()))>"Correct"</button>
+                                            }.into_any()),
+                                            (false, _) => None,
+                                        }}</td>
                                     </tr>
                                 }
                             }).collect_view()}

@@ -445,6 +445,9 @@ impl Core {
                 match &q.change {
                     Change::RegisterPatient { id, .. } => cache::forget_patient(tx, *id),
                     Change::Book { id, .. } => cache::forget_appointment(tx, *id, now),
+                    Change::AddCoverage { id, patient_id, .. } => {
+                        cache::forget_coverage(tx, *patient_id, *id, now)
+                    }
                     _ => Ok(()),
                 }
             })?;

@@ -7,7 +7,7 @@ use clinicdesk_protocol::Phi;
 use clinicdesk_protocol::app::ChangeSummary;
 use clinicdesk_protocol::audit::AuditAction;
 use clinicdesk_protocol::wire::{
-    CoverageChange, CoverageFields, CoverageList, DayPatients, PatientHistory,
+    CoverageChange, CoverageFields, CoverageList, CoverageRecord, DayPatients, PatientHistory,
 };
 use uuid::Uuid;
 
@@ -144,15 +144,23 @@ impl Core {
                 return Err(AppError::BadInput(field));
             }
         }
+        let id = Uuid::new_v4();
+        let shown = CoverageRecord {
+            id,
+            patient_id,
+            version: 0,
+            fields: fields.clone(),
+        };
         let change = Change::AddCoverage {
-            id: Uuid::new_v4(),
+            id,
             patient_id,
             coverage: CoverageChange {
                 fields,
                 reason: Phi::new(String::new()),
             },
         };
-        self.make_change(change, |_, _| Ok(())).await
+        self.make_change(change, move |tx, now| cache::add_coverage(tx, shown, now))
+            .await
     }
 
     /// Changes a coverage, based on the version the user saw.
@@ -167,12 +175,16 @@ impl Core {
         if fields.present().is_empty() {
             return Err(AppError::BadInput("fields"));
         }
+        let shown = fields.clone();
         let change = Change::UpdateCoverage {
             id: coverage_id,
             patient_id,
             based_on,
             coverage: CoverageChange { fields, reason },
         };
-        self.make_change(change, |_, _| Ok(())).await
+        self.make_change(change, move |tx, now| {
+            cache::change_coverage(tx, patient_id, coverage_id, &shown, based_on + 1, now)
+        })
+        .await
     }
 }
