@@ -12,8 +12,8 @@ use clinicdesk_protocol::mfa::TotpSetup;
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, CoverageFields,
-    CoverageList, DayPatients, DeviceList, EnrollmentCodeIssued, FreeSlots, NewUser, Patient,
-    PatientFields, PatientHistory, PatientRecord, PractitionerList, UserList, UserSummary,
+    CoverageList, DayPatients, DeviceList, EnrollmentCodeIssued, FreeSlots, ImportJob, NewUser,
+    Patient, PatientFields, PatientHistory, PatientRecord, PractitionerList, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
@@ -470,6 +470,18 @@ async fn devices(core: State<'_, AppCore>) -> CommandResult<DeviceList> {
     core.0.devices().await.map_err(api)
 }
 
+/// One part of the clinic's FHIR export (the UI splits a bigger file on line boundaries).
+#[tauri::command(rename_all = "snake_case")]
+async fn start_import(core: State<'_, AppCore>, ndjson: String) -> CommandResult<ImportJob> {
+    core.0.start_import(ndjson).await.map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn import_job(core: State<'_, AppCore>, import_id: String) -> CommandResult<ImportJob> {
+    let id = uuid_arg(&import_id, "import_id")?;
+    core.0.import_job(id).await.map_err(api)
+}
+
 #[tauri::command(rename_all = "snake_case")]
 async fn audit_alerts(core: State<'_, AppCore>) -> CommandResult<AuditAlerts> {
     core.0.audit_alerts().await.map_err(api)
@@ -641,6 +653,8 @@ pub fn run() -> Result<(), tauri::Error> {
             review_break_glass,
             export_access_review,
             devices,
+            start_import,
+            import_job,
             audit_alerts,
             issue_enrollment_code,
             revoke_device,

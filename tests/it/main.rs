@@ -9,6 +9,7 @@ mod change_kill;
 mod core_flow;
 mod e2e_conflict;
 mod e2e_desktop;
+mod e2e_import;
 mod e2e_offline_scope;
 mod first_password;
 mod front_desk;

@@ -11,10 +11,10 @@ use clinicdesk_protocol::wire::{
     AppointmentList, AppointmentRecord, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant,
     BreakGlassQueue, BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest,
     ChallengeResponse, CoverageList, DayPatients, DeviceList, EnrollRequest, EnrollResponse,
-    EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, LoginRequest, LoginResponse,
-    NewUser, OfflineCopyReport, PasswordChange, Patient, PatientHistory, PatientRecord,
-    PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest, RoleChange, SyncPage,
-    UserList, UserSummary,
+    EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, ImportJob, LoginRequest,
+    LoginResponse, NewUser, OfflineCopyReport, PasswordChange, Patient, PatientHistory,
+    PatientRecord, PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest, RoleChange,
+    SyncPage, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -260,6 +260,25 @@ impl ServerClient {
             None => "/v1/day/patients".to_owned(),
         };
         Self::send(self.request(Method::GET, &path, Some(token))).await
+    }
+
+    /// Starts importing `ndjson` (the `Patient` lines of a FHIR R4 export, at most the
+    /// server's body limit): the job as it starts.
+    pub async fn start_import(
+        &self,
+        token: &SecretString,
+        ndjson: String,
+    ) -> Result<ImportJob, AppError> {
+        let rb = self
+            .request(Method::POST, "/v1/imports", Some(token))
+            .header(reqwest::header::CONTENT_TYPE, "application/fhir+ndjson")
+            .body(ndjson);
+        Self::send(rb).await
+    }
+
+    /// An import job as it goes.
+    pub async fn import_job(&self, token: &SecretString, id: Uuid) -> Result<ImportJob, AppError> {
+        Self::send(self.request(Method::GET, &format!("/v1/imports/{id}"), Some(token))).await
     }
 
     /// One page of the patients booked from `from` to `to` (the clinic's days), after the

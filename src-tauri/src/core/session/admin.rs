@@ -1,12 +1,13 @@
 //! What an admin does from the app: the clinic's workstations (list, enrollment codes,
-//! revocation, the audit trail's tamper alerts), users (list, create, change role, deactivate, reset second factors) and the
+//! revocation, the audit trail's tamper alerts), users (list, create, change role, deactivate, reset second factors), the
+//! import of the clinic's patients from its old system (a FHIR export) and the
 //! access review (saved as CSV: who can reach patient data, not the data itself).
 //! No PHI passes here, so nothing goes to the outbox; the server records each change on
 //! its own chain. Admin work needs the server: offline it answers `server_unreachable`.
 
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
-    AuditAlerts, DeviceList, EnrollmentCodeIssued, NewUser, UserList, UserSummary,
+    AuditAlerts, DeviceList, EnrollmentCodeIssued, ImportJob, NewUser, UserList, UserSummary,
 };
 use uuid::Uuid;
 
@@ -24,6 +25,20 @@ impl Core {
     /// event at a stored position, a broken link) and sequences still missing.
     pub async fn audit_alerts(&self) -> Result<AuditAlerts, AppError> {
         self.online_call(|c, t| async move { c.audit_alerts(&t).await })
+            .await
+    }
+
+    /// Starts importing the clinic's patients from `ndjson` (the `Patient` lines of a FHIR
+    /// R4 export, one part of at most the server's body limit). The server records each
+    /// record's `create` event; the job names source ids only, so nothing here is PHI read.
+    pub async fn start_import(&self, ndjson: String) -> Result<ImportJob, AppError> {
+        self.online_call(|c, t| async move { c.start_import(&t, ndjson).await })
+            .await
+    }
+
+    /// An import job as it goes.
+    pub async fn import_job(&self, id: Uuid) -> Result<ImportJob, AppError> {
+        self.online_call(|c, t| async move { c.import_job(&t, id).await })
             .await
     }
 

@@ -1,11 +1,13 @@
 //! The admin's workspace, shown instead of the schedule to admins (who read no schedule):
-//! the clinic's workstations, its users, and the break-glass review queue. Admins see no
+//! the clinic's workstations, its users, the break-glass review queue, and the import of
+//! the clinic's patients from its old system (which names source ids, never values). Admins see no
 //! patient content, so nothing here holds PHI: a break-glass grant names its patient by id.
 //!
 //! It imports nothing from the clinical side of `workspace` (schedule, chart, care team),
 //! which holds PHI, nor from `screens`; like them it reaches the core only through `bridge`.
 
 mod break_glass;
+mod import;
 mod users;
 mod workstations;
 
@@ -13,6 +15,7 @@ use leptos::prelude::*;
 
 use crate::state::Ui;
 use break_glass::BreakGlassView;
+use import::ImportView;
 use users::UsersView;
 use workstations::WorkstationsView;
 
@@ -21,6 +24,7 @@ enum Tab {
     Workstations,
     Users,
     BreakGlass,
+    Import,
 }
 
 /// The admin's tabs; each tab loads its list when it opens.
@@ -41,6 +45,8 @@ pub(crate) fn AdminWorkspace() -> impl IntoView {
                     on:click=move |_| pick(Tab::Users)>"Users"</button>
                 <button id="tab-break-glass" class:active=move || tab.get() == Tab::BreakGlass
                     on:click=move |_| pick(Tab::BreakGlass)>"Break-glass reviews"</button>
+                <button id="tab-import" class:active=move || tab.get() == Tab::Import
+                    on:click=move |_| pick(Tab::Import)>"Import patients"</button>
             </nav>
             {move || match tab.get() {
                 Tab::Workstations => view! { <WorkstationsView/> }.into_any(),
@@ -48,6 +54,7 @@ pub(crate) fn AdminWorkspace() -> impl IntoView {
                 Tab::BreakGlass => {
                     view! { <BreakGlassView/> }.into_any()
                 }
+                Tab::Import => view! { <ImportView/> }.into_any(),
             }}
         </div>
     }
