@@ -233,9 +233,19 @@ pub async fn list(
     patient_id: Uuid,
 ) -> Result<CoverageList, ServerError> {
     let mut tx = store.clinic_tx(scope).await?;
-    require_patient(&mut tx, patient_id).await?;
-    let rows = stored::of_patient(&mut tx, patient_id).await?;
+    let list = list_in(&mut tx, user, patient_id).await?;
     tx.commit().await?;
+    Ok(list)
+}
+
+/// [`list`] in the caller's transaction.
+pub(crate) async fn list_in(
+    tx: &mut ClinicTx,
+    user: &UserInfo,
+    patient_id: Uuid,
+) -> Result<CoverageList, ServerError> {
+    require_patient(tx, patient_id).await?;
+    let rows = stored::of_patient(tx, patient_id).await?;
     let coverages = rows
         .into_iter()
         .map(|(id, c)| presented(id, c, user.role))

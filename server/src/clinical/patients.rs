@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::clinical::break_glass::{self, ChartAccess};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
-use crate::store::{self, Store};
+use crate::store::{self, ClinicTx, Store};
 
 /// The patient's chart as `user` may read it now, and the break-glass flag its reads carry
 /// (if read under a grant). Another clinic's patient is not found, exactly as one that does
@@ -35,21 +35,18 @@ pub async fn chart(
 /// The patient's chart as an offline copy keeps it: the clinical summary only for a
 /// clinician of the care team. A live break-glass grant is not honoured here: it is for
 /// one emergency read, flagged for review, and a copy on disk would outlive it. `None` if
-/// the patient is not in the clinic.
+/// the patient is not in the clinic. In the caller's transaction.
 pub async fn offline_chart(
-    store: &Store,
-    scope: &ClinicScope,
+    tx: &mut ClinicTx,
     user: &UserInfo,
     patient_id: Uuid,
     now_ms: i64,
 ) -> Result<Option<Patient>, ServerError> {
-    let mut tx = store.clinic_tx(scope).await?;
-    let access = match break_glass::clinical_access(&mut tx, user, patient_id, now_ms).await? {
+    let access = match break_glass::clinical_access(tx, user, patient_id, now_ms).await? {
         ChartAccess::BreakGlass(_) => ChartAccess::OutsideCareTeam,
         access => access,
     };
-    let patient = store::patients::patient(&mut tx, patient_id, access.reads_clinical()).await?;
-    tx.commit().await?;
+    let patient = store::patients::patient(tx, patient_id, access.reads_clinical()).await?;
     Ok(patient.map(|mut p| {
         p.clinical_access = access.wire();
         p

@@ -1048,11 +1048,22 @@ pub async fn record(
     patient_id: Uuid,
 ) -> Result<PatientRecord, ServerError> {
     let mut tx = state.store.clinic_tx(scope).await?;
-    let stored = stored::patient_record(&mut tx, patient_id)
+    let record = record_in(&mut tx, state, user, patient_id).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+/// [`record`] in the caller's transaction.
+pub(crate) async fn record_in(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    user: &UserInfo,
+    patient_id: Uuid,
+) -> Result<PatientRecord, ServerError> {
+    let stored = stored::patient_record(tx, patient_id)
         .await?
         .ok_or(ServerError::NotFound)?;
-    let fields = as_read(&mut tx, state, &stored.body, user.role).await?;
-    tx.commit().await?;
+    let fields = as_read(tx, state, &stored.body, user.role).await?;
     Ok(PatientRecord {
         id: patient_id,
         version: stored.version,

@@ -104,24 +104,22 @@ pub async fn page(
     };
     let with_record = reads_registration(user.role);
     let with_coverage = field_access(user.role, Resource::Coverage, "payer").reads();
+    // One transaction for the page: each patient's chart, record and coverages as one
+    // moment of the database has them.
     let mut patients = Vec::with_capacity(ids.len());
+    let mut tx = state.store.clinic_tx(scope).await?;
     for id in ids {
         // Booked but gone since (the appointments were read first): left out.
-        let Some(chart) = patients::offline_chart(&state.store, scope, user, id, now_ms).await?
-        else {
+        let Some(chart) = patients::offline_chart(&mut tx, user, id, now_ms).await? else {
             continue;
         };
         let record = if with_record {
-            Some(records::record(state, scope, user, id).await?)
+            Some(records::record_in(&mut tx, state, user, id).await?)
         } else {
             None
         };
         let coverages = if with_coverage {
-            Some(
-                coverage::list(&state.store, scope, user, id)
-                    .await?
-                    .coverages,
-            )
+            Some(coverage::list_in(&mut tx, user, id).await?.coverages)
         } else {
             None
         };
@@ -131,6 +129,7 @@ pub async fn page(
             coverages,
         });
     }
+    tx.commit().await?;
     Ok(SyncPage { patients, next })
 }
 
