@@ -18,6 +18,14 @@ async fn import(client: &Client, path: &std::path::Path) -> String {
     let input = wait_for(client, Locator::Id("import-file"), 20, "the file input").await;
     input.send_keys(&path.to_string_lossy()).await.unwrap();
     click(client, "import-start").await;
+    // The last import's result leaves the screen as this one starts.
+    if let Ok(state) = client.find(Locator::Id("import-state")).await {
+        assert_ne!(
+            state.text().await.unwrap_or_default(),
+            "Done.",
+            "a stale result"
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let state = match client.find(Locator::Id("import-state")).await {

@@ -71,6 +71,7 @@ fn in_file(mut skip: ImportSkip, first_line: usize) -> ImportSkip {
 /// Where the whole import stands.
 #[derive(Clone, Default)]
 struct Progress {
+    /// How many parts the file makes; 0 while it is being read.
     parts: usize,
     /// The part running (from 1); all done when `finished`.
     part: usize,
@@ -191,26 +192,25 @@ pub(super) fn ImportView() -> impl IntoView {
     };
     let start = move |_| {
         ui.error.set(None);
+        // At once, before the file is read: the last import's result goes, and the button
+        // waits.
+        progress.set(Some(Progress::default()));
+        let refuse = move |why: String| {
+            progress.set(None);
+            ui.error.set(Some(why));
+        };
         spawn_local(async move {
             let text = match chosen_file("import-file").await {
-                None => {
-                    ui.error.set(Some("Choose the export file first.".into()));
-                    return;
-                }
-                Some(Err(why)) => {
-                    ui.error.set(Some(why));
-                    return;
-                }
+                None => return refuse("Choose the export file first.".into()),
+                Some(Err(why)) => return refuse(why),
                 Some(Ok(text)) => text,
             };
             match split_parts(&text, PART_MAX) {
-                Ok(parts) if parts.is_empty() => {
-                    ui.error.set(Some("The file is empty.".into()));
-                }
+                Ok(parts) if parts.is_empty() => refuse("The file is empty.".into()),
                 Ok(parts) => run(ui, parts, progress).await,
-                Err(line) => ui.error.set(Some(format!(
+                Err(line) => refuse(format!(
                     "Line {line} is longer than the server takes (about 1.9 MB): is this an NDJSON export?"
-                ))),
+                )),
             }
         });
     };
@@ -230,6 +230,8 @@ pub(super) fn ImportView() -> impl IntoView {
                     "Done.".to_owned()
                 } else if p.stopped.is_some() {
                     "Stopped.".to_owned()
+                } else if p.parts == 0 {
+                    "Reading the file…".to_owned()
                 } else {
                     format!("Importing part {} of {}…", p.part, p.parts)
                 };
