@@ -1037,6 +1037,21 @@ pub(crate) async fn open_from_day(client: &Client, name: &str) {
     wait_for(client, Locator::Id("patient-name"), 20, "the chart").await;
 }
 
+/// Adds a coverage from the open chart's form and waits for its row.
+async fn add_coverage(client: &Client, payer: &str, member_id: &str) {
+    click(client, "coverage-add").await;
+    type_into(client, "coverage-payer", payer).await;
+    type_into(client, "coverage-member", member_id).await;
+    click(client, "coverage-submit").await;
+    wait_for(
+        client,
+        Locator::Css("tr.coverage-row"),
+        20,
+        "the new coverage",
+    )
+    .await;
+}
+
 /// Clicks the button `css` within the schedule row of `name`, waiting for the row to show
 /// `status` afterwards.
 async fn act_on_row(client: &Client, name: &str, css: &str, status: &str) {
@@ -1275,17 +1290,7 @@ async fn the_front_desk_registers_books_and_checks_in_offline_and_each_change_ar
         "the empty coverage",
     )
     .await;
-    click(&client, "coverage-add").await;
-    type_into(&client, "coverage-payer", "Synthetic Health Plan").await;
-    type_into(&client, "coverage-member", "SYN-0001").await;
-    click(&client, "coverage-submit").await;
-    wait_for(
-        &client,
-        Locator::Css("tr.coverage-row"),
-        20,
-        "the new coverage",
-    )
-    .await;
+    add_coverage(&client, "Synthetic Health Plan", "SYN-0001").await;
     click(&client, "history-open").await;
     wait_for(&client, Locator::Css("tr.history-row"), 20, "the history").await;
     shots.take(&client, "chart-coverage-history").await;
@@ -1392,17 +1397,7 @@ async fn billing_works_from_the_days_patients_and_their_coverage() {
         client.find(Locator::Id("patient-allergies")).await.is_err(),
         "billing reads no clinical content"
     );
-    click(&client, "coverage-add").await;
-    type_into(&client, "coverage-payer", "Northwind Synthetic Health").await;
-    type_into(&client, "coverage-member", "SYN-4242").await;
-    click(&client, "coverage-submit").await;
-    wait_for(
-        &client,
-        Locator::Css("tr.coverage-row"),
-        20,
-        "the new coverage",
-    )
-    .await;
+    add_coverage(&client, "Northwind Synthetic Health", "SYN-4242").await;
     click(&client, "back-to-schedule").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
