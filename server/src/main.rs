@@ -257,11 +257,11 @@ enum KeysCommand {
     Rotate {
         #[arg(long, env = "CLINICDESK_DATA_DIR")]
         data_dir: PathBuf,
-        /// Also move every encrypted field to a new data key per clinic (in batches), and
-        /// destroy the old data keys.
+        /// Also move every encrypted field to a new data key per clinic (in batches), remake
+        /// every blind index under a new index key, and destroy the old data and index keys.
         #[arg(long)]
         reencrypt: bool,
-        /// Values re-encrypted per transaction.
+        /// Values re-encrypted (or patients reindexed) per transaction.
         #[arg(long, default_value_t = 500)]
         batch_size: u32,
         /// Print the report as JSON (for scripts and tests).
@@ -793,6 +793,12 @@ async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result
                         eprintln!();
                     }
                 }
+                Step::Reindexed { done, total } => {
+                    eprint!("\r  remade the SSN search indexes of {done} of {total} patients");
+                    if done == total {
+                        eprintln!();
+                    }
+                }
             };
             let report = keys::rotate(&state, &console, reencrypt, batch_size, &mut progress)
                 .await
@@ -803,7 +809,8 @@ async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result
                 writeln!(
                     out,
                     "{} clinic keys of {} clinics{} rewrapped under key-encryption key v{}{}; \
-                     {} values re-encrypted, {} old data keys destroyed",
+                     {} values re-encrypted, {} old data keys destroyed; \
+                     {} patients' SSN indexes remade, {} old index keys destroyed",
                     report.keys_rewrapped,
                     report.clinics,
                     if report.store_key_rewrapped {
@@ -818,7 +825,9 @@ async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result
                         ""
                     },
                     report.values_reencrypted,
-                    report.data_keys_destroyed
+                    report.data_keys_destroyed,
+                    report.indexes_remade,
+                    report.index_keys_destroyed
                 )?;
             }
         }

@@ -326,9 +326,11 @@ fn job_of(id: Uuid, row: &jobs::JobRow, now_ms: i64) -> Result<ImportJob, Server
     })
 }
 
-/// Source records per transaction: big enough that a commit and the chain's tip are paid
-/// once for many records, small enough that registrations wait little for the clinic's lock.
-const BATCH: usize = 200;
+/// Source records per transaction: big enough that a commit, the chain's tip and the pages
+/// of the clinic's indexes are paid once for many records (200 imported 3,990 a second, 500
+/// 5,320, in release), small enough that registrations wait little for the clinic's lock
+/// (a batch of 500 holds it about 0.1 s).
+pub const BATCH: usize = 500;
 
 /// A source line taken: its resource (as `Patient/<id>`, when it names a usable id), its
 /// source key and its fields.

@@ -14,16 +14,18 @@ use std::collections::hash_map::Entry;
 
 use clinicdesk_protocol::audit::{AuditAction, from_hex, to_hex};
 
-use crate::audit::server_chain::{self, security_event};
-use crate::clinical::sensitive;
+use crate::audit::server_chain::{self, ServerEvent, security_event};
+use crate::clinical::records;
+use crate::clinical::sensitive::{self, SsnIndex};
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
-use crate::secrets::field_cipher::{DataKey, SealedOf};
+use crate::secrets::field_cipher::{DataKey, IndexKey, SealedOf};
 use crate::secrets::kek::{KekError, KekVersion};
 use crate::secrets::store_key::{self, StoreKeyError};
 use crate::state::AppState;
 use crate::store::field_keys::{self as stored, Purpose, Rotation};
 use crate::store::{ClinicTx, clinics};
+use zeroize::Zeroizing;
 
 /// How far a rotation is, for the console's progress line.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +37,8 @@ pub enum Step {
     BatchReady { batch: u64 },
     /// `moved` of the clinic's `total` values are under the new data key.
     Moved { moved: u64, total: u64 },
+    /// `done` of the clinic's `total` patients' SSN indexes are made by the new index key.
+    Reindexed { done: u64, total: u64 },
 }
 
 /// What a run of `keys rotate` did.
@@ -51,6 +55,10 @@ pub struct RotationReport {
     pub values_reencrypted: u64,
     /// Old data keys deleted once nothing was sealed under them.
     pub data_keys_destroyed: u64,
+    /// Patients whose SSN blind indexes were remade under a new index key.
+    pub indexes_remade: u64,
+    /// Old index keys deleted once no index was made by them.
+    pub index_keys_destroyed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,30 +119,42 @@ pub async fn rotate(
         ..RotationReport::default()
     };
     let ids = stored::clinic_ids(store).await?;
+    // Counted across clinics and phases: the fault point's batch number.
+    let mut batches = 0u64;
     for (i, clinic) in ids.iter().enumerate() {
         progress(Step::Clinic {
             index: i + 1,
             of: ids.len(),
         });
         let scope = ClinicScope::of_console(console, *clinic);
-        let mut changed = Vec::new();
         if rotation.reencrypt {
-            let (moved, destroyed, new_key) =
-                reencrypt_clinic(state, &scope, &rotation, batch_size.max(1), progress).await?;
+            let batch_size = batch_size.max(1);
+            let (moved, destroyed) = reencrypt_clinic(
+                state,
+                console,
+                &scope,
+                &rotation,
+                batch_size,
+                &mut batches,
+                progress,
+            )
+            .await?;
             report.values_reencrypted += moved;
             report.data_keys_destroyed += destroyed;
-            if new_key {
-                changed.push("data_key");
-            }
+            let (remade, destroyed) = reindex_clinic(
+                state,
+                console,
+                &scope,
+                &rotation,
+                batch_size,
+                &mut batches,
+                progress,
+            )
+            .await?;
+            report.indexes_remade += remade;
+            report.index_keys_destroyed += destroyed;
         }
-        let rewrapped = rewrap_clinic(state, &scope, kek).await?;
-        report.keys_rewrapped += rewrapped;
-        if rewrapped > 0 {
-            changed.push("key_encryption_key");
-        }
-        if !changed.is_empty() {
-            record_change(state, console, &scope, &changed).await?;
-        }
+        report.keys_rewrapped += rewrap_clinic(state, console, &scope, kek).await?;
         report.clinics += 1;
     }
     // The database key is the store's, not a clinic's: no clinic's trail records it.
@@ -143,25 +163,19 @@ pub async fn rotate(
     Ok(report)
 }
 
-/// The clinic's trail records that its keys changed (which ones; never a key).
-async fn record_change(
-    state: &AppState,
-    console: &Console,
-    scope: &ClinicScope,
-    changed: &[&str],
-) -> Result<(), ServerError> {
-    let actor = console.actor(scope.clinic_id());
+/// The event of a change to the clinic's keys (`changed`: which; never a key), recorded in
+/// the transaction that makes the change, so no key changes without the trail saying so.
+fn key_change(console: &Console, scope: &ClinicScope, changed: &str) -> ServerEvent {
     let mut event = security_event(
-        &actor,
+        &console.actor(scope.clinic_id()),
         AuditAction::Update,
         "ClinicKeys",
         scope.clinic_id().to_string(),
         ROUTE,
         console.seen(ROUTE),
     );
-    event.fields = changed.iter().map(|f| (*f).to_owned()).collect();
-    server_chain::record(state, scope, vec![event]).await?;
-    Ok(())
+    event.fields = vec![changed.to_owned()];
+    event
 }
 
 /// Every clinic's trail records that the server's audit key was rotated (`update` of
@@ -196,51 +210,83 @@ async fn locked_tx(state: &AppState, scope: &ClinicScope) -> Result<ClinicTx, Se
     Ok(tx)
 }
 
-/// Moves every value of the clinic under this rotation's data key (made here if an
-/// earlier run did not), then deletes the old data keys: how many values moved, how many
-/// keys were destroyed, and whether a key was made.
+/// The clinic's `purpose` key of this rotation (its id and the key): found if an earlier run
+/// made it, else made now with its event in the same transaction (`tx`, the clinic locked).
+/// `None` if the clinic has no key of that purpose (nothing was ever sealed or indexed).
+async fn rotation_key(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    console: &Console,
+    rotation: &Rotation,
+    purpose: Purpose,
+) -> Result<Option<(u32, Zeroizing<[u8; 32]>)>, ServerError> {
+    let keys = &*state.keys;
+    let scope = tx.scope().clone();
+    let held = stored::keys(tx, purpose).await?;
+    let Some(newest) = held.last() else {
+        return Ok(None);
+    };
+    if let Some(k) = held.iter().find(|k| k.rotation_id == Some(rotation.id)) {
+        let key = sensitive::unwrap(keys, scope.clinic_id(), purpose, k)?;
+        return Ok(Some((k.key_id, key)));
+    }
+    let id = newest.key_id + 1;
+    let now = state.clock.now_ms();
+    let key = sensitive::make_key(tx, keys, purpose, id, Some(rotation.id), now).await?;
+    let changed = match purpose {
+        Purpose::Data => "data_key",
+        Purpose::Index => "index_key",
+    };
+    let event = key_change(console, &scope, changed);
+    server_chain::record_in(tx, state, &scope, vec![event]).await?;
+    Ok(Some((id, key)))
+}
+
+/// Deletes the clinic's `purpose` keys other than `kept` that nothing is under any more:
+/// how many.
+async fn destroy_unused(
+    state: &AppState,
+    scope: &ClinicScope,
+    purpose: Purpose,
+    kept: u32,
+) -> Result<u64, ServerError> {
+    let mut tx = locked_tx(state, scope).await?;
+    let mut destroyed = 0;
+    for k in stored::keys(&mut tx, purpose).await? {
+        if k.key_id != kept && stored::delete_unused_key(&mut tx, purpose, k.key_id).await? {
+            destroyed += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(destroyed)
+}
+
+/// Moves every value of the clinic under this rotation's data key (made here, with its
+/// event, if an earlier run did not), then deletes the old data keys: how many values moved
+/// and how many keys were destroyed.
 async fn reencrypt_clinic(
     state: &AppState,
+    console: &Console,
     scope: &ClinicScope,
     rotation: &Rotation,
     batch_size: u32,
+    batch: &mut u64,
     progress: &mut dyn FnMut(Step),
-) -> Result<(u64, u64, bool), ServerError> {
+) -> Result<(u64, u64), ServerError> {
     let keys = &*state.keys;
     let clinic = scope.clinic_id();
     let mut tx = locked_tx(state, scope).await?;
-    let data = stored::keys(&mut tx, Purpose::Data).await?;
-    let Some(newest) = data.last() else {
+    let Some((id, key)) = rotation_key(&mut tx, state, console, rotation, Purpose::Data).await?
+    else {
         // Nothing was ever sealed here.
-        return Ok((0, 0, false));
+        return Ok((0, 0));
     };
-    let (target, made) = match data.iter().find(|k| k.rotation_id == Some(rotation.id)) {
-        Some(k) => (
-            DataKey::new(
-                k.key_id,
-                &*sensitive::unwrap(keys, clinic, Purpose::Data, k)?,
-            ),
-            false,
-        ),
-        None => {
-            let id = newest.key_id + 1;
-            let key = sensitive::make_key(
-                &mut tx,
-                keys,
-                Purpose::Data,
-                id,
-                Some(rotation.id),
-                state.clock.now_ms(),
-            )
-            .await?;
-            (DataKey::new(id, &key), true)
-        }
-    };
+    let target = DataKey::new(id, &key);
     let total = stored::count_not_under(&mut tx, target.id()).await?;
     tx.commit().await?;
 
     let mut old: HashMap<u32, DataKey> = HashMap::new();
-    let (mut moved, mut batch) = (0u64, 0u64);
+    let mut moved = 0u64;
     loop {
         let mut tx = locked_tx(state, scope).await?;
         let rows = stored::sealed_not_under(&mut tx, target.id(), batch_size).await?;
@@ -269,8 +315,8 @@ async fn reencrypt_clinic(
             let resealed = to_hex(&target.seal(&of, &plain)?);
             stored::reseal(&mut tx, row.id, row.key_id, target.id(), &resealed).await?;
         }
-        batch += 1;
-        progress(Step::BatchReady { batch });
+        *batch += 1;
+        progress(Step::BatchReady { batch: *batch });
         tx.commit().await?;
         moved += rows.len() as u64;
         progress(Step::Moved {
@@ -279,20 +325,74 @@ async fn reencrypt_clinic(
         });
     }
 
-    let mut tx = locked_tx(state, scope).await?;
-    let mut destroyed = 0;
-    for k in stored::keys(&mut tx, Purpose::Data).await? {
-        if k.key_id != target.id() && stored::delete_unused_data_key(&mut tx, k.key_id).await? {
-            destroyed += 1;
-        }
-    }
-    tx.commit().await?;
-    Ok((moved, destroyed, made))
+    let destroyed = destroy_unused(state, scope, Purpose::Data, target.id()).await?;
+    Ok((moved, destroyed))
 }
 
-/// Rewraps each of the clinic's keys that is not under `kek`: how many.
+/// Remakes every SSN blind index of the clinic under this rotation's index key (made here,
+/// with its event, if an earlier run did not), then deletes the old index keys: how many
+/// patients' indexes were remade and how many keys were destroyed. Until the last
+/// batch commits, searches look under both keys (`sensitive::ssn_lookup`), and registrations
+/// index under the new one.
+async fn reindex_clinic(
+    state: &AppState,
+    console: &Console,
+    scope: &ClinicScope,
+    rotation: &Rotation,
+    batch_size: u32,
+    batch: &mut u64,
+    progress: &mut dyn FnMut(Step),
+) -> Result<(u64, u64), ServerError> {
+    let keys = &*state.keys;
+    let mut tx = locked_tx(state, scope).await?;
+    let Some((id, key)) = rotation_key(&mut tx, state, console, rotation, Purpose::Index).await?
+    else {
+        // No SSN was ever indexed here.
+        return Ok((0, 0));
+    };
+    let target = IndexKey::new(id, &key);
+    let total = stored::count_indexed_not_under(&mut tx, target.id()).await?;
+    tx.commit().await?;
+
+    let (mut done, mut after) = (0u64, None);
+    loop {
+        let mut tx = locked_tx(state, scope).await?;
+        let rows = stored::indexed_not_under(&mut tx, target.id(), after, batch_size).await?;
+        let Some((last, _, _)) = rows.last() else {
+            break;
+        };
+        after = Some(*last);
+        for (patient, _, record) in &rows {
+            let ssn = records::stored_ssn(&mut tx, keys, record).await?;
+            let remade = SsnIndex::of(&target, &ssn);
+            stored::set_ssn_index(
+                &mut tx,
+                *patient,
+                &remade.whole,
+                &remade.last4,
+                remade.key_id,
+            )
+            .await?;
+        }
+        *batch += 1;
+        progress(Step::BatchReady { batch: *batch });
+        tx.commit().await?;
+        done += rows.len() as u64;
+        progress(Step::Reindexed {
+            done,
+            total: total.max(done),
+        });
+    }
+
+    let destroyed = destroy_unused(state, scope, Purpose::Index, target.id()).await?;
+    Ok((done, destroyed))
+}
+
+/// Rewraps each of the clinic's keys that is not under `kek`, with its event if any was:
+/// how many.
 async fn rewrap_clinic(
     state: &AppState,
+    console: &Console,
     scope: &ClinicScope,
     kek: KekVersion,
 ) -> Result<u64, ServerError> {
@@ -310,6 +410,10 @@ async fn rewrap_clinic(
             stored::rewrap(&mut tx, purpose, k.key_id, kek.0, &wrapped).await?;
             n += 1;
         }
+    }
+    if n > 0 {
+        let event = key_change(console, scope, "key_encryption_key");
+        server_chain::record_in(&mut tx, state, scope, vec![event]).await?;
     }
     tx.commit().await?;
     Ok(n)

@@ -246,15 +246,28 @@ pub async fn record_in(
     scope: &ClinicScope,
     events: Vec<ServerEvent>,
 ) -> Result<Vec<Uuid>, ServerError> {
+    let (script, ids) = script_in(tx, state, scope, events).await?;
+    script.execute(&mut *tx).await?;
+    Ok(ids)
+}
+
+/// [`record_in`]'s statements, not yet run: the caller runs them in its transaction with
+/// its own (an import batch sends its rows and their events as one script). Answers the
+/// events' ids, in order.
+pub(crate) async fn script_in(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    scope: &ClinicScope,
+    events: Vec<ServerEvent>,
+) -> Result<(Script, Vec<Uuid>), ServerError> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Script::default(), Vec::new()));
     }
     log::lock_clinic(&mut *tx, scope.clinic_id()).await?;
     let now = state.clock.now_ms();
     let tip = stored_tip(&mut *tx, scope, now).await?;
     let (script, ids, _) = append(state, scope, tip, events, now)?;
-    script.execute(&mut *tx).await?;
-    Ok(ids)
+    Ok((script, ids))
 }
 
 /// The clinic's tip as stored. Call with the clinic locked.

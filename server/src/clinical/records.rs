@@ -17,11 +17,12 @@ use clinicdesk_protocol::{Phi, policy::Role};
 use uuid::Uuid;
 
 use crate::audit::server_chain::{self, ServerEvent};
-use crate::clinical::sensitive::{self, SsnIndex, SsnQuery, normalize_ssn};
+use crate::clinical::sensitive::{self, Sealer, SsnIndex, SsnQuery, normalize_ssn};
 use crate::error::ServerError;
 use crate::scope::{ClinicScope, Console};
 use crate::state::AppState;
 use crate::store::records::{self as stored, Derived, VersionRow};
+use crate::store::sql::Script;
 use crate::store::{ClinicTx, Store, clinics, field_keys};
 
 const RESOURCE: Resource = Resource::Patient;
@@ -227,7 +228,14 @@ fn derived<'a>(fields: &'a PatientFields, name: &'a str) -> Derived<'a> {
 #[derive(Default)]
 struct RecordNumbers {
     next: Option<u64>,
+    /// The numbers on file (or handed out here) up to `known_to`, read a window at a time:
+    /// one read for many patients.
+    taken: std::collections::HashSet<String>,
+    known_to: u64,
 }
+
+/// Record numbers looked up per read by [`RecordNumbers`]: an import batch's worth.
+const NUMBER_WINDOW: u64 = 256;
 
 impl RecordNumbers {
     /// The next free record number of the clinic.
@@ -237,9 +245,15 @@ impl RecordNumbers {
             None => stored::patient_count(tx).await? + 1,
         };
         loop {
+            if n > self.known_to {
+                let last = n + NUMBER_WINDOW - 1;
+                self.taken =
+                    stored::mrns_between(tx, &format!("{n:08}"), &format!("{last:08}")).await?;
+                self.known_to = last;
+            }
             let mrn = format!("{n:08}");
             n += 1;
-            if !stored::mrn_taken(tx, &mrn).await? {
+            if self.taken.insert(mrn.clone()) {
                 self.next = Some(n);
                 return Ok(mrn);
             }
@@ -274,6 +288,16 @@ async fn reveal_ssn(
     stored: Option<&str>,
 ) -> Result<zeroize::Zeroizing<String>, ServerError> {
     sensitive::open(tx, &*state.keys, "ssn", stored.unwrap_or_default()).await
+}
+
+/// The SSN a patient's stored content holds ('' for none), for remaking its blind indexes.
+pub(crate) async fn stored_ssn(
+    tx: &mut ClinicTx,
+    keys: &dyn crate::secrets::kek::KeyProvider,
+    body: &str,
+) -> Result<zeroize::Zeroizing<String>, ServerError> {
+    let fields = decode(body)?;
+    sensitive::open(tx, keys, "ssn", fields.ssn.as_deref().unwrap_or_default()).await
 }
 
 /// Stored content as `role` may read it: what it may not see dropped, and what is sealed
@@ -483,7 +507,7 @@ async fn insert_new(
     let id = id.unwrap_or_else(Uuid::now_v7);
     stored::insert_patient_record(tx, id, &body, &derived, source_key).await?;
     if let Some(index) = new.ssn {
-        field_keys::set_ssn_index(tx, id, &index.whole, &index.last4).await?;
+        field_keys::set_ssn_index(tx, id, &index.whole, &index.last4, index.key_id).await?;
     }
     let change = RecordChange {
         version: 1,
@@ -570,42 +594,103 @@ pub async fn import_batch(
     items: Vec<(String, PatientFields)>,
 ) -> Result<Vec<Result<Created, ServerError>>, ServerError> {
     let now = state.clock.now_ms();
-    let mut answers = Vec::with_capacity(items.len());
-    let (mut rows, mut events) = (Vec::new(), Vec::new());
     let mut tx = state.store.clinic_tx(scope).await?;
     clinics::lock_clinic(&mut tx, scope.clinic_id()).await?;
+    // Read once for the batch: which sources are here already, and (a window at a time)
+    // which record numbers are taken. The rows go in together at the end, so what this
+    // batch takes is tracked here too.
+    let keys: Vec<&str> = items.iter().map(|(key, _)| key.as_str()).collect();
+    let mut here = stored::imported_of(&mut tx, &keys).await?;
     let mut numbers = RecordNumbers::default();
+    let mut given_numbers = std::collections::HashSet::new();
+    let mut sealer = Sealer::default();
+    let mut answers = Vec::with_capacity(items.len());
+    let mut new = Vec::new();
     for (key, mut fields) in items {
         normalize(&mut fields);
         if let Err(refused) = validate(&fields, today(now)).and_then(|()| required(&fields)) {
             answers.push(Err(refused));
             continue;
         }
-        if let Some(id) = stored::imported(&mut tx, &key).await? {
-            answers.push(Ok(Created::AlreadyImported(id)));
+        if let Some(id) = here.get(&key) {
+            answers.push(Ok(Created::AlreadyImported(*id)));
             continue;
         }
-        let new = match prepare_new(&mut tx, state, &mut numbers, fields.filled()).await {
-            Ok(new) => new,
-            Err(refused @ (ServerError::BadRequest { .. } | ServerError::Conflict { .. })) => {
-                answers.push(Err(refused));
-                continue;
+        let mut content = fields.filled();
+        match content.mrn.as_deref() {
+            Some("") | None => content.mrn = Some(numbers.assign(&mut tx).await?),
+            Some(mrn) => {
+                if given_numbers.contains(mrn) || stored::mrn_taken(&mut tx, mrn).await? {
+                    answers.push(Err(ServerError::Conflict { field: "mrn" }));
+                    continue;
+                }
+                given_numbers.insert(mrn.to_owned());
+                numbers.taken.insert(mrn.to_owned());
             }
-            Err(e) => return Err(e),
+        }
+        let mut index = SsnIndex::none();
+        if let Some(ssn) = content.ssn.take() {
+            let (reference, made) = sealer.seal_ssn(&mut tx, &*state.keys, now, &ssn).await?;
+            content.ssn = Some(reference);
+            index = made;
+        }
+        let id = Uuid::now_v7();
+        here.insert(key.clone(), id);
+        let body = encode(&content)?;
+        let change = RecordChange {
+            version: 1,
+            before: None,
+            after: content_hash(&body),
         };
-        let (id, body, event) = insert_new(&mut tx, by, new, Some(&key), None).await?;
-        rows.push(version_row(&event, body, String::new(), by, now)?);
-        events.push(event);
+        let event = change_event(
+            by,
+            AuditAction::Create,
+            RecordOf::patient(id),
+            &content.present(),
+            change,
+            IMPORT_ROUTE,
+        );
+        let name = display_name(&content);
+        new.push((id, key, content, name, body, index, event));
         answers.push(Ok(Created::New(id)));
     }
-    let ids = server_chain::record_in(&mut tx, state, scope, events).await?;
-    if ids.len() != rows.len() {
+    let rows: Vec<stored::NewPatientRow<'_>> = new
+        .iter()
+        .map(
+            |(id, key, content, name, body, index, _)| stored::NewPatientRow {
+                id: *id,
+                body,
+                derived: derived(content, name),
+                import_key: key,
+                ssn_index: &index.whole,
+                ssn_last4_index: &index.last4,
+                ssn_index_key: index.key_id,
+            },
+        )
+        .collect();
+    let mut script = Script::default();
+    script
+        .extend(field_keys::insert_sealed_rows(&tx, &sealer.into_rows()))
+        .extend(stored::insert_patient_rows(&tx, &rows));
+    drop(rows);
+    let mut versions = Vec::with_capacity(new.len());
+    let mut events = Vec::with_capacity(new.len());
+    for (_, _, _, _, body, _, event) in new {
+        versions.push(version_row(&event, body, String::new(), by, now)?);
+        events.push(event);
+    }
+    let (events, ids) = server_chain::script_in(&mut tx, state, scope, events).await?;
+    if ids.len() != versions.len() {
         return Err(ServerError::Internal("an import event was not recorded"));
     }
-    for (mut row, audit_event_id) in rows.into_iter().zip(ids) {
+    for (row, audit_event_id) in versions.iter_mut().zip(ids) {
         row.audit_event_id = audit_event_id;
-        stored::insert_version(&mut tx, &row).await?;
     }
+    // The events before the versions that name them.
+    script
+        .extend(events.into_statements())
+        .extend(stored::insert_version_rows(&tx, &versions)?);
+    script.execute(&mut tx).await?;
     tx.commit().await?;
     Ok(answers)
 }
@@ -750,7 +835,14 @@ pub async fn update(
         ));
     }
     if let Some(index) = ssn {
-        field_keys::set_ssn_index(&mut tx, patient_id, &index.whole, &index.last4).await?;
+        field_keys::set_ssn_index(
+            &mut tx,
+            patient_id,
+            &index.whole,
+            &index.last4,
+            index.key_id,
+        )
+        .await?;
     }
     let version = based_on + 1;
     let change = RecordChange {
@@ -842,9 +934,10 @@ pub async fn check_derived(
             let reference = fields.ssn.clone().unwrap_or_default();
             match sensitive::open(&mut tx, keys, "ssn", &reference).await {
                 Ok(ssn) => {
-                    let index = sensitive::ssn_index_if_keyed(&mut tx, keys, &ssn)
-                        .await?
-                        .unwrap_or_default();
+                    let index =
+                        sensitive::ssn_index_if_keyed(&mut tx, keys, &ssn, row.ssn_index_key)
+                            .await?
+                            .unwrap_or_else(SsnIndex::none);
                     want.push(("ssn_index", index.whole));
                     want.push(("ssn_last4_index", index.last4));
                 }
@@ -1008,12 +1101,8 @@ pub async fn search(
                 Kind::SsnLast4 => SsnQuery::Last4(first.get(7..).unwrap_or_default()),
                 _ => SsnQuery::Whole(&first),
             };
-            match sensitive::ssn_lookup(&mut tx, &*state.keys, &query).await? {
-                Some((column, index)) => {
-                    field_keys::by_index(&mut tx, column, &index, limit + 1, offset).await?
-                }
-                None => Vec::new(),
-            }
+            let (column, indexes) = sensitive::ssn_lookup(&mut tx, &*state.keys, &query).await?;
+            field_keys::by_index(&mut tx, column, &indexes, limit + 1, offset).await?
         }
     };
     tx.commit().await?;

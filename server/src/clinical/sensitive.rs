@@ -96,21 +96,30 @@ async fn current_data_key(
     }
 }
 
-/// The clinic's index key, made if `make` and it has none; `None` if it has none.
+/// The clinic's index key `wrapped`, unwrapped.
+pub(crate) fn index_key_of(
+    keys: &dyn KeyProvider,
+    clinic: Uuid,
+    wrapped: &WrappedKey,
+) -> Result<IndexKey, ServerError> {
+    Ok(IndexKey::new(
+        wrapped.key_id,
+        &*unwrap(keys, clinic, Purpose::Index, wrapped)?,
+    ))
+}
+
+/// The clinic's newest index key (the one new indexes are made with), made if `make` and it
+/// has none; `None` if it has none.
 async fn index_key(
     tx: &mut ClinicTx,
     keys: &dyn KeyProvider,
     now_ms: i64,
     make: bool,
 ) -> Result<Option<IndexKey>, ServerError> {
-    match stored::keys(tx, Purpose::Index).await?.first() {
-        Some(k) => Ok(Some(IndexKey::new(&*unwrap(
-            keys,
-            tx.clinic_id(),
-            Purpose::Index,
-            k,
-        )?))),
+    match stored::keys(tx, Purpose::Index).await?.last() {
+        Some(k) => Ok(Some(index_key_of(keys, tx.clinic_id(), k)?)),
         None if make => Ok(Some(IndexKey::new(
+            1,
             &*make_key(tx, keys, Purpose::Index, 1, None, now_ms).await?,
         ))),
         None => Ok(None),
@@ -140,6 +149,59 @@ pub(crate) async fn seal(
     };
     stored::insert_sealed(tx, &row).await?;
     Ok(format!("{REFERENCE}{id}"))
+}
+
+/// Seals many SSNs under the clinic's current keys, unwrapped once (an import batch's): the
+/// sealed rows are kept for the caller to store with its own, in one round.
+/// Use it only inside the locked transaction it first sealed in.
+#[derive(Default)]
+pub(crate) struct Sealer {
+    keys: Option<(DataKey, IndexKey)>,
+    sealed: Vec<SealedRow>,
+}
+
+impl Sealer {
+    /// Seals `ssn` (`NNN-NN-NNNN`, or '' for none): the reference the content holds in its
+    /// place, and its blind indexes.
+    pub async fn seal_ssn(
+        &mut self,
+        tx: &mut ClinicTx,
+        keys: &dyn KeyProvider,
+        now_ms: i64,
+        ssn: &str,
+    ) -> Result<(String, SsnIndex), ServerError> {
+        if ssn.is_empty() {
+            return Ok((String::new(), SsnIndex::none()));
+        }
+        if self.keys.is_none() {
+            let data = current_data_key(tx, keys, now_ms).await?;
+            let index = index_key(tx, keys, now_ms, true)
+                .await?
+                .ok_or(ServerError::Internal("index key not made"))?;
+            self.keys = Some((data, index));
+        }
+        let Some((data, index)) = &self.keys else {
+            unreachable!("set above")
+        };
+        let id = Uuid::now_v7();
+        let of = SealedOf {
+            clinic: tx.clinic_id(),
+            value_id: id,
+            field: "ssn",
+        };
+        self.sealed.push(SealedRow {
+            id,
+            field: "ssn".to_owned(),
+            key_id: data.id(),
+            sealed: to_hex(&data.seal(&of, ssn)?),
+        });
+        Ok((format!("{REFERENCE}{id}"), SsnIndex::of(index, ssn)))
+    }
+
+    /// The values sealed, to store.
+    pub fn into_rows(self) -> Vec<SealedRow> {
+        self.sealed
+    }
 }
 
 /// The value of `field` that `reference` names ('' for ''). A stored value that is not a
@@ -176,11 +238,36 @@ pub(crate) async fn open(
     key.open(&of, &sealed)
 }
 
-/// An SSN's blind indexes: of the whole number and of its last four digits ('' for none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An SSN's blind indexes: of the whole number and of its last four digits ('' for none),
+/// and the index key that made them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SsnIndex {
     pub whole: String,
     pub last4: String,
+    pub key_id: u32,
+}
+
+impl SsnIndex {
+    /// No SSN: nothing indexed (the key id means nothing then, and stays 1).
+    pub fn none() -> Self {
+        Self {
+            whole: String::new(),
+            last4: String::new(),
+            key_id: 1,
+        }
+    }
+
+    /// The indexes of `ssn` (`NNN-NN-NNNN`, or '' for none) under `key`.
+    pub fn of(key: &IndexKey, ssn: &str) -> Self {
+        if ssn.is_empty() {
+            return Self::none();
+        }
+        Self {
+            whole: key.index(SSN_KIND, ssn),
+            last4: key.index(SSN_LAST4_KIND, last4(ssn)),
+            key_id: key.id(),
+        }
+    }
 }
 
 const SSN_KIND: &str = "ssn";
@@ -190,7 +277,8 @@ fn last4(ssn: &str) -> &str {
     ssn.get(ssn.len().saturating_sub(4)..).unwrap_or_default()
 }
 
-/// The blind indexes of an SSN (`NNN-NN-NNNN`) to store beside its record.
+/// The blind indexes of an SSN (`NNN-NN-NNNN`) to store beside its record, under the
+/// clinic's newest index key.
 pub(crate) async fn ssn_index(
     tx: &mut ClinicTx,
     keys: &dyn KeyProvider,
@@ -198,31 +286,31 @@ pub(crate) async fn ssn_index(
     ssn: &str,
 ) -> Result<SsnIndex, ServerError> {
     if ssn.is_empty() {
-        return Ok(SsnIndex::default());
+        return Ok(SsnIndex::none());
     }
     let Some(key) = index_key(tx, keys, now_ms, true).await? else {
         return Err(ServerError::Internal("index key not made"));
     };
-    Ok(SsnIndex {
-        whole: key.index(SSN_KIND, ssn),
-        last4: key.index(SSN_LAST4_KIND, last4(ssn)),
-    })
+    Ok(SsnIndex::of(&key, ssn))
 }
 
-/// The blind indexes an SSN should have, if the clinic has an index key (`None`: it has
-/// none, so no SSN can have been indexed). Makes no key: for checking, not writing.
+/// The blind indexes an SSN should have under the clinic's index key `key_id` (`None`: the
+/// clinic has no such key, so no SSN can have been indexed by it). Makes no key: for
+/// checking, not writing.
 pub(crate) async fn ssn_index_if_keyed(
     tx: &mut ClinicTx,
     keys: &dyn KeyProvider,
     ssn: &str,
+    key_id: u32,
 ) -> Result<Option<SsnIndex>, ServerError> {
     if ssn.is_empty() {
-        return Ok(Some(SsnIndex::default()));
+        return Ok(Some(SsnIndex::none()));
     }
-    Ok(index_key(tx, keys, 0, false).await?.map(|key| SsnIndex {
-        whole: key.index(SSN_KIND, ssn),
-        last4: key.index(SSN_LAST4_KIND, last4(ssn)),
-    }))
+    let Some(wrapped) = stored::key(tx, Purpose::Index, key_id).await? else {
+        return Ok(None);
+    };
+    let key = index_key_of(keys, tx.clinic_id(), &wrapped)?;
+    Ok(Some(SsnIndex::of(&key, ssn)))
 }
 
 /// What a search by SSN looks for.
@@ -231,23 +319,27 @@ pub(crate) enum SsnQuery<'a> {
     Last4(&'a str),
 }
 
-/// The blind index a search by SSN looks up, and in which column; `None` if the clinic has
-/// no index key (so no patient has an SSN on file).
+/// The blind indexes a search by SSN looks up, one under each of the clinic's index keys
+/// (two while `keys rotate --reencrypt` moves the indexes to a new key, else one), and in
+/// which column; no indexes if the clinic has no index key (so no patient has an SSN on file).
 pub(crate) async fn ssn_lookup(
     tx: &mut ClinicTx,
     keys: &dyn KeyProvider,
     query: &SsnQuery<'_>,
-) -> Result<Option<(stored::IndexColumn, String)>, ServerError> {
-    let Some(key) = index_key(tx, keys, 0, false).await? else {
-        return Ok(None);
+) -> Result<(stored::IndexColumn, Vec<String>), ServerError> {
+    let mut indexes = Vec::new();
+    for wrapped in stored::keys(tx, Purpose::Index).await? {
+        let key = index_key_of(keys, tx.clinic_id(), &wrapped)?;
+        indexes.push(match query {
+            SsnQuery::Whole(ssn) => key.index(SSN_KIND, ssn),
+            SsnQuery::Last4(digits) => key.index(SSN_LAST4_KIND, digits),
+        });
+    }
+    let column = match query {
+        SsnQuery::Whole(_) => stored::IndexColumn::Ssn,
+        SsnQuery::Last4(_) => stored::IndexColumn::SsnLast4,
     };
-    Ok(Some(match query {
-        SsnQuery::Whole(ssn) => (stored::IndexColumn::Ssn, key.index(SSN_KIND, ssn)),
-        SsnQuery::Last4(digits) => (
-            stored::IndexColumn::SsnLast4,
-            key.index(SSN_LAST4_KIND, digits),
-        ),
-    }))
+    Ok((column, indexes))
 }
 
 /// An SSN as a person types it (`123-45-6789`, `123456789`, with spaces), in the one form

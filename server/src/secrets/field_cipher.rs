@@ -96,25 +96,35 @@ impl DataKey {
     }
 }
 
-/// A clinic's blind-index key.
-pub struct IndexKey(Zeroizing<[u8; 32]>);
+/// A clinic's blind-index key, with its id (its version within the clinic).
+pub struct IndexKey {
+    id: u32,
+    key: Zeroizing<[u8; 32]>,
+}
 
 impl std::fmt::Debug for IndexKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IndexKey(<redacted>)")
+        write!(f, "IndexKey({}, <redacted>)", self.id)
     }
 }
 
 impl IndexKey {
-    pub fn new(key: &[u8; 32]) -> Self {
-        Self(Zeroizing::new(*key))
+    pub fn new(id: u32, key: &[u8; 32]) -> Self {
+        Self {
+            id,
+            key: Zeroizing::new(*key),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// The blind index of `value` as `kind` (e.g. a whole SSN, or its last four digits): hex
     /// of HMAC-SHA-256 under the clinic's key, so equal values match within the clinic and
     /// nothing about a value can be learned without the key.
     pub fn index(&self, kind: &str, value: &str) -> String {
-        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref()) else {
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref()) else {
             unreachable!("HMAC takes a key of any length")
         };
         mac.update(kind.as_bytes());
@@ -160,8 +170,8 @@ mod tests {
 
     #[test]
     fn blind_indexes_match_equal_values_under_one_key_only() {
-        let a = IndexKey::new(&[1u8; 32]);
-        let b = IndexKey::new(&[2u8; 32]);
+        let a = IndexKey::new(1, &[1u8; 32]);
+        let b = IndexKey::new(2, &[2u8; 32]);
         assert_eq!(a.index("ssn", "999-00-1234"), a.index("ssn", "999-00-1234"));
         assert_ne!(a.index("ssn", "999-00-1234"), a.index("ssn", "999-00-1235"));
         assert_ne!(a.index("ssn", "1234"), a.index("ssn4", "1234"));

@@ -128,20 +128,34 @@ pub async fn rewrap(
     Ok(())
 }
 
-/// Deletes a data key under which nothing is sealed any more (checked here, in the same
-/// statement): `false` if something still is.
-pub async fn delete_unused_data_key(tx: &mut ClinicTx, key_id: u32) -> Result<bool, ServerError> {
-    let clinic = tx.clinic_id().to_string();
-    let done = sqlx::query(
-        "DELETE FROM clinic_keys
-         WHERE clinic_id = $1 AND purpose = 'data' AND key_id = $2
-           AND NOT EXISTS (SELECT 1 FROM sealed_values s
-                           WHERE s.clinic_id = $1 AND s.key_id = $2)",
-    )
-    .bind(clinic)
-    .bind(i64::from(key_id))
-    .execute(&mut **tx)
-    .await?;
+/// Deletes one of the clinic's keys that nothing depends on any more (checked here, in the
+/// same statement: no value sealed under a data key, no patient's SSN indexes made by an
+/// index key): `false` if something still does.
+pub async fn delete_unused_key(
+    tx: &mut ClinicTx,
+    purpose: Purpose,
+    key_id: u32,
+) -> Result<bool, ServerError> {
+    let sql = match purpose {
+        Purpose::Data => {
+            "DELETE FROM clinic_keys
+             WHERE clinic_id = $1 AND purpose = 'data' AND key_id = $2
+               AND NOT EXISTS (SELECT 1 FROM sealed_values s
+                               WHERE s.clinic_id = $1 AND s.key_id = $2)"
+        }
+        Purpose::Index => {
+            "DELETE FROM clinic_keys
+             WHERE clinic_id = $1 AND purpose = 'index' AND key_id = $2
+               AND NOT EXISTS (SELECT 1 FROM patients p
+                               WHERE p.clinic_id = $1 AND p.ssn_index <> ''
+                                 AND p.ssn_index_key = $2)"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(tx.clinic_id().to_string())
+        .bind(i64::from(key_id))
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -178,6 +192,28 @@ pub async fn insert_sealed(tx: &mut ClinicTx, row: &SealedRow) -> Result<(), Ser
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The multi-row INSERTs of many sealed values (an import batch's).
+pub(crate) fn insert_sealed_rows(tx: &ClinicTx, rows: &[SealedRow]) -> Vec<sql::Statement> {
+    let clinic = tx.clinic_id().to_string();
+    let values = rows
+        .iter()
+        .map(|row| {
+            vec![
+                sql::Value::from(clinic.as_str()),
+                row.id.to_string().into(),
+                row.field.as_str().into(),
+                i64::from(row.key_id).into(),
+                row.sealed.as_str().into(),
+            ]
+        })
+        .collect();
+    sql::insert_rows(
+        "INSERT INTO sealed_values (clinic_id, id, field, key_id, sealed) VALUES ",
+        "",
+        values,
+    )
 }
 
 pub async fn sealed(tx: &mut ClinicTx, id: Uuid) -> Result<Option<SealedRow>, ServerError> {
@@ -255,20 +291,22 @@ pub enum IndexColumn {
     SsnLast4,
 }
 
-/// Sets a patient's SSN blind indexes ('' for none).
+/// Sets a patient's SSN blind indexes ('' for none) and the index key that made them.
 pub async fn set_ssn_index(
     tx: &mut ClinicTx,
     patient_id: Uuid,
     whole: &str,
     last4: &str,
+    key_id: u32,
 ) -> Result<(), ServerError> {
     let clinic = tx.clinic_id().to_string();
     sqlx::query(
-        "UPDATE patients SET ssn_index = $1, ssn_last4_index = $2
-         WHERE clinic_id = $3 AND id = $4",
+        "UPDATE patients SET ssn_index = $1, ssn_last4_index = $2, ssn_index_key = $3
+         WHERE clinic_id = $4 AND id = $5",
     )
     .bind(whole)
     .bind(last4)
+    .bind(i64::from(key_id))
     .bind(clinic)
     .bind(patient_id.to_string())
     .execute(&mut **tx)
@@ -276,34 +314,88 @@ pub async fn set_ssn_index(
     Ok(())
 }
 
-/// The patients of the clinic whose `column` holds `index`, by id (at most `limit`).
+/// The patients of the clinic whose `column` holds one of `indexes` (one per index key), by
+/// name (at most `limit`).
 pub async fn by_index(
     tx: &mut ClinicTx,
     column: IndexColumn,
-    index: &str,
+    indexes: &[String],
     limit: u32,
     offset: u32,
 ) -> Result<Vec<(Uuid, super::records::StoredRecord)>, ServerError> {
-    let clinic = tx.clinic_id().to_string();
-    let sql = match column {
-        IndexColumn::Ssn => {
-            "SELECT id, version, record FROM patients WHERE clinic_id = $1 AND ssn_index = $2
-             ORDER BY family_key, given_key, id LIMIT $3 OFFSET $4"
-        }
-        IndexColumn::SsnLast4 => {
-            "SELECT id, version, record FROM patients WHERE clinic_id = $1
-               AND ssn_last4_index = $2
-             ORDER BY family_key, given_key, id LIMIT $3 OFFSET $4"
-        }
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = match column {
+        IndexColumn::Ssn => "ssn_index",
+        IndexColumn::SsnLast4 => "ssn_last4_index",
     };
-    let rows = sqlx::query(sql)
-        .bind(clinic)
-        .bind(index)
+    // $1 the clinic, $2 and $3 the page, then one placeholder per index key.
+    let any_of = (0..indexes.len())
+        .map(|i| format!("${}", i + 4))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT id, version, record FROM patients WHERE clinic_id = $1 AND {column} IN ({any_of})
+         ORDER BY family_key, given_key, id LIMIT $2 OFFSET $3"
+    );
+    // Safe: the column is one of two names above, the rest placeholders.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tx.clinic_id().to_string())
         .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&mut **tx)
-        .await?;
+        .bind(i64::from(offset));
+    for index in indexes {
+        query = query.bind(index);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
     rows.iter().map(super::records::id_and_record).collect()
+}
+
+/// Up to `limit` of the clinic's patients after `after` (by id; `None` from the first) whose
+/// SSN indexes were made by an index key other than `key_id`: (id, index key, stored
+/// content).
+pub async fn indexed_not_under(
+    tx: &mut ClinicTx,
+    key_id: u32,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<(Uuid, u32, String)>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let rows = sqlx::query(
+        "SELECT id, ssn_index_key, record FROM patients
+         WHERE clinic_id = $1 AND id > $2 AND ssn_index <> '' AND ssn_index_key <> $3
+         ORDER BY id LIMIT $4",
+    )
+    .bind(clinic)
+    .bind(after.map(|id| id.to_string()).unwrap_or_default())
+    .bind(i64::from(key_id))
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                parse_uuid(&r.get::<String, _>(0))?,
+                u32_of(r.get(1))?,
+                r.try_get(2)
+                    .map_err(|_| ServerError::Internal("indexed patient without a record"))?,
+            ))
+        })
+        .collect()
+}
+
+/// How many of the clinic's patients have SSN indexes made by a key other than `key_id`.
+pub async fn count_indexed_not_under(tx: &mut ClinicTx, key_id: u32) -> Result<u64, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM patients
+         WHERE clinic_id = $1 AND ssn_index <> '' AND ssn_index_key <> $2",
+    )
+    .bind(clinic)
+    .bind(i64::from(key_id))
+    .fetch_one(&mut **tx)
+    .await?;
+    u64::try_from(n).map_err(|_| ServerError::Internal("count negative"))
 }
 
 /// A run of `keys rotate`.

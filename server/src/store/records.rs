@@ -102,6 +102,111 @@ pub async fn insert_patient_record(
     Ok(())
 }
 
+/// A new patient's row as an import's batch stores it: its content, the columns derived
+/// from it, its source record and its SSN's blind indexes ('' for none).
+pub struct NewPatientRow<'a> {
+    pub id: Uuid,
+    pub body: &'a str,
+    pub derived: Derived<'a>,
+    pub import_key: &'a str,
+    pub ssn_index: &'a str,
+    pub ssn_last4_index: &'a str,
+    pub ssn_index_key: u32,
+}
+
+/// The multi-row INSERTs of an import batch's new patients, at version 1 (the caller has
+/// looked up, under the clinic's lock, that their record numbers and source keys are free).
+pub(crate) fn insert_patient_rows(
+    tx: &ClinicTx,
+    rows: &[NewPatientRow<'_>],
+) -> Vec<sql::Statement> {
+    let clinic = tx.clinic_id().to_string();
+    let values = rows
+        .iter()
+        .map(|r| {
+            let d = &r.derived;
+            vec![
+                sql::Value::from(r.id.to_string()),
+                clinic.as_str().into(),
+                d.name.into(),
+                d.birth_date.into(),
+                d.mrn.into(),
+                d.phone.into(),
+                r.body.into(),
+                search_key(d.given).into(),
+                search_key(d.family).into(),
+                r.import_key.into(),
+                phone_key(d.phone).into(),
+                r.ssn_index.into(),
+                r.ssn_last4_index.into(),
+                i64::from(r.ssn_index_key).into(),
+                // The legacy lists, empty, and the first version.
+                "[]".into(),
+                "[]".into(),
+                "[]".into(),
+                1_i64.into(),
+            ]
+        })
+        .collect();
+    sql::insert_rows(
+        "INSERT INTO patients (id, clinic_id, name, birth_date, mrn, phone, record, given_key,
+             family_key, import_key, phone_key, ssn_index, ssn_last4_index, ssn_index_key,
+             allergies, problems, medications, version)
+         VALUES ",
+        "",
+        values,
+    )
+}
+
+/// Of `import_keys`, those the clinic's patients were imported from, with the patient's id.
+pub async fn imported_of(
+    tx: &mut ClinicTx,
+    import_keys: &[&str],
+) -> Result<std::collections::HashMap<String, Uuid>, ServerError> {
+    let mut found = std::collections::HashMap::new();
+    for keys in import_keys.chunks(500) {
+        let mut q = sql::Statement::new("SELECT import_key, id FROM patients WHERE clinic_id = ");
+        q.bind(tx.clinic_id().to_string())
+            .push(" AND import_key IN (");
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind(*key);
+        }
+        q.push(")");
+        let backend = Backend::of(tx);
+        for row in q.query_for(backend).fetch_all(&mut **tx).await? {
+            found.insert(
+                row.get::<String, _>(0),
+                parse_uuid(&row.get::<String, _>(1))?,
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The clinic's record numbers from `first` to `last` (as text, so any number on file that
+/// sorts between them), for handing out the free ones in between.
+pub async fn mrns_between(
+    tx: &mut ClinicTx,
+    first: &str,
+    last: &str,
+) -> Result<std::collections::HashSet<String>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    // `mrn <> ''` stated, so the partial record-number index serves it.
+    let taken: Vec<String> = sqlx::query_scalar(
+        "SELECT mrn FROM patients
+         WHERE clinic_id = $1 AND mrn >= $2 AND mrn <= $3 AND mrn <> ''",
+    )
+    .bind(clinic)
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(taken.into_iter().collect())
+}
+
 /// The patient imported from the source record `import_key`, if there is one.
 pub async fn imported(tx: &mut ClinicTx, import_key: &str) -> Result<Option<Uuid>, ServerError> {
     let clinic = tx.clinic_id().to_string();
@@ -327,6 +432,43 @@ pub async fn insert_version(tx: &mut ClinicTx, row: &VersionRow) -> Result<(), S
     Ok(())
 }
 
+/// The multi-row INSERTs of many versions (an import batch's first versions).
+pub(crate) fn insert_version_rows(
+    tx: &ClinicTx,
+    rows: &[VersionRow],
+) -> Result<Vec<sql::Statement>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let mut values = Vec::with_capacity(rows.len());
+    for row in rows {
+        let changed = serde_json::to_string(&row.changed_fields)
+            .map_err(|_| ServerError::Internal("field names not encodable"))?;
+        values.push(vec![
+            sql::Value::from(clinic.as_str()),
+            row.resource_type.as_str().into(),
+            row.record_id.to_string().into(),
+            db_version(row.version)?.into(),
+            sql::Value::OptText(row.patient_id.map(|p| p.to_string())),
+            row.body.as_str().into(),
+            changed.into(),
+            row.actor_user_id.to_string().into(),
+            row.actor_role.as_str().into(),
+            sql::Value::OptText(row.device_id.map(|d| d.to_string())),
+            row.recorded_at_ms.into(),
+            row.reason.as_str().into(),
+            row.audit_event_id.to_string().into(),
+            sql::Value::OptText(row.change_id.map(|c| c.to_string())),
+        ]);
+    }
+    Ok(sql::insert_rows(
+        "INSERT INTO record_versions (clinic_id, resource_type, record_id, version, patient_id,
+             body, changed_fields, actor_user_id, actor_role, device_id, recorded_at_ms, reason,
+             audit_event_id, change_id)
+         VALUES ",
+        "",
+        values,
+    ))
+}
+
 fn version_row(row: &AnyRow) -> Result<VersionRow, ServerError> {
     let opt_uuid = |i: usize| -> Result<Option<Uuid>, ServerError> {
         row.get::<Option<String>, _>(i)
@@ -429,6 +571,8 @@ pub struct PatientColumns {
     /// (column, value) for `name`, `birth_date`, `phone`, `phone_key`, `mrn`, `given_key`,
     /// `family_key`, `ssn_index`, `ssn_last4_index`.
     pub derived: Vec<(&'static str, Option<String>)>,
+    /// The index key the SSN's indexes claim to be made by (0 if unreadable: no such key).
+    pub ssn_index_key: u32,
 }
 
 /// Every patient of the clinic with its derived columns, for `audit verify`.
@@ -447,7 +591,7 @@ pub async fn patient_columns(tx: &mut ClinicTx) -> Result<Vec<PatientColumns>, S
     let clinic = tx.clinic_id().to_string();
     let rows = sqlx::query(
         "SELECT id, record, name, birth_date, phone, phone_key, mrn, given_key, family_key,
-             ssn_index, ssn_last4_index
+             ssn_index, ssn_last4_index, ssn_index_key
          FROM patients WHERE clinic_id = $1 ORDER BY id",
     )
     .bind(clinic)
@@ -463,6 +607,11 @@ pub async fn patient_columns(tx: &mut ClinicTx) -> Result<Vec<PatientColumns>, S
                 .enumerate()
                 .map(|(i, name)| (*name, r.try_get(i + 2).ok()))
                 .collect(),
+            ssn_index_key: r
+                .try_get::<i64, _>(DERIVED.len() + 2)
+                .ok()
+                .and_then(|k| u32::try_from(k).ok())
+                .unwrap_or(0),
         })
         .collect())
 }

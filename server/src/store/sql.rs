@@ -116,6 +116,11 @@ impl Script {
         self
     }
 
+    /// Its statements, to run as part of a bigger script.
+    pub(crate) fn into_statements(self) -> Vec<Statement> {
+        self.statements
+    }
+
     /// The same statements between `begin` and `COMMIT`.
     pub(crate) fn in_transaction(self, begin: &str) -> Script {
         let mut whole = Script::default();

@@ -242,22 +242,24 @@ async fn values_by_key(server: &TestServer) -> Vec<(i64, i64)> {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_sealed() {
-    let server = TestServer::start().await;
-    let s = server.signed_in(0x5E2, "frontdesk").await;
+/// A front desk's session in a new clinic, and twelve patients it registered with SSNs.
+async fn twelve_with_ssns(server: &TestServer, clinic: u128) -> (String, Vec<(Uuid, String)>) {
+    let s = server.signed_in(clinic, "frontdesk").await;
     let front = s.login.session_token.expose().to_owned();
     let mut patients = Vec::new();
     for i in 0..12 {
         patients.push((
-            register(&server, &front, registration(i, &ssn(i))).await,
+            register(server, &front, registration(i, &ssn(i))).await,
             ssn(i),
         ));
     }
-    assert_eq!(values_by_key(&server).await, vec![(1, 12)]);
+    (front, patients)
+}
 
-    // Killed (aborted, as by a kill) just before its third batch of two commits.
-    let out = cli(&server)
+/// Runs `keys rotate --reencrypt` in batches of two, aborted (as by a kill: nothing flushed,
+/// the open transaction lost) just before batch `n` commits.
+fn rotate_killed_before_batch(server: &TestServer, n: u32) {
+    let out = cli(server)
         .args([
             "keys",
             "rotate",
@@ -267,10 +269,20 @@ async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_s
             "--data-dir",
         ])
         .arg(server.dir.path())
-        .env("CLINICDESK_FAULT_ABORT_AT_BATCH", "3")
+        .env("CLINICDESK_FAULT_ABORT_AT_BATCH", n.to_string())
         .output()
         .unwrap();
     assert!(!out.status.success(), "the fault point was reached");
+}
+
+#[tokio::test]
+async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_sealed() {
+    let server = TestServer::start().await;
+    let (front, mut patients) = twelve_with_ssns(&server, 0x5E2).await;
+    assert_eq!(values_by_key(&server).await, vec![(1, 12)]);
+
+    // Killed (aborted, as by a kill) just before its third batch of two commits.
+    rotate_killed_before_batch(&server, 3);
     assert_eq!(
         values_by_key(&server).await,
         vec![(1, 8), (2, 4)],
@@ -307,6 +319,13 @@ async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_s
             .await
             .unwrap();
     assert_eq!(kept, vec![(2, 2)], "the old data key is destroyed");
+    // The trail says the clinic's data and index keys changed, though the run that made the
+    // data key was killed: each key and its event commit together. (Nothing was left to
+    // rewrap: the old keys are destroyed, the new ones made under v2.)
+    assert_eq!(
+        key_changes(&server).await,
+        vec![vec!["data_key".to_owned()], vec!["index_key".to_owned()]]
+    );
 
     let status: Value =
         serde_json::from_slice(&cli_ok(&server, &["keys", "status", "--json"])).unwrap();
@@ -350,6 +369,113 @@ async fn a_rotation_killed_half_way_resumes_and_every_value_stays_readable_and_s
         (200, vec![patients[12].0.to_string()])
     );
     cli_ok(&server, &["audit", "verify"]);
+}
+
+/// The fields of each `update` of `ClinicKeys` in the trail, oldest first: which of the
+/// clinic's keys each run changed.
+async fn key_changes(server: &TestServer) -> Vec<Vec<String>> {
+    server
+        .events_of("update")
+        .await
+        .into_iter()
+        .filter(|e| e.resource_type == "ClinicKeys")
+        .map(|e| e.fields)
+        .collect()
+}
+
+/// How many patients' SSN indexes each index key made, by key id; and every index held.
+async fn indexes_by_key(server: &TestServer) -> (Vec<(i64, i64)>, Vec<String>) {
+    let owner = server.owner_pool().await;
+    let counts = sqlx::query_as(
+        "SELECT ssn_index_key, COUNT(*) FROM patients WHERE ssn_index <> ''
+         GROUP BY ssn_index_key ORDER BY ssn_index_key",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let held = sqlx::query_scalar(
+        "SELECT ssn_index FROM patients WHERE ssn_index <> ''
+         UNION ALL SELECT ssn_last4_index FROM patients WHERE ssn_last4_index <> ''",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    (counts, held)
+}
+
+/// Every patient is found by their whole SSN and by its last four digits.
+async fn assert_each_found_by_ssn(server: &TestServer, token: &str, patients: &[(Uuid, String)]) {
+    for (id, ssn) in patients {
+        let (status, ids) = search_ids(server, token, ssn).await;
+        assert_eq!((status, ids), (200, vec![id.to_string()]), "by whole SSN");
+        let last4 = format!("XXX-XX-{}", &ssn[7..]);
+        let (status, ids) = search_ids(server, token, &last4).await;
+        assert_eq!((status, ids), (200, vec![id.to_string()]), "by last four");
+    }
+}
+
+/// The blind-index key is rotated with the data key: `keys rotate --reencrypt` remakes every
+/// SSN index under a new index key in batches, killed half-way it resumes, and searches find
+/// every patient throughout (looking under both keys while the indexes are split), so an
+/// index key that may have leaked can be replaced while the clinic works.
+#[tokio::test]
+async fn a_blind_index_rotation_killed_half_way_finds_every_patient_throughout_and_resumes() {
+    let server = TestServer::start().await;
+    let (front, mut patients) = twelve_with_ssns(&server, 0x5E3).await;
+    let (counts, before) = indexes_by_key(&server).await;
+    assert_eq!(counts, vec![(1, 12)]);
+    assert_each_found_by_ssn(&server, &front, &patients).await;
+
+    // Batches of two: six move the values to the new data key, then two remake indexes
+    // under the new index key; the ninth is lost with its transaction.
+    rotate_killed_before_batch(&server, 9);
+    assert_eq!(values_by_key(&server).await, vec![(2, 12)]);
+    assert_eq!(indexes_by_key(&server).await.0, vec![(1, 8), (2, 4)]);
+
+    // Half-way, every patient is found, a new one is indexed under the new key, and the
+    // indexes, split across two keys, each agree with their SSN.
+    assert_each_found_by_ssn(&server, &front, &patients).await;
+    patients.push((
+        register(&server, &front, registration(21, &ssn(21))).await,
+        ssn(21),
+    ));
+    assert_eq!(indexes_by_key(&server).await.0, vec![(1, 8), (2, 5)]);
+    assert_each_found_by_ssn(&server, &front, &patients[12..]).await;
+    cli_ok(&server, &["audit", "verify"]);
+
+    let report: Value =
+        serde_json::from_slice(&cli_ok(&server, &["keys", "rotate", "--json"])).unwrap();
+    assert_eq!(report["resumed"], true, "{report}");
+    assert_eq!(
+        (
+            &report["values_reencrypted"],
+            &report["indexes_remade"],
+            &report["index_keys_destroyed"]
+        ),
+        (&json!(0), &json!(8), &json!(1)),
+        "{report}"
+    );
+    let (counts, after) = indexes_by_key(&server).await;
+    assert_eq!(counts, vec![(2, 13)]);
+    assert!(
+        before.iter().all(|old| !after.contains(old)),
+        "no index of the old key is left"
+    );
+    let index_keys: Vec<i64> =
+        sqlx::query_scalar("SELECT key_id FROM clinic_keys WHERE purpose = 'index'")
+            .fetch_all(&server.owner_pool().await)
+            .await
+            .unwrap();
+    assert_eq!(index_keys, vec![2], "the old index key is destroyed");
+    assert_each_found_by_ssn(&server, &front, &patients).await;
+    // The clinic's trail says which keys changed, each as the killed run made it.
+    assert_eq!(
+        key_changes(&server).await,
+        vec![vec!["data_key".to_owned()], vec!["index_key".to_owned()]]
+    );
+    cli_ok(&server, &["audit", "verify"]);
+    let values: Vec<String> = patients.iter().map(|(_, v)| v.clone()).collect();
+    assert_nowhere_in_plaintext(&server, &values).await;
 }
 
 /// The columns searches read beside a patient's content (the name, phone and record-number
