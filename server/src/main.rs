@@ -248,6 +248,31 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Back up the embedded store and the data directory's key files into one file, while the
+    /// server serves: a consistent snapshot, encrypted under a backup key wrapped by the
+    /// key-encryption keys (keep those apart from the backups: see the README). On
+    /// PostgreSQL, back up the database with pg_dump and the data directory's files with it.
+    Backup {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The backup file to write (outside the data directory); it appears only once whole.
+        #[arg(long)]
+        to: PathBuf,
+        /// Print the report as JSON (for scripts and tests).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup as the data directory, with the server stopped, then check the audit
+    /// trail (`audit verify`). A directory that already holds a database is replaced only
+    /// with --force, and kept beside it as DIR.before-restore-<time>.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -757,6 +782,12 @@ async fn run() -> anyhow::Result<()> {
             }
         },
         Command::Audit { command } => audit_command(&db, command).await,
+        Command::Backup { data_dir, to, json } => backup_command(&db, &data_dir, &to, json).await,
+        Command::Restore {
+            from,
+            data_dir,
+            force,
+        } => restore_command(&db, &from, &data_dir, force).await,
         Command::Keys { command } => keys_command(&db, command).await,
     }
 }
@@ -862,6 +893,106 @@ async fn keys_command(db: &DatabaseUrls, command: KeysCommand) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+async fn backup_command(
+    db: &DatabaseUrls,
+    data_dir: &std::path::Path,
+    to: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    use clinicdesk_server::store::{EMBEDDED_FILE, StoreLocation};
+    if db.postgres()?.is_some() {
+        anyhow::bail!(
+            "backup takes the embedded store; on PostgreSQL back up the database with pg_dump \
+             and the data directory's files with it (see the README)"
+        );
+    }
+    if !data_dir.join(EMBEDDED_FILE).exists() {
+        anyhow::bail!("{} holds no embedded database", data_dir.display());
+    }
+    let (dir, parent) = (
+        std::path::absolute(data_dir)?,
+        std::path::absolute(to)?.parent().map(|p| p.to_owned()),
+    );
+    if parent.is_some_and(|p| p.starts_with(&dir)) {
+        anyhow::bail!("write the backup outside the data directory");
+    }
+    let StoreLocation::Embedded(file) = location_of(db, data_dir)? else {
+        anyhow::bail!("the data directory's store is not the embedded one");
+    };
+    let keys = key_provider_for(data_dir);
+    eprintln!("backing up {} ...", data_dir.display());
+    let report = clinicdesk_server::admin::backup::backup(
+        &file,
+        data_dir,
+        keys.as_ref(),
+        to,
+        clinicdesk_server::time::Clock::now_ms(&SystemClock),
+    )
+    .await
+    .with_context(|| format!("backing up to {}", to.display()))?;
+    let mut out = std::io::stdout();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "backed up the database ({} bytes) and {} key and TLS files to {}; it opens only \
+             with the key-encryption keys in {}",
+            report.database_bytes,
+            report.files,
+            to.display(),
+            key_dir_for(data_dir).display()
+        )?;
+    }
+    Ok(())
+}
+
+async fn restore_command(
+    db: &DatabaseUrls,
+    from: &std::path::Path,
+    data_dir: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    if db.postgres()?.is_some() {
+        anyhow::bail!("restore puts back the embedded store; on PostgreSQL use pg_restore");
+    }
+    let keys = key_provider_for(data_dir);
+    let report = clinicdesk_server::admin::backup::restore(
+        from,
+        data_dir,
+        keys.as_ref(),
+        force,
+        clinicdesk_server::time::Clock::now_ms(&SystemClock),
+    )
+    .with_context(|| format!("restoring {}", from.display()))?;
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "restored the backup of {} ({} bytes of database, {} key and TLS files) into {}",
+        clinicdesk_server::time::rfc3339(report.created_at_ms)
+            .unwrap_or_else(|_| report.created_at_ms.to_string()),
+        report.database_bytes,
+        report.files,
+        data_dir.display()
+    )?;
+    if let Some(kept) = &report.kept_as {
+        writeln!(
+            out,
+            "the directory it replaced is kept as {}",
+            kept.display()
+        )?;
+    }
+    // What was restored is checked like any store: its trail, its history, its columns.
+    audit_command(
+        db,
+        AuditCommand::Verify {
+            data_dir: data_dir.to_owned(),
+            checkpoints: None,
+        },
+    )
+    .await
 }
 
 async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Result<()> {

@@ -1,7 +1,9 @@
 //! Administration: users and their passwords, the clinic's settings, importing patients,
+//! backups of the embedded store,
 //! clinic provisioning, operator tokens and the
 //! synthetic seed. Domain code: no axum (it must not import `crate::http`).
 
+pub mod backup;
 pub mod clinic;
 pub mod import;
 pub mod keys;

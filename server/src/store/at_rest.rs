@@ -206,6 +206,40 @@ pub async fn encrypt_plaintext(file: &EmbeddedFile) -> Result<bool, ServerError>
     Ok(true)
 }
 
+/// Copies the embedded store at `file`, as one moment of it, to a new database at `to`
+/// under the same key, while the server goes on serving: SQLCipher's export reads the whole
+/// store in one statement, so in one read transaction (WAL lets writers go on beside it).
+/// `to` must not exist yet.
+pub async fn snapshot(file: &EmbeddedFile, to: &Path) -> Result<(), ServerError> {
+    let to_str = to
+        .to_str()
+        .ok_or(ServerError::Internal("backup path is not UTF-8"))?;
+    if to.exists() {
+        return Err(ServerError::Internal("snapshot target exists"));
+    }
+    // The create flag: an attached database inherits it, and the copy is new.
+    let mut conn = sqlite_options(file)?
+        .create_if_missing(true)
+        .connect()
+        .await?;
+    check_keyed(&mut conn).await?;
+    let attach = Zeroizing::new(format!(
+        "ATTACH DATABASE '{}' AS snapshot KEY \"{}\"",
+        to_str.replace('\'', "''"),
+        file.key.raw_form().as_str()
+    ));
+    conn.execute(sqlx::AssertSqlSafe(attach.as_str())).await?;
+    sqlx::query_scalar::<_, Option<String>>("SELECT sqlcipher_export('snapshot')")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.execute("DETACH DATABASE snapshot").await?;
+    conn.close().await?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|_| ServerError::Internal("cannot sync the snapshot"))?;
+    Ok(())
+}
+
 /// Closes `pool` and waits until every connection of it is closed (at most 3 s), on a
 /// thread and runtime of its own, so it may be called anywhere, inside a runtime too (a
 /// `Drop`). A connection still on its way back to the pool, in a task of a runtime this call

@@ -6,6 +6,7 @@ mod api;
 mod at_rest;
 mod audit_log;
 mod authz_matrix;
+mod backup;
 mod booking;
 mod break_glass;
 mod canary;
