@@ -279,26 +279,49 @@ pub enum Search<'a> {
 
 /// A search by the start of a record number or a phone number's digits (`mrn <> ''`: see
 /// [`MRN_TAKEN`]).
-const NUMBER_SEARCH: &str =
-    "((mrn >= $2 AND mrn < $3 AND mrn <> '') OR (phone_key >= $4 AND phone_key < $5))";
+/// One kind of match of a search: its condition (binds from `$2`), the order its index
+/// reads it in, and the two keys that order is by.
+struct Part {
+    condition: &'static str,
+    order: &'static str,
+    keys: (&'static str, &'static str),
+}
 
-/// One page of the clinic's patients matching `search`, by family then given name:
-/// each one's id, version and stored content.
-pub async fn search(
-    tx: &mut ClinicTx,
-    search: &Search<'_>,
-    limit: u32,
-    offset: u32,
-) -> Result<Vec<(Uuid, StoredRecord)>, ServerError> {
-    let clinic = tx.clinic_id().to_string();
-    let (condition, binds): (&str, Vec<String>) = match search {
+const FAMILY_STARTS: &str = "family_key >= $2 AND family_key < $3";
+const NUMBER_STARTS: &str = "mrn >= $2 AND mrn < $3 AND mrn <> ''";
+
+/// The kinds of match `search` looks for, in the order a page shows them, and their binds.
+fn parts(search: &Search<'_>) -> (Vec<Part>, Vec<String>) {
+    let by_name = |condition| Part {
+        condition,
+        order: "family_key, given_key, id",
+        keys: ("family_key", "given_key"),
+    };
+    match search {
+        // Family names that start so, then given names that do.
         Search::Name(word, None) => (
-            "((family_key >= $2 AND family_key < $3) OR (given_key >= $2 AND given_key < $3))",
+            vec![
+                by_name(FAMILY_STARTS),
+                Part {
+                    condition: "given_key >= $2 AND given_key < $3 AND NOT (family_key >= $2 AND family_key < $3)",
+                    order: "given_key, family_key, id",
+                    keys: ("given_key", "family_key"),
+                },
+            ],
             vec![(*word).to_owned(), prefix_end(word)],
         ),
+        // Given then family name, then family then given.
         Search::Name(first, Some(second)) => (
-            "((given_key >= $2 AND given_key < $3 AND family_key >= $4 AND family_key < $5)
-              OR (family_key >= $2 AND family_key < $3 AND given_key >= $4 AND given_key < $5))",
+            vec![
+                by_name(
+                    "family_key >= $4 AND family_key < $5 AND given_key >= $2 AND given_key < $3",
+                ),
+                by_name(
+                    "family_key >= $2 AND family_key < $3 AND given_key >= $4 AND given_key < $5
+                     AND NOT (family_key >= $4 AND family_key < $5
+                              AND given_key >= $2 AND given_key < $3)",
+                ),
+            ],
             vec![
                 (*first).to_owned(),
                 prefix_end(first),
@@ -306,11 +329,11 @@ pub async fn search(
                 prefix_end(second),
             ],
         ),
-        Search::BirthDate(date) => ("birth_date = $2", vec![(*date).to_owned()]),
+        Search::BirthDate(date) => (vec![by_name("birth_date = $2")], vec![(*date).to_owned()]),
+        // Record numbers that start so, then phone numbers (by their digits). Without a digit
+        // the phone side matches nothing (an empty key would match every row). `mrn <> ''`
+        // stated, so the partial record-number index serves it.
         Search::Number(typed) => {
-            // A record number as typed; a phone number by its digits, however either was
-            // written. Without a digit the phone side matches nothing (an empty key would
-            // match every row).
             let digits = phone_key(typed);
             let phone_end = if digits.is_empty() {
                 String::new()
@@ -318,22 +341,68 @@ pub async fn search(
                 prefix_end(&digits)
             };
             (
-                NUMBER_SEARCH,
+                vec![
+                    Part {
+                        condition: NUMBER_STARTS,
+                        order: "mrn",
+                        keys: ("mrn", "''"),
+                    },
+                    Part {
+                        condition: "phone_key >= $4 AND phone_key < $5
+                             AND NOT (mrn >= $2 AND mrn < $3 AND mrn <> '')",
+                        order: "phone_key, id",
+                        keys: ("phone_key", "''"),
+                    },
+                ],
                 vec![(*typed).to_owned(), prefix_end(typed), digits, phone_end],
             )
         }
-    };
-    let limit_at = binds.len() + 2;
-    let sql = format!(
-        "SELECT id, version, record FROM patients WHERE clinic_id = $1 AND {condition}
-         ORDER BY family_key, given_key, id LIMIT ${limit_at} OFFSET ${}",
-        limit_at + 1
-    );
+    }
+}
+
+/// A search page's statement: each kind of match read in its index's order and only as far
+/// as the page reaches (`$n` of each, n the page's end), then the page cut from them. (One
+/// condition `a OR b` sorted by name read every match first: 200 ms for a two-letter name in
+/// a clinic of 100,000.) Binds: the clinic, the parts' binds, then n, limit and offset.
+fn search_sql(parts: &[Part], binds: usize) -> String {
+    let reach = binds + 2;
+    let selects: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "SELECT * FROM (SELECT {i} AS part, {} AS k1, {} AS k2, id, version, record
+                 FROM patients WHERE clinic_id = $1 AND {} ORDER BY {} LIMIT ${reach}) p{i}",
+                p.keys.0, p.keys.1, p.condition, p.order
+            )
+        })
+        .collect();
+    format!(
+        "SELECT id, version, record FROM ({}) m ORDER BY part, k1, k2, id LIMIT ${} OFFSET ${}",
+        selects.join(" UNION ALL "),
+        reach + 1,
+        reach + 2
+    )
+}
+
+/// One page of the clinic's patients matching `search` (see [`parts`] for the order): each
+/// one's id, version and stored content.
+pub async fn search(
+    tx: &mut ClinicTx,
+    search: &Search<'_>,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<(Uuid, StoredRecord)>, ServerError> {
+    let clinic = tx.clinic_id().to_string();
+    let (parts, binds) = parts(search);
+    let sql = search_sql(&parts, binds.len());
+    // Safe: the statement is the fixed fragments above; every value is bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(clinic);
     for b in binds {
         query = query.bind(b);
     }
     let rows = query
+        .bind(i64::from(offset) + i64::from(limit))
         .bind(i64::from(limit))
         .bind(i64::from(offset))
         .fetch_all(&mut **tx)
@@ -701,15 +770,45 @@ mod tests {
             .unwrap();
         let taken = plan(&store, MRN_TAKEN).await;
         assert!(taken.contains("patients_clinic_mrn"), "{taken}");
-        let search = plan(
-            &store,
-            &format!("SELECT id FROM patients WHERE clinic_id = $1 AND {NUMBER_SEARCH}"),
-        )
-        .await;
+        let (parts, binds) = parts(&Search::Number("123"));
+        let search = plan(&store, &search_sql(&parts, binds.len())).await;
         assert!(
             search.contains("patients_clinic_mrn") && search.contains("patients_by_phone_key"),
             "{search}"
         );
+        store.close().await;
+    }
+
+    /// Each kind of match a search looks for is a range of its index, read in order, so a
+    /// page stops after a page's worth of rows and only the page is sorted. (A name search
+    /// was one `family OR given` condition sorted by name: its plan walked the clinic's whole
+    /// family index, `patients_by_family (clinic_id=?)`, until a page of matches turned up,
+    /// with a sort for the id: 200 ms p99 in a clinic of 100,000, `patient_search_p99_ms`.)
+    #[tokio::test]
+    async fn searches_read_each_kind_of_match_in_index_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DatabaseKey::from_bytes(zeroize::Zeroizing::new([1; 32]));
+        let store = Store::open(&StoreLocation::in_data_dir(dir.path(), key))
+            .await
+            .unwrap();
+        // Each kind of match a range of its index, read in order.
+        let family = "patients_by_family (clinic_id=? AND family_key>? AND family_key<?)";
+        let given = "patients_by_given (clinic_id=? AND given_key>? AND given_key<?)";
+        let mrn = "patients_clinic_mrn (clinic_id=? AND mrn>? AND mrn<?)";
+        let phone = "patients_by_phone_key (clinic_id=? AND phone_key>? AND phone_key<?)";
+        for (search, ranges) in [
+            (Search::Name("ka", None), &[family, given][..]),
+            (Search::Name("ka", Some("lo")), &[family][..]),
+            (Search::Number("555"), &[mrn, phone][..]),
+        ] {
+            let (parts, binds) = parts(&search);
+            let plan = plan(&store, &search_sql(&parts, binds.len())).await;
+            for range in ranges {
+                assert!(plan.contains(range), "{plan}");
+            }
+            // One sort: the page's, of at most a page per kind of match.
+            assert_eq!(plan.matches("TEMP B-TREE").count(), 1, "{plan}");
+        }
         store.close().await;
     }
 }

@@ -79,6 +79,13 @@ async fn a_backup_taken_while_serving_restores_that_moment_and_refuses_what_was_
     let front = s.login.session_token.expose().to_owned();
     let kept = register(&server, &front, "Before", Some(CANARY_SSN)).await;
 
+    // Not into the data directory it backs up.
+    let inside = server.dir.path().join("clinic.cdbak");
+    let out = run_cli(&server, &["backup", "--to", inside.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("outside the data directory"));
+    assert!(!inside.exists());
+
     // Registrations go on while the backup is taken.
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("clinic.cdbak");
