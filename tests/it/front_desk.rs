@@ -879,3 +879,61 @@ async fn coverage_added_and_corrected_offline_shows_at_once_then_arrives_once() 
         Some("GRP-MOVED")
     );
 }
+
+/// A sign-out as a sync pass ends: the pass's report of what the copy holds is on its way
+/// when the user signs out, and the sign-out's report of nothing must land after it, never
+/// before, or the admins' list counts a copy that is gone. (Seen in the WebDriver walk at
+/// 32dc897: "10 patients · 2 users" for a workstation whose front desk had signed out as
+/// the pass after their sign-in ended.)
+#[tokio::test]
+async fn a_sign_out_as_a_pass_reports_leaves_no_copy_counted() {
+    let server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let core = enrolled_core(&server, dir.path(), "Front desk 2").await;
+    let frontdesk = server.seed.password("frontdesk").to_owned();
+    let admin = server.seed.password("admin").to_owned();
+    // Each round can go either way without the fix: three rounds, each checked.
+    for round in 0..3 {
+        server
+            .sign_in(&core, "frontdesk", &frontdesk)
+            .await
+            .unwrap();
+        let sign_out = async {
+            // The moment the pass has pulled its days (its progress shown, then gone), its
+            // report is being sent: sign out then.
+            let mut seen = false;
+            loop {
+                match core.status().sync {
+                    Some(_) => seen = true,
+                    None if seen => break,
+                    None => {}
+                }
+                tokio::task::yield_now().await;
+            }
+            core.sign_out().unwrap();
+        };
+        let (synced, ()) = tokio::join!(core.sync_days(), sign_out);
+        assert!(synced.unwrap().patients > 0);
+
+        server.sign_in(&core, "admin", &admin).await.unwrap();
+        // The sign-out's report goes out beside it: give it time to land, then see that
+        // nothing brings the copy back.
+        let mut counted = Vec::new();
+        for _ in 0..20 {
+            let list = core.devices().await.unwrap();
+            counted.push(
+                list.devices
+                    .into_iter()
+                    .find(|d| d.name == "Front desk 2")
+                    .and_then(|d| d.offline_copy)
+                    .is_some(),
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            counted.iter().skip(10).all(|c| !c),
+            "round {round}: a signed-out user's copy is not counted: {counted:?}"
+        );
+        core.sign_out().unwrap();
+    }
+}

@@ -47,8 +47,9 @@ pub struct Core {
     sending: tokio::sync::Mutex<()>,
     /// Woken when a session opens: its queue may hold changes made offline.
     changes_wanted: tokio::sync::Notify,
-    /// Held while the offline copy of the user's days is refreshed: one pass at a time.
-    syncing: tokio::sync::Mutex<()>,
+    /// Held while the offline copy of the user's days is refreshed: one pass at a time. A
+    /// sign-out's report takes it too, so it never lands before the last pass's.
+    syncing: Arc<tokio::sync::Mutex<()>>,
     /// How far that pass is, for the status bar.
     sync_progress: Mutex<Option<clinicdesk_protocol::app::SyncProgress>>,
     /// The session (its generation) and the monotonic time of the last complete pass.
@@ -80,7 +81,7 @@ impl Core {
             session: SessionLock::new(),
             sending: tokio::sync::Mutex::new(()),
             changes_wanted: tokio::sync::Notify::new(),
-            syncing: tokio::sync::Mutex::new(()),
+            syncing: Arc::new(tokio::sync::Mutex::new(())),
             sync_progress: Mutex::new(None),
             last_sync: Mutex::new(None),
             sent: Mutex::new(std::collections::VecDeque::new()),

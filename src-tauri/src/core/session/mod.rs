@@ -384,9 +384,14 @@ impl Core {
         let (Some(token), Ok((_, client))) = (token, self.device.enrolled()) else {
             return;
         };
+        let syncing = std::sync::Arc::clone(&self.syncing);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 if let Some(copy) = copy {
+                    // After the session's last sync pass: a pass ending as the user signed
+                    // out may have its own report on the way, which must not land after this
+                    // one (the admins' list would count a copy that is gone).
+                    let _after_the_pass = syncing.lock_owned().await;
                     let _ = client.report_offline_copy(&token, &copy).await;
                 }
                 let _ = client.logout(&token).await;
