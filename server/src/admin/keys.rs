@@ -286,13 +286,16 @@ async fn reencrypt_clinic(
     tx.commit().await?;
 
     let mut old: HashMap<u32, DataKey> = HashMap::new();
-    let mut moved = 0u64;
+    // From where the last batch ended: each batch reads its own rows, not every value
+    // before them again.
+    let (mut moved, mut after) = (0u64, None);
     loop {
         let mut tx = locked_tx(state, scope).await?;
-        let rows = stored::sealed_not_under(&mut tx, target.id(), batch_size).await?;
-        if rows.is_empty() {
+        let rows = stored::sealed_not_under(&mut tx, target.id(), after, batch_size).await?;
+        let Some(last) = rows.last() else {
             break;
-        }
+        };
+        after = Some(last.id);
         for row in &rows {
             let from = match old.entry(row.key_id) {
                 Entry::Occupied(e) => e.into_mut(),

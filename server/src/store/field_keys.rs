@@ -228,18 +228,21 @@ pub async fn sealed(tx: &mut ClinicTx, id: Uuid) -> Result<Option<SealedRow>, Se
     row.as_ref().map(sealed_row).transpose()
 }
 
-/// Up to `limit` of the clinic's values sealed under a data key other than `key_id`.
+/// Up to `limit` of the clinic's values after `after` (by id; `None` from the first) sealed
+/// under a data key other than `key_id`.
 pub async fn sealed_not_under(
     tx: &mut ClinicTx,
     key_id: u32,
+    after: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<SealedRow>, ServerError> {
     let clinic = tx.clinic_id().to_string();
     let rows = sqlx::query(
         "SELECT id, field, key_id, sealed FROM sealed_values
-         WHERE clinic_id = $1 AND key_id <> $2 ORDER BY id LIMIT $3",
+         WHERE clinic_id = $1 AND id > $2 AND key_id <> $3 ORDER BY id LIMIT $4",
     )
     .bind(clinic)
+    .bind(after.map(|id| id.to_string()).unwrap_or_default())
     .bind(i64::from(key_id))
     .bind(i64::from(limit))
     .fetch_all(&mut **tx)
