@@ -3,47 +3,13 @@
 //! back in a response, and neither they nor a patient's record served to a clinician ever
 //! reach the server's log output, captured here at trace level.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use clinicdesk_protocol::policy::{self, Access, ROUTES, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{SignedIn, TestServer, password_of};
+use crate::harness::{SignedIn, TestServer, captured_logs, password_of};
 
 const CANARY: &str = "CANARY-7c1f";
-
-#[derive(Clone)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything the server logs in this test binary from now on, at trace level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Captured(buffer.clone());
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "clinicdesk_server=trace,axum=trace,tower=trace,sqlx=info,warn",
-            ))
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        buffer
-    })
-    .clone()
-}
 
 /// A body with the canary in every field some route reads.
 fn canary_body() -> Value {

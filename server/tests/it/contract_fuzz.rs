@@ -8,7 +8,18 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::harness::{SignedIn, TestServer, password_of};
+use crate::harness::{SignedIn, TestServer, captured_logs, password_of};
+
+/// The server's "request failed" log lines (an answer of 500 names its cause there), the
+/// last twenty.
+fn failed_requests(logs: &std::sync::Mutex<Vec<u8>>) -> String {
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request failed"))
+        .collect();
+    failed[failed.len().saturating_sub(20)..].join("\n")
+}
 
 /// Requests per operation and role.
 const EXAMPLES: &str = "25";
@@ -22,6 +33,8 @@ fn schemathesis() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
     let st = schemathesis();
+    // The cause a server error was logged with, for the failure message.
+    let logs = captured_logs();
     let server = TestServer::start().await;
     let SignedIn {
         report,
@@ -105,8 +118,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "schemathesis as {who}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "schemathesis as {who}:\n{stdout}\n{}\nthe server's failed requests (this test \
+             binary's, newest last):\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            failed_requests(&logs)
         );
         // Every selected operation was exercised (the summary's "Selected: N/M", "Tested: N").
         let count = |label: &str| {

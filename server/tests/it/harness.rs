@@ -2,7 +2,7 @@
 //! device that can enroll and sign in.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use clinicdesk_protocol::audit::{AuditEvent, to_hex};
 use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
@@ -1033,4 +1033,37 @@ pub async fn verify_trail(
     let console = clinicdesk_server::scope::Console::operator();
     let keys = clinicdesk_protocol::rotation::ServerKeys::single(*key);
     clinicdesk_server::audit::verify::verify_all(&console, store, &keys, trusted).await
+}
+
+#[derive(Clone)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything the server logs in this test binary from now on, at trace level (one
+/// subscriber for the process: the canary test reads it for PHI, the contract fuzzer for the
+/// cause of a server error).
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Captured(buffer.clone());
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "clinicdesk_server=trace,axum=trace,tower=trace,sqlx=info,warn",
+            ))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        buffer
+    })
+    .clone()
 }
