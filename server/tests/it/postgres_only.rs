@@ -400,16 +400,19 @@ async fn the_audit_trail_is_behind_the_wall_and_still_read_in_full() {
     assert_eq!(report.alerts, 1);
 }
 
-/// Every connection the test server holds to its database is cut (as a failover or a
-/// restart of PostgreSQL cuts them), by the superuser.
-async fn cut_server_connections() -> u64 {
+/// Every connection the test server holds to its database `database` is cut (as a
+/// failover or a restart of PostgreSQL cuts them), by the superuser. Only this database's:
+/// every test server logs in as the same role, and the other tests run beside this one.
+async fn cut_server_connections(database: &str) -> u64 {
     use sqlx::Connection;
     let admin = std::env::var("CLINICDESK_TEST_POSTGRES_URL").unwrap();
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
     let cut: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE usename = $1 AND datname = $2",
     )
     .bind(SERVER_LOGIN)
+    .bind(database)
     .fetch_all(&mut conn)
     .await
     .unwrap();
@@ -439,6 +442,10 @@ async fn dropped_database_connections_fail_requests_cleanly_and_lose_no_event() 
             .await
             .unwrap();
     let events = chain(&s.device, s.login.user.user_id, 60);
+    let database: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
 
     let (mut acked, mut failed, mut cuts) = (0u64, 0u64, 0u64);
     let (mut answered, mut refused) = (0u64, 0u64);
@@ -458,7 +465,7 @@ async fn dropped_database_connections_fail_requests_cleanly_and_lose_no_event() 
         let read = server.get(&chart, &token);
         let cut = async {
             if round % 2 == 0 {
-                cut_server_connections().await
+                cut_server_connections(&database).await
             } else {
                 0
             }
