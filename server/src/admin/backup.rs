@@ -305,6 +305,17 @@ impl Drop for Leftovers {
     }
 }
 
+/// A directory removed when dropped, unless taken out first.
+struct Unfinished(Option<PathBuf>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Reads until `buf` is full or the input ends: how many bytes.
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -394,6 +405,9 @@ pub fn restore(
         std::fs::remove_dir_all(&staging).map_err(io("clearing", &staging))?;
     }
     private_files::private_dir(&staging).map_err(io("making", &staging))?;
+    // A refused restore leaves nothing beside the data directory: what it wrote there may
+    // include key files.
+    let mut unfinished = Unfinished(Some(staging.clone()));
     let mut files = 0u64;
     for entry in &manifest.entries {
         let target = if entry.name == DATABASE {
@@ -453,6 +467,7 @@ pub fn restore(
         None
     };
     std::fs::rename(&staging, data_dir).map_err(io("restoring into", data_dir))?;
+    unfinished.0 = None;
     sync_parent(data_dir)?;
     Ok(Report {
         backup_id: header.backup_id,

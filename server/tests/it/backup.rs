@@ -177,6 +177,8 @@ async fn a_backup_taken_while_serving_restores_that_moment_and_refuses_what_was_
         .unwrap();
     assert!(!out.status.success(), "other keys do not open it");
     assert_eq!(patients_in(&server, &dir).await, restored, "left as it was");
+    // Nothing of a refused restore is left beside it (it may have written key files).
+    assert!(!target.path().join("restored.restoring").exists());
 
     // With --force: restored again, the replaced directory kept beside it.
     let out = restore(&server, &file, &dir, true);
