@@ -19,5 +19,6 @@ mod lifecycle;
 mod outbox_kill;
 mod password_change;
 mod security_key;
+mod server_kill;
 mod tamper_alerts;
 mod transport_scan;

@@ -56,9 +56,83 @@ impl Seed {
     }
 }
 
+/// Where a [`ServerProcess`] keeps its data.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// The embedded SQLite store in its data directory (the default).
+    Embedded,
+    /// A PostgreSQL database of its own: the server logs in as `server`, a member of the
+    /// application role; migrations and the test's own reads use `owner`.
+    Postgres { server: String, owner: String },
+}
+
+impl Database {
+    /// A new empty database on the cluster whose superuser URL is `admin_url`, set up as
+    /// the README asks of a deployment (the server's login only a member of
+    /// `clinicdesk_app`), as the server suite's harness does.
+    pub fn fresh_postgres(admin_url: &str) -> Database {
+        use sqlx::Connection;
+        let name = format!(
+            "clinicdesk_x{}_{}",
+            std::process::id(),
+            Uuid::new_v4().simple()
+        );
+        let login = "clinicdesk_test_server";
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                // Roles are cluster-wide: made once, whoever comes first.
+                for role in [
+                    "CREATE ROLE clinicdesk_app NOLOGIN".to_owned(),
+                    format!("CREATE ROLE {login} LOGIN IN ROLE clinicdesk_app"),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DO $$ BEGIN {role}; EXCEPTION WHEN duplicate_object OR unique_violation \
+                         THEN NULL; END $$"
+                    )))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                }
+                conn.close().await.unwrap();
+            });
+        let mut owner = url::Url::parse(admin_url).unwrap();
+        owner.set_path(&name);
+        let mut server = owner.clone();
+        server.set_username(login).unwrap();
+        server.set_password(None).unwrap();
+        Database::Postgres {
+            server: server.into(),
+            owner: owner.into(),
+        }
+    }
+
+    /// A command of the server binary with this database's settings in its environment.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(server_binary());
+        match self {
+            Database::Embedded => cmd
+                .env_remove("DATABASE_URL")
+                .env_remove("DATABASE_MIGRATION_URL"),
+            Database::Postgres { server, owner } => cmd
+                .env("DATABASE_URL", server)
+                .env("DATABASE_MIGRATION_URL", owner),
+        };
+        cmd
+    }
+}
+
 /// The real `clinicdesk-server` process, killed on drop.
 pub struct ServerProcess {
     pub url: String,
+    pub database: Database,
     pub data_dir: tempfile::TempDir,
     /// The key-encryption keys, apart from the data directory as a deployment keeps them.
     pub key_dir: tempfile::TempDir,
@@ -79,8 +153,9 @@ fn server_binary() -> PathBuf {
 }
 
 /// Starts `serve` on `listen` and returns the child and its `https://` URL.
-fn serve(data_dir: &Path, key_dir: &Path, listen: &str) -> (Child, String) {
-    let mut child = Command::new(server_binary())
+fn serve(database: &Database, data_dir: &Path, key_dir: &Path, listen: &str) -> (Child, String) {
+    let mut child = database
+        .command()
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .arg("--key-dir")
@@ -102,10 +177,11 @@ fn serve(data_dir: &Path, key_dir: &Path, listen: &str) -> (Child, String) {
 }
 
 /// `seed --json` into fresh directories: the demo clinic, its users' passwords.
-fn seeded() -> (tempfile::TempDir, tempfile::TempDir, Seed) {
+fn seeded(database: &Database) -> (tempfile::TempDir, tempfile::TempDir, Seed) {
     let data_dir = tempfile::tempdir().unwrap();
     let key_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(server_binary())
+    let out = database
+        .command()
         .args(["seed", "--json", "--data-dir"])
         .arg(data_dir.path())
         .arg("--key-dir")
@@ -124,10 +200,16 @@ fn seeded() -> (tempfile::TempDir, tempfile::TempDir, Seed) {
 
 impl ServerProcess {
     pub fn start() -> ServerProcess {
-        let (data_dir, key_dir, seed) = seeded();
-        let (child, url) = serve(data_dir.path(), key_dir.path(), "127.0.0.1:0");
+        Self::start_on(Database::Embedded)
+    }
+
+    /// A server whose data is in `database`, seeded.
+    pub fn start_on(database: Database) -> ServerProcess {
+        let (data_dir, key_dir, seed) = seeded(&database);
+        let (child, url) = serve(&database, data_dir.path(), key_dir.path(), "127.0.0.1:0");
         ServerProcess {
             url,
+            database,
             data_dir,
             key_dir,
             seed,
@@ -170,7 +252,12 @@ impl ServerProcess {
     pub fn restart(&mut self) {
         self.stop();
         let listen = self.url.trim_start_matches("https://").to_owned();
-        let (child, url) = serve(self.data_dir.path(), self.key_dir.path(), &listen);
+        let (child, url) = serve(
+            &self.database,
+            self.data_dir.path(),
+            self.key_dir.path(),
+            &listen,
+        );
         assert_eq!(url, self.url);
         self.child = child;
     }
@@ -181,9 +268,14 @@ impl ServerProcess {
     /// the real server back.
     pub fn replace_with_impostor(&mut self) -> (tempfile::TempDir, tempfile::TempDir) {
         self.stop();
-        let (data_dir, key_dir, _) = seeded();
+        let (data_dir, key_dir, _) = seeded(&Database::Embedded);
         let listen = self.url.trim_start_matches("https://").to_owned();
-        let (child, url) = serve(data_dir.path(), key_dir.path(), &listen);
+        let (child, url) = serve(
+            &Database::Embedded,
+            data_dir.path(),
+            key_dir.path(),
+            &listen,
+        );
         assert_eq!(url, self.url);
         self.child = child;
         (data_dir, key_dir)
@@ -191,7 +283,9 @@ impl ServerProcess {
 
     /// `clinicdesk-server revoke-device`, as the clinic's operator runs it.
     pub fn revoke_device(&self, device_id: Uuid) {
-        let out = Command::new(server_binary())
+        let out = self
+            .database
+            .command()
             .args([
                 "revoke-device",
                 "--device",
@@ -215,7 +309,9 @@ impl ServerProcess {
     /// An operator's command on this server's data (`--data-dir` and `--key-dir` added),
     /// which must succeed; returns its standard output.
     pub fn operator(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(server_binary())
+        let out = self
+            .database
+            .command()
             .args(args)
             .arg("--data-dir")
             .arg(self.data_dir.path())
@@ -245,13 +341,26 @@ impl ServerProcess {
         (out.status.success(), said)
     }
 
-    pub fn ca_path(&self) -> PathBuf {
-        self.data_dir.path().join("tls/ca.pem")
+    /// The test's own pool on this server's database, as an operator with SQL access has
+    /// it: the SQLite file under its key, or PostgreSQL as the schema owner (no row-level
+    /// security). For the checks that must read either.
+    pub async fn pool(&self) -> sqlx::AnyPool {
+        let url = match &self.database {
+            Database::Embedded => clinicdesk_server::store::at_rest::any_url(&self.sqlite_file())
+                .unwrap()
+                .to_string(),
+            Database::Postgres { owner, .. } => owner.clone(),
+        };
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap()
     }
 
-    /// A read-only connection to the server's SQLite database, opened with its key (the
-    /// file is encrypted at rest).
-    pub fn db(&self) -> rusqlite::Connection {
+    /// The embedded store's file and key.
+    fn sqlite_file(&self) -> clinicdesk_server::store::at_rest::EmbeddedFile {
         let location = clinicdesk_server::state::embedded_location(
             self.data_dir.path(),
             &clinicdesk_server::secrets::kek::KeyFileProvider::new(self.key_dir.path()),
@@ -260,8 +369,18 @@ impl ServerProcess {
         let clinicdesk_server::store::StoreLocation::Embedded(file) = location else {
             unreachable!("embedded_location is the embedded store")
         };
+        file
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.path().join("tls/ca.pem")
+    }
+
+    /// A read-only connection to the server's SQLite database, opened with its key (the
+    /// file is encrypted at rest).
+    pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(
-            clinicdesk_server::store::at_rest::uri_filename(&file)
+            clinicdesk_server::store::at_rest::uri_filename(&self.sqlite_file())
                 .unwrap()
                 .as_str(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
@@ -337,7 +456,41 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Database::Postgres { owner, .. } = &self.database {
+            drop_database(owner);
+        }
     }
+}
+
+/// Drops the database `owner_url` names (a cluster kept between runs by hand would fill
+/// up with them otherwise), from a thread of its own: a drop may run inside a runtime.
+fn drop_database(owner_url: &str) {
+    use sqlx::Connection;
+    let Ok(mut admin) = url::Url::parse(owner_url) else {
+        return;
+    };
+    let name = admin.path().trim_start_matches('/').to_owned();
+    admin.set_path("postgres");
+    let dropping = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin.as_str()).await {
+                // A name of [`Database::fresh_postgres`]'s making: letters, digits, `_`.
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
+                let _ = conn.close().await;
+            }
+        });
+    });
+    let _ = dropping.join();
 }
 
 /// Checks an event's Ed25519 signature over its canonical bytes, independently of the

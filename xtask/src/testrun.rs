@@ -44,8 +44,12 @@ pub fn test(args: &[String]) -> Result<()> {
         problems.push("clippy on the UI");
     }
 
+    // Started before the main run: the cross-crate server kill test runs on it too.
+    stage("a throwaway PostgreSQL cluster on loopback");
+    let cluster = postgres::Cluster::start();
+
     stage("tests (unit, integration, keychain, TLS, desktop end-to-end)");
-    let (mut passed, mut failed, exit_ok) = run_tests_in_harness()?;
+    let (mut passed, mut failed, exit_ok) = run_tests_in_harness(cluster.as_ref().ok())?;
     if !exit_ok && failed == 0 {
         problems.push("cargo test exited with an error (a test binary failed to build or crashed)");
     }
@@ -61,9 +65,9 @@ pub fn test(args: &[String]) -> Result<()> {
     }
 
     stage("server suite again, on PostgreSQL (throwaway cluster on loopback)");
-    match postgres::Cluster::start() {
+    match &cluster {
         Ok(cluster) => {
-            let (p, f, ok) = run_server_suite_on_postgres(&cluster)?;
+            let (p, f, ok) = run_server_suite_on_postgres(cluster)?;
             passed += p;
             failed += f;
             if !ok && f == 0 {
@@ -152,8 +156,10 @@ pub fn cargo_in_keyring_session(name: &str, display: bool, args: &[&str]) -> Res
 }
 
 /// Runs `cargo test` under Xvfb and a private D-Bus session with gnome-keyring, echoing
-/// its output and adding up the `test result:` lines.
-fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
+/// its output and adding up the `test result:` lines. With `cluster`, the cross-crate tests
+/// that also run on PostgreSQL get it as `CLINICDESK_CROSS_POSTGRES_URL` (the server suite
+/// here stays on SQLite: it has its own PostgreSQL leg).
+fn run_tests_in_harness(cluster: Option<&postgres::Cluster>) -> Result<(u64, u64, bool)> {
     // PostgreSQL-only tests run on the PostgreSQL leg below; here they would test nothing.
     let mut cmd = cargo_in_keyring_session(
         "test-harness",
@@ -164,6 +170,9 @@ fn run_tests_in_harness() -> Result<(u64, u64, bool)> {
         .env("CLINICDESK_TAURI_DRIVER", setup::tauri_driver_bin())
         .env("CLINICDESK_FHIR_PYTHON", setup::fhir_python())
         .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin());
+    if let Some(cluster) = cluster {
+        cmd.env("CLINICDESK_CROSS_POSTGRES_URL", cluster.admin_url());
+    }
     run_counted(&mut cmd).context("running the test harness")
 }
 
