@@ -18,6 +18,7 @@ mod keys_at_rest;
 mod lifecycle;
 mod outbox_kill;
 mod password_change;
+mod rollback;
 mod security_key;
 mod server_kill;
 mod tamper_alerts;

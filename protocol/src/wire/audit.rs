@@ -15,6 +15,14 @@ pub struct AuditUpload {
     /// upload's credential, so a locked app keeps uploading without a user session.
     pub device_id: Uuid,
     pub events: Vec<SignedAuditEvent>,
+    /// The last receipt this device accepted from the server ([`AuditReceipt::held`]: its
+    /// signed parts): the server's own word of how much of this device's chain, and of the
+    /// clinic's log, it held. A server that no longer holds that (restored from an older
+    /// backup) records a `rollback` tamper alert, and takes this device's chain on from the
+    /// receipt's head so that what the device still holds is stored. Absent before the
+    /// first receipt (and from apps older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_receipt: Option<AuditReceipt>,
 }
 
 /// The server's signed answer to an upload. The client forgets its events up to
@@ -64,6 +72,23 @@ impl AuditReceipt {
         )
     }
 
+    /// What a device keeps of this receipt to send back with its next upload
+    /// ([`AuditUpload::held_receipt`]): the signed parts, without the proof, the rotation
+    /// records or the revocation flag.
+    pub fn held(&self) -> AuditReceipt {
+        AuditReceipt {
+            inclusion: None,
+            device_revoked: false,
+            rotations: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// SHA-256 of the signed bytes: what names a receipt (a `rollback` alert's hash).
+    pub fn digest(&self) -> Hash32 {
+        Hash32::of_canonical(&self.canonical_bytes())
+    }
+
     /// Checks the inclusion proof of the contiguous event against the checkpoint (the
     /// signatures are checked by the holder of the server's key).
     pub fn check_inclusion(&self) -> Result<(), ProofError> {
@@ -107,9 +132,16 @@ pub struct AuditPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TamperAlert {
     pub device_id: Uuid,
+    /// The refused event's sequence; for a `rollback`, the held receipt's
+    /// `highest_contiguous_seq`.
     pub device_seq: u64,
-    /// `fork` (a different event at a stored sequence) or `chain_break`.
+    /// `fork` (a different event at a stored sequence), `chain_break`, `unknown_actor`
+    /// (an actor who never signed in on the workstation), or `rollback` (the workstation
+    /// holds a receipt for more than the server now holds: it was restored from an older
+    /// backup, or its store was rolled back).
     pub kind: String,
+    /// The refused event's hash; for a `rollback`, the held receipt's
+    /// ([`AuditReceipt::digest`]).
     pub hash: Hash32,
     pub received_at_ms: i64,
     /// The `tamper_alert` event that records this alert in the clinic's log (its inclusion

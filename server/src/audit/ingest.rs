@@ -15,6 +15,8 @@
 //!   an actor who never signed in there is refused as a tamper alert; a role or a time in
 //!   doubt is stored and flagged by a `claim_flagged` server event. Free text with a control
 //!   character refuses the batch.
+//! - A store that no longer holds what the device's last receipt says it held is a rollback
+//!   ([`super::rollback`]): alerted, and the device's chain goes on from that receipt's head.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,14 +28,14 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::claims::{Claims, Verdict};
-use super::log;
 use super::server_chain::{self, ServerEvent};
+use super::{log, rollback};
 use crate::audit::batch::verify_device_batch;
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::state::AppState;
 use crate::store::sql::Script;
-use crate::store::{Alert, EventRow, Store, Written};
+use crate::store::{Alert, EventRow, Evidence, Store, Written};
 
 /// Most events accepted in one upload.
 pub const MAX_BATCH: usize = 500;
@@ -143,7 +145,7 @@ async fn record_alerts(
     for (r, logged_id) in fresh.iter().zip(logged) {
         let e = &r.signed.event;
         let alert = Alert {
-            signed: r.signed,
+            evidence: Evidence::Event(r.signed),
             hash: &r.hash,
             kind: r.kind.as_str(),
             received_at_ms: now_ms,
@@ -154,6 +156,42 @@ async fn record_alerts(
             "audit tamper alert recorded");
     }
     Ok(())
+}
+
+/// Keeps a rollback's alert (once per held receipt) with its `tamper_alert` server event, in
+/// the upload's transaction. No user did this: the event's actor is the nil id, as for the
+/// operator's console.
+async fn record_rollback(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    scope: &ClinicScope,
+    rolled_back: &rollback::Rollback<'_>,
+    seen: &RequestSeen,
+) -> Result<(), ServerError> {
+    if rolled_back.alerted(&mut *tx).await? {
+        return Ok(());
+    }
+    let event = ServerEvent {
+        actor_user_id: Uuid::nil(),
+        actor_role: clinicdesk_protocol::policy::Role::Admin,
+        action: AuditAction::TamperAlert,
+        resource_type: "audit_receipt".to_owned(),
+        resource_id: rolled_back.resource_id(),
+        patient_id: None,
+        fields: vec![rollback::KIND.to_owned()],
+        outcome: Outcome::Denied,
+        route: UPLOAD_ROUTE.to_owned(),
+        break_glass: None,
+        request: seen.clone(),
+        change: None,
+    };
+    let logged = server_chain::record_in(&mut *tx, state, scope, vec![event]).await?;
+    let logged_event_id = *logged
+        .first()
+        .ok_or(ServerError::Internal("rollback alert not logged"))?;
+    rolled_back
+        .keep(tx, scope, logged_event_id, state.clock.now_ms())
+        .await
 }
 
 /// Moves the device's contiguous mark forward over stored events; returns (seq, hash).
@@ -231,6 +269,8 @@ pub async fn ingest(
         });
     }
 
+    let held = rollback::authentic(state.audit_key.server_keys(), &scope, device.id, upload);
+
     let clinic = scope.clinic_id();
     let mut tx = state.store.begin_write().await?;
     tx.lock_clinic(clinic).await?;
@@ -238,10 +278,23 @@ pub async fn ingest(
     // What is stored of this chain, so the common case (appending past everything stored)
     // needs no lookups: nothing exists at or after `max_seq + 1`, and the link to the
     // previous event is the head or the batch's own previous event.
-    let (head_seq, head_hash, stored_max) = match Store::device_head(&mut tx, device.id).await? {
-        Some(h) => (h.contiguous_seq, h.contiguous_hash, h.max_seq),
-        None => (0, Hash32::GENESIS, 0),
-    };
+    let (mut head_seq, mut head_hash, mut stored_max) =
+        match Store::device_head(&mut tx, device.id).await? {
+            Some(h) => (h.contiguous_seq, h.contiguous_hash, h.max_seq),
+            None => (0, Hash32::GENESIS, 0),
+        };
+    // A store rolled back behind the device's receipt: alerted, and the chain goes on from
+    // the head that receipt vouches for (its alert's server event leads this batch's).
+    if let Some(held) = held
+        && let Some(rolled_back) = rollback::judge(&mut tx, clinic, held, head_seq).await?
+    {
+        record_rollback(&mut tx, state, &scope, &rolled_back, seen).await?;
+        if let Some(resumed) = rolled_back.resume_from {
+            stored_max = stored_max.max(resumed.0);
+            Store::set_head(&mut tx, &scope, device.id, resumed, stored_max).await?;
+            (head_seq, head_hash) = resumed;
+        }
+    }
     let mut max_seq = stored_max;
     let mut last_stored: Option<(u64, Hash32)> = None;
 

@@ -17,6 +17,7 @@ pub mod log;
 pub mod publisher;
 pub mod query;
 pub mod report;
+pub mod rollback;
 pub mod server_chain;
 pub mod sign_in;
 pub mod synthetic;

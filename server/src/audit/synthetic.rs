@@ -140,6 +140,7 @@ pub async fn seed_audit_events(
             &AuditUpload {
                 device_id: station.id,
                 events,
+                held_receipt: None,
             },
             &seeder,
         )

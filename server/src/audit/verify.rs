@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use clinicdesk_protocol::audit::{AuditAction, AuditEvent, Hash32, Recorder};
 use clinicdesk_protocol::merkle::{Frontier, SignedCheckpoint};
+use clinicdesk_protocol::wire::AuditReceipt;
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
@@ -408,7 +409,7 @@ async fn verify_clinic(
     }
     report.checkpoints += u64::try_from(checkpoints(&mut tx).await?.len()).unwrap_or(0);
     verify_chains(&mut tx, walk, report).await?;
-    verify_alerts(&mut tx, walk, &keys, logged_alerts).await?;
+    verify_alerts(&mut tx, walk, (&keys, server_keys), logged_alerts).await?;
     // Read only: ending it either way leaves nothing behind.
     drop(tx);
     records::verify_records(store, scope, walk, changes).await
@@ -566,19 +567,75 @@ fn stored_node(row: &NodeRow) -> Option<(u32, u64, Hash32)> {
     ))
 }
 
+/// A refused event's alert: the event as stored, of this clinic and at the row's place,
+/// hashing to the row's hash and signed by its device. Answers that hash.
+fn event_evidence(
+    row: &audit_verify::AlertRow,
+    clinic: Uuid,
+    (device_id, device_seq): (Uuid, u64),
+    keys: &HashMap<Uuid, (Recorder, PublicKey)>,
+) -> Result<Hash32, Problem> {
+    let event =
+        serde_json::from_str::<AuditEvent>(&row.event_json).map_err(|_| Problem::Malformed)?;
+    if event.clinic_id != clinic || event.device_id != device_id || event.device_seq != device_seq {
+        return Err(Problem::Malformed);
+    }
+    let hash = event.hash();
+    if Hash32::from_hex(&row.hash) != Some(hash) {
+        return Err(Problem::HashMismatch);
+    }
+    match keys.get(&device_id) {
+        Some((Recorder::Device, key))
+            if verify_hex(key, &event.canonical_bytes(), &row.signature) =>
+        {
+            Ok(hash)
+        }
+        Some((Recorder::Device, _)) => Err(Problem::BadSignature),
+        _ => Err(Problem::UnknownDevice),
+    }
+}
+
+/// A `rollback` alert: the receipt the workstation held, of this clinic's log, about the
+/// row's device and sequence, naming the row's hash ([`AuditReceipt::digest`]) and signed by
+/// the server's audit key in force when it was issued. Answers that hash.
+fn rollback_evidence(
+    row: &audit_verify::AlertRow,
+    clinic: Uuid,
+    (device_id, device_seq): (Uuid, u64),
+    server_keys: &ServerKeys,
+) -> Result<Hash32, Problem> {
+    let receipt =
+        serde_json::from_str::<AuditReceipt>(&row.event_json).map_err(|_| Problem::Malformed)?;
+    if receipt.checkpoint.checkpoint.clinic_id != clinic
+        || receipt.device_id != device_id
+        || receipt.highest_contiguous_seq != device_seq
+        || receipt.signature != row.signature
+    {
+        return Err(Problem::Malformed);
+    }
+    let hash = receipt.digest();
+    if Hash32::from_hex(&row.hash) != Some(hash) {
+        return Err(Problem::HashMismatch);
+    }
+    if !super::rollback::signed_by_server(server_keys, &receipt) {
+        return Err(Problem::BadSignature);
+    }
+    Ok(hash)
+}
+
 /// The log's `tamper_alert` events by the refused event's hash: (event id, leaf, fields).
 type LoggedAlerts = HashMap<String, (Uuid, u64, Vec<String>)>;
 
-/// Every stored tamper alert is evidence the device signed (its own hash and signature
-/// check out) and is recorded in the log with the same hash and kind; every alert the log
-/// records is stored. So an alert cannot be removed, altered or made up unseen.
+/// Every stored tamper alert is evidence its signer signed (an event its device signed, or
+/// for a `rollback` a receipt the server signed: its own hash and signature check out) and is
+/// recorded in the log with the same hash and kind; every alert the log records is stored.
+/// So an alert cannot be removed, altered or made up unseen.
 async fn verify_alerts(
     tx: &mut ClinicTx,
     walk: &mut Walk<'_>,
-    keys: &HashMap<Uuid, (Recorder, PublicKey)>,
+    (keys, server_keys): (&HashMap<Uuid, (Recorder, PublicKey)>, &ServerKeys),
     mut logged: LoggedAlerts,
 ) -> Result<(), VerifyError> {
-    let clinic = walk.clinic;
     let rows = audit_verify::alerts_as_stored(tx).await?;
     for row in rows {
         let device_id = uuid(&row.device_id)?;
@@ -587,34 +644,18 @@ async fn verify_alerts(
             device_id,
             device_seq,
         };
-        let Ok(event) = serde_json::from_str::<AuditEvent>(&row.event_json) else {
-            walk.note(here, Problem::Malformed);
-            continue;
+        let checked = if row.kind == super::rollback::KIND {
+            rollback_evidence(&row, walk.clinic, (device_id, device_seq), server_keys)
+        } else {
+            event_evidence(&row, walk.clinic, (device_id, device_seq), keys)
         };
-        if event.clinic_id != clinic
-            || event.device_id != device_id
-            || event.device_seq != device_seq
-        {
-            walk.note(here, Problem::Malformed);
-            continue;
-        }
-        let hash = event.hash();
-        if Hash32::from_hex(&row.hash) != Some(hash) {
-            walk.note(here, Problem::HashMismatch);
-            continue;
-        }
-        match keys.get(&device_id) {
-            Some((Recorder::Device, key)) => {
-                if !verify_hex(key, &event.canonical_bytes(), &row.signature) {
-                    walk.note(here, Problem::BadSignature);
-                    continue;
-                }
-            }
-            _ => {
-                walk.note(here, Problem::UnknownDevice);
+        let hash = match checked {
+            Ok(hash) => hash,
+            Err(problem) => {
+                walk.note(here, problem);
                 continue;
             }
-        }
+        };
         let Some((logged_id, _, fields)) = logged.remove(&hash.to_hex()) else {
             walk.note(here, Problem::AlertNotLogged);
             continue;

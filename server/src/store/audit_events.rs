@@ -1,9 +1,10 @@
 //! The audit chains as stored: `audit_events` rows (workstations' signed events and the
 //! server's own), `audit_device_heads` (each workstation's upload progress), `audit_alerts`
-//! (signed events the log refused), and the `devices` row that names a clinic's server
+//! (signed events the log refused, receipts of a rollback), and the `devices` row that names a clinic's server
 //! chain. Which events to store, checked how and in what order, is `crate::audit`'s.
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
+use clinicdesk_protocol::wire::AuditReceipt;
 
 use super::audit_log::stored_id;
 use super::sql::{Script, Statement, Value, insert_rows};
@@ -31,9 +32,39 @@ pub enum Written {
     Clashed,
 }
 
-/// A refused event, to keep as an alert of `kind` whose server event is `logged_event_id`.
+/// What an alert keeps as its evidence.
+pub enum Evidence<'a> {
+    /// The event the log refused, as its device signed it.
+    Event(&'a SignedAuditEvent),
+    /// The receipt a workstation held for more than the server now holds (a `rollback`),
+    /// as the server signed it ([`AuditReceipt::held`]).
+    Receipt(&'a AuditReceipt),
+}
+
+impl Evidence<'_> {
+    /// (device, sequence, JSON, signature) as the row keeps them.
+    fn row(&self) -> Result<(Uuid, u64, String, &str), ServerError> {
+        let malformed = |_| ServerError::Internal("alert evidence json");
+        Ok(match self {
+            Evidence::Event(signed) => (
+                signed.event.device_id,
+                signed.event.device_seq,
+                serde_json::to_string(&signed.event).map_err(malformed)?,
+                &signed.signature,
+            ),
+            Evidence::Receipt(receipt) => (
+                receipt.device_id,
+                receipt.highest_contiguous_seq,
+                serde_json::to_string(receipt).map_err(malformed)?,
+                &receipt.signature,
+            ),
+        })
+    }
+}
+
+/// Evidence to keep as an alert of `kind` whose server event is `logged_event_id`.
 pub struct Alert<'a> {
-    pub signed: &'a SignedAuditEvent,
+    pub evidence: Evidence<'a>,
     pub hash: &'a Hash32,
     pub kind: &'a str,
     pub received_at_ms: i64,
@@ -164,20 +195,19 @@ impl Store {
         scope: &ClinicScope,
         alert: Alert<'_>,
     ) -> Result<(), ServerError> {
-        let e = &alert.signed.event;
-        let json = serde_json::to_string(e).map_err(|_| ServerError::Internal("event json"))?;
+        let (device_id, device_seq, json, signature) = alert.evidence.row()?;
         sqlx::query(
             "INSERT INTO audit_alerts (clinic_id, device_id, device_seq, kind, hash, event_json,
                signature, received_at_ms, logged_event_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(scope.clinic_id().to_string())
-        .bind(e.device_id.to_string())
-        .bind(seq_i64(e.device_seq)?)
+        .bind(device_id.to_string())
+        .bind(seq_i64(device_seq)?)
         .bind(alert.kind)
         .bind(alert.hash.to_hex())
         .bind(json)
-        .bind(&alert.signed.signature)
+        .bind(signature)
         .bind(alert.received_at_ms)
         .bind(alert.logged_event_id.to_string())
         .execute(conn)

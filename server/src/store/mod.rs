@@ -57,7 +57,7 @@ pub mod users;
 pub mod working_hours;
 
 pub use at_rest::{DatabaseKey, EmbeddedFile};
-pub use audit_events::{Alert, EventRow, Written};
+pub use audit_events::{Alert, EventRow, Evidence, Written};
 pub use audit_log::NodeRows;
 pub use clinics::NewClinic;
 pub use devices::{DeviceRecord, Escrow};

@@ -826,3 +826,60 @@ async fn a_workstation_cannot_store_control_characters_in_the_trail() {
         1
     );
 }
+
+/// An upload sends back the last receipt its device held (rollback detection, checked end
+/// to end against a restored server in the cross-crate `rollback` test). A held receipt
+/// the store still agrees with raises nothing; one the server did not sign (here, one
+/// claiming the device's chain reached further, signed by the device's own key) proves
+/// nothing: no alert, and the chain is not taken on from it, so a workstation cannot paper
+/// over events it never sent.
+#[tokio::test]
+async fn a_held_receipt_is_judged_only_when_the_server_signed_it() {
+    let server = TestServer::start().await;
+    let SignedIn { device, login, .. } = server.signed_in(CLINIC_A, "clinician").await;
+    let uid = login.user.user_id;
+    let events = chain(&device, uid, 6);
+    let e = |seq: usize| &events[seq - 1];
+    let upload_holding = |events: Vec<&SignedAuditEvent>, held: &AuditReceipt| {
+        let body = json!({ "device_id": device.id, "events": events, "held_receipt": held.held() });
+        async {
+            let (status, body) = server.post("/v1/audit/batches", None, body).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_value::<AuditReceipt>(body).unwrap()
+        }
+    };
+    let alerts = || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM audit_alerts WHERE kind = 'rollback'")
+                .fetch_one(&server.owner_pool().await)
+                .await
+                .unwrap();
+        n
+    };
+
+    let first = upload(&server, &device, &[e(1), e(2)]).await;
+    let second = upload_holding(vec![e(3), e(4)], &first).await;
+    assert_eq!(second.highest_contiguous_seq, 4);
+    assert_eq!(
+        alerts().await,
+        0,
+        "a receipt the store agrees with raises nothing"
+    );
+
+    // A receipt "for" events 1..=5, signed by the device, not the server.
+    let mut forged = second.held();
+    forged.highest_contiguous_seq = 5;
+    forged.contiguous_hash = e(5).event.hash();
+    forged.signature = to_hex(&device.key.sign(&forged.canonical_bytes()).to_bytes());
+    let answer = upload_holding(vec![e(6)], &forged).await;
+    assert_eq!(
+        answer.highest_contiguous_seq, 4,
+        "the chain is not taken on past event 5, which the server never had"
+    );
+    assert_eq!(alerts().await, 0);
+
+    // Event 5 arrives: the chain is whole.
+    let answer = upload_holding(vec![e(5)], &second).await;
+    assert_eq!(answer.highest_contiguous_seq, 6);
+    assert_eq!(alerts().await, 0);
+}

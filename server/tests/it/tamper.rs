@@ -118,6 +118,7 @@ pub(crate) async fn upload(state: &AppState, device: &TestDevice, events: Vec<Si
     let upload = AuditUpload {
         device_id: device.id,
         events,
+        held_receipt: None,
     };
     ingest(state, &upload, &seen()).await.unwrap();
 }
@@ -766,6 +767,7 @@ async fn tamper_alerts_are_logged_and_cannot_be_removed_changed_or_made_up() {
     let upload = |events: Vec<SignedAuditEvent>| AuditUpload {
         device_id: device.id,
         events,
+        held_receipt: None,
     };
     ingest(&state, &upload(chain.clone()), &seen())
         .await

@@ -2,12 +2,13 @@
 //! receipt. It is its own SQLCipher database keyed from the device secret alone (not a
 //! user's password), so events recorded before a lock keep uploading while the app is
 //! locked, and one device chain spans every user of the workstation. An event is deleted
-//! only up to the sequence number a verified server receipt says it holds.
+//! only up to the sequence number a verified server receipt says it holds; the last such
+//! receipt is kept and sent back with each upload (rollback detection on the server).
 
 use std::path::Path;
 
 use clinicdesk_protocol::audit::{AuditEvent, Hash32, SignedAuditEvent};
-use clinicdesk_protocol::wire::UserInfo;
+use clinicdesk_protocol::wire::{AuditReceipt, UserInfo};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -15,7 +16,8 @@ use zeroize::Zeroizing;
 use super::db::{self, DbError};
 use crate::secrets::device_key::DeviceKey;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 -- Signed audit events not yet acknowledged by the server, in device order.
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
@@ -28,7 +30,16 @@ CREATE TABLE chain_tip (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
-"];
+",
+    "
+-- The last receipt the server gave this device that checked out, its signed parts: sent
+-- back with each upload, so a server restored from an older backup can tell (a rollback).
+CREATE TABLE held_receipt (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    receipt_json TEXT NOT NULL
+);
+",
+];
 
 /// What happened, before the outbox gives it a place in the chain.
 #[derive(Debug, Clone)]
@@ -176,6 +187,33 @@ impl Outbox {
             .query_row("SELECT seq FROM chain_tip WHERE one = 1", [], |r| r.get(0))
             .optional()?;
         Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+    }
+
+    /// The last receipt kept by [`Outbox::hold_receipt`], if any.
+    pub fn held_receipt(&self) -> Result<Option<AuditReceipt>, DbError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT receipt_json FROM held_receipt WHERE one = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| serde_json::from_str(&j).map_err(|_| DbError::Malformed))
+            .transpose()
+    }
+
+    /// Keeps a verified receipt's signed parts ([`AuditReceipt::held`]) in place of the one
+    /// before: the newest word of the server, whatever it says (after a rollback the server's
+    /// next receipt names a smaller log, and that is the one to send back from then on).
+    pub fn hold_receipt(&self, receipt: &AuditReceipt) -> Result<(), DbError> {
+        let json = serde_json::to_string(&receipt.held()).map_err(|_| DbError::Malformed)?;
+        self.conn.execute(
+            "INSERT INTO held_receipt (one, receipt_json) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET receipt_json = excluded.receipt_json",
+            [json],
+        )?;
+        Ok(())
     }
 
     /// Re-chains this device's waiting events onto the server's head after the server

@@ -24,7 +24,8 @@ pub(in crate::core) struct Sent {
 }
 
 impl Device {
-    /// Sends one batch of waiting events and forgets those the server's receipt names.
+    /// Sends one batch of waiting events, with the last receipt held (the server's check for
+    /// a rollback of its store), and forgets those the server's receipt names.
     /// When the server refuses some as conflicting with its own copy of this device's
     /// chain, the waiting events are re-chained onto the server's head
     /// ([`crate::local::outbox::Outbox::rebase`]) and go out with the next batch. The
@@ -40,8 +41,8 @@ impl Device {
             return Ok(nothing);
         };
         self.ensure_outbox()?;
-        let events = match &self.lock().outbox {
-            Some(outbox) => outbox.pending(UPLOAD_BATCH)?,
+        let (events, held_receipt) = match &self.lock().outbox {
+            Some(outbox) => (outbox.pending(UPLOAD_BATCH)?, outbox.held_receipt()?),
             None => return Ok(nothing),
         };
         let Some(sent_through) = events.last().map(|e| e.event.device_seq) else {
@@ -52,12 +53,16 @@ impl Device {
             .upload_audit(&AuditUpload {
                 device_id: enrollment.device_id,
                 events,
+                held_receipt,
             })
             .await;
         self.note_network(&receipt);
         let receipt = receipt?;
         if let Some(successor) = receipt::check(&receipt, &enrollment)? {
             self.repin_audit_key(successor)?;
+        }
+        if let Some(outbox) = &self.lock().outbox {
+            outbox.hold_receipt(&receipt)?;
         }
         let head = receipt.highest_contiguous_seq;
         if !receipt.forked.is_empty() {

@@ -116,6 +116,16 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
             <h2>"Audit trail alerts"</h2>
             <ul>
                 {alerts.tamper.into_iter().map(|t| {
+                    if t.kind == "rollback" {
+                        return view! {
+                            <li class="tamper rollback">
+                                <strong>{move || name(t.device_id)}</strong>
+                                {format!(" holds the server's signed receipt for its records up to #{}, and the server no longer holds them all: the server's audit store was rolled back (restored from an older backup?) before {}. What this workstation still had is stored again; what the server lost is not. Treat it as a security incident until the restore is accounted for.",
+                                    t.device_seq, local_date_time_ms(t.received_at_ms))}
+                            </li>
+                        }
+                        .into_any();
+                    }
                     let what = match t.kind.as_str() {
                         "fork" => "sent a different record for a position it had already sent",
                         "chain_break" => "sent a record that does not link to the one before it",
@@ -129,6 +139,7 @@ fn IntegrityView(alerts: AuditAlerts, devices: RwSignal<Option<DeviceList>>) -> 
                                 t.device_seq, local_date_time_ms(t.received_at_ms))}
                         </li>
                     }
+                    .into_any()
                 }).collect_view()}
                 {alerts.outstanding.into_iter().map(|o| view! {
                     <li class="missing">
