@@ -45,11 +45,15 @@ pub enum ErrorCode {
     /// The server's certificate is not one this workstation trusts (not the pinned CA's, or
     /// no TLS at all): never taken as "offline".
     ServerNotTrusted,
+    /// The storage that must record the access is full (the server's database, or this
+    /// workstation's disk, `field` `workstation`): nothing is shown or changed until it has
+    /// room again, and nothing waiting is lost.
+    StorageFull,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
@@ -76,6 +80,7 @@ impl ErrorCode {
         ErrorCode::OfflineTooLong,
         ErrorCode::OfflineNeedsSecondFactor,
         ErrorCode::ServerNotTrusted,
+        ErrorCode::StorageFull,
         ErrorCode::Internal,
     ];
 
@@ -107,6 +112,7 @@ impl ErrorCode {
             ErrorCode::OfflineTooLong => "offline_too_long",
             ErrorCode::OfflineNeedsSecondFactor => "offline_needs_second_factor",
             ErrorCode::ServerNotTrusted => "server_not_trusted",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Internal => "internal",
         }
     }
@@ -191,7 +197,7 @@ mod tests {
              method_not_allowed,invalid_enrollment_code,device_unknown,device_revoked,invalid_signature,\
              audit_chain_broken,conflict,possible_duplicate,locked,not_enrolled,keychain_unavailable,\
              cache_unavailable,server_unreachable,offline_too_long,offline_needs_second_factor,\
-             server_not_trusted,internal"
+             server_not_trusted,storage_full,internal"
         );
         for code in ErrorCode::ALL {
             assert_eq!(wire_of(code), code.as_str());

@@ -53,6 +53,9 @@ pub enum ServerError {
     /// A write of a field the caller's role may not write.
     #[error("forbidden field: {field}")]
     ForbiddenField { field: &'static str },
+    /// The database could not write for lack of space ([`crate::store::capacity`]).
+    #[error("storage full")]
+    StorageFull,
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("internal error: {0}")]
@@ -61,6 +64,10 @@ pub enum ServerError {
 
 impl From<sqlx::Error> for ServerError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::store::capacity::is_full(&e) {
+            crate::store::capacity::note_full();
+            return ServerError::StorageFull;
+        }
         ServerError::Database(e)
     }
 }
@@ -87,6 +94,7 @@ impl ServerError {
             ServerError::Conflict { .. } | ServerError::StaleVersion { .. } => ErrorCode::Conflict,
             ServerError::PossibleDuplicate { .. } => ErrorCode::PossibleDuplicate,
             ServerError::ForbiddenField { .. } => ErrorCode::Forbidden,
+            ServerError::StorageFull => ErrorCode::StorageFull,
             ServerError::Database(_) | ServerError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -62,6 +62,9 @@ impl AppError {
             AppError::SignedOut => ApiError::new(ErrorCode::Unauthenticated),
             AppError::BadInput(field) => ApiError::with_field(ErrorCode::BadRequest, field),
             AppError::Keychain(_) => ApiError::new(ErrorCode::KeychainUnavailable),
+            AppError::Cache(crate::local::db::DbError::Full) => {
+                ApiError::with_field(ErrorCode::StorageFull, "workstation")
+            }
             AppError::Cache(_) => ApiError::new(ErrorCode::CacheUnavailable),
             // The same answer the server gives for a wrong password.
             AppError::WrongPassword => ApiError::new(ErrorCode::InvalidCredentials),

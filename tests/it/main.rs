@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app_full_disk;
 mod break_glass;
 mod change_kill;
 mod core_flow;

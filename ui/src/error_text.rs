@@ -46,6 +46,9 @@ pub(crate) fn explain(e: &ApiError) -> String {
         ErrorCode::OfflineNeedsSecondFactor => {
             "Offline, your password alone opens this workstation for 12 hours after you last confirmed a sign-in with your code or security key. Connect to the network and sign in again."
         }
+        ErrorCode::StorageFull => {
+            "The clinic's server is out of storage space, so it cannot record who sees what: nothing is shown or changed until it has room again. Your changes wait on this workstation. Tell your clinic's IT."
+        }
         ErrorCode::Locked => "The session is locked.",
         ErrorCode::SessionExpired => "Your session ended. Sign in again.",
         ErrorCode::Forbidden => "Your role does not allow this.",
@@ -111,6 +114,9 @@ pub(crate) fn explain(e: &ApiError) -> String {
         }
         (ErrorCode::Conflict, Some("mrn")) => {
             "That MRN belongs to another patient.".to_owned()
+        }
+        (ErrorCode::StorageFull, Some("workstation")) => {
+            "This workstation's disk is full, so it cannot record who sees what: nothing is shown until it has room again. Nothing already recorded is lost. Free some space, or tell your clinic's IT.".to_owned()
         }
         (ErrorCode::BadRequest, Some("status")) => {
             "The appointment cannot move to that status from where it is now.".to_owned()

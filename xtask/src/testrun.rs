@@ -193,7 +193,14 @@ fn run_server_suite_on_postgres(cluster: &postgres::Cluster) -> Result<(u64, u64
     for binary in binaries {
         let (p, f, ok) = run_counted(
             Command::new(&binary)
-                .args(["--skip", "tamper::", "--skip", "at_rest::"])
+                .args([
+                    "--skip",
+                    "tamper::",
+                    "--skip",
+                    "at_rest::",
+                    "--skip",
+                    "full_disk::",
+                ])
                 .current_dir(root().join("server"))
                 .env("CLINICDESK_TEST_POSTGRES_URL", cluster.admin_url())
                 .env("CLINICDESK_TEST_POSTGRES_CA", cluster.ca_file())

@@ -5,6 +5,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
+    /// `ok`, or `unavailable` (answered with 503) when the server cannot record what it
+    /// serves: `problem` says why.
     pub status: String,
     pub version: String,
+    /// `storage_full`: the data directory's filesystem is (nearly) out of space, or a write
+    /// failed for lack of space in the last 30 seconds. Reads and writes of PHI are refused
+    /// until it has room again; the server recovers by itself then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }

@@ -61,6 +61,7 @@ fn status(error: &ServerError) -> StatusCode {
         | ServerError::Conflict { .. }
         | ServerError::StaleVersion { .. }
         | ServerError::PossibleDuplicate { .. } => StatusCode::CONFLICT,
+        ServerError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
         ServerError::Database(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

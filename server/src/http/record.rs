@@ -162,6 +162,8 @@ async fn record_read(
     );
     match stored.await {
         Ok(()) => response,
+        // Out of space says so (503, the server up); any other failure is internal.
+        Err(ServerError::StorageFull) => ServerError::StorageFull.into_response(),
         Err(e) => {
             tracing::error!(error = %e, route = path.as_str(), "audit write failed; {what} withheld");
             ServerError::Internal("audit write failed").into_response()

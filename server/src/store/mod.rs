@@ -33,6 +33,7 @@ pub mod audit_query;
 pub mod audit_verify;
 pub mod bookings;
 pub mod break_glass;
+pub mod capacity;
 pub mod care_team;
 pub mod clinics;
 pub mod coverages;
@@ -238,6 +239,17 @@ impl Store {
     }
 }
 
+/// Whether a pooled connection may be handed out again: not if sqlx still counts it inside a
+/// transaction (checked after the pool's ping, so a rollback queued when its transaction was
+/// dropped has run). A write that failed for lack of space can leave it so: SQLite rolls the
+/// transaction back itself, the driver's own `ROLLBACK` then fails and its count stays at one,
+/// and the connection's next `BEGIN IMMEDIATE` would fail (`storage_full`'s test found it).
+/// Such a connection is closed, and the pool opens a fresh one.
+fn settled(conn: &mut sqlx::AnyConnection) -> bool {
+    use sqlx::Connection;
+    !conn.is_in_transaction()
+}
+
 /// A boolean expression's value: PostgreSQL answers a boolean, SQLite an integer.
 pub(crate) fn flag(row: &AnyRow, index: usize) -> Result<bool, ServerError> {
     row.try_get::<bool, _>(index)
@@ -249,7 +261,7 @@ pub(crate) fn flag(row: &AnyRow, index: usize) -> Result<bool, ServerError> {
 pub(crate) fn conflict_if_unique(field: &'static str) -> impl Fn(sqlx::Error) -> ServerError {
     move |e| match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => ServerError::Conflict { field },
-        _ => ServerError::Database(e),
+        _ => ServerError::from(e),
     }
 }
 
@@ -293,6 +305,7 @@ impl Store {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(settled(conn)) }))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -334,6 +347,7 @@ impl Store {
         owner.close().await?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(settled(conn)) }))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(SET_APP_ROLE).await?;

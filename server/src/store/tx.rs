@@ -22,7 +22,9 @@ pub struct WriteTx {
 
 impl WriteTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        super::capacity::note_written();
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
@@ -94,7 +96,9 @@ impl ClinicTx {
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        super::capacity::note_written();
+        Ok(())
     }
 }
 

@@ -336,6 +336,22 @@ impl TestServer {
         .await
     }
 
+    /// A server on the embedded store in `dir` whatever the leg (a test's own place for it:
+    /// a small filesystem), with its key-encryption keys apart as usual.
+    pub async fn start_embedded_in(dir: tempfile::TempDir) -> TestServer {
+        let key_dir = Arc::new(tempfile::tempdir().unwrap());
+        let location = location_of(None, dir.path(), key_dir.path());
+        Self::serve(
+            dir,
+            key_dir,
+            location,
+            None,
+            ManualClock::new(START_MS),
+            |state| build_router(state).unwrap(),
+        )
+        .await
+    }
+
     /// A second server instance on this one's database, as behind a load balancer: its own
     /// process state (pool, router, listener) and data directory, holding copies of the
     /// key and TLS files (which instances of one deployment share); the same clock.

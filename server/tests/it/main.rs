@@ -20,6 +20,7 @@ mod data_dir;
 mod devices;
 mod escrow;
 mod export;
+mod full_disk;
 mod harness;
 mod hours;
 mod import;

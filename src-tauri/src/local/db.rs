@@ -14,10 +14,22 @@ use zeroize::Zeroizing;
 pub enum DbError {
     #[error("key does not open this database")]
     WrongKey,
+    /// The disk has no room for the write (SQLite's `SQLITE_FULL`): nothing was written.
+    #[error("disk full")]
+    Full,
     #[error("database error")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
     #[error("stored record malformed")]
     Malformed,
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => DbError::Full,
+            _ => DbError::Sqlite(e),
+        }
+    }
 }
 
 /// Page cache per open database, in KiB.
