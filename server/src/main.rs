@@ -359,6 +359,14 @@ enum AuditCommand {
         #[arg(long)]
         clinic: Option<uuid::Uuid>,
     },
+    /// Print the access policies a clinic runs under (idle lock, offline limit, session
+    /// limits, second factor, break-glass review) as JSON, for an auditor.
+    Policies {
+        #[arg(long, env = "CLINICDESK_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+    },
     /// Print a clinic's public keys (server audit key and every chain's key) as JSON, for
     /// `verify-export --keys`.
     Keys {
@@ -1175,6 +1183,15 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
             let clinic = clinic_or_only(&store, clinic).await?;
             let csv = operator::access_review(&store, clinic).await?;
             std::io::stdout().lock().write_all(&csv)?;
+            Ok(())
+        }
+        AuditCommand::Policies { data_dir, clinic } => {
+            let store = open_existing(db, &data_dir).await?;
+            let clinic = clinic_or_only(&store, clinic).await?;
+            let policies = operator::policies(&store, clinic).await?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &policies)?;
+            writeln!(out)?;
             Ok(())
         }
         AuditCommand::RotateKey { data_dir } => {

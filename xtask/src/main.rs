@@ -8,6 +8,8 @@
 
 #![allow(clippy::print_stdout)]
 
+mod evidence;
+mod fuzz;
 mod postgres;
 mod setup;
 mod testrun;
@@ -28,6 +30,16 @@ const USAGE: &str = "usage:
   cargo xtask bench [--quick]
       Build the benchmarks in release mode and run them; each figure is a ratio against a
       baseline measured in the same run. Writes target/bench/report.json and report.md.
+      Then fuzzes each target of fuzz/ for 5 minutes (--quick: 30 s).
+  cargo xtask evidence [--data-dir DIR --key-dir DIR] [--scan HOST:PORT --ca FILE]
+      The compliance evidence report, target/evidence/report.md and report.html: each
+      HIPAA technical safeguard (45 CFR 164.312) with what implements it and its tests (from
+      tests/safeguards.toml), run now; then the live evidence: the clinic's policies, second
+      factors per user, audit verify and a TLS scan, of a fresh synthetic clinic or of the
+      server's data named. Exits non-zero when a safeguard is a gap.
+  cargo xtask fuzz [SECONDS]
+      Fuzz each target of fuzz/ (cargo-fuzz, coverage-guided) for SECONDS (default 60),
+      from the committed corpus; a crash's input is kept in fuzz/artifacts/.
   cargo xtask policy-doc
       Regenerate docs/policy.md from the field table (protocol/src/policy/fields.rs).
   cargo xtask tidy [--root DIR] [--allowlist-draft]
@@ -54,6 +66,8 @@ fn run() -> Result<()> {
         Some("test") => testrun::test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("tidy") => tidy(&args[1..]),
+        Some("evidence") => evidence::evidence(&args[1..]),
+        Some("fuzz") => fuzz_for(&args[1..]),
         Some("policy-doc") => policy_doc(),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
@@ -106,7 +120,28 @@ fn bench(args: &[String]) -> Result<()> {
     if let Some(cluster) = &cluster {
         cmd.env("CLINICDESK_BENCH_POSTGRES_URL", cluster.admin_url());
     }
-    run_cmd(&mut cmd)
+    run_cmd(&mut cmd)?;
+    // The fuzzing's full version (`cargo xtask test` runs 15 s per target).
+    let (_, crashed) = fuzz::run(if quick { 30 } else { 300 })?;
+    if !crashed.is_empty() {
+        bail!("fuzzing found crashes in {}", crashed.join(", "));
+    }
+    Ok(())
+}
+
+/// `cargo xtask fuzz [SECONDS]`: each fuzz target for that long (default 60 s).
+fn fuzz_for(args: &[String]) -> Result<()> {
+    let seconds = match args {
+        [] => 60,
+        [n] => n.parse().context("usage: cargo xtask fuzz [SECONDS]")?,
+        _ => bail!("usage: cargo xtask fuzz [SECONDS]"),
+    };
+    setup::ensure(setup::Purpose::Bench)?;
+    let (_, crashed) = fuzz::run(seconds)?;
+    if !crashed.is_empty() {
+        bail!("fuzzing found crashes in {}", crashed.join(", "));
+    }
+    Ok(())
 }
 
 /// `cargo xtask policy-doc`: the protocol's own test writes the table out when asked, so

@@ -55,6 +55,11 @@ const POSTGRES_PACKAGE: &str = "postgresql-15";
 
 const TAURI_DRIVER_VERSION: &str = "2.1.0";
 
+/// The toolchain cargo-fuzz builds with (libFuzzer and the sanitizers need a nightly), pinned
+/// so that every machine fuzzes the same compiler, and the cargo-fuzz that drives it.
+pub const FUZZ_TOOLCHAIN: &str = "nightly-2026-10-30";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// The independent FHIR validator the audit export test runs (R4B models).
 const FHIR_RESOURCES_VERSION: &str = "8.3.0";
 
@@ -126,6 +131,36 @@ fn ensure_python_tools() -> Result<()> {
     )
 }
 
+/// The pinned nightly (minimal profile) and cargo-fuzz, for `crate::fuzz`.
+fn ensure_fuzzing() -> Result<()> {
+    stage("checking the fuzzing toolchain and cargo-fuzz");
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if toolchains.lines().any(|l| l.starts_with(FUZZ_TOOLCHAIN)) {
+        println!("{FUZZ_TOOLCHAIN} present");
+    } else {
+        run_cmd(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            FUZZ_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("cargo").args(["install", "--list"]))?;
+    if installed.contains(&format!("cargo-fuzz v{CARGO_FUZZ_VERSION}:")) {
+        println!("cargo-fuzz {CARGO_FUZZ_VERSION} present");
+    } else {
+        run_cmd(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            &format!("={CARGO_FUZZ_VERSION}"),
+        ]))?;
+    }
+    Ok(())
+}
+
 pub fn ensure(purpose: Purpose) -> Result<()> {
     stage("checking system packages");
     let mut wanted: Vec<&str> = DEMO_PACKAGES.to_vec();
@@ -182,6 +217,7 @@ pub fn ensure(purpose: Purpose) -> Result<()> {
         ensure_python_tools()?;
     }
     if purpose != Purpose::Demo {
+        ensure_fuzzing()?;
         stage("checking tauri-driver");
         let installed = output(Command::new("cargo").args(["install", "--list"]))?;
         // Both the binary and cargo's record of its version: either alone can be stale.

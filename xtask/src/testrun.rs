@@ -64,6 +64,18 @@ pub fn test(args: &[String]) -> Result<()> {
         problems.push("the UI's host tests exited with an error");
     }
 
+    // Each fuzz target counts as a test: clean for its seconds, or failed with its input kept.
+    match crate::fuzz::run(15) {
+        Ok((clean, crashed)) => {
+            passed += clean.len() as u64;
+            failed += crashed.len() as u64;
+        }
+        Err(e) => {
+            eprintln!("fuzzing could not run: {e:#}");
+            problems.push("fuzzing (the targets did not build or start)");
+        }
+    }
+
     stage("server suite again, on PostgreSQL (throwaway cluster on loopback)");
     match &cluster {
         Ok(cluster) => {

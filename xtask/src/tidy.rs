@@ -161,6 +161,8 @@ pub enum Rule {
     StorePool,
     ModuleDocs,
     InvariantTests,
+    /// A test named in the evidence mapping (`tests/safeguards.toml`) that does not exist.
+    EvidenceTests,
     Cycles,
     AppLayering,
     /// A line of `xtask/tidy-allow.txt` that is malformed or no longer matches.
@@ -168,7 +170,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    const ALL: [Rule; 11] = [
+    const ALL: [Rule; 12] = [
         Rule::StoreImports,
         Rule::DomainImports,
         Rule::SqlOutsideStore,
@@ -177,6 +179,7 @@ impl Rule {
         Rule::StorePool,
         Rule::ModuleDocs,
         Rule::InvariantTests,
+        Rule::EvidenceTests,
         Rule::Cycles,
         Rule::AppLayering,
         Rule::Allowlist,
@@ -192,6 +195,7 @@ impl Rule {
             Rule::StorePool => "store-pool",
             Rule::ModuleDocs => "module-docs",
             Rule::InvariantTests => "invariant-tests",
+            Rule::EvidenceTests => "evidence-tests",
             Rule::Cycles => "cycles",
             Rule::AppLayering => "app-layering",
             Rule::Allowlist => "allowlist",
@@ -288,6 +292,8 @@ pub struct Sources {
     files: Vec<SourceFile>,
     architecture: Option<String>,
     allowlist: Option<String>,
+    /// The evidence mapping's text, when the tree has one.
+    safeguards: Option<String>,
 }
 
 struct SourceFile {
@@ -310,11 +316,9 @@ impl Sources {
                 Err(e) => Err(e).with_context(|| format!("reading {name}")),
             }
         };
-        Ok(Self::new(
-            files,
-            optional(ARCHITECTURE)?,
-            optional(ALLOWLIST)?,
-        ))
+        let mut sources = Self::new(files, optional(ARCHITECTURE)?, optional(ALLOWLIST)?);
+        sources.safeguards = optional(crate::evidence::MAPPING)?;
+        Ok(sources)
     }
 
     fn new(
@@ -336,6 +340,7 @@ impl Sources {
             files,
             architecture,
             allowlist,
+            safeguards: None,
         }
     }
 }
@@ -406,6 +411,7 @@ pub fn check(sources: &Sources, max_cycle: usize) -> Report {
         app_layering(&mut out);
     }
     invariant_tests(sources, &mut found);
+    evidence_tests(sources, &mut found);
     let largest_cycle = cycles(&server_refs, max_cycle, &mut found);
     let tolerated = apply_allowlist(sources.allowlist.as_deref(), &mut found);
     found.sort();
@@ -931,6 +937,58 @@ fn invariant_tests(sources: &Sources, found: &mut Vec<Violation>) {
                     format!("`{name}` is named as a test but no `fn {name}` exists"),
                 );
             }
+        }
+    }
+}
+
+/// Rule 8b: every test the evidence mapping names exists in its package, so the report's
+/// "passed" can never come from a test that was renamed away.
+fn evidence_tests(sources: &Sources, found: &mut Vec<Violation>) {
+    let Some(text) = &sources.safeguards else {
+        return;
+    };
+    let mut push = |line: usize, message: String| {
+        found.push(Violation {
+            path: crate::evidence::MAPPING.to_owned(),
+            line,
+            rule: Rule::EvidenceTests,
+            message,
+        })
+    };
+    let named = match crate::evidence::tests_named(text) {
+        Ok(named) => named,
+        Err(e) => {
+            push(0, format!("unreadable: {e:#}"));
+            return;
+        }
+    };
+    for id in named {
+        let line = text
+            .lines()
+            .position(|l| l.contains(&id.path))
+            .map_or(0, |n| n + 1);
+        let Some(dir) = id.package_dir() else {
+            push(
+                line,
+                format!("`{}` is not a package of this workspace", id.package),
+            );
+            continue;
+        };
+        let exists = sources
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(&format!("{dir}/")))
+            .flat_map(|f| f.lexed.tokens.windows(2))
+            .any(|w| w[0].is("fn") && w[1].text == id.function());
+        if !exists {
+            push(
+                line,
+                format!(
+                    "`{}` is named as a test but no `fn {}` exists in {dir}/",
+                    id.path,
+                    id.function()
+                ),
+            );
         }
     }
 }
@@ -1483,6 +1541,43 @@ mod tests {
                  `fn fn_in_a_comment` exists",
                 "ARCHITECTURE.md:6: [invariant-tests] an Architecture Invariant names no test \
                  (\"Tests: `name`\", or \"Checked by `cargo xtask tidy`\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn evidence_tests() {
+        let files = [
+            (
+                "server/tests/it/a.rs",
+                "#[test]\nfn a_test_that_exists() {}",
+            ),
+            (
+                "tests/it/b.rs",
+                "#[test]\nfn elsewhere_only() {}\n// fn in_a_comment() {}",
+            ),
+        ];
+        let mut sources = sources(&files, "", "");
+        sources.safeguards = Some(
+            "[[safeguard]]\nsection = \"164.312(b)\"\ntitle = \"Audit\"\nfeatures = []\n\
+             tests = [\n\
+             \"clinicdesk-server it a::a_test_that_exists\",\n\
+             \"clinicdesk-server it b::elsewhere_only\",\n\
+             \"clinicdesk-tests it b::in_a_comment\",\n\
+             \"someone-else it c::x_y\",\n\
+             ]\n"
+            .to_owned(),
+        );
+        let report = check(&sources, 1);
+        assert_eq!(
+            shown(&report, Rule::EvidenceTests),
+            [
+                "tests/safeguards.toml:7: [evidence-tests] `b::elsewhere_only` is named as a test \
+                 but no `fn elsewhere_only` exists in server/",
+                "tests/safeguards.toml:8: [evidence-tests] `b::in_a_comment` is named as a test \
+                 but no `fn in_a_comment` exists in tests/",
+                "tests/safeguards.toml:9: [evidence-tests] `someone-else` is not a package of this \
+                 workspace",
             ]
         );
     }

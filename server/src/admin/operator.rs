@@ -46,6 +46,47 @@ pub async fn access_review(store: &Store, clinic_id: Uuid) -> Result<Vec<u8>, Se
     .await
 }
 
+/// The access policies a clinic runs under, as an auditor asks for them: what its admin
+/// set, and the limits every clinic has. For `clinicdesk-server audit policies`.
+#[derive(Debug, serde::Serialize)]
+pub struct Policies {
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+    /// A workstation locks after this long without input (and the server ends the session).
+    pub idle_timeout_secs: u64,
+    /// A workstation may unlock offline for this long after its last online sign-in.
+    pub max_offline_secs: u64,
+    /// Every session ends this long after its sign-in, whatever its use.
+    pub session_max_age_secs: i64,
+    /// A sign-in beyond this many live sessions of a user ends the oldest.
+    pub max_sessions_per_user: i64,
+    /// Every session needs a second factor (TOTP, a security key or a recovery code).
+    pub second_factor_required: bool,
+    /// How many different admins review each break-glass grant.
+    pub break_glass_reviewers: u8,
+    pub time_zone: String,
+}
+
+pub async fn policies(store: &Store, clinic_id: Uuid) -> Result<Policies, ServerError> {
+    let scope = ClinicScope::of_console(&Console::operator(), clinic_id);
+    let (idle_timeout_secs, max_offline_secs) = store.lock_policy(clinic_id).await?;
+    Ok(Policies {
+        clinic_id,
+        clinic_name: store
+            .clinic_name(clinic_id)
+            .await?
+            .ok_or(ServerError::NotFound)?,
+        idle_timeout_secs,
+        max_offline_secs,
+        session_max_age_secs: crate::session::SESSION_MAX_AGE_MS / 1000,
+        max_sessions_per_user: crate::store::MAX_SESSIONS_PER_USER,
+        // No route issues a session on a password alone (`sign_in::mfa`): not a setting.
+        second_factor_required: true,
+        break_glass_reviewers: store.break_glass_reviewers(&scope).await?,
+        time_zone: store.clinic_time_zone(&scope).await?,
+    })
+}
+
 /// One page of a clinic's audit search, for `clinicdesk-server audit search`.
 pub async fn search_audit(
     store: &Store,
