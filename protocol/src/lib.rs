@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod error;
 pub mod export;
+pub mod fhir_patient;
 pub mod merkle;
 pub mod phi;
 pub mod policy;

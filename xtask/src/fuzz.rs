@@ -1,7 +1,8 @@
 //! Coverage-guided fuzzing with cargo-fuzz (libFuzzer, on the pinned nightly of
 //! `setup::FUZZ_TOOLCHAIN`) of the parsers that take input from outside the process: the
 //! audit upload and its events' canonical encoding, the receipt as the app checks it, and
-//! the sign-in and second-factor bodies (`fuzz/fuzz_targets/`). Each run starts from the
+//! the sign-in and second-factor bodies, the FHIR `Patient` of an import
+//! (`fuzz/fuzz_targets/`). Each run starts from the
 //! committed corpus (`fuzz/corpus/TARGET`) and writes what it finds to a directory of its
 //! own, so the tree stays clean; a crash leaves its input in `fuzz/artifacts/TARGET` and
 //! fails the run. `cargo xtask test` fuzzes each target briefly, `cargo xtask bench` longer.
@@ -14,7 +15,7 @@ use crate::setup::FUZZ_TOOLCHAIN;
 use crate::{root, run_cmd, stage, target_dir};
 
 /// The fuzz targets, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: &[&str] = &["audit_batch", "receipt", "sign_in_bodies"];
+pub const TARGETS: &[&str] = &["audit_batch", "receipt", "sign_in_bodies", "fhir_patient"];
 
 /// `cargo +nightly fuzz ARGS` in `fuzz/`, with its build kept in the target directory.
 fn cargo_fuzz(args: &[&str]) -> Command {

@@ -9,7 +9,9 @@ pub mod coverage;
 pub mod day_patients;
 pub mod days;
 pub mod fhir_everything;
-pub mod fhir_patient;
+/// A record as a FHIR R4 `Patient` and back: in the protocol, pure mapping that the fuzzer
+/// reaches (`fuzz/fuzz_targets/fhir_patient.rs`).
+pub use clinicdesk_protocol::fhir_patient;
 pub mod hours;
 pub mod patients;
 pub mod records;

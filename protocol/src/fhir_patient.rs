@@ -3,9 +3,7 @@
 //! from Bulk Data NDJSON. Only what the reader may see is written, and FHIR allows no empty
 //! values, so an empty field is left out.
 
-use clinicdesk_protocol::wire::{
-    Address, EmergencyContact, Gender, HumanName, Identifier, PatientFields,
-};
+use crate::wire::{Address, EmergencyContact, Gender, HumanName, Identifier, PatientFields};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
