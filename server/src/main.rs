@@ -358,6 +358,9 @@ enum AuditCommand {
         data_dir: PathBuf,
         #[arg(long)]
         clinic: Option<uuid::Uuid>,
+        /// Every user, also those whose role reaches no patient data (admins).
+        #[arg(long)]
+        all_users: bool,
     },
     /// Print the access policies a clinic runs under (idle lock, offline limit, session
     /// limits, second factor, break-glass review) as JSON, for an auditor.
@@ -1178,10 +1181,14 @@ async fn audit_command(db: &DatabaseUrls, command: AuditCommand) -> anyhow::Resu
                 Err(p) => anyhow::bail!("export does NOT verify: {p}"),
             }
         }
-        AuditCommand::AccessReview { data_dir, clinic } => {
+        AuditCommand::AccessReview {
+            data_dir,
+            clinic,
+            all_users,
+        } => {
             let store = open_existing(db, &data_dir).await?;
             let clinic = clinic_or_only(&store, clinic).await?;
-            let csv = operator::access_review(&store, clinic).await?;
+            let csv = operator::access_review(&store, clinic, all_users).await?;
             std::io::stdout().lock().write_all(&csv)?;
             Ok(())
         }

@@ -4,7 +4,7 @@
 //! tests), what implements it and the tests that prove it, each run now and its result
 //! shown; a safeguard with no passing test is a gap. Then the live evidence an auditor asks
 //! for, from the operator's own commands on a server's data: the clinic's policies in force,
-//! second factors per user (the access review), `audit verify`, and a TLS scan (testssl).
+//! second factors per user (the access review, every user), `audit verify`, and a TLS scan (testssl).
 //! Without `--data-dir` that is a fresh synthetic demo clinic, and the scan is of a server
 //! started on it; with one, the scan is of `--scan` (the live server, trusting `--ca`), or
 //! left out. Exits non-zero when a safeguard is a gap or the trail does not verify.
@@ -356,14 +356,11 @@ fn live_evidence(options: &Options, out: &Path) -> Result<Live> {
         .into_iter()
         .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
         .collect();
-    let (ok, review, err) = operator(&["audit", "access-review"], &data, &keys)?;
+    let (ok, review, err) = operator(&["audit", "access-review", "--all-users"], &data, &keys)?;
     if !ok {
         bail!("audit access-review failed: {err}");
     }
-    let users = review
-        .lines()
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect();
+    let users = review.lines().map(csv_cells).collect();
     let (verified, said, err) = operator(&["audit", "verify"], &data, &keys)?;
     let verify_said = if verified { said } else { err };
     let tls = match (&options.scan, &options.data) {
@@ -689,6 +686,27 @@ impl Report<'_> {
     }
 }
 
+/// The cells of one CSV line as the server writes them (RFC 4180: a cell in double quotes
+/// may hold commas, and `""` is a quote).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        let cell = cells.last_mut().expect("one cell at least");
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cell.push(c),
+        }
+    }
+    cells
+}
+
 /// A Markdown table of CSV rows, the first its header.
 fn table_md(md: &mut String, rows: &[Vec<String>]) {
     let Some(header) = rows.first() else {
@@ -734,6 +752,15 @@ mod tests {
         for t in safeguards.iter().flat_map(|s| &s.tests) {
             assert!(TestId::parse(t).unwrap().package_dir().is_some(), "{t}");
         }
+    }
+
+    #[test]
+    fn csv_cells_keep_quoted_commas_and_quotes() {
+        assert_eq!(
+            csv_cells(r#"admin,"Pat, ""Admin"" (demo)",admin,none"#),
+            ["admin", r#"Pat, "Admin" (demo)"#, "admin", "none"]
+        );
+        assert_eq!(csv_cells("a,,b"), ["a", "", "b"]);
     }
 
     #[test]

@@ -37,11 +37,23 @@ pub async fn revoke_device(state: &AppState, device_id: Uuid) -> Result<bool, Se
     }
 }
 
-/// The clinic's access review as CSV, for `clinicdesk-server audit access-review`.
-pub async fn access_review(store: &Store, clinic_id: Uuid) -> Result<Vec<u8>, ServerError> {
-    crate::audit::access_review::csv(
+/// The clinic's access review as CSV, for `clinicdesk-server audit access-review` (with
+/// `every_user`, admins and other users without PHI access too).
+pub async fn access_review(
+    store: &Store,
+    clinic_id: Uuid,
+    every_user: bool,
+) -> Result<Vec<u8>, ServerError> {
+    use crate::audit::access_review::{Reviewed, csv};
+    let reviewed = if every_user {
+        Reviewed::EveryUser
+    } else {
+        Reviewed::PhiAccess
+    };
+    csv(
         store,
         &ClinicScope::of_console(&Console::operator(), clinic_id),
+        reviewed,
     )
     .await
 }

@@ -1,6 +1,8 @@
 //! The access review: every user of a clinic whose role reaches patient data, with what a
 //! reviewer checks each quarter (is this person still here, in this role, with a second
-//! factor, on which workstations, when did they last sign in). CSV for a spreadsheet.
+//! factor, on which workstations, when did they last sign in). CSV for a spreadsheet. The
+//! operator's console may ask for every user, admins too (their second factors guard the
+//! accounts that manage all the others): the compliance evidence does.
 
 use clinicdesk_protocol::policy::{self, Permission};
 
@@ -28,9 +30,22 @@ pub const HEADER: [&str; 9] = [
     "user_id",
 ];
 
-/// One CSV row per user with PHI access, by role then username; users deactivated stay
-/// listed (the review confirms they are).
-pub async fn rows(store: &Store, scope: &ClinicScope) -> Result<Vec<[String; 9]>, ServerError> {
+/// Whose rows the review holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewed {
+    /// Users whose role reaches patient data (the quarterly review).
+    PhiAccess,
+    /// Every user of the clinic (`phi_access` then reads `none` for those without).
+    EveryUser,
+}
+
+/// One CSV row per user reviewed, by role then username; users deactivated stay listed
+/// (the review confirms they are).
+pub async fn rows(
+    store: &Store,
+    scope: &ClinicScope,
+    reviewed: Reviewed,
+) -> Result<Vec<[String; 9]>, ServerError> {
     let mut tx = store.clinic_tx(scope).await?;
     let users = audit_query::reviewed_users(&mut tx).await?;
     let stations = audit_query::workstations_used(&mut tx).await?;
@@ -43,7 +58,7 @@ pub async fn rows(store: &Store, scope: &ClinicScope) -> Result<Vec<[String; 9]>
             .filter(|(p, _)| policy::allows(role, *p))
             .map(|(_, name)| *name)
             .collect();
-        if access.is_empty() {
+        if access.is_empty() && reviewed == Reviewed::PhiAccess {
             continue;
         }
         let mut factors = Vec::new();
@@ -62,7 +77,11 @@ pub async fn rows(store: &Store, scope: &ClinicScope) -> Result<Vec<[String; 9]>
             u.username,
             u.display_name,
             role.as_str().to_owned(),
-            access.join(";"),
+            if access.is_empty() {
+                "none".to_owned()
+            } else {
+                access.join(";")
+            },
             if u.active { "active" } else { "deactivated" }.to_owned(),
             if factors.is_empty() {
                 "none".to_owned()
@@ -82,9 +101,13 @@ pub async fn rows(store: &Store, scope: &ClinicScope) -> Result<Vec<[String; 9]>
 
 /// The review as CSV (header first; cells that a spreadsheet would run as formulas are
 /// defused as in the audit export).
-pub async fn csv(store: &Store, scope: &ClinicScope) -> Result<Vec<u8>, ServerError> {
+pub async fn csv(
+    store: &Store,
+    scope: &ClinicScope,
+    reviewed: Reviewed,
+) -> Result<Vec<u8>, ServerError> {
     let mut out = crate::audit::export::csv_row(&HEADER)?;
-    for row in rows(store, scope).await? {
+    for row in rows(store, scope, reviewed).await? {
         out.extend(crate::audit::export::csv_row(&row)?);
     }
     Ok(out)

@@ -429,6 +429,32 @@ async fn the_access_review_lists_every_user_with_phi_access() {
         ],
     );
     assert_eq!(stdout, csv_bytes.as_ref(), "the CLI writes the same review");
+    // Every user, for the compliance evidence: the admin too, with no PHI access.
+    let every = crate::harness::cli_ok(
+        &server,
+        &[
+            "audit",
+            "access-review",
+            "--all-users",
+            "--clinic",
+            &report.clinic_id.to_string(),
+        ],
+    );
+    let every = String::from_utf8(every).unwrap();
+    let admin_row = every
+        .lines()
+        .find(|l| l.starts_with("admin,"))
+        .expect("the admin is listed");
+    assert!(admin_row.contains(",admin,none,active,"), "{admin_row}");
+    assert_eq!(
+        every.lines().count(),
+        stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            + 1,
+        "the review's rows and the admin's"
+    );
 }
 
 /// A new password has a length cap (a megabyte of password is refused by the field's

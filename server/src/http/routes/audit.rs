@@ -167,7 +167,12 @@ pub async fn access_review(
     auth: Authenticated,
 ) -> Result<axum::response::Response, ServerError> {
     use axum::response::IntoResponse;
-    let csv = crate::audit::access_review::csv(&state.store, auth.scope()).await?;
+    let csv = crate::audit::access_review::csv(
+        &state.store,
+        auth.scope(),
+        crate::audit::access_review::Reviewed::PhiAccess,
+    )
+    .await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         csv,
