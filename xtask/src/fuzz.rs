@@ -43,22 +43,35 @@ pub fn run(seconds: u64) -> Result<(Vec<&'static str>, Vec<&'static str>)> {
         let found = tempdir(target)?;
         let corpus = root().join("fuzz/corpus").join(target);
         let max_time = format!("-max_total_time={seconds}");
+        // libFuzzer prints a line per new input: kept in a log beside what it found, and
+        // shown (its end) only when the target fails.
+        let log_path = found.with_extension("log");
+        let log = std::fs::File::create(&log_path)?;
         let ok = cargo_fuzz(&["run", "-O", target])
             .arg(&found)
             .arg(&corpus)
             .args(["--", &max_time, "-timeout=10", "-print_final_stats=1"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .status()
             .with_context(|| format!("running the fuzz target {target}"))?
             .success();
         let _ = std::fs::remove_dir_all(&found);
-        println!(
-            "fuzz {target} ... {}",
-            if ok {
-                "ok"
-            } else {
-                "FAILED (its input is in fuzz/artifacts)"
-            }
-        );
+        let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if ok {
+            let runs = said
+                .lines()
+                .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+                .map_or("?", str::trim);
+            println!("fuzz {target} ... ok ({runs} runs)");
+        } else {
+            let lines: Vec<&str> = said.lines().collect();
+            println!("{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+            println!(
+                "fuzz {target} ... FAILED (its input is in fuzz/artifacts; the whole log: {})",
+                log_path.display()
+            );
+        }
         if ok {
             clean.push(*target);
         } else {

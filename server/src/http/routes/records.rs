@@ -22,7 +22,18 @@ use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, etag, written};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration, params(("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
-    responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
+    responses((status = 201, body = RecordWritten, headers(("ETag" = String)),
+            // What a client does next with a new record: schemathesis's stateful phase follows
+            // these (read it, its history, change it with the version just answered).
+            links(
+                ("ReadRecord" = (operation_id = "get_record",
+                    parameters(("path.patient_id" = "$response.body#/id")))),
+                ("ReadHistory" = (operation_id = "get_history",
+                    parameters(("path.patient_id" = "$response.body#/id")))),
+                ("Change" = (operation_id = "update",
+                    parameters(("path.patient_id" = "$response.body#/id"),
+                        ("header.If-Match" = "$response.header.ETag"))))
+            )),
         (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
         (status = 403, body = ApiError, description = "The role may not write the named field"),
         (status = 409, body = ApiError,
@@ -51,7 +62,11 @@ pub async fn register(
         ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
         ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = PatientUpdate,
-    responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
+    responses((status = 200, body = RecordWritten, headers(("ETag" = String)),
+            // The same change again on the version it was based on, now stale: a `conflict`.
+            links(("ChangeStale" = (operation_id = "update",
+                parameters(("path.patient_id" = "$request.path.patient_id"),
+                    ("header.If-Match" = "$request.header.If-Match")))))),
         (status = 400, body = ApiError),
         (status = 403, body = ApiError, description = "The role may not write the named field"),
         (status = 404, body = ApiError),
