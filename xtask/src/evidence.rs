@@ -302,16 +302,21 @@ fn server_binary() -> PathBuf {
     target_dir().join("debug/clinicdesk-server")
 }
 
-/// `clinicdesk-server ARGS --data-dir D --key-dir K` on the embedded store: (success, stdout,
-/// stderr).
-fn operator(args: &[&str], data: &Path, keys: &Path) -> Result<(bool, String, String)> {
-    let out = Command::new(server_binary())
-        .args(args)
+/// `clinicdesk-server ARGS --data-dir D --key-dir K`: (success, stdout, stderr). On a live
+/// server's data the environment's `DATABASE_URL` (a PostgreSQL deployment) is kept; the
+/// synthetic clinic is always the embedded store.
+fn operator(args: &[&str], data: &Path, keys: &Path, live: bool) -> Result<(bool, String, String)> {
+    let mut cmd = Command::new(server_binary());
+    cmd.args(args)
         .arg("--data-dir")
         .arg(data)
         .arg("--key-dir")
-        .arg(keys)
-        .env_remove("DATABASE_URL")
+        .arg(keys);
+    if !live {
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("DATABASE_MIGRATION_URL");
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("running clinicdesk-server {}", args.join(" ")))?;
     Ok((
@@ -322,6 +327,7 @@ fn operator(args: &[&str], data: &Path, keys: &Path) -> Result<(bool, String, St
 }
 
 fn live_evidence(options: &Options, out: &Path) -> Result<Live> {
+    let live = options.data.is_some();
     let (data, keys, source) = match &options.data {
         Some((d, k)) => (
             d.clone(),
@@ -334,7 +340,7 @@ fn live_evidence(options: &Options, out: &Path) -> Result<Live> {
                 std::fs::remove_dir_all(&demo)?;
             }
             let (d, k) = (demo.join("data"), demo.join("keys"));
-            let (ok, _, err) = operator(&["seed"], &d, &k)?;
+            let (ok, _, err) = operator(&["seed"], &d, &k, false)?;
             if !ok {
                 bail!("seeding the synthetic clinic failed: {err}");
             }
@@ -346,7 +352,7 @@ fn live_evidence(options: &Options, out: &Path) -> Result<Live> {
             )
         }
     };
-    let (ok, policies, err) = operator(&["audit", "policies"], &data, &keys)?;
+    let (ok, policies, err) = operator(&["audit", "policies"], &data, &keys, live)?;
     if !ok {
         bail!("audit policies failed: {err}");
     }
@@ -356,12 +362,17 @@ fn live_evidence(options: &Options, out: &Path) -> Result<Live> {
         .into_iter()
         .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
         .collect();
-    let (ok, review, err) = operator(&["audit", "access-review", "--all-users"], &data, &keys)?;
+    let (ok, review, err) = operator(
+        &["audit", "access-review", "--all-users"],
+        &data,
+        &keys,
+        live,
+    )?;
     if !ok {
         bail!("audit access-review failed: {err}");
     }
     let users = review.lines().map(csv_cells).collect();
-    let (verified, said, err) = operator(&["audit", "verify"], &data, &keys)?;
+    let (verified, said, err) = operator(&["audit", "verify"], &data, &keys, live)?;
     let verify_said = if verified { said } else { err };
     let tls = match (&options.scan, &options.data) {
         (Some((target, ca)), _) => scan(target, ca, out)?,
