@@ -293,23 +293,29 @@ pub fn from_fhir(resource: &Value) -> Result<(String, PatientFields), Skip> {
                 .unwrap_or_default(),
         })
         .unwrap_or_default();
-    let all_identifiers = resource["identifier"]
+    let all_identifiers: Vec<Identifier> = resource["identifier"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let ssn = all_identifiers
-        .iter()
-        .find(|i| i["system"] == SSN_SYSTEM)
-        .map(|i| str_of(&i["value"]))
-        .unwrap_or_default();
-    let identifiers = all_identifiers
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|i| Identifier {
             system: str_of(&i["system"]),
             value: str_of(&i["value"]),
             kind: str_of(&i["type"]["coding"][0]["code"]),
         })
-        .filter(|i| !i.value.is_empty() && !SENSITIVE_KINDS.contains(&i.kind.as_str()))
+        .collect();
+    // An SSN is known by its system or its kind, either alone: it goes to the encrypted
+    // `ssn` field and never stays behind as an identifier in the clear.
+    let is_ssn = |i: &Identifier| i.system == SSN_SYSTEM || i.kind == "SS";
+    let ssn = all_identifiers
+        .iter()
+        .find(|i| is_ssn(i))
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let identifiers = all_identifiers
+        .into_iter()
+        .filter(|i| {
+            !i.value.is_empty() && !is_ssn(i) && !SENSITIVE_KINDS.contains(&i.kind.as_str())
+        })
         .collect();
     let fields = PatientFields {
         mrn: None,
@@ -331,6 +337,35 @@ pub fn from_fhir(resource: &Value) -> Result<(String, PatientFields), Skip> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An SSN is known by its system alone too (many exports give no type), with stray
+    /// spaces around it: it goes to the encrypted `ssn` field and never stays behind as a
+    /// plain identifier (found by the `fhir_patient` fuzz target: the SSN came back as an
+    /// identifier, in the clear, and moved on a second import).
+    #[test]
+    fn an_ssn_known_by_its_system_alone_is_never_kept_as_an_identifier() {
+        for system in [SSN_SYSTEM.to_owned(), format!(" {SSN_SYSTEM} ")] {
+            let source = json!({
+                "resourceType": "Patient", "id": "abc",
+                "identifier": [
+                    { "system": "https://example.invalid/ids", "value": "abc" },
+                    { "system": system, "value": "999-00-0001" }
+                ],
+                "name": [{ "family": "Quill1", "given": ["Testa2"] }],
+                "birthDate": "1949-11-14"
+            });
+            let (_, fields) = from_fhir(&source).unwrap();
+            assert_eq!(fields.ssn.as_deref(), Some("999-00-0001"));
+            let kept = fields.identifiers.clone().unwrap();
+            assert_eq!(kept.len(), 1, "only the other system's identifier is kept");
+            assert_eq!(kept[0].value, "abc");
+            let (_, again) = from_fhir(&to_fhir(Uuid::nil(), 1, &fields)).unwrap();
+            assert!(
+                again == fields,
+                "the same after an export and a second import"
+            );
+        }
+    }
 
     #[test]
     fn a_patient_round_trips_its_ssn_goes_to_its_field_and_other_sensitive_ids_stay_behind() {
