@@ -9,9 +9,10 @@ pub struct Health {
     /// serves: `problem` says why.
     pub status: String,
     pub version: String,
-    /// `storage_full`: the data directory's filesystem is (nearly) out of space, or a write
-    /// failed for lack of space in the last 30 seconds. Reads and writes of PHI are refused
-    /// until it has room again; the server recovers by itself then.
+    /// `storage_full`: the embedded store's filesystem has less than 1 MiB free, or (on
+    /// PostgreSQL) a write failed for lack of space in the last 30 seconds with no commit
+    /// since. Reads and writes of PHI are refused until it has room again; the server
+    /// recovers by itself then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }

@@ -2,9 +2,13 @@
 //! `SQLITE_FULL`, PostgreSQL's `disk_full`, or the OS's `ENOSPC`) becomes
 //! `ServerError::StorageFull` (`503 storage_full`): the request fails closed (a PHI read whose
 //! audit event cannot be written is not answered) and the server stays up. Health checks
-//! report it while the embedded store's filesystem is nearly full, and after such a failure
-//! until a transaction commits again or 30 seconds pass (a load balancer that took the
-//! instance out on a 503 sends it no requests that could succeed). Nothing else changes
+//! report it: on the embedded store while its filesystem has less than 1 MiB free (asked of
+//! the data directory, so each server state answers for its own); on PostgreSQL, whose disk
+//! is the database's, after a write failed for lack of space until a transaction commits
+//! again or 30 seconds pass (a load balancer that took the instance out on a 503 sends it no
+//! requests that could succeed). That memory is per process, as a deployment runs one server
+//! per process; the embedded store's check does not use it, so test servers sharing a process
+//! do not see each other's full disks. Nothing else changes
 //! state, so the server recovers by itself when space returns: the next write succeeds.
 
 use std::path::Path;
