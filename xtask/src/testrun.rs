@@ -1,6 +1,7 @@
 //! `cargo xtask test`: setup, build, lint, then every test inside a harness session (Xvfb
 //! for the desktop app, a private D-Bus session with an unlocked gnome-keyring for the
-//! real Secret Service), and one closing line `N passed, N failed`.
+//! real Secret Service), and closing lines that name every failed test, then
+//! `N passed, N failed` (last, so the end of a cut log still says what failed).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -49,26 +50,29 @@ pub fn test(args: &[String]) -> Result<()> {
     let cluster = postgres::Cluster::start();
 
     stage("tests (unit, integration, keychain, TLS, desktop end-to-end)");
-    let (mut passed, mut failed, exit_ok) = run_tests_in_harness(cluster.as_ref().ok())?;
-    if !exit_ok && failed == 0 {
+    let mut tally = run_tests_in_harness(cluster.as_ref().ok())?;
+    if !tally.exit_ok && tally.failed == 0 {
         problems.push("cargo test exited with an error (a test binary failed to build or crashed)");
     }
 
     // The UI is left out of the host build (it is a wasm crate), but its pure logic (time
     // formatting) has tests that run on the host.
     stage("UI logic tests (host)");
-    let (p, f, ok) = run_counted(cargo().args(["test", "--package", "clinicdesk-ui"]))?;
-    passed += p;
-    failed += f;
-    if !ok && f == 0 {
+    let ui = run_counted(cargo().args(["test", "--package", "clinicdesk-ui"]))?;
+    if !ui.exit_ok && ui.failed == 0 {
         problems.push("the UI's host tests exited with an error");
     }
+    tally.add(ui);
 
     // Each fuzz target counts as a test: clean for its seconds, or failed with its input kept.
     match crate::fuzz::run(15) {
         Ok((clean, crashed)) => {
-            passed += clean.len() as u64;
-            failed += crashed.len() as u64;
+            tally.passed += clean.len() as u64;
+            tally.failed += crashed.len() as u64;
+            let named = crashed
+                .iter()
+                .map(|t| format!("fuzz {t} (its input: fuzz/artifacts/{t})"));
+            tally.failures.extend(named);
         }
         Err(e) => {
             eprintln!("fuzzing could not run: {e:#}");
@@ -79,12 +83,14 @@ pub fn test(args: &[String]) -> Result<()> {
     stage("server suite again, on PostgreSQL (throwaway cluster on loopback)");
     match &cluster {
         Ok(cluster) => {
-            let (p, f, ok) = run_server_suite_on_postgres(cluster)?;
-            passed += p;
-            failed += f;
-            if !ok && f == 0 {
+            let mut leg = run_server_suite_on_postgres(cluster)?;
+            if !leg.exit_ok && leg.failed == 0 {
                 problems.push("the PostgreSQL leg exited with an error");
             }
+            for name in &mut leg.failures {
+                name.push_str(" (on PostgreSQL)");
+            }
+            tally.add(leg);
         }
         Err(e) => {
             eprintln!(
@@ -107,6 +113,10 @@ pub fn test(args: &[String]) -> Result<()> {
             format!("; also failed: {}", problems.join(", "))
         }
     );
+    for name in &tally.failures {
+        println!("FAILED: {name}");
+    }
+    let Tally { passed, failed, .. } = tally;
     println!("{passed} passed, {failed} failed");
     if failed > 0 || !problems.is_empty() {
         std::process::exit(1);
@@ -171,7 +181,7 @@ pub fn cargo_in_keyring_session(name: &str, display: bool, args: &[&str]) -> Res
 /// its output and adding up the `test result:` lines. With `cluster`, the cross-crate tests
 /// that also run on PostgreSQL get it as `CLINICDESK_CROSS_POSTGRES_URL` (the server suite
 /// here stays on SQLite: it has its own PostgreSQL leg).
-fn run_tests_in_harness(cluster: Option<&postgres::Cluster>) -> Result<(u64, u64, bool)> {
+fn run_tests_in_harness(cluster: Option<&postgres::Cluster>) -> Result<Tally> {
     // PostgreSQL-only tests run on the PostgreSQL leg below; here they would test nothing.
     let mut cmd = cargo_in_keyring_session(
         "test-harness",
@@ -191,7 +201,7 @@ fn run_tests_in_harness(cluster: Option<&postgres::Cluster>) -> Result<(u64, u64
 /// Runs the server's unit and integration tests (built by the main run, so nothing is
 /// compiled again) against PostgreSQL: each test server gets a database of its own. The
 /// tamper and at-rest tests work on SQLite files by hand and have run already.
-fn run_server_suite_on_postgres(cluster: &postgres::Cluster) -> Result<(u64, u64, bool)> {
+fn run_server_suite_on_postgres(cluster: &postgres::Cluster) -> Result<Tally> {
     let listing = cargo()
         .args(["test", "--no-run", "--message-format=json"])
         .stderr(Stdio::null())
@@ -201,9 +211,9 @@ fn run_server_suite_on_postgres(cluster: &postgres::Cluster) -> Result<(u64, u64
     if binaries.len() != 2 {
         bail!("expected the server's lib and `it` test binaries, found {binaries:?}");
     }
-    let (mut passed, mut failed, mut all_ok) = (0, 0, true);
+    let mut tally = Tally::default();
     for binary in binaries {
-        let (p, f, ok) = run_counted(
+        let run = run_counted(
             Command::new(&binary)
                 .args([
                     "--skip",
@@ -220,11 +230,9 @@ fn run_server_suite_on_postgres(cluster: &postgres::Cluster) -> Result<(u64, u64
                 .env("CLINICDESK_SCHEMATHESIS", setup::schemathesis_bin()),
         )
         .with_context(|| format!("running {binary}"))?;
-        passed += p;
-        failed += f;
-        all_ok &= ok;
+        tally.add(run);
     }
-    Ok((passed, failed, all_ok))
+    Ok(tally)
 }
 
 /// The executables of clinicdesk-server's lib tests and `it` suite, from cargo's JSON.
@@ -252,28 +260,77 @@ fn parse_result_line(line: &str) -> Option<(u64, u64)> {
     Some((count("passed")?, count("failed")?))
 }
 
-/// Runs a test command, echoing its output and adding up its `test result:` lines.
-fn run_counted(cmd: &mut Command) -> Result<(u64, u64, bool)> {
+/// `test some::name ... FAILED` → `some::name`.
+fn parse_failed_line(line: &str) -> Option<&str> {
+    line.strip_prefix("test ")?.strip_suffix(" ... FAILED")
+}
+
+/// What test runs added up to: counts, the names of the tests that failed, and whether
+/// every command exited cleanly.
+struct Tally {
+    passed: u64,
+    failed: u64,
+    failures: Vec<String>,
+    exit_ok: bool,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            passed: 0,
+            failed: 0,
+            failures: Vec::new(),
+            exit_ok: true,
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.failures.extend(other.failures);
+        self.exit_ok &= other.exit_ok;
+    }
+}
+
+/// Runs a test command, echoing its output, adding up its `test result:` lines and
+/// keeping the names of the tests that failed.
+fn run_counted(cmd: &mut Command) -> Result<Tally> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the tests")?;
     let stdout = child.stdout.take().context("test output")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut tally = Tally::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
         if let Some((p, f)) = parse_result_line(&line) {
-            passed += p;
-            failed += f;
+            tally.passed += p;
+            tally.failed += f;
+        }
+        if let Some(name) = parse_failed_line(&line) {
+            tally.failures.push(name.to_owned());
         }
     }
-    Ok((passed, failed, child.wait()?.success()))
+    tally.exit_ok = child.wait()?.success();
+    Ok(tally)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_result_line;
+    use super::{parse_failed_line, parse_result_line};
+
+    #[test]
+    fn names_failed_tests_from_their_lines() {
+        assert_eq!(
+            parse_failed_line("test records::a_change ... FAILED"),
+            Some("records::a_change")
+        );
+        assert_eq!(parse_failed_line("test records::a_change ... ok"), None);
+        assert_eq!(parse_failed_line("failures:"), None);
+    }
 
     #[test]
     fn parses_cargo_test_result_lines() {
