@@ -17,13 +17,11 @@ use clinicdesk_app::secrets::keychain::random_key;
 use clinicdesk_protocol::audit::{
     AuditAction, AuditEvent, Hash32, Outcome, Recorder, SignedAuditEvent, to_hex,
 };
-use clinicdesk_protocol::mfa::{LoginStep, MfaEnrolled, TotpSetup};
 use clinicdesk_protocol::policy::Role;
-use clinicdesk_protocol::wire::{EnrollResponse, login_proof_bytes};
+use clinicdesk_protocol::wire::EnrollResponse;
 use clinicdesk_server::admin::seed;
 use clinicdesk_server::http::tls;
 use clinicdesk_server::secrets::kek::KeyFileProvider;
-use clinicdesk_server::sign_in::mfa::totp::TotpSecret;
 use clinicdesk_server::store::{Store, StoreLocation};
 use clinicdesk_server::time::SystemClock;
 use clinicdesk_server::{AppState, build_router};
@@ -46,17 +44,19 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A served data dir with the synthetic clinic and one enrolled workstation.
 pub(crate) struct Served {
     pub(crate) state: AppState,
+    /// Where the server's store is (for another instance on the same database).
+    pub(crate) location: StoreLocation,
     /// The bench's own pool on the server's database ([`own_pool`]).
     pub(crate) db: sqlx::AnyPool,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub(crate) url: String,
     /// The server's CA (PEM), for an app to pin.
     pub(crate) ca_cert: std::path::PathBuf,
     pub(crate) client: reqwest::Client,
-    key: SigningKey,
-    device_id: Uuid,
+    pub(crate) key: SigningKey,
+    pub(crate) device_id: Uuid,
     pub(crate) clinic_id: Uuid,
-    clinician: Uuid,
+    pub(crate) clinician: Uuid,
     /// The clinician's password.
     pub(crate) password: String,
     /// The front desk's password.
@@ -68,7 +68,7 @@ pub(crate) async fn served() -> anyhow::Result<Served> {
 }
 
 /// Enrolls a workstation with a throwaway key through the API: (its key, its id).
-async fn enroll(
+pub(crate) async fn enroll(
     client: &reqwest::Client,
     url: &str,
     code: &str,
@@ -127,6 +127,68 @@ pub(crate) fn embedded_in(dir: &std::path::Path) -> anyhow::Result<StoreLocation
     )?)
 }
 
+/// Another server instance on the same database, as behind a load balancer: a data
+/// directory of its own with copies of the first one's keys and certificates.
+pub(crate) struct Instance {
+    pub(crate) url: String,
+    _state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub(crate) async fn another_instance(&self) -> anyhow::Result<Instance> {
+        let dir = tempfile::tempdir()?;
+        copy_keys(self.dir.path(), dir.path())?;
+        let state = AppState::open_at(
+            &self.location,
+            dir.path(),
+            Arc::new(SystemClock),
+            keys_in(dir.path()),
+        )
+        .await?;
+        let (url, _) = serve(&state, dir.path()).await?;
+        Ok(Instance {
+            url,
+            _state: state,
+            _dir: dir,
+        })
+    }
+}
+
+/// Serves `state` over TLS on a loopback port, with the certificate of the data directory's
+/// local CA: (its URL, the certificate files).
+async fn serve(state: &AppState, dir: &std::path::Path) -> anyhow::Result<(String, tls::TlsFiles)> {
+    let files = tls::ensure_local_ca(dir)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+    tokio::spawn(tls::serve(
+        listener,
+        tls::server_config(&files)?,
+        build_router(state.clone())?,
+    ));
+    Ok((url, files))
+}
+
+/// Copies a data directory's files but the embedded store's.
+fn copy_keys(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        if path.is_dir() {
+            std::fs::create_dir_all(to.join(name))?;
+            copy_keys(&path, &to.join(name))?;
+        } else if !name
+            .to_string_lossy()
+            .starts_with(clinicdesk_server::store::EMBEDDED_FILE)
+        {
+            std::fs::copy(&path, to.join(name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Closes the bench's own pool, and waits for it, when the served clinic goes (as the
 /// server's `Store` does for its own: `store::at_rest::close_and_wait` says why).
 impl Drop for Served {
@@ -153,14 +215,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
     let clinic_id = Uuid::now_v7();
     let report =
         seed::seed_clinic(&state.store, &SystemClock, clinic_id, "Bench clinic", 15).await?;
-    let files = tls::ensure_local_ca(dir.path())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
-    tokio::spawn(tls::serve(
-        listener,
-        tls::server_config(&files)?,
-        build_router(state.clone())?,
-    ));
+    let (url, files) = serve(&state, dir.path()).await?;
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(
@@ -187,8 +242,9 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
     let front_desk_password = password_of("frontdesk")?;
     Ok(Served {
         state,
+        location,
         db,
-        _dir: dir,
+        dir,
         url,
         ca_cert: files.ca_cert.clone(),
         client,
@@ -203,7 +259,7 @@ pub(crate) async fn served_on(database: Option<&str>) -> anyhow::Result<Served> 
 
 /// Records the clinician's sign-in on a workstation, as the app has one before it signs
 /// events for them: ingest checks each event's actor against the sign-ins on its device.
-async fn signed_in_on(
+pub(crate) async fn signed_in_on(
     state: &AppState,
     clinic: Uuid,
     device: Uuid,
@@ -224,7 +280,8 @@ async fn signed_in_on(
     Ok(())
 }
 
-fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> AuditEvent {
+/// A chart view by the served clinic's clinician on its first workstation.
+pub(crate) fn event(s: &Served, seq: u64, prev: Hash32, patient: Uuid, at_ms: i64) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
         clinic_id: s.clinic_id,
@@ -515,6 +572,24 @@ pub(crate) async fn fresh_postgres_database(admin: &str) -> anyhow::Result<Strin
     Ok(format!("{server}/{name}"))
 }
 
+/// Drops a database [`fresh_postgres_database`] made, and whatever is still connected to it.
+#[cfg(test)]
+pub(crate) async fn drop_postgres_database(admin: &str, database: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let (_, name) = database.rsplit_once('/').context("no database name")?;
+    anyhow::ensure!(
+        name.starts_with("clinicdesk_bench_"),
+        "not a bench database"
+    );
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
 /// Where a search benchmark runs: the embedded SQLite store, or a fresh database on the
 /// PostgreSQL server whose superuser URL is given.
 #[derive(Clone, Copy)]
@@ -744,60 +819,17 @@ pub fn audit_overhead_us(scale: Scale) -> anyhow::Result<Vec<Metric>> {
     })
 }
 
+/// The served clinician's first sign-in (setting up TOTP) on the first workstation: the
+/// session token.
 pub(crate) async fn login(s: &Served) -> anyhow::Result<String> {
-    let challenge: serde_json::Value = s
-        .client
-        .post(format!("{}/v1/auth/challenge", s.url))
-        .json(&json!({ "device_id": s.device_id }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let nonce = challenge["nonce"].as_str().context("nonce")?.to_owned();
-    let proof = s
-        .key
-        .sign(&login_proof_bytes(&nonce, s.device_id, "clinician"));
-    let step: LoginStep = s
-        .client
-        .post(format!("{}/v1/auth/login", s.url))
-        .json(&json!({
-            "username": "clinician",
-            "password": s.password,
-            "device_id": s.device_id,
-            "nonce": nonce,
-            "device_signature": to_hex(&proof.to_bytes()),
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    // The benchmark's clinician signs in once: the second factor is set up here.
-    let LoginStep::SetUpSecondFactor(ticket) = step else {
-        anyhow::bail!("expected a first sign-in");
+    let sign_in = crate::sign_in::SignIn {
+        client: &s.client,
+        urls: (&s.url, &s.url),
+        key: &s.key,
+        device: s.device_id,
+        username: "clinician",
+        password: &s.password,
     };
-    let post = |path: &'static str, body: serde_json::Value| {
-        s.client.post(format!("{}{path}", s.url)).json(&body).send()
-    };
-    let setup: TotpSetup = post(
-        "/v1/auth/mfa/setup/totp",
-        json!({ "ticket": ticket.ticket }),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
-    let now_secs = u64::try_from(now_ms() / 1000)?;
-    let code = TotpSecret::from_base32(setup.secret_base32.expose())?.code_at(now_secs)?;
-    let enrolled: MfaEnrolled = post(
-        "/v1/auth/mfa/setup/totp/confirm",
-        json!({ "ticket": ticket.ticket, "code": code }),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
-    let login = enrolled.session;
-    Ok(login.session_token.expose().to_owned())
+    let (_, token) = sign_in.first(&Default::default()).await?;
+    Ok(token)
 }

@@ -10,12 +10,14 @@ mod app_start;
 mod audit;
 mod cache_search;
 mod initial_sync;
+mod load;
 mod lock_latency;
 mod metrics;
 mod offline_write;
 mod provisioning;
 mod records;
 mod report;
+mod sign_in;
 
 use std::path::PathBuf;
 

@@ -75,6 +75,7 @@ pub const ALL: &[(&str, Run)] = &[
         crate::records::import_patients_per_s,
     ),
     ("seed_patients_per_s", crate::records::seed_patients_per_s),
+    ("load_", crate::load::load),
 ];
 
 fn user() -> UserInfo {
