@@ -111,6 +111,7 @@ pub async fn openapi_json() -> Json<serde_json::Value> {
 /// a client following the links (schemathesis's stateful phase) finds no target otherwise.
 pub fn spec() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    patient_request_schemas(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for response in paths
             .values_mut()
@@ -137,6 +138,110 @@ pub fn spec() -> serde_json::Value {
         }
     }
     doc
+}
+
+/// Text the server stores: no control characters, at most 200 characters
+/// (`records::text_ok`).
+const TEXT: &str = r"^[^\x00-\x1f\x7f-\x9f]{0,200}$";
+
+/// The patient fields a registration or a change may carry, with the values the server
+/// accepts (`records::validate`), so that a client generating requests from this document
+/// (schemathesis) registers patients and follows the links from them. A request-only
+/// schema: records read back may hold what older rules or an import let in, so
+/// `PatientFields` (the answers') states no more than the types. `identifiers` come from an
+/// import only. A birth date here is a date from 1900 to 2019 (days to the 28th, so every
+/// one exists); the server takes any past date from 1850.
+fn patient_fields_written() -> serde_json::Value {
+    let text = serde_json::json!({ "type": "string", "pattern": TEXT });
+    // Not blank: a character that is neither a space nor a control.
+    let some_text = serde_json::json!({
+        "type": "string",
+        "maxLength": 200,
+        "pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    });
+    let object = |properties: serde_json::Value, required: &[&str]| {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": properties,
+            "required": required,
+        })
+    };
+    let mut fields = object(
+        serde_json::json!({
+            "mrn": { "type": "string", "pattern": "^[A-Za-z0-9-]{1,32}$" },
+            "ssn": { "type": "string", "pattern": "^([0-9]{3}-[0-9]{2}-[0-9]{4})?$" },
+            "name": object(
+                serde_json::json!({ "given": text, "family": some_text, "preferred": text }),
+                &["given", "family"],
+            ),
+            "birth_date": {
+                "type": "string",
+                "pattern": "^(19[0-9]{2}|20[01][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$",
+            },
+            "gender": { "$ref": "#/components/schemas/Gender" },
+            "phone": { "type": "string", "pattern": r"^[0-9 +().-]{0,32}$" },
+            "email": {
+                "type": "string",
+                "maxLength": 200,
+                "pattern": r"^([^\x00-\x1f\x7f-\x9f@]*@[^\x00-\x1f\x7f-\x9f]*)?$",
+            },
+            "address": object(
+                serde_json::json!({
+                    "line": { "type": "array", "items": text, "maxItems": 3 },
+                    "city": text,
+                    "state": text,
+                    "postal_code": text,
+                    "country": text,
+                }),
+                &[],
+            ),
+            "language": { "type": "string", "pattern": "^[A-Za-z0-9-]{0,35}$" },
+            "emergency_contact": object(
+                serde_json::json!({ "name": text, "relationship": text, "phone": text }),
+                &[],
+            ),
+            "active": { "type": "boolean" },
+        }),
+        &[],
+    );
+    fields["description"] = "The patient fields a request may carry (one at least)".into();
+    fields["minProperties"] = 1.into();
+    fields
+}
+
+/// Points the patient registration's and change's `fields` at the request-only schemas
+/// ([`patient_fields_written`]; a registration's with `name` and `birth_date` required).
+fn patient_request_schemas(doc: &mut serde_json::Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    else {
+        return;
+    };
+    let written = patient_fields_written();
+    let mut registered = written.clone();
+    registered["required"] = serde_json::json!(["name", "birth_date"]);
+    registered["description"] = "The patient fields a registration carries".into();
+    schemas.insert("PatientFieldsWritten".into(), written);
+    schemas.insert("PatientFieldsRegistered".into(), registered);
+    if let Some(reason) = schemas
+        .get_mut("PatientUpdate")
+        .and_then(|b| b.pointer_mut("/properties/reason"))
+    {
+        *reason = serde_json::json!({ "type": "string", "pattern": TEXT });
+    }
+    for (body, fields) in [
+        ("PatientRegistration", "PatientFieldsRegistered"),
+        ("PatientUpdate", "PatientFieldsWritten"),
+    ] {
+        if let Some(property) = schemas
+            .get_mut(body)
+            .and_then(|b| b.pointer_mut("/properties/fields"))
+        {
+            *property = serde_json::json!({ "$ref": format!("#/components/schemas/{fields}") });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +296,74 @@ mod tests {
                 Some(false)
             )
         );
+    }
+
+    /// A registration's and a change's fields are the request-only schemas, which name
+    /// every patient field but the imported identifiers (a registration requiring name and
+    /// birth date), each property of a nested value too; answers keep `PatientFields`.
+    #[test]
+    fn patient_requests_state_the_values_the_server_accepts() {
+        let doc = spec();
+        let schemas = &doc["components"]["schemas"];
+        let fields_of = |body: &str| schemas[body]["properties"]["fields"]["$ref"].clone();
+        assert_eq!(
+            fields_of("PatientRegistration"),
+            "#/components/schemas/PatientFieldsRegistered"
+        );
+        assert_eq!(
+            fields_of("PatientUpdate"),
+            "#/components/schemas/PatientFieldsWritten"
+        );
+        assert_eq!(
+            schemas["PatientFieldsRegistered"]["required"],
+            serde_json::json!(["name", "birth_date"])
+        );
+        let written = &schemas["PatientFieldsWritten"]["properties"];
+        let names: Vec<&str> = written
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected: Vec<&str> = clinicdesk_protocol::wire::PatientFields::NAMES
+            .iter()
+            .copied()
+            .filter(|n| *n != "identifiers")
+            .collect();
+        expected.sort_unstable();
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, expected);
+        // Nested values name the wire's fields (an unknown one is refused).
+        for (field, wire) in [
+            (
+                "name",
+                serde_json::to_value(clinicdesk_protocol::wire::HumanName::default()),
+            ),
+            (
+                "address",
+                serde_json::to_value(clinicdesk_protocol::wire::Address::default()),
+            ),
+            (
+                "emergency_contact",
+                serde_json::to_value(clinicdesk_protocol::wire::EmergencyContact::default()),
+            ),
+        ] {
+            let mut stated: Vec<String> = written[field]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let mut actual: Vec<String> =
+                wire.unwrap().as_object().unwrap().keys().cloned().collect();
+            stated.sort_unstable();
+            actual.sort_unstable();
+            assert_eq!(stated, actual, "{field}");
+        }
+        assert!(schemas["Gender"].is_object());
+        let read = &doc["paths"]["/v1/patients/{patient_id}"]["get"]["responses"]["200"];
+        assert!(!read.to_string().contains("PatientFieldsWritten"));
     }
 
     /// Each history's answer names its schema, with the field type it carries.

@@ -20,7 +20,7 @@ use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, written};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/coverages",
-    params(("patient_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")), request_body = CoverageChange,
+    params(("patient_id" = Uuid, Path), ("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")), request_body = CoverageChange,
     responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
         (status = 403, body = ApiError), (status = 404, body = ApiError)),
@@ -61,8 +61,8 @@ pub async fn list(
 
 #[utoipa::path(patch, path = "/v1/coverages/{coverage_id}",
     params(("coverage_id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
-        ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
+        ("If-Match" = String, Header, pattern = r#"^"[0-9]{1,19}"$"#, description = "The version the change is based on, quoted"),
+        ("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = CoverageChange,
     responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError), (status = 403, body = ApiError),

@@ -21,7 +21,7 @@ use crate::http::authorize::Authenticated;
 use crate::http::extract::{Body, ChangeId, Id, IfMatch, Params, etag, written};
 use crate::state::AppState;
 
-#[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration, params(("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
+#[utoipa::path(post, path = "/v1/patients", request_body = PatientRegistration, params(("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     responses((status = 201, body = RecordWritten, headers(("ETag" = String)),
             // What a client does next with a new record: schemathesis's stateful phase follows
             // these (read it, its history, change it with the version just answered).
@@ -59,8 +59,8 @@ pub async fn register(
 
 #[utoipa::path(patch, path = "/v1/patients/{patient_id}",
     params(("patient_id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
-        ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
+        ("If-Match" = String, Header, pattern = r#"^"[0-9]{1,19}"$"#, description = "The version the change is based on, quoted"),
+        ("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = PatientUpdate,
     responses((status = 200, body = RecordWritten, headers(("ETag" = String)),
             // The same change again on the version it was based on, now stale: a `conflict`.

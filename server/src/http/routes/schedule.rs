@@ -43,7 +43,7 @@ pub async fn today(
     Ok(Served::new(list))
 }
 
-#[utoipa::path(post, path = "/v1/appointments", request_body = NewAppointment, params(("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
+#[utoipa::path(post, path = "/v1/appointments", request_body = NewAppointment, params(("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     responses((status = 201, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A field is missing or malformed (named)"),
         (status = 403, body = ApiError, description = "The role may not write the named field"),
@@ -63,8 +63,8 @@ pub async fn book(
 
 #[utoipa::path(patch, path = "/v1/appointments/{appointment_id}",
     params(("appointment_id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version the change is based on, quoted"),
-        ("Idempotency-Key" = Option<String>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
+        ("If-Match" = String, Header, pattern = r#"^"[0-9]{1,19}"$"#, description = "The version the change is based on, quoted"),
+        ("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "The change's id (a UUID): sent again, it is answered with what it stored")),
     request_body = AppointmentUpdate,
     responses((status = 200, body = RecordWritten, headers(("ETag" = String))),
         (status = 400, body = ApiError, description = "A malformed field, or a status it cannot move to"),
