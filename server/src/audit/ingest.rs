@@ -272,8 +272,8 @@ pub async fn ingest(
     let held = rollback::authentic(state.audit_key.server_keys(), &scope, device.id, upload);
 
     let clinic = scope.clinic_id();
-    let mut tx = state.store.begin_write().await?;
-    tx.lock_clinic(clinic).await?;
+    // Background work: a person's write waits behind one upload at most.
+    let mut tx = state.store.begin_background_write(clinic).await?;
 
     // What is stored of this chain, so the common case (appending past everything stored)
     // needs no lookups: nothing exists at or after `max_seq + 1`, and the link to the

@@ -212,8 +212,29 @@ pub struct Store {
     backend: Backend,
     /// On SQLite, writers of the busy paths take turns here (see [`Store::begin_write`]).
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The one place in the queue for a clinic's audit lock that background writes take
+    /// turns for (see [`Store::begin_background_write`]).
+    background: Arc<BackgroundLines>,
     /// Closes the pool when the last clone of the store goes.
     _closer: Arc<CloseOnDrop>,
+}
+
+/// Where background writes wait, one line per lock they wait for: on SQLite one for all
+/// clinics (the write turn), on PostgreSQL one per clinic (its row). A line is kept once
+/// made: one small entry per clinic this instance has taken uploads for.
+#[derive(Debug, Default)]
+struct BackgroundLines(
+    std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl BackgroundLines {
+    fn of(&self, key: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut lines = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(lines.entry(key).or_default())
+    }
 }
 
 /// Closes the store's pool, and waits, when the last clone of the [`Store`] goes
@@ -235,6 +256,7 @@ impl Store {
             pool,
             backend,
             writer: Arc::default(),
+            background: Arc::default(),
         }
     }
 }
@@ -506,6 +528,56 @@ mod tests {
         assert!(
             !wal.exists(),
             "the last connection was closed before drop returned"
+        );
+    }
+
+    /// However many background writes (audit uploads) wait for the write turn, a person's
+    /// write waiting with them goes after at most one of them.
+    #[tokio::test]
+    async fn a_persons_write_waits_behind_one_background_write_not_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = scratch_store(dir.path()).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = Arc::clone(&store.writer).lock_owned().await;
+        let write = |background: bool, a: i64| {
+            let (store, order) = (store.clone(), Arc::clone(&order));
+            tokio::spawn(async move {
+                let mut tx = if background {
+                    store.begin_background_write(Uuid::nil()).await.unwrap()
+                } else {
+                    store.begin_write().await.unwrap()
+                };
+                sqlx::query("INSERT INTO scratch (a) VALUES ($1)")
+                    .bind(a)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                order
+                    .lock()
+                    .unwrap()
+                    .push(if background { "upload" } else { "person" });
+                tx.commit().await.unwrap();
+            })
+        };
+        let mut tasks: Vec<_> = (0..10).map(|a| write(true, a)).collect();
+        // This runtime has one thread: each task runs until it waits for a lock, in turn.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        tasks.push(write(false, 100));
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.len(), 11);
+        let person = order.iter().position(|w| *w == "person").unwrap();
+        assert!(
+            person <= 1,
+            "the person's write came after {person} uploads"
         );
     }
 

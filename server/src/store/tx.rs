@@ -141,6 +141,24 @@ impl Store {
         })
     }
 
+    /// [`Store::begin_write`] for background work that a workstation sends again if it
+    /// must (an audit upload), holding the clinic's audit lock ([`WriteTx::lock_clinic`]).
+    /// Such writers wait for that lock one at a time (on SQLite for the write turn, which
+    /// all clinics share; on PostgreSQL for the clinic's row, per clinic and instance): a
+    /// person's write (a chart read's audit event, a sign-in) then waits behind at most one
+    /// upload however many workstations upload at once, where it waited behind all of
+    /// them, and one upload is always next, so the lock is never idle while uploads wait.
+    pub async fn begin_background_write(&self, clinic: Uuid) -> Result<WriteTx, ServerError> {
+        let line = match self.backend {
+            Backend::Sqlite => self.background.of(Uuid::nil()),
+            Backend::Postgres => self.background.of(clinic),
+        };
+        let _next_in_line = line.lock().await;
+        let mut tx = self.begin_write().await?;
+        tx.lock_clinic(clinic).await?;
+        Ok(tx)
+    }
+
     /// Runs `script` as one transaction that holds the clinic's audit lock, for a write
     /// that needs nothing read first (a server event written from a known tip). On SQLite,
     /// in the write turn and in one round through the driver: `BEGIN IMMEDIATE`, the
