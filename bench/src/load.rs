@@ -10,8 +10,9 @@
 //!
 //! Each figure is given at 50 workstations and at more (up to 500), so the report shows how
 //! it grows. Afterwards the store is read directly: every event a receipt acknowledged is
-//! stored exactly once, and nothing else (`LoadOutcome::faults`). The bounded smoke version
-//! runs in `cargo xtask test` (the test below): it asserts that, never a speed.
+//! stored exactly once, and nothing else, and every chart read answered has the server's
+//! audit event (`LoadOutcome::faults`). The bounded smoke version runs in `cargo xtask test`
+//! (the test below): it asserts that, never a speed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,6 +70,8 @@ pub(crate) struct LoadOutcome {
     pub(crate) read_p99_ms: f64,
     pub(crate) idle_reads: usize,
     pub(crate) reads: usize,
+    /// The server's own audit events of chart views in the clinic: one per read answered.
+    pub(crate) audited_reads: u64,
     /// Sign-ins asked to wait a moment (429) and sent again.
     pub(crate) sign_in_waits: usize,
     /// Workstations whose stored chain is not exactly what their receipts acknowledged,
@@ -190,6 +193,13 @@ pub(crate) async fn run_load(plan: &LoadPlan) -> anyhow::Result<LoadOutcome> {
     }
     let uploaded = uploaded?;
     faults.extend(stored_chains(&run, &uploaded).await?);
+    let audited_reads = audited_chart_reads(&run).await?;
+    let answered = idle_ms.len() + read_ms.len();
+    if audited_reads != answered as u64 {
+        faults.push(format!(
+            "{answered} chart reads answered, {audited_reads} recorded as views by the server"
+        ));
+    }
     let events_acknowledged: u64 = uploaded.iter().map(|u| u.acknowledged).sum();
     let mut ack_ms: Vec<f64> = uploaded.iter().flat_map(|u| u.ack_ms.clone()).collect();
     drop(second);
@@ -203,6 +213,7 @@ pub(crate) async fn run_load(plan: &LoadPlan) -> anyhow::Result<LoadOutcome> {
         read_p99_ms: p99(&mut read_ms),
         idle_reads: idle_ms.len(),
         reads: read_ms.len(),
+        audited_reads,
         sign_in_waits: run.sign_in_waits.load(Ordering::Relaxed),
         faults,
     })
@@ -435,6 +446,20 @@ async fn send_batch(run: &Run, turn: usize, body: &[u8]) -> anyhow::Result<Audit
         .await?)
 }
 
+/// The server's chart-view events in the run's clinic (its own chain is a `devices` row of
+/// kind `server`): under load as without it, no chart is shown without one.
+async fn audited_chart_reads(run: &Run) -> anyhow::Result<u64> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events e JOIN devices d ON d.id = e.device_id
+         WHERE e.clinic_id = $1 AND d.kind = 'server' AND e.action = 'view'
+           AND e.patient_id IS NOT NULL",
+    )
+    .bind(run.served.clinic_id.to_string())
+    .fetch_one(&run.served.db)
+    .await?;
+    Ok(u64::try_from(count)?)
+}
+
 /// Reads every workstation's stored chain directly: exactly the events its receipts
 /// acknowledged, once each (rows = distinct sequences = distinct ids = highest sequence =
 /// acknowledged), and no workstation's event of a workstation the run did not enroll (the server's own
@@ -505,7 +530,7 @@ pub fn load(scale: Scale) -> anyhow::Result<Vec<Metric>> {
             };
             let outcome = rt.block_on(run_load(&plan))?;
             println!(
-                "  {workstations} workstations{}: {} events, {:.0} events/s, {} uploads ({} sent again), ack p99 {:.1} ms, reads p99 {:.1} ms ({} reads) against {:.1} ms idle ({} reads), {} sign-ins asked to wait, faults: {}",
+                "  {workstations} workstations{}: {} events, {:.0} events/s, {} uploads ({} sent again), ack p99 {:.1} ms, reads p99 {:.1} ms ({} reads) against {:.1} ms idle ({} reads), {} views audited, {} sign-ins asked to wait, faults: {}",
                 if on_postgres {
                     " (PostgreSQL, two instances)"
                 } else {
@@ -520,6 +545,7 @@ pub fn load(scale: Scale) -> anyhow::Result<Vec<Metric>> {
                 outcome.reads,
                 outcome.idle_read_p99_ms,
                 outcome.idle_reads,
+                outcome.audited_reads,
                 outcome.sign_in_waits,
                 outcome.faults.len(),
             );
@@ -641,7 +667,13 @@ mod tests {
                 outcome.events_acknowledged >= 50 * BATCH,
                 "{leg}: every workstation's first batch is acknowledged: {outcome:?}"
             );
-            assert_eq!(outcome.uploads as u64 * BATCH, outcome.events_acknowledged);
+            // Every chart read answered was recorded by the server (also among the faults,
+            // named here so that a miss says which leg).
+            assert_eq!(
+                outcome.audited_reads,
+                (outcome.idle_reads + outcome.reads) as u64,
+                "{leg}: {outcome:?}"
+            );
             assert!(
                 outcome.idle_reads >= 10 && outcome.reads >= 10,
                 "{leg}: {outcome:?}"
