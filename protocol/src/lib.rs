@@ -9,6 +9,7 @@ pub mod audit;
 pub mod error;
 pub mod export;
 pub mod fhir_patient;
+pub mod fhir_records;
 pub mod merkle;
 pub mod phi;
 pub mod policy;

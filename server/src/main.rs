@@ -187,16 +187,20 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         ttl_mins: i64,
     },
-    /// Import a clinic's patients from its old system: the Patient resources of a FHIR R4
-    /// Bulk Data export (NDJSON files in a directory). Each becomes a record with its first
-    /// version and audit event; running it again changes nothing. Prints what was imported
-    /// and what was skipped and why (by resource id, never a value).
+    /// Import a clinic's records from its old system: the Patient, Practitioner, Coverage and
+    /// Appointment resources of a FHIR R4 Bulk Data export (NDJSON files in a directory).
+    /// Each patient, coverage and appointment becomes a record with its first version and
+    /// audit event; each practitioner an entry of the clinic's directory, whose
+    /// appointments come in once an admin links the entry to the clinician's account.
+    /// Running it again changes nothing (and imports what is now linked). Prints what was
+    /// imported and what was skipped and why (by resource id, never a value).
     Import {
         #[arg(long, env = "CLINICDESK_DATA_DIR")]
         data_dir: PathBuf,
         #[arg(long)]
         clinic: uuid::Uuid,
-        /// The directory holding `Patient.ndjson` (or `Patient.000.ndjson`, ...).
+        /// The directory holding `Patient.ndjson` (or `Patient.000.ndjson`, ...) and the
+        /// other types' files.
         #[arg(long)]
         fhir_ndjson: PathBuf,
         /// Print the report as JSON (for scripts and tests).
@@ -660,7 +664,7 @@ async fn run() -> anyhow::Result<()> {
             }
             let mut progress = |done: u64, total: u64| {
                 if done == total || done.is_multiple_of(50) {
-                    eprint!("\rimporting patients: {done} of {total}");
+                    eprint!("\rimporting: {done} of {total} records");
                     if done == total {
                         eprintln!();
                     }
@@ -679,13 +683,29 @@ async fn run() -> anyhow::Result<()> {
             if json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;
             } else {
+                let counts = ["Patient", "Practitioner", "Coverage", "Appointment"]
+                    .map(|kind| report.of(kind));
+                let [patients, practitioners, coverages, appointments] = counts.map(|c| c.0);
                 writeln!(
                     out,
-                    "imported {} patients; {} already imported, left unchanged; {} skipped",
-                    report.imported,
+                    "imported {patients} patients, {practitioners} practitioners (into the \
+                     directory), {coverages} coverages, {appointments} appointments; {} already \
+                     imported, left unchanged; {} skipped",
                     report.unchanged,
                     report.skipped.len()
                 )?;
+                if report
+                    .skipped
+                    .iter()
+                    .any(|s| s.reason.ends_with("not linked to an account"))
+                {
+                    writeln!(
+                        out,
+                        "  link the directory's practitioners to their accounts \
+                         (PUT /v1/practitioner-directory/{{id}}), then import again for their \
+                         appointments"
+                    )?;
+                }
                 for s in &report.skipped {
                     writeln!(out, "  skipped {}: {}", s.resource, s.reason)?;
                 }

@@ -13,7 +13,8 @@ use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
     AppointmentList, AuditAlerts, BreakGlassQueue, BreakGlassReason, CareTeam, CoverageFields,
     CoverageList, DayPatients, DeviceList, EnrollmentCodeIssued, FreeSlots, ImportJob, NewUser,
-    Patient, PatientFields, PatientHistory, PatientRecord, PractitionerList, UserList, UserSummary,
+    Patient, PatientFields, PatientHistory, PatientRecord, PractitionerDirectory, PractitionerList,
+    RecordWritten, UserList, UserSummary,
 };
 use tauri::{Emitter, Manager, State};
 use uuid::Uuid;
@@ -483,6 +484,31 @@ async fn import_job(core: State<'_, AppCore>, import_id: String) -> CommandResul
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn practitioner_directory(core: State<'_, AppCore>) -> CommandResult<PractitionerDirectory> {
+    core.0.practitioner_directory().await.map_err(api)
+}
+
+/// `user_id` empty unlinks the entry.
+#[tauri::command(rename_all = "snake_case")]
+async fn link_practitioner(
+    core: State<'_, AppCore>,
+    entry_id: String,
+    version: u64,
+    user_id: String,
+) -> CommandResult<RecordWritten> {
+    let entry = uuid_arg(&entry_id, "entry_id")?;
+    let user = if user_id.is_empty() {
+        None
+    } else {
+        Some(self::user_id(&user_id)?)
+    };
+    core.0
+        .link_practitioner(entry, version, user)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn audit_alerts(core: State<'_, AppCore>) -> CommandResult<AuditAlerts> {
     core.0.audit_alerts().await.map_err(api)
 }
@@ -655,6 +681,8 @@ pub fn run() -> Result<(), tauri::Error> {
             devices,
             start_import,
             import_job,
+            practitioner_directory,
+            link_practitioner,
             audit_alerts,
             issue_enrollment_code,
             revoke_device,

@@ -70,8 +70,9 @@ pub enum Permission {
     /// Book, reschedule, cancel and check in appointments: which fields, [`fields::FIELDS`]
     /// says.
     ManageSchedule,
-    /// Bring the clinic's patients in from its old system (a FHIR export) and follow the
-    /// job: writes records and reads none of them back (the job names source ids only).
+    /// Bring the clinic's records in from its old system (a FHIR export) and follow the
+    /// job: writes records and reads none of them back (the job names source ids only); and
+    /// link the old system's practitioners to the clinicians' accounts.
     ImportRecords,
     /// Read when a practitioner can be booked: their weekly working hours, times only (no
     /// PHI). The front desk reads every practitioner's (it also holds `ManageSchedule`); a
@@ -268,6 +269,18 @@ pub const ROUTES: &[RouteRule] = &[
     rule(
         "GET",
         "/v1/imports/{import_id}",
+        Access::Session(Permission::ImportRecords),
+    ),
+    // The old system's practitioners (workforce, not patients) and the accounts they stand
+    // for: each link is a version with its event.
+    rule(
+        "GET",
+        "/v1/practitioner-directory",
+        Access::Session(Permission::ImportRecords),
+    ),
+    rule(
+        "PUT",
+        "/v1/practitioner-directory/{entry_id}",
         Access::Session(Permission::ImportRecords),
     ),
     rule("GET", "/v1/users", Access::Session(Permission::ManageUsers)),

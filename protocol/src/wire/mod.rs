@@ -112,7 +112,10 @@ pub use devices::{
     EscrowedSecret, OfflineCopyHeld, OfflineCopyReport,
 };
 pub use health::Health;
-pub use imports::{ImportJob, ImportSkip, ImportStatus};
+pub use imports::{
+    DirectoryEntry, DirectoryLink, ImportJob, ImportSkip, ImportStatus, ImportTally,
+    PractitionerDirectory,
+};
 pub use patients::{ClinicalAccess, ClinicalSummary, Patient};
 pub use records::{
     Address, CoverageChange, CoverageFields, CoverageHistory, CoverageList, CoverageRecord,

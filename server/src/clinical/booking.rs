@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::audit::server_chain::{self, ServerEvent};
 use crate::clinical::days;
-use crate::clinical::records::{self, RecordOf, Writer, Written, text_ok};
+use crate::clinical::records::{self, Created, RecordOf, Writer, Written, text_ok};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::state::AppState;
@@ -225,29 +225,103 @@ pub async fn book(
     require_practitioner(&mut tx, content.practitioner_id.unwrap_or_default()).await?;
     require_free(&mut tx, &content, times, None).await?;
     let id = id.unwrap_or_else(Uuid::now_v7);
-    let body = encode(&content)?;
-    stored::insert(&mut tx, id, &body, &columns(&content, times.0, times.1)).await?;
+    insert_new(&mut tx, state, scope, &by, id, &content, times, BOOK_ROUTE).await?;
+    tx.commit().await?;
+    Ok(Written { id, version: 1 })
+}
+
+/// Stores a new appointment as version 1 with its `create` event, in the caller's
+/// transaction.
+#[allow(clippy::too_many_arguments)]
+async fn insert_new(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    id: Uuid,
+    content: &AppointmentFields,
+    times: (i64, i64),
+    route: &str,
+) -> Result<(), ServerError> {
+    let body = encode(content)?;
+    stored::insert(tx, id, &body, &columns(content, times.0, times.1)).await?;
     let record = RecordOf {
         resource: RESOURCE,
         id,
-        patient_id,
+        patient_id: content.patient_id.unwrap_or_default(),
     };
-    let change = RecordChange {
-        version: 1,
-        before: None,
-        after: records::content_hash(&body),
-    };
-    let event = records::change_event(
-        &by,
-        AuditAction::Create,
+    let fields = content.present();
+    let route_body = (body, route);
+    records::store_first_version(
+        tx,
+        state,
+        scope,
+        by,
         record,
-        &content.present(),
-        change,
-        BOOK_ROUTE,
+        &fields,
+        route_body,
+        String::new(),
+    )
+    .await
+}
+
+/// The id a source appointment takes in the clinic: the same on every import of it, so a
+/// second import finds it and changes nothing.
+pub fn imported_id(clinic: Uuid, source_id: &str) -> Uuid {
+    Uuid::new_v5(&clinic, format!("Appointment/{source_id}").as_bytes())
+}
+
+/// Imports a source appointment, its patient and practitioner already resolved (version 1,
+/// in its source status, with its `create` event), checked as a booking is, in the caller's
+/// transaction, which holds the clinic's lock. One that still holds the practitioner's time
+/// (booked or arrived) must not overlap another. One imported before is left as it is.
+pub async fn import_in(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    source_id: &str,
+    mut fields: AppointmentFields,
+) -> Result<Created, ServerError> {
+    let id = imported_id(scope.clinic_id(), source_id);
+    if stored::appointment(tx, id).await?.is_some() {
+        return Ok(Created::AlreadyImported(id));
+    }
+    if fields.appointment_type.as_deref().is_none_or(str::is_empty) {
+        fields.appointment_type = Some("routine".into());
+    }
+    let mut content = fields.with_defaults();
+    let times = validate(&content)?;
+    content.start = Some(
+        jiff::Timestamp::from_millisecond(times.0)
+            .map_err(|_| ServerError::BadRequest { field: "start" })?
+            .to_string(),
     );
-    records::store_version(&mut tx, state, scope, &by, event, body, String::new()).await?;
-    tx.commit().await?;
-    Ok(Written { id, version: 1 })
+    if !patients::patient_exists(tx, content.patient_id.unwrap_or_default()).await? {
+        return Err(ServerError::BadRequest {
+            field: "patient_id",
+        });
+    }
+    require_practitioner(tx, content.practitioner_id.unwrap_or_default()).await?;
+    let holds_time = matches!(
+        content.status,
+        Some(AppointmentStatus::Booked | AppointmentStatus::Arrived | AppointmentStatus::CheckedIn)
+    );
+    if holds_time {
+        require_free(tx, &content, times, None).await?;
+    }
+    insert_new(
+        tx,
+        state,
+        scope,
+        by,
+        id,
+        &content,
+        times,
+        records::IMPORT_ROUTE,
+    )
+    .await?;
+    Ok(Created::New(id))
 }
 
 /// Changes an appointment still at `based_on`: its time, practitioner, type or reason, or

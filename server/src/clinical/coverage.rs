@@ -11,7 +11,7 @@ use clinicdesk_protocol::wire::{
 };
 use uuid::Uuid;
 
-use crate::clinical::records::{self, RecordOf, Writer, Written, text_ok};
+use crate::clinical::records::{self, Created, RecordOf, Writer, Written, text_ok};
 use crate::error::ServerError;
 use crate::scope::ClinicScope;
 use crate::state::AppState;
@@ -110,30 +110,89 @@ pub async fn add(
     }
     require_patient(&mut tx, patient_id).await?;
     let id = Uuid::now_v7();
+    let reason = reason.into_inner();
+    insert_new(
+        &mut tx,
+        state,
+        scope,
+        &by,
+        (id, patient_id),
+        content,
+        ADD_ROUTE,
+        reason,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Written { id, version: 1 })
+}
+
+/// Stores a new coverage `(id, patient)` as version 1 with its `create` event, in the
+/// caller's transaction.
+#[allow(clippy::too_many_arguments)]
+async fn insert_new(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    (id, patient_id): (Uuid, Uuid),
+    content: CoverageFields,
+    route: &str,
+    reason: String,
+) -> Result<(), ServerError> {
     let body = encode(&content)?;
-    stored::insert(&mut tx, id, patient_id, &body).await?;
-    let change = RecordChange {
-        version: 1,
-        before: None,
-        after: records::content_hash(&body),
-    };
+    stored::insert(tx, id, patient_id, &body).await?;
     let record = RecordOf {
         resource: RESOURCE,
         id,
         patient_id,
     };
-    let event = records::change_event(
-        &by,
-        AuditAction::Create,
-        record,
-        &content.present(),
-        change,
-        ADD_ROUTE,
-    );
-    let reason = reason.into_inner();
-    records::store_version(&mut tx, state, scope, &by, event, body, reason).await?;
-    tx.commit().await?;
-    Ok(Written { id, version: 1 })
+    let fields = content.present();
+    records::store_first_version(tx, state, scope, by, record, &fields, (body, route), reason).await
+}
+
+/// The id a source coverage takes in the clinic: the same on every import of it, so a
+/// second import finds it and changes nothing.
+pub fn imported_id(clinic: Uuid, source_id: &str) -> Uuid {
+    Uuid::new_v5(&clinic, format!("Coverage/{source_id}").as_bytes())
+}
+
+/// Imports a source coverage of `patient_id` (version 1 with its `create` event), checked
+/// as an addition through the API is, in the caller's transaction, which holds the clinic's
+/// lock. One imported before is left as it is.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_in(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    source_id: &str,
+    patient_id: Uuid,
+    fields: CoverageFields,
+) -> Result<Created, ServerError> {
+    let id = imported_id(scope.clinic_id(), source_id);
+    if stored::coverage(tx, id).await?.is_some() {
+        return Ok(Created::AlreadyImported(id));
+    }
+    for (field, value) in [("payer", &fields.payer), ("member_id", &fields.member_id)] {
+        if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            return Err(ServerError::BadRequest { field });
+        }
+    }
+    validate(&fields)?;
+    require_patient(tx, patient_id).await?;
+    let content = fields.filled();
+    insert_new(
+        tx,
+        state,
+        scope,
+        by,
+        (id, patient_id),
+        content,
+        records::IMPORT_ROUTE,
+        String::new(),
+    )
+    .await?;
+    Ok(Created::New(id))
 }
 
 /// Changes the fields `change` carries, if the coverage is still at `based_on`.

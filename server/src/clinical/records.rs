@@ -29,7 +29,7 @@ const RESOURCE: Resource = Resource::Patient;
 const REGISTER_ROUTE: &str = "/v1/patients";
 const UPDATE_ROUTE: &str = "/v1/patients/{patient_id}";
 /// The route of an imported record's `create` event: the console command.
-const IMPORT_ROUTE: &str = "import";
+pub(crate) const IMPORT_ROUTE: &str = "import";
 
 /// Longest accepted text of any one field (a name part, a line of an address).
 const TEXT_MAX: usize = 200;
@@ -392,6 +392,28 @@ pub(crate) async fn store_version(
         .first()
         .ok_or(ServerError::Internal("no event recorded"))?;
     stored::insert_version(tx, &row).await
+}
+
+/// Records a new record's version 1 (its content `body`, holding `fields`) and its
+/// `create` event, in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn store_first_version(
+    tx: &mut ClinicTx,
+    state: &AppState,
+    scope: &ClinicScope,
+    by: &Writer<'_>,
+    record: RecordOf,
+    fields: &[&'static str],
+    (body, route): (String, &str),
+    reason: String,
+) -> Result<(), ServerError> {
+    let change = RecordChange {
+        version: 1,
+        before: None,
+        after: content_hash(&body),
+    };
+    let event = change_event(by, AuditAction::Create, record, fields, change, route);
+    store_version(tx, state, scope, by, event, body, reason).await
 }
 
 /// The version a change `event` stores, before its event has its id (nil until then).

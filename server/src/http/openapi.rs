@@ -54,6 +54,8 @@ impl Modify for SessionAuth {
         routes::clinic::set_break_glass_reviewers,
         routes::imports::start,
         routes::imports::progress,
+        routes::imports::directory,
+        routes::imports::link,
         routes::users::list,
         routes::users::create,
         routes::users::change_role,

@@ -106,6 +106,16 @@ pub fn route_defs() -> Vec<RouteDef> {
             "/v1/imports/{import_id}",
             get(routes::imports::progress),
         ),
+        def(
+            "GET",
+            "/v1/practitioner-directory",
+            get(routes::imports::directory),
+        ),
+        def(
+            "PUT",
+            "/v1/practitioner-directory/{entry_id}",
+            put(routes::imports::link),
+        ),
         def("GET", "/v1/users", get(routes::users::list)),
         def("POST", "/v1/clinics", post(routes::clinics::provision)),
         def(

@@ -38,6 +38,7 @@ pub mod care_team;
 pub mod clinics;
 pub mod coverages;
 pub mod devices;
+pub mod directory;
 pub mod enrollment;
 pub mod field_keys;
 pub mod import_jobs;

@@ -723,6 +723,10 @@ pub async fn record_versions_as_stored(
             "Coverage",
             "SELECT id, version, record FROM coverages WHERE clinic_id = $1",
         ),
+        (
+            "Practitioner",
+            "SELECT id, version, record FROM practitioner_directory WHERE clinic_id = $1",
+        ),
     ] {
         let rows = sqlx::query(sql).bind(&clinic).fetch_all(&mut **tx).await?;
         current.extend(rows.iter().map(|r| CurrentAsStored {

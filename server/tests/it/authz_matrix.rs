@@ -27,6 +27,7 @@ fn fill(path: &str, ids: &[(&str, Uuid)]) -> String {
         "coverage_id",
         "practitioner_id",
         "import_id",
+        "entry_id",
     ] {
         out = out.replace(&format!("{{{name}}}"), &Uuid::now_v7().to_string());
     }
@@ -44,7 +45,8 @@ async fn call(server: &TestServer, method: &str, path: &str, token: Option<&str>
         "POST" => client.post(url).json(&body),
         // A record's change names the version it is based on.
         "PATCH" => client.patch(url).header("If-Match", "\"0\"").json(&body),
-        "PUT" => client.put(url).json(&body),
+        // A directory link names the version it is based on too.
+        "PUT" => client.put(url).header("If-Match", "\"0\"").json(&body),
         other => panic!("method {other} not in the matrix"),
     };
     if let Some(t) = token {
@@ -147,24 +149,38 @@ async fn every_route_answers_every_role_and_state_as_the_policy_table_says() {
     .fetch_one(&server.owner_pool().await)
     .await
     .unwrap();
-    // An import job of clinic B's (an empty upload: it imports nothing).
+    // An import job of clinic B's, which puts a practitioner in its directory.
     let b_import = server
         .client()
         .post(format!("{}/v1/imports", server.url))
         .bearer_auth(b_admin.session_token.expose())
-        .body("")
+        .body(r#"{"resourceType":"Practitioner","id":"d1","name":[{"family":"Probe"}]}"#)
         .send()
         .await
         .unwrap()
         .json::<Value>()
         .await
         .unwrap();
+    let b_entry = loop {
+        let entry: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM practitioner_directory WHERE clinic_id = $1 LIMIT 1",
+        )
+        .bind(b.clinic_id.to_string())
+        .fetch_optional(&server.owner_pool().await)
+        .await
+        .unwrap();
+        match entry {
+            Some(entry) => break entry,
+            None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
     let theirs = [
         (
             "import_id",
             b_import["id"].as_str().unwrap().parse().unwrap(),
         ),
         ("practitioner_id", b_clinician.parse().unwrap()),
+        ("entry_id", b_entry.parse().unwrap()),
         ("coverage_id", b_coverage.parse().unwrap()),
         ("appointment_id", b_appointment.parse().unwrap()),
         ("patient_id", b_patient.parse().unwrap()),

@@ -985,6 +985,8 @@ pub fn acceptable_body(path: &str) -> Value {
         serde_json::json!({ "fields": { "phone": "555-0199" } })
     } else if path.starts_with("/v1/appointments/") {
         serde_json::json!({ "fields": { "reason": "Probe" } })
+    } else if path.starts_with("/v1/practitioner-directory/") {
+        serde_json::json!({ "user_id": null })
     } else {
         serde_json::json!({})
     }

@@ -66,13 +66,16 @@ async fn synthea_patients_arrive_intact_once_and_read_back_as_valid_r4() {
     let sources = sources();
 
     let first = import(&server, report.clinic_id);
-    assert_eq!(first["imported"], 120, "{first}");
-    assert_eq!(first["skipped"], serde_json::json!([]));
-    // The export's other files are named, not silently dropped.
-    assert!(
-        first["not_imported"].to_string().contains("Practitioner"),
+    assert_eq!(
+        first["by_resource"],
+        json!([
+            { "resource": "Patient", "imported": 120, "unchanged": 0 },
+            { "resource": "Practitioner", "imported": 5, "unchanged": 0 },
+        ]),
         "{first}"
     );
+    assert_eq!(first["imported"], 125, "{first}");
+    assert_eq!(first["skipped"], serde_json::json!([]));
     // Each has its first version and its `create` event, by the operator's console.
     let creates: Vec<_> = server
         .events_of("create")
@@ -91,7 +94,7 @@ async fn synthea_patients_arrive_intact_once_and_read_back_as_valid_r4() {
     let second = import(&server, report.clinic_id);
     assert_eq!(
         (second["imported"].clone(), second["unchanged"].clone()),
-        (0.into(), 120.into())
+        (0.into(), 125.into())
     );
     assert_eq!(
         server
@@ -463,4 +466,435 @@ async fn a_job_that_stops_storing_progress_is_shown_stalled() {
     assert_eq!(server.get(&path, &token).await.1["status"], "running");
     server.clock.advance_ms(2 * 60_000);
     assert_eq!(server.get(&path, &token).await.1["status"], "stalled");
+}
+
+/// `PUT /v1/practitioner-directory/{id}` with `If-Match`: its status and body.
+async fn link(
+    server: &TestServer,
+    token: &str,
+    entry: &str,
+    version: u64,
+    user: Value,
+) -> (u16, Value) {
+    let resp = server
+        .client()
+        .put(format!("{}/v1/practitioner-directory/{entry}", server.url))
+        .bearer_auth(token)
+        .header("If-Match", format!("\"{version}\""))
+        .json(&json!({ "user_id": user }))
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// A synthetic export of two patients, two practitioners, their coverages and
+/// appointments, with the lines an import must refuse and why.
+fn practice_export(dir: &Path) {
+    let write = |name: &str, lines: &[Value]| {
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        std::fs::write(dir.join(name), text.join("\n")).unwrap();
+    };
+    let patient = |id: &str, family: &str| {
+        json!({ "resourceType": "Patient", "id": id, "gender": "female",
+                "name": [{ "use": "official", "family": family, "given": ["Synthia"] }],
+                "birthDate": "1980-02-03" })
+    };
+    write(
+        "Patient.ndjson",
+        &[patient("p1", "Importova"), patient("p2", "Migrata")],
+    );
+    write(
+        "Organization.ndjson",
+        &[json!({ "resourceType": "Organization", "id": "o1", "name": "Synthetic Payer" })],
+    );
+    let practitioner = |id: &str, family: &str, npi: &str| {
+        json!({ "resourceType": "Practitioner", "id": id,
+                "identifier": [{ "system": "http://hl7.org/fhir/sid/us-npi", "value": npi }],
+                "name": [{ "family": family, "given": ["Dana"], "prefix": ["Dr."] }] })
+    };
+    write(
+        "Practitioner.000.ndjson",
+        &[
+            practitioner("d1", "Oldsys", "9999990001"),
+            practitioner("d2", "Elsewhere", "9999990002"),
+        ],
+    );
+    let coverage = |id: &str, patient: &str, status: &str| {
+        json!({ "resourceType": "Coverage", "id": id, "status": status,
+                "subscriberId": format!("SYN-{id}"),
+                "beneficiary": { "reference": format!("Patient/{patient}") },
+                "relationship": { "coding": [{ "code": "self" }] },
+                "period": { "start": "2025-01-01" },
+                "payor": [{ "display": "Synthetic Mutual" }],
+                "class": [{ "type": { "coding": [{ "code": "group" }] }, "value": "G-1" }] })
+    };
+    write(
+        "Coverage.ndjson",
+        &[
+            coverage("c1", "p1", "active"),
+            coverage("c2", "p2", "cancelled"),
+            coverage("c3", "p-unknown", "active"),
+        ],
+    );
+    let appointment = |id: &str, patient: &str, doctor: &str, status: &str, start: &str| {
+        json!({ "resourceType": "Appointment", "id": id, "status": status,
+                "appointmentType": { "coding": [{ "code": "FOLLOWUP" }] },
+                "description": "Synthetic follow-up",
+                "start": start, "minutesDuration": 20,
+                "participant": [
+                    { "actor": { "reference": format!("Patient/{patient}") }, "status": "accepted" },
+                    { "actor": { "reference": format!("Practitioner/{doctor}") }, "status": "accepted" }
+                ] })
+    };
+    write(
+        "Appointment.ndjson",
+        &[
+            appointment("a1", "p1", "d1", "booked", "2027-03-01T09:00:00Z"),
+            appointment("a2", "p2", "d1", "fulfilled", "2026-11-02T14:00:00Z"),
+            // The same time as a1, for the same practitioner.
+            appointment("a3", "p2", "d1", "booked", "2027-03-01T09:10:00Z"),
+            appointment("a4", "p1", "d2", "booked", "2027-03-02T09:00:00Z"),
+            appointment("a5", "p1", "d9", "booked", "2027-03-03T09:00:00Z"),
+            appointment("a6", "p1", "d1", "proposed", "2027-03-04T09:00:00Z"),
+        ],
+    );
+}
+
+/// The report's (imported, unchanged) of each resource type.
+fn tallies(report: &Value) -> HashMap<String, (u64, u64)> {
+    report["by_resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["resource"].as_str().unwrap().to_owned(),
+                (
+                    t["imported"].as_u64().unwrap(),
+                    t["unchanged"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn skips(report: &Value) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["resource"].as_str().unwrap().to_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A practice's move: practitioners land in the clinic's directory (not as sign-ins),
+/// coverages on their patients, and appointments once an admin has linked their
+/// practitioner to the clinician's account: a later run imports them, and a third changes
+/// nothing. Each record has its first version and `create` event, each link its version and
+/// event, what cannot be taken is named with its reason, and every record reads back as
+/// valid R4 through `$everything`.
+#[tokio::test]
+async fn practitioners_coverages_and_appointments_come_in_once_their_practitioner_is_linked() {
+    let server = TestServer::start().await;
+    let SignedIn {
+        report,
+        device,
+        login,
+    } = server.signed_in(0xC, "admin").await;
+    let admin = login.session_token.expose().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    practice_export(dir.path());
+    let clinic = report.clinic_id;
+    let users_before: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE clinic_id = $1")
+        .bind(clinic.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+
+    let (stdout, _) = run_import(&server, clinic, dir.path(), &["--json"]);
+    let first: Value = serde_json::from_str(&stdout).unwrap();
+    let counts = tallies(&first);
+    assert_eq!(counts["Patient"], (2, 0), "{first}");
+    assert_eq!(counts["Practitioner"], (2, 0), "{first}");
+    assert_eq!(counts["Coverage"], (2, 0), "{first}");
+    assert!(!counts.contains_key("Appointment"), "{first}");
+    // The export's other files are named, not silently dropped.
+    assert_eq!(first["not_imported"], json!([["Organization", 1]]));
+    let unlinked = "practitioner not linked to an account";
+    let s = |r: &str, why: &str| (r.to_owned(), why.to_owned());
+    assert_eq!(
+        skips(&first),
+        vec![
+            s("Appointment/a1", unlinked),
+            s("Appointment/a2", unlinked),
+            s("Appointment/a3", unlinked),
+            s("Appointment/a4", unlinked),
+            s("Appointment/a5", "practitioner not imported"),
+            s("Appointment/a6", "status is a request, not a booking"),
+            s("Coverage/c3", "patient not imported"),
+        ]
+    );
+    // The old system's practitioners are no sign-ins.
+    let users_after: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE clinic_id = $1")
+        .bind(clinic.to_string())
+        .fetch_one(&server.owner_pool().await)
+        .await
+        .unwrap();
+    assert_eq!(users_after, users_before);
+
+    // The admin finds them in the directory and links one to the clinician's account.
+    let (status, directory) = server.get("/v1/practitioner-directory", &admin).await;
+    assert_eq!(status, 200, "{directory}");
+    let entries = directory["entries"].as_array().unwrap();
+    let names: Vec<_> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Dr. Dana Elsewhere", "Dr. Dana Oldsys"]);
+    let d1 = entries
+        .iter()
+        .find(|e| e["source"] == "Practitioner/d1")
+        .unwrap();
+    let d2 = entries
+        .iter()
+        .find(|e| e["source"] == "Practitioner/d2")
+        .unwrap();
+    assert_eq!(
+        (d1["npi"].as_str(), d1["version"].as_u64()),
+        (Some("9999990001"), Some(1))
+    );
+    assert!(d1.get("user_id").is_none(), "{d1}");
+    let (d1_id, d2_id) = (d1["id"].as_str().unwrap(), d2["id"].as_str().unwrap());
+    let (_, users) = server.get("/v1/users", &admin).await;
+    let user_id = |name: &str| {
+        users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .map(|u| u["user_id"].clone())
+            .unwrap()
+    };
+    let clinician = user_id("clinician");
+    // Only an active clinician of the clinic stands for a practitioner.
+    let (status, body) = link(&server, &admin, d1_id, 1, user_id("frontdesk")).await;
+    assert_eq!((status, &body["field"]), (400, &json!("user_id")), "{body}");
+    let (status, body) = link(&server, &admin, d1_id, 1, clinician.clone()).await;
+    assert_eq!((status, &body["version"]), (200, &json!(2)), "{body}");
+    // On a version before it, the link is refused, naming what changed.
+    let (status, body) = link(&server, &admin, d1_id, 1, Value::Null).await;
+    assert_eq!(
+        (status, &body["fields"]),
+        (409, &json!(["user_id"])),
+        "{body}"
+    );
+    // One account stands for one entry.
+    let (status, body) = link(&server, &admin, d2_id, 1, clinician.clone()).await;
+    assert_eq!((status, &body["field"]), (409, &json!("user_id")), "{body}");
+    // Directory entries are the admin's: the front desk neither reads nor links them.
+    let front = device
+        .login(&server, "frontdesk", password_of(&report, "frontdesk"))
+        .await;
+    let front_token = front.session_token.expose().to_owned();
+    assert_eq!(
+        server
+            .get("/v1/practitioner-directory", &front_token)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        link(&server, &front_token, d2_id, 1, clinician.clone())
+            .await
+            .0,
+        403
+    );
+    // Another clinic's admin does not find this clinic's entries.
+    let other = server.signed_in(0xD, "admin").await;
+    let other_admin = other.login.session_token.expose().to_owned();
+    let (_, theirs) = server.get("/v1/practitioner-directory", &other_admin).await;
+    assert_eq!(theirs["entries"], json!([]));
+    assert_eq!(
+        link(&server, &other_admin, d2_id, 1, Value::Null).await.0,
+        404
+    );
+
+    // Again: what is now linked comes in; what was here is left as it is.
+    let (stdout, _) = run_import(&server, clinic, dir.path(), &["--json"]);
+    let second: Value = serde_json::from_str(&stdout).unwrap();
+    let counts = tallies(&second);
+    assert_eq!(counts["Patient"], (0, 2), "{second}");
+    assert_eq!(counts["Practitioner"], (0, 2), "{second}");
+    assert_eq!(counts["Coverage"], (0, 2), "{second}");
+    assert_eq!(counts["Appointment"], (2, 0), "{second}");
+    assert_eq!(
+        skips(&second),
+        vec![
+            s("Appointment/a3", "the practitioner is booked then"),
+            s("Appointment/a4", unlinked),
+            s("Appointment/a5", "practitioner not imported"),
+            s("Appointment/a6", "status is a request, not a booking"),
+            s("Coverage/c3", "patient not imported"),
+        ]
+    );
+    let (text, _) = run_import(&server, clinic, dir.path(), &[]);
+    assert!(
+        text.contains("imported 0 patients, 0 practitioners (into the directory), 0 coverages, 0 appointments; 8 already imported"),
+        "{text}"
+    );
+    assert!(text.contains("then import again"), "{text}");
+
+    // Each record has its first version and `create` event by the import; the link its own.
+    let creates = server.events_of("create").await;
+    let created = |kind: &str| {
+        creates
+            .iter()
+            .filter(|e| e.resource_type == kind && e.route == "import")
+            .count()
+    };
+    assert_eq!(
+        ["Patient", "Practitioner", "Coverage", "Appointment"].map(created),
+        [2, 2, 2, 2]
+    );
+    let links: Vec<_> = server
+        .events_of("update")
+        .await
+        .into_iter()
+        .filter(|e| e.resource_type == "Practitioner")
+        .collect();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        (
+            links[0].actor_user_id,
+            links[0].patient_id,
+            links[0].fields.clone()
+        ),
+        (login.user.user_id, None, vec!["user_id".to_owned()])
+    );
+
+    // The front desk finds them as written: the coverage on its patient, the appointments
+    // on the clinician's schedule in their source status, and each as valid R4.
+    let (_, found) = server.get("/v1/patients?q=importova", &front_token).await;
+    let p1 = found["results"][0]["id"].as_str().unwrap().to_owned();
+    let (status, bundle) = server
+        .get(&format!("/v1/fhir/Patient/{p1}/$everything"), &front_token)
+        .await;
+    assert_eq!(status, 200, "{bundle}");
+    let of_type = |kind: &str| -> Vec<Value> {
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].clone())
+            .filter(|r| r["resourceType"] == kind)
+            .collect()
+    };
+    let coverages = of_type("Coverage");
+    assert_eq!(coverages.len(), 1, "{bundle}");
+    assert_eq!(coverages[0]["subscriberId"], "SYN-c1");
+    assert_eq!(coverages[0]["payor"][0]["display"], "Synthetic Mutual");
+    assert_eq!(coverages[0]["class"][0]["value"], "G-1");
+    let appointments = of_type("Appointment");
+    assert_eq!(appointments.len(), 1, "{bundle}");
+    let a1 = &appointments[0];
+    assert_eq!(
+        (&a1["status"], &a1["minutesDuration"], &a1["description"]),
+        (&json!("booked"), &json!(20), &json!("Synthetic follow-up"))
+    );
+    assert_eq!(a1["appointmentType"]["coding"][0]["code"], "FOLLOWUP");
+    assert_eq!(
+        a1["participant"][1]["actor"]["reference"],
+        json!(format!("Practitioner/{}", clinician.as_str().unwrap()))
+    );
+    let out = validate(&bundle.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, found) = server.get("/v1/patients?q=migrata", &front_token).await;
+    let p2 = found["results"][0]["id"].as_str().unwrap().to_owned();
+    let (_, bundle) = server
+        .get(&format!("/v1/fhir/Patient/{p2}/$everything"), &front_token)
+        .await;
+    let statuses: Vec<_> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["cancelled", "fulfilled"],
+        "coverage ended, visit done"
+    );
+
+    let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
+    crate::harness::verify_trail(&server.store, &audit_key, &[])
+        .await
+        .unwrap();
+}
+
+/// The same through an admin's upload: one body of mixed lines, in any order, imported
+/// patients first; the job reports each type.
+#[tokio::test]
+async fn an_uploaded_export_of_mixed_resources_imports_each_in_its_turn() {
+    let server = TestServer::start().await;
+    let SignedIn { login, .. } = server.signed_in(0x1C, "admin").await;
+    let token = login.session_token.expose().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    practice_export(dir.path());
+    // Appointments and coverages first, as an export may list them.
+    let mut body = String::new();
+    for file in [
+        "Appointment.ndjson",
+        "Coverage.ndjson",
+        "Practitioner.000.ndjson",
+        "Patient.ndjson",
+    ] {
+        body.push_str(&std::fs::read_to_string(dir.path().join(file)).unwrap());
+        body.push('\n');
+    }
+    body.push_str("{\"resourceType\":\"Organization\",\"id\":\"o1\",\"name\":\"CANARY-Org\"}\n");
+    let (status, started) = post_import(&server, &token, &body).await;
+    assert_eq!(status, 202, "{started}");
+    let job = finished_job(&server, &token, started["id"].as_str().unwrap()).await;
+    assert_eq!(
+        job["by_resource"],
+        json!([
+            { "resource": "Patient", "imported": 2, "unchanged": 0 },
+            { "resource": "Practitioner", "imported": 2, "unchanged": 0 },
+            { "resource": "Coverage", "imported": 2, "unchanged": 0 },
+        ]),
+        "{job}"
+    );
+    assert_eq!(
+        (&job["imported"], &job["done"]),
+        (&json!(6), &json!(14)),
+        "{job}"
+    );
+    let skipped = skips(&job);
+    assert!(
+        skipped.contains(&(
+            "Appointment/a1".to_owned(),
+            "practitioner not linked to an account".to_owned()
+        )),
+        "{job}"
+    );
+    assert!(
+        skipped.contains(&("Patient/o1".to_owned(), "not a Patient resource".to_owned())),
+        "{job}"
+    );
+    assert!(!job.to_string().contains("CANARY"), "{job}");
 }

@@ -43,6 +43,7 @@ async fn owners(owner: &sqlx::AnyPool) -> HashMap<Uuid, Owned> {
          UNION ALL SELECT id, clinic_id, 'event_id' FROM audit_events
          UNION ALL SELECT id, clinic_id, 'grant_id' FROM break_glass_grants
          UNION ALL SELECT id, clinic_id, 'import_id' FROM import_jobs
+         UNION ALL SELECT id, clinic_id, 'entry_id' FROM practitioner_directory
          UNION ALL SELECT id, id, 'clinic' FROM clinics",
     )
     .fetch_all(owner)
@@ -82,7 +83,10 @@ async fn call(
             .patch(url)
             .header("If-Match", "\"0\"")
             .json(&acceptable_body(path)),
-        "PUT" => client.put(url).json(&acceptable_body(path)),
+        "PUT" => client
+            .put(url)
+            .header("If-Match", "\"1\"")
+            .json(&acceptable_body(path)),
         other => panic!("method {other}"),
     };
     let resp = rb.bearer_auth(token).send().await.unwrap();
@@ -174,6 +178,17 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
              SELECT $1, $2, id, 'done', 0, 0,
                  '{\"imported\":0,\"unchanged\":0,\"skipped\":[],\"not_imported\":[]}', 0, 0
              FROM users WHERE clinic_id = $2 AND username = 'admin'",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(report.clinic_id.to_string())
+        .execute(&owner)
+        .await
+        .unwrap();
+        // And a practitioner of its old system in its directory.
+        sqlx::query(
+            "INSERT INTO practitioner_directory (id, clinic_id, source_key, record, version)
+             VALUES ($1, $2, 'Practitioner/d1',
+                 '{\"name\":\"Dr. Probe\",\"npi\":\"\",\"active\":true,\"user_id\":null}', 1)",
         )
         .bind(Uuid::now_v7().to_string())
         .bind(report.clinic_id.to_string())
@@ -286,6 +301,7 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
             "coverage_id",
             "practitioner_id",
             "import_id",
+            "entry_id",
         ]
         .into_iter()
         .filter(|n| rule.path.contains(&format!("{{{n}}}")))
@@ -328,7 +344,9 @@ async fn two_hundred_clinics_never_see_each_others_rows() {
               + (SELECT count(*) FROM patients WHERE clinic_id <> $1 AND version <> 0)
               + (SELECT count(*) FROM record_versions WHERE clinic_id <> $1)
               + (SELECT count(*) FROM appointments WHERE clinic_id <> $1 AND version <> 0)
-              + (SELECT count(*) FROM coverages WHERE clinic_id <> $1 AND version <> 0)",
+              + (SELECT count(*) FROM coverages WHERE clinic_id <> $1 AND version <> 0)
+              + (SELECT count(*) FROM practitioner_directory
+                  WHERE clinic_id <> $1 AND (version <> 1 OR user_id IS NOT NULL))",
     )
     .bind(clinic.to_string())
     .fetch_one(&owner)

@@ -10,11 +10,11 @@ use clinicdesk_protocol::mfa::{
 use clinicdesk_protocol::wire::{
     AppointmentList, AppointmentRecord, AuditAlerts, AuditReceipt, AuditUpload, BreakGlassGrant,
     BreakGlassQueue, BreakGlassRequest, CareTeam, CareTeamAddition, ChallengeRequest,
-    ChallengeResponse, CoverageList, DayPatients, DeviceList, EnrollRequest, EnrollResponse,
-    EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, ImportJob, LoginRequest,
-    LoginResponse, NewUser, OfflineCopyReport, PasswordChange, Patient, PatientHistory,
-    PatientRecord, PatientSearchPage, PractitionerList, RecordWritten, ReviewRequest, RoleChange,
-    SyncPage, UserList, UserSummary,
+    ChallengeResponse, CoverageList, DayPatients, DeviceList, DirectoryLink, EnrollRequest,
+    EnrollResponse, EnrollmentCodeIssued, EscrowRelease, EscrowedSecret, FreeSlots, ImportJob,
+    LoginRequest, LoginResponse, NewUser, OfflineCopyReport, PasswordChange, Patient,
+    PatientHistory, PatientRecord, PatientSearchPage, PractitionerDirectory, PractitionerList,
+    RecordWritten, ReviewRequest, RoleChange, SyncPage, UserList, UserSummary,
 };
 use clinicdesk_protocol::{ApiError, ErrorCode};
 use reqwest::{Certificate, Method, RequestBuilder, tls};
@@ -262,8 +262,8 @@ impl ServerClient {
         Self::send(self.request(Method::GET, &path, Some(token))).await
     }
 
-    /// Starts importing `ndjson` (the `Patient` lines of a FHIR R4 export, at most the
-    /// server's body limit): the job as it starts.
+    /// Starts importing `ndjson` (lines of a FHIR R4 export, at most the server's body
+    /// limit): the job as it starts.
     pub async fn start_import(
         &self,
         token: &SecretString,
@@ -279,6 +279,31 @@ impl ServerClient {
     /// An import job as it goes.
     pub async fn import_job(&self, token: &SecretString, id: Uuid) -> Result<ImportJob, AppError> {
         Self::send(self.request(Method::GET, &format!("/v1/imports/{id}"), Some(token))).await
+    }
+
+    /// The old system's practitioners the imports found, and the accounts they stand for.
+    pub async fn practitioner_directory(
+        &self,
+        token: &SecretString,
+    ) -> Result<PractitionerDirectory, AppError> {
+        Self::send(self.request(Method::GET, "/v1/practitioner-directory", Some(token))).await
+    }
+
+    /// Links the directory entry (still at `based_on`) to a clinician's account, or unlinks
+    /// it.
+    pub async fn link_practitioner(
+        &self,
+        token: &SecretString,
+        entry: Uuid,
+        based_on: u64,
+        link: &DirectoryLink,
+    ) -> Result<RecordWritten, AppError> {
+        let path = format!("/v1/practitioner-directory/{entry}");
+        let rb = self
+            .request(Method::PUT, &path, Some(token))
+            .header(reqwest::header::IF_MATCH, format!("\"{based_on}\""))
+            .json(link);
+        Self::send(rb).await
     }
 
     /// One page of the patients booked from `from` to `to` (the clinic's days), after the

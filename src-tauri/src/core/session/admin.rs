@@ -1,13 +1,15 @@
 //! What an admin does from the app: the clinic's workstations (list, enrollment codes,
 //! revocation, the audit trail's tamper alerts), users (list, create, change role, deactivate, reset second factors), the
-//! import of the clinic's patients from its old system (a FHIR export) and the
+//! import of the clinic's records from its old system (a FHIR export), the directory of
+//! its practitioners linked to the clinicians' accounts, and the
 //! access review (saved as CSV: who can reach patient data, not the data itself).
 //! No PHI passes here, so nothing goes to the outbox; the server records each change on
 //! its own chain. Admin work needs the server: offline it answers `server_unreachable`.
 
 use clinicdesk_protocol::policy::Role;
 use clinicdesk_protocol::wire::{
-    AuditAlerts, DeviceList, EnrollmentCodeIssued, ImportJob, NewUser, UserList, UserSummary,
+    AuditAlerts, DeviceList, DirectoryLink, EnrollmentCodeIssued, ImportJob, NewUser,
+    PractitionerDirectory, RecordWritten, UserList, UserSummary,
 };
 use uuid::Uuid;
 
@@ -40,6 +42,28 @@ impl Core {
     pub async fn import_job(&self, id: Uuid) -> Result<ImportJob, AppError> {
         self.online_call(|c, t| async move { c.import_job(&t, id).await })
             .await
+    }
+
+    /// The old system's practitioners (workforce, not patients) and their linked accounts.
+    pub async fn practitioner_directory(&self) -> Result<PractitionerDirectory, AppError> {
+        self.online_call(|c, t| async move { c.practitioner_directory(&t).await })
+            .await
+    }
+
+    /// Links a directory entry to a clinician's account (or unlinks it), if it is still at
+    /// `based_on`; the server records the change with its event.
+    pub async fn link_practitioner(
+        &self,
+        entry: Uuid,
+        based_on: u64,
+        user_id: Option<Uuid>,
+    ) -> Result<RecordWritten, AppError> {
+        let link = DirectoryLink { user_id };
+        self.online_call(|c, t| {
+            let link = link.clone();
+            async move { c.link_practitioner(&t, entry, based_on, &link).await }
+        })
+        .await
     }
 
     pub async fn issue_enrollment_code(&self) -> Result<EnrollmentCodeIssued, AppError> {

@@ -1,12 +1,14 @@
 //! The admin's workspace, shown instead of the schedule to admins (who read no schedule):
 //! the clinic's workstations, its users, the break-glass review queue, and the import of
-//! the clinic's patients from its old system (which names source ids, never values). Admins see no
+//! the clinic's records from its old system (which names source ids, never values) with the
+//! directory of its practitioners. Admins see no
 //! patient content, so nothing here holds PHI: a break-glass grant names its patient by id.
 //!
 //! It imports nothing from the clinical side of `workspace` (schedule, chart, care team),
 //! which holds PHI, nor from `screens`; like them it reaches the core only through `bridge`.
 
 mod break_glass;
+mod directory;
 mod import;
 mod users;
 mod workstations;
@@ -46,7 +48,7 @@ pub(crate) fn AdminWorkspace() -> impl IntoView {
                 <button id="tab-break-glass" class:active=move || tab.get() == Tab::BreakGlass
                     on:click=move |_| pick(Tab::BreakGlass)>"Break-glass reviews"</button>
                 <button id="tab-import" class:active=move || tab.get() == Tab::Import
-                    on:click=move |_| pick(Tab::Import)>"Import patients"</button>
+                    on:click=move |_| pick(Tab::Import)>"Import records"</button>
             </nav>
             {move || match tab.get() {
                 Tab::Workstations => view! { <WorkstationsView/> }.into_any(),
