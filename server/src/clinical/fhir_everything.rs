@@ -214,3 +214,109 @@ pub async fn everything(
         fields,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clinicdesk_protocol::fhir_records::{appointment_from_fhir, coverage_from_fhir};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// What one clinic exports, another imports unchanged: a record read out through
+    /// `$everything` and imported elsewhere says what it said (the import resolves the
+    /// references; here they are the same ids).
+    #[test]
+    fn an_exported_coverage_and_appointment_import_again_unchanged() {
+        let patient = Uuid::from_u128(7);
+        let relationships = [
+            SubscriberRelationship::Own,
+            SubscriberRelationship::Spouse,
+            SubscriberRelationship::Child,
+            SubscriberRelationship::Parent,
+            SubscriberRelationship::Other,
+        ];
+        for (i, relationship) in relationships.into_iter().enumerate() {
+            let fields = CoverageFields {
+                payer: Some("Synthetic Mutual".into()),
+                member_id: Some(format!("SYN-{i}")),
+                group: Some(if i % 2 == 0 {
+                    "G-1".into()
+                } else {
+                    String::new()
+                }),
+                subscriber_relationship: Some(relationship),
+                period_start: Some("2025-01-01".into()),
+                period_end: Some(if i % 2 == 0 {
+                    String::new()
+                } else {
+                    "2026-12-31".into()
+                }),
+                active: Some(i % 2 == 0),
+            }
+            .filled();
+            let record = CoverageRecord {
+                id: Uuid::from_u128(1),
+                patient_id: patient,
+                version: 1,
+                fields: fields.clone(),
+            };
+            let back = coverage_from_fhir(&coverage_to_fhir(&record).unwrap()).unwrap();
+            assert_eq!(back.patient, patient.to_string());
+            assert_eq!(back.fields, fields, "{relationship:?}");
+        }
+
+        let practitioner = Uuid::from_u128(9);
+        let statuses = [
+            AppointmentStatus::Booked,
+            AppointmentStatus::Arrived,
+            AppointmentStatus::Fulfilled,
+            AppointmentStatus::Cancelled,
+            AppointmentStatus::NoShow,
+            AppointmentStatus::EnteredInError,
+        ];
+        for (i, status) in statuses.into_iter().enumerate() {
+            let cancelled = status == AppointmentStatus::Cancelled;
+            let fields = AppointmentFields {
+                patient_id: Some(patient),
+                practitioner_id: Some(practitioner),
+                start: Some("2027-03-01T14:30:00Z".into()),
+                duration_mins: Some(15 + 5 * u32::try_from(i).unwrap()),
+                appointment_type: Some(
+                    ["routine", "walkin", "checkup", "followup", "emergency"][i % 5].into(),
+                ),
+                reason: Some(if i == 0 {
+                    String::new()
+                } else {
+                    "Synthetic review".into()
+                }),
+                status: Some(status),
+                cancellation_reason: Some(if cancelled {
+                    "Synthetic clash".into()
+                } else {
+                    String::new()
+                }),
+            };
+            let record = AppointmentRecord {
+                id: Uuid::from_u128(2),
+                version: 1,
+                fields: fields.clone(),
+                encounter_id: None,
+            };
+            let exported = appointment_to_fhir(&record).unwrap();
+            let back = appointment_from_fhir(&exported).unwrap();
+            assert_eq!(
+                (back.patient.as_str(), back.practitioner.as_str()),
+                (
+                    patient.to_string().as_str(),
+                    practitioner.to_string().as_str()
+                )
+            );
+            let mut imported = back.fields;
+            imported.patient_id = Some(patient);
+            imported.practitioner_id = Some(practitioner);
+            assert_eq!(imported, fields, "{status:?}");
+        }
+    }
+}

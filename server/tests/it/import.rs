@@ -554,7 +554,13 @@ fn practice_export(dir: &Path) {
         "Appointment.ndjson",
         &[
             appointment("a1", "p1", "d1", "booked", "2027-03-01T09:00:00Z"),
-            appointment("a2", "p2", "d1", "fulfilled", "2026-11-02T14:00:00Z"),
+            // Its length given by its end (in another offset), not in minutes.
+            {
+                let mut a2 = appointment("a2", "p2", "d1", "fulfilled", "2026-11-02T14:00:00Z");
+                a2.as_object_mut().unwrap().remove("minutesDuration");
+                a2["end"] = "2026-11-02T09:45:00-05:00".into();
+                a2
+            },
             // The same time as a1, for the same practitioner.
             appointment("a3", "p2", "d1", "booked", "2027-03-01T09:10:00Z"),
             appointment("a4", "p1", "d2", "booked", "2027-03-02T09:00:00Z"),
@@ -839,6 +845,14 @@ async fn practitioners_coverages_and_appointments_come_in_once_their_practitione
         ["cancelled", "fulfilled"],
         "coverage ended, visit done"
     );
+    let visit = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Appointment")
+        .unwrap();
+    assert_eq!(visit["minutesDuration"], 45, "from its start to its end");
 
     let audit_key = PublicKey::from_hex(&device.audit_public_key).unwrap();
     crate::harness::verify_trail(&server.store, &audit_key, &[])
