@@ -548,3 +548,76 @@ async fn dropped_database_connections_fail_requests_cleanly_and_lose_no_event() 
     );
     eprintln!("{failed} requests caught by {cuts} cut connections failed cleanly");
 }
+
+/// On PostgreSQL, audit uploads wait for their clinic's row one at a time (per clinic, in
+/// each instance): a person's write waiting with ten uploads of their clinic goes after at
+/// most one of them, where PostgreSQL's own queue for the row would put it after all ten;
+/// and an upload to another clinic does not wait behind this clinic's line. (The SQLite
+/// turn has its own test, `store::tests::a_persons_write_waits_behind_one_background_write_not_all`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_write_waits_behind_one_upload_of_their_clinic_not_all() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let server = crate::harness::TestServer::start().await;
+    assert!(server.database.is_some(), "the PostgreSQL leg");
+    let (a, b) = (Uuid::from_u128(0xB1), Uuid::from_u128(0xB2));
+    server.seed(0xB1, "Clinic B1").await;
+    server.seed(0xB2, "Clinic B2").await;
+    // Clinic A's row, held from outside the server as a long write would hold it.
+    let owner = server.owner_pool().await;
+    let mut holder = owner.begin().await.unwrap();
+    sqlx::query("UPDATE clinics SET name = name WHERE id = $1")
+        .bind(a.to_string())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let write = |clinic: Uuid, background: bool| {
+        let (store, order) = (server.store.clone(), Arc::clone(&order));
+        tokio::spawn(async move {
+            let tx = if background {
+                store.begin_background_write(clinic).await.unwrap()
+            } else {
+                let mut tx = store.begin_write().await.unwrap();
+                tx.lock_clinic(clinic).await.unwrap();
+                tx
+            };
+            let who = match (clinic == a, background) {
+                (true, true) => "upload",
+                (true, false) => "person",
+                (false, _) => "other clinic's upload",
+            };
+            order.lock().unwrap().push(who);
+            tx.commit().await.unwrap();
+        })
+    };
+    let mut waiting: Vec<_> = (0..10).map(|_| write(a, true)).collect();
+    // Time for the uploads to queue; were one still on its way, it would only queue later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiting.push(write(a, false));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(30), write(b, true))
+        .await
+        .expect("another clinic's upload goes ahead while clinic A's row is held")
+        .unwrap();
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["other clinic's upload"],
+        "clinic A's writes still wait"
+    );
+
+    holder.commit().await.unwrap();
+    for task in waiting {
+        task.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 12);
+    let person = order.iter().position(|w| *w == "person").unwrap();
+    assert!(
+        person <= 2,
+        "the person's write came after {} uploads",
+        person - 1
+    );
+}
