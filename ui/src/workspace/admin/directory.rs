@@ -85,7 +85,7 @@ pub(super) fn DirectoryView(imports: ReadSignal<u32>) -> impl IntoView {
                 Some(l) => view! {
                     <table class="schedule" id="directory">
                         <thead><tr><th>"Name"</th><th>"NPI"</th><th>"Old system's id"</th>
-                            <th>"Account"</th><th></th></tr></thead>
+                            <th>"Account"</th><th>"Status"</th><th></th></tr></thead>
                         <tbody>
                             {l.entries.into_iter().map(|entry| {
                                 let options = l.clinicians.iter().map(|c| {
@@ -97,9 +97,9 @@ pub(super) fn DirectoryView(imports: ReadSignal<u32>) -> impl IntoView {
                                     }
                                 }).collect_view();
                                 let linked = entry.user_id.is_some();
-                                let choice = RwSignal::new(
-                                    entry.user_id.map(|u| u.to_string()).unwrap_or_default(),
-                                );
+                                let stored = entry.user_id.map(|u| u.to_string()).unwrap_or_default();
+                                let choice = RwSignal::new(stored.clone());
+                                let unchanged = move || choice.with(|c| *c == stored);
                                 let picker = format!("link-{}", entry.id);
                                 let row = entry.clone();
                                 view! {
@@ -114,7 +114,9 @@ pub(super) fn DirectoryView(imports: ReadSignal<u32>) -> impl IntoView {
                                                 {options}
                                             </select>
                                         </td>
-                                        <td><button class="link-entry" on:click=move |_| save(row.clone(), choice.get_untracked())>"Save"</button></td>
+                                        <td class="muted">{if linked { "Linked" } else { "Not linked" }}</td>
+                                        <td><button class="link-entry" disabled=unchanged
+                                            on:click=move |_| save(row.clone(), choice.get_untracked())>"Save"</button></td>
                                     </tr>
                                 }
                             }).collect_view()}
