@@ -76,6 +76,37 @@ pub fn referenced_id(reference: &Value, kind: &str) -> Option<String> {
     (!id.is_empty()).then(|| id.to_owned())
 }
 
+/// How a source resource names its practitioner: by the id of a `Practitioner` in the
+/// export, or by NPI (a conditional reference, `Practitioner?identifier=<NPI system>|<npi>`,
+/// as Synthea writes them, or a logical one, `{"identifier": {...}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PractitionerRef {
+    Id(String),
+    Npi(String),
+}
+
+impl PractitionerRef {
+    fn of(actor: &Value) -> Option<PractitionerRef> {
+        if let Some(id) = referenced_id(actor, "Practitioner") {
+            return Some(PractitionerRef::Id(id));
+        }
+        let by_query = actor["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("Practitioner?identifier="))
+            .and_then(|q| q.split_once('|'))
+            .filter(|(system, _)| *system == NPI_SYSTEM)
+            .map(|(_, npi)| npi.trim().to_owned());
+        let logical = || {
+            let identifier = &actor["identifier"];
+            (identifier["system"] == NPI_SYSTEM).then(|| str_of(&identifier["value"]))
+        };
+        by_query
+            .or_else(logical)
+            .filter(|npi| !npi.is_empty())
+            .map(PractitionerRef::Npi)
+    }
+}
+
 /// The first coding's code or, failing that, the concept's text.
 fn concept_code(concept: &Value) -> String {
     let code = str_of(&concept["coding"][0]["code"]);
@@ -243,7 +274,7 @@ pub const NO_REASON_GIVEN: &str = "not given in the imported record";
 pub struct SourceAppointment {
     pub id: String,
     pub patient: String,
-    pub practitioner: String,
+    pub practitioner: PractitionerRef,
     /// The source's end (an instant), for the server to make the duration of when the
     /// source gave no `minutesDuration`.
     pub end: String,
@@ -272,7 +303,10 @@ pub fn appointment_from_fhir(resource: &Value) -> Result<SourceAppointment, Skip
             .find_map(|p| referenced_id(&p["actor"], kind))
     };
     let patient = actor("Patient").ok_or(Skip::NoPatient)?;
-    let practitioner = actor("Practitioner").ok_or(Skip::NoPractitioner)?;
+    let practitioner = participants
+        .iter()
+        .find_map(|p| PractitionerRef::of(&p["actor"]))
+        .ok_or(Skip::NoPractitioner)?;
     let start = str_of(&resource["start"]);
     if start.is_empty() {
         return Err(Skip::NoStart);
@@ -361,7 +395,8 @@ mod tests {
             ]
         });
         let a = appointment_from_fhir(&source).unwrap();
-        assert_eq!((a.patient.as_str(), a.practitioner.as_str()), ("p1", "d1"));
+        assert_eq!(a.patient, "p1");
+        assert_eq!(a.practitioner, PractitionerRef::Id("d1".into()));
         assert_eq!(a.fields.duration_mins, None);
         assert_eq!(a.end, "2026-03-08T09:20:00-05:00");
         assert_eq!(a.fields.appointment_type.as_deref(), Some("followup"));
@@ -393,6 +428,23 @@ mod tests {
         let mut alone = source.clone();
         alone["participant"] = json!([{ "actor": { "reference": "Patient/p1" } }]);
         assert_eq!(appointment_from_fhir(&alone), Err(Skip::NoPractitioner));
+        // By NPI: a conditional reference (as Synthea writes them) or a logical one.
+        let npi = "9999990001";
+        for actor in [
+            json!({ "reference": format!("Practitioner?identifier={NPI_SYSTEM}|{npi}") }),
+            json!({ "identifier": { "system": NPI_SYSTEM, "value": npi } }),
+        ] {
+            let mut by_npi = source.clone();
+            by_npi["participant"] =
+                json!([{ "actor": { "reference": "Patient/p1" } }, { "actor": actor }]);
+            let a = appointment_from_fhir(&by_npi).unwrap();
+            assert_eq!(a.practitioner, PractitionerRef::Npi(npi.into()));
+        }
+        // Another system's identifier is no NPI.
+        let mut other = source.clone();
+        other["participant"] = json!([{ "actor": { "reference": "Patient/p1" } },
+            { "actor": { "reference": "Practitioner?identifier=urn:other|1" } }]);
+        assert_eq!(appointment_from_fhir(&other), Err(Skip::NoPractitioner));
     }
 
     #[test]

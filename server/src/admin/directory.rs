@@ -8,6 +8,8 @@
 use clinicdesk_protocol::audit::{AuditAction, Outcome, RecordChange};
 use clinicdesk_protocol::fhir_records::SourcePractitioner;
 use clinicdesk_protocol::wire::{DirectoryEntry, DirectoryLink, PractitionerDirectory};
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -108,6 +110,24 @@ pub async fn import_in(
     let e = event(by, AuditAction::Create, id, &fields, change, IMPORT_ROUTE);
     records::store_version(tx, state, scope, by, e, body, String::new()).await?;
     Ok(Created::New(id))
+}
+
+/// The clinic's directory by NPI: each NPI's entry's linked account (`None` while
+/// unlinked), or `Err(())` for an NPI that more than one entry carries.
+pub async fn links_by_npi(
+    tx: &mut ClinicTx,
+) -> Result<HashMap<String, Result<Option<Uuid>, ()>>, ServerError> {
+    let mut out: HashMap<String, Result<Option<Uuid>, ()>> = HashMap::new();
+    for entry in stored::all(tx).await? {
+        let c = decode(&entry.record.body)?;
+        if c.npi.is_empty() {
+            continue;
+        }
+        out.entry(c.npi)
+            .and_modify(|found| *found = Err(()))
+            .or_insert(Ok(c.user_id));
+    }
+    Ok(out)
 }
 
 /// An NPI: ten digits.

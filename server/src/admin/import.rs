@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use clinicdesk_protocol::audit::RequestSeen;
-use clinicdesk_protocol::fhir_records;
+use clinicdesk_protocol::fhir_records::{self, PractitionerRef};
 use clinicdesk_protocol::wire::{
     ImportJob, ImportSkip, ImportStatus, ImportTally, PatientFields, UserInfo,
 };
@@ -323,8 +323,9 @@ async fn other_batch(
     clinics::lock_clinic(&mut tx, scope.clinic_id())
         .await
         .map_err(server)?;
+    let mut by_npi = None;
     for line in batch {
-        let (resource, outcome) = import_one(&mut tx, state, scope, by, line).await;
+        let (resource, outcome) = import_one(&mut tx, (state, scope, by), &mut by_npi, line).await;
         let resource = resource.unwrap_or_else(|| line.place.clone());
         match outcome {
             Ok(Ok(created)) => report.count(line.kind, created),
@@ -346,11 +347,14 @@ async fn other_batch(
 /// record (or a reason it was not taken, before any write) or the write's refusal.
 type Outcome = Result<Result<Created, String>, ServerError>;
 
+/// The directory by NPI ([`directory::links_by_npi`]), read once per batch when a line
+/// names its practitioner by NPI.
+type ByNpi = Option<std::collections::HashMap<String, Result<Option<Uuid>, ()>>>;
+
 async fn import_one(
     tx: &mut ClinicTx,
-    state: &AppState,
-    scope: &ClinicScope,
-    by: &Writer<'_>,
+    (state, scope, by): (&AppState, &ClinicScope, &Writer<'_>),
+    by_npi: &mut ByNpi,
     line: &Line,
 ) -> (Option<String>, Outcome) {
     let kind = line.kind;
@@ -382,7 +386,7 @@ async fn import_one(
         },
         Kind::Appointment => match fhir_records::appointment_from_fhir(&resource) {
             Err(s) => skip(s),
-            Ok(a) => import_appointment(tx, state, scope, by, a).await,
+            Ok(a) => import_appointment(tx, (state, scope, by), by_npi, a).await,
         },
     };
     (named, outcome)
@@ -390,16 +394,34 @@ async fn import_one(
 
 async fn import_appointment(
     tx: &mut ClinicTx,
-    state: &AppState,
-    scope: &ClinicScope,
-    by: &Writer<'_>,
+    (state, scope, by): (&AppState, &ClinicScope, &Writer<'_>),
+    by_npi: &mut ByNpi,
     a: fhir_records::SourceAppointment,
 ) -> Outcome {
     let Some(patient) = patient_of(tx, &a.patient).await? else {
         return Ok(Err("patient not imported".to_owned()));
     };
-    let key = directory::source_key(&a.practitioner);
-    let practitioner = match crate::store::directory::link_of(tx, &key).await? {
+    let link = match &a.practitioner {
+        PractitionerRef::Id(id) => {
+            let key = directory::source_key(id);
+            crate::store::directory::link_of(tx, &key).await?
+        }
+        PractitionerRef::Npi(npi) => {
+            if by_npi.is_none() {
+                *by_npi = Some(directory::links_by_npi(tx).await?);
+            }
+            match by_npi.as_ref().and_then(|m| m.get(npi)) {
+                None => None,
+                Some(Ok(user)) => Some(*user),
+                Some(Err(())) => {
+                    return Ok(Err(
+                        "practitioner's NPI is on more than one entry".to_owned()
+                    ));
+                }
+            }
+        }
+    };
+    let practitioner = match link {
         None => return Ok(Err("practitioner not imported".to_owned())),
         Some(None) => return Ok(Err("practitioner not linked to an account".to_owned())),
         Some(Some(user)) => user,

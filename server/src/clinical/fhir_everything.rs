@@ -219,7 +219,9 @@ pub async fn everything(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use clinicdesk_protocol::fhir_records::{appointment_from_fhir, coverage_from_fhir};
+    use clinicdesk_protocol::fhir_records::{
+        PractitionerRef, appointment_from_fhir, coverage_from_fhir,
+    };
     use uuid::Uuid;
 
     use super::*;
@@ -306,12 +308,10 @@ mod tests {
             };
             let exported = appointment_to_fhir(&record).unwrap();
             let back = appointment_from_fhir(&exported).unwrap();
+            assert_eq!(back.patient, patient.to_string());
             assert_eq!(
-                (back.patient.as_str(), back.practitioner.as_str()),
-                (
-                    patient.to_string().as_str(),
-                    practitioner.to_string().as_str()
-                )
+                back.practitioner,
+                PractitionerRef::Id(practitioner.to_string())
             );
             let mut imported = back.fields;
             imported.patient_id = Some(patient);

@@ -566,6 +566,21 @@ fn practice_export(dir: &Path) {
             appointment("a4", "p1", "d2", "booked", "2027-03-02T09:00:00Z"),
             appointment("a5", "p1", "d9", "booked", "2027-03-03T09:00:00Z"),
             appointment("a6", "p1", "d1", "proposed", "2027-03-04T09:00:00Z"),
+            // Its practitioner named by NPI, as Synthea's exports name them.
+            {
+                let mut a7 = appointment("a7", "p2", "d1", "booked", "2027-03-05T09:00:00Z");
+                a7["participant"][1]["actor"] = json!({
+                    "reference": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999990001"
+                });
+                a7
+            },
+            {
+                let mut a8 = appointment("a8", "p2", "d1", "booked", "2027-03-06T09:00:00Z");
+                a8["participant"][1]["actor"] = json!({
+                    "identifier": { "system": "http://hl7.org/fhir/sid/us-npi", "value": "9999999999" }
+                });
+                a8
+            },
         ],
     );
 }
@@ -648,6 +663,8 @@ async fn practitioners_coverages_and_appointments_come_in_once_their_practitione
             s("Appointment/a4", unlinked),
             s("Appointment/a5", "practitioner not imported"),
             s("Appointment/a6", "status is a request, not a booking"),
+            s("Appointment/a7", unlinked),
+            s("Appointment/a8", "practitioner not imported"),
             s("Coverage/c3", "patient not imported"),
         ]
     );
@@ -743,7 +760,7 @@ async fn practitioners_coverages_and_appointments_come_in_once_their_practitione
     assert_eq!(counts["Patient"], (0, 2), "{second}");
     assert_eq!(counts["Practitioner"], (0, 2), "{second}");
     assert_eq!(counts["Coverage"], (0, 2), "{second}");
-    assert_eq!(counts["Appointment"], (2, 0), "{second}");
+    assert_eq!(counts["Appointment"], (3, 0), "{second}");
     assert_eq!(
         skips(&second),
         vec![
@@ -751,12 +768,13 @@ async fn practitioners_coverages_and_appointments_come_in_once_their_practitione
             s("Appointment/a4", unlinked),
             s("Appointment/a5", "practitioner not imported"),
             s("Appointment/a6", "status is a request, not a booking"),
+            s("Appointment/a8", "practitioner not imported"),
             s("Coverage/c3", "patient not imported"),
         ]
     );
     let (text, _) = run_import(&server, clinic, dir.path(), &[]);
     assert!(
-        text.contains("imported 0 patients, 0 practitioners (into the directory), 0 coverages, 0 appointments; 8 already imported"),
+        text.contains("imported 0 patients, 0 practitioners (into the directory), 0 coverages, 0 appointments; 9 already imported"),
         "{text}"
     );
     assert!(text.contains("then import again"), "{text}");
@@ -771,7 +789,7 @@ async fn practitioners_coverages_and_appointments_come_in_once_their_practitione
     };
     assert_eq!(
         ["Patient", "Practitioner", "Coverage", "Appointment"].map(created),
-        [2, 2, 2, 2]
+        [2, 2, 2, 3]
     );
     let links: Vec<_> = server
         .events_of("update")
@@ -842,8 +860,8 @@ async fn practitioners_coverages_and_appointments_come_in_once_their_practitione
         .collect();
     assert_eq!(
         statuses,
-        ["cancelled", "fulfilled"],
-        "coverage ended, visit done"
+        ["cancelled", "fulfilled", "booked"],
+        "coverage ended, visit done, the one booked by the practitioner's NPI ahead"
     );
     let visit = bundle["entry"]
         .as_array()
@@ -881,6 +899,24 @@ async fn an_uploaded_export_of_mixed_resources_imports_each_in_its_turn() {
         body.push('\n');
     }
     body.push_str("{\"resourceType\":\"Organization\",\"id\":\"o1\",\"name\":\"CANARY-Org\"}\n");
+    // A second entry with d2's NPI, and an appointment naming that NPI: which is meant
+    // cannot be told, so it is refused rather than guessed.
+    body.push_str(
+        &json!({ "resourceType": "Practitioner", "id": "d3", "name": [{ "family": "Twin" }],
+                 "identifier": [{ "system": "http://hl7.org/fhir/sid/us-npi", "value": "9999990002" }] })
+        .to_string(),
+    );
+    body.push('\n');
+    body.push_str(
+        &json!({ "resourceType": "Appointment", "id": "a9", "status": "booked",
+                 "start": "2027-03-09T09:00:00Z", "minutesDuration": 20,
+                 "participant": [
+                     { "actor": { "reference": "Patient/p1" } },
+                     { "actor": { "reference": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999990002" } }
+                 ] })
+        .to_string(),
+    );
+    body.push('\n');
     let (status, started) = post_import(&server, &token, &body).await;
     assert_eq!(status, 202, "{started}");
     let job = finished_job(&server, &token, started["id"].as_str().unwrap()).await;
@@ -888,14 +924,14 @@ async fn an_uploaded_export_of_mixed_resources_imports_each_in_its_turn() {
         job["by_resource"],
         json!([
             { "resource": "Patient", "imported": 2, "unchanged": 0 },
-            { "resource": "Practitioner", "imported": 2, "unchanged": 0 },
+            { "resource": "Practitioner", "imported": 3, "unchanged": 0 },
             { "resource": "Coverage", "imported": 2, "unchanged": 0 },
         ]),
         "{job}"
     );
     assert_eq!(
         (&job["imported"], &job["done"]),
-        (&json!(6), &json!(14)),
+        (&json!(7), &json!(18)),
         "{job}"
     );
     let skipped = skips(&job);
@@ -908,6 +944,13 @@ async fn an_uploaded_export_of_mixed_resources_imports_each_in_its_turn() {
     );
     assert!(
         skipped.contains(&("Patient/o1".to_owned(), "not a Patient resource".to_owned())),
+        "{job}"
+    );
+    assert!(
+        skipped.contains(&(
+            "Appointment/a9".to_owned(),
+            "practitioner's NPI is on more than one entry".to_owned()
+        )),
         "{job}"
     );
     assert!(!job.to_string().contains("CANARY"), "{job}");
