@@ -88,6 +88,13 @@ pub(crate) fn explain(e: &ApiError) -> String {
         (ErrorCode::InvalidSecondFactor, Some("security_key_unsupported")) => {
             "This security key does not support FIDO2. Use a FIDO2 key, or enter a code.".to_owned()
         }
+        // A practitioner directory link's refusals (the server's only ones naming `user_id`).
+        (ErrorCode::Conflict, Some("user_id")) => {
+            "That account already stands for another practitioner of the old system. Unlink that one first.".to_owned()
+        }
+        (ErrorCode::BadRequest, Some("user_id")) => {
+            "Only an active clinician's account can stand for a practitioner.".to_owned()
+        }
         (ErrorCode::Conflict, Some("pin")) => {
             "Your security key is not asking for a PIN right now.".to_owned()
         }
@@ -134,5 +141,18 @@ pub(crate) fn explain(e: &ApiError) -> String {
             format!("Please fill in {}.", field.replace('_', " "))
         }
         _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_directory_link_says_why_not_that_a_username_is_taken() {
+        let conflict = explain(&ApiError::with_field(ErrorCode::Conflict, "user_id"));
+        assert!(conflict.contains("another practitioner"), "{conflict}");
+        let refused = explain(&ApiError::with_field(ErrorCode::BadRequest, "user_id"));
+        assert!(refused.contains("active clinician"), "{refused}");
     }
 }
